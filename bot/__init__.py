@@ -1,0 +1,2 @@
+"""Platform adapters. Each turns platform events into `commands.types.Request`s and renders the
+`Reply`s it gets back; none touches storage or torch."""

@@ -1,0 +1,3 @@
+from bot.console.adapter import ConsoleChat
+
+__all__ = ["ConsoleChat"]

@@ -1,0 +1,216 @@
+"""The console chat: the whole bot on stdin/stdout, for people (`run_bot.py console`) and for
+scripts (`--jsonl`). It is a real adapter: it only translates lines into Requests and Replies
+into lines, like the Discord and Telegram adapters do with their events.
+
+One chat ("console") shared by every `user`. At end of input it waits until no console job is
+waiting or running and nothing is owed to the console, then returns 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from bot.console.protocol import InputError, InputLine, edit_event, human, message_event, parse_human_line, parse_json_line
+from commands.service import CommandService
+from commands.types import Attachment, Outgoing, Press, Reply, Request
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "console"
+CHAT = "console"
+EDIT_SECONDS = 0.5  # least time between edits of one status message
+
+
+class MessageIds:
+    """Bot message ids b1, b2, ... that keep counting across runs (a reply may name an old one)."""
+
+    def __init__(self, state_file: Path):
+        self.state_file = state_file
+        state_file.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._last = int(json.loads(state_file.read_text())["last_message"])
+        except (FileNotFoundError, ValueError, KeyError):
+            self._last = 0
+
+    def next(self) -> str:
+        self._last += 1
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"last_message": self._last}))
+        os.replace(tmp, self.state_file)  # saved before the id is shown, so it is never reused
+        return f"b{self._last}"
+
+
+class ConsoleChat:
+    def __init__(
+        self,
+        service: CommandService,
+        *,
+        state_dir: Path,
+        jsonl: bool = True,
+        input_stream: TextIO | None = None,
+        output_stream: TextIO | None = None,
+        poll_seconds: float = 1.0,
+    ):
+        self.service = service
+        self.jsonl = jsonl
+        self.input = input_stream or sys.stdin
+        self.output = output_stream or sys.stdout
+        self.poll_seconds = poll_seconds
+        self.ids = MessageIds(Path(state_dir) / "console-state.json")
+        self._wake = asyncio.Event()
+        self._uploads: dict[str, tuple[Attachment, ...]] = {}  # input id -> its attachments (this run)
+        self._shown: dict[str, tuple[str, float]] = {}  # status message id -> (text, when)
+
+    def wake(self) -> None:
+        """Something may be owed to the console: deliver now rather than at the next poll."""
+        self._wake.set()
+
+    # --- main loop ---------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        if not self.jsonl:
+            self._banner()
+        lines: asyncio.Queue[str | None] = asyncio.Queue()
+        _start_reader(self.input, lines, asyncio.get_running_loop())
+        deliveries = asyncio.create_task(self._deliver_forever())
+        statuses = asyncio.create_task(self._statuses_forever())
+        number = 0
+        try:
+            while (line := await lines.get()) is not None:
+                if not line.strip():
+                    continue
+                number += 1
+                await self._handle_line(f"u{number}", line)
+            while await self.service.busy(PLATFORM):  # end of input: finish what we owe
+                self._wake.clear()
+                await _wait(self._wake, self.poll_seconds)
+        finally:
+            for task in (deliveries, statuses):
+                task.cancel()
+            await asyncio.gather(deliveries, statuses, return_exceptions=True)
+        return 0
+
+    async def _handle_line(self, input_id: str, line: str) -> None:
+        try:
+            parsed = parse_json_line(line) if self.jsonl else parse_human_line(line)
+            request = self._request(input_id, parsed)
+        except InputError as error:
+            self._emit(message_event(self.ids.next(), reply_to=input_id, user=None, kind="error", text=f"Line {input_id[1:]}: {error}"))
+            return
+        for reply in await self.service.handle(request):
+            message_id = self.ids.next()
+            self._emit_reply(message_id, reply, reply_to=input_id, user=request.user_id)
+            await self.service.sent(PLATFORM, CHAT, message_id, reply)
+            if reply.kind == "status":
+                self._shown[message_id] = (reply.text, time.monotonic())
+
+    def _request(self, input_id: str, line: InputLine) -> Request:
+        attachments = tuple(_read_attachment(path) for path in line.attachments)
+        self._uploads[input_id] = attachments
+        reply_images = self._uploads.get(line.reply_to or "", ()) if line.reply_to else ()
+        return Request(
+            platform=PLATFORM,
+            user_id=line.user,
+            chat_id=CHAT,
+            user_name=line.user,
+            message_id=input_id,
+            text=line.text,
+            attachments=attachments,
+            reply_to=line.reply_to,
+            reply_to_images=reply_images,
+            press=Press(*line.press) if line.press else None,
+        )
+
+    # --- what the bot owes the console ----------------------------------------------------------
+
+    async def _deliver_forever(self) -> None:
+        while True:
+            try:
+                for item in await self.service.pending(PLATFORM):
+                    await self._deliver(item)
+            except Exception:
+                log.exception("console delivery pass failed; retrying")
+            self._wake.clear()
+            await _wait(self._wake, self.poll_seconds)
+
+    async def _deliver(self, item: Outgoing) -> None:
+        message_id = self.ids.next()
+        self._emit_reply(message_id, item.reply, reply_to=item.reply_to, user=item.user_id)
+        await self.service.delivered(PLATFORM, item, message_id)
+        self._wake.set()  # the status loop and the end-of-input wait may be waiting on this
+
+    async def _statuses_forever(self) -> None:
+        while True:
+            try:
+                for update in await self.service.status_updates(PLATFORM):
+                    text, when = self._shown.get(update.message_id, ("", 0.0))
+                    if update.text != text and time.monotonic() - when >= EDIT_SECONDS:
+                        self._emit(edit_event(update.message_id, update.text))
+                        self._shown[update.message_id] = (update.text, time.monotonic())
+            except Exception:
+                log.exception("console status pass failed; retrying")
+            await asyncio.sleep(EDIT_SECONDS)
+
+    # --- output ----------------------------------------------------------------------------------
+
+    def _emit_reply(self, message_id: str, reply: Reply, *, reply_to: str | None, user: str | None) -> None:
+        self._emit(
+            message_event(
+                message_id, reply_to=reply_to, user=user, kind=reply.kind, text=reply.text,
+                images=reply.images, actions=reply.actions, job=reply.job_id,
+            )
+        )
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        text = json.dumps(event, ensure_ascii=False) if self.jsonl else human(event)
+        self.output.write(text + "\n")
+        self.output.flush()
+
+    def _banner(self) -> None:
+        lines = [
+            "sdbot console chat. Type /help, or /imagine a red fox --steps 4.",
+            "Reply to a message: @b3 new prompt · press a button: !b3 U1 · quit: Ctrl-D (waits for your jobs) or Ctrl-C.",
+        ]
+        lines += self.service.startup_notes()
+        self.output.write("\n".join(lines) + "\n\n")
+        self.output.flush()
+
+
+def _read_attachment(path: str) -> Attachment:
+    file = Path(path).expanduser()
+    try:
+        return Attachment(file.name, file.read_bytes())
+    except OSError as error:
+        raise InputError(f"I can't read the attachment `{path}`: {error.strerror or error}.") from None
+
+
+def _start_reader(stream: TextIO, lines: asyncio.Queue[str | None], loop: asyncio.AbstractEventLoop) -> None:
+    """Read input on a daemon thread (stdin may be a file, a pipe or a terminal)."""
+
+    def put(item: str | None) -> None:
+        try:
+            loop.call_soon_threadsafe(lines.put_nowait, item)
+        except RuntimeError:  # the chat already ended
+            pass
+
+    def read() -> None:
+        for line in stream:
+            put(line)
+        put(None)
+
+    threading.Thread(target=read, name="console-input", daemon=True).start()
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> None:
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except TimeoutError:
+        pass

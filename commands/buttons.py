@@ -1,0 +1,83 @@
+"""Button presses: U<i> (image i alone), V<i> (a variation of image i), Reroll (new seed).
+
+A press names a message and an action (id or label). The message resolves to a job through the
+message refs, so buttons keep working after a restart; anyone who can see the message may press,
+and the new job belongs to whoever pressed.
+"""
+
+from __future__ import annotations
+
+from commands import render
+from commands.context import Context
+from commands.errors import UserError
+from commands.options import ImagineOptions, InitImage
+from commands.submit import submit
+from commands.types import Action, ImageFile, MessageTarget, Reply, Request
+from storage import outbox, queue
+from storage.tables import Job
+
+
+async def press(ctx: Context, request: Request) -> list[Reply]:
+    assert request.press is not None
+    async with ctx.db.transaction() as session:
+        ref = await outbox.find_ref(session, request.platform, request.chat_id, request.press.message_id)
+        if ref is None:
+            raise UserError("I don't know that message any more, so its buttons don't work. Start again with /imagine.")
+        job = await queue.get(session, ref.job_id)
+        if job is None:
+            raise UserError("The job behind that button is gone. Start again with /imagine.")
+        actions = render.actions_for(job, ref.role, ref.output_index)
+    action = _match(request.press.action, actions)
+    verb, _, number = action.id.partition(":")
+    index = int(number) - 1 if number else None
+    spec = render.spec_of(job)
+    if verb == "upscale" and index is not None:
+        return [single_image_reply(ctx, job, index)]
+    if verb == "vary" and index is not None:
+        output = job.outputs[index]
+        init = InitImage(output.blob_key, output.width, output.height)
+        opts = ImagineOptions(strength=ctx.settings.vary_strength)
+        return await submit(ctx, request, opts, init=init, base=spec, parent=(job.id, index))
+    if verb == "reroll":
+        init = InitImage(spec.init_image, spec.width, spec.height) if spec.init_image else None
+        opts = ImagineOptions(strength=spec.strength, size=None if init else (spec.width, spec.height))
+        return await submit(ctx, request, opts, init=init, base=spec, parent=(job.id, None))
+    raise UserError(f"The `{action.label}` button isn't available here.")
+
+
+def _match(wanted: str, actions: tuple[Action, ...]) -> Action:
+    key = wanted.strip().lower()
+    for action in actions:
+        if key in (action.id.lower(), action.label.lower()):
+            return action
+    if not actions:
+        raise UserError("That message has no buttons I can act on.")
+    labels = ", ".join(action.label for action in actions)
+    raise UserError(f"There's no `{wanted}` button on that message. Its buttons: {labels}.")
+
+
+def image_files(ctx: Context, job: Job, indexes: list[int] | None = None) -> tuple[ImageFile, ...]:
+    chosen = job.outputs if indexes is None else [job.outputs[i] for i in indexes]
+    return tuple(ImageFile(ctx.blobs.path(o.blob_key), o.width, o.height, o.seed, o.index) for o in chosen)
+
+
+def single_image_reply(ctx: Context, job: Job, index: int) -> Reply:
+    return Reply(
+        render.single_text(job, index),
+        kind="single",
+        images=image_files(ctx, job, [index]),
+        actions=render.actions_for(job, "single", index),
+        job_id=job.id,
+        target=MessageTarget(job.id, index, "single"),
+    )
+
+
+def result_reply(ctx: Context, job: Job) -> Reply:
+    return Reply(
+        render.result_text(job),
+        kind="result",
+        images=image_files(ctx, job),
+        actions=render.actions_for(job, "result", None),
+        job_id=job.id,
+        target=MessageTarget(job.id, None, "result"),
+    )

@@ -1,0 +1,99 @@
+"""/imagine, remix by reply, and the image a request starts from.
+
+Where the init image comes from, first match wins:
+1. an image attached to the request (`/imagine ...` as a photo caption, or with an attachment);
+2. the bot's image the request replies to (resolved through the message refs, so it works after
+   a restart); the remix inherits that job's settings unless the user overrides them;
+3. an image in the replied-to message that the adapter handed over (a person's photo).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from commands.context import Context
+from commands.errors import UserError
+from commands.images import first_image
+from commands.options import IMAGINE_FLAGS, ImagineOptions, InitImage, read_options
+from commands.parser import parse_flags
+from commands.render import spec_of
+from commands.submit import store_upload, submit
+from commands.types import Reply, Request
+from generation.spec import GenerationSpec
+from storage import outbox, queue
+from storage.tables import JobStatus
+
+
+@dataclass(frozen=True)
+class Source:
+    init: InitImage | None = None
+    upload_size: int | None = None  # set when the init image is a new upload
+    base: GenerationSpec | None = None  # the job being remixed
+    parent: tuple[int, int | None] | None = None
+
+
+async def imagine(ctx: Context, request: Request, args: str) -> list[Reply]:
+    flags = parse_flags(args, IMAGINE_FLAGS)
+    opts = read_options(
+        flags.values, ctx.settings, ctx.registry, written=flags.written, prompt=flags.text, problems=flags.problems
+    )
+    return await _submit_with_source(ctx, request, opts)
+
+
+async def imagine_structured(ctx: Context, request: Request, options: dict[str, Any]) -> list[Reply]:
+    """The same command from typed options (Discord): same checks, same messages."""
+    raw = {("no" if key == "negative" else key): value for key, value in options.items()}
+    prompt = str(raw.pop("prompt", "") or "")
+    raw.pop("command", None)
+    opts = read_options(raw, ctx.settings, ctx.registry, prompt=prompt)
+    return await _submit_with_source(ctx, request, opts)
+
+
+async def _submit_with_source(ctx: Context, request: Request, opts: ImagineOptions) -> list[Reply]:
+    source = await find_source(ctx, request)
+    return await submit(
+        ctx, request, opts, init=source.init, upload_size=source.upload_size, base=source.base, parent=source.parent
+    )
+
+
+async def find_source(ctx: Context, request: Request) -> Source:
+    attachment = first_image(request.attachments)
+    if attachment is not None:
+        init, size = store_upload(ctx, attachment)
+        return Source(init, size)
+    if request.reply_to:
+        source = await _from_bot_message(ctx, request)
+        if source is not None:
+            return source
+    attachment = first_image(request.reply_to_images)
+    if attachment is not None:
+        init, size = store_upload(ctx, attachment)
+        return Source(init, size)
+    return Source()
+
+
+async def _from_bot_message(ctx: Context, request: Request) -> Source | None:
+    assert request.reply_to is not None
+    async with ctx.db.transaction() as session:
+        ref = await outbox.find_ref(session, request.platform, request.chat_id, request.reply_to)
+        if ref is None:
+            return None
+        job = await queue.get(session, ref.job_id)
+        if job is None:
+            return None
+        if job.status in JobStatus.ACTIVE:
+            raise UserError(f"Job {job.id} isn't finished yet. Wait for its picture, then reply to that.")
+        if job.status != JobStatus.SUCCEEDED or not job.outputs:
+            return None  # a failure or cancellation note: nothing to remix, treat as plain text
+        index = ref.output_index
+        if index is None:
+            if len(job.outputs) > 1:
+                count = len(job.outputs)
+                raise UserError(
+                    f"That message has {count} images. Press U1–U{count} to pick one, then reply to it."
+                )
+            index = 0
+        output = job.outputs[index]
+        init = InitImage(output.blob_key, output.width, output.height)
+        return Source(init=init, base=spec_of(job), parent=(job.id, index))

@@ -1,0 +1,361 @@
+"""Checking what a user asked for, and turning it into a GenerationSpec.
+
+One path for every platform: text flags (`commands.parser`) and structured options (Discord's
+typed slash-command options) both arrive here as a mapping of canonical names to raw values.
+Every bound comes from the settings; out of bounds is an error that names the limit, never a
+silent clamp. Sizes the bot derives itself (from an aspect ratio or an init image) are fitted to
+the limits, and the reply says so.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from commands.errors import UserError
+from config import ModelRegistry, Settings
+from generation.samplers import find_sampler, sampler_names
+from generation.spec import GenerationSpec
+
+# accepted spelling -> canonical name
+IMAGINE_FLAGS = {
+    "no": "no", "neg": "no", "negative": "no",
+    "ar": "ar", "aspect": "ar",
+    "size": "size",
+    "seed": "seed",
+    "steps": "steps",
+    "cfg": "cfg", "cfg-scale": "cfg", "scale": "cfg",
+    "sampler": "sampler",
+    "n": "n", "batch": "n",
+    "model": "model",
+    "strength": "strength", "denoise": "strength",
+}  # fmt: skip
+SETTINGS_KEYS = ("model", "size", "ar", "steps", "cfg", "sampler", "no", "n")
+SETTINGS_FLAGS = {k: v for k, v in IMAGINE_FLAGS.items() if v in SETTINGS_KEYS}
+MAX_ASPECT = 4.0  # widest --ar accepted, either way (4:1 .. 1:4)
+MAX_SEED = 2**32 - 1
+_SIZE = re.compile(r"^\s*(\d+)\s*[x×X*]\s*(\d+)\s*$")
+_RATIO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)\s*$")
+
+
+@dataclass(frozen=True)
+class ImagineOptions:
+    """Checked options. None means "not given": defaults are applied by `build_spec`."""
+
+    prompt: str = ""
+    negative: str | None = None
+    size: tuple[int, int] | None = None
+    ar: tuple[float, float] | None = None
+    seed: int | None = None  # -1 was turned into None (random)
+    steps: int | None = None
+    cfg: float | None = None
+    sampler: str | None = None  # canonical A1111 name
+    n: int | None = None
+    model: str | None = None  # registry display name
+    strength: float | None = None
+
+
+@dataclass(frozen=True)
+class InitImage:
+    blob_key: str
+    width: int
+    height: int
+
+
+def read_options(
+    raw: Mapping[str, Any],
+    settings: Settings,
+    registry: ModelRegistry,
+    *,
+    written: Mapping[str, str] | None = None,
+    prompt: str = "",
+    problems: list[str] | None = None,
+) -> ImagineOptions:
+    """Check every value in `raw` (canonical names). Collects all problems, with any found
+    earlier (`problems`, e.g. unknown flags), into one UserError."""
+    checker = _Checker(settings, registry, written or {})
+    checker.problems.extend(problems or [])
+    values: dict[str, Any] = {"prompt": prompt.strip()}
+    for key, value in raw.items():
+        if value is None:
+            continue
+        method = getattr(checker, f"_{key}", None)
+        if method is None:
+            checker.problems.append(f"Unknown option `{key}`.")
+            continue
+        values[key if key != "no" else "negative"] = method(value)
+    if "size" in values and "ar" in values and values["size"] and values["ar"]:
+        checker.problems.append("Use either `--ar` or `--size`, not both.")
+    if len(values["prompt"]) > settings.max_prompt_chars:
+        checker.problems.append(
+            f"The prompt is {len(values['prompt'])} characters; the limit is {settings.max_prompt_chars}. Shorten it."
+        )
+    negative = values.get("negative")
+    if negative and len(negative) > settings.max_prompt_chars:
+        checker.problems.append(f"The negative prompt is longer than {settings.max_prompt_chars} characters.")
+    if checker.problems:
+        raise UserError(*checker.problems)
+    values = {k: v for k, v in values.items() if v is not _INVALID}
+    return ImagineOptions(**values)
+
+
+_INVALID = object()
+
+
+class _Checker:
+    def __init__(self, settings: Settings, registry: ModelRegistry, written: Mapping[str, str]):
+        self.s = settings
+        self.registry = registry
+        self.written = written
+        self.problems: list[str] = []
+
+    def flag(self, key: str) -> str:
+        return self.written.get(key, f"--{key}")
+
+    def _missing(self, key: str, example: str) -> object:
+        self.problems.append(f"`{self.flag(key)}` needs a value, e.g. `{self.flag(key)} {example}`.")
+        return _INVALID
+
+    def _number(self, key: str, value: Any, kind: type, low: float, high: float, example: str) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return self._missing(key, example)
+        what = "a whole number" if kind is int else "a number"
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            number = kind(value.strip() if isinstance(value, str) else value)
+            if kind is float and not math.isfinite(number):
+                raise ValueError
+            if kind is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError
+        except (TypeError, ValueError):
+            self.problems.append(f"`{self.flag(key)}` must be {what} from {low:g} to {high:g}; you wrote `{value}`.")
+            return _INVALID
+        if not low <= number <= high:
+            self.problems.append(f"`{self.flag(key)} {value}` is out of bounds: use {low:g} to {high:g}.")
+            return _INVALID
+        return number
+
+    def _steps(self, value: Any) -> Any:
+        return self._number("steps", value, int, 1, self.s.max_steps, "30")
+
+    def _cfg(self, value: Any) -> Any:
+        return self._number("cfg", value, float, self.s.min_cfg, self.s.max_cfg, "7")
+
+    def _n(self, value: Any) -> Any:
+        return self._number("n", value, int, 1, self.s.max_batch, "4")
+
+    def _strength(self, value: Any) -> Any:
+        if isinstance(value, str) and value.strip() and _is_number(value) and float(value) <= 0:
+            self.problems.append(f"`{self.flag('strength')}` must be above 0 and at most 1; you wrote `{value}`.")
+            return _INVALID
+        return self._number("strength", value, float, 0.01, 1, "0.6")
+
+    def _seed(self, value: Any) -> Any:
+        seed = self._number("seed", value, int, -1, MAX_SEED, "42")
+        return None if seed == -1 else seed
+
+    def _no(self, value: Any) -> Any:
+        text = str(value).strip()
+        return text if text else self._missing("no", "blurry, text")
+
+    def _sampler(self, value: Any) -> Any:
+        text = str(value).strip()
+        if not text:
+            return self._missing("sampler", "euler_a")
+        sampler = find_sampler(text)
+        if sampler is None:
+            self.problems.append(f"Unknown sampler `{text}`. Samplers: {', '.join(sampler_names())}.")
+            return _INVALID
+        return sampler.name
+
+    def _model(self, value: Any) -> Any:
+        text = str(value).strip()
+        if not text:
+            return self._missing("model", self.registry.default.display_name)
+        entry = self.registry.get(text)
+        if entry is None:
+            self.problems.append(f"Unknown model `{text}`. Models: {', '.join(self.registry.names())}.")
+            return _INVALID
+        return entry.display_name
+
+    def _size(self, value: Any) -> Any:
+        text = str(value).strip()
+        if not text:
+            return self._missing("size", "768x512")
+        match = _SIZE.match(text)
+        if not match:
+            self.problems.append(f"`{self.flag('size')}` must look like `768x512` (width x height); you wrote `{text}`.")
+            return _INVALID
+        width, height = int(match[1]), int(match[2])
+        problems = size_problems(width, height, self.s)
+        if problems:
+            self.problems.extend(problems)
+            return _INVALID
+        return (width, height)
+
+    def _ar(self, value: Any) -> Any:
+        text = str(value).strip()
+        if not text:
+            return self._missing("ar", "3:2")
+        match = _RATIO.match(text)
+        if not match or float(match[1]) <= 0 or float(match[2]) <= 0:
+            self.problems.append(f"`{self.flag('ar')}` must look like `3:2` (width:height); you wrote `{text}`.")
+            return _INVALID
+        a, b = float(match[1]), float(match[2])
+        if max(a / b, b / a) > MAX_ASPECT:
+            self.problems.append(f"`{self.flag('ar')} {text}` is too extreme: use ratios from 1:4 to 4:1.")
+            return _INVALID
+        return (a, b)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def size_problems(width: int, height: int, s: Settings) -> list[str]:
+    if min(width, height) < s.min_side or max(width, height) > s.max_side:
+        return [f"Each side must be from {s.min_side} to {s.max_side} pixels; you asked for {width}x{height}."]
+    problems = []
+    if width % 8 or height % 8:
+        near = f"{_round8(width)}x{_round8(height)}"
+        problems.append(f"Width and height must be multiples of 8 ({width}x{height} is not); try `{near}`.")
+    if width * height > s.max_pixels:
+        problems.append(
+            f"{width}x{height} is {width * height:,} pixels; the limit is {s.max_pixels:,} "
+            f"(e.g. {int(math.sqrt(s.max_pixels)) // 8 * 8}x{int(math.sqrt(s.max_pixels)) // 8 * 8})."
+        )
+    return problems
+
+
+def _round8(value: float) -> int:
+    return max(8, int(round(value / 8)) * 8)
+
+
+def fit_size(width: float, height: float, target_area: int, s: Settings) -> tuple[int, int]:
+    """Scale (width, height) to about `target_area` pixels within the limits, sides multiples of 8."""
+    area = min(target_area, s.max_pixels)
+    scale = math.sqrt(area / (width * height))
+    w, h = width * scale, height * scale
+    # keep within side limits, then round down to multiples of 8 so the pixel limit still holds
+    shrink = min(1.0, s.max_side / max(w, h))
+    grow = max(1.0, s.min_side / min(w, h))
+    w, h = w * shrink * grow, h * shrink * grow
+    w8, h8 = max(s.min_side, int(w) // 8 * 8), max(s.min_side, int(h) // 8 * 8)
+    while w8 * h8 > s.max_pixels and max(w8, h8) > s.min_side:
+        if w8 >= h8:
+            w8 -= 8
+        else:
+            h8 -= 8
+    return w8, h8
+
+
+def new_seed() -> int:
+    return secrets.randbelow(MAX_SEED + 1)
+
+
+def build_spec(
+    opts: ImagineOptions,
+    *,
+    settings: Settings,
+    registry: ModelRegistry,
+    user_defaults: Mapping[str, Any],
+    init: InitImage | None = None,
+    base: GenerationSpec | None = None,
+) -> tuple[GenerationSpec, list[str]]:
+    """Resolve defaults: the user's options, then `base` (the job being remixed or rerolled),
+    then the user's /settings, then the model's and the bot's defaults. Returns notes to show."""
+    defaults = user_options(user_defaults, settings, registry)
+    notes: list[str] = []
+
+    def pick(name: str, fallback: Any) -> Any:
+        for source in (opts, base_options(base), defaults):
+            value = getattr(source, name, None) if source is not None else None
+            if value is not None:
+                return value
+        return fallback
+
+    model = registry.get(pick("model", None)) or registry.default
+    native = model.native_size
+
+    if opts.size:
+        width, height = opts.size
+    elif opts.ar:
+        width, height = fit_size(opts.ar[0], opts.ar[1], native * native, settings)
+    elif init is not None:
+        width, height = init.width, init.height
+        if size_problems(width, height, settings) or width * height > native * native * 4:
+            target = min(width * height, native * native)
+            width, height = fit_size(init.width, init.height, target, settings)
+            notes.append(f"Your {init.width}x{init.height} image is drawn at {width}x{height}.")
+    elif base is not None:
+        width, height = base.width, base.height
+    elif defaults.size:
+        width, height = defaults.size
+    elif defaults.ar:
+        width, height = fit_size(defaults.ar[0], defaults.ar[1], native * native, settings)
+    else:
+        width, height = fit_size(native, native, native * native, settings)
+
+    steps = pick("steps", settings.default_steps)
+    strength = None
+    if init is not None:
+        strength = opts.strength if opts.strength is not None else settings.default_strength
+        if int(steps * strength) < 1:
+            need = math.ceil(1 / strength)
+            raise UserError(
+                f"With strength {strength:g} and {steps} steps no denoising step would run: "
+                f"use at least {need} steps or a higher `--strength`."
+            )
+    elif opts.strength is not None:
+        raise UserError("`--strength` needs an image: attach one, or reply to an image with your prompt.")
+
+    spec = GenerationSpec(
+        kind="img2img" if init is not None else "txt2img",
+        prompt=opts.prompt or (base.prompt if base else ""),
+        negative_prompt=pick("negative", None) or "",
+        model=model.display_name,
+        width=width,
+        height=height,
+        steps=steps,
+        cfg=pick("cfg", settings.default_cfg),
+        sampler=pick("sampler", None) or find_sampler(settings.default_sampler).name,  # type: ignore[union-attr]
+        seed=opts.seed if opts.seed is not None else new_seed(),
+        n=pick("n", settings.default_n),
+        strength=strength,
+        init_image=init.blob_key if init else None,
+    )
+    if not spec.prompt:
+        raise UserError("Tell me what to draw, e.g. `/imagine a red fox in the snow --ar 3:2`.")
+    return spec, notes
+
+
+def base_options(base: GenerationSpec | None) -> ImagineOptions | None:
+    if base is None:
+        return None
+    return ImagineOptions(
+        negative=base.negative_prompt or None, steps=base.steps, cfg=base.cfg, sampler=base.sampler,
+        n=base.n, model=base.model,
+    )
+
+
+def user_options(stored: Mapping[str, Any], settings: Settings, registry: ModelRegistry) -> ImagineOptions:
+    """A user's saved /settings, checked against today's limits (an admin may have lowered them)."""
+    if not stored:
+        return ImagineOptions()
+    try:
+        return read_options({k: v for k, v in stored.items() if k in SETTINGS_KEYS}, settings, registry)
+    except UserError as error:
+        raise UserError(
+            *[f"{problem} (from your /settings; change it with `/settings` or clear it with `/settings reset`)"
+              for problem in error.problems]
+        ) from None
+

@@ -1,0 +1,156 @@
+"""CommandService: the one entry point adapters use.
+
+    replies = await service.handle(request)      # a message, a command, a reply, a button press
+    await service.sent(platform, chat, message_id, reply)     # after sending each reply
+    for item in await service.pending(platform):              # results owed to this platform
+        ...send...; await service.delivered(platform, item, message_id)
+    await service.status_updates(platform)                    # live text for status messages
+
+Bad input becomes one polite reply (kind "error", ephemeral); an unexpected error becomes an
+apology with a reference id and a log line, never a traceback in chat.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+
+from commands import account, buttons, render
+from commands.context import Context
+from commands.errors import UserError
+from commands.help import show_help
+from commands.imagine import imagine, imagine_structured
+from commands.parser import split_command
+from commands.types import Outgoing, Reply, Request, StatusUpdate
+from storage import outbox, queue
+from storage.tables import User
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Context, Request, str], Awaitable[list[Reply]]]
+COMMANDS: dict[str, Handler] = {
+    "imagine": imagine,
+    "help": show_help,
+    "start": show_help,  # Telegram sends /start when a chat with the bot opens
+    "settings": account.settings,
+    "queue": account.queue_status,
+    "cancel": account.cancel,
+    "history": account.history,
+    "info": account.info,
+}
+
+
+class CommandService:
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    # --- incoming --------------------------------------------------------------------------
+
+    async def handle(self, request: Request) -> list[Reply]:
+        try:
+            return await self._dispatch(request)
+        except UserError as error:
+            return [Reply(error.message, kind="error", ephemeral=True)]
+        except Exception:
+            ref = secrets.token_hex(3)
+            log.exception("request failed (ref %s): platform=%s user=%s", ref, request.platform, request.user_id)
+            return [
+                Reply(
+                    f"Sorry, something went wrong on my side (ref {ref}). Nothing was queued; please try again.",
+                    kind="error",
+                    ephemeral=True,
+                )
+            ]
+
+    async def _dispatch(self, request: Request) -> list[Reply]:
+        if request.press is not None:
+            return await buttons.press(self.ctx, request)
+        if request.options is not None:
+            name = str(request.options.get("command", "imagine"))
+            if name == "imagine":
+                return await imagine_structured(self.ctx, request, request.options)
+            args = str(request.options.get("args", "") or "")
+            return await self._command(request, name, args)
+        command = split_command(request.text or "")
+        if command.name is None:
+            if not command.args and not request.attachments:
+                return []  # nothing to act on (a sticker, an empty caption)
+            return await imagine(self.ctx, request, command.args)  # plain text is a prompt
+        return await self._command(request, command.name, command.args)
+
+    async def _command(self, request: Request, name: str, args: str) -> list[Reply]:
+        handler = COMMANDS.get(name)
+        if handler is None:
+            known = ", ".join(f"/{n}" for n in COMMANDS if n != "start")
+            raise UserError(f"I don't know `/{name}`. Commands: {known}. `/help` explains them.")
+        return await handler(self.ctx, request, args)
+
+    # --- what adapters report back ------------------------------------------------------------
+
+    async def sent(self, platform: str, chat_id: str, message_id: str, reply: Reply) -> None:
+        """Record that `reply` went out as `message_id`, so replies and buttons on it resolve."""
+        if reply.target is None:
+            return
+        async with self.ctx.db.transaction() as session:
+            await outbox.record_ref(
+                session, platform, chat_id, message_id, reply.target.job_id, reply.target.output_index, reply.target.role
+            )
+
+    async def pending(self, platform: str, limit: int = 20) -> list[Outgoing]:
+        """Results and failure notes owed to chats on `platform`, oldest first."""
+        items: list[Outgoing] = []
+        async with self.ctx.db.transaction() as session:
+            for delivery, job in await outbox.pending(session, platform, limit):
+                status = await outbox.status_message(session, job.id)
+                owner = await session.get(User, job.user_id)
+                if delivery.kind == "result":
+                    reply = buttons.result_reply(self.ctx, job)
+                else:
+                    reply = Reply(render.failure_text(job), kind="failure", job_id=job.id)
+                items.append(
+                    Outgoing(
+                        delivery_id=delivery.id,
+                        chat_id=delivery.chat_id,
+                        reply=reply,
+                        reply_to=job.source_message_id,
+                        status_message_id=status.message_id if status else None,
+                        user_id=owner.platform_user_id if owner else "",
+                    )
+                )
+        return items
+
+    async def delivered(self, platform: str, item: Outgoing, message_id: str) -> None:
+        async with self.ctx.db.transaction() as session:
+            await outbox.mark_sent(session, item.delivery_id, message_id)
+            target = item.reply.target
+            if target is not None:
+                await outbox.record_ref(
+                    session, platform, item.chat_id, message_id, target.job_id, target.output_index, target.role
+                )
+
+    async def delivery_failed(self, item: Outgoing, error: str) -> bool:
+        """Count a failed send. Returns True when the delivery was given up after many tries."""
+        async with self.ctx.db.transaction() as session:
+            gave_up = await outbox.mark_attempt_failed(session, item.delivery_id, error)
+        if gave_up:
+            log.error("gave up delivering job %s to %s: %s", item.reply.job_id, item.chat_id, error)
+        return gave_up
+
+    async def status_updates(self, platform: str) -> list[StatusUpdate]:
+        """The current text of every status message of this platform's waiting or running jobs.
+        Adapters compare with what they last showed and edit at their platform's pace."""
+        updates = []
+        async with self.ctx.db.transaction() as session:
+            for ref, job in await outbox.active_status_messages(session, platform):
+                text = render.status_text(job, await queue.position(session, job))
+                updates.append(StatusUpdate(ref.chat_id, ref.message_id, job.id, text))
+        return updates
+
+    async def busy(self, platform: str) -> bool:
+        """Whether this platform still has jobs waiting or running, or results not yet sent."""
+        async with self.ctx.db.transaction() as session:
+            return await queue.active_on_platform(session, platform) > 0 or await outbox.has_pending(session, platform)
+
+    def startup_notes(self) -> list[str]:
+        return [render.TINY_NOTE] if any(entry.kind == "tiny" for entry in self.ctx.registry) else []

@@ -1,0 +1,70 @@
+"""Turning checked options into a queued job: the one place jobs are created.
+
+The user row, the queue-limit check and the job row are written in one transaction; the user
+hears "queued" only after it commits. Uploads are written to the blob store first (content-
+addressed, so a rolled-back request leaves at most an unreferenced file).
+"""
+
+from __future__ import annotations
+
+from commands import render
+from commands.context import Context
+from commands.errors import UserError
+from commands.images import decode_upload
+from commands.options import ImagineOptions, InitImage, build_spec
+from commands.types import Attachment, MessageTarget, Reply, Request
+from generation.spec import GenerationSpec
+from storage import queue, users
+
+
+def store_upload(ctx: Context, attachment: Attachment) -> tuple[InitImage, int]:
+    """Decode, check and store an uploaded image. Returns it and its PNG size in bytes."""
+    decoded = decode_upload(
+        attachment, max_bytes=ctx.settings.max_upload_bytes, max_pixels=ctx.settings.max_upload_pixels
+    )
+    key = ctx.blobs.put(decoded.png, "png")
+    return InitImage(key, decoded.width, decoded.height), len(decoded.png)
+
+
+async def submit(
+    ctx: Context,
+    request: Request,
+    opts: ImagineOptions,
+    *,
+    init: InitImage | None = None,
+    upload_size: int | None = None,
+    base: GenerationSpec | None = None,
+    parent: tuple[int, int | None] | None = None,
+) -> list[Reply]:
+    async with ctx.db.transaction() as session:
+        user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
+        spec, notes = build_spec(
+            opts, settings=ctx.settings, registry=ctx.registry, user_defaults=user.settings, init=init, base=base
+        )
+        limit = ctx.settings.max_queued_jobs_per_user
+        if not ctx.is_admin(request.platform, request.user_id):
+            active = await queue.active_count(session, user.id)
+            if active >= limit:
+                raise UserError(
+                    f"You already have {active} jobs waiting or running (the limit is {limit}). "
+                    "Wait for one to finish, or stop one with `/cancel`."
+                )
+        if init is not None and upload_size is not None:
+            await queue.record_blob(session, init.blob_key, upload_size, "image/png", init.width, init.height)
+        job = await queue.enqueue(
+            session,
+            user_id=user.id,
+            platform=request.platform,
+            chat_id=request.chat_id,
+            source_message_id=request.message_id,
+            kind=spec.kind,
+            model=spec.model,
+            batch_key=spec.batch_key(),
+            params=spec.model_dump(mode="json"),
+            max_attempts=ctx.settings.max_attempts,
+            parent_id=parent[0] if parent else None,
+            parent_output_index=parent[1] if parent else None,
+        )
+        text = render.queued_text(job, await queue.position(session, job), notes)
+    ctx.on_enqueue()
+    return [Reply(text, kind="status", job_id=job.id, target=MessageTarget(job.id, None, "status"))]

@@ -1,0 +1,112 @@
+"""What adapters hand the command layer (Request) and what they get back (Reply).
+
+Adapters translate platform events into a Request, call `CommandService.handle`, and render each
+Reply: text, images, and actions (buttons). Action ids are stable strings (`upscale:1`, `vary:2`,
+`reroll`) that resolve through the message they are attached to, so a button keeps working after
+a restart as long as the adapter reports the message id it sent (`CommandService.sent`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file a user sent (or the image in a message they replied to)."""
+
+    filename: str
+    data: bytes
+    content_type: str | None = None
+
+
+@dataclass(frozen=True)
+class Press:
+    """A button press: the message the button is under, and the action's id or label."""
+
+    message_id: str
+    action: str
+
+
+@dataclass(frozen=True)
+class Request:
+    platform: str
+    user_id: str
+    chat_id: str
+    user_name: str | None = None
+    message_id: str | None = None  # this message, when it is one (results reply to it)
+    text: str | None = None
+    # Structured form of a command (Discord's typed options): {"command": "imagine", "prompt": ...}.
+    options: dict[str, Any] | None = None
+    attachments: tuple[Attachment, ...] = ()
+    reply_to: str | None = None  # the platform message this one replies to
+    reply_to_images: tuple[Attachment, ...] = ()  # images in that message, when the adapter has them
+    press: Press | None = None
+    is_private_chat: bool = True
+
+
+@dataclass(frozen=True)
+class Action:
+    id: str
+    label: str
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    path: Path  # absolute path of a PNG with A1111 parameters
+    width: int
+    height: int
+    seed: int
+    index: int  # 0-based position in its job
+
+    @property
+    def filename(self) -> str:
+        return f"sdbot-{self.seed}.png"
+
+
+ReplyKind = Literal["text", "error", "status", "result", "single", "failure"]
+
+
+@dataclass(frozen=True)
+class MessageTarget:
+    """What a sent message shows; recorded so that replies and buttons on it resolve."""
+
+    job_id: int
+    output_index: int | None  # None: the whole job (a batch, or a status message)
+    role: Literal["status", "result", "single"]
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    kind: ReplyKind = "text"
+    images: tuple[ImageFile, ...] = ()
+    actions: tuple[Action, ...] = ()
+    job_id: int | None = None
+    # Only the asker should see it, where the platform can do that (Discord ephemeral).
+    ephemeral: bool = False
+    target: MessageTarget | None = None
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A delivery the adapter owes a chat: send `reply` there, then call `CommandService.delivered`."""
+
+    delivery_id: int
+    chat_id: str
+    reply: Reply
+    reply_to: str | None  # the user's message that asked for it
+    status_message_id: str | None  # the status message it replaces, if one was sent
+    user_id: str  # whom to mention where the platform needs it
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """New text for a status message of a job still waiting or running."""
+
+    chat_id: str
+    message_id: str
+    job_id: int
+    text: str

@@ -1,0 +1,109 @@
+"""The model registry: which models a user may pick with `--model NAME`, and where each comes from.
+
+This module is torch-free: the command layer validates `--model` and picks default sizes from it
+without loading anything. The engine (`generation/loader.py`) turns an entry into a pipeline.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+TINY = "tiny"
+SourceKind = Literal["tiny", "file", "folder", "hub"]
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
+
+
+class ModelEntry(BaseModel):
+    """One model. `source` is a Hub id, a diffusers folder, a single-file checkpoint, or `tiny`."""
+
+    source: str
+    name: str | None = None
+    config: str | None = Field(
+        None,
+        description="Single files only: a diffusers folder or Hub id holding the component configs, "
+        "so that loading needs no network.",
+    )
+    size: int | None = Field(None, description="Native side in pixels (default: guessed from the source).")
+    description: str = ""
+
+    @property
+    def kind(self) -> SourceKind:
+        return source_kind(self.source)
+
+    @property
+    def display_name(self) -> str:
+        return self.name or default_name(self.source)
+
+    @property
+    def native_size(self) -> int:
+        if self.size:
+            return self.size
+        if self.kind == "tiny":
+            return 64
+        lowered = self.source.lower()
+        if "xl" in lowered:
+            return 1024
+        if re.search(r"(stable-diffusion-2|sd-?2|v2-)", lowered):
+            return 768
+        return 512
+
+
+def source_kind(source: str) -> SourceKind:
+    if source == TINY:
+        return "tiny"
+    if source.lower().endswith(SINGLE_FILE_SUFFIXES):
+        return "file"
+    looks_like_path = source.startswith(("/", ".", "~")) or Path(source).expanduser().exists()
+    if looks_like_path or source.count("/") != 1:
+        return "folder"
+    return "hub"
+
+
+def default_name(source: str) -> str:
+    """`org/model` -> `model`; `/x/y/model.safetensors` -> `model`; folders -> their last part."""
+    if source == TINY:
+        return TINY
+    stem = Path(source.rstrip("/")).name
+    for suffix in SINGLE_FILE_SUFFIXES:
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+    return stem or source
+
+
+class ModelRegistry:
+    """Named models, the first being the default. Names match case-insensitively."""
+
+    def __init__(self, entries: list[ModelEntry]):
+        if not entries:
+            raise ValueError("the model registry needs at least one model")
+        self._entries: dict[str, ModelEntry] = {}
+        for entry in entries:
+            key = entry.display_name.lower()
+            if key in self._entries:
+                raise ValueError(f"two models are named {entry.display_name!r}; give one a `name`")
+            self._entries[key] = entry
+        self.default = entries[0]
+
+    @classmethod
+    def from_settings(cls, default_source: str, named: dict[str, ModelEntry]) -> ModelRegistry:
+        entries = [ModelEntry(source=default_source)]
+        for name, entry in named.items():
+            if entry.source == default_source:
+                continue
+            entries.append(entry.model_copy(update={"name": entry.name or name}))
+        return cls(entries)
+
+    def get(self, name: str | None) -> ModelEntry | None:
+        if name is None:
+            return self.default
+        return self._entries.get(name.strip().lower())
+
+    def names(self) -> list[str]:
+        return [entry.display_name for entry in self._entries.values()]
+
+    def __iter__(self):
+        return iter(self._entries.values())

@@ -1,0 +1,144 @@
+"""sdbot settings: `SDBOT_*` environment variables, a `.env` file, and an optional TOML file.
+
+Precedence, highest first: arguments to `Settings(...)`, environment, `.env`, the TOML file
+(`SDBOT_CONFIG`, default `./sdbot.toml` when it exists), the defaults below. Every field is
+documented in the README's configuration table; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from config.models import ModelEntry, ModelRegistry
+
+DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get("SDBOT_CONFIG", "sdbot.toml"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SDBOT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- models and hardware -------------------------------------------------------------
+    model: str = Field(
+        DEFAULT_MODEL,
+        description="Default model: a Hub id, a diffusers folder, a single-file .safetensors, or `tiny`.",
+    )
+    models: dict[str, ModelEntry] = Field(
+        default_factory=dict, description="Further named models (TOML `[models.NAME]` or JSON)."
+    )
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    max_loaded_models: int = Field(1, ge=1, description="Pipelines kept in memory at once.")
+
+    # --- storage -------------------------------------------------------------------------
+    data_dir: Path = Path("data")
+    database_url: str | None = Field(None, description="Default: SQLite file <data_dir>/sdbot.db.")
+    models_dir: Path | None = Field(None, description="Default: <data_dir>/models (the tiny model lives here).")
+
+    # --- people --------------------------------------------------------------------------
+    admin_ids: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated `platform:user` or bare user ids."
+    )
+
+    # --- limits: out of bounds is an error the user sees, never a silent clamp ---------------
+    max_steps: int = Field(100, ge=1)
+    max_pixels: int = Field(1024 * 1024, ge=64 * 64, description="Largest width x height of an image.")
+    max_side: int = Field(2048, ge=64)
+    min_side: int = Field(64, ge=8)
+    max_batch: int = Field(4, ge=1, le=16)
+    min_cfg: float = 1.0
+    max_cfg: float = 30.0
+    max_prompt_chars: int = Field(1500, ge=10)
+    max_queued_jobs_per_user: int = Field(5, ge=1)
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    max_upload_pixels: int = Field(40_000_000, ge=64 * 64, description="Pillow decompression-bomb limit.")
+
+    # --- defaults a user can change with /settings ---------------------------------------------
+    default_steps: int = Field(25, ge=1)
+    default_cfg: float = 7.0
+    default_sampler: str = "DPM++ 2M Karras"
+    default_n: int = Field(1, ge=1)
+    default_strength: float = Field(0.75, gt=0, le=1, description="img2img / remix denoising strength.")
+    vary_strength: float = Field(0.6, gt=0, le=1, description="Denoising strength of V1..Vn.")
+
+    # --- queue and worker --------------------------------------------------------------------
+    lease_seconds: float = Field(30.0, gt=0, description="A running job's lease; renewed every third of it.")
+    max_attempts: int = Field(3, ge=1, description="Runs of a job (crashes included) before it fails.")
+    poll_seconds: float = Field(1.0, gt=0, description="Queue/outbox polling when nothing wakes us sooner.")
+    progress_seconds: float = Field(1.0, gt=0, description="Least time between progress writes.")
+
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_config_file())
+        return (init_settings, env_settings, dotenv_settings, toml, file_secret_settings)
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.min_side > self.max_side:
+            raise ValueError("SDBOT_MIN_SIDE must not exceed SDBOT_MAX_SIDE")
+        if self.min_cfg > self.max_cfg:
+            raise ValueError("SDBOT_MIN_CFG must not exceed SDBOT_MAX_CFG")
+        if self.default_steps > self.max_steps:
+            raise ValueError("SDBOT_DEFAULT_STEPS must not exceed SDBOT_MAX_STEPS")
+        if self.default_n > self.max_batch:
+            raise ValueError("SDBOT_DEFAULT_N must not exceed SDBOT_MAX_BATCH")
+        if not self.min_cfg <= self.default_cfg <= self.max_cfg:
+            raise ValueError("SDBOT_DEFAULT_CFG must lie between SDBOT_MIN_CFG and SDBOT_MAX_CFG")
+        return self
+
+    # --- derived values ------------------------------------------------------------------------
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'sdbot.db').resolve()}"
+
+    @property
+    def resolved_models_dir(self) -> Path:
+        return (self.models_dir or self.data_dir / "models").resolve()
+
+    @property
+    def blobs_dir(self) -> Path:
+        return (self.data_dir / "blobs").resolve()
+
+    def registry(self) -> ModelRegistry:
+        return ModelRegistry.from_settings(self.model, self.models)
+
+    def is_admin(self, platform: str, user_id: str) -> bool:
+        return f"{platform}:{user_id}" in self.admin_ids or user_id in self.admin_ids
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)

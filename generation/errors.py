@@ -1,0 +1,19 @@
+"""Engine errors the worker turns into job outcomes. Torch-free."""
+
+from __future__ import annotations
+
+
+class JobCancelled(Exception):
+    """Raised from the step callback when the job should stop (a user's /cancel, or shutdown)."""
+
+
+class EngineUserError(Exception):
+    """A failure the user (or admin) can act on; its message is shown as is and not retried."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class ModelLoadError(EngineUserError):
+    """A model could not be loaded. The message says why and how to fix it."""

@@ -1,0 +1,74 @@
+"""A1111's `parameters` text: written into every PNG and shown by /info. Torch-free.
+
+Format (AUTOMATIC1111's infotext, which Civitai, A1111 and ComfyUI readers understand):
+
+    a red fox
+    Negative prompt: blurry
+    Steps: 4, Sampler: Euler, CFG scale: 7, Seed: 42, Size: 64x64, Model: tiny, Version: sdbot 0.1.0
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from generation.spec import GenerationSpec
+
+VERSION = "sdbot 0.1.0"
+_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+
+
+def _quote(value: object) -> str:
+    text = str(value)
+    if not any(ch in text for ch in ",\n:\""):
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+def infotext(spec: GenerationSpec, seed: int, *, job_id: int | None = None, model_hash: str | None = None) -> str:
+    """The `parameters` text for one image of `spec`, drawn with `seed`."""
+    fields: list[tuple[str, object]] = [
+        ("Steps", spec.steps),
+        ("Sampler", spec.sampler),
+        ("CFG scale", _number(spec.cfg)),
+        ("Seed", seed),
+        ("Size", f"{spec.width}x{spec.height}"),
+    ]
+    if model_hash:
+        fields.append(("Model hash", model_hash))
+    fields.append(("Model", spec.model))
+    if spec.kind == "img2img" and spec.strength is not None:
+        fields.append(("Denoising strength", _number(spec.strength)))
+    if job_id is not None:
+        fields.append(("Job", job_id))
+    fields.append(("Version", VERSION))
+    lines = [spec.prompt]
+    if spec.negative_prompt:
+        lines.append(f"Negative prompt: {spec.negative_prompt}")
+    lines.append(", ".join(f"{key}: {_quote(value)}" for key, value in fields))
+    return "\n".join(lines)
+
+
+def parse_infotext(text: str) -> dict[str, str]:
+    """Read A1111 parameters back: {'Prompt', 'Negative prompt', 'Steps', 'Seed', ...}."""
+    *head, last = text.strip().split("\n")
+    if len(_PARAM.findall(last)) < 3:  # no settings line: all of it is prompt
+        head, last = [*head, last], ""
+    prompt_lines: list[str] = []
+    negative_lines: list[str] = []
+    target = prompt_lines
+    for line in head:
+        if line.startswith("Negative prompt:"):
+            target = negative_lines
+            line = line[len("Negative prompt:") :].lstrip()
+        target.append(line)
+    result = {"Prompt": "\n".join(prompt_lines), "Negative prompt": "\n".join(negative_lines)}
+    for key, value in _PARAM.findall(last):
+        if value.startswith('"') and value.endswith('"'):
+            value = json.loads(value)
+        result[key.strip()] = value
+    return result

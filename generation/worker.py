@@ -1,0 +1,236 @@
+"""The worker: claims jobs from the queue and runs them on the engine, one at a time per GPU.
+
+Like an arq worker: a small context, plain async functions, explicit limits. For each job:
+- claim it (lease + attempt counter), preferring the model already loaded;
+- run the engine in the one engine thread (torch never runs on the event loop);
+- meanwhile heartbeat: renew the lease and store progress every `progress_seconds`, and pass a
+  user's /cancel (or our own shutdown) to the engine, which stops between steps;
+- write the PNGs to the blob store, then complete the job with a compare-and-set on its attempt,
+  in one transaction with its outbox row.
+
+A worker that dies mid-job is harmless: its lease runs out and the job runs again (up to
+`max_attempts`). On start, jobs leased by dead processes on this host are taken back at once,
+rather than after their lease, so a restart after a crash resumes without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from generation.engine import Engine, RenderedImage
+from generation.errors import EngineUserError, JobCancelled
+from generation.spec import GenerationSpec
+from storage import queue
+from storage.blobs import BlobStore
+from storage.db import Database
+from storage.queue import LeaseLost, OutputRecord
+from storage.tables import Job
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerLimits:
+    lease_seconds: float = 30.0
+    progress_seconds: float = 1.0
+    poll_seconds: float = 1.0
+
+
+def make_owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_is_dead_here(owner: str) -> bool:
+    """True only when `owner` was a process on this host that no longer exists."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False  # an earlier worker in this process: its lease will run out normally
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class _Progress:
+    def __init__(self) -> None:
+        self.step = 0
+        self.total = 0
+
+    def update(self, step: int, total: int) -> None:  # called from the engine thread
+        self.step, self.total = step, total
+
+
+class Worker:
+    def __init__(
+        self,
+        db: Database,
+        engine: Engine,
+        blobs: BlobStore,
+        limits: WorkerLimits,
+        *,
+        on_finished: Callable[[], None] = lambda: None,
+        owner: str | None = None,
+    ):
+        self.db = db
+        self.engine = engine
+        self.blobs = blobs
+        self.limits = limits
+        self.on_finished = on_finished
+        self.owner = owner or make_owner_id()
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sdbot-engine")
+        self._wake = asyncio.Event()
+        self._shutdown = threading.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until `stop` is set. A job in progress at stop is handed back to the queue."""
+        await self.recover_dead_local_jobs()
+        log.info("worker %s started", self.owner)
+        stopper = asyncio.create_task(self._relay_stop(stop))
+        try:
+            while not stop.is_set():
+                if not await self.run_once():
+                    self._wake.clear()
+                    await _wait_any(stop, self._wake, timeout=self.limits.poll_seconds)
+        finally:
+            stopper.cancel()
+            self.executor.shutdown(wait=True)
+            log.info("worker %s stopped", self.owner)
+
+    async def _relay_stop(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._shutdown.set()  # the engine thread checks this between steps
+
+    async def recover_dead_local_jobs(self) -> None:
+        async with self.db.transaction() as session:
+            dead = [owner for owner in await queue.running_owners(session) if owner_is_dead_here(owner)]
+            if dead:
+                jobs = await queue.reap_expired(session, owners=dead)
+                log.warning("took back %d job(s) from dead worker(s) %s", len(jobs), ", ".join(dead))
+
+    async def run_once(self) -> bool:
+        """Claim and run one job. Returns False when the queue had nothing for us."""
+        async with self.db.transaction() as session:
+            jobs = await queue.claim(session, self.owner, self.limits.lease_seconds, prefer_model=self.engine.loaded_model)
+        if not jobs:
+            return False
+        await self.execute(jobs[0])
+        return True
+
+    async def execute(self, job: Job) -> None:
+        attempt = job.attempt
+        spec = GenerationSpec.model_validate(job.params)
+        progress = _Progress()
+        cancel = threading.Event()
+        lease_lost = threading.Event()
+        beat = asyncio.create_task(self._heartbeat(job, attempt, progress, cancel, lease_lost))
+        started = time.perf_counter()
+        log.info("job %s attempt %s: %s %dx%d x%d, %d steps", job.id, attempt, spec.kind, spec.width, spec.height, spec.n, spec.steps)
+        outcome = "failed"
+        try:
+            images = await asyncio.get_running_loop().run_in_executor(
+                self.executor,
+                lambda: self.engine.run(
+                    spec,
+                    job_id=job.id,
+                    on_progress=progress.update,
+                    should_stop=lambda: cancel.is_set() or self._shutdown.is_set() or lease_lost.is_set(),
+                ),
+            )
+            outputs = await asyncio.to_thread(self._store, images)
+            async with self.db.transaction() as session:
+                await queue.complete(session, job, attempt, owner=self.owner, outputs=outputs, run_seconds=time.perf_counter() - started)
+            outcome = "succeeded"
+        except JobCancelled:
+            outcome = await self._stopped(job, attempt, lease_lost, cancel)
+        except EngineUserError as error:
+            await self._end(queue.fail, job, attempt, error.message)
+        except LeaseLost:
+            outcome = "lease lost"
+        except Exception as error:
+            log.exception("job %s attempt %s failed", job.id, attempt)
+            message = f"an internal error stopped it ({type(error).__name__}: {error})"[:500]
+            outcome = await self._end(queue.retry_or_fail, job, attempt, message) or outcome
+        finally:
+            beat.cancel()
+        log.info("job %s attempt %s: %s in %.2f s", job.id, attempt, outcome, time.perf_counter() - started)
+        self.on_finished()
+
+    async def _stopped(self, job: Job, attempt: int, lease_lost: threading.Event, cancel: threading.Event) -> str:
+        if lease_lost.is_set():
+            return "lease lost"
+        if cancel.is_set():
+            await self._end(queue.finish_cancelled, job, attempt)
+            return "cancelled"
+        await self._end(queue.release, job, attempt)  # our own shutdown: back to the queue, attempt not counted
+        return "handed back"
+
+    async def _end(self, action, job: Job, attempt: int, *args):  # type: ignore[no-untyped-def]
+        try:
+            async with self.db.transaction() as session:
+                return await action(session, job, attempt, self.owner, *args)
+        except LeaseLost:
+            log.warning("job %s: lease lost before it could be closed", job.id)
+            return None
+
+    def _store(self, images: list[RenderedImage]) -> list[OutputRecord]:
+        return [
+            OutputRecord(
+                index=image.index,
+                seed=image.seed,
+                blob_key=self.blobs.put(image.png, "png"),
+                width=image.width,
+                height=image.height,
+                parameters=image.parameters,
+                size=len(image.png),
+            )
+            for image in images
+        ]
+
+    async def _heartbeat(
+        self, job: Job, attempt: int, progress: _Progress, cancel: threading.Event, lease_lost: threading.Event
+    ) -> None:
+        interval = min(self.limits.progress_seconds, self.limits.lease_seconds / 3)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with self.db.transaction() as session:
+                    answer = await queue.heartbeat(
+                        session, job.id, attempt, self.owner, self.limits.lease_seconds, progress.step, progress.total
+                    )
+            except LeaseLost:
+                log.warning("job %s attempt %s: lease lost; stopping it", job.id, attempt)
+                lease_lost.set()
+                return
+            except Exception:
+                log.exception("job %s: heartbeat failed; retrying", job.id)
+                continue
+            if answer == "cancel":
+                cancel.set()
+
+
+async def _wait_any(*events_and_timeout: asyncio.Event, timeout: float) -> None:
+    waiters = [asyncio.create_task(event.wait()) for event in events_and_timeout]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

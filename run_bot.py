@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""sdbot's entry point: the one place that wires things together.
+
+    python run_bot.py console [--jsonl] [--no-worker]   the console chat (people, or scripts)
+    python run_bot.py serve [--no-worker]               the Discord/Telegram adapters
+    python run_bot.py worker                            only a GPU worker (multi-machine mode)
+
+Order: settings -> database (migrated) -> blob store -> command service -> worker -> adapters ->
+scheduler. Only the worker imports torch; `--no-worker` processes start without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from pydantic import ValidationError
+
+from commands.context import Context
+from commands.render import TINY_NOTE
+from commands.service import CommandService
+from config import Settings, load_settings
+from generation.samplers import find_sampler, sampler_names
+from storage import queue
+from storage.blobs import LocalBlobStore
+from storage.db import Database
+
+log = logging.getLogger("sdbot")
+
+
+@dataclass
+class Core:
+    settings: Settings
+    db: Database
+    ctx: Context
+    service: CommandService
+    wake_adapters: list[Callable[[], None]] = field(default_factory=list)
+
+    def adapters_wake(self) -> None:
+        for wake in self.wake_adapters:
+            wake()
+
+
+async def build_core(settings: Settings) -> Core:
+    if find_sampler(settings.default_sampler) is None:
+        raise SystemExit(f"SDBOT_DEFAULT_SAMPLER={settings.default_sampler!r} is not a sampler: {', '.join(sampler_names())}")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url)
+    await db.migrate()
+    ctx = Context(db=db, blobs=LocalBlobStore(settings.blobs_dir), settings=settings, registry=settings.registry())
+    return Core(settings, db, ctx, CommandService(ctx))
+
+
+def build_worker(core: Core):  # type: ignore[no-untyped-def]
+    """The engine and its worker. Imports torch and diffusers, so only processes that draw call it."""
+    from generation.engine import Engine
+    from generation.loader import ModelCache, resolve_device, resolve_dtype
+    from generation.worker import Worker, WorkerLimits
+
+    s = core.settings
+    device = resolve_device(s.device)
+    models = ModelCache(core.ctx.registry, s.resolved_models_dir, device, resolve_dtype(s.dtype, device), s.max_loaded_models)
+    limits = WorkerLimits(lease_seconds=s.lease_seconds, progress_seconds=s.progress_seconds, poll_seconds=s.poll_seconds)
+    worker = Worker(core.db, Engine(models, core.ctx.blobs), core.ctx.blobs, limits, on_finished=core.adapters_wake)
+    core.ctx.on_enqueue = worker.wake
+    return worker
+
+
+def start_scheduler(core: Core) -> AsyncIOScheduler:
+    """Periodic work. Today: reap jobs whose worker stopped heartbeating (safe in every process;
+    multi-machine mode will elect one scheduler with a Postgres advisory lock)."""
+
+    async def reap_expired_leases() -> None:
+        async with core.db.transaction() as session:
+            jobs = await queue.reap_expired(session)
+        if jobs:
+            log.warning("re-queued or failed %d job(s) whose worker stopped: %s", len(jobs), [j.id for j in jobs])
+            core.adapters_wake()
+
+    scheduler = AsyncIOScheduler()
+    scheduler.add_job(reap_expired_leases, "interval", seconds=max(1.0, core.settings.lease_seconds / 2), id="reap")
+    scheduler.start()
+    return scheduler
+
+
+async def run_console(settings: Settings, *, jsonl: bool, with_worker: bool) -> int:
+    from bot.console import ConsoleChat
+
+    core = await build_core(settings)
+    console = ConsoleChat(
+        core.service, state_dir=settings.data_dir / "console", jsonl=jsonl, poll_seconds=settings.poll_seconds
+    )
+    core.wake_adapters.append(console.wake)
+    return await _run(core, console.run(), with_worker=with_worker)
+
+
+async def run_serve(settings: Settings, *, with_worker: bool) -> int:
+    core = await build_core(settings)
+    adapters: list = []  # Discord and Telegram adapters are added here when their tokens are set
+    if not adapters:
+        log.error(
+            "No chat adapter is configured. Discord and Telegram support is not built yet; "
+            "use the console chat meanwhile: python run_bot.py console"
+        )
+        await core.db.close()
+        return 2
+    return await _run(core, asyncio.Event().wait(), with_worker=with_worker)
+
+
+async def run_worker_only(settings: Settings) -> int:
+    core = await build_core(settings)
+    return await _run(core, asyncio.Event().wait(), with_worker=True)
+
+
+async def _run(core: Core, main, *, with_worker: bool) -> int:  # type: ignore[no-untyped-def]
+    """Run `main` (an adapter) beside the worker and the scheduler; stop cleanly on a signal."""
+    stop = asyncio.Event()
+    worker = build_worker(core) if with_worker else None
+    if any(entry.kind == "tiny" for entry in core.ctx.registry):
+        log.warning(TINY_NOTE)
+    scheduler = start_scheduler(core)
+    main_task = asyncio.ensure_future(main)
+    tasks = {main_task}
+    worker_task = asyncio.create_task(worker.run(stop)) if worker else None
+    if worker_task:
+        tasks.add(worker_task)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, lambda: (stop.set(), main_task.cancel()))
+    code = 1
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        if main_task in done and not main_task.cancelled():
+            code = main_task.result()
+        elif worker_task in done:
+            worker_task.result()  # raises what stopped it
+            log.error("the worker stopped unexpectedly")
+        else:
+            code = 130
+    finally:
+        stop.set()
+        main_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await main_task
+        if worker_task:
+            await worker_task
+        scheduler.shutdown(wait=False)
+        await core.db.close()
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="run_bot.py", description="sdbot: Stable Diffusion in chat")
+    commands = parser.add_subparsers(dest="command")
+    console = commands.add_parser("console", help="chat with the bot in this terminal (or from a script)")
+    console.add_argument("--jsonl", action="store_true", help="one JSON object per line in and out, for scripts")
+    console.add_argument("--no-worker", action="store_true", help="do not draw here (a worker runs elsewhere)")
+    serve = commands.add_parser("serve", help="run the Discord/Telegram adapters")
+    serve.add_argument("--no-worker", action="store_true", help="do not draw here (a worker runs elsewhere)")
+    commands.add_parser("worker", help="only draw: claim jobs from the shared database")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = load_settings()
+    except ValidationError as error:
+        problems = "\n".join(
+            f"  {'SDBOT_' + '_'.join(map(str, e['loc'])).upper() + ': ' if e['loc'] else ''}{e['msg']}"
+            for e in error.errors()
+        )
+        print(f"sdbot: the configuration is not valid:\n{problems}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.command == "console":
+        job = run_console(settings, jsonl=args.jsonl, with_worker=not args.no_worker)
+    elif args.command == "worker":
+        job = run_worker_only(settings)
+    else:
+        job = run_serve(settings, with_worker=not getattr(args, "no_worker", False))
+    return asyncio.run(job)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

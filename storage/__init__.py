@@ -1,0 +1,1 @@
+"""Persistence: the database (jobs, users, outputs, message refs, deliveries) and the blob store."""

@@ -1,0 +1,319 @@
+"""The durable job queue: enqueue, claim with a lease, heartbeat, complete, fail, retry, cancel.
+
+Rules that make it safe with several workers and crashes at any point:
+- A claim takes queued jobs in fair order (priority, then the owner's round, then age) with
+  FOR UPDATE SKIP LOCKED (dropped on SQLite, where BEGIN IMMEDIATE serialises claims), bumps the
+  attempt counter and sets a lease.
+- Every later write by the worker is a compare-and-set on (id, attempt, lease owner, running):
+  a worker whose lease was taken over can no longer change the job.
+- A job ends (succeeded or failed) in the same transaction as its outbox row, so what a user is
+  owed is never lost and never written twice (the outbox row is unique per job and target).
+- Leases that run out are reaped: the job is queued again, or failed once its attempts are spent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.tables import Blob, Delivery, Job, JobOutput, JobStatus, utcnow
+
+
+class LeaseLost(Exception):
+    """The job is no longer ours: its lease ran out and it was reaped or claimed again."""
+
+
+@dataclass(frozen=True)
+class OutputRecord:
+    index: int
+    seed: int
+    blob_key: str
+    width: int
+    height: int
+    parameters: str
+    size: int  # bytes of the blob
+
+
+# --- enqueue and read --------------------------------------------------------------------------
+
+
+async def active_count(session: AsyncSession, user_id: int) -> int:
+    query = select(func.count()).where(Job.user_id == user_id, Job.status.in_(JobStatus.ACTIVE))
+    return (await session.execute(query)).scalar_one()
+
+
+async def enqueue(
+    session: AsyncSession,
+    *,
+    user_id: int,
+    platform: str,
+    chat_id: str,
+    source_message_id: str | None,
+    kind: str,
+    model: str,
+    batch_key: str,
+    params: dict[str, Any],
+    max_attempts: int,
+    parent_id: int | None = None,
+    parent_output_index: int | None = None,
+    priority: int = 0,
+) -> Job:
+    job = Job(
+        user_id=user_id,
+        platform=platform,
+        chat_id=chat_id,
+        source_message_id=source_message_id,
+        kind=kind,
+        model=model,
+        batch_key=batch_key,
+        params=params,
+        status=JobStatus.QUEUED,
+        priority=priority,
+        fair_round=await active_count(session, user_id),
+        max_attempts=max_attempts,
+        parent_id=parent_id,
+        parent_output_index=parent_output_index,
+    )
+    session.add(job)
+    await session.flush()
+    return job
+
+
+async def get(session: AsyncSession, job_id: int) -> Job | None:
+    return await session.get(Job, job_id)
+
+
+async def position(session: AsyncSession, job: Job) -> int:
+    """1-based place of a queued job in claim order (0 when it is not queued)."""
+    if job.status != JobStatus.QUEUED:
+        return 0
+    ahead = or_(
+        Job.priority > job.priority,
+        and_(
+            Job.priority == job.priority,
+            or_(Job.fair_round < job.fair_round, and_(Job.fair_round == job.fair_round, Job.id < job.id)),
+        ),
+    )
+    query = select(func.count()).where(Job.status == JobStatus.QUEUED, ahead)
+    return (await session.execute(query)).scalar_one() + 1
+
+
+async def running(session: AsyncSession) -> list[Job]:
+    query = select(Job).where(Job.status == JobStatus.RUNNING).order_by(Job.started_at)
+    return list((await session.execute(query)).scalars())
+
+
+async def user_jobs(
+    session: AsyncSession, user_id: int, limit: int, statuses: tuple[str, ...] | None = None
+) -> list[Job]:
+    query = select(Job).where(Job.user_id == user_id)
+    if statuses:
+        query = query.where(Job.status.in_(statuses))
+    query = query.order_by(Job.id.desc()).limit(limit)
+    return list((await session.execute(query)).scalars())
+
+
+async def queued_count(session: AsyncSession) -> int:
+    return (await session.execute(select(func.count()).where(Job.status == JobStatus.QUEUED))).scalar_one()
+
+
+async def active_on_platform(session: AsyncSession, platform: str) -> int:
+    query = select(func.count()).where(Job.platform == platform, Job.status.in_(JobStatus.ACTIVE))
+    return (await session.execute(query)).scalar_one()
+
+
+async def record_blob(
+    session: AsyncSession, key: str, size: int, content_type: str, width: int | None, height: int | None
+) -> None:
+    if await session.get(Blob, key) is None:
+        session.add(Blob(key=key, size=size, content_type=content_type, width=width, height=height))
+        await session.flush()
+
+
+# --- the worker's side -------------------------------------------------------------------------
+
+
+async def claim(
+    session: AsyncSession, owner: str, lease_seconds: float, *, prefer_model: str | None = None, limit: int = 1
+) -> list[Job]:
+    """Take up to `limit` queued jobs for `owner`. Among equals, jobs for `prefer_model` (the one
+    already loaded) go first, so a worker does not swap models back and forth."""
+    now = utcnow()
+    query = select(Job).where(Job.status == JobStatus.QUEUED)
+    order = [Job.priority.desc(), Job.fair_round]
+    if prefer_model is not None:
+        order.append(case((Job.model == prefer_model, 0), else_=1))
+    query = query.order_by(*order, Job.id).limit(limit).with_for_update(skip_locked=True)
+    jobs = list((await session.execute(query)).scalars())
+    for job in jobs:
+        job.status = JobStatus.RUNNING
+        job.attempt += 1
+        job.lease_owner = owner
+        job.lease_expires_at = now + timedelta(seconds=lease_seconds)
+        job.started_at = now
+        job.progress_step = 0
+        job.progress_total = 0
+    await session.flush()
+    return jobs
+
+
+def _ours(job_id: int, attempt: int, owner: str):  # type: ignore[no-untyped-def]
+    return and_(Job.id == job_id, Job.attempt == attempt, Job.lease_owner == owner, Job.status == JobStatus.RUNNING)
+
+
+async def _cas(session: AsyncSession, job_id: int, attempt: int, owner: str, /, **values: Any) -> None:
+    result = await session.execute(update(Job).where(_ours(job_id, attempt, owner)).values(**values))
+    if result.rowcount != 1:
+        raise LeaseLost(f"job {job_id} attempt {attempt} is no longer held by {owner}")
+
+
+async def heartbeat(
+    session: AsyncSession, job_id: int, attempt: int, owner: str, lease_seconds: float, step: int, total: int
+) -> Literal["ok", "cancel"]:
+    """Renew the lease and store progress. Raises LeaseLost; says "cancel" when a user asked."""
+    await _cas(
+        session,
+        job_id,
+        attempt,
+        owner,
+        lease_expires_at=utcnow() + timedelta(seconds=lease_seconds),
+        progress_step=step,
+        progress_total=total,
+        updated_at=utcnow(),
+    )
+    cancel = (await session.execute(select(Job.cancel_requested).where(Job.id == job_id))).scalar_one()
+    return "cancel" if cancel else "ok"
+
+
+async def complete(
+    session: AsyncSession, job: Job, attempt: int, owner: str, outputs: list[OutputRecord], run_seconds: float
+) -> None:
+    """Mark the job succeeded, store its outputs and owe its result to its chat, atomically."""
+    now = utcnow()
+    await _cas(
+        session,
+        job.id,
+        attempt,
+        owner,
+        status=JobStatus.SUCCEEDED,
+        finished_at=now,
+        updated_at=now,
+        lease_owner=None,
+        lease_expires_at=None,
+        progress_step=job.progress_total or job.progress_step,
+        run_seconds=run_seconds,
+        error=None,
+    )
+    for out in outputs:
+        await record_blob(session, out.blob_key, out.size, "image/png", out.width, out.height)
+        session.add(
+            JobOutput(
+                job_id=job.id,
+                index=out.index,
+                seed=out.seed,
+                blob_key=out.blob_key,
+                width=out.width,
+                height=out.height,
+                parameters=out.parameters,
+            )
+        )
+    session.add(Delivery(job_id=job.id, platform=job.platform, chat_id=job.chat_id, kind="result"))
+    await session.flush()
+
+
+async def fail(session: AsyncSession, job: Job, attempt: int, owner: str, error: str) -> None:
+    """End the job as failed and owe its owner a message saying why."""
+    now = utcnow()
+    await _cas(
+        session, job.id, attempt, owner, status=JobStatus.FAILED, error=error, finished_at=now, updated_at=now,
+        lease_owner=None, lease_expires_at=None,
+    )
+    session.add(Delivery(job_id=job.id, platform=job.platform, chat_id=job.chat_id, kind="failure"))
+    await session.flush()
+
+
+async def retry_or_fail(session: AsyncSession, job: Job, attempt: int, owner: str, error: str) -> str:
+    """After an unexpected error: queue the job again, or fail it when its attempts are spent."""
+    if attempt >= job.max_attempts:
+        await fail(session, job, attempt, owner, error)
+        return JobStatus.FAILED
+    await _cas(
+        session, job.id, attempt, owner, status=JobStatus.QUEUED, error=error, lease_owner=None,
+        lease_expires_at=None, updated_at=utcnow(),
+    )
+    return JobStatus.QUEUED
+
+
+async def finish_cancelled(session: AsyncSession, job: Job, attempt: int, owner: str) -> None:
+    now = utcnow()
+    await _cas(
+        session, job.id, attempt, owner, status=JobStatus.CANCELLED, finished_at=now, updated_at=now,
+        lease_owner=None, lease_expires_at=None,
+    )
+
+
+async def release(session: AsyncSession, job: Job, attempt: int, owner: str) -> None:
+    """Hand a job back untouched (the worker is shutting down): queued again, this attempt not counted."""
+    await _cas(
+        session, job.id, attempt, owner, status=JobStatus.QUEUED, attempt=attempt - 1, lease_owner=None,
+        lease_expires_at=None, updated_at=utcnow(),
+    )
+
+
+async def request_cancel(session: AsyncSession, job: Job) -> Literal["cancelled", "requested", "finished"]:
+    """Cancel a queued job now; ask a running one to stop at its next step."""
+    if job.status == JobStatus.QUEUED:
+        result = await session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.status == JobStatus.QUEUED)
+            .values(status=JobStatus.CANCELLED, finished_at=utcnow(), updated_at=utcnow())
+        )
+        if result.rowcount == 1:
+            await session.refresh(job)
+            return "cancelled"
+        await session.refresh(job)
+    if job.status == JobStatus.RUNNING:
+        job.cancel_requested = True
+        await session.flush()
+        return "requested"
+    return "finished"
+
+
+async def reap_expired(session: AsyncSession, now: datetime | None = None, *, owners: list[str] | None = None) -> list[Job]:
+    """Running jobs whose lease ran out (or whose owner is known to be dead): queue them again,
+    fail them when their attempts are spent, or finish them as cancelled when a user asked."""
+    now = now or utcnow()
+    query = select(Job).where(Job.status == JobStatus.RUNNING)
+    if owners is not None:
+        query = query.where(Job.lease_owner.in_(owners))
+    else:
+        query = query.where(Job.lease_expires_at < now)
+    jobs = list((await session.execute(query.with_for_update(skip_locked=True))).scalars())
+    for job in jobs:
+        job.lease_owner = None
+        job.lease_expires_at = None
+        job.updated_at = now
+        if job.cancel_requested:
+            job.status = JobStatus.CANCELLED
+            job.finished_at = now
+        elif job.attempt >= job.max_attempts:
+            job.status = JobStatus.FAILED
+            job.finished_at = now
+            job.error = (
+                f"the worker stopped while drawing this, {job.attempt} times in a row, so I gave up. "
+                "Try again with fewer steps or a smaller size; if it keeps happening, tell an admin."
+            )
+            session.add(Delivery(job_id=job.id, platform=job.platform, chat_id=job.chat_id, kind="failure"))
+        else:
+            job.status = JobStatus.QUEUED
+    await session.flush()
+    return jobs
+
+
+async def running_owners(session: AsyncSession) -> list[str]:
+    query = select(Job.lease_owner).where(Job.status == JobStatus.RUNNING, Job.lease_owner.is_not(None)).distinct()
+    return [owner for owner in (await session.execute(query)).scalars() if owner]

@@ -1,0 +1,78 @@
+"""Shared test set-up: offline by force, a clean environment, and one tiny model per session."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+# --- offline: no Hub, and no connection to anything but this machine --------------------------
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["SDBOT_CONFIG"] = "/nonexistent/sdbot.toml"  # never pick up a developer's config
+for _name in [n for n in os.environ if n.startswith("SDBOT_") and n != "SDBOT_CONFIG"]:
+    del os.environ[_name]
+
+_real_connect = socket.socket.connect
+
+
+def _loopback_only(self: socket.socket, address) -> None:  # type: ignore[no-untyped-def]
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        host = address[0]
+        try:
+            is_local = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            is_local = host == "localhost"
+        if not is_local:
+            raise ConnectionRefusedError(f"tests are offline: connection to {address!r} blocked")
+    return _real_connect(self, address)
+
+
+socket.socket.connect = _loopback_only  # type: ignore[method-assign]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder with the tiny model built once for the whole session."""
+    from generation.tiny import ensure_tiny
+
+    folder = tmp_path_factory.mktemp("models")
+    ensure_tiny(folder)
+    return folder
+
+
+@pytest.fixture
+def settings(tmp_path: Path, models_dir: Path):  # type: ignore[no-untyped-def]
+    from config import Settings
+
+    return Settings(
+        _env_file=None,
+        model="tiny",
+        data_dir=tmp_path / "data",
+        models_dir=models_dir,
+        default_steps=4,
+        poll_seconds=0.2,
+        progress_seconds=0.2,
+    )
+
+
+def bot_env(data_dir: Path, models_dir: Path, **extra: str) -> dict[str, str]:
+    """Environment for a bot subprocess on the tiny model."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SDBOT_")}
+    env.update(
+        SDBOT_CONFIG="/nonexistent/sdbot.toml",
+        SDBOT_MODEL="tiny",
+        SDBOT_DATA_DIR=str(data_dir),
+        SDBOT_MODELS_DIR=str(models_dir),
+        SDBOT_POLL_SECONDS="0.2",
+        SDBOT_PROGRESS_SECONDS="0.2",
+        HF_HUB_OFFLINE="1",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env

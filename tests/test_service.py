@@ -1,0 +1,281 @@
+"""The command layer end to end in one process, as an adapter uses it: requests in, replies out,
+a real worker on the tiny model, a real SQLite file. Buttons, remix, uploads and accounts."""
+
+from __future__ import annotations
+
+import io
+from itertools import count
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import run_bot
+from commands.types import Attachment, Outgoing, Press, Reply, Request
+from config import Settings
+
+
+class Bot:
+    """Plays the part of an adapter on platform "test", chat "chat"."""
+
+    def __init__(self, core: run_bot.Core, worker) -> None:  # type: ignore[no-untyped-def]
+        self.core, self.worker = core, worker
+        self.service = core.service
+        self._ids = count(1)
+
+    async def send(self, text: str | None = None, user: str = "alice", **fields) -> list[tuple[str, Reply]]:  # type: ignore[no-untyped-def]
+        request = Request(platform="test", user_id=user, chat_id="chat", user_name=user, message_id=f"in{next(self._ids)}", text=text, **fields)
+        sent = []
+        for reply in await self.service.handle(request):
+            message_id = f"m{next(self._ids)}"
+            await self.service.sent("test", "chat", message_id, reply)
+            sent.append((message_id, reply))
+        return sent
+
+    async def press(self, message_id: str, action: str, user: str = "alice") -> list[tuple[str, Reply]]:
+        return await self.send(None, user=user, press=Press(message_id, action))
+
+    async def finish(self) -> list[tuple[str, Outgoing]]:
+        """Run every queued job, then deliver what is owed."""
+        while await self.worker.run_once():
+            pass
+        delivered = []
+        for item in await self.service.pending("test"):
+            message_id = f"m{next(self._ids)}"
+            await self.service.delivered("test", item, message_id)
+            delivered.append((message_id, item))
+        return delivered
+
+    async def history(self, user: str = "alice") -> str:
+        [(_, reply)] = await self.send("/history", user=user)
+        return reply.text
+
+
+async def make_bot(settings: Settings) -> Bot:
+    core = await run_bot.build_core(settings)
+    return Bot(core, run_bot.build_worker(core))
+
+
+@pytest.fixture
+async def bot(settings: Settings):  # type: ignore[no-untyped-def]
+    made = await make_bot(settings)
+    yield made
+    made.worker.executor.shutdown()
+    await made.core.db.close()
+
+
+def png(color: tuple[int, int, int], size: tuple[int, int] = (80, 64)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def pixels(reply: Reply, index: int = 0) -> np.ndarray:
+    return np.asarray(Image.open(reply.images[index].path).convert("RGB")).astype(int)
+
+
+async def test_imagine_then_result_with_buttons(bot: Bot) -> None:
+    [(status_id, status)] = await bot.send("/imagine a red fox --seed 42 --steps 2 --n 2")
+    assert status.kind == "status" and "queued (position 1)" in status.text
+    [(result_id, item)] = await bot.finish()
+    reply = item.reply
+    assert item.reply_to.startswith("in") and item.status_message_id == status_id
+    assert [a.label for a in reply.actions] == ["U1", "U2", "V1", "V2", "Reroll"]
+    assert [img.seed for img in reply.images] == [42, 43] and all(img.path.exists() for img in reply.images)
+    assert "Seed: 43" in Image.open(reply.images[1].path).text["parameters"]
+    # U2: image 2 alone, its own buttons, no new job
+    [(single_id, single)] = await bot.press(result_id, "U2")
+    assert single.kind == "single" and [img.seed for img in single.images] == [43]
+    assert [a.label for a in single.actions] == ["Vary"]
+    assert await bot.finish() == []
+
+
+async def test_vary_reroll_and_vary_on_a_single(bot: Bot) -> None:
+    await bot.send("/imagine a lighthouse --seed 7 --steps 4 --n 2")
+    [(result_id, result)] = await bot.finish()
+    [(_, queued)] = await bot.press(result_id, "v2")  # labels match case-insensitively
+    assert queued.kind == "status"
+    [(_, varied)] = await bot.finish()
+    assert "🔁" in varied.reply.text and len(varied.reply.images) == 2
+    assert not np.array_equal(pixels(varied.reply), pixels(result.reply, 1))
+    info = (await bot.send(f"/info {varied.reply.job_id}"))[0][1].text
+    assert f"From job {result.reply.job_id}, image 2" in info and "Denoising strength: 0.6" in info
+
+    await bot.press(result_id, "reroll")
+    [(_, rerolled)] = await bot.finish()
+    assert rerolled.reply.images[0].seed != 7 and len(rerolled.reply.images) == 2
+    assert "a lighthouse" in rerolled.reply.text
+
+    [(single_id, _)] = await bot.press(result_id, "U1")
+    await bot.press(single_id, "Vary", user="bob")  # anyone who sees it may press; the job is bob's
+    [(_, bobs)] = await bot.finish()
+    assert bobs.user_id == "bob" and bobs.reply.images[0].width == 64
+
+
+async def test_reply_to_a_result_remixes_it(bot: Bot) -> None:
+    await bot.send("/imagine a red fox --seed 3 --steps 4 --no blurry --sampler euler")
+    [(result_id, result)] = await bot.finish()
+    [(_, queued)] = await bot.send("a blue fox --strength 0.5", reply_to=result_id)
+    assert queued.kind == "status" and "strength 0.5" in queued.text
+    [(_, remix)] = await bot.finish()
+    info = (await bot.send(f"/info {remix.reply.job_id}"))[0][1].text
+    assert "a blue fox" in info and "Negative prompt: blurry" in info and "Sampler: Euler," in info
+    assert f"From job {result.reply.job_id}" in info
+
+
+async def test_reply_to_a_batch_asks_which_image(bot: Bot) -> None:
+    await bot.send("/imagine cats --steps 2 --n 2")
+    [(result_id, _)] = await bot.finish()
+    [(_, reply)] = await bot.send("dogs", reply_to=result_id)
+    assert reply.kind == "error" and "Press U1–U2" in reply.text
+
+
+async def test_attachment_is_the_init_image(bot: Bot) -> None:
+    photo = Attachment("photo.png", png((200, 30, 30), (80, 64)), "image/png")
+    [(_, queued)] = await bot.send("/imagine a red square --steps 4 --strength 0.3", attachments=(photo,))
+    assert "80x64" in queued.text and "strength 0.3" in queued.text
+    [(_, done)] = await bot.finish()
+    image = pixels(done.reply)
+    assert image.shape == (64, 80, 3)
+
+
+async def test_reply_to_a_persons_photo(bot: Bot) -> None:
+    photo = Attachment("p.jpg", png((10, 200, 10)), "image/jpeg")
+    [(_, queued)] = await bot.send("make it night --steps 4", reply_to="someone-elses-msg", reply_to_images=(photo,))
+    assert queued.kind == "status"
+    [(_, done)] = await bot.finish()
+    assert "🔁" in done.reply.text
+
+
+@pytest.mark.parametrize(
+    ("attachment", "expected"),
+    [
+        (Attachment("notes.txt", b"hello", "text/plain"), "can't read `notes.txt` as an image"),
+        (Attachment("huge.png", b"x" * (20 * 2**20 + 1), "image/png"), "up to 20 MiB"),
+    ],
+)
+async def test_bad_uploads_get_a_clear_reply(bot: Bot, attachment: Attachment, expected: str) -> None:
+    [(_, reply)] = await bot.send("/imagine a cat", attachments=(attachment,))
+    assert reply.kind == "error" and expected in reply.text
+
+
+async def test_decompression_bomb_is_refused_before_decoding(bot: Bot) -> None:
+    bot.core.settings.max_upload_pixels = 100 * 100
+    [(_, reply)] = await bot.send("/imagine a cat", attachments=(Attachment("big.png", png((0, 0, 0), (200, 200))),))
+    assert "megapixels" in reply.text
+
+
+BAD_INPUTS = [
+    "/imagine a cat --foo 1",
+    "/imagine a cat --steps",
+    "/imagine a cat --steps many",
+    "/imagine a cat --steps 1000",
+    "/imagine a cat --size 100x100",
+    "/imagine a cat --size 4096x4096",
+    "/imagine a cat --n 9",
+    "/imagine a cat --cfg 99",
+    "/imagine a cat --strength 2",
+    "/imagine",
+    "/imagine --seed 4",
+    "/imagine a cat --sampler nope",
+    "/imagine a cat --model nope",
+    "/imagine a cat --strength 0.5",
+    "/frobnicate",
+]
+
+
+async def test_bad_input_creates_no_job(bot: Bot) -> None:
+    await bot.send("/imagine one good job --steps 2")
+    before = await bot.history()
+    for text in BAD_INPUTS:
+        replies = await bot.send(text)
+        assert len(replies) == 1, text
+        assert replies[0][1].kind == "error" and replies[0][1].ephemeral, text
+        assert "Traceback" not in replies[0][1].text
+    assert await bot.history() == before
+    assert "#1" in before and "#2" not in before
+
+
+async def test_queue_limit(bot: Bot) -> None:
+    for _ in range(5):
+        await bot.send("/imagine a cat --steps 2")
+    [(_, reply)] = await bot.send("/imagine a cat --steps 2")
+    assert reply.kind == "error" and "limit is 5" in reply.text
+    bot.core.settings.admin_ids = ["test:alice"]
+    [(_, reply)] = await bot.send("/imagine a cat --steps 2")
+    assert reply.kind == "status"  # admins are not limited
+
+
+async def test_settings_show_set_use_reset(bot: Bot) -> None:
+    [(_, shown)] = await bot.send("/settings")
+    assert "steps: 4 (default)" in shown.text
+    [(_, saved)] = await bot.send("/settings --steps 3 --sampler euler_a --no ugly --ar 2:1")
+    assert "Saved." in saved.text and "steps: 3" in saved.text and "Euler a" in saved.text
+    [(_, queued)] = await bot.send("/imagine a cat")
+    assert "3 steps · Euler a" in queued.text and "128x64" in queued.text  # 2:1, grown to the 64 px minimum side
+    [(_, bad)] = await bot.send("/settings --steps 999 --size 1x1")
+    assert bad.kind == "error" and len(bad.text.splitlines()) == 3
+    [(_, reset)] = await bot.send("/settings reset sampler")
+    assert "DPM++ 2M Karras (default)" in reset.text and "steps: 3" in reset.text
+    [(_, reset)] = await bot.send("/settings reset")
+    assert "steps: 4 (default)" in reset.text
+
+
+async def test_queue_cancel_history_info(bot: Bot) -> None:
+    await bot.send("/imagine first --steps 2")
+    await bot.send("/imagine second --steps 2")
+    await bot.send("/imagine bobs --steps 2", user="bob")
+    [(_, queue)] = await bot.send("/queue")
+    # fair share: bob's first job goes before alice's second
+    assert "Job 1 queued: position 1" in queue.text and "Job 2 queued: position 3" in queue.text
+    assert "3 waiting" in queue.text
+    [(_, cancelled)] = await bot.send("/cancel")
+    assert "Job 2 cancelled" in cancelled.text
+    [(_, nope)] = await bot.send("/cancel 3")
+    assert nope.kind == "error" and "among yours" in nope.text  # bob's job
+    [(_, nope)] = await bot.send("/info 3")
+    assert "among yours" in nope.text
+    delivered = await bot.finish()
+    assert sorted(item.reply.job_id for _, item in delivered) == [1, 3]
+    history = await bot.history()
+    assert "#2 🛑 cancelled" in history and "#1 ✅ succeeded" in history
+    result_id = next(mid for mid, item in delivered if item.reply.job_id == 1)
+    [(_, info)] = await bot.send("/info", reply_to=result_id)
+    assert "Job 1: ✅ succeeded" in info.text and "Steps: 2, Sampler: DPM++ 2M Karras" in info.text
+
+
+async def test_buttons_and_replies_resolve_after_a_restart(settings: Settings) -> None:
+    first = await make_bot(settings)
+    await first.send("/imagine a castle --steps 2 --n 2")
+    [(result_id, _)] = await first.finish()
+    first.worker.executor.shutdown()
+    await first.core.db.close()
+
+    second = await make_bot(settings)  # a new process would see exactly this: the same files
+    try:
+        [(single_id, single)] = await second.press(result_id, "U1")
+        assert single.kind == "single"
+        [(_, queued)] = await second.send("a castle at night", reply_to=single_id)
+        assert queued.kind == "status"
+        await second.press(result_id, "Reroll")
+        assert len(await second.finish()) == 2
+        [(_, unknown)] = await second.press("m-never-sent", "U1")
+        assert unknown.kind == "error" and "don't know that message" in unknown.text
+        [(_, wrong)] = await second.press(result_id, "U7")
+        assert "Its buttons: U1, U2, V1, V2, Reroll" in wrong.text
+    finally:
+        second.worker.executor.shutdown()
+        await second.core.db.close()
+
+
+async def test_model_load_failure_reaches_the_user(settings: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings.model = str(tmp_path / "no-such-model")
+    bot = await make_bot(settings)
+    try:
+        await bot.send("/imagine a cat")
+        [(_, item)] = await bot.finish()
+        assert item.reply.kind == "failure"
+        assert "does not exist" in item.reply.text and "Job 1 failed" in item.reply.text
+    finally:
+        bot.worker.executor.shutdown()
+        await bot.core.db.close()

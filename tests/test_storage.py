@@ -1,0 +1,222 @@
+"""The durable queue on real SQLite files: claims, leases, fencing, the outbox, migrations."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import select
+
+from storage import outbox, queue, users
+from storage.blobs import LocalBlobStore
+from storage.db import Database
+from storage.queue import LeaseLost, OutputRecord
+from storage.tables import Base, Delivery, JobStatus, utcnow
+
+
+@pytest.fixture
+async def db(tmp_path: Path):  # type: ignore[no-untyped-def]
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'q.db'}")
+    await database.migrate()
+    yield database
+    await database.close()
+
+
+async def add_job(db: Database, user: str = "alice", model: str = "tiny", priority: int = 0) -> int:
+    async with db.transaction() as s:
+        u = await users.get_or_create(s, "console", user)
+        job = await queue.enqueue(
+            s, user_id=u.id, platform="console", chat_id="c", source_message_id="u1", kind="txt2img",
+            model=model, batch_key="k", params={"prompt": "x"}, max_attempts=2, priority=priority,
+        )
+        return job.id
+
+
+async def claim(db: Database, owner: str = "w1", lease: float = 30, prefer: str | None = None) -> list:
+    async with db.transaction() as s:
+        return await queue.claim(s, owner, lease, prefer_model=prefer)
+
+
+def output(index: int = 0) -> OutputRecord:
+    return OutputRecord(index=index, seed=1, blob_key="a" * 64 + ".png", width=8, height=8, parameters="p", size=10)
+
+
+async def test_migrations_match_the_models(db: Database) -> None:
+    async with db.engine.connect() as conn:
+        diff = await conn.run_sync(lambda c: compare_metadata(MigrationContext.configure(c), Base.metadata))
+    assert diff == []
+    await db.migrate()  # idempotent
+
+
+async def test_sqlite_pragmas(db: Database) -> None:
+    async with db.engine.connect() as conn:
+        assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
+        assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
+
+
+async def test_claim_complete_and_outbox(db: Database) -> None:
+    job_id = await add_job(db)
+    [job] = await claim(db)
+    assert (job.id, job.status, job.attempt, job.lease_owner) == (job_id, "running", 1, "w1")
+    assert await claim(db, "w2") == []
+    async with db.transaction() as s:
+        await queue.complete(s, job, 1, "w1", [output(0), output(1)], run_seconds=0.5)
+    async with db.transaction() as s:
+        done = await queue.get(s, job_id)
+        assert done.status == JobStatus.SUCCEEDED and [o.index for o in done.outputs] == [0, 1]
+        [(delivery, owner_job)] = await outbox.pending(s, "console")
+        assert delivery.kind == "result" and owner_job.id == job_id
+        await outbox.mark_sent(s, delivery.id, "m9")
+        await outbox.record_ref(s, "console", "c", "m9", job_id, None, "result")
+    async with db.transaction() as s:
+        assert await outbox.pending(s, "console") == []
+        ref = await outbox.find_ref(s, "console", "c", "m9")
+        assert ref.job_id == job_id and ref.role == "result"
+
+
+async def test_stale_worker_cannot_write_after_its_lease_is_taken(db: Database) -> None:
+    await add_job(db)
+    [job] = await claim(db, "w1", lease=0.01)
+    await asyncio.sleep(0.05)
+    async with db.transaction() as s:
+        reaped = await queue.reap_expired(s)
+    assert [j.status for j in reaped] == ["queued"]
+    [again] = await claim(db, "w2")
+    assert again.attempt == 2
+    with pytest.raises(LeaseLost):
+        async with db.transaction() as s:
+            await queue.heartbeat(s, job.id, 1, "w1", 30, 1, 4)
+    with pytest.raises(LeaseLost):
+        async with db.transaction() as s:
+            await queue.complete(s, job, 1, "w1", [output()], run_seconds=1)
+    async with db.transaction() as s:  # the failed complete wrote nothing
+        assert (await queue.get(s, job.id)).outputs == []
+        assert await outbox.pending(s, "console") == []
+        assert await queue.heartbeat(s, job.id, 2, "w2", 30, 2, 4) == "ok"
+
+
+async def test_attempts_run_out_into_a_failure_owed_to_the_user(db: Database) -> None:
+    job_id = await add_job(db)  # max_attempts=2
+    for _ in range(2):
+        await claim(db, lease=0.01)
+        await asyncio.sleep(0.03)
+        async with db.transaction() as s:
+            await queue.reap_expired(s)
+    async with db.transaction() as s:
+        job = await queue.get(s, job_id)
+        assert job.status == JobStatus.FAILED and "2 times" in job.error
+        [(delivery, _)] = await outbox.pending(s, "console")
+        assert delivery.kind == "failure"
+
+
+async def test_dead_owner_is_reaped_before_its_lease_ends(db: Database) -> None:
+    await add_job(db)
+    await claim(db, "host:1:dead", lease=3600)
+    async with db.transaction() as s:
+        assert await queue.running_owners(s) == ["host:1:dead"]
+        [job] = await queue.reap_expired(s, owners=["host:1:dead"])
+        assert job.status == "queued"
+
+
+async def test_fair_order_and_positions(db: Database) -> None:
+    a1, a2, a3 = [await add_job(db, "alice") for _ in range(3)]
+    b1 = await add_job(db, "bob")
+    urgent = await add_job(db, "carol", priority=5)
+    async with db.transaction() as s:
+        positions = {i: await queue.position(s, await queue.get(s, i)) for i in (a1, a2, a3, b1, urgent)}
+    assert positions == {urgent: 1, a1: 2, b1: 3, a2: 4, a3: 5}
+    order = [(await claim(db))[0].id for _ in range(5)]
+    assert order == [urgent, a1, b1, a2, a3]
+
+
+async def test_claim_prefers_the_loaded_model_among_equals(db: Database) -> None:
+    first = await add_job(db, "alice", model="sdxl")
+    second = await add_job(db, "bob", model="tiny")
+    [job] = await claim(db, prefer="tiny")
+    assert job.id == second
+    [job] = await claim(db, prefer="tiny")
+    assert job.id == first
+
+
+async def test_cancel_queued_and_running(db: Database) -> None:
+    queued_id = await add_job(db)
+    running_id = await add_job(db, "bob")
+    [running] = await claim(db)
+    assert running.id == queued_id  # oldest first
+    async with db.transaction() as s:
+        assert await queue.request_cancel(s, await queue.get(s, running_id)) == "cancelled"
+        assert await queue.request_cancel(s, await queue.get(s, queued_id)) == "requested"
+        assert await queue.heartbeat(s, queued_id, 1, "w1", 30, 1, 2) == "cancel"
+        await queue.finish_cancelled(s, running, 1, "w1")
+        assert (await queue.get(s, queued_id)).status == "cancelled"
+        assert await queue.request_cancel(s, await queue.get(s, queued_id)) == "finished"
+
+
+async def test_release_hands_back_without_counting(db: Database) -> None:
+    await add_job(db)
+    [job] = await claim(db)
+    async with db.transaction() as s:
+        await queue.release(s, job, 1, "w1")
+    [again] = await claim(db)
+    assert again.attempt == 1
+
+
+async def test_one_delivery_per_job_and_target(db: Database) -> None:
+    job_id = await add_job(db)
+    async with db.transaction() as s:
+        s.add(Delivery(job_id=job_id, platform="console", chat_id="c", kind="result"))
+    with pytest.raises(Exception, match="UNIQUE"):
+        async with db.transaction() as s:
+            s.add(Delivery(job_id=job_id, platform="console", chat_id="c", kind="result"))
+
+
+async def test_concurrent_claimers_never_share_a_job(tmp_path: Path) -> None:
+    """Two databases (two connection pools, as two processes would have) racing for 20 jobs."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'race.db'}"
+    first, second = Database(url), Database(url)
+    await first.migrate()
+    for _ in range(20):
+        await add_job(first, "alice")
+
+    async def drain(db: Database, owner: str) -> list[int]:
+        taken = []
+        while jobs := await claim(db, owner):
+            taken.append(jobs[0].id)
+        return taken
+
+    a, b = await asyncio.gather(drain(first, "a"), drain(second, "b"))
+    assert sorted(a + b) == list(range(1, 21)) and not set(a) & set(b)
+    await first.close()
+    await second.close()
+
+
+async def test_users_are_created_once(db: Database) -> None:
+    async with db.transaction() as s:
+        one = await users.get_or_create(s, "telegram", "42", "Ann")
+        two = await users.get_or_create(s, "telegram", "42", "Ann B")
+        assert one.id == two.id and two.display_name == "Ann B"
+        other = await users.get_or_create(s, "discord", "42")
+        assert other.id != one.id
+
+
+def test_blob_store_is_content_addressed(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    key = store.put(b"hello", "png")
+    assert store.put(b"hello", "PNG") == key and store.read(key) == b"hello"
+    assert store.path(key).parent.name == key[:2]
+    with pytest.raises(ValueError):
+        store.path("../../etc/passwd")
+
+
+async def test_times_are_utc_aware(db: Database) -> None:
+    job_id = await add_job(db)
+    async with db.transaction() as s:
+        job = await queue.get(s, job_id)
+        await s.refresh(job)
+        assert job.created_at.tzinfo is not None
+        assert abs(job.created_at - utcnow()) < timedelta(minutes=1)
+        assert (await s.execute(select(Delivery))).first() is None
