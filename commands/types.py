@@ -44,7 +44,6 @@ class Request:
     reply_to: str | None = None  # the platform message this one replies to
     reply_to_images: tuple[Attachment, ...] = ()  # images in that message, when the adapter has them
     press: Press | None = None
-    is_private_chat: bool = True
 
 
 @dataclass(frozen=True)
@@ -60,10 +59,6 @@ class ImageFile:
     height: int
     seed: int
     index: int  # 0-based position in its job
-
-    @property
-    def filename(self) -> str:
-        return f"sdbot-{self.seed}.png"
 
 
 ReplyKind = Literal["text", "error", "status", "result", "single", "failure"]

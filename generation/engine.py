@@ -113,6 +113,8 @@ class Engine:
 
     def _init_image(self, spec: GenerationSpec) -> Image.Image:
         assert spec.init_image is not None
+        if not self.blobs.exists(spec.init_image):
+            raise EngineUserError("the image this job starts from is gone from storage; send it again.")
         with Image.open(self.blobs.path(spec.init_image)) as image:
             image = image.convert("RGB")
             if image.size != (spec.width, spec.height):

@@ -42,12 +42,6 @@ class GenerationSpec(BaseModel):
         """Image i of a batch uses seed + i, so any image can be reproduced alone."""
         return [self.seed + i for i in range(self.n)]
 
-    def denoising_steps(self) -> int:
-        """Steps the sampler really runs: img2img skips the first (1 - strength) of the schedule."""
-        if self.kind == "img2img" and self.strength is not None:
-            return min(int(self.steps * self.strength), self.steps)
-        return self.steps
-
     def batch_key(self) -> str:
         """Jobs with equal keys could share one diffusers batch (planned; see DESIGN.md 4)."""
         shared = {k: getattr(self, k) for k in ("kind", "model", "width", "height", "steps", "cfg", "sampler")}

@@ -107,7 +107,12 @@ class Worker:
         stopper = asyncio.create_task(self._relay_stop(stop))
         try:
             while not stop.is_set():
-                if not await self.run_once():
+                try:
+                    worked = await self.run_once()
+                except Exception:  # e.g. the database stayed locked past its busy timeout
+                    log.exception("worker %s: claiming failed; trying again shortly", self.owner)
+                    worked = False
+                if not worked:
                     self._wake.clear()
                     await _wait_any(stop, self._wake, timeout=self.limits.poll_seconds)
         finally:
@@ -137,7 +142,12 @@ class Worker:
 
     async def execute(self, job: Job) -> None:
         attempt = job.attempt
-        spec = GenerationSpec.model_validate(job.params)
+        try:
+            spec = GenerationSpec.model_validate(job.params)
+        except ValueError as error:  # written by an incompatible version: running it again cannot help
+            await self._end(queue.fail, job, attempt, f"its parameters could not be read ({error})"[:500])
+            self.on_finished()
+            return
         progress = _Progress()
         cancel = threading.Event()
         lease_lost = threading.Event()

@@ -139,3 +139,31 @@ def test_model_load_errors_say_how_to_fix(source: str, expected: str, models_dir
     with pytest.raises(ModelLoadError) as caught:
         cache.get(ModelEntry(source=source).display_name)
     assert expected in caught.value.message
+
+
+@pytest.fixture(scope="module")
+def single_file(saved_folder: Path) -> Path:
+    """The same weights as `saved_folder`, as one original-layout checkpoint (as on Civitai)."""
+    from diffusers import StableDiffusionPipeline
+
+    from tests.ldm_checkpoint import save_ldm_checkpoint
+
+    path = saved_folder.parent / "civitai-style.safetensors"
+    save_ldm_checkpoint(StableDiffusionPipeline.from_pretrained(saved_folder), path)
+    return path
+
+
+def test_single_file_checkpoint_with_local_config(single_file: Path, saved_folder: Path, engine: Engine, models_dir: Path) -> None:
+    entry = ModelEntry(source=str(single_file), config=str(saved_folder))
+    cache = ModelCache(ModelRegistry([entry]), models_dir, torch.device("cpu"), torch.float32)
+    single = Engine(cache, engine.blobs)
+    [from_file] = single.run(spec(model="civitai-style"))
+    [from_folder] = engine.run(spec())
+    assert np.abs(pixels(from_file.png) - pixels(from_folder.png)).max() <= 2
+
+
+def test_single_file_without_config_offline_says_what_to_set(single_file: Path, models_dir: Path) -> None:
+    cache = ModelCache(ModelRegistry([ModelEntry(source=str(single_file))]), models_dir, torch.device("cpu"), torch.float32)
+    with pytest.raises(ModelLoadError) as caught:
+        cache.get("civitai-style")
+    assert "set `config`" in caught.value.message and "HF_HUB_OFFLINE" in caught.value.message

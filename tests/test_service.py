@@ -279,3 +279,30 @@ async def test_model_load_failure_reaches_the_user(settings: Settings, tmp_path)
     finally:
         bot.worker.executor.shutdown()
         await bot.core.db.close()
+
+
+async def test_structured_options_use_the_same_checks(bot: Bot) -> None:
+    """Discord's typed options go through the same validation as the text syntax."""
+    [(_, text_error)] = await bot.send("/imagine a cat --steps 500 --sampler warp")
+    [(_, typed_error)] = await bot.send(
+        None, options={"command": "imagine", "prompt": "a cat", "steps": 500, "sampler": "warp"}
+    )
+    assert typed_error.kind == "error" and typed_error.text == text_error.text
+    [(_, queued)] = await bot.send(
+        None, options={"command": "imagine", "prompt": "a cat", "negative": "dogs", "seed": 5, "steps": 2, "n": 2}
+    )
+    assert queued.kind == "status" and "seeds 5–6" in queued.text
+    [(_, item)] = await bot.finish()
+    assert "Negative: dogs" in item.reply.text
+    [(_, history)] = await bot.send(None, options={"command": "history", "args": "1"})
+    assert "Your last job:" in history.text
+
+
+async def test_a_delivery_that_keeps_failing_is_given_up(bot: Bot) -> None:
+    await bot.send("/imagine a cat --steps 2")
+    while await bot.worker.run_once():
+        pass
+    [item] = await bot.service.pending("test")
+    results = [await bot.service.delivery_failed(item, "chat not found") for _ in range(10)]
+    assert results == [False] * 9 + [True]
+    assert await bot.service.pending("test") == [] and not await bot.service.busy("test")

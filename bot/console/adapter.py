@@ -108,7 +108,10 @@ class ConsoleChat:
         for reply in await self.service.handle(request):
             message_id = self.ids.next()
             self._emit_reply(message_id, reply, reply_to=input_id, user=request.user_id)
-            await self.service.sent(PLATFORM, CHAT, message_id, reply)
+            try:
+                await self.service.sent(PLATFORM, CHAT, message_id, reply)
+            except Exception:  # the message is out; only its buttons and replies will not resolve
+                log.exception("could not record console message %s", message_id)
             if reply.kind == "status":
                 self._shown[message_id] = (reply.text, time.monotonic())
 
