@@ -79,31 +79,32 @@ def read_options(
     earlier (`problems`, e.g. unknown flags), into one UserError."""
     checker = _Checker(settings, registry, written or {})
     checker.problems.extend(problems or [])
-    values: dict[str, Any] = {"prompt": prompt.strip()}
+    values: dict[str, Any] = {}
     for key, value in raw.items():
         if value is None:
             continue
-        method = getattr(checker, f"_{key}", None)
-        if method is None:
+        check = checker.checks.get(key)
+        if check is None:
             checker.problems.append(f"Unknown option `{key}`.")
             continue
-        values[key if key != "no" else "negative"] = method(value)
-    if "size" in values and "ar" in values and values["size"] and values["ar"]:
+        result = check(value)
+        if result is not _INVALID:
+            values[_FIELD.get(key, key)] = result
+    if values.get("size") and values.get("ar"):
         checker.problems.append("Use either `--ar` or `--size`, not both.")
-    if len(values["prompt"]) > settings.max_prompt_chars:
-        checker.problems.append(
-            f"The prompt is {len(values['prompt'])} characters; the limit is {settings.max_prompt_chars}. Shorten it."
-        )
-    negative = values.get("negative")
-    if negative and len(negative) > settings.max_prompt_chars:
-        checker.problems.append(f"The negative prompt is longer than {settings.max_prompt_chars} characters.")
+    for field, label in (("prompt", "prompt"), ("negative", "negative prompt")):
+        text = prompt.strip() if field == "prompt" else values.get(field) or ""
+        if len(text) > settings.max_prompt_chars:
+            checker.problems.append(
+                f"The {label} is {len(text)} characters; the limit is {settings.max_prompt_chars}. Shorten it."
+            )
     if checker.problems:
         raise UserError(*checker.problems)
-    values = {k: v for k, v in values.items() if v is not _INVALID}
-    return ImagineOptions(**values)
+    return ImagineOptions(prompt=prompt.strip(), **values)
 
 
-_INVALID = object()
+_INVALID = object()  # a value that failed its check (the problem is already recorded)
+_FIELD = {"no": "negative"}  # option name -> ImagineOptions field, where they differ
 
 
 class _Checker:
@@ -112,6 +113,10 @@ class _Checker:
         self.registry = registry
         self.written = written
         self.problems: list[str] = []
+        self.checks = {
+            "no": self._no, "ar": self._ar, "size": self._size, "seed": self._seed, "steps": self._steps,
+            "cfg": self._cfg, "sampler": self._sampler, "n": self._n, "model": self._model, "strength": self._strength,
+        }  # fmt: skip
 
     def flag(self, key: str) -> str:
         return self.written.get(key, f"--{key}")

@@ -163,3 +163,10 @@ def test_sampler_names_and_aliases() -> None:
     assert find_sampler("k_euler_a").name == "Euler a"
     assert find_sampler("Euler").name == "Euler"
     assert find_sampler("nope") is None
+
+
+def test_empty_negative_and_unknown_structured_keys(s: Settings) -> None:
+    assert problems("/imagine a cat --no", s) == ["`--no` needs a value, e.g. `--no blurry, text`."]
+    with pytest.raises(UserError, match="Unknown option `number`"):
+        read_options({"number": 3}, s, s.registry(), prompt="a cat")
+    assert any("negative prompt is 1501" in p for p in problems("/imagine a cat --no " + "b" * 1501, s))

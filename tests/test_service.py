@@ -167,6 +167,7 @@ async def test_decompression_bomb_is_refused_before_decoding(bot: Bot) -> None:
 
 BAD_INPUTS = [
     "/imagine a cat --foo 1",
+    "/imagine a cat --no",
     "/imagine a cat --steps",
     "/imagine a cat --steps many",
     "/imagine a cat --steps 1000",
@@ -306,3 +307,21 @@ async def test_a_delivery_that_keeps_failing_is_given_up(bot: Bot) -> None:
     results = [await bot.service.delivery_failed(item, "chat not found") for _ in range(10)]
     assert results == [False] * 9 + [True]
     assert await bot.service.pending("test") == [] and not await bot.service.busy("test")
+
+
+async def test_no_input_reaches_an_internal_error(bot: Bot) -> None:
+    """Random flag soup: every reply is a queued job or a user error, never an apology."""
+    import random
+
+    rng = random.Random(7)
+    flags = ["--no", "--ar", "--size", "--seed", "--steps", "--cfg", "--sampler", "--n", "--model", "--strength",
+             "—seed", "--x", "--", "-"]  # fmt: skip
+    values = ["", "0", "-1", "1e9", "nan", "inf", "3:2", "0:1", "64x64", "64×96", "8x8", "euler_a", "tiny",
+              "0.5", "1.5", "héllo", "%s", "{}", "4294967296", "2.0", "x" * 40]  # fmt: skip
+    for i in range(150):
+        parts = ["/imagine", rng.choice(["a cat", "", "ünïcode ✨", "--"])]
+        for _ in range(rng.randint(0, 4)):
+            parts += [rng.choice(flags), rng.choice(values)]
+        for _, reply in await bot.send(" ".join(parts), user=f"fuzz{i}"):
+            assert reply.kind in ("status", "error"), (parts, reply.text)
+            assert "went wrong on my side" not in reply.text, (parts, reply.text)
