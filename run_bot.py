@@ -132,19 +132,27 @@ async def _run(core: Core, main, *, with_worker: bool) -> int:  # type: ignore[n
     if worker_task:
         tasks.add(worker_task)
     loop = asyncio.get_running_loop()
+    signalled: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        signalled.append(signum)
+        stop.set()
+        main_task.cancel()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(signum, lambda: (stop.set(), main_task.cancel()))
+            loop.add_signal_handler(signum, on_signal, signum)
     code = 1
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        if main_task in done and not main_task.cancelled():
+        if signalled:  # a clean stop: the worker handed its job back
+            log.info("stopped by signal %s", signal.Signals(signalled[0]).name)
+            code = 130 if signalled[0] == signal.SIGINT else 0
+        elif main_task in done:
             code = main_task.result()
-        elif worker_task in done:
-            worker_task.result()  # raises what stopped it
-            log.error("the worker stopped unexpectedly")
         else:
-            code = 130
+            worker_task.result()  # type: ignore[union-attr]  # raises what stopped it
+            log.error("the worker stopped unexpectedly")
     finally:
         stop.set()
         main_task.cancel()
