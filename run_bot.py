@@ -68,7 +68,10 @@ def build_worker(core: Core):  # type: ignore[no-untyped-def]
     device = resolve_device(s.device)
     models = ModelCache(core.ctx.registry, s.resolved_models_dir, device, resolve_dtype(s.dtype, device), s.max_loaded_models)
     limits = WorkerLimits(lease_seconds=s.lease_seconds, progress_seconds=s.progress_seconds, poll_seconds=s.poll_seconds)
-    worker = Worker(core.db, Engine(models, core.ctx.blobs), core.ctx.blobs, limits, on_finished=core.adapters_wake)
+    worker = Worker(
+        core.db, Engine(models, core.ctx.blobs), core.ctx.blobs, limits,
+        on_finished=core.adapters_wake, preload_model=core.ctx.registry.default.display_name,
+    )  # fmt: skip
     core.ctx.on_enqueue = worker.wake
     return worker
 

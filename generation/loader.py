@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 SUPPORTED = {"StableDiffusionPipeline": "sd1/sd2", "StableDiffusionXLPipeline": "sdxl"}
 OFFLINE_HINT = (
     "If this machine has no network, download the model once elsewhere and point SDBOT_MODEL at the folder "
-    "or file, or try SDBOT_MODEL=tiny (a random-weight demo that works offline)."
+    "or file."
 )
+TINY_HINT = "To try the bot without a real model, set SDBOT_MODEL=tiny (random weights: it draws noise, offline)."
 
 
 def resolve_device(setting: str) -> torch.device:
@@ -122,10 +123,10 @@ def load_pipeline(entry: ModelEntry, models_dir: Path, device: torch.device, dty
             source = str(ensure_tiny(models_dir)) if entry.kind == "tiny" else _folder_or_hub(entry)
             pipe = _load_pretrained(source, dtype)
         pipe.to(device)
-    except ModelLoadError:
-        raise
+    except ModelLoadError as error:
+        raise ModelLoadError(f"{error.message} {TINY_HINT}") from None
     except Exception as error:  # turn library errors into advice
-        raise ModelLoadError(_explain(entry, error)) from error
+        raise ModelLoadError(f"{_explain(entry, error)} {TINY_HINT}") from error
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

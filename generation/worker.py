@@ -86,6 +86,7 @@ class Worker:
         *,
         on_finished: Callable[[], None] = lambda: None,
         owner: str | None = None,
+        preload_model: str | None = None,
     ):
         self.db = db
         self.engine = engine
@@ -93,6 +94,7 @@ class Worker:
         self.limits = limits
         self.on_finished = on_finished
         self.owner = owner or make_owner_id()
+        self.preload_model = preload_model
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sdbot-engine")
         self._wake = asyncio.Event()
         self._shutdown = threading.Event()
@@ -104,6 +106,8 @@ class Worker:
         """Work until `stop` is set. A job in progress at stop is handed back to the queue."""
         await self.recover_dead_local_jobs()
         log.info("worker %s started", self.owner)
+        if self.preload_model:
+            self._preload(self.preload_model)
         stopper = asyncio.create_task(self._relay_stop(stop))
         try:
             while not stop.is_set():
@@ -119,6 +123,21 @@ class Worker:
             stopper.cancel()
             self.executor.shutdown(wait=True)
             log.info("worker %s stopped", self.owner)
+
+    def _preload(self, model: str) -> None:
+        """Load the default model now, in the engine thread (jobs queue behind it), so the first
+        job is quick and a model that cannot load is reported at start, not at the first job."""
+
+        def report(future) -> None:  # type: ignore[no-untyped-def]
+            error = future.exception()
+            if isinstance(error, EngineUserError):
+                log.error("the default model cannot be loaded: %s", error.message)
+            elif error is not None:
+                log.error("preloading %s failed", model, exc_info=error)
+            else:
+                log.info("model %s is loaded", model)
+
+        self.executor.submit(self.engine.preload, model).add_done_callback(report)
 
     async def _relay_stop(self, stop: asyncio.Event) -> None:
         await stop.wait()
