@@ -121,6 +121,7 @@ class Worker:
                     await _wait_any(stop, self._wake, timeout=self.limits.poll_seconds)
         finally:
             stopper.cancel()
+            await asyncio.gather(stopper, return_exceptions=True)
             self.executor.shutdown(wait=True)
             log.info("worker %s stopped", self.owner)
 
@@ -170,7 +171,8 @@ class Worker:
         progress = _Progress()
         cancel = threading.Event()
         lease_lost = threading.Event()
-        beat = asyncio.create_task(self._heartbeat(job, attempt, progress, cancel, lease_lost))
+        beat_done = asyncio.Event()
+        beat = asyncio.create_task(self._heartbeat(job, attempt, progress, cancel, lease_lost, beat_done))
         started = time.perf_counter()
         log.info("job %s attempt %s: %s %dx%d x%d, %d steps", job.id, attempt, spec.kind, spec.width, spec.height, spec.n, spec.steps)
         outcome = "failed"
@@ -199,7 +201,10 @@ class Worker:
             message = f"an internal error stopped it ({type(error).__name__}: {error})"[:500]
             outcome = await self._end(queue.retry_or_fail, job, attempt, message) or outcome
         finally:
-            beat.cancel()
+            # Stop the heartbeat between beats, never by cancelling it inside a transaction:
+            # a transaction cancelled mid-flight can be left waiting on a closed connection.
+            beat_done.set()
+            await beat
         log.info("job %s attempt %s: %s in %.2f s", job.id, attempt, outcome, time.perf_counter() - started)
         self.on_finished()
 
@@ -235,11 +240,21 @@ class Worker:
         ]
 
     async def _heartbeat(
-        self, job: Job, attempt: int, progress: _Progress, cancel: threading.Event, lease_lost: threading.Event
+        self,
+        job: Job,
+        attempt: int,
+        progress: _Progress,
+        cancel: threading.Event,
+        lease_lost: threading.Event,
+        done: asyncio.Event,
     ) -> None:
         interval = min(self.limits.progress_seconds, self.limits.lease_seconds / 3)
         while True:
-            await asyncio.sleep(interval)
+            try:
+                await asyncio.wait_for(done.wait(), interval)
+                return
+            except TimeoutError:
+                pass
             try:
                 async with self.db.transaction() as session:
                     answer = await queue.heartbeat(

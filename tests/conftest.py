@@ -76,3 +76,15 @@ def bot_env(data_dir: Path, models_dir: Path, **extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+@pytest.fixture(autouse=True)
+def _no_bot_process_outlives_its_test():  # type: ignore[no-untyped-def]
+    """A failed assertion must not leave a console subprocess running (it would poll forever)."""
+    yield
+    from tests.console_process import ConsoleProcess
+
+    while ConsoleProcess.running:
+        process = ConsoleProcess.running.pop()
+        if process.proc.poll() is None:
+            process.kill()

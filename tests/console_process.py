@@ -18,12 +18,17 @@ Event = dict[str, Any]
 
 
 class ConsoleProcess:
+    """One bot process. An autouse fixture in tests/conftest.py kills any left running after a test."""
+
+    running: list[ConsoleProcess] = []
+
     def __init__(self, env: dict[str, str], log_path: Path, *extra_args: str):
         self.log = open(log_path, "ab")  # noqa: SIM115 - closed in wait()/kill()
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "run_bot.py"), "console", "--jsonl", *extra_args],
             cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, bufsize=1,
         )  # fmt: skip
+        ConsoleProcess.running.append(self)
         self.events: list[Event] = []
         self._lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()

@@ -135,14 +135,18 @@ class ConsoleChat:
     # --- what the bot owes the console ----------------------------------------------------------
 
     async def _deliver_forever(self) -> None:
+        failures = 0
         while True:
             try:
                 for item in await self.service.pending(PLATFORM):
                     await self._deliver(item)
+                failures = 0
             except Exception:
-                log.exception("console delivery pass failed; retrying")
+                failures += 1
+                log.exception("console delivery pass failed (%d in a row); retrying", failures)
             self._wake.clear()
-            await _wait(self._wake, self.poll_seconds)
+            # back off while something is broken (a full disk, say), up to a minute between tries
+            await _wait(self._wake, min(60.0, self.poll_seconds * 2**failures))
 
     async def _deliver(self, item: Outgoing) -> None:
         message_id = self.ids.next()
