@@ -61,8 +61,7 @@ class Engine:
 
     @property
     def loaded_model(self) -> str | None:
-        names = self.models.loaded_names
-        return names[-1] if names else None
+        return self.models.current
 
     def preload(self, model: str) -> None:
         self.models.get(model)

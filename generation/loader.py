@@ -84,10 +84,9 @@ class ModelCache:
         self.dtype = dtype
         self.max_loaded = max_loaded
         self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()
-
-    @property
-    def loaded_names(self) -> list[str]:
-        return list(self._loaded)
+        # The most recently used model's name. Read from the event loop while the engine thread
+        # works, so it is one attribute (assigned atomically), not a view of the OrderedDict.
+        self.current: str | None = None
 
     def get(self, name: str) -> LoadedModel:
         entry = self.registry.get(name)
@@ -96,15 +95,19 @@ class ModelCache:
         key = entry.display_name
         if key in self._loaded:
             self._loaded.move_to_end(key)
+            self.current = key
             return self._loaded[key]
         while len(self._loaded) >= self.max_loaded:
             dropped, _ = self._loaded.popitem(last=False)
             log.info("unloading model %s", dropped)
+            if self.current == dropped:
+                self.current = None
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
         pipe = load_pipeline(entry, self.models_dir, self.device, self.dtype)
         loaded = LoadedModel(key, entry, pipe, dict(pipe.scheduler.config))
         self._loaded[key] = loaded
+        self.current = key
         return loaded
 
 
