@@ -4,6 +4,7 @@ job back to the queue without counting the attempt."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import run_bot
 from config import Settings
@@ -11,67 +12,53 @@ from storage import queue
 from tests.test_service import Bot
 
 
-async def wait_until(predicate, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.05)
-
-
-async def start(settings: Settings) -> tuple[Bot, asyncio.Event, asyncio.Task]:
-    settings.max_steps = 1000
-    core = await run_bot.build_core(settings)
-    bot = Bot(core, run_bot.build_worker(core))
-    stop = asyncio.Event()
-    return bot, stop, asyncio.create_task(bot.worker.run(stop))
-
-
 async def job_row(bot: Bot, job_id: int = 1):  # type: ignore[no-untyped-def]
     async with bot.core.db.transaction() as session:
         return await queue.get(session, job_id)
 
 
-async def test_cancel_stops_a_running_job(settings: Settings) -> None:
-    bot, stop, task = await start(settings)
+async def wait_for_job(bot: Bot, predicate, timeout: float = 60):  # type: ignore[no-untyped-def]
+    """Poll job 1 until `predicate(job)` holds; return the job."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate(job := await job_row(bot)):
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+    return job
+
+
+@contextlib.asynccontextmanager
+async def running_bot(settings: Settings):  # type: ignore[no-untyped-def]
+    """A bot whose worker loop runs as in production, with one long job already drawing."""
+    settings.max_steps = 1000
+    core = await run_bot.build_core(settings)
+    bot = Bot(core, run_bot.build_worker(core))
+    stop = asyncio.Event()
+    task = asyncio.create_task(bot.worker.run(stop))
     try:
         await bot.send("/imagine a long job --steps 400")
-
-        async def drawing() -> bool:
-            return (await job_row(bot)).progress_step > 0
-
-        await wait_until(drawing)
-        [(_, reply)] = await bot.send("/cancel 1")
-        assert "stopping after its current step" in reply.text
-
-        async def cancelled() -> bool:
-            return (await job_row(bot)).status == "cancelled"
-
-        await wait_until(cancelled)
-        job = await job_row(bot)
-        assert job.outputs == [] and job.progress_step < 400
-        assert await bot.service.pending("test") == []
+        await wait_for_job(bot, lambda job: job.progress_step > 0)
+        yield bot, stop, task
     finally:
         stop.set()
         await task
-        await bot.core.db.close()
+        await core.db.close()
+
+
+async def test_cancel_stops_a_running_job(settings: Settings) -> None:
+    async with running_bot(settings) as (bot, _, _):
+        [(_, reply)] = await bot.send("/cancel 1")
+        assert "stopping after its current step" in reply.text
+        job = await wait_for_job(bot, lambda job: job.status == "cancelled")
+        assert job.outputs == [] and job.progress_step < 400
+        assert await bot.service.pending("test") == []
 
 
 async def test_shutdown_hands_the_job_back(settings: Settings) -> None:
-    bot, stop, task = await start(settings)
-    try:
-        await bot.send("/imagine a long job --steps 400")
-
-        async def drawing() -> bool:
-            return (await job_row(bot)).progress_step > 0
-
-        await wait_until(drawing)
+    async with running_bot(settings) as (bot, stop, task):
         stop.set()
-        await asyncio.wait_for(task, 30)
+        await asyncio.wait_for(asyncio.shield(task), 30)
         job = await job_row(bot)
         assert (job.status, job.attempt, job.lease_owner) == ("queued", 0, None)
-    finally:
-        stop.set()
-        await bot.core.db.close()
 
 
 async def test_no_task_is_left_behind_after_a_job(settings: Settings) -> None:
