@@ -177,16 +177,23 @@ class Worker:
         log.info("job %s attempt %s: %s %dx%d x%d, %d steps", job.id, attempt, spec.kind, spec.width, spec.height, spec.n, spec.steps)
         outcome = "failed"
         try:
-            images = await asyncio.get_running_loop().run_in_executor(
-                self.executor,
-                lambda: self.engine.run(
-                    spec,
-                    job_id=job.id,
-                    on_progress=progress.update,
-                    should_stop=lambda: cancel.is_set() or self._shutdown.is_set() or lease_lost.is_set(),
-                ),
-            )
-            outputs = await asyncio.to_thread(self._store, images)
+            try:
+                images = await asyncio.get_running_loop().run_in_executor(
+                    self.executor,
+                    lambda: self.engine.run(
+                        spec,
+                        job_id=job.id,
+                        on_progress=progress.update,
+                        should_stop=lambda: cancel.is_set() or self._shutdown.is_set() or lease_lost.is_set(),
+                    ),
+                )
+                outputs = await asyncio.to_thread(self._store, images)
+            finally:
+                # Stop the heartbeat between beats, never by cancelling it inside a transaction
+                # (a transaction cancelled mid-flight and left pending hangs the loop's shutdown),
+                # and before the job's last write, which it would otherwise race.
+                beat_done.set()
+                await beat
             async with self.db.transaction() as session:
                 await queue.complete(session, job, attempt, owner=self.owner, outputs=outputs, run_seconds=time.perf_counter() - started)
             outcome = "succeeded"
@@ -200,11 +207,6 @@ class Worker:
             log.exception("job %s attempt %s failed", job.id, attempt)
             message = f"an internal error stopped it ({type(error).__name__}: {error})"[:500]
             outcome = await self._end(queue.retry_or_fail, job, attempt, message) or outcome
-        finally:
-            # Stop the heartbeat between beats, never by cancelling it inside a transaction:
-            # a transaction cancelled mid-flight can be left waiting on a closed connection.
-            beat_done.set()
-            await beat
         log.info("job %s attempt %s: %s in %.2f s", job.id, attempt, outcome, time.perf_counter() - started)
         self.on_finished()
 
