@@ -17,7 +17,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -76,21 +76,41 @@ def build_worker(core: Core):  # type: ignore[no-untyped-def]
     return worker
 
 
-def start_scheduler(core: Core) -> AsyncIOScheduler:
-    """Periodic work. Today: reap jobs whose worker stopped heartbeating (safe in every process;
-    multi-machine mode will elect one scheduler with a Postgres advisory lock)."""
+class PeriodicWork:
+    """APScheduler 3 running our periodic jobs. Today: reap jobs whose worker stopped heartbeating
+    (safe in every process; multi-machine mode will elect one scheduler with a Postgres advisory
+    lock).
 
-    async def reap_expired_leases() -> None:
-        async with core.db.transaction() as session:
+    APScheduler's shutdown cancels running coroutine jobs without awaiting them; a job cancelled
+    inside a database transaction and left pending hangs the event loop's shutdown. So each run is
+    a task of ours, shielded from that cancel and awaited in `stop()`."""
+
+    def __init__(self, core: Core):
+        self.core = core
+        self.scheduler = AsyncIOScheduler()
+        self._running: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        interval = max(1.0, self.core.settings.lease_seconds / 2)
+        self.scheduler.add_job(self._shielded, "interval", seconds=interval, args=[self.reap_expired_leases], id="reap")
+        self.scheduler.start()
+
+    async def stop(self) -> None:
+        self.scheduler.shutdown(wait=False)
+        await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def _shielded(self, job: Callable[[], Awaitable[None]]) -> None:
+        task = asyncio.create_task(job())
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        await asyncio.shield(task)
+
+    async def reap_expired_leases(self) -> None:
+        async with self.core.db.transaction() as session:
             jobs = await queue.reap_expired(session)
         if jobs:
             log.warning("re-queued or failed %d job(s) whose worker stopped: %s", len(jobs), [j.id for j in jobs])
-            core.adapters_wake()
-
-    scheduler = AsyncIOScheduler()
-    scheduler.add_job(reap_expired_leases, "interval", seconds=max(1.0, core.settings.lease_seconds / 2), id="reap")
-    scheduler.start()
-    return scheduler
+            self.core.adapters_wake()
 
 
 async def run_console(settings: Settings, *, jsonl: bool, with_worker: bool) -> int:
@@ -105,16 +125,12 @@ async def run_console(settings: Settings, *, jsonl: bool, with_worker: bool) -> 
 
 
 async def run_serve(settings: Settings, *, with_worker: bool) -> int:
-    core = await build_core(settings)
-    adapters: list = []  # Discord and Telegram adapters are added here when their tokens are set
-    if not adapters:
-        log.error(
-            "No chat adapter is configured. Discord and Telegram support is not built yet; "
-            "use the console chat meanwhile: python run_bot.py console"
-        )
-        await core.db.close()
-        return 2
-    return await _run(core, asyncio.Event().wait(), with_worker=with_worker)
+    """The Discord and Telegram adapters will start here when their tokens are set."""
+    log.error(
+        "No chat adapter is configured: Discord and Telegram support is not built yet. "
+        "Use the console chat meanwhile: python run_bot.py console"
+    )
+    return 2
 
 
 async def run_worker_only(settings: Settings) -> int:
@@ -128,7 +144,8 @@ async def _run(core: Core, main, *, with_worker: bool) -> int:  # type: ignore[n
     worker = build_worker(core) if with_worker else None
     if any(entry.kind == "tiny" for entry in core.ctx.registry):
         log.warning(TINY_NOTE)
-    scheduler = start_scheduler(core)
+    periodic = PeriodicWork(core)
+    periodic.start()
     main_task = asyncio.ensure_future(main)
     tasks = {main_task}
     worker_task = asyncio.create_task(worker.run(stop)) if worker else None
@@ -163,7 +180,7 @@ async def _run(core: Core, main, *, with_worker: bool) -> int:  # type: ignore[n
             await main_task
         if worker_task:
             await worker_task
-        scheduler.shutdown(wait=False)
+        await periodic.stop()
         await core.db.close()
     return code
 
@@ -191,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every run at INFO
     if args.command == "console":
         job = run_console(settings, jsonl=args.jsonl, with_worker=not args.no_worker)
     elif args.command == "worker":
