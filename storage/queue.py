@@ -204,7 +204,6 @@ async def complete(
         updated_at=now,
         lease_owner=None,
         lease_expires_at=None,
-        progress_step=job.progress_total or job.progress_step,
         run_seconds=run_seconds,
         error=None,
     )
