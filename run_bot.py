@@ -125,12 +125,34 @@ async def run_console(settings: Settings, *, jsonl: bool, with_worker: bool) -> 
 
 
 async def run_serve(settings: Settings, *, with_worker: bool) -> int:
-    """The Discord and Telegram adapters will start here when their tokens are set."""
-    log.error(
-        "No chat adapter is configured: Discord and Telegram support is not built yet. "
-        "Use the console chat meanwhile: python run_bot.py console"
-    )
-    return 2
+    """Every chat adapter whose token is set, side by side in this process."""
+    adapters = []
+    if settings.telegram_token is not None:
+        from bot.telegram import TelegramChat
+
+        adapters.append(("Telegram", TelegramChat))
+    if not adapters:
+        log.error(
+            "No chat adapter is configured. Set SDBOT_TELEGRAM_TOKEN (see the README), "
+            "or use the console chat: python run_bot.py console"
+        )
+        return 2
+    core = await build_core(settings)
+    chats = [make(core.service, settings) for _, make in adapters]
+    core.wake_adapters.extend(chat.wake for chat in chats)
+    return await _run(core, _first_to_stop(chats), with_worker=with_worker)
+
+
+async def _first_to_stop(chats) -> int:  # type: ignore[no-untyped-def]
+    """Run the adapters together; when one stops (a refused token), stop the rest."""
+    tasks = [asyncio.create_task(chat.run()) for chat in chats]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        return max(task.result() for task in done)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def run_worker_only(settings: Settings) -> int:
@@ -175,7 +197,10 @@ async def _run(core: Core, main, *, with_worker: bool) -> int:  # type: ignore[n
             log.error("the worker stopped unexpectedly")
     finally:
         stop.set()
-        main_task.cancel()
+        # Cancel once: a second cancel would interrupt the adapters' own clean-up (a result being
+        # recorded as sent, the Telegram client stopping) and leave it half done.
+        if not main_task.done() and not main_task.cancelling():
+            main_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await main_task
         if worker_task:
@@ -183,6 +208,21 @@ async def _run(core: Core, main, *, with_worker: bool) -> int:  # type: ignore[n
         await periodic.stop()
         await core.db.close()
     return code
+
+
+class RedactingFormatter(logging.Formatter):
+    """Secrets never reach a log line: libraries log request URLs, and Telegram's URLs hold the
+    bot token (PTB logs them at DEBUG, httpx at INFO, and error messages may repeat them)."""
+
+    def __init__(self, fmt: str, secrets: list[str]):
+        super().__init__(fmt)
+        self.secrets = [secret for secret in secrets if len(secret) >= 6]
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        for secret in self.secrets:
+            text = text.replace(secret, "[redacted]")
+        return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,10 +245,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"sdbot: the configuration is not valid:\n{problems}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", settings.secret_values()))
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every run at INFO
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines hold request URLs, tokens included
     if args.command == "console":
         job = run_console(settings, jsonl=args.jsonl, with_worker=not args.no_worker)
     elif args.command == "worker":

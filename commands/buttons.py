@@ -45,6 +45,17 @@ async def press(ctx: Context, request: Request) -> list[Reply]:
     raise UserError(f"The `{action.label}` button isn't available here.")
 
 
+async def originals(ctx: Context, platform: str, chat_id: str, message_id: str) -> Reply:
+    async with ctx.db.transaction() as session:
+        ref = await outbox.find_ref(session, platform, chat_id, message_id)
+        job = await queue.get(session, ref.job_id) if ref is not None else None
+        if job is None or not job.outputs:
+            raise UserError("I don't have the pictures of that message any more. Start again with /imagine.")
+    indexes = None if ref.output_index is None else [ref.output_index]
+    images = image_files(ctx, job, indexes)
+    return Reply(f"Original PNG{'s' if len(images) > 1 else ''} of job {job.id}", kind="files", images=images, job_id=job.id)
+
+
 def _match(wanted: str, actions: tuple[Action, ...]) -> Action:
     key = wanted.strip().lower()
     for action in actions:

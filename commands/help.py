@@ -8,6 +8,19 @@ from commands.types import Reply, Request
 from generation.samplers import sampler_names
 
 
+# What each command does in a few words, for the platforms' command menus (Telegram's
+# setMyCommands, Discord's slash command descriptions). Order: how often people need them.
+COMMAND_MENU: tuple[tuple[str, str], ...] = (
+    ("imagine", "Draw a picture: /imagine a red fox --ar 3:2"),
+    ("help", "Commands, options and limits"),
+    ("settings", "Your defaults: /settings --steps 30"),
+    ("queue", "Your jobs and the queue"),
+    ("cancel", "Cancel a job: /cancel [job|all]"),
+    ("history", "Your recent jobs"),
+    ("info", "A job's parameters: /info <job>"),
+)
+
+
 def help_text(ctx: Context) -> str:
     s = ctx.settings
     models = ", ".join(

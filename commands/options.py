@@ -339,6 +339,11 @@ def build_spec(
         init_image=init.blob_key if init else None,
     )
     if not spec.prompt:
+        if init is not None:
+            raise UserError(
+                "Tell me what to make of this picture: write a prompt as its caption, or reply to it with one "
+                "(e.g. `as a watercolor painting`)."
+            )
         raise UserError("Tell me what to draw, e.g. `/imagine a red fox in the snow --ar 3:2`.")
     return spec, notes
 

@@ -86,6 +86,18 @@ class CommandService:
             raise UserError(f"I don't know `/{name}`. Commands: {known}. `/help` explains them.")
         return await handler(self.ctx, request, args)
 
+    def knows(self, command: str) -> bool:
+        """Whether `command` (without the slash) is one of ours; in a group chat an adapter stays
+        quiet about commands it does not know, which may be meant for another bot."""
+        return command.lower() in COMMANDS
+
+    async def originals(self, platform: str, chat_id: str, message_id: str) -> Reply:
+        """The original PNGs (with their parameters) of the images a bot message shows."""
+        try:
+            return await buttons.originals(self.ctx, platform, chat_id, message_id)
+        except UserError as error:
+            return Reply(error.message, kind="error", ephemeral=True)
+
     # --- what adapters report back ------------------------------------------------------------
 
     async def sent(self, platform: str, chat_id: str, message_id: str, reply: Reply) -> None:

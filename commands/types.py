@@ -61,7 +61,8 @@ class ImageFile:
     index: int  # 0-based position in its job
 
 
-ReplyKind = Literal["text", "error", "status", "result", "single", "failure"]
+# "files": the original PNGs of a message's images, to be sent as files (Telegram recompresses photos).
+ReplyKind = Literal["text", "error", "status", "result", "single", "failure", "files"]
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -83,6 +83,32 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(1.0, gt=0, description="Queue/outbox polling when nothing wakes us sooner.")
     progress_seconds: float = Field(1.0, gt=0, description="Least time between progress writes.")
 
+    # --- Telegram (bot/telegram): starts when the token is set ---------------------------------
+    telegram_token: SecretStr | None = Field(None, description="The bot token from @BotFather.")
+    telegram_base_url: str = Field(
+        "https://api.telegram.org/bot",
+        description="Bot API address, as PTB's base_url: the token is appended, or fills `{token}`.",
+    )
+    telegram_base_file_url: str = Field("https://api.telegram.org/file/bot", description="File downloads, as PTB's base_file_url.")
+    telegram_local_mode: bool = Field(False, description="The Bot API server runs with --local (files by path).")
+    telegram_allowed_users: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated user ids; empty: everyone."
+    )
+    telegram_allowed_chats: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated chat ids; empty: every chat."
+    )
+    telegram_webhook_url: str | None = Field(None, description="Public HTTPS URL; set: webhook mode instead of polling.")
+    telegram_webhook_listen: str = "0.0.0.0"
+    telegram_webhook_port: int = Field(8443, ge=1, le=65535)
+    telegram_webhook_secret: SecretStr | None = None
+    telegram_max_download_bytes: int = Field(
+        20 * 1024 * 1024, ge=1024, description="Largest file the bot fetches (the Bot API's getFile limit)."
+    )
+    telegram_max_upload_bytes: int = Field(
+        50 * 1000 * 1000, ge=1024 * 1024, description="Largest document the bot sends (50 MB on Telegram's servers)."
+    )
+    telegram_group_edit_seconds: float = Field(3.0, ge=0, description="Least time between status edits in a group.")
+
     log_level: str = "INFO"
 
     @classmethod
@@ -97,11 +123,13 @@ class Settings(BaseSettings):
         toml = TomlConfigSettingsSource(settings_cls, toml_file=_config_file())
         return (init_settings, env_settings, dotenv_settings, toml, file_secret_settings)
 
-    @field_validator("admin_ids", mode="before")
+    @field_validator("admin_ids", "telegram_allowed_users", "telegram_allowed_chats", mode="before")
     @classmethod
     def _split_ids(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, (list, tuple)):
+            return [str(part).strip() for part in value]  # TOML may give numbers
         return value
 
     @model_validator(mode="after")
@@ -132,6 +160,18 @@ class Settings(BaseSettings):
     @property
     def blobs_dir(self) -> Path:
         return (self.data_dir / "blobs").resolve()
+
+    def secret_values(self) -> list[str]:
+        """Every secret in the settings, for the log redaction in run_bot.py."""
+        secrets = [self.telegram_token, self.telegram_webhook_secret]
+        values = [secret.get_secret_value() for secret in secrets if secret is not None]
+        if self.database_url:
+            from sqlalchemy.engine import make_url
+
+            password = make_url(self.database_url).password
+            if password:
+                values.append(str(password))
+        return values
 
     def registry(self) -> ModelRegistry:
         return ModelRegistry.from_settings(self.model, self.models)

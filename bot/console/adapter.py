@@ -14,13 +14,13 @@ import logging
 import os
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any, TextIO
 
 from bot.console.protocol import InputError, InputLine, edit_event, human, message_event, parse_human_line, parse_json_line
 from commands.service import CommandService
-from commands.types import Attachment, Outgoing, Press, Reply, Request
+from bot.loops import DeliveryLoop, StatusLoop, wait_for_event
+from commands.types import Attachment, Outgoing, Press, Reply, Request, StatusUpdate
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +65,17 @@ class ConsoleChat:
         self.output = output_stream or sys.stdout
         self.poll_seconds = poll_seconds
         self.ids = MessageIds(Path(state_dir) / "console-state.json")
-        self._wake = asyncio.Event()
         self._uploads: dict[str, tuple[Attachment, ...]] = {}  # input id -> its attachments (this run)
-        self._shown: dict[str, tuple[str, float]] = {}  # status message id -> (text, when)
+        self._end_wait = asyncio.Event()
+        self.deliveries = DeliveryLoop(
+            service, PLATFORM, self._send, poll_seconds=poll_seconds, after_delivered=self._after_delivered
+        )
+        self.statuses = StatusLoop(service, PLATFORM, self._edit, min_interval=lambda chat: EDIT_SECONDS, tick_seconds=EDIT_SECONDS)
 
     def wake(self) -> None:
         """Something may be owed to the console: deliver now rather than at the next poll."""
-        self._wake.set()
+        self.deliveries.wake()
+        self._end_wait.set()
 
     # --- main loop ---------------------------------------------------------------------------
 
@@ -80,8 +84,8 @@ class ConsoleChat:
             self._banner()
         lines: asyncio.Queue[str | None] = asyncio.Queue()
         _start_reader(self.input, lines, asyncio.get_running_loop())
-        deliveries = asyncio.create_task(self._deliver_forever())
-        statuses = asyncio.create_task(self._statuses_forever())
+        deliveries = asyncio.create_task(self.deliveries.run())
+        statuses = asyncio.create_task(self.statuses.run())
         number = 0
         try:
             while (line := await lines.get()) is not None:
@@ -90,8 +94,8 @@ class ConsoleChat:
                 number += 1
                 await self._handle_line(f"u{number}", line)
             while await self.service.busy(PLATFORM):  # end of input: finish what we owe
-                self._wake.clear()
-                await _wait(self._wake, self.poll_seconds)
+                self._end_wait.clear()
+                await wait_for_event(self._end_wait, self.poll_seconds)
         finally:
             for task in (deliveries, statuses):
                 task.cancel()
@@ -113,7 +117,7 @@ class ConsoleChat:
             except Exception:  # the message is out; only its buttons and replies will not resolve
                 log.exception("could not record console message %s", message_id)
             if reply.kind == "status":
-                self._shown[message_id] = (reply.text, time.monotonic())
+                self.statuses.showing(message_id, reply.text)
 
     def _request(self, input_id: str, line: InputLine) -> Request:
         attachments = tuple(_read_attachment(path) for path in line.attachments)
@@ -134,37 +138,16 @@ class ConsoleChat:
 
     # --- what the bot owes the console ----------------------------------------------------------
 
-    async def _deliver_forever(self) -> None:
-        failures = 0
-        while True:
-            try:
-                for item in await self.service.pending(PLATFORM):
-                    await self._deliver(item)
-                failures = 0
-            except Exception:
-                failures += 1
-                log.exception("console delivery pass failed (%d in a row); retrying", failures)
-            self._wake.clear()
-            # back off while something is broken (a full disk, say), up to a minute between tries
-            await _wait(self._wake, min(60.0, self.poll_seconds * 2**failures))
-
-    async def _deliver(self, item: Outgoing) -> None:
+    async def _send(self, item: Outgoing) -> str:
         message_id = self.ids.next()
         self._emit_reply(message_id, item.reply, reply_to=item.reply_to, user=item.user_id)
-        await self.service.delivered(PLATFORM, item, message_id)
-        self._wake.set()  # the status loop and the end-of-input wait may be waiting on this
+        return message_id
 
-    async def _statuses_forever(self) -> None:
-        while True:
-            try:
-                for update in await self.service.status_updates(PLATFORM):
-                    text, when = self._shown.get(update.message_id, ("", 0.0))
-                    if update.text != text and time.monotonic() - when >= EDIT_SECONDS:
-                        self._emit(edit_event(update.message_id, update.text))
-                        self._shown[update.message_id] = (update.text, time.monotonic())
-            except Exception:
-                log.exception("console status pass failed; retrying")
-            await asyncio.sleep(EDIT_SECONDS)
+    async def _after_delivered(self, item: Outgoing, message_id: str) -> None:
+        self._end_wait.set()  # the end-of-input wait may be waiting on this
+
+    async def _edit(self, update: StatusUpdate) -> None:
+        self._emit(edit_event(update.message_id, update.text))
 
     # --- output ----------------------------------------------------------------------------------
 
@@ -214,10 +197,3 @@ def _start_reader(stream: TextIO, lines: asyncio.Queue[str | None], loop: asynci
         put(None)
 
     threading.Thread(target=read, name="console-input", daemon=True).start()
-
-
-async def _wait(event: asyncio.Event, timeout: float) -> None:
-    try:
-        await asyncio.wait_for(event.wait(), timeout)
-    except TimeoutError:
-        pass

@@ -1,0 +1,279 @@
+"""The Telegram chat: python-telegram-bot (v22) in front of the command service.
+
+    chat = TelegramChat(service, settings)
+    await chat.run()      # until cancelled; 2 when Telegram refuses the token
+
+Handlers are small and flat: a message becomes a Request, a button press becomes a Request with
+a Press, and every Reply goes back as a Telegram message. Results arrive through the delivery
+loop (bot/loops.py); the status message of a job is edited while it waits and runs, and deleted
+once its result is out.
+
+Flood control: PTB's AIORateLimiter keeps to Telegram's rates and repeats a request refused with
+`retry_after` a few times; a result still refused is postponed by the delivery loop (never given
+up for it), and a status edit is simply skipped until later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from urllib.parse import urlparse
+
+from telegram import BotCommand, Message, Update
+from telegram.constants import ParseMode
+from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, CallbackQueryHandler, ContextTypes, MessageHandler, filters
+
+from bot.loops import DeliveryLoop, Postpone, StatusLoop, Unreachable
+from bot.telegram import incoming, outgoing
+from bot.telegram.incoming import PLATFORM, Audience, Refused
+from commands.help import COMMAND_MENU
+from commands.service import CommandService
+from commands.types import Outgoing, Press, Reply, Request, StatusUpdate
+from config import Settings
+
+log = logging.getLogger(__name__)
+
+PRIVATE_EDIT_SECONDS = 1.0  # least time between status edits in a private chat
+RATE_LIMIT_RETRIES = 2  # repeats of a request refused with retry_after, inside PTB
+START_RETRY_SECONDS = (1, 2, 5, 10, 30, 60)  # while Telegram can't be reached at start
+
+
+class TelegramChat:
+    def __init__(self, service: CommandService, settings: Settings):
+        assert settings.telegram_token is not None
+        self.service = service
+        self.settings = settings
+        self.limits = outgoing.Limits(max_document_bytes=settings.telegram_max_upload_bytes)
+        self.application = self._build_application(settings.telegram_token.get_secret_value())
+        self.deliveries = DeliveryLoop(
+            service, PLATFORM, self._deliver, poll_seconds=settings.poll_seconds, after_delivered=self._remove_status
+        )
+        self.statuses = StatusLoop(service, PLATFORM, self._edit_status, min_interval=self._edit_interval)
+        self.us: Audience | None = None
+
+    def _build_application(self, token: str) -> Application:  # type: ignore[type-arg]
+        s = self.settings
+        builder = (
+            ApplicationBuilder()
+            .token(token)
+            .base_url(s.telegram_base_url)
+            .base_file_url(s.telegram_base_file_url)
+            .local_mode(s.telegram_local_mode)
+            .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
+            .concurrent_updates(True)  # one slow upload must not hold up everyone else
+        )
+        application = builder.build()
+        application.add_handler(MessageHandler(filters.UpdateType.MESSAGE, self.on_message))
+        application.add_handler(CallbackQueryHandler(self.on_button))
+        application.add_error_handler(self.on_error)
+        return application
+
+    def wake(self) -> None:
+        """A job ended: deliver now rather than at the next poll."""
+        self.deliveries.wake()
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        app = self.application
+        if not await self._connect():
+            return 2
+        loops: list[asyncio.Task[None]] = []
+        try:
+            await app.bot.set_my_commands([BotCommand(name, text) for name, text in COMMAND_MENU])
+            await app.start()
+            await self._start_updates()
+            loops = [asyncio.create_task(self.deliveries.run()), asyncio.create_task(self.statuses.run())]
+            await asyncio.Event().wait()  # until cancelled
+            return 0
+        finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+            if app.updater is not None and app.updater.running:
+                await app.updater.stop()
+            if app.running:
+                await app.stop()
+            await app.shutdown()
+
+    async def _connect(self) -> bool:
+        """getMe, retried while Telegram can't be reached; False when the token is refused."""
+        attempt = 0
+        while True:
+            try:
+                await self.application.initialize()
+                break
+            except InvalidToken:
+                log.error("Telegram refused SDBOT_TELEGRAM_TOKEN. Copy the token @BotFather gave you (123456:ABC...).")
+                return False
+            except NetworkError as error:
+                pause = START_RETRY_SECONDS[min(attempt, len(START_RETRY_SECONDS) - 1)]
+                log.warning("can't reach the Bot API at %s (%s); trying again in %ss", self.settings.telegram_base_url, error, pause)
+                await asyncio.sleep(pause)
+                attempt += 1
+        bot = self.application.bot
+        self.us = Audience(bot.id, bot.username)
+        return True
+
+    async def _start_updates(self) -> None:
+        s = self.settings
+        updater = self.application.updater
+        assert updater is not None
+        allowed = [Update.MESSAGE, Update.CALLBACK_QUERY]
+        if s.telegram_webhook_url:
+            secret = s.telegram_webhook_secret.get_secret_value() if s.telegram_webhook_secret else None
+            await updater.start_webhook(
+                listen=s.telegram_webhook_listen, port=s.telegram_webhook_port,
+                url_path=urlparse(s.telegram_webhook_url).path.lstrip("/"), webhook_url=s.telegram_webhook_url,
+                secret_token=secret, allowed_updates=allowed,
+            )  # fmt: skip
+            how = f"webhook on {s.telegram_webhook_listen}:{s.telegram_webhook_port}"
+        else:
+            await updater.start_polling(allowed_updates=allowed)
+            how = "long polling"
+        assert self.us is not None
+        log.info("Telegram: @%s is up (%s)", self.us.bot_username, how)
+
+    # --- incoming -------------------------------------------------------------------------------
+
+    async def on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.message
+        if message is None or message.from_user is None or self.us is None:
+            return
+        if not incoming.meant_for_us(message, self.us, self.service.knows):
+            return
+        user_id, chat_id = str(message.from_user.id), str(message.chat.id)
+        if not self._allowed(user_id, chat_id):
+            await self._reply(message, Reply(self._denied_text(user_id), kind="error"))
+            return
+        max_bytes = self.settings.telegram_max_download_bytes
+        replied = message.reply_to_message
+        try:
+            attachments = await incoming.download(context.bot, message, max_bytes)
+            reply_images = ()
+            if incoming.has_image(replied) and not incoming.from_us(replied, self.us):
+                assert replied is not None
+                reply_images = await incoming.download(context.bot, replied, max_bytes)
+        except Refused as refused:
+            await self._reply(message, Reply(str(refused), kind="error"))
+            return
+        request = Request(
+            platform=PLATFORM, user_id=user_id, chat_id=chat_id, user_name=incoming.user_name(message.from_user),
+            message_id=str(message.message_id), text=message.text or message.caption or "",
+            attachments=attachments, reply_to=str(replied.message_id) if replied else None, reply_to_images=reply_images,
+        )  # fmt: skip
+        for reply in await self.service.handle(request):
+            await self._reply(message, reply)
+
+    async def on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        if query is None:
+            return
+        message, data, user_id = query.message, query.data or "", str(query.from_user.id)
+        if message is None:  # a button on an inline message: none of ours
+            await query.answer("This button doesn't work here.")
+            return
+        chat_id, message_id = str(message.chat.id), str(message.message_id)
+        if not self._allowed(user_id, chat_id):
+            await query.answer(outgoing.shorten(self._denied_text(user_id), outgoing.MAX_ALERT), show_alert=True)
+            return
+        if data == outgoing.PNG_DATA:
+            replies = [await self.service.originals(PLATFORM, chat_id, message_id)]
+        elif data.startswith(outgoing.ACTION_PREFIX):
+            press = Press(message_id, data.removeprefix(outgoing.ACTION_PREFIX))
+            request = Request(
+                platform=PLATFORM, user_id=user_id, chat_id=chat_id, user_name=incoming.user_name(query.from_user),
+                message_id=message_id, press=press,
+            )  # fmt: skip
+            replies = await self.service.handle(request)
+        else:
+            await query.answer("That button is from an older version of me. Send the command again, please.")
+            return
+        errors = [reply for reply in replies if reply.kind == "error"]
+        if errors:  # a pop-up only the presser sees; long texts also go to the chat
+            text = errors[0].text
+            await query.answer(outgoing.shorten(text, outgoing.MAX_ALERT), show_alert=True)
+            if len(text) > outgoing.MAX_ALERT:
+                await self._send(int(chat_id), errors[0], reply_to=message.message_id)
+        else:
+            await query.answer()
+        for reply in replies:
+            if reply.kind != "error":
+                await self._send(int(chat_id), reply, reply_to=message.message_id)
+
+    async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        log.error("error while handling a Telegram update", exc_info=context.error)
+
+    def _allowed(self, user_id: str, chat_id: str) -> bool:
+        s = self.settings
+        if s.is_admin(PLATFORM, user_id):
+            return True
+        users, chats = s.telegram_allowed_users, s.telegram_allowed_chats
+        return (not users or user_id in users) and (not chats or chat_id in chats)
+
+    @staticmethod
+    def _denied_text(user_id: str) -> str:
+        return f"Sorry, this bot is private here. Ask its owner to allow you (your Telegram id is {user_id})."
+
+    # --- outgoing -------------------------------------------------------------------------------
+
+    async def _reply(self, message: Message, reply: Reply) -> None:
+        await self._send(message.chat.id, reply, reply_to=message.message_id)
+
+    async def _send(self, chat_id: int, reply: Reply, *, reply_to: int | None) -> None:
+        """Send a direct reply and record it. A reply that can't be sent is logged: what it
+        announced (a queued job) is in the database, and its result comes by the delivery loop."""
+        try:
+            sent = await outgoing.send_reply(self.application.bot, chat_id, reply, reply_to=reply_to, limits=self.limits)
+        except TelegramError as error:
+            log.warning("could not send a %s reply to chat %s: %s", reply.kind, chat_id, error)
+            return
+        await self.service.sent(PLATFORM, str(chat_id), str(sent.message_id), reply)
+        if reply.kind == "status":
+            self.statuses.showing(str(sent.message_id), reply.text)
+
+    async def _deliver(self, item: Outgoing) -> str:
+        reply_to = int(item.reply_to) if item.reply_to and item.reply_to.lstrip("-").isdigit() else None
+        try:
+            sent = await outgoing.send_reply(self.application.bot, int(item.chat_id), item.reply, reply_to=reply_to, limits=self.limits)
+        except RetryAfter as error:
+            raise Postpone(_seconds(error)) from error
+        except BadRequest:
+            raise  # this chat refuses it: counted against the delivery
+        except (NetworkError, InvalidToken) as error:
+            # Telegram unreachable (timeouts included) or the token revoked while running: not the
+            # chat's fault, so nothing is counted and the result waits until it can go out.
+            raise Unreachable(str(error)) from error
+        return str(sent.message_id)
+
+    async def _remove_status(self, item: Outgoing, message_id: str) -> None:
+        """The result is out: its status message goes (or says done, where deleting fails)."""
+        if not item.status_message_id:
+            return
+        chat_id, status_id = int(item.chat_id), int(item.status_message_id)
+        try:
+            await self.application.bot.delete_message(chat_id, status_id)
+        except BadRequest:
+            await self.application.bot.edit_message_text(f"✅ Job {item.reply.job_id} is done.", chat_id=chat_id, message_id=status_id)
+
+    async def _edit_status(self, update: StatusUpdate) -> None:
+        try:
+            await self.application.bot.edit_message_text(
+                outgoing.to_html(update.text), chat_id=int(update.chat_id), message_id=int(update.message_id),
+                parse_mode=ParseMode.HTML,
+            )  # fmt: skip
+        except RetryAfter as error:
+            raise Postpone(_seconds(error)) from error
+        except BadRequest as error:
+            if "not modified" not in str(error).lower():
+                raise
+
+    def _edit_interval(self, chat_id: str) -> float:
+        return self.settings.telegram_group_edit_seconds if chat_id.startswith("-") else PRIVATE_EDIT_SECONDS
+
+
+def _seconds(error: RetryAfter) -> float:
+    value = error._retry_after  # noqa: SLF001 - the public property warns while PTB moves to timedelta
+    return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)

@@ -1,0 +1,158 @@
+"""Replies as Telegram messages: text in HTML, results as one photo (a grid for a batch) with an
+inline keyboard, original PNGs as documents, and every Telegram limit named here.
+
+Keyboard buttons carry `a:<action id>` (`a:upscale:1`, `a:vary:2`, `a:reroll`) or `png` as
+callback data. They mean something only together with the message they are under, which
+resolves to a job through the database; so old buttons keep working after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+from dataclasses import dataclass
+
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Message, ReplyParameters
+from telegram.constants import ParseMode
+
+from bot import media
+from commands.types import Action, Reply
+
+# Telegram's limits (https://core.telegram.org/bots/api)
+MAX_TEXT = 4096  # characters of a message
+MAX_CAPTION = 1024  # characters of a photo or document caption
+MAX_CALLBACK_DATA = 64  # bytes
+MAX_PHOTO_BYTES = 10 * 1000 * 1000
+MAX_PHOTO_SIDE_SUM = 10_000  # width + height
+MAX_ALERT = 200  # characters of a callback query answer
+BUTTONS_PER_ROW = 5
+
+ACTION_PREFIX = "a:"
+PNG_DATA = "png"
+PNG_LABEL = "📄 PNG"
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_document_bytes: int
+
+
+def to_html(text: str) -> str:
+    """The command layer's light markdown (`code`, **bold**) as Telegram HTML, everything else escaped."""
+    escaped = html.escape(text, quote=False)
+    escaped = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", escaped)
+    return re.sub(r"`([^`\n]+)`", r"<code>\1</code>", escaped)
+
+
+def shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def chunks(text: str, limit: int = MAX_TEXT - 96) -> list[str]:
+    """Split a long text at line ends into pieces that stay under `limit` once turned into HTML
+    (the margin covers tags and escapes)."""
+    pieces: list[str] = []
+    current = ""
+    for line in text.splitlines(keepends=True):
+        while len(line) > limit:  # one huge line: cut it
+            pieces.append(line[:limit])
+            line = line[limit:]
+        if len(current) + len(line) > limit:
+            pieces.append(current)
+            current = ""
+        current += line
+    if current.strip() or not pieces:
+        pieces.append(current)
+    return pieces
+
+
+def keyboard(actions: tuple[Action, ...], *, with_png: bool) -> InlineKeyboardMarkup | None:
+    """Numbered actions (U1..Un, V1..Vn) get a row per kind; the rest share the last row, with the
+    PNG button."""
+    rows: list[list[InlineKeyboardButton]] = []
+    last_row: list[InlineKeyboardButton] = []
+    previous_verb = None
+    for action in actions:
+        button = InlineKeyboardButton(action.label, callback_data=callback_data(action.id))
+        verb, _, number = action.id.partition(":")
+        if not number:
+            last_row.append(button)
+        elif rows and verb == previous_verb and len(rows[-1]) < BUTTONS_PER_ROW:
+            rows[-1].append(button)
+        else:
+            rows.append([button])
+        previous_verb = verb
+    if with_png:
+        last_row.append(InlineKeyboardButton(PNG_LABEL, callback_data=PNG_DATA))
+    rows.extend(last_row[i : i + BUTTONS_PER_ROW] for i in range(0, len(last_row), BUTTONS_PER_ROW))
+    return InlineKeyboardMarkup(rows) if rows else None
+
+
+def callback_data(action_id: str) -> str:
+    data = ACTION_PREFIX + action_id
+    if len(data.encode()) > MAX_CALLBACK_DATA:  # our ids are short; this guards future ones
+        raise ValueError(f"callback data {data!r} is over Telegram's {MAX_CALLBACK_DATA} bytes")
+    return data
+
+
+async def send_reply(bot: Bot, chat_id: int, reply: Reply, *, reply_to: int | None, limits: Limits) -> Message:
+    """Send `reply` to the chat; returns the message that carries its buttons (the one to record)."""
+    replying = ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
+    if reply.kind == "files":
+        return await _send_documents(bot, chat_id, reply, replying, limits)
+    if reply.images:
+        return await _send_picture(bot, chat_id, reply, replying)
+    message = None
+    pieces = chunks(reply.text)
+    for i, piece in enumerate(pieces):
+        last = i == len(pieces) - 1
+        message = await bot.send_message(
+            chat_id, to_html(piece), parse_mode=ParseMode.HTML, reply_parameters=replying if i == 0 else None,
+            reply_markup=keyboard(reply.actions, with_png=False) if last else None,
+        )  # fmt: skip
+    assert message is not None
+    return message
+
+
+def photo_of(reply: Reply) -> media.Picture:
+    """The photo a reply shows: its image, or a grid of its images, within Telegram's photo limits."""
+    name = f"sdbot-{reply.job_id}"
+    if len(reply.images) == 1:
+        image = reply.images[0]
+        picture = media.read_picture(image.path, f"{name}-{image.index + 1}.png")
+    else:
+        picture = media.grid([image.path for image in reply.images], f"{name}-grid.png")
+    return media.fit(picture, max_bytes=MAX_PHOTO_BYTES, max_side_sum=MAX_PHOTO_SIDE_SUM)
+
+
+async def _send_picture(bot: Bot, chat_id: int, reply: Reply, replying: ReplyParameters | None) -> Message:
+    picture = await asyncio.to_thread(photo_of, reply)  # image work stays off the event loop
+    caption = reply.text if picture.note is None else f"{reply.text}\n{picture.note} 📄 PNG sends the originals."
+    return await bot.send_photo(
+        chat_id, InputFile(picture.data, filename=picture.filename), caption=to_html(shorten(caption, MAX_CAPTION - 64)),
+        parse_mode=ParseMode.HTML, reply_parameters=replying, reply_markup=keyboard(reply.actions, with_png=True),
+    )  # fmt: skip
+
+
+async def _send_documents(
+    bot: Bot, chat_id: int, reply: Reply, replying: ReplyParameters | None, limits: Limits
+) -> Message:
+    message = None
+    for image in reply.images:
+        size = image.path.stat().st_size
+        if size > limits.max_document_bytes:
+            text = (
+                f"Image {image.index + 1} of job {reply.job_id} is {size / 1e6:.0f} MB, over the "
+                f"{limits.max_document_bytes / 1e6:.0f} MB this bot may send. Use a smaller size."
+            )
+            message = await bot.send_message(chat_id, text, reply_parameters=replying)
+            continue
+        filename = f"sdbot-{reply.job_id}-{image.index + 1}-seed{image.seed}.png"
+        message = await bot.send_document(
+            chat_id, InputFile(image.path.read_bytes(), filename=filename),
+            caption=f"Job {reply.job_id}, image {image.index + 1}, seed {image.seed}", reply_parameters=replying,
+            disable_content_type_detection=True,
+        )  # fmt: skip
+    assert message is not None
+    return message

@@ -1,0 +1,512 @@
+"""A fake Telegram Bot API server on 127.0.0.1, written for these tests.
+
+It speaks the Bot API's HTTP protocol closely enough for python-telegram-bot: getMe, getUpdates
+(long polling), sendMessage, sendPhoto and sendDocument (multipart), editMessageText,
+deleteMessage, answerCallbackQuery, getFile and file downloads, setMyCommands, setWebhook and
+deleteWebhook. Any other method answers 404, so a gap fails loudly. It keeps Telegram's limits
+that matter to us (text and caption length, callback data, photo size and sides, HTML that must
+parse) and recompresses photos to JPEG as Telegram does.
+
+It runs on its own thread and event loop, so a bot may run in this process or in a subprocess.
+Tests act as people (`send`, `press`) and read what the bot did (`wait_for`, `bot_messages`).
+From async tests use the `a*` variants, which wait off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import io
+import itertools
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from typing import Any
+
+from aiohttp import web
+from PIL import Image
+
+TOKEN = "123456:TEST-token-for-the-fake"
+BOT = {"id": 999, "is_bot": True, "first_name": "sdbot", "username": "sdbot_test_bot",
+       "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": False}  # fmt: skip
+ADA = {"id": 1001, "is_bot": False, "first_name": "Ada", "username": "ada"}
+BOB = {"id": 1002, "is_bot": False, "first_name": "Bob", "username": "bob"}
+GROUP = {"id": -100500, "type": "supergroup", "title": "Test group"}
+
+MAX_TEXT, MAX_CAPTION, MAX_CALLBACK_DATA, MAX_PHOTO_BYTES = 4096, 1024, 64, 10 * 1000 * 1000
+ALLOWED_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "code", "pre", "a", "tg-spoiler", "blockquote"}
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, description: str, parameters: dict[str, Any] | None = None):
+        super().__init__(description)
+        self.code, self.description, self.parameters = code, description, parameters
+
+
+@dataclass
+class BotMessage:
+    """A message the bot sent, as the chat shows it now."""
+
+    chat_id: int
+    message_id: int
+    kind: str  # "text", "photo", "document"
+    text: str  # the text or caption as people see it (HTML tags removed)
+    reply_to: int | None
+    keyboard: list[list[dict[str, str]]]
+    photo: bytes | None = None  # after Telegram's JPEG recompression
+    uploaded: bytes | None = None  # the bytes the bot uploaded
+    filename: str | None = None
+    deleted: bool = False
+    edits: list[str] = field(default_factory=list)
+    edit_times: list[float] = field(default_factory=list)  # time.monotonic() of each edit
+    api: dict[str, Any] = field(default_factory=dict)  # the Message object as the Bot API returns it
+
+    def labels(self) -> list[str]:
+        return [button["text"] for row in self.keyboard for button in row]
+
+    def data(self, label: str) -> str:
+        for row in self.keyboard:
+            for button in row:
+                if button["text"] == label:
+                    return button["callback_data"]
+        raise KeyError(f"no button {label!r} on message {self.message_id}: {self.labels()}")
+
+
+class _HtmlCheck(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in ALLOWED_TAGS:
+            raise ApiError(400, f"Bad Request: can't parse entities: unsupported start tag \"{tag}\"")
+        self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack.pop() != tag:
+            raise ApiError(400, f"Bad Request: can't parse entities: unexpected end tag \"{tag}\"")
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def visible_text(text: str, parse_mode: str | None) -> str:
+    if parse_mode != "HTML":
+        return text
+    if re.search(r"<(?![a-zA-Z/])", text) or re.search(r"&(?![a-zA-Z]+;|#\d+;)", text):
+        raise ApiError(400, "Bad Request: can't parse entities: unescaped < or &")
+    checker = _HtmlCheck()
+    checker.feed(text)
+    checker.close()
+    if checker.stack:
+        raise ApiError(400, f"Bad Request: can't parse entities: can't find end tag corresponding to \"{checker.stack[-1]}\"")
+    return html.unescape("".join(checker.text))
+
+
+class FakeTelegram:
+    def __init__(self) -> None:
+        self.port = 0
+        self._cond = threading.Condition()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._update_ids = itertools.count(1)
+        self._file_ids = itertools.count(1)
+        self._message_ids: dict[int, itertools.count[int]] = {}
+        self._callback_ids = itertools.count(1)
+        self._updates: list[dict[str, Any]] = []
+        self._new_update: asyncio.Event | None = None
+        self.messages: dict[tuple[int, int], dict[str, Any]] = {}  # every message, people's and the bot's
+        self.sent: list[BotMessage] = []  # the bot's messages, in order
+        self.files: dict[str, bytes] = {}
+        self.answers: dict[str, dict[str, Any]] = {}  # callback query id -> answerCallbackQuery params
+        self.commands: list[dict[str, Any]] = []
+        self.webhook: dict[str, Any] | None = None
+        self.calls: list[str] = []  # every method called, in order
+        self.refused: list[tuple[str, int]] = []  # (method, error code) of each error answered
+        self._failures: dict[str, list[int]] = {}  # method -> retry_after of each 429 still to answer
+
+    # --- server life ------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/bot"
+
+    @property
+    def base_file_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/file/bot"
+
+    def start(self) -> FakeTelegram:
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, args=(ready,), name="fake-telegram", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("the fake Telegram server did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        assert self._thread is not None
+        self._thread.join(10)
+        self._loop.close()
+
+    def _serve(self, ready: threading.Event) -> None:
+        self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self._loop)
+        self._new_update = asyncio.Event()
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/bot{token}/{method}", self._api)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
+        self._runner = web.AppRunner(app)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        self._loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        ready.set()
+        self._loop.run_forever()
+
+    async def _shutdown(self) -> None:
+        assert self._runner is not None and self._new_update is not None
+        self._new_update.set()  # release long polls still waiting, so shutdown does not wait them out
+        await self._runner.cleanup()
+
+    def _on_loop(self, fn: Callable[[], Any]) -> Any:
+        async def call() -> Any:
+            return fn()
+
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(call(), self._loop).result(10)
+
+    # --- what tests do as people ----------------------------------------------------------------
+
+    def send(
+        self, text: str | None = None, *, user: dict[str, Any] = ADA, chat: dict[str, Any] | None = None,
+        reply_to: int | None = None, photo: bytes | None = None, document: tuple[str, bytes, str] | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """A person sends a message (text, a photo or a file, with `text` as caption); returns it."""
+        chat = chat or {"id": user["id"], "type": "private", "first_name": user["first_name"]}
+
+        def add() -> dict[str, Any]:
+            message: dict[str, Any] = {"message_id": self._next_message_id(chat["id"]), "date": int(time.time()),
+                                       "chat": chat, "from": user}  # fmt: skip
+            key = "caption" if photo is not None or document is not None else "text"
+            if text is not None:
+                message[key] = text
+                command = re.match(r"/\w+(@\w+)?", text)
+                if command:
+                    message[f"{key}_entities" if key == "caption" else "entities"] = [
+                        {"type": "bot_command", "offset": 0, "length": command.end()}
+                    ]
+            if photo is not None:
+                message["photo"] = self._photo_sizes(photo)
+            if document is not None:
+                name, data, mime = document
+                message["document"] = {**self._store_file(data), "file_name": name, "mime_type": mime}
+            if reply_to is not None:
+                message["reply_to_message"] = dict(self.messages[(chat["id"], reply_to)])
+            self.messages[(chat["id"], message["message_id"])] = message
+            self._push({"message": message})
+            return message
+
+        return self._on_loop(add)
+
+    def press(self, message: BotMessage, label: str | None = None, *, data: str | None = None,
+              user: dict[str, Any] = ADA) -> str:  # fmt: skip
+        """A person presses a button (by label, or raw callback data); returns the query id."""
+        callback_data = data if data is not None else message.data(label or "")
+
+        def add() -> str:
+            query_id = str(next(self._callback_ids))
+            api = self.messages[(message.chat_id, message.message_id)]
+            query = {"id": query_id, "from": user, "message": api, "chat_instance": "42", "data": callback_data}
+            self._push({"callback_query": query})
+            return query_id
+
+        return self._on_loop(add)
+
+    def fail(self, method: str, times: int = 1, retry_after: int = 1) -> None:
+        """Answer the next `times` calls of `method` with flood control (429, retry_after)."""
+        self._on_loop(lambda: self._failures.setdefault(method, []).extend([retry_after] * times))
+
+    def update(self, update: dict[str, Any]) -> None:
+        self._on_loop(lambda: self._push(update))
+
+    # --- what tests read ----------------------------------------------------------------------------
+
+    def wait_for(self, predicate: Callable[[BotMessage], bool], timeout: float = 90) -> BotMessage:
+        """The first message of the bot (in order sent) that matches, waiting for it."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for message in self.sent:
+                    if predicate(message):
+                        return message
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"no matching bot message in {timeout}s; last ones: {self._last_seen()}")
+                self._cond.wait(remaining)
+
+    def wait_until(self, condition: Callable[[], bool], timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not condition():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"condition not met in {timeout}s; last bot messages: {self._last_seen()}")
+                self._cond.wait(remaining)
+
+    def _last_seen(self) -> str:
+        messages = [(m.chat_id, m.message_id, m.kind, m.text[:60], m.deleted) for m in self.sent[-6:]]
+        return f"{messages}; last errors answered: {self.refused[-3:]}"
+
+    async def await_for(self, predicate: Callable[[BotMessage], bool], timeout: float = 90) -> BotMessage:
+        return await asyncio.to_thread(self.wait_for, predicate, timeout)
+
+    async def await_until(self, condition: Callable[[], bool], timeout: float = 90) -> None:
+        await asyncio.to_thread(self.wait_until, condition, timeout)
+
+    def replies_to(self, message: dict[str, Any]) -> Callable[[BotMessage], bool]:
+        chat, number = message["chat"]["id"], message["message_id"]
+        return lambda m: m.chat_id == chat and m.reply_to == number
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _next_message_id(self, chat_id: int) -> int:
+        return next(self._message_ids.setdefault(chat_id, itertools.count(1)))
+
+    def _push(self, payload: dict[str, Any]) -> None:
+        self._updates.append({"update_id": next(self._update_ids), **payload})
+        assert self._new_update is not None
+        self._new_update.set()
+
+    def _store_file(self, data: bytes) -> dict[str, Any]:
+        number = next(self._file_ids)
+        file_id = f"file-{number}"
+        self.files[file_id] = data
+        return {"file_id": file_id, "file_unique_id": f"unique-{number}", "file_size": len(data)}
+
+    def _photo_sizes(self, data: bytes) -> list[dict[str, Any]]:
+        """Telegram keeps a photo as JPEGs: a thumbnail and the full size, smallest first."""
+        with Image.open(io.BytesIO(data)) as image:
+            image = image.convert("RGB")
+        sizes = []
+        for side in (90, max(image.size)):
+            copy = image.copy()
+            copy.thumbnail((side, side))
+            out = io.BytesIO()
+            copy.save(out, format="JPEG", quality=87)
+            sizes.append({**self._store_file(out.getvalue()), "width": copy.width, "height": copy.height})
+        return sizes
+
+    def _record(self, message: BotMessage) -> None:
+        with self._cond:
+            self.sent.append(message)
+            self.messages[(message.chat_id, message.message_id)] = message.api
+            self._cond.notify_all()
+
+    def _find(self, chat_id: int, message_id: int) -> BotMessage | None:
+        for message in self.sent:
+            if message.chat_id == chat_id and message.message_id == message_id and not message.deleted:
+                return message
+        return None
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        if request.match_info["token"] != TOKEN:
+            return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
+        with self._cond:
+            self.calls.append(method)
+            self._cond.notify_all()
+        handler = getattr(self, f"_m_{method}", None)
+        if handler is None:
+            self.refused.append((method, 404))
+            return web.json_response({"ok": False, "error_code": 404, "description": f"Not Found: {method}"}, status=404)
+        try:
+            pending = self._failures.get(method)
+            if pending:
+                retry_after = pending.pop(0)
+                raise ApiError(429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after})
+            params, files = await _read_params(request)
+            result = await handler(params, files) if asyncio.iscoroutinefunction(handler) else handler(params, files)
+        except ApiError as error:
+            self.refused.append((method, error.code))
+            body: dict[str, Any] = {"ok": False, "error_code": error.code, "description": error.description}
+            if error.parameters:
+                body["parameters"] = error.parameters
+            return web.json_response(body, status=error.code)
+        return web.json_response({"ok": True, "result": result})
+
+    async def _download(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != TOKEN:
+            return web.Response(status=401)
+        data = self.files.get(request.match_info["path"].removeprefix("files/"))
+        return web.Response(body=data) if data is not None else web.Response(status=404)
+
+    # --- methods ---------------------------------------------------------------------------------
+
+    def _m_getMe(self, params: dict[str, Any], files: dict[str, Any]) -> Any:
+        return BOT
+
+    def _m_deleteWebhook(self, params: dict[str, Any], files: dict[str, Any]) -> Any:
+        self.webhook = None
+        return True
+
+    def _m_setWebhook(self, params: dict[str, Any], files: dict[str, Any]) -> Any:
+        self.webhook = params
+        return True
+
+    def _m_setMyCommands(self, params: dict[str, Any], files: dict[str, Any]) -> Any:
+        self.commands = _json(params["commands"])
+        return True
+
+    async def _m_getUpdates(self, params: dict[str, Any], files: dict[str, Any]) -> Any:
+        offset, timeout = int(params.get("offset", 0) or 0), float(params.get("timeout", 0) or 0)
+        self._updates = [u for u in self._updates if u["update_id"] >= offset]  # confirmed ones go
+        if not self._updates and timeout > 0:
+            assert self._new_update is not None
+            self._new_update.clear()
+            try:
+                await asyncio.wait_for(self._new_update.wait(), timeout)
+            except TimeoutError:
+                pass
+        return self._updates[: int(params.get("limit", 100) or 100)]
+
+    def _m_sendMessage(self, params: dict[str, Any], files: dict[str, Any]) -> Any:
+        text = visible_text(str(params["text"]), params.get("parse_mode"))
+        if not text.strip():
+            raise ApiError(400, "Bad Request: message text is empty")
+        if len(text) > MAX_TEXT:
+            raise ApiError(400, "Bad Request: message is too long")
+        return self._new_bot_message(params, "text", text).api
+
+    def _m_sendPhoto(self, params: dict[str, Any], files: dict[str, Any]) -> Any:
+        name, data = _upload(files, "photo")
+        if len(data) > MAX_PHOTO_BYTES:
+            raise ApiError(400, "Bad Request: PHOTO_SAVE_FILE_INVALID")
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+        except Exception:
+            raise ApiError(400, "Bad Request: IMAGE_PROCESS_FAILED") from None
+        if width + height > 10_000 or max(width, height) / min(width, height) > 20:
+            raise ApiError(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
+        sizes = self._photo_sizes(data)
+        message = self._new_bot_message(params, "photo", self._caption(params), extra={"photo": sizes},
+                                        uploaded=data, filename=name)  # fmt: skip
+        message.photo = self.files[sizes[-1]["file_id"]]
+        return message.api
+
+    def _m_sendDocument(self, params: dict[str, Any], files: dict[str, Any]) -> Any:
+        name, data = _upload(files, "document")
+        document = {**self._store_file(data), "file_name": name, "mime_type": "image/png" if name.endswith(".png") else "application/octet-stream"}
+        message = self._new_bot_message(params, "document", self._caption(params), extra={"document": document},
+                                        uploaded=data, filename=name)  # fmt: skip
+        return message.api
+
+    def _m_editMessageText(self, params: dict[str, Any], files: dict[str, Any]) -> Any:
+        message = self._find(int(params["chat_id"]), int(params["message_id"]))
+        if message is None:
+            raise ApiError(400, "Bad Request: message to edit not found")
+        text = visible_text(str(params["text"]), params.get("parse_mode"))
+        if message.kind != "text":
+            raise ApiError(400, "Bad Request: there is no text in the message to edit")
+        if text == message.text:
+            raise ApiError(400, "Bad Request: message is not modified: specified new message content and reply markup are exactly the same")
+        with self._cond:
+            message.edits.append(text)
+            message.edit_times.append(time.monotonic())
+            message.text = text
+            message.api["text"] = text
+            self._cond.notify_all()
+        return message.api
+
+    def _m_deleteMessage(self, params: dict[str, Any], files: dict[str, Any]) -> Any:
+        message = self._find(int(params["chat_id"]), int(params["message_id"]))
+        if message is None:
+            raise ApiError(400, "Bad Request: message to delete not found")
+        with self._cond:
+            message.deleted = True
+            self._cond.notify_all()
+        return True
+
+    def _m_answerCallbackQuery(self, params: dict[str, Any], files: dict[str, Any]) -> Any:
+        if len(str(params.get("text", ""))) > 200:
+            raise ApiError(400, "Bad Request: MESSAGE_TOO_LONG")
+        with self._cond:
+            self.answers[str(params["callback_query_id"])] = params
+            self._cond.notify_all()
+        return True
+
+    def _m_getFile(self, params: dict[str, Any], files: dict[str, Any]) -> Any:
+        file_id = str(params["file_id"])
+        if file_id not in self.files:
+            raise ApiError(400, "Bad Request: invalid file_id")
+        return {"file_id": file_id, "file_unique_id": f"u-{file_id}", "file_size": len(self.files[file_id]),
+                "file_path": f"files/{file_id}"}  # fmt: skip
+
+    # --- helpers -------------------------------------------------------------------------------------
+
+    def _caption(self, params: dict[str, Any]) -> str:
+        caption = visible_text(str(params.get("caption", "")), params.get("parse_mode"))
+        if len(caption) > MAX_CAPTION:
+            raise ApiError(400, "Bad Request: message caption is too long")
+        return caption
+
+    def _new_bot_message(self, params: dict[str, Any], kind: str, text: str, *, extra: dict[str, Any] | None = None,
+                         uploaded: bytes | None = None, filename: str | None = None) -> BotMessage:  # fmt: skip
+        chat_id = int(params["chat_id"])
+        keyboard = (_json(params["reply_markup"]) or {}).get("inline_keyboard", []) if params.get("reply_markup") else []
+        for row in keyboard:
+            for button in row:
+                if len(button.get("callback_data", "").encode()) > MAX_CALLBACK_DATA:
+                    raise ApiError(400, "Bad Request: BUTTON_DATA_INVALID")
+        reply_to = None
+        if params.get("reply_parameters"):
+            reply_to = int(_json(params["reply_parameters"])["message_id"])
+        chat = {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"}
+        api: dict[str, Any] = {"message_id": self._next_message_id(chat_id), "date": int(time.time()), "chat": chat,
+                               "from": BOT, **(extra or {})}  # fmt: skip
+        api["text" if kind == "text" else "caption"] = text
+        if keyboard:
+            api["reply_markup"] = {"inline_keyboard": keyboard}
+        if reply_to is not None and (chat_id, reply_to) in self.messages:
+            api["reply_to_message"] = self.messages[(chat_id, reply_to)]
+        message = BotMessage(chat_id, api["message_id"], kind, text, reply_to, keyboard, uploaded=uploaded,
+                             filename=filename, api=api)  # fmt: skip
+        self._record(message)
+        return message
+
+
+async def _read_params(request: web.Request) -> tuple[dict[str, Any], dict[str, tuple[str, bytes]]]:
+    params: dict[str, Any] = dict(request.query)
+    files: dict[str, tuple[str, bytes]] = {}
+    if request.content_type == "application/json":
+        params.update(await request.json())
+    elif request.content_type.startswith("multipart/"):
+        reader = await request.multipart()
+        async for part in reader:
+            if part.filename is not None:
+                files[part.name] = (part.filename, bytes(await part.read()))
+            else:
+                params[part.name] = await part.text()
+    elif request.can_read_body:
+        params.update(await request.post())
+    return params, files
+
+
+def _upload(files: dict[str, tuple[str, bytes]], name: str) -> tuple[str, bytes]:
+    if name not in files:
+        raise ApiError(400, f"Bad Request: there is no {name} in the request")
+    return files[name]
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
