@@ -89,7 +89,9 @@ class Settings(BaseSettings):
         "https://api.telegram.org/bot",
         description="Bot API address, as PTB's base_url: the token is appended, or fills `{token}`.",
     )
-    telegram_base_file_url: str = Field("https://api.telegram.org/file/bot", description="File downloads, as PTB's base_file_url.")
+    telegram_base_file_url: str | None = Field(
+        None, description="File downloads, as PTB's base_file_url. Default: derived from the base URL."
+    )
     telegram_local_mode: bool = Field(False, description="The Bot API server runs with --local (files by path).")
     telegram_allowed_users: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated user ids; empty: everyone."
@@ -160,6 +162,16 @@ class Settings(BaseSettings):
     @property
     def blobs_dir(self) -> Path:
         return (self.data_dir / "blobs").resolve()
+
+    @property
+    def resolved_telegram_base_file_url(self) -> str:
+        """`…/bot` → `…/file/bot`, as the Bot API lays out its file downloads (cloud and self-hosted)."""
+        if self.telegram_base_file_url:
+            return self.telegram_base_file_url
+        base = self.telegram_base_url
+        if base.rstrip("/").endswith("/bot"):
+            return base.rstrip("/")[: -len("/bot")] + "/file/bot"
+        return "https://api.telegram.org/file/bot"
 
     def secret_values(self) -> list[str]:
         """Every secret in the settings, for the log redaction in run_bot.py."""

@@ -78,7 +78,7 @@ class ServeProcess:
 def test_serve_answers_in_telegram_and_buttons_survive_a_restart(tmp_path: Path, models_dir: Path, server: FakeTelegram) -> None:
     env = bot_env(
         tmp_path / "data", models_dir, SDBOT_TELEGRAM_TOKEN=TOKEN, SDBOT_TELEGRAM_BASE_URL=server.base_url,
-        SDBOT_TELEGRAM_BASE_FILE_URL=server.base_file_url, SDBOT_LOG_LEVEL="DEBUG",
+        SDBOT_LOG_LEVEL="DEBUG",  # the file URL is derived from the base URL
     )  # fmt: skip
     log_path = tmp_path / "bot.log"
     bot = ServeProcess(env, log_path)
@@ -137,7 +137,7 @@ def tg_settings(settings: Settings, server: FakeTelegram) -> Settings:
     return settings.model_copy(
         update={
             "telegram_token": SecretStr(TOKEN), "telegram_base_url": server.base_url,
-            "telegram_base_file_url": server.base_file_url, "default_steps": 2, "telegram_group_edit_seconds": 0.5,
+            "default_steps": 2, "telegram_group_edit_seconds": 0.5,  # file URL: derived from the base URL
         }
     )  # fmt: skip
 

@@ -59,7 +59,7 @@ class TelegramChat:
             ApplicationBuilder()
             .token(token)
             .base_url(s.telegram_base_url)
-            .base_file_url(s.telegram_base_file_url)
+            .base_file_url(s.resolved_telegram_base_file_url)
             .local_mode(s.telegram_local_mode)
             .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
             .concurrent_updates(True)  # one slow upload must not hold up everyone else
