@@ -131,9 +131,13 @@ async def run_serve(settings: Settings, *, with_worker: bool) -> int:
         from bot.telegram import TelegramChat
 
         adapters.append(("Telegram", TelegramChat))
+    if settings.discord_token is not None:
+        from bot.discord import DiscordChat
+
+        adapters.append(("Discord", DiscordChat))
     if not adapters:
         log.error(
-            "No chat adapter is configured. Set SDBOT_TELEGRAM_TOKEN (see the README), "
+            "No chat adapter is configured. Set SDBOT_TELEGRAM_TOKEN or SDBOT_DISCORD_TOKEN (see the README), "
             "or use the console chat: python run_bot.py console"
         )
         return 2

@@ -76,6 +76,8 @@ def result_text(job: Job) -> str:
     lines = [f"{head} Job {job.id}: {short(spec.prompt, 200)}", settings_line(spec)]
     if spec.negative_prompt:
         lines.insert(1, f"Negative: {short(spec.negative_prompt, 120)}")
+    if spec.age_restricted:
+        lines.append("🔞 Drawn for an age-restricted channel.")
     if spec.model == "tiny":
         lines.append("(tiny model: random weights, it draws noise; see /help to use a real model)")
     return "\n".join(lines)

@@ -41,6 +41,7 @@ async def submit(
         spec, notes = build_spec(
             opts, settings=ctx.settings, registry=ctx.registry, user_defaults=user.settings, init=init, base=base
         )
+        spec = spec.model_copy(update={"age_restricted": request.age_restricted})  # where it is asked, not inherited
         limit = ctx.settings.max_queued_jobs_per_user
         if not ctx.is_admin(request.platform, request.user_id):
             active = await queue.active_count(session, user.id)

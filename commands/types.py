@@ -44,6 +44,7 @@ class Request:
     reply_to: str | None = None  # the platform message this one replies to
     reply_to_images: tuple[Attachment, ...] = ()  # images in that message, when the adapter has them
     press: Press | None = None
+    age_restricted: bool = False  # sent from an age-restricted (NSFW) channel
 
 
 @dataclass(frozen=True)

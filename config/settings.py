@@ -111,6 +111,18 @@ class Settings(BaseSettings):
     )
     telegram_group_edit_seconds: float = Field(3.0, ge=0, description="Least time between status edits in a group.")
 
+    # --- Discord (bot/discord): starts when the token is set -----------------------------------
+    discord_token: SecretStr | None = Field(None, description="The bot token from the Developer Portal.")
+    discord_guild_ids: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated guild ids: commands sync there at once, not globally."
+    )
+    discord_api_base: str = Field("https://discord.com/api/v10", description="REST base (an HTTP proxy, or tests).")
+    discord_gateway_url: str = Field("wss://gateway.discord.gg/", description="Gateway address (a proxy, or tests).")
+    discord_message_content: bool = Field(
+        False, description="Ask for the privileged Message Content intent: text replies to results remix them."
+    )
+    discord_status_edit_seconds: float = Field(2.0, ge=0, description="Least time between status edits.")
+
     log_level: str = "INFO"
 
     @classmethod
@@ -125,7 +137,7 @@ class Settings(BaseSettings):
         toml = TomlConfigSettingsSource(settings_cls, toml_file=_config_file())
         return (init_settings, env_settings, dotenv_settings, toml, file_secret_settings)
 
-    @field_validator("admin_ids", "telegram_allowed_users", "telegram_allowed_chats", mode="before")
+    @field_validator("admin_ids", "telegram_allowed_users", "telegram_allowed_chats", "discord_guild_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -175,7 +187,7 @@ class Settings(BaseSettings):
 
     def secret_values(self) -> list[str]:
         """Every secret in the settings, for the log redaction in run_bot.py."""
-        secrets = [self.telegram_token, self.telegram_webhook_secret]
+        secrets = [self.telegram_token, self.telegram_webhook_secret, self.discord_token]
         values = [secret.get_secret_value() for secret in secrets if secret is not None]
         if self.database_url:
             from sqlalchemy.engine import make_url

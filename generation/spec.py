@@ -29,6 +29,9 @@ class GenerationSpec(BaseModel):
     n: int = Field(1, ge=1)
     strength: float | None = Field(None, gt=0, le=1)
     init_image: str | None = Field(None, description="Blob key (sha256) of the init image.")
+    # Asked for in an age-restricted (NSFW) channel. Recorded for the safety policy to come; the
+    # engine ignores it, and results show the mark.
+    age_restricted: bool = False
 
     @model_validator(mode="after")
     def _img2img_needs_image(self) -> GenerationSpec:

@@ -28,6 +28,7 @@ from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, Callba
 from bot.loops import DeliveryLoop, Postpone, StatusLoop, Unreachable
 from bot.telegram import incoming, outgoing
 from bot.telegram.incoming import PLATFORM, Audience, Refused
+from bot.text import shorten
 from commands.help import COMMAND_MENU
 from commands.service import CommandService
 from commands.types import Outgoing, Press, Reply, Request, StatusUpdate
@@ -177,7 +178,7 @@ class TelegramChat:
             return
         chat_id, message_id = str(message.chat.id), str(message.message_id)
         if not self._allowed(user_id, chat_id):
-            await query.answer(outgoing.shorten(self._denied_text(user_id), outgoing.MAX_ALERT), show_alert=True)
+            await query.answer(shorten(self._denied_text(user_id), outgoing.MAX_ALERT), show_alert=True)
             return
         if data == outgoing.PNG_DATA:
             replies = [await self.service.originals(PLATFORM, chat_id, message_id)]
@@ -194,7 +195,7 @@ class TelegramChat:
         errors = [reply for reply in replies if reply.kind == "error"]
         if errors:  # a pop-up only the presser sees; long texts also go to the chat
             text = errors[0].text
-            await query.answer(outgoing.shorten(text, outgoing.MAX_ALERT), show_alert=True)
+            await query.answer(shorten(text, outgoing.MAX_ALERT), show_alert=True)
             if len(text) > outgoing.MAX_ALERT:
                 await self._send(int(chat_id), errors[0], reply_to=message.message_id)
         else:

@@ -17,6 +17,8 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputFile,
 from telegram.constants import ParseMode
 
 from bot import media
+from bot.text import chunks as text_chunks
+from bot.text import shorten
 from commands.types import Action, Reply
 
 # Telegram's limits (https://core.telegram.org/bots/api)
@@ -45,26 +47,10 @@ def to_html(text: str) -> str:
     return re.sub(r"`([^`\n]+)`", r"<code>\1</code>", escaped)
 
 
-def shorten(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def chunks(text: str, limit: int = MAX_TEXT - 96) -> list[str]:
-    """Split a long text at line ends into pieces that stay under `limit` once turned into HTML
-    (the margin covers tags and escapes)."""
-    pieces: list[str] = []
-    current = ""
-    for line in text.splitlines(keepends=True):
-        while len(line) > limit:  # one huge line: cut it
-            pieces.append(line[:limit])
-            line = line[limit:]
-        if len(current) + len(line) > limit:
-            pieces.append(current)
-            current = ""
-        current += line
-    if current.strip() or not pieces:
-        pieces.append(current)
-    return pieces
+def chunks(text: str) -> list[str]:
+    """Pieces of a long text that stay under Telegram's limit once turned into HTML (the margin
+    covers tags; Telegram counts the visible text)."""
+    return text_chunks(text, MAX_TEXT - 96)
 
 
 def keyboard(actions: tuple[Action, ...], *, with_png: bool) -> InlineKeyboardMarkup | None:

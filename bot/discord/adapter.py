@@ -1,0 +1,295 @@
+"""The Discord chat: discord.py 2.x in front of the command service.
+
+    chat = DiscordChat(service, settings)
+    await chat.run()      # until cancelled; 2 when Discord refuses the token or an intent
+
+Every interaction is deferred at once (Discord wants an answer within 3 s), then handled, and
+answered with followups: the status message, or an error only its author sees. Results come by
+the delivery loop: as a followup while the interaction's token lives (15 minutes, and only in
+this process's memory), else as a channel message that mentions the user. The status message
+is edited at `SDBOT_DISCORD_STATUS_EDIT_SECONDS` and deleted once the result is out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+import discord
+import yarl
+from discord import app_commands
+
+from bot.discord import interface, outgoing
+from bot.loops import DeliveryLoop, Postpone, StatusLoop, Unreachable
+from commands.render import size_text
+from commands.service import CommandService
+from commands.types import Attachment, Outgoing, Press, Reply, Request, StatusUpdate
+from config import Settings
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "discord"
+TOKEN_LIFETIME = 14 * 60  # interaction tokens last 15 minutes; keep a margin
+
+
+@dataclass
+class Followups:
+    """An interaction whose token still lets us send and edit followups."""
+
+    interaction: discord.Interaction
+    since: float
+
+    @property
+    def alive(self) -> bool:
+        return time.monotonic() - self.since < TOKEN_LIFETIME
+
+
+class SdBotClient(discord.Client):
+    def __init__(self, chat: DiscordChat, intents: discord.Intents):
+        super().__init__(intents=intents)
+        self.chat = chat
+        self.tree = app_commands.CommandTree(self)
+
+    async def setup_hook(self) -> None:
+        await self.chat.setup()
+
+    async def on_message(self, message: discord.Message) -> None:
+        await self.chat.on_message(message)
+
+
+class DiscordChat:
+    def __init__(self, service: CommandService, settings: Settings):
+        assert settings.discord_token is not None
+        self.service = service
+        self.settings = settings
+        # discord.py reads both addresses from class attributes; one Discord client per process.
+        discord.http.Route.BASE = settings.discord_api_base.rstrip("/")
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
+        intents = discord.Intents.default()
+        intents.message_content = settings.discord_message_content
+        self.client = SdBotClient(self, intents)
+        self.deliveries = DeliveryLoop(
+            service, PLATFORM, self._deliver, poll_seconds=settings.poll_seconds, after_delivered=self._remove_status
+        )
+        self.statuses = StatusLoop(
+            service, PLATFORM, self._edit_status, min_interval=lambda chat: settings.discord_status_edit_seconds
+        )
+        self._by_job: dict[int, Followups] = {}  # job id -> the interaction that asked for it
+        self._by_message: dict[str, Followups] = {}  # our message id -> the interaction that sent it
+        self._loops: list[asyncio.Task[None]] = []
+
+    def wake(self) -> None:
+        self.deliveries.wake()
+
+    def model_names(self) -> list[str]:
+        return [entry.display_name for entry in self.service.ctx.registry]
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        assert self.settings.discord_token is not None
+        try:
+            await self.client.login(self.settings.discord_token.get_secret_value())
+            await self.client.connect(reconnect=True)
+            return 0
+        except discord.LoginFailure:
+            log.error("Discord refused SDBOT_DISCORD_TOKEN. Copy the bot token from the Developer Portal (Bot → Reset Token).")
+            return 2
+        except discord.PrivilegedIntentsRequired:
+            log.error(
+                "Discord refused the Message Content intent. Enable it in the Developer Portal (Bot → Privileged "
+                "Gateway Intents) or set SDBOT_DISCORD_MESSAGE_CONTENT=false."
+            )
+            return 2
+        finally:
+            for task in self._loops:
+                task.cancel()
+            await asyncio.gather(*self._loops, return_exceptions=True)
+            await self.client.close()
+
+    async def setup(self) -> None:
+        """Commands, the buttons of every result ever sent, and the loops; before the gateway."""
+        tree = self.client.tree
+        for command in interface.build_commands(self.settings):
+            tree.add_command(command)
+        self.client.add_dynamic_items(interface.ActionButton)
+        guild_ids = self.settings.discord_guild_ids
+        if guild_ids:  # instant, for the guilds named; global commands take up to an hour to appear
+            for guild_id in guild_ids:
+                guild = discord.Object(int(guild_id))
+                tree.copy_global_to(guild=guild)
+                await tree.sync(guild=guild)
+        else:
+            await tree.sync()
+        self._loops = [asyncio.create_task(self.deliveries.run()), asyncio.create_task(self.statuses.run())]
+        log.info("Discord: commands synced %s", f"to guilds {', '.join(guild_ids)}" if guild_ids else "globally")
+
+    # --- incoming -------------------------------------------------------------------------------
+
+    async def on_command(
+        self, interaction: discord.Interaction, *, text: str | None = None, options: dict | None = None,  # type: ignore[type-arg]
+        image: discord.Attachment | None = None,
+    ) -> None:  # fmt: skip
+        await interaction.response.defer(thinking=True)
+        attachments: tuple[Attachment, ...] = ()
+        if image is not None:
+            refused = self._too_big(image)
+            if refused:
+                await self._answer(interaction, [Reply(refused, kind="error", ephemeral=True)])
+                return
+            attachments = (Attachment(image.filename, await image.read(), image.content_type),)
+        request = self._request(interaction, text=text, options=options, attachments=attachments)
+        await self._answer(interaction, await self.service.handle(request))
+
+    async def on_press(self, interaction: discord.Interaction, action: str) -> None:
+        await interaction.response.defer(thinking=True)
+        message = interaction.message
+        if message is None:
+            await self._answer(interaction, [Reply("That button doesn't work here.", kind="error", ephemeral=True)])
+            return
+        request = self._request(interaction, press=Press(str(message.id), action), message_id=str(message.id))
+        await self._answer(interaction, await self.service.handle(request))
+
+    async def on_remix(self, interaction: discord.Interaction, message: discord.Message, prompt: str) -> None:
+        await interaction.response.defer(thinking=True)
+        try:
+            images = () if self._is_ours(message) else await self._images_of(message)
+        except ValueError as refused:
+            await self._answer(interaction, [Reply(str(refused), kind="error", ephemeral=True)])
+            return
+        if not self._is_ours(message) and not images:
+            await self._answer(interaction, [Reply("That message has no image to remix.", kind="error", ephemeral=True)])
+            return
+        request = self._request(interaction, text=prompt, reply_to=str(message.id), reply_to_images=images)
+        await self._answer(interaction, await self.service.handle(request))
+
+    async def on_message(self, message: discord.Message) -> None:
+        """A text reply to one of our results remixes it (needs the Message Content intent)."""
+        if not self.settings.discord_message_content or message.author.bot or message.reference is None:
+            return
+        replied = message.reference.resolved
+        if not isinstance(replied, discord.Message) or not self._is_ours(replied):
+            return
+        request = Request(
+            platform=PLATFORM, user_id=str(message.author.id), chat_id=str(message.channel.id),
+            user_name=message.author.name, message_id=str(message.id), text=message.content,
+            reply_to=str(replied.id), age_restricted=_age_restricted(message.channel),
+        )  # fmt: skip
+        for reply in await self.service.handle(request):
+            try:
+                sent = await message.reply(**outgoing.message_kwargs(reply, self._upload_limit(message.guild)))
+            except discord.HTTPException as error:
+                log.warning("could not answer message %s: %s", message.id, error)
+                continue
+            await self._recorded(reply, sent, None)
+
+    def _request(self, interaction: discord.Interaction, **fields) -> Request:  # type: ignore[no-untyped-def]
+        fields.setdefault("message_id", str(interaction.id))
+        return Request(
+            platform=PLATFORM, user_id=str(interaction.user.id), chat_id=str(interaction.channel_id),
+            user_name=interaction.user.name, age_restricted=_age_restricted(interaction.channel), **fields,
+        )  # fmt: skip
+
+    def _is_ours(self, message: discord.Message) -> bool:
+        return self.client.user is not None and message.author.id == self.client.user.id
+
+    def _too_big(self, attachment: discord.Attachment) -> str | None:
+        limit = self.settings.max_upload_bytes
+        if attachment.size > limit:
+            return (
+                f"`{attachment.filename}` is {size_text(attachment.size)}; I take images up to {size_text(limit)}. "
+                "Send a smaller or more compressed image."
+            )
+        return None
+
+    async def _images_of(self, message: discord.Message) -> tuple[Attachment, ...]:
+        for attachment in message.attachments:
+            if (attachment.content_type or "").startswith("image/"):
+                refused = self._too_big(attachment)
+                if refused:
+                    raise ValueError(refused)
+                return (Attachment(attachment.filename, await attachment.read(), attachment.content_type),)
+        return ()
+
+    # --- outgoing -------------------------------------------------------------------------------
+
+    async def _answer(self, interaction: discord.Interaction, replies: list[Reply]) -> None:
+        """Answer a deferred interaction. An error replaces the public "thinking…" message with
+        one only its author sees."""
+        limit = interaction.filesize_limit
+        for reply in replies or [Reply("Done.")]:
+            try:
+                if reply.ephemeral:
+                    if interaction.response.is_done():
+                        await interaction.delete_original_response()
+                    await interaction.followup.send(reply.text[:2000], ephemeral=True)
+                    continue
+                for piece in outgoing.leading_texts(reply):
+                    await interaction.followup.send(piece)
+                sent = await interaction.followup.send(wait=True, **outgoing.message_kwargs(reply, limit))
+            except discord.HTTPException as error:
+                log.warning("could not answer interaction %s: %s", interaction.id, error)
+                continue
+            await self._recorded(reply, sent, interaction)
+
+    async def _recorded(self, reply: Reply, sent: discord.Message, interaction: discord.Interaction | None) -> None:
+        await self.service.sent(PLATFORM, str(sent.channel.id), str(sent.id), reply)
+        if interaction is not None:
+            followups = Followups(interaction, time.monotonic())
+            self._by_message[str(sent.id)] = followups
+            if reply.kind == "status" and reply.job_id is not None:
+                self._by_job[reply.job_id] = followups
+        if reply.kind == "status":
+            self.statuses.showing(str(sent.id), reply.text)
+
+    async def _deliver(self, item: Outgoing) -> str:
+        job_id = item.reply.job_id
+        followups = self._by_job.pop(job_id, None) if job_id is not None else None
+        try:
+            if followups is not None and followups.alive:
+                interaction = followups.interaction
+                kwargs = outgoing.message_kwargs(item.reply, interaction.filesize_limit)
+                sent = await interaction.followup.send(wait=True, **kwargs)
+                self._by_message[str(sent.id)] = followups
+            else:  # the token is gone (a long job, or a restart): post in the channel, naming the user
+                channel = self.client.get_partial_messageable(int(item.chat_id))
+                kwargs = outgoing.message_kwargs(item.reply, self._upload_limit(None), mention=item.user_id)
+                sent = await channel.send(**kwargs)
+        except discord.RateLimited as error:
+            raise Postpone(error.retry_after) from error
+        except discord.DiscordServerError as error:
+            raise Unreachable(str(error)) from error
+        except (OSError, asyncio.TimeoutError) as error:  # aiohttp's connection errors are OSErrors
+            raise Unreachable(str(error)) from error
+        return str(sent.id)
+
+    async def _remove_status(self, item: Outgoing, message_id: str) -> None:
+        if not item.status_message_id:
+            return
+        followups = self._by_message.pop(item.status_message_id, None)
+        if followups is not None and followups.alive:
+            await followups.interaction.followup.delete_message(int(item.status_message_id))
+        else:
+            channel = self.client.get_partial_messageable(int(item.chat_id))
+            await channel.get_partial_message(int(item.status_message_id)).delete()
+
+    async def _edit_status(self, update: StatusUpdate) -> None:
+        followups = self._by_message.get(update.message_id)
+        try:
+            if followups is not None and followups.alive:
+                await followups.interaction.followup.edit_message(int(update.message_id), content=update.text)
+            else:
+                channel = self.client.get_partial_messageable(int(update.chat_id))
+                await channel.get_partial_message(int(update.message_id)).edit(content=update.text)
+        except discord.RateLimited as error:
+            raise Postpone(error.retry_after) from error
+
+    def _upload_limit(self, guild: discord.Guild | None) -> int:
+        return guild.filesize_limit if guild is not None else outgoing.DEFAULT_UPLOAD_LIMIT
+
+
+def _age_restricted(channel: object) -> bool:
+    is_nsfw = getattr(channel, "is_nsfw", None)
+    return bool(is_nsfw()) if callable(is_nsfw) else False

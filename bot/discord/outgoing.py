@@ -1,0 +1,56 @@
+"""Replies as Discord messages: content within 2000 characters, the images as files fitted to the
+upload limit (a grid for a batch), and the buttons.
+
+Discord keeps files as they are uploaded, so a single image goes out as its original PNG, with
+its parameters, unless it is over the limit.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import discord
+
+from bot import media
+from bot.discord.interface import result_view
+from bot.text import chunks, shorten
+from commands.types import Reply
+
+MAX_CONTENT = 2000
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # bytes per file where nothing tells us more
+
+
+def picture_of(reply: Reply, max_bytes: int) -> media.Picture:
+    name = f"sdbot-{reply.job_id}"
+    if len(reply.images) == 1:
+        image = reply.images[0]
+        picture = media.read_picture(image.path, f"{name}-{image.index + 1}-seed{image.seed}.png")
+    else:
+        picture = media.grid([image.path for image in reply.images], f"{name}-grid.png")
+    return media.fit(picture, max_bytes=max_bytes)
+
+
+def leading_texts(reply: Reply) -> list[str]:
+    """The first pieces of a text reply too long for one message; `message_kwargs` sends the last."""
+    return [] if reply.images else chunks(reply.text, MAX_CONTENT)[:-1]
+
+
+def message_kwargs(reply: Reply, max_bytes: int, *, mention: str | None = None) -> dict[str, Any]:
+    """Keyword arguments for `send` (channel, followup, or reply) that show `reply`."""
+    text = reply.text if reply.images else chunks(reply.text, MAX_CONTENT)[-1]
+    kwargs: dict[str, Any] = {}
+    if reply.images:
+        picture = picture_of(reply, max_bytes)
+        if picture.note:
+            text += f"\n{picture.note}"
+        kwargs["file"] = discord.File(io.BytesIO(picture.data), filename=picture.filename)
+    if mention:
+        text = f"<@{mention}> {text}"
+        kwargs["allowed_mentions"] = discord.AllowedMentions(users=[discord.Object(int(mention))])
+    kwargs["content"] = shorten(text, MAX_CONTENT)
+    view = result_view([(action.id, action.label) for action in reply.actions])
+    if view is not None:
+        kwargs["view"] = view
+    return kwargs
+
