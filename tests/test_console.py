@@ -116,7 +116,7 @@ def test_console_attachment_and_bad_file(tmp_path: Path, models_dir: Path) -> No
 def test_the_command_layer_does_not_import_torch() -> None:
     """A bot-only process (multi-machine mode) must start without torch or diffusers."""
     code = (
-        "import sys, run_bot, bot.console, commands.service\n"
+        "import sys, run_bot, bot.console, bot.telegram, bot.discord, commands.service\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'diffusers', 'transformers'))\n"
         "print(heavy)\n"
         "sys.exit(1 if heavy else 0)\n"

@@ -139,7 +139,13 @@ class DiscordChat:
             if refused:
                 await self._answer(interaction, [Reply(refused, kind="error", ephemeral=True)])
                 return
-            attachments = (Attachment(image.filename, await image.read(), image.content_type),)
+            try:
+                attachments = (Attachment(image.filename, await image.read(), image.content_type),)
+            except discord.HTTPException as error:
+                log.warning("could not download attachment %s: %s", image.filename, error)
+                text = f"I couldn't download `{image.filename}` from Discord. Please try again."
+                await self._answer(interaction, [Reply(text, kind="error", ephemeral=True)])
+                return
         request = self._request(interaction, text=text, options=options, attachments=attachments)
         await self._answer(interaction, await self.service.handle(request))
 
@@ -237,12 +243,18 @@ class DiscordChat:
     async def _recorded(self, reply: Reply, sent: discord.Message, interaction: discord.Interaction | None) -> None:
         await self.service.sent(PLATFORM, str(sent.channel.id), str(sent.id), reply)
         if interaction is not None:
+            self._forget_expired()
             followups = Followups(interaction, time.monotonic())
             self._by_message[str(sent.id)] = followups
             if reply.kind == "status" and reply.job_id is not None:
                 self._by_job[reply.job_id] = followups
         if reply.kind == "status":
             self.statuses.showing(str(sent.id), reply.text)
+
+    def _forget_expired(self) -> None:
+        """Drop interactions whose token has run out (they can no longer send or edit)."""
+        self._by_job = {job: followups for job, followups in self._by_job.items() if followups.alive}
+        self._by_message = {message: followups for message, followups in self._by_message.items() if followups.alive}
 
     async def _deliver(self, item: Outgoing) -> str:
         job_id = item.reply.job_id
@@ -255,7 +267,9 @@ class DiscordChat:
                 self._by_message[str(sent.id)] = followups
             else:  # the token is gone (a long job, or a restart): post in the channel, naming the user
                 channel = self.client.get_partial_messageable(int(item.chat_id))
-                kwargs = outgoing.message_kwargs(item.reply, self._upload_limit(None), mention=item.user_id)
+                known = self.client.get_channel(int(item.chat_id))
+                limit = self._upload_limit(getattr(known, "guild", None))
+                kwargs = outgoing.message_kwargs(item.reply, limit, mention=item.user_id)
                 sent = await channel.send(**kwargs)
         except discord.RateLimited as error:
             raise Postpone(error.retry_after) from error
