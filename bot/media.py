@@ -15,6 +15,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from commands.types import ImageFile
+
 GRID_GAP = 4  # pixels between the images of a grid
 GRID_BACKGROUND = (24, 24, 24)
 JPEG_QUALITIES = (92, 85, 75)
@@ -27,6 +29,14 @@ class Picture:
     width: int
     height: int
     note: str | None = None  # what fitting changed, in words; None when the file went as it was
+
+
+def picture_of(images: Sequence[ImageFile], stem: str) -> Picture:
+    """What a message shows of a job's images: the one image as it is, or a grid of several."""
+    if len(images) == 1:
+        image = images[0]
+        return read_picture(image.path, f"{stem}-{image.index + 1}-seed{image.seed}.png")
+    return grid([image.path for image in images], f"{stem}-grid.png")
 
 
 def grid(paths: Sequence[Path], filename: str) -> Picture:

@@ -11,10 +11,7 @@ import asyncio
 import contextlib
 import io
 import logging
-import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +22,9 @@ from pydantic import SecretStr
 import run_bot
 from bot.discord import DiscordChat
 from config import Settings
-from tests.conftest import ROOT, bot_env
-from tests.fakes.discord import AFTER_DARK, BOB, GENERAL, GUILD_ID, TOKEN, FakeDiscord, Interaction, Sent
+from tests.conftest import bot_env
+from tests.fakes.discord import AFTER_DARK, BOB, GUILD_ID, TOKEN, FakeDiscord, Interaction, Sent
+from tests.serve_process import ServeProcess
 
 
 @pytest.fixture
@@ -65,25 +63,6 @@ async def recorded(settings: Settings, message: Sent) -> Sent:
                 if db.execute("select 1 from message_refs where message_id = ?", (message.id,)).fetchone():
                     return message
             await asyncio.sleep(0.05)
-
-
-class ServeProcess:
-    def __init__(self, env: dict[str, str], log_path: Path):
-        self.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "run_bot.py"), "serve"], cwd=ROOT, env=env, stdout=self.log, stderr=self.log
-        )
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
-        self.log.close()
-        return code
 
 
 def test_serve_answers_in_discord_and_buttons_survive_a_restart(tmp_path: Path, models_dir: Path, server: FakeDiscord) -> None:

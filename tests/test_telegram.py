@@ -12,9 +12,6 @@ import contextlib
 import io
 import logging
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,8 +21,9 @@ from pydantic import SecretStr
 import run_bot
 from bot.telegram import TelegramChat
 from config import Settings
-from tests.conftest import ROOT, bot_env
-from tests.fakes.telegram import ADA, BOB, GROUP, TOKEN, BotMessage, FakeTelegram
+from tests.conftest import bot_env
+from tests.fakes.telegram import ADA, BOB, GROUP, TOKEN, FakeTelegram
+from tests.serve_process import ServeProcess
 
 
 @pytest.fixture
@@ -53,26 +51,6 @@ def is_text_reply(message: dict, containing: str = ""):  # type: ignore[no-untyp
 
 
 # --- the whole bot as a user starts it ---------------------------------------------------------------
-
-
-class ServeProcess:
-    def __init__(self, env: dict[str, str], log_path: Path):
-        self.log_path = log_path
-        self.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "run_bot.py"), "serve"], cwd=ROOT, env=env, stdout=self.log, stderr=self.log
-        )
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
-        self.log.close()
-        return code
 
 
 def test_serve_answers_in_telegram_and_buttons_survive_a_restart(tmp_path: Path, models_dir: Path, server: FakeTelegram) -> None:

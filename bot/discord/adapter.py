@@ -185,7 +185,8 @@ class DiscordChat:
         )  # fmt: skip
         for reply in await self.service.handle(request):
             try:
-                sent = await message.reply(**outgoing.message_kwargs(reply, self._upload_limit(message.guild)))
+                kwargs = await asyncio.to_thread(outgoing.message_kwargs, reply, self._upload_limit(message.guild))
+                sent = await message.reply(**kwargs)
             except discord.HTTPException as error:
                 log.warning("could not answer message %s: %s", message.id, error)
                 continue
@@ -234,7 +235,8 @@ class DiscordChat:
                     continue
                 for piece in outgoing.leading_texts(reply):
                     await interaction.followup.send(piece)
-                sent = await interaction.followup.send(wait=True, **outgoing.message_kwargs(reply, limit))
+                kwargs = await asyncio.to_thread(outgoing.message_kwargs, reply, limit)  # image work off the loop
+                sent = await interaction.followup.send(wait=True, **kwargs)
             except discord.HTTPException as error:
                 log.warning("could not answer interaction %s: %s", interaction.id, error)
                 continue
@@ -262,14 +264,14 @@ class DiscordChat:
         try:
             if followups is not None and followups.alive:
                 interaction = followups.interaction
-                kwargs = outgoing.message_kwargs(item.reply, interaction.filesize_limit)
+                kwargs = await asyncio.to_thread(outgoing.message_kwargs, item.reply, interaction.filesize_limit)
                 sent = await interaction.followup.send(wait=True, **kwargs)
                 self._by_message[str(sent.id)] = followups
             else:  # the token is gone (a long job, or a restart): post in the channel, naming the user
                 channel = self.client.get_partial_messageable(int(item.chat_id))
                 known = self.client.get_channel(int(item.chat_id))
                 limit = self._upload_limit(getattr(known, "guild", None))
-                kwargs = outgoing.message_kwargs(item.reply, limit, mention=item.user_id)
+                kwargs = await asyncio.to_thread(outgoing.message_kwargs, item.reply, limit, mention=item.user_id)
                 sent = await channel.send(**kwargs)
         except discord.RateLimited as error:
             raise Postpone(error.retry_after) from error

@@ -21,16 +21,6 @@ MAX_CONTENT = 2000
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # bytes per file where nothing tells us more
 
 
-def picture_of(reply: Reply, max_bytes: int) -> media.Picture:
-    name = f"sdbot-{reply.job_id}"
-    if len(reply.images) == 1:
-        image = reply.images[0]
-        picture = media.read_picture(image.path, f"{name}-{image.index + 1}-seed{image.seed}.png")
-    else:
-        picture = media.grid([image.path for image in reply.images], f"{name}-grid.png")
-    return media.fit(picture, max_bytes=max_bytes)
-
-
 def leading_texts(reply: Reply) -> list[str]:
     """The first pieces of a text reply too long for one message; `message_kwargs` sends the last."""
     return [] if reply.images else chunks(reply.text, MAX_CONTENT)[:-1]
@@ -41,7 +31,7 @@ def message_kwargs(reply: Reply, max_bytes: int, *, mention: str | None = None) 
     text = reply.text if reply.images else chunks(reply.text, MAX_CONTENT)[-1]
     kwargs: dict[str, Any] = {}
     if reply.images:
-        picture = picture_of(reply, max_bytes)
+        picture = media.fit(media.picture_of(reply.images, f"sdbot-{reply.job_id}"), max_bytes=max_bytes)
         if picture.note:
             text += f"\n{picture.note}"
         kwargs["file"] = discord.File(io.BytesIO(picture.data), filename=picture.filename)

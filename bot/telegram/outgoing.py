@@ -103,12 +103,7 @@ async def send_reply(bot: Bot, chat_id: int, reply: Reply, *, reply_to: int | No
 
 def photo_of(reply: Reply) -> media.Picture:
     """The photo a reply shows: its image, or a grid of its images, within Telegram's photo limits."""
-    name = f"sdbot-{reply.job_id}"
-    if len(reply.images) == 1:
-        image = reply.images[0]
-        picture = media.read_picture(image.path, f"{name}-{image.index + 1}.png")
-    else:
-        picture = media.grid([image.path for image in reply.images], f"{name}-grid.png")
+    picture = media.picture_of(reply.images, f"sdbot-{reply.job_id}")
     return media.fit(picture, max_bytes=MAX_PHOTO_BYTES, max_side_sum=MAX_PHOTO_SIDE_SUM)
 
 

@@ -13,16 +13,14 @@ It runs on its own thread and event loop. Tests act as people (`slash`, `press`,
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
-import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
+
+from tests.fakes.base import ThreadedServer
 
 TOKEN = "MTEST.fake-discord-token.for-tests-only"
 APP_ID = "777000000000000001"
@@ -82,14 +80,12 @@ class Interaction:
         return any(c["type"] in (5, 6) for c in self.callbacks)
 
 
-class FakeDiscord:
+class FakeDiscord(ThreadedServer[Sent]):
+    thread_name = "fake-discord"
+
     def __init__(self, upload_limit: int = DEFAULT_UPLOAD_LIMIT) -> None:
-        self.port = 0
+        super().__init__()
         self.upload_limit = upload_limit
-        self._cond = threading.Condition()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
         self._ids = itertools.count(900_000_000_000_000_001)
         self._sockets: list[web.WebSocketResponse] = []
         self._sequence = itertools.count(1)
@@ -97,7 +93,6 @@ class FakeDiscord:
         self.intents: int | None = None
         self.commands: dict[str, list[dict[str, Any]]] = {}  # "global" or guild id -> registered commands
         self.interactions: dict[str, Interaction] = {}
-        self.sent: list[Sent] = []
         self.messages: dict[str, dict[str, Any]] = {}  # every message by id (people's and the bot's)
         self.files: dict[str, bytes] = {}  # attachment path -> bytes
         self.calls: list[str] = []
@@ -113,55 +108,14 @@ class FakeDiscord:
     def gateway_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/gateway"
 
-    def start(self) -> FakeDiscord:
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, args=(ready,), name="fake-discord", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("the fake Discord server did not start")
-        return self
-
-    def stop(self) -> None:
-        if self._loop is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        assert self._thread is not None
-        self._thread.join(10)
-        self._loop.close()
-
-    def _serve(self, ready: threading.Event) -> None:
-        self._loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(self._loop)
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/gateway", self._gateway)
         app.router.add_get("/attachments/{path:.+}", self._download)
         app.router.add_route("*", "/api/v10/{path:.+}", self._api)
-        self._runner = web.AppRunner(app)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        ready.set()
-        self._loop.run_forever()
 
-    async def _shutdown(self) -> None:
+    async def before_shutdown(self) -> None:
         for socket in list(self._sockets):
             await socket.close()
-        assert self._runner is not None
-        await self._runner.cleanup()
-
-    def _on_loop(self, fn: Callable[[], Any]) -> Any:
-        async def call() -> Any:
-            result = fn()
-            return await result if asyncio.iscoroutine(result) else result
-
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(call(), self._loop).result(10)
-
-    def _notify(self) -> None:
-        with self._cond:
-            self._cond.notify_all()
 
     # --- what tests do as people ----------------------------------------------------------------
 
@@ -242,45 +196,18 @@ class FakeDiscord:
             self.messages[message["id"]] = message
             return self._dispatch("MESSAGE_CREATE", message)
 
-        self._on_loop(make)
+        self.on_loop(make)
         return self.messages[max(self.messages, key=int)]
 
     def plant(self, content: str, buttons: dict[str, str], channel: dict[str, Any] = GENERAL) -> Sent:
         """A message of the bot that its database does not know (from a wiped installation, say)."""
         row = {"type": 1, "components": [{"type": 2, "style": 2, "label": label, "custom_id": custom_id}
                                          for label, custom_id in buttons.items()]}  # fmt: skip
-        return self._on_loop(lambda: self._create(channel["id"], {"content": content, "components": [row]}, {}))
+        return self.on_loop(lambda: self._create(channel["id"], {"content": content, "components": [row]}, {}))
 
     # --- what tests read ----------------------------------------------------------------------------
 
-    def wait_for(self, predicate: Callable[[Sent], bool], timeout: float = 90) -> Sent:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for message in self.sent:
-                    if predicate(message):
-                        return message
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"no matching bot message in {timeout}s; last ones: {self._last_seen()}")
-                self._cond.wait(remaining)
-
-    def wait_until(self, condition: Callable[[], bool], timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not condition():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"condition not met in {timeout}s; last ones: {self._last_seen()}")
-                self._cond.wait(remaining)
-
-    async def await_for(self, predicate: Callable[[Sent], bool], timeout: float = 90) -> Sent:
-        return await asyncio.to_thread(self.wait_for, predicate, timeout)
-
-    async def await_until(self, condition: Callable[[], bool], timeout: float = 90) -> None:
-        await asyncio.to_thread(self.wait_until, condition, timeout)
-
-    def _last_seen(self) -> str:
+    def last_seen(self) -> str:
         messages = [(m.id[-4:], m.content[:50], m.labels(), m.deleted, m.ephemeral) for m in self.sent[-6:]]
         return f"{messages}; errors answered: {self.refused[-3:]}"
 
@@ -328,7 +255,7 @@ class FakeDiscord:
             self.interactions[payload["token"]] = record
             return self._dispatch("INTERACTION_CREATE", payload)
 
-        self._on_loop(make)
+        self.on_loop(make)
         return self.interactions[max((k for k in self.interactions if k.isdigit()), key=int)]
 
     async def _dispatch(self, event: str, data: dict[str, Any]) -> None:
@@ -442,7 +369,7 @@ class FakeDiscord:
         registered = [{**defaults, **c, "id": self._new_id(), "application_id": APP_ID, "version": "1",
                        **({"guild_id": scope} if scope != "global" else {})} for c in commands]  # fmt: skip
         self.commands[scope] = registered
-        self._notify()
+        self.notify()
         return registered
 
     def _callback(self, interaction_id: str, body: dict[str, Any], files: dict[str, tuple[str, bytes]]) -> Any:
@@ -464,7 +391,7 @@ class FakeDiscord:
             response.update(response_message_id=sent.id, response_message_loading=kind == 5,
                             response_message_ephemeral=sent.ephemeral)  # fmt: skip
             resource["message"] = sent.api
-        self._notify()
+        self.notify()
         return {"interaction": response, "resource": resource}
 
     def _followup(self, token: str, payload: dict[str, Any], files: dict[str, tuple[str, bytes]]) -> Any:

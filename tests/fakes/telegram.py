@@ -20,7 +20,6 @@ import io
 import itertools
 import json
 import re
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +28,8 @@ from typing import Any
 
 from aiohttp import web
 from PIL import Image
+
+from tests.fakes.base import ThreadedServer
 
 TOKEN = "123456:TEST-token-for-the-fake"
 BOT = {"id": 999, "is_bot": True, "first_name": "sdbot", "username": "sdbot_test_bot",
@@ -108,13 +109,11 @@ def visible_text(text: str, parse_mode: str | None) -> str:
     return html.unescape("".join(checker.text))
 
 
-class FakeTelegram:
+class FakeTelegram(ThreadedServer[BotMessage]):
+    thread_name = "fake-telegram"
+
     def __init__(self) -> None:
-        self.port = 0
-        self._cond = threading.Condition()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
+        super().__init__()
         self._update_ids = itertools.count(1)
         self._file_ids = itertools.count(1)
         self._message_ids: dict[int, itertools.count[int]] = {}
@@ -122,7 +121,6 @@ class FakeTelegram:
         self._updates: list[dict[str, Any]] = []
         self._new_update: asyncio.Event | None = None
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}  # every message, people's and the bot's
-        self.sent: list[BotMessage] = []  # the bot's messages, in order
         self.files: dict[str, bytes] = {}
         self.answers: dict[str, dict[str, Any]] = {}  # callback query id -> answerCallbackQuery params
         self.commands: list[dict[str, Any]] = []
@@ -141,49 +139,16 @@ class FakeTelegram:
     def base_file_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/file/bot"
 
-    def start(self) -> FakeTelegram:
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, args=(ready,), name="fake-telegram", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("the fake Telegram server did not start")
-        return self
-
-    def stop(self) -> None:
-        if self._loop is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        assert self._thread is not None
-        self._thread.join(10)
-        self._loop.close()
-
-    def _serve(self, ready: threading.Event) -> None:
-        self._loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(self._loop)
-        self._new_update = asyncio.Event()
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/bot{token}/{method}", self._api)
         app.router.add_get("/file/bot{token}/{path:.+}", self._download)
-        self._runner = web.AppRunner(app)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        ready.set()
-        self._loop.run_forever()
 
-    async def _shutdown(self) -> None:
-        assert self._runner is not None and self._new_update is not None
+    async def _setup(self) -> None:
+        self._new_update = asyncio.Event()
+
+    async def before_shutdown(self) -> None:
+        assert self._new_update is not None
         self._new_update.set()  # release long polls still waiting, so shutdown does not wait them out
-        await self._runner.cleanup()
-
-    def _on_loop(self, fn: Callable[[], Any]) -> Any:
-        async def call() -> Any:
-            return fn()
-
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(call(), self._loop).result(10)
 
     # --- what tests do as people ----------------------------------------------------------------
 
@@ -216,7 +181,7 @@ class FakeTelegram:
             self._push({"message": message})
             return message
 
-        return self._on_loop(add)
+        return self.on_loop(add)
 
     def press(self, message: BotMessage, label: str | None = None, *, data: str | None = None,
               user: dict[str, Any] = ADA) -> str:  # fmt: skip
@@ -230,48 +195,20 @@ class FakeTelegram:
             self._push({"callback_query": query})
             return query_id
 
-        return self._on_loop(add)
+        return self.on_loop(add)
 
     def fail(self, method: str, times: int = 1, retry_after: int = 1) -> None:
         """Answer the next `times` calls of `method` with flood control (429, retry_after)."""
-        self._on_loop(lambda: self._failures.setdefault(method, []).extend([retry_after] * times))
+        self.on_loop(lambda: self._failures.setdefault(method, []).extend([retry_after] * times))
 
     def update(self, update: dict[str, Any]) -> None:
-        self._on_loop(lambda: self._push(update))
+        self.on_loop(lambda: self._push(update))
 
     # --- what tests read ----------------------------------------------------------------------------
 
-    def wait_for(self, predicate: Callable[[BotMessage], bool], timeout: float = 90) -> BotMessage:
-        """The first message of the bot (in order sent) that matches, waiting for it."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for message in self.sent:
-                    if predicate(message):
-                        return message
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"no matching bot message in {timeout}s; last ones: {self._last_seen()}")
-                self._cond.wait(remaining)
-
-    def wait_until(self, condition: Callable[[], bool], timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not condition():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"condition not met in {timeout}s; last bot messages: {self._last_seen()}")
-                self._cond.wait(remaining)
-
-    def _last_seen(self) -> str:
+    def last_seen(self) -> str:
         messages = [(m.chat_id, m.message_id, m.kind, m.text[:60], m.deleted) for m in self.sent[-6:]]
         return f"{messages}; last errors answered: {self.refused[-3:]}"
-
-    async def await_for(self, predicate: Callable[[BotMessage], bool], timeout: float = 90) -> BotMessage:
-        return await asyncio.to_thread(self.wait_for, predicate, timeout)
-
-    async def await_until(self, condition: Callable[[], bool], timeout: float = 90) -> None:
-        await asyncio.to_thread(self.wait_until, condition, timeout)
 
     def replies_to(self, message: dict[str, Any]) -> Callable[[BotMessage], bool]:
         chat, number = message["chat"]["id"], message["message_id"]
