@@ -23,6 +23,12 @@ from commands.types import Outgoing, StatusUpdate
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 60.0
+START_RETRY_SECONDS = (1, 2, 5, 10, 30, 60)  # between tries to reach a platform at start
+
+
+def start_pause(attempt: int) -> float:
+    """How long to wait before try `attempt + 1` to reach a platform that was unreachable."""
+    return START_RETRY_SECONDS[min(attempt, len(START_RETRY_SECONDS) - 1)]
 
 
 class Postpone(Exception):

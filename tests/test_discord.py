@@ -224,3 +224,18 @@ async def test_a_refused_token_stops_with_a_clear_message(dc_settings: Settings,
         async with discord_bot(settings, server, draw=False) as (_, task):
             assert await asyncio.wait_for(task, 30) == 2
     assert "Discord refused SDBOT_DISCORD_TOKEN" in caplog.text
+
+
+async def test_an_unreachable_discord_is_retried(dc_settings: Settings, server: FakeDiscord, unused_tcp_port: int, caplog) -> None:  # type: ignore[no-untyped-def]
+    settings = dc_settings.model_copy(update={"discord_api_base": f"http://127.0.0.1:{unused_tcp_port}/api/v10"})
+    core = await run_bot.build_core(settings)
+    task = asyncio.create_task(DiscordChat(core.service, settings).run())
+    try:
+        with caplog.at_level(logging.WARNING):
+            await asyncio.sleep(2.5)  # the first two tries, 1 s apart
+        assert not task.done()
+        assert caplog.text.count("can't reach Discord") >= 2
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await core.db.close()

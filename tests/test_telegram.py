@@ -317,3 +317,18 @@ def test_texts_become_valid_telegram_html() -> None:
     long = "\n".join(f"line {i} " + "x" * 90 for i in range(200))
     pieces = chunks(long)
     assert len(pieces) > 4 and all(len(piece) <= 4000 for piece in pieces) and "".join(pieces) == long
+
+
+async def test_an_unreachable_bot_api_is_retried(tg_settings: Settings, unused_tcp_port: int, caplog) -> None:  # type: ignore[no-untyped-def]
+    settings = tg_settings.model_copy(update={"telegram_base_url": f"http://127.0.0.1:{unused_tcp_port}/bot"})
+    core = await run_bot.build_core(settings)
+    task = asyncio.create_task(TelegramChat(core.service, settings).run())
+    try:
+        with caplog.at_level(logging.WARNING):
+            await asyncio.sleep(2.5)  # the first two tries, 1 s apart
+        assert not task.done()
+        assert caplog.text.count("can't reach the Bot API") >= 2
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await core.db.close()

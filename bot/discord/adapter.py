@@ -17,12 +17,13 @@ import logging
 import time
 from dataclasses import dataclass
 
+import aiohttp
 import discord
 import yarl
 from discord import app_commands
 
 from bot.discord import interface, outgoing
-from bot.loops import DeliveryLoop, Postpone, StatusLoop, Unreachable
+from bot.loops import DeliveryLoop, Postpone, StatusLoop, Unreachable, start_pause
 from commands.render import size_text
 from commands.service import CommandService
 from commands.types import Attachment, Outgoing, Press, Reply, Request, StatusUpdate
@@ -91,8 +92,8 @@ class DiscordChat:
     async def run(self) -> int:
         assert self.settings.discord_token is not None
         try:
-            await self.client.login(self.settings.discord_token.get_secret_value())
-            await self.client.connect(reconnect=True)
+            await self._login(self.settings.discord_token.get_secret_value())
+            await self.client.connect(reconnect=True)  # reconnects by itself once connected
             return 0
         except discord.LoginFailure:
             log.error("Discord refused SDBOT_DISCORD_TOKEN. Copy the bot token from the Developer Portal (Bot → Reset Token).")
@@ -108,6 +109,22 @@ class DiscordChat:
                 task.cancel()
             await asyncio.gather(*self._loops, return_exceptions=True)
             await self.client.close()
+
+    async def _login(self, token: str) -> None:
+        """Log in, retrying while Discord can't be reached (a refused token raises at once)."""
+        attempt = 0
+        while True:
+            try:
+                await self.client.login(token)
+                return
+            except (aiohttp.ClientError, OSError, discord.DiscordServerError) as error:
+                # login opened an HTTP session (and connector); close both, and let the next try open new ones
+                await self.client.http.close()
+                self.client.http.connector = discord.utils.MISSING
+                pause = start_pause(attempt)
+                log.warning("can't reach Discord at %s (%s); trying again in %ss", self.settings.discord_api_base, error, pause)
+                await asyncio.sleep(pause)
+                attempt += 1
 
     async def setup(self) -> None:
         """Commands, the buttons of every result ever sent, and the loops; before the gateway."""

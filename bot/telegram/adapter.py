@@ -25,7 +25,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
-from bot.loops import DeliveryLoop, Postpone, StatusLoop, Unreachable
+from bot.loops import DeliveryLoop, Postpone, StatusLoop, Unreachable, start_pause
 from bot.telegram import incoming, outgoing
 from bot.telegram.incoming import PLATFORM, Audience, Refused
 from bot.text import shorten
@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 
 PRIVATE_EDIT_SECONDS = 1.0  # least time between status edits in a private chat
 RATE_LIMIT_RETRIES = 2  # repeats of a request refused with retry_after, inside PTB
-START_RETRY_SECONDS = (1, 2, 5, 10, 30, 60)  # while Telegram can't be reached at start
 
 
 class TelegramChat:
@@ -110,7 +109,7 @@ class TelegramChat:
                 log.error("Telegram refused SDBOT_TELEGRAM_TOKEN. Copy the token @BotFather gave you (123456:ABC...).")
                 return False
             except NetworkError as error:
-                pause = START_RETRY_SECONDS[min(attempt, len(START_RETRY_SECONDS) - 1)]
+                pause = start_pause(attempt)
                 log.warning("can't reach the Bot API at %s (%s); trying again in %ss", self.settings.telegram_base_url, error, pause)
                 await asyncio.sleep(pause)
                 attempt += 1
