@@ -239,3 +239,13 @@ async def test_an_unreachable_discord_is_retried(dc_settings: Settings, server: 
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await core.db.close()
+
+
+async def test_the_status_message_shows_progress_then_goes(dc_settings: Settings, server: FakeDiscord) -> None:
+    settings = dc_settings.model_copy(update={"progress_seconds": 0.05, "discord_status_edit_seconds": 0.3})
+    async with discord_bot(settings, server):
+        asked = server.slash("imagine", {"prompt": "a slow one", "steps": 60, "size": "64x64"})
+        await server.await_for(answer_to(asked, files=True), 120)
+        status = next(m for m in server.sent if m.id == asked.original)
+        await server.await_until(lambda: status.deleted)
+        assert any("step" in edit for edit in status.edits), status.edits
