@@ -41,12 +41,23 @@ async def imagine(ctx: Context, request: Request, args: str) -> list[Reply]:
     return await _submit_with_source(ctx, request, opts)
 
 
+# Typed option names (Discord's slash command) that differ from the text syntax's flag names.
+STRUCTURED_NAMES = {"negative": "no", "aspect": "ar"}
+
+
 async def imagine_structured(ctx: Context, request: Request, options: dict[str, Any]) -> list[Reply]:
-    """The same command from typed options (Discord): same checks, same messages."""
-    raw = {("no" if key == "negative" else key): value for key, value in options.items()}
-    prompt = str(raw.pop("prompt", "") or "")
-    raw.pop("command", None)
-    opts = read_options(raw, ctx.settings, ctx.registry, prompt=prompt)
+    """The same command from typed options (Discord): the same checks, with messages that name
+    the options as the user saw them (`steps: 500`, not `--steps 500`)."""
+    raw: dict[str, Any] = {}
+    written: dict[str, str] = {}
+    for key, value in options.items():
+        if key in ("command", "prompt"):
+            continue
+        canonical = STRUCTURED_NAMES.get(key, key)
+        raw[canonical] = value
+        written[canonical] = f"{key}:"
+    prompt = str(options.get("prompt") or "")
+    opts = read_options(raw, ctx.settings, ctx.registry, written=written, prompt=prompt)
     return await _submit_with_source(ctx, request, opts)
 
 

@@ -96,7 +96,7 @@ def test_serve_answers_in_discord_and_buttons_survive_a_restart(tmp_path: Path, 
 
         bad = server.slash("imagine", {"prompt": "a cat", "steps": 5000, "cfg": 99.0})
         error = server.wait_for(answer_to(bad, ephemeral=True))
-        assert "steps" in error.content and "--cfg" in error.content
+        assert "`steps: 5000` is out of bounds" in error.content and "`cfg: 99.0` is out of bounds" in error.content
     finally:
         assert bot.stop() == 0
 
@@ -211,6 +211,9 @@ async def test_guild_sync_autocomplete_and_stale_buttons(dc_settings: Settings, 
         choices = server.autocomplete("imagine", {"prompt": "x", "model": "ti"}, focused="model")
         await server.await_until(lambda: choices.callbacks)
         assert choices.callbacks[0] == {"type": 8, "data": {"choices": [{"name": "tiny", "value": "tiny"}]}}
+
+        wide = server.slash("imagine", {"prompt": "wide", "aspect": "3:2", "negative": "fog"})
+        await server.await_until(lambda: any(m.id == wide.original and "88x64" in m.content for m in server.sent))
 
         old = server.plant("🖼️ Job 7: from before the database was wiped", {"U1": "sdbot:upscale:1"})
         stale = server.press(old, "U1")

@@ -288,7 +288,8 @@ async def test_structured_options_use_the_same_checks(bot: Bot) -> None:
     [(_, typed_error)] = await bot.send(
         None, options={"command": "imagine", "prompt": "a cat", "steps": 500, "sampler": "warp"}
     )
-    assert typed_error.kind == "error" and typed_error.text == text_error.text
+    assert typed_error.kind == "error"  # the same problems, each named as the user wrote it
+    assert typed_error.text == text_error.text.replace("--steps 500", "steps: 500").replace("--sampler warp", "sampler: warp")
     [(_, queued)] = await bot.send(
         None, options={"command": "imagine", "prompt": "a cat", "negative": "dogs", "seed": 5, "steps": 2, "n": 2}
     )

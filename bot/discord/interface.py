@@ -104,7 +104,7 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
         image: discord.Attachment | None = None,
     ) -> None:  # fmt: skip
         options: dict[str, Any] = {
-            "command": "imagine", "prompt": prompt, "negative": negative, "ar": aspect, "size": size, "seed": seed,
+            "command": "imagine", "prompt": prompt, "negative": negative, "aspect": aspect, "size": size, "seed": seed,
             "steps": steps, "cfg": cfg, "sampler": sampler, "n": n, "model": model, "strength": strength,
         }  # fmt: skip
         await _chat(interaction).on_command(interaction, options={k: v for k, v in options.items() if v is not None}, image=image)
