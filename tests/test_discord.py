@@ -182,6 +182,7 @@ async def test_remix_menu_and_replies(dc_settings: Settings, server: FakeDiscord
         assert "queued" in status.content
         delivered = await server.await_for(lambda m: "as a mosaic" in m.content and "<@1001>" in m.content and m.files)
         assert "🔁" in delivered.content  # no interaction token: posted in the channel, naming the user
+        assert delivered.reference == reply["id"]  # as a reply to the message that asked
 
 
 async def test_uploads_limits_and_age_restricted_channels(dc_settings: Settings, server: FakeDiscord) -> None:

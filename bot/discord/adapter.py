@@ -289,6 +289,12 @@ class DiscordChat:
                 known = self.client.get_channel(int(item.chat_id))
                 limit = self._upload_limit(getattr(known, "guild", None))
                 kwargs = await asyncio.to_thread(outgoing.message_kwargs, item.reply, limit, mention=item.user_id)
+                if item.reply_to and item.reply_to.isdigit():
+                    # a reply to the message that asked (for a slash command, the id is the
+                    # interaction's, no message: Discord then sends it as a plain message)
+                    kwargs["reference"] = discord.MessageReference(
+                        message_id=int(item.reply_to), channel_id=int(item.chat_id), fail_if_not_exists=False
+                    )
                 sent = await channel.send(**kwargs)
         except discord.RateLimited as error:
             raise Postpone(error.retry_after) from error
