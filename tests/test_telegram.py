@@ -157,6 +157,10 @@ async def test_originals_batches_and_remixes(tg_settings: Settings, server: Fake
         with Image.open(io.BytesIO(documents[1].uploaded or b"")) as original:
             assert original.format == "PNG" and "Steps: 2" in original.info["parameters"]
 
+        bogus = server.press(grid, data="a:bogus")  # an action this message doesn't have
+        await server.await_until(lambda: bogus in server.answers)
+        assert server.answers[bogus]["text"].startswith("There's no bogus button")  # alerts show no markup
+
         # replying to a batch asks to pick one; replying to U2's image remixes it
         vague = server.send("as a watercolor", reply_to=grid.message_id)
         assert "Press U1–U2" in (await server.await_for(is_text_reply(vague))).text

@@ -192,9 +192,9 @@ class TelegramChat:
             await query.answer("That button is from an older version of me. Send the command again, please.")
             return
         errors = [reply for reply in replies if reply.kind == "error"]
-        if errors:  # a pop-up only the presser sees; long texts also go to the chat
+        if errors:  # a pop-up only the presser sees (plain text: no markup there); long texts also go to the chat
             text = errors[0].text
-            await query.answer(shorten(text, outgoing.MAX_ALERT), show_alert=True)
+            await query.answer(shorten(outgoing.plain(text), outgoing.MAX_ALERT), show_alert=True)
             if len(text) > outgoing.MAX_ALERT:
                 await self._send(int(chat_id), errors[0], reply_to=message.message_id)
         else:

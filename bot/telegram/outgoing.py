@@ -47,6 +47,11 @@ def to_html(text: str) -> str:
     return re.sub(r"`([^`\n]+)`", r"<code>\1</code>", escaped)
 
 
+def plain(text: str) -> str:
+    """The command layer's light markdown without its marks, for places that show no markup (alerts)."""
+    return text.replace("**", "").replace("`", "")
+
+
 def chunks(text: str) -> list[str]:
     """Pieces of a long text that stay under Telegram's limit once turned into HTML (the margin
     covers tags; Telegram counts the visible text)."""
