@@ -34,8 +34,8 @@ class Picture:
 def picture_of(images: Sequence[ImageFile], stem: str) -> Picture:
     """What a message shows of a job's images: the one image as it is, or a grid of several."""
     if len(images) == 1:
-        image = images[0]
-        return read_picture(image.path, f"{stem}-{image.index + 1}-seed{image.seed}.png")
+        image = images[0]  # its size is known: no need to open the file for it
+        return Picture(image.path.read_bytes(), f"{stem}-{image.index + 1}-seed{image.seed}.png", image.width, image.height)
     return grid([image.path for image in images], f"{stem}-grid.png")
 
 
@@ -59,12 +59,6 @@ def grid(paths: Sequence[Path], filename: str) -> Picture:
     out = io.BytesIO()
     canvas.save(out, format="PNG")
     return Picture(out.getvalue(), filename, width, height)
-
-
-def read_picture(path: Path, filename: str) -> Picture:
-    with Image.open(path) as image:
-        width, height = image.size
-    return Picture(path.read_bytes(), filename, width, height)
 
 
 def fit(picture: Picture, *, max_bytes: int, max_side_sum: int | None = None, max_side: int | None = None) -> Picture:

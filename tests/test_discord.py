@@ -8,7 +8,6 @@ process.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import logging
 import sqlite3
@@ -19,11 +18,11 @@ import pytest
 from PIL import Image
 from pydantic import SecretStr
 
-import run_bot
 from bot.discord import DiscordChat
 from config import Settings
 from tests.conftest import bot_env
 from tests.fakes.discord import AFTER_DARK, BOB, GUILD_ID, TOKEN, FakeDiscord, Interaction, Sent
+from tests.running_chat import running_chat
 from tests.serve_process import ServeProcess
 
 
@@ -120,25 +119,9 @@ def dc_settings(settings: Settings, server: FakeDiscord) -> Settings:
     })  # fmt: skip
 
 
-@contextlib.asynccontextmanager
-async def discord_bot(settings: Settings, server: FakeDiscord, *, draw: bool = True):  # type: ignore[no-untyped-def]
-    core = await run_bot.build_core(settings)
-    chat = DiscordChat(core.service, settings)
-    core.wake_adapters.append(chat.wake)
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(chat.run())]
-    if draw:
-        tasks.append(asyncio.create_task(run_bot.build_worker(core).run(stop)))
-    try:
-        async with asyncio.timeout(60):
-            while not chat.client.is_ready() and not tasks[0].done():
-                await asyncio.sleep(0.05)
-        yield chat, tasks[0]
-    finally:
-        stop.set()
-        tasks[0].cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await core.db.close()
+def discord_bot(settings: Settings, server: FakeDiscord, *, draw: bool = True):  # type: ignore[no-untyped-def]
+    """The adapter in this process, once it is connected and ready."""
+    return running_chat(settings, DiscordChat, draw=draw, ready=lambda chat: chat.client.is_ready())
 
 
 async def test_remix_menu_and_replies(dc_settings: Settings, server: FakeDiscord) -> None:
@@ -230,19 +213,13 @@ async def test_a_refused_token_stops_with_a_clear_message(dc_settings: Settings,
     assert "Discord refused SDBOT_DISCORD_TOKEN" in caplog.text
 
 
-async def test_an_unreachable_discord_is_retried(dc_settings: Settings, server: FakeDiscord, unused_tcp_port: int, caplog) -> None:  # type: ignore[no-untyped-def]
+async def test_an_unreachable_discord_is_retried(dc_settings: Settings, unused_tcp_port: int, caplog) -> None:  # type: ignore[no-untyped-def]
     settings = dc_settings.model_copy(update={"discord_api_base": f"http://127.0.0.1:{unused_tcp_port}/api/v10"})
-    core = await run_bot.build_core(settings)
-    task = asyncio.create_task(DiscordChat(core.service, settings).run())
-    try:
+    async with running_chat(settings, DiscordChat, draw=False) as (_, task):
         with caplog.at_level(logging.WARNING):
             await asyncio.sleep(2.5)  # the first two tries, 1 s apart
         assert not task.done()
-        assert caplog.text.count("can't reach Discord") >= 2
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await core.db.close()
+    assert caplog.text.count("can't reach Discord") >= 2
 
 
 async def test_the_status_message_shows_progress_then_goes(dc_settings: Settings, server: FakeDiscord) -> None:

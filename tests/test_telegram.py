@@ -8,7 +8,6 @@ the adapter in this process, where each case is cheaper to set up.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import logging
 import os
@@ -18,11 +17,11 @@ import pytest
 from PIL import Image
 from pydantic import SecretStr
 
-import run_bot
 from bot.telegram import TelegramChat
 from config import Settings
 from tests.conftest import bot_env
 from tests.fakes.telegram import ADA, BOB, GROUP, TOKEN, FakeTelegram
+from tests.running_chat import running_chat
 from tests.serve_process import ServeProcess
 
 
@@ -120,25 +119,11 @@ def tg_settings(settings: Settings, server: FakeTelegram) -> Settings:
     )  # fmt: skip
 
 
-@contextlib.asynccontextmanager
-async def telegram_bot(settings: Settings, server: FakeTelegram, *, draw: bool = True):  # type: ignore[no-untyped-def]
-    core = await run_bot.build_core(settings)
-    chat = TelegramChat(core.service, settings)
-    core.wake_adapters.append(chat.wake)
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(chat.run())]
-    if draw:
-        tasks.append(asyncio.create_task(run_bot.build_worker(core).run(stop)))
-    try:
-        async with asyncio.timeout(60):  # up: taking updates (polling or webhook), or stopped
-            while not ({"getUpdates", "setWebhook"} & set(server.calls) or tasks[0].done()):
-                await asyncio.sleep(0.05)
-        yield chat, tasks[0]
-    finally:
-        stop.set()
-        tasks[0].cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await core.db.close()
+def telegram_bot(settings: Settings, server: FakeTelegram, *, draw: bool = True):  # type: ignore[no-untyped-def]
+    """The adapter in this process, once it takes updates (polling or webhook)."""
+    return running_chat(
+        settings, TelegramChat, draw=draw, ready=lambda chat: bool({"getUpdates", "setWebhook"} & set(server.calls))
+    )
 
 
 async def test_originals_batches_and_remixes(tg_settings: Settings, server: FakeTelegram) -> None:
@@ -325,14 +310,8 @@ def test_texts_become_valid_telegram_html() -> None:
 
 async def test_an_unreachable_bot_api_is_retried(tg_settings: Settings, unused_tcp_port: int, caplog) -> None:  # type: ignore[no-untyped-def]
     settings = tg_settings.model_copy(update={"telegram_base_url": f"http://127.0.0.1:{unused_tcp_port}/bot"})
-    core = await run_bot.build_core(settings)
-    task = asyncio.create_task(TelegramChat(core.service, settings).run())
-    try:
+    async with running_chat(settings, TelegramChat, draw=False) as (_, task):
         with caplog.at_level(logging.WARNING):
             await asyncio.sleep(2.5)  # the first two tries, 1 s apart
         assert not task.done()
-        assert caplog.text.count("can't reach the Bot API") >= 2
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await core.db.close()
+    assert caplog.text.count("can't reach the Bot API") >= 2
