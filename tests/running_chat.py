@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -35,3 +36,17 @@ async def running_chat(
         tasks[0].cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await core.db.close()
+
+
+async def recorded(settings: Settings, chat_id: object, message_id: object) -> None:
+    """Wait until the bot has recorded its message (chat, id). A fake server sees a message a
+    moment before the bot writes the ref that makes replies and buttons on it resolve; a person
+    is never faster than that, but a test can be."""
+    path = settings.data_dir / "sdbot.db"
+    query = "select 1 from message_refs where chat_id = ? and message_id = ?"
+    async with asyncio.timeout(30):
+        while True:
+            with sqlite3.connect(path) as db:
+                if db.execute(query, (str(chat_id), str(message_id))).fetchone():
+                    return
+            await asyncio.sleep(0.05)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from bot.discord import DiscordChat
 from config import Settings
 from tests.conftest import bot_env
 from tests.fakes.discord import AFTER_DARK, BOB, GUILD_ID, TOKEN, FakeDiscord, Interaction, Sent
-from tests.running_chat import running_chat
+from tests.running_chat import recorded, running_chat
 from tests.serve_process import ServeProcess
 
 
@@ -52,16 +51,10 @@ def answer_to(interaction: Interaction, *, files: bool | None = None, ephemeral:
     return matches
 
 
-async def recorded(settings: Settings, message: Sent) -> Sent:
-    """Wait until the bot has recorded `message` (the fake sees it a moment before the bot
-    writes its ref, and a person may not be faster than that in a test)."""
-    path = settings.data_dir / "sdbot.db"
-    async with asyncio.timeout(30):
-        while True:
-            with sqlite3.connect(path) as db:
-                if db.execute("select 1 from message_refs where message_id = ?", (message.id,)).fetchone():
-                    return message
-            await asyncio.sleep(0.05)
+async def seen(settings: Settings, message: Sent) -> Sent:
+    """`message` once the bot has recorded it (see `recorded`)."""
+    await recorded(settings, message.channel_id, message.id)
+    return message
 
 
 def test_serve_answers_in_discord_and_buttons_survive_a_restart(tmp_path: Path, models_dir: Path, server: FakeDiscord) -> None:
@@ -129,7 +122,7 @@ async def test_remix_menu_and_replies(dc_settings: Settings, server: FakeDiscord
     async with discord_bot(settings, server):
         assert server.intents is not None and server.intents & (1 << 15)  # message content was asked for
         asked = server.slash("imagine", {"prompt": "two foxes", "n": 2, "size": "64x64"})
-        grid = await recorded(settings, await server.await_for(answer_to(asked, files=True)))
+        grid = await seen(settings, await server.await_for(answer_to(asked, files=True)))
         [(name, data)] = grid.files.items()
         assert name.endswith("grid.png") and Image.open(io.BytesIO(data)).size == (64 * 2 + 4, 64)
         assert grid.labels() == ["U1", "U2", "V1", "V2", "Reroll"]
@@ -141,7 +134,7 @@ async def test_remix_menu_and_replies(dc_settings: Settings, server: FakeDiscord
         [field] = server.modal_fields(menu)
         vague = server.submit_modal(menu, {field: "in winter"})
         assert "Press U1–U2" in (await server.await_for(answer_to(vague, ephemeral=True))).content
-        single = await recorded(settings, await server.await_for(answer_to(server.press(grid, "U2"), files=True)))
+        single = await seen(settings, await server.await_for(answer_to(server.press(grid, "U2"), files=True)))
         menu = server.context_menu("Remix", single)
         await server.await_until(lambda: menu.callbacks)
         remixed = await server.await_for(answer_to(server.submit_modal(menu, {field: "in winter --steps 2"}), files=True))

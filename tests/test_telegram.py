@@ -21,7 +21,7 @@ from bot.telegram import TelegramChat
 from config import Settings
 from tests.conftest import bot_env
 from tests.fakes.telegram import ADA, BOB, GROUP, TOKEN, FakeTelegram
-from tests.running_chat import running_chat
+from tests.running_chat import recorded, running_chat
 from tests.serve_process import ServeProcess
 
 
@@ -130,6 +130,7 @@ async def test_originals_batches_and_remixes(tg_settings: Settings, server: Fake
     async with telegram_bot(tg_settings, server):
         asked = server.send("/imagine two foxes --n 2 --size 64x64")
         grid = await server.await_for(is_photo_reply(asked))
+        await recorded(tg_settings, grid.chat_id, grid.message_id)
         assert grid.labels() == ["U1", "U2", "V1", "V2", "Reroll", "📄 PNG"]
         with Image.open(io.BytesIO(grid.uploaded or b"")) as picture:
             assert picture.size == (64 * 2 + 4, 64)  # one grid image for the batch
@@ -151,9 +152,11 @@ async def test_originals_batches_and_remixes(tg_settings: Settings, server: Fake
         assert "Press U1–U2" in (await server.await_for(is_text_reply(vague))).text
         server.press(grid, "U2")
         single = await server.await_for(lambda m: m.reply_to == grid.message_id and "Image 2 of job 1" in m.text)
+        await recorded(tg_settings, single.chat_id, single.message_id)
         remix = server.send("as a watercolor --steps 2", reply_to=single.message_id)
         remixed = await server.await_for(is_photo_reply(remix))
         assert "🔁" in remixed.text and "as a watercolor" in remixed.text
+        await recorded(tg_settings, remixed.chat_id, remixed.message_id)
         info = server.send("/info", reply_to=remixed.message_id)  # a command as a reply acts on that picture
         assert "Steps: 2" in (await server.await_for(is_text_reply(info))).text
 
