@@ -62,14 +62,17 @@ def build_worker(core: Core):  # type: ignore[no-untyped-def]
     """The engine and its worker. Imports torch and diffusers, so only processes that draw call it."""
     from generation.engine import Engine
     from generation.loader import ModelCache, resolve_device, resolve_dtype
+    from generation.tools import Tools
     from generation.worker import Worker, WorkerLimits
 
     s = core.settings
     device = resolve_device(s.device)
-    models = ModelCache(core.ctx.registry, s.resolved_models_dir, device, resolve_dtype(s.dtype, device), s.max_loaded_models)
+    dtype = resolve_dtype(s.dtype, device)
+    models = ModelCache(core.ctx.registry, s.resolved_models_dir, device, dtype, s.max_loaded_models)
+    engine = Engine(models, core.ctx.blobs, Tools.from_settings(s, device, dtype))
     limits = WorkerLimits(lease_seconds=s.lease_seconds, progress_seconds=s.progress_seconds, poll_seconds=s.poll_seconds)
     worker = Worker(
-        core.db, Engine(models, core.ctx.blobs), core.ctx.blobs, limits,
+        core.db, engine, core.ctx.blobs, limits,
         on_finished=core.adapters_wake, preload_model=core.ctx.registry.default.display_name,
     )  # fmt: skip
     core.ctx.on_enqueue = worker.wake

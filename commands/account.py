@@ -18,7 +18,7 @@ HISTORY_DEFAULT, HISTORY_MAX = 10, 25
 STATUS_ICONS = {"queued": "⏳", "running": "🎨", "succeeded": "✅", "failed": "❌", "cancelled": "🛑"}
 SETTING_LABELS = {
     "model": "model", "size": "size", "ar": "aspect ratio", "steps": "steps", "cfg": "CFG scale",
-    "sampler": "sampler", "no": "negative prompt", "n": "images per job",
+    "sampler": "sampler", "no": "negative prompt", "n": "images per job", "vae": "VAE",
 }  # fmt: skip
 
 
@@ -83,6 +83,7 @@ def _describe(ctx: Context, stored: dict[str, object]) -> str:
         "sampler": opts.sampler or f"{s.default_sampler} (default)",
         "no": opts.negative or "(none)",
         "n": opts.n or f"{s.default_n} (default)",
+        "vae": opts.vae or f"{model.vae or 'the model’s own'} (default)",
     }
     lines = ["Your defaults:"] + [f"• {SETTING_LABELS[k]}: {v}" for k, v in shown.items()]
     lines.append("Change with e.g. `/settings --steps 30 --sampler euler_a --no blurry`; `/settings reset` clears.")

@@ -1,4 +1,6 @@
-"""Button presses: U<i> (image i alone), V<i> (a variation of image i), Reroll (new seed).
+"""Button presses: U<i> (image i alone), V<i> (a variation of image i), Reroll (new seed), and
+the edits under a single image (Upscale 2x, Vary (Subtle), Zoom Out 2x, ⬅, Face fix, ...:
+`commands.edits`).
 
 A press names a message and an action (id or label). The message resolves to a job through the
 message refs, so buttons keep working after a restart; anyone who can see the message may press,
@@ -7,9 +9,14 @@ and the new job belongs to whoever pressed.
 
 from __future__ import annotations
 
-from commands import render
+import io
+
+from PIL import Image
+
+from commands import edits, render
 from commands.context import Context
 from commands.errors import UserError
+from commands.imagine import Source
 from commands.options import ImagineOptions, InitImage
 from commands.submit import submit
 from commands.types import Action, ImageFile, MessageTarget, Reply, Request
@@ -27,6 +34,9 @@ async def press(ctx: Context, request: Request) -> list[Reply]:
         if job is None:
             raise UserError("The job behind that button is gone. Start again with /imagine.")
         actions = render.actions_for(job, ref.role, ref.output_index)
+        if ref.role == "result" and len(job.outputs) == 1:
+            # A one-image result showed U1 and V1 before it got the edit buttons; keep those working.
+            actions += (Action("upscale:1", "U1"), Action("vary:1", "V1"))
     action = _match(request.press.action, actions)
     verb, _, number = action.id.partition(":")
     index = int(number) - 1 if number else None
@@ -38,6 +48,16 @@ async def press(ctx: Context, request: Request) -> list[Reply]:
         init = InitImage(output.blob_key, output.width, output.height)
         opts = ImagineOptions(strength=ctx.settings.vary_strength)
         return await submit(ctx, request, opts, init=init, base=spec, parent=(job.id, index))
+    if verb in render.BUTTON_LABELS and index is not None:
+        output = job.outputs[index]
+        source = Source(init=InitImage(output.blob_key, output.width, output.height), base=spec, parent=(job.id, index))
+        return await edits.queue_edit(ctx, request, source, edits.button_edit(ctx, verb))
+    if verb == "reroll" and spec.operation:
+        # The same edit of the same picture, with a new seed.
+        assert spec.init_image is not None
+        source = Source(init=InitImage(spec.init_image, spec.width, spec.height), base=spec, parent=(job.id, None))
+        edit = edits.Edit(spec.kind, spec.operation or spec.kind, shape=lambda ctx, new, init, notes: {**spec.model_dump(), "seed": new.seed})
+        return await edits.queue_edit(ctx, request, source, edit)
     if verb == "reroll":
         init = InitImage(spec.init_image, spec.width, spec.height) if spec.init_image else None
         opts = ImagineOptions(strength=spec.strength, size=None if init else (spec.width, spec.height))
@@ -72,6 +92,24 @@ def image_files(ctx: Context, job: Job, indexes: list[int] | None = None) -> tup
     return tuple(ImageFile(ctx.blobs.path(o.blob_key), o.width, o.height, o.seed, o.index) for o in chosen)
 
 
+def tile_preview(ctx: Context, job: Job, index: int | None) -> ImageFile | None:
+    """For a seamless (--tile) job: its image (or the first of a batch) tiled 2x2, as a JPEG blob
+    (content-addressed, so building it again costs a write at most). None for other jobs."""
+    if not render.spec_of(job).tile or not job.outputs:
+        return None
+    output = job.outputs[index or 0]
+    with Image.open(ctx.blobs.path(output.blob_key)) as opened:
+        image = opened.convert("RGB")
+    tiled = Image.new("RGB", (image.width * 2, image.height * 2))
+    for x in (0, image.width):
+        for y in (0, image.height):
+            tiled.paste(image, (x, y))
+    buffer = io.BytesIO()
+    tiled.save(buffer, format="JPEG", quality=90)
+    key = ctx.blobs.put(buffer.getvalue(), "jpg")
+    return ImageFile(ctx.blobs.path(key), tiled.width, tiled.height, output.seed, output.index)
+
+
 def single_image_reply(ctx: Context, job: Job, index: int) -> Reply:
     return Reply(
         render.single_text(job, index),
@@ -80,6 +118,7 @@ def single_image_reply(ctx: Context, job: Job, index: int) -> Reply:
         actions=render.actions_for(job, "single", index),
         job_id=job.id,
         target=MessageTarget(job.id, index, "single"),
+        preview=tile_preview(ctx, job, index),
     )
 
 
@@ -91,4 +130,5 @@ def result_reply(ctx: Context, job: Job) -> Reply:
         actions=render.actions_for(job, "result", None),
         job_id=job.id,
         target=MessageTarget(job.id, None, "result"),
+        preview=tile_preview(ctx, job, None),
     )

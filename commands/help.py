@@ -5,6 +5,7 @@ from __future__ import annotations
 from commands import render
 from commands.context import Context
 from commands.types import Reply, Request
+from config import Settings
 from generation.samplers import sampler_names
 
 
@@ -13,6 +14,12 @@ from generation.samplers import sampler_names
 COMMAND_MENU: tuple[tuple[str, str], ...] = (
     ("imagine", "Draw a picture: /imagine a red fox --ar 3:2"),
     ("help", "Commands, options and limits"),
+    ("upscale", "Reply to a picture: /upscale 4 [--method esrgan]"),
+    ("vary", "Reply to a picture: /vary subtle|strong [prompt]"),
+    ("zoom", "Reply to a picture: /zoom 1.5|2 (zoom out)"),
+    ("pan", "Reply to a picture: /pan left|right|up|down"),
+    ("inpaint", "Reply to a picture: /inpaint a red hat --box 10%,0%,50%,40%"),
+    ("facefix", "Reply to a picture: restore its faces"),
     ("settings", "Your defaults: /settings --steps 30"),
     ("queue", "Your jobs and the queue"),
     ("cancel", "Cancel a job: /cancel [job|all]"),
@@ -21,16 +28,42 @@ COMMAND_MENU: tuple[tuple[str, str], ...] = (
 )
 
 
+def available_methods(s: Settings) -> dict[str, list[str]]:
+    """What this installation can do, from its config alone (no model is loaded to find out)."""
+    return {
+        "upscale": ["lanczos", *(["esrgan"] if s.upscalers else []), "hires", "latent"],
+        "upscalers": list(s.upscalers),
+        "face_restorers": list(s.face_restorers),
+        "select": ["clipseg"] if s.segmenter else [],
+    }
+
+
 def help_text(ctx: Context) -> str:
     s = ctx.settings
     models = ", ".join(
         f"{entry.display_name}{' (default)' if entry is ctx.registry.default else ''}" for entry in ctx.registry
     )
+    methods = available_methods(s)
+    default_method = s.default_upscale_method
+    if default_method == "auto":
+        default_method = "esrgan" if s.upscalers else "lanczos"
     lines = [
         "**Commands**",
         "/imagine <prompt> [options] — draw. Attach an image (or reply to one) to start from it.",
         "Reply to one of my pictures with text to remix it with that prompt.",
         "Buttons: U1…U4 show image i alone · V1…V4 vary image i · Reroll draws again with a new seed.",
+        "Under one image: Upscale 2x/4x · Vary (Subtle)/(Strong) · Zoom Out 1.5x/2x · ⬅ ➡ ⬆ ⬇ (pan) · Face fix.",
+        "",
+        "**Edit any picture** (reply to it with the command, or attach it):",
+        f"/upscale 2|4 [--method {'|'.join(methods['upscale'])}] — default {default_method}"
+        + (f"; --upscaler {'|'.join(methods['upscalers'])}" if methods["upscalers"] else " (esrgan: no model configured)"),
+        "/vary subtle|strong [new prompt] · /zoom 1.5|2 [prompt] (zoom out) · /pan left|right|up|down [prompt]",
+        "/inpaint <prompt> --box x,y,w,h (pixels or %) | a mask attached (white = repaint)"
+        + (" | --select <words>" if methods["select"] else " (--select: no segmentation model configured)")
+        + " · --blur N · --only-masked · --padding N",
+        "/facefix" + (f" [--model {'|'.join(methods['face_restorers'])}]" if methods["face_restorers"]
+                      else " — not available: no face-restoration model configured (SDBOT_FACE_RESTORERS)"),
+        "These take the drawing options too (--strength, --steps, --seed, --no …).",
         "/settings — show your defaults; `/settings --steps 30 --sampler euler_a` sets them; `/settings reset`.",
         "/queue — your jobs and the queue · /cancel [job|all] · /history [n] · /info <job> (or reply /info)",
         "",
@@ -45,6 +78,8 @@ def help_text(ctx: Context) -> str:
         f"--sampler NAME (default {s.default_sampler}) — {', '.join(sampler_names())}; "
         "snake_case works too (euler_a, dpmpp_2m_karras)",
         f"--model NAME — {models}",
+        "--tile — a seamless texture (the picture repeats without seams; shown 2×2 too)",
+        f"--vae NAME — {', '.join(['default', *s.vaes])}" if s.vaes else "--vae — no other VAE configured",
         "",
         f"Limits: {s.max_queued_jobs_per_user} jobs waiting per person, prompts up to {s.max_prompt_chars} "
         f"characters, uploads up to {s.max_upload_bytes / 2**20:.0f} MiB.",

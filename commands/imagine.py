@@ -47,17 +47,22 @@ STRUCTURED_NAMES = {"negative": "no", "aspect": "ar"}
 
 async def imagine_structured(ctx: Context, request: Request, options: dict[str, Any]) -> list[Reply]:
     """The same command from typed options (Discord): the same checks, with messages that name
-    the options as the user saw them (`steps: 500`, not `--steps 500`)."""
-    raw: dict[str, Any] = {}
-    written: dict[str, str] = {}
+    the options as the user saw them (`steps: 500`, not `--steps 500`). `--flags` written in the
+    prompt work too, as in the text syntax; the same option given both ways is an error."""
+    flags = parse_flags(str(options.get("prompt") or ""), IMAGINE_FLAGS)
+    raw: dict[str, Any] = dict(flags.values)
+    written: dict[str, str] = dict(flags.written)
+    problems = list(flags.problems)
     for key, value in options.items():
         if key in ("command", "prompt"):
             continue
         canonical = STRUCTURED_NAMES.get(key, key)
+        if canonical in raw:
+            problems.append(f"`{key}:` and `{written[canonical]}` in the prompt say the same thing; keep one.")
+            continue
         raw[canonical] = value
         written[canonical] = f"{key}:"
-    prompt = str(options.get("prompt") or "")
-    opts = read_options(raw, ctx.settings, ctx.registry, written=written, prompt=prompt)
+    opts = read_options(raw, ctx.settings, ctx.registry, written=written, prompt=flags.text, problems=problems)
     return await _submit_with_source(ctx, request, opts)
 
 

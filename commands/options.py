@@ -33,8 +33,10 @@ IMAGINE_FLAGS = {
     "n": "n", "batch": "n",
     "model": "model",
     "strength": "strength", "denoise": "strength",
+    "tile": "tile", "tiling": "tile", "seamless": "tile",
+    "vae": "vae",
 }  # fmt: skip
-SETTINGS_KEYS = ("model", "size", "ar", "steps", "cfg", "sampler", "no", "n")
+SETTINGS_KEYS = ("model", "size", "ar", "steps", "cfg", "sampler", "no", "n", "vae")
 SETTINGS_FLAGS = {k: v for k, v in IMAGINE_FLAGS.items() if v in SETTINGS_KEYS}
 MAX_ASPECT = 4.0  # widest --ar accepted, either way (4:1 .. 1:4)
 MAX_SEED = 2**32 - 1
@@ -57,6 +59,8 @@ class ImagineOptions:
     n: int | None = None
     model: str | None = None  # registry display name
     strength: float | None = None
+    tile: bool | None = None  # seamless texture
+    vae: str | None = None  # a `vaes` name, or "default" for the model's own
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,7 @@ class _Checker:
         self.checks = {
             "no": self._no, "ar": self._ar, "size": self._size, "seed": self._seed, "steps": self._steps,
             "cfg": self._cfg, "sampler": self._sampler, "n": self._n, "model": self._model, "strength": self._strength,
+            "tile": self._tile, "vae": self._vae,
         }  # fmt: skip
 
     def flag(self, key: str) -> str:
@@ -167,6 +172,30 @@ class _Checker:
     def _no(self, value: Any) -> Any:
         text = str(value).strip()
         return text if text else self._missing("no", "blurry, text")
+
+    def _tile(self, value: Any) -> Any:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("", "on", "yes", "true", "1"):
+            return True
+        if text in ("off", "no", "false", "0"):
+            return False
+        self.problems.append(f"`{self.flag('tile')}` takes no value (or on/off); you wrote `{value}`.")
+        return _INVALID
+
+    def _vae(self, value: Any) -> Any:
+        text = str(value).strip()
+        if not text:
+            return self._missing("vae", "default")
+        if text.lower() == "default":
+            return "default"
+        for name in self.s.vaes:
+            if name.lower() == text.lower():
+                return name
+        choices = ", ".join(["default", *self.s.vaes])
+        self.problems.append(f"Unknown VAE `{text}`. VAEs here: {choices}.")
+        return _INVALID
 
     def _sampler(self, value: Any) -> Any:
         text = str(value).strip()
@@ -275,9 +304,11 @@ def build_spec(
     user_defaults: Mapping[str, Any],
     init: InitImage | None = None,
     base: GenerationSpec | None = None,
+    require_prompt: bool = True,
 ) -> tuple[GenerationSpec, list[str]]:
     """Resolve defaults: the user's options, then `base` (the job being remixed or rerolled),
-    then the user's /settings, then the model's and the bot's defaults. Returns notes to show."""
+    then the user's /settings, then the model's and the bot's defaults. Returns notes to show.
+    Edits of an image (`require_prompt=False`) may have no prompt."""
     defaults = user_options(user_defaults, settings, registry)
     notes: list[str] = []
 
@@ -314,7 +345,7 @@ def build_spec(
     strength = None
     if init is not None:
         strength = opts.strength if opts.strength is not None else settings.default_strength
-        if int(steps * strength) < 1:
+        if int(steps * strength) < 1 and require_prompt:  # edits settle their own steps (commands.edits)
             need = math.ceil(1 / strength)
             raise UserError(
                 f"With strength {strength:g} and {steps} steps no denoising step would run: "
@@ -337,8 +368,10 @@ def build_spec(
         n=pick("n", settings.default_n),
         strength=strength,
         init_image=init.blob_key if init else None,
+        tile=bool(pick("tile", False)),
+        vae=_vae_name(pick("vae", None), model.vae),
     )
-    if not spec.prompt:
+    if not spec.prompt and require_prompt:
         if init is not None:
             raise UserError(
                 "Tell me what to make of this picture: write a prompt as its caption, or reply to it with one "
@@ -348,12 +381,20 @@ def build_spec(
     return spec, notes
 
 
+def _vae_name(chosen: str | None, model_vae: str | None) -> str | None:
+    """The VAE a job uses: the user's choice ("default": the model's own), else the model's
+    configured one (None: the one inside the model)."""
+    if chosen == "default":
+        return None
+    return chosen or model_vae
+
+
 def base_options(base: GenerationSpec | None) -> ImagineOptions | None:
     if base is None:
         return None
     return ImagineOptions(
         negative=base.negative_prompt or None, steps=base.steps, cfg=base.cfg, sampler=base.sampler,
-        n=base.n, model=base.model,
+        n=base.n, model=base.model, tile=base.tile or None, vae=base.vae or "default",
     )
 
 

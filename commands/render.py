@@ -1,6 +1,7 @@
 """How jobs look in chat: status lines, result captions, failure notes, and the buttons.
 
-Action ids are stable: `upscale:<i>` (U<i>: image i alone), `vary:<i>` (V<i>), `reroll`. They
+Action ids are stable: `upscale:<i>` (U<i>: image i alone), `vary:<i>` (V<i>), `reroll`, and
+the single-image edits `<verb>:<i>` of BUTTON_LABELS. They
 mean something only together with the message they are under, which resolves to a job through
 the message refs. Labels are what people see and may type (the console accepts either).
 """
@@ -10,6 +11,15 @@ from __future__ import annotations
 from commands.types import Action
 from generation.spec import GenerationSpec
 from storage.tables import Job, JobStatus
+
+# The layout of the eleven buttons: rows of verbs (adapters keep rows where they can).
+BUTTON_ROWS = (("up2x", "up4x", "facefix"), ("subtle", "strong"), ("zoom1.5", "zoom2"),
+               ("pan-left", "pan-right", "pan-up", "pan-down"))  # fmt: skip
+BUTTON_LABELS = {
+    "up2x": "Upscale 2x", "up4x": "Upscale 4x", "subtle": "Vary (Subtle)", "strong": "Vary (Strong)",
+    "zoom1.5": "Zoom Out 1.5x", "zoom2": "Zoom Out 2x", "pan-left": "⬅", "pan-right": "➡", "pan-up": "⬆",
+    "pan-down": "⬇", "facefix": "Face fix",
+}  # fmt: skip
 
 TINY_NOTE = (
     "The `tiny` model has random weights: it draws noise, quickly, so you can try every feature "
@@ -39,20 +49,33 @@ def spec_of(job: Job) -> GenerationSpec:
 
 
 def settings_line(spec: GenerationSpec) -> str:
+    if not spec.diffusion:  # lanczos / esrgan upscales, face fixes: no model settings to show
+        return " · ".join(part for part in (f"{spec.width}x{spec.height}", spec.upscaler, spec.face_model) if part)
     parts = [f"{spec.width}x{spec.height}", f"{spec.steps} steps", spec.sampler, f"CFG {spec.cfg:g}"]
     if spec.n > 1:
         parts.append(f"seeds {spec.seed}–{spec.seed + spec.n - 1}")
     else:
         parts.append(f"seed {spec.seed}")
-    if spec.kind == "img2img":
+    if spec.strength is not None and spec.kind != "txt2img":
         parts.append(f"strength {spec.strength:g}")
+    if spec.tile:
+        parts.append("seamless tile")
+    if spec.vae:
+        parts.append(f"VAE {spec.vae}")
     parts.append(spec.model)
     return " · ".join(parts)
 
 
+def what_text(spec: GenerationSpec, limit: int = 80) -> str:
+    """What a job draws, in a few words: its prompt, after the edit it makes."""
+    if spec.operation:
+        return f"{spec.operation}: {short(spec.prompt, limit)}" if spec.prompt else spec.operation
+    return short(spec.prompt, limit)
+
+
 def queued_text(job: Job, position: int, notes: list[str] | None = None) -> str:
     spec = spec_of(job)
-    lines = [f"⏳ Job {job.id} queued (position {position}): {short(spec.prompt)}", settings_line(spec)]
+    lines = [f"⏳ Job {job.id} queued (position {position}): {what_text(spec)}", settings_line(spec)]
     lines.extend(notes or [])
     return "\n".join(lines)
 
@@ -72,13 +95,15 @@ def status_text(job: Job, position: int) -> str:
 
 def result_text(job: Job) -> str:
     spec = spec_of(job)
-    head = "🖼️" if spec.kind == "txt2img" else "🔁"
-    lines = [f"{head} Job {job.id}: {short(spec.prompt, 200)}", settings_line(spec)]
+    head = {"txt2img": "🖼️", "img2img": "🔁", "upscale": "🔍", "facefix": "🙂"}.get(spec.kind, "🖌️")
+    lines = [f"{head} Job {job.id}: {what_text(spec, 200)}", settings_line(spec)]
+    if spec.tile:
+        lines.append("Seamless: the picture tiles; the second image shows it 2×2.")
     if spec.negative_prompt:
         lines.insert(1, f"Negative: {short(spec.negative_prompt, 120)}")
     if spec.age_restricted:
         lines.append("🔞 Drawn for an age-restricted channel.")
-    if spec.model == "tiny":
+    if spec.model == "tiny" and spec.diffusion:
         lines.append("(tiny model: random weights, it draws noise; see /help to use a real model)")
     return "\n".join(lines)
 
@@ -93,14 +118,28 @@ def failure_text(job: Job) -> str:
 
 
 def actions_for(job: Job, role: str, output_index: int | None) -> tuple[Action, ...]:
-    """Buttons under a message showing `job` (role "result": the batch; "single": one image)."""
+    """Buttons under a message showing `job` (role "result": the job's images; "single": one of
+    them). A batch gets U1..Un, V1..Vn and Reroll; one image gets the eleven edits
+    (`commands.edits.BUTTON_ROWS`), and Reroll where drawing it again can differ."""
     if job.status != JobStatus.SUCCEEDED:
         return ()
     count = len(job.outputs)
+    spec = spec_of(job)
+    reroll = (Action("reroll", "Reroll", row=len(BUTTON_ROWS)),) if spec.diffusion else ()
     if role == "single" and output_index is not None:
-        return (Action(f"vary:{output_index + 1}", "Vary"),)
+        return edit_actions(output_index)
     if role != "result":
         return ()
-    upscales = tuple(Action(f"upscale:{i}", f"U{i}") for i in range(1, count + 1))
-    variations = tuple(Action(f"vary:{i}", f"V{i}") for i in range(1, count + 1))
-    return (*upscales, *variations, Action("reroll", "Reroll"))
+    if count == 1:
+        return (*edit_actions(0), *reroll)
+    upscales = tuple(Action(f"upscale:{i}", f"U{i}", row=0) for i in range(1, count + 1))
+    variations = tuple(Action(f"vary:{i}", f"V{i}", row=1) for i in range(1, count + 1))
+    return (*upscales, *variations, Action("reroll", "Reroll", row=2))
+
+
+def edit_actions(index: int) -> tuple[Action, ...]:
+    return tuple(
+        Action(f"{verb}:{index + 1}", BUTTON_LABELS[verb], row=row)
+        for row, verbs in enumerate(BUTTON_ROWS)
+        for verb in verbs
+    )

@@ -14,23 +14,32 @@ from __future__ import annotations
 
 import logging
 import secrets
+from datetime import timedelta
 from collections.abc import Awaitable, Callable
 
-from commands import account, buttons, render
+from commands import account, buttons, edits, render
 from commands.context import Context
 from commands.errors import UserError
 from commands.help import show_help
 from commands.imagine import imagine, imagine_structured
+from commands.inpaint import inpaint_command
 from commands.parser import split_command
 from commands.types import Outgoing, Reply, Request, StatusUpdate
 from storage import outbox, queue
-from storage.tables import User
+from storage.tables import User, utcnow
 
 log = logging.getLogger(__name__)
 
+STATUS_GRACE = timedelta(seconds=5)
 Handler = Callable[[Context, Request, str], Awaitable[list[Reply]]]
 COMMANDS: dict[str, Handler] = {
     "imagine": imagine,
+    "upscale": edits.upscale_command,
+    "vary": edits.vary_command,
+    "zoom": edits.zoom_command,
+    "pan": edits.pan_command,
+    "inpaint": inpaint_command,
+    "facefix": edits.facefix_command,
     "help": show_help,
     "start": show_help,  # Telegram sends /start when a chat with the bot opens
     "settings": account.settings,
@@ -115,6 +124,12 @@ class CommandService:
         async with self.ctx.db.transaction() as session:
             for delivery, job in await outbox.pending(session, platform, limit):
                 status = await outbox.status_message(session, job.id)
+                if status is None and utcnow() - job.created_at < STATUS_GRACE:
+                    # A quick job (an instant upscale) can finish while the adapter is still
+                    # sending its status message. Wait for that to be recorded, so the result
+                    # replaces it (and, on Discord, answers the same interaction); a status that
+                    # never comes (its send failed) holds the result back only this long.
+                    continue
                 owner = await session.get(User, job.user_id)
                 if delivery.kind == "result":
                     reply = buttons.result_reply(self.ctx, job)

@@ -7,6 +7,8 @@ addressed, so a rolled-back request leaves at most an unreferenced file).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 from commands import render
 from commands.context import Context
 from commands.errors import UserError
@@ -35,12 +37,20 @@ async def submit(
     upload_size: int | None = None,
     base: GenerationSpec | None = None,
     parent: tuple[int, int | None] | None = None,
+    shape: Callable[[GenerationSpec, list[str]], GenerationSpec] | None = None,
+    extra_blobs: Sequence[tuple[InitImage, int]] = (),
 ) -> list[Reply]:
+    """Queue a job. `shape` turns the resolved spec into another kind of job (an upscale, an
+    inpaint: `commands.edits`), checking its own limits and adding notes; `extra_blobs` are
+    further uploads the job reads (an inpaint mask)."""
     async with ctx.db.transaction() as session:
         user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
         spec, notes = build_spec(
-            opts, settings=ctx.settings, registry=ctx.registry, user_defaults=user.settings, init=init, base=base
-        )
+            opts, settings=ctx.settings, registry=ctx.registry, user_defaults=user.settings, init=init, base=base,
+            require_prompt=shape is None,
+        )  # fmt: skip
+        if shape is not None:
+            spec = shape(spec, notes)
         spec = spec.model_copy(update={"age_restricted": request.age_restricted})  # where it is asked, not inherited
         limit = ctx.settings.max_queued_jobs_per_user
         if not ctx.is_admin(request.platform, request.user_id):
@@ -52,6 +62,8 @@ async def submit(
                 )
         if init is not None and upload_size is not None:
             await queue.record_blob(session, init.blob_key, upload_size, "image/png", init.width, init.height)
+        for blob, size in extra_blobs:
+            await queue.record_blob(session, blob.blob_key, size, "image/png", blob.width, blob.height)
         job = await queue.enqueue(
             session,
             user_id=user.id,

@@ -51,6 +51,7 @@ class Request:
 class Action:
     id: str
     label: str
+    row: int = 0  # buttons sharing a row number go on one row, where the platform has rows
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ class Reply:
     # Only the asker should see it, where the platform can do that (Discord ephemeral).
     ephemeral: bool = False
     target: MessageTarget | None = None
+    # A seamless texture's 2x2 tiling, shown after the picture (no buttons, not an output).
+    preview: ImageFile | None = None
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,9 @@ class ModelEntry(BaseModel):
     )
     size: int | None = Field(None, description="Native side in pixels (default: guessed from the source).")
     description: str = ""
+    vae: str | None = Field(
+        None, description="This model's VAE: a name from `vaes`, or a folder, Hub id or .safetensors file."
+    )
 
     @property
     def kind(self) -> SourceKind:

@@ -7,6 +7,7 @@ documented in the README's configuration table; keep the two in step.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -45,6 +46,29 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     max_loaded_models: int = Field(1, ge=1, description="Pipelines kept in memory at once.")
+    vaes: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Named VAEs (a diffusers folder, Hub id or single .safetensors) for `vae` in a model entry, "
+        "`--vae NAME` and `/settings --vae NAME`.",
+    )
+
+    # --- post-processing models (files you download once; nothing is fetched at run time) ----------
+    upscalers: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Named super-resolution model files (.safetensors that spandrel loads: Real-ESRGAN, ESRGAN, "
+        "SwinIR, ...) for `/upscale --method esrgan`; the first is the default.",
+    )
+    face_restorers: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Named face-restoration model files (.safetensors: GFPGAN, RestoreFormer, ...) for /facefix; "
+        "the first is the default.",
+    )
+    face_detector: str | None = Field(
+        None, description="A YuNet .onnx face detector; default: OpenCV's Haar cascade shipped with opencv."
+    )
+    segmenter: str | None = Field(
+        None, description="A CLIPSeg model (diffusers-style folder or Hub id) for `/inpaint --select WORDS`."
+    )
 
     # --- storage -------------------------------------------------------------------------
     data_dir: Path = Path("data")
@@ -76,6 +100,19 @@ class Settings(BaseSettings):
     default_n: int = Field(1, ge=1)
     default_strength: float = Field(0.75, gt=0, le=1, description="img2img / remix denoising strength.")
     vary_strength: float = Field(0.6, gt=0, le=1, description="Denoising strength of V1..Vn.")
+    vary_subtle_strength: float = Field(0.35, gt=0, le=1, description="Strength of Vary (Subtle).")
+    vary_strong_strength: float = Field(0.7, gt=0, le=1, description="Strength of Vary (Strong).")
+    inpaint_strength: float = Field(0.85, gt=0, le=1, description="Default strength of /inpaint.")
+    outpaint_strength: float = Field(0.9, gt=0, le=1, description="Strength of zoom out and pan in the new area.")
+    hires_strength: float = Field(0.35, gt=0, le=1, description="Strength of `/upscale --method hires` tiles.")
+    latent_strength: float = Field(0.55, gt=0, le=1, description="Strength of `/upscale --method latent`.")
+    default_upscale_method: Literal["auto", "lanczos", "esrgan", "hires", "latent"] = Field(
+        "auto", description="Method of /upscale and the Upscale buttons; auto: esrgan when an upscaler is set, else lanczos."
+    )
+    max_upscale_pixels: int = Field(
+        4096 * 4096, ge=64 * 64, description="Largest result of /upscale (lanczos, esrgan, hires), in pixels."
+    )
+    upscale_tile: int = Field(512, ge=32, description="Tile side (input pixels) of esrgan upscales; bounds memory.")
 
     # --- queue and worker --------------------------------------------------------------------
     lease_seconds: float = Field(30.0, gt=0, description="A running job's lease; renewed every third of it.")
@@ -136,6 +173,19 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml = TomlConfigSettingsSource(settings_cls, toml_file=_config_file())
         return (init_settings, env_settings, dotenv_settings, toml, file_secret_settings)
+
+    @field_validator("upscalers", "face_restorers", "vaes", mode="before")
+    @classmethod
+    def _named_files(cls, value: Any) -> Any:
+        """`name=path,name2=path2` from the environment (TOML and JSON give a table)."""
+        if isinstance(value, str) and value.lstrip().startswith("{"):
+            return json.loads(value)
+        if isinstance(value, str):
+            pairs = [part.split("=", 1) for part in value.split(",") if part.strip()]
+            if any(len(pair) != 2 for pair in pairs):
+                raise ValueError("expected name=path pairs separated by commas")
+            return {name.strip(): path.strip() for name, path in pairs}
+        return value
 
     @field_validator("admin_ids", "telegram_allowed_users", "telegram_allowed_chats", "discord_guild_ids", mode="before")
     @classmethod

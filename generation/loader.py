@@ -59,19 +59,29 @@ class LoadedModel:
     entry: ModelEntry
     txt2img: Any
     scheduler_config: dict[str, Any]  # the model's own, before any per-job scheduler
-    _img2img: Any = field(default=None, repr=False)
+    _pipes: dict[str, Any] = field(default_factory=dict, repr=False)
+    _vaes: dict[str, Any] = field(default_factory=dict, repr=False)  # VAE overrides, by source
 
     def pipeline(self, kind: str) -> Any:
+        """The pipeline for `kind` ("txt2img", "img2img", "inpaint"), sharing the loaded weights."""
         if kind == "txt2img":
             return self.txt2img
-        if kind == "img2img":
-            if self._img2img is None:
-                from diffusers import AutoPipelineForImage2Image
+        if kind not in ("img2img", "inpaint"):
+            raise ValueError(f"no pipeline for job kind {kind!r}")
+        if kind not in self._pipes:
+            from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
 
-                self._img2img = AutoPipelineForImage2Image.from_pipe(self.txt2img)
-                self._img2img.set_progress_bar_config(disable=True)
-            return self._img2img
-        raise ValueError(f"no pipeline for job kind {kind!r}")
+            auto = AutoPipelineForImage2Image if kind == "img2img" else AutoPipelineForInpainting
+            pipe = auto.from_pipe(self.txt2img)
+            pipe.set_progress_bar_config(disable=True)
+            self._pipes[kind] = pipe
+        return self._pipes[kind]
+
+    def vae(self, source: str, device: torch.device, dtype: torch.dtype) -> Any:
+        """A VAE other than the model's own (loaded once, kept with the model)."""
+        if source not in self._vaes:
+            self._vaes[source] = load_vae(source, self.txt2img.vae.config, device, dtype)
+        return self._vaes[source]
 
 
 class ModelCache:
@@ -109,6 +119,42 @@ class ModelCache:
         self._loaded[key] = loaded
         self.current = key
         return loaded
+
+
+def load_vae(source: str, base_config: Any, device: torch.device, dtype: torch.dtype) -> Any:
+    """A VAE from a diffusers folder (its own, or a model folder's `vae/`), a Hub id, or a single
+    `.safetensors` file in the original (LDM) layout, whose architecture is taken from the model's
+    own VAE config so that nothing is fetched from the Hub."""
+    import json
+    import tempfile
+
+    from diffusers import AutoencoderKL
+
+    path = Path(source).expanduser()
+    try:
+        if path.suffix.lower() in (".ckpt", ".pt", ".bin", ".pth"):
+            raise ModelLoadError(
+                f"the VAE `{path.name}` is a pickle file; sdbot only loads .safetensors (a pickle can run code)."
+            )
+        if path.suffix.lower() == ".safetensors":
+            if not path.is_file():
+                raise ModelLoadError(f"the VAE file `{path}` does not exist. Check the `vaes` config.")
+            with tempfile.TemporaryDirectory() as config_dir:
+                (Path(config_dir) / "config.json").write_text(json.dumps(dict(base_config)))
+                vae = AutoencoderKL.from_single_file(str(path), config=config_dir, dtype=dtype)
+        elif path.is_dir():
+            subfolder = "vae" if (path / "vae" / "config.json").exists() else None
+            vae = AutoencoderKL.from_pretrained(str(path), subfolder=subfolder, dtype=dtype, use_safetensors=True)
+        else:
+            vae = AutoencoderKL.from_pretrained(source, dtype=dtype, use_safetensors=True)
+    except ModelLoadError:
+        raise
+    except Exception as error:
+        raise ModelLoadError(
+            f"I could not load the VAE `{source}` ({type(error).__name__}: {error}). Check the `vaes` config; "
+            f"{OFFLINE_HINT}"
+        ) from error
+    return vae.to(device).eval()
 
 
 def load_pipeline(entry: ModelEntry, models_dir: Path, device: torch.device, dtype: torch.dtype) -> Any:

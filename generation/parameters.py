@@ -29,20 +29,36 @@ def _number(value: float) -> str:
     return f"{value:g}"
 
 
-def infotext(spec: GenerationSpec, seed: int, *, job_id: int | None = None, model_hash: str | None = None) -> str:
-    """The `parameters` text for one image of `spec`, drawn with `seed`."""
-    fields: list[tuple[str, object]] = [
-        ("Steps", spec.steps),
-        ("Sampler", spec.sampler),
-        ("CFG scale", _number(spec.cfg)),
-        ("Seed", seed),
-        ("Size", f"{spec.width}x{spec.height}"),
-    ]
+def infotext(
+    spec: GenerationSpec,
+    seed: int,
+    *,
+    job_id: int | None = None,
+    model_hash: str | None = None,
+    size: tuple[int, int] | None = None,
+) -> str:
+    """The `parameters` text for one image of `spec`, drawn with `seed`. `size` is the image's
+    own size where it differs from the spec's (upscales, inpainting at another working size).
+    Post-processing is written with A1111's keys where it has them (Mask blur, Tiling,
+    Face restoration, Postprocess upscale by, ...), so the tools people use read them."""
+    width, height = size or (spec.width, spec.height)
+    fields: list[tuple[str, object]] = []
+    if spec.diffusion:
+        fields += [("Steps", spec.steps), ("Sampler", spec.sampler), ("CFG scale", _number(spec.cfg)), ("Seed", seed)]
+    fields.append(("Size", f"{width}x{height}"))
     if model_hash:
         fields.append(("Model hash", model_hash))
-    fields.append(("Model", spec.model))
-    if spec.kind == "img2img" and spec.strength is not None:
+    if spec.diffusion:
+        fields.append(("Model", spec.model))
+    if spec.vae and spec.diffusion:
+        fields.append(("VAE", spec.vae))
+    if spec.strength is not None and spec.kind != "txt2img":
         fields.append(("Denoising strength", _number(spec.strength)))
+    fields += _postprocess_fields(spec)
+    if spec.tile:
+        fields.append(("Tiling", "True"))
+    if spec.operation:
+        fields.append(("Operation", spec.operation))
     if job_id is not None:
         fields.append(("Job", job_id))
     fields.append(("Version", VERSION))
@@ -51,6 +67,27 @@ def infotext(spec: GenerationSpec, seed: int, *, job_id: int | None = None, mode
         lines.append(f"Negative prompt: {spec.negative_prompt}")
     lines.append(", ".join(f"{key}: {_quote(value)}" for key, value in fields))
     return "\n".join(lines)
+
+
+def _postprocess_fields(spec: GenerationSpec) -> list[tuple[str, object]]:
+    if spec.kind in ("inpaint", "outpaint"):
+        fields: list[tuple[str, object]] = [("Mask blur", spec.mask_blur)]
+        if spec.select:
+            fields.append(("Inpaint select", spec.select))
+        if spec.only_masked:
+            fields += [("Inpaint area", "Only masked"), ("Masked area padding", spec.only_masked_padding)]
+        if spec.placement:
+            x, y, w, h = spec.placement
+            fields.append(("Outpaint placement", f"{w}x{h} at {x},{y}"))
+        return fields
+    if spec.kind == "upscale":
+        fields = [("Postprocess upscale by", _number(spec.scale or 1)), ("Upscale method", spec.upscale_method)]
+        if spec.upscaler:
+            fields.append(("Postprocess upscaler", spec.upscaler))
+        return fields
+    if spec.kind == "facefix":
+        return [("Face restoration", spec.face_model or "default")]
+    return []
 
 
 def parse_infotext(text: str) -> dict[str, str]:

@@ -10,7 +10,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-JobKind = Literal["txt2img", "img2img"]
+# txt2img / img2img: diffusion from a prompt (and an init image). The rest work on one image:
+# inpaint (repaint a masked region), outpaint (zoom out / pan: grow the canvas and fill it),
+# upscale (lanczos, esrgan, hires, latent), facefix (restore faces).
+JobKind = Literal["txt2img", "img2img", "inpaint", "outpaint", "upscale", "facefix"]
+UpscaleMethod = Literal["lanczos", "esrgan", "hires", "latent"]
+UPSCALE_METHODS: tuple[str, ...] = ("lanczos", "esrgan", "hires", "latent")
+DIFFUSION_KINDS = ("txt2img", "img2img", "inpaint", "outpaint")  # kinds that run the diffusion model
 
 
 class GenerationSpec(BaseModel):
@@ -33,13 +39,51 @@ class GenerationSpec(BaseModel):
     # engine ignores it, and results show the mark.
     age_restricted: bool = False
 
+    # --- what was done, for captions and the PNG parameters ("Zoom Out 2x", "Vary (Subtle)") ---
+    operation: str | None = None
+    # --- seamless textures: circular padding in the UNet and VAE convolutions for this job ---
+    tile: bool = False
+    # --- a VAE other than the model's own: a name from the `vaes` config ---
+    vae: str | None = None
+    # --- inpaint: the region to repaint, as a mask blob (white = repaint) or words to segment ---
+    mask: str | None = Field(None, description="Blob key of an 'L' PNG the size of the init image.")
+    select: str | None = None
+    mask_blur: int = Field(4, ge=0, le=64)
+    only_masked: bool = False  # A1111's "inpaint area: only masked": a padded crop at native size
+    only_masked_padding: int = Field(32, ge=0, le=256)
+    # --- outpaint: where the init image sits in the width x height canvas (x, y, w, h) ---
+    placement: tuple[int, int, int, int] | None = None
+    # --- upscale: factor and method; `upscaler` names an `upscalers` config entry (esrgan) ---
+    scale: float | None = Field(None, gt=1, le=8)
+    upscale_method: UpscaleMethod | None = None
+    upscaler: str | None = None
+    # --- facefix: a `face_restorers` config entry, and how much of the restored face is used ---
+    face_model: str | None = None
+
     @model_validator(mode="after")
-    def _img2img_needs_image(self) -> GenerationSpec:
-        if self.kind == "img2img" and (self.init_image is None or self.strength is None):
-            raise ValueError("img2img needs init_image and strength")
-        if self.kind == "txt2img" and self.init_image is not None:
-            raise ValueError("txt2img takes no init_image")
+    def _consistent(self) -> GenerationSpec:
+        if self.kind == "txt2img":
+            if self.init_image is not None:
+                raise ValueError("txt2img takes no init_image")
+            return self
+        if self.init_image is None:
+            raise ValueError(f"{self.kind} needs init_image")
+        if self.kind in ("img2img", "inpaint", "outpaint") and self.strength is None:
+            raise ValueError(f"{self.kind} needs strength")
+        if self.kind == "inpaint" and (self.mask is None) == (self.select is None):
+            raise ValueError("inpaint needs exactly one of mask and select")
+        if self.kind == "outpaint" and self.placement is None:
+            raise ValueError("outpaint needs placement")
+        if self.kind == "upscale" and (self.scale is None or self.upscale_method is None):
+            raise ValueError("upscale needs scale and upscale_method")
+        if self.kind == "upscale" and self.upscale_method in ("hires", "latent") and self.strength is None:
+            raise ValueError("hires and latent upscales need strength")
         return self
+
+    @property
+    def diffusion(self) -> bool:
+        """Whether this job runs the diffusion model (and so uses steps, CFG, sampler and seed)."""
+        return self.kind in DIFFUSION_KINDS or self.upscale_method in ("hires", "latent")
 
     def seeds(self) -> list[int]:
         """Image i of a batch uses seed + i, so any image can be reproduced alone."""

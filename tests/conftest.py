@@ -61,6 +61,18 @@ def settings(tmp_path: Path, models_dir: Path):  # type: ignore[no-untyped-def]
     )
 
 
+@pytest.fixture
+async def bot(settings):  # type: ignore[no-untyped-def]
+    """The command layer with a real worker on the tiny model, driven as an adapter would
+    (`tests.test_service.Bot`)."""
+    from tests.test_service import make_bot
+
+    made = await make_bot(settings)
+    yield made
+    made.worker.executor.shutdown()
+    await made.core.db.close()
+
+
 def bot_env(data_dir: Path, models_dir: Path, **extra: str) -> dict[str, str]:
     """Environment for a bot subprocess on the tiny model."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SDBOT_")}

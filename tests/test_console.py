@@ -16,6 +16,7 @@ from PIL import Image
 from generation.tiny import build_tiny_pipeline
 from tests.conftest import ROOT, bot_env
 from tests.console_process import ConsoleProcess
+from tests.labels import EDIT_LABELS
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,7 @@ def test_console_end_to_end_and_after_restart(tmp_path: Path, models_dir: Path, 
     fox = bot.message("result", reply_to="u1")
     assert np.abs(pixels(fox["images"][0]) - bare(saved_folder, 42)).max() <= 2
     assert Path(fox["images"][0]).is_absolute()
-    assert [a["label"] for a in fox["actions"]] == ["U1", "V1", "Reroll"]
+    assert [a["label"] for a in fox["actions"]] == [*EDIT_LABELS, "Reroll"]
 
     bot.send(text=FOX.replace("--seed 42", "--seed 10 --n 4"), user="ann")
     batch = bot.message("result", reply_to="u2")
@@ -80,7 +81,7 @@ def test_console_end_to_end_and_after_restart(tmp_path: Path, models_dir: Path, 
 
     bot.send(press={"message": batch["id"], "action": "U3"}, user="ann")
     single = bot.message("single", reply_to="u9")
-    assert single["images"] == [batch["images"][2]] and [a["label"] for a in single["actions"]] == ["Vary"]
+    assert single["images"] == [batch["images"][2]] and [a["label"] for a in single["actions"]] == EDIT_LABELS
     bot.send(press={"message": fox["id"], "action": "vary:1"})
     bot.message("result", reply_to="u10")
     bot.send(text="a red fox in the snow", reply_to=fox["id"])

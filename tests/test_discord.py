@@ -23,6 +23,7 @@ from tests.conftest import bot_env
 from tests.fakes.discord import AFTER_DARK, BOB, GUILD_ID, TOKEN, FakeDiscord, Interaction, Sent
 from tests.running_chat import recorded, running_chat
 from tests.serve_process import ServeProcess
+from tests.labels import EDIT_LABELS
 
 
 @pytest.fixture
@@ -67,7 +68,7 @@ def test_serve_answers_in_discord_and_buttons_survive_a_restart(tmp_path: Path, 
     try:
         server.wait_until(lambda: server.identified == 1 and "global" in server.commands, 120)
         names = [c["name"] for c in server.commands["global"]]
-        assert names == ["imagine", "help", "settings", "queue", "cancel", "history", "info", "Remix"]
+        assert names == ["imagine", "upscale", "vary", "zoom", "pan", "inpaint", "facefix", "help", "settings", "queue", "cancel", "history", "info", "Remix"]
         steps = next(o for c in server.commands["global"] if c["name"] == "imagine" for o in c["options"] if o["name"] == "steps")
         assert "1-100" in steps["description"]
 
@@ -75,16 +76,19 @@ def test_serve_answers_in_discord_and_buttons_survive_a_restart(tmp_path: Path, 
         result = server.wait_for(answer_to(asked, files=True))
         assert asked.callbacks[0] == {"type": 5}  # deferred first
         status = next(m for m in server.sent if m.id == asked.original)  # "thinking…", then the status
-        assert result.labels() == ["U1", "V1", "Reroll"] and "a cat" in result.content
+        assert result.labels() == [*EDIT_LABELS, "Reroll"] and "a cat" in result.content
         [(name, data)] = result.files.items()
         with Image.open(io.BytesIO(data)) as picture:  # the original PNG, parameters and all
             assert name.endswith(".png") and picture.size == (64, 64) and "Steps: 2" in picture.info["parameters"]
         server.wait_until(lambda: status.deleted, 30)
 
-        single = server.wait_for(answer_to(server.press(result, "U1"), files=True))
-        assert single.labels() == ["Vary"] and "Image 1 of job 1" in single.content
-        varied = server.wait_for(answer_to(server.press(result, "V1"), files=True))
-        assert "🔁" in varied.content and varied.labels() == ["U1", "V1", "Reroll"]
+        bigger = server.wait_for(answer_to(server.press(result, "Upscale 2x"), files=True))
+        assert bigger.labels() == EDIT_LABELS and "Upscale 2x (lanczos)" in bigger.content  # no Reroll: lanczos is fixed
+        [(_, data)] = bigger.files.items()
+        with Image.open(io.BytesIO(data)) as picture:
+            assert picture.size == (128, 128)
+        varied = server.wait_for(answer_to(server.press(result, "Vary (Strong)"), files=True))
+        assert "🔁" in varied.content and varied.labels() == [*EDIT_LABELS, "Reroll"]
 
         bad = server.slash("imagine", {"prompt": "a cat", "steps": 5000, "cfg": 99.0})
         error = server.wait_for(answer_to(bad, ephemeral=True))
@@ -98,7 +102,7 @@ def test_serve_answers_in_discord_and_buttons_survive_a_restart(tmp_path: Path, 
         pressed = server.press(result, "Reroll")
         # The interaction token of the press lives in the new process, so the result is its followup.
         rerolled = server.wait_for(answer_to(pressed, files=True), 120)
-        assert "Job 3" in rerolled.content
+        assert "Job 4" in rerolled.content
     finally:
         assert bot.stop() == 0
     assert TOKEN not in log_path.read_text(), "the bot token reached the log"
@@ -223,3 +227,26 @@ async def test_the_status_message_shows_progress_then_goes(dc_settings: Settings
         status = next(m for m in server.sent if m.id == asked.original)
         await server.await_until(lambda: status.deleted)
         assert any("step" in edit for edit in status.edits), status.edits
+
+
+async def test_edit_commands_and_a_tiled_preview(dc_settings: Settings, server: FakeDiscord) -> None:
+    async with discord_bot(dc_settings, server):
+        names = [c["name"] for c in server.commands["global"]]
+        assert {"upscale", "vary", "zoom", "pan", "inpaint", "facefix"} <= set(names)
+        upscale = server.slash("upscale", {"factor": 4}, attachments={"image": ("red.png", png(40, 30), "image/png")})
+        bigger = await server.await_for(answer_to(upscale, files=True))
+        [(_, data)] = bigger.files.items()
+        assert Image.open(io.BytesIO(data)).size == (160, 120) and bigger.labels() == EDIT_LABELS
+
+        mask = png(40, 30)  # all red: a mask that is white where it is light (here: nowhere but red > 128)
+        inpaint = server.slash("inpaint", {"prompt": "a hat", "box": "0,0,50%,50%"},
+                               attachments={"image": ("red.png", png(64, 64), "image/png"), "mask": ("m.png", mask, "image/png")})  # fmt: skip
+        assert "one way" in (await server.await_for(answer_to(inpaint, ephemeral=True))).content  # box and mask both
+
+        tiled = server.slash("imagine", {"prompt": "bricks --tile", "size": "64x64"})
+        result = await server.await_for(answer_to(tiled, files=True))
+        assert len(result.files) == 2  # the tile, then the same tiled 2x2
+        sizes = sorted(Image.open(io.BytesIO(data)).size for data in result.files.values())
+        assert sizes == [(64, 64), (128, 128)]
+        twice = server.slash("imagine", {"prompt": "bricks --steps 3", "steps": 2})
+        assert "`steps:` and `--steps`" in (await server.await_for(answer_to(twice, ephemeral=True))).content

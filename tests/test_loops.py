@@ -12,7 +12,7 @@ from bot import loops
 from bot.loops import DeliveryLoop, Postpone, Unreachable
 from commands.types import Outgoing
 from storage.outbox import MAX_DELIVERY_ATTEMPTS
-from tests.test_service import Bot, bot  # noqa: F401 - the fixture
+from tests.test_service import Bot
 
 
 async def finished_job(bot: Bot) -> None:  # noqa: F811

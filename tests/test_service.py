@@ -13,6 +13,7 @@ from PIL import Image
 import run_bot
 from commands.types import Attachment, Outgoing, Press, Reply, Request
 from config import Settings
+from tests.labels import EDIT_LABELS
 
 
 class Bot:
@@ -56,14 +57,6 @@ async def make_bot(settings: Settings) -> Bot:
     return Bot(core, run_bot.build_worker(core))
 
 
-@pytest.fixture
-async def bot(settings: Settings):  # type: ignore[no-untyped-def]
-    made = await make_bot(settings)
-    yield made
-    made.worker.executor.shutdown()
-    await made.core.db.close()
-
-
 def png(color: tuple[int, int, int], size: tuple[int, int] = (80, 64)) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, color).save(buffer, format="PNG")
@@ -86,7 +79,7 @@ async def test_imagine_then_result_with_buttons(bot: Bot) -> None:
     # U2: image 2 alone, its own buttons, no new job
     [(single_id, single)] = await bot.press(result_id, "U2")
     assert single.kind == "single" and [img.seed for img in single.images] == [43]
-    assert [a.label for a in single.actions] == ["Vary"]
+    assert [a.label for a in single.actions] == EDIT_LABELS
     assert await bot.finish() == []
 
 
@@ -107,7 +100,7 @@ async def test_vary_reroll_and_vary_on_a_single(bot: Bot) -> None:
     assert "a lighthouse" in rerolled.reply.text
 
     [(single_id, _)] = await bot.press(result_id, "U1")
-    await bot.press(single_id, "Vary", user="bob")  # anyone who sees it may press; the job is bob's
+    await bot.press(single_id, "Vary (Strong)", user="bob")  # anyone who sees it may press; the job is bob's
     [(_, bobs)] = await bot.finish()
     assert bobs.user_id == "bob" and bobs.reply.images[0].width == 64
 

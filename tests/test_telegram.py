@@ -23,6 +23,7 @@ from tests.conftest import bot_env
 from tests.fakes.telegram import ADA, BOB, GROUP, TOKEN, FakeTelegram
 from tests.running_chat import recorded, running_chat
 from tests.serve_process import ServeProcess
+from tests.labels import EDIT_LABELS
 
 
 @pytest.fixture
@@ -61,7 +62,7 @@ def test_serve_answers_in_telegram_and_buttons_survive_a_restart(tmp_path: Path,
     bot = ServeProcess(env, log_path)
     try:
         server.wait_until(lambda: server.commands and "getUpdates" in server.calls, 120)
-        assert [c["command"] for c in server.commands] == ["imagine", "help", "settings", "queue", "cancel", "history", "info"]
+        assert [c["command"] for c in server.commands] == ["imagine", "help", "upscale", "vary", "zoom", "pan", "inpaint", "facefix", "settings", "queue", "cancel", "history", "info"]
 
         # Flood control on the result: PTB's limiter repeats twice, then our delivery loop waits and sends again.
         server.fail("sendPhoto", times=3, retry_after=1)
@@ -69,19 +70,21 @@ def test_serve_answers_in_telegram_and_buttons_survive_a_restart(tmp_path: Path,
         status = server.wait_for(is_text_reply(asked, "queued"))
         result = server.wait_for(is_photo_reply(asked))
         assert [r for r in server.refused if r[0] == "sendPhoto"] == [("sendPhoto", 429)] * 3
-        assert result.labels() == ["U1", "V1", "Reroll", "📄 PNG"]
+        assert result.labels() == [*EDIT_LABELS, "Reroll", "📄 PNG"]
         assert "a cat" in result.text and "64x64" in result.text
         with Image.open(io.BytesIO(result.uploaded or b"")) as picture:
             assert picture.size == (64, 64)
         server.wait_until(lambda: status.deleted, 30)  # the status message is replaced by the result
 
-        server.press(result, "U1")
-        single = server.wait_for(lambda m: m.reply_to == result.message_id and m.kind == "photo")
-        assert single.labels() == ["Vary", "📄 PNG"] and "Image 1 of job 1" in single.text
+        server.press(result, "Upscale 2x")  # lanczos here: no upscaler model is configured
+        bigger = server.wait_for(lambda m: m.reply_to == result.message_id and m.kind == "photo" and "🔍" in m.text)
+        assert bigger.labels() == [*EDIT_LABELS, "📄 PNG"] and "Upscale 2x (lanczos)" in bigger.text
+        with Image.open(io.BytesIO(bigger.uploaded or b"")) as picture:
+            assert picture.size == (128, 128)
 
-        server.press(result, "V1")
+        server.press(result, "Vary (Strong)")
         varied = server.wait_for(lambda m: m.reply_to == result.message_id and m.kind == "photo" and "🔁" in m.text)
-        assert "strength 0.6" in varied.text
+        assert "strength 0.7" in varied.text and "Vary (Strong)" in varied.text
 
         # bad input: one clear message, nothing queued
         bad = server.send("/imagine a cat --steps 5000 --sampler nope")
@@ -95,7 +98,7 @@ def test_serve_answers_in_telegram_and_buttons_survive_a_restart(tmp_path: Path,
     try:
         before = len(server.sent)
         server.press(result, "Reroll")
-        rerolled = server.wait_for(lambda m: m.reply_to == result.message_id and m.kind == "photo" and "Job 3" in m.text, 180)
+        rerolled = server.wait_for(lambda m: m.reply_to == result.message_id and m.kind == "photo" and "Job 4" in m.text, 180)
         assert server.sent.index(rerolled) >= before
         results = [m.text.split(":")[0] for m in server.sent if m.kind == "photo"]
         assert sorted(results) == sorted(set(results)), f"a result was delivered twice: {results}"
@@ -318,3 +321,27 @@ async def test_an_unreachable_bot_api_is_retried(tg_settings: Settings, unused_t
             await asyncio.sleep(2.5)  # the first two tries, 1 s apart
         assert not task.done()
     assert caplog.text.count("can't reach the Bot API") >= 2
+
+
+async def test_edit_commands_as_replies_and_a_tiled_preview(tg_settings: Settings, server: FakeTelegram) -> None:
+    async with telegram_bot(tg_settings, server):
+        theirs = server.send("a photo", photo=png(48, 40))
+        zoom = server.send("/zoom 2", reply_to=theirs["message_id"])
+        zoomed = await server.await_for(is_photo_reply(zoom))
+        assert "Zoom Out 2x" in zoomed.text and zoomed.labels()[:11] == EDIT_LABELS
+        with Image.open(io.BytesIO(zoomed.uploaded or b"")) as picture:
+            assert picture.size == (96, 80)
+        await recorded(tg_settings, zoomed.chat_id, zoomed.message_id)
+        pan = server.send("/pan left", reply_to=zoomed.message_id)  # a reply to the bot's own result
+        panned = await server.await_for(is_photo_reply(pan))
+        with Image.open(io.BytesIO(panned.uploaded or b"")) as picture:
+            assert picture.size == (144, 80)
+        nothing = server.send("/facefix", reply_to=zoomed.message_id)
+        assert "SDBOT_FACE_RESTORERS" in (await server.await_for(is_text_reply(nothing))).text
+
+        tiled = server.send("/imagine bricks --tile --size 64x64")
+        tile = await server.await_for(is_photo_reply(tiled))
+        preview = await server.await_for(lambda m: m.kind == "photo" and m.reply_to == tile.message_id)
+        assert preview.labels() == [] and "Tiled" in preview.text
+        with Image.open(io.BytesIO(preview.uploaded or b"")) as picture:
+            assert picture.size == (128, 128)

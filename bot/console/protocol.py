@@ -93,8 +93,9 @@ def message_event(
     images: tuple[ImageFile, ...] = (),
     actions: tuple[Action, ...] = (),
     job: int | None = None,
+    preview: ImageFile | None = None,
 ) -> dict[str, Any]:
-    return {
+    event = {
         "event": "message",
         "id": message_id,
         "reply_to": reply_to,
@@ -105,6 +106,9 @@ def message_event(
         "actions": [{"id": action.id, "label": action.label} for action in actions],
         "job": job,
     }
+    if preview is not None:  # a seamless texture tiled 2x2
+        event["preview"] = str(Path(preview.path).resolve())
+    return event
 
 
 def edit_event(message_id: str, text: str) -> dict[str, Any]:
@@ -118,6 +122,8 @@ def human(event: dict[str, Any]) -> str:
     arrow = f" → {event['reply_to']}" if event.get("reply_to") else ""
     lines = [f"[{event['id']}{arrow}] {event['text']}"]
     lines += [f"    🖼  {path}" for path in event["images"]]
+    if event.get("preview"):
+        lines.append(f"    🧩  {event['preview']}  (tiled 2x2)")
     if event["actions"]:
         buttons = " ".join(f"[{a['label']}]" for a in event["actions"])
         lines.append(f"    {buttons}   (press with: !{event['id']} {event['actions'][0]['label']})")

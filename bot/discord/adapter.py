@@ -147,20 +147,22 @@ class DiscordChat:
 
     async def on_command(
         self, interaction: discord.Interaction, *, text: str | None = None, options: dict | None = None,  # type: ignore[type-arg]
-        image: discord.Attachment | None = None,
+        image: discord.Attachment | None = None, mask: discord.Attachment | None = None,
     ) -> None:  # fmt: skip
         await interaction.response.defer(thinking=True)
         attachments: tuple[Attachment, ...] = ()
-        if image is not None:
-            refused = self._too_big(image)
+        for file in (image, mask):  # the picture first: the command layer reads them in order
+            if file is None:
+                continue
+            refused = self._too_big(file)
             if refused:
                 await self._answer(interaction, [Reply(refused, kind="error", ephemeral=True)])
                 return
             try:
-                attachments = (Attachment(image.filename, await image.read(), image.content_type),)
+                attachments += (Attachment(file.filename, await file.read(), file.content_type),)
             except discord.HTTPException as error:
-                log.warning("could not download attachment %s: %s", image.filename, error)
-                text = f"I couldn't download `{image.filename}` from Discord. Please try again."
+                log.warning("could not download attachment %s: %s", file.filename, error)
+                text = f"I couldn't download `{file.filename}` from Discord. Please try again."
                 await self._answer(interaction, [Reply(text, kind="error", ephemeral=True)])
                 return
         request = self._request(interaction, text=text, options=options, attachments=attachments)
@@ -260,13 +262,13 @@ class DiscordChat:
             await self._recorded(reply, sent, interaction)
 
     async def _recorded(self, reply: Reply, sent: discord.Message, interaction: discord.Interaction | None) -> None:
-        await self.service.sent(PLATFORM, str(sent.channel.id), str(sent.id), reply)
-        if interaction is not None:
+        if interaction is not None:  # before recording: the job's result may be delivered right after
             self._forget_expired()
             followups = Followups(interaction, time.monotonic())
             self._by_message[str(sent.id)] = followups
             if reply.kind == "status" and reply.job_id is not None:
                 self._by_job[reply.job_id] = followups
+        await self.service.sent(PLATFORM, str(sent.channel.id), str(sent.id), reply)
         if reply.kind == "status":
             self.statuses.showing(str(sent.id), reply.text)
 

@@ -14,12 +14,14 @@ gets our explanation, not Discord's bare "invalid value").
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
 
 from commands.help import COMMAND_MENU
+from commands.types import Action
 from config import Settings
 from generation.samplers import sampler_names
 
@@ -34,7 +36,7 @@ def _chat(interaction: discord.Interaction) -> DiscordChat:
     return interaction.client.chat  # type: ignore[attr-defined,no-any-return]
 
 
-class ActionButton(discord.ui.DynamicItem[discord.ui.Button], template=r"sdbot:(?P<action>[a-z]+(?::\d+)?)"):  # type: ignore[type-arg,call-arg]
+class ActionButton(discord.ui.DynamicItem[discord.ui.Button], template=r"sdbot:(?P<action>[a-z][a-z0-9.-]*(?::\d+)?)"):  # type: ignore[type-arg,call-arg]
     def __init__(self, action: str, label: str = "", *, row: int | None = None) -> None:
         style = discord.ButtonStyle.primary if action.startswith("upscale") else discord.ButtonStyle.secondary
         super().__init__(discord.ui.Button(label=label or action, custom_id=CUSTOM_ID_PREFIX + action, style=style, row=row))
@@ -50,15 +52,13 @@ class ActionButton(discord.ui.DynamicItem[discord.ui.Button], template=r"sdbot:(
         await _chat(interaction).on_press(interaction, self.action)
 
 
-def result_view(actions: list[tuple[str, str]]) -> discord.ui.View | None:
-    """Buttons for (action id, label) pairs: U1..Un on the first row, V1..Vn on the second, the rest after."""
+def result_view(actions: Sequence[Action]) -> discord.ui.View | None:
+    """Buttons on the rows the command layer gave them (Discord has 5 rows of 5)."""
     if not actions:
         return None
     view = discord.ui.View(timeout=None)
-    row_of = {"upscale": 0, "vary": 1}
-    for action, label in actions:
-        verb, _, number = action.partition(":")
-        view.add_item(ActionButton(action, label, row=row_of.get(verb, 2) if number else 2))
+    for action in actions:
+        view.add_item(ActionButton(action.id, action.label, row=min(action.row, 4)))
     return view
 
 
@@ -95,17 +95,20 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
         model="A configured model (default: yours or the bot's)",
         strength=f"How much the image may change, 0.01-1 (default {s.default_strength:g}); needs an image",
         image="Start from this image (img2img)",
+        tile="A seamless texture (repeats without seams)",
+        vae="A configured VAE instead of the model's own (default: the model's)",
     )
     @app_commands.choices(sampler=samplers)
     async def imagine(
         interaction: discord.Interaction, prompt: str, negative: str | None = None, aspect: str | None = None,
         size: str | None = None, seed: int | None = None, steps: int | None = None, cfg: float | None = None,
         sampler: str | None = None, n: int | None = None, model: str | None = None, strength: float | None = None,
-        image: discord.Attachment | None = None,
+        image: discord.Attachment | None = None, tile: bool | None = None, vae: str | None = None,
     ) -> None:  # fmt: skip
         options: dict[str, Any] = {
             "command": "imagine", "prompt": prompt, "negative": negative, "aspect": aspect, "size": size, "seed": seed,
             "steps": steps, "cfg": cfg, "sampler": sampler, "n": n, "model": model, "strength": strength,
+            "tile": tile, "vae": vae,
         }  # fmt: skip
         await _chat(interaction).on_command(interaction, options={k: v for k, v in options.items() if v is not None}, image=image)
 
@@ -143,8 +146,53 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
     async def info(interaction: discord.Interaction, job: int) -> None:
         await _chat(interaction).on_command(interaction, text=f"/info {job}")
 
+    edit_image = "The picture to edit (or reply to one with the text command, where message content is on)"
+
+    @app_commands.command(name="upscale", description=describe["upscale"])
+    @app_commands.describe(image=edit_image, factor="2 or 4", method="lanczos, esrgan, hires or latent (default: the bot's)",
+                           options="More options, e.g. --strength 0.3 --seed 7")  # fmt: skip
+    @app_commands.choices(factor=[app_commands.Choice(name=f"{f}x", value=f) for f in (2, 4)],
+                          method=[app_commands.Choice(name=m, value=m) for m in ("lanczos", "esrgan", "hires", "latent")])  # fmt: skip
+    async def upscale(interaction: discord.Interaction, image: discord.Attachment, factor: int = 2,
+                      method: str | None = None, options: str = "") -> None:  # fmt: skip
+        text = f"/upscale {factor}" + (f" --method {method}" if method else "") + f" {options}"
+        await _chat(interaction).on_command(interaction, text=text, image=image)
+
+    @app_commands.command(name="vary", description=describe["vary"])
+    @app_commands.describe(image=edit_image, how="subtle keeps the composition; strong changes more",
+                           prompt="A new prompt (default: the picture's own), and --options")  # fmt: skip
+    @app_commands.choices(how=[app_commands.Choice(name=h, value=h) for h in ("subtle", "strong")])
+    async def vary(interaction: discord.Interaction, image: discord.Attachment, how: str = "strong", prompt: str = "") -> None:
+        await _chat(interaction).on_command(interaction, text=f"/vary {how} {prompt}", image=image)
+
+    @app_commands.command(name="zoom", description=describe["zoom"])
+    @app_commands.describe(image=edit_image, factor="How far to zoom out", prompt="A prompt for the new area, and --options")
+    @app_commands.choices(factor=[app_commands.Choice(name=f"{f}x", value=str(f)) for f in ("1.5", "2")])
+    async def zoom(interaction: discord.Interaction, image: discord.Attachment, factor: str = "2", prompt: str = "") -> None:
+        await _chat(interaction).on_command(interaction, text=f"/zoom {factor} {prompt}", image=image)
+
+    @app_commands.command(name="pan", description=describe["pan"])
+    @app_commands.describe(image=edit_image, direction="Which side grows", prompt="A prompt for the new area, and --options")
+    @app_commands.choices(direction=[app_commands.Choice(name=d, value=d) for d in ("left", "right", "up", "down")])
+    async def pan(interaction: discord.Interaction, image: discord.Attachment, direction: str, prompt: str = "") -> None:
+        await _chat(interaction).on_command(interaction, text=f"/pan {direction} {prompt}", image=image)
+
+    @app_commands.command(name="inpaint", description=describe["inpaint"])
+    @app_commands.describe(image=edit_image, prompt="What to paint in the region (and --options: --blur, --only-masked)",
+                           box="x,y,w,h in pixels or percents, e.g. 10%,0%,50%,40%", select="Words naming the region",
+                           mask="A mask image: white = repaint")  # fmt: skip
+    async def inpaint(interaction: discord.Interaction, image: discord.Attachment, prompt: str, box: str | None = None,
+                      select: str | None = None, mask: discord.Attachment | None = None) -> None:  # fmt: skip
+        text = f"/inpaint {prompt}" + (f" --box {box}" if box else "") + (f" --select {select}" if select else "")
+        await _chat(interaction).on_command(interaction, text=text, image=image, mask=mask)
+
+    @app_commands.command(name="facefix", description=describe["facefix"])
+    @app_commands.describe(image=edit_image, model="A configured face-restoration model (default: the first)")
+    async def facefix(interaction: discord.Interaction, image: discord.Attachment, model: str | None = None) -> None:
+        await _chat(interaction).on_command(interaction, text="/facefix" + (f" --model {model}" if model else ""), image=image)
+
     @app_commands.context_menu(name="Remix")
     async def remix(interaction: discord.Interaction, message: discord.Message) -> None:
         await interaction.response.send_modal(RemixModal(message))
 
-    return [imagine, help_, settings_, queue_, cancel, history, info, remix]
+    return [imagine, upscale, vary, zoom, pan, inpaint, facefix, help_, settings_, queue_, cancel, history, info, remix]

@@ -34,12 +34,15 @@ def message_kwargs(reply: Reply, max_bytes: int, *, mention: str | None = None) 
         picture = media.fit(media.picture_of(reply.images, f"sdbot-{reply.job_id}"), max_bytes=max_bytes)
         if picture.note:
             text += f"\n{picture.note}"
-        kwargs["file"] = discord.File(io.BytesIO(picture.data), filename=picture.filename)
+        kwargs["files"] = [discord.File(io.BytesIO(picture.data), filename=picture.filename)]
+        if reply.preview is not None:  # a seamless texture, tiled 2x2
+            preview = media.fit(media.picture_of((reply.preview,), f"sdbot-{reply.job_id}-tiled"), max_bytes=max_bytes)
+            kwargs["files"].append(discord.File(io.BytesIO(preview.data), filename=preview.filename))
     if mention:
         text = f"<@{mention}> {text}"
         kwargs["allowed_mentions"] = discord.AllowedMentions(users=[discord.Object(int(mention))])
     kwargs["content"] = shorten(text, MAX_CONTENT)
-    view = result_view([(action.id, action.label) for action in reply.actions])
+    view = result_view(reply.actions)
     if view is not None:
         kwargs["view"] = view
     return kwargs

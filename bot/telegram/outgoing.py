@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -59,24 +60,17 @@ def chunks(text: str) -> list[str]:
 
 
 def keyboard(actions: tuple[Action, ...], *, with_png: bool) -> InlineKeyboardMarkup | None:
-    """Numbered actions (U1..Un, V1..Vn) get a row per kind; the rest share the last row, with the
-    PNG button."""
+    """The actions by their rows (at most BUTTONS_PER_ROW a row), the PNG button on the last."""
     rows: list[list[InlineKeyboardButton]] = []
-    last_row: list[InlineKeyboardButton] = []
-    previous_verb = None
-    for action in actions:
-        button = InlineKeyboardButton(action.label, callback_data=callback_data(action.id))
-        verb, _, number = action.id.partition(":")
-        if not number:
-            last_row.append(button)
-        elif rows and verb == previous_verb and len(rows[-1]) < BUTTONS_PER_ROW:
-            rows[-1].append(button)
-        else:
-            rows.append([button])
-        previous_verb = verb
+    for _, group in itertools.groupby(actions, key=lambda action: action.row):
+        buttons = [InlineKeyboardButton(action.label, callback_data=callback_data(action.id)) for action in group]
+        rows.extend(buttons[i : i + BUTTONS_PER_ROW] for i in range(0, len(buttons), BUTTONS_PER_ROW))
     if with_png:
-        last_row.append(InlineKeyboardButton(PNG_LABEL, callback_data=PNG_DATA))
-    rows.extend(last_row[i : i + BUTTONS_PER_ROW] for i in range(0, len(last_row), BUTTONS_PER_ROW))
+        png = InlineKeyboardButton(PNG_LABEL, callback_data=PNG_DATA)
+        if rows and len(rows[-1]) < BUTTONS_PER_ROW:
+            rows[-1].append(png)
+        else:
+            rows.append([png])
     return InlineKeyboardMarkup(rows) if rows else None
 
 
@@ -115,10 +109,20 @@ def photo_of(reply: Reply) -> media.Picture:
 async def _send_picture(bot: Bot, chat_id: int, reply: Reply, replying: ReplyParameters | None) -> Message:
     picture = await asyncio.to_thread(photo_of, reply)  # image work stays off the event loop
     caption = reply.text if picture.note is None else f"{reply.text}\n{picture.note} 📄 PNG sends the originals."
-    return await bot.send_photo(
+    message = await bot.send_photo(
         chat_id, InputFile(picture.data, filename=picture.filename), caption=to_html(shorten(caption, MAX_CAPTION - 64)),
         parse_mode=ParseMode.HTML, reply_parameters=replying, reply_markup=keyboard(reply.actions, with_png=True),
     )  # fmt: skip
+    if reply.preview is not None:  # a seamless texture, tiled 2x2: a second photo, without buttons
+        preview = await asyncio.to_thread(
+            lambda: media.fit(media.picture_of((reply.preview,), f"sdbot-{reply.job_id}-tiled"),  # type: ignore[arg-type]
+                              max_bytes=MAX_PHOTO_BYTES, max_side_sum=MAX_PHOTO_SIDE_SUM)
+        )  # fmt: skip
+        await bot.send_photo(
+            chat_id, InputFile(preview.data, filename=preview.filename), caption="Tiled 2×2",
+            reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True),
+        )  # fmt: skip
+    return message
 
 
 async def _send_documents(

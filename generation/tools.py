@@ -1,0 +1,102 @@
+"""The post-processing models a job may need besides its diffusion model: upscalers (spandrel),
+face restorers (spandrel) and the face detector (OpenCV), the text-prompted segmenter (CLIPSeg),
+and VAE overrides. Each is named in the config, loaded on first use and kept; nothing is ever
+downloaded at run time. Used from the engine thread only.
+
+A name the config does not have is the user's (or admin's) problem to fix, so it raises an
+EngineUserError that names the config key (the command layer checks the same config first, so
+this is for a config changed while a job waited).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from generation.errors import EngineUserError
+
+if TYPE_CHECKING:
+    from config import Settings
+
+
+@dataclass
+class Tools:
+    device: torch.device
+    dtype: torch.dtype
+    upscalers: dict[str, str] = field(default_factory=dict)
+    face_restorers: dict[str, str] = field(default_factory=dict)
+    face_detector: str | None = None
+    segmenter: str | None = None
+    vaes: dict[str, str] = field(default_factory=dict)
+    upscale_tile: int = 512
+    _loaded: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, device: torch.device, dtype: torch.dtype) -> Tools:
+        return cls(
+            device=device, dtype=dtype, upscalers=dict(settings.upscalers), face_restorers=dict(settings.face_restorers),
+            face_detector=settings.face_detector, segmenter=settings.segmenter, vaes=dict(settings.vaes),
+            upscale_tile=settings.upscale_tile,
+        )  # fmt: skip
+
+    def upscaler(self, name: str | None) -> Any:
+        from generation.upscalers import load_upscaler
+
+        name, path = _pick(self.upscalers, name, "upscaler", "SDBOT_UPSCALERS", "/upscale --method esrgan")
+        return self._once("upscaler", path, lambda: load_upscaler(path, self.device, self.dtype, name=name))
+
+    def enlarge(self, name: str | None, image: Any, factor: float, should_stop: Any) -> Any:
+        """`image` enlarged by the named super-resolution model, in tiles of `upscale_tile`."""
+        tile = self.upscale_tile
+        return self.upscaler(name).upscale(image, factor, tile=tile, overlap=min(32, tile // 4), should_stop=should_stop)
+
+    def face_restorer(self, name: str | None) -> Any:
+        from generation.faces import load_face_restorer
+
+        name, path = _pick(self.face_restorers, name, "face model", "SDBOT_FACE_RESTORERS", "/facefix")
+        return self._once("face", path, lambda: load_face_restorer(path, self.device, self.dtype, name=name))
+
+    def detector(self) -> Any:
+        from generation.faces import FaceDetector
+
+        return self._once("detector", self.face_detector or "", lambda: FaceDetector(self.face_detector))
+
+    def segment(self) -> Any:
+        from generation.segment import load_segmenter
+
+        if not self.segmenter:
+            raise EngineUserError(
+                "`--select` needs a segmentation model, and none is configured: set SDBOT_SEGMENTER to a CLIPSeg "
+                "folder (e.g. CIDAS/clipseg-rd64-refined, downloaded once). Use `--box x,y,w,h` meanwhile."
+            )
+        source = self.segmenter
+        return self._once("segmenter", source, lambda: load_segmenter(source, self.device))
+
+    def vae_source(self, name: str) -> str:
+        """A `vaes` name, or (from a model entry) a path or Hub id as it is."""
+        for key, source in self.vaes.items():
+            if key.lower() == name.lower():
+                return source
+        return name
+
+    def _once(self, kind: str, key: str, load: Any) -> Any:
+        if (kind, key) not in self._loaded:
+            self._loaded[(kind, key)] = load()
+        return self._loaded[(kind, key)]
+
+
+def _pick(configured: dict[str, str], name: str | None, what: str, key: str, use: str) -> tuple[str, str]:
+    if not configured:
+        raise EngineUserError(
+            f"no {what} is configured on this bot, so {use} can't run. An admin can set {key} "
+            f"(name=/path/to/model.safetensors) to a model file downloaded once."
+        )
+    if name is None:
+        return next(iter(configured.items()))
+    for key_name, path in configured.items():
+        if key_name.lower() == name.lower():
+            return key_name, path
+    raise EngineUserError(f"there is no {what} named `{name}` any more. Configured: {', '.join(configured)}.")
+
