@@ -18,7 +18,7 @@ HISTORY_DEFAULT, HISTORY_MAX = 10, 25
 STATUS_ICONS = {"queued": "⏳", "running": "🎨", "succeeded": "✅", "failed": "❌", "cancelled": "🛑"}
 SETTING_LABELS = {
     "model": "model", "size": "size", "ar": "aspect ratio", "steps": "steps", "cfg": "CFG scale",
-    "sampler": "sampler", "no": "negative prompt", "n": "images per job", "vae": "VAE",
+    "sampler": "sampler", "no": "negative prompt", "n": "images per job", "vae": "VAE", "clip_skip": "clip skip",
 }  # fmt: skip
 
 
@@ -84,6 +84,7 @@ def _describe(ctx: Context, stored: dict[str, object]) -> str:
         "no": opts.negative or "(none)",
         "n": opts.n or f"{s.default_n} (default)",
         "vae": opts.vae or f"{model.vae or 'the model’s own'} (default)",
+        "clip_skip": opts.clip_skip or f"{model.clip_skip or 1} (default)",
     }
     lines = ["Your defaults:"] + [f"• {SETTING_LABELS[k]}: {v}" for k, v in shown.items()]
     lines.append("Change with e.g. `/settings --steps 30 --sampler euler_a --no blurry`; `/settings reset` clears.")

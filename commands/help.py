@@ -78,6 +78,9 @@ def help_text(ctx: Context) -> str:
         f"--sampler NAME (default {s.default_sampler}) — {', '.join(sampler_names())}; "
         "snake_case works too (euler_a, dpmpp_2m_karras)",
         f"--model NAME — {models}",
+        "--clip-skip 1–12 — stop CLIP that many layers from the end (A1111's count; 2 for many anime models)",
+        "Prompt syntax as in A1111: (word) ×1.1, [word] ÷1.1, (word:1.3), \\( \\) literal, BREAK starts a new 75-token chunk; "
+        "prompts past 77 tokens work. [from:to:when] switches at a step (or a fraction: 0.5), [a|b] alternates.",
         "--tile — a seamless texture (the picture repeats without seams; shown 2×2 too)",
         f"--vae NAME — {', '.join(['default', *s.vaes])}" if s.vaes else "--vae — no other VAE configured",
         "",

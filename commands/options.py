@@ -34,9 +34,10 @@ IMAGINE_FLAGS = {
     "model": "model",
     "strength": "strength", "denoise": "strength",
     "tile": "tile", "tiling": "tile", "seamless": "tile",
+    "clip-skip": "clip_skip", "clipskip": "clip_skip", "clip_skip": "clip_skip",
     "vae": "vae",
 }  # fmt: skip
-SETTINGS_KEYS = ("model", "size", "ar", "steps", "cfg", "sampler", "no", "n", "vae")
+SETTINGS_KEYS = ("model", "size", "ar", "steps", "cfg", "sampler", "no", "n", "vae", "clip_skip")
 SETTINGS_FLAGS = {k: v for k, v in IMAGINE_FLAGS.items() if v in SETTINGS_KEYS}
 MAX_ASPECT = 4.0  # widest --ar accepted, either way (4:1 .. 1:4)
 MAX_SEED = 2**32 - 1
@@ -60,6 +61,7 @@ class ImagineOptions:
     model: str | None = None  # registry display name
     strength: float | None = None
     tile: bool | None = None  # seamless texture
+    clip_skip: int | None = None  # A1111's count: 1 = the last layer
     vae: str | None = None  # a `vaes` name, or "default" for the model's own
 
 
@@ -120,7 +122,7 @@ class _Checker:
         self.checks = {
             "no": self._no, "ar": self._ar, "size": self._size, "seed": self._seed, "steps": self._steps,
             "cfg": self._cfg, "sampler": self._sampler, "n": self._n, "model": self._model, "strength": self._strength,
-            "tile": self._tile, "vae": self._vae,
+            "tile": self._tile, "vae": self._vae, "clip_skip": self._clip_skip,
         }  # fmt: skip
 
     def flag(self, key: str) -> str:
@@ -172,6 +174,9 @@ class _Checker:
     def _no(self, value: Any) -> Any:
         text = str(value).strip()
         return text if text else self._missing("no", "blurry, text")
+
+    def _clip_skip(self, value: Any) -> Any:
+        return self._number("clip_skip", value, int, 1, 12, "2")
 
     def _tile(self, value: Any) -> Any:
         if isinstance(value, bool):
@@ -369,6 +374,7 @@ def build_spec(
         strength=strength,
         init_image=init.blob_key if init else None,
         tile=bool(pick("tile", False)),
+        clip_skip=pick("clip_skip", None) or model.clip_skip,
         vae=_vae_name(pick("vae", None), model.vae),
     )
     if not spec.prompt and require_prompt:
@@ -394,7 +400,7 @@ def base_options(base: GenerationSpec | None) -> ImagineOptions | None:
         return None
     return ImagineOptions(
         negative=base.negative_prompt or None, steps=base.steps, cfg=base.cfg, sampler=base.sampler,
-        n=base.n, model=base.model, tile=base.tile or None, vae=base.vae or "default",
+        n=base.n, model=base.model, tile=base.tile or None, vae=base.vae or "default", clip_skip=base.clip_skip,
     )
 
 

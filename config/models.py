@@ -29,6 +29,7 @@ class ModelEntry(BaseModel):
     )
     size: int | None = Field(None, description="Native side in pixels (default: guessed from the source).")
     description: str = ""
+    clip_skip: int | None = Field(None, ge=1, le=12, description="Default --clip-skip for this model (A1111's count).")
     vae: str | None = Field(
         None, description="This model's VAE: a name from `vaes`, or a folder, Hub id or .safetensors file."
     )

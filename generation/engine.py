@@ -30,6 +30,7 @@ from PIL.PngImagePlugin import PngInfo
 from generation.errors import EngineUserError, JobCancelled
 from generation.loader import LoadedModel, ModelCache
 from generation.parameters import infotext
+from generation.prompt_conditions import PromptConditions
 from generation.samplers import find_sampler
 from generation.seamless import circular_padding
 from generation.spec import GenerationSpec
@@ -134,14 +135,17 @@ class Engine:
         pipe = loaded.pipeline(pipeline_kind)
         seeds = seeds or spec.seeds()
         pipe.scheduler = build_scheduler(spec.sampler, loaded.scheduler_config, seeds)
+        strength = arguments.get("strength")
+        steps_run = spec.steps if strength is None else min(int(spec.steps * strength), spec.steps)
+        conditions = PromptConditions.build(pipe, spec, steps_run, images=len(seeds))
 
         def on_step_end(pipeline: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
             tracker.step(step + 1, pipeline.num_timesteps)
-            return {}
+            return conditions.switch(pipeline, step + 1)
 
         call: dict[str, Any] = {
-            "prompt": spec.prompt,
-            "negative_prompt": spec.negative_prompt or None,
+            **conditions.first().pipeline_arguments(),  # A1111's prompt syntax, weights and chunks
+            "callback_on_step_end_tensor_inputs": conditions.tensor_inputs(),
             "num_inference_steps": spec.steps,
             "guidance_scale": spec.cfg,
             "num_images_per_prompt": len(seeds),

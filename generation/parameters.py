@@ -50,6 +50,8 @@ def infotext(
         fields.append(("Model hash", model_hash))
     if spec.diffusion:
         fields.append(("Model", spec.model))
+    if spec.clip_skip and spec.clip_skip > 1 and spec.diffusion:
+        fields.append(("Clip skip", spec.clip_skip))
     if spec.vae and spec.diffusion:
         fields.append(("VAE", spec.vae))
     if spec.strength is not None and spec.kind != "txt2img":

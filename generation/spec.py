@@ -39,6 +39,8 @@ class GenerationSpec(BaseModel):
     # engine ignores it, and results show the mark.
     age_restricted: bool = False
 
+    # A1111's "CLIP stop at last layers" (1 = the last layer); None: the model's default.
+    clip_skip: int | None = Field(None, ge=1, le=12)
     # --- what was done, for captions and the PNG parameters ("Zoom Out 2x", "Vary (Subtle)") ---
     operation: str | None = None
     # --- seamless textures: circular padding in the UNet and VAE convolutions for this job ---
