@@ -72,6 +72,8 @@ class Tracker:
         self.should_stop = should_stop
         self.planned = planned
         self.done = 0
+        # Prompt conditionings of this job, by (steps run, images): hires runs many passes alike.
+        self.conditions: dict[tuple[int, int], Any] = {}
 
     def step(self, step: int, pass_total: int) -> None:
         self.on_progress(self.done + step, max(self.planned, self.done + pass_total))
@@ -137,7 +139,10 @@ class Engine:
         pipe.scheduler = build_scheduler(spec.sampler, loaded.scheduler_config, seeds)
         strength = arguments.get("strength")
         steps_run = spec.steps if strength is None else min(int(spec.steps * strength), spec.steps)
-        conditions = PromptConditions.build(pipe, spec, steps_run, images=len(seeds))
+        key = (steps_run, len(seeds))
+        if key not in tracker.conditions:  # every pipeline of a model shares its text encoders
+            tracker.conditions[key] = PromptConditions.build(pipe, spec, steps_run, images=len(seeds))
+        conditions = tracker.conditions[key]
 
         def on_step_end(pipeline: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
             tracker.step(step + 1, pipeline.num_timesteps)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 
+# Model files sdbot refuses to open: unpickling one can run code hidden in it.
+PICKLE_SUFFIXES = frozenset({".pth", ".pt", ".ckpt", ".bin"})
+
+
 class JobCancelled(Exception):
     """Raised from the step callback when the job should stop (a user's /cancel, or shutdown)."""
 

@@ -30,11 +30,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from generation.errors import JobCancelled, ModelLoadError
+from generation.errors import PICKLE_SUFFIXES, JobCancelled, ModelLoadError
 
 log = logging.getLogger(__name__)
 
-PICKLE_SUFFIXES = {".pth", ".pt", ".ckpt", ".bin"}
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
 # Keys spandrel_extra_arches uses to recognise CodeFormer (not installed: see load_face_restorer).
 CODEFORMER_KEYS = {"position_emb", "idx_pred_layer.1.weight", "ft_layers.0.self_attn.in_proj_weight"}

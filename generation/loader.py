@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from config.models import ModelEntry, ModelRegistry
-from generation.errors import ModelLoadError
+from generation.errors import PICKLE_SUFFIXES, ModelLoadError
 from generation.tiny import ensure_tiny
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def load_vae(source: str, base_config: Any, device: torch.device, dtype: torch.d
 
     path = Path(source).expanduser()
     try:
-        if path.suffix.lower() in (".ckpt", ".pt", ".bin", ".pth"):
+        if path.suffix.lower() in PICKLE_SUFFIXES:
             raise ModelLoadError(
                 f"the VAE `{path.name}` is a pickle file; sdbot only loads .safetensors (a pickle can run code)."
             )

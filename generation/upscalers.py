@@ -28,11 +28,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from generation.errors import EngineUserError, JobCancelled, ModelLoadError
+from generation.errors import PICKLE_SUFFIXES, EngineUserError, JobCancelled, ModelLoadError
 
 log = logging.getLogger(__name__)
 
-PICKLE_SUFFIXES = {".pth", ".pt", ".ckpt", ".bin"}
 _PURPOSES = {
     "FaceSR": "a face restoration model (GFPGAN/CodeFormer style), which restores faces but does not upscale images",
     "Restoration": "a 1x restoration model (denoising, deblurring, JPEG artefacts), which does not enlarge images",
