@@ -11,6 +11,7 @@ from commands.options import SETTINGS_FLAGS, read_options, user_options
 from commands.parser import parse_flags
 from commands.types import Reply, Request
 from generation.parameters import infotext
+from generation.spec import TEXT_KINDS
 from storage import outbox, queue, users
 from storage.tables import Job, JobStatus, utcnow
 
@@ -157,9 +158,10 @@ async def history(ctx: Context, request: Request, args: str) -> list[Reply]:
     lines = ["Your last job:" if len(jobs) == 1 else f"Your last {len(jobs)} jobs:"]
     for job in jobs:
         spec = render.spec_of(job)
+        drawn = "" if spec.kind in TEXT_KINDS else f" ({spec.width}x{spec.height}, seed {spec.seed})"
         lines.append(
             f"• #{job.id} {STATUS_ICONS.get(job.status, '')} {job.status} · {_ago(now, job.created_at)} · "
-            f"{render.short(spec.prompt, 50)} ({spec.width}x{spec.height}, seed {spec.seed})"
+            f"{render.what_text(spec, 50)}{drawn}"
         )
     return [Reply("\n".join(lines))]
 
@@ -197,7 +199,10 @@ async def info(ctx: Context, request: Request, args: str) -> list[Reply]:
         lines.append(f"Ran for {job.run_seconds:.1f} s")
     if job.error:
         lines.append(f"Error: {job.error}")
-    if job.outputs:
+    if spec.kind in TEXT_KINDS:
+        if job.status == JobStatus.SUCCEEDED:
+            lines.append("\n" + render.answer_text(job))
+    elif job.outputs:
         for output in job.outputs:
             lines.append(f"\nImage {output.index + 1}:\n{output.parameters}")
     else:

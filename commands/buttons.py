@@ -14,6 +14,7 @@ import io
 from PIL import Image
 
 from commands import edits, render
+from commands.candidates import imagine_candidate
 from commands.context import Context
 from commands.errors import UserError
 from commands.imagine import Source
@@ -41,16 +42,19 @@ async def press(ctx: Context, request: Request) -> list[Reply]:
     verb, _, number = action.id.partition(":")
     index = int(number) - 1 if number else None
     spec = render.spec_of(job)
+    if verb == "imagine" and index is not None:
+        return await imagine_candidate(ctx, request, job, index)
     if verb == "upscale" and index is not None:
         return [single_image_reply(ctx, job, index)]
     if verb == "vary" and index is not None:
         output = job.outputs[index]
         init = InitImage(output.blob_key, output.width, output.height)
         opts = ImagineOptions(strength=ctx.settings.vary_strength)
-        return await submit(ctx, request, opts, init=init, base=spec, parent=(job.id, index))
+        return await submit(ctx, request, opts, init=init, base=render.image_base(job, index), parent=(job.id, index))
     if verb in render.BUTTON_LABELS and index is not None:
         output = job.outputs[index]
-        source = Source(init=InitImage(output.blob_key, output.width, output.height), base=spec, parent=(job.id, index))
+        init = InitImage(output.blob_key, output.width, output.height)
+        source = Source(init=init, base=render.image_base(job, index), parent=(job.id, index))
         return await edits.queue_edit(ctx, request, source, edits.button_edit(ctx, verb))
     if verb == "reroll" and spec.operation:
         # The same edit of the same picture, with a new seed.

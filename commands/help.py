@@ -20,6 +20,11 @@ COMMAND_MENU: tuple[tuple[str, str], ...] = (
     ("pan", "Reply to a picture: /pan left|right|up|down"),
     ("inpaint", "Reply to a picture: /inpaint a red hat --box 10%,0%,50%,40%"),
     ("facefix", "Reply to a picture: restore its faces"),
+    ("describe", "Reply to a picture: the prompt behind it"),
+    ("enhance", "Short prompt to detailed prompts: /enhance a fox --n 3"),
+    ("styles", "Prompt styles for --style NAME"),
+    ("style", "Your styles: /style save NAME {prompt}, ... --no ..."),
+    ("wildcard", "Wildcard lists for __NAME__: /wildcard add NAME a | b"),
     ("settings", "Your defaults: /settings --steps 30"),
     ("queue", "Your jobs and the queue"),
     ("cancel", "Cancel a job: /cancel [job|all]"),
@@ -35,6 +40,8 @@ def available_methods(s: Settings) -> dict[str, list[str]]:
         "upscalers": list(s.upscalers),
         "face_restorers": list(s.face_restorers),
         "select": ["clipseg"] if s.segmenter else [],
+        "enhance": ["text model"] if s.enhancer else [],
+        "describe": ["caption"] + (["clip"] if s.describe_clip else []) if s.captioner else [],
     }
 
 
@@ -64,6 +71,22 @@ def help_text(ctx: Context) -> str:
         "/facefix" + (f" [--model {'|'.join(methods['face_restorers'])}]" if methods["face_restorers"]
                       else " — not available: no face-restoration model configured (SDBOT_FACE_RESTORERS)"),
         "These take the drawing options too (--strength, --steps, --seed, --no …).",
+        "",
+        "**Prompts**",
+        "/describe — reply to a picture (or attach one): its prompt and settings when the file carries them "
+        "(A1111, ComfyUI, NovelAI, ours; on Telegram send it as a file), with an Imagine this button"
+        + (" — else a caption model suggests prompts." if methods["describe"]
+           else " (pictures without settings: no caption model configured, SDBOT_CAPTIONER)."),
+        "/enhance <a few words> [--n 1–4] [--seed N] — detailed prompts written by a text model, each with an Imagine button"
+        + ("" if methods["enhance"] else " — not available: no text model configured (SDBOT_ENHANCER)."),
+        "/styles — the styles; `--style NAME` (several: `--style anime,cinematic`, applied in order) wraps your prompt "
+        "in one · `/style save NAME <template with {prompt}> --no <negative>` · `/style delete NAME`",
+        "Wildcards: {red|green|blue} picks one; __NAME__ picks a line of a list (/wildcard list, "
+        "/wildcard add NAME a | b | c). Each image of a batch picks from its own seed; the picks are in its parameters.",
+        "Regions: `--regions cols|rows|1,2|1,2;1,1` with the prompt's parts split by BREAK: "
+        "`a castle BREAK a dragon --regions cols` puts the castle left and the dragon right. "
+        "`common ADDCOMM` goes into every part; `base ADDBASE` is mixed in everywhere by `--base-ratio` (default 0.2).",
+        "",
         "/settings — show your defaults; `/settings --steps 30 --sampler euler_a` sets them; `/settings reset`.",
         "/queue — your jobs and the queue · /cancel [job|all] · /history [n] · /info <job> (or reply /info)",
         "",

@@ -17,7 +17,7 @@ from commands.errors import UserError
 from commands.images import first_image
 from commands.options import IMAGINE_FLAGS, ImagineOptions, InitImage, read_options
 from commands.parser import parse_flags
-from commands.render import spec_of
+from commands.render import image_base
 from commands.submit import store_upload, submit
 from commands.types import Reply, Request
 from generation.spec import GenerationSpec
@@ -112,4 +112,4 @@ async def _from_bot_message(ctx: Context, request: Request) -> Source | None:
             index = 0
         output = job.outputs[index]
         init = InitImage(output.blob_key, output.width, output.height)
-        return Source(init=init, base=spec_of(job), parent=(job.id, index))
+        return Source(init=init, base=image_base(job, index), parent=(job.id, index))

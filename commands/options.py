@@ -36,9 +36,13 @@ IMAGINE_FLAGS = {
     "tile": "tile", "tiling": "tile", "seamless": "tile",
     "clip-skip": "clip_skip", "clipskip": "clip_skip", "clip_skip": "clip_skip",
     "vae": "vae",
+    "style": "style", "styles": "style",
+    "regions": "regions", "region": "regions",
+    "base-ratio": "base_ratio", "base_ratio": "base_ratio", "baseratio": "base_ratio",
 }  # fmt: skip
 SETTINGS_KEYS = ("model", "size", "ar", "steps", "cfg", "sampler", "no", "n", "vae", "clip_skip")
 SETTINGS_FLAGS = {k: v for k, v in IMAGINE_FLAGS.items() if v in SETTINGS_KEYS}
+MAX_STYLES_PER_JOB = 5
 MAX_ASPECT = 4.0  # widest --ar accepted, either way (4:1 .. 1:4)
 MAX_SEED = 2**32 - 1
 _SIZE = re.compile(r"^\s*(\d+)\s*[x×X*]\s*(\d+)\s*$")
@@ -63,6 +67,9 @@ class ImagineOptions:
     tile: bool | None = None  # seamless texture
     clip_skip: int | None = None  # A1111's count: 1 = the last layer
     vae: str | None = None  # a `vaes` name, or "default" for the model's own
+    styles: tuple[str, ...] | None = None  # names, lower case; checked against the library on submit
+    regions: str | None = None  # a region layout (generation.region_layout), checked for syntax here
+    base_ratio: float | None = None
 
 
 @dataclass(frozen=True)
@@ -110,7 +117,7 @@ def read_options(
 
 
 _INVALID = object()  # a value that failed its check (the problem is already recorded)
-_FIELD = {"no": "negative"}  # option name -> ImagineOptions field, where they differ
+_FIELD = {"no": "negative", "style": "styles"}  # option name -> ImagineOptions field, where they differ
 
 
 class _Checker:
@@ -122,7 +129,8 @@ class _Checker:
         self.checks = {
             "no": self._no, "ar": self._ar, "size": self._size, "seed": self._seed, "steps": self._steps,
             "cfg": self._cfg, "sampler": self._sampler, "n": self._n, "model": self._model, "strength": self._strength,
-            "tile": self._tile, "vae": self._vae, "clip_skip": self._clip_skip,
+            "tile": self._tile, "vae": self._vae, "clip_skip": self._clip_skip, "style": self._style,
+            "regions": self._regions, "base_ratio": self._base_ratio,
         }  # fmt: skip
 
     def flag(self, key: str) -> str:
@@ -177,6 +185,33 @@ class _Checker:
 
     def _clip_skip(self, value: Any) -> Any:
         return self._number("clip_skip", value, int, 1, 12, "2")
+
+    def _style(self, value: Any) -> Any:
+        names = tuple(dict.fromkeys(n.lower() for n in re.split(r"[,\s]+", str(value)) if n))
+        if not names:
+            return self._missing("style", "cinematic")
+        if len(names) > MAX_STYLES_PER_JOB:
+            self.problems.append(f"Use at most {MAX_STYLES_PER_JOB} styles at once; you gave {len(names)}.")
+            return _INVALID
+        return names
+
+    def _regions(self, value: Any) -> Any:
+        from generation.region_layout import parse_layout
+
+        text = str(value).strip().strip("\"'")
+        if not text:
+            return self._missing("regions", "cols")
+        if text.lower() in ("off", "none"):
+            return "off"  # a remix of a regional picture, drawn without regions
+        try:
+            parse_layout(text)
+        except ValueError as error:
+            self.problems.append(f"`{self.flag('regions')} {text}`: {error}")
+            return _INVALID
+        return text
+
+    def _base_ratio(self, value: Any) -> Any:
+        return self._number("base_ratio", value, float, 0, 1, "0.2")
 
     def _tile(self, value: Any) -> Any:
         if isinstance(value, bool):
@@ -376,6 +411,8 @@ def build_spec(
         tile=bool(pick("tile", False)),
         clip_skip=pick("clip_skip", None) or model.clip_skip,
         vae=_vae_name(pick("vae", None), model.vae),
+        regions=None if pick("regions", "off") == "off" else pick("regions", None),
+        base_ratio=pick("base_ratio", None),
     )
     if not spec.prompt and require_prompt:
         if init is not None:
@@ -401,6 +438,7 @@ def base_options(base: GenerationSpec | None) -> ImagineOptions | None:
     return ImagineOptions(
         negative=base.negative_prompt or None, steps=base.steps, cfg=base.cfg, sampler=base.sampler,
         n=base.n, model=base.model, tile=base.tile or None, vae=base.vae or "default", clip_skip=base.clip_skip,
+        regions=base.regions, base_ratio=base.base_ratio,
     )
 
 

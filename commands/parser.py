@@ -41,10 +41,15 @@ def split_command(text: str) -> CommandText:
     return CommandText(match["name"].lower(), stripped[match.end() :].strip(), match["bot"])
 
 
+# Flags that may be given more than once; their values are joined with ", " (`--style a --style b`).
+REPEATABLE = frozenset({"style"})
+
+
 def parse_flags(args: str, aliases: dict[str, str]) -> Flags:
     """Split `args` into free text and flags. `aliases` maps every accepted flag name (without
-    dashes, lower case) to its canonical name. Unknown and repeated flags are collected in
-    `problems`, so that one reply can list them with any bad values (`commands.options`)."""
+    dashes, lower case) to its canonical name. Unknown and repeated flags (other than REPEATABLE
+    ones) are collected in `problems`, so that one reply can list them with any bad values
+    (`commands.options`)."""
     matches = list(_FLAG.finditer(args))
     flags = Flags(text=(args[: matches[0].start()] if matches else args).strip())
     problems = flags.problems
@@ -56,6 +61,9 @@ def parse_flags(args: str, aliases: dict[str, str]) -> Flags:
         if canonical is None:
             known = ", ".join(f"--{name}" for name in dict.fromkeys(aliases.values()))
             problems.append(f"I don't know the option `--{written}`. Options here: {known}.")
+            continue
+        if canonical in flags.values and canonical in REPEATABLE:
+            flags.values[canonical] = f"{flags.values[canonical]}, {value}"
             continue
         if canonical in flags.values:
             problems.append(f"`--{written}` is given twice; keep one.")

@@ -8,8 +8,10 @@ the message refs. Labels are what people see and may type (the console accepts e
 
 from __future__ import annotations
 
+from typing import Any
+
 from commands.types import Action
-from generation.spec import GenerationSpec
+from generation.spec import TEXT_KINDS, GenerationSpec
 from storage.tables import Job, JobStatus
 
 # The layout of the eleven buttons: rows of verbs (adapters keep rows where they can).
@@ -48,7 +50,19 @@ def spec_of(job: Job) -> GenerationSpec:
     return GenerationSpec.model_validate(job.params)
 
 
+def image_base(job: Job, index: int) -> GenerationSpec:
+    """The job as the base of a remix or edit of its image `index`: with that image's wildcard
+    picks as its prompt, so a Vary of "a {red|blue} fox" stays the colour it showed."""
+    spec = spec_of(job)
+    if not spec.wildcards and "{" not in spec.prompt + spec.negative_prompt:
+        return spec
+    picked = spec.image_spec(index)
+    return spec.model_copy(update={"prompt": picked.prompt, "negative_prompt": picked.negative_prompt, "wildcards": {}})
+
+
 def settings_line(spec: GenerationSpec) -> str:
+    if spec.kind in TEXT_KINDS:
+        return f"seed {spec.seed}" if spec.kind == "enhance" else f"{spec.width}x{spec.height}"
     if not spec.diffusion:  # lanczos / esrgan upscales, face fixes: no model settings to show
         return " · ".join(part for part in (f"{spec.width}x{spec.height}", spec.upscaler, spec.face_model) if part)
     parts = [f"{spec.width}x{spec.height}", f"{spec.steps} steps", spec.sampler, f"CFG {spec.cfg:g}"]
@@ -62,12 +76,20 @@ def settings_line(spec: GenerationSpec) -> str:
         parts.append("seamless tile")
     if spec.vae:
         parts.append(f"VAE {spec.vae}")
+    if spec.styles:
+        parts.append(f"style {', '.join(spec.styles)}")
+    if spec.regions:
+        parts.append(f"regions {spec.regions}" + (f" (base {spec.base_ratio:g})" if spec.base_ratio is not None else ""))
     parts.append(spec.model)
     return " · ".join(parts)
 
 
 def what_text(spec: GenerationSpec, limit: int = 80) -> str:
     """What a job draws, in a few words: its prompt, after the edit it makes."""
+    if spec.kind == "enhance":
+        return f"writing {spec.n} prompt{'s' if spec.n > 1 else ''} from “{short(spec.prompt, limit)}”"
+    if spec.kind == "describe":
+        return "describing the picture"
     if spec.operation:
         return f"{spec.operation}: {short(spec.prompt, limit)}" if spec.prompt else spec.operation
     return short(spec.prompt, limit)
@@ -87,6 +109,8 @@ def status_text(job: Job, position: int) -> str:
         return f"⏳ Job {job.id} queued{retry}: position {position}"
     if job.cancel_requested:
         return f"🛑 Job {job.id}: stopping…"
+    if job.kind in TEXT_KINDS:
+        return f"✍️ Job {job.id}: {'writing prompts' if job.kind == 'enhance' else 'looking at the picture'}…"
     if job.progress_total:
         percent = 100 * job.progress_step // job.progress_total
         return f"🎨 Job {job.id}: drawing, step {job.progress_step}/{job.progress_total} ({percent}%)"
@@ -95,6 +119,8 @@ def status_text(job: Job, position: int) -> str:
 
 def result_text(job: Job) -> str:
     spec = spec_of(job)
+    if spec.kind in TEXT_KINDS:
+        return answer_text(job)
     head = {"txt2img": "🖼️", "img2img": "🔁", "upscale": "🔍", "facefix": "🙂"}.get(spec.kind, "🖌️")
     lines = [f"{head} Job {job.id}: {what_text(spec, 200)}", settings_line(spec)]
     if spec.tile:
@@ -105,6 +131,32 @@ def result_text(job: Job) -> str:
         lines.append("🔞 Drawn for an age-restricted channel.")
     if spec.model == "tiny" and spec.diffusion:
         lines.append("(tiny model: random weights, it draws noise; see /help to use a real model)")
+    return "\n".join(lines)
+
+
+def candidates_of(job: Job) -> list[dict[str, Any]]:
+    """The candidate prompts of a text job's (or an immediate answer's) result."""
+    return list((job.result or {}).get("candidates", []))
+
+
+def answer_text(job: Job) -> str:
+    """A text job's answer: its heading and the candidate prompts, numbered like their buttons."""
+    result = job.result or {}
+    candidates = candidates_of(job)
+    if "heading" in result:
+        lines = [str(result["heading"])]
+    elif job.kind == "enhance":
+        lines = [f"✍️ Job {job.id}: prompts from “{short(spec_of(job).prompt, 120)}”"]
+    else:
+        lines = [f"🔎 Job {job.id}: what I see in the picture"]
+    if not candidates:
+        lines.append("The model wrote nothing usable this time; try another `--seed`.")
+    for number, candidate in enumerate(candidates, 1):
+        prefix = f"{number}. " if len(candidates) > 1 else ""
+        lines.append(f"{prefix}{candidate['prompt']}")
+    lines += [str(note) for note in result.get("notes", [])]
+    if candidates:
+        lines.append("Press Imagine to draw one, or copy it into `/imagine`.")
     return "\n".join(lines)
 
 
@@ -123,6 +175,11 @@ def actions_for(job: Job, role: str, output_index: int | None) -> tuple[Action, 
     (`commands.edits.BUTTON_ROWS`), and Reroll where drawing it again can differ."""
     if job.status != JobStatus.SUCCEEDED:
         return ()
+    if job.kind in TEXT_KINDS:
+        candidates = candidates_of(job)
+        if len(candidates) == 1:
+            return (Action("imagine:1", "Imagine this"),)
+        return tuple(Action(f"imagine:{i}", f"Imagine {i}") for i in range(1, len(candidates) + 1))
     count = len(job.outputs)
     spec = spec_of(job)
     reroll = (Action("reroll", "Reroll", row=len(BUTTON_ROWS)),) if spec.diffusion else ()

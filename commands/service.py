@@ -19,12 +19,16 @@ from collections.abc import Awaitable, Callable
 
 from commands import account, buttons, edits, render
 from commands.context import Context
+from commands.describe import describe
+from commands.enhance import enhance
 from commands.errors import UserError
 from commands.help import show_help
 from commands.imagine import imagine, imagine_structured
 from commands.inpaint import inpaint_command
 from commands.parser import split_command
+from commands.styles import list_styles, style_command
 from commands.types import Outgoing, Reply, Request, StatusUpdate
+from commands.wildcard import wildcard_command
 from storage import outbox, queue
 from storage.tables import User, utcnow
 
@@ -40,6 +44,12 @@ COMMANDS: dict[str, Handler] = {
     "pan": edits.pan_command,
     "inpaint": inpaint_command,
     "facefix": edits.facefix_command,
+    "enhance": enhance,
+    "describe": describe,
+    "styles": list_styles,
+    "style": style_command,
+    "wildcard": wildcard_command,
+    "wildcards": wildcard_command,
     "help": show_help,
     "start": show_help,  # Telegram sends /start when a chat with the bot opens
     "settings": account.settings,

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from commands import render
 from commands.context import Context
 from commands.errors import UserError
 from commands.images import decode_upload
 from commands.options import ImagineOptions, InitImage, build_spec
+from commands.prompt_features import apply_prompt_features
 from commands.types import Attachment, MessageTarget, Reply, Request
 from generation.spec import GenerationSpec
 from storage import queue, users
+from storage.tables import User
 
 
 def store_upload(ctx: Context, attachment: Attachment) -> tuple[InitImage, int]:
@@ -52,32 +56,56 @@ async def submit(
         if shape is not None:
             spec = shape(spec, notes)
         spec = spec.model_copy(update={"age_restricted": request.age_restricted})  # where it is asked, not inherited
-        limit = ctx.settings.max_queued_jobs_per_user
-        if not ctx.is_admin(request.platform, request.user_id):
-            active = await queue.active_count(session, user.id)
-            if active >= limit:
-                raise UserError(
-                    f"You already have {active} jobs waiting or running (the limit is {limit}). "
-                    "Wait for one to finish, or stop one with `/cancel`."
-                )
+        spec = await apply_prompt_features(ctx, session, user, spec, opts.styles, base)
         if init is not None and upload_size is not None:
             await queue.record_blob(session, init.blob_key, upload_size, "image/png", init.width, init.height)
         for blob, size in extra_blobs:
             await queue.record_blob(session, blob.blob_key, size, "image/png", blob.width, blob.height)
-        job = await queue.enqueue(
-            session,
-            user_id=user.id,
-            platform=request.platform,
-            chat_id=request.chat_id,
-            source_message_id=request.message_id,
-            kind=spec.kind,
-            model=spec.model,
-            batch_key=spec.batch_key(),
-            params=spec.model_dump(mode="json"),
-            max_attempts=ctx.settings.max_attempts,
-            parent_id=parent[0] if parent else None,
-            parent_output_index=parent[1] if parent else None,
-        )
-        text = render.queued_text(job, await queue.position(session, job), notes)
+        reply = await _enqueue(ctx, session, request, user, spec, parent, notes)
     ctx.on_enqueue()
-    return [Reply(text, kind="status", job_id=job.id, target=MessageTarget(job.id, None, "status"))]
+    return [reply]
+
+
+async def queue_spec(
+    ctx: Context, request: Request, spec: GenerationSpec, *, parent: tuple[int, int | None] | None = None,
+    notes: Sequence[str] = (),
+) -> list[Reply]:  # fmt: skip
+    """Queue a spec that is complete as it is: "Imagine this" under `/describe` of one of our own
+    pictures repeats that picture's job exactly (every blob it reads is already stored)."""
+    async with ctx.db.transaction() as session:
+        user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
+        spec = spec.model_copy(update={"age_restricted": request.age_restricted})
+        reply = await _enqueue(ctx, session, request, user, spec, parent, list(notes))
+    ctx.on_enqueue()
+    return [reply]
+
+
+async def _enqueue(
+    ctx: Context, session: AsyncSession, request: Request, user: User, spec: GenerationSpec,
+    parent: tuple[int, int | None] | None, notes: list[str],
+) -> Reply:  # fmt: skip
+    """The queue-limit check and the job row, in the caller's transaction; the "queued" reply."""
+    limit = ctx.settings.max_queued_jobs_per_user
+    if not ctx.is_admin(request.platform, request.user_id):
+        active = await queue.active_count(session, user.id)
+        if active >= limit:
+            raise UserError(
+                f"You already have {active} jobs waiting or running (the limit is {limit}). "
+                "Wait for one to finish, or stop one with `/cancel`."
+            )
+    job = await queue.enqueue(
+        session,
+        user_id=user.id,
+        platform=request.platform,
+        chat_id=request.chat_id,
+        source_message_id=request.message_id,
+        kind=spec.kind,
+        model=spec.model,
+        batch_key=spec.batch_key(),
+        params=spec.model_dump(mode="json"),
+        max_attempts=ctx.settings.max_attempts,
+        parent_id=parent[0] if parent else None,
+        parent_output_index=parent[1] if parent else None,
+    )
+    text = render.queued_text(job, await queue.position(session, job), notes)
+    return Reply(text, kind="status", job_id=job.id, target=MessageTarget(job.id, None, "status"))

@@ -69,6 +69,23 @@ class Settings(BaseSettings):
     segmenter: str | None = Field(
         None, description="A CLIPSeg model (diffusers-style folder or Hub id) for `/inpaint --select WORDS`."
     )
+    enhancer: str | None = Field(
+        None,
+        description="A text-generation model (causal LM folder or cached Hub id, e.g. a MagicPrompt GPT-2) for "
+        "/enhance; none: /enhance is unavailable.",
+    )
+    enhance_max_new_tokens: int = Field(
+        75, ge=8, le=256, description="Most tokens /enhance adds to the user's words (CLIP reads 75)."
+    )
+    captioner: str | None = Field(
+        None, description="A BLIP captioning model (folder or cached Hub id) for /describe; none: /describe is unavailable."
+    )
+    describe_clip: str | None = Field(
+        None, description="A CLIP model (folder or cached Hub id) that ranks /describe's term lists; none: caption only."
+    )
+    describe_terms_dir: Path | None = Field(
+        None, description="Folder of <list>.txt term files that replace (same name) or add to /describe's built-in lists."
+    )
 
     # --- storage -------------------------------------------------------------------------
     data_dir: Path = Path("data")
@@ -90,6 +107,16 @@ class Settings(BaseSettings):
     max_cfg: float = 30.0
     max_prompt_chars: int = Field(1500, ge=10)
     max_queued_jobs_per_user: int = Field(5, ge=1)
+    # --- prompt features: styles and wildcards (commands.prompt_features) ---
+    styles_file: Path | None = Field(
+        None, description="A TOML file of extra global styles, in config/styles.toml's format."
+    )
+    wildcards_dir: Path | None = Field(
+        None, description="Wildcard lists (`__name__` = name.txt, one option per line). Default: <data_dir>/wildcards."
+    )
+    max_styles_per_user: int = Field(50, ge=0, description="Styles one user may save with /style save.")
+    max_wildcards_per_user: int = Field(50, ge=0, description="Wildcard lists one user may add with /wildcard add.")
+    max_wildcard_lines: int = Field(1000, ge=1, description="Lines of one user's wildcard list.")
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     max_upload_pixels: int = Field(40_000_000, ge=64 * 64, description="Pillow decompression-bomb limit.")
 

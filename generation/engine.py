@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from generation import regions
 from generation.errors import EngineUserError, JobCancelled
 from generation.loader import LoadedModel, ModelCache
 from generation.parameters import infotext
@@ -35,6 +36,7 @@ from generation.samplers import find_sampler
 from generation.seamless import circular_padding
 from generation.spec import GenerationSpec
 from generation.tools import Tools
+from generation.wildcards import has_wildcards
 from storage.blobs import BlobStore
 
 ProgressFn = Callable[[int, int], None]
@@ -72,8 +74,9 @@ class Tracker:
         self.should_stop = should_stop
         self.planned = planned
         self.done = 0
-        # Prompt conditionings of this job, by (steps run, images): hires runs many passes alike.
-        self.conditions: dict[tuple[int, int], Any] = {}
+        # Prompt conditionings of this job, by (prompt, negative, steps run, images): hires runs
+        # many passes alike; the images of a wildcard job each have their own prompt.
+        self.conditions: dict[tuple[str, str, int, int], Any] = {}
 
     def step(self, step: int, pass_total: int) -> None:
         self.on_progress(self.done + step, max(self.planned, self.done + pass_total))
@@ -112,19 +115,52 @@ class Engine:
         from generation.faces_job import fix_faces
 
         tracker = Tracker(on_progress, should_stop)
-        if spec.kind in ("txt2img", "img2img"):
-            images = self._generate(spec, tracker)
-        elif spec.kind == "inpaint":
-            images = painting.inpaint(self, spec, tracker)
-        elif spec.kind == "outpaint":
-            images = painting.outpaint(self, spec, tracker)
-        elif spec.kind == "upscale":
-            images = upscale.upscale(self, spec, tracker)
-        elif spec.kind == "facefix":
-            images = fix_faces(self, spec, tracker)
-        else:  # pragma: no cover - the spec's Literal rules this out
-            raise EngineUserError(f"I can't run jobs of kind `{spec.kind}`.")
-        return [self._encode(spec, index, image, job_id) for index, image in enumerate(images)]
+        kinds: dict[str, Callable[[Any, GenerationSpec, Tracker], list[Image.Image]]] = {
+            "txt2img": Engine._generate, "img2img": Engine._generate, "inpaint": painting.inpaint,
+            "outpaint": painting.outpaint, "upscale": upscale.upscale, "facefix": fix_faces,
+        }  # fmt: skip
+        if spec.kind not in kinds:
+            raise EngineUserError(f"I can't draw jobs of kind `{spec.kind}`.")
+        if not spec.wildcards and not has_wildcards(f"{spec.prompt}\n{spec.negative_prompt}"):
+            images = kinds[spec.kind](self, spec, tracker)
+            return [self._encode(spec, index, image, job_id) for index, image in enumerate(images)]
+        # Wildcards: each image gets its own picks, from its own seed, so it is drawn alone with
+        # its own prompt; image i then equals the single image made with seed + i.
+        tracker.planned = spec.n * spec.steps if spec.kind == "txt2img" else 0
+        rendered = []
+        for index in range(spec.n):
+            single = spec.image_spec(index)
+            [image] = kinds[spec.kind](self, single, tracker)
+            rendered.append(self._encode(single, index, image, job_id, template=spec, index_seed=single.seed))
+        return rendered
+
+    def answer(
+        self,
+        spec: GenerationSpec,
+        *,
+        job_id: int | None = None,
+        on_progress: ProgressFn = lambda step, total: None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> dict[str, Any]:
+        """Run a text job (`enhance`, `describe`): candidate prompts, as the job's result."""
+        on_progress(0, 1)
+        if spec.kind == "enhance":
+            prompts = self.tools.enhancer().generate(
+                spec.prompt, count=spec.n, seed=spec.seed, max_new_tokens=self.tools.enhance_max_new_tokens,
+                should_stop=should_stop,
+            )  # fmt: skip
+            candidates = [{"prompt": text} for text in prompts]
+        elif spec.kind == "describe":
+            image = self.init_image(spec)
+            prompts = self.tools.interrogator().describe(image, count=spec.n, should_stop=should_stop)
+            # Drawn at the picture's proportions, as the user saw it.
+            candidates = [{"prompt": text, "options": {"size": f"{spec.width}x{spec.height}"}} for text in prompts]
+        else:
+            raise EngineUserError(f"jobs of kind `{spec.kind}` draw pictures; they have no text answer.")
+        if should_stop():
+            raise JobCancelled()
+        on_progress(1, 1)
+        return {"candidates": candidates}
 
     # --- shared by every kind of job -------------------------------------------------------
 
@@ -139,9 +175,11 @@ class Engine:
         pipe.scheduler = build_scheduler(spec.sampler, loaded.scheduler_config, seeds)
         strength = arguments.get("strength")
         steps_run = spec.steps if strength is None else min(int(spec.steps * strength), spec.steps)
-        key = (steps_run, len(seeds))
+        key = (spec.prompt, spec.negative_prompt, steps_run, len(seeds))  # wildcard images differ in prompt
         if key not in tracker.conditions:  # every pipeline of a model shares its text encoders
-            tracker.conditions[key] = PromptConditions.build(pipe, spec, steps_run, images=len(seeds))
+            # Regional prompting (spec.regions): a conditioning per region, blended in the UNet.
+            build = regions.conditions_for if spec.regions else PromptConditions.build
+            tracker.conditions[key] = build(pipe, spec, steps_run, images=len(seeds))
         conditions = tracker.conditions[key]
 
         def on_step_end(pipeline: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
@@ -160,7 +198,7 @@ class Engine:
         }
         call.update(arguments)
         try:
-            with self.job_components(loaded, pipe, spec), torch.inference_mode():
+            with self.job_components(loaded, pipe, spec), regions.applied(pipe, conditions), torch.inference_mode():
                 images = pipe(**call).images
         except torch.OutOfMemoryError:
             if torch.cuda.is_available():
@@ -212,9 +250,14 @@ class Engine:
         return self.diffuse(spec, "img2img", tracker, image=image, strength=spec.strength)
 
     @staticmethod
-    def _encode(spec: GenerationSpec, index: int, image: Image.Image, job_id: int | None) -> RenderedImage:
-        seed = spec.seed + index
-        parameters = infotext(spec, seed, job_id=job_id, size=image.size)
+    def _encode(
+        spec: GenerationSpec, index: int, image: Image.Image, job_id: int | None, *,
+        template: GenerationSpec | None = None, index_seed: int | None = None,
+    ) -> RenderedImage:  # fmt: skip
+        """The PNG of image `index`. `template`: the job as written, when this image's prompt is
+        its wildcard picks (`spec`), so the parameters keep both."""
+        seed = index_seed if index_seed is not None else spec.seed + index
+        parameters = infotext(spec, seed, job_id=job_id, size=image.size, template=template)
         info = PngInfo()
         info.add_text("parameters", parameters)
         buffer = io.BytesIO()

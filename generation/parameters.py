@@ -15,7 +15,9 @@ import re
 from generation.spec import GenerationSpec
 
 VERSION = "sdbot 0.1.0"
-_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+# Keys are bounded (A1111's longest is ~30 characters): an unbounded key backtracks
+# quadratically over a long line of plain words, and infotext comes from users' files.
+_PARAM = re.compile(r'\s*(\w[\w \-/]{0,60}):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 
 
 def _quote(value: object) -> str:
@@ -36,9 +38,12 @@ def infotext(
     job_id: int | None = None,
     model_hash: str | None = None,
     size: tuple[int, int] | None = None,
+    template: GenerationSpec | None = None,
 ) -> str:
     """The `parameters` text for one image of `spec`, drawn with `seed`. `size` is the image's
     own size where it differs from the spec's (upscales, inpainting at another working size).
+    `template`: the job as written when `spec` is one image's wildcard picks; its prompts are
+    kept as `Template` / `Negative Template`, the keys sd-dynamic-prompts writes.
     Post-processing is written with A1111's keys where it has them (Mask blur, Tiling,
     Face restoration, Postprocess upscale by, ...), so the tools people use read them."""
     width, height = size or (spec.width, spec.height)
@@ -57,6 +62,7 @@ def infotext(
     if spec.strength is not None and spec.kind != "txt2img":
         fields.append(("Denoising strength", _number(spec.strength)))
     fields += _postprocess_fields(spec)
+    fields += _prompt_feature_fields(spec, template)
     if spec.tile:
         fields.append(("Tiling", "True"))
     if spec.operation:
@@ -69,6 +75,23 @@ def infotext(
         lines.append(f"Negative prompt: {spec.negative_prompt}")
     lines.append(", ".join(f"{key}: {_quote(value)}" for key, value in fields))
     return "\n".join(lines)
+
+
+def _prompt_feature_fields(spec: GenerationSpec, template: GenerationSpec | None) -> list[tuple[str, object]]:
+    fields: list[tuple[str, object]] = []
+    if spec.styles:
+        fields.append(("Styles", ", ".join(spec.styles)))
+    if spec.regions:
+        from generation.region_layout import DEFAULT_BASE_RATIO, parse_layout, split_regions
+
+        fields.append(("Regions", parse_layout(spec.regions).text))
+        if split_regions(spec.prompt).base is not None:
+            fields.append(("Base ratio", _number(DEFAULT_BASE_RATIO if spec.base_ratio is None else spec.base_ratio)))
+    if template is not None and template.prompt != spec.prompt:
+        fields.append(("Template", template.prompt))
+    if template is not None and template.negative_prompt != spec.negative_prompt:
+        fields.append(("Negative Template", template.negative_prompt))
+    return fields
 
 
 def _postprocess_fields(spec: GenerationSpec) -> list[tuple[str, object]]:
@@ -94,7 +117,7 @@ def _postprocess_fields(spec: GenerationSpec) -> list[tuple[str, object]]:
 
 def parse_infotext(text: str) -> dict[str, str]:
     """Read A1111 parameters back: {'Prompt', 'Negative prompt', 'Steps', 'Seed', ...}."""
-    *head, last = text.strip().split("\n")
+    *head, last = text.strip().replace("\r\n", "\n").split("\n")
     if len(_PARAM.findall(last)) < 3:  # no settings line: all of it is prompt
         head, last = [*head, last], ""
     prompt_lines: list[str] = []
@@ -108,6 +131,9 @@ def parse_infotext(text: str) -> dict[str, str]:
     result = {"Prompt": "\n".join(prompt_lines), "Negative prompt": "\n".join(negative_lines)}
     for key, value in _PARAM.findall(last):
         if value.startswith('"') and value.endswith('"'):
-            value = json.loads(value)
+            try:
+                value = json.loads(value)
+            except ValueError:  # not JSON's escapes (another tool's quoting): keep it as written
+                value = value[1:-1]
         result[key.strip()] = value
     return result

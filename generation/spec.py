@@ -12,8 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # txt2img / img2img: diffusion from a prompt (and an init image). The rest work on one image:
 # inpaint (repaint a masked region), outpaint (zoom out / pan: grow the canvas and fill it),
-# upscale (lanczos, esrgan, hires, latent), facefix (restore faces).
-JobKind = Literal["txt2img", "img2img", "inpaint", "outpaint", "upscale", "facefix"]
+# upscale (lanczos, esrgan, hires, latent), facefix (restore faces). Two kinds answer with text,
+# candidate prompts kept in the job's `result`: enhance (a text model writes detailed prompts from
+# a short one) and describe (a captioning model and CLIP describe an image).
+JobKind = Literal["txt2img", "img2img", "inpaint", "outpaint", "upscale", "facefix", "enhance", "describe"]
+TEXT_KINDS = ("enhance", "describe")
 UpscaleMethod = Literal["lanczos", "esrgan", "hires", "latent"]
 UPSCALE_METHODS: tuple[str, ...] = ("lanczos", "esrgan", "hires", "latent")
 DIFFUSION_KINDS = ("txt2img", "img2img", "inpaint", "outpaint")  # kinds that run the diffusion model
@@ -61,12 +64,23 @@ class GenerationSpec(BaseModel):
     upscaler: str | None = None
     # --- facefix: a `face_restorers` config entry, and how much of the restored face is used ---
     face_model: str | None = None
+    # --- prompt features (the prompt itself holds their syntax) ---
+    # Styles applied (in order) when the job was made; their text is already in the prompts.
+    styles: tuple[str, ...] = ()
+    # The wildcard files the prompt names (`__name__`), as they were when the job was queued, so
+    # a job reads the same lines whenever it runs; `{a|b}` and `__name__` are picked per image
+    # from its own seed (generation.wildcards).
+    wildcards: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    # Regional prompting: the layout ("cols", "rows", or Regional Prompter's ratios "1,2" /
+    # "1,2;1,1"); the prompt is split into regions by BREAK (generation.regions).
+    regions: str | None = None
+    base_ratio: float | None = Field(None, ge=0, le=1)
 
     @model_validator(mode="after")
     def _consistent(self) -> GenerationSpec:
-        if self.kind == "txt2img":
+        if self.kind in ("txt2img", "enhance"):
             if self.init_image is not None:
-                raise ValueError("txt2img takes no init_image")
+                raise ValueError(f"{self.kind} takes no init_image")
             return self
         if self.init_image is None:
             raise ValueError(f"{self.kind} needs init_image")
@@ -86,6 +100,21 @@ class GenerationSpec(BaseModel):
     def diffusion(self) -> bool:
         """Whether this job runs the diffusion model (and so uses steps, CFG, sampler and seed)."""
         return self.kind in DIFFUSION_KINDS or self.upscale_method in ("hires", "latent")
+
+    def image_spec(self, index: int) -> GenerationSpec:
+        """Image `index` of this job as a job of its own: its seed, and its wildcard picks made
+        from that seed (generation.wildcards), so it draws exactly that image."""
+        from generation.wildcards import expand
+
+        seed = self.seed + index
+        files = self.wildcards
+        return self.model_copy(
+            update={
+                "seed": seed, "n": 1, "wildcards": {},
+                "prompt": expand(self.prompt, seed, files),
+                "negative_prompt": expand(self.negative_prompt, seed, files, salt="negative"),
+            }
+        )  # fmt: skip
 
     def seeds(self) -> list[int]:
         """Image i of a batch uses seed + i, so any image can be reproduced alone."""

@@ -11,6 +11,7 @@ this is for a config changed while a job waited).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -29,6 +30,11 @@ class Tools:
     face_restorers: dict[str, str] = field(default_factory=dict)
     face_detector: str | None = None
     segmenter: str | None = None
+    enhancer_source: str | None = None
+    captioner: str | None = None
+    describe_clip: str | None = None
+    describe_terms_dir: Path | None = None
+    enhance_max_new_tokens: int = 75
     vaes: dict[str, str] = field(default_factory=dict)
     upscale_tile: int = 512
     _loaded: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
@@ -38,7 +44,9 @@ class Tools:
         return cls(
             device=device, dtype=dtype, upscalers=dict(settings.upscalers), face_restorers=dict(settings.face_restorers),
             face_detector=settings.face_detector, segmenter=settings.segmenter, vaes=dict(settings.vaes),
-            upscale_tile=settings.upscale_tile,
+            upscale_tile=settings.upscale_tile, enhancer_source=settings.enhancer, captioner=settings.captioner,
+            describe_clip=settings.describe_clip, describe_terms_dir=settings.describe_terms_dir,
+            enhance_max_new_tokens=settings.enhance_max_new_tokens,
         )  # fmt: skip
 
     def upscaler(self, name: str | None) -> Any:
@@ -73,6 +81,32 @@ class Tools:
             )
         source = self.segmenter
         return self._once("segmenter", source, lambda: load_segmenter(source, self.device))
+
+    def enhancer(self) -> Any:
+        """The /enhance text model (generation.enhance.PromptEnhancer), loaded once."""
+        from generation.enhance import load_enhancer
+
+        if not self.enhancer_source:
+            raise EngineUserError(
+                "/enhance needs a text model, and none is configured: set SDBOT_ENHANCER to a causal LM folder or "
+                "Hub id (e.g. Gustavosta/MagicPrompt-Stable-Diffusion, downloaded once)."
+            )
+        source = self.enhancer_source
+        return self._once("enhancer", source, lambda: load_enhancer(source, self.device, self.dtype))
+
+    def interrogator(self) -> Any:
+        """The /describe captioner + CLIP ranker (generation.interrogate.Interrogator), loaded once."""
+        from generation.interrogate import load_interrogator
+
+        if not self.captioner:
+            raise EngineUserError(
+                "/describe needs a captioning model, and none is configured: set SDBOT_CAPTIONER to a BLIP folder "
+                "or Hub id (e.g. Salesforce/blip-image-captioning-large, downloaded once), and optionally "
+                "SDBOT_DESCRIBE_CLIP (e.g. openai/clip-vit-large-patch14) for style terms."
+            )
+        captioner, clip, terms = self.captioner, self.describe_clip, self.describe_terms_dir
+        key = f"{captioner}|{clip}|{terms}"
+        return self._once("interrogator", key, lambda: load_interrogator(captioner, clip, terms, self.device, self.dtype))
 
     def vae_source(self, name: str) -> str:
         """A `vaes` name, or (from a model entry) a path or Hub id as it is."""

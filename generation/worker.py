@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from generation.engine import Engine, RenderedImage
 from generation.errors import EngineUserError, JobCancelled
-from generation.spec import GenerationSpec
+from generation.spec import TEXT_KINDS, GenerationSpec
 from storage import queue
 from storage.blobs import BlobStore
 from storage.db import Database
@@ -178,16 +178,20 @@ class Worker:
         outcome = "failed"
         try:
             try:
-                images = await asyncio.get_running_loop().run_in_executor(
+                run = self.engine.answer if spec.kind in TEXT_KINDS else self.engine.run
+                produced = await asyncio.get_running_loop().run_in_executor(
                     self.executor,
-                    lambda: self.engine.run(
+                    lambda: run(
                         spec,
                         job_id=job.id,
                         on_progress=progress.update,
                         should_stop=lambda: cancel.is_set() or self._shutdown.is_set() or lease_lost.is_set(),
                     ),
                 )
-                outputs = await asyncio.to_thread(self._store, images)
+                if isinstance(produced, dict):  # a text job's answer
+                    outputs, result = [], produced
+                else:
+                    outputs, result = await asyncio.to_thread(self._store, produced), None
             finally:
                 # Stop the heartbeat between beats, never by cancelling it inside a transaction
                 # (a transaction cancelled mid-flight and left pending hangs the loop's shutdown),
@@ -195,7 +199,10 @@ class Worker:
                 beat_done.set()
                 await beat
             async with self.db.transaction() as session:
-                await queue.complete(session, job, attempt, owner=self.owner, outputs=outputs, run_seconds=time.perf_counter() - started)
+                await queue.complete(
+                    session, job, attempt, owner=self.owner, outputs=outputs, run_seconds=time.perf_counter() - started,
+                    result=result,
+                )  # fmt: skip
             outcome = "succeeded"
         except JobCancelled:
             outcome = await self._stopped(job, attempt, lease_lost, cancel)

@@ -83,6 +83,33 @@ async def enqueue(
     return job
 
 
+async def record_answer(
+    session: AsyncSession,
+    *,
+    user_id: int,
+    platform: str,
+    chat_id: str,
+    source_message_id: str | None,
+    kind: str,
+    model: str,
+    params: dict[str, Any],
+    result: dict[str, Any],
+    parent_id: int | None = None,
+) -> Job:
+    """A job the command layer answered at once (`/describe` of an image that carries its
+    settings): stored finished, with its result, so the buttons under the answer resolve
+    through the message refs like any other job's. No delivery row: the answer is the reply."""
+    now = utcnow()
+    job = Job(
+        user_id=user_id, platform=platform, chat_id=chat_id, source_message_id=source_message_id, kind=kind,
+        model=model, batch_key="", params=params, status=JobStatus.SUCCEEDED, result=result, max_attempts=0,
+        parent_id=parent_id, started_at=now, finished_at=now, run_seconds=0.0,
+    )  # fmt: skip
+    session.add(job)
+    await session.flush()
+    return job
+
+
 async def get(session: AsyncSession, job_id: int) -> Job | None:
     return await session.get(Job, job_id)
 
@@ -190,9 +217,16 @@ async def heartbeat(
 
 
 async def complete(
-    session: AsyncSession, job: Job, attempt: int, owner: str, outputs: list[OutputRecord], run_seconds: float
+    session: AsyncSession,
+    job: Job,
+    attempt: int,
+    owner: str,
+    outputs: list[OutputRecord],
+    run_seconds: float,
+    result: dict[str, Any] | None = None,
 ) -> None:
-    """Mark the job succeeded, store its outputs and owe its result to its chat, atomically."""
+    """Mark the job succeeded, store its outputs (images) or result (a text job's answer) and
+    owe it to its chat, atomically."""
     now = utcnow()
     await _cas(
         session,
@@ -206,6 +240,7 @@ async def complete(
         lease_expires_at=None,
         run_seconds=run_seconds,
         error=None,
+        result=result,
     )
     for out in outputs:
         await record_blob(session, out.blob_key, out.size, "image/png", out.width, out.height)

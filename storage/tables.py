@@ -126,6 +126,8 @@ class Job(Base):
     progress_step: Mapped[int] = mapped_column(Integer, default=0)
     progress_total: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
+    # What a text job (enhance, describe) answered: {"candidates": [{"prompt": ..., ...}, ...]}.
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
     parent_output_index: Mapped[int | None] = mapped_column(Integer)
@@ -197,3 +199,31 @@ class Delivery(Base):
     message_id: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PromptStyle(Base):
+    """A style saved with `/style save`: a `{prompt}` template and a negative prompt. owner_id
+    None: a global style an admin added (the built-in ones live in config/styles.toml)."""
+
+    __tablename__ = "prompt_styles"
+    __table_args__ = (UniqueConstraint("owner_id", "name", name="uq_prompt_styles_owner_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(32))
+    prompt: Mapped[str] = mapped_column(Text)
+    negative: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Wildcard(Base):
+    """A user's own wildcard list (`/wildcard add NAME`), used as `__NAME__` in their prompts."""
+
+    __tablename__ = "wildcards"
+    __table_args__ = (UniqueConstraint("owner_id", "name", name="uq_wildcards_owner_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    lines: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -62,7 +62,10 @@ def test_serve_answers_in_telegram_and_buttons_survive_a_restart(tmp_path: Path,
     bot = ServeProcess(env, log_path)
     try:
         server.wait_until(lambda: server.commands and "getUpdates" in server.calls, 120)
-        assert [c["command"] for c in server.commands] == ["imagine", "help", "upscale", "vary", "zoom", "pan", "inpaint", "facefix", "settings", "queue", "cancel", "history", "info"]
+        assert [c["command"] for c in server.commands] == [
+            "imagine", "help", "upscale", "vary", "zoom", "pan", "inpaint", "facefix", "describe", "enhance", "styles",
+            "style", "wildcard", "settings", "queue", "cancel", "history", "info",
+        ]  # fmt: skip
 
         # Flood control on the result: PTB's limiter repeats twice, then our delivery loop waits and sends again.
         server.fail("sendPhoto", times=3, retry_after=1)

@@ -97,6 +97,9 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
         image="Start from this image (img2img)",
         tile="A seamless texture (repeats without seams)",
         vae="A configured VAE instead of the model's own (default: the model's)",
+        style="Styles from /styles, applied in order, e.g. cinematic or anime,cinematic",
+        regions="Regions: cols, rows, 1,2 or 1,2;1,1 — the prompt's parts split by BREAK",
+        base_ratio="With regions: how much of the ADDBASE prompt goes everywhere, 0-1 (default 0.2)",
     )
     @app_commands.choices(sampler=samplers)
     async def imagine(
@@ -104,11 +107,12 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
         size: str | None = None, seed: int | None = None, steps: int | None = None, cfg: float | None = None,
         sampler: str | None = None, n: int | None = None, model: str | None = None, strength: float | None = None,
         image: discord.Attachment | None = None, tile: bool | None = None, vae: str | None = None,
+        style: str | None = None, regions: str | None = None, base_ratio: float | None = None,
     ) -> None:  # fmt: skip
         options: dict[str, Any] = {
             "command": "imagine", "prompt": prompt, "negative": negative, "aspect": aspect, "size": size, "seed": seed,
             "steps": steps, "cfg": cfg, "sampler": sampler, "n": n, "model": model, "strength": strength,
-            "tile": tile, "vae": vae,
+            "tile": tile, "vae": vae, "style": style, "regions": regions, "base_ratio": base_ratio,
         }  # fmt: skip
         await _chat(interaction).on_command(interaction, options={k: v for k, v in options.items() if v is not None}, image=image)
 
@@ -191,8 +195,49 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
     async def facefix(interaction: discord.Interaction, image: discord.Attachment, model: str | None = None) -> None:
         await _chat(interaction).on_command(interaction, text="/facefix" + (f" --model {model}" if model else ""), image=image)
 
+    @app_commands.command(name="describe", description=describe["describe"])
+    @app_commands.describe(image="The picture (a PNG file keeps its settings), or use Apps → Describe on a message")
+    async def describe_(interaction: discord.Interaction, image: discord.Attachment) -> None:
+        await _chat(interaction).on_command(interaction, text="/describe", image=image)
+
+    @app_commands.context_menu(name="Describe")
+    async def describe_message(interaction: discord.Interaction, message: discord.Message) -> None:
+        await _chat(interaction).on_remix(interaction, message, "/describe")
+
+    @app_commands.command(name="enhance", description=describe["enhance"])
+    @app_commands.describe(prompt="A few words to build on", n="How many prompts, 1-4 (default 1)",
+                           seed="The same seed writes the same prompts (default: random)")  # fmt: skip
+    async def enhance(interaction: discord.Interaction, prompt: str, n: app_commands.Range[int, 1, 4] = 1,
+                      seed: int | None = None) -> None:  # fmt: skip
+        text = f"/enhance {prompt} --n {n}" + (f" --seed {seed}" if seed is not None else "")
+        await _chat(interaction).on_command(interaction, text=text)
+
+    @app_commands.command(name="styles", description=describe["styles"])
+    @app_commands.describe(name="One style to show in full (default: all)")
+    async def styles(interaction: discord.Interaction, name: str = "") -> None:
+        await _chat(interaction).on_command(interaction, text=f"/styles {name}")
+
+    @app_commands.command(name="style", description=describe["style"])
+    @app_commands.describe(action="save or delete", name="The style's name",
+                           template="With save: the prompt template, containing {prompt}",
+                           negative="With save: its negative prompt", everyone="Admins: a global style")  # fmt: skip
+    @app_commands.choices(action=[app_commands.Choice(name=a, value=a) for a in ("save", "delete")])
+    async def style(interaction: discord.Interaction, action: str, name: str, template: str = "",
+                    negative: str = "", everyone: bool = False) -> None:  # fmt: skip
+        text = f"/style {action} {name} {template}" + (f" --no {negative}" if negative else "")
+        await _chat(interaction).on_command(interaction, text=text + (" --global" if everyone else ""))
+
+    @app_commands.command(name="wildcard", description=describe["wildcard"])
+    @app_commands.describe(action="list, show, add or delete", name="The list's name (used as __name__)",
+                           lines="With add: the options, separated by |", file="With add: a .txt file, one option per line")  # fmt: skip
+    @app_commands.choices(action=[app_commands.Choice(name=a, value=a) for a in ("list", "show", "add", "delete")])
+    async def wildcard(interaction: discord.Interaction, action: str = "list", name: str = "", lines: str = "",
+                       file: discord.Attachment | None = None) -> None:  # fmt: skip
+        await _chat(interaction).on_command(interaction, text=f"/wildcard {action} {name} {lines}", image=file)
+
     @app_commands.context_menu(name="Remix")
     async def remix(interaction: discord.Interaction, message: discord.Message) -> None:
         await interaction.response.send_modal(RemixModal(message))
 
-    return [imagine, upscale, vary, zoom, pan, inpaint, facefix, help_, settings_, queue_, cancel, history, info, remix]
+    return [imagine, upscale, vary, zoom, pan, inpaint, facefix, describe_, enhance, styles, style, wildcard, help_,
+            settings_, queue_, cancel, history, info, remix, describe_message]  # fmt: skip

@@ -1,0 +1,113 @@
+"""/styles and /style: prompt templates people apply with `--style NAME`.
+
+    /styles                          every style you can use, with its text
+    /styles NAME                     one style
+    /style save NAME <template with {prompt}> [--no <negative>] [--global]
+    /style delete NAME [--global]
+
+Built-in styles ship in config/styles.toml; an admin may add a file (SDBOT_STYLES_FILE) and save
+global styles (`--global`). A user's own style hides a global one of the same name, for them.
+"""
+
+from __future__ import annotations
+
+from commands.context import Context
+from commands.errors import UserError
+from commands.parser import parse_flags
+from commands.prompt_features import style_library
+from commands.types import Reply, Request
+from config.styles import Style, check_negative, check_style_name, check_template
+from storage import prompt_library, users
+
+STYLE_FLAGS = {"no": "no", "neg": "no", "negative": "no", "global": "global"}
+
+
+async def list_styles(ctx: Context, request: Request, args: str) -> list[Reply]:
+    name = args.strip().lower()
+    async with ctx.db.transaction() as session:
+        user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
+        library = await style_library(ctx, session, user.id)
+    if name:
+        style = library.get(name)
+        if style is None:
+            raise UserError(f"There is no style `{name}`. `/styles` lists them all.")
+        return [Reply(_describe(style, full=True))]
+    own = [s for s in library.values() if s.owner == "you"]
+    shared = [s for s in library.values() if s.owner != "you"]
+    lines = ["🎨 Styles: add `--style NAME` to a prompt (several: `--style anime,cinematic`, applied in order)."]
+    lines += [_describe(style) for style in shared]
+    if own:
+        lines += ["", "Yours:"] + [_describe(style) for style in own]
+    else:
+        lines += ["", "Save your own: `/style save NAME <template with {prompt}> --no <negative>`."]
+    return [Reply("\n".join(lines))]
+
+
+def _describe(style: Style, *, full: bool = False) -> str:
+    text = f"• {style.name}: {style.prompt}"
+    if style.negative:
+        text += f"\n   negative: {style.negative}"
+    if full and style.description:
+        text = f"{text}\n   {style.description}"
+    return text
+
+
+async def style_command(ctx: Context, request: Request, args: str) -> list[Reply]:
+    verb, _, rest = args.strip().partition(" ")
+    verb = verb.lower()
+    if verb in ("save", "add"):
+        return await _save(ctx, request, rest)
+    if verb in ("delete", "remove", "rm"):
+        return await _delete(ctx, request, rest)
+    if verb in ("list", ""):
+        return await list_styles(ctx, request, "")
+    raise UserError(
+        "Use `/style save NAME <template with {prompt}> --no <negative>`, `/style delete NAME`, or `/styles` to list them."
+    )
+
+
+async def _save(ctx: Context, request: Request, args: str) -> list[Reply]:
+    flags = parse_flags(args, STYLE_FLAGS)
+    name, _, template = flags.text.partition(" ")
+    name, template = name.lower(), template.strip()
+    negative = flags.values.get("no", "").strip()
+    problems = list(flags.problems)
+    if not name:
+        problems.append("Give the style a name, e.g. `/style save noir {prompt}, black and white film noir --no color`.")
+    else:
+        problems += [p for p in (check_style_name(name), check_template(template), check_negative(negative)) if p]
+    is_global = "global" in flags.values
+    if is_global and not ctx.is_admin(request.platform, request.user_id):
+        problems.append("Only admins can save global styles; leave out `--global` to save it for yourself.")
+    if problems:
+        raise UserError(*problems)
+    async with ctx.db.transaction() as session:
+        user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
+        owner = None if is_global else user.id
+        if owner is not None and name not in {s.name for s in await prompt_library.styles_for(session, user.id) if s.owner_id}:
+            if await prompt_library.count_styles(session, user.id) >= ctx.settings.max_styles_per_user:
+                raise UserError(
+                    f"You have {ctx.settings.max_styles_per_user} styles, the most one person may keep. "
+                    "Delete one with `/style delete NAME` first."
+                )
+        replaced = await prompt_library.save_style(session, owner, name, template, negative)
+    where = "for everyone" if is_global else "for you"
+    verb = "Replaced" if replaced else "Saved"
+    return [Reply(f"{verb} the style `{name}` {where}. Use it with `--style {name}`.\n{_describe(Style(name, template, negative))}")]
+
+
+async def _delete(ctx: Context, request: Request, args: str) -> list[Reply]:
+    flags = parse_flags(args, STYLE_FLAGS)
+    name = flags.text.strip().lower()
+    if flags.problems or not name:
+        raise UserError(*(flags.problems or ["Which style? `/style delete NAME`."]))
+    is_global = "global" in flags.values
+    if is_global and not ctx.is_admin(request.platform, request.user_id):
+        raise UserError("Only admins can delete global styles.")
+    async with ctx.db.transaction() as session:
+        user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
+        deleted = await prompt_library.delete_style(session, None if is_global else user.id, name)
+    if not deleted:
+        whose = "global style" if is_global else "style of yours"
+        raise UserError(f"There is no {whose} named `{name}`. Built-in styles can't be deleted; `/styles` lists yours.")
+    return [Reply(f"Deleted the style `{name}`.")]
