@@ -1,6 +1,5 @@
 """Where a transformers model named in the config comes from, and what to tell the admin when it
-cannot be loaded. Shared by the prompt tools (`enhance`, `interrogate`); `segment` has its own
-older copy of the same rules.
+cannot be loaded. Shared by the segmenter and the prompt tools (`segment`, `enhance`, `interrogate`).
 
 A source is a folder saved with `save_pretrained` or a Hub id already in the local cache: sdbot
 never downloads at run time (everything is loaded with `local_files_only=True`) and never opens a

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +23,12 @@ import torch
 from PIL import Image
 
 from generation.errors import EngineUserError, ModelLoadError
+from generation.hf_source import Source, explain, resolve
 
 log = logging.getLogger(__name__)
 
-CONFIG_KEY = "SDBOT_SEGMENTER"
-EXAMPLE_ID = "CIDAS/clipseg-rd64-refined"
+SEGMENTER = Source("SDBOT_SEGMENTER", "segmenter", "CIDAS/clipseg-rd64-refined", "CLIPSegForImageSegmentation")
 MAX_ASPECT = 2.0  # "only masked" crops are grown towards at most 2:1; SD draws badly beyond that
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 class Segmenter:
@@ -100,60 +97,18 @@ def load_segmenter(source: str | Path, device: torch.device) -> Segmenter:
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # progress bars on stderr are noise in a bot's log
-    name = _folder_or_hub(source)
+    name = resolve(source, SEGMENTER)
     log.info("loading segmenter %s (%s)", name, device)
     try:
         # float32 everywhere: CLIPSeg is small (~150M parameters) and its masks come from
         # thresholding probabilities, which half precision would shift.
-        model = CLIPSegForImageSegmentation.from_pretrained(name, use_safetensors=True, dtype=torch.float32)
-        processor = CLIPSegProcessor.from_pretrained(name)
+        model = CLIPSegForImageSegmentation.from_pretrained(
+            name, use_safetensors=True, dtype=torch.float32, local_files_only=True
+        )
+        processor = CLIPSegProcessor.from_pretrained(name, local_files_only=True)
     except Exception as error:  # turn library errors into advice
-        raise ModelLoadError(_explain(name, error)) from error
+        raise ModelLoadError(explain(name, error, SEGMENTER)) from error
     return Segmenter(model.to(device).eval(), processor, device, name)
-
-
-def _folder_or_hub(source: str | Path) -> str:
-    text = str(source)
-    path = Path(text).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelLoadError(
-                f"`{path}` is not a CLIPSeg folder (it has no config.json). Set {CONFIG_KEY} to a folder saved "
-                f"with `save_pretrained` (model and processor) or a Hub id such as {EXAMPLE_ID}."
-            )
-        return str(path)
-    if isinstance(source, Path) or not _HUB_ID.match(text):
-        raise ModelLoadError(
-            f"the segmenter folder `{path}` does not exist. Check {CONFIG_KEY} (a CLIPSeg folder or a Hub id "
-            f"such as {EXAMPLE_ID})."
-        )
-    return text
-
-
-def _explain(name: str, error: Exception) -> str:
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    chain: list[BaseException] = [error]
-    while chain[-1].__cause__ or chain[-1].__context__:
-        chain.append(chain[-1].__cause__ or chain[-1].__context__)  # type: ignore[arg-type]
-    detail = f"({type(error).__name__}: {error})"
-    fetch = (
-        f"Download it once on a machine with network (e.g. `hf download {EXAMPLE_ID} --local-dir clipseg`), "
-        f"copy the folder here and set {CONFIG_KEY} to it."
-    )
-    missing = any(isinstance(e, LocalEntryNotFoundError) for e in chain)
-    if not missing and "named model.safetensors" in str(error):
-        return (
-            f"the segmenter `{name}` has no .safetensors weights, and sdbot never loads pickle files. Convert it "
-            f"once on a trusted machine (`CLIPSegForImageSegmentation.from_pretrained(...).save_pretrained(folder)` "
-            f"writes safetensors) and set {CONFIG_KEY} to that folder. {detail}"
-        )
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-    if missing or offline or any(isinstance(e, OSError) for e in chain):
-        where = "HF_HUB_OFFLINE is set" if offline else "it is not in the local cache and could not be downloaded"
-        folder = "" if Path(name).is_dir() else f" (If `{name}` was meant as a folder: it does not exist.)"
-        return f"I could not load the segmenter `{name}`: {where}. {fetch}{folder} {detail}"
-    return f"I could not load the segmenter `{name}` ({CONFIG_KEY}): {detail}"
 
 
 def blur_mask(mask: Image.Image, radius: int) -> Image.Image:

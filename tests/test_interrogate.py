@@ -24,7 +24,6 @@ What each test proves:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -42,14 +41,7 @@ from tests.tiny_text_models import build_tiny_blip, build_tiny_clip
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread for these hidden-size-32 models: on a busy 2-core machine, torch's
-    thread pool made each tiny op wait ~15 ms (a 5-word caption took 16 s; 0.1 s with one thread)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
