@@ -1,0 +1,105 @@
+"""AUTOMATIC1111 / Forge / sdbot infotext: the prompt, `Negative prompt: ...`, and a last line of
+`Key: value, ...` settings (as `generation.parameters.parse_infotext` reads it).
+
+Our own images say `Version: sdbot ...` and carry `Job: N`. Where a text might be something else
+(an EXIF or JPEG comment), it counts only with a settings line. Hires fix, variation seeds, VAE,
+refiner, face restoration, ADetailer, ControlNet and LoRAs named in the prompt are noted, not
+carried over. A text over MAX_TEXT characters is cut, keeping its settings line."""
+
+from __future__ import annotations
+
+import re
+
+from commands.metadata.limits import MAX_TEXT
+from commands.metadata.result import ImageMetadata, Result
+from commands.metadata.samplers import a1111_sampler
+from commands.metadata.values import short, to_float, to_int
+from generation.parameters import parse_infotext
+
+_SETTINGS_KEYS = ("Steps", "Sampler", "Seed", "CFG scale", "Size", "Model")
+_LORA = re.compile(r"<(lora|lyco):([^:>]+)(?::([^:>]*))?[^>]*>", re.I)
+_SIZE = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
+_WORD_RUN = re.compile(r"[\w \-/]+")  # what the key part of parse_infotext's pattern runs over
+MAX_WORD_RUN = 1000
+# A1111 keys worth a note: what they did is not carried over, so the image will differ
+_NOT_CARRIED = {
+    "Variation seed": "A variation seed ({value}) was mixed in; it is not carried over, so the image will differ.",
+    "VAE": "VAE `{value}` is not carried over; pick one with `--vae` if it is available here.",
+    "Refiner": "Refiner `{value}` is not carried over.",
+    "Face restoration": "Face restoration ({value}) is not carried over.",
+    "ADetailer model": "ADetailer ({value}) is not carried over.",
+    "Operation": "It was made by `{value}` from another image; only the settings are carried over.",
+}
+
+
+def from_infotext(text: str, notes: list[str], *, require_settings: bool) -> ImageMetadata | None:
+    text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
+    if not text:
+        return None
+    out = Result("a1111", text, notes)
+    if len(text) > MAX_TEXT:
+        out.note(f"The parameters text is {len(text):,} characters; only the first {MAX_TEXT:,} are read.")
+        head, _, last = text.rpartition("\n")
+        keep = len(last) if len(last) < MAX_TEXT // 4 else -1  # the settings line, if it is one
+        text = text[:MAX_TEXT] if keep < 0 else head[: MAX_TEXT - keep - 1] + "\n" + last
+    last = text.rsplit("\n", 1)[-1]
+    try:
+        # parse_infotext's settings pattern backtracks quadratically on long runs of words and
+        # spaces (64 KiB of them: minutes); no real settings line has such a run
+        if max(map(len, _WORD_RUN.findall(last)), default=0) > MAX_WORD_RUN:
+            raise ValueError("no settings line")
+        parsed = parse_infotext(text)
+    except (ValueError, RecursionError):  # e.g. a quoted value that is not valid JSON
+        parsed = {"Prompt": text, "Negative prompt": ""}
+        if require_settings:
+            return None
+        if "Steps:" in last or "Seed:" in last:
+            out.note("The settings line could not be read; all of the text is shown as the prompt.")
+    found = {key: value.strip() for key, value in parsed.items() if key not in ("Prompt", "Negative prompt")}
+    if require_settings and not any(key in found for key in _SETTINGS_KEYS):
+        return None
+    out.prompt, out.negative = parsed.get("Prompt", ""), parsed.get("Negative prompt", "")
+    for key, value in found.items():
+        out.show(key, value)
+    if found.get("Version", "").startswith("sdbot"):
+        out.source = "sdbot"
+        out.job_id = to_int(found.get("Job"))
+
+    out.steps(found.get("Steps"))
+    sampler, note = a1111_sampler(found.get("Sampler", ""), found.get("Schedule type", ""))
+    if sampler:
+        out.options["sampler"] = sampler
+    if note:
+        out.note(note)
+    out.cfg(found.get("CFG scale"))
+    out.seed(found.get("Seed"))
+    size = _SIZE.match(found.get("Size", ""))
+    if size:
+        out.size(size[1], size[2])
+    out.model(found.get("Model"))
+    if "Clip skip" in found:
+        clip_skip = to_int(found["Clip skip"])
+        if clip_skip is not None and clip_skip >= 1:
+            out.options["clip_skip"] = clip_skip
+    if found.get("Tiling", "").lower() == "true":
+        out.options["tile"] = True
+
+    hires = [key for key in found if key.startswith("Hires")]
+    if hires:
+        what = ", ".join(f"{key} {found[key]}" for key in hires[:4])
+        size = found.get("Size", "?")
+        out.note(f"Hires fix ({what}) is not carried over: the image was drawn at {size} and upscaled.")
+    elif "Denoising strength" in found:  # without hires fix, it is img2img's strength
+        strength = to_float(found["Denoising strength"])
+        if strength is not None and 0 < strength <= 1:
+            out.options["strength"] = strength
+            out.note("It was made from another image (img2img); its strength applies only when you give an image.")
+    for key, template in _NOT_CARRIED.items():
+        if found.get(key):
+            out.note(template.format(value=short(found[key])))
+    if any(key.startswith("ControlNet") for key in found):
+        out.note("ControlNet guidance is not carried over.")
+    for match in _LORA.finditer(out.prompt):
+        weight = f" (weight {match[3]})" if match[3] else ""
+        out.note(f"{'LoRA' if match[1].lower() == 'lora' else 'LyCORIS'} `{match[2]}`{weight} is named in the prompt.")
+    return out.build()
