@@ -27,7 +27,7 @@ async def imagine_candidate(ctx: Context, request: Request, job: Job, index: int
     candidate: dict[str, Any] = candidates[index]
     if candidate.get("spec"):
         spec = GenerationSpec.model_validate(candidate["spec"])
-        return await queue_spec(ctx, request, spec, parent=(job.id, None), notes=["The same settings, seed and model: the same picture."])
+        return await queue_spec(ctx, request, spec, parent=(job.id, None), notes=["The same job again: model, seed and settings."])
     raw = dict(candidate.get("options") or {})
     if candidate.get("negative"):
         raw["no"] = candidate["negative"]

@@ -85,7 +85,8 @@ def help_text(ctx: Context) -> str:
         "/wildcard add NAME a | b | c). Each image of a batch picks from its own seed; the picks are in its parameters.",
         "Regions: `--regions cols|rows|1,2|1,2;1,1` with the prompt's parts split by BREAK: "
         "`a castle BREAK a dragon --regions cols` puts the castle left and the dragon right. "
-        "`common ADDCOMM` goes into every part; `base ADDBASE` is mixed in everywhere by `--base-ratio` (default 0.2).",
+        "`common ADDCOMM` goes into every part; `base ADDBASE` is mixed in everywhere by `--base-ratio` (default 0.2). "
+        "A remix keeps the picture's regions; `--regions off` drops them.",
         "",
         "/settings — show your defaults; `/settings --steps 30 --sampler euler_a` sets them; `/settings reset`.",
         "/queue — your jobs and the queue · /cancel [job|all] · /history [n] · /info <job> (or reply /info)",

@@ -45,7 +45,7 @@ async def apply_prompt_features(
         spec = spec.model_copy(update={"prompt": prompt, "negative_prompt": negative, "styles": styles})
     spec = await _snapshot_wildcards(ctx, session, user.id, spec, base)
     if spec.regions:
-        _check_regions(spec)
+        _check_regions(spec, inherited=base is not None and base.regions == spec.regions)
     elif spec.base_ratio is not None:
         raise UserError("`--base-ratio` goes with `--regions`: e.g. `--regions cols --base-ratio 0.2`.")
     if spec.kind not in REGION_KINDS and spec.regions:
@@ -135,11 +135,16 @@ def folder_lists(ctx: Context) -> Mapping[str, tuple[str, ...]]:
 # --- regions --------------------------------------------------------------------------------------
 
 
-def _check_regions(spec: GenerationSpec) -> None:
+def _check_regions(spec: GenerationSpec, *, inherited: bool) -> None:
     from generation.region_layout import check_regions
 
     assert spec.regions is not None
     prompt = wildcards.expand(spec.prompt, spec.seed, spec.wildcards) if spec.wildcards else spec.prompt
     problems = check_regions(spec.regions, prompt, spec.base_ratio)
+    if problems and inherited:
+        problems.append(
+            f"The picture you started from was drawn with `--regions {spec.regions}`; "
+            "add `--regions off` to draw yours without regions."
+        )
     if problems:
         raise UserError(*problems)

@@ -84,11 +84,11 @@ async def _save(ctx: Context, request: Request, args: str) -> list[Reply]:
     async with ctx.db.transaction() as session:
         user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
         owner = None if is_global else user.id
-        if owner is not None and name not in {s.name for s in await prompt_library.styles_for(session, user.id) if s.owner_id}:
-            if await prompt_library.count_styles(session, user.id) >= ctx.settings.max_styles_per_user:
+        if owner is not None:
+            own = {row.name for row in await prompt_library.styles_for(session, user.id) if row.owner_id == user.id}
+            if name not in own and len(own) >= ctx.settings.max_styles_per_user:
                 raise UserError(
-                    f"You have {ctx.settings.max_styles_per_user} styles, the most one person may keep. "
-                    "Delete one with `/style delete NAME` first."
+                    f"You have {len(own)} styles, the most one person may keep. Delete one with `/style delete NAME` first."
                 )
         replaced = await prompt_library.save_style(session, owner, name, template, negative)
     where = "for everyone" if is_global else "for you"

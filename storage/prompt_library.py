@@ -6,7 +6,7 @@ the same style. A user's own style of a name hides a global one of the same name
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.tables import PromptStyle, Wildcard
@@ -21,10 +21,6 @@ async def styles_for(session: AsyncSession, user_id: int | None) -> list[PromptS
     )
     query = select(PromptStyle).where(owners).order_by(PromptStyle.owner_id.is_not(None), PromptStyle.name)
     return list((await session.execute(query)).scalars())
-
-
-async def count_styles(session: AsyncSession, user_id: int) -> int:
-    return (await session.execute(select(func.count()).where(PromptStyle.owner_id == user_id))).scalar_one()
 
 
 async def save_style(session: AsyncSession, owner_id: int | None, name: str, prompt: str, negative: str) -> bool:
@@ -52,10 +48,6 @@ async def delete_style(session: AsyncSession, owner_id: int | None, name: str) -
 async def wildcards_of(session: AsyncSession, user_id: int) -> dict[str, tuple[str, ...]]:
     query = select(Wildcard).where(Wildcard.owner_id == user_id).order_by(Wildcard.name)
     return {row.name: tuple(row.lines) for row in (await session.execute(query)).scalars()}
-
-
-async def count_wildcards(session: AsyncSession, user_id: int) -> int:
-    return (await session.execute(select(func.count()).where(Wildcard.owner_id == user_id))).scalar_one()
 
 
 async def save_wildcard(session: AsyncSession, owner_id: int, name: str, lines: tuple[str, ...]) -> bool:

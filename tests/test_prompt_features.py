@@ -164,3 +164,14 @@ async def test_regions_are_checked_recorded_and_dropped_where_the_frame_changes(
     [(_, zoomed)] = await bot.finish()
     text = parameters(zoomed.reply)
     assert "Regions" not in text and "BREAK" not in text.split("\n")[0] and "ADDBASE" not in text
+
+
+async def test_a_remix_of_a_regional_picture_may_leave_the_regions(bot: Bot) -> None:
+    await bot.send("/imagine a castle BREAK a dragon --regions cols --steps 2")
+    [(result_id, _)] = await bot.finish()
+    [(_, refused)] = await bot.send("a knight --strength 0.5", reply_to=result_id)  # one part, two columns
+    assert refused.kind == "error" and "--regions off" in refused.text
+    [(_, queued)] = await bot.send("a knight --strength 0.5 --regions off", reply_to=result_id)
+    assert queued.kind == "status"
+    [(_, remix)] = await bot.finish()
+    assert "Regions" not in parameters(remix.reply)
