@@ -11,6 +11,7 @@ Called by `commands.submit` inside the job's transaction, after the options are 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -19,11 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands.context import Context
 from commands.errors import UserError
-from config.styles import Style, apply_styles, load_builtin_styles, load_styles_file
+from config.styles import Style, StyleError, apply_styles, load_builtin_styles, load_styles_file
 from generation import wildcards
 from generation.spec import GenerationSpec
 from storage import prompt_library
 from storage.tables import User
+
+log = logging.getLogger(__name__)
 
 
 REGION_KINDS = ("txt2img", "img2img", "inpaint")  # the kinds that keep the picture's frame
@@ -64,7 +67,11 @@ async def apply_prompt_features(
 async def style_library(ctx: Context, session: AsyncSession, user_id: int | None) -> dict[str, Style]:
     """Every style `user_id` may use, by name. Later sources win a name clash: built-in, the
     admin's styles file, global styles saved by admins, the user's own."""
-    library = dict(_file_styles(ctx.settings.styles_file))
+    try:
+        library = dict(_file_styles(ctx.settings.styles_file))
+    except StyleError as error:  # the admin's file: the log says what is wrong, users that it is the admin's
+        log.error("%s", error)
+        raise UserError("Styles are unavailable until an admin fixes SDBOT_STYLES_FILE (the bot's log says what is wrong).") from None
     for row in await prompt_library.styles_for(session, user_id):
         library[row.name] = Style(row.name, row.prompt, row.negative, owner=None if row.owner_id is None else "you")
     return library

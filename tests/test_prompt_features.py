@@ -175,3 +175,16 @@ async def test_a_remix_of_a_regional_picture_may_leave_the_regions(bot: Bot) -> 
     assert queued.kind == "status"
     [(_, remix)] = await bot.finish()
     assert "Regions" not in parameters(remix.reply)
+
+
+async def test_a_broken_styles_file_is_an_admins_problem_said_plainly(settings, tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
+    broken = tmp_path / "styles.toml"
+    broken.write_text('[styles.house]\nprompt = "no placeholder here, twice {prompt} {prompt}"\n')
+    bot = await make_bot(settings.model_copy(update={"styles_file": broken}))
+    try:
+        [(_, reply)] = await bot.send("/imagine a cat --style cinematic")
+        assert reply.kind == "error" and "SDBOT_STYLES_FILE" in reply.text and str(tmp_path) not in reply.text
+        assert "house" in caplog.text  # the admin reads what is wrong in the log
+    finally:
+        bot.worker.executor.shutdown()
+        await bot.core.db.close()
