@@ -69,7 +69,7 @@ def build_worker(core: Core):  # type: ignore[no-untyped-def]
     device = resolve_device(s.device)
     dtype = resolve_dtype(s.dtype, device)
     models = ModelCache(core.ctx.registry, s.resolved_models_dir, device, dtype, s.max_loaded_models)
-    engine = Engine(models, core.ctx.blobs, Tools.from_settings(s, device, dtype))
+    engine = Engine(models, core.ctx.blobs, Tools.from_settings(s, device, dtype), adapter_budget_bytes=s.lora_cache_bytes)
     limits = WorkerLimits(lease_seconds=s.lease_seconds, progress_seconds=s.progress_seconds, poll_seconds=s.poll_seconds)
     worker = Worker(
         core.db, engine, core.ctx.blobs, limits,

@@ -25,6 +25,10 @@ COMMAND_MENU: tuple[tuple[str, str], ...] = (
     ("styles", "Prompt styles for --style NAME"),
     ("style", "Your styles: /style save NAME {prompt}, ... --no ..."),
     ("wildcard", "Wildcard lists for __NAME__: /wildcard add NAME a | b"),
+    ("lora", "Upload a LoRA (.safetensors attached): /lora upload NAME"),
+    ("loras", "Your LoRAs and the shared ones"),
+    ("embedding", "Upload an embedding: /embedding upload NAME"),
+    ("embeddings", "Your embeddings and the shared ones"),
     ("settings", "Your defaults: /settings --steps 30"),
     ("queue", "Your jobs and the queue"),
     ("cancel", "Cancel a job: /cancel [job|all]"),
@@ -87,6 +91,13 @@ def help_text(ctx: Context) -> str:
         "`a castle BREAK a dragon --regions cols` puts the castle left and the dragon right. "
         "`common ADDCOMM` goes into every part; `base ADDBASE` is mixed in everywhere by `--base-ratio` (default 0.2). "
         "A remix keeps the picture's regions; `--regions off` drops them.",
+        "",
+        "**Your LoRAs and embeddings**",
+        f"/lora upload [NAME] with the .safetensors file attached (up to {s.max_asset_bytes / 2**20:.0f} MiB; "
+        f"{s.asset_quota_bytes / 2**30:.1f} GiB each in all) · /loras · /lora info|delete|share|unshare NAME · "
+        "/lora rename OLD NEW — the same for /embedding. Files are checked before they are stored; pickles "
+        "(.ckpt, .pt, .bin) are refused. Use a LoRA with <lora:NAME:0.8> in the prompt (or --lora NAME:0.8); "
+        "an embedding by writing its name. Private until you share it.",
         "",
         "/settings — show your defaults; `/settings --steps 30 --sampler euler_a` sets them; `/settings reset`.",
         "/queue — your jobs and the queue · /cancel [job|all] · /history [n] · /info <job> (or reply /info)",

@@ -37,12 +37,14 @@ IMAGINE_FLAGS = {
     "clip-skip": "clip_skip", "clipskip": "clip_skip", "clip_skip": "clip_skip",
     "vae": "vae",
     "style": "style", "styles": "style",
+    "lora": "lora", "loras": "lora",
     "regions": "regions", "region": "regions",
     "base-ratio": "base_ratio", "base_ratio": "base_ratio", "baseratio": "base_ratio",
 }  # fmt: skip
 SETTINGS_KEYS = ("model", "size", "ar", "steps", "cfg", "sampler", "no", "n", "vae", "clip_skip")
 SETTINGS_FLAGS = {k: v for k, v in IMAGINE_FLAGS.items() if v in SETTINGS_KEYS}
 MAX_STYLES_PER_JOB = 5
+MAX_LORA_WEIGHT = 5.0  # A1111 takes any weight; past ±5 a LoRA only burns the picture
 MAX_ASPECT = 4.0  # widest --ar accepted, either way (4:1 .. 1:4)
 MAX_SEED = 2**32 - 1
 _SIZE = re.compile(r"^\s*(\d+)\s*[x×X*]\s*(\d+)\s*$")
@@ -70,6 +72,7 @@ class ImagineOptions:
     styles: tuple[str, ...] | None = None  # names, lower case; checked against the library on submit
     regions: str | None = None  # a region layout (generation.region_layout), checked for syntax here
     base_ratio: float | None = None
+    loras: tuple[tuple[str, float], ...] | None = None  # --lora NAME:WEIGHT; resolved against the library on submit
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,7 @@ def read_options(
 
 
 _INVALID = object()  # a value that failed its check (the problem is already recorded)
-_FIELD = {"no": "negative", "style": "styles"}  # option name -> ImagineOptions field, where they differ
+_FIELD = {"no": "negative", "style": "styles", "lora": "loras"}  # option name -> ImagineOptions field, where they differ
 
 
 class _Checker:
@@ -130,7 +133,7 @@ class _Checker:
             "no": self._no, "ar": self._ar, "size": self._size, "seed": self._seed, "steps": self._steps,
             "cfg": self._cfg, "sampler": self._sampler, "n": self._n, "model": self._model, "strength": self._strength,
             "tile": self._tile, "vae": self._vae, "clip_skip": self._clip_skip, "style": self._style,
-            "regions": self._regions, "base_ratio": self._base_ratio,
+            "regions": self._regions, "base_ratio": self._base_ratio, "lora": self._lora,
         }  # fmt: skip
 
     def flag(self, key: str) -> str:
@@ -209,6 +212,20 @@ class _Checker:
             self.problems.append(f"`{self.flag('regions')} {text}`: {error}")
             return _INVALID
         return text
+
+    def _lora(self, value: Any) -> Any:
+        picked: list[tuple[str, float]] = []
+        for item in (part.strip() for part in str(value).split(",")):
+            if not item:
+                continue
+            name, _, weight = item.partition(":")
+            number = self._number("lora", weight or "1", float, -MAX_LORA_WEIGHT, MAX_LORA_WEIGHT, "0.8")
+            if number is _INVALID:
+                return _INVALID
+            picked.append((name.strip().lower(), float(number)))
+        if not picked:
+            return self._missing("lora", "fox:0.8")
+        return tuple(picked)
 
     def _base_ratio(self, value: Any) -> Any:
         return self._number("base_ratio", value, float, 0, 1, "0.2")

@@ -41,8 +41,9 @@ def split_command(text: str) -> CommandText:
     return CommandText(match["name"].lower(), stripped[match.end() :].strip(), match["bot"])
 
 
-# Flags that may be given more than once; their values are joined with ", " (`--style a --style b`).
-REPEATABLE = frozenset({"style"})
+# Flags that may be given more than once; their values are joined with ", " (`--style a --style b`,
+# `--lora fox:0.8 --lora owl`).
+REPEATABLE = frozenset({"style", "lora"})
 
 
 def parse_flags(args: str, aliases: dict[str, str]) -> Flags:

@@ -1,4 +1,5 @@
-"""What a prompt's features do to a job before it is queued: styles, wildcards and regions.
+"""What a prompt's features do to a job before it is queued: styles, wildcards, regions, and the
+uploaded LoRAs and embeddings it names (`commands.asset_use`).
 
 Called by `commands.submit` inside the job's transaction, after the options are resolved:
 1. styles (`--style a,b`): their templates wrap the prompt and negative, in order (A1111's rule);
@@ -18,8 +19,10 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from commands.asset_use import resolve_assets
 from commands.context import Context
 from commands.errors import UserError
+from commands.options import ImagineOptions
 from config.styles import Style, StyleError, apply_styles, load_builtin_styles, load_styles_file
 from generation import wildcards
 from generation.spec import GenerationSpec
@@ -33,9 +36,10 @@ REGION_KINDS = ("txt2img", "img2img", "inpaint")  # the kinds that keep the pict
 
 
 async def apply_prompt_features(
-    ctx: Context, session: AsyncSession, user: User, spec: GenerationSpec, styles: tuple[str, ...] | None,
+    ctx: Context, session: AsyncSession, user: User, spec: GenerationSpec, opts: ImagineOptions,
     base: GenerationSpec | None = None,
 ) -> GenerationSpec:  # fmt: skip
+    styles = opts.styles
     if styles:
         library = await style_library(ctx, session, user.id)
         unknown = [name for name in styles if name not in library]
@@ -47,6 +51,8 @@ async def apply_prompt_features(
         prompt, negative = apply_styles([library[name] for name in styles], spec.prompt, spec.negative_prompt)
         spec = spec.model_copy(update={"prompt": prompt, "negative_prompt": negative, "styles": styles})
     spec = await _snapshot_wildcards(ctx, session, user.id, spec, base)
+    if spec.diffusion:
+        spec = await resolve_assets(session, ctx.registry, user.id, spec, opts.loras, base)
     if spec.regions:
         _check_regions(spec, inherited=base is not None and base.regions == spec.regions)
     elif spec.base_ratio is not None:

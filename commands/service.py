@@ -17,7 +17,7 @@ import secrets
 from datetime import timedelta
 from collections.abc import Awaitable, Callable
 
-from commands import account, buttons, edits, render
+from commands import account, assets, buttons, edits, render
 from commands.context import Context
 from commands.describe import describe
 from commands.enhance import enhance
@@ -50,6 +50,10 @@ COMMANDS: dict[str, Handler] = {
     "style": style_command,
     "wildcard": wildcard_command,
     "wildcards": wildcard_command,
+    "lora": assets.lora_command,
+    "loras": assets.list_loras,
+    "embedding": assets.embedding_command,
+    "embeddings": assets.list_embeddings,
     "help": show_help,
     "start": show_help,  # Telegram sends /start when a chat with the bot opens
     "settings": account.settings,

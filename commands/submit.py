@@ -43,20 +43,22 @@ async def submit(
     parent: tuple[int, int | None] | None = None,
     shape: Callable[[GenerationSpec, list[str]], GenerationSpec] | None = None,
     extra_blobs: Sequence[tuple[InitImage, int]] = (),
+    notes: Sequence[str] = (),
 ) -> list[Reply]:
     """Queue a job. `shape` turns the resolved spec into another kind of job (an upscale, an
     inpaint: `commands.edits`), checking its own limits and adding notes; `extra_blobs` are
-    further uploads the job reads (an inpaint mask)."""
+    further uploads the job reads (an inpaint mask); `notes` are shown with "queued"."""
     async with ctx.db.transaction() as session:
         user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
-        spec, notes = build_spec(
+        spec, built_notes = build_spec(
             opts, settings=ctx.settings, registry=ctx.registry, user_defaults=user.settings, init=init, base=base,
             require_prompt=shape is None,
         )  # fmt: skip
+        notes = [*built_notes, *notes]
         if shape is not None:
             spec = shape(spec, notes)
         spec = spec.model_copy(update={"age_restricted": request.age_restricted})  # where it is asked, not inherited
-        spec = await apply_prompt_features(ctx, session, user, spec, opts.styles, base)
+        spec = await apply_prompt_features(ctx, session, user, spec, opts, base)
         if init is not None and upload_size is not None:
             await queue.record_blob(session, init.blob_key, upload_size, "image/png", init.width, init.height)
         for blob, size in extra_blobs:

@@ -33,6 +33,23 @@ class ModelEntry(BaseModel):
     vae: str | None = Field(
         None, description="This model's VAE: a name from `vaes`, or a folder, Hub id or .safetensors file."
     )
+    architecture: Literal["sd1", "sd2", "sdxl"] | None = Field(
+        None, description="sd1, sd2 or sdxl; LoRAs and embeddings must match it (default: guessed from the source)."
+    )
+
+    @property
+    def family(self) -> str:
+        """sd1, sd2 or sdxl: the architecture uploaded LoRAs and embeddings must be made for."""
+        if self.architecture:
+            return self.architecture
+        if self.kind == "tiny":
+            return "sd1"
+        lowered = self.source.lower()
+        if "xl" in lowered:
+            return "sdxl"
+        if re.search(r"(stable-diffusion-2|sd-?2|v2-)", lowered):
+            return "sd2"
+        return "sd1"
 
     @property
     def kind(self) -> SourceKind:

@@ -117,6 +117,14 @@ class Settings(BaseSettings):
     max_styles_per_user: int = Field(50, ge=0, description="Styles one user may save with /style save.")
     max_wildcards_per_user: int = Field(50, ge=0, description="Wildcard lists one user may add with /wildcard add.")
     max_wildcard_lines: int = Field(1000, ge=1, description="Lines of one user's wildcard list.")
+    # --- uploaded LoRAs and embeddings (commands.assets) ---
+    max_asset_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="Largest LoRA or embedding file.")
+    lora_cache_bytes: int = Field(
+        1024 * 1024 * 1024, ge=0, description="Users' LoRAs kept loaded on the GPU (least recently used dropped first)."
+    )
+    asset_quota_bytes: int = Field(
+        2 * 1024 * 1024 * 1024, ge=0, description="What one user's uploaded LoRAs and embeddings may take in all."
+    )
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     max_upload_pixels: int = Field(40_000_000, ge=64 * 64, description="Pillow decompression-bomb limit.")
 

@@ -28,6 +28,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from generation import regions
+from generation.adapters import DEFAULT_BUDGET_BYTES, Adapters
 from generation.errors import EngineUserError, JobCancelled
 from generation.loader import LoadedModel, ModelCache
 from generation.parameters import infotext
@@ -74,9 +75,10 @@ class Tracker:
         self.should_stop = should_stop
         self.planned = planned
         self.done = 0
-        # Prompt conditionings of this job, by (prompt, negative, steps run, images): hires runs
-        # many passes alike; the images of a wildcard job each have their own prompt.
-        self.conditions: dict[tuple[str, str, int, int], Any] = {}
+        # Prompt conditionings of this job, by (prompt, negative, steps run, images, LoRAs,
+        # embeddings): hires runs many passes alike; the images of a wildcard job each have their
+        # own prompt; the text encoders' LoRAs and the embeddings are part of an encoding.
+        self.conditions: dict[tuple[Any, ...], Any] = {}
 
     def step(self, step: int, pass_total: int) -> None:
         self.on_progress(self.done + step, max(self.planned, self.done + pass_total))
@@ -91,10 +93,14 @@ class Tracker:
 
 
 class Engine:
-    def __init__(self, models: ModelCache, blobs: BlobStore, tools: Tools | None = None):
+    def __init__(
+        self, models: ModelCache, blobs: BlobStore, tools: Tools | None = None, *,
+        adapter_budget_bytes: int = DEFAULT_BUDGET_BYTES,
+    ):  # fmt: skip
         self.models = models
         self.blobs = blobs
         self.tools = tools or Tools(device=models.device, dtype=models.dtype)
+        self.adapters = Adapters(blobs, adapter_budget_bytes)  # users' LoRAs, kept loaded per model (LRU by bytes)
 
     @property
     def loaded_model(self) -> str | None:
@@ -171,11 +177,21 @@ class Engine:
         `arguments` add or override pipeline arguments (image, mask_image, strength, ...)."""
         loaded = self.models.get(spec.model)
         pipe = loaded.pipeline(pipeline_kind)
+        # The job's LoRAs (and no other) and embeddings, set BEFORE its prompt is encoded: our
+        # prompt encoder runs the text encoders, whose adapters must already be the job's.
+        with self.adapters.applied(pipe, spec, loaded.name):
+            return self._diffuse(loaded, pipe, spec, tracker, seeds, arguments)
+
+    def _diffuse(
+        self, loaded: LoadedModel, pipe: Any, spec: GenerationSpec, tracker: Tracker, seeds: list[int] | None,
+        arguments: dict[str, Any],
+    ) -> list[Image.Image]:  # fmt: skip
         seeds = seeds or spec.seeds()
         pipe.scheduler = build_scheduler(spec.sampler, loaded.scheduler_config, seeds)
         strength = arguments.get("strength")
         steps_run = spec.steps if strength is None else min(int(spec.steps * strength), spec.steps)
-        key = (spec.prompt, spec.negative_prompt, steps_run, len(seeds))  # wildcard images differ in prompt
+        # wildcard images differ in prompt; the text encoders' LoRAs and embeddings change the encoding
+        key = (spec.prompt, spec.negative_prompt, steps_run, len(seeds), spec.loras, spec.embeddings)
         if key not in tracker.conditions:  # every pipeline of a model shares its text encoders
             # Regional prompting (spec.regions): a conditioning per region, blended in the UNet.
             build = regions.conditions_for if spec.regions else PromptConditions.build

@@ -87,6 +87,12 @@ def _prompt_feature_fields(spec: GenerationSpec, template: GenerationSpec | None
         fields.append(("Regions", parse_layout(spec.regions).text))
         if split_regions(spec.prompt).base is not None:
             fields.append(("Base ratio", _number(DEFAULT_BASE_RATIO if spec.base_ratio is None else spec.base_ratio)))
+    if spec.loras:  # A1111's keys: Civitai reads them to link the resources used
+        fields.append(("Lora hashes", ", ".join(f"{ref.name}: {ref.short_hash}" for ref in spec.loras)))
+        if any(f"<lora:{ref.name}" not in spec.prompt.lower() for ref in spec.loras):  # given with --lora
+            fields.append(("Lora weights", ", ".join(f"{ref.name}: {ref.weight:g}" for ref in spec.loras)))
+    if spec.embeddings:
+        fields.append(("TI hashes", ", ".join(f"{ref.name}: {ref.short_hash}" for ref in spec.embeddings)))
     if template is not None and template.prompt != spec.prompt:
         fields.append(("Template", template.prompt))
     if template is not None and template.negative_prompt != spec.negative_prompt:

@@ -22,6 +22,20 @@ UPSCALE_METHODS: tuple[str, ...] = ("lanczos", "esrgan", "hires", "latent")
 DIFFUSION_KINDS = ("txt2img", "img2img", "inpaint", "outpaint")  # kinds that run the diffusion model
 
 
+class AssetRef(BaseModel):
+    """A user's uploaded LoRA or embedding as a job uses it: checked at upload, resolved by name
+    (with the user's rights) when the job was made, and read from the blob store by the engine."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str  # the name the prompt uses (`<lora:NAME:w>`, or the embedding's word)
+    blob: str  # blob key of the checked .safetensors file
+    sha256: str
+    format: str  # generation.asset_files: kohya, diffusers, locon, loha, lokr, a1111-ti, kohya-sdxl-ti, diffusers-ti
+    weight: float = 1.0  # LoRAs: applied to the UNet and the text encoder(s), as A1111 does
+    short_hash: str = ""  # A1111's hash for `Lora hashes` / `TI hashes` in the parameters
+
+
 class GenerationSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -75,6 +89,9 @@ class GenerationSpec(BaseModel):
     # "1,2;1,1"); the prompt is split into regions by BREAK (generation.regions).
     regions: str | None = None
     base_ratio: float | None = Field(None, ge=0, le=1)
+    # --- uploaded LoRAs (with their weights) and textual-inversion embeddings ---
+    loras: tuple[AssetRef, ...] = ()
+    embeddings: tuple[AssetRef, ...] = ()
 
     @model_validator(mode="after")
     def _consistent(self) -> GenerationSpec:

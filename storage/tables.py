@@ -227,3 +227,28 @@ class Wildcard(Base):
     name: Mapped[str] = mapped_column(String(64))
     lines: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Asset(Base):
+    """A LoRA or embedding a user uploaded: a checked .safetensors blob, owned, private unless
+    shared. Names are unique per owner and kind (stored lower case)."""
+
+    __tablename__ = "assets"
+    __table_args__ = (
+        UniqueConstraint("owner_id", "kind", "name", name="uq_assets_owner_kind_name"),
+        Index("ix_assets_kind_shared", "kind", "shared"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # lora | embedding
+    name: Mapped[str] = mapped_column(String(64))
+    blob_key: Mapped[str] = mapped_column(ForeignKey("blobs.key"))
+    sha256: Mapped[str] = mapped_column(String(64))
+    format: Mapped[str] = mapped_column(String(32))
+    architecture: Mapped[str | None] = mapped_column(String(16))
+    rank: Mapped[int | None] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInteger)
+    info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # triggers, title, tensors, vectors
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -51,10 +51,10 @@ async def test_describe_an_a1111_png_returns_its_prompt_and_imagines_it(bot: Bot
     assert "describing the picture" in await bot.history()
 
     [(_, queued)] = await bot.press(answer_id, "Imagine this")
-    assert queued.kind == "status"
+    assert queued.kind == "status" and "without the LoRA `fluffy`" in queued.text  # one this user hasn't got
     [(_, result)] = await bot.finish()
     text = parameters(result.reply)
-    assert text.startswith(f"{A1111_PROMPT}\nNegative prompt: blurry, lowres\n")
+    assert text.startswith(f"{A1111_PROMPT.replace('<lora:fluffy:0.8>', '')}\nNegative prompt: blurry, lowres\n")
     for field in ("Steps: 3", "Sampler: Euler a", "CFG scale: 6.5", "Seed: 1234", "Size: 96x64", "Clip skip: 2"):
         assert field in text, field
 

@@ -60,3 +60,29 @@ async def test_prompt_features_in_discord(dc_prompt_settings: Settings, server: 
         menu = server.context_menu("Describe", result)  # our own picture, from the message menu
         ours = await server.await_for(saying(menu, "this bot"))
         assert "this bot" in ours.content and "a fox, film noir" in ours.content
+
+
+async def test_a_lora_uploaded_in_discord_draws_as_bare_diffusers(dc_prompt_settings: Settings, server: FakeDiscord,  # noqa: F811
+                                                                  models_dir: Path, tmp_path: Path) -> None:  # fmt: skip
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    from generation.tiny import build_tiny_pipeline
+    from tests.test_adapters import bare, make_lora, to_kohya
+
+    path = tmp_path / "fox.safetensors"
+    save_file(to_kohya(make_lora(build_tiny_pipeline(), 1)), path)
+    settings = dc_prompt_settings.model_copy(update={"default_steps": 4})
+    async with discord_bot(settings, server):
+        uploaded = server.slash("lora", {"action": "upload", "name": "fox"},
+                                attachments={"file": ("fox.safetensors", path.read_bytes(), "application/octet-stream")})  # fmt: skip
+        await server.await_for(saying(uploaded, "Saved the LoRA"))
+        asked = server.slash("imagine", {"prompt": "a red fox in the snow --seed 11 --cfg 7 --sampler euler",
+                                         "size": "64x64", "lora": "fox:0.6"})  # fmt: skip
+        result = await server.await_for(answer_to(asked, files=True))
+        [(_, data)] = result.files.items()
+        drawn = np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(int)
+        assert np.abs(drawn - bare(models_dir, path, 0.6)).max() <= 2

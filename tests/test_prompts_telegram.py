@@ -49,4 +49,30 @@ async def test_prompt_features_in_telegram(tg_prompt_settings: Settings, server:
         await recorded(settings, shown.chat_id, shown.message_id)
         server.press(shown, "Imagine this")
         drawn = await server.await_for(lambda m: m.kind == "photo" and "masterpiece" in m.text)
-        assert A1111_PROMPT.split("\n")[0][:40] in drawn.text.replace("\n", " ")
+        assert A1111_PROMPT.split("\n")[0][:40] in drawn.text.replace("\n", " ")  # drawn without the LoRA it names
+
+
+async def test_a_lora_uploaded_in_telegram_draws_as_bare_diffusers(tg_prompt_settings: Settings, server: FakeTelegram,  # noqa: F811
+                                                                   models_dir: Path, tmp_path: Path) -> None:  # fmt: skip
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    from generation.tiny import build_tiny_pipeline
+    from tests.test_adapters import bare, make_lora, to_kohya
+
+    path = tmp_path / "fox.safetensors"
+    save_file(to_kohya(make_lora(build_tiny_pipeline(), 1)), path)
+    settings = tg_prompt_settings.model_copy(update={"default_steps": 4})
+    async with telegram_bot(settings, server):
+        uploaded = server.send("/lora upload fox", document=("fox.safetensors", path.read_bytes(), "application/octet-stream"))
+        await server.await_for(is_text_reply(uploaded, "Saved the LoRA"))
+        asked = server.send("/imagine <lora:fox:0.6> a red fox in the snow --seed 11 --cfg 7 --sampler euler --size 64x64")
+        photo = await server.await_for(is_photo_reply(asked))
+        await recorded(settings, photo.chat_id, photo.message_id)
+        server.press(photo, "📄 PNG")  # the original PNG: Telegram recompresses photos
+        document = await server.await_for(lambda m: m.kind == "document" and m.reply_to == photo.message_id)
+        drawn = np.asarray(Image.open(io.BytesIO(document.uploaded or b"")).convert("RGB")).astype(int)
+        assert np.abs(drawn - bare(models_dir, path, 0.6)).max() <= 2

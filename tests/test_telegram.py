@@ -64,7 +64,7 @@ def test_serve_answers_in_telegram_and_buttons_survive_a_restart(tmp_path: Path,
         server.wait_until(lambda: server.commands and "getUpdates" in server.calls, 120)
         assert [c["command"] for c in server.commands] == [
             "imagine", "help", "upscale", "vary", "zoom", "pan", "inpaint", "facefix", "describe", "enhance", "styles",
-            "style", "wildcard", "settings", "queue", "cancel", "history", "info",
+            "style", "wildcard", "lora", "loras", "embedding", "embeddings", "settings", "queue", "cancel", "history", "info",
         ]  # fmt: skip
 
         # Flood control on the result: PTB's limiter repeats twice, then our delivery loop waits and sends again.
@@ -183,9 +183,11 @@ async def test_originals_batches_and_remixes(tg_settings: Settings, server: Fake
 
 async def test_group_chats_only_hear_commands_and_replies(tg_settings: Settings, server: FakeTelegram) -> None:
     async with telegram_bot(tg_settings, server, draw=False):
-        server.send("just chatting about cats", chat=GROUP)
-        server.send("/imagine@another_bot a cat", chat=GROUP)
-        server.send("/weather", chat=GROUP)  # maybe another bot's
+        ignored = [
+            server.send("just chatting about cats", chat=GROUP),
+            server.send("/imagine@another_bot a cat", chat=GROUP),
+            server.send("/weather", chat=GROUP),  # maybe another bot's
+        ]
         unknown = server.send("/frobnicate@sdbot_test_bot", chat=GROUP)
         assert "I don't know /frobnicate" in (await server.await_for(is_text_reply(unknown))).text
         addressed = server.send("/imagine@sdbot_test_bot a cat --size 64x64", chat=GROUP)
@@ -195,7 +197,9 @@ async def test_group_chats_only_hear_commands_and_replies(tg_settings: Settings,
         to_bot = server.send("thanks!", chat=GROUP, reply_to=status.message_id)
         # the status message's job isn't done: the reply is taken as a remix, and refused politely
         assert "isn't finished yet" in (await server.await_for(is_text_reply(to_bot))).text
-        assert len([m for m in server.sent if m.chat_id == GROUP["id"]]) == 4  # the ignored three got nothing
+        assert not [m for m in server.sent if m.reply_to in {i["message_id"] for i in ignored}]  # the ignored three got nothing
+        said = {m.reply_to for m in server.sent if m.chat_id == GROUP["id"]} - {None}  # (a long /help's second piece)
+        assert said == {unknown["message_id"], addressed["message_id"], helped["message_id"], to_bot["message_id"]}
 
         private = server.send("a lighthouse at night")  # in private, plain text is a prompt
         assert "queued" in (await server.await_for(is_text_reply(private))).text

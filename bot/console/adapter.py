@@ -9,6 +9,7 @@ waiting or running and nothing is owed to the console, then returns 0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 PLATFORM = "console"
 CHAT = "console"
 EDIT_SECONDS = 0.5  # least time between edits of one status message
+RECORD_WAIT_SECONDS = 10.0  # longest a press waits for the result it names to be recorded
 
 
 class MessageIds:
@@ -67,6 +69,10 @@ class ConsoleChat:
         self.ids = MessageIds(Path(state_dir) / "console-state.json")
         self._uploads: dict[str, tuple[Attachment, ...]] = {}  # input id -> its attachments (this run)
         self._end_wait = asyncio.Event()
+        # Results shown but not yet recorded (the delivery loop records right after the send): a
+        # script that presses a button the instant it reads the result waits for the record,
+        # instead of hearing "I don't know that message".
+        self._recording: dict[str, asyncio.Event] = {}
         self.deliveries = DeliveryLoop(
             service, PLATFORM, self._send, poll_seconds=poll_seconds, after_delivered=self._after_delivered
         )
@@ -106,6 +112,10 @@ class ConsoleChat:
         try:
             parsed = parse_json_line(line) if self.jsonl else parse_human_line(line)
             request = self._request(input_id, parsed)
+            target = request.press.message_id if request.press else request.reply_to
+            if target in self._recording:
+                with contextlib.suppress(TimeoutError):  # a record that failed: go on, the service says so
+                    await asyncio.wait_for(self._recording[target].wait(), RECORD_WAIT_SECONDS)
         except InputError as error:
             self._emit(message_event(self.ids.next(), reply_to=input_id, user=None, kind="error", text=f"Line {input_id[1:]}: {error}"))
             return
@@ -140,10 +150,14 @@ class ConsoleChat:
 
     async def _send(self, item: Outgoing) -> str:
         message_id = self.ids.next()
+        self._recording[message_id] = asyncio.Event()
         self._emit_reply(message_id, item.reply, reply_to=item.reply_to, user=item.user_id)
         return message_id
 
     async def _after_delivered(self, item: Outgoing, message_id: str) -> None:
+        recorded = self._recording.pop(message_id, None)
+        if recorded is not None:
+            recorded.set()
         self._end_wait.set()  # the end-of-input wait may be waiting on this
 
     async def _edit(self, update: StatusUpdate) -> None:

@@ -223,6 +223,10 @@ class DiscordChat:
 
     def _too_big(self, attachment: discord.Attachment) -> str | None:
         limit = self.settings.max_upload_bytes
+        if attachment.filename.lower().endswith(".safetensors"):  # a LoRA or embedding (commands.assets)
+            limit = self.settings.max_asset_bytes
+            if attachment.size > limit:
+                return f"`{attachment.filename}` is {size_text(attachment.size)}; uploads may be up to {size_text(limit)}."
         if attachment.size > limit:
             return (
                 f"`{attachment.filename}` is {size_text(attachment.size)}; I take images up to {size_text(limit)}. "

@@ -100,6 +100,7 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
         style="Styles from /styles, applied in order, e.g. cinematic or anime,cinematic",
         regions="Regions: cols, rows, 1,2 or 1,2;1,1 — the prompt's parts split by BREAK",
         base_ratio="With regions: how much of the ADDBASE prompt goes everywhere, 0-1 (default 0.2)",
+        lora="Your LoRAs with weights, e.g. fox:0.8, owl (or <lora:fox:0.8> in the prompt)",
     )
     @app_commands.choices(sampler=samplers)
     async def imagine(
@@ -107,12 +108,12 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
         size: str | None = None, seed: int | None = None, steps: int | None = None, cfg: float | None = None,
         sampler: str | None = None, n: int | None = None, model: str | None = None, strength: float | None = None,
         image: discord.Attachment | None = None, tile: bool | None = None, vae: str | None = None,
-        style: str | None = None, regions: str | None = None, base_ratio: float | None = None,
+        style: str | None = None, regions: str | None = None, base_ratio: float | None = None, lora: str | None = None,
     ) -> None:  # fmt: skip
         options: dict[str, Any] = {
             "command": "imagine", "prompt": prompt, "negative": negative, "aspect": aspect, "size": size, "seed": seed,
             "steps": steps, "cfg": cfg, "sampler": sampler, "n": n, "model": model, "strength": strength,
-            "tile": tile, "vae": vae, "style": style, "regions": regions, "base_ratio": base_ratio,
+            "tile": tile, "vae": vae, "style": style, "regions": regions, "base_ratio": base_ratio, "lora": lora,
         }  # fmt: skip
         await _chat(interaction).on_command(interaction, options={k: v for k, v in options.items() if v is not None}, image=image)
 
@@ -235,9 +236,31 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
                        file: discord.Attachment | None = None) -> None:  # fmt: skip
         await _chat(interaction).on_command(interaction, text=f"/wildcard {action} {name} {lines}", image=file)
 
+    def asset_command(kind: str):  # type: ignore[no-untyped-def]
+        @app_commands.command(name=kind, description=describe[kind])
+        @app_commands.describe(action="upload (with the file), info, delete, rename, share or unshare",
+                               name=f"The {kind}'s name (upload: default from the file name)",
+                               new_name="With rename: the new name", file="With upload: the .safetensors file")  # fmt: skip
+        @app_commands.choices(action=[app_commands.Choice(name=a, value=a)
+                                      for a in ("upload", "info", "delete", "rename", "share", "unshare")])  # fmt: skip
+        async def command(interaction: discord.Interaction, action: str, name: str = "", new_name: str = "",
+                          file: discord.Attachment | None = None) -> None:  # fmt: skip
+            await _chat(interaction).on_command(interaction, text=f"/{kind} {action} {name} {new_name}", image=file)
+
+        return command
+
+    @app_commands.command(name="loras", description=describe["loras"])
+    async def loras(interaction: discord.Interaction) -> None:
+        await _chat(interaction).on_command(interaction, text="/loras")
+
+    @app_commands.command(name="embeddings", description=describe["embeddings"])
+    async def embeddings(interaction: discord.Interaction) -> None:
+        await _chat(interaction).on_command(interaction, text="/embeddings")
+
     @app_commands.context_menu(name="Remix")
     async def remix(interaction: discord.Interaction, message: discord.Message) -> None:
         await interaction.response.send_modal(RemixModal(message))
 
-    return [imagine, upscale, vary, zoom, pan, inpaint, facefix, describe_, enhance, styles, style, wildcard, help_,
-            settings_, queue_, cancel, history, info, remix, describe_message]  # fmt: skip
+    return [imagine, upscale, vary, zoom, pan, inpaint, facefix, describe_, enhance, styles, style, wildcard,
+            asset_command("lora"), loras, asset_command("embedding"), embeddings, help_, settings_, queue_, cancel,
+            history, info, remix, describe_message]  # fmt: skip

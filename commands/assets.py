@@ -1,0 +1,186 @@
+"""Uploaded LoRAs and embeddings: /lora, /loras, /embedding, /embeddings.
+
+    /lora upload [NAME]          with the .safetensors file attached (Telegram: as the document's caption)
+    /loras                       yours and the shared ones
+    /lora info|delete NAME       /lora rename OLD NEW       /lora share|unshare NAME
+    (the same for /embedding and /embeddings)
+
+Every file is untrusted: `generation.asset_files` reads its header with plain Python and refuses
+anything that is not a LoRA / LyCORIS / embedding safetensors file before it is stored; nothing
+is unpickled, and nothing is loaded until a job uses it. Stored content-addressed, owned by the
+uploader, private until shared. Admins may delete or unshare anyone's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+
+from commands import render
+from commands.context import Context
+from commands.errors import UserError
+from commands.types import Reply, Request
+from generation.asset_files import AssetError, check_architecture, inspect_asset, safe_name_from_filename, valid_asset_name
+from storage import assets, queue, users
+from storage.tables import Asset
+
+KINDS = {"lora": "LoRA", "embedding": "embedding"}
+ARCHITECTURES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", None: "an unknown architecture"}
+
+
+async def lora_command(ctx: Context, request: Request, args: str) -> list[Reply]:
+    return await _asset_command(ctx, request, args, "lora")
+
+
+async def embedding_command(ctx: Context, request: Request, args: str) -> list[Reply]:
+    return await _asset_command(ctx, request, args, "embedding")
+
+
+async def list_loras(ctx: Context, request: Request, args: str) -> list[Reply]:
+    return await _list(ctx, request, "lora")
+
+
+async def list_embeddings(ctx: Context, request: Request, args: str) -> list[Reply]:
+    return await _list(ctx, request, "embedding")
+
+
+async def _asset_command(ctx: Context, request: Request, args: str, kind: str) -> list[Reply]:
+    verb, *words = args.split()
+    verb = verb.lower() if args.strip() else "list"
+    if verb == "upload":
+        return await _upload(ctx, request, kind, words[0] if words else None)
+    if verb == "list":
+        return await _list(ctx, request, kind)
+    if verb in ("info", "delete", "share", "unshare") and len(words) == 1:
+        return await _manage(ctx, request, kind, verb, words[0])
+    if verb == "rename" and len(words) == 2:
+        return await _rename(ctx, request, kind, words[0], words[1])
+    raise UserError(
+        f"Use `/{kind} upload [NAME]` with the .safetensors file attached, `/{kind}s` to list, or "
+        f"`/{kind} info|delete|share|unshare NAME`, `/{kind} rename OLD NEW`."
+    )
+
+
+async def _upload(ctx: Context, request: Request, kind: str, name: str | None) -> list[Reply]:
+    label = KINDS[kind]
+    if not request.attachments:
+        raise UserError(
+            f"Attach the {label} file (.safetensors) to `/{kind} upload [NAME]`; on Telegram send it as a file "
+            "with the command as its caption."
+        )
+    file = request.attachments[0]
+    limit = ctx.settings.max_asset_bytes
+    if len(file.data) > limit:
+        raise UserError(f"`{file.filename}` is {render.size_text(len(file.data))}; {label}s may be up to {render.size_text(limit)}.")
+    try:
+        info = inspect_asset(file.data, file.filename, kind=kind, max_bytes=limit)  # type: ignore[arg-type]
+    except AssetError as error:
+        raise UserError(f"I didn't store `{file.filename}`: {error}") from None
+    name = (name or safe_name_from_filename(file.filename)).lower()
+    if not valid_asset_name(name):
+        raise UserError(f"`{name}` can't be a name: use letters, digits, `_`, `-` and `.`, up to 64 characters.")
+    async with ctx.db.transaction() as session:
+        user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
+        model = ctx.registry.get(user.settings.get("model")) or ctx.registry.default
+        mismatch = check_architecture(info, model.family, name=name, model=model.display_name)
+        if mismatch:
+            raise UserError(f"I didn't store it: {mismatch}")
+        if await assets.find_own(session, user.id, kind, name):
+            raise UserError(f"You already have a {label} named `{name}`. Delete it first, or upload with another name.")
+        used, quota = await assets.bytes_used(session, user.id), ctx.settings.asset_quota_bytes
+        if used + info.size > quota:
+            raise UserError(
+                f"That would use {render.size_text(used + info.size)} of your {render.size_text(quota)} for uploads. "
+                f"Delete one with `/{kind} delete NAME` first."
+            )
+        key = ctx.blobs.put(file.data, "st")  # blob extensions are short; the header check made it safetensors
+        await queue.record_blob(session, key, info.size, "application/octet-stream", None, None)
+        asset = await assets.add(
+            session, user.id, kind, name, blob_key=key, sha256=info.sha256, format=info.format,
+            architecture=info.architecture, rank=info.rank, size=info.size,
+            info={"triggers": list(info.triggers), "title": info.title, "tensors": info.tensors, "vectors": info.vectors,
+                  "addnet_hash": addnet_hash(file.data)},
+        )  # fmt: skip
+        text = f"Saved the {label} `{asset.name}`, private to you.\n{_describe(asset)}\n{_usage(asset)}"
+    return [Reply(text)]
+
+
+def addnet_hash(data: bytes) -> str:
+    """A1111's hash of a safetensors LoRA ("Lora hashes"): sha256 of the bytes after the header."""
+    (length,) = struct.unpack("<Q", data[:8])
+    return hashlib.sha256(data[8 + length :]).hexdigest()
+
+
+def _usage(asset: Asset) -> str:
+    if asset.kind == "lora":
+        return f"Use it with `<lora:{asset.name}:0.8>` in a prompt (or `--lora {asset.name}:0.8`)."
+    return f"Write `{asset.name}` in a prompt or negative prompt to use it."
+
+
+def _describe(asset: Asset) -> str:
+    parts = [asset.format, ARCHITECTURES.get(asset.architecture, asset.architecture or "?")]
+    if asset.rank:
+        parts.append(f"rank {asset.rank}")
+    if asset.info.get("vectors"):
+        parts.append(f"{asset.info['vectors']} vectors")
+    parts += [render.size_text(asset.size), f"sha256 {asset.sha256[:12]}", "shared" if asset.shared else "private"]
+    text = " · ".join(parts)
+    if asset.info.get("triggers"):
+        text += "\nTrigger words from its training data: " + ", ".join(asset.info["triggers"])
+    return text
+
+
+async def _list(ctx: Context, request: Request, kind: str) -> list[Reply]:
+    async with ctx.db.transaction() as session:
+        user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
+        found = await assets.usable(session, user.id, kind)
+        own = [a for a in found if a.owner_id == user.id]
+        shared = [a for a in found if a.owner_id != user.id]
+        used = await assets.bytes_used(session, user.id)
+    label = KINDS[kind]
+    lines = [f"Your {label}s ({render.size_text(used)} of {render.size_text(ctx.settings.asset_quota_bytes)}):"]
+    lines += [f"• {a.name} — {_describe(a).splitlines()[0]}" for a in own] or [f"none yet: `/{kind} upload NAME` with the file."]
+    if shared:
+        lines += ["", f"Shared {label}s:"] + [f"• {a.name} — {_describe(a).splitlines()[0]}" for a in shared]
+    return [Reply("\n".join(lines))]
+
+
+async def _manage(ctx: Context, request: Request, kind: str, verb: str, name: str) -> list[Reply]:
+    label = KINDS[kind]
+    admin = ctx.is_admin(request.platform, request.user_id)
+    async with ctx.db.transaction() as session:
+        user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
+        if verb == "info":
+            asset = await assets.find_usable(session, user.id, kind, name)
+        else:
+            asset = await assets.find_own(session, user.id, kind, name)
+            if asset is None and admin and verb in ("delete", "unshare"):
+                found = await assets.find_any(session, kind, name)
+                asset = found[0] if len(found) == 1 else None
+                if len(found) > 1:
+                    raise UserError(f"{len(found)} people have a {label} named `{name}`; an admin must act on one at a time.")
+        if asset is None:
+            raise UserError(f"I don't know a {label} of yours named `{name}`. `/{kind}s` lists them.")
+        if verb == "info":
+            return [Reply(f"{label} `{asset.name}`\n{_describe(asset)}\n{_usage(asset)}")]
+        if verb == "delete":
+            await session.delete(asset)
+            return [Reply(f"Deleted the {label} `{asset.name}`. Jobs already queued with it still run.")]
+        asset.shared = verb == "share"
+        state = "shared: everyone can use it" if asset.shared else "private again"
+        return [Reply(f"The {label} `{asset.name}` is {state}.")]
+
+
+async def _rename(ctx: Context, request: Request, kind: str, old: str, new: str) -> list[Reply]:
+    label, new = KINDS[kind], new.lower()
+    if not valid_asset_name(new):
+        raise UserError(f"`{new}` can't be a name: use letters, digits, `_`, `-` and `.`, up to 64 characters.")
+    async with ctx.db.transaction() as session:
+        user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
+        asset = await assets.find_own(session, user.id, kind, old)
+        if asset is None:
+            raise UserError(f"I don't know a {label} of yours named `{old}`. `/{kind}s` lists them.")
+        if await assets.find_own(session, user.id, kind, new):
+            raise UserError(f"You already have a {label} named `{new}`.")
+        asset.name = new
+    return [Reply(f"Renamed the {label} `{old}` to `{new}`. {_usage(asset)}")]

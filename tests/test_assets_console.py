@@ -1,0 +1,59 @@
+"""Issue 7's done-when line in the console chat: a kohya-format LoRA uploaded as `fox` draws
+exactly what bare diffusers draws with that file loaded by `load_lora_weights`, at weight 1 and
+at 0.6; the same upload and use through the command layer's refusals and listings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from safetensors.torch import save_file
+
+from generation.tiny import build_tiny_pipeline
+from tests.conftest import bot_env
+from tests.console_process import ConsoleProcess
+from tests.test_adapters import bare, make_lora, to_kohya
+
+PROMPT = "a red fox in the snow --seed 11 --steps 4 --cfg 7 --sampler euler --size 64x64"
+
+
+@pytest.fixture(scope="module")
+def kohya_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("lora") / "fox.safetensors"
+    save_file(to_kohya(make_lora(build_tiny_pipeline(), 1)), path)
+    return path
+
+
+def pixels(path: str) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB")).astype(int)
+
+
+def test_a_kohya_lora_uploaded_in_the_console_equals_bare_diffusers(tmp_path: Path, models_dir: Path, kohya_file: Path) -> None:
+    bot = ConsoleProcess(bot_env(tmp_path / "data", models_dir), tmp_path / "bot.log")
+    line = 0
+
+    def send(**fields) -> str:  # type: ignore[no-untyped-def]
+        nonlocal line
+        bot.send(**fields)
+        line += 1
+        return f"u{line}"
+
+    saved = bot.message("text", reply_to=send(text="/lora upload fox", attachments=[str(kohya_file)]))
+    assert "Saved the LoRA `fox`" in saved["text"] and "kohya" in saved["text"]
+    listed = bot.message("text", reply_to=send(text="/loras"))
+    assert "• fox — kohya" in listed["text"]
+
+    full = bot.message("result", reply_to=send(text=f"/imagine <lora:fox:1> {PROMPT}"))
+    assert np.abs(pixels(full["images"][0]) - bare(models_dir, kohya_file)).max() <= 2
+    with Image.open(full["images"][0]) as image:
+        assert "Lora hashes: \"fox: " in image.text["parameters"]
+    partial = bot.message("result", reply_to=send(text=f"/imagine <lora:fox:0.6> {PROMPT}"))
+    assert np.abs(pixels(partial["images"][0]) - bare(models_dir, kohya_file, 0.6)).max() <= 2
+    plain = bot.message("result", reply_to=send(text=f"/imagine {PROMPT}"))
+    assert np.abs(pixels(plain["images"][0]) - pixels(full["images"][0])).max() > 10  # the LoRA mattered
+
+    unknown = bot.message("error", reply_to=send(text=f"/imagine <lora:fox:1> {PROMPT}", user="bob"))
+    assert "I don't know a LoRA named `fox`" in unknown["text"]  # alice's is private
+    assert bot.finish() == 0
