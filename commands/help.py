@@ -29,6 +29,8 @@ COMMAND_MENU: tuple[tuple[str, str], ...] = (
     ("loras", "Your LoRAs and the shared ones"),
     ("embedding", "Upload an embedding: /embedding upload NAME"),
     ("embeddings", "Your embeddings and the shared ones"),
+    ("models", "The models and their architectures"),
+    ("model", "Your default model: /model NAME"),
     ("settings", "Your defaults: /settings --steps 30"),
     ("queue", "Your jobs and the queue"),
     ("cancel", "Cancel a job: /cancel [job|all]"),
@@ -112,7 +114,7 @@ def help_text(ctx: Context) -> str:
         f"--strength 0.01–1 — how much an init image changes (default {s.default_strength:g})",
         f"--sampler NAME (default {s.default_sampler}) — {', '.join(sampler_names())}; "
         "snake_case works too (euler_a, dpmpp_2m_karras)",
-        f"--model NAME — {models}",
+        f"--model NAME — {models} (`/models` lists them with their architectures; `/model NAME` makes one yours)",
         "--clip-skip 1–12 — stop CLIP that many layers from the end (A1111's count; 2 for many anime models)",
         "Prompt syntax as in A1111: (word) ×1.1, [word] ÷1.1, (word:1.3), \\( \\) literal, BREAK starts a new 75-token chunk; "
         "prompts past 77 tokens work. [from:to:when] switches at a step (or a fraction: 0.5), [a|b] alternates.",

@@ -17,7 +17,7 @@ import secrets
 from datetime import timedelta
 from collections.abc import Awaitable, Callable
 
-from commands import account, assets, buttons, edits, render
+from commands import account, assets, buttons, edits, models, render
 from commands.context import Context
 from commands.describe import describe
 from commands.enhance import enhance
@@ -54,6 +54,8 @@ COMMANDS: dict[str, Handler] = {
     "loras": assets.list_loras,
     "embedding": assets.embedding_command,
     "embeddings": assets.list_embeddings,
+    "models": models.list_models,
+    "model": models.choose_model,
     "help": show_help,
     "start": show_help,  # Telegram sends /start when a chat with the bot opens
     "settings": account.settings,

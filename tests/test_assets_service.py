@@ -108,3 +108,12 @@ async def test_embeddings_upload_and_use(bot: Bot) -> None:
     [(_, with_it), (_, without)] = await bot.finish()
     assert "TI hashes" in Image.open(with_it.reply.images[0].path).text["parameters"]
     assert np.abs(pixels(with_it.reply) - pixels(without.reply)).mean() > 1
+
+
+async def test_models_and_choosing_one(bot: Bot) -> None:
+    [(_, listing)] = await bot.send("/models")
+    assert "• tiny — SD 1.x, 64px native (default, yours)" in listing.text
+    [(_, chosen)] = await bot.send("/model tiny")
+    assert "Saved" in chosen.text and "tiny" in chosen.text
+    [(_, unknown)] = await bot.send("/model nope")
+    assert unknown.kind == "error" and "Models: tiny" in unknown.text

@@ -249,6 +249,19 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
 
         return command
 
+    @app_commands.command(name="models", description=describe["models"])
+    async def models_(interaction: discord.Interaction) -> None:
+        await _chat(interaction).on_command(interaction, text="/models")
+
+    @app_commands.command(name="model", description=describe["model"])
+    @app_commands.describe(name="A configured model (empty: show yours)")
+    async def model(interaction: discord.Interaction, name: str = "") -> None:
+        await _chat(interaction).on_command(interaction, text=f"/model {name}")
+
+    @model.autocomplete("name")
+    async def model_choice(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        return await model_names(interaction, current)
+
     @app_commands.command(name="loras", description=describe["loras"])
     async def loras(interaction: discord.Interaction) -> None:
         await _chat(interaction).on_command(interaction, text="/loras")
@@ -262,5 +275,5 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
         await interaction.response.send_modal(RemixModal(message))
 
     return [imagine, upscale, vary, zoom, pan, inpaint, facefix, describe_, enhance, styles, style, wildcard,
-            asset_command("lora"), loras, asset_command("embedding"), embeddings, help_, settings_, queue_, cancel,
-            history, info, remix, describe_message]  # fmt: skip
+            asset_command("lora"), loras, asset_command("embedding"), embeddings, help_, models_, model, settings_,
+            queue_, cancel, history, info, remix, describe_message]  # fmt: skip
