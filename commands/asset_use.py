@@ -44,7 +44,7 @@ async def resolve_assets(
             problems.append(f"The LoRA `{name}` is named twice; give it once, with one weight.")
         wanted[name.lower()] = weight
     for ref in base.loras if base is not None else ():
-        wanted.setdefault(ref.name, ref.weight)  # from the base's --lora (its tags are in the prompt)
+        wanted.setdefault(ref.name, ref.weight)  # a remix keeps its picture's LoRAs, as it keeps its settings
     if len(wanted) > MAX_LORAS_PER_JOB:
         problems.append(f"A job may use at most {MAX_LORAS_PER_JOB} LoRAs; this one names {len(wanted)}.")
     family = (registry.get(spec.model) or registry.default).family

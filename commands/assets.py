@@ -45,8 +45,8 @@ async def list_embeddings(ctx: Context, request: Request, args: str) -> list[Rep
 
 
 async def _asset_command(ctx: Context, request: Request, args: str, kind: str) -> list[Reply]:
-    verb, *words = args.split()
-    verb = verb.lower() if args.strip() else "list"
+    verb, *words = args.split() or ["list"]
+    verb = verb.lower()
     if verb == "upload":
         return await _upload(ctx, request, kind, words[0] if words else None)
     if verb == "list":

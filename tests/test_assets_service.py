@@ -58,6 +58,10 @@ async def test_bad_files_are_refused_stored_nowhere_and_never_run(bot: Bot, tmp_
     assert "none yet" in listing.text
     [(_, nothing)] = await bot.send("/lora upload fox")
     assert nothing.kind == "error" and "Attach" in nothing.text
+    [(_, bare_command)] = await bot.send("/lora")  # no verb: the list
+    assert "Your LoRAs" in bare_command.text
+    [(_, unknown_verb)] = await bot.send("/embedding frobnicate x")
+    assert unknown_verb.kind == "error" and "/embedding upload" in unknown_verb.text
 
 
 async def test_privacy_sharing_and_management(bot: Bot, kohya_bytes: bytes) -> None:
