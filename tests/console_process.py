@@ -30,6 +30,7 @@ class ConsoleProcess:
         )  # fmt: skip
         ConsoleProcess.running.append(self)
         self.events: list[Event] = []
+        self.inputs = 0  # non-blank lines sent: the console's input ids count them
         self._lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -42,10 +43,17 @@ class ConsoleProcess:
     def send(self, **fields: Any) -> None:
         self.send_raw(json.dumps(fields))
 
+    def say(self, **fields: Any) -> str:
+        """Send one input line; returns its id (`u1`, `u2`, ...: the console numbers non-blank lines)."""
+        self.send(**fields)
+        return f"u{self.inputs}"
+
     def send_raw(self, line: str) -> None:
         assert self.proc.stdin is not None
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
+        if line.strip():
+            self.inputs += 1
 
     def wait_for(self, predicate: Callable[[Event], bool], timeout: float = 120) -> Event:
         deadline = time.monotonic() + timeout

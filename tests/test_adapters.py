@@ -22,8 +22,9 @@ from generation.prompt_encoder import (
     CHUNK_LENGTH, PLACEHOLDER, TextualInversion, chunk_prompt, encode_prompts, textual_inversions,
 )  # fmt: skip
 from generation.spec import AssetRef, GenerationSpec
-from generation.tiny import build_tiny_pipeline, clip_vocab, ensure_tiny
+from generation.tiny import build_tiny_pipeline, ensure_tiny
 from storage.blobs import LocalBlobStore
+from tests.tiny_xl import build_tiny_xl
 
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 TE_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
@@ -278,51 +279,18 @@ def test_lycoris_changes_the_image_and_means_what_lycoris_means(engine: Engine, 
 # --- refusals -----------------------------------------------------------------------------------------
 
 
-def tiny_xl_pipeline():  # type: ignore[no-untyped-def]
-    """tests.test_prompts' tiny SDXL, text-sensitive."""
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
-
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=2, sample_size=32, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
-        transformer_layers_per_block=(1, 2), projection_class_embeddings_input_dim=80, cross_attention_dim=64, norm_num_groups=1,
-    )  # fmt: skip
-    with torch.no_grad():
-        for name, module in unet.named_modules():
-            if name.endswith("attn2"):
-                module.to_k.weight.mul_(4)
-                module.to_v.weight.mul_(4)
-    vae = AutoencoderKL(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
-                        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, sample_size=128)  # fmt: skip
-    config = CLIPTextConfig(bos_token_id=49406, eos_token_id=49407, pad_token_id=49407, hidden_size=32, intermediate_size=37,
-                            num_attention_heads=4, num_hidden_layers=5, vocab_size=49408, hidden_act="gelu", projection_dim=32)  # fmt: skip
-    text_encoder, text_encoder_2 = CLIPTextModel(config), CLIPTextModelWithProjection(config)
-    with torch.no_grad():
-        for encoder in (text_encoder, text_encoder_2):
-            encoder.text_model.embeddings.token_embedding.weight.mul_(50)
-    vocab, merges = clip_vocab()
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
-    tokenizer_2 = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77, pad_token="!")
-    return StableDiffusionXLPipeline(
-        vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer, tokenizer_2=tokenizer_2,
-        unet=unet, scheduler=EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear"),
-    )  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def xl_engine(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Engine:
     folder = tmp_path_factory.mktemp("xl") / "tiny-xl"
-    tiny_xl_pipeline().save_pretrained(folder)
+    build_tiny_xl(strong_cross_attention=True).save_pretrained(folder)
     registry = ModelRegistry([ModelEntry(source=str(folder), name="xl")])
     cache = ModelCache(registry, models_dir, torch.device("cpu"), torch.float32, max_loaded=1)
     return Engine(cache, LocalBlobStore(tmp_path_factory.mktemp("xl-blobs")))
 
 
 def test_a_lora_for_another_architecture_is_refused(engine: Engine, xl_engine: Engine) -> None:
-    xl_lora = to_kohya(make_lora(tiny_xl_pipeline(), 3, text_encoders=("text_encoder", "text_encoder_2")), sd1=False)
+    xl_pipe = build_tiny_xl(strong_cross_attention=True)
+    xl_lora = to_kohya(make_lora(xl_pipe, 3, text_encoders=("text_encoder", "text_encoder_2")), sd1=False)
     ref = asset(engine, xl_lora, "xl-style", "kohya")
     with pytest.raises(EngineUserError, match=r"made for SDXL.*`tiny` is SD 1\.x"):
         draw(engine, loras=(ref,))
@@ -414,7 +382,8 @@ def test_kohya_sdxl_embedding_on_the_tiny_sdxl(xl_engine: Engine) -> None:
 
 
 def test_sdxl_kohya_lora_loads_on_the_tiny_sdxl(xl_engine: Engine) -> None:
-    xl_lora = to_kohya(make_lora(tiny_xl_pipeline(), 3, text_encoders=("text_encoder", "text_encoder_2")), sd1=False)
+    xl_pipe = build_tiny_xl(strong_cross_attention=True)
+    xl_lora = to_kohya(make_lora(xl_pipe, 3, text_encoders=("text_encoder", "text_encoder_2")), sd1=False)
     ref = asset(xl_engine, xl_lora, "xl-style", "kohya")
     assert differ(draw(xl_engine, model="xl", loras=(ref,)), draw(xl_engine, model="xl")) > 10
 

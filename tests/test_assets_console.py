@@ -32,13 +32,7 @@ def pixels(path: str) -> np.ndarray:
 
 def test_a_kohya_lora_uploaded_in_the_console_equals_bare_diffusers(tmp_path: Path, models_dir: Path, kohya_file: Path) -> None:
     bot = ConsoleProcess(bot_env(tmp_path / "data", models_dir), tmp_path / "bot.log")
-    line = 0
-
-    def send(**fields) -> str:  # type: ignore[no-untyped-def]
-        nonlocal line
-        bot.send(**fields)
-        line += 1
-        return f"u{line}"
+    send = bot.say  # sends a line, returns its input id
 
     saved = bot.message("text", reply_to=send(text="/lora upload fox", attachments=[str(kohya_file)]))
     assert "Saved the LoRA `fox`" in saved["text"] and "kohya" in saved["text"]

@@ -44,13 +44,7 @@ def test_every_edit_in_the_console(tmp_path: Path, models_dir: Path) -> None:
         SDBOT_FACE_RESTORERS=f"restoreformer={face_model}", SDBOT_UPSCALE_TILE="32",
     )  # fmt: skip
     bot = ConsoleProcess(env, tmp_path / "bot.log")
-    line = 0
-
-    def send(**fields) -> str:  # type: ignore[no-untyped-def]
-        nonlocal line
-        bot.send(**fields)
-        line += 1
-        return f"u{line}"
+    send = bot.say  # sends a line, returns its input id
 
     asked = send(text="/imagine a red fox --seed 5 --n 2 --size 64x64")
     batch = bot.message("result", reply_to=asked)

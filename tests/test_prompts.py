@@ -14,6 +14,7 @@ from PIL import Image
 from generation.prompt_encoder import CHUNK_LENGTH, chunk_prompt, encode_prompts
 from generation.prompt_weights import parse_prompt_attention
 from generation.tiny import ensure_tiny
+from tests.tiny_xl import build_tiny_xl
 
 # --- the parser: A1111's own doctests, and more ---------------------------------------------------
 
@@ -165,35 +166,8 @@ async def test_a_200_token_prompt_uses_all_of_it(bot) -> None:  # type: ignore[n
 
 @pytest.fixture(scope="module")
 def tiny_xl():  # type: ignore[no-untyped-def]
-    """A tiny random SDXL pipeline (diffusers' own test recipe) with CLIP's real tokenizer; the
-    second tokenizer pads with "!" as SDXL's does."""
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
-
-    from generation.tiny import clip_vocab
-
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=2, sample_size=32, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
-        transformer_layers_per_block=(1, 2), projection_class_embeddings_input_dim=80, cross_attention_dim=64, norm_num_groups=1,
-    )  # fmt: skip
-    vae = AutoencoderKL(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
-                        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, sample_size=128)  # fmt: skip
-    config = CLIPTextConfig(bos_token_id=49406, eos_token_id=49407, pad_token_id=49407, hidden_size=32, intermediate_size=37,
-                            num_attention_heads=4, num_hidden_layers=5, vocab_size=49408, hidden_act="gelu", projection_dim=32)  # fmt: skip
-    text_encoder, text_encoder_2 = CLIPTextModel(config), CLIPTextModelWithProjection(config)
-    with torch.no_grad():
-        for encoder in (text_encoder, text_encoder_2):
-            encoder.text_model.embeddings.token_embedding.weight.mul_(50)  # text-sensitive (DESIGN.md)
-    vocab, merges = clip_vocab()
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
-    tokenizer_2 = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77, pad_token="!")
-    return StableDiffusionXLPipeline(
-        vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer, tokenizer_2=tokenizer_2,
-        unet=unet, scheduler=EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear"),
-    )  # fmt: skip
+    """A tiny random SDXL pipeline with CLIP's real tokenizer (tests.tiny_xl)."""
+    return build_tiny_xl()
 
 
 def test_sdxl_plain_prompts_encode_exactly_as_diffusers(tiny_xl) -> None:  # type: ignore[no-untyped-def]

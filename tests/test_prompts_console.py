@@ -31,13 +31,7 @@ def test_prompt_features_in_the_console(tmp_path: Path, models_dir: Path) -> Non
         SDBOT_ENHANCER=str(enhancer),
     )  # fmt: skip
     bot = ConsoleProcess(env, tmp_path / "bot.log")
-    line = 0
-
-    def send(**fields) -> str:  # type: ignore[no-untyped-def]
-        nonlocal line
-        bot.send(**fields)
-        line += 1
-        return f"u{line}"
+    send = bot.say  # sends a line, returns its input id
 
     builtin = load_builtin_styles()
     listing = bot.message("text", reply_to=send(text="/styles"))
