@@ -28,7 +28,7 @@ from commands.render import TINY_NOTE
 from commands.service import CommandService
 from config import Settings, load_settings
 from generation.samplers import find_sampler, sampler_names
-from storage import queue
+from storage import model_library, queue
 from storage.blobs import LocalBlobStore
 from storage.db import Database
 
@@ -55,6 +55,8 @@ async def build_core(settings: Settings) -> Core:
     db = Database(settings.resolved_database_url)
     await db.migrate()
     ctx = Context(db=db, blobs=LocalBlobStore(settings.blobs_dir), settings=settings, registry=settings.registry())
+    async with db.transaction() as session:
+        await model_library.sync(session, ctx.registry)  # models admins added in chat
     return Core(settings, db, ctx, CommandService(ctx))
 
 
@@ -73,7 +75,7 @@ def build_worker(core: Core):  # type: ignore[no-untyped-def]
     limits = WorkerLimits(lease_seconds=s.lease_seconds, progress_seconds=s.progress_seconds, poll_seconds=s.poll_seconds)
     worker = Worker(
         core.db, engine, core.ctx.blobs, limits,
-        on_finished=core.adapters_wake, preload_model=core.ctx.registry.default.display_name,
+        on_finished=core.adapters_wake, preload_model=core.ctx.registry.default.display_name, registry=core.ctx.registry,
     )  # fmt: skip
     core.ctx.on_enqueue = worker.wake
     return worker

@@ -30,7 +30,7 @@ COMMAND_MENU: tuple[tuple[str, str], ...] = (
     ("embedding", "Upload an embedding: /embedding upload NAME"),
     ("embeddings", "Your embeddings and the shared ones"),
     ("models", "The models and their architectures"),
-    ("model", "Your default model: /model NAME"),
+    ("model", "Your default model: /model NAME (admins: /model add|remove)"),
     ("settings", "Your defaults: /settings --steps 30"),
     ("queue", "Your jobs and the queue"),
     ("cancel", "Cancel a job: /cancel [job|all]"),
@@ -100,6 +100,10 @@ def help_text(ctx: Context) -> str:
         "/lora rename OLD NEW — the same for /embedding. Files are checked before they are stored; pickles "
         "(.ckpt, .pt, .bin) are refused. Use a LoRA with <lora:NAME:0.8> in the prompt (or --lora NAME:0.8); "
         "an embedding by writing its name. Private until you share it.",
+        "",
+        "**Admins**: `/model add NAME SOURCE` — SOURCE a diffusers folder, a Hub id, or a .safetensors checkpoint "
+        "with `--config FOLDER` (its component configs); also --arch sd1|sd2|sdxl, --size, --clip-skip, --vae, "
+        "--description · `/model remove NAME [--force]`. No restart: every bot and worker sees it at once.",
         "",
         "/settings — show your defaults; `/settings --steps 30 --sampler euler_a` sets them; `/settings reset`.",
         "/queue — your jobs and the queue · /cancel [job|all] · /history [n] · /info <job> (or reply /info)",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from datetime import timedelta
 from collections.abc import Awaitable, Callable
 
@@ -29,7 +30,7 @@ from commands.parser import split_command
 from commands.styles import list_styles, style_command
 from commands.types import Outgoing, Reply, Request, StatusUpdate
 from commands.wildcard import wildcard_command
-from storage import outbox, queue
+from storage import model_library, outbox, queue
 from storage.tables import User, utcnow
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ COMMANDS: dict[str, Handler] = {
     "embedding": assets.embedding_command,
     "embeddings": assets.list_embeddings,
     "models": models.list_models,
-    "model": models.choose_model,
+    "model": models.model_command,
     "help": show_help,
     "start": show_help,  # Telegram sends /start when a chat with the bot opens
     "settings": account.settings,
@@ -69,6 +70,7 @@ COMMANDS: dict[str, Handler] = {
 class CommandService:
     def __init__(self, ctx: Context):
         self.ctx = ctx
+        self._models_synced_at: float | None = None  # time.monotonic() of the last model sync
 
     # --- incoming --------------------------------------------------------------------------
 
@@ -89,6 +91,7 @@ class CommandService:
             ]
 
     async def _dispatch(self, request: Request) -> list[Reply]:
+        await self._sync_models()
         if request.press is not None:
             return await buttons.press(self.ctx, request)
         if request.options is not None:
@@ -103,6 +106,17 @@ class CommandService:
                 return []  # nothing to act on (a sticker, an empty caption)
             return await imagine(self.ctx, request, command.args)  # plain text is a prompt
         return await self._command(request, command.name, command.args)
+
+    async def _sync_models(self) -> None:
+        """Reread the models admins added or removed in chat, maybe in another process. Throttled
+        (SDBOT_MODEL_SYNC_SECONDS): on SQLite each transaction takes the writer lock, and a read
+        per request measured 0.2x of a whole /queue request (bench/model_sync.py)."""
+        now = time.monotonic()
+        if self._models_synced_at is not None and now - self._models_synced_at < self.ctx.settings.model_sync_seconds:
+            return
+        async with self.ctx.db.transaction() as session:
+            await model_library.sync(session, self.ctx.registry)
+        self._models_synced_at = now
 
     async def _command(self, request: Request, name: str, args: str) -> list[Reply]:
         handler = COMMANDS.get(name)

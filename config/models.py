@@ -96,17 +96,24 @@ def default_name(source: str) -> str:
 
 
 class ModelRegistry:
-    """Named models, the first being the default. Names match case-insensitively."""
+    """Named models, the first being the default. Names match case-insensitively.
+
+    Two kinds of entry: those in the settings (fixed for the life of the process) and those an
+    admin added with `/model add` (kept in the database; `storage.model_library.sync` copies them
+    in). Readers may run on the engine thread while the event loop syncs, so a sync builds a new
+    dict and swaps it in with one assignment; nobody sees a half-updated registry."""
 
     def __init__(self, entries: list[ModelEntry]):
         if not entries:
             raise ValueError("the model registry needs at least one model")
-        self._entries: dict[str, ModelEntry] = {}
+        self._configured: dict[str, ModelEntry] = {}
         for entry in entries:
             key = entry.display_name.lower()
-            if key in self._entries:
+            if key in self._configured:
                 raise ValueError(f"two models are named {entry.display_name!r}; give one a `name`")
-            self._entries[key] = entry
+            self._configured[key] = entry
+        self._entries: dict[str, ModelEntry] = dict(self._configured)
+        self._added: frozenset[str] = frozenset()
         self.default = entries[0]
 
     @classmethod
@@ -127,4 +134,25 @@ class ModelRegistry:
         return [entry.display_name for entry in self._entries.values()]
 
     def __iter__(self):
-        return iter(self._entries.values())
+        return iter(list(self._entries.values()))
+
+    def is_configured(self, name: str) -> bool:
+        """Whether `name` comes from the settings (and so cannot be removed in chat)."""
+        return name.strip().lower() in self._configured
+
+    def is_added(self, name: str) -> bool:
+        """Whether `name` was added in chat (`/model add`) and may be removed there."""
+        return name.strip().lower() in self._added
+
+    def set_added(self, entries: list[ModelEntry]) -> None:
+        """Replace the chat-added models with `entries` (the database's list). A name the
+        settings already use is skipped: the settings win, and `/model add` refuses such names."""
+        merged = dict(self._configured)
+        added = set()
+        for entry in entries:
+            key = entry.display_name.lower()
+            if key in merged:
+                continue
+            merged[key] = entry
+            added.add(key)
+        self._entries, self._added = merged, frozenset(added)

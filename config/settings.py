@@ -153,6 +153,9 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(30.0, gt=0, description="A running job's lease; renewed every third of it.")
     max_attempts: int = Field(3, ge=1, description="Runs of a job (crashes included) before it fails.")
     poll_seconds: float = Field(1.0, gt=0, description="Queue/outbox polling when nothing wakes us sooner.")
+    model_sync_seconds: float = Field(
+        2.0, ge=0, description="How often a bot process rereads the models admins added or removed in chat (workers: every job)."
+    )
     progress_seconds: float = Field(1.0, gt=0, description="Least time between progress writes.")
 
     # --- Telegram (bot/telegram): starts when the token is set ---------------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from generation.errors import PICKLE_SUFFIXES, ModelLoadError
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def resolve(source: str | Path, about: Source) -> str:
                 f"saved with `save_pretrained` or a Hub id such as {about.example}."
             )
         return str(path)
-    if isinstance(source, Path) or not _HUB_ID.match(text):
+    if isinstance(source, Path) or not HUB_ID.match(text):
         raise ModelLoadError(
             f"the {about.what} folder `{path}` does not exist. Check {about.key} (a folder or a Hub id such as "
             f"{about.example})."

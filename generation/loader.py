@@ -99,26 +99,39 @@ class ModelCache:
         self.current: str | None = None
 
     def get(self, name: str) -> LoadedModel:
+        self._drop_stale()
         entry = self.registry.get(name)
         if entry is None:
-            raise ModelLoadError(f"the model `{name}` is not configured here any more. Models: {', '.join(self.registry.names())}.")
+            raise ModelLoadError(
+                f"the model `{name}` is not available any more (an admin removed it). Models: "
+                f"{', '.join(self.registry.names())}."
+            )
         key = entry.display_name
         if key in self._loaded:
             self._loaded.move_to_end(key)
             self.current = key
             return self._loaded[key]
         while len(self._loaded) >= self.max_loaded:
-            dropped, _ = self._loaded.popitem(last=False)
-            log.info("unloading model %s", dropped)
-            if self.current == dropped:
-                self.current = None
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
+            self._unload(next(iter(self._loaded)))
         pipe = load_pipeline(entry, self.models_dir, self.device, self.dtype)
         loaded = LoadedModel(key, entry, pipe, dict(pipe.scheduler.config))
         self._loaded[key] = loaded
         self.current = key
         return loaded
+
+    def _drop_stale(self) -> None:
+        """Unload models an admin removed, or replaced with another source under the same name."""
+        for key, loaded in list(self._loaded.items()):
+            if self.registry.get(key) != loaded.entry:
+                self._unload(key)
+
+    def _unload(self, key: str) -> None:
+        self._loaded.pop(key)
+        log.info("unloading model %s", key)
+        if self.current == key:
+            self.current = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
 
 def load_vae(source: str, base_config: Any, device: torch.device, dtype: torch.dtype) -> Any:

@@ -26,10 +26,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from config.models import ModelRegistry
 from generation.engine import Engine, RenderedImage
 from generation.errors import EngineUserError, JobCancelled
 from generation.spec import TEXT_KINDS, GenerationSpec
-from storage import queue
+from storage import model_library, queue
 from storage.blobs import BlobStore
 from storage.db import Database
 from storage.queue import LeaseLost, OutputRecord
@@ -87,6 +88,7 @@ class Worker:
         on_finished: Callable[[], None] = lambda: None,
         owner: str | None = None,
         preload_model: str | None = None,
+        registry: ModelRegistry | None = None,
     ):
         self.db = db
         self.engine = engine
@@ -95,6 +97,7 @@ class Worker:
         self.on_finished = on_finished
         self.owner = owner or make_owner_id()
         self.preload_model = preload_model
+        self.registry = registry  # synced with the models admins add in chat before each job
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sdbot-engine")
         self._wake = asyncio.Event()
         self._shutdown = threading.Event()
@@ -155,6 +158,9 @@ class Worker:
         """Claim and run one job. Returns False when the queue had nothing for us."""
         async with self.db.transaction() as session:
             jobs = await queue.claim(session, self.owner, self.limits.lease_seconds, prefer_model=self.engine.loaded_model)
+            if jobs and self.registry is not None:
+                # In the claim's transaction: a model added before the job was queued is seen.
+                await model_library.sync(session, self.registry)
         if not jobs:
             return False
         await self.execute(jobs[0])

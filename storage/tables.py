@@ -252,3 +252,17 @@ class Asset(Base):
     info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # triggers, title, tensors, vectors
     shared: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AddedModel(Base):
+    """A model an admin added in chat (`/model add`), beside those in the settings. `entry` is a
+    `config.models.ModelEntry` as JSON, so new entry fields need no migration. Names are stored
+    lower case and are unique."""
+
+    __tablename__ = "added_models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    entry: Mapped[dict[str, Any]] = mapped_column(JSON)
+    added_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -86,3 +86,25 @@ async def test_a_lora_uploaded_in_discord_draws_as_bare_diffusers(dc_prompt_sett
         [(_, data)] = result.files.items()
         drawn = np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(int)
         assert np.abs(drawn - bare(models_dir, path, 0.6)).max() <= 2
+
+
+async def test_an_admin_adds_and_removes_a_model_in_discord(dc_settings: Settings, server: FakeDiscord, models_dir: Path) -> None:  # noqa: F811
+    from generation.tiny import TINY_VERSION
+    from tests.fakes.discord import BOB
+
+    settings = dc_settings.model_copy(update={"admin_ids": ["discord:1001"]})  # Ada
+    async with discord_bot(settings, server):
+        refused = server.slash("model", {"action": "add", "name": "second", "source": str(models_dir / TINY_VERSION)}, user=BOB)
+        await server.await_for(saying(refused, "Only admins"))
+        added = server.slash("model", {"action": "add", "name": "second", "source": str(models_dir / TINY_VERSION),
+                                       "architecture": "sd1", "description": "a copy of tiny"})  # fmt: skip
+        await server.await_for(saying(added, "Added the model `second`"))
+        choices = server.autocomplete("imagine", {"prompt": "x", "model": "sec"}, focused="model")
+        await server.await_until(lambda: choices.callbacks)
+        assert choices.callbacks[0]["data"]["choices"] == [{"name": "second", "value": "second"}]
+        drawn = server.slash("imagine", {"prompt": "a fox", "model": "second", "size": "64x64"}, user=BOB)
+        assert "second" in (await server.await_for(answer_to(drawn, files=True))).content
+        removed = server.slash("model", {"action": "remove", "name": "second"})
+        await server.await_for(saying(removed, "Removed the model `second`"))
+        gone = server.slash("imagine", {"prompt": "a fox", "model": "second", "size": "64x64"}, user=BOB)
+        await server.await_for(saying(gone, "Unknown model `second`"))

@@ -254,9 +254,24 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
         await _chat(interaction).on_command(interaction, text="/models")
 
     @app_commands.command(name="model", description=describe["model"])
-    @app_commands.describe(name="A configured model (empty: show yours)")
-    async def model(interaction: discord.Interaction, name: str = "") -> None:
-        await _chat(interaction).on_command(interaction, text=f"/model {name}")
+    @app_commands.describe(name="A model (empty: show yours); with add, the new model's name",
+                           action="choose (default); admins: add or remove",
+                           source="With add: a diffusers folder, Hub id, or .safetensors checkpoint",
+                           config="With add and a .safetensors: a diffusers folder or Hub id with its configs",
+                           architecture="With add: sd1, sd2 or sdxl (default: read from the files)",
+                           size="With add: native side in pixels (default: read from the files)",
+                           description="With add: a line shown in /models",
+                           force="With remove: even if queued jobs use it (they fail)")  # fmt: skip
+    @app_commands.choices(action=[app_commands.Choice(name=a, value=a) for a in ("choose", "add", "remove")],
+                          architecture=[app_commands.Choice(name=a, value=a) for a in ("sd1", "sd2", "sdxl")])  # fmt: skip
+    async def model(interaction: discord.Interaction, name: str = "", action: str = "choose", source: str = "",
+                    config: str = "", architecture: str = "", size: int | None = None, description: str = "",
+                    force: bool = False) -> None:  # fmt: skip
+        text = f"/model {name}" if action == "choose" else f"/model {action} {name} {source}"
+        for flag, value in (("config", config), ("arch", architecture), ("size", size), ("description", description)):
+            if value:
+                text += f" --{flag} {value}"
+        await _chat(interaction).on_command(interaction, text=text + (" --force" if force else ""))
 
     @model.autocomplete("name")
     async def model_choice(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
