@@ -110,7 +110,7 @@ class CommandService:
     async def _sync_models(self) -> None:
         """Reread the models admins added or removed in chat, maybe in another process. Throttled
         (SDBOT_MODEL_SYNC_SECONDS): on SQLite each transaction takes the writer lock, and a read
-        per request measured 0.2x of a whole /queue request (bench/model_sync.py)."""
+        at every request made a /queue request 1.25-1.3x slower (bench/model_sync.py)."""
         now = time.monotonic()
         if self._models_synced_at is not None and now - self._models_synced_at < self.ctx.settings.model_sync_seconds:
             return
