@@ -1,15 +1,11 @@
 """Inspect an uploaded LoRA, LyCORIS or textual-inversion file before anything loads it.
 
 Uploaded files are untrusted. This module never unpickles, never calls `torch.load` and never
-imports torch: it reads the safetensors layout itself (an 8-byte little-endian header length, a
-JSON header, then the raw tensor bytes) and checks everything a loader would trust, the way the
-safetensors library validates a file, and then some:
+imports torch. `generation.safetensors_header` reads and checks the container (header, dtypes,
+offsets); this module then decides what the file is:
 
 - the name ends in `.safetensors` (pickle-based `.ckpt/.pt/.pth/.bin` are refused, and the reply
   says how to convert them on a trusted machine);
-- the bytes are safetensors, not a pickle or a PyTorch zip renamed; the header is bounded, is a
-  JSON object without duplicate keys, and every tensor has a dtype sdbot loads, a shape, and
-  offsets that tile the data exactly (no gaps, no overlaps, nothing past the end);
 - the tensors form a LoRA (kohya, LoCon, diffusers/peft), a LyCORIS LoHa/LoKr, or an embedding
   (A1111, kohya SDXL, diffusers), of the kind asked for; a full checkpoint is refused;
 - the base architecture is read from the shapes (cross-attention context 768 / 1024 / 2048 ->
@@ -38,25 +34,27 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import struct
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from generation.errors import PICKLE_SUFFIXES
+from generation.safetensors_header import (
+    CONVERT_ADVICE,
+    FLOAT_DTYPES,
+    MAX_TENSORS,
+    AssetError,
+    TensorEntry,
+    is_int,
+    quote,
+    read_header,
+)
 
 AssetKind = Literal["lora", "embedding"]
 
 # --- limits ---------------------------------------------------------------------------------------
-# The JSON header. safetensors itself allows 100 MB; real LoRA headers are tens of KB to a few MB
-# (thousands of tensors, kohya's training metadata, a base64 thumbnail in `modelspec.thumbnail`).
-MAX_HEADER_BYTES = 16 * 1024 * 1024
-# Tensors in one file. A full SDXL LoRA (UNet + both text encoders) has ~2,200 (kohya: down, up,
-# alpha per module); a fully decomposed LoKr up to 7 per module, ~5,000.
-MAX_TENSORS = 16_384
-MAX_DIMS = 8  # dimensions of one tensor (LoRA weights have 0-4)
 MAX_EMBEDDING_VECTORS = 75  # one prompt chunk; an embedding with more could never be used whole
 MAX_EMBEDDING_DIM = 4096
 MAX_TOKEN_CHARS = 100  # a diffusers embedding's token (its key)
@@ -67,12 +65,6 @@ TOP_TAGS = 5
 MAX_TRIGGER_CHARS = 64
 MAX_TITLE_CHARS = 100
 MAX_NAME_CHARS = 64  # asset names
-
-# dtype -> bytes per element. Floats are what sdbot loads; integer dtypes only for scalars (a LoRA's
-# `alpha`: diffusers' `convert_state_dict_to_kohya` writes it as I64). Everything else safetensors
-# knows (BOOL, F8_*, F4, U16-U64, C64, ...) is refused: the engine would not load it sensibly.
-FLOAT_DTYPES = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8}
-SCALAR_INT_DTYPES = {"I8": 1, "U8": 1, "I16": 2, "I32": 4, "I64": 8}
 
 SAFETENSORS_SUFFIX = ".safetensors"
 
@@ -96,18 +88,6 @@ FORMAT_NAMES = {
     "kohya-sdxl-ti": "kohya SDXL textual-inversion embedding",
     "diffusers-ti": "diffusers textual-inversion embedding",
 }
-
-_CONVERT_ADVICE = (
-    "Convert it on a machine you trust: load it there (`torch.load`) and save its tensors with "
-    "`safetensors.torch.save_file` (kohya's sd-scripts and diffusers' conversion scripts can do this "
-    "too), then upload the `.safetensors` file."
-)
-
-
-class AssetError(ValueError):
-    """An uploaded file sdbot will not use. The message is for the user: what is wrong and what
-    to do about it."""
-
 
 @dataclass(frozen=True)
 class AssetInfo:
@@ -171,165 +151,6 @@ def safe_name_from_filename(filename: str) -> str:
     return name if valid_asset_name(name) else "asset"
 
 
-# --- the safetensors layout -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TensorEntry:
-    dtype: str
-    shape: tuple[int, ...]
-    begin: int
-    end: int
-
-
-def read_header(
-    data: bytes, filename: str = "the file", *, max_tensors: int = MAX_TENSORS
-) -> tuple[dict[str, TensorEntry], dict[str, str]]:
-    """The tensors and metadata of a safetensors file, checked the way safetensors checks them
-    (and stricter). Raises AssetError. Reads only bytes: nothing is loaded or executed."""
-    shown = _quote(filename)
-    if len(data) < 8:
-        raise AssetError(
-            f"{shown} is too short to be a safetensors file ({len(data)} bytes): it is empty or was "
-            "cut off. Upload the whole file again."
-        )
-    (length,) = struct.unpack("<Q", data[:8])
-    if not (length <= MAX_HEADER_BYTES and 8 + length <= len(data) and length >= 2 and data[8:9] == b"{"):
-        if data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
-            raise AssetError(
-                f"{shown} is not a safetensors file: it is a Python pickle (a PyTorch checkpoint "
-                "renamed to .safetensors). Opening a pickle can run any code hidden in it, so sdbot "
-                f"never does. {_CONVERT_ADVICE}"
-            )
-        if data[:4] == b"PK\x03\x04":
-            raise AssetError(
-                f"{shown} is not a safetensors file: it is a zip archive, the way `torch.save` "
-                "writes PyTorch checkpoints (pickles inside), renamed to .safetensors. sdbot never "
-                f"opens pickles: they can run code. {_CONVERT_ADVICE}"
-            )
-        if length > MAX_HEADER_BYTES:
-            raise AssetError(
-                f"{shown} is not a usable safetensors file: its header claims {length:,} bytes, "
-                f"over the {MAX_HEADER_BYTES // (1024 * 1024)} MiB sdbot reads. It is damaged or "
-                "not a safetensors file."
-            )
-        if 8 + length > len(data):
-            raise AssetError(
-                f"{shown} is not a usable safetensors file: its header claims {length:,} bytes but "
-                f"the file has only {len(data):,}. It was cut off or is not a safetensors file; "
-                "upload the whole file again."
-            )
-        raise AssetError(f"{shown} is not a safetensors file: its header is not a JSON object.")
-    try:
-        text = bytes(data[8 : 8 + length]).decode("utf-8")
-        header = json.loads(text, object_pairs_hook=_no_duplicates)
-    except _DuplicateKey as duplicate:
-        raise AssetError(f"{shown} is damaged: its header names {_quote(str(duplicate))} twice.") from None
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise AssetError(f"{shown} is damaged: its header is not valid JSON.") from None
-    if not isinstance(header, dict):
-        raise AssetError(f"{shown} is damaged: its header is not a JSON object.")
-
-    metadata = header.pop("__metadata__", None)
-    if metadata is None:
-        metadata = {}
-    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        raise AssetError(
-            f"{shown} is damaged: its metadata (`__metadata__`) must map names to text, as "
-            "safetensors requires."
-        )
-    if not header:
-        raise AssetError(f"{shown} holds no tensors.")
-    if len(header) > max_tensors:
-        raise AssetError(
-            f"{shown} holds {len(header):,} tensors, more than the {max_tensors:,} sdbot accepts "
-            "in a LoRA or embedding."
-        )
-
-    data_length = len(data) - 8 - length
-    tensors: dict[str, TensorEntry] = {}
-    for key, entry in header.items():
-        tensors[key] = _tensor_entry(shown, key, entry, data_length)
-    _check_offsets(shown, tensors, data_length)
-    return tensors, metadata
-
-
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKey(key)
-        result[key] = value
-    return result
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _tensor_entry(shown: str, key: str, entry: Any, data_length: int) -> TensorEntry:
-    name = _quote(key)
-    if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= entry.keys():
-        raise AssetError(f"{shown} is damaged: tensor {name} lacks its dtype, shape or data_offsets.")
-    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-    if not isinstance(dtype, str):
-        raise AssetError(f"{shown} is damaged: tensor {name} has no valid dtype.")
-    if (
-        not isinstance(shape, list)
-        or len(shape) > MAX_DIMS
-        or not all(_is_int(d) and 0 <= d < 2**40 for d in shape)  # the byte count is checked below
-    ):
-        raise AssetError(f"{shown} is damaged: tensor {name} has an invalid shape.")
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) for o in offsets)):
-        raise AssetError(f"{shown} is damaged: tensor {name} has invalid data_offsets.")
-    begin, end = offsets
-    if not 0 <= begin <= end:
-        raise AssetError(f"{shown} is damaged: tensor {name} has invalid data_offsets.")
-    if end > data_length:
-        raise AssetError(
-            f"{shown} is damaged or cut off: tensor {name} ends at byte {end:,} of the data, "
-            f"which has only {data_length:,} bytes. Upload the whole file again."
-        )
-    elements = 1
-    for d in shape:
-        elements *= d
-    if dtype in FLOAT_DTYPES:
-        size = FLOAT_DTYPES[dtype]
-    elif dtype in SCALAR_INT_DTYPES and elements <= 1:
-        size = SCALAR_INT_DTYPES[dtype]
-    else:
-        raise AssetError(
-            f"{shown} has tensor {name} of dtype {_quote(dtype)}, which sdbot does not load. Save "
-            f"its weights as {', '.join(FLOAT_DTYPES)} (F16 is the usual choice)."
-        )
-    if elements * size != end - begin:
-        raise AssetError(
-            f"{shown} is damaged: tensor {name} ({dtype}, shape {list(shape)}) needs "
-            f"{elements * size:,} bytes but its offsets span {end - begin:,}."
-        )
-    return TensorEntry(dtype, tuple(shape), begin, end)
-
-
-def _check_offsets(shown: str, tensors: dict[str, TensorEntry], data_length: int) -> None:
-    """The tensors tile the data exactly, in some order: no overlap, no gap, nothing after."""
-    position = 0
-    for key, entry in sorted(tensors.items(), key=lambda item: (item[1].begin, item[1].end)):
-        if entry.begin < position:
-            raise AssetError(f"{shown} is damaged: tensor {_quote(key)} overlaps another tensor's data.")
-        if entry.begin > position:
-            raise AssetError(f"{shown} is damaged: there are stray bytes before tensor {_quote(key)}.")
-        position = entry.end
-    if position != data_length:
-        raise AssetError(
-            f"{shown} is damaged: {data_length - position:,} bytes after its last tensor belong to "
-            "none of them."
-        )
-
-
 # --- classification ---------------------------------------------------------------------------------
 
 # kohya / LyCORIS: `lora_unet_<module>.<suffix>`, text encoders `lora_te_`, `lora_te1_`, `lora_te2_`.
@@ -381,13 +202,13 @@ def inspect_asset(
     user) when sdbot will not use it as a `kind`."""
     if kind not in ("lora", "embedding"):
         raise ValueError(f"unknown asset kind {kind!r}")
-    shown = _quote(filename)
+    shown = quote(filename)
     lowered = filename.lower()
     suffix = "." + lowered.rsplit(".", 1)[-1] if "." in lowered else ""
     if suffix in PICKLE_SUFFIXES:
         raise AssetError(
             f"{shown} is a pickle-based PyTorch file ({suffix}). Opening one can run any code hidden "
-            f"in it, so sdbot accepts only .safetensors files. {_CONVERT_ADVICE}"
+            f"in it, so sdbot accepts only .safetensors files. {CONVERT_ADVICE}"
         )
     if not lowered.endswith(SAFETENSORS_SUFFIX):
         raise AssetError(
@@ -433,7 +254,7 @@ def inspect_asset(
         )  # fmt: skip
     raise AssetError(
         f"{shown} is not a LoRA, LyCORIS (LoHa/LoKr) or embedding file sdbot knows "
-        f"(its first tensor is {_quote(next(iter(tensors)))}). sdbot takes kohya/LoCon, diffusers/peft, "
+        f"(its first tensor is {quote(next(iter(tensors)))}). sdbot takes kohya/LoCon, diffusers/peft, "
         "LoHa and LoKr LoRAs, and A1111, kohya SDXL and diffusers embeddings."
     )
 
@@ -446,7 +267,7 @@ def inspect_asset_file(
     name = filename or path.name
     size = path.stat().st_size
     if size > max_bytes:
-        raise AssetError(f"{_quote(name)} is {_megabytes(size)}, over the {_megabytes(max_bytes)} limit for uploads.")
+        raise AssetError(f"{quote(name)} is {_megabytes(size)}, over the {_megabytes(max_bytes)} limit for uploads.")
     return inspect_asset(path.read_bytes(), name, kind=kind, max_bytes=max_bytes, max_tensors=max_tensors)
 
 
@@ -470,7 +291,7 @@ def _lora_modules(shown: str, tensors: dict[str, TensorEntry]) -> tuple[str, lis
             module = diffusers.setdefault(prefix + name, _Module(component, name.replace(".", "_"), {}))
             role = "down" if suffix in _DIFFUSERS_DOWN else "up" if suffix in _DIFFUSERS_UP else suffix.lstrip(".")
             if role in module.parts:
-                raise AssetError(f"{shown} is damaged: layer {_quote(prefix + name)} has two {role} weights.")
+                raise AssetError(f"{shown} is damaged: layer {quote(prefix + name)} has two {role} weights.")
             module.parts[role] = entry
             continue
         others.append(key)
@@ -484,7 +305,7 @@ def _lora_modules(shown: str, tensors: dict[str, TensorEntry]) -> tuple[str, lis
             raise _checkpoint_error(shown)
         raise AssetError(
             f"{shown} looks like a LoRA but also holds tensors sdbot does not know, such as "
-            f"{_quote(others[0])}. Upload a plain LoRA, LoCon, LoHa or LoKr file."
+            f"{quote(others[0])}. Upload a plain LoRA, LoCon, LoHa or LoKr file."
         )
     if kohya and diffusers:
         raise AssetError(
@@ -553,7 +374,7 @@ def _is_conv_layer(module: _Module) -> bool:
 
 
 def _incomplete(shown: str, module: _Module, why: str) -> AssetError:
-    return AssetError(f"{shown} is damaged or incomplete: layer {_quote(module.name)}: {why}.")
+    return AssetError(f"{shown} is damaged or incomplete: layer {quote(module.name)}: {why}.")
 
 
 def _checkpoint_error(shown: str) -> AssetError:
@@ -647,13 +468,13 @@ def _vectors(shown: str, key: str, entry: TensorEntry) -> tuple[int, int]:
     shape = entry.shape
     if entry.dtype not in FLOAT_DTYPES or len(shape) not in (1, 2):
         raise AssetError(
-            f"{shown} is not a LoRA or an embedding sdbot knows: its tensor {_quote(key)} "
+            f"{shown} is not a LoRA or an embedding sdbot knows: its tensor {quote(key)} "
             f"({entry.dtype}, shape {list(shape)}) is not a list of embedding vectors."
         )
     n, dim = (1, shape[0]) if len(shape) == 1 else shape
     if not (1 <= n <= MAX_EMBEDDING_VECTORS and 1 <= dim <= MAX_EMBEDDING_DIM):
         raise AssetError(
-            f"{shown} is not a usable embedding: {_quote(key)} holds {n} vectors of width {dim} "
+            f"{shown} is not a usable embedding: {quote(key)} holds {n} vectors of width {dim} "
             f"(sdbot takes 1 to {MAX_EMBEDDING_VECTORS} vectors)."
         )
     return n, dim
@@ -702,7 +523,7 @@ def _top_tags(raw: object) -> list[str]:
             scanned += 1
             if scanned > MAX_TAGS_SCANNED:
                 break
-            if _is_int(count) and count > 0 and isinstance(tag, str) and len(tag) <= MAX_TRIGGER_CHARS:
+            if is_int(count) and count > 0 and isinstance(tag, str) and len(tag) <= MAX_TRIGGER_CHARS:
                 tag = " ".join(tag.split())
                 if tag:
                     counts[tag] = counts.get(tag, 0) + count
@@ -755,9 +576,3 @@ def _megabytes(size: int) -> str:
     if size < 1024 * 1024:
         return f"{max(1, round(size / 1024))} KB" if size >= 1024 else f"{size} bytes"
     return f"{size / (1024 * 1024):.1f} MB"
-
-
-def _quote(text: str, limit: int = 80) -> str:
-    """A name from the file, safe to show: printable, bounded, in backticks."""
-    shown = "".join(c if c.isprintable() and c != "`" else "?" for c in text[:limit])
-    return f"`{shown}{'…' if len(text) > limit else ''}`"

@@ -21,7 +21,6 @@ from safetensors.torch import save
 
 from generation import asset_files
 from generation.asset_files import (
-    MAX_HEADER_BYTES,
     AssetError,
     AssetInfo,
     check_architecture,
@@ -31,6 +30,7 @@ from generation.asset_files import (
     safe_name_from_filename,
     valid_asset_name,
 )
+from generation.safetensors_header import MAX_HEADER_BYTES
 
 LIMIT = 256 * 1024 * 1024
 ROOT = Path(__file__).resolve().parent.parent
@@ -564,12 +564,13 @@ def test_safe_name_from_filename(filename: str, name: str) -> None:
 
 
 def test_the_module_is_torch_free() -> None:
-    """It imports only the standard library and generation.errors, and loads without torch."""
-    tree = ast.parse((ROOT / "generation" / "asset_files.py").read_text())
-    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    """They import only the standard library and each other (and generation.errors), and load without torch."""
     allowed = {"__future__", "hashlib", "json", "re", "struct", "unicodedata", "collections.abc", "dataclasses",
-               "pathlib", "typing", "generation.errors"}  # fmt: skip
-    assert imported <= allowed, imported - allowed
+               "pathlib", "typing", "generation.errors", "generation.safetensors_header"}  # fmt: skip
+    for module in ("asset_files.py", "safetensors_header.py"):
+        tree = ast.parse((ROOT / "generation" / module).read_text())
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        assert imported <= allowed, (module, imported - allowed)
     code = "import sys, generation.asset_files; sys.exit('torch' in sys.modules or 'safetensors' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=False).returncode == 0
