@@ -66,11 +66,7 @@ def from_infotext(text: str, notes: list[str], *, require_settings: bool) -> Ima
         out.job_id = to_int(found.get("Job"))
 
     out.steps(found.get("Steps"))
-    sampler, note = a1111_sampler(found.get("Sampler", ""), found.get("Schedule type", ""))
-    if sampler:
-        out.options["sampler"] = sampler
-    if note:
-        out.note(note)
+    out.sampler(a1111_sampler(found.get("Sampler", ""), found.get("Schedule type", "")))
     out.cfg(found.get("CFG scale"))
     out.seed(found.get("Seed"))
     size = _SIZE.match(found.get("Size", ""))

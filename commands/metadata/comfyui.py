@@ -95,18 +95,11 @@ def _read_sampler(graph: Graph, node: dict[str, Any], origin: tuple[str, str | N
     out.show("Schedule type", scheduler)
     out.show("CFG scale", to_float(cfg))
     out.show("Seed", seed)
-    if steps is not None:
-        out.steps(steps)
-    if cfg is not None:
-        out.cfg(cfg)
-    if seed is not None:
-        out.seed(seed)
+    out.steps(steps)
+    out.cfg(cfg)
+    out.seed(seed)
     if isinstance(sampler_name, str):
-        name, note = comfy_sampler(sampler_name, scheduler if isinstance(scheduler, str) else "")
-        if name:
-            out.options["sampler"] = name
-        if note:
-            out.note(note)
+        out.sampler(comfy_sampler(sampler_name, scheduler if isinstance(scheduler, str) else ""))
     kind, size = origin
     if size:
         out.show("Size", size)

@@ -48,18 +48,11 @@ def from_novelai(fields: dict[str, str], notes: list[str]) -> ImageMetadata:
     out.show("Model", model)
     if model:
         out.note(f"NovelAI's model (`{short(model)}`) exists only there; the model here is used.")
-    if steps is not None:
-        out.steps(steps)
-    if scale is not None:
-        out.cfg(scale)
-    if seed is not None:
-        out.seed(seed)
+    out.steps(steps)
+    out.cfg(scale)
+    out.seed(seed)
     if isinstance(sampler, str):
-        name, note = novelai_sampler(sampler, schedule if isinstance(schedule, str) else "")
-        if name:
-            out.options["sampler"] = name
-        if note:
-            out.note(note)
+        out.sampler(novelai_sampler(sampler, schedule if isinstance(schedule, str) else ""))
     rescale = to_float(data.get("cfg_rescale"))
     if rescale:
         out.show("CFG rescale", rescale)

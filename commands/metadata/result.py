@@ -80,6 +80,14 @@ class Result:
         elif value is not None and seed != -1:
             self.note(f"Seed `{short(value)}` is not a seed; not carried over.")
 
+    def sampler(self, mapped: tuple[str | None, str | None]) -> None:
+        """Our sampler for another program's (name, note), from `commands.metadata.samplers`."""
+        name, note = mapped
+        if name:
+            self.options["sampler"] = name
+        if note:
+            self.note(note)
+
     def size(self, width: object, height: object) -> None:
         w, h = to_int(width), to_int(height)
         if w is not None and h is not None and w > 0 and h > 0:
