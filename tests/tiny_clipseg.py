@@ -24,6 +24,12 @@ from pathlib import Path
 import torch
 
 SEED = 20261127
+# A tiny CLIP text tower with the real tokenizer's vocabulary and special tokens; shared with
+# tests/tiny_text_models.py's CLIP.
+TINY_CLIP_TEXT = dict(
+    vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+    max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
+)
 SIZE = 352  # CLIPSeg's input side; its decoder emits logits at this size
 
 
@@ -40,17 +46,7 @@ def build_tiny_clipseg(folder: Path) -> Path:
     from generation.tiny import clip_vocab
 
     config = CLIPSegConfig(
-        text_config=dict(
-            vocab_size=49408,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            bos_token_id=49406,
-            eos_token_id=49407,
-            pad_token_id=49407,
-        ),
+        text_config=dict(TINY_CLIP_TEXT),
         # The real model's vision tower is ViT-B/16 at 224 px, run at 352 px by interpolating the
         # position embeddings; keep that mismatch so the tiny model exercises the same path.
         vision_config=dict(

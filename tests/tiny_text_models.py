@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from tests.tiny_clipseg import TINY_CLIP_TEXT
+
 SEED = 20261128
 IMAGE = 32  # side of the tiny vision towers' input
 
@@ -132,17 +134,7 @@ def build_tiny_clip(folder: Path) -> Path:
     from generation.tiny import clip_vocab
 
     config = CLIPConfig(
-        text_config=dict(
-            vocab_size=49408,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            bos_token_id=49406,
-            eos_token_id=49407,
-            pad_token_id=49407,
-        ),
+        text_config=dict(TINY_CLIP_TEXT),
         vision_config=dict(
             hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=IMAGE, patch_size=8
         ),
