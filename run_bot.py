@@ -27,6 +27,7 @@ from commands.context import Context
 from commands.render import TINY_NOTE
 from commands.service import CommandService
 from config import Settings, load_settings
+from config.styles import StyleError, load_styles_file
 from generation.samplers import find_sampler, sampler_names
 from storage import model_library, queue
 from storage.blobs import LocalBlobStore
@@ -51,6 +52,11 @@ class Core:
 async def build_core(settings: Settings) -> Core:
     if find_sampler(settings.default_sampler) is None:
         raise SystemExit(f"SDBOT_DEFAULT_SAMPLER={settings.default_sampler!r} is not a sampler: {', '.join(sampler_names())}")
+    if settings.styles_file is not None:  # report a broken file at start, not at a user's first --style
+        try:
+            load_styles_file(settings.styles_file)
+        except StyleError as error:
+            log.error("%s Styles are unavailable to users until it is fixed.", error)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.resolved_database_url)
     await db.migrate()

@@ -182,6 +182,7 @@ async def test_a_broken_styles_file_is_an_admins_problem_said_plainly(settings, 
     broken.write_text('[styles.house]\nprompt = "no placeholder here, twice {prompt} {prompt}"\n')
     bot = await make_bot(settings.model_copy(update={"styles_file": broken}))
     try:
+        assert "house" in caplog.text and "unavailable to users" in caplog.text  # said at start, before any use
         [(_, reply)] = await bot.send("/imagine a cat --style cinematic")
         assert reply.kind == "error" and "SDBOT_STYLES_FILE" in reply.text and str(tmp_path) not in reply.text
         assert "house" in caplog.text  # the admin reads what is wrong in the log
