@@ -89,7 +89,7 @@ def what_text(spec: GenerationSpec, limit: int = 80) -> str:
     if spec.kind == "enhance":
         return f"writing {spec.n} prompt{'s' if spec.n > 1 else ''} from “{short(spec.prompt, limit)}”"
     if spec.kind == "describe":
-        return "describing the picture"
+        return "a description of a picture"
     if spec.operation:
         return f"{spec.operation}: {short(spec.prompt, limit)}" if spec.prompt else spec.operation
     return short(spec.prompt, limit)

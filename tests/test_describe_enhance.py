@@ -48,7 +48,7 @@ async def test_describe_an_a1111_png_returns_its_prompt_and_imagines_it(bot: Bot
     assert await bot.finish() == []  # answered at once: nothing was queued
     [(_, info)] = await bot.send(f"/info {answer.job_id}")
     assert "(describe)" in info.text and A1111_PROMPT in info.text
-    assert "describing the picture" in await bot.history()
+    assert "a description of a picture" in await bot.history()
 
     [(_, queued)] = await bot.press(answer_id, "Imagine this")
     assert queued.kind == "status" and "without the LoRA `fluffy`" in queued.text  # one this user hasn't got
