@@ -135,7 +135,7 @@ async def test_describe_with_caption_and_clip_models(settings, text_models) -> N
     try:
         photo = Attachment("photo.png", png_with({}, size=(96, 64)), "image/png")
         [(_, queued)] = await bot.send("/describe", attachments=(photo,))
-        assert queued.kind == "status" and "describing" in queued.text
+        assert queued.kind == "status" and "a description of a picture" in queued.text
         [(answer_id, answer)] = await bot.finish()
         labels = [a.label for a in answer.reply.actions]
         assert 1 <= len(labels) <= 4 and labels[0] in ("Imagine this", "Imagine 1")
