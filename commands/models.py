@@ -25,7 +25,7 @@ from commands.context import Context
 from commands.errors import UserError
 from commands.parser import parse_flags
 from commands.types import Reply, Request
-from config.models import ModelEntry
+from config.models import ModelEntry, source_kind
 from generation.model_files import ModelSourceError, inspect_model_source
 from storage import model_library, users
 
@@ -94,6 +94,8 @@ async def add_model(ctx: Context, request: Request, args: str) -> list[Reply]:
     else:
         problems += _name_problems(ctx, name)
     values = _entry_values(ctx, flags.values, problems)
+    if values.get("config") and source and source_kind(source) != "file":
+        problems.append("`--config` is only for a single .safetensors checkpoint; a folder or Hub id has its own configs.")
     if problems:
         raise UserError(*problems)
     try:

@@ -141,6 +141,7 @@ async def test_what_admins_may_not_add_or_remove(bot: Bot, settings, tiny_folder
         f"/model add second {renamed} --config {tiny_folder}": "pickle renamed",
         f"/model add second {lora} --config {tiny_folder}": "/lora upload",
         f"/model add second {tiny_folder} --size 63": "--size 63",
+        f"/model add second {tiny_folder} --config {tiny_folder}": "only for a single .safetensors",
         f"/model add second {tiny_folder} --arch sd3": "sd1, sd2 or sdxl",
         f"/model add second {tiny_folder} --vae nope": "--vae nope",
         f"/model add second {tiny_folder} --frobnicate": "--frobnicate",
