@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 TINY = "tiny"
 SourceKind = Literal["tiny", "file", "folder", "hub"]
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
+NATIVE_SIZES = {"sd1": 512, "sd2": 768, "sdxl": 1024}  # each architecture's training resolution
 
 
 class ModelEntry(BaseModel):
@@ -40,8 +41,10 @@ class ModelEntry(BaseModel):
     @property
     def family(self) -> str:
         """sd1, sd2 or sdxl: the architecture uploaded LoRAs and embeddings must be made for."""
-        if self.architecture:
-            return self.architecture
+        return self.architecture or self._guessed_family()
+
+    def _guessed_family(self) -> str:
+        """The architecture the source's name suggests (tiny is SD 1.x-shaped)."""
         if self.kind == "tiny":
             return "sd1"
         lowered = self.source.lower()
@@ -61,16 +64,12 @@ class ModelEntry(BaseModel):
 
     @property
     def native_size(self) -> int:
+        """`size`, else a guess from the source's name (chat-added models store the size read from their files)."""
         if self.size:
             return self.size
         if self.kind == "tiny":
             return 64
-        lowered = self.source.lower()
-        if "xl" in lowered:
-            return 1024
-        if re.search(r"(stable-diffusion-2|sd-?2|v2-)", lowered):
-            return 768
-        return 512
+        return NATIVE_SIZES[self._guessed_family()]
 
 
 def source_kind(source: str) -> SourceKind:

@@ -21,12 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from config.models import SINGLE_FILE_SUFFIXES, source_kind
+from config.models import NATIVE_SIZES, SINGLE_FILE_SUFFIXES, source_kind
 from generation.hf_source import HUB_ID
 
 SUPPORTED_PIPELINES = {"StableDiffusionPipeline": None, "StableDiffusionXLPipeline": "sdxl"}
 CROSS_ATTENTION_WIDTHS = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
-NATIVE_SIZES = {"sd1": 512, "sd2": 768, "sdxl": 1024}
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # a real SDXL checkpoint's header is under 1 MiB
 MAX_JSON_BYTES = 1024 * 1024
 _CONVERT = (
@@ -105,11 +104,9 @@ def _folder(path: Path, shown: str | None = None) -> ModelFacts:
 def _hub(repo_id: str) -> ModelFacts:
     if not HUB_ID.match(repo_id):
         raise ModelSourceError(f"`{repo_id}` is neither a folder on the bot's machine nor a Hub id (org/name).")
-    from huggingface_hub import try_to_load_from_cache
-
-    cached = try_to_load_from_cache(repo_id, "model_index.json")
-    if isinstance(cached, str):
-        facts = _folder(Path(cached).parent, f"the cached Hub model `{repo_id}`")
+    cached = _cached_hub_folder(repo_id)
+    if cached is not None:
+        facts = _folder(cached, f"the cached Hub model `{repo_id}`")
         return ModelFacts(facts.architecture, facts.size, ("It is in this machine's Hugging Face cache.",))
     if hub_offline():
         raise ModelSourceError(
@@ -165,15 +162,21 @@ def _config(config: str) -> ModelFacts:
     if path.is_dir() or source_kind(config) == "folder":
         return _folder(path, f"the --config folder `{path}`")
     if source_kind(config) == "hub":
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(config, "model_index.json")
-        if isinstance(cached, str):
-            return _folder(Path(cached).parent, f"the cached Hub model `{config}`")
+        cached = _cached_hub_folder(config)
+        if cached is not None:
+            return _folder(cached, f"the cached Hub model `{config}`")
         if hub_offline():
             raise ModelSourceError(f"The --config `{config}` is not in this machine's Hugging Face cache, and HF_HUB_OFFLINE is set.")
         return ModelFacts(None, None)
     raise ModelSourceError(f"--config must be a diffusers folder or a Hub id, not `{config}`.")
+
+
+def _cached_hub_folder(repo_id: str) -> Path | None:
+    """The snapshot folder of `repo_id` in the local Hugging Face cache, if its model_index.json is there."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo_id, "model_index.json")
+    return Path(cached).parent if isinstance(cached, str) else None
 
 
 def _safetensors_keys(path: Path) -> list[str]:
