@@ -108,6 +108,12 @@ def draw(engine: Engine, **changes) -> np.ndarray:  # type: ignore[no-untyped-de
     return np.asarray(Image.open(io.BytesIO(image.png)).convert("RGB")).astype(int)
 
 
+def save_kohya_lora(path: Path) -> Path:
+    """The done-when lines' file: the tiny model's peft LoRA (seed 1) in kohya's naming, at `path`."""
+    save_file(to_kohya(make_lora(build_tiny_pipeline(), 1)), path)
+    return path
+
+
 def bare(models_dir: Path, lora: Path | None = None, weight: float | None = None, prompt: str = "a red fox in the snow") -> np.ndarray:
     """Bare diffusers: the file loaded by `load_lora_weights(path)`, the same prompt and settings."""
     from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline

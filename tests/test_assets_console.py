@@ -9,21 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from safetensors.torch import save_file
 
-from generation.tiny import build_tiny_pipeline
 from tests.conftest import bot_env
 from tests.console_process import ConsoleProcess
-from tests.test_adapters import bare, make_lora, to_kohya
+from tests.test_adapters import bare, save_kohya_lora
 
 PROMPT = "a red fox in the snow --seed 11 --steps 4 --cfg 7 --sampler euler --size 64x64"
 
 
 @pytest.fixture(scope="module")
 def kohya_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("lora") / "fox.safetensors"
-    save_file(to_kohya(make_lora(build_tiny_pipeline(), 1)), path)
-    return path
+    return save_kohya_lora(tmp_path_factory.mktemp("lora") / "fox.safetensors")
 
 
 def pixels(path: str) -> np.ndarray:

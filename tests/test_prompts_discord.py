@@ -68,13 +68,10 @@ async def test_a_lora_uploaded_in_discord_draws_as_bare_diffusers(dc_prompt_sett
 
     import numpy as np
     from PIL import Image
-    from safetensors.torch import save_file
 
-    from generation.tiny import build_tiny_pipeline
-    from tests.test_adapters import bare, make_lora, to_kohya
+    from tests.test_adapters import bare, save_kohya_lora
 
-    path = tmp_path / "fox.safetensors"
-    save_file(to_kohya(make_lora(build_tiny_pipeline(), 1)), path)
+    path = save_kohya_lora(tmp_path / "fox.safetensors")
     settings = dc_prompt_settings.model_copy(update={"default_steps": 4})
     async with discord_bot(settings, server):
         uploaded = server.slash("lora", {"action": "upload", "name": "fox"},

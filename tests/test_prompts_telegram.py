@@ -58,13 +58,10 @@ async def test_a_lora_uploaded_in_telegram_draws_as_bare_diffusers(tg_prompt_set
 
     import numpy as np
     from PIL import Image
-    from safetensors.torch import save_file
 
-    from generation.tiny import build_tiny_pipeline
-    from tests.test_adapters import bare, make_lora, to_kohya
+    from tests.test_adapters import bare, save_kohya_lora
 
-    path = tmp_path / "fox.safetensors"
-    save_file(to_kohya(make_lora(build_tiny_pipeline(), 1)), path)
+    path = save_kohya_lora(tmp_path / "fox.safetensors")
     settings = tg_prompt_settings.model_copy(update={"default_steps": 4})
     async with telegram_bot(settings, server):
         uploaded = server.send("/lora upload fox", document=("fox.safetensors", path.read_bytes(), "application/octet-stream"))

@@ -28,6 +28,7 @@ from tests.tiny_clipseg import TINY_CLIP_TEXT
 
 SEED = 20261128
 IMAGE = 32  # side of the tiny vision towers' input
+TINY_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=IMAGE, patch_size=8)
 
 ART_WORDS = """
 a an the of in on with by and at from under over near portrait landscape castle city street forest
@@ -100,9 +101,7 @@ def build_tiny_blip(folder: Path) -> Path:
             sep_token_id=vocab["[SEP]"],
             pad_token_id=vocab["[PAD]"],
         ),
-        vision_config=dict(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=IMAGE, patch_size=8
-        ),
+        vision_config=dict(TINY_VISION),
         projection_dim=32,
     )
 
@@ -135,9 +134,7 @@ def build_tiny_clip(folder: Path) -> Path:
 
     config = CLIPConfig(
         text_config=dict(TINY_CLIP_TEXT),
-        vision_config=dict(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=IMAGE, patch_size=8
-        ),
+        vision_config=dict(TINY_VISION),
         projection_dim=32,
     )
 
