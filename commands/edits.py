@@ -22,7 +22,7 @@ from commands.options import IMAGINE_FLAGS, ImagineOptions, InitImage, read_opti
 from commands.parser import parse_flags
 from commands.submit import submit
 from commands.types import Reply, Request
-from generation.spec import UPSCALE_METHODS, GenerationSpec
+from generation.spec import OUTPAINT_MASK_BLUR, UPSCALE_METHODS, GenerationSpec
 
 # Image-relative flags accepted by every edit that draws (they tune the diffusion model).
 DRAW_FLAGS = {k: v for k, v in IMAGINE_FLAGS.items() if v in ("no", "seed", "steps", "cfg", "sampler", "model", "strength", "vae")}
@@ -32,7 +32,6 @@ PANS = {"left": "⬅", "right": "➡", "up": "⬆", "down": "⬇"}
 PAN_ALIASES = {"l": "left", "r": "right", "u": "up", "d": "down", "⬅": "left", "➡": "right", "⬆": "up", "⬇": "down",
                "⬅️": "left", "➡️": "right", "⬆️": "up", "⬇️": "down"}  # fmt: skip
 VARY_KINDS = ("subtle", "strong")
-MAX_MASK_BLUR = 64
 
 
 @dataclass(frozen=True)
@@ -149,7 +148,7 @@ def zoom_edit(ctx: Context, factor: float, opts: ImagineOptions) -> Edit:
     def shape(ctx: Context, spec: GenerationSpec, init: InitImage, notes: list[str]) -> dict[str, Any]:
         grow = lambda side: side * factor  # noqa: E731
         return _canvas(ctx, init, grow(init.width), grow(init.height), "center", notes) | {
-            "strength": _strength(opts, ctx.settings.outpaint_strength), "mask_blur": 8,
+            "strength": _strength(opts, ctx.settings.outpaint_strength), "mask_blur": OUTPAINT_MASK_BLUR,
         }
 
     return Edit("outpaint", f"Zoom Out {factor:g}x", opts, shape)
@@ -161,7 +160,7 @@ def pan_edit(ctx: Context, direction: str, opts: ImagineOptions) -> Edit:
         width = init.width * 1.5 if wide else init.width
         height = init.height if wide else init.height * 1.5
         return _canvas(ctx, init, width, height, direction, notes) | {
-            "strength": _strength(opts, ctx.settings.outpaint_strength), "mask_blur": 8,
+            "strength": _strength(opts, ctx.settings.outpaint_strength), "mask_blur": OUTPAINT_MASK_BLUR,
         }
 
     return Edit("outpaint", f"Pan {direction}", opts, shape)

@@ -73,7 +73,7 @@ def help_text(ctx: Context) -> str:
         "/vary subtle|strong [new prompt] · /zoom 1.5|2 [prompt] (zoom out) · /pan left|right|up|down [prompt]",
         "/inpaint <prompt> --box x,y,w,h (pixels or %) | a mask attached (white = repaint)"
         + (" | --select <words>" if methods["select"] else " (--select: no segmentation model configured)")
-        + " · --blur N · --only-masked · --padding N",
+        + " · --blur N (the feather reaches N px past the mask; default 10) · --only-masked · --padding N",
         "/facefix" + (f" [--model {'|'.join(methods['face_restorers'])}]" if methods["face_restorers"]
                       else " — not available: no face-restoration model configured (SDBOT_FACE_RESTORERS)"),
         "These take the drawing options too (--strength, --steps, --seed, --no …).",

@@ -4,7 +4,8 @@
     /inpaint a red hat  (with a mask attached)  white = repaint, black = keep
     /inpaint a red hat --select hat             words a segmentation model finds (CLIPSeg)
 
-Options: --blur N (feather, pixels, default 4), --only-masked (work on a padded crop at the
+Options: --blur N (the feather's reach in pixels each side of the mask's edge, default 10; pixels
+farther from the mask are the picture's own), --only-masked (work on a padded crop at the
 model's native size: best for small regions), --padding N (of that crop, default 32), and the
 drawing options of /imagine (--strength, --steps, --seed, ...).
 
@@ -22,14 +23,14 @@ import re
 from PIL import Image
 
 from commands.context import Context
-from commands.edits import DRAW_FLAGS, MAX_MASK_BLUR, Edit, draw_options, queue_edit
+from commands.edits import DRAW_FLAGS, Edit, draw_options, queue_edit
 from commands.errors import UserError
 from commands.images import decode_upload, first_image
 from commands.imagine import Source, find_source
 from commands.options import InitImage
 from commands.parser import parse_flags
 from commands.types import Attachment, Reply, Request
-from generation.spec import GenerationSpec
+from generation.spec import MASK_BLUR_DEFAULT, MAX_MASK_BLUR, GenerationSpec
 
 INPAINT_FLAGS = {
     **DRAW_FLAGS, "box": "box", "select": "select", "blur": "blur", "mask-blur": "blur",
@@ -44,7 +45,7 @@ async def inpaint_command(ctx: Context, request: Request, args: str) -> list[Rep
     problems = list(flags.problems)
     values = dict(flags.values)
     box_text, select = values.pop("box", None), values.pop("select", None)
-    blur = _whole(values.pop("blur", None), "--blur", 0, MAX_MASK_BLUR, 4, problems)
+    blur = _whole(values.pop("blur", None), "--blur", 0, MAX_MASK_BLUR, MASK_BLUR_DEFAULT, problems)
     padding = _whole(values.pop("padding", None), "--padding", 0, MAX_PADDING, 32, problems)
     only_masked = "only-masked" in values
     values.pop("only-masked", None)

@@ -98,10 +98,10 @@ def outpaint(engine: Engine, spec: GenerationSpec, tracker: Tracker) -> list[Ima
 
 def outpaint_mask(size: tuple[int, int], placement: tuple[int, int, int, int], blur: int) -> Image.Image:
     """255 in the new area, 0 on the original, with the feathered band wholly in the new area:
-    the keep-rectangle is grown by the blur kernel's reach (3 sigma) first, then the original is
+    the keep-rectangle is grown by the feather's reach (`blur` pixels) first, then the original is
     zeroed (so the seam fades to the picture's own pixels without touching them)."""
     x, y, w, h = placement
-    grow = 3 * blur
+    grow = blur
     mask = Image.new("L", size, 255)
     mask.paste(0, (max(0, x - grow), max(0, y - grow), min(size[0], x + w + grow), min(size[1], y + h + grow)))
     soft = blur_mask(mask, blur)

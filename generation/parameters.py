@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 
-from generation.spec import GenerationSpec
+from generation.spec import GenerationSpec, mask_blur_sigma
 
 VERSION = "sdbot 0.1.0"
 # Keys are bounded (A1111's longest is ~30 characters): an unbounded key backtracks
@@ -102,7 +102,8 @@ def _prompt_feature_fields(spec: GenerationSpec, template: GenerationSpec | None
 
 def _postprocess_fields(spec: GenerationSpec) -> list[tuple[str, object]]:
     if spec.kind in ("inpaint", "outpaint"):
-        fields: list[tuple[str, object]] = [("Mask blur", spec.mask_blur)]
+        # A1111's "Mask blur" is the Gaussian's sigma; ours (`--blur`) is its reach in pixels.
+        fields: list[tuple[str, object]] = [("Mask blur", _number(mask_blur_sigma(spec.mask_blur)))]
         if spec.select:
             fields.append(("Inpaint select", spec.select))
         if spec.only_masked:

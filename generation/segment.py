@@ -6,7 +6,7 @@ pixel for a phrase, and the sigmoid of it is resized back to the image and thres
 comma-separated phrases ("hat, scarf") are segmented one by one and OR-ed. Masks are 'L' images,
 255 = repaint, as everywhere in sdbot.
 
-The utilities are A1111's: mask blur (a Gaussian with sigma = radius), a composite that leaves the
+The utilities are A1111's: mask blur (a Gaussian, counted by its reach in pixels), a composite that leaves the
 unmasked pixels bit-identical, and "inpaint only masked" (`crop_region` + `working_size`: repaint a
 padded crop around the mask at the model's native resolution, then paste it back).
 """
@@ -24,6 +24,7 @@ from PIL import Image
 
 from generation.errors import EngineUserError, ModelLoadError
 from generation.hf_source import Source, explain, resolve
+from generation.spec import mask_blur_sigma
 
 log = logging.getLogger(__name__)
 
@@ -111,15 +112,21 @@ def load_segmenter(source: str | Path, device: torch.device) -> Segmenter:
     return Segmenter(model.to(device).eval(), processor, device, name)
 
 
-def blur_mask(mask: Image.Image, radius: int) -> Image.Image:
-    """Feather a mask with A1111's mask blur: a Gaussian of sigma `radius`; 0 leaves it as it is."""
+def blur_mask(mask: Image.Image, reach: int) -> Image.Image:
+    """Feather a mask so that the blend reaches exactly `reach` pixels on each side of its edge:
+    a Gaussian of sigma `reach / 2.5` whose kernel is 2 * reach + 1 wide. Pixels farther than
+    `reach` (in x or y) from the mask stay exactly 0, so they come back bit for bit; 0 leaves the
+    mask as it is.
+
+    This is A1111's mask blur (a kernel of about 2.5 sigma each side) counted in pixels of reach
+    instead of in sigma, so that `--blur N` means what a person reads: A1111's "mask blur 4" is
+    our 10 (the same kernel), and the PNG records A1111's number (`spec.mask_blur_sigma`)."""
     mask = mask.convert("L")
-    if radius <= 0:
+    if reach <= 0:
         return mask
     import cv2
 
-    size = 2 * int(2.5 * radius + 0.5) + 1  # A1111's kernel: about 2.5 sigma on each side
-    return Image.fromarray(cv2.GaussianBlur(np.asarray(mask), (size, size), radius))
+    return Image.fromarray(cv2.GaussianBlur(np.asarray(mask), (2 * reach + 1, 2 * reach + 1), mask_blur_sigma(reach)))
 
 
 def composite(original: Image.Image, generated: Image.Image, mask: Image.Image) -> Image.Image:

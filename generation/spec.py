@@ -21,6 +21,20 @@ UpscaleMethod = Literal["lanczos", "esrgan", "hires", "latent"]
 UPSCALE_METHODS: tuple[str, ...] = ("lanczos", "esrgan", "hires", "latent")
 DIFFUSION_KINDS = ("txt2img", "img2img", "inpaint", "outpaint")  # kinds that run the diffusion model
 
+# Mask feathering (`--blur N`): N is how far the blend reaches, in pixels, on each side of the
+# mask's edge; pixels farther from the mask are the picture's own. The Gaussian behind it has
+# sigma N / 2.5, as A1111's mask-blur kernel reaches 2.5 sigma: the default 10 is A1111's
+# default "Mask blur: 4", the same kernel.
+MASK_BLUR_DEFAULT = 10
+OUTPAINT_MASK_BLUR = 20  # zoom out and pan: a wider seam, laid wholly in the new area
+MAX_MASK_BLUR = 64
+MASK_BLUR_SIGMAS = 2.5
+
+
+def mask_blur_sigma(reach: int) -> float:
+    """The Gaussian sigma of a feather that reaches `reach` pixels: A1111's "Mask blur" number."""
+    return reach / MASK_BLUR_SIGMAS
+
 
 class AssetRef(BaseModel):
     """A user's uploaded LoRA or embedding as a job uses it: checked at upload, resolved by name
@@ -67,7 +81,8 @@ class GenerationSpec(BaseModel):
     # --- inpaint: the region to repaint, as a mask blob (white = repaint) or words to segment ---
     mask: str | None = Field(None, description="Blob key of an 'L' PNG the size of the init image.")
     select: str | None = None
-    mask_blur: int = Field(4, ge=0, le=64)
+    # The feather's reach in pixels on each side of the mask's edge (`segment.blur_mask`).
+    mask_blur: int = Field(MASK_BLUR_DEFAULT, ge=0, le=MAX_MASK_BLUR)
     only_masked: bool = False  # A1111's "inpaint area: only masked": a padded crop at native size
     only_masked_padding: int = Field(32, ge=0, le=256)
     # --- outpaint: where the init image sits in the width x height canvas (x, y, w, h) ---

@@ -250,5 +250,7 @@ async def test_edit_commands_and_a_tiled_preview(dc_settings: Settings, server: 
         assert len(result.files) == 2  # the tile, then the same tiled 2x2
         sizes = sorted(Image.open(io.BytesIO(data)).size for data in result.files.values())
         assert sizes == [(64, 64), (128, 128)]
+        varied = await server.await_for(answer_to(server.press(await seen(dc_settings, result), "Vary (Subtle)"), files=True))
+        assert "🔁" in varied.content and len(varied.files) == 2  # an edit of a tile is a tile, shown 2x2 too
         twice = server.slash("imagine", {"prompt": "bricks --steps 3", "steps": 2})
         assert "`steps:` and `--steps`" in (await server.await_for(answer_to(twice, ephemeral=True))).content

@@ -13,7 +13,7 @@ from commands.types import Attachment
 from config import Settings
 from generation.spec import GenerationSpec
 from storage import queue
-from tests.test_service import Bot, make_bot, png
+from tests.test_service import Bot, make_bot, pixels, png
 
 
 async def job_spec(bot: Bot, job_id: int) -> tuple[GenerationSpec, int | None, int | None]:
@@ -171,3 +171,49 @@ async def test_a_vae_in_settings_is_used_by_new_jobs(settings: Settings, tmp_pat
     finally:
         bot.worker.executor.shutdown()
         await bot.core.db.close()
+
+
+def _reach_map(box: tuple[int, int, int, int], size: int = 64) -> np.ndarray:
+    """Per pixel of a size x size picture: how far it is from the box (x0, y0, x1, y1; right and
+    bottom exclusive) in x or y, the way a separable feather reaches (0 inside the box)."""
+    ys, xs = np.mgrid[0:size, 0:size]
+    dx = np.maximum(np.maximum(box[0] - xs, xs - (box[2] - 1)), 0)
+    dy = np.maximum(np.maximum(box[1] - ys, ys - (box[3] - 1)), 0)
+    return np.maximum(dx, dy)
+
+
+async def test_inpaint_keeps_every_pixel_beyond_the_documented_feather(bot: Bot) -> None:
+    """README: "--blur N: the blend reaches exactly N px on each side of the mask's edge ...
+    Pixels farther than N px from the mask are the picture's own, bit for bit, in every mode."
+    For a box, an attached mask and --only-masked, at the default (10) and at 4 and 0: nothing
+    farther than N changes, and the change does reach out near N (the width is not overstated)."""
+    message_id, parent = await a_result(bot, "/imagine a red fox --seed 9 --size 64x64 --steps 3")
+    async with bot.core.db.transaction() as session:
+        job = await queue.get(session, parent)
+        assert job is not None
+        original = np.asarray(Image.open(bot.core.ctx.blobs.path(job.outputs[0].blob_key)).convert("RGB")).astype(int)
+    box = (6, 0, 38, 26)  # --box 10%,0%,50%,40% of 64x64: x 6.4 -> 6, w 32, h 25.6 -> 26
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, box)
+    buffer = io.BytesIO()
+    mask.save(buffer, format="PNG")
+    attached = (Attachment("mask.png", buffer.getvalue(), "image/png"),)
+    distance = _reach_map(box)
+    cases = [
+        ("--box 10%,0%,50%,40%", (), 10),
+        ("--box 10%,0%,50%,40% --blur 4", (), 4),
+        ("--box 10%,0%,50%,40% --blur 0", (), 0),
+        ("", attached, 10),
+        ("--blur 4", attached, 4),
+        ("--box 10%,0%,50%,40% --only-masked", (), 10),
+        ("--only-masked --blur 4", attached, 4),
+    ]
+    for flags, attachments, reach in cases:
+        [(_, queued)] = await bot.send(f"/inpaint a red hat {flags} --seed 3", reply_to=message_id, attachments=attachments)
+        assert queued.kind == "status", (flags, queued.text)
+        [(_, done)] = await bot.finish()
+        changed = np.abs(pixels(done.reply) - original).max(axis=2) > 0
+        assert not changed[distance > reach].any(), (flags, int(distance[changed].max()))
+        assert changed[distance == 0].mean() > 0.5, flags  # the box itself is repainted
+        if reach:
+            assert distance[changed].max() >= reach - 4, (flags, int(distance[changed].max()))  # the feather reaches out

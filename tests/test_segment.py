@@ -18,7 +18,7 @@ What each test proves:
 - test_load_errors_name_the_setting: a missing folder, a folder that is not CLIPSeg, an uncached
   Hub id offline, and pickle-only weights each give a ModelLoadError naming SDBOT_SEGMENTER; the
   pickle is never loaded.
-- test_blur_mask: radius 0 is the identity; a radius feathers an edge symmetrically.
+- test_blur_mask: 0 is the identity; N feathers an edge symmetrically, reaching exactly N px each side.
 - test_composite_is_exact_outside_the_mask: bit-identical original where the mask is 0, the
   generated image where it is 255, a rounded blend in between, for RGB and RGBA.
 - test_mask_box: the exclusive bounding box of nonzero pixels, None for an empty mask.
@@ -176,6 +176,7 @@ def test_blur_mask() -> None:
     assert row[0] == 0 and row[-1] == 255 and np.all(np.diff(row) >= 0)
     assert 0 < row[18] < 128 < row[21] < 255  # feathered across the edge
     assert abs(int(row[19]) + int(row[20]) - 255) <= 1  # and symmetric about it
+    assert row[15] == 0 < row[16] and row[23] < 255 == row[24]  # it reaches exactly 4 px past each side of the edge
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA"])

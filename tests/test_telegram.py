@@ -353,3 +353,9 @@ async def test_edit_commands_as_replies_and_a_tiled_preview(tg_settings: Setting
         assert preview.labels() == [] and "Tiled" in preview.text
         with Image.open(io.BytesIO(preview.uploaded or b"")) as picture:
             assert picture.size == (128, 128)
+        await recorded(tg_settings, tile.chat_id, tile.message_id)
+        server.press(tile, "Vary (Subtle)")  # an edit of a tile is a tile: its result is shown 2x2 too
+        varied = await server.await_for(lambda m: m.reply_to == tile.message_id and m.kind == "photo" and "🔁" in m.text)
+        varied_preview = await server.await_for(lambda m: m.kind == "photo" and m.reply_to == varied.message_id)
+        with Image.open(io.BytesIO(varied_preview.uploaded or b"")) as picture:
+            assert picture.size == (128, 128) and "Tiled" in varied_preview.text

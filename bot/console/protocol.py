@@ -9,6 +9,7 @@ Output, one JSON object per line:
     {"event": "message", "id": "b3", "reply_to": "u1", "user": "alice", "kind": "status",
      "text": "...", "images": ["/abs/path.png"], "actions": [{"id": "upscale:1", "label": "U1"}], "job": 7}
     {"event": "edit", "id": "b3", "text": "..."}
+A `--tile` result's message also has "preview": "/abs/path.jpg", the picture tiled 2x2.
 Bot message ids (`bN`) keep counting across runs, so a reply or press can name a message an
 earlier run printed.
 
