@@ -20,12 +20,14 @@ from commands import render
 from commands.context import Context
 from commands.errors import UserError
 from commands.types import Reply, Request
-from generation.asset_files import AssetError, check_architecture, inspect_asset, safe_name_from_filename, valid_asset_name
+from commands.asset_use import KIND_LABELS as KINDS
+from commands.asset_use import fit_problem, stored_misfit
+from config.models import ARCHITECTURE_NAMES
+from generation.asset_files import AssetError, inspect_asset, safe_name_from_filename, valid_asset_name
+from generation.asset_fit import claim_note
+from generation.model_files import describe_model, model_shapes
 from storage import assets, queue, users
 from storage.tables import Asset
-
-KINDS = {"lora": "LoRA", "embedding": "embedding"}
-ARCHITECTURES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", None: "an unknown architecture"}
 
 
 async def lora_command(ctx: Context, request: Request, args: str) -> list[Reply]:
@@ -82,9 +84,12 @@ async def _upload(ctx: Context, request: Request, kind: str, name: str | None) -
     async with ctx.db.transaction() as session:
         user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
         model = ctx.registry.get(user.settings.get("model")) or ctx.registry.default
-        mismatch = check_architecture(info, model.family, name=name, model=model.display_name)
-        if mismatch:
-            raise UserError(f"I didn't store it: {mismatch}")
+        problem = fit_problem(info, model)
+        if problem:
+            raise UserError(
+                f"I didn't store `{file.filename}`: it doesn't fit your model `{model.display_name}`; {problem} "
+                "To use it with another model, pick that one first (`/model NAME`; `/models` lists them), then upload it."
+            )
         if await assets.find_own(session, user.id, kind, name):
             raise UserError(f"You already have a {label} named `{name}`. Delete it first, or upload with another name.")
         used, quota = await assets.bytes_used(session, user.id), ctx.settings.asset_quota_bytes
@@ -99,10 +104,18 @@ async def _upload(ctx: Context, request: Request, kind: str, name: str | None) -
             session, user.id, kind, name, blob_key=key, sha256=info.sha256, format=info.format,
             architecture=info.architecture, rank=info.rank, size=info.size,
             info={"triggers": list(info.triggers), "title": info.title, "tensors": info.tensors, "vectors": info.vectors,
-                  "addnet_hash": addnet_hash(file.data)},
+                  "addnet_hash": addnet_hash(file.data), "made_for": info.made_for},
         )  # fmt: skip
-        text = f"Saved the {label} `{asset.name}`, private to you.\n{_describe(asset)}\n{_usage(asset)}"
-    return [Reply(text)]
+    shapes = model_shapes(model)
+    words = describe_model(model)
+    lines = [f"Saved the {label} `{asset.name}`, private to you.", _describe(asset)]
+    if shapes is not None:
+        lines.append(f"It fits your model `{model.display_name}` ({words}): every layer it changes is there, with its shape.")
+    note = claim_note(info.claim, info.architecture, fits=True, model=model.display_name, model_words=words,
+                      model_architecture=shapes.architecture if shapes else model.family)  # fmt: skip
+    lines += [note] if note else []
+    lines.append(_usage(asset))
+    return [Reply("\n".join(lines))]
 
 
 def addnet_hash(data: bytes) -> str:
@@ -118,7 +131,8 @@ def _usage(asset: Asset) -> str:
 
 
 def _describe(asset: Asset) -> str:
-    parts = [asset.format, ARCHITECTURES.get(asset.architecture, asset.architecture or "?")]
+    made_for = ARCHITECTURE_NAMES.get(asset.architecture or "") or asset.info.get("made_for") or "a model its layers don't name"
+    parts = [asset.format, f"for {made_for}"]
     if asset.rank:
         parts.append(f"rank {asset.rank}")
     if asset.info.get("vectors"):
@@ -137,11 +151,18 @@ async def _list(ctx: Context, request: Request, kind: str) -> list[Reply]:
         own = [a for a in found if a.owner_id == user.id]
         shared = [a for a in found if a.owner_id != user.id]
         used = await assets.bytes_used(session, user.id)
+        model = ctx.registry.get(user.settings.get("model")) or ctx.registry.default
     label = KINDS[kind]
+
+    def line(asset: Asset) -> str:
+        # Files are kept when a person changes models; those that don't fit this one say so.
+        fits = "" if stored_misfit(ctx, asset, model) is None else f" (doesn't fit your model `{model.display_name}`)"
+        return f"• {asset.name} — {_describe(asset).splitlines()[0]}{fits}"
+
     lines = [f"Your {label}s ({render.size_text(used)} of {render.size_text(ctx.settings.asset_quota_bytes)}):"]
-    lines += [f"• {a.name} — {_describe(a).splitlines()[0]}" for a in own] or [f"none yet: `/{kind} upload NAME` with the file."]
+    lines += [line(a) for a in own] or [f"none yet: `/{kind} upload NAME` with the file."]
     if shared:
-        lines += ["", f"Shared {label}s:"] + [f"• {a.name} — {_describe(a).splitlines()[0]}" for a in shared]
+        lines += ["", f"Shared {label}s:"] + [line(a) for a in shared]
     return [Reply("\n".join(lines))]
 
 

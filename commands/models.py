@@ -25,11 +25,10 @@ from commands.context import Context
 from commands.errors import UserError
 from commands.parser import parse_flags
 from commands.types import Reply, Request
-from config.models import ModelEntry, source_kind
-from generation.model_files import ModelSourceError, inspect_model_source
+from config.models import ARCHITECTURE_NAMES, ModelEntry, source_kind
+from generation.model_files import ModelSourceError, describe_model, inspect_model_source, model_shapes
 from storage import model_library, users
 
-FAMILIES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
 ADD_FLAGS = {
     "config": "config", "arch": "architecture", "architecture": "architecture", "size": "size",
     "clip-skip": "clip_skip", "clipskip": "clip_skip", "vae": "vae", "description": "description", "desc": "description",
@@ -51,7 +50,7 @@ async def list_models(ctx: Context, request: Request, args: str) -> list[Reply]:
         marks = [m for m, on in (("default", entry is ctx.registry.default), ("yours", entry is yours)) if on]
         if admin and ctx.registry.is_added(entry.display_name):
             marks.append("added in chat")
-        line = f"• {entry.display_name} — {FAMILIES.get(entry.family, entry.family)}, {entry.native_size}px native"
+        line = f"• {entry.display_name} — {describe_model(entry)}, {entry.native_size}px native"
         if marks:
             line += f" ({', '.join(marks)})"
         if entry.description:
@@ -105,7 +104,7 @@ async def add_model(ctx: Context, request: Request, args: str) -> list[Reply]:
     given = values.get("architecture")
     if given and facts.architecture and given != facts.architecture:
         raise UserError(
-            f"`--arch {given}` does not match the files, which are {FAMILIES[facts.architecture]}. Leave out --arch."
+            f"`--arch {given}` does not match the files, which are {ARCHITECTURE_NAMES[facts.architecture]}. Leave out --arch."
         )
     values.setdefault("architecture", facts.architecture)
     values.setdefault("size", facts.size)
@@ -120,13 +119,15 @@ async def add_model(ctx: Context, request: Request, args: str) -> list[Reply]:
         user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
         await model_library.add_model(session, entry, user.id)
         await model_library.sync(session, ctx.registry)
-    family = FAMILIES.get(entry.family, entry.family)
     lines = [
-        f"Added the model `{name}` ({family}, {entry.native_size}px native). Use it with `--model {name}` or "
-        f"`/model {name}`; it loads when a job first uses it.",
+        f"Added the model `{name}` ({describe_model(entry)}, {entry.native_size}px native). Use it with `--model {name}` "
+        f"or `/model {name}`; it loads when a job first uses it.",
         *facts.notes,
     ]
-    if not entry.architecture:
+    if model_shapes(entry) is not None:
+        lines.append("Uploaded LoRAs and embeddings are checked against its layers, read from its configs.")
+    elif not entry.architecture:
+        family = ARCHITECTURE_NAMES[entry.family]
         lines.append(f"Its files don't say which architecture it is; LoRAs are checked as {family}. Set `--arch` if that is wrong.")
     return [Reply("\n".join(lines))]
 

@@ -37,8 +37,10 @@ REGION_KINDS = ("txt2img", "img2img", "inpaint")  # the kinds that keep the pict
 
 async def apply_prompt_features(
     ctx: Context, session: AsyncSession, user: User, spec: GenerationSpec, opts: ImagineOptions,
-    base: GenerationSpec | None = None,
+    base: GenerationSpec | None = None, notes: list[str] | None = None,
 ) -> GenerationSpec:  # fmt: skip
+    """The spec with its prompt features applied; what the user should know is added to `notes`
+    (LoRAs and embeddings skipped because they do not fit the model)."""
     styles = opts.styles
     if styles:
         library = await style_library(ctx, session, user.id)
@@ -52,7 +54,9 @@ async def apply_prompt_features(
         spec = spec.model_copy(update={"prompt": prompt, "negative_prompt": negative, "styles": styles})
     spec = await _snapshot_wildcards(ctx, session, user.id, spec, base)
     if spec.diffusion:
-        spec = await resolve_assets(session, ctx.registry, user.id, spec, opts.loras, base)
+        spec = await resolve_assets(ctx, session, user.id, spec, opts.loras, base, notes)
+    elif spec.skipped:  # an upscale or face fix of such a picture uses no LoRA at all
+        spec = spec.model_copy(update={"skipped": ()})
     if spec.regions:
         _check_regions(spec, inherited=base is not None and base.regions == spec.regions)
     elif spec.base_ratio is not None:

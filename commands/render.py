@@ -125,6 +125,7 @@ def result_text(job: Job) -> str:
     lines = [f"{head} Job {job.id}: {what_text(spec, 200)}", settings_line(spec)]
     if spec.tile:
         lines.append("Seamless: the picture tiles; the second image shows it 2×2.")
+    lines.extend(spec.skipped)
     if spec.negative_prompt:
         lines.insert(1, f"Negative: {short(spec.negative_prompt, 120)}")
     if spec.age_restricted:

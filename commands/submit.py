@@ -58,7 +58,7 @@ async def submit(
         if shape is not None:
             spec = shape(spec, notes)
         spec = spec.model_copy(update={"age_restricted": request.age_restricted})  # where it is asked, not inherited
-        spec = await apply_prompt_features(ctx, session, user, spec, opts, base)
+        spec = await apply_prompt_features(ctx, session, user, spec, opts, base, notes)
         if init is not None and upload_size is not None:
             await queue.record_blob(session, init.blob_key, upload_size, "image/png", init.width, init.height)
         for blob, size in extra_blobs:

@@ -16,6 +16,7 @@ TINY = "tiny"
 SourceKind = Literal["tiny", "file", "folder", "hub"]
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
 NATIVE_SIZES = {"sd1": 512, "sd2": 768, "sdxl": 1024}  # each architecture's training resolution
+ARCHITECTURE_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}  # how people name them
 
 
 class ModelEntry(BaseModel):

@@ -36,10 +36,12 @@ import json
 import re
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from config.models import ARCHITECTURE_NAMES
+from generation.asset_fit import Claim, FileLayer, context_widths, layer_of, made_for, metadata_claim, text_encoder_widths
 from generation.errors import PICKLE_SUFFIXES
 from generation.safetensors_header import (
     CONVERT_ADVICE,
@@ -50,6 +52,7 @@ from generation.safetensors_header import (
     is_int,
     quote,
     read_header,
+    read_header_file,
 )
 
 AssetKind = Literal["lora", "embedding"]
@@ -74,7 +77,6 @@ CONTEXT_DIMS = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
 TEXT_DIMS = {768: "sd1", 1024: "sd2", 1280: "sdxl"}
 # A single-encoder embedding's width -> architecture (1280 alone is half an SDXL embedding).
 EMBEDDING_DIMS = {768: "sd1", 1024: "sd2"}
-ARCHITECTURE_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
 
 LORA_FORMATS = ("kohya", "locon", "diffusers", "loha", "lokr")
 EMBEDDING_FORMATS = ("a1111-ti", "kohya-sdxl-ti", "diffusers-ti")
@@ -104,10 +106,24 @@ class AssetInfo:
     title: str | None = None  # `modelspec.title`
     modules: int = 0  # LoRAs: how many layers it changes
     components: tuple[str, ...] = ()  # LoRAs: of "unet", "te1", "te2"
+    # What it needs of a model (generation.asset_fit): the layers a LoRA changes and their shapes,
+    # the widths that name its model; an embedding's vector width per text encoder.
+    layers: tuple[FileLayer, ...] = field(default=(), repr=False)
+    context_width: int | None = None  # LoRAs: the text features its cross-attention reads
+    text_width: int | None = None  # LoRAs: its (first) text encoder's width
+    vector_widths: dict[str, int] = field(default_factory=dict)  # embeddings: {"clip_l": 768, "clip_g": 1280}
+    claim: Claim | None = None  # what its metadata says it was made for
+
+    @property
+    def made_for(self) -> str | None:
+        """ "SDXL (2048-wide text features)", "a model with 32-wide text features", ...; None
+        when the file says nothing about its model."""
+        return made_for(self.architecture, self.context_width, self.text_width, self.vector_widths)
 
     @property
     def architecture_name(self) -> str:
-        return ARCHITECTURE_NAMES.get(self.architecture or "", "an unknown base model")
+        """ "SDXL"; for a file of no known architecture, its widths ("a model with 32-wide text features")."""
+        return ARCHITECTURE_NAMES.get(self.architecture or "") or self.made_for or "any model (its layers don't say which)"
 
     def summary(self) -> str:
         """One line for the upload reply."""
@@ -181,9 +197,6 @@ _CHECKPOINT_KEY = re.compile(
     r"|text_model\.embeddings|text_model\.encoder\.layers)\.)"
 )
 
-# Normalised module names (dots as `_`): the UNet's cross-attention K/V, the text encoder's layers.
-_CROSS_KV = re.compile(r"attn2_(?:processor_)?to_[kv](?:_lora)?$")
-_TEXT_LAYER = re.compile(r"(?:self_attn_(?:q|k|v|out)_proj|mlp_fc1)$")
 _PROJ_1X1 = re.compile(r"(?:proj_in|proj_out)$")
 _SDXL_ONLY_NAME = re.compile(r"transformer_blocks_[1-9]")  # SD 1.x/2.x have one block per attention
 
@@ -221,9 +234,22 @@ def inspect_asset(
             "Upload a smaller file (a LoRA of lower rank, or saved in F16)."
         )
     tensors, metadata = read_header(data, filename, max_tensors=max_tensors)
-    digest = hashlib.sha256(data).hexdigest()
+    return _classify(shown, kind, tensors, metadata, size=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+
+def inspect_stored(path: Path, *, kind: AssetKind, sha256: str) -> AssetInfo:
+    """What a file stored at upload is, from its header alone (the bytes were checked then and
+    are content-addressed): what a job needs to check it against its model."""
+    tensors, metadata = read_header_file(path)
+    return _classify(quote(path.name), kind, tensors, metadata, size=path.stat().st_size, sha256=sha256)
+
+
+def _classify(
+    shown: str, kind: AssetKind, tensors: dict[str, TensorEntry], metadata: dict[str, str], *, size: int, sha256: str
+) -> AssetInfo:
     triggers, title = metadata_hints(metadata)
-    common = {"tensors": len(tensors), "size": len(data), "sha256": digest, "triggers": triggers, "title": title}
+    common = {"tensors": len(tensors), "size": size, "sha256": sha256, "triggers": triggers, "title": title,
+              "claim": metadata_claim(metadata)}  # fmt: skip
 
     lora = _lora_modules(shown, tensors)
     embedding = None if lora is not None else _embedding_layout(shown, tensors)
@@ -233,24 +259,29 @@ def inspect_asset(
             raise AssetError(
                 f"{shown} is {_article(FORMAT_NAMES[fmt])}, not an embedding. Upload it as a LoRA instead."
             )
+        layers = tuple(layer for m in modules if (layer := layer_of(m.component, m.name, m.parts)) is not None)
+        contexts, text_widths = context_widths(layers), text_encoder_widths(layers)
         return AssetInfo(
             kind="lora",
             format=fmt,
-            architecture=_lora_architecture(modules),
+            architecture=_lora_architecture(modules, contexts, text_widths),
             rank=_rank(fmt, modules),
             modules=len(modules),
             components=tuple(c for c in ("unet", "te1", "te2") if any(m.component == c for m in modules)),
+            layers=layers,
+            context_width=next(iter(contexts)) if len(contexts) == 1 else None,
+            text_width=next(iter(text_widths)) if len(text_widths) == 1 else None,
             **common,
         )
     if embedding is not None:
-        fmt, architecture, vectors, token = embedding
+        fmt, architecture, vectors, token, widths = embedding
         if kind != "embedding":
             raise AssetError(
                 f"{shown} is {_article(FORMAT_NAMES[fmt])}, not a LoRA. Upload it as an embedding instead."
             )
         return AssetInfo(
             kind="embedding", format=fmt, architecture=architecture, rank=None, vectors=vectors, token=token,
-            **common,
+            vector_widths=widths, **common,
         )  # fmt: skip
     raise AssetError(
         f"{shown} is not a LoRA, LyCORIS (LoHa/LoKr) or embedding file sdbot knows "
@@ -400,32 +431,17 @@ def _rank(fmt: str, modules: list[_Module]) -> int | None:
     return max(ranks) if ranks else None
 
 
-def _input_dim(module: _Module) -> int | None:
-    """The layer's input width, from its LoRA factors (linear layers)."""
-    p = module.parts
-    for key in ("down", "lora_down.weight", "hada_w1_b"):
-        if key in p:
-            return p[key].shape[1]
-    w1 = p.get("lokr_w1") or p.get("lokr_w1_b")
-    w2 = p.get("lokr_w2") or p.get("lokr_w2_b")
-    if w1 is not None and w2 is not None:
-        return w1.shape[1] * w2.shape[1]
-    return None
-
-
-def _lora_architecture(modules: list[_Module]) -> str | None:
-    """From shapes first: the cross-attention context width, then the text encoders' width;
+def _lora_architecture(modules: list[_Module], contexts: set[int], widths: set[int]) -> str | None:
+    """From shapes first: the cross-attention context widths, then the text encoder's widths;
     then names (a second text encoder, or more than one transformer block per attention)."""
-    contexts = {_input_dim(m) for m in modules if m.component == "unet" and _CROSS_KV.search(m.name)}
-    found = {CONTEXT_DIMS.get(d) for d in contexts if d is not None}
+    found = {CONTEXT_DIMS.get(d) for d in contexts}
     if len(found) == 1 and None not in found:
         return found.pop()
     if contexts:
         return None  # cross-attention of a width no SD model has, or several: it does not say
     if any(m.component == "te2" for m in modules):
         return "sdxl"
-    widths = {_input_dim(m) for m in modules if m.component == "te1" and _TEXT_LAYER.search(m.name)}
-    found = {TEXT_DIMS.get(d) for d in widths if d is not None}
+    found = {TEXT_DIMS.get(d) for d in widths}
     if len(found) == 1 and None not in found:
         return found.pop()
     if not widths and any(m.component == "unet" and _SDXL_ONLY_NAME.search(m.name) for m in modules):
@@ -433,8 +449,11 @@ def _lora_architecture(modules: list[_Module]) -> str | None:
     return None
 
 
-def _embedding_layout(shown: str, tensors: dict[str, TensorEntry]) -> tuple[str, str | None, int, str | None] | None:
-    """(format, architecture, vectors, token) for an embedding layout; None if it is not one."""
+def _embedding_layout(
+    shown: str, tensors: dict[str, TensorEntry]
+) -> tuple[str, str | None, int, str | None, dict[str, int]] | None:
+    """(format, architecture, vectors, token, vector width per text encoder) for an embedding
+    layout; None if it is not one."""
     keys = set(tensors)
     if keys == {"clip_l", "clip_g"}:
         n_l, dim_l = _vectors(shown, "clip_l", tensors["clip_l"])
@@ -446,7 +465,7 @@ def _embedding_layout(shown: str, tensors: dict[str, TensorEntry]) -> tuple[str,
                 f"{shown} is not an SDXL embedding: its clip_l is {dim_l} wide and its clip_g {dim_g} "
                 "(SDXL's are 768 and 1280)."
             )
-        return "kohya-sdxl-ti", "sdxl", n_l, None
+        return "kohya-sdxl-ti", "sdxl", n_l, None, {"clip_l": dim_l, "clip_g": dim_g}
     if len(keys) != 1:
         return None
     (key,) = keys
@@ -458,10 +477,10 @@ def _embedding_layout(shown: str, tensors: dict[str, TensorEntry]) -> tuple[str,
         )
     architecture = EMBEDDING_DIMS.get(dim)
     if key in ("emb_params", "string_to_param.*"):
-        return "a1111-ti", architecture, n, None
+        return "a1111-ti", architecture, n, None, {"clip_l": dim}
     if len(key) > MAX_TOKEN_CHARS or not key.strip() or not key.isprintable():
         raise AssetError(f"{shown} is an embedding whose token (its tensor's name) is not usable text.")
-    return "diffusers-ti", architecture, n, key
+    return "diffusers-ti", architecture, n, key, {"clip_l": dim}
 
 
 def _vectors(shown: str, key: str, entry: TensorEntry) -> tuple[int, int]:
@@ -539,22 +558,17 @@ def _clean_text(text: str, limit: int) -> str:
 # --- architecture checks ----------------------------------------------------------------------------
 
 
-def check_architecture(
-    info: AssetInfo, model_architecture: str | None, *, name: str | None = None, model: str | None = None
-) -> str | None:
-    """A message for the user when the asset was made for another architecture than the model's
-    ("`fox` is a LoRA for SDXL; the model `tiny` is SD 1.x."); None when they match or either is
-    unknown (the file did not say: loading it will tell)."""
-    if info.architecture is None or not model_architecture or info.architecture == model_architecture:
+def check_architecture(info: AssetInfo, model_architecture: str | None, *, model: str = "the model") -> str | None:
+    """Why the file does not fit a model of `model_architecture`, by architecture alone: for a
+    model whose layers this machine cannot see (`generation.asset_fit` checks layers where it
+    can). The shapes' architecture, else the metadata's claim. Starts "it is made for ..."; None
+    when they match or either is unknown (loading it will tell)."""
+    claim = info.claim
+    architecture = info.architecture or (claim.architecture if claim else None)
+    if architecture is None or not model_architecture or architecture == model_architecture:
         return None
-    what = "a LoRA" if info.kind == "lora" else "an embedding"
-    subject = f"`{name}`" if name else f"This {'LoRA' if info.kind == 'lora' else 'embedding'}"
-    model_part = f"the model `{model}`" if model else "the model"
-    ours = ARCHITECTURE_NAMES.get(model_architecture, model_architecture)
-    return (
-        f"{subject} is {what} for {info.architecture_name}; {model_part} is {ours}. "
-        f"Use it with {_article(info.architecture_name)} model, or pick {what} made for {ours}."
-    )
+    made = info.made_for if info.architecture else f"{claim.label} (its metadata says {claim.source})"  # type: ignore[union-attr]
+    return f"it is made for {made}; `{model}` is {ARCHITECTURE_NAMES.get(model_architecture, model_architecture)}."
 
 
 def _article(name: str) -> str:

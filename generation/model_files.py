@@ -21,8 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from config.models import NATIVE_SIZES, SINGLE_FILE_SUFFIXES, source_kind
+from functools import lru_cache
+
+from config.models import ARCHITECTURE_NAMES, NATIVE_SIZES, SINGLE_FILE_SUFFIXES, ModelEntry, source_kind
+from generation import tiny_config
 from generation.hf_source import HUB_ID
+from generation.model_shapes import ModelShapes, shapes_from_configs, shapes_of_folder
 
 SUPPORTED_PIPELINES = {"StableDiffusionPipeline": None, "StableDiffusionXLPipeline": "sdxl"}
 CROSS_ATTENTION_WIDTHS = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
@@ -227,3 +231,40 @@ def _json(path: Path) -> dict[str, Any] | None:
 
 def _name(architecture: str | None) -> str:
     return {"sd1": "an SD 1.x model", "sd2": "an SD 2.x model", "sdxl": "an SDXL model"}.get(architecture or "", "a model")
+
+
+# --- the layers of a registered model ---------------------------------------------------------------
+
+
+def model_shapes(entry: ModelEntry) -> ModelShapes | None:
+    """The layer shapes of a model in the registry, from its component configs (no weights
+    read): what uploaded LoRAs and embeddings are checked against. None when this machine has
+    no configs for it (a Hub model not downloaded yet, a single file without --config)."""
+    if entry.kind == "tiny":
+        return _tiny_shapes()
+    folder = _config_folder(entry)
+    return shapes_of_folder(folder) if folder is not None else None
+
+
+def describe_model(entry: ModelEntry) -> str:
+    """ "SDXL" for a standard model; else its dimensions, with the layout it was set up as (the
+    tiny model is SD 1.x's layout at a tiny size)."""
+    shapes = model_shapes(entry)
+    if shapes is None:
+        return ARCHITECTURE_NAMES[entry.family]
+    layout = entry.architecture or ("sd1" if entry.kind == "tiny" else None)
+    return shapes.describe(layout)
+
+
+@lru_cache(maxsize=1)
+def _tiny_shapes() -> ModelShapes:
+    return shapes_from_configs(tiny_config.UNET, [tiny_config.TEXT_ENCODER])
+
+
+def _config_folder(entry: ModelEntry) -> Path | None:
+    source = entry.config if entry.kind == "file" else entry.source
+    if source is None:
+        return None
+    if source_kind(source) == "hub" and not Path(source).expanduser().is_dir():
+        return _cached_hub_folder(source)
+    return Path(source).expanduser()

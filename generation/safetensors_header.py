@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 # --- limits ---------------------------------------------------------------------------------------
@@ -55,19 +56,33 @@ class TensorEntry:
     end: int
 
 
+def read_header_file(path: Path, filename: str | None = None, *, max_tensors: int = MAX_TENSORS) -> tuple[dict[str, TensorEntry], dict[str, str]]:
+    """`read_header` of a file on disk, reading only its header (the tensors' bytes are not
+    read; their offsets are checked against the file's size)."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        head = handle.read(8)
+        length = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+        header = handle.read(length) if length <= MAX_HEADER_BYTES and 8 + length <= size else b""
+    return read_header(head + header, filename or path.name, max_tensors=max_tensors, total_size=size)
+
+
 def read_header(
-    data: bytes, filename: str = "the file", *, max_tensors: int = MAX_TENSORS
+    data: bytes, filename: str = "the file", *, max_tensors: int = MAX_TENSORS, total_size: int | None = None
 ) -> tuple[dict[str, TensorEntry], dict[str, str]]:
     """The tensors and metadata of a safetensors file, checked the way safetensors checks them
-    (and stricter). Raises AssetError. Reads only bytes: nothing is loaded or executed."""
+    (and stricter). Raises AssetError. Reads only bytes: nothing is loaded or executed. `data`
+    is the whole file, or its first bytes up to the header's end when `total_size` gives the
+    file's size."""
     shown = quote(filename)
+    total = len(data) if total_size is None else total_size
     if len(data) < 8:
         raise AssetError(
             f"{shown} is too short to be a safetensors file ({len(data)} bytes): it is empty or was "
             "cut off. Upload the whole file again."
         )
     (length,) = struct.unpack("<Q", data[:8])
-    if not (length <= MAX_HEADER_BYTES and 8 + length <= len(data) and length >= 2 and data[8:9] == b"{"):
+    if not (length <= MAX_HEADER_BYTES and 8 + length <= min(len(data), total) and length >= 2 and data[8:9] == b"{"):
         if data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
             raise AssetError(
                 f"{shown} is not a safetensors file: it is a Python pickle (a PyTorch checkpoint "
@@ -86,10 +101,10 @@ def read_header(
                 f"over the {MAX_HEADER_BYTES // (1024 * 1024)} MiB sdbot reads. It is damaged or "
                 "not a safetensors file."
             )
-        if 8 + length > len(data):
+        if 8 + length > total:
             raise AssetError(
                 f"{shown} is not a usable safetensors file: its header claims {length:,} bytes but "
-                f"the file has only {len(data):,}. It was cut off or is not a safetensors file; "
+                f"the file has only {total:,}. It was cut off or is not a safetensors file; "
                 "upload the whole file again."
             )
         raise AssetError(f"{shown} is not a safetensors file: its header is not a JSON object.")
@@ -119,7 +134,7 @@ def read_header(
             "in a LoRA or embedding."
         )
 
-    data_length = len(data) - 8 - length
+    data_length = total - 8 - length
     tensors: dict[str, TensorEntry] = {}
     for key, entry in header.items():
         tensors[key] = _tensor_entry(shown, key, entry, data_length)

@@ -107,6 +107,9 @@ class GenerationSpec(BaseModel):
     # --- uploaded LoRAs (with their weights) and textual-inversion embeddings ---
     loras: tuple[AssetRef, ...] = ()
     embeddings: tuple[AssetRef, ...] = ()
+    # LoRAs and embeddings the prompt named that were left out because they don't fit the model,
+    # one line each (commands.asset_use): said when the job is queued and again with its result.
+    skipped: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _consistent(self) -> GenerationSpec:

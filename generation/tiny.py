@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from generation import tiny_config
+
 log = logging.getLogger(__name__)
 
 TINY_VERSION = "tiny-sd1-v1"  # bump when the recipe changes, so cached copies are rebuilt
@@ -61,42 +63,9 @@ def build_tiny_pipeline():  # type: ignore[no-untyped-def]
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(SEED)
     try:
-        blocks = (32, 32, 64, 64)
-        unet = UNet2DConditionModel(
-            sample_size=8,
-            block_out_channels=blocks,
-            layers_per_block=1,
-            down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-            cross_attention_dim=32,
-            attention_head_dim=4,
-            norm_num_groups=8,
-        )
-        # Four blocks, as in real SD, so latents are 1/8 of the image (DESIGN.md pitfalls).
-        vae = AutoencoderKL(
-            block_out_channels=blocks,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            latent_channels=4,
-            layers_per_block=1,
-            norm_num_groups=8,
-            sample_size=64,
-        )
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=49408,
-                hidden_size=32,
-                intermediate_size=64,
-                num_hidden_layers=3,
-                num_attention_heads=4,
-                max_position_embeddings=77,
-                projection_dim=32,
-                hidden_act="quick_gelu",
-                bos_token_id=49406,
-                eos_token_id=49407,
-                pad_token_id=49407,
-            )
-        )
+        unet = UNet2DConditionModel(**tiny_config.UNET)
+        vae = AutoencoderKL(**tiny_config.VAE)
+        text_encoder = CLIPTextModel(CLIPTextConfig(**tiny_config.TEXT_ENCODER))
         _make_text_sensitive(unet, text_encoder)
         vocab, merges = clip_vocab()
         tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)

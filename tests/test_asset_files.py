@@ -181,17 +181,18 @@ def test_locon_has_conv_layers(sd1_locon: bytes) -> None:
 def test_sdxl_lora_is_refused_for_an_sd1_model(sdxl_lora: bytes) -> None:
     info = as_lora(sdxl_lora)
     assert (info.format, info.architecture, info.components) == ("diffusers", "sdxl", ("unet", "te1", "te2"))
-    message = check_architecture(info, "sd1", name="fox", model="tiny")
-    assert message is not None and message.startswith("`fox` is a LoRA for SDXL; the model `tiny` is SD 1.x.")
-    assert check_architecture(info, "sdxl", name="fox", model="xl") is None
+    message = check_architecture(info, "sd1", model="tiny")
+    assert message == "it is made for SDXL (2048-wide text features); `tiny` is SD 1.x."
+    assert check_architecture(info, "sdxl", model="xl") is None
     assert "SDXL" in (check_architecture(info, "sd2") or "")
     kohya = as_lora(to_kohya(sdxl_lora))
     assert (kohya.format, kohya.architecture) == ("kohya", "sdxl")
 
 
 def test_the_tiny_model_lora_has_no_known_architecture(tmp_path: Path) -> None:
-    """The bot's own tiny model (context 32) is no real architecture: such a LoRA is accepted,
-    its architecture unknown, and no check refuses it."""
+    """The bot's own tiny model (context 32) is no real architecture: such a LoRA's architecture
+    is unknown, so the architecture check refuses it nowhere, and it is described by its widths
+    (whether it fits a model is generation.asset_fit's, against the model's layers)."""
     from generation.tiny import build_tiny_pipeline
 
     tiny = build_tiny_pipeline()
@@ -202,7 +203,8 @@ def test_the_tiny_model_lora_has_no_known_architecture(tmp_path: Path) -> None:
         info = as_lora(blob)
         assert info.architecture is None and info.rank == 2
         assert check_architecture(info, "sd1") is None and check_architecture(info, "sdxl") is None
-        assert "unknown base model" in info.summary()
+        assert "LoRA for a model with 32-wide text features, rank 2" in info.summary()
+        assert (info.context_width, info.text_width) == (32, 32) and len(info.layers) == info.modules
 
 
 def kohya_module(name: str, in_dim: int, out_dim: int, rank: int, prefix: str = "lora_unet_") -> dict[str, torch.Tensor]:
@@ -325,10 +327,7 @@ def test_embeddings(tensors: dict[str, torch.Tensor], fmt: str, architecture: st
                                                                                      vectors, token)  # fmt: skip
     assert info.rank is None and info.modules == 0 and info.tensors == len(tensors)
     if architecture == "sdxl":
-        assert check_architecture(info, "sd1", name="neg", model="tiny") == (
-            "`neg` is an embedding for SDXL; the model `tiny` is SD 1.x. Use it with an SDXL model, or pick an "
-            "embedding made for SD 1.x."
-        )
+        assert check_architecture(info, "sd1", model="tiny") == "it is made for SDXL (768 and 1280-wide vectors); `tiny` is SD 1.x."
     elif architecture == "sd1":
         assert "for SD 1.x" in (check_architecture(info, "sdxl") or "")
 
@@ -564,13 +563,16 @@ def test_safe_name_from_filename(filename: str, name: str) -> None:
 
 
 def test_the_module_is_torch_free() -> None:
-    """They import only the standard library and each other (and generation.errors), and load without torch."""
+    """They import only the standard library, each other, generation.errors and the registry's
+    config.models (for architecture names), and load without torch."""
     allowed = {"__future__", "hashlib", "json", "re", "struct", "unicodedata", "collections.abc", "dataclasses",
-               "pathlib", "typing", "generation.errors", "generation.safetensors_header"}  # fmt: skip
-    for module in ("asset_files.py", "safetensors_header.py"):
+               "functools", "pathlib", "typing", "config.models", "generation.errors", "generation.safetensors_header",
+               "generation.asset_fit", "generation.model_shapes"}  # fmt: skip
+    for module in ("asset_files.py", "safetensors_header.py", "asset_fit.py", "model_shapes.py"):
         tree = ast.parse((ROOT / "generation" / module).read_text())
         imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
         imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
         assert imported <= allowed, (module, imported - allowed)
-    code = "import sys, generation.asset_files; sys.exit('torch' in sys.modules or 'safetensors' in sys.modules)"
+    code = ("import sys, generation.asset_files, generation.model_shapes; "
+            "sys.exit('torch' in sys.modules or 'safetensors' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=False).returncode == 0

@@ -72,8 +72,11 @@ async def test_an_admin_adds_and_removes_models_and_other_processes_follow(bot: 
         assert np.abs(pixels(from_file.reply) - pixels(default.reply)).max() <= 2  # and converted from the file
 
         listing = await say(other, "/models", user="bob")  # the other process's chat, at its next request
-        assert "• second — SD 1.x, 64px native: a copy of tiny" in listing.text, listing.text
-        assert "• civitai — SD 1.x, 64px native" in listing.text and "added in chat" not in listing.text
+        # Both are tiny's weights: described by their dimensions; civitai's LDM keys name its layout.
+        dimensions = "(32-wide text features, a 32-wide text encoder, UNet 32–64 channels), 64px native"
+        assert f"• second — a custom model {dimensions}: a copy of tiny" in listing.text, listing.text
+        assert f"• civitai — SD 1.x layout at a non-standard size {dimensions}" in listing.text
+        assert "added in chat" not in listing.text
         assert "(added in chat)" in (await say(bot, "/models")).text  # admins see which they may remove
 
         assert (await say(bot, "/model second", user="carol")).kind != "error"  # a user's default...
