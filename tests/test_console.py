@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from generation.tiny import build_tiny_pipeline
+from generation.models.tiny import build_tiny_pipeline
 from tests.conftest import ROOT, bot_env
 from tests.console_process import ConsoleProcess
 from tests.labels import EDIT_LABELS
@@ -130,3 +130,14 @@ def test_the_command_layer_does_not_import_torch() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_human_line_forms() -> None:
+    """The hint under every result says "press with: !b3 Upscale 2x": labels with spaces press too."""
+    from bot.console.protocol import parse_human_line
+
+    assert parse_human_line("!b3 Upscale 2x").press == ("b3", "Upscale 2x")
+    assert parse_human_line("!b12   Vary (Subtle)  ").press == ("b12", "Vary (Subtle)")
+    assert parse_human_line("!b2 U1").press == ("b2", "U1")
+    assert parse_human_line("@b2 a blue fox").reply_to == "b2" and parse_human_line("@b2 a blue fox").text == "a blue fox"
+    assert parse_human_line("!nonsense").text == "!nonsense" and parse_human_line("!nonsense").press is None

@@ -28,7 +28,7 @@ from typing import Any
 from commands.types import Action, ImageFile
 
 _REPLY = re.compile(r"^@(?P<id>[ub]\d+)\s+(?P<text>.+)$", re.S)
-_PRESS = re.compile(r"^!(?P<id>b\d+)\s+(?P<action>\S+)\s*$")
+_PRESS = re.compile(r"^!(?P<id>b\d+)\s+(?P<action>\S(?:.*\S)?)\s*$")  # labels may have spaces: "Upscale 2x"
 
 
 class InputError(ValueError):
