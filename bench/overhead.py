@@ -32,8 +32,8 @@ import torch  # noqa: E402
 import run_bot  # noqa: E402
 from commands.types import Request  # noqa: E402
 from config import Settings  # noqa: E402
-from generation.loader import resolve_device, resolve_dtype  # noqa: E402
-from generation.tiny import ensure_tiny  # noqa: E402
+from generation.models.loader import resolve_device, resolve_dtype  # noqa: E402
+from generation.models.tiny import ensure_tiny  # noqa: E402
 
 
 class BarePipeline:
@@ -81,7 +81,10 @@ class BotPath:
         )
         service = self.core.service
         start = time.perf_counter()
-        await service.handle(Request(platform="bench", user_id="bench", chat_id="c", text=text))
+        # An adapter records the status message it sent; until it does, the command layer holds
+        # the result back (up to STATUS_GRACE), so that it can answer that message.
+        for reply in await service.handle(Request(platform="bench", user_id="bench", chat_id="c", text=text)):
+            await service.sent("bench", "c", f"s{seed}", reply)
         while not (items := await service.pending("bench")):  # woken by the worker, as an adapter is
             self.delivered.clear()
             try:
