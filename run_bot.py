@@ -28,7 +28,7 @@ from commands.render import TINY_NOTE
 from commands.service import CommandService
 from config import Settings, load_settings
 from config.styles import StyleError, load_styles_file
-from generation.samplers import find_sampler, sampler_names
+from generation.models.samplers import find_sampler, sampler_names
 from storage import model_library, queue
 from storage.blobs import LocalBlobStore
 from storage.db import Database
@@ -69,7 +69,7 @@ async def build_core(settings: Settings) -> Core:
 def build_worker(core: Core):  # type: ignore[no-untyped-def]
     """The engine and its worker. Imports torch and diffusers, so only processes that draw call it."""
     from generation.engine import Engine
-    from generation.loader import ModelCache, resolve_device, resolve_dtype
+    from generation.models.loader import ModelCache, resolve_device, resolve_dtype
     from generation.tools import Tools
     from generation.worker import Worker, WorkerLimits
 

@@ -30,9 +30,10 @@ from safetensors.torch import save  # noqa: E402
 
 from config import ModelEntry, ModelRegistry  # noqa: E402
 from generation.engine import Engine  # noqa: E402
-from generation.loader import ModelCache, resolve_device, resolve_dtype  # noqa: E402
+from generation.jobs import run_job  # noqa: E402
+from generation.models.loader import ModelCache, resolve_device, resolve_dtype  # noqa: E402
+from generation.models.tiny import build_tiny_pipeline  # noqa: E402
 from generation.spec import AssetRef, GenerationSpec  # noqa: E402
-from generation.tiny import build_tiny_pipeline  # noqa: E402
 from storage.blobs import LocalBlobStore  # noqa: E402
 
 
@@ -80,7 +81,7 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        engine.run(job)
+        run_job(engine, job)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - start

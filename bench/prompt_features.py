@@ -32,7 +32,8 @@ import torch  # noqa: E402
 
 from config import ModelEntry, ModelRegistry  # noqa: E402
 from generation.engine import Engine  # noqa: E402
-from generation.loader import ModelCache, resolve_device, resolve_dtype  # noqa: E402
+from generation.jobs import run_job  # noqa: E402
+from generation.models.loader import ModelCache, resolve_device, resolve_dtype  # noqa: E402
 from generation.spec import GenerationSpec  # noqa: E402
 from storage.blobs import LocalBlobStore  # noqa: E402
 
@@ -68,7 +69,7 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        engine.run(spec(changes))
+        run_job(engine, spec(changes))
         if device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - start

@@ -59,7 +59,7 @@ def child(args: argparse.Namespace) -> None:
     import torch
     from PIL import Image
 
-    from generation.upscalers import load_upscaler
+    from generation.imaging.upscalers import load_upscaler
 
     device = resolve_device(args.device)
     dtype = torch.float16 if device.type == "cuda" else torch.float32

@@ -24,10 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from commands.context import Context
 from commands.errors import UserError
 from config.models import ModelEntry
-from generation.asset_files import AssetError, AssetInfo, check_architecture, inspect_stored
-from generation.asset_fit import embedding_misfit, lora_misfit
-from generation.lora_tags import parse_lora_tags
-from generation.model_files import model_shapes
+from generation.assets.files import AssetError, AssetInfo, check_architecture, inspect_stored
+from generation.assets.fit import embedding_misfit, lora_misfit
+from generation.models.files import model_shapes
+from generation.prompts.lora_tags import parse_lora_tags
 from generation.spec import AssetRef, GenerationSpec
 from storage import assets
 from storage.tables import Asset

@@ -5,7 +5,7 @@
     /lora info|delete NAME       /lora rename OLD NEW       /lora share|unshare NAME
     (the same for /embedding and /embeddings)
 
-Every file is untrusted: `generation.asset_files` reads its header with plain Python and refuses
+Every file is untrusted: `generation.assets.files` reads its header with plain Python and refuses
 anything that is not a LoRA / LyCORIS / embedding safetensors file before it is stored; nothing
 is unpickled, and nothing is loaded until a job uses it. Stored content-addressed, owned by the
 uploader, private until shared. Admins may delete or unshare anyone's.
@@ -17,15 +17,15 @@ import hashlib
 import struct
 
 from commands import render
+from commands.asset_use import KIND_LABELS as KINDS
+from commands.asset_use import fit_problem, stored_misfit
 from commands.context import Context
 from commands.errors import UserError
 from commands.types import Reply, Request
-from commands.asset_use import KIND_LABELS as KINDS
-from commands.asset_use import fit_problem, stored_misfit
 from config.models import ARCHITECTURE_NAMES
-from generation.asset_files import AssetError, inspect_asset, safe_name_from_filename, valid_asset_name
-from generation.asset_fit import claim_note
-from generation.model_files import describe_model, model_shapes
+from generation.assets.files import AssetError, inspect_asset, safe_name_from_filename, valid_asset_name
+from generation.assets.fit import claim_note
+from generation.models.files import describe_model, model_shapes
 from storage import assets, queue, users
 from storage.tables import Asset
 

@@ -16,8 +16,8 @@ from commands.context import Context
 from commands.errors import UserError
 from commands.options import read_options
 from commands.submit import queue_spec, submit
-from generation.lora_tags import parse_lora_tags
 from commands.types import Reply, Request
+from generation.prompts.lora_tags import parse_lora_tags
 from generation.spec import GenerationSpec
 from storage import assets, users
 from storage.tables import Job

@@ -6,8 +6,7 @@ from commands import render
 from commands.context import Context
 from commands.types import Reply, Request
 from config import Settings
-from generation.samplers import sampler_names
-
+from generation.models.samplers import sampler_names
 
 # What each command does in a few words, for the platforms' command menus (Telegram's
 # setMyCommands, Discord's slash command descriptions). Order: how often people need them.

@@ -26,7 +26,7 @@ from commands.errors import UserError
 from commands.parser import parse_flags
 from commands.types import Reply, Request
 from config.models import ARCHITECTURE_NAMES, ModelEntry, source_kind
-from generation.model_files import ModelSourceError, describe_model, inspect_model_source, model_shapes
+from generation.models.files import ModelSourceError, describe_model, inspect_model_source, model_shapes
 from storage import model_library, users
 
 ADD_FLAGS = {

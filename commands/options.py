@@ -18,7 +18,7 @@ from typing import Any
 
 from commands.errors import UserError
 from config import ModelRegistry, Settings
-from generation.samplers import find_sampler, sampler_names
+from generation.models.samplers import find_sampler, sampler_names
 from generation.spec import GenerationSpec
 
 # accepted spelling -> canonical name
@@ -70,7 +70,7 @@ class ImagineOptions:
     clip_skip: int | None = None  # A1111's count: 1 = the last layer
     vae: str | None = None  # a `vaes` name, or "default" for the model's own
     styles: tuple[str, ...] | None = None  # names, lower case; checked against the library on submit
-    regions: str | None = None  # a region layout (generation.region_layout), checked for syntax here
+    regions: str | None = None  # a region layout (generation.prompts.region_layout), checked for syntax here
     base_ratio: float | None = None
     loras: tuple[tuple[str, float], ...] | None = None  # --lora NAME:WEIGHT; resolved against the library on submit
 
@@ -199,7 +199,7 @@ class _Checker:
         return names
 
     def _regions(self, value: Any) -> Any:
-        from generation.region_layout import parse_layout
+        from generation.prompts.region_layout import parse_layout
 
         text = str(value).strip().strip("\"'")
         if not text:

@@ -24,7 +24,7 @@ from commands.context import Context
 from commands.errors import UserError
 from commands.options import ImagineOptions
 from config.styles import Style, StyleError, apply_styles, load_builtin_styles, load_styles_file
-from generation import wildcards
+from generation.prompts import wildcards
 from generation.spec import GenerationSpec
 from storage import prompt_library
 from storage.tables import User
@@ -64,7 +64,7 @@ async def apply_prompt_features(
     if spec.kind not in REGION_KINDS and spec.regions:
         # A zoom, pan or upscale changes the picture's frame (or works in tiles): the regions no
         # longer sit where they were, so the parts are joined into one prompt.
-        from generation.region_layout import split_regions
+        from generation.prompts.region_layout import split_regions
 
         plain = split_regions(spec.prompt).plain()
         spec = spec.model_copy(update={"regions": None, "base_ratio": None, "prompt": plain})
@@ -153,7 +153,7 @@ def folder_lists(ctx: Context) -> Mapping[str, tuple[str, ...]]:
 
 
 def _check_regions(spec: GenerationSpec, *, inherited: bool) -> None:
-    from generation.region_layout import check_regions
+    from generation.prompts.region_layout import check_regions
 
     assert spec.regions is not None
     prompt = wildcards.expand(spec.prompt, spec.seed, spec.wildcards) if spec.wildcards else spec.prompt

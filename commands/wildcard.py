@@ -14,7 +14,7 @@ from commands.context import Context
 from commands.errors import UserError
 from commands.prompt_features import folder_list, folder_lists, wildcard_folder
 from commands.types import Reply, Request
-from generation import wildcards
+from generation.prompts import wildcards
 from storage import prompt_library, users
 
 MAX_TEXT_FILE_BYTES = 256 * 1024  # an attached list; the line limit is a setting

@@ -1,7 +1,7 @@
 """The model registry: which models a user may pick with `--model NAME`, and where each comes from.
 
 This module is torch-free: the command layer validates `--model` and picks default sizes from it
-without loading anything. The engine (`generation/loader.py`) turns an entry into a pipeline.
+without loading anything. The engine (`generation/models/loader.py`) turns an entry into a pipeline.
 """
 
 from __future__ import annotations

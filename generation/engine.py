@@ -1,56 +1,42 @@
-"""The engine: runs one GenerationSpec and returns PNGs.
+"""The engine core: the diffusion step every job kind draws through, and the per-job state
+around it. Runs in the worker's engine thread, never on the event loop.
 
-Runs in the worker's engine thread, never on the event loop. Reproducibility rules (DESIGN.md 4):
+Reproducibility rules (DESIGN.md 4):
 - image i of a batch is drawn from its own CPU `torch.Generator` seeded with seed + i, so any
   image equals the single image made with that seed, on CPU or GPU, and equals what bare
   diffusers gives for the same model, scheduler, seed and settings;
 - the scheduler is built per job with `from_config` from the model's own scheduler config, so no
   scheduler instance is ever shared between runs.
-Every PNG carries A1111 `parameters` (generation.parameters).
 
-One place per kind of job: txt2img and img2img here; inpaint and outpaint (zoom out, pan) in
-`generation.painting`; upscales in `generation.upscale`; face restoration in `generation.faces`.
-They all draw through `Engine.diffuse`, which owns the per-job state: the scheduler, the
-generators, progress and cancel, the seamless (tiling) padding and a VAE override.
+`Engine.diffuse` owns that state: the scheduler, the generators, the prompt conditionings, the
+job's LoRAs, progress and cancel (`Tracker`), the seamless (tiling) padding and a VAE override,
+and it restores the shared pipeline afterwards. What each kind of job does with it (txt2img,
+inpaint, upscale, ...) lives in `generation.jobs`, which imports this module; this module imports
+no job kind.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import diffusers
 import torch
 from PIL import Image
-from PIL.PngImagePlugin import PngInfo
 
-from generation import regions
-from generation.adapters import DEFAULT_BUDGET_BYTES, Adapters
+from generation.assets.adapters import DEFAULT_BUDGET_BYTES, Adapters
 from generation.errors import EngineUserError, JobCancelled
-from generation.loader import LoadedModel, ModelCache
-from generation.parameters import infotext
-from generation.prompt_conditions import PromptConditions
-from generation.samplers import find_sampler
-from generation.seamless import circular_padding
+from generation.imaging.seamless import circular_padding
+from generation.models.loader import LoadedModel, ModelCache
+from generation.models.samplers import find_sampler
+from generation.prompts import regions
+from generation.prompts.conditions import PromptConditions
 from generation.spec import GenerationSpec
 from generation.tools import Tools
-from generation.wildcards import has_wildcards
 from storage.blobs import BlobStore
 
 ProgressFn = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class RenderedImage:
-    index: int
-    seed: int
-    png: bytes
-    width: int
-    height: int
-    parameters: str
 
 
 def build_scheduler(sampler_name: str, model_scheduler_config: dict[str, Any], seeds: list[int] | None = None) -> Any:
@@ -108,65 +94,6 @@ class Engine:
 
     def preload(self, model: str) -> None:
         self.models.get(model)
-
-    def run(
-        self,
-        spec: GenerationSpec,
-        *,
-        job_id: int | None = None,
-        on_progress: ProgressFn = lambda step, total: None,
-        should_stop: Callable[[], bool] = lambda: False,
-    ) -> list[RenderedImage]:
-        from generation import painting, upscale
-        from generation.faces_job import fix_faces
-
-        tracker = Tracker(on_progress, should_stop)
-        kinds: dict[str, Callable[[Any, GenerationSpec, Tracker], list[Image.Image]]] = {
-            "txt2img": Engine._generate, "img2img": Engine._generate, "inpaint": painting.inpaint,
-            "outpaint": painting.outpaint, "upscale": upscale.upscale, "facefix": fix_faces,
-        }  # fmt: skip
-        if spec.kind not in kinds:
-            raise EngineUserError(f"I can't draw jobs of kind `{spec.kind}`.")
-        if not spec.wildcards and not has_wildcards(f"{spec.prompt}\n{spec.negative_prompt}"):
-            images = kinds[spec.kind](self, spec, tracker)
-            return [self._encode(spec, index, image, job_id) for index, image in enumerate(images)]
-        # Wildcards: each image gets its own picks, from its own seed, so it is drawn alone with
-        # its own prompt; image i then equals the single image made with seed + i.
-        tracker.planned = spec.n * spec.steps if spec.kind == "txt2img" else 0
-        rendered = []
-        for index in range(spec.n):
-            single = spec.image_spec(index)
-            [image] = kinds[spec.kind](self, single, tracker)
-            rendered.append(self._encode(single, index, image, job_id, template=spec, index_seed=single.seed))
-        return rendered
-
-    def answer(
-        self,
-        spec: GenerationSpec,
-        *,
-        job_id: int | None = None,
-        on_progress: ProgressFn = lambda step, total: None,
-        should_stop: Callable[[], bool] = lambda: False,
-    ) -> dict[str, Any]:
-        """Run a text job (`enhance`, `describe`): candidate prompts, as the job's result."""
-        on_progress(0, 1)
-        if spec.kind == "enhance":
-            prompts = self.tools.enhancer().generate(
-                spec.prompt, count=spec.n, seed=spec.seed, max_new_tokens=self.tools.enhance_max_new_tokens,
-                should_stop=should_stop,
-            )  # fmt: skip
-            candidates = [{"prompt": text} for text in prompts]
-        elif spec.kind == "describe":
-            image = self.init_image(spec)
-            prompts = self.tools.interrogator().describe(image, count=spec.n, should_stop=should_stop)
-            # Drawn at the picture's proportions, as the user saw it.
-            candidates = [{"prompt": text, "options": {"size": f"{spec.width}x{spec.height}"}} for text in prompts]
-        else:
-            raise EngineUserError(f"jobs of kind `{spec.kind}` draw pictures; they have no text answer.")
-        if should_stop():
-            raise JobCancelled()
-        on_progress(1, 1)
-        return {"candidates": candidates}
 
     # --- shared by every kind of job -------------------------------------------------------
 
@@ -254,28 +181,3 @@ class Engine:
     def native_size(self, spec: GenerationSpec) -> int:
         entry = self.models.registry.get(spec.model)
         return entry.native_size if entry is not None else 512
-
-    # --- txt2img and img2img -----------------------------------------------------------------
-
-    def _generate(self, spec: GenerationSpec, tracker: Tracker) -> list[Image.Image]:
-        if spec.kind == "txt2img":
-            return self.diffuse(spec, "txt2img", tracker, width=spec.width, height=spec.height)
-        image = self.init_image(spec)
-        if image.size != (spec.width, spec.height):
-            image = image.resize((spec.width, spec.height), Image.Resampling.LANCZOS)
-        return self.diffuse(spec, "img2img", tracker, image=image, strength=spec.strength)
-
-    @staticmethod
-    def _encode(
-        spec: GenerationSpec, index: int, image: Image.Image, job_id: int | None, *,
-        template: GenerationSpec | None = None, index_seed: int | None = None,
-    ) -> RenderedImage:  # fmt: skip
-        """The PNG of image `index`. `template`: the job as written, when this image's prompt is
-        its wildcard picks (`spec`), so the parameters keep both."""
-        seed = index_seed if index_seed is not None else spec.seed + index
-        parameters = infotext(spec, seed, job_id=job_id, size=image.size, template=template)
-        info = PngInfo()
-        info.add_text("parameters", parameters)
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG", pnginfo=info)
-        return RenderedImage(index, seed, buffer.getvalue(), image.width, image.height, parameters)

@@ -82,7 +82,7 @@ def _prompt_feature_fields(spec: GenerationSpec, template: GenerationSpec | None
     if spec.styles:
         fields.append(("Styles", ", ".join(spec.styles)))
     if spec.regions:
-        from generation.region_layout import DEFAULT_BASE_RATIO, parse_layout, split_regions
+        from generation.prompts.region_layout import DEFAULT_BASE_RATIO, parse_layout, split_regions
 
         fields.append(("Regions", parse_layout(spec.regions).text))
         if split_regions(spec.prompt).base is not None:

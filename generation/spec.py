@@ -45,7 +45,7 @@ class AssetRef(BaseModel):
     name: str  # the name the prompt uses (`<lora:NAME:w>`, or the embedding's word)
     blob: str  # blob key of the checked .safetensors file
     sha256: str
-    format: str  # generation.asset_files: kohya, diffusers, locon, loha, lokr, a1111-ti, kohya-sdxl-ti, diffusers-ti
+    format: str  # generation.assets.files: kohya, diffusers, locon, loha, lokr, a1111-ti, kohya-sdxl-ti, diffusers-ti
     weight: float = 1.0  # LoRAs: applied to the UNet and the text encoder(s), as A1111 does
     short_hash: str = ""  # A1111's hash for `Lora hashes` / `TI hashes` in the parameters
 
@@ -98,10 +98,10 @@ class GenerationSpec(BaseModel):
     styles: tuple[str, ...] = ()
     # The wildcard files the prompt names (`__name__`), as they were when the job was queued, so
     # a job reads the same lines whenever it runs; `{a|b}` and `__name__` are picked per image
-    # from its own seed (generation.wildcards).
+    # from its own seed (generation.prompts.wildcards).
     wildcards: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     # Regional prompting: the layout ("cols", "rows", or Regional Prompter's ratios "1,2" /
-    # "1,2;1,1"); the prompt is split into regions by BREAK (generation.regions).
+    # "1,2;1,1"); the prompt is split into regions by BREAK (generation.prompts.regions).
     regions: str | None = None
     base_ratio: float | None = Field(None, ge=0, le=1)
     # --- uploaded LoRAs (with their weights) and textual-inversion embeddings ---
@@ -138,8 +138,8 @@ class GenerationSpec(BaseModel):
 
     def image_spec(self, index: int) -> GenerationSpec:
         """Image `index` of this job as a job of its own: its seed, and its wildcard picks made
-        from that seed (generation.wildcards), so it draws exactly that image."""
-        from generation.wildcards import expand
+        from that seed (generation.prompts.wildcards), so it draws exactly that image."""
+        from generation.prompts.wildcards import expand
 
         seed = self.seed + index
         files = self.wildcards

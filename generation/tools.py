@@ -50,7 +50,7 @@ class Tools:
         )  # fmt: skip
 
     def upscaler(self, name: str | None) -> Any:
-        from generation.upscalers import load_upscaler
+        from generation.imaging.upscalers import load_upscaler
 
         name, path = _pick(self.upscalers, name, "upscaler", "SDBOT_UPSCALERS", "/upscale --method esrgan")
         return self._once("upscaler", path, lambda: load_upscaler(path, self.device, self.dtype, name=name))
@@ -61,18 +61,18 @@ class Tools:
         return self.upscaler(name).upscale(image, factor, tile=tile, overlap=min(32, tile // 4), should_stop=should_stop)
 
     def face_restorer(self, name: str | None) -> Any:
-        from generation.faces import load_face_restorer
+        from generation.imaging.faces import load_face_restorer
 
         name, path = _pick(self.face_restorers, name, "face model", "SDBOT_FACE_RESTORERS", "/facefix")
         return self._once("face", path, lambda: load_face_restorer(path, self.device, self.dtype, name=name))
 
     def detector(self) -> Any:
-        from generation.faces import FaceDetector
+        from generation.imaging.faces import FaceDetector
 
         return self._once("detector", self.face_detector or "", lambda: FaceDetector(self.face_detector))
 
     def segment(self) -> Any:
-        from generation.segment import load_segmenter
+        from generation.imaging.segment import load_segmenter
 
         if not self.segmenter:
             raise EngineUserError(
@@ -83,8 +83,8 @@ class Tools:
         return self._once("segmenter", source, lambda: load_segmenter(source, self.device))
 
     def enhancer(self) -> Any:
-        """The /enhance text model (generation.enhance.PromptEnhancer), loaded once."""
-        from generation.enhance import load_enhancer
+        """The /enhance text model (generation.text_models.enhance.PromptEnhancer), loaded once."""
+        from generation.text_models.enhance import load_enhancer
 
         if not self.enhancer_source:
             raise EngineUserError(
@@ -95,8 +95,8 @@ class Tools:
         return self._once("enhancer", source, lambda: load_enhancer(source, self.device, self.dtype))
 
     def interrogator(self) -> Any:
-        """The /describe captioner + CLIP ranker (generation.interrogate.Interrogator), loaded once."""
-        from generation.interrogate import load_interrogator
+        """The /describe captioner + CLIP ranker (generation.text_models.interrogate.Interrogator), loaded once."""
+        from generation.text_models.interrogate import load_interrogator
 
         if not self.captioner:
             raise EngineUserError(

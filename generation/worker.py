@@ -27,8 +27,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from config.models import ModelRegistry
-from generation.engine import Engine, RenderedImage
+from generation.engine import Engine
 from generation.errors import EngineUserError, JobCancelled
+from generation.jobs import RenderedImage, answer_job, run_job
 from generation.spec import TEXT_KINDS, GenerationSpec
 from storage import model_library, queue
 from storage.blobs import BlobStore
@@ -184,10 +185,11 @@ class Worker:
         outcome = "failed"
         try:
             try:
-                run = self.engine.answer if spec.kind in TEXT_KINDS else self.engine.run
+                run = answer_job if spec.kind in TEXT_KINDS else run_job
                 produced = await asyncio.get_running_loop().run_in_executor(
                     self.executor,
                     lambda: run(
+                        self.engine,
                         spec,
                         job_id=job.id,
                         on_progress=progress.update,

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A models folder with the tiny model built once for the whole session."""
-    from generation.tiny import ensure_tiny
+    from generation.models.tiny import ensure_tiny
 
     folder = tmp_path_factory.mktemp("models")
     ensure_tiny(folder)

@@ -1,5 +1,5 @@
 """Random-weight face-restoration models of the real architectures, saved as `.safetensors` in
-the layout spandrel's detection recognises, so `generation.faces` can be tested offline.
+the layout spandrel's detection recognises, so `generation.imaging.faces` can be tested offline.
 
 - GFPGAN (v1.x "clean"): spandrel builds it with fixed hyper-parameters (out_size 512, full
   width), so there is no small variant it would detect; the state dict is ~350 MB in float32.

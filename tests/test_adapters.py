@@ -1,5 +1,5 @@
 """Users' LoRAs, LyCORIS (LoHa, LoKr) and textual-inversion embeddings in the engine
-(generation.adapters), on the tiny models. Every file is built here, in the test."""
+(generation.assets.adapters), on the tiny models. Every file is built here, in the test."""
 
 from __future__ import annotations
 
@@ -13,16 +13,22 @@ from PIL import Image
 from safetensors.torch import save, save_file
 
 from config import ModelEntry, ModelRegistry
-from generation.adapters import adapter_name
+from generation.assets.adapters import adapter_name
 from generation.engine import Engine
 from generation.errors import EngineUserError
-from generation.loader import ModelCache
-from generation.lora_tags import parse_lora_tags, strip_lora_tags
-from generation.prompt_encoder import (
-    CHUNK_LENGTH, PLACEHOLDER, TextualInversion, chunk_prompt, encode_prompts, textual_inversions,
+from generation.jobs import run_job
+from generation.models.loader import ModelCache
+from generation.models.tiny import build_tiny_pipeline, ensure_tiny
+from generation.prompts.encoder import (
+    CHUNK_LENGTH,
+    PLACEHOLDER,
+    TextualInversion,
+    chunk_prompt,
+    encode_prompts,
+    textual_inversions,
 )  # fmt: skip
+from generation.prompts.lora_tags import parse_lora_tags, strip_lora_tags
 from generation.spec import AssetRef, GenerationSpec
-from generation.tiny import build_tiny_pipeline, ensure_tiny
 from storage.blobs import LocalBlobStore
 from tests.tiny_xl import build_tiny_xl
 
@@ -104,7 +110,7 @@ def spec(**changes) -> GenerationSpec:  # type: ignore[no-untyped-def]
 
 
 def draw(engine: Engine, **changes) -> np.ndarray:  # type: ignore[no-untyped-def]
-    [image] = engine.run(spec(**changes))
+    [image] = run_job(engine, spec(**changes))
     return np.asarray(Image.open(io.BytesIO(image.png)).convert("RGB")).astype(int)
 
 
@@ -153,13 +159,13 @@ def test_kohya_lora_equals_bare_diffusers_at_any_weight(engine: Engine, loras: d
 def test_no_lora_leaks_into_the_next_job_and_the_base_model_stays(
     engine: Engine, loras: dict[str, Path], models_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import generation.loader
+    import generation.models.loader
 
     plain_before = draw(engine)  # loads the model (if no test did)
     base = engine.models.get("tiny").txt2img
     loaded_models: list[str] = []
-    real_load = generation.loader.load_pipeline
-    monkeypatch.setattr(generation.loader, "load_pipeline", lambda entry, *a: loaded_models.append(entry.source) or real_load(entry, *a))
+    real_load = generation.models.loader.load_pipeline
+    monkeypatch.setattr(generation.models.loader, "load_pipeline", lambda entry, *a: loaded_models.append(entry.source) or real_load(entry, *a))
     one = asset(engine, loras["one-kohya"], "one", "kohya")
     two = asset(engine, loras["two-kohya"], "two", "kohya")
     loads, hits = engine.adapters.loads, engine.adapters.hits

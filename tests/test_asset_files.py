@@ -1,5 +1,5 @@
 """Uploaded LoRA / LyCORIS / embedding files, inspected from their bytes before anything loads
-them (generation.asset_files): every format from files written the way their tools write them,
+them (generation.assets.files): every format from files written the way their tools write them,
 architectures from shapes, and every kind of bad file refused with a message, without a pickle
 ever being opened."""
 
@@ -19,8 +19,8 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save
 
-from generation import asset_files
-from generation.asset_files import (
+from generation.assets import files as asset_files
+from generation.assets.files import (
     AssetError,
     AssetInfo,
     check_architecture,
@@ -30,7 +30,7 @@ from generation.asset_files import (
     safe_name_from_filename,
     valid_asset_name,
 )
-from generation.safetensors_header import MAX_HEADER_BYTES
+from generation.assets.safetensors_header import MAX_HEADER_BYTES
 
 LIMIT = 256 * 1024 * 1024
 ROOT = Path(__file__).resolve().parent.parent
@@ -192,8 +192,8 @@ def test_sdxl_lora_is_refused_for_an_sd1_model(sdxl_lora: bytes) -> None:
 def test_the_tiny_model_lora_has_no_known_architecture(tmp_path: Path) -> None:
     """The bot's own tiny model (context 32) is no real architecture: such a LoRA's architecture
     is unknown, so the architecture check refuses it nowhere, and it is described by its widths
-    (whether it fits a model is generation.asset_fit's, against the model's layers)."""
-    from generation.tiny import build_tiny_pipeline
+    (whether it fits a model is generation.assets.fit's, against the model's layers)."""
+    from generation.models.tiny import build_tiny_pipeline
 
     tiny = build_tiny_pipeline()
     unet = peft_lora(tiny.unet, ATTENTION, rank=2)
@@ -566,13 +566,13 @@ def test_the_module_is_torch_free() -> None:
     """They import only the standard library, each other, generation.errors and the registry's
     config.models (for architecture names), and load without torch."""
     allowed = {"__future__", "hashlib", "json", "re", "struct", "unicodedata", "collections.abc", "dataclasses",
-               "functools", "pathlib", "typing", "config.models", "generation.errors", "generation.safetensors_header",
-               "generation.asset_fit", "generation.model_shapes"}  # fmt: skip
-    for module in ("asset_files.py", "safetensors_header.py", "asset_fit.py", "model_shapes.py"):
+               "functools", "pathlib", "typing", "config.models", "generation.errors", "generation.assets.safetensors_header",
+               "generation.assets.fit", "generation.models.shapes"}  # fmt: skip
+    for module in ("assets/files.py", "assets/safetensors_header.py", "assets/fit.py", "models/shapes.py"):
         tree = ast.parse((ROOT / "generation" / module).read_text())
         imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
         imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
         assert imported <= allowed, (module, imported - allowed)
-    code = ("import sys, generation.asset_files, generation.model_shapes; "
+    code = ("import sys, generation.assets.files, generation.models.shapes; "
             "sys.exit('torch' in sys.modules or 'safetensors' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=False).returncode == 0

@@ -1,4 +1,4 @@
-"""Does a file fit a model (generation.asset_fit), judged torch-free from its header and the
+"""Does a file fit a model (generation.assets.fit), judged torch-free from its header and the
 model's configs. The files are the ones the engine loads in tests/test_adapters.py (diffusers,
 kohya, LoCon, LoHa, LoKr, SDXL's original block names, embeddings), so "fits" here means "the
 engine loads it"; each is also checked against a model it does not fit, and the reply names the
@@ -13,11 +13,11 @@ import torch
 from safetensors.torch import save
 
 from config.models import ModelEntry
-from generation.asset_files import AssetInfo, inspect_asset
-from generation.asset_fit import Claim, claim_note, embedding_misfit, lora_misfit, metadata_claim
-from generation.model_files import model_shapes
-from generation.model_shapes import ModelShapes, shapes_of_folder
-from generation.tiny import build_tiny_pipeline
+from generation.assets.files import AssetInfo, inspect_asset
+from generation.assets.fit import Claim, claim_note, embedding_misfit, lora_misfit, metadata_claim
+from generation.models.files import model_shapes
+from generation.models.shapes import ModelShapes, shapes_of_folder
+from generation.models.tiny import build_tiny_pipeline
 from tests.test_adapters import make_lora, make_lycoris, to_kohya
 from tests.tiny_xl import build_tiny_xl
 
@@ -164,7 +164,7 @@ def test_no_claim_and_claims_against_the_shapes() -> None:
 
 
 def test_a_stored_file_is_read_from_its_header_alone(tmp_path: Path) -> None:
-    from generation.asset_files import inspect_stored
+    from generation.assets.files import inspect_stored
 
     tensors = to_kohya(make_lora(build_tiny_pipeline(), 1))
     data = save(tensors, metadata={"ss_v2": "False"})

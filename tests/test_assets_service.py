@@ -9,11 +9,11 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save
 from PIL import Image
+from safetensors.torch import save
 
 from commands.types import Attachment
-from generation.tiny import build_tiny_pipeline
+from generation.models.tiny import build_tiny_pipeline
 from tests.test_adapters import make_lora, to_kohya
 from tests.test_asset_files import Payload, raw_file, sdxl_lora  # noqa: F401 - sdxl_lora is a fixture
 from tests.test_service import Bot, pixels

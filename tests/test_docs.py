@@ -19,3 +19,10 @@ def test_ci_runs_the_readme_test_command() -> None:
     commands = re.findall(r"```sh\n\s*(.+?)\n\s*```", README)
     test_command = next(command for command in commands if "pytest" in command)
     assert test_command in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_source_path_the_docs_name_exists() -> None:
+    """A file moved or renamed leaves no stale path in the README or docs/ (`generation/x/y.py`)."""
+    texts = [README, *(path.read_text() for path in (ROOT / "docs").glob("*.md"))]
+    named = {m for text in texts for m in re.findall(r"\b((?:bot|commands|config|generation|storage|bench|tests)/[\w/]+\.py)\b", text)}
+    assert named and sorted(p for p in named if not (ROOT / p).exists()) == []

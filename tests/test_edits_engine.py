@@ -26,7 +26,8 @@ from PIL import Image
 from config import ModelEntry, ModelRegistry
 from generation.engine import Engine
 from generation.errors import EngineUserError
-from generation.loader import ModelCache
+from generation.jobs import run_job
+from generation.models.loader import ModelCache
 from generation.spec import GenerationSpec
 from generation.tools import Tools
 from storage.blobs import LocalBlobStore
@@ -50,7 +51,7 @@ def model_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def _other_vae():  # type: ignore[no-untyped-def]
     """The tiny model's VAE architecture with other random weights (a "fine-tuned VAE")."""
-    from generation.tiny import build_tiny_pipeline
+    from generation.models.tiny import build_tiny_pipeline
 
     torch.manual_seed(5)
     vae = build_tiny_pipeline().vae
@@ -75,7 +76,7 @@ def engine(models_dir: Path, model_files: dict[str, Path], tmp_path_factory: pyt
 @pytest.fixture(scope="module")
 def picture(engine: Engine) -> tuple[str, np.ndarray]:
     """A 64x64 txt2img result in the blob store: (key, pixels)."""
-    [image] = engine.run(spec())
+    [image] = run_job(engine, spec())
     return engine.blobs.put(image.png, "png"), pixels(image.png)
 
 
@@ -100,7 +101,7 @@ def put_png(engine: Engine, image: Image.Image) -> str:
 def test_upscale_sizes(engine: Engine, picture: tuple[str, np.ndarray], method: str) -> None:
     key, original = picture
     upscaler = "x4" if method == "esrgan" else None
-    [result] = engine.run(spec(kind="upscale", init_image=key, scale=2, upscale_method=method, upscaler=upscaler,
+    [result] = run_job(engine, spec(kind="upscale", init_image=key, scale=2, upscale_method=method, upscaler=upscaler,
                                strength=0.5 if method in ("hires", "latent") else None))  # fmt: skip
     assert (result.width, result.height) == (128, 128) and pixels(result.png).shape == (128, 128, 3)
     assert f"Upscale method: {method}" in result.parameters and "Size: 128x128" in result.parameters
@@ -110,7 +111,7 @@ def test_upscale_sizes(engine: Engine, picture: tuple[str, np.ndarray], method: 
 
 
 def test_esrgan_4x_through_spandrel(engine: Engine, picture: tuple[str, np.ndarray]) -> None:
-    [result] = engine.run(spec(kind="upscale", init_image=picture[0], scale=4, upscale_method="esrgan", upscaler="x4"))
+    [result] = run_job(engine, spec(kind="upscale", init_image=picture[0], scale=4, upscale_method="esrgan", upscaler="x4"))
     assert (result.width, result.height) == (256, 256) and "Postprocess upscaler: x4" in result.parameters
 
 
@@ -133,7 +134,7 @@ def test_inpaint_keeps_every_pixel_outside_the_mask(
 ) -> None:
     key, original = picture
     mask_key, inside = _box_mask(engine, (16, 8, 40, 32))
-    [result] = engine.run(spec(kind="inpaint", prompt="a red hat", init_image=key, mask=mask_key, strength=0.9,
+    [result] = run_job(engine, spec(kind="inpaint", prompt="a red hat", init_image=key, mask=mask_key, strength=0.9,
                                mask_blur=blur, only_masked=only_masked, seed=3))  # fmt: skip
     out = pixels(result.png)
     outside = ~_dilated(inside, blur)  # --blur N: the feather reaches N pixels past the mask, no further
@@ -154,7 +155,7 @@ def test_inpaint_by_words_keeps_pixels_outside_the_segmented_region(
     monkeypatch.setattr(segmenter, "mask", functools.partial(type(segmenter).mask, segmenter, threshold=threshold))
     selected = np.asarray(segmenter.mask(image, "fox")) > 0
     assert 0.2 < selected.mean() < 0.8
-    [result] = engine.run(spec(kind="inpaint", prompt="a hat", init_image=key, select="fox", strength=0.9, mask_blur=0))
+    [result] = run_job(engine, spec(kind="inpaint", prompt="a hat", init_image=key, select="fox", strength=0.9, mask_blur=0))
     out = pixels(result.png)
     assert np.array_equal(out[~selected], original[~selected]) and "Inpaint select: fox" in result.parameters
     assert np.abs(out[selected] - original[selected]).mean() > 5
@@ -162,7 +163,7 @@ def test_inpaint_by_words_keeps_pixels_outside_the_segmented_region(
 
 def test_zoom_out_keeps_the_original_in_the_middle(engine: Engine, picture: tuple[str, np.ndarray]) -> None:
     key, original = picture
-    [result] = engine.run(spec(kind="outpaint", init_image=key, width=128, height=128, placement=(32, 32, 64, 64),
+    [result] = run_job(engine, spec(kind="outpaint", init_image=key, width=128, height=128, placement=(32, 32, 64, 64),
                                strength=0.9, mask_blur=8, operation="Zoom Out 2x"))  # fmt: skip
     out = pixels(result.png)
     assert out.shape == (128, 128, 3)
@@ -172,7 +173,7 @@ def test_zoom_out_keeps_the_original_in_the_middle(engine: Engine, picture: tupl
 
 def test_pan_left_keeps_the_original_on_the_right(engine: Engine, picture: tuple[str, np.ndarray]) -> None:
     key, original = picture
-    [result] = engine.run(spec(kind="outpaint", init_image=key, width=96, height=64, placement=(32, 0, 64, 64),
+    [result] = run_job(engine, spec(kind="outpaint", init_image=key, width=96, height=64, placement=(32, 0, 64, 64),
                                strength=0.9, mask_blur=8))  # fmt: skip
     out = pixels(result.png)
     assert out.shape == (64, 96, 3) and np.array_equal(out[:, 32:], original)
@@ -194,11 +195,11 @@ def _rolled_latents(engine: Engine, shift: int):  # type: ignore[no-untyped-def]
 def test_tile_computes_on_a_torus(engine: Engine, tile: bool) -> None:
     k = 8  # the tiny UNet downsamples 3 times: 8 latent pixels, 64 image pixels
     job = spec(width=128, height=128, tile=tile, steps=3)
-    [plain] = engine.run(job)
+    [plain] = run_job(engine, job)
     pipe, rolled = _rolled_latents(engine, k)
     pipe.prepare_latents = rolled
     try:
-        [shifted] = engine.run(job)
+        [shifted] = run_job(engine, job)
     finally:
         del pipe.prepare_latents
     expected = np.roll(pixels(plain.png), shift=(8 * k, 8 * k), axis=(0, 1))
@@ -212,17 +213,17 @@ def test_tile_computes_on_a_torus(engine: Engine, tile: bool) -> None:
 
 
 def test_vae_override(engine: Engine) -> None:
-    [own] = engine.run(spec())
-    [alt] = engine.run(spec(vae="alt"))
+    [own] = run_job(engine, spec())
+    [alt] = run_job(engine, spec(vae="alt"))
     assert np.abs(pixels(own.png) - pixels(alt.png)).mean() > 1 and "VAE: alt" in alt.parameters
-    [again] = engine.run(spec())  # the override was for that job only
+    [again] = run_job(engine, spec())  # the override was for that job only
     assert np.array_equal(pixels(again.png), pixels(own.png))
 
 
 def test_facefix_changes_only_the_face(engine: Engine) -> None:
     image = face_image((256, 256), [(128, 120, 90)])
     key = put_png(engine, image)
-    [result] = engine.run(spec(kind="facefix", init_image=key, face_model="gfpgan", width=256, height=256))
+    [result] = run_job(engine, spec(kind="facefix", init_image=key, face_model="gfpgan", width=256, height=256))
     before, after = np.asarray(image).astype(int), pixels(result.png)
     [box] = engine.tools.detector().detect(image)
     changed = np.argwhere(np.abs(after - before).sum(axis=2) > 0)
@@ -236,4 +237,4 @@ def test_facefix_changes_only_the_face(engine: Engine) -> None:
 def test_facefix_without_a_face_says_so(engine: Engine, picture: tuple[str, np.ndarray]) -> None:
     flat = put_png(engine, Image.new("RGB", (64, 64), (90, 120, 200)))
     with pytest.raises(EngineUserError, match="no face"):
-        engine.run(spec(kind="facefix", init_image=flat, face_model="gfpgan"))
+        run_job(engine, spec(kind="facefix", init_image=flat, face_model="gfpgan"))

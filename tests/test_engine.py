@@ -13,11 +13,12 @@ from PIL import Image
 from config import ModelEntry, ModelRegistry
 from generation.engine import Engine, build_scheduler
 from generation.errors import JobCancelled, ModelLoadError
-from generation.loader import ModelCache
+from generation.jobs import run_job
+from generation.models.loader import ModelCache
+from generation.models.samplers import SAMPLERS
+from generation.models.tiny import build_tiny_pipeline
 from generation.parameters import parse_infotext
-from generation.samplers import SAMPLERS
 from generation.spec import GenerationSpec
-from generation.tiny import build_tiny_pipeline
 from storage.blobs import LocalBlobStore
 
 
@@ -57,7 +58,7 @@ def bare_diffusers(folder: Path, prompt: str, seed: int, **kwargs) -> np.ndarray
 
 
 def test_same_pixels_as_bare_diffusers(engine: Engine, saved_folder: Path) -> None:
-    [ours] = engine.run(spec())
+    [ours] = run_job(engine, spec())
     theirs = bare_diffusers(saved_folder, "a red fox", 42, num_inference_steps=4, guidance_scale=7.0, height=64, width=64)
     assert np.abs(pixels(ours.png) - theirs).max() <= 2
 
@@ -65,16 +66,16 @@ def test_same_pixels_as_bare_diffusers(engine: Engine, saved_folder: Path) -> No
 @pytest.mark.parametrize("sampler", ["Euler a", "DPM++ 2M SDE Karras", "DPM++ SDE Karras"])
 def test_batch_image_i_equals_single_image_with_seed_plus_i(engine: Engine, sampler: str) -> None:
     """Ancestral and SDE samplers draw noise at every step: it too must come from image i's seed."""
-    batch = engine.run(spec(seed=10, n=4, sampler=sampler))
+    batch = run_job(engine, spec(seed=10, n=4, sampler=sampler))
     assert [image.seed for image in batch] == [10, 11, 12, 13]
     for i, image in enumerate(batch):
-        [alone] = engine.run(spec(seed=10 + i, sampler=sampler))
+        [alone] = run_job(engine, spec(seed=10 + i, sampler=sampler))
         assert np.abs(pixels(image.png) - pixels(alone.png)).max() <= 2
     assert np.abs(pixels(batch[0].png) - pixels(batch[1].png)).mean() > 5  # different seeds differ
 
 
 def test_png_carries_a1111_parameters(engine: Engine) -> None:
-    [image] = engine.run(spec(negative_prompt="blurry"), job_id=7)
+    [image] = run_job(engine, spec(negative_prompt="blurry"), job_id=7)
     text = Image.open(io.BytesIO(image.png)).text["parameters"]
     info = parse_infotext(text)
     assert info["Prompt"] == "a red fox" and info["Negative prompt"] == "blurry"
@@ -84,15 +85,15 @@ def test_png_carries_a1111_parameters(engine: Engine) -> None:
 
 def test_prompt_changes_the_picture(engine: Engine) -> None:
     """Guards the tiny model's text sensitivity: without it prompt tests prove nothing."""
-    [cat] = engine.run(spec(prompt="a cat"))
-    [dog] = engine.run(spec(prompt="a dog"))
+    [cat] = run_job(engine, spec(prompt="a cat"))
+    [dog] = run_job(engine, spec(prompt="a dog"))
     assert np.abs(pixels(cat.png) - pixels(dog.png)).mean() > 10
 
 
 @pytest.mark.parametrize("sampler", [s.name for s in SAMPLERS])
 def test_every_sampler_runs(engine: Engine, sampler: str) -> None:
     steps = []
-    [image] = engine.run(spec(sampler=sampler, steps=3, model="tiny"), on_progress=lambda step, total: steps.append((step, total)))
+    [image] = run_job(engine, spec(sampler=sampler, steps=3, model="tiny"), on_progress=lambda step, total: steps.append((step, total)))
     assert pixels(image.png).shape == (64, 64, 3)
     assert steps and steps[-1][0] == steps[-1][1]  # progress reaches its total
 
@@ -107,10 +108,10 @@ def test_scheduler_options_reach_diffusers() -> None:
 
 
 def test_img2img_keeps_size_and_follows_strength(engine: Engine) -> None:
-    [source] = engine.run(spec(seed=1))
+    [source] = run_job(engine, spec(seed=1))
     key = engine.blobs.put(source.png, "png")
-    light = engine.run(spec(kind="img2img", init_image=key, strength=0.25, steps=8, seed=5))[0]
-    heavy = engine.run(spec(kind="img2img", init_image=key, strength=1.0, steps=8, seed=5))[0]
+    light = run_job(engine, spec(kind="img2img", init_image=key, strength=0.25, steps=8, seed=5))[0]
+    heavy = run_job(engine, spec(kind="img2img", init_image=key, strength=1.0, steps=8, seed=5))[0]
     original = pixels(source.png)
     assert pixels(light.png).shape == original.shape
     assert np.abs(pixels(light.png) - original).mean() < np.abs(pixels(heavy.png) - original).mean()
@@ -120,7 +121,7 @@ def test_img2img_keeps_size_and_follows_strength(engine: Engine) -> None:
 def test_stop_between_steps(engine: Engine) -> None:
     seen = []
     with pytest.raises(JobCancelled):
-        engine.run(spec(steps=20), on_progress=lambda step, total: seen.append(step), should_stop=lambda: len(seen) >= 2)
+        run_job(engine, spec(steps=20), on_progress=lambda step, total: seen.append(step), should_stop=lambda: len(seen) >= 2)
     assert seen == [1, 2]
 
 
@@ -157,8 +158,8 @@ def test_single_file_checkpoint_with_local_config(single_file: Path, saved_folde
     entry = ModelEntry(source=str(single_file), config=str(saved_folder))
     cache = ModelCache(ModelRegistry([entry]), models_dir, torch.device("cpu"), torch.float32)
     single = Engine(cache, engine.blobs)
-    [from_file] = single.run(spec(model="civitai-style"))
-    [from_folder] = engine.run(spec())
+    [from_file] = run_job(single, spec(model="civitai-style"))
+    [from_folder] = run_job(engine, spec())
     assert np.abs(pixels(from_file.png) - pixels(from_folder.png)).max() <= 2
 
 

@@ -1,4 +1,4 @@
-"""generation.enhance: /enhance's prompts from a causal LM (a tiny random GPT-2, tests/tiny_text_models.py).
+"""generation.text_models.enhance: /enhance's prompts from a causal LM (a tiny random GPT-2, tests/tiny_text_models.py).
 
 What each test proves:
 - test_seeds_reproduce_candidates: the same seed gives the same candidates; candidate i is exactly
@@ -23,8 +23,8 @@ import pytest
 import torch
 
 from config import Settings
-from generation.enhance import PromptEnhancer, _Watch, compose, load_enhancer
 from generation.errors import EngineUserError, JobCancelled, ModelLoadError
+from generation.text_models.enhance import PromptEnhancer, _Watch, compose, load_enhancer
 from generation.tools import Tools
 from tests.tiny_text_models import build_tiny_gpt2
 

@@ -1,4 +1,4 @@
-"""Face restoration (generation/faces.py): loading, pasting back, detection, refusals.
+"""Face restoration (generation/imaging/faces.py): loading, pasting back, detection, refusals.
 
 What each test proves:
 - test_gfpgan_loads_through_detection_and_restores: a random-weight GFPGAN v1.x `.safetensors`
@@ -47,7 +47,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from generation.errors import JobCancelled, ModelLoadError
-from generation.faces import FaceBox, FaceDetector, FaceRestorer, expand_box, load_face_restorer, restore_faces
+from generation.imaging.faces import FaceBox, FaceDetector, FaceRestorer, expand_box, load_face_restorer, restore_faces
 from tests.face_models import (
     face_image,
     write_codeformer_like,

@@ -1,4 +1,4 @@
-"""generation.interrogate: /describe's candidates from BLIP + CLIP (tiny random models from
+"""generation.text_models.interrogate: /describe's candidates from BLIP + CLIP (tiny random models from
 tests/tiny_text_models.py).
 
 What each test proves:
@@ -31,10 +31,10 @@ import pytest
 import torch
 from PIL import Image
 
-import generation.interrogate as interrogate
+import generation.text_models.interrogate as interrogate
 from config import Settings
 from generation.errors import EngineUserError, JobCancelled, ModelLoadError
-from generation.interrogate import BUILTIN_TERMS, Interrogator, clean_caption, load_interrogator, load_terms
+from generation.text_models.interrogate import BUILTIN_TERMS, Interrogator, clean_caption, load_interrogator, load_terms
 from generation.tools import Tools
 from tests.tiny_text_models import build_tiny_blip, build_tiny_clip
 

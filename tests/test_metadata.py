@@ -27,10 +27,9 @@ from commands.metadata import (
     comfy_sampler,
     read_metadata,
 )
+from generation.models.samplers import find_sampler, sampler_names
 from generation.parameters import infotext
-from generation.samplers import find_sampler, sampler_names
 from generation.spec import GenerationSpec
-
 
 
 @pytest.fixture(autouse=True)

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from config.models import ModelEntry, ModelRegistry
-from generation.model_files import ModelSourceError, inspect_model_source
-from generation.tiny import TINY_VERSION
+from generation.models.files import ModelSourceError, inspect_model_source
+from generation.models.tiny import TINY_VERSION
 from tests.test_asset_files import raw_file
 from tests.test_service import Bot, make_bot, pixels
 
@@ -217,7 +217,7 @@ def test_the_worker_unloads_a_removed_or_replaced_model(models_dir: Path, tiny_f
     import torch
 
     from generation.errors import ModelLoadError
-    from generation.loader import ModelCache
+    from generation.models.loader import ModelCache
 
     registry = ModelRegistry([ModelEntry(source="tiny")])
     cache = ModelCache(registry, models_dir, torch.device("cpu"), torch.float32, max_loaded=2)

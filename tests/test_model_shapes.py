@@ -1,4 +1,4 @@
-"""A model's layers from its configs alone (generation.model_shapes), checked layer for layer
+"""A model's layers from its configs alone (generation.models.shapes), checked layer for layer
 against the real classes: diffusers' UNet2DConditionModel and transformers' CLIP text models,
 instantiated on the meta device (no weights) from the same configs, for SD 1.5, SD 2.1, SDXL,
 a UNet with per-block options, and both tiny models. kohya's SDXL (SGM) names are checked
@@ -15,10 +15,17 @@ import torch
 from accelerate import init_empty_weights
 
 from config.models import ModelEntry
-from generation import tiny_config
-from generation.model_files import describe_model, model_shapes
-from generation.model_shapes import Layer, UnsupportedConfig, shapes_from_configs, shapes_of_folder, text_encoder_layers, unet_layers
-from generation.tiny import TINY_VERSION
+from generation.models import tiny_config
+from generation.models.files import describe_model, model_shapes
+from generation.models.shapes import (
+    Layer,
+    UnsupportedConfig,
+    shapes_from_configs,
+    shapes_of_folder,
+    text_encoder_layers,
+    unet_layers,
+)
+from generation.models.tiny import TINY_VERSION
 
 # The public configs of the real models (unet/config.json and text_encoder*/config.json, the keys that matter).
 SD15_UNET = {
@@ -101,7 +108,10 @@ def test_text_encoder_layers_are_the_real_clip(config: dict, with_projection: bo
 def test_sdxl_original_block_names_map_as_diffusers_maps_them() -> None:
     """Every UNet layer's SGM alias, written as kohya writes SDXL LoRA keys, is converted by
     diffusers' own functions to that very layer."""
-    from diffusers.loaders.lora_conversion_utils import _convert_non_diffusers_lora_to_diffusers, _maybe_map_sgm_blocks_to_diffusers
+    from diffusers.loaders.lora_conversion_utils import (
+        _convert_non_diffusers_lora_to_diffusers,
+        _maybe_map_sgm_blocks_to_diffusers,
+    )
 
     unet = meta_unet(SDXL_UNET)
     layers = unet_layers(dict(unet.config))

@@ -8,7 +8,7 @@ from commands.errors import UserError
 from commands.options import IMAGINE_FLAGS, InitImage, build_spec, fit_size, read_options
 from commands.parser import CommandText, parse_flags, split_command
 from config import ModelEntry, Settings
-from generation.samplers import SAMPLERS, find_sampler, normalize
+from generation.models.samplers import SAMPLERS, find_sampler, normalize
 
 
 @pytest.fixture

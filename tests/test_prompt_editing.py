@@ -11,8 +11,9 @@ import torch
 
 from config import ModelEntry, ModelRegistry
 from generation.engine import Engine
-from generation.loader import ModelCache
-from generation.prompt_encoder import encode_prompts
+from generation.jobs import run_job
+from generation.models.loader import ModelCache
+from generation.prompts.encoder import encode_prompts
 from generation.spec import GenerationSpec
 from storage.blobs import LocalBlobStore
 
@@ -34,7 +35,7 @@ def conditioning_per_step(engine: Engine, prompt: str, steps: int = 4, n: int = 
 
     handle = unet.register_forward_pre_hook(record, with_kwargs=True)
     try:
-        engine.run(GenerationSpec(kind="txt2img", prompt=prompt, model="tiny", width=64, height=64, steps=steps, cfg=7.0,
+        run_job(engine, GenerationSpec(kind="txt2img", prompt=prompt, model="tiny", width=64, height=64, steps=steps, cfg=7.0,
                                   sampler="Euler", seed=1, n=n))  # fmt: skip
     finally:
         handle.remove()

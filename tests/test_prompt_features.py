@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 
 from config.styles import apply_styles, load_builtin_styles
-from generation.wildcards import expand
+from generation.prompts.wildcards import expand
 from tests.test_service import Bot, make_bot, pixels
 
 

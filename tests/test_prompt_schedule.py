@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from generation.prompt_schedule import has_schedule, prompt_schedule
+from generation.prompts.schedule import has_schedule, prompt_schedule
 
 # A1111: g = lambda p: get_learned_conditioning_prompt_schedules([p], 10)[0]
 A1111_DOCTESTS_10_STEPS = [

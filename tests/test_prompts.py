@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from generation.prompt_encoder import CHUNK_LENGTH, chunk_prompt, encode_prompts
-from generation.prompt_weights import parse_prompt_attention
-from generation.tiny import ensure_tiny
+from generation.models.tiny import ensure_tiny
+from generation.prompts.encoder import CHUNK_LENGTH, chunk_prompt, encode_prompts
+from generation.prompts.weights import parse_prompt_attention
 from tests.tiny_xl import build_tiny_xl
 
 # --- the parser: A1111's own doctests, and more ---------------------------------------------------

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from config.styles import apply_styles, load_builtin_styles
-from generation.wildcards import expand
+from generation.prompts.wildcards import expand
 from tests.conftest import bot_env
 from tests.console_process import ConsoleProcess
 from tests.tiny_text_models import build_tiny_gpt2

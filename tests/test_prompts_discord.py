@@ -86,7 +86,7 @@ async def test_a_lora_uploaded_in_discord_draws_as_bare_diffusers(dc_prompt_sett
 
 
 async def test_an_admin_adds_and_removes_a_model_in_discord(dc_settings: Settings, server: FakeDiscord, models_dir: Path) -> None:  # noqa: F811
-    from generation.tiny import TINY_VERSION
+    from generation.models.tiny import TINY_VERSION
     from tests.fakes.discord import BOB
 
     settings = dc_settings.model_copy(update={"admin_ids": ["discord:1001"]})  # Ada

@@ -17,9 +17,10 @@ from PIL import Image
 from config import ModelEntry, ModelRegistry
 from generation.engine import Engine
 from generation.errors import EngineUserError, JobCancelled
-from generation.loader import ModelCache
-from generation.prompt_encoder import encode_texts
-from generation.region_layout import (
+from generation.jobs import run_job
+from generation.models.loader import ModelCache
+from generation.prompts.encoder import encode_texts
+from generation.prompts.region_layout import (
     Group,
     Layout,
     RegionPrompts,
@@ -27,7 +28,7 @@ from generation.region_layout import (
     parse_layout,
     split_regions,
 )
-from generation.regions import RegionalConditions, applied, region_weights
+from generation.prompts.regions import RegionalConditions, applied, region_weights
 from generation.spec import GenerationSpec
 from storage.blobs import LocalBlobStore
 
@@ -293,7 +294,7 @@ def encode(engine: Engine, texts: list[str], negative: str = "") -> list[Any]:
 def test_two_columns_each_region_gets_its_own_prediction(engine: Engine) -> None:
     spec = job(n=2, negative_prompt="blurry", steps=2)
     unet = engine.models.get("tiny").txt2img.unet
-    calls = unet_calls(unet, lambda: engine.run(spec))
+    calls = unet_calls(unet, lambda: run_job(engine, spec))
     assert [call["sample"].shape[0] for call in calls] == [4] * 2  # CFG batch of 2 x n: the pipeline is unchanged
     fox, bird = encode(engine, ["a red fox", "a blue bird"], "blurry")
     check_blend(unet, calls, parse_layout("1,1"), [[fox, bird]] * 2, n=2)
@@ -304,7 +305,7 @@ def test_grid_with_prompt_editing_in_a_region(engine: Engine) -> None:
     prompt = "a [red:green:1] fox BREAK a (blue:1.3) bird | a snowy field"
     spec = job(prompt=prompt, regions="1,2,1;1,1", steps=3)
     unet = engine.models.get("tiny").txt2img.unet
-    calls = unet_calls(unet, lambda: engine.run(spec))
+    calls = unet_calls(unet, lambda: run_job(engine, spec))
     red, green, bird, field = encode(engine, ["a red fox", "a green fox", "a (blue:1.3) bird", "a snowy field"])
     # A1111 switches `[red:green:1]` after step 1 (steps 0 and 1 red, step 2 green).
     check_blend(unet, calls, parse_layout("1,2,1;1,1"), [[red, bird, field], [red, bird, field], [green, bird, field]])
@@ -313,7 +314,7 @@ def test_grid_with_prompt_editing_in_a_region(engine: Engine) -> None:
 def test_rows_without_cfg(engine: Engine) -> None:
     spec = job(regions="rows", cfg=1.0, steps=2)
     unet = engine.models.get("tiny").txt2img.unet
-    calls = unet_calls(unet, lambda: engine.run(spec))
+    calls = unet_calls(unet, lambda: run_job(engine, spec))
     assert [call["sample"].shape[0] for call in calls] == [1, 1]  # no negative half
     fox, bird = encode(engine, ["a red fox", "a blue bird"])
     check_blend(unet, calls, parse_layout("rows:1,1"), [[fox, bird]] * 2)
@@ -324,7 +325,7 @@ def test_base_ratio_mixes_the_base_prompt(engine: Engine) -> None:
     unet = engine.models.get("tiny").txt2img.unet
     fox, bird, field = encode(engine, ["watercolor, a red fox", "watercolor, a blue bird", "watercolor, a snowy field"])
     for ratio, expected in ((0.3, 0.3), (None, 0.2)):  # 0.2 by default with ADDBASE
-        calls = unet_calls(unet, lambda ratio=ratio: engine.run(job(prompt=prompt, base_ratio=ratio, steps=2)))
+        calls = unet_calls(unet, lambda ratio=ratio: run_job(engine, job(prompt=prompt, base_ratio=ratio, steps=2)))
         check_blend(unet, calls, parse_layout("1,1"), [[fox, bird]] * 2, base=[field] * 2, base_ratio=expected)
 
 
@@ -336,20 +337,20 @@ def test_img2img_and_inpaint_keep_working(engine: Engine) -> None:
     unet = engine.models.get("tiny").txt2img.unet
     fox, bird = encode(engine, ["a red fox", "a blue bird"])
     spec = job(kind="img2img", init_image=key, strength=0.7, steps=4, n=2)  # int(4 * 0.7) = 2 steps run
-    calls = unet_calls(unet, lambda: engine.run(spec))
+    calls = unet_calls(unet, lambda: run_job(engine, spec))
     check_blend(unet, calls, parse_layout("1,1"), [[fox, bird]] * 2, n=2)
     mask = Image.new("L", (64, 64), 0)
     mask.paste(255, (8, 8, 56, 56))
     buffer = io.BytesIO()
     mask.save(buffer, format="PNG")
     spec = job(kind="inpaint", init_image=key, mask=engine.blobs.put(buffer.getvalue(), "png"), strength=1.0, steps=2)
-    calls = unet_calls(unet, lambda: engine.run(spec))
+    calls = unet_calls(unet, lambda: run_job(engine, spec))
     check_blend(unet, calls, parse_layout("1,1"), [[fox, bird]] * 2)
 
 
 def test_regions_change_the_picture(engine: Engine) -> None:
     def pixels(spec: GenerationSpec) -> np.ndarray:
-        [image] = engine.run(spec)
+        [image] = run_job(engine, spec)
         return np.asarray(Image.open(io.BytesIO(image.png))).astype(int)
 
     regional = pixels(job())
@@ -362,13 +363,13 @@ def test_regions_change_the_picture(engine: Engine) -> None:
 def test_forward_is_restored_after_an_error(engine: Engine) -> None:
     unet = engine.models.get("tiny").txt2img.unet
     with pytest.raises(JobCancelled):
-        engine.run(job(), should_stop=lambda: True)
+        run_job(engine, job(), should_stop=lambda: True)
     assert "forward" not in vars(unet)
     with pytest.raises(EngineUserError, match="has 2 regions but the prompt has 3"):
-        engine.run(job(regions="1,1", prompt="a BREAK b BREAK c"))
+        run_job(engine, job(regions="1,1", prompt="a BREAK b BREAK c"))
     assert "forward" not in vars(unet)
     # A plain job afterwards is plain: one UNet call per step with the pipeline's own conditioning.
-    plain = unet_calls(unet, lambda: engine.run(job(regions=None, prompt="a red fox", steps=2)))
+    plain = unet_calls(unet, lambda: run_job(engine, job(regions=None, prompt="a red fox", steps=2)))
     [fox] = encode(engine, ["a red fox"])
     for call in plain:
         torch.testing.assert_close(call["encoder_hidden_states"][1:], fox.prompt_embeds)

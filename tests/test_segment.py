@@ -1,4 +1,4 @@
-"""generation.segment: CLIPSeg masks from words, and the mask utilities of inpainting.
+"""generation.imaging.segment: CLIPSeg masks from words, and the mask utilities of inpainting.
 
 What each test proves:
 - test_mask_is_a_binary_mask_of_the_image: a tiny CLIPSeg saved with save_pretrained loads offline
@@ -40,7 +40,7 @@ import torch
 from PIL import Image
 
 from generation.errors import EngineUserError, ModelLoadError
-from generation.segment import (
+from generation.imaging.segment import (
     MAX_ASPECT,
     Segmenter,
     blur_mask,

@@ -19,8 +19,8 @@ from config.styles import (
     load_builtin_styles,
     load_styles_file,
 )
-from generation.prompt_weights import parse_prompt_attention
-from generation.wildcards import has_wildcards
+from generation.prompts.weights import parse_prompt_attention
+from generation.prompts.wildcards import has_wildcards
 
 WRAP = Style("wrap", "photo of {prompt}, bokeh", "{prompt}, blurry")
 TAIL = Style("tail", "film grain", "cartoon")

@@ -1,4 +1,4 @@
-"""Super-resolution upscalers (generation/upscalers.py) on random-weight models of real architectures.
+"""Super-resolution upscalers (generation/imaging/upscalers.py) on random-weight models of real architectures.
 
 What each test proves:
 - test_loads_by_detection: ESRGAN (old and Real-ESRGAN key layouts, 4x, 2x, and the pixel-unshuffle
@@ -44,7 +44,7 @@ import torch
 from PIL import Image
 
 from generation.errors import EngineUserError, JobCancelled, ModelLoadError
-from generation.upscalers import Upscaler, load_upscaler
+from generation.imaging.upscalers import Upscaler, load_upscaler
 from tests import sr_models
 
 # SwinIR's window code calls torch.meshgrid without `indexing` (inside spandrel, not here).
@@ -195,7 +195,7 @@ def test_out_of_memory_retries_with_half_tiles(upscalers: dict[str, Upscaler], c
     upscaler = upscalers["esrgan4"]
     image = picture(48, 40)
     whole = upscaler.upscale(image, 4, tile=None)
-    with out_of_memory_above(upscaler, 24), caplog.at_level(logging.WARNING, "generation.upscalers"):
+    with out_of_memory_above(upscaler, 24), caplog.at_level(logging.WARNING, "generation.imaging.upscalers"):
         tiled = upscaler.upscale(image, 4, tile=48, overlap=8)
     assert "retrying with 24 px" in caplog.text
     assert diff(tiled, whole).max() <= 2

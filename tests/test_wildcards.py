@@ -1,4 +1,4 @@
-"""Wildcards (generation.wildcards): `{a|b}` choices and `__name__` lists, picked per seed.
+"""Wildcards (generation.prompts.wildcards): `{a|b}` choices and `__name__` lists, picked per seed.
 
 Exact results for a seed depend on the order random numbers are drawn, so most tests check
 properties over many seeds: what can come out, that everything can, and that a seed always gives
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from generation import wildcards
-from generation.prompt_schedule import prompt_schedule
-from generation.wildcards import WildcardError, expand, has_wildcards, referenced_files, validate
+from generation.prompts import wildcards
+from generation.prompts.schedule import prompt_schedule
+from generation.prompts.wildcards import WildcardError, expand, has_wildcards, referenced_files, validate
 
 SEEDS = range(200)
 
@@ -41,7 +41,7 @@ def test_picks_are_the_same_in_a_fresh_interpreter_which_loads_no_torch() -> Non
     # Another process has another hash seed: picks must not depend on hash() or on process state.
     # And the command layer imports this module: it must not bring torch along (DESIGN.md 1).
     code = (
-        "import sys; from generation.wildcards import expand;"
+        "import sys; from generation.prompts.wildcards import expand;"
         "print([expand('{a|b|c|d|e|f}{1|2|3|4|5|6} __x__', s, {'x': tuple('pqrstu')}) for s in range(30)]);"
         "print('torch' in sys.modules)"
     )

@@ -1,10 +1,10 @@
-"""A tiny random-weight CLIPSeg saved like a real one, for tests of `generation.segment`.
+"""A tiny random-weight CLIPSeg saved like a real one, for tests of `generation.imaging.segment`.
 
 It has CIDAS/clipseg-rd64-refined's architecture and file layout (CLIPSegForImageSegmentation,
 CLIPSegProcessor = CLIP's real tokenizer + a ViTImageProcessor at 352 px with ImageNet
 normalisation), shrunk to hidden size 32 and two layers, and saved with `save_pretrained` as
 safetensors, so `load_segmenter` loads it through the same path as the real model. Built offline:
-the tokenizer comes from `generation.tiny.clip_vocab()`.
+the tokenizer comes from `generation.models.tiny.clip_vocab()`.
 
 Fresh weights make a mask nearly blind to its words, so a test that the words matter could pass
 with the words ignored (DESIGN.md, known pitfalls). The words reach the mask only through the
@@ -43,7 +43,7 @@ def build_tiny_clipseg(folder: Path) -> Path:
         ViTImageProcessor,
     )
 
-    from generation.tiny import clip_vocab
+    from generation.models.tiny import clip_vocab
 
     config = CLIPSegConfig(
         text_config=dict(TINY_CLIP_TEXT),

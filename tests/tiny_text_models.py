@@ -1,5 +1,5 @@
-"""Tiny random-weight text models saved like real ones, for tests of `generation.enhance` and
-`generation.interrogate`. Each has the real architecture and file layout, shrunk (hidden size 32,
+"""Tiny random-weight text models saved like real ones, for tests of `generation.text_models.enhance` and
+`generation.text_models.interrogate`. Each has the real architecture and file layout, shrunk (hidden size 32,
 two layers), saved with `save_pretrained` as safetensors, and is built offline in a second or two:
 
 - `build_tiny_gpt2`: GPT2LMHeadModel as MagicPrompt ships it, with a byte-level BPE tokenizer
@@ -8,7 +8,7 @@ two layers), saved with `save_pretrained` as safetensors, and is built offline i
 - `build_tiny_blip`: BlipForConditionalGeneration + BlipProcessor (BlipImageProcessor at 32 px with
   CLIP's normalisation, as Salesforce's checkpoints use, and a BERT WordPiece tokenizer over a small
   vocabulary with BLIP's `[DEC]` start token).
-- `build_tiny_clip`: CLIPModel + CLIPProcessor with CLIP's real tokenizer (`generation.tiny.clip_vocab`).
+- `build_tiny_clip`: CLIPModel + CLIPProcessor with CLIP's real tokenizer (`generation.models.tiny.clip_vocab`).
 
 Fresh weights have tiny logits, so GPT-2's next-token distribution is almost flat and a seed
 decides everything, which is what the enhance tests need. For CLIP ranking, the tests check the
@@ -130,7 +130,7 @@ def build_tiny_clip(folder: Path) -> Path:
     """A CLIP (ViT, real tokenizer) shaped like openai/clip-vit-large-patch14 in `folder`."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 
-    from generation.tiny import clip_vocab
+    from generation.models.tiny import clip_vocab
 
     config = CLIPConfig(
         text_config=dict(TINY_CLIP_TEXT),

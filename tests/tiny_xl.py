@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from generation.tiny import clip_vocab
+from generation.models.tiny import clip_vocab
 
 
 def build_tiny_xl(*, strong_cross_attention: bool = False):  # type: ignore[no-untyped-def]

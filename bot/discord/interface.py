@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import discord
 from discord import app_commands
@@ -23,16 +23,29 @@ from discord import app_commands
 from commands.help import COMMAND_MENU
 from commands.types import Action
 from config import Settings
-from generation.samplers import sampler_names
-
-if TYPE_CHECKING:
-    from bot.discord.adapter import DiscordChat
+from generation.models.samplers import sampler_names
 
 CUSTOM_ID_PREFIX = "sdbot:"
 MAX_CHOICES = 25  # Discord's limit for choices and autocomplete results
 
 
-def _chat(interaction: discord.Interaction) -> DiscordChat:
+class Chat(Protocol):
+    """What this module hands input to: the Discord adapter (`bot.discord.adapter.DiscordChat`),
+    reached as `client.chat`. A protocol, so that this module needs nothing from the adapter."""
+
+    def model_names(self) -> list[str]: ...
+
+    async def on_command(
+        self, interaction: discord.Interaction, *, text: str | None = None, options: dict | None = None,  # type: ignore[type-arg]
+        image: discord.Attachment | None = None, mask: discord.Attachment | None = None,
+    ) -> None: ...  # fmt: skip
+
+    async def on_press(self, interaction: discord.Interaction, action: str) -> None: ...
+
+    async def on_remix(self, interaction: discord.Interaction, message: discord.Message, prompt: str) -> None: ...
+
+
+def _chat(interaction: discord.Interaction) -> Chat:
     return interaction.client.chat  # type: ignore[attr-defined,no-any-return]
 
 

@@ -24,7 +24,7 @@ find trailing chunks.
 `ImageMetadata.options` holds raw values under the canonical option names of `commands.options`
 (`steps`, `cfg`, `sampler`, `seed`, `size`, `clip_skip`, `model`, `strength`, `tile`), ready for
 `read_options`, which still checks them against this bot's limits and models. The sampler is
-always an A1111 name that `generation.samplers.find_sampler` knows, or left out with a note.
+always an A1111 name that `generation.models.samplers.find_sampler` knows, or left out with a note.
 
 The modules: `containers` (PNG chunks, EXIF: the texts), `a1111`, `comfyui` (with
 `comfyui_graph` and `comfyui_workflow`) and `novelai` (one reader each), `samplers` (other tools'

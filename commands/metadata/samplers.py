@@ -1,19 +1,19 @@
 """Other tools' sampler names as this bot's: A1111 (Sampler + Schedule type), ComfyUI
 (sampler_name + scheduler) and NovelAI (sampler + noise_schedule).
 
-Each mapping returns an A1111 sampler name that `generation.samplers.find_sampler` knows (None
+Each mapping returns an A1111 sampler name that `generation.models.samplers.find_sampler` knows (None
 where there is no equal) and a note on what was not carried over (a schedule with no equal here
 falls back to the sampler's default)."""
 
 from __future__ import annotations
 
 from commands.metadata.values import short
-from generation.samplers import find_sampler
+from generation.models.samplers import find_sampler
 
 # Schedule types that are (close to) a sampler's own default schedule here
 _PLAIN_SCHEDULES = {"", "automatic", "uniform", "normal", "simple", "default"}
 
-# ComfyUI sampler_name -> A1111 name. Used only where generation.samplers knows the name.
+# ComfyUI sampler_name -> A1111 name. Used only where generation.models.samplers knows the name.
 COMFY_SAMPLERS = {
     "euler": "Euler", "euler_ancestral": "Euler a", "heun": "Heun", "lms": "LMS",
     "dpm_2": "DPM2", "dpm_2_ancestral": "DPM2 a", "dpmpp_2s_ancestral": "DPM++ 2S a",

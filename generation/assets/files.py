@@ -42,7 +42,6 @@ from typing import Literal
 
 from config.models import ARCHITECTURE_NAMES
 from generation.assets.fit import Claim, FileLayer, context_widths, layer_of, made_for, metadata_claim, text_encoder_widths
-from generation.errors import PICKLE_SUFFIXES
 from generation.assets.safetensors_header import (
     CONVERT_ADVICE,
     FLOAT_DTYPES,
@@ -54,6 +53,7 @@ from generation.assets.safetensors_header import (
     read_header,
     read_header_file,
 )
+from generation.errors import PICKLE_SUFFIXES
 
 AssetKind = Literal["lora", "embedding"]
 

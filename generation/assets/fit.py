@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 from config.models import ARCHITECTURE_NAMES
 
 if TYPE_CHECKING:
-    from generation.models.shapes import ModelShapes
     from generation.assets.safetensors_header import TensorEntry
+    from generation.models.shapes import ModelShapes
 
 # A file's components -> the model's (kohya/diffusers prefixes are read in generation.assets.files).
 MODEL_COMPONENTS = {"unet": "unet", "te1": "text_encoder", "te2": "text_encoder_2"}

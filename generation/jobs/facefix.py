@@ -7,15 +7,11 @@ says so and what helps.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from PIL import Image
 
+from generation.engine import Engine, Tracker
 from generation.errors import EngineUserError
 from generation.spec import GenerationSpec
-
-if TYPE_CHECKING:
-    from generation.engine import Engine, Tracker
 
 
 def fix_faces(engine: Engine, spec: GenerationSpec, tracker: Tracker) -> list[Image.Image]:

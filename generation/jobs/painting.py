@@ -21,17 +21,13 @@ original outside the mask at every step, and with dedicated inpainting (9-channe
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 from PIL import Image, ImageFilter
 
+from generation.engine import Engine, Tracker
 from generation.errors import EngineUserError
 from generation.imaging.segment import blur_mask, composite, crop_region, mask_box, working_size
 from generation.spec import GenerationSpec
-
-if TYPE_CHECKING:
-    from generation.engine import Engine, Tracker
 
 FILL_SIDE = 128  # the pre-fill is computed at this size: Telea inpainting is slow on big regions
 FILL_NOISE = 12  # standard deviation (of 255) of the noise added to the fill

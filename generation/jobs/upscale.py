@@ -13,17 +13,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from generation.engine import Engine, Tracker
 from generation.spec import GenerationSpec
-
-if TYPE_CHECKING:
-    from generation.engine import Engine, Tracker
 
 
 def upscale(engine: Engine, spec: GenerationSpec, tracker: Tracker) -> list[Image.Image]:

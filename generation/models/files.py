@@ -18,10 +18,9 @@ import json
 import os
 import struct
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
-
-from functools import lru_cache
 
 from config.models import ARCHITECTURE_NAMES, NATIVE_SIZES, SINGLE_FILE_SUFFIXES, ModelEntry, source_kind
 from generation.models import tiny_config

@@ -36,8 +36,8 @@ import torch
 from generation.errors import EngineUserError
 from generation.prompts.conditions import PromptConditions
 from generation.prompts.encoder import Conditioning, encode_texts
-from generation.prompts.schedule import has_schedule, prompt_schedule
 from generation.prompts.region_layout import DEFAULT_BASE_RATIO, Layout, check_regions, parse_layout, split_regions
+from generation.prompts.schedule import has_schedule, prompt_schedule
 from generation.spec import GenerationSpec
 
 FEATHER_FRACTION = 1 / 32  # half-width of the blend band at a border, of the shorter latent side

@@ -40,7 +40,7 @@ from generation.models.hf_source import Source, explain, resolve
 
 log = logging.getLogger(__name__)
 
-BUILTIN_TERMS = Path(__file__).resolve().parent.parent / "config" / "describe_terms"
+BUILTIN_TERMS = Path(__file__).resolve().parents[2] / "config" / "describe_terms"  # config/ is package data
 CAPTIONER = Source(
     key="SDBOT_CAPTIONER",
     what="captioning model",

@@ -1,0 +1,117 @@
+"""The job kinds: what each kind of job does, one module per kind, and the table that runs a
+spec by its kind. A new job kind goes here: a module with `run(engine, spec, tracker)` (pictures)
+or an answer function (text), and one line in `PICTURE_KINDS` or `ANSWER_KINDS` below.
+
+- draw: txt2img and img2img          - painting: inpaint, outpaint (zoom out, pan)
+- upscale: the four upscale methods  - facefix: face restoration
+- answers: enhance and describe (candidate prompts, not pictures)
+
+Job modules may import the engine core (`generation.engine`), `spec`, `errors`, `parameters` and
+the subpackages of what they use (imaging, prompts, models, assets, text_models); nothing but
+the worker (and tests and benches) imports this package, so the engine never imports a job kind.
+
+`run_job` also owns what every picture job shares: wildcard picks per image (each image of a
+wildcard job is drawn alone, from its own seed, so image i equals the single image made with
+seed + i) and the PNG with A1111 `parameters`.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from generation.engine import Engine, ProgressFn, Tracker
+from generation.errors import EngineUserError, JobCancelled
+from generation.jobs import answers, draw, facefix, painting, upscale
+from generation.parameters import infotext
+from generation.prompts.wildcards import has_wildcards
+from generation.spec import GenerationSpec
+
+PictureJob = Callable[[Engine, GenerationSpec, Tracker], list[Image.Image]]
+TextJob = Callable[[Engine, GenerationSpec, Callable[[], bool]], list[dict[str, Any]]]
+
+PICTURE_KINDS: dict[str, PictureJob] = {
+    "txt2img": draw.generate,
+    "img2img": draw.generate,
+    "inpaint": painting.inpaint,
+    "outpaint": painting.outpaint,
+    "upscale": upscale.upscale,
+    "facefix": facefix.fix_faces,
+}
+ANSWER_KINDS: dict[str, TextJob] = {"enhance": answers.enhance, "describe": answers.describe}
+
+
+@dataclass(frozen=True)
+class RenderedImage:
+    index: int
+    seed: int
+    png: bytes
+    width: int
+    height: int
+    parameters: str
+
+
+def run_job(
+    engine: Engine,
+    spec: GenerationSpec,
+    *,
+    job_id: int | None = None,
+    on_progress: ProgressFn = lambda step, total: None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> list[RenderedImage]:
+    """Run a picture job on the engine: its PNGs, each with its parameters."""
+    job = PICTURE_KINDS.get(spec.kind)
+    if job is None:
+        raise EngineUserError(f"I can't draw jobs of kind `{spec.kind}`.")
+    tracker = Tracker(on_progress, should_stop)
+    if not spec.wildcards and not has_wildcards(f"{spec.prompt}\n{spec.negative_prompt}"):
+        return [encode(spec, index, image, job_id) for index, image in enumerate(job(engine, spec, tracker))]
+    # Wildcards: each image gets its own picks, from its own seed, so it is drawn alone with
+    # its own prompt; image i then equals the single image made with seed + i.
+    tracker.planned = spec.n * spec.steps if spec.kind == "txt2img" else 0
+    rendered = []
+    for index in range(spec.n):
+        single = spec.image_spec(index)
+        [image] = job(engine, single, tracker)
+        rendered.append(encode(single, index, image, job_id, template=spec, index_seed=single.seed))
+    return rendered
+
+
+def answer_job(
+    engine: Engine,
+    spec: GenerationSpec,
+    *,
+    job_id: int | None = None,
+    on_progress: ProgressFn = lambda step, total: None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> dict[str, Any]:
+    """Run a text job (`enhance`, `describe`): candidate prompts, as the job's result."""
+    job = ANSWER_KINDS.get(spec.kind)
+    if job is None:
+        raise EngineUserError(f"jobs of kind `{spec.kind}` draw pictures; they have no text answer.")
+    on_progress(0, 1)
+    candidates = job(engine, spec, should_stop)
+    if should_stop():
+        raise JobCancelled()
+    on_progress(1, 1)
+    return {"candidates": candidates}
+
+
+def encode(
+    spec: GenerationSpec, index: int, image: Image.Image, job_id: int | None, *,
+    template: GenerationSpec | None = None, index_seed: int | None = None,
+) -> RenderedImage:  # fmt: skip
+    """The PNG of image `index`. `template`: the job as written, when this image's prompt is
+    its wildcard picks (`spec`), so the parameters keep both."""
+    seed = index_seed if index_seed is not None else spec.seed + index
+    parameters = infotext(spec, seed, job_id=job_id, size=image.size, template=template)
+    info = PngInfo()
+    info.add_text("parameters", parameters)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info)
+    return RenderedImage(index, seed, buffer.getvalue(), image.width, image.height, parameters)
