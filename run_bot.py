@@ -68,6 +68,7 @@ async def build_core(settings: Settings) -> Core:
 
 def build_worker(core: Core):  # type: ignore[no-untyped-def]
     """The engine and its worker. Imports torch and diffusers, so only processes that draw call it."""
+    from generation.control.nets import ControlNets
     from generation.engine import Engine
     from generation.models.loader import ModelCache, resolve_device, resolve_dtype
     from generation.tools import Tools
@@ -77,7 +78,11 @@ def build_worker(core: Core):  # type: ignore[no-untyped-def]
     device = resolve_device(s.device)
     dtype = resolve_dtype(s.dtype, device)
     models = ModelCache(core.ctx.registry, s.resolved_models_dir, device, dtype, s.max_loaded_models)
-    engine = Engine(models, core.ctx.blobs, Tools.from_settings(s, device, dtype), adapter_budget_bytes=s.lora_cache_bytes)
+    controlnets = ControlNets(s.controlnets, s.resolved_models_dir, device, dtype, s.controlnet_cache_bytes)
+    engine = Engine(
+        models, core.ctx.blobs, Tools.from_settings(s, device, dtype), adapter_budget_bytes=s.lora_cache_bytes,
+        controlnets=controlnets, instruct_source=s.instruct_model,
+    )  # fmt: skip
     limits = WorkerLimits(lease_seconds=s.lease_seconds, progress_seconds=s.progress_seconds, poll_seconds=s.poll_seconds)
     worker = Worker(
         core.db, engine, core.ctx.blobs, limits,

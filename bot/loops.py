@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from commands.service import CommandService
-from commands.types import Outgoing, StatusUpdate
+from commands.types import Outgoing, Reply, StatusUpdate
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +54,14 @@ class DeliveryLoop:
         *,
         poll_seconds: float,
         after_delivered: Callable[[Outgoing, str], Awaitable[None]] | None = None,
+        send_followup: Callable[[Outgoing, Reply, str], Awaitable[str]] | None = None,
     ):
         self.service = service
         self.platform = platform
         self.send = send  # sends one item, returns the platform's message id
         self.after_delivered = after_delivered  # e.g. remove the job's status message
+        # sends one of the item's followups (a control map) as a reply to the message `send` sent
+        self.send_followup = send_followup
         self.poll_seconds = poll_seconds
         self.woken = asyncio.Event()
 
@@ -106,11 +109,30 @@ class DeliveryLoop:
             await self.service.delivery_failed(item, f"{type(error).__name__}: {error}")
             return
         await self.service.delivered(self.platform, item, message_id)
+        await self._send_followups(item, message_id)
         if self.after_delivered is not None:
             try:
                 await self.after_delivered(item, message_id)
             except Exception:  # cosmetic (a status message left behind); the result is out
                 log.warning("after delivering job %s", item.reply.job_id, exc_info=True)
+
+
+    async def _send_followups(self, item: Outgoing, message_id: str) -> None:
+        """The messages that go with the result (its control maps), each recorded so that people
+        can reply to it. Best effort: the result is out and recorded; a map that fails to send is
+        logged, not sent again (a crash between the result and its maps loses the maps' messages,
+        not the maps, which stay with the job)."""
+        for followup in item.reply.followups:
+            if self.send_followup is None:
+                return
+            try:
+                followup_id = await self.send_followup(item, followup, message_id)
+                await self.service.sent(self.platform, item.chat_id, followup_id, followup)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("could not send a followup of job %s to %s:%s", item.reply.job_id, self.platform,
+                            item.chat_id, exc_info=True)  # fmt: skip
 
 
 class StatusLoop:

@@ -16,6 +16,7 @@ from PIL import Image
 from commands import edits, render
 from commands.candidates import imagine_candidate
 from commands.context import Context
+from commands.control import queue_instruct
 from commands.errors import UserError
 from commands.imagine import Source
 from commands.options import ImagineOptions, InitImage
@@ -56,6 +57,12 @@ async def press(ctx: Context, request: Request) -> list[Reply]:
         init = InitImage(output.blob_key, output.width, output.height)
         source = Source(init=init, base=render.image_base(job, index), parent=(job.id, index))
         return await edits.queue_edit(ctx, request, source, edits.button_edit(ctx, verb))
+    if verb == "again" and index is not None and spec.kind == "instruct" and spec.image_cfg is not None:
+        output = job.outputs[index]
+        source = Source(init=InitImage(output.blob_key, output.width, output.height), parent=(job.id, index))
+        opts = ImagineOptions(prompt=spec.prompt, negative=spec.negative_prompt or None, steps=spec.steps, cfg=spec.cfg,
+                              sampler=spec.sampler, size=(output.width, output.height))  # fmt: skip
+        return await queue_instruct(ctx, request, source, opts, spec.image_cfg)
     if verb == "reroll" and spec.operation:
         # The same edit of the same picture, with a new seed.
         assert spec.init_image is not None
@@ -135,4 +142,20 @@ def result_reply(ctx: Context, job: Job) -> Reply:
         job_id=job.id,
         target=MessageTarget(job.id, None, "result"),
         preview=tile_preview(ctx, job, None),
+        followups=map_replies(ctx, job),
     )
+
+
+def map_replies(ctx: Context, job: Job) -> tuple[Reply, ...]:
+    """A ControlNet result's control maps, one message each, that people can reply to (to draw
+    from a map with `--pre none`, after editing it or not)."""
+    spec = render.spec_of(job)
+    replies = []
+    for index, (picture, ref) in enumerate(zip(render.maps_of(job), spec.controls, strict=False)):
+        image = ImageFile(ctx.blobs.path(picture["blob"]), picture["width"], picture["height"], spec.seed, index)
+        text = (
+            f"Control map {index + 1} of job {job.id}: {ref.preprocessor} (what the {ref.type} ControlNet followed). "
+            f"Reply to it with `/control {ref.type} <prompt> --pre none` to draw from it; edit it first if you like."
+        )
+        replies.append(Reply(text, kind="map", images=(image,), job_id=job.id, target=MessageTarget(job.id, index, "map")))
+    return tuple(replies)

@@ -19,6 +19,8 @@ COMMAND_MENU: tuple[tuple[str, str], ...] = (
     ("pan", "Reply to a picture: /pan left|right|up|down"),
     ("inpaint", "Reply to a picture: /inpaint a red hat --box 10%,0%,50%,40%"),
     ("facefix", "Reply to a picture: restore its faces"),
+    ("control", "Reply to a picture: /control canny|depth|openpose|... <prompt>"),
+    ("edit", "Reply to a picture: /edit make it winter (Instruct Pix2Pix)"),
     ("describe", "Reply to a picture: the prompt behind it"),
     ("enhance", "Short prompt to detailed prompts: /enhance a fox --n 3"),
     ("styles", "Prompt styles for --style NAME"),
@@ -56,6 +58,7 @@ def help_text(ctx: Context) -> str:
         f"{entry.display_name}{' (default)' if entry is ctx.registry.default else ''}" for entry in ctx.registry
     )
     methods = available_methods(s)
+    tiny = ctx.registry.default.kind == "tiny"  # its built-in ControlNets and Pix2Pix model serve /control and /edit
     default_method = s.default_upscale_method
     if default_method == "auto":
         default_method = "esrgan" if s.upscalers else "lanczos"
@@ -75,6 +78,12 @@ def help_text(ctx: Context) -> str:
         + " · --blur N (the feather reaches N px past the mask; default 10) · --only-masked · --padding N",
         "/facefix" + (f" [--model {'|'.join(methods['face_restorers'])}]" if methods["face_restorers"]
                       else " — not available: no face-restoration model configured (SDBOT_FACE_RESTORERS)"),
+        "/control canny|depth|openpose|lineart|lineart_anime|softedge|scribble|tile <prompt> — steered by the picture's "
+        "map (--control-weight 0–2 · --start/--end · --control-mode balanced|prompt|control · --pre none · "
+        "--control depth:0.5 for a second); /control qr <text> <prompt> hides a QR code"
+        + ("" if tiny or s.controlnets else " — not available: no ControlNet configured (SDBOT_CONTROLNETS)"),
+        f"/edit <instruction> [--image-cfg {s.instruct_image_cfg:g}] — change the picture by instruction (Instruct Pix2Pix)"
+        + ("" if tiny or s.instruct_model else " — not available: no instruct model configured (SDBOT_INSTRUCT_MODEL)"),
         "These take the drawing options too (--strength, --steps, --seed, --no …).",
         "",
         "**Prompts**",

@@ -3,7 +3,8 @@
 Where the init image comes from, first match wins:
 1. an image attached to the request (`/imagine ...` as a photo caption, or with an attachment);
 2. the bot's image the request replies to (resolved through the message refs, so it works after
-   a restart); the remix inherits that job's settings unless the user overrides them;
+   a restart); the remix inherits that job's settings unless the user overrides them (a control
+   map the bot showed is a plain picture: nothing to inherit);
 3. an image in the replied-to message that the adapter handed over (a person's photo).
 """
 
@@ -17,7 +18,7 @@ from commands.errors import UserError
 from commands.images import first_image
 from commands.options import IMAGINE_FLAGS, ImagineOptions, InitImage, read_options
 from commands.parser import parse_flags
-from commands.render import image_base
+from commands.render import image_base, maps_of
 from commands.submit import store_upload, submit
 from commands.types import Reply, Request
 from generation.spec import GenerationSpec
@@ -102,6 +103,12 @@ async def _from_bot_message(ctx: Context, request: Request) -> Source | None:
             raise UserError(f"Job {job.id} isn't finished yet. Wait for its picture, then reply to that.")
         if job.status != JobStatus.SUCCEEDED or not job.outputs:
             return None  # a failure or cancellation note: nothing to remix, treat as plain text
+        if ref.role == "map":  # a control map: a picture of its own, not a remix of the job
+            maps = maps_of(job)
+            if ref.output_index is None or ref.output_index >= len(maps):
+                return None
+            picture = maps[ref.output_index]
+            return Source(init=InitImage(picture["blob"], picture["width"], picture["height"]), parent=(job.id, None))
         index = ref.output_index
         if index is None:
             if len(job.outputs) > 1:

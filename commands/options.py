@@ -430,6 +430,9 @@ def build_spec(
         vae=_vae_name(pick("vae", None), model.vae),
         regions=None if pick("regions", "off") == "off" else pick("regions", None),
         base_ratio=pick("base_ratio", None),
+        # A remix, vary or reroll of a ControlNet picture is steered as it was.
+        controls=base.controls if base is not None else (),
+        control_mode=base.control_mode if base is not None else "balanced",
     )
     if not spec.prompt and require_prompt:
         if init is not None:

@@ -42,8 +42,8 @@ def split_command(text: str) -> CommandText:
 
 
 # Flags that may be given more than once; their values are joined with ", " (`--style a --style b`,
-# `--lora fox:0.8 --lora owl`).
-REPEATABLE = frozenset({"style", "lora"})
+# `--lora fox:0.8 --lora owl`, `--control canny:0.8 --control depth:0.5`).
+REPEATABLE = frozenset({"style", "lora", "control"})
 
 
 def parse_flags(args: str, aliases: dict[str, str]) -> Flags:

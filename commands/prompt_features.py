@@ -24,6 +24,7 @@ from commands.context import Context
 from commands.errors import UserError
 from commands.options import ImagineOptions
 from config.styles import Style, StyleError, apply_styles, load_builtin_styles, load_styles_file
+from generation.control.catalog import refit
 from generation.prompts import wildcards
 from generation.spec import GenerationSpec
 from storage import prompt_library
@@ -53,10 +54,23 @@ async def apply_prompt_features(
         prompt, negative = apply_styles([library[name] for name in styles], spec.prompt, spec.negative_prompt)
         spec = spec.model_copy(update={"prompt": prompt, "negative_prompt": negative, "styles": styles})
     spec = await _snapshot_wildcards(ctx, session, user.id, spec, base)
-    if spec.diffusion:
+    if spec.kind == "instruct":  # its own model: the LoRAs and embeddings of yours fit another
+        if opts.loras or "<lora:" in spec.prompt.lower() or "<lyco:" in spec.prompt.lower():
+            (notes if notes is not None else []).append("LoRAs don't apply to /edit: it runs on the instruct model.")
+        spec = spec.model_copy(update={"loras": (), "embeddings": (), "skipped": ()})
+    elif spec.diffusion:
         spec = await resolve_assets(ctx, session, user.id, spec, opts.loras, base, notes)
     elif spec.skipped:  # an upscale or face fix of such a picture uses no LoRA at all
         spec = spec.model_copy(update={"skipped": ()})
+    if spec.controls:
+        if not spec.diffusion:  # an upscale or face fix of a ControlNet picture draws nothing to steer
+            spec = spec.model_copy(update={"controls": ()})
+        else:
+            try:  # a remix with another --model takes that model's ControlNets of the same types
+                controls = refit(spec.controls, ctx.settings.controlnets, ctx.registry.get(spec.model) or ctx.registry.default)
+            except ValueError as error:
+                raise UserError(str(error)) from None
+            spec = spec.model_copy(update={"controls": controls})
     if spec.regions:
         _check_regions(spec, inherited=base is not None and base.regions == spec.regions)
     elif spec.base_ratio is not None:

@@ -80,6 +80,13 @@ def settings_line(spec: GenerationSpec) -> str:
         parts.append(f"style {', '.join(spec.styles)}")
     if spec.regions:
         parts.append(f"regions {spec.regions}" + (f" (base {spec.base_ratio:g})" if spec.base_ratio is not None else ""))
+    if spec.controls:
+        units = ", ".join(f"{ref.type} {ref.weight:g}" + (f" ({ref.start:g}–{ref.end:g})" if (ref.start, ref.end) != (0, 1) else "")
+                          for ref in spec.controls)  # fmt: skip
+        mode = {"prompt": ", prompt first", "control": ", control first"}.get(spec.control_mode, "")
+        parts.append(f"ControlNet {units}{mode}")
+    if spec.image_cfg is not None:
+        parts.append(f"image CFG {spec.image_cfg:g}")
     parts.append(spec.model)
     return " · ".join(parts)
 
@@ -130,9 +137,14 @@ def result_text(job: Job) -> str:
         lines.insert(1, f"Negative: {short(spec.negative_prompt, 120)}")
     if spec.age_restricted:
         lines.append("🔞 Drawn for an age-restricted channel.")
-    if spec.model == "tiny" and spec.diffusion:
+    if spec.model in ("tiny", "tiny-pix2pix") and spec.diffusion:
         lines.append("(tiny model: random weights, it draws noise; see /help to use a real model)")
     return "\n".join(lines)
+
+
+def maps_of(job: Job) -> list[dict[str, Any]]:
+    """The control maps a picture job stored beside its outputs (blob, width, height)."""
+    return list((job.result or {}).get("maps", [])) if job.kind not in TEXT_KINDS else []
 
 
 def candidates_of(job: Job) -> list[dict[str, Any]]:
@@ -184,12 +196,16 @@ def actions_for(job: Job, role: str, output_index: int | None) -> tuple[Action, 
     count = len(job.outputs)
     spec = spec_of(job)
     reroll = (Action("reroll", "Reroll", row=len(BUTTON_ROWS)),) if spec.diffusion else ()
+
+    def again(index: int) -> tuple[Action, ...]:  # /edit's result: the same instruction on it once more
+        return (Action(f"again:{index + 1}", "Edit again", row=len(BUTTON_ROWS)),) if spec.kind == "instruct" else ()
+
     if role == "single" and output_index is not None:
-        return edit_actions(output_index)
+        return (*edit_actions(output_index), *again(output_index))
     if role != "result":
         return ()
     if count == 1:
-        return (*edit_actions(0), *reroll)
+        return (*edit_actions(0), *again(0), *reroll)
     upscales = tuple(Action(f"upscale:{i}", f"U{i}", row=0) for i in range(1, count + 1))
     variations = tuple(Action(f"vary:{i}", f"V{i}", row=1) for i in range(1, count + 1))
     return (*upscales, *variations, Action("reroll", "Reroll", row=2))

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 
 from commands import account, assets, buttons, edits, models, render
 from commands.context import Context
+from commands.control import control_command, edit_command
 from commands.describe import describe
 from commands.enhance import enhance
 from commands.errors import UserError
@@ -44,6 +45,8 @@ COMMANDS: dict[str, Handler] = {
     "zoom": edits.zoom_command,
     "pan": edits.pan_command,
     "inpaint": inpaint_command,
+    "control": control_command,
+    "edit": edit_command,
     "facefix": edits.facefix_command,
     "enhance": enhance,
     "describe": describe,

@@ -64,7 +64,8 @@ class ImageFile:
 
 
 # "files": the original PNGs of a message's images, to be sent as files (Telegram recompresses photos).
-ReplyKind = Literal["text", "error", "status", "result", "single", "failure", "files"]
+# "map": a control map a ControlNet result was steered by, sent after the result (and repliable).
+ReplyKind = Literal["text", "error", "status", "result", "single", "failure", "files", "map"]
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,8 @@ class MessageTarget:
     """What a sent message shows; recorded so that replies and buttons on it resolve."""
 
     job_id: int
-    output_index: int | None  # None: the whole job (a batch, or a status message)
-    role: Literal["status", "result", "single"]
+    output_index: int | None  # None: the whole job (a batch, or a status message); "map": the map's index
+    role: Literal["status", "result", "single", "map"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,9 @@ class Reply:
     target: MessageTarget | None = None
     # A seamless texture's 2x2 tiling, shown after the picture (no buttons, not an output).
     preview: ImageFile | None = None
+    # Messages sent right after this one, as replies to it, each recorded with `sent` (so people
+    # can reply to them): a ControlNet result's control maps.
+    followups: tuple[Reply, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,22 @@ class ModelEntry(BaseModel):
         return NATIVE_SIZES[self._guessed_family()]
 
 
+ControlType = Literal["canny", "depth", "openpose", "lineart", "lineart_anime", "softedge", "scribble", "tile", "qr"]
+
+
+class ControlNetEntry(BaseModel):
+    """One ControlNet model: what its maps show, and where it comes from (a diffusers folder with
+    `config.json` and `.safetensors` weights, or a Hub id already downloaded; `tiny` for the
+    built-in test ones)."""
+
+    type: ControlType
+    source: str
+    architecture: Literal["sd1", "sd2", "sdxl"] | None = Field(
+        None, description="sd1, sd2 or sdxl, where its config.json is not on this machine (default: read from it)."
+    )
+    description: str = ""
+
+
 def source_kind(source: str) -> SourceKind:
     if source == TINY:
         return "tiny"

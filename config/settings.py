@@ -21,7 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from config.models import ModelEntry, ModelRegistry
+from config.models import ControlNetEntry, ModelEntry, ModelRegistry
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
@@ -86,6 +86,31 @@ class Settings(BaseSettings):
     describe_terms_dir: Path | None = Field(
         None, description="Folder of <list>.txt term files that replace (same name) or add to /describe's built-in lists."
     )
+
+    # --- ControlNet and Instruct Pix2Pix (generation.control; files you download once) ------------
+    controlnets: dict[str, ControlNetEntry] = Field(
+        default_factory=dict,
+        description="Named ControlNet models (TOML `[controlnets.NAME]` with type, source, architecture; or JSON) for "
+        "/control. On the tiny model, built-in tiny ControlNets serve every type.",
+    )
+    controlnet_cache_bytes: int = Field(
+        4 * 1024**3, ge=0, description="ControlNet models kept loaded beside the base model (least recently used dropped first)."
+    )
+    depth_model: str | None = Field(
+        None, description="A depth-estimation model (DPT or Depth Anything folder, or cached Hub id) for `/control depth`."
+    )
+    annotators: Path | None = Field(
+        None,
+        description="A folder with controlnet-aux's annotator files (the layout of lllyasviel/Annotators: "
+        "body_pose_model.pth, hand_pose_model.pth, facenet.pth, sk_model.pth, sk_model2.pth, netG.pth, "
+        "ControlNetHED.pth, table5_pidinet.pth) for openpose, lineart, softedge and scribble_hed.",
+    )
+    instruct_model: str | None = Field(
+        None,
+        description="An Instruct Pix2Pix model (diffusers folder or cached Hub id, e.g. timbrooks/instruct-pix2pix) for "
+        "/edit. On the tiny model a built-in tiny one is used.",
+    )
+    instruct_image_cfg: float = Field(1.5, ge=0, le=10, description="Default `--image-cfg` of /edit.")
 
     # --- storage -------------------------------------------------------------------------
     data_dir: Path = Path("data")

@@ -25,7 +25,11 @@ import diffusers
 import torch
 from PIL import Image
 
+from config.models import ModelEntry
 from generation.assets.adapters import DEFAULT_BUDGET_BYTES, Adapters
+from generation.control.catalog import TINY_PIX2PIX
+from generation.control.inputs import ControlInputs
+from generation.control.nets import ControlNets, load_instruct_pipeline
 from generation.errors import EngineUserError, JobCancelled
 from generation.imaging.seamless import circular_padding
 from generation.models.loader import LoadedModel, ModelCache
@@ -65,6 +69,8 @@ class Tracker:
         # embeddings): hires runs many passes alike; the images of a wildcard job each have their
         # own prompt; the text encoders' LoRAs and the embeddings are part of an encoding.
         self.conditions: dict[tuple[Any, ...], Any] = {}
+        # The job's ControlNets and maps (generation.control.preprocess.prepare), for every pass.
+        self.controls: ControlInputs | None = None
 
     def step(self, step: int, pass_total: int) -> None:
         self.on_progress(self.done + step, max(self.planned, self.done + pass_total))
@@ -81,12 +87,17 @@ class Tracker:
 class Engine:
     def __init__(
         self, models: ModelCache, blobs: BlobStore, tools: Tools | None = None, *,
-        adapter_budget_bytes: int = DEFAULT_BUDGET_BYTES,
+        adapter_budget_bytes: int = DEFAULT_BUDGET_BYTES, controlnets: ControlNets | None = None,
+        instruct_source: str | None = None,
     ):  # fmt: skip
         self.models = models
         self.blobs = blobs
         self.tools = tools or Tools(device=models.device, dtype=models.dtype)
         self.adapters = Adapters(blobs, adapter_budget_bytes)  # users' LoRAs, kept loaded per model (LRU by bytes)
+        # ControlNet models, kept loaded beside the base models (only the tiny ones without a config)
+        self.controlnets = controlnets or ControlNets({}, models.models_dir, models.device, models.dtype)
+        self.instruct_source = instruct_source  # SDBOT_INSTRUCT_MODEL, for /edit
+        self._instruct: LoadedModel | None = None
 
     @property
     def loaded_model(self) -> str | None:
@@ -101,9 +112,16 @@ class Engine:
         self, spec: GenerationSpec, pipeline_kind: str, tracker: Tracker, *, seeds: list[int] | None = None, **arguments: Any
     ) -> list[Image.Image]:
         """One pass of the diffusion pipeline `pipeline_kind` with the job's prompt and settings;
-        `arguments` add or override pipeline arguments (image, mask_image, strength, ...)."""
-        loaded = self.models.get(spec.model)
-        pipe = loaded.pipeline(pipeline_kind)
+        `arguments` add or override pipeline arguments (image, mask_image, strength, ...). A job
+        with controls is steered by them: `control_region` (an argument) is the part of the canvas
+        this pass draws, when it is not all of it (an inpaint crop, an upscale tile)."""
+        loaded = self.instruct_model(spec.model) if pipeline_kind == "instruct" else self.models.get(spec.model)
+        pipe = loaded.pipeline("txt2img" if pipeline_kind == "instruct" else pipeline_kind)
+        region = arguments.pop("control_region", None)
+        if tracker.controls is not None:
+            pipe = loaded.control_pipeline(pipeline_kind, tracker.controls.nets)
+            size = _pass_size(spec, arguments)
+            arguments = {**tracker.controls.pass_arguments(pipeline_kind, size, region), **arguments}
         # The job's LoRAs (and no other) and embeddings, set BEFORE its prompt is encoded: our
         # prompt encoder runs the text encoders, whose adapters must already be the job's.
         with self.adapters.applied(pipe, spec, loaded.name):
@@ -141,7 +159,11 @@ class Engine:
         }
         call.update(arguments)
         try:
-            with self.job_components(loaded, pipe, spec), regions.applied(pipe, conditions), torch.inference_mode():
+            with (
+                self.job_components(loaded, pipe, spec), regions.applied(pipe, conditions),
+                tracker.controls.applied() if tracker.controls is not None else contextlib.nullcontext(),
+                torch.inference_mode(),
+            ):  # fmt: skip
                 images = pipe(**call).images
         except torch.OutOfMemoryError:
             if torch.cuda.is_available():
@@ -167,6 +189,16 @@ class Engine:
         finally:
             pipe.vae = own_vae
 
+    def instruct_model(self, name: str) -> LoadedModel:
+        """The Instruct Pix2Pix model `name` (the configured one, or the built-in tiny one), loaded once."""
+        source = "tiny" if name == TINY_PIX2PIX else self.instruct_source
+        if source is None:
+            raise EngineUserError("no instruct model is configured any more (SDBOT_INSTRUCT_MODEL), so /edit can't run.")
+        if self._instruct is None or self._instruct.entry.source != source:
+            pipe = load_instruct_pipeline(source, self.models.models_dir, self.models.device, self.models.dtype)
+            self._instruct = LoadedModel(name, ModelEntry(source=source, name=name), pipe, dict(pipe.scheduler.config))
+        return self._instruct
+
     def init_image(self, spec: GenerationSpec) -> Image.Image:
         """The job's input image at its own size, RGB."""
         assert spec.init_image is not None
@@ -181,3 +213,13 @@ class Engine:
     def native_size(self, spec: GenerationSpec) -> int:
         entry = self.models.registry.get(spec.model)
         return entry.native_size if entry is not None else 512
+
+
+def _pass_size(spec: GenerationSpec, arguments: dict[str, Any]) -> tuple[int, int]:
+    """The size a pass draws at: its width and height, else its input picture's, else the job's."""
+    if "width" in arguments and "height" in arguments:
+        return int(arguments["width"]), int(arguments["height"])
+    image = arguments.get("image")
+    if isinstance(image, Image.Image):
+        return image.size
+    return spec.width, spec.height

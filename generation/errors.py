@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 # Model files sdbot refuses to open: unpickling one can run code hidden in it.
 PICKLE_SUFFIXES = frozenset({".pth", ".pt", ".ckpt", ".bin"})
 

@@ -61,8 +61,12 @@ def infotext(
         fields.append(("VAE", spec.vae))
     if spec.strength is not None and spec.kind != "txt2img":
         fields.append(("Denoising strength", _number(spec.strength)))
+    if spec.image_cfg is not None:
+        fields.append(("Image CFG scale", _number(spec.image_cfg)))
     fields += _postprocess_fields(spec)
     fields += _prompt_feature_fields(spec, template)
+    if spec.diffusion:
+        fields += control_fields(spec)
     if spec.tile:
         fields.append(("Tiling", "True"))
     if spec.operation:
@@ -75,6 +79,25 @@ def infotext(
         lines.append(f"Negative prompt: {spec.negative_prompt}")
     lines.append(", ".join(f"{key}: {_quote(value)}" for key, value in fields))
     return "\n".join(lines)
+
+
+CONTROL_MODE_NAMES = {"balanced": "Balanced", "prompt": "My prompt is more important", "control": "ControlNet is more important"}
+
+
+def control_fields(spec: GenerationSpec) -> list[tuple[str, object]]:
+    """Each ControlNet unit as A1111's sd-webui-controlnet writes it: `ControlNet 0: "Module: canny,
+    Model: …, Weight: 1, Guidance Start: 0, Guidance End: 1, Control Mode: Balanced"`."""
+    fields: list[tuple[str, object]] = []
+    for index, ref in enumerate(spec.controls):
+        unit = [("Module", ref.preprocessor), ("Model", ref.model), ("Weight", _number(ref.weight))]
+        if ref.low is not None and ref.high is not None:
+            unit += [("Threshold A", ref.low), ("Threshold B", ref.high)]
+        unit += [("Guidance Start", _number(ref.start)), ("Guidance End", _number(ref.end)),
+                 ("Control Mode", CONTROL_MODE_NAMES[spec.control_mode])]  # fmt: skip
+        if ref.text is not None:
+            unit.append(("QR text", ref.text))
+        fields.append((f"ControlNet {index}", ", ".join(f"{k}: {_quote(v)}" for k, v in unit)))
+    return fields
 
 
 def _prompt_feature_fields(spec: GenerationSpec, template: GenerationSpec | None) -> list[tuple[str, object]]:

@@ -6,20 +6,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from config.models import ControlType
 
 # txt2img / img2img: diffusion from a prompt (and an init image). The rest work on one image:
 # inpaint (repaint a masked region), outpaint (zoom out / pan: grow the canvas and fill it),
 # upscale (lanczos, esrgan, hires, latent), facefix (restore faces). Two kinds answer with text,
 # candidate prompts kept in the job's `result`: enhance (a text model writes detailed prompts from
 # a short one) and describe (a captioning model and CLIP describe an image).
-JobKind = Literal["txt2img", "img2img", "inpaint", "outpaint", "upscale", "facefix", "enhance", "describe"]
+# instruct: Instruct Pix2Pix (`/edit make it winter`) on a configured instruct model.
+JobKind = Literal["txt2img", "img2img", "inpaint", "outpaint", "upscale", "facefix", "enhance", "describe", "instruct"]
 TEXT_KINDS = ("enhance", "describe")
 UpscaleMethod = Literal["lanczos", "esrgan", "hires", "latent"]
 UPSCALE_METHODS: tuple[str, ...] = ("lanczos", "esrgan", "hires", "latent")
-DIFFUSION_KINDS = ("txt2img", "img2img", "inpaint", "outpaint")  # kinds that run the diffusion model
+DIFFUSION_KINDS = ("txt2img", "img2img", "inpaint", "outpaint", "instruct")  # kinds that run a diffusion model
+# ControlNet (generation.control): what a control map shows, and A1111's control modes
+# ("My prompt is more important" = prompt, "ControlNet is more important" = control).
+CONTROL_TYPES: tuple[str, ...] = get_args(ControlType)
+ControlMode = Literal["balanced", "prompt", "control"]
 
 # Mask feathering (`--blur N`): N is how far the blend reaches, in pixels, on each side of the
 # mask's edge; pixels farther from the mask are the picture's own. The Gaussian behind it has
@@ -48,6 +55,36 @@ class AssetRef(BaseModel):
     format: str  # generation.assets.files: kohya, diffusers, locon, loha, lokr, a1111-ti, kohya-sdxl-ti, diffusers-ti
     weight: float = 1.0  # LoRAs: applied to the UNet and the text encoder(s), as A1111 does
     short_hash: str = ""  # A1111's hash for `Lora hashes` / `TI hashes` in the parameters
+
+
+class ControlRef(BaseModel):
+    """One ControlNet unit of a job: the model, where its map comes from, how strongly and when it
+    steers. The map is made again from `image` (or `text`) whenever the job runs, by the same
+    preprocessor, so a reroll or a remix is steered exactly as the first picture was."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: ControlType
+    model: str  # a ControlNet's name (`controlnets` config; `tiny-<type>` on the tiny model)
+    preprocessor: str  # generation.control.catalog.PREPROCESSORS, or "none" (the picture is the map)
+    image: str | None = None  # blob key of the picture the map is made from (None: qr)
+    text: str | None = None  # qr: what the code says (None: `image` is a QR map, preprocessor none)
+    weight: float = Field(1.0, ge=0, le=2)  # controlnet_conditioning_scale
+    start: float = Field(0.0, ge=0, le=1)  # fraction of the steps where it starts steering
+    end: float = Field(1.0, ge=0, le=1)
+    low: int | None = Field(None, ge=0, le=255)  # canny thresholds
+    high: int | None = Field(None, ge=0, le=255)
+
+    @model_validator(mode="after")
+    def _source(self) -> ControlRef:
+        map_given = self.image is not None and self.preprocessor == "none"
+        if self.type == "qr" and (self.text is None) == (not map_given):
+            raise ValueError("a qr control needs its text, or a QR picture as its map (preprocessor none)")
+        if self.type != "qr" and (self.image is None or self.text is not None):
+            raise ValueError("a control other than qr needs an image and no text")
+        if self.start >= self.end:
+            raise ValueError("a control's start must come before its end")
+        return self
 
 
 class GenerationSpec(BaseModel):
@@ -110,6 +147,11 @@ class GenerationSpec(BaseModel):
     # LoRAs and embeddings the prompt named that were left out because they don't fit the model,
     # one line each (commands.asset_use): said when the job is queued and again with its result.
     skipped: tuple[str, ...] = ()
+    # --- ControlNet units (several: multi-ControlNet) and how they weigh against the prompt ---
+    controls: tuple[ControlRef, ...] = ()
+    control_mode: ControlMode = "balanced"
+    # --- instruct: Instruct Pix2Pix's image guidance scale (how closely to keep the picture) ---
+    image_cfg: float | None = Field(None, ge=0, le=10)
 
     @model_validator(mode="after")
     def _consistent(self) -> GenerationSpec:
@@ -129,6 +171,8 @@ class GenerationSpec(BaseModel):
             raise ValueError("upscale needs scale and upscale_method")
         if self.kind == "upscale" and self.upscale_method in ("hires", "latent") and self.strength is None:
             raise ValueError("hires and latent upscales need strength")
+        if self.kind == "instruct" and self.image_cfg is None:
+            raise ValueError("instruct needs image_cfg")
         return self
 
     @property
@@ -157,5 +201,6 @@ class GenerationSpec(BaseModel):
 
     def batch_key(self) -> str:
         """Jobs with equal keys could share one diffusers batch (planned; see DESIGN.md 4)."""
-        shared = {k: getattr(self, k) for k in ("kind", "model", "width", "height", "steps", "cfg", "sampler")}
+        shared = self.model_dump(mode="json", include={"kind", "model", "width", "height", "steps", "cfg", "sampler",
+                                                       "controls", "control_mode", "image_cfg"})  # fmt: skip
         return hashlib.sha1(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:16]

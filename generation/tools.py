@@ -1,6 +1,7 @@
 """The post-processing models a job may need besides its diffusion model: upscalers (spandrel),
 face restorers (spandrel) and the face detector (OpenCV), the text-prompted segmenter (CLIPSeg),
-and VAE overrides. Each is named in the config, loaded on first use and kept; nothing is ever
+ControlNet's preprocessors that are networks (depth, controlnet-aux's annotators), and VAE
+overrides. Each is named in the config, loaded on first use and kept; nothing is ever
 downloaded at run time. Used from the engine thread only.
 
 A name the config does not have is the user's (or admin's) problem to fix, so it raises an
@@ -36,6 +37,8 @@ class Tools:
     describe_terms_dir: Path | None = None
     enhance_max_new_tokens: int = 75
     vaes: dict[str, str] = field(default_factory=dict)
+    depth_model: str | None = None  # /control depth
+    annotators: Path | None = None  # controlnet-aux's annotator files (openpose, lineart, softedge)
     upscale_tile: int = 512
     _loaded: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
 
@@ -46,7 +49,8 @@ class Tools:
             face_detector=settings.face_detector, segmenter=settings.segmenter, vaes=dict(settings.vaes),
             upscale_tile=settings.upscale_tile, enhancer_source=settings.enhancer, captioner=settings.captioner,
             describe_clip=settings.describe_clip, describe_terms_dir=settings.describe_terms_dir,
-            enhance_max_new_tokens=settings.enhance_max_new_tokens,
+            enhance_max_new_tokens=settings.enhance_max_new_tokens, depth_model=settings.depth_model,
+            annotators=settings.annotators,
         )  # fmt: skip
 
     def upscaler(self, name: str | None) -> Any:
@@ -107,6 +111,22 @@ class Tools:
         captioner, clip, terms = self.captioner, self.describe_clip, self.describe_terms_dir
         key = f"{captioner}|{clip}|{terms}"
         return self._once("interrogator", key, lambda: load_interrogator(captioner, clip, terms, self.device, self.dtype))
+
+    def depth_estimator(self) -> Any:
+        """The depth model of `/control depth` (generation.control.annotators.DepthEstimator), loaded once."""
+        from generation.control.annotators import load_depth_estimator
+
+        if not self.depth_model:
+            raise EngineUserError("`/control depth` needs SDBOT_DEPTH_MODEL, and it is not set any more; use `--pre none` with a depth map.")
+        source = self.depth_model
+        return self._once("depth", source, lambda: load_depth_estimator(source, self.device))
+
+    def annotator(self, name: str) -> Any:
+        """A controlnet-aux preprocessor (openpose, lineart, softedge, scribble_hed), loaded once."""
+        from generation.control.annotators import load_annotator
+
+        folder = self.annotators
+        return self._once("annotator", f"{name}|{folder}", lambda: load_annotator(name, folder, self.device))
 
     def vae_source(self, name: str) -> str:
         """A `vaes` name, or (from a model entry) a path or Hub id as it is."""

@@ -16,6 +16,7 @@ rather than after their lease, so a restart after a crash resumes without waitin
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import os
 import socket
@@ -25,11 +26,14 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
 
 from config.models import ModelRegistry
 from generation.engine import Engine
 from generation.errors import EngineUserError, JobCancelled
-from generation.jobs import RenderedImage, answer_job, run_job
+from generation.jobs import Rendered, answer_job, render_job
 from generation.spec import TEXT_KINDS, GenerationSpec
 from storage import model_library, queue
 from storage.blobs import BlobStore
@@ -185,7 +189,7 @@ class Worker:
         outcome = "failed"
         try:
             try:
-                run = answer_job if spec.kind in TEXT_KINDS else run_job
+                run = answer_job if spec.kind in TEXT_KINDS else render_job
                 produced = await asyncio.get_running_loop().run_in_executor(
                     self.executor,
                     lambda: run(
@@ -199,7 +203,7 @@ class Worker:
                 if isinstance(produced, dict):  # a text job's answer
                     outputs, result = [], produced
                 else:
-                    outputs, result = await asyncio.to_thread(self._store, produced), None
+                    outputs, result = await asyncio.to_thread(self._store, produced)
             finally:
                 # Stop the heartbeat between beats, never by cancelling it inside a transaction
                 # (a transaction cancelled mid-flight and left pending hangs the loop's shutdown),
@@ -242,8 +246,9 @@ class Worker:
             log.warning("job %s: lease lost before it could be closed", job.id)
             return None
 
-    def _store(self, images: list[RenderedImage]) -> list[OutputRecord]:
-        return [
+    def _store(self, rendered: Rendered) -> tuple[list[OutputRecord], dict[str, Any] | None]:
+        """The pictures as blobs and output records; the control maps as blobs in the result."""
+        outputs = [
             OutputRecord(
                 index=image.index,
                 seed=image.seed,
@@ -253,8 +258,14 @@ class Worker:
                 parameters=image.parameters,
                 size=len(image.png),
             )
-            for image in images
+            for image in rendered.images
         ]
+        maps = []
+        for png in rendered.maps:
+            with Image.open(io.BytesIO(png)) as picture:
+                width, height = picture.size
+            maps.append({"blob": self.blobs.put(png, "png"), "width": width, "height": height, "size": len(png)})
+        return outputs, ({"maps": maps} if maps else None)
 
     async def _heartbeat(
         self,

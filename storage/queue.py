@@ -225,8 +225,8 @@ async def complete(
     run_seconds: float,
     result: dict[str, Any] | None = None,
 ) -> None:
-    """Mark the job succeeded, store its outputs (images) or result (a text job's answer) and
-    owe it to its chat, atomically."""
+    """Mark the job succeeded, store its outputs (images) and result (a text job's answer; a
+    picture job's control maps) and owe it to its chat, atomically."""
     now = utcnow()
     await _cas(
         session,
@@ -242,6 +242,8 @@ async def complete(
         error=None,
         result=result,
     )
+    for picture in (result or {}).get("maps", []):  # the control maps beside a picture job's outputs
+        await record_blob(session, picture["blob"], picture["size"], "image/png", picture["width"], picture["height"])
     for out in outputs:
         await record_blob(session, out.blob_key, out.size, "image/png", out.width, out.height)
         session.add(

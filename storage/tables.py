@@ -175,7 +175,7 @@ class MessageRef(Base):
     message_id: Mapped[str] = mapped_column(String(128))
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     output_index: Mapped[int | None] = mapped_column(Integer)  # None: the whole batch
-    role: Mapped[str] = mapped_column(String(16))  # status | result | single
+    role: Mapped[str] = mapped_column(String(16))  # status | result | single | map
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

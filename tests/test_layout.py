@@ -29,11 +29,13 @@ ENGINE_RULES = {
     "generation.assets": {"generation.spec", "generation.errors", "generation.prompts", "generation.models"},
     "generation.imaging": {"generation.spec", "generation.errors", "generation.models"},
     "generation.text_models": {"generation.errors", "generation.models"},
-    "generation.tools": {"generation.errors", "generation.imaging", "generation.text_models"},
+    "generation.tools": {"generation.errors", "generation.imaging", "generation.text_models", "generation.control"},
+    "generation.control": {"generation.spec", "generation.errors", "generation.models"},
     "generation.engine": {"generation.spec", "generation.errors", "generation.prompts", "generation.models",
-                          "generation.assets", "generation.imaging", "generation.tools"},  # fmt: skip
+                          "generation.assets", "generation.imaging", "generation.tools", "generation.control"},  # fmt: skip
     "generation.jobs": {"generation.engine", "generation.spec", "generation.errors", "generation.parameters",
-                        "generation.prompts", "generation.models", "generation.assets", "generation.imaging"},  # fmt: skip
+                        "generation.prompts", "generation.models", "generation.assets", "generation.imaging",
+                        "generation.control"},  # fmt: skip
     "generation.worker": {"generation.engine", "generation.jobs", "generation.spec", "generation.errors"},
 }
 # Modules the chat side imports: they must load without torch (a bot-only process starts fast).
@@ -42,7 +44,7 @@ TORCH_FREE = [
     "generation.prompts.region_layout", "generation.prompts.lora_tags", "generation.prompts.schedule",
     "generation.prompts.weights", "generation.models.samplers", "generation.models.files", "generation.models.shapes",
     "generation.models.hf_source", "generation.models.tiny_config", "generation.assets.files", "generation.assets.fit",
-    "generation.assets.safetensors_header",
+    "generation.assets.safetensors_header", "generation.control.catalog", "generation.control.qr",
 ]  # fmt: skip
 
 
@@ -159,7 +161,7 @@ def test_the_engine_shows_its_parts() -> None:
     top = sorted(p.stem for p in (ROOT / "generation").glob("*.py") if p.stem != "__init__")
     assert len(top) <= 8, top
     subpackages = sorted(p.parent for p in (ROOT / "generation").glob("*/__init__.py"))
-    assert {p.name for p in subpackages} >= {"jobs", "prompts", "models", "assets", "imaging", "text_models"}
+    assert {p.name for p in subpackages} >= {"jobs", "prompts", "models", "assets", "imaging", "text_models", "control"}
     for package in [ROOT / "generation", *subpackages]:
         docstring = ast.get_docstring(ast.parse((package / "__init__.py").read_text()))
         assert docstring and len(docstring) > 200 and "import" in docstring, package  # what lives there, what it may import

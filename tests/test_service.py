@@ -23,6 +23,7 @@ class Bot:
         self.core, self.worker = core, worker
         self.service = core.service
         self._ids = count(1)
+        self.followups: dict[str, list[tuple[str, Reply]]] = {}  # a result's message id -> its followups
 
     async def send(self, text: str | None = None, user: str = "alice", **fields) -> list[tuple[str, Reply]]:  # type: ignore[no-untyped-def]
         request = Request(platform="test", user_id=user, chat_id="chat", user_name=user, message_id=f"in{next(self._ids)}", text=text, **fields)
@@ -45,6 +46,10 @@ class Bot:
             message_id = f"m{next(self._ids)}"
             await self.service.delivered("test", item, message_id)
             delivered.append((message_id, item))
+            for followup in item.reply.followups:  # a ControlNet result's maps, sent after it
+                followup_id = f"m{next(self._ids)}"
+                await self.service.sent("test", "chat", followup_id, followup)
+                self.followups.setdefault(message_id, []).append((followup_id, followup))
         return delivered
 
     async def history(self, user: str = "alice") -> str:

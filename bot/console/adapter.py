@@ -73,9 +73,11 @@ class ConsoleChat:
         # script that presses a button the instant it reads the result waits for the record,
         # instead of hearing "I don't know that message".
         self._recording: dict[str, asyncio.Event] = {}
+        self._followups: dict[str, list[str]] = {}  # a result's message id -> its followups' ids
         self.deliveries = DeliveryLoop(
-            service, PLATFORM, self._send, poll_seconds=poll_seconds, after_delivered=self._after_delivered
-        )
+            service, PLATFORM, self._send, poll_seconds=poll_seconds, after_delivered=self._after_delivered,
+            send_followup=self._send_followup,
+        )  # fmt: skip
         self.statuses = StatusLoop(service, PLATFORM, self._edit, min_interval=lambda chat: EDIT_SECONDS, tick_seconds=EDIT_SECONDS)
 
     def wake(self) -> None:
@@ -154,10 +156,19 @@ class ConsoleChat:
         self._emit_reply(message_id, item.reply, reply_to=item.reply_to, user=item.user_id)
         return message_id
 
+    async def _send_followup(self, item: Outgoing, followup: Reply, message_id: str) -> str:
+        followup_id = self.ids.next()
+        self._recording[followup_id] = asyncio.Event()
+        self._followups.setdefault(message_id, []).append(followup_id)
+        self._emit_reply(followup_id, followup, reply_to=message_id, user=item.user_id)
+        return followup_id
+
     async def _after_delivered(self, item: Outgoing, message_id: str) -> None:
-        recorded = self._recording.pop(message_id, None)
-        if recorded is not None:
-            recorded.set()
+        # called once the result and its followups are recorded: replies and presses on them may go
+        for recorded_id in (message_id, *self._followups.pop(message_id, ())):
+            recorded = self._recording.pop(recorded_id, None)
+            if recorded is not None:
+                recorded.set()
         self._end_wait.set()  # the end-of-input wait may be waiting on this
 
     async def _edit(self, update: StatusUpdate) -> None:

@@ -72,8 +72,9 @@ class DiscordChat:
         intents.message_content = settings.discord_message_content
         self.client = SdBotClient(self, intents)
         self.deliveries = DeliveryLoop(
-            service, PLATFORM, self._deliver, poll_seconds=settings.poll_seconds, after_delivered=self._remove_status
-        )
+            service, PLATFORM, self._deliver, poll_seconds=settings.poll_seconds, after_delivered=self._remove_status,
+            send_followup=self._send_followup,
+        )  # fmt: skip
         self.statuses = StatusLoop(
             service, PLATFORM, self._edit_status, min_interval=lambda chat: settings.discord_status_edit_seconds
         )
@@ -185,7 +186,7 @@ class DiscordChat:
             await self._answer(interaction, [Reply(str(refused), kind="error", ephemeral=True)])
             return
         if not self._is_ours(message) and not images:
-            await self._answer(interaction, [Reply("That message has no image to remix.", kind="error", ephemeral=True)])
+            await self._answer(interaction, [Reply("That message has no image to work on.", kind="error", ephemeral=True)])
             return
         request = self._request(interaction, text=prompt, reply_to=str(message.id), reply_to_images=images)
         await self._answer(interaction, await self.service.handle(request))
@@ -308,6 +309,15 @@ class DiscordChat:
             raise Unreachable(str(error)) from error
         except (OSError, asyncio.TimeoutError) as error:  # aiohttp's connection errors are OSErrors
             raise Unreachable(str(error)) from error
+        return str(sent.id)
+
+    async def _send_followup(self, item: Outgoing, followup: Reply, message_id: str) -> str:
+        """A control map after its result: a channel message replying to the result."""
+        channel = self.client.get_partial_messageable(int(item.chat_id))
+        known = self.client.get_channel(int(item.chat_id))
+        kwargs = await asyncio.to_thread(outgoing.message_kwargs, followup, self._upload_limit(getattr(known, "guild", None)))
+        reference = discord.MessageReference(message_id=int(message_id), channel_id=int(item.chat_id), fail_if_not_exists=False)
+        sent = await channel.send(reference=reference, **kwargs)
         return str(sent.id)
 
     async def _remove_status(self, item: Outgoing, message_id: str) -> None:

@@ -1,4 +1,4 @@
-"""What people touch in Discord: the slash commands, the "Remix" message command and its modal,
+"""What people touch in Discord: the slash commands, the "Remix" and "Control" message commands and their modals,
 and the buttons under results.
 
 Every piece only collects input and hands it to the chat (`DiscordChat`), which turns it into a
@@ -24,6 +24,7 @@ from commands.help import COMMAND_MENU
 from commands.types import Action
 from config import Settings
 from generation.models.samplers import sampler_names
+from generation.spec import CONTROL_TYPES
 
 CUSTOM_ID_PREFIX = "sdbot:"
 MAX_CHOICES = 25  # Discord's limit for choices and autocomplete results
@@ -73,6 +74,22 @@ def result_view(actions: Sequence[Action]) -> discord.ui.View | None:
     for action in actions:
         view.add_item(ActionButton(action.id, action.label, row=min(action.row, 4)))
     return view
+
+
+class ControlModal(discord.ui.Modal, title="Control"):
+    """Apps → Control on a message: its picture steers a drawing; the modal asks for the type and prompt."""
+
+    request: discord.ui.TextInput = discord.ui.TextInput(  # type: ignore[type-arg]
+        label="Control type, prompt (and --options)", style=discord.TextStyle.paragraph, max_length=1500,
+        placeholder="canny a fox in the snow --control-weight 0.8",
+    )  # fmt: skip
+
+    def __init__(self, message: discord.Message) -> None:
+        super().__init__(timeout=15 * 60)
+        self.message = message
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+        await _chat(interaction).on_remix(interaction, self.message, f"/control {self.request.value}")
 
 
 class RemixModal(discord.ui.Modal, title="Remix"):
@@ -209,6 +226,33 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
     async def facefix(interaction: discord.Interaction, image: discord.Attachment, model: str | None = None) -> None:
         await _chat(interaction).on_command(interaction, text="/facefix" + (f" --model {model}" if model else ""), image=image)
 
+    @app_commands.command(name="control", description=describe["control"])
+    @app_commands.describe(
+        type="What the picture's map shows", prompt="What to draw (and --options: --start, --end, --pre none, --control depth:0.5)",
+        image="The picture whose structure steers the drawing (qr: none needed)", weight="How strongly, 0-2 (default 1)",
+        mode="balanced, prompt (my prompt is more important) or control (ControlNet is more important)",
+        text="qr: what the code says, e.g. a URL",
+    )  # fmt: skip
+    @app_commands.choices(type=[app_commands.Choice(name=t, value=t) for t in CONTROL_TYPES],
+                          mode=[app_commands.Choice(name=m, value=m) for m in ("balanced", "prompt", "control")])  # fmt: skip
+    async def control(interaction: discord.Interaction, type: str, prompt: str, image: discord.Attachment | None = None,  # noqa: A002
+                      weight: float | None = None, mode: str | None = None, text: str | None = None) -> None:  # fmt: skip
+        head = f"/control {type} {text or ''} " if type == "qr" else f"/control {type} "
+        flags = (f" --control-weight {weight:g}" if weight is not None else "") + (f" --control-mode {mode}" if mode else "")
+        await _chat(interaction).on_command(interaction, text=head + prompt + flags, image=image)
+
+    @app_commands.command(name="edit", description=describe["edit"])
+    @app_commands.describe(image=edit_image, instruction="What to change, e.g. make it winter (and --options)",
+                           image_cfg="How closely to keep the picture, 0-10 (default the bot's)")  # fmt: skip
+    async def edit(interaction: discord.Interaction, image: discord.Attachment, instruction: str,
+                   image_cfg: float | None = None) -> None:  # fmt: skip
+        text = f"/edit {instruction}" + (f" --image-cfg {image_cfg:g}" if image_cfg is not None else "")
+        await _chat(interaction).on_command(interaction, text=text, image=image)
+
+    @app_commands.context_menu(name="Control")
+    async def control_message(interaction: discord.Interaction, message: discord.Message) -> None:
+        await interaction.response.send_modal(ControlModal(message))
+
     @app_commands.command(name="describe", description=describe["describe"])
     @app_commands.describe(image="The picture (a PNG file keeps its settings), or use Apps → Describe on a message")
     async def describe_(interaction: discord.Interaction, image: discord.Attachment) -> None:
@@ -302,6 +346,6 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
     async def remix(interaction: discord.Interaction, message: discord.Message) -> None:
         await interaction.response.send_modal(RemixModal(message))
 
-    return [imagine, upscale, vary, zoom, pan, inpaint, facefix, describe_, enhance, styles, style, wildcard,
+    return [imagine, upscale, vary, zoom, pan, inpaint, facefix, control, edit, describe_, enhance, styles, style, wildcard,
             asset_command("lora"), loras, asset_command("embedding"), embeddings, help_, models_, model, settings_,
-            queue_, cancel, history, info, remix, describe_message]  # fmt: skip
+            queue_, cancel, history, info, remix, describe_message, control_message]  # fmt: skip

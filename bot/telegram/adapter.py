@@ -48,8 +48,9 @@ class TelegramChat:
         self.limits = outgoing.Limits(max_document_bytes=settings.telegram_max_upload_bytes)
         self.application = self._build_application(settings.telegram_token.get_secret_value())
         self.deliveries = DeliveryLoop(
-            service, PLATFORM, self._deliver, poll_seconds=settings.poll_seconds, after_delivered=self._remove_status
-        )
+            service, PLATFORM, self._deliver, poll_seconds=settings.poll_seconds, after_delivered=self._remove_status,
+            send_followup=self._send_followup,
+        )  # fmt: skip
         self.statuses = StatusLoop(service, PLATFORM, self._edit_status, min_interval=self._edit_interval)
         self.us: Audience | None = None
 
@@ -246,6 +247,11 @@ class TelegramChat:
             # Telegram unreachable (timeouts included) or the token revoked while running: not the
             # chat's fault, so nothing is counted and the result waits until it can go out.
             raise Unreachable(str(error)) from error
+        return str(sent.message_id)
+
+    async def _send_followup(self, item: Outgoing, followup: Reply, message_id: str) -> str:
+        """A control map after its result, as a reply to it."""
+        sent = await outgoing.send_reply(self.application.bot, int(item.chat_id), followup, reply_to=int(message_id), limits=self.limits)
         return str(sent.message_id)
 
     async def _remove_status(self, item: Outgoing, message_id: str) -> None:

@@ -111,7 +111,8 @@ async def _send_picture(bot: Bot, chat_id: int, reply: Reply, replying: ReplyPar
     caption = reply.text if picture.note is None else f"{reply.text}\n{picture.note} 📄 PNG sends the originals."
     message = await bot.send_photo(
         chat_id, InputFile(picture.data, filename=picture.filename), caption=to_html(shorten(caption, MAX_CAPTION - 64)),
-        parse_mode=ParseMode.HTML, reply_parameters=replying, reply_markup=keyboard(reply.actions, with_png=True),
+        parse_mode=ParseMode.HTML, reply_parameters=replying,
+        reply_markup=keyboard(reply.actions, with_png=reply.kind != "map"),  # a map is no job output: no PNG original
     )  # fmt: skip
     if reply.preview is not None:  # a seamless texture, tiled 2x2: a second photo, without buttons
         preview = await asyncio.to_thread(

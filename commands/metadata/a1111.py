@@ -3,8 +3,8 @@
 
 Our own images say `Version: sdbot ...` and carry `Job: N`. Where a text might be something else
 (an EXIF or JPEG comment), it counts only with a settings line. Hires fix, variation seeds, VAE,
-refiner, face restoration, ADetailer, ControlNet and LoRAs named in the prompt are noted, not
-carried over. A text over MAX_TEXT characters is cut, keeping its settings line."""
+refiner, face restoration, ADetailer and LoRAs named in the prompt are noted, not carried over;
+ControlNet units are given back as the /control command that applies them. A text over MAX_TEXT characters is cut, keeping its settings line."""
 
 from __future__ import annotations
 
@@ -30,6 +30,42 @@ _NOT_CARRIED = {
     "ADetailer model": "ADetailer ({value}) is not carried over.",
     "Operation": "It was made by `{value}` from another image; only the settings are carried over.",
 }
+
+
+_UNIT_FIELD = re.compile(r"\s*([\w ]+?):\s*([^,]*)(?:,|$)")
+# A1111's preprocessor names -> our control types (generation.control.catalog)
+_MODULE_TYPES = (("lineart_anime", "lineart_anime"), ("lineart", "lineart"), ("canny", "canny"), ("depth", "depth"),
+                 ("openpose", "openpose"), ("dw_openpose", "openpose"), ("softedge", "softedge"), ("hed", "softedge"),
+                 ("pidinet", "softedge"), ("scribble", "scribble"), ("tile", "tile"), ("qr", "qr"))  # fmt: skip
+
+
+def control_note(key: str, value: str) -> str:
+    """A ControlNet unit of the settings (A1111's `ControlNet 0: "Module: canny, Model: …, Weight: …,
+    Guidance Start: …, Guidance End: …"`), given back as the /control command that applies it:
+    the control picture is not in the file, so a picture must be given with it."""
+    fields = {name.strip(): field.strip() for name, field in _UNIT_FIELD.findall(value.strip().strip('"'))}
+    module = fields.get("Module", "none").lower()
+    type_ = next((t for prefix, t in _MODULE_TYPES if module.startswith(prefix)), None)
+    if type_ is None:  # "none" (the picture is the map), or a preprocessor sdbot has no type for: the model says
+        model = fields.get("Model", "").lower()
+        type_ = next((t for prefix, t in _MODULE_TYPES if prefix in model), "TYPE")
+    flags = []
+    for name, flag in (("Weight", "--control-weight"), ("Guidance Start", "--start"), ("Guidance End", "--end")):
+        number = to_float(fields.get(name))
+        if number is not None and number != {"Weight": 1, "Guidance Start": 0, "Guidance End": 1}[name]:
+            flags.append(f"{flag} {number:g}")
+    mode = fields.get("Control Mode", "")
+    if "prompt" in mode.lower():
+        flags.append("--control-mode prompt")
+    elif "controlnet" in mode.lower():
+        flags.append("--control-mode control")
+    if module == "none":
+        flags.append("--pre none")
+    command = " ".join([f"/control {type_} <prompt>", *flags])
+    return (
+        f"{key}: {short(fields.get('Module', '?'))} with {short(fields.get('Model', '?'))}. The control picture isn't in "
+        f"the file; reply to one with `{command}` to steer by it."
+    )
 
 
 def from_infotext(text: str, notes: list[str], *, require_settings: bool) -> ImageMetadata | None:
@@ -93,8 +129,8 @@ def from_infotext(text: str, notes: list[str], *, require_settings: bool) -> Ima
     for key, template in _NOT_CARRIED.items():
         if found.get(key):
             out.note(template.format(value=short(found[key])))
-    if any(key.startswith("ControlNet") for key in found):
-        out.note("ControlNet guidance is not carried over.")
+    for key in sorted(k for k in found if re.fullmatch(r"ControlNet \d+", k)):
+        out.note(control_note(key, found[key]))
     for match in _LORA.finditer(out.prompt):
         weight = f" (weight {match[3]})" if match[3] else ""
         out.note(f"{'LoRA' if match[1].lower() == 'lora' else 'LyCORIS'} `{match[2]}`{weight} is named in the prompt.")

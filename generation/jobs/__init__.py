@@ -4,7 +4,9 @@ or an answer function (text), and one line in `PICTURE_KINDS` or `ANSWER_KINDS` 
 
 - draw: txt2img and img2img          - painting: inpaint, outpaint (zoom out, pan)
 - upscale: the four upscale methods  - facefix: face restoration
-- answers: enhance and describe (candidate prompts, not pictures)
+- instruct: Instruct Pix2Pix (`/edit`)  - answers: enhance and describe (candidate prompts)
+A job with `spec.controls` is steered by its ControlNets in every pass, whatever its kind draws
+(generation.control); its maps are part of what `render_job` returns.
 
 Job modules may import the engine core (`generation.engine`), `spec`, `errors`, `parameters` and
 the subpackages of what they use (imaging, prompts, models, assets, text_models); nothing but
@@ -25,9 +27,10 @@ from typing import Any
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from generation.control import preprocess
 from generation.engine import Engine, ProgressFn, Tracker
 from generation.errors import EngineUserError, JobCancelled
-from generation.jobs import answers, draw, facefix, painting, upscale
+from generation.jobs import answers, draw, facefix, instruct, painting, upscale
 from generation.parameters import infotext
 from generation.prompts.wildcards import has_wildcards
 from generation.spec import GenerationSpec
@@ -42,6 +45,7 @@ PICTURE_KINDS: dict[str, PictureJob] = {
     "outpaint": painting.outpaint,
     "upscale": upscale.upscale,
     "facefix": facefix.fix_faces,
+    "instruct": instruct.edit,
 }
 ANSWER_KINDS: dict[str, TextJob] = {"enhance": answers.enhance, "describe": answers.describe}
 
@@ -56,6 +60,12 @@ class RenderedImage:
     parameters: str
 
 
+@dataclass(frozen=True)
+class Rendered:
+    images: list[RenderedImage]
+    maps: list[bytes]  # PNGs of the control maps the job was steered by, in the order of spec.controls
+
+
 def run_job(
     engine: Engine,
     spec: GenerationSpec,
@@ -65,12 +75,27 @@ def run_job(
     should_stop: Callable[[], bool] = lambda: False,
 ) -> list[RenderedImage]:
     """Run a picture job on the engine: its PNGs, each with its parameters."""
+    return render_job(engine, spec, job_id=job_id, on_progress=on_progress, should_stop=should_stop).images
+
+
+def render_job(
+    engine: Engine,
+    spec: GenerationSpec,
+    *,
+    job_id: int | None = None,
+    on_progress: ProgressFn = lambda step, total: None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> Rendered:
+    """Run a picture job on the engine: its PNGs and the control maps that steered it."""
     job = PICTURE_KINDS.get(spec.kind)
     if job is None:
         raise EngineUserError(f"I can't draw jobs of kind `{spec.kind}`.")
     tracker = Tracker(on_progress, should_stop)
+    if spec.controls:
+        tracker.controls = preprocess.prepare(engine, spec)
+    maps = [_png(picture) for picture in tracker.controls.maps] if tracker.controls else []
     if not spec.wildcards and not has_wildcards(f"{spec.prompt}\n{spec.negative_prompt}"):
-        return [encode(spec, index, image, job_id) for index, image in enumerate(job(engine, spec, tracker))]
+        return Rendered([encode(spec, index, image, job_id) for index, image in enumerate(job(engine, spec, tracker))], maps)
     # Wildcards: each image gets its own picks, from its own seed, so it is drawn alone with
     # its own prompt; image i then equals the single image made with seed + i.
     tracker.planned = spec.n * spec.steps if spec.kind == "txt2img" else 0
@@ -79,7 +104,7 @@ def run_job(
         single = spec.image_spec(index)
         [image] = job(engine, single, tracker)
         rendered.append(encode(single, index, image, job_id, template=spec, index_seed=single.seed))
-    return rendered
+    return Rendered(rendered, maps)
 
 
 def answer_job(
@@ -110,8 +135,13 @@ def encode(
     its wildcard picks (`spec`), so the parameters keep both."""
     seed = index_seed if index_seed is not None else spec.seed + index
     parameters = infotext(spec, seed, job_id=job_id, size=image.size, template=template)
+    return RenderedImage(index, seed, _png(image, parameters), image.width, image.height, parameters)
+
+
+def _png(image: Image.Image, parameters: str | None = None) -> bytes:
     info = PngInfo()
-    info.add_text("parameters", parameters)
+    if parameters is not None:
+        info.add_text("parameters", parameters)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=info)
-    return RenderedImage(index, seed, buffer.getvalue(), image.width, image.height, parameters)
+    return buffer.getvalue()

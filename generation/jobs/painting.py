@@ -68,9 +68,12 @@ def repaint(engine: Engine, spec: GenerationSpec, tracker: Tracker, original: Im
         work_size = (spec.width, spec.height)
     image_in = original.crop(crop).resize(work_size, Image.Resampling.LANCZOS)
     mask_in = region.crop(crop).resize(work_size, Image.Resampling.NEAREST)
+    # Control maps are at the job's size; the crop is in the picture's pixels.
+    sx, sy = spec.width / original.width, spec.height / original.height
+    control_region = (round(crop[0] * sx), round(crop[1] * sy), round(crop[2] * sx), round(crop[3] * sy))
     painted = engine.diffuse(
         spec, "inpaint", tracker, image=image_in, mask_image=mask_in, width=work_size[0], height=work_size[1],
-        strength=spec.strength,
+        strength=spec.strength, control_region=control_region if spec.only_masked else None,
     )  # fmt: skip
     results = []
     for image in painted:

@@ -77,6 +77,19 @@ class LoadedModel:
             self._pipes[kind] = pipe
         return self._pipes[kind]
 
+    def control_pipeline(self, kind: str, controlnets: tuple[Any, ...]) -> Any:
+        """The ControlNet pipeline for `kind` with these ControlNets (several: multi-ControlNet),
+        sharing the loaded weights. Built per pass: `from_pipe` only wires existing modules."""
+        from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image
+
+        auto = {"txt2img": AutoPipelineForText2Image, "img2img": AutoPipelineForImage2Image,
+                "inpaint": AutoPipelineForInpainting}.get(kind)  # fmt: skip
+        if auto is None:
+            raise ValueError(f"no ControlNet pipeline for job kind {kind!r}")
+        pipe = auto.from_pipe(self.txt2img, controlnet=controlnets[0] if len(controlnets) == 1 else list(controlnets))
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
     def vae(self, source: str, device: torch.device, dtype: torch.dtype) -> Any:
         """A VAE other than the model's own (loaded once, kept with the model)."""
         if source not in self._vaes:

@@ -1,0 +1,169 @@
+"""What ControlNet offers here, torch-free, for the command layer: the control types and their
+preprocessors, which ControlNet model serves a job, and whether it fits the job's model.
+
+A type is what the map shows (edges, depth, a pose, ...). Its preprocessor turns a picture into
+that map (`generation.control.preprocess`); `none` uses the picture itself as the map (a map
+edited by hand, or one the bot showed earlier). Names follow A1111's sd-webui-controlnet, so
+the PNG `parameters` read the same there ("Module: canny").
+
+ControlNet models come from the `controlnets` config (name -> type, source, architecture). On the
+tiny model, the built-in random-weight `tiny-<type>` ControlNets (generation.control.tiny) serve
+every type, so every control works offline; real models never use them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from config.models import ARCHITECTURE_NAMES, ControlNetEntry, ModelEntry
+from generation.models.files import model_shapes
+from generation.spec import CONTROL_TYPES, ControlRef
+
+TINY_PREFIX = "tiny-"
+TINY_PIX2PIX = "tiny-pix2pix"  # the built-in Instruct Pix2Pix model of the tiny model
+TYPE_ALIASES = {
+    "edge": "canny", "edges": "canny", "pose": "openpose", "lines": "lineart", "line": "lineart",
+    "anime": "lineart_anime", "lineart-anime": "lineart_anime", "hed": "softedge", "soft": "softedge",
+    "sketch": "scribble", "qrcode": "qr", "qr-code": "qr",
+}  # fmt: skip
+# type -> its preprocessors (A1111's module names), the default first. `none` is always allowed.
+PREPROCESSORS = {
+    "canny": ("canny",),
+    "depth": ("depth",),
+    "openpose": ("openpose_full", "openpose", "openpose_face", "openpose_hand"),
+    "lineart": ("lineart_realistic", "lineart_coarse"),
+    "lineart_anime": ("lineart_anime",),
+    "softedge": ("softedge_hed", "softedge_pidinet"),
+    "scribble": ("scribble_xdog", "scribble_hed"),
+    "tile": ("tile_resample",),
+    "qr": ("qr",),
+}
+# Short spellings of `--pre` (`--pre pidinet` for softedge_pidinet).
+PRE_ALIASES = {"full": "openpose_full", "face": "openpose_face", "hand": "openpose_hand", "body": "openpose",
+               "realistic": "lineart_realistic", "coarse": "lineart_coarse", "anime": "lineart_anime",
+               "pidinet": "softedge_pidinet", "xdog": "scribble_xdog", "resample": "tile_resample"}  # fmt: skip
+# What each preprocessor needs that is configured (None: nothing, it runs on OpenCV or segno).
+NEEDS = {
+    "depth": "SDBOT_DEPTH_MODEL",
+    "openpose_full": "SDBOT_ANNOTATORS", "openpose": "SDBOT_ANNOTATORS", "openpose_face": "SDBOT_ANNOTATORS",
+    "openpose_hand": "SDBOT_ANNOTATORS", "lineart_realistic": "SDBOT_ANNOTATORS", "lineart_coarse": "SDBOT_ANNOTATORS",
+    "lineart_anime": "SDBOT_ANNOTATORS", "softedge_hed": "SDBOT_ANNOTATORS", "softedge_pidinet": "SDBOT_ANNOTATORS",
+    "scribble_hed": "SDBOT_ANNOTATORS",
+}  # fmt: skip
+CANNY_DEFAULTS = (100, 200)  # A1111's low and high thresholds
+
+
+def control_type(word: str) -> str | None:
+    """The canonical type a word names, or None."""
+    lowered = word.strip().lower()
+    canonical = TYPE_ALIASES.get(lowered, lowered)
+    return canonical if canonical in CONTROL_TYPES else None
+
+
+def preprocessor_for(type_: str, pre: str | None) -> str | None:
+    """The preprocessor `--pre` picks for a type (its default when not given; "none" for none),
+    or None when the type has no such preprocessor."""
+    if pre is None:
+        return PREPROCESSORS[type_][0]
+    lowered = pre.strip().lower()
+    if lowered == "none":
+        return "none"
+    if lowered == "hed":
+        lowered = "softedge_hed" if type_ == "softedge" else "scribble_hed"
+    lowered = PRE_ALIASES.get(lowered) or lowered
+    return lowered if lowered in PREPROCESSORS[type_] else None
+
+
+@dataclass(frozen=True)
+class ControlChoice:
+    name: str
+    entry: ControlNetEntry
+
+
+def available_controlnets(configured: dict[str, ControlNetEntry], model: ModelEntry) -> dict[str, ControlNetEntry]:
+    """The ControlNets a job on `model` may use: the configured ones, and on the tiny model the
+    built-in tiny ones."""
+    found = dict(configured)
+    if model.kind == "tiny":
+        found.update({f"{TINY_PREFIX}{t}": ControlNetEntry(source="tiny", type=t) for t in CONTROL_TYPES})  # type: ignore[arg-type]
+    return found
+
+
+def choose_controlnet(configured: dict[str, ControlNetEntry], model: ModelEntry, type_: str, name: str | None) -> ControlChoice:
+    """The ControlNet for a control of `type_` on `model`: `name` if given, else the first of that
+    type that fits the model. ValueError with what to configure when none fits."""
+    options = available_controlnets(configured, model)
+    if name is not None:
+        key = next((k for k in options if k.lower() == name.strip().lower()), None)
+        if key is None:
+            known = ", ".join(options) or "none are configured"
+            raise ValueError(f"There is no ControlNet named `{name}` here. ControlNets: {known}.")
+        entry = options[key]
+        if entry.type != type_:
+            raise ValueError(f"The ControlNet `{key}` is for {entry.type} maps, not {type_}.")
+        problem = fit_problem(entry, model)
+        if problem:
+            raise ValueError(f"The ControlNet `{key}` doesn't fit the model `{model.display_name}`: {problem}")
+        return ControlChoice(key, entry)
+    fitting = [k for k, e in options.items() if e.type == type_ and fit_problem(e, model) is None]
+    if fitting:
+        return ControlChoice(fitting[0], options[fitting[0]])
+    others = [k for k, e in options.items() if e.type == type_]
+    if others:
+        raise ValueError(
+            f"No {type_} ControlNet fits the model `{model.display_name}`: {', '.join(f'`{k}`' for k in others)} "
+            f"{'is' if len(others) == 1 else 'are'} for another model ({fit_problem(options[others[0]], model)}). "
+            "Pick another model with `--model`, or ask an admin to add one to SDBOT_CONTROLNETS."
+        )
+    raise ValueError(
+        f"There is no {type_} ControlNet here. An admin adds one to SDBOT_CONTROLNETS "
+        f'(e.g. `{{"{type_}": {{"type": "{type_}", "source": "/models/controlnet-{type_}"}}}}`).'
+    )
+
+
+def fit_problem(entry: ControlNetEntry, model: ModelEntry) -> str | None:
+    """Why the ControlNet cannot steer `model` (None when it can): the tiny ones steer only the
+    tiny model; others must read text features as wide as the model's, from their config.json
+    (or their `architecture`, where the config is not on this machine)."""
+    if entry.source == "tiny":
+        return None if model.kind == "tiny" else "it is a built-in test ControlNet for the tiny model"
+    if model.kind == "tiny":
+        return "the tiny model takes only its built-in ControlNets"
+    shapes = model_shapes(model)
+    width = _cross_attention_dim(entry.source)
+    if width is not None and shapes is not None and shapes.context_width is not None:
+        if width != shapes.context_width:
+            return f"it reads {width}-wide text features; `{model.display_name}` gives {shapes.context_width}"
+        return None
+    architecture = entry.architecture or _architecture_of_width(width)
+    if architecture and architecture != model.family:
+        return f"it is for {ARCHITECTURE_NAMES[architecture]}; `{model.display_name}` is {ARCHITECTURE_NAMES[model.family]}"
+    return None
+
+
+def _cross_attention_dim(source: str) -> int | None:
+    path = Path(source).expanduser() / "config.json"
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("cross_attention_dim") if path.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) else None
+
+
+def _architecture_of_width(width: int | None) -> str | None:
+    return {768: "sd1", 1024: "sd2", 2048: "sdxl"}.get(width or 0)
+
+
+def refit(controls: tuple[ControlRef, ...], configured: dict[str, ControlNetEntry], model: ModelEntry) -> tuple[ControlRef, ...]:
+    """A job's controls for `model`: each keeps its ControlNet where it fits, else takes the first
+    of its type that does (a remix with another `--model`). ValueError when none fits."""
+    refit_refs = []
+    for ref in controls:
+        options = available_controlnets(configured, model)
+        if ref.model in options and fit_problem(options[ref.model], model) is None:
+            refit_refs.append(ref)
+        else:
+            refit_refs.append(ref.model_copy(update={"model": choose_controlnet(configured, model, ref.type, None).name}))
+    return tuple(refit_refs)

@@ -1,0 +1,105 @@
+"""ControlNet models and the Instruct Pix2Pix model, loaded once and kept beside the base models.
+
+ControlNets are small beside their base model (an SD 1.5 ControlNet is 361M parameters, 0.7 GB
+in fp16), and people switch between them often, so they are kept loaded in an LRU by parameter
+bytes (`SDBOT_CONTROLNET_CACHE_BYTES`); a job never reloads the base model to use one (its
+pipeline is built with `from_pipe`, sharing the base model's weights). Weights load from
+`.safetensors` only. Engine thread only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from config.models import ControlNetEntry
+from generation.control.catalog import TINY_PREFIX
+from generation.control.tiny import ensure_tiny_controlnet, ensure_tiny_pix2pix
+from generation.errors import ModelLoadError
+from generation.spec import CONTROL_TYPES
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BUDGET_BYTES = 4 * 1024**3
+
+
+def parameter_bytes(model: torch.nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+class ControlNets:
+    def __init__(
+        self, entries: dict[str, ControlNetEntry], models_dir: Path, device: torch.device, dtype: torch.dtype,
+        budget_bytes: int = DEFAULT_BUDGET_BYTES,
+    ):  # fmt: skip
+        self.entries = entries
+        self.models_dir = Path(models_dir)
+        self.device = device
+        self.dtype = dtype
+        self.budget_bytes = budget_bytes
+        self._loaded: OrderedDict[str, Any] = OrderedDict()
+        self.loads = 0
+
+    def entry(self, name: str) -> ControlNetEntry:
+        if name.startswith(TINY_PREFIX) and name[len(TINY_PREFIX) :] in CONTROL_TYPES:
+            return ControlNetEntry(source="tiny", type=name[len(TINY_PREFIX) :])  # type: ignore[arg-type]
+        entry = self.entries.get(name)
+        if entry is None:
+            raise ModelLoadError(f"the ControlNet `{name}` is not configured any more (SDBOT_CONTROLNETS).")
+        return entry
+
+    def get(self, name: str) -> Any:
+        if name in self._loaded:
+            self._loaded.move_to_end(name)
+            return self._loaded[name]
+        model = self._load(name, self.entry(name))
+        self.loads += 1
+        self._loaded[name] = model
+        while len(self._loaded) > 1 and sum(parameter_bytes(m) for m in self._loaded.values()) > self.budget_bytes:
+            dropped, _ = self._loaded.popitem(last=False)  # the least recently used; never the one just loaded
+            log.info("unloading ControlNet %s", dropped)
+        return model
+
+    def _load(self, name: str, entry: ControlNetEntry) -> Any:
+        from diffusers import ControlNetModel
+
+        source = str(ensure_tiny_controlnet(self.models_dir, entry.type)) if entry.source == "tiny" else entry.source
+        log.info("loading ControlNet %s from %s", name, source)
+        try:
+            model = ControlNetModel.from_pretrained(source, dtype=self.dtype, use_safetensors=True)
+        except Exception as error:  # turn library errors into advice
+            raise ModelLoadError(
+                f"I could not load the ControlNet `{name}` ({source}): {type(error).__name__}: {error}. It must be a "
+                "diffusers folder (config.json and .safetensors weights), or a Hub id already downloaded; check SDBOT_CONTROLNETS."
+            ) from error
+        return model.to(self.device).eval()
+
+
+def load_instruct_pipeline(source: str, models_dir: Path, device: torch.device, dtype: torch.dtype) -> Any:
+    """An Instruct Pix2Pix pipeline (SD 1.x or SDXL form) from a diffusers folder or cached Hub id;
+    `tiny`: the built-in tiny one."""
+    from diffusers import DiffusionPipeline
+
+    folder = str(ensure_tiny_pix2pix(models_dir)) if source == "tiny" else source
+    try:
+        index = DiffusionPipeline.load_config(folder)
+        class_name = index.get("_class_name")
+        if class_name not in ("StableDiffusionInstructPix2PixPipeline", "StableDiffusionXLInstructPix2PixPipeline"):
+            raise ModelLoadError(
+                f"`{source}` is a {class_name}, not an Instruct Pix2Pix model; set SDBOT_INSTRUCT_MODEL to one "
+                "(e.g. timbrooks/instruct-pix2pix, downloaded once)."
+            )
+        extra = {"safety_checker": None, "requires_safety_checker": False} if "safety_checker" in index else {}
+        pipe = DiffusionPipeline.from_pretrained(folder, dtype=dtype, use_safetensors=True, **extra)
+    except ModelLoadError:
+        raise
+    except Exception as error:
+        raise ModelLoadError(
+            f"I could not load the instruct model `{source}`: {type(error).__name__}: {error}. Check SDBOT_INSTRUCT_MODEL."
+        ) from error
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)

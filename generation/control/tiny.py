@@ -1,0 +1,99 @@
+"""The built-in tiny ControlNets (one per control type) and the tiny Instruct Pix2Pix model: random
+weights in the real architectures, built from the tiny model (`ControlNetModel.from_unet`; a UNet
+with 8 input channels), saved with `save_pretrained` under the models folder and loaded through
+the same code as real ones. They steer noise, so every control and /edit can be tried and tested
+offline; the bot says the tiny model draws noise.
+
+Fresh from `from_unet` a ControlNet changes nothing (its output convolutions start at zero, as in
+training), so the builder gives them random weights large enough that the map visibly changes the
+picture; likewise the Pix2Pix UNet's image channels, so the picture visibly steers the edit.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import torch
+
+from generation.models import tiny_config
+from generation.models.tiny import SEED, build_tiny_pipeline
+from generation.spec import CONTROL_TYPES
+
+log = logging.getLogger(__name__)
+
+CONTROLNETS_VERSION = "tiny-controlnet-v1"  # bump when the recipe changes
+PIX2PIX_VERSION = "tiny-pix2pix-v1"
+CONDITIONING_CHANNELS = (8, 16, 32, 32)  # three stride-2 convolutions: the map at 1/8, the latents' size
+OUTPUT_SCALE = 0.3  # the zero convolutions' random weights
+
+
+def ensure_tiny_controlnet(models_dir: Path, control_type: str) -> Path:
+    """The folder of the tiny ControlNet for `control_type`, built once (all types at once)."""
+    root = Path(models_dir) / CONTROLNETS_VERSION
+    if not (root / control_type / "config.json").exists():
+        _build_atomically(root, _save_controlnets)
+    return root / control_type
+
+
+def ensure_tiny_pix2pix(models_dir: Path) -> Path:
+    target = Path(models_dir) / PIX2PIX_VERSION
+    if not (target / "model_index.json").exists():
+        _build_atomically(target, lambda folder: build_tiny_pix2pix().save_pretrained(folder, safe_serialization=True))
+    return target
+
+
+def _build_atomically(target: Path, build) -> None:  # type: ignore[no-untyped-def]
+    staging = target.with_name(target.name + ".building")
+    shutil.rmtree(staging, ignore_errors=True)
+    log.info("building %s (once)", target)
+    build(staging)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)  # a crash mid-build leaves nothing half built behind
+
+
+def _save_controlnets(folder: Path) -> None:
+    folder.mkdir(parents=True)
+    unet = build_tiny_pipeline().unet
+    for index, control_type in enumerate(CONTROL_TYPES):
+        build_tiny_controlnet(unet, SEED + 100 + index).save_pretrained(folder / control_type, safe_serialization=True)
+
+
+def build_tiny_controlnet(unet, seed: int):  # type: ignore[no-untyped-def]
+    from diffusers import ControlNetModel
+
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=CONDITIONING_CHANNELS)
+        with torch.no_grad():
+            zero_convs = [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block,
+                          controlnet.controlnet_cond_embedding.conv_out]  # fmt: skip
+            for conv in zero_convs:
+                conv.weight.copy_(OUTPUT_SCALE * torch.randn_like(conv.weight))
+        return controlnet
+    finally:
+        torch.random.set_rng_state(state)
+
+
+def build_tiny_pix2pix():  # type: ignore[no-untyped-def]
+    """The tiny model as an Instruct Pix2Pix pipeline: its UNet with 8 input channels (latents and
+    the picture's latents), the first 4 its own weights, as instruct-pix2pix was initialised."""
+    from diffusers import StableDiffusionInstructPix2PixPipeline, UNet2DConditionModel
+
+    base = build_tiny_pipeline()
+    state = torch.random.get_rng_state()
+    torch.manual_seed(SEED + 200)
+    try:
+        unet = UNet2DConditionModel(**{**tiny_config.UNET, "in_channels": 8})
+        own = base.unet.state_dict()
+        conv_in = own["conv_in.weight"]
+        own["conv_in.weight"] = torch.cat([conv_in, 0.5 * torch.randn_like(conv_in)], dim=1)
+        unet.load_state_dict(own)
+    finally:
+        torch.random.set_rng_state(state)
+    return StableDiffusionInstructPix2PixPipeline(
+        vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer, unet=unet, scheduler=base.scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )  # fmt: skip
