@@ -178,3 +178,40 @@ def test_edit_equals_bare_instruct_pix2pix(engine: Engine, photo: tuple[str, Ima
     [closer] = run_job(engine, spec(kind="instruct", prompt="make it snowy", model="tiny-pix2pix", init_image=key, image_cfg=4.0))
     assert np.abs(pixels(closer.png) - pixels(ours.png)).mean() > 0.5  # the image guidance matters
     assert "Image CFG scale: 1.5" in ours.parameters and "Model: tiny-pix2pix" in ours.parameters
+
+
+def test_an_sdxl_controlnet_from_the_config_equals_bare_diffusers(tmp_path: Path) -> None:
+    """A configured ControlNet (SDBOT_CONTROLNETS) on an SDXL model: the tiny SDXL and a random
+    ControlNet made from its UNet, each loaded from the folder it was saved in."""
+    from diffusers import ControlNetModel, EulerDiscreteScheduler, StableDiffusionXLControlNetPipeline
+
+    from config.models import ControlNetEntry
+    from generation.control.nets import ControlNets
+    from tests.tiny_xl import build_tiny_xl
+
+    pipe = build_tiny_xl()
+    pipe.save_pretrained(tmp_path / "xl")
+    torch.manual_seed(0)
+    made = ControlNetModel.from_unet(pipe.unet, conditioning_embedding_out_channels=(16, 32))  # its VAE halves: one stride
+    with torch.no_grad():
+        for conv in [*made.controlnet_down_blocks, made.controlnet_mid_block, made.controlnet_cond_embedding.conv_out]:
+            conv.weight.normal_(0, 0.3)
+    made.save_pretrained(tmp_path / "xl-canny")
+    cpu = torch.device("cpu")
+    cache = ModelCache(ModelRegistry([ModelEntry(source=str(tmp_path / "xl"), name="xl", size=64)]), tmp_path / "models", cpu, torch.float32)
+    nets = ControlNets({"xl-canny": ControlNetEntry(type="canny", source=str(tmp_path / "xl-canny"))}, tmp_path / "models", cpu, torch.float32)
+    engine = Engine(cache, LocalBlobStore(tmp_path / "blobs"), controlnets=nets)
+    image = Image.new("RGB", (64, 64), "white")
+    ImageDraw.Draw(image).ellipse((10, 10, 50, 50), outline="black", width=3)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    unit = ControlRef(type="canny", model="xl-canny", preprocessor="canny", image=engine.blobs.put(buffer.getvalue(), "png"))
+    job = dict(kind="txt2img", prompt="a fox", model="xl", width=64, height=64, steps=3, cfg=5.0, sampler="Euler", seed=1)
+    [ours] = run_job(engine, GenerationSpec(**job, controls=(unit,)))  # type: ignore[arg-type]
+    [plain] = run_job(engine, GenerationSpec(**job))  # type: ignore[arg-type]
+    bare_pipe = StableDiffusionXLControlNetPipeline.from_pretrained(str(tmp_path / "xl"), controlnet=ControlNetModel.from_pretrained(tmp_path / "xl-canny"))
+    bare_pipe.scheduler = EulerDiscreteScheduler.from_config(bare_pipe.scheduler.config)
+    reference = bare_pipe("a fox", image=canny_map(image), num_inference_steps=3, guidance_scale=5.0, width=64, height=64,
+                          generator=torch.Generator().manual_seed(1)).images[0]  # fmt: skip
+    assert np.abs(pixels(ours.png) - np.asarray(reference).astype(int)).max() <= 2
+    assert np.abs(pixels(ours.png) - pixels(plain.png)).mean() > 3
