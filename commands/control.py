@@ -21,7 +21,7 @@ from typing import Any
 from commands.context import Context
 from commands.errors import UserError
 from commands.imagine import Source, find_source
-from commands.options import IMAGINE_FLAGS, ImagineOptions, fit_size, read_options
+from commands.options import IMAGINE_FLAGS, ImagineOptions, bounded_number, fit_size, read_options
 from commands.parser import parse_flags
 from commands.submit import submit
 from commands.types import Reply, Request
@@ -88,9 +88,9 @@ async def _queue_control(
     ctx: Context, request: Request, opts: ImagineOptions, source: Source, type_: str, text: str | None, raw: dict[str, str],
 ) -> list[Reply]:  # fmt: skip
     problems: list[str] = []
-    weight = _number(raw.get("weight"), "--control-weight", 0, 2, 1.0, problems)
-    start = _number(raw.get("start"), "--start", 0, 1, 0.0, problems)
-    end = _number(raw.get("end"), "--end", 0, 1, 1.0, problems)
+    weight = bounded_number(raw.get("weight"), "--control-weight", float, 0, 2, 1.0, problems)
+    start = bounded_number(raw.get("start"), "--start", float, 0, 1, 0.0, problems)
+    end = bounded_number(raw.get("end"), "--end", float, 0, 1, 1.0, problems)
     if start >= end and not problems:
         problems.append(f"`--start {start:g}` must come before `--end {end:g}` (fractions of the steps, 0 to 1).")
     mode = MODES.get((raw.get("mode") or "balanced").strip().lower())
@@ -103,11 +103,11 @@ async def _queue_control(
         if extra is None or extra == "qr":
             problems.append(f"`--control {item.strip()}`: write TYPE:WEIGHT with a type of {', '.join(t for t in CONTROL_TYPES if t != 'qr')}, e.g. `--control depth:0.5`.")
             continue
-        units.append((extra, _number(match[2] if match else None, f"--control {item.strip()}", 0, 2, 1.0, problems), None))  # type: ignore[index]
+        units.append((extra, bounded_number(match[2] if match else None, f"--control {item.strip()}", float, 0, 2, 1.0, problems), None))  # type: ignore[index]
     if len(units) > MAX_CONTROLS:
         problems.append(f"A job takes at most {MAX_CONTROLS} controls; this one has {len(units)}.")
-    low = _whole(raw.get("low"), "--low", problems)
-    high = _whole(raw.get("high"), "--high", problems)
+    low = bounded_number(raw.get("low"), "--low", int, 0, 255, None, problems)
+    high = bounded_number(raw.get("high"), "--high", int, 0, 255, None, problems)
     if (low is not None or high is not None) and type_ != "canny":
         problems.append("`--low` and `--high` are Canny's thresholds; they go with `/control canny`.")
     if low is not None and high is not None and low >= high:
@@ -162,29 +162,6 @@ def _configured(ctx: Context, setting: str) -> bool:
     return bool({"SDBOT_DEPTH_MODEL": ctx.settings.depth_model, "SDBOT_ANNOTATORS": ctx.settings.annotators}[setting])
 
 
-def _number(text: str | None, flag: str, low: float, high: float, default: float, problems: list[str]) -> float:
-    if text is None:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        problems.append(f"`{flag}` must be a number from {low:g} to {high:g}; you wrote `{text}`.")
-        return default
-    if not low <= value <= high:
-        problems.append(f"`{flag} {text}` is out of bounds: use {low:g} to {high:g}.")
-        return default
-    return value
-
-
-def _whole(text: str | None, flag: str, problems: list[str]) -> int | None:
-    if text is None:
-        return None
-    if not text.strip().isdigit() or not 0 <= int(text) <= 255:
-        problems.append(f"`{flag}` must be a whole number from 0 to 255; you wrote `{text}`.")
-        return None
-    return int(text)
-
-
 # --- /edit ------------------------------------------------------------------------------------------------
 
 
@@ -204,7 +181,7 @@ async def edit_command(ctx: Context, request: Request, args: str) -> list[Reply]
     flags = parse_flags(args, EDIT_FLAGS)
     values = dict(flags.values)
     problems = list(flags.problems)
-    image_cfg = _number(values.pop("image_cfg", None), "--image-cfg", 0, 10, ctx.settings.instruct_image_cfg, problems)
+    image_cfg = bounded_number(values.pop("image_cfg", None), "--image-cfg", float, 0, 10, ctx.settings.instruct_image_cfg, problems)
     opts = read_options(values, ctx.settings, ctx.registry, written=flags.written, prompt=flags.text, problems=problems)
     if not opts.prompt:
         raise UserError("Say what to change, e.g. `/edit make it winter` as a reply to a picture.")

@@ -27,7 +27,7 @@ from commands.edits import DRAW_FLAGS, Edit, draw_options, queue_edit
 from commands.errors import UserError
 from commands.images import decode_upload, first_image
 from commands.imagine import Source, find_source
-from commands.options import InitImage
+from commands.options import InitImage, bounded_number
 from commands.parser import parse_flags
 from commands.types import Attachment, Reply, Request
 from generation.spec import MASK_BLUR_DEFAULT, MAX_MASK_BLUR, GenerationSpec
@@ -45,8 +45,8 @@ async def inpaint_command(ctx: Context, request: Request, args: str) -> list[Rep
     problems = list(flags.problems)
     values = dict(flags.values)
     box_text, select = values.pop("box", None), values.pop("select", None)
-    blur = _whole(values.pop("blur", None), "--blur", 0, MAX_MASK_BLUR, MASK_BLUR_DEFAULT, problems)
-    padding = _whole(values.pop("padding", None), "--padding", 0, MAX_PADDING, 32, problems)
+    blur = bounded_number(values.pop("blur", None), "--blur", int, 0, MAX_MASK_BLUR, MASK_BLUR_DEFAULT, problems)
+    padding = bounded_number(values.pop("padding", None), "--padding", int, 0, MAX_PADDING, 32, problems)
     only_masked = "only-masked" in values
     values.pop("only-masked", None)
     if not flags.text:
@@ -130,20 +130,6 @@ def uploaded_mask(ctx: Context, attachment: Attachment, width: int, height: int)
     if mask.getbbox() is None:
         raise UserError("The mask is all black, so there is nothing to repaint. Paint the region to change in white.")
     return _png(mask)
-
-
-def _whole(text: str | None, flag: str, low: int, high: int, default: int, problems: list[str]) -> int:
-    if text is None:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        problems.append(f"`{flag}` must be a whole number from {low} to {high}; you wrote `{text}`.")
-        return default
-    if not low <= value <= high:
-        problems.append(f"`{flag} {text}` is out of bounds: use {low} to {high}.")
-        return default
-    return value
 
 
 def _png(image: Image.Image) -> bytes:

@@ -304,6 +304,25 @@ class _Checker:
         return (a, b)
 
 
+def bounded_number(text: str | None, flag: str, kind: type, low: float, high: float, default: Any, problems: list[str]) -> Any:
+    """A flag's number (`kind` int or float) from `low` to `high`; `default` when not given, or
+    when it is not such a number (then the problem, in the words every option uses, is recorded)."""
+    if text is None:
+        return default
+    what = "a whole number" if kind is int else "a number"
+    try:
+        value = kind(text.strip())
+        if kind is float and not math.isfinite(value):
+            raise ValueError
+    except ValueError:
+        problems.append(f"`{flag}` must be {what} from {low:g} to {high:g}; you wrote `{text}`.")
+        return default
+    if not low <= value <= high:
+        problems.append(f"`{flag} {text}` is out of bounds: use {low:g} to {high:g}.")
+        return default
+    return value
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)

@@ -76,34 +76,21 @@ def result_view(actions: Sequence[Action]) -> discord.ui.View | None:
     return view
 
 
-class ControlModal(discord.ui.Modal, title="Control"):
-    """Apps → Control on a message: its picture steers a drawing; the modal asks for the type and prompt."""
+class PromptModal(discord.ui.Modal):
+    """Apps → Remix / Control on a message: a modal asks for the prompt (and options); the message's
+    picture is what it works on. `command` goes before what was typed ("/control " for Control)."""
 
-    request: discord.ui.TextInput = discord.ui.TextInput(  # type: ignore[type-arg]
-        label="Control type, prompt (and --options)", style=discord.TextStyle.paragraph, max_length=1500,
-        placeholder="canny a fox in the snow --control-weight 0.8",
-    )  # fmt: skip
-
-    def __init__(self, message: discord.Message) -> None:
-        super().__init__(timeout=15 * 60)
+    def __init__(self, message: discord.Message, *, title: str, label: str, placeholder: str, command: str = "") -> None:
+        super().__init__(title=title, timeout=15 * 60)
         self.message = message
+        self.command = command
+        self.prompt: discord.ui.TextInput = discord.ui.TextInput(  # type: ignore[type-arg]
+            label=label, style=discord.TextStyle.paragraph, max_length=1500, placeholder=placeholder, custom_id="prompt",
+        )
+        self.add_item(self.prompt)
 
     async def on_submit(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
-        await _chat(interaction).on_remix(interaction, self.message, f"/control {self.request.value}")
-
-
-class RemixModal(discord.ui.Modal, title="Remix"):
-    prompt: discord.ui.TextInput = discord.ui.TextInput(  # type: ignore[type-arg]
-        label="New prompt (and --options)", style=discord.TextStyle.paragraph, max_length=1500,
-        placeholder="as a watercolor painting --strength 0.6",
-    )  # fmt: skip
-
-    def __init__(self, message: discord.Message) -> None:
-        super().__init__(timeout=15 * 60)
-        self.message = message
-
-    async def on_submit(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
-        await _chat(interaction).on_remix(interaction, self.message, str(self.prompt.value))
+        await _chat(interaction).on_remix(interaction, self.message, self.command + str(self.prompt.value))
 
 
 def build_commands(settings: Settings) -> list[app_commands.Command | app_commands.ContextMenu]:  # type: ignore[type-arg]
@@ -251,7 +238,10 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
 
     @app_commands.context_menu(name="Control")
     async def control_message(interaction: discord.Interaction, message: discord.Message) -> None:
-        await interaction.response.send_modal(ControlModal(message))
+        await interaction.response.send_modal(PromptModal(
+            message, title="Control", label="Control type, prompt (and --options)",
+            placeholder="canny a fox in the snow --control-weight 0.8", command="/control ",
+        ))  # fmt: skip
 
     @app_commands.command(name="describe", description=describe["describe"])
     @app_commands.describe(image="The picture (a PNG file keeps its settings), or use Apps → Describe on a message")
@@ -344,7 +334,9 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
 
     @app_commands.context_menu(name="Remix")
     async def remix(interaction: discord.Interaction, message: discord.Message) -> None:
-        await interaction.response.send_modal(RemixModal(message))
+        await interaction.response.send_modal(PromptModal(
+            message, title="Remix", label="New prompt (and --options)", placeholder="as a watercolor painting --strength 0.6",
+        ))  # fmt: skip
 
     return [imagine, upscale, vary, zoom, pan, inpaint, facefix, control, edit, describe_, enhance, styles, style, wildcard,
             asset_command("lora"), loras, asset_command("embedding"), embeddings, help_, models_, model, settings_,
