@@ -76,13 +76,12 @@ def _skip_reason(ctx: Context, asset: Asset, entry: ModelEntry) -> str | None:
 
 async def resolve_assets(
     ctx: Context, session: AsyncSession, user_id: int, spec: GenerationSpec,
-    flags: tuple[tuple[str, float], ...] | None, base: GenerationSpec | None = None, notes: list[str] | None = None,
+    flags: tuple[tuple[str, float], ...] | None, base: GenerationSpec | None, notes: list[str],
 ) -> GenerationSpec:  # fmt: skip
     """`spec` with its `loras` and `embeddings` resolved for `user_id`; files that do not fit
     the job's model are left out, each with a line added to `notes`. `base` (the job being
     remixed or rerolled) passes on the LoRAs it was given with `--lora`, resolved again with
     the rights of whoever asks now."""
-    notes = notes if notes is not None else []
     wanted: dict[str, float] = {}
     problems: list[str] = []
     try:

@@ -21,7 +21,7 @@ from typing import Any
 from commands.context import Context
 from commands.errors import UserError
 from commands.imagine import Source, find_source
-from commands.options import IMAGINE_FLAGS, ImagineOptions, bounded_number, fit_size, read_options
+from commands.options import IMAGINE_FLAGS, ImagineOptions, bounded_number, fit_size, picture_size, read_options
 from commands.parser import parse_flags
 from commands.submit import submit
 from commands.types import Reply, Request
@@ -203,12 +203,9 @@ async def queue_instruct(ctx: Context, request: Request, source: Source, opts: I
             "operation": "Edit", "controls": (), "tile": False, "vae": None,
             "regions": None, "base_ratio": None, "clip_skip": None,
         }  # fmt: skip
-        if opts.size is None and opts.ar is None:
-            native = (ctx.registry.default.native_size if name == TINY_PIX2PIX else 512)
-            if init.width * init.height > native * native * 4 or init.width % 8 or init.height % 8:
-                fields |= dict(zip(("width", "height"), fit_size(init.width, init.height, native * native, ctx.settings), strict=True))
-            else:
-                fields |= {"width": init.width, "height": init.height}
+        if opts.size is None and opts.ar is None:  # instruct models are SD 1.x-sized; tiny's is 64 px
+            native = ctx.registry.default.native_size if name == TINY_PIX2PIX else 512
+            fields |= dict(zip(("width", "height"), picture_size(init, native, ctx.settings, notes), strict=True))
         return GenerationSpec.model_validate({**spec.model_dump(), **fields})
 
     extra = ((init, source.upload_size),) if source.upload_size is not None else ()

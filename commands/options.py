@@ -368,6 +368,17 @@ def fit_size(width: float, height: float, target_area: int, s: Settings) -> tupl
     return w8, h8
 
 
+def picture_size(init: InitImage, native: int, s: Settings, notes: list[str]) -> tuple[int, int]:
+    """The size a job that starts from a picture draws at: the picture's own, unless it breaks the
+    limits or is over 4x the model's native area; then its proportions at the native area, and a
+    note says so."""
+    width, height = init.width, init.height
+    if size_problems(width, height, s) or width * height > native * native * 4:
+        width, height = fit_size(init.width, init.height, min(width * height, native * native), s)
+        notes.append(f"Your {init.width}x{init.height} image is drawn at {width}x{height}.")
+    return width, height
+
+
 def new_seed() -> int:
     return secrets.randbelow(MAX_SEED + 1)
 
@@ -403,11 +414,7 @@ def build_spec(
     elif opts.ar:
         width, height = fit_size(opts.ar[0], opts.ar[1], native * native, settings)
     elif init is not None:
-        width, height = init.width, init.height
-        if size_problems(width, height, settings) or width * height > native * native * 4:
-            target = min(width * height, native * native)
-            width, height = fit_size(init.width, init.height, target, settings)
-            notes.append(f"Your {init.width}x{init.height} image is drawn at {width}x{height}.")
+        width, height = picture_size(init, native, settings, notes)
     elif base is not None:
         width, height = base.width, base.height
     elif defaults.size:

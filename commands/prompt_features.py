@@ -38,7 +38,7 @@ REGION_KINDS = ("txt2img", "img2img", "inpaint")  # the kinds that keep the pict
 
 async def apply_prompt_features(
     ctx: Context, session: AsyncSession, user: User, spec: GenerationSpec, opts: ImagineOptions,
-    base: GenerationSpec | None = None, notes: list[str] | None = None,
+    base: GenerationSpec | None, notes: list[str],
 ) -> GenerationSpec:  # fmt: skip
     """The spec with its prompt features applied; what the user should know is added to `notes`
     (LoRAs and embeddings skipped because they do not fit the model)."""
@@ -56,7 +56,7 @@ async def apply_prompt_features(
     spec = await _snapshot_wildcards(ctx, session, user.id, spec, base)
     if spec.kind == "instruct":  # its own model: the LoRAs and embeddings of yours fit another
         if opts.loras or "<lora:" in spec.prompt.lower() or "<lyco:" in spec.prompt.lower():
-            (notes if notes is not None else []).append("LoRAs don't apply to /edit: it runs on the instruct model.")
+            notes.append("LoRAs don't apply to /edit: it runs on the instruct model.")
         spec = spec.model_copy(update={"loras": (), "embeddings": (), "skipped": ()})
     elif spec.diffusion:
         spec = await resolve_assets(ctx, session, user.id, spec, opts.loras, base, notes)

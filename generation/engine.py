@@ -116,12 +116,13 @@ class Engine:
         with controls is steered by them: `control_region` (an argument) is the part of the canvas
         this pass draws, when it is not all of it (an inpaint crop, an upscale tile)."""
         loaded = self.instruct_model(spec.model) if pipeline_kind == "instruct" else self.models.get(spec.model)
-        pipe = loaded.pipeline("txt2img" if pipeline_kind == "instruct" else pipeline_kind)
         region = arguments.pop("control_region", None)
         if tracker.controls is not None:
             pipe = loaded.control_pipeline(pipeline_kind, tracker.controls.nets)
             size = _pass_size(spec, arguments)
             arguments = {**tracker.controls.pass_arguments(pipeline_kind, size, region), **arguments}
+        else:
+            pipe = loaded.pipeline("txt2img" if pipeline_kind == "instruct" else pipeline_kind)
         # The job's LoRAs (and no other) and embeddings, set BEFORE its prompt is encoded: our
         # prompt encoder runs the text encoders, whose adapters must already be the job's.
         with self.adapters.applied(pipe, spec, loaded.name):

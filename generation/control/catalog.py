@@ -160,8 +160,8 @@ def refit(controls: tuple[ControlRef, ...], configured: dict[str, ControlNetEntr
     """A job's controls for `model`: each keeps its ControlNet where it fits, else takes the first
     of its type that does (a remix with another `--model`). ValueError when none fits."""
     refit_refs = []
+    options = available_controlnets(configured, model)
     for ref in controls:
-        options = available_controlnets(configured, model)
         if ref.model in options and fit_problem(options[ref.model], model) is None:
             refit_refs.append(ref)
         else:

@@ -36,8 +36,10 @@ class ControlInputs:
 
     def pass_arguments(self, pipeline_kind: str, size: tuple[int, int], region: tuple[int, int, int, int] | None) -> dict[str, Any]:
         """The pipeline arguments of one pass drawing `region` of the canvas (all of it: None) at `size`."""
-        maps = [(m.crop(region) if region else m).resize(size, Image.Resampling.LANCZOS) if (region or m.size != size) else m
-                for m in self.maps]  # fmt: skip
+        maps = []
+        for picture in self.maps:
+            part = picture.crop(region) if region else picture
+            maps.append(part if part.size == size else part.resize(size, Image.Resampling.LANCZOS))
         single = len(maps) == 1
         arguments: dict[str, Any] = {
             ("image" if pipeline_kind == "txt2img" else "control_image"): maps[0] if single else maps,
