@@ -83,7 +83,10 @@ def build_worker(core: Core):  # type: ignore[no-untyped-def]
         models, core.ctx.blobs, Tools.from_settings(s, device, dtype), adapter_budget_bytes=s.lora_cache_bytes,
         controlnets=controlnets, instruct_source=s.instruct_model,
     )  # fmt: skip
-    limits = WorkerLimits(lease_seconds=s.lease_seconds, progress_seconds=s.progress_seconds, poll_seconds=s.poll_seconds)
+    limits = WorkerLimits(
+        lease_seconds=s.lease_seconds, progress_seconds=s.progress_seconds, poll_seconds=s.poll_seconds,
+        train_yield=s.train_yield, train_hours=s.train_hours,
+    )  # fmt: skip
     worker = Worker(
         core.db, engine, core.ctx.blobs, limits,
         on_finished=core.adapters_wake, preload_model=core.ctx.registry.default.display_name, registry=core.ctx.registry,

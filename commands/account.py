@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from commands import render
+from commands import render, training_text
 from commands.context import Context
 from commands.errors import UserError
 from commands.options import SETTINGS_FLAGS, read_options, user_options
@@ -100,7 +100,7 @@ async def queue_status(ctx: Context, request: Request, args: str) -> list[Reply]
         lines = []
         for job in reversed(mine):
             position = await queue.position(session, job)
-            lines.append(f"• {render.status_text(job, position)} — {render.short(render.spec_of(job).prompt, 50)}")
+            lines.append(f"• {render.status_text(job, position)} — {render.job_summary(job)}")
         waiting_total = await queue.queued_count(session)
     head = "Your jobs:" if lines else "You have no jobs waiting or running."
     others = sum(1 for job in running if job.user_id != user.id)
@@ -157,11 +157,12 @@ async def history(ctx: Context, request: Request, args: str) -> list[Reply]:
     now = utcnow()
     lines = ["Your last job:" if len(jobs) == 1 else f"Your last {len(jobs)} jobs:"]
     for job in jobs:
-        spec = render.spec_of(job)
-        drawn = "" if spec.kind in TEXT_KINDS else f" ({spec.width}x{spec.height}, seed {spec.seed})"
+        drawn = ""
+        if job.kind != "train" and (spec := render.spec_of(job)).kind not in TEXT_KINDS:
+            drawn = f" ({spec.width}x{spec.height}, seed {spec.seed})"
         lines.append(
             f"• #{job.id} {STATUS_ICONS.get(job.status, '')} {job.status} · {_ago(now, job.created_at)} · "
-            f"{render.what_text(spec, 50)}{drawn}"
+            f"{render.job_summary(job)}{drawn}"
         )
     return [Reply("\n".join(lines))]
 
@@ -187,6 +188,8 @@ async def info(ctx: Context, request: Request, args: str) -> list[Reply]:
             raise UserError("Which job? Use `/info 12`, or reply `/info` to one of my pictures.")
         job = await _own_job(ctx, request, session, user.id, job_id)
         position = await queue.position(session, job)
+    if job.kind == "train":
+        return [Reply(training_text.info_text(job, render.status_text(job, position) if job.status in JobStatus.ACTIVE else None))]
     spec = render.spec_of(job)
     lines = [f"Job {job.id}: {STATUS_ICONS.get(job.status, '')} {job.status} ({spec.kind})"]
     if job.status in JobStatus.ACTIVE:

@@ -13,18 +13,21 @@ uploader, private until shared. Admins may delete or unshare anyone's.
 
 from __future__ import annotations
 
-import hashlib
-import struct
-
 from commands import render
 from commands.asset_use import KIND_LABELS as KINDS
 from commands.asset_use import fit_problem, stored_misfit
 from commands.context import Context
 from commands.errors import UserError
-from commands.types import Reply, Request
+from commands.types import DocumentFile, Reply, Request
 from config.models import ARCHITECTURE_NAMES
-from generation.assets.files import AssetError, inspect_asset, safe_name_from_filename, valid_asset_name
+from generation.assets.files import (
+    AssetError,
+    inspect_asset,
+    safe_name_from_filename,
+    valid_asset_name,
+)
 from generation.assets.fit import claim_note
+from generation.assets.safetensors_header import addnet_hash
 from generation.models.files import describe_model, model_shapes
 from storage import assets, queue, users
 from storage.tables import Asset
@@ -53,13 +56,15 @@ async def _asset_command(ctx: Context, request: Request, args: str, kind: str) -
         return await _upload(ctx, request, kind, words[0] if words else None)
     if verb == "list":
         return await _list(ctx, request, kind)
+    if verb == "download" and len(words) == 1:
+        return await _download(ctx, request, kind, words[0])
     if verb in ("info", "delete", "share", "unshare") and len(words) == 1:
         return await _manage(ctx, request, kind, verb, words[0])
     if verb == "rename" and len(words) == 2:
         return await _rename(ctx, request, kind, words[0], words[1])
     raise UserError(
         f"Use `/{kind} upload [NAME]` with the .safetensors file attached, `/{kind}s` to list, or "
-        f"`/{kind} info|delete|share|unshare NAME`, `/{kind} rename OLD NEW`."
+        f"`/{kind} info|download|delete|share|unshare NAME`, `/{kind} rename OLD NEW`."
     )
 
 
@@ -116,12 +121,6 @@ async def _upload(ctx: Context, request: Request, kind: str, name: str | None) -
     lines += [note] if note else []
     lines.append(_usage(asset))
     return [Reply("\n".join(lines))]
-
-
-def addnet_hash(data: bytes) -> str:
-    """A1111's hash of a safetensors LoRA ("Lora hashes"): sha256 of the bytes after the header."""
-    (length,) = struct.unpack("<Q", data[:8])
-    return hashlib.sha256(data[8 + length :]).hexdigest()
 
 
 def _usage(asset: Asset) -> str:
@@ -190,6 +189,19 @@ async def _manage(ctx: Context, request: Request, kind: str, verb: str, name: st
         asset.shared = verb == "share"
         state = "shared: everyone can use it" if asset.shared else "private again"
         return [Reply(f"The {label} `{asset.name}` is {state}.")]
+
+
+async def _download(ctx: Context, request: Request, kind: str, name: str) -> list[Reply]:
+    """The file itself (yours, or a shared one), as A1111, ComfyUI and diffusers load it."""
+    label = KINDS[kind]
+    async with ctx.db.transaction() as session:
+        user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
+        asset = await assets.find_usable(session, user.id, kind, name)
+        if asset is None:
+            raise UserError(f"I don't know a {label} of yours named `{name}`. `/{kind}s` lists them.")
+    document = DocumentFile(ctx.blobs.path(asset.blob_key), f"{asset.name}.safetensors", asset.size)
+    text = f"The {label} `{asset.name}`: {_describe(asset).splitlines()[0]}. It loads in A1111, ComfyUI and diffusers."
+    return [Reply(text, documents=(document,))]
 
 
 async def _rename(ctx: Context, request: Request, kind: str, old: str, new: str) -> list[Reply]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from commands import training_text
 from commands.types import Action
 from generation.spec import TEXT_KINDS, GenerationSpec
 from storage.tables import Job, JobStatus
@@ -102,6 +103,13 @@ def what_text(spec: GenerationSpec, limit: int = 80) -> str:
     return short(spec.prompt, limit)
 
 
+def job_summary(job: Job, limit: int = 50) -> str:
+    """What a job is about, in a few words, for lists (/queue, /history)."""
+    if job.kind == "train":
+        return training_text.what_text(training_text.spec_of(job))
+    return what_text(spec_of(job), limit)
+
+
 def queued_text(job: Job, position: int, notes: list[str] | None = None) -> str:
     spec = spec_of(job)
     lines = [f"⏳ Job {job.id} queued (position {position}): {what_text(spec)}", settings_line(spec)]
@@ -111,6 +119,8 @@ def queued_text(job: Job, position: int, notes: list[str] | None = None) -> str:
 
 def status_text(job: Job, position: int) -> str:
     """The live status line of a job that is waiting or running."""
+    if job.kind == "train":
+        return training_text.status_text(job, position)
     if job.status == JobStatus.QUEUED:
         retry = f" (try {job.attempt + 1})" if job.attempt else ""
         return f"⏳ Job {job.id} queued{retry}: position {position}"
@@ -186,7 +196,7 @@ def actions_for(job: Job, role: str, output_index: int | None) -> tuple[Action, 
     """Buttons under a message showing `job` (role "result": the job's images; "single": one of
     them). A batch gets U1..Un, V1..Vn and Reroll; one image gets the eleven edits
     (`commands.edits.BUTTON_ROWS`), and Reroll where drawing it again can differ."""
-    if job.status != JobStatus.SUCCEEDED:
+    if job.status != JobStatus.SUCCEEDED or job.kind == "train":  # a training run's result has no buttons
         return ()
     if job.kind in TEXT_KINDS:
         candidates = candidates_of(job)

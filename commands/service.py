@@ -15,10 +15,12 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from datetime import timedelta
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
-from commands import account, assets, buttons, edits, models, render
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from commands import account, assets, buttons, edits, models, render, training_text
 from commands.context import Context
 from commands.control import control_command, edit_command
 from commands.describe import describe
@@ -29,10 +31,11 @@ from commands.imagine import imagine, imagine_structured
 from commands.inpaint import inpaint_command
 from commands.parser import split_command
 from commands.styles import list_styles, style_command
+from commands.training import train_command
 from commands.types import Outgoing, Reply, Request, StatusUpdate
 from commands.wildcard import wildcard_command
-from storage import model_library, outbox, queue
-from storage.tables import User, utcnow
+from storage import model_library, outbox, queue, training
+from storage.tables import Job, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,7 @@ COMMANDS: dict[str, Handler] = {
     "inpaint": inpaint_command,
     "control": control_command,
     "edit": edit_command,
+    "train": train_command,
     "facefix": edits.facefix_command,
     "enhance": enhance,
     "describe": describe,
@@ -164,7 +168,13 @@ class CommandService:
                     # never comes (its send failed) holds the result back only this long.
                     continue
                 owner = await session.get(User, job.user_id)
-                if delivery.kind == "result":
+                replaces_status = True
+                if delivery.kind.startswith(training.SAMPLE_DELIVERY):  # a training run's picture so far
+                    reply = await self._sample_reply(session, job, delivery.kind)
+                    replaces_status = False  # the run goes on: its status message stays
+                elif delivery.kind == "result" and job.kind == "train":
+                    reply = training_text.result_reply(self.ctx.blobs, job)
+                elif delivery.kind == "result":
                     reply = buttons.result_reply(self.ctx, job)
                 else:
                     reply = Reply(render.failure_text(job), kind="failure", job_id=job.id)
@@ -174,11 +184,19 @@ class CommandService:
                         chat_id=delivery.chat_id,
                         reply=reply,
                         reply_to=job.source_message_id,
-                        status_message_id=status.message_id if status else None,
+                        status_message_id=status.message_id if status and replaces_status else None,
                         user_id=owner.platform_user_id if owner else "",
                     )
                 )
         return items
+
+    async def _sample_reply(self, session: AsyncSession, job: Job, kind: str) -> Reply:
+        step = int(kind.removeprefix(training.SAMPLE_DELIVERY))
+        run = await training.of_job(session, job.id)
+        sample = next((sample for sample in (run.samples if run else []) if sample["step"] == step), None)
+        if sample is None:
+            return Reply(f"Job {job.id}: the sample of step {step} is missing.", kind="text", job_id=job.id)
+        return training_text.sample_reply(self.ctx.blobs, job, step, sample)
 
     async def delivered(self, platform: str, item: Outgoing, message_id: str) -> None:
         async with self.ctx.db.transaction() as session:

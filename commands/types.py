@@ -63,9 +63,19 @@ class ImageFile:
     index: int  # 0-based position in its job
 
 
+@dataclass(frozen=True)
+class DocumentFile:
+    """A file sent as it is (a trained LoRA's .safetensors): adapters send it as a document."""
+
+    path: Path  # absolute path in the blob store
+    filename: str  # the name people get (`foxy.safetensors`)
+    size: int  # bytes
+
+
 # "files": the original PNGs of a message's images, to be sent as files (Telegram recompresses photos).
 # "map": a control map a ControlNet result was steered by, sent after the result (and repliable).
-ReplyKind = Literal["text", "error", "status", "result", "single", "failure", "files", "map"]
+# "sample": a training run's picture so far, sent while it runs (no buttons, no PNG original).
+ReplyKind = Literal["text", "error", "status", "result", "single", "failure", "files", "map", "sample"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +102,8 @@ class Reply:
     # Messages sent right after this one, as replies to it, each recorded with `sent` (so people
     # can reply to them): a ControlNet result's control maps.
     followups: tuple[Reply, ...] = ()
+    # Files sent as documents with the text (`/lora download NAME`), within the platform's limit.
+    documents: tuple[DocumentFile, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,6 +29,27 @@ DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
 def _config_file() -> Path:
     return Path(os.environ.get("SDBOT_CONFIG", "sdbot.toml"))
+
+
+def parse_hours(text: str) -> tuple[int, int]:
+    """`22-6` -> (22, 6): from the start hour up to (not including) the end hour, UTC, across
+    midnight when the end comes first. Raises ValueError with what is wrong."""
+    start, dash, end = text.strip().partition("-")
+    if not dash or not start.strip().isdigit() or not end.strip().isdigit():
+        raise ValueError(f"training hours must look like `22-6` (from 22:00 to 06:00 UTC), not `{text}`")
+    first, last = int(start), int(end)
+    if not (0 <= first <= 23 and 0 <= last <= 24) or first == last % 24:
+        raise ValueError(f"training hours `{text}`: hours are 0-24 and the start differs from the end")
+    return first, last
+
+
+def training_hours_open(text: str | None, now: datetime | None = None) -> bool:
+    """Whether training may run now (SDBOT_TRAIN_HOURS; None: always)."""
+    if not text:
+        return True
+    first, last = parse_hours(text)
+    hour = (now or datetime.now(UTC)).astimezone(UTC).hour
+    return first <= hour < last if first < last else hour >= first or hour < last
 
 
 class Settings(BaseSettings):
@@ -153,6 +175,25 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     max_upload_pixels: int = Field(40_000_000, ge=64 * 64, description="Pillow decompression-bomb limit.")
 
+    # --- training LoRAs, LyCORIS, DreamBooth and embeddings from chat (commands.training) ---
+    train_min_images: int = Field(3, ge=1, description="Fewest pictures a /train run accepts.")
+    train_max_images: int = Field(40, ge=1, description="Most pictures a /train run accepts (attachments and zip together).")
+    train_max_zip_bytes: int = Field(
+        200 * 1024 * 1024, ge=1024, description="Most a /train zip may hold once unpacked (a zip bomb stops here)."
+    )
+    train_max_steps: int = Field(3000, ge=1, description="Most --steps of one run.")
+    train_daily_steps: int = Field(6000, ge=1, description="Training steps one person may queue per 24 hours.")
+    train_max_resolution: int = Field(1024, ge=32, description="Largest --resolution (the side of a training bucket).")
+    train_checkpoint_steps: int = Field(
+        50, ge=1, description="A run saves its state (weights, optimizer, step) to the blob store this often."
+    )
+    train_yield: bool = Field(
+        True, description="A run checkpoints and hands the worker over when drawing jobs are waiting, then resumes."
+    )
+    train_hours: str | None = Field(
+        None, description="Hours (UTC, e.g. `22-6`) when runs may start or go on; outside them they wait. Empty: always."
+    )
+
     # --- defaults a user can change with /settings ---------------------------------------------
     default_steps: int = Field(25, ge=1)
     default_cfg: float = 7.0
@@ -210,6 +251,9 @@ class Settings(BaseSettings):
         50 * 1000 * 1000, ge=1024 * 1024, description="Largest document the bot sends (50 MB on Telegram's servers)."
     )
     telegram_group_edit_seconds: float = Field(3.0, ge=0, description="Least time between status edits in a group.")
+    telegram_album_seconds: float = Field(
+        1.5, gt=0, le=10, description="An album's pictures are one request once none has come for this long."
+    )
 
     # --- Discord (bot/discord): starts when the token is set -----------------------------------
     discord_token: SecretStr | None = Field(None, description="The bot token from the Developer Portal.")
@@ -236,6 +280,13 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml = TomlConfigSettingsSource(settings_cls, toml_file=_config_file())
         return (init_settings, env_settings, dotenv_settings, toml, file_secret_settings)
+
+    @field_validator("train_hours")
+    @classmethod
+    def _hours(cls, value: str | None) -> str | None:
+        if value:
+            parse_hours(value)
+        return value or None
 
     @field_validator("upscalers", "face_restorers", "vaes", mode="before")
     @classmethod

@@ -31,10 +31,13 @@ from typing import Any
 from PIL import Image
 
 from config.models import ModelRegistry
+from config.settings import training_hours_open
 from generation.engine import Engine
 from generation.errors import EngineUserError, JobCancelled
 from generation.jobs import Rendered, answer_job, render_job
 from generation.spec import TEXT_KINDS, GenerationSpec
+from generation.training.run import TrainingTask
+from generation.training.trainer import TrainingYielded
 from storage import model_library, queue
 from storage.blobs import BlobStore
 from storage.db import Database
@@ -49,6 +52,8 @@ class WorkerLimits:
     lease_seconds: float = 30.0
     progress_seconds: float = 1.0
     poll_seconds: float = 1.0
+    train_yield: bool = True  # a training run gives way to waiting drawing jobs (SDBOT_TRAIN_YIELD)
+    train_hours: str | None = None  # UTC hours when training runs (SDBOT_TRAIN_HOURS); None: always
 
 
 def make_owner_id() -> str:
@@ -77,9 +82,38 @@ class _Progress:
     def __init__(self) -> None:
         self.step = 0
         self.total = 0
+        self.note: str | None = None  # a line beside the step (a training run's loss and time left)
 
-    def update(self, step: int, total: int) -> None:  # called from the engine thread
-        self.step, self.total = step, total
+    def update(self, step: int, total: int, note: str | None = None) -> None:  # called from the engine thread
+        self.step, self.total, self.note = step, total, note or None
+
+
+class _PictureTask:
+    """A picture or text job: the engine draws (or answers) in its thread; the PNGs become blobs
+    and the job is completed with its outputs and outbox row."""
+
+    def __init__(self, worker: Worker, job: Job, spec: GenerationSpec):
+        self.worker, self.job, self.spec = worker, job, spec
+
+    def describe(self) -> str:
+        spec = self.spec
+        return f"{spec.kind} {spec.width}x{spec.height} x{spec.n}, {spec.steps} steps"
+
+    async def prepare(self) -> None:
+        pass
+
+    def work(self, progress: Callable[[int, int], None], stopping: Callable[[], str], should_yield: Callable[[], bool]) -> Any:
+        run = answer_job if self.spec.kind in TEXT_KINDS else render_job
+        return run(self.worker.engine, self.spec, job_id=self.job.id, on_progress=progress, should_stop=lambda: bool(stopping()))
+
+    async def finish(self, produced: Any, run_seconds: float) -> None:
+        if isinstance(produced, dict):  # a text job's answer
+            outputs, result = [], produced
+        else:
+            outputs, result = await asyncio.to_thread(self.worker.store, produced)
+        async with self.worker.db.transaction() as session:
+            await queue.complete(session, self.job, self.job.attempt, owner=self.worker.owner, outputs=outputs,
+                                 run_seconds=run_seconds, result=result)  # fmt: skip
 
 
 class Worker:
@@ -161,8 +195,11 @@ class Worker:
 
     async def run_once(self) -> bool:
         """Claim and run one job. Returns False when the queue had nothing for us."""
+        skip = () if training_hours_open(self.limits.train_hours) else ("train",)
         async with self.db.transaction() as session:
-            jobs = await queue.claim(session, self.owner, self.limits.lease_seconds, prefer_model=self.engine.loaded_model)
+            jobs = await queue.claim(
+                session, self.owner, self.limits.lease_seconds, prefer_model=self.engine.loaded_model, skip_kinds=skip
+            )
             if jobs and self.registry is not None:
                 # In the claim's transaction: a model added before the job was queued is seen.
                 await model_library.sync(session, self.registry)
@@ -174,7 +211,7 @@ class Worker:
     async def execute(self, job: Job) -> None:
         attempt = job.attempt
         try:
-            spec = GenerationSpec.model_validate(job.params)
+            task = self._task(job)
         except ValueError as error:  # written by an incompatible version: running it again cannot help
             await self._end(queue.fail, job, attempt, f"its parameters could not be read ({error})"[:500])
             self.on_finished()
@@ -182,40 +219,33 @@ class Worker:
         progress = _Progress()
         cancel = threading.Event()
         lease_lost = threading.Event()
+        wants_yield = threading.Event()  # a training run hands the worker to waiting drawing jobs
         beat_done = asyncio.Event()
-        beat = asyncio.create_task(self._heartbeat(job, attempt, progress, cancel, lease_lost, beat_done))
+        beat = asyncio.create_task(self._heartbeat(job, attempt, progress, cancel, lease_lost, beat_done, wants_yield))
         started = time.perf_counter()
-        log.info("job %s attempt %s: %s %dx%d x%d, %d steps", job.id, attempt, spec.kind, spec.width, spec.height, spec.n, spec.steps)
+        log.info("job %s attempt %s: %s", job.id, attempt, task.describe())
         outcome = "failed"
+
+        def stopping() -> str:
+            return "lost" if lease_lost.is_set() else "cancel" if cancel.is_set() else "shutdown" if self._shutdown.is_set() else ""
+
         try:
             try:
-                run = answer_job if spec.kind in TEXT_KINDS else render_job
+                await task.prepare()
                 produced = await asyncio.get_running_loop().run_in_executor(
-                    self.executor,
-                    lambda: run(
-                        self.engine,
-                        spec,
-                        job_id=job.id,
-                        on_progress=progress.update,
-                        should_stop=lambda: cancel.is_set() or self._shutdown.is_set() or lease_lost.is_set(),
-                    ),
+                    self.executor, lambda: task.work(progress.update, stopping, wants_yield.is_set)
                 )
-                if isinstance(produced, dict):  # a text job's answer
-                    outputs, result = [], produced
-                else:
-                    outputs, result = await asyncio.to_thread(self._store, produced)
             finally:
                 # Stop the heartbeat between beats, never by cancelling it inside a transaction
                 # (a transaction cancelled mid-flight and left pending hangs the loop's shutdown),
                 # and before the job's last write, which it would otherwise race.
                 beat_done.set()
                 await beat
-            async with self.db.transaction() as session:
-                await queue.complete(
-                    session, job, attempt, owner=self.owner, outputs=outputs, run_seconds=time.perf_counter() - started,
-                    result=result,
-                )  # fmt: skip
+            await task.finish(produced, time.perf_counter() - started)
             outcome = "succeeded"
+        except TrainingYielded:
+            await self._end(queue.release, job, attempt)  # back to the queue, behind the drawing jobs; resumes later
+            outcome = "yielded"
         except JobCancelled:
             outcome = await self._stopped(job, attempt, lease_lost, cancel)
         except EngineUserError as error:
@@ -228,6 +258,18 @@ class Worker:
             outcome = await self._end(queue.retry_or_fail, job, attempt, message) or outcome
         log.info("job %s attempt %s: %s in %.2f s", job.id, attempt, outcome, time.perf_counter() - started)
         self.on_finished()
+
+    def _task(self, job: Job) -> _PictureTask | TrainingTask:
+        """What running `job` means: a training run, or a picture / text job."""
+        if job.kind == "train":
+            loop = asyncio.get_running_loop()
+            return TrainingTask(self.db, self.engine, self.blobs, job, job.attempt, self.owner, loop, self.on_finished)
+        return _PictureTask(self, job, GenerationSpec.model_validate(job.params))
+
+    def _training_should_give_way(self, drawing_jobs_waiting: int) -> bool:
+        """A run yields at its next step when drawing jobs wait (SDBOT_TRAIN_YIELD) or when its
+        hours end (SDBOT_TRAIN_HOURS); it resumes from that checkpoint when it is claimed again."""
+        return (self.limits.train_yield and drawing_jobs_waiting > 0) or not training_hours_open(self.limits.train_hours)
 
     async def _stopped(self, job: Job, attempt: int, lease_lost: threading.Event, cancel: threading.Event) -> str:
         if lease_lost.is_set():
@@ -246,7 +288,7 @@ class Worker:
             log.warning("job %s: lease lost before it could be closed", job.id)
             return None
 
-    def _store(self, rendered: Rendered) -> tuple[list[OutputRecord], dict[str, Any] | None]:
+    def store(self, rendered: Rendered) -> tuple[list[OutputRecord], dict[str, Any] | None]:
         """The pictures as blobs and output records; the control maps as blobs in the result."""
         outputs = [
             OutputRecord(
@@ -275,8 +317,10 @@ class Worker:
         cancel: threading.Event,
         lease_lost: threading.Event,
         done: asyncio.Event,
+        wants_yield: threading.Event,
     ) -> None:
         interval = min(self.limits.progress_seconds, self.limits.lease_seconds / 3)
+        training = job.kind == "train"
         while True:
             try:
                 await asyncio.wait_for(done.wait(), interval)
@@ -286,8 +330,11 @@ class Worker:
             try:
                 async with self.db.transaction() as session:
                     answer = await queue.heartbeat(
-                        session, job.id, attempt, self.owner, self.limits.lease_seconds, progress.step, progress.total
+                        session, job.id, attempt, self.owner, self.limits.lease_seconds, progress.step, progress.total,
+                        progress.note,
                     )
+                    if training and self._training_should_give_way(await queue.waiting_besides(session, "train")):
+                        wants_yield.set()
             except LeaseLost:
                 log.warning("job %s attempt %s: lease lost; stopping it", job.id, attempt)
                 lease_lost.set()

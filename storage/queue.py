@@ -165,12 +165,16 @@ async def record_blob(
 
 
 async def claim(
-    session: AsyncSession, owner: str, lease_seconds: float, *, prefer_model: str | None = None, limit: int = 1
-) -> list[Job]:
+    session: AsyncSession, owner: str, lease_seconds: float, *, prefer_model: str | None = None, limit: int = 1,
+    skip_kinds: tuple[str, ...] = (),
+) -> list[Job]:  # fmt: skip
     """Take up to `limit` queued jobs for `owner`. Among equals, jobs for `prefer_model` (the one
-    already loaded) go first, so a worker does not swap models back and forth."""
+    already loaded) go first, so a worker does not swap models back and forth. `skip_kinds`: kinds
+    not to take now (training outside its hours)."""
     now = utcnow()
     query = select(Job).where(Job.status == JobStatus.QUEUED)
+    if skip_kinds:
+        query = query.where(Job.kind.not_in(skip_kinds))
     order = [Job.priority.desc(), Job.fair_round]
     if prefer_model is not None:
         order.append(case((Job.model == prefer_model, 0), else_=1))
@@ -184,8 +188,15 @@ async def claim(
         job.started_at = now
         job.progress_step = 0
         job.progress_total = 0
+        job.progress_note = None
     await session.flush()
     return jobs
+
+
+async def waiting_besides(session: AsyncSession, kind: str) -> int:
+    """Queued jobs of other kinds than `kind`: the drawing jobs a training run yields to."""
+    query = select(func.count()).where(Job.status == JobStatus.QUEUED, Job.kind != kind)
+    return (await session.execute(query)).scalar_one()
 
 
 def _ours(job_id: int, attempt: int, owner: str):  # type: ignore[no-untyped-def]
@@ -198,9 +209,16 @@ async def _cas(session: AsyncSession, job_id: int, attempt: int, owner: str, /, 
         raise LeaseLost(f"job {job_id} attempt {attempt} is no longer held by {owner}")
 
 
+async def hold(session: AsyncSession, job_id: int, attempt: int, owner: str) -> None:
+    """Fence a write beside the job row (a training checkpoint, a sample): in the same
+    transaction, it lands only while this attempt still holds the job. Raises LeaseLost."""
+    await _cas(session, job_id, attempt, owner, updated_at=utcnow())
+
+
 async def heartbeat(
-    session: AsyncSession, job_id: int, attempt: int, owner: str, lease_seconds: float, step: int, total: int
-) -> Literal["ok", "cancel"]:
+    session: AsyncSession, job_id: int, attempt: int, owner: str, lease_seconds: float, step: int, total: int,
+    note: str | None = None,
+) -> Literal["ok", "cancel"]:  # fmt: skip
     """Renew the lease and store progress. Raises LeaseLost; says "cancel" when a user asked."""
     await _cas(
         session,
@@ -210,6 +228,7 @@ async def heartbeat(
         lease_expires_at=utcnow() + timedelta(seconds=lease_seconds),
         progress_step=step,
         progress_total=total,
+        progress_note=note,
         updated_at=utcnow(),
     )
     cancel = (await session.execute(select(Job.cancel_requested).where(Job.id == job_id))).scalar_one()

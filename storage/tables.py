@@ -126,6 +126,8 @@ class Job(Base):
     progress_step: Mapped[int] = mapped_column(Integer, default=0)
     progress_total: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
+    # A line a running job adds to its progress (a training run: "loss 0.081 · about 2 min left").
+    progress_note: Mapped[str | None] = mapped_column(Text)
     # What a text job (enhance, describe) answered: {"candidates": [{"prompt": ..., ...}, ...]}.
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
@@ -265,4 +267,40 @@ class AddedModel(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     entry: Mapped[dict[str, Any]] = mapped_column(JSON)
     added_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TrainingRun(Base):
+    """A `train` job's own state, beside the job row: what it has learned so far (the last
+    checkpoint, a blob written every few steps and when it yields), its captions, its samples,
+    and at the end the asset it made. A worker that takes the job over resumes from here."""
+
+    __tablename__ = "training_runs"
+    __table_args__ = (Index("ix_training_runs_owner", "owner_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    method: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(64))
+    steps: Mapped[int] = mapped_column(Integer)  # planned: counted against the daily step budget
+    checkpoint_blob: Mapped[str | None] = mapped_column(String(80))
+    checkpoint_step: Mapped[int] = mapped_column(Integer, default=0)
+    checkpoint_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    captions: Mapped[list[str] | None] = mapped_column(JSON)
+    losses: Mapped[list[list[float]]] = mapped_column(JSON, default=list)  # [step, mean loss since the last point]
+    samples: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # {step, blob, width, height, size}
+    asset_id: Mapped[int | None] = mapped_column(ForeignKey("assets.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ClassImageSet(Base):
+    """DreamBooth's class pictures, drawn once by the base model and kept: `key` says what they
+    are (model, class prompt, count, size, steps); `blobs` are their PNGs in order."""
+
+    __tablename__ = "class_image_sets"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    blobs: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

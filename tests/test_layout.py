@@ -36,7 +36,10 @@ ENGINE_RULES = {
     "generation.jobs": {"generation.engine", "generation.spec", "generation.errors", "generation.parameters",
                         "generation.prompts", "generation.models", "generation.assets", "generation.imaging",
                         "generation.control"},  # fmt: skip
-    "generation.worker": {"generation.engine", "generation.jobs", "generation.spec", "generation.errors"},
+    "generation.training": {"generation.engine", "generation.spec", "generation.errors", "generation.assets",
+                            "generation.models", "generation.prompts"},  # fmt: skip
+    "generation.worker": {"generation.engine", "generation.jobs", "generation.spec", "generation.errors",
+                          "generation.training"},  # fmt: skip
 }
 # Modules the chat side imports: they must load without torch (a bot-only process starts fast).
 TORCH_FREE = [
@@ -45,6 +48,7 @@ TORCH_FREE = [
     "generation.prompts.weights", "generation.models.samplers", "generation.models.files", "generation.models.shapes",
     "generation.models.hf_source", "generation.models.tiny_config", "generation.assets.files", "generation.assets.fit",
     "generation.assets.safetensors_header", "generation.control.catalog", "generation.control.qr",
+    "generation.training.spec", "generation.training.buckets",
 ]  # fmt: skip
 
 

@@ -262,6 +262,11 @@ class Adapters:
         self._evict(self.budget_bytes, keep=keep | {key})
         return name
 
+    def unload_all(self) -> None:
+        """Delete every loaded adapter (a training run takes the model's UNet and text encoders to
+        itself); jobs load theirs again when they next need them."""
+        self._evict(-1, keep=set())
+
     def _evict(self, limit: int, keep: set[tuple[int, str]]) -> None:
         """Delete the least recently used adapters (not the running job's) until `limit` holds."""
         for key, entry in list(self._entries.items()):

@@ -12,6 +12,7 @@ What the tensors are (a LoRA, an embedding, for which architecture) is `generati
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from dataclasses import dataclass
@@ -222,3 +223,9 @@ def quote(text: str, limit: int = 80) -> str:
     """A name from the file, safe to show: printable, bounded, in backticks."""
     shown = "".join(c if c.isprintable() and c != "`" else "?" for c in text[:limit])
     return f"`{shown}{'…' if len(text) > limit else ''}`"
+
+
+def addnet_hash(data: bytes) -> str:
+    """A1111's hash of a safetensors LoRA ("Lora hashes"): sha256 of the bytes after the header."""
+    (length,) = struct.unpack("<Q", data[:8])
+    return hashlib.sha256(data[8 + length :]).hexdigest()

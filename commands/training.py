@@ -1,0 +1,216 @@
+"""`/train`: people's own LoRAs, LyCORIS, DreamBooth LoRAs and embeddings, trained from chat.
+
+    /train lora|loha|lokr|dreambooth|embedding NAME [--options]   with 3-40 pictures (or a .zip)
+    /train preview METHOD NAME [--options]                        the captions, nothing trained
+    /train status                                                 your runs
+
+The pictures are attachments (Discord: up to 10; Telegram: an album; console: `attachments`),
+a .zip with kohya-style `.txt` caption sidecars, or the pictures of the message this one replies
+to. They are checked (commands.training_data) before anything is stored; the run is a job on the
+same queue as the pictures (kind "train", behind drawing jobs), and its result is the person's
+private asset, used at once with `<lora:NAME:1>` (or NAME in a prompt, for an embedding).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from commands import render
+from commands.context import Context
+from commands.errors import UserError
+from commands.options import bounded_number, new_seed
+from commands.parser import parse_flags
+from commands.training_data import Dataset, DatasetLimits, read_dataset
+from commands.training_text import USAGE, queued_text, status_text
+from commands.types import Attachment, MessageTarget, Reply, Request
+from generation.assets.files import valid_asset_name
+from generation.training.spec import (
+    BOUNDS,
+    DEFAULT_CLASS_IMAGES,
+    DEFAULT_INIT_WORD,
+    DEFAULT_PRIOR_WEIGHT,
+    DEFAULT_VECTORS,
+    METHOD_DEFAULTS,
+    METHOD_LABELS,
+    TRAIN_METHODS,
+    TrainImage,
+    TrainingSpec,
+)  # fmt: skip
+from storage import assets, queue, training, users
+from storage.tables import JobStatus
+
+TRAIN_PRIORITY = -10  # drawing jobs (priority 0) are claimed first
+FLAGS = {
+    "steps": "steps", "rank": "rank", "dim": "rank", "alpha": "alpha", "lr": "lr", "resolution": "resolution",
+    "res": "resolution", "batch": "batch", "seed": "seed", "model": "model", "trigger": "trigger",
+    "captions": "captions", "class": "class", "class-images": "class_images", "prior-weight": "prior_weight",
+    "init-word": "init_word", "vectors": "vectors", "sample-every": "sample_every", "sample-prompt": "sample_prompt",
+    "text-encoder": "text_encoder", "snr-gamma": "snr_gamma",
+}  # fmt: skip
+
+
+async def train_command(ctx: Context, request: Request, args: str) -> list[Reply]:
+    verb, _, rest = args.strip().partition(" ")
+    verb = verb.lower()
+    if verb == "status":
+        return await status(ctx, request)
+    preview = verb == "preview"
+    if preview:
+        verb, _, rest = rest.strip().partition(" ")
+        verb = verb.lower()
+    if verb not in TRAIN_METHODS:
+        raise UserError(USAGE if not verb else f"I can't train `{verb}`. {USAGE}")
+    return await queue_run(ctx, request, verb, rest, preview=preview)
+
+
+async def queue_run(ctx: Context, request: Request, method: str, args: str, *, preview: bool) -> list[Reply]:
+    flags = parse_flags(args, FLAGS)
+    name = flags.text.strip().lower()
+    if not name or " " in name:
+        raise UserError(f"Give the {METHOD_LABELS[method]} one name, e.g. `/train {method} foxy`. {USAGE}")
+    if not valid_asset_name(name):
+        raise UserError(f"`{name}` can't be a name: use letters, digits, `_`, `-` and `.`, up to 64 characters.")
+    dataset = read_dataset(_pictures(request), _limits(ctx))
+    s = ctx.settings
+    async with ctx.db.transaction() as session:
+        user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
+        spec = _spec(ctx, method, name, flags, dataset, user.settings, preview=preview)
+        kind = spec.asset_kind
+        if not preview and await assets.find_own(session, user.id, kind, name):
+            raise UserError(f"You already have a {kind} named `{name}`. Pick another name, or delete it first "
+                            f"(`/{kind} delete {name}`).")  # fmt: skip
+        admin = ctx.is_admin(request.platform, request.user_id)
+        running = await training.active_run(session, user.id)
+        if running is not None:
+            raise UserError(f"Your training job {running.id} is still waiting or running: one run at a time. "
+                            "`/train status` shows it; `/cancel` stops it.")  # fmt: skip
+        if not admin and not preview:
+            used = await training.steps_last_day(session, user.id)
+            if used + spec.steps > s.train_daily_steps:
+                left = max(0, s.train_daily_steps - used)
+                raise UserError(f"That is {spec.steps} steps, and you have {left} of your {s.train_daily_steps} training "
+                                "steps per 24 hours left. Use fewer `--steps`, or try again later.")  # fmt: skip
+            if await assets.bytes_used(session, user.id) >= s.asset_quota_bytes:
+                raise UserError(f"Your LoRAs and embeddings use all of your {render.size_text(s.asset_quota_bytes)}; "
+                                "delete one first (`/loras` lists them).")  # fmt: skip
+        if not admin and await queue.active_count(session, user.id) >= s.max_queued_jobs_per_user:
+            raise UserError("You have as many jobs waiting or running as you may; wait for one, or `/cancel` one.")
+        spec = _stored(ctx, spec, dataset)
+        for image, picture in zip(spec.images, dataset.images, strict=True):
+            await queue.record_blob(session, image.blob, len(picture.png), "image/png", image.width, image.height)
+        job = await queue.enqueue(
+            session, user_id=user.id, platform=request.platform, chat_id=request.chat_id,
+            source_message_id=request.message_id, kind="train", model=spec.model, batch_key="",
+            params=spec.model_dump(mode="json"), max_attempts=s.max_attempts, priority=TRAIN_PRIORITY,
+        )  # fmt: skip
+        await training.create(session, job, owner_id=user.id, method=method, name=name, steps=spec.steps)
+        text = queued_text(job, spec, await queue.position(session, job), list(dataset.notes))
+    ctx.on_enqueue()
+    return [Reply(text, kind="status", job_id=job.id, target=MessageTarget(job.id, None, "status"))]
+
+
+def _pictures(request: Request) -> list[Attachment]:
+    """The attachments, and (a reply) the pictures of the message replied to, which add to them."""
+    return [*request.attachments, *request.reply_to_images]
+
+
+def _limits(ctx: Context) -> DatasetLimits:
+    s = ctx.settings
+    return DatasetLimits(min_images=s.train_min_images, max_images=s.train_max_images, max_file_bytes=s.max_upload_bytes,
+                         max_zip_bytes=s.train_max_zip_bytes, max_pixels=s.max_upload_pixels)  # fmt: skip
+
+
+def _spec(ctx: Context, method: str, name: str, flags: Any, dataset: Dataset, user_settings: dict[str, Any], *,
+          preview: bool) -> TrainingSpec:  # fmt: skip
+    s, values, problems = ctx.settings, flags.values, list(flags.problems)
+    defaults = METHOD_DEFAULTS[method]
+    model_name = values.get("model") or user_settings.get("model")
+    entry = ctx.registry.get(model_name) if model_name else ctx.registry.default
+    if entry is None:
+        problems.append(f"I don't know the model `{model_name}`; `/models` lists them.")
+        entry = ctx.registry.default
+
+    def number(key: str, kind: type, default: Any, low: float | None = None, high: float | None = None) -> Any:
+        bound = BOUNDS.get(key)
+        low = bound.low if low is None and bound else low
+        high = bound.high if high is None and bound else high
+        flag = flags.written.get(key, f"--{key.replace('_', '-')}")
+        return bounded_number(values.get(key), flag, kind, low, high, default, problems)  # type: ignore[arg-type]
+
+    steps = number("steps", int, min(defaults.steps, s.train_max_steps), 1, s.train_max_steps)
+    native = entry.native_size
+    resolution = number("resolution", int, min(native, s.train_max_resolution), 32, s.train_max_resolution)
+    if resolution % 8:
+        problems.append(f"`--resolution {resolution}` must be a multiple of 8 (the VAE works in blocks of 8 pixels).")
+    embedding = method == "embedding"
+    trigger = name if embedding else (values.get("trigger") or name).strip()
+    if embedding and values.get("trigger") and values["trigger"].strip().lower() != name:
+        problems.append("An embedding's word is its name; leave out `--trigger` (or give it the same name).")
+    captions = (values.get("captions") or "auto").strip().lower()
+    if captions not in ("auto", "none"):
+        problems.append(f"`--captions` is auto (sidecars, else the captioning model) or none (the trigger alone); not `{captions}`.")
+    text_encoder = _on_off(values.get("text_encoder"), defaults.text_encoder, problems)
+    class_prompt = (values.get("class") or "").strip() or None
+    if method == "dreambooth" and not class_prompt:
+        problems.append('DreamBooth needs the class of what it learns: add `--class "a dog"` (or "a woman", "a car", ...).')
+    if class_prompt and method != "dreambooth":
+        problems.append("`--class` is for `/train dreambooth`.")
+    seed = number("seed", int, new_seed(), 0, 2**32 - 1)
+    sample_every = number("sample_every", int, steps // 4 if steps >= 8 else 0)
+    if problems:
+        raise UserError("\n".join(problems))
+    images = tuple(  # the blobs are written once every check has passed (`_stored`)
+        TrainImage(blob="unstored", width=picture.width, height=picture.height,
+                   filename=picture.filename,
+                   caption=picture.caption if picture.caption is not None else (trigger if captions == "none" else None))
+        for picture in dataset.images
+    )  # fmt: skip
+    first_caption = next((image.caption for image in images if image.caption), None)
+    sample_prompt = values.get("sample_prompt") or first_caption or (f"{trigger}, {class_prompt}" if class_prompt else trigger)
+    return TrainingSpec(
+        method=method, name=name, model=entry.display_name, images=images, trigger=trigger, captions=captions,  # type: ignore[arg-type]
+        steps=steps, rank=0 if embedding else number("rank", int, defaults.rank),
+        alpha=0 if embedding else number("alpha", float, defaults.alpha), lr=number("lr", float, defaults.lr),
+        resolution=resolution, batch=number("batch", int, 1), seed=seed, text_encoder=text_encoder,
+        snr_gamma=number("snr_gamma", float, 0.0), class_prompt=class_prompt,
+        class_images=number("class_images", int, DEFAULT_CLASS_IMAGES) if class_prompt else 0,
+        prior_weight=number("prior_weight", float, DEFAULT_PRIOR_WEIGHT) if class_prompt else 0,
+        vectors=number("vectors", int, DEFAULT_VECTORS) if embedding else 0,
+        init_word=(values.get("init_word") or DEFAULT_INIT_WORD).strip() if embedding else None,
+        sample_every=sample_every, sample_prompt=sample_prompt, sample_steps=s.default_steps,
+        checkpoint_every=s.train_checkpoint_steps, preview=preview,
+    )  # fmt: skip
+
+
+def _stored(ctx: Context, spec: TrainingSpec, dataset: Dataset) -> TrainingSpec:
+    images = tuple(image.model_copy(update={"blob": ctx.blobs.put(picture.png, "png")})
+                   for image, picture in zip(spec.images, dataset.images, strict=True))  # fmt: skip
+    return spec.model_copy(update={"images": images})
+
+
+def _on_off(text: str | None, default: bool, problems: list[str]) -> bool:
+    if text is None:
+        return default
+    word = text.strip().lower()
+    if word in ("on", "yes", "true", "1", ""):
+        return True
+    if word in ("off", "no", "false", "0"):
+        return False
+    problems.append(f"`--text-encoder` is on or off; not `{text}`.")
+    return default
+
+
+async def status(ctx: Context, request: Request) -> list[Reply]:
+    async with ctx.db.transaction() as session:
+        user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
+        runs = await training.recent(session, user.id)
+        lines = []
+        for run, job in runs:
+            head = status_text(job, await queue.position(session, job)) if job.status in JobStatus.ACTIVE else (
+                f"#{job.id} {job.status}: {METHOD_LABELS.get(run.method, run.method)} `{run.name}`")  # fmt: skip
+            saved = f" · checkpoint at step {run.checkpoint_step}" if run.checkpoint_step else ""
+            loss = f" · loss {run.losses[-1][1]:.4f}" if run.losses else ""
+            lines.append(f"• {head}{saved}{loss}")
+    if not lines:
+        return [Reply(f"You have no training runs yet. {USAGE}")]
+    return [Reply("\n".join(["Your training runs:", *lines]))]

@@ -1,0 +1,124 @@
+"""How training runs look in chat: the queued line, the live status, the samples and the result.
+Kept apart from `commands.training` so that `commands.render` (every job's status line) can use it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from commands.types import ImageFile, MessageTarget, Reply
+from generation.training.spec import METHOD_LABELS, TrainingSpec
+from storage.blobs import BlobStore
+from storage.tables import Job, JobStatus
+
+USAGE = (
+    "Use `/train lora NAME` (or loha, lokr, dreambooth, embedding) with 3 or more pictures attached (or a .zip, "
+    "with `.txt` captions beside the pictures if you like); `/train preview lora NAME` with the same pictures shows "
+    "the captions first; `/train status` shows your runs. Options: --steps, --rank, --alpha, --lr, --resolution, "
+    "--batch, --seed, --model, --trigger, --captions auto|none, --sample-every, --sample-prompt, --text-encoder on|off, "
+    "--snr-gamma; DreamBooth: --class \"a dog\", --class-images, --prior-weight; embedding: --vectors, --init-word."
+)
+
+
+def short(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def spec_of(job: Job) -> TrainingSpec:
+    return TrainingSpec.model_validate(job.params)
+
+
+def what_text(spec: TrainingSpec) -> str:
+    doing = "captions for" if spec.preview else METHOD_LABELS[spec.method]
+    return f"{doing} `{spec.name}` from {len(spec.images)} pictures"
+
+
+def settings_line(spec: TrainingSpec) -> str:
+    parts = [f"{spec.steps} steps"]
+    if spec.method == "embedding":
+        parts += [f"{spec.vectors} vectors", f"init “{spec.init_word}”"]
+    else:
+        parts += [f"rank {spec.rank}", f"alpha {spec.alpha:g}", "UNet + text encoder" if spec.text_encoder else "UNet only"]
+    parts += [f"lr {spec.lr:g}", f"{spec.resolution}px buckets", f"batch {spec.batch}", f"seed {spec.seed}"]
+    if spec.class_prompt:
+        parts.append(f"class “{spec.class_prompt}” ×{spec.class_images}, prior weight {spec.prior_weight:g}")
+    if spec.snr_gamma:
+        parts.append(f"min-SNR γ {spec.snr_gamma:g}")
+    if spec.sample_every:
+        parts.append(f"a sample every {spec.sample_every} steps")
+    parts.append(spec.model)
+    return " · ".join(parts)
+
+
+def queued_text(job: Job, spec: TrainingSpec, position: int, notes: list[str]) -> str:
+    lines = [f"⏳ Job {job.id} queued (position {position}): {what_text(spec)}", settings_line(spec)]
+    if not spec.preview:
+        lines.append(f"Trigger word: `{spec.trigger}`. Drawing jobs go first; the run resumes where it was.")
+    return "\n".join(lines + notes)
+
+
+def status_text(job: Job, position: int) -> str:
+    if job.status == JobStatus.QUEUED:
+        again = f", resumes at step {job.progress_step}" if job.progress_step else ""
+        return f"⏳ Job {job.id} queued: position {position}{again}"
+    if job.cancel_requested:
+        return f"🛑 Job {job.id}: stopping at the next step; what it learned so far is kept…"
+    spec = spec_of(job)
+    if not job.progress_step:
+        return f"🧠 Job {job.id}: {what_text(spec)}: {job.progress_note or 'starting'}…"
+    percent = 100 * job.progress_step // max(job.progress_total, 1)
+    note = f" · {job.progress_note}" if job.progress_note else ""
+    return f"🧠 Job {job.id}: training `{spec.name}`, step {job.progress_step}/{job.progress_total} ({percent}%){note}"
+
+
+def result_reply(blobs: BlobStore, job: Job) -> Reply:
+    spec, result = spec_of(job), job.result or {}
+    target = MessageTarget(job.id, None, "result")
+    if result.get("preview"):
+        lines = [f"📝 Job {job.id}: the captions `{spec.name}` would be trained with:"]
+        lines += [f"{i}. {image.filename}: {caption}" for i, (image, caption) in enumerate(zip(spec.images, result["captions"], strict=False), 1)]
+        lines += [str(note) for note in result.get("notes", [])]
+        lines.append(f"Start it with `/train {spec.method} {spec.name}` and the same pictures; add `.txt` captions in a zip to change them.")
+        return Reply("\n".join(lines), kind="result", job_id=job.id, target=target)
+    asset = result.get("asset", spec.name)
+    label = METHOD_LABELS[spec.method]
+    early = f", stopped at step {result.get('steps_done')} of {spec.steps} as you asked" if result.get("stopped_early") else ""
+    held_out = result.get("held_out") or []
+    loss = f" · held-out loss {held_out[0]:.4f} → {held_out[1]:.4f}" if len(held_out) == 2 else ""
+    lines = [f"✅ Job {job.id}: trained the {label} `{asset}`{early}{loss}", settings_line(spec)]
+    lines += [str(note) for note in result.get("notes", [])]
+    usage = f"`<lora:{asset}:1>`" if spec.asset_kind == "lora" else f"`{asset}` in a prompt"
+    trigger = f" with the trigger word `{spec.trigger}`" if spec.asset_kind == "lora" else ""
+    lines.append(f"It is yours and private: use {usage}{trigger}; `/{spec.asset_kind} download {asset}` sends the file.")
+    if spec.model in ("tiny",):
+        lines.append("(tiny model: random weights; the run is real, the pictures are noise)")
+    images = ()
+    sample = result.get("sample")
+    if sample:
+        images = (ImageFile(blobs.path(sample["blob"]), sample["width"], sample["height"], spec.seed, 0),)
+    return Reply("\n".join(lines), kind="result", images=images, job_id=job.id, target=target)
+
+
+def sample_reply(blobs: BlobStore, job: Job, step: int, sample: dict[str, Any]) -> Reply:
+    spec = spec_of(job)
+    text = f"🧪 Job {job.id}, step {step}/{spec.steps}: `{spec.name}` so far — “{short(spec.sample_prompt, 80)}”, seed {spec.seed}"
+    image = ImageFile(blobs.path(sample["blob"]), sample["width"], sample["height"], spec.seed, 0)
+    return Reply(text, kind="sample", images=(image,), job_id=job.id)
+
+
+def info_text(job: Job, live: str | None) -> str:
+    """`/info` of a training job: its settings, captions and outcome."""
+    spec, result = spec_of(job), job.result or {}
+    lines = [f"Job {job.id}: {job.status} (training: {what_text(spec)})", settings_line(spec)]
+    if live:
+        lines.append(live)
+    lines.append(f"Attempts: {job.attempt} of {job.max_attempts}")
+    if job.run_seconds is not None:
+        lines.append(f"Ran for {job.run_seconds:.1f} s")
+    if job.error:
+        lines.append(f"Error: {job.error}")
+    if result.get("asset"):
+        lines.append(f"Made the {result.get('kind')} `{result['asset']}` ({result.get('format')}), {result.get('steps_done')} steps")
+    for i, caption in enumerate(result.get("captions") or [], 1):
+        lines.append(f"{i}. {caption}")
+    return "\n".join(lines)

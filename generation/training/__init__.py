@@ -1,0 +1,16 @@
+"""Training from chat: LoRA, LyCORIS LoHa and LoKr, DreamBooth (a LoRA with prior preservation)
+and textual-inversion embeddings, as jobs on the same durable queue as the pictures.
+
+- spec: what a run asks for (torch-free, shared with `commands/`), with the named bounds and
+  the defaults of each method;
+- buckets: kohya's aspect-ratio buckets (torch-free);
+- trainer: the training loop (diffusers' recipes: DDPM noise, epsilon / v-prediction MSE, optional
+  min-SNR weighting; peft adapters on UNet and text encoder), its checkpoints and its samples;
+- export: the learned weights as files A1111, ComfyUI, diffusers and our own loader read (kohya
+  LoRA / LyCORIS with `ss_*` metadata, A1111 embeddings);
+- run: what the worker runs for a `train` job: captions, class pictures, resume, yield.
+
+May import `generation.spec`, `generation.errors`, `generation.engine`, `generation.prompts`,
+`generation.models` and `generation.assets`, and `storage` (run: the run's row, its checkpoints
+and samples); nothing in the engine imports this package (the worker does).
+"""

@@ -1,0 +1,211 @@
+"""What the worker runs for a `train` job: the bridge between the training loop (engine thread)
+and the database (event loop), and the run's end.
+
+- `prepare` (event loop): the run's row: its last checkpoint (to resume from) and its captions.
+- `work` (engine thread): captions (once per run), DreamBooth's class pictures (once per class),
+  then `trainer.train`, whose hooks call back into the event loop and wait: a checkpoint blob
+  and its row, a sample and its delivery, each fenced on the job's attempt (`queue.hold`), so a
+  worker whose lease was taken over writes nothing.
+- `finish` (event loop): the file checked as an upload would be, stored as the person's private
+  asset, and the job completed with its outbox row, in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from generation.assets.files import inspect_asset, valid_asset_name
+from generation.assets.safetensors_header import addnet_hash
+from generation.engine import Engine
+from generation.errors import EngineUserError
+from generation.training import export, trainer
+from generation.training.spec import METHOD_LABELS, TrainingSpec
+from storage import assets, queue, training
+from storage.blobs import BlobStore
+from storage.db import Database
+from storage.tables import Job
+
+log = logging.getLogger(__name__)
+
+HOOK_TIMEOUT_SECONDS = 120.0  # longest the training thread waits on one database write
+
+
+@dataclass
+class Produced:
+    """What the engine thread hands back: the file, or (preview) just the captions."""
+
+    captions: list[str]
+    notes: list[str]
+    data: bytes | None = None
+    learned: trainer.Learned | None = None
+    sample: dict[str, Any] | None = None  # the last sample's blob, width, height
+    preview: bool = False
+
+
+@dataclass
+class TrainingTask:
+    db: Database
+    engine: Engine
+    blobs: BlobStore
+    job: Job
+    attempt: int
+    owner: str
+    loop: asyncio.AbstractEventLoop
+    wake: Callable[[], None]
+    spec: TrainingSpec = field(init=False)
+    resume: trainer.Resume | None = field(init=False, default=None)
+    captions: list[str] | None = field(init=False, default=None)
+    last_sample: dict[str, Any] | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.spec = TrainingSpec.model_validate(self.job.params)  # ValueError: written by an incompatible version
+
+    def describe(self) -> str:
+        spec = self.spec
+        return f"train {spec.method} `{spec.name}` on {spec.model}, {len(spec.images)} pictures, {spec.steps} steps"
+
+    async def prepare(self) -> None:
+        async with self.db.transaction() as session:
+            run = await training.of_job(session, self.job.id)
+            if run is None:
+                raise EngineUserError("this training run's record is missing; start it again with /train.")
+            self.captions = list(run.captions) if run.captions else None
+            if run.checkpoint_blob and run.checkpoint_step > 0:
+                self.resume = trainer.Resume(run.checkpoint_step, self.blobs.path(run.checkpoint_blob).read_bytes())
+                log.info("job %s: resuming the training from step %d", self.job.id, run.checkpoint_step)
+
+    # --- the engine thread ---------------------------------------------------------------------
+
+    def work(self, progress: Callable[[int, int, str], None], stopping: Callable[[], trainer.Stopping],
+             should_yield: Callable[[], bool]) -> Produced:  # fmt: skip
+        spec = self.spec
+        notes: list[str] = []
+        progress(self.resume.step if self.resume else 0, spec.steps, "writing captions" if self.captions is None else "starting")
+        if self.captions is None:
+            self.captions, notes = trainer.captions_for(self.engine, spec, lambda: bool(stopping()))
+            self._call(self._save_captions(self.captions))
+        if spec.preview:
+            return Produced(self.captions, notes, preview=True)
+        hooks = trainer.Hooks(
+            progress=progress, stopping=stopping, should_yield=should_yield,
+            checkpoint=lambda step, data, losses: self._call(self._checkpoint(step, data, losses)),
+            sample=lambda step, png, last: self._call(self._sample(step, png, last)),
+            class_images=lambda key: self._call(self._class_images(key)),
+            save_class_images=lambda key, pngs: self._call(self._save_class_images(key, pngs)),
+        )  # fmt: skip
+        data, learned = trainer.train(self.engine, spec, hooks, captions=self.captions, resume=self.resume,
+                                      export=self._export)  # fmt: skip
+        return Produced(self.captions, notes, data=data, learned=learned, sample=self.last_sample)
+
+    def _export(self, learned: trainer.Learned) -> bytes:
+        spec = self.spec
+        loaded = self.engine.models.get(spec.model)
+        architecture = export_architecture(loaded.txt2img)
+        metadata = export.training_metadata(
+            spec, architecture=architecture, captions=learned.captions, steps_done=learned.steps_done, loss=learned.loss,
+            base_model_name=loaded.entry.display_name if hasattr(loaded.entry, "display_name") else spec.model,
+        )  # fmt: skip
+        if spec.method == "embedding":
+            return export.embedding_file(learned.vectors, metadata)
+        method = "lora" if spec.method == "dreambooth" else spec.method
+        return export.adapter_file(learned.components, trainer.ADAPTER, method, metadata, sdxl=architecture == "sdxl")  # type: ignore[arg-type]
+
+    def _call(self, coroutine: Any) -> Any:
+        """Run a coroutine on the event loop from the engine thread, and wait for it."""
+        future: Future[Any] = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        return future.result(HOOK_TIMEOUT_SECONDS)
+
+    # --- the database side of the hooks --------------------------------------------------------
+
+    async def _save_captions(self, captions: list[str]) -> None:
+        async with self.db.transaction() as session:
+            await training.save_captions(session, self.job, self.attempt, self.owner, captions)
+
+    async def _checkpoint(self, step: int, data: bytes, losses: list[list[float]]) -> None:
+        key = await asyncio.to_thread(self.blobs.put, data, "ckpt")
+        async with self.db.transaction() as session:
+            await training.save_checkpoint(session, self.job, self.attempt, self.owner, step=step, blob=key, size=len(data),
+                                           losses=losses)  # fmt: skip
+        log.info("job %s: checkpoint at step %d (%.1f MiB)", self.job.id, step, len(data) / 2**20)
+
+    async def _sample(self, step: int, png: bytes, last: bool) -> None:
+        key = await asyncio.to_thread(self.blobs.put, png, "png")
+        with Image.open(io.BytesIO(png)) as picture:
+            width, height = picture.size
+        async with self.db.transaction() as session:
+            await training.add_sample(session, self.job, self.attempt, self.owner, step=step, blob=key, width=width,
+                                      height=height, size=len(png), deliver=not last)  # fmt: skip
+        if last:
+            self.last_sample = {"step": step, "blob": key, "width": width, "height": height, "size": len(png)}
+        else:
+            self.wake()  # the adapters send the sample now
+
+    async def _class_images(self, key: str) -> list[bytes] | None:
+        async with self.db.transaction() as session:
+            blobs = await training.class_images(session, key)
+        return None if blobs is None else [self.blobs.path(blob).read_bytes() for blob in blobs]
+
+    async def _save_class_images(self, key: str, pngs: list[bytes]) -> None:
+        keys, sizes = [], []
+        for data in pngs:
+            keys.append(await asyncio.to_thread(self.blobs.put, data, "png"))
+            with Image.open(io.BytesIO(data)) as picture:
+                sizes.append((len(data), *picture.size))
+        async with self.db.transaction() as session:
+            await training.save_class_images(session, key, keys, sizes)
+
+    # --- the end -----------------------------------------------------------------------------
+
+    async def finish(self, produced: Produced, run_seconds: float) -> None:
+        spec, job = self.spec, self.job
+        result: dict[str, Any] = {"method": spec.method, "name": spec.name, "captions": produced.captions,
+                                  "notes": produced.notes}  # fmt: skip
+        if produced.preview:
+            async with self.db.transaction() as session:
+                await training.finish(session, job, self.attempt, self.owner, asset_id=None,
+                                      result={**result, "preview": True}, run_seconds=run_seconds)  # fmt: skip
+            return
+        assert produced.data is not None and produced.learned is not None
+        kind = spec.asset_kind
+        info = inspect_asset(produced.data, f"{spec.name}.safetensors", kind=kind, max_bytes=len(produced.data) + 1)  # type: ignore[arg-type]
+        key = await asyncio.to_thread(self.blobs.put, produced.data, "st")
+        learned = produced.learned
+        async with self.db.transaction() as session:
+            name = spec.name
+            if await assets.find_own(session, job.user_id, kind, name):  # made meanwhile, by hand or another run
+                name = free_name(spec.name, job.id)
+                result["notes"] = [*result["notes"], f"You have a {kind} named `{spec.name}` already, so this one is `{name}`."]
+            await queue.record_blob(session, key, info.size, "application/octet-stream", None, None)
+            asset = await assets.add(
+                session, job.user_id, kind, name, blob_key=key, sha256=info.sha256, format=info.format,
+                architecture=info.architecture, rank=info.rank, size=info.size,
+                info={"triggers": [spec.trigger], "title": f"{METHOD_LABELS[spec.method]} trained by sdbot (job {job.id})",
+                      "tensors": info.tensors, "vectors": info.vectors, "addnet_hash": addnet_hash(produced.data),
+                      "made_for": info.made_for, "trained": True},
+            )  # fmt: skip
+            result.update({
+                "asset": asset.name, "kind": kind, "format": info.format, "steps_done": learned.steps_done,
+                "loss": learned.loss, "losses": learned.losses, "stopped_early": learned.stopped_early,
+                "sample": produced.sample, "bytes": info.size, "held_out": list(learned.held_out or ()),
+            })  # fmt: skip
+            await training.finish(session, job, self.attempt, self.owner, asset_id=asset.id, result=result,
+                                  run_seconds=run_seconds)  # fmt: skip
+
+
+def export_architecture(pipe: Any) -> str:
+    from generation.assets.adapters import model_architecture
+
+    return model_architecture(pipe)
+
+
+def free_name(name: str, job_id: int) -> str:
+    candidate = f"{name}-{job_id}"
+    return candidate if valid_asset_name(candidate) else f"trained-{job_id}"

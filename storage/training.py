@@ -1,0 +1,152 @@
+"""Training runs beside their jobs: created with the job, written by the worker that holds it
+(every write fenced on the job's attempt with `queue.hold`, so a worker whose lease was taken
+over cannot move a run back), and read by the chat side for `/train status` and the samples.
+
+- checkpoints: the blob of the last saved state and its step; a worker that takes the job over
+  resumes from it;
+- samples: pictures drawn during the run, each owed to the chat as its own delivery
+  (kind `sample-<step>`), so a sample is sent once, also across crashes;
+- the daily step budget counts the planned steps of a person's runs of the last 24 hours.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage import queue
+from storage.tables import ClassImageSet, Delivery, Job, JobStatus, TrainingRun, utcnow
+
+SAMPLE_DELIVERY = "sample-"  # + the step: the delivery kind of a sample picture
+
+
+async def create(session: AsyncSession, job: Job, *, owner_id: int, method: str, name: str, steps: int) -> TrainingRun:
+    run = TrainingRun(job_id=job.id, owner_id=owner_id, method=method, name=name, steps=steps, losses=[], samples=[])
+    session.add(run)
+    await session.flush()
+    return run
+
+
+async def of_job(session: AsyncSession, job_id: int) -> TrainingRun | None:
+    return (await session.execute(select(TrainingRun).where(TrainingRun.job_id == job_id))).scalar_one_or_none()
+
+
+async def active_run(session: AsyncSession, owner_id: int) -> Job | None:
+    """The person's training job that is waiting or running, if any (one at a time)."""
+    query = (
+        select(Job)
+        .where(Job.user_id == owner_id, Job.kind == "train", Job.status.in_(JobStatus.ACTIVE))
+        .order_by(Job.id)
+        .limit(1)
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def recent(session: AsyncSession, owner_id: int, limit: int = 5) -> list[tuple[TrainingRun, Job]]:
+    query = (
+        select(TrainingRun, Job)
+        .join(Job, Job.id == TrainingRun.job_id)
+        .where(TrainingRun.owner_id == owner_id)
+        .order_by(TrainingRun.id.desc())
+        .limit(limit)
+    )
+    return [(run, job) for run, job in (await session.execute(query)).all()]
+
+
+async def steps_last_day(session: AsyncSession, owner_id: int) -> int:
+    """Planned steps of the person's runs queued in the last 24 hours (cancelled ones count what
+    they ran, failed ones nothing)."""
+    since = utcnow() - timedelta(days=1)
+    query = (
+        select(TrainingRun.steps, TrainingRun.checkpoint_step, Job.status, Job.progress_step)
+        .join(Job, Job.id == TrainingRun.job_id)
+        .where(TrainingRun.owner_id == owner_id, TrainingRun.created_at >= since)
+    )
+    total = 0
+    for steps, checkpoint_step, status, progress_step in (await session.execute(query)).all():
+        if status == JobStatus.FAILED:
+            continue
+        total += max(checkpoint_step, progress_step) if status == JobStatus.CANCELLED else steps
+    return total
+
+
+# --- the worker's side (every write fenced on the job's attempt) ---------------------------------
+
+
+async def save_checkpoint(
+    session: AsyncSession, job: Job, attempt: int, owner: str, *, step: int, blob: str, size: int,
+    losses: list[list[float]],
+) -> None:  # fmt: skip
+    await queue.hold(session, job.id, attempt, owner)
+    await queue.record_blob(session, blob, size, "application/octet-stream", None, None)
+    run = await _run(session, job.id)
+    run.checkpoint_blob, run.checkpoint_step, run.checkpoint_at = blob, step, utcnow()
+    run.losses = [list(point) for point in losses]
+    await session.flush()
+
+
+async def save_captions(session: AsyncSession, job: Job, attempt: int, owner: str, captions: list[str]) -> None:
+    await queue.hold(session, job.id, attempt, owner)
+    run = await _run(session, job.id)
+    run.captions = list(captions)
+    await session.flush()
+
+
+async def add_sample(
+    session: AsyncSession, job: Job, attempt: int, owner: str, *, step: int, blob: str, width: int, height: int,
+    size: int, deliver: bool = True,
+) -> None:  # fmt: skip
+    """A sample picture of the run at `step`, owed to the chat (unless it is the last, which
+    comes with the result)."""
+    await queue.hold(session, job.id, attempt, owner)
+    await queue.record_blob(session, blob, size, "image/png", width, height)
+    run = await _run(session, job.id)
+    if any(sample["step"] == step for sample in run.samples):
+        return  # drawn again after a resume: the first is kept, and was already owed
+    run.samples = [*run.samples, {"step": step, "blob": blob, "width": width, "height": height, "size": size}]
+    if deliver:
+        session.add(Delivery(job_id=job.id, platform=job.platform, chat_id=job.chat_id, kind=f"{SAMPLE_DELIVERY}{step}"))
+    await session.flush()
+
+
+async def finish(
+    session: AsyncSession, job: Job, attempt: int, owner: str, *, asset_id: int | None, result: dict[str, Any],
+    run_seconds: float,
+) -> None:  # fmt: skip
+    """The run's end: its asset recorded and the job completed with its result, in one
+    transaction with the job's outbox row."""
+    run = await _run(session, job.id)
+    run.asset_id = asset_id
+    await queue.complete(session, job, attempt, owner=owner, outputs=[], run_seconds=run_seconds, result=result)
+
+
+async def _run(session: AsyncSession, job_id: int) -> TrainingRun:
+    run = await of_job(session, job_id)
+    if run is None:
+        raise LookupError(f"job {job_id} has no training run")
+    return run
+
+
+# --- DreamBooth's class pictures ---------------------------------------------------------------
+
+
+async def class_images(session: AsyncSession, key: str) -> list[str] | None:
+    found = await session.get(ClassImageSet, key)
+    return list(found.blobs) if found else None
+
+
+async def save_class_images(session: AsyncSession, key: str, blobs: list[str], sizes: list[tuple[int, int, int]]) -> None:
+    """`sizes`: (bytes, width, height) of each PNG."""
+    for blob, (size, width, height) in zip(blobs, sizes, strict=True):
+        await queue.record_blob(session, blob, size, "image/png", width, height)
+    if await session.get(ClassImageSet, key) is None:
+        session.add(ClassImageSet(key=key, blobs=list(blobs)))
+    await session.flush()
+
+
+async def count_deliveries_like(session: AsyncSession, job_id: int, prefix: str) -> int:
+    query = select(func.count()).where(Delivery.job_id == job_id, Delivery.kind.like(f"{prefix}%"))
+    return (await session.execute(query)).scalar_one()
