@@ -157,6 +157,12 @@ def _spec(ctx: Context, method: str, name: str, flags: Any, dataset: Dataset, us
         problems.append("`--class` is for `/train dreambooth`.")
     seed = number("seed", int, new_seed(), 0, 2**32 - 1)
     sample_every = number("sample_every", int, steps // 4 if steps >= 8 else 0)
+    rank = 0 if embedding else number("rank", int, defaults.rank)
+    alpha = 0 if embedding else number("alpha", float, defaults.alpha)
+    lr, batch, snr_gamma = number("lr", float, defaults.lr), number("batch", int, 1), number("snr_gamma", float, 0.0)
+    class_images = number("class_images", int, DEFAULT_CLASS_IMAGES) if class_prompt else 0
+    prior_weight = number("prior_weight", float, DEFAULT_PRIOR_WEIGHT) if class_prompt else 0
+    vectors = number("vectors", int, DEFAULT_VECTORS) if embedding else 0
     if problems:
         raise UserError("\n".join(problems))
     images = tuple(  # the blobs are written once every check has passed (`_stored`)
@@ -169,13 +175,9 @@ def _spec(ctx: Context, method: str, name: str, flags: Any, dataset: Dataset, us
     sample_prompt = values.get("sample_prompt") or first_caption or (f"{trigger}, {class_prompt}" if class_prompt else trigger)
     return TrainingSpec(
         method=method, name=name, model=entry.display_name, images=images, trigger=trigger, captions=captions,  # type: ignore[arg-type]
-        steps=steps, rank=0 if embedding else number("rank", int, defaults.rank),
-        alpha=0 if embedding else number("alpha", float, defaults.alpha), lr=number("lr", float, defaults.lr),
-        resolution=resolution, batch=number("batch", int, 1), seed=seed, text_encoder=text_encoder,
-        snr_gamma=number("snr_gamma", float, 0.0), class_prompt=class_prompt,
-        class_images=number("class_images", int, DEFAULT_CLASS_IMAGES) if class_prompt else 0,
-        prior_weight=number("prior_weight", float, DEFAULT_PRIOR_WEIGHT) if class_prompt else 0,
-        vectors=number("vectors", int, DEFAULT_VECTORS) if embedding else 0,
+        steps=steps, rank=rank, alpha=alpha, lr=lr, resolution=resolution, batch=batch, seed=seed,
+        text_encoder=text_encoder, snr_gamma=snr_gamma, class_prompt=class_prompt, class_images=class_images,
+        prior_weight=prior_weight, vectors=vectors,
         init_word=(values.get("init_word") or DEFAULT_INIT_WORD).strip() if embedding else None,
         sample_every=sample_every, sample_prompt=sample_prompt, sample_steps=s.default_steps,
         checkpoint_every=s.train_checkpoint_steps, preview=preview,

@@ -10,6 +10,10 @@ Output, one JSON object per line:
      "text": "...", "images": ["/abs/path.png"], "actions": [{"id": "upscale:1", "label": "U1"}], "job": 7}
     {"event": "edit", "id": "b3", "text": "..."}
 A `--tile` result's message also has "preview": "/abs/path.jpg", the picture tiled 2x2.
+A message that carries files to keep (`/lora download NAME`: a trained LoRA) also has
+    "documents": [{"path": "/abs/path", "filename": "foxy.safetensors", "size": 1234567}]
+in the order sent: `path` is the file itself (absolute), `filename` the name to save it as, `size`
+its bytes. The field is there only when the message has documents.
 Bot message ids (`bN`) keep counting across runs, so a reply or press can name a message an
 earlier run printed.
 
@@ -25,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from commands.types import Action, ImageFile
+from commands.render import size_text
+from commands.types import Action, DocumentFile, ImageFile
 
 _REPLY = re.compile(r"^@(?P<id>[ub]\d+)\s+(?P<text>.+)$", re.S)
 _PRESS = re.compile(r"^!(?P<id>b\d+)\s+(?P<action>\S(?:.*\S)?)\s*$")  # labels may have spaces: "Upscale 2x"
@@ -95,6 +100,7 @@ def message_event(
     actions: tuple[Action, ...] = (),
     job: int | None = None,
     preview: ImageFile | None = None,
+    documents: tuple[DocumentFile, ...] = (),
 ) -> dict[str, Any]:
     event = {
         "event": "message",
@@ -109,6 +115,11 @@ def message_event(
     }
     if preview is not None:  # a seamless texture tiled 2x2
         event["preview"] = str(Path(preview.path).resolve())
+    if documents:  # files to keep, sent as they are
+        event["documents"] = [
+            {"path": str(Path(document.path).resolve()), "filename": document.filename, "size": document.size}
+            for document in documents
+        ]
     return event
 
 
@@ -125,6 +136,7 @@ def human(event: dict[str, Any]) -> str:
     lines += [f"    🖼  {path}" for path in event["images"]]
     if event.get("preview"):
         lines.append(f"    🧩  {event['preview']}  (tiled 2x2)")
+    lines += [f"    📎  {d['filename']} ({size_text(d['size'])}): {d['path']}" for d in event.get("documents", ())]
     if event["actions"]:
         buttons = " ".join(f"[{a['label']}]" for a in event["actions"])
         lines.append(f"    {buttons}   (press with: !{event['id']} {event['actions'][0]['label']})")

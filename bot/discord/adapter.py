@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -148,25 +150,17 @@ class DiscordChat:
 
     async def on_command(
         self, interaction: discord.Interaction, *, text: str | None = None, options: dict | None = None,  # type: ignore[type-arg]
-        image: discord.Attachment | None = None, mask: discord.Attachment | None = None,
+        attachments: Sequence[discord.Attachment | None] = (),
     ) -> None:  # fmt: skip
+        """A slash command: its files (options left empty are None) go to the command layer in
+        the order given, which it reads them in (the picture before its mask, image1 before image2)."""
         await interaction.response.defer(thinking=True)
-        attachments: tuple[Attachment, ...] = ()
-        for file in (image, mask):  # the picture first: the command layer reads them in order
-            if file is None:
-                continue
-            refused = self._too_big(file)
-            if refused:
-                await self._answer(interaction, [Reply(refused, kind="error", ephemeral=True)])
-                return
-            try:
-                attachments += (Attachment(file.filename, await file.read(), file.content_type),)
-            except discord.HTTPException as error:
-                log.warning("could not download attachment %s: %s", file.filename, error)
-                text = f"I couldn't download `{file.filename}` from Discord. Please try again."
-                await self._answer(interaction, [Reply(text, kind="error", ephemeral=True)])
-                return
-        request = self._request(interaction, text=text, options=options, attachments=attachments)
+        try:
+            files = await self._read_attachments([file for file in attachments if file is not None])
+        except ValueError as refused:
+            await self._answer(interaction, [Reply(str(refused), kind="error", ephemeral=True)])
+            return
+        request = self._request(interaction, text=text, options=options, attachments=files)
         await self._answer(interaction, await self.service.handle(request))
 
     async def on_press(self, interaction: discord.Interaction, action: str) -> None:
@@ -192,19 +186,46 @@ class DiscordChat:
         await self._answer(interaction, await self.service.handle(request))
 
     async def on_message(self, message: discord.Message) -> None:
-        """A text reply to one of our results remixes it (needs the Message Content intent)."""
-        if not self.settings.discord_message_content or message.author.bot or message.reference is None:
+        """A message that mentions the bot is a request, with its files in order (`@sdbot /train lora
+        foxy` and ten pictures); Discord shows the bot such messages' content even without the
+        Message Content intent. With that intent, a text reply to one of our results remixes it."""
+        if message.author.bot or self.client.user is None:
             return
-        replied = message.reference.resolved
-        if not isinstance(replied, discord.Message) or not self._is_ours(replied):
+        replied = message.reference.resolved if message.reference is not None else None
+        replied = replied if isinstance(replied, discord.Message) else None
+        if self.client.user.id in message.raw_mentions:
+            await self._on_mention(message, replied)
+        elif self.settings.discord_message_content and replied is not None and self._is_ours(replied):
+            request = self._message_request(message, text=message.content, reply_to=str(replied.id))
+            await self._answer_message(message, await self.service.handle(request))
+
+    async def _on_mention(self, message: discord.Message, replied: discord.Message | None) -> None:
+        assert self.client.user is not None
+        text = re.sub(rf"<@!?{self.client.user.id}>", " ", message.content).strip()
+        try:
+            files = await self._read_attachments(message.attachments)
+            images = await self._images_of(replied) if replied is not None and not self._is_ours(replied) else ()
+        except ValueError as refused:
+            await self._answer_message(message, [Reply(str(refused), kind="error")])
             return
-        request = Request(
+        request = self._message_request(
+            message, text=text, attachments=files, reply_to=str(replied.id) if replied else None, reply_to_images=images
+        )
+        await self._answer_message(message, await self.service.handle(request))
+
+    def _message_request(self, message: discord.Message, **fields) -> Request:  # type: ignore[no-untyped-def]
+        return Request(
             platform=PLATFORM, user_id=str(message.author.id), chat_id=str(message.channel.id),
-            user_name=message.author.name, message_id=str(message.id), text=message.content,
-            reply_to=str(replied.id), age_restricted=_age_restricted(message.channel),
+            user_name=message.author.name, message_id=str(message.id), age_restricted=_age_restricted(message.channel),
+            **fields,
         )  # fmt: skip
-        for reply in await self.service.handle(request):
+
+    async def _answer_message(self, message: discord.Message, replies: list[Reply]) -> None:
+        """Answer a person's message with replies to it (in the channel: nothing is ephemeral there)."""
+        for reply in replies:
             try:
+                for piece in outgoing.leading_texts(reply):
+                    await message.reply(piece)
                 kwargs = await asyncio.to_thread(outgoing.message_kwargs, reply, self._upload_limit(message.guild))
                 sent = await message.reply(**kwargs)
             except discord.HTTPException as error:
@@ -224,16 +245,38 @@ class DiscordChat:
 
     def _too_big(self, attachment: discord.Attachment) -> str | None:
         limit = self.settings.max_upload_bytes
-        if attachment.filename.lower().endswith(".safetensors"):  # a LoRA or embedding (commands.assets)
+        name = attachment.filename.lower()
+        if name.endswith(".safetensors"):  # a LoRA or embedding (commands.assets)
             limit = self.settings.max_asset_bytes
             if attachment.size > limit:
                 return f"`{attachment.filename}` is {size_text(attachment.size)}; uploads may be up to {size_text(limit)}."
+        if name.endswith(".zip") and attachment.size > limit:  # a /train picture set (commands.training_data)
+            return (
+                f"`{attachment.filename}` is {size_text(attachment.size)}; I take files up to {size_text(limit)}. "
+                "Split it into smaller zips."
+            )
         if attachment.size > limit:
             return (
                 f"`{attachment.filename}` is {size_text(attachment.size)}; I take images up to {size_text(limit)}. "
                 "Send a smaller or more compressed image."
             )
         return None
+
+    async def _read_attachments(self, files: Sequence[discord.Attachment]) -> tuple[Attachment, ...]:
+        """The files, in order; a ValueError saying why when one is too big (checked for all before
+        any is fetched) or can't be fetched."""
+        for file in files:
+            refused = self._too_big(file)
+            if refused:
+                raise ValueError(refused)
+        attachments: tuple[Attachment, ...] = ()
+        for file in files:
+            try:
+                attachments += (Attachment(file.filename, await file.read(), file.content_type),)
+            except discord.HTTPException as error:
+                log.warning("could not download attachment %s: %s", file.filename, error)
+                raise ValueError(f"I couldn't download `{file.filename}` from Discord. Please try again.") from None
+        return attachments
 
     async def _images_of(self, message: discord.Message) -> tuple[Attachment, ...]:
         for attachment in message.attachments:
@@ -255,7 +298,11 @@ class DiscordChat:
                 if reply.ephemeral:
                     if interaction.response.is_done():
                         await interaction.delete_original_response()
-                    await interaction.followup.send(reply.text[:2000], ephemeral=True)
+                    if reply.documents:  # files only the asker gets
+                        kwargs = await asyncio.to_thread(outgoing.message_kwargs, reply, limit)
+                        await interaction.followup.send(ephemeral=True, **kwargs)
+                    else:
+                        await interaction.followup.send(reply.text[:2000], ephemeral=True)
                     continue
                 for piece in outgoing.leading_texts(reply):
                     await interaction.followup.send(piece)
@@ -284,7 +331,9 @@ class DiscordChat:
 
     async def _deliver(self, item: Outgoing) -> str:
         job_id = item.reply.job_id
-        followups = self._by_job.pop(job_id, None) if job_id is not None else None
+        # A training run's sample comes before its result: the result keeps the interaction.
+        take = self._by_job.get if item.reply.kind == "sample" else self._by_job.pop
+        followups = take(job_id, None) if job_id is not None else None
         try:
             if followups is not None and followups.alive:
                 interaction = followups.interaction

@@ -28,6 +28,9 @@ from generation.spec import CONTROL_TYPES
 
 CUSTOM_ID_PREFIX = "sdbot:"
 MAX_CHOICES = 25  # Discord's limit for choices and autocomplete results
+TRAIN_METHODS = ("lora", "loha", "lokr", "dreambooth", "embedding", "preview", "status")
+TRAIN_IMAGES = 10  # attachment options of /train (Discord allows 25 options in all); more: a zip, or the text command
+TRAIN_DESCRIPTION = "Train a LoRA or an embedding on your pictures: /train lora NAME"
 
 
 class Chat(Protocol):
@@ -38,7 +41,7 @@ class Chat(Protocol):
 
     async def on_command(
         self, interaction: discord.Interaction, *, text: str | None = None, options: dict | None = None,  # type: ignore[type-arg]
-        image: discord.Attachment | None = None, mask: discord.Attachment | None = None,
+        attachments: Sequence[discord.Attachment | None] = (),
     ) -> None: ...  # fmt: skip
 
     async def on_press(self, interaction: discord.Interaction, action: str) -> None: ...
@@ -132,7 +135,7 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
             "steps": steps, "cfg": cfg, "sampler": sampler, "n": n, "model": model, "strength": strength,
             "tile": tile, "vae": vae, "style": style, "regions": regions, "base_ratio": base_ratio, "lora": lora,
         }  # fmt: skip
-        await _chat(interaction).on_command(interaction, options={k: v for k, v in options.items() if v is not None}, image=image)
+        await _chat(interaction).on_command(interaction, options={k: v for k, v in options.items() if v is not None}, attachments=[image])
 
     @imagine.autocomplete("model")
     async def model_names(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
@@ -178,26 +181,26 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
     async def upscale(interaction: discord.Interaction, image: discord.Attachment, factor: int = 2,
                       method: str | None = None, options: str = "") -> None:  # fmt: skip
         text = f"/upscale {factor}" + (f" --method {method}" if method else "") + f" {options}"
-        await _chat(interaction).on_command(interaction, text=text, image=image)
+        await _chat(interaction).on_command(interaction, text=text, attachments=[image])
 
     @app_commands.command(name="vary", description=describe["vary"])
     @app_commands.describe(image=edit_image, how="subtle keeps the composition; strong changes more",
                            prompt="A new prompt (default: the picture's own), and --options")  # fmt: skip
     @app_commands.choices(how=[app_commands.Choice(name=h, value=h) for h in ("subtle", "strong")])
     async def vary(interaction: discord.Interaction, image: discord.Attachment, how: str = "strong", prompt: str = "") -> None:
-        await _chat(interaction).on_command(interaction, text=f"/vary {how} {prompt}", image=image)
+        await _chat(interaction).on_command(interaction, text=f"/vary {how} {prompt}", attachments=[image])
 
     @app_commands.command(name="zoom", description=describe["zoom"])
     @app_commands.describe(image=edit_image, factor="How far to zoom out", prompt="A prompt for the new area, and --options")
     @app_commands.choices(factor=[app_commands.Choice(name=f"{f}x", value=str(f)) for f in ("1.5", "2")])
     async def zoom(interaction: discord.Interaction, image: discord.Attachment, factor: str = "2", prompt: str = "") -> None:
-        await _chat(interaction).on_command(interaction, text=f"/zoom {factor} {prompt}", image=image)
+        await _chat(interaction).on_command(interaction, text=f"/zoom {factor} {prompt}", attachments=[image])
 
     @app_commands.command(name="pan", description=describe["pan"])
     @app_commands.describe(image=edit_image, direction="Which side grows", prompt="A prompt for the new area, and --options")
     @app_commands.choices(direction=[app_commands.Choice(name=d, value=d) for d in ("left", "right", "up", "down")])
     async def pan(interaction: discord.Interaction, image: discord.Attachment, direction: str, prompt: str = "") -> None:
-        await _chat(interaction).on_command(interaction, text=f"/pan {direction} {prompt}", image=image)
+        await _chat(interaction).on_command(interaction, text=f"/pan {direction} {prompt}", attachments=[image])
 
     @app_commands.command(name="inpaint", description=describe["inpaint"])
     @app_commands.describe(image=edit_image, prompt="What to paint in the region (and --options: --blur, --only-masked)",
@@ -206,12 +209,12 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
     async def inpaint(interaction: discord.Interaction, image: discord.Attachment, prompt: str, box: str | None = None,
                       select: str | None = None, mask: discord.Attachment | None = None) -> None:  # fmt: skip
         text = f"/inpaint {prompt}" + (f" --box {box}" if box else "") + (f" --select {select}" if select else "")
-        await _chat(interaction).on_command(interaction, text=text, image=image, mask=mask)
+        await _chat(interaction).on_command(interaction, text=text, attachments=[image, mask])
 
     @app_commands.command(name="facefix", description=describe["facefix"])
     @app_commands.describe(image=edit_image, model="A configured face-restoration model (default: the first)")
     async def facefix(interaction: discord.Interaction, image: discord.Attachment, model: str | None = None) -> None:
-        await _chat(interaction).on_command(interaction, text="/facefix" + (f" --model {model}" if model else ""), image=image)
+        await _chat(interaction).on_command(interaction, text="/facefix" + (f" --model {model}" if model else ""), attachments=[image])
 
     @app_commands.command(name="control", description=describe["control"])
     @app_commands.describe(
@@ -226,7 +229,7 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
                       weight: float | None = None, mode: str | None = None, text: str | None = None) -> None:  # fmt: skip
         head = f"/control {type} {text or ''} " if type == "qr" else f"/control {type} "
         flags = (f" --control-weight {weight:g}" if weight is not None else "") + (f" --control-mode {mode}" if mode else "")
-        await _chat(interaction).on_command(interaction, text=head + prompt + flags, image=image)
+        await _chat(interaction).on_command(interaction, text=head + prompt + flags, attachments=[image])
 
     @app_commands.command(name="edit", description=describe["edit"])
     @app_commands.describe(image=edit_image, instruction="What to change, e.g. make it winter (and --options)",
@@ -234,7 +237,7 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
     async def edit(interaction: discord.Interaction, image: discord.Attachment, instruction: str,
                    image_cfg: float | None = None) -> None:  # fmt: skip
         text = f"/edit {instruction}" + (f" --image-cfg {image_cfg:g}" if image_cfg is not None else "")
-        await _chat(interaction).on_command(interaction, text=text, image=image)
+        await _chat(interaction).on_command(interaction, text=text, attachments=[image])
 
     @app_commands.context_menu(name="Control")
     async def control_message(interaction: discord.Interaction, message: discord.Message) -> None:
@@ -246,7 +249,7 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
     @app_commands.command(name="describe", description=describe["describe"])
     @app_commands.describe(image="The picture (a PNG file keeps its settings), or use Apps → Describe on a message")
     async def describe_(interaction: discord.Interaction, image: discord.Attachment) -> None:
-        await _chat(interaction).on_command(interaction, text="/describe", image=image)
+        await _chat(interaction).on_command(interaction, text="/describe", attachments=[image])
 
     @app_commands.context_menu(name="Describe")
     async def describe_message(interaction: discord.Interaction, message: discord.Message) -> None:
@@ -281,20 +284,39 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
     @app_commands.choices(action=[app_commands.Choice(name=a, value=a) for a in ("list", "show", "add", "delete")])
     async def wildcard(interaction: discord.Interaction, action: str = "list", name: str = "", lines: str = "",
                        file: discord.Attachment | None = None) -> None:  # fmt: skip
-        await _chat(interaction).on_command(interaction, text=f"/wildcard {action} {name} {lines}", image=file)
+        await _chat(interaction).on_command(interaction, text=f"/wildcard {action} {name} {lines}", attachments=[file])
 
     def asset_command(kind: str):  # type: ignore[no-untyped-def]
         @app_commands.command(name=kind, description=describe[kind])
-        @app_commands.describe(action="upload (with the file), info, delete, rename, share or unshare",
+        @app_commands.describe(action="upload (with the file), download, info, delete, rename, share or unshare",
                                name=f"The {kind}'s name (upload: default from the file name)",
                                new_name="With rename: the new name", file="With upload: the .safetensors file")  # fmt: skip
         @app_commands.choices(action=[app_commands.Choice(name=a, value=a)
-                                      for a in ("upload", "info", "delete", "rename", "share", "unshare")])  # fmt: skip
+                                      for a in ("upload", "download", "info", "delete", "rename", "share", "unshare")])  # fmt: skip
         async def command(interaction: discord.Interaction, action: str, name: str = "", new_name: str = "",
                           file: discord.Attachment | None = None) -> None:  # fmt: skip
-            await _chat(interaction).on_command(interaction, text=f"/{kind} {action} {name} {new_name}", image=file)
+            await _chat(interaction).on_command(interaction, text=f"/{kind} {action} {name} {new_name}", attachments=[file])
 
         return command
+
+    @app_commands.command(name="train", description=describe.get("train", TRAIN_DESCRIPTION))
+    @app_commands.describe(
+        method="What to train (preview: the pictures as training sees them; status: your runs)",
+        name="The new LoRA's or embedding's name", options="e.g. --steps 20 --rank 8 (as typed after /train)",
+        **{f"image{i}": f"Training picture {i} (a .zip of pictures works too)" for i in range(1, TRAIN_IMAGES + 1)},
+    )  # fmt: skip
+    @app_commands.choices(method=[app_commands.Choice(name=m, value=m) for m in TRAIN_METHODS])
+    async def train(
+        interaction: discord.Interaction, method: str, name: str = "", options: str = "",
+        image1: discord.Attachment | None = None, image2: discord.Attachment | None = None,
+        image3: discord.Attachment | None = None, image4: discord.Attachment | None = None,
+        image5: discord.Attachment | None = None, image6: discord.Attachment | None = None,
+        image7: discord.Attachment | None = None, image8: discord.Attachment | None = None,
+        image9: discord.Attachment | None = None, image10: discord.Attachment | None = None,
+    ) -> None:  # fmt: skip
+        text = " ".join(part.strip() for part in ("/train", method, name, options) if part.strip())
+        pictures = [image1, image2, image3, image4, image5, image6, image7, image8, image9, image10]
+        await _chat(interaction).on_command(interaction, text=text, attachments=pictures)
 
     @app_commands.command(name="models", description=describe["models"])
     async def models_(interaction: discord.Interaction) -> None:
@@ -339,5 +361,5 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
         ))  # fmt: skip
 
     return [imagine, upscale, vary, zoom, pan, inpaint, facefix, control, edit, describe_, enhance, styles, style, wildcard,
-            asset_command("lora"), loras, asset_command("embedding"), embeddings, help_, models_, model, settings_,
+            asset_command("lora"), loras, asset_command("embedding"), embeddings, train, help_, models_, model, settings_,
             queue_, cancel, history, info, remix, describe_message, control_message]  # fmt: skip

@@ -1,5 +1,5 @@
 """Replies as Discord messages: content within 2000 characters, the images as files fitted to the
-upload limit (a grid for a batch), and the buttons.
+upload limit (a grid for a batch), a reply's documents (a trained LoRA) as they are, and the buttons.
 
 Discord keeps files as they are uploaded, so a single image goes out as its original PNG, with
 its parameters, unless it is over the limit.
@@ -15,9 +15,11 @@ import discord
 from bot import media
 from bot.discord.interface import result_view
 from bot.text import chunks, shorten
-from commands.types import Reply
+from commands.render import size_text
+from commands.types import DocumentFile, Reply
 
 MAX_CONTENT = 2000
+MAX_FILES = 10  # attachments on one message
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # bytes per file where nothing tells us more
 
 
@@ -38,6 +40,11 @@ def message_kwargs(reply: Reply, max_bytes: int, *, mention: str | None = None) 
         if reply.preview is not None:  # a seamless texture, tiled 2x2
             preview = media.fit(media.picture_of((reply.preview,), f"sdbot-{reply.job_id}-tiled"), max_bytes=max_bytes)
             kwargs["files"].append(discord.File(io.BytesIO(preview.data), filename=preview.filename))
+    if reply.documents:
+        files, notes = document_files(reply.documents, max_bytes, room=MAX_FILES - len(kwargs.get("files", [])))
+        if files:
+            kwargs.setdefault("files", []).extend(files)
+        text = "\n".join([text, *notes]) if text.strip() else "\n".join(notes)
     if mention:
         text = f"<@{mention}> {text}"
         kwargs["allowed_mentions"] = discord.AllowedMentions(users=[discord.Object(int(mention))])
@@ -47,3 +54,28 @@ def message_kwargs(reply: Reply, max_bytes: int, *, mention: str | None = None) 
         kwargs["view"] = view
     return kwargs
 
+
+def document_files(
+    documents: tuple[DocumentFile, ...], max_bytes: int, *, room: int = MAX_FILES
+) -> tuple[list[discord.File], list[str]]:
+    """The documents as files as they are, under the names people save them as; a line instead for
+    each one over the upload limit (or beyond the files one message may carry). Reads the files:
+    call it off the event loop."""
+    files: list[discord.File] = []
+    notes: list[str] = []
+    for document in documents:
+        try:
+            size = document.path.stat().st_size
+        except OSError:
+            notes.append(f"I can't find `{document.filename}` any more. Please ask for it again.")
+            continue
+        if size > max_bytes:
+            notes.append(
+                f"`{document.filename}` is {size_text(size)}, over the {size_text(max_bytes)} I may upload here, "
+                "so it isn't attached."
+            )
+        elif len(files) >= room:
+            notes.append(f"`{document.filename}` isn't attached: a message carries at most {MAX_FILES} files.")
+        else:
+            files.append(discord.File(io.BytesIO(document.path.read_bytes()), filename=document.filename))
+    return files, notes

@@ -8,6 +8,9 @@ a Press, and every Reply goes back as a Telegram message. Results arrive through
 loop (bot/loops.py); the status message of a job is edited while it waits and runs, and deleted
 once its result is out.
 
+An album (several pictures sent as one, a `media_group_id`) comes as one message per picture; they
+are collected (bot/telegram/albums.py) and handled as one Request with all their files.
+
 Flood control: PTB's AIORateLimiter keeps to Telegram's rates and repeats a request refused with
 `retry_after` a few times; a result still refused is postponed by the delivery loop (never given
 up for it), and a status edit is simply skipped until later.
@@ -26,12 +29,12 @@ from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, T
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
 from bot.loops import DeliveryLoop, Postpone, StatusLoop, Unreachable, start_pause
-from bot.telegram import incoming, outgoing
+from bot.telegram import albums, incoming, outgoing
 from bot.telegram.incoming import PLATFORM, Audience, Refused
 from bot.text import shorten
 from commands.help import COMMAND_MENU
 from commands.service import CommandService
-from commands.types import Outgoing, Press, Reply, Request, StatusUpdate
+from commands.types import Attachment, Outgoing, Press, Reply, Request, StatusUpdate
 from config import Settings
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,7 @@ class TelegramChat:
         )  # fmt: skip
         self.statuses = StatusLoop(service, PLATFORM, self._edit_status, min_interval=self._edit_interval)
         self.us: Audience | None = None
+        self.albums = albums.Albums(settings.telegram_album_seconds, self._on_messages)
 
     def _build_application(self, token: str) -> Application:  # type: ignore[type-arg]
         s = self.settings
@@ -95,6 +99,7 @@ class TelegramChat:
             await asyncio.gather(*loops, return_exceptions=True)
             if app.updater is not None and app.updater.running:
                 await app.updater.stop()
+            await self.albums.close()  # albums still being collected: handled now (no more updates come)
             if app.running:
                 await app.stop()
             await app.shutdown()
@@ -143,30 +148,45 @@ class TelegramChat:
         message = update.message
         if message is None or message.from_user is None or self.us is None:
             return
-        if not incoming.meant_for_us(message, self.us, self.service.knows):
+        if message.media_group_id is not None:  # a picture of an album: the whole album is one request
+            self.albums.add(message)
             return
-        user_id, chat_id = str(message.from_user.id), str(message.chat.id)
+        await self._on_messages([message])
+
+    async def _on_messages(self, messages: list[Message]) -> None:
+        """One message, or an album's messages in message-id order, as one Request: the text is the
+        caption (whichever message has it), the files are all of theirs in order, and the answers
+        reply to the first message."""
+        assert self.us is not None
+        first = messages[0]
+        lead = next((m for m in messages if m.text or m.caption), first)  # the one whose words count
+        if lead.from_user is None or not incoming.meant_for_us(lead, self.us, self.service.knows):
+            return
+        user_id, chat_id = str(lead.from_user.id), str(first.chat.id)
         if not self._allowed(user_id, chat_id):
-            await self._reply(message, Reply(self._denied_text(user_id), kind="error"))
+            await self._reply(first, Reply(self._denied_text(user_id), kind="error"))
             return
-        max_bytes = self.settings.telegram_max_download_bytes
-        replied = message.reply_to_message
+        bot, max_bytes = self.application.bot, self.settings.telegram_max_download_bytes
+        replied = next((m.reply_to_message for m in (lead, *messages) if m.reply_to_message is not None), None)
         try:
-            attachments = await incoming.download(context.bot, message, max_bytes)
+            attachments: tuple[Attachment, ...] = ()
+            for message in messages:
+                attachments += await incoming.download(bot, message, max_bytes)
             reply_images = ()
             if incoming.has_image(replied) and not incoming.from_us(replied, self.us):
                 assert replied is not None
-                reply_images = await incoming.download(context.bot, replied, max_bytes)
+                reply_images = await incoming.download(bot, replied, max_bytes)
         except Refused as refused:
-            await self._reply(message, Reply(str(refused), kind="error"))
+            await self._reply(first, Reply(str(refused), kind="error"))
             return
         request = Request(
-            platform=PLATFORM, user_id=user_id, chat_id=chat_id, user_name=incoming.user_name(message.from_user),
-            message_id=str(message.message_id), text=message.text or message.caption or "",
-            attachments=attachments, reply_to=str(replied.message_id) if replied else None, reply_to_images=reply_images,
+            platform=PLATFORM, user_id=user_id, chat_id=chat_id, user_name=incoming.user_name(lead.from_user),
+            message_id=str(first.message_id), text=lead.text or lead.caption or "",
+            attachments=albums.distinct_names(attachments) if len(messages) > 1 else attachments,
+            reply_to=str(replied.message_id) if replied else None, reply_to_images=reply_images,
         )  # fmt: skip
         for reply in await self.service.handle(request):
-            await self._reply(message, reply)
+            await self._reply(first, reply)
 
     async def on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query

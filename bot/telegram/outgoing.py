@@ -1,5 +1,6 @@
 """Replies as Telegram messages: text in HTML, results as one photo (a grid for a batch) with an
-inline keyboard, original PNGs as documents, and every Telegram limit named here.
+inline keyboard, original PNGs as documents, a reply's files (`Reply.documents`, a trained LoRA)
+as documents after its text, and every Telegram limit named here.
 
 Keyboard buttons carry `a:<action id>` (`a:upscale:1`, `a:vary:2`, `a:reroll`) or `png` as
 callback data. They mean something only together with the message they are under, which
@@ -20,7 +21,8 @@ from telegram.constants import ParseMode
 from bot import media
 from bot.text import chunks as text_chunks
 from bot.text import shorten
-from commands.types import Action, Reply
+from commands.render import size_text
+from commands.types import Action, DocumentFile, Reply
 
 # Telegram's limits (https://core.telegram.org/bots/api)
 MAX_TEXT = 4096  # characters of a message
@@ -82,8 +84,44 @@ def callback_data(action_id: str) -> str:
 
 
 async def send_reply(bot: Bot, chat_id: int, reply: Reply, *, reply_to: int | None, limits: Limits) -> Message:
-    """Send `reply` to the chat; returns the message that carries its buttons (the one to record)."""
+    """Send `reply` to the chat; returns the message that carries its buttons (the one to record).
+    Its documents follow it, each replying to the same message."""
     replying = ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
+    message = None
+    if reply.text.strip() or reply.images or not reply.documents:
+        message = await _send_message(bot, chat_id, reply, replying, limits)
+    for document in reply.documents:
+        sent = await send_document(bot, chat_id, document, replying, limits)
+        message = message or sent
+    assert message is not None
+    return message
+
+
+async def send_document(
+    bot: Bot, chat_id: int, document: DocumentFile, replying: ReplyParameters | None, limits: Limits
+) -> Message:
+    """One file as it is, under the name people save it as; a file over the limit is a line saying so."""
+    try:
+        size = document.path.stat().st_size
+    except OSError:
+        text = f"I can't find {document.filename} any more. Please ask for it again."
+        return await bot.send_message(chat_id, text, reply_parameters=replying)
+    if size > limits.max_document_bytes:
+        text = (
+            f"{document.filename} is {size_text(size)}, over the {size_text(limits.max_document_bytes)} I may send "
+            "in Telegram, so it isn't attached."
+        )
+        return await bot.send_message(chat_id, text, reply_parameters=replying)
+    data = await asyncio.to_thread(document.path.read_bytes)  # a model file may be large: off the event loop
+    return await bot.send_document(
+        chat_id, InputFile(data, filename=document.filename), reply_parameters=replying,
+        disable_content_type_detection=True,
+    )  # fmt: skip
+
+
+async def _send_message(
+    bot: Bot, chat_id: int, reply: Reply, replying: ReplyParameters | None, limits: Limits
+) -> Message:
     if reply.kind == "files":
         return await _send_documents(bot, chat_id, reply, replying, limits)
     if reply.images:
@@ -112,7 +150,7 @@ async def _send_picture(bot: Bot, chat_id: int, reply: Reply, replying: ReplyPar
     message = await bot.send_photo(
         chat_id, InputFile(picture.data, filename=picture.filename), caption=to_html(shorten(caption, MAX_CAPTION - 64)),
         parse_mode=ParseMode.HTML, reply_parameters=replying,
-        reply_markup=keyboard(reply.actions, with_png=reply.kind != "map"),  # a map is no job output: no PNG original
+        reply_markup=keyboard(reply.actions, with_png=reply.kind not in ("map", "sample")),  # no job output: no PNG original
     )  # fmt: skip
     if reply.preview is not None:  # a seamless texture, tiled 2x2: a second photo, without buttons
         preview = await asyncio.to_thread(

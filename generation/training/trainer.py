@@ -201,6 +201,7 @@ class Run:
             targets += [(encoder, name, TEXT_TARGETS) for encoder, name in zip(self.encoders, ("text_encoder", "text_encoder_2"), strict=False)]
         for module, name, target_modules in targets:
             inject(module, spec.method, spec.rank, spec.alpha, target_modules)
+            activate(module)
             for path, parameter in module.named_parameters():
                 if ADAPTER in path.split("."):
                     parameter.data = parameter.data.float()  # trainable weights in fp32 (the recipes' cast_training_params)
@@ -426,6 +427,19 @@ def inject(module: torch.nn.Module, method: str, rank: int, alpha: float, target
     module._hf_peft_config_loaded = True  # diffusers / transformers then manage it like their own
 
 
+def activate(module: torch.nn.Module) -> None:
+    """Make ADAPTER the one active adapter of `module`, with its layers enabled: a picture job
+    leaves every adapter layer disabled (generation.assets.adapters), and a new adapter on layers
+    that held an earlier one inherits that switch."""
+    from diffusers.utils.peft_utils import set_adapter_layers
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    set_adapter_layers(module, enabled=True)
+    for layer in module.modules():
+        if isinstance(layer, BaseTunerLayer):
+            layer.set_adapter(ADAPTER)
+
+
 @contextlib.contextmanager
 def _eval(*modules: torch.nn.Module) -> Iterator[None]:
     modes = [module.training for module in modules]
@@ -545,18 +559,25 @@ def train(
             step, run.held_out_before = 0, run.evaluate()
         started, first = time.perf_counter(), step
         stopped_early = False
+        saved = step  # the step of the last checkpoint (or the one resumed from): not saved twice
+
+        def save() -> None:
+            nonlocal saved
+            if step != saved:
+                hooks.checkpoint(step, run.state_bytes(step, optimizer, scheduler), run.losses)
+                saved = step
         while step < spec.steps:
             stop = hooks.stopping()
             if stop == "cancel":
                 stopped_early = True
                 break
             if stop == "shutdown":
-                hooks.checkpoint(step, run.state_bytes(step, optimizer, scheduler), run.losses)
+                save()
                 raise JobCancelled()
             if stop == "lost":
                 raise JobCancelled()
             if step > first and hooks.should_yield():
-                hooks.checkpoint(step, run.state_bytes(step, optimizer, scheduler), run.losses)
+                save()
                 raise TrainingYielded()
             loss = run.step_loss(step)
             loss.backward()
@@ -573,7 +594,7 @@ def train(
             if step in samples and step < spec.steps:
                 hooks.sample(step, png(run.sample(spec.sample_prompt)), False)
             if step % spec.checkpoint_every == 0 and step < spec.steps:
-                hooks.checkpoint(step, run.state_bytes(step, optimizer, scheduler), run.losses)
+                save()
         learned = Learned(
             components={"unet": run.pipe.unet, "text_encoder": run.pipe.text_encoder,
                         **({"text_encoder_2": run.pipe.text_encoder_2} if run.xl else {})},

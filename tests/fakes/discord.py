@@ -187,6 +187,7 @@ class FakeDiscord(ThreadedServer[Sent]):
 
         def make() -> Any:
             message = self._message(channel["id"], user, content, [self._attachment(*a) for a in attachments or []])
+            message["mentions"] = [u for u in (BOT_USER, ADA, BOB) if f"<@{u['id']}>" in content or f"<@!{u['id']}>" in content]
             if reply_to is not None:
                 message["message_reference"] = {"message_id": reply_to, "channel_id": channel["id"], "guild_id": GUILD_ID}
                 message["referenced_message"] = self.messages.get(reply_to)

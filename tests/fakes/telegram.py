@@ -65,6 +65,7 @@ class BotMessage:
     edits: list[str] = field(default_factory=list)
     edit_times: list[float] = field(default_factory=list)  # time.monotonic() of each edit
     api: dict[str, Any] = field(default_factory=dict)  # the Message object as the Bot API returns it
+    params: dict[str, Any] = field(default_factory=dict)  # what the bot sent with it (files left out)
 
     def labels(self) -> list[str]:
         return [button["text"] for row in self.keyboard for button in row]
@@ -118,6 +119,7 @@ class FakeTelegram(ThreadedServer[BotMessage]):
         self._file_ids = itertools.count(1)
         self._message_ids: dict[int, itertools.count[int]] = {}
         self._callback_ids = itertools.count(1)
+        self._album_ids = itertools.count(1)
         self._updates: list[dict[str, Any]] = []
         self._new_update: asyncio.Event | None = None
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}  # every message, people's and the bot's
@@ -155,8 +157,11 @@ class FakeTelegram(ThreadedServer[BotMessage]):
     def send(
         self, text: str | None = None, *, user: dict[str, Any] = ADA, chat: dict[str, Any] | None = None,
         reply_to: int | None = None, photo: bytes | None = None, document: tuple[str, bytes, str] | None = None,
+        media_group_id: str | None = None,
     ) -> dict[str, Any]:  # fmt: skip
-        """A person sends a message (text, a photo or a file, with `text` as caption); returns it."""
+        """A person sends a message (text, a photo or a file, with `text` as caption); returns it.
+        Messages with the same `media_group_id` are one album, as Telegram sends albums: one message
+        per picture (see `send_album`)."""
         chat = chat or {"id": user["id"], "type": "private", "first_name": user["first_name"]}
 
         def add() -> dict[str, Any]:
@@ -177,11 +182,28 @@ class FakeTelegram(ThreadedServer[BotMessage]):
                 message["document"] = {**self._store_file(data), "file_name": name, "mime_type": mime}
             if reply_to is not None:
                 message["reply_to_message"] = dict(self.messages[(chat["id"], reply_to)])
+            if media_group_id is not None:
+                message["media_group_id"] = media_group_id
             self.messages[(chat["id"], message["message_id"])] = message
             self._push({"message": message})
             return message
 
         return self.on_loop(add)
+
+    def send_album(
+        self, items: list[tuple[str | None, bytes]], *, gap: float = 0.0, user: dict[str, Any] = ADA,
+        chat: dict[str, Any] | None = None, reply_to: int | None = None,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """A person sends an album of photos, (caption or None, picture) each: one message per
+        photo, `gap` seconds apart, with one `media_group_id`; returns the messages. It sleeps
+        between them: from async tests, call it through `asyncio.to_thread`."""
+        group = f"album-{next(self._album_ids)}"
+        messages = []
+        for i, (caption, photo) in enumerate(items):
+            if i and gap:
+                time.sleep(gap)
+            messages.append(self.send(caption, user=user, chat=chat, reply_to=reply_to, photo=photo, media_group_id=group))
+        return messages
 
     def press(self, message: BotMessage, label: str | None = None, *, data: str | None = None,
               user: dict[str, Any] = ADA) -> str:  # fmt: skip
@@ -417,7 +439,7 @@ class FakeTelegram(ThreadedServer[BotMessage]):
         if reply_to is not None and (chat_id, reply_to) in self.messages:
             api["reply_to_message"] = self.messages[(chat_id, reply_to)]
         message = BotMessage(chat_id, api["message_id"], kind, text, reply_to, keyboard, uploaded=uploaded,
-                             filename=filename, api=api)  # fmt: skip
+                             filename=filename, api=api, params=dict(params))  # fmt: skip
         self._record(message)
         return message
 

@@ -1,0 +1,127 @@
+"""/train through the command layer with a real worker on the tiny model: every bad dataset is
+refused with its reason and nothing is queued or stored; each method makes an asset that changes
+the picture; DreamBooth draws its class pictures once; one run at a time and the daily budget."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from commands.types import Attachment
+from generation.training.run import TrainingTask
+from storage.tables import ClassImageSet, Job
+from tests.test_assets_service import blobs_of
+from tests.test_service import Bot, make_bot, pixels
+from tests.train_pictures import picture_bytes
+
+PROMPT = "a red fox in the snow --seed 11 --steps 2 --size 64x64"
+QUICK = "--steps 6 --seed 3 --rank 4 --lr 1e-3 --sample-every 3"
+
+
+def pictures(count: int = 4) -> tuple[Attachment, ...]:
+    return tuple(Attachment(f"fox{i}.png", data) for i, data in enumerate(picture_bytes(count)))
+
+
+def zipped(members: dict[str, bytes]) -> Attachment:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return Attachment("pictures.zip", buffer.getvalue())
+
+
+async def jobs_in(bot: Bot) -> int:
+    async with bot.core.db.transaction() as session:
+        return (await session.execute(select(func.count()).select_from(Job))).scalar_one()
+
+
+@pytest.fixture
+async def small_bot(settings):  # type: ignore[no-untyped-def]
+    made = await make_bot(settings.model_copy(update={"train_max_images": 5, "train_max_zip_bytes": 1_000_000,
+                                                      "train_daily_steps": 20}))  # fmt: skip
+    yield made
+    made.worker.executor.shutdown()
+    await made.core.db.close()
+
+
+async def test_bad_datasets_are_refused_and_nothing_is_queued_or_stored(small_bot: Bot) -> None:
+    bot = small_bot
+    good = picture_bytes(3)
+    bad = {
+        "no pictures": ((), "no pictures"),
+        "a text file posing as a picture": ((Attachment("cat.png", b"not a picture at all"), *pictures(3)), "cat.png"),
+        "a zip with ../ names": ((zipped({"../evil.png": good[0], "a.png": good[1], "b.png": good[2]}),), "outside"),
+        "a zip bomb": ((zipped({"a.png": good[0], "zeros.png": b"\0" * 5_000_000}),), "unpacks to"),
+        "too many pictures": (pictures(4) + tuple(Attachment(f"more{i}.png", d) for i, d in enumerate(picture_bytes(4, seed=9))), "the limit is 5"),
+        "too few pictures": (pictures(2), "at least 3"),
+    }  # fmt: skip
+    before = blobs_of(bot)
+    for what, (attachments, words) in bad.items():
+        [(_, reply)] = await bot.send(f"/train lora foxy {QUICK}", attachments=attachments)
+        assert reply.kind == "error" and words in reply.text, (what, reply.text)
+    assert blobs_of(bot) == before
+    assert await jobs_in(bot) == 0
+    [(_, no_name)] = await bot.send("/train lora", attachments=pictures())
+    assert no_name.kind == "error" and "one name" in no_name.text
+    [(_, bad_option)] = await bot.send("/train lora foxy --rank 999 --captions maybe", attachments=pictures())
+    assert bad_option.kind == "error" and "--rank 999" in bad_option.text and "--captions" in bad_option.text
+    [(_, no_class)] = await bot.send("/train dreambooth rex", attachments=pictures())
+    assert no_class.kind == "error" and "--class" in no_class.text
+    assert blobs_of(bot) == before and await jobs_in(bot) == 0
+
+
+async def test_one_run_at_a_time_and_the_daily_step_budget(small_bot: Bot) -> None:
+    [(_, queued)] = await small_bot.send(f"/train lora foxy {QUICK}", attachments=pictures())
+    assert queued.kind == "status"
+    [(_, second)] = await small_bot.send(f"/train lora other {QUICK}", attachments=pictures())
+    assert second.kind == "error" and "one run at a time" in second.text
+    await small_bot.finish()
+    [(_, over)] = await small_bot.send("/train lora other --steps 15", attachments=pictures())
+    assert over.kind == "error" and "14 of your 20 training steps" in over.text
+
+
+@pytest.mark.parametrize(("method", "listing", "use"), [
+    ("loha", "/loras", "<lora:{name}:1> a red fox in the snow"),
+    ("lokr", "/loras", "<lora:{name}:1> a red fox in the snow"),
+    ("embedding", "/embeddings", "a red fox in the snow, {name}"),
+])  # fmt: skip
+async def test_each_method_makes_an_asset_that_changes_the_picture(bot: Bot, method: str, listing: str, use: str) -> None:
+    name = f"my{method}"
+    options = QUICK.replace("--lr 1e-3", "--lr 0.05 --vectors 2 --init-word fox") if method == "embedding" else QUICK
+    [(_, queued)] = await bot.send(f"/train {method} {name} {options}", attachments=pictures())
+    assert queued.kind == "status", queued.text
+    delivered = await bot.finish()
+    kinds = [item.reply.kind for _, item in delivered]
+    assert kinds == ["sample", "result"], [item.reply.text for _, item in delivered]
+    result = delivered[-1][1].reply
+    assert f"`{name}`" in result.text and result.images
+    [(_, listed)] = await bot.send(listing)
+    assert f"• {name} —" in listed.text
+    await bot.send(f"/imagine {use.format(name=name)} {PROMPT.replace('a red fox in the snow ', '')}")
+    await bot.send(f"/imagine a red fox in the snow{', ' + 'fox' if method == 'embedding' else ''} {PROMPT.replace('a red fox in the snow ', '')}")
+    [(_, with_it), (_, without)] = [(m, item) for m, item in await bot.finish()]
+    assert np.abs(pixels(with_it.reply) - pixels(without.reply)).max() > 2
+
+
+async def test_dreambooth_draws_its_class_pictures_once(bot: Bot, monkeypatch: pytest.MonkeyPatch) -> None:
+    drawn: list[str] = []
+    original = TrainingTask._save_class_images
+
+    async def counting(self, key, pngs):  # type: ignore[no-untyped-def]
+        drawn.append(key)
+        await original(self, key, pngs)
+
+    monkeypatch.setattr(TrainingTask, "_save_class_images", counting)
+    for name in ("rex", "rex2"):
+        [(_, queued)] = await bot.send(f'/train dreambooth {name} {QUICK} --class "a dog" --class-images 2', attachments=pictures())
+        assert queued.kind == "status", queued.text
+        delivered = await bot.finish()
+        assert "trained the DreamBooth LoRA" in delivered[-1][1].reply.text
+    assert len(drawn) == 1
+    async with bot.core.db.transaction() as session:
+        [stored] = (await session.execute(select(ClassImageSet))).scalars().all()
+    assert len(stored.blobs) == 2
