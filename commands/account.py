@@ -130,7 +130,8 @@ async def cancel(ctx: Context, request: Request, args: str) -> list[Reply]:
             lines.append(
                 {
                     "cancelled": f"🛑 Job {job.id} cancelled.",
-                    "requested": f"🛑 Job {job.id} is stopping after its current step.",
+                    "requested": f"🛑 Job {job.id} is stopping after its current step"
+                                 + ("; what it learned so far is kept as its LoRA or embedding." if job.kind == "train" else "."),
                     "finished": f"Job {job.id} had already {job.status}.",
                 }[outcome]
             )

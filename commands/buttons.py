@@ -21,6 +21,7 @@ from commands.errors import UserError
 from commands.imagine import Source
 from commands.options import ImagineOptions, InitImage
 from commands.submit import submit
+from commands.training import train_previewed
 from commands.types import Action, ImageFile, MessageTarget, Reply, Request
 from storage import outbox, queue
 from storage.tables import Job
@@ -40,6 +41,8 @@ async def press(ctx: Context, request: Request) -> list[Reply]:
             # A one-image result showed U1 and V1 before it got the edit buttons; keep those working.
             actions += (Action("upscale:1", "U1"), Action("vary:1", "V1"))
     action = _match(request.press.action, actions)
+    if action.id == "train" and job.kind == "train":
+        return await train_previewed(ctx, request, job)
     verb, _, number = action.id.partition(":")
     index = int(number) - 1 if number else None
     spec = render.spec_of(job)

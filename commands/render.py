@@ -196,7 +196,9 @@ def actions_for(job: Job, role: str, output_index: int | None) -> tuple[Action, 
     """Buttons under a message showing `job` (role "result": the job's images; "single": one of
     them). A batch gets U1..Un, V1..Vn and Reroll; one image gets the eleven edits
     (`commands.edits.BUTTON_ROWS`), and Reroll where drawing it again can differ."""
-    if job.status != JobStatus.SUCCEEDED or job.kind == "train":  # a training run's result has no buttons
+    if job.kind == "train":
+        return training_text.actions(job) if role == "result" else ()
+    if job.status != JobStatus.SUCCEEDED:
         return ()
     if job.kind in TEXT_KINDS:
         candidates = candidates_of(job)

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from commands import render
 from commands.context import Context
 from commands.errors import UserError
 from commands.options import bounded_number, new_seed
 from commands.parser import parse_flags
 from commands.training_data import Dataset, DatasetLimits, read_dataset
-from commands.training_text import USAGE, queued_text, status_text
+from commands.training_text import USAGE, queued_text, spec_of, status_text
 from commands.types import Attachment, MessageTarget, Reply, Request
 from generation.assets.files import valid_asset_name
 from generation.training.spec import (
@@ -35,9 +37,9 @@ from generation.training.spec import (
     TRAIN_METHODS,
     TrainImage,
     TrainingSpec,
-)  # fmt: skip
-from storage import assets, queue, training, users
-from storage.tables import JobStatus
+)
+from storage import assets, outbox, queue, training, users
+from storage.tables import Job, JobStatus, User
 
 TRAIN_PRIORITY = -10  # drawing jobs (priority 0) are claimed first
 FLAGS = {
@@ -70,43 +72,85 @@ async def queue_run(ctx: Context, request: Request, method: str, args: str, *, p
         raise UserError(f"Give the {METHOD_LABELS[method]} one name, e.g. `/train {method} foxy`. {USAGE}")
     if not valid_asset_name(name):
         raise UserError(f"`{name}` can't be a name: use letters, digits, `_`, `-` and `.`, up to 64 characters.")
-    dataset = read_dataset(_pictures(request), _limits(ctx))
     s = ctx.settings
+    earlier = await _earlier_pictures(ctx, request)
+    if len(earlier) >= s.train_max_images and request.attachments:
+        raise UserError(f"The run you replied to had {len(earlier)} pictures already, and a run takes at most "
+                        f"{s.train_max_images}. Send the command without pictures to train on those again.")  # fmt: skip
+    if earlier and not request.attachments:
+        dataset = Dataset((), ())  # the same pictures again, with other options
+    else:
+        new = list(request.attachments) if earlier else _pictures(request)
+        dataset = read_dataset(new, _limits(ctx, already=len(earlier)))
     async with ctx.db.transaction() as session:
         user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
-        spec = _spec(ctx, method, name, flags, dataset, user.settings, preview=preview)
-        kind = spec.asset_kind
-        if not preview and await assets.find_own(session, user.id, kind, name):
-            raise UserError(f"You already have a {kind} named `{name}`. Pick another name, or delete it first "
-                            f"(`/{kind} delete {name}`).")  # fmt: skip
-        admin = ctx.is_admin(request.platform, request.user_id)
-        running = await training.active_run(session, user.id)
-        if running is not None:
-            raise UserError(f"Your training job {running.id} is still waiting or running: one run at a time. "
-                            "`/train status` shows it; `/cancel` stops it.")  # fmt: skip
-        if not admin and not preview:
-            used = await training.steps_last_day(session, user.id)
-            if used + spec.steps > s.train_daily_steps:
-                left = max(0, s.train_daily_steps - used)
-                raise UserError(f"That is {spec.steps} steps, and you have {left} of your {s.train_daily_steps} training "
-                                "steps per 24 hours left. Use fewer `--steps`, or try again later.")  # fmt: skip
-            if await assets.bytes_used(session, user.id) >= s.asset_quota_bytes:
-                raise UserError(f"Your LoRAs and embeddings use all of your {render.size_text(s.asset_quota_bytes)}; "
-                                "delete one first (`/loras` lists them).")  # fmt: skip
-        if not admin and await queue.active_count(session, user.id) >= s.max_queued_jobs_per_user:
-            raise UserError("You have as many jobs waiting or running as you may; wait for one, or `/cancel` one.")
+        spec = _spec(ctx, method, name, flags, dataset, user.settings, preview=preview, earlier=earlier)
+        await _check_room(ctx, session, request, user, spec)
         spec = _stored(ctx, spec, dataset)
-        for image, picture in zip(spec.images, dataset.images, strict=True):
+        for image, picture in zip(spec.images[len(earlier):], dataset.images, strict=True):
             await queue.record_blob(session, image.blob, len(picture.png), "image/png", image.width, image.height)
-        job = await queue.enqueue(
-            session, user_id=user.id, platform=request.platform, chat_id=request.chat_id,
-            source_message_id=request.message_id, kind="train", model=spec.model, batch_key="",
-            params=spec.model_dump(mode="json"), max_attempts=s.max_attempts, priority=TRAIN_PRIORITY,
-        )  # fmt: skip
-        await training.create(session, job, owner_id=user.id, method=method, name=name, steps=spec.steps)
-        text = queued_text(job, spec, await queue.position(session, job), list(dataset.notes))
+        notes = list(dataset.notes)
+        if earlier:
+            notes.insert(0, f"With the {len(earlier)} pictures of the run you replied to"
+                            + (f" and {len(dataset.images)} new ones." if dataset.images else "."))  # fmt: skip
+        reply = await _enqueue(ctx, session, request, user, spec, notes)
     ctx.on_enqueue()
-    return [Reply(text, kind="status", job_id=job.id, target=MessageTarget(job.id, None, "status"))]
+    return [reply]
+
+
+async def train_previewed(ctx: Context, request: Request, job: Job) -> list[Reply]:
+    """"Train with these captions" under a `/train preview`: the run it previewed, with exactly
+    the captions shown (the captioner does not run again)."""
+    spec, result = spec_of(job), job.result or {}
+    captions = list(result.get("captions") or [])
+    if not spec.preview or len(captions) != len(spec.images):
+        raise UserError("That button only works under the captions of `/train preview`.")
+    images = tuple(image.model_copy(update={"caption": caption}) for image, caption in zip(spec.images, captions, strict=True))
+    run = spec.model_copy(update={"images": images, "preview": False})
+    async with ctx.db.transaction() as session:
+        user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
+        if user.id != job.user_id:  # the pictures are the sender's own
+            raise UserError("Only the person who sent these pictures can train on them.")
+        await _check_room(ctx, session, request, user, run)
+        reply = await _enqueue(ctx, session, request, user, run, ["With the captions of the preview."])
+    ctx.on_enqueue()
+    return [reply]
+
+
+async def _check_room(ctx: Context, session: AsyncSession, request: Request, user: User, spec: TrainingSpec) -> None:
+    """The name free, one run at a time, the day's step budget, the uploads quota, the queue limit."""
+    s, kind, name = ctx.settings, spec.asset_kind, spec.name
+    if not spec.preview and await assets.find_own(session, user.id, kind, name):
+        raise UserError(f"You already have a {kind} named `{name}`. Pick another name, or delete it first "
+                        f"(`/{kind} delete {name}`).")  # fmt: skip
+    admin = ctx.is_admin(request.platform, request.user_id)
+    running = await training.active_run(session, user.id)
+    if running is not None:
+        raise UserError(f"Your training job {running.id} is still waiting or running: one run at a time. "
+                        "`/train status` shows it; `/cancel` stops it.")  # fmt: skip
+    if not admin and not spec.preview:
+        used = await training.steps_last_day(session, user.id)
+        if used + spec.steps > s.train_daily_steps:
+            left = max(0, s.train_daily_steps - used)
+            raise UserError(f"That is {spec.steps} steps, and you have {left} of your {s.train_daily_steps} training "
+                            "steps per 24 hours left. Use fewer `--steps`, or try again later.")  # fmt: skip
+        if await assets.bytes_used(session, user.id) >= s.asset_quota_bytes:
+            raise UserError(f"Your LoRAs and embeddings use all of your {render.size_text(s.asset_quota_bytes)}; "
+                            "delete one first (`/loras` lists them).")  # fmt: skip
+    if not admin and await queue.active_count(session, user.id) >= s.max_queued_jobs_per_user:
+        raise UserError("You have as many jobs waiting or running as you may; wait for one, or `/cancel` one.")
+
+
+async def _enqueue(ctx: Context, session: AsyncSession, request: Request, user: User, spec: TrainingSpec,
+                   notes: list[str]) -> Reply:  # fmt: skip
+    job = await queue.enqueue(
+        session, user_id=user.id, platform=request.platform, chat_id=request.chat_id,
+        source_message_id=request.message_id, kind="train", model=spec.model, batch_key="",
+        params=spec.model_dump(mode="json"), max_attempts=ctx.settings.max_attempts, priority=TRAIN_PRIORITY,
+    )  # fmt: skip
+    await training.create(session, job, owner_id=user.id, method=spec.method, name=spec.name, steps=spec.steps)
+    text = queued_text(job, spec, await queue.position(session, job), notes)
+    return Reply(text, kind="status", job_id=job.id, target=MessageTarget(job.id, None, "status"))
 
 
 def _pictures(request: Request) -> list[Attachment]:
@@ -114,14 +158,31 @@ def _pictures(request: Request) -> list[Attachment]:
     return [*request.attachments, *request.reply_to_images]
 
 
-def _limits(ctx: Context) -> DatasetLimits:
+async def _earlier_pictures(ctx: Context, request: Request) -> tuple[TrainImage, ...]:
+    """A reply to an earlier /train of yours (the message that asked for it, or one of mine about
+    it: its status, samples or result): that run's pictures, which the new pictures add to."""
+    if not request.reply_to:
+        return ()
+    async with ctx.db.transaction() as session:
+        user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
+        ref = await outbox.find_ref(session, request.platform, request.chat_id, request.reply_to)
+        job = await queue.get(session, ref.job_id) if ref else await training.asked_by(
+            session, request.platform, request.chat_id, request.reply_to)  # fmt: skip
+    if job is None or job.kind != "train" or job.user_id != user.id:  # another person's pictures stay theirs
+        return ()
+    return spec_of(job).images
+
+
+def _limits(ctx: Context, *, already: int = 0) -> DatasetLimits:
+    """The dataset limits, for pictures that add to `already` pictures of an earlier run."""
     s = ctx.settings
-    return DatasetLimits(min_images=s.train_min_images, max_images=s.train_max_images, max_file_bytes=s.max_upload_bytes,
-                         max_zip_bytes=s.train_max_zip_bytes, max_pixels=s.max_upload_pixels)  # fmt: skip
+    return DatasetLimits(min_images=max(1, s.train_min_images - already), max_images=s.train_max_images - already,
+                         max_file_bytes=s.max_upload_bytes, max_zip_bytes=s.train_max_zip_bytes,
+                         max_pixels=s.max_upload_pixels)  # fmt: skip
 
 
 def _spec(ctx: Context, method: str, name: str, flags: Any, dataset: Dataset, user_settings: dict[str, Any], *,
-          preview: bool) -> TrainingSpec:  # fmt: skip
+          preview: bool, earlier: tuple[TrainImage, ...] = ()) -> TrainingSpec:  # fmt: skip
     s, values, problems = ctx.settings, flags.values, list(flags.problems)
     defaults = METHOD_DEFAULTS[method]
     model_name = values.get("model") or user_settings.get("model")
@@ -155,6 +216,10 @@ def _spec(ctx: Context, method: str, name: str, flags: Any, dataset: Dataset, us
         problems.append('DreamBooth needs the class of what it learns: add `--class "a dog"` (or "a woman", "a car", ...).')
     if class_prompt and method != "dreambooth":
         problems.append("`--class` is for `/train dreambooth`.")
+    for key in ("rank", "alpha", "text_encoder") if embedding else ("vectors", "init_word"):
+        if key in values:
+            what = "a LoRA's (lora, loha, lokr, dreambooth)" if embedding else "an embedding's"
+            problems.append(f"`{flags.written[key]}` is {what} option; leave it out for `/train {method}`.")
     seed = number("seed", int, new_seed(), 0, 2**32 - 1)
     sample_every = number("sample_every", int, steps // 4 if steps >= 8 else 0)
     rank = 0 if embedding else number("rank", int, defaults.rank)
@@ -165,7 +230,9 @@ def _spec(ctx: Context, method: str, name: str, flags: Any, dataset: Dataset, us
     vectors = number("vectors", int, DEFAULT_VECTORS) if embedding else 0
     if problems:
         raise UserError("\n".join(problems))
-    images = tuple(  # the blobs are written once every check has passed (`_stored`)
+    kept = tuple(image.model_copy(update={"caption": trigger}) if captions == "none" and image.caption is None else image
+                 for image in earlier)  # fmt: skip
+    images = kept + tuple(  # the new pictures' blobs are written once every check has passed (`_stored`)
         TrainImage(blob="unstored", width=picture.width, height=picture.height,
                    filename=picture.filename,
                    caption=picture.caption if picture.caption is not None else (trigger if captions == "none" else None))
@@ -185,9 +252,11 @@ def _spec(ctx: Context, method: str, name: str, flags: Any, dataset: Dataset, us
 
 
 def _stored(ctx: Context, spec: TrainingSpec, dataset: Dataset) -> TrainingSpec:
-    images = tuple(image.model_copy(update={"blob": ctx.blobs.put(picture.png, "png")})
-                   for image, picture in zip(spec.images, dataset.images, strict=True))  # fmt: skip
-    return spec.model_copy(update={"images": images})
+    """The new pictures (after those of an earlier run) written to the blob store."""
+    earlier = spec.images[: len(spec.images) - len(dataset.images)]
+    new = tuple(image.model_copy(update={"blob": ctx.blobs.put(picture.png, "png")})
+                for image, picture in zip(spec.images[len(earlier):], dataset.images, strict=True))  # fmt: skip
+    return spec.model_copy(update={"images": earlier + new})
 
 
 def _on_off(text: str | None, default: bool, problems: list[str]) -> bool:

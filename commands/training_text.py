@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from commands.types import ImageFile, MessageTarget, Reply
+from commands.types import Action, ImageFile, MessageTarget, Reply
 from generation.training.spec import METHOD_LABELS, TrainingSpec
 from storage.blobs import BlobStore
 from storage.tables import Job, JobStatus
+
+TRAIN_ACTION = Action("train", "Train with these captions")
 
 USAGE = (
     "Use `/train lora NAME` (or loha, lokr, dreambooth, embedding) with 3 or more pictures attached (or a .zip, "
@@ -59,7 +61,7 @@ def queued_text(job: Job, spec: TrainingSpec, position: int, notes: list[str]) -
 
 def status_text(job: Job, position: int) -> str:
     if job.status == JobStatus.QUEUED:
-        again = f", resumes at step {job.progress_step}" if job.progress_step else ""
+        again = f" (paused at step {job.progress_step}; it goes on from its last checkpoint)" if job.progress_step else ""
         return f"⏳ Job {job.id} queued: position {position}{again}"
     if job.cancel_requested:
         return f"🛑 Job {job.id}: stopping at the next step; what it learned so far is kept…"
@@ -78,8 +80,9 @@ def result_reply(blobs: BlobStore, job: Job) -> Reply:
         lines = [f"📝 Job {job.id}: the captions `{spec.name}` would be trained with:"]
         lines += [f"{i}. {image.filename}: {caption}" for i, (image, caption) in enumerate(zip(spec.images, result["captions"], strict=False), 1)]
         lines += [str(note) for note in result.get("notes", [])]
-        lines.append(f"Start it with `/train {spec.method} {spec.name}` and the same pictures; add `.txt` captions in a zip to change them.")
-        return Reply("\n".join(lines), kind="result", job_id=job.id, target=target)
+        lines.append("Press the button to train on them as they are; to change them, send the pictures again in a zip "
+                     "with a `.txt` caption beside each.")
+        return Reply("\n".join(lines), kind="result", job_id=job.id, target=target, actions=actions(job))
     asset = result.get("asset", spec.name)
     label = METHOD_LABELS[spec.method]
     early = f", stopped at step {result.get('steps_done')} of {spec.steps} as you asked" if result.get("stopped_early") else ""
@@ -122,3 +125,9 @@ def info_text(job: Job, live: str | None) -> str:
     for i, caption in enumerate(result.get("captions") or [], 1):
         lines.append(f"{i}. {caption}")
     return "\n".join(lines)
+
+
+def actions(job: Job) -> tuple[Action, ...]:
+    """A preview's captions get "Train with these captions"; a run's result has no buttons."""
+    previewed = job.status == JobStatus.SUCCEEDED and bool((job.result or {}).get("preview"))
+    return (TRAIN_ACTION,) if previewed else ()

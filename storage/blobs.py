@@ -23,6 +23,7 @@ class BlobStore(Protocol):
     def path(self, key: str) -> Path: ...
     def read(self, key: str) -> bytes: ...
     def exists(self, key: str) -> bool: ...
+    def delete(self, key: str) -> None: ...
 
 
 class LocalBlobStore:
@@ -60,3 +61,7 @@ class LocalBlobStore:
 
     def exists(self, key: str) -> bool:
         return self.path(key).exists()
+
+    def delete(self, key: str) -> None:
+        """Remove a blob nothing refers to any more (a training run's superseded checkpoint)."""
+        self.path(key).unlink(missing_ok=True)

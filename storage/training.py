@@ -14,11 +14,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import queue
-from storage.tables import ClassImageSet, Delivery, Job, JobStatus, TrainingRun, utcnow
+from storage.tables import Blob, ClassImageSet, Delivery, Job, JobStatus, TrainingRun, utcnow
 
 SAMPLE_DELIVERY = "sample-"  # + the step: the delivery kind of a sample picture
 
@@ -42,6 +42,13 @@ async def active_run(session: AsyncSession, owner_id: int) -> Job | None:
         .order_by(Job.id)
         .limit(1)
     )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def asked_by(session: AsyncSession, platform: str, chat_id: str, message_id: str) -> Job | None:
+    """The training job the message `message_id` asked for, if it did."""
+    query = select(Job).where(Job.platform == platform, Job.chat_id == chat_id, Job.source_message_id == message_id,
+                              Job.kind == "train").order_by(Job.id.desc()).limit(1)  # fmt: skip
     return (await session.execute(query)).scalar_one_or_none()
 
 
@@ -79,13 +86,18 @@ async def steps_last_day(session: AsyncSession, owner_id: int) -> int:
 async def save_checkpoint(
     session: AsyncSession, job: Job, attempt: int, owner: str, *, step: int, blob: str, size: int,
     losses: list[list[float]],
-) -> None:  # fmt: skip
+) -> str | None:  # fmt: skip
+    """Returns the previous checkpoint's blob key when nothing refers to it any more: the caller
+    deletes the file once this transaction has committed (a checkpoint is tens of MB on a real
+    model, written every few steps)."""
     await queue.hold(session, job.id, attempt, owner)
     await queue.record_blob(session, blob, size, "application/octet-stream", None, None)
     run = await _run(session, job.id)
+    previous = run.checkpoint_blob
     run.checkpoint_blob, run.checkpoint_step, run.checkpoint_at = blob, step, utcnow()
     run.losses = [list(point) for point in losses]
     await session.flush()
+    return await _forget_checkpoint(session, previous) if previous and previous != blob else None
 
 
 async def save_captions(session: AsyncSession, job: Job, attempt: int, owner: str, captions: list[str]) -> None:
@@ -115,12 +127,27 @@ async def add_sample(
 async def finish(
     session: AsyncSession, job: Job, attempt: int, owner: str, *, asset_id: int | None, result: dict[str, Any],
     run_seconds: float,
-) -> None:  # fmt: skip
+) -> str | None:  # fmt: skip
     """The run's end: its asset recorded and the job completed with its result, in one
-    transaction with the job's outbox row."""
+    transaction with the job's outbox row. Returns the last checkpoint's blob key to delete once
+    committed (what the run learned is the asset now), when nothing else refers to it."""
     run = await _run(session, job.id)
     run.asset_id = asset_id
     await queue.complete(session, job, attempt, owner=owner, outputs=[], run_seconds=run_seconds, result=result)
+    last, run.checkpoint_blob = run.checkpoint_blob, None
+    await session.flush()
+    return await _forget_checkpoint(session, last) if last else None
+
+
+async def _forget_checkpoint(session: AsyncSession, key: str) -> str | None:
+    """Drop a checkpoint's blob row unless another run still points at it (identical runs make
+    identical checkpoints: the blob store keeps one file for both)."""
+    if (await session.execute(select(TrainingRun.id).where(TrainingRun.checkpoint_blob == key).limit(1))).first():
+        return None
+    blob = await session.get(Blob, key)
+    if blob is not None:
+        await session.delete(blob)
+    return key
 
 
 async def _run(session: AsyncSession, job_id: int) -> TrainingRun:
@@ -145,8 +172,3 @@ async def save_class_images(session: AsyncSession, key: str, blobs: list[str], s
     if await session.get(ClassImageSet, key) is None:
         session.add(ClassImageSet(key=key, blobs=list(blobs)))
     await session.flush()
-
-
-async def count_deliveries_like(session: AsyncSession, job_id: int, prefix: str) -> int:
-    query = select(func.count()).where(Delivery.job_id == job_id, Delivery.kind.like(f"{prefix}%"))
-    return (await session.execute(query)).scalar_one()

@@ -53,6 +53,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_weights(tmp_path: 
         assert db.execute("select status, attempt from jobs").fetchall() == [("running", 1)]
         [(saved_step,)] = db.execute("select checkpoint_step from training_runs").fetchall()
     assert saved_step >= 10 and saved_step % 5 == 0
+    assert len(list((data / "blobs").rglob("*.ckpt"))) == 1, "only the last checkpoint is kept"
 
     second = ConsoleProcess(env_for(data, models_dir), tmp_path / "killed.log")
     result = second.message("result", timeout=300)
@@ -67,6 +68,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_weights(tmp_path: 
     with sqlite3.connect(data / "sdbot.db") as db:
         assert db.execute("select status, attempt from jobs").fetchall() == [("succeeded", 2)]
         assert db.execute("select kind, status from deliveries").fetchall() == [("result", "sent")]
+    assert list((data / "blobs").rglob("*.ckpt")) == [], "a finished run's checkpoints are deleted"
     assert resumed.keys() == expected.keys()
     different = [key for key in expected if not torch.equal(expected[key], resumed[key])]
     assert different == [], f"{len(different)} tensors differ after the resume, e.g. {different[:3]}"
@@ -85,3 +87,19 @@ def test_a_drawing_job_queued_during_a_run_comes_first(tmp_path: Path, models_di
     assert order.index(drawn["id"]) < order.index(trained["id"])
     log = (tmp_path / "bot.log").read_text()
     assert "yielded" in log and "resuming the training from step " in log
+
+
+def test_cancel_stops_a_run_at_a_step_and_keeps_what_it_learned(tmp_path: Path, models_dir: Path) -> None:
+    bot = ConsoleProcess(env_for(tmp_path / "data", models_dir), tmp_path / "bot.log")
+    asked = bot.say(text=TRAIN.replace("--steps 40", "--steps 400"), attachments=picture_files(tmp_path / "pictures"))
+    status = bot.message("status", reply_to=asked)
+    bot.wait_for(lambda e: e["event"] == "edit" and e["id"] == status["id"] and "step " in e["text"], timeout=300)
+    stopping = bot.message("text", reply_to=bot.say(text="/cancel"))
+    assert "stopping after its current step; what it learned so far is kept" in stopping["text"]
+    result = bot.message("result", timeout=300, reply_to=asked)
+    assert "trained the LoRA `foxy`, stopped at step " in result["text"] and " of 400 as you asked" in result["text"]
+    listed = bot.message("text", reply_to=bot.say(text="/loras"))
+    assert "• foxy — kohya" in listed["text"]
+    assert bot.finish() == 0
+    with sqlite3.connect(tmp_path / "data" / "sdbot.db") as db:
+        assert db.execute("select status from jobs").fetchall() == [("succeeded",)]

@@ -20,6 +20,7 @@ from tests.train_pictures import picture_bytes
 
 PROMPT = "a red fox in the snow --seed 11 --steps 2 --size 64x64"
 QUICK = "--steps 6 --seed 3 --rank 4 --lr 1e-3 --sample-every 3"
+QUICK_EMBEDDING = "--steps 6 --seed 3 --lr 0.05 --vectors 2 --init-word fox --sample-every 3"
 
 
 def pictures(count: int = 4) -> tuple[Attachment, ...]:
@@ -91,7 +92,7 @@ async def test_one_run_at_a_time_and_the_daily_step_budget(small_bot: Bot) -> No
 ])  # fmt: skip
 async def test_each_method_makes_an_asset_that_changes_the_picture(bot: Bot, method: str, listing: str, use: str) -> None:
     name = f"my{method}"
-    options = QUICK.replace("--lr 1e-3", "--lr 0.05 --vectors 2 --init-word fox") if method == "embedding" else QUICK
+    options = QUICK_EMBEDDING if method == "embedding" else QUICK
     [(_, queued)] = await bot.send(f"/train {method} {name} {options}", attachments=pictures())
     assert queued.kind == "status", queued.text
     delivered = await bot.finish()
@@ -125,3 +126,66 @@ async def test_dreambooth_draws_its_class_pictures_once(bot: Bot, monkeypatch: p
     async with bot.core.db.transaction() as session:
         [stored] = (await session.execute(select(ClassImageSet))).scalars().all()
     assert len(stored.blobs) == 2
+
+
+async def test_preview_shows_the_captions_and_trains_nothing(bot: Bot) -> None:
+    data = picture_bytes(3)
+    archive = zipped({"a/fox0.png": data[0], "a/fox0.txt": "foxy, a fox   in the snow\n", "a/fox1.png": data[1],
+                      "a/fox2.png": data[2]})  # fmt: skip
+    [(_, queued)] = await bot.send(f"/train preview lora foxy --captions none {QUICK}", attachments=(archive,))
+    assert queued.kind == "status" and "captions for `foxy`" in queued.text
+    [(preview_id, item)] = await bot.finish()
+    lines = item.reply.text.splitlines()
+    assert "the captions `foxy` would be trained with" in lines[0]
+    assert lines[1:4] == ["1. a/fox0.png: foxy, a fox in the snow", "2. a/fox1.png: foxy", "3. a/fox2.png: foxy"]
+    [(_, listed)] = await bot.send("/loras")
+    assert "none yet" in listed.text
+
+    [(_, theirs)] = await bot.press(preview_id, "Train with these captions", user="bob")
+    assert theirs.kind == "error" and "Only the person who sent these pictures" in theirs.text
+    [(_, queued)] = await bot.press(preview_id, "Train with these captions")
+    assert queued.kind == "status" and "LoRA `foxy` from 3 pictures" in queued.text, queued.text
+    [(_, trained)] = [(m, i) for m, i in await bot.finish() if i.reply.kind == "result"]
+    assert "trained the LoRA `foxy`" in trained.reply.text
+    [(_, info)] = await bot.send(f"/info {trained.reply.job_id}")
+    assert "1. foxy, a fox in the snow" in info.text and "2. foxy" in info.text
+
+
+async def test_a_reply_to_an_earlier_run_adds_its_pictures(bot: Bot) -> None:
+    [(status_id, queued)] = await bot.send(f"/train lora foxy {QUICK}", attachments=pictures(3))
+    assert queued.kind == "status"
+    await bot.finish()
+    extra = tuple(Attachment(f"new{i}.png", d) for i, d in enumerate(picture_bytes(2, seed=7)))
+    [(_, again)] = await bot.send(f"/train lora foxy2 {QUICK}", attachments=extra, reply_to=status_id)
+    assert again.kind == "status", again.text
+    assert "from 5 pictures" in again.text and "With the 3 pictures of the run you replied to and 2 new ones." in again.text
+    await bot.finish()
+    [(_, same)] = await bot.send(f"/train lora foxy3 {QUICK}", reply_to=status_id)  # no pictures: the same ones again
+    assert same.kind == "status" and "from 3 pictures" in same.text
+    await bot.finish()
+    [(_, other)] = await bot.send(f"/train lora theirs {QUICK}", user="bob", reply_to=status_id)
+    assert other.kind == "error" and "no pictures" in other.text  # alice's pictures stay hers
+
+
+async def test_options_of_another_method_are_refused(bot: Bot) -> None:
+    [(_, reply)] = await bot.send("/train embedding shiny --rank 4 --steps 5", attachments=pictures())
+    assert reply.kind == "error" and "`--rank` is a LoRA's" in reply.text
+    [(_, reply)] = await bot.send("/train lora shiny --vectors 4 --steps 5", attachments=pictures())
+    assert reply.kind == "error" and "`--vectors` is an embedding's" in reply.text
+
+
+async def test_a_run_leaves_the_model_as_it_was(bot: Bot) -> None:
+    await bot.send(f"/imagine {PROMPT}")
+    [(_, before)] = await bot.finish()
+    for method in ("lora", "loha"):
+        await bot.send(f"/train {method} left{method} {QUICK}", attachments=pictures())
+        await bot.finish()
+    await bot.send(f"/imagine {PROMPT}")
+    [(_, after)] = await bot.finish()
+    assert np.array_equal(pixels(before.reply), pixels(after.reply)), "no trained adapter may stay active"
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    pipe = bot.worker.engine.models.get("tiny").txt2img
+    held = [name for module in (pipe.unet, pipe.text_encoder) for name, layer in module.named_modules()
+            if isinstance(layer, BaseTunerLayer) and layer.scaling]  # fmt: skip
+    assert held == [], f"layers still holding an adapter: {held[:3]}"

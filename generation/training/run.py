@@ -111,7 +111,7 @@ class TrainingTask:
         architecture = export_architecture(loaded.txt2img)
         metadata = export.training_metadata(
             spec, architecture=architecture, captions=learned.captions, steps_done=learned.steps_done, loss=learned.loss,
-            base_model_name=loaded.entry.display_name if hasattr(loaded.entry, "display_name") else spec.model,
+            base_model_name=loaded.entry.display_name,
         )  # fmt: skip
         if spec.method == "embedding":
             return export.embedding_file(learned.vectors, metadata)
@@ -132,8 +132,10 @@ class TrainingTask:
     async def _checkpoint(self, step: int, data: bytes, losses: list[list[float]]) -> None:
         key = await asyncio.to_thread(self.blobs.put, data, "ckpt")
         async with self.db.transaction() as session:
-            await training.save_checkpoint(session, self.job, self.attempt, self.owner, step=step, blob=key, size=len(data),
-                                           losses=losses)  # fmt: skip
+            superseded = await training.save_checkpoint(session, self.job, self.attempt, self.owner, step=step, blob=key,
+                                                        size=len(data), losses=losses)  # fmt: skip
+        if superseded:
+            await asyncio.to_thread(self.blobs.delete, superseded)
         log.info("job %s: checkpoint at step %d (%.1f MiB)", self.job.id, step, len(data) / 2**20)
 
     async def _sample(self, step: int, png: bytes, last: bool) -> None:
@@ -196,8 +198,10 @@ class TrainingTask:
                 "loss": learned.loss, "losses": learned.losses, "stopped_early": learned.stopped_early,
                 "sample": produced.sample, "bytes": info.size, "held_out": list(learned.held_out or ()),
             })  # fmt: skip
-            await training.finish(session, job, self.attempt, self.owner, asset_id=asset.id, result=result,
-                                  run_seconds=run_seconds)  # fmt: skip
+            done_with = await training.finish(session, job, self.attempt, self.owner, asset_id=asset.id, result=result,
+                                              run_seconds=run_seconds)  # fmt: skip
+        if done_with:
+            await asyncio.to_thread(self.blobs.delete, done_with)
 
 
 def export_architecture(pipe: Any) -> str:

@@ -31,11 +31,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from PIL import Image
 
 from generation.engine import Engine, build_scheduler
 from generation.errors import EngineUserError, JobCancelled
+from generation.prompts.encoder import PLACEHOLDER
 from generation.training import buckets
 from generation.training.spec import TrainingSpec
 
@@ -172,21 +174,15 @@ class Run:
             self.remove_adapter()
 
     def remove_adapter(self) -> None:
+        """Delete ADAPTER from every layer that holds it (LoRA, LoHa and LoKr alike) and from the
+        modules' peft configs. The emptied peft wrappers stay, as after the LoRA cache evicts."""
         from peft.tuners.tuners_utils import BaseTunerLayer
 
         for module in (self.pipe.unet, *self.encoders):
-            if not any(isinstance(layer, BaseTunerLayer) for layer in module.modules()):
-                continue
-            with contextlib.suppress(ValueError):
-                if ADAPTER in getattr(module, "peft_config", {}):
-                    module.delete_adapters([ADAPTER]) if hasattr(module, "delete_adapters") else module.delete_adapter(ADAPTER)
             for layer in module.modules():
-                if isinstance(layer, BaseTunerLayer) and ADAPTER in layer.active_adapters + list(getattr(layer, "scaling", {})):
+                if isinstance(layer, BaseTunerLayer) and ADAPTER in layer.scaling:
                     layer.delete_adapter(ADAPTER)
-            if not any(isinstance(layer, BaseTunerLayer) for layer in module.modules()):
-                with contextlib.suppress(AttributeError):
-                    del module.peft_config
-                module._hf_peft_config_loaded = False
+            getattr(module, "peft_config", {}).pop(ADAPTER, None)
 
     def _add_trainables(self) -> None:
         spec = self.spec
@@ -250,7 +246,7 @@ class Run:
             while i < len(tokens):
                 if name_ids and tokens[i : i + len(name_ids)] == name_ids:
                     starts.append(1 + len(out))
-                    out += [tokenizer.eos_token_id] * self.spec.vectors  # placeholders: the hook replaces them
+                    out += [PLACEHOLDER] * self.spec.vectors  # the hook puts the vectors there (never EOS: CLIP pools at EOS)
                     i += len(name_ids)
                 else:
                     out.append(tokens[i])
@@ -265,9 +261,11 @@ class Run:
         """The UNet's text conditioning for the captions (SD: the last hidden state; SDXL: both
         encoders' penultimate states, the pooled projection and the size conditioning)."""
         states, pooled = [], None
+        learns = self.spec.text_encoder or self.spec.method == "embedding"  # else the encoders are constants
         for tokenizer, encoder in zip(self.tokenizers, self.encoders, strict=True):
             ids, self._positions = self._token_ids(tokenizer, captions)
-            output = encoder(ids.to(self.device), output_hidden_states=self.xl)
+            with contextlib.nullcontext() if learns else torch.no_grad():
+                output = encoder(ids.to(self.device), output_hidden_states=self.xl)
             self._positions = []
             if not self.xl:
                 states.append(output[0])
@@ -287,7 +285,7 @@ class Run:
         """The VAE's latent distribution of a picture (mean, std), kept for the run (kohya's
         cache_latents): each step samples from it with the step's generator."""
         vae = self.pipe.vae
-        pixels = torch.from_numpy(__import__("numpy").asarray(picture, dtype="float32") / 127.5 - 1).permute(2, 0, 1)[None]
+        pixels = torch.from_numpy(np.asarray(picture, dtype="float32") / 127.5 - 1).permute(2, 0, 1)[None]
         upcast = self.dtype == torch.float16 and vae.config.get("force_upcast", False)
         with torch.no_grad(), _vae_in_float32(vae, upcast):
             dist = vae.encode(pixels.to(self.device, vae.dtype)).latent_dist
