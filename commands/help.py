@@ -30,6 +30,7 @@ COMMAND_MENU: tuple[tuple[str, str], ...] = (
     ("loras", "Your LoRAs and the shared ones"),
     ("embedding", "Upload an embedding: /embedding upload NAME"),
     ("embeddings", "Your embeddings and the shared ones"),
+    ("train", "Train a LoRA on your pictures: /train lora NAME (3+ attached)"),
     ("models", "The models and their architectures"),
     ("model", "Your default model: /model NAME (admins: /model add|remove)"),
     ("settings", "Your defaults: /settings --steps 30"),
@@ -107,7 +108,14 @@ def help_text(ctx: Context) -> str:
         f"{s.asset_quota_bytes / 2**30:.1f} GiB each in all) · /loras · /lora info|delete|share|unshare NAME · "
         "/lora rename OLD NEW — the same for /embedding. Files are checked before they are stored; pickles "
         "(.ckpt, .pt, .bin) are refused. Use a LoRA with <lora:NAME:0.8> in the prompt (or --lora NAME:0.8); "
-        "an embedding by writing its name. Private until you share it.",
+        "an embedding by writing its name. Private until you share it. `/lora download NAME` sends the file.",
+        f"/train lora|loha|lokr|dreambooth|embedding NAME with {s.train_min_images}–{s.train_max_images} pictures "
+        "attached (or a .zip, `.txt` captions beside them) — train your own; it is yours and in /loras when it ends. "
+        f"--steps (up to {s.train_max_steps}; {s.train_daily_steps} a day) · --rank · --alpha · --lr · --resolution · "
+        "--batch · --seed · --trigger · --captions auto|none · --sample-every · --text-encoder on|off · --snr-gamma; "
+        "DreamBooth: --class \"a dog\" --class-images --prior-weight; embedding: --vectors --init-word. "
+        "`/train preview …` shows the captions first · `/train status` · `/cancel` stops a run and keeps what it learned. "
+        "Drawing jobs go first: a run pauses for them and goes on where it was.",
         "",
         "**Admins**: `/model add NAME SOURCE` — SOURCE a diffusers folder, a Hub id, or a .safetensors checkpoint "
         "with `--config FOLDER` (its component configs); also --arch sd1|sd2|sdxl, --size, --clip-skip, --vae, "

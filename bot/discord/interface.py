@@ -30,7 +30,6 @@ CUSTOM_ID_PREFIX = "sdbot:"
 MAX_CHOICES = 25  # Discord's limit for choices and autocomplete results
 TRAIN_METHODS = ("lora", "loha", "lokr", "dreambooth", "embedding", "preview", "status")
 TRAIN_IMAGES = 10  # attachment options of /train (Discord allows 25 options in all); more: a zip, or the text command
-TRAIN_DESCRIPTION = "Train a LoRA or an embedding on your pictures: /train lora NAME"
 
 
 class Chat(Protocol):
@@ -299,7 +298,7 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
 
         return command
 
-    @app_commands.command(name="train", description=describe.get("train", TRAIN_DESCRIPTION))
+    @app_commands.command(name="train", description=describe["train"])
     @app_commands.describe(
         method="What to train (preview: the pictures as training sees them; status: your runs)",
         name="The new LoRA's or embedding's name", options="e.g. --steps 20 --rank 8 (as typed after /train)",

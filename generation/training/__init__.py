@@ -4,6 +4,8 @@ and textual-inversion embeddings, as jobs on the same durable queue as the pictu
 - spec: what a run asks for (torch-free, shared with `commands/`), with the named bounds and
   the defaults of each method;
 - buckets: kohya's aspect-ratio buckets (torch-free);
+- dataset: captions and DreamBooth's class pictures; conditioning: the captions through the text
+  encoders, and an embedding's trainable vectors; hooks: what the loop calls back;
 - trainer: the training loop (diffusers' recipes: DDPM noise, epsilon / v-prediction MSE, optional
   min-SNR weighting; peft adapters on UNet and text encoder), its checkpoints and its samples;
 - export: the learned weights as files A1111, ComfyUI, diffusers and our own loader read (kohya

@@ -26,7 +26,8 @@ from generation.assets.files import inspect_asset, valid_asset_name
 from generation.assets.safetensors_header import addnet_hash
 from generation.engine import Engine
 from generation.errors import EngineUserError
-from generation.training import export, trainer
+from generation.training import dataset, export, trainer
+from generation.training.hooks import Stopping
 from generation.training.spec import METHOD_LABELS, TrainingSpec
 from storage import assets, queue, training
 from storage.blobs import BlobStore
@@ -84,13 +85,13 @@ class TrainingTask:
 
     # --- the engine thread ---------------------------------------------------------------------
 
-    def work(self, progress: Callable[[int, int, str], None], stopping: Callable[[], trainer.Stopping],
+    def work(self, progress: Callable[[int, int, str], None], stopping: Callable[[], Stopping],
              should_yield: Callable[[], bool]) -> Produced:  # fmt: skip
         spec = self.spec
         notes: list[str] = []
         progress(self.resume.step if self.resume else 0, spec.steps, "writing captions" if self.captions is None else "starting")
         if self.captions is None:
-            self.captions, notes = trainer.captions_for(self.engine, spec, lambda: bool(stopping()))
+            self.captions, notes = dataset.captions_for(self.engine, spec, lambda: bool(stopping()))
             self._call(self._save_captions(self.captions))
         if spec.preview:
             return Produced(self.captions, notes, preview=True)

@@ -29,7 +29,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,37 +37,23 @@ from PIL import Image
 
 from generation.engine import Engine, build_scheduler
 from generation.errors import EngineUserError, JobCancelled
-from generation.prompts.encoder import PLACEHOLDER
 from generation.training import buckets
+from generation.training.conditioning import TextConditioning
+from generation.training.dataset import SAMPLE_SAMPLER, class_pictures, images_of, png
+from generation.training.hooks import Hooks
 from generation.training.spec import TrainingSpec
 
 ADAPTER = "sdbot_train"
 UNET_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]  # diffusers' LoRA recipes
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
-SAMPLE_SAMPLER = "Euler a"
 MAX_GRAD_NORM = 1.0
 WEIGHT_DECAY = 1e-2  # diffusers' --adam_weight_decay; embeddings use 0, as A1111
 LOSS_POINTS = 50  # about this many points of loss history per run
 
-Stopping = Literal["", "cancel", "shutdown", "lost"]
 
 
 class TrainingYielded(Exception):
     """The run saved a checkpoint at a step boundary and hands the worker to waiting drawing jobs."""
-
-
-@dataclass
-class Hooks:
-    """How the run talks to the worker (each call may block on the database; raises LeaseLost)."""
-
-    progress: Callable[[int, int, str], None] = lambda step, total, note: None
-    stopping: Callable[[], Stopping] = lambda: ""
-    should_yield: Callable[[], bool] = lambda: False
-    checkpoint: Callable[[int, bytes, list[list[float]]], None] = lambda step, data, losses: None
-    sample: Callable[[int, bytes, bool], None] = lambda step, png, last: None
-    captions: Callable[[list[str]], None] = lambda captions: None
-    class_images: Callable[[str], list[bytes] | None] = lambda key: None
-    save_class_images: Callable[[str, list[bytes]], None] = lambda key, pngs: None
 
 
 @dataclass
@@ -95,18 +81,6 @@ def step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator("cpu").manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
 
 
-def sdxl(pipe: Any) -> bool:
-    return getattr(pipe, "text_encoder_2", None) is not None
-
-
-def images_of(blobs: Any, spec: TrainingSpec) -> list[Image.Image]:
-    pictures = []
-    for image in spec.images:
-        with Image.open(blobs.path(image.blob)) as picture:
-            pictures.append(picture.convert("RGB"))
-    return pictures
-
-
 # --- the run -----------------------------------------------------------------------------------
 
 
@@ -118,9 +92,8 @@ class Run:
         self.loaded = engine.models.get(spec.model)
         self.pipe = self.loaded.txt2img
         self.device, self.dtype = engine.models.device, engine.models.dtype
-        self.xl = sdxl(self.pipe)
-        self.encoders = [self.pipe.text_encoder, *([self.pipe.text_encoder_2] if self.xl else [])]
-        self.tokenizers = [self.pipe.tokenizer, *([self.pipe.tokenizer_2] if self.xl else [])]
+        self.text = TextConditioning(self.pipe, spec, self.device, self.dtype)
+        self.xl, self.encoders = self.text.xl, self.text.encoders
         from diffusers import DDPMScheduler
 
         self.noise_scheduler = DDPMScheduler.from_config(self.loaded.scheduler_config)
@@ -134,9 +107,7 @@ class Run:
         self.losses: list[list[float]] = []
         self._loss_sum, self._loss_count = 0.0, 0
         self.held_out_before = 0.0
-        self.vectors: dict[str, torch.nn.Parameter] = {}
         self.params: dict[str, torch.nn.Parameter] = {}
-        self._hooks: list[Any] = []
 
     # --- set-up and tear-down --------------------------------------------------------------
 
@@ -161,9 +132,7 @@ class Run:
                 encoder.train(self.spec.text_encoder)
             yield
         finally:
-            for handle in self._hooks:
-                handle.remove()
-            self._hooks.clear()
+            self.text.remove_hooks()
             if self.device.type == "cuda":
                 self.pipe.unet.disable_gradient_checkpointing()
                 for encoder in self.encoders:
@@ -187,10 +156,7 @@ class Run:
     def _add_trainables(self) -> None:
         spec = self.spec
         if spec.method == "embedding":
-            for key, encoder, tokenizer in zip(("clip_l", "clip_g"), self.encoders, self.tokenizers, strict=False):
-                self.vectors[key] = torch.nn.Parameter(self._initial_vectors(encoder, tokenizer).float())
-                self._hooks.append(encoder.get_input_embeddings().register_forward_hook(self._placeholder_hook(key)))
-            self.params = {f"vectors.{key}": value for key, value in self.vectors.items()}
+            self.params = self.text.add_vectors()
             return
         targets = [(self.pipe.unet, "unet", UNET_TARGETS)]
         if spec.text_encoder:
@@ -205,79 +171,6 @@ class Run:
                     self.params[f"{name}.{path}"] = parameter
         if not self.params:
             raise EngineUserError(f"the model `{spec.model}` has no layers a {spec.method} can train.")
-
-    # --- text -------------------------------------------------------------------------------
-
-    def _initial_vectors(self, encoder: Any, tokenizer: Any) -> torch.Tensor:
-        """A1111's initialisation: the init text's token embeddings, cycled over the vectors."""
-        assert self.spec.init_word is not None
-        ids = tokenizer(self.spec.init_word, add_special_tokens=False)["input_ids"] or [tokenizer.eos_token_id]
-        table = encoder.get_input_embeddings().weight.detach()
-        rows = table[torch.tensor(ids, device=table.device)]
-        return torch.stack([rows[i * len(ids) // self.spec.vectors] for i in range(self.spec.vectors)]).to(self.device)
-
-    def _placeholder_hook(self, key: str) -> Callable[..., torch.Tensor]:
-        def replace(module: Any, inputs: Any, output: torch.Tensor) -> torch.Tensor:
-            positions = getattr(self, "_positions", None)
-            if not positions:
-                return output
-            output = output.clone()
-            vectors = self.vectors[key].to(output.dtype)
-            for row, starts in enumerate(positions):
-                for start in starts:
-                    output[row, start : start + len(vectors)] = vectors
-            return output
-
-        return replace
-
-    def _token_ids(self, tokenizer: Any, captions: list[str]) -> tuple[torch.Tensor, list[list[int]]]:
-        """Token ids of the captions; for an embedding, its name stands for `vectors` placeholder
-        tokens (A1111's way: nothing is added to the tokenizer), whose positions the hook fills."""
-        length = tokenizer.model_max_length
-        if self.spec.method != "embedding":
-            ids = tokenizer(captions, padding="max_length", max_length=length, truncation=True, return_tensors="pt").input_ids
-            return ids, []
-        name_ids = tokenizer(self.spec.name, add_special_tokens=False)["input_ids"]
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        rows, positions = [], []
-        for caption in captions:
-            tokens = tokenizer(caption, add_special_tokens=False)["input_ids"]
-            out, starts, i = [], [], 0
-            while i < len(tokens):
-                if name_ids and tokens[i : i + len(name_ids)] == name_ids:
-                    starts.append(1 + len(out))
-                    out += [PLACEHOLDER] * self.spec.vectors  # the hook puts the vectors there (never EOS: CLIP pools at EOS)
-                    i += len(name_ids)
-                else:
-                    out.append(tokens[i])
-                    i += 1
-            out = out[: length - 2]
-            starts = [s for s in starts if s + self.spec.vectors <= length - 1]
-            rows.append([tokenizer.bos_token_id, *out, tokenizer.eos_token_id] + [pad] * (length - 2 - len(out)))
-            positions.append(starts)
-        return torch.tensor(rows), positions
-
-    def encode(self, captions: list[str], size: tuple[int, int]) -> dict[str, Any]:
-        """The UNet's text conditioning for the captions (SD: the last hidden state; SDXL: both
-        encoders' penultimate states, the pooled projection and the size conditioning)."""
-        states, pooled = [], None
-        learns = self.spec.text_encoder or self.spec.method == "embedding"  # else the encoders are constants
-        for tokenizer, encoder in zip(self.tokenizers, self.encoders, strict=True):
-            ids, self._positions = self._token_ids(tokenizer, captions)
-            with contextlib.nullcontext() if learns else torch.no_grad():
-                output = encoder(ids.to(self.device), output_hidden_states=self.xl)
-            self._positions = []
-            if not self.xl:
-                states.append(output[0])
-            else:
-                states.append(output.hidden_states[-2])
-                pooled = output[0]  # text_encoder_2's projection (CLIPTextModelWithProjection)
-        conditioning: dict[str, Any] = {"encoder_hidden_states": torch.cat(states, dim=-1)}
-        if self.xl:
-            width, height = size
-            time_ids = torch.tensor([[height, width, 0, 0, height, width]] * len(captions), device=self.device)
-            conditioning["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": time_ids.to(self.dtype)}
-        return conditioning
 
     # --- pictures ---------------------------------------------------------------------------
 
@@ -305,7 +198,7 @@ class Run:
         target = noise if self.prediction == "epsilon" else self.noise_scheduler.get_velocity(latents, noise, timesteps)
         size = (latents.shape[-1] * 8, latents.shape[-2] * 8)
         with self._autocast():
-            conditioning = self.encode(captions, size)
+            conditioning = self.text.encode(captions, size)
             predicted = self.pipe.unet(noisy.to(self.device, self.dtype), timesteps.to(self.device), **conditioning).sample
         error = torch.nn.functional.mse_loss(predicted.float(), target.to(self.device), reduction="none")
         error = error.mean(dim=list(range(1, error.ndim)))
@@ -349,7 +242,7 @@ class Run:
                     noisy = self.noise_scheduler.add_noise(latents, noise, t)
                     target = noise if self.prediction == "epsilon" else self.noise_scheduler.get_velocity(latents, noise, t)
                     with self._autocast():
-                        conditioning = self.encode([caption], (latents.shape[-1] * 8, latents.shape[-2] * 8))
+                        conditioning = self.text.encode([caption], (latents.shape[-1] * 8, latents.shape[-2] * 8))
                         predicted = self.pipe.unet(noisy.to(self.device, self.dtype), t.to(self.device), **conditioning).sample
                     losses.append(float(torch.nn.functional.mse_loss(predicted.float(), target.to(self.device))))
         return sum(losses) / len(losses)
@@ -394,11 +287,11 @@ class Run:
             with torch.no_grad(), _eval(pipe.unet, *self.encoders):
                 arguments: dict[str, Any] = {}
                 if spec.method == "embedding":
-                    conditioning = self.encode([prompt], (spec.resolution, spec.resolution))
+                    conditioning = self.text.encode([prompt], (spec.resolution, spec.resolution))
                     arguments["prompt_embeds"] = conditioning["encoder_hidden_states"]
                     if self.xl:
                         arguments["pooled_prompt_embeds"] = conditioning["added_cond_kwargs"]["text_embeds"]
-                    negative = self.encode([""], (spec.resolution, spec.resolution))
+                    negative = self.text.encode([""], (spec.resolution, spec.resolution))
                     arguments["negative_prompt_embeds"] = negative["encoder_hidden_states"]
                     if self.xl:
                         arguments["negative_pooled_prompt_embeds"] = negative["added_cond_kwargs"]["text_embeds"]
@@ -479,65 +372,7 @@ def make_optimizer(run: Run) -> tuple[Any, Any]:
     return optimizer, get_scheduler("constant", optimizer=optimizer)
 
 
-def png(picture: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 # --- the whole run -------------------------------------------------------------------------------
-
-
-def captions_for(engine: Engine, spec: TrainingSpec, should_stop: Callable[[], bool]) -> tuple[list[str], list[str]]:
-    """Every picture's caption (sidecar, trigger alone, or trigger + the captioner's words), and
-    notes for the person."""
-    notes: list[str] = []
-    written: list[str | None] = [None] * len(spec.images)
-    wanted = [i for i, image in enumerate(spec.images) if image.caption is None and spec.captions == "auto"]
-    if wanted:
-        if not engine.tools.captioner:
-            notes.append("No captioning model is configured (SDBOT_CAPTIONER), so each caption is the trigger word alone.")
-        else:
-            interrogator = engine.tools.interrogator()
-            pictures = images_of(engine.blobs, spec)
-            for i in wanted:
-                written[i] = interrogator.caption(pictures[i], should_stop=should_stop)
-                if should_stop():
-                    raise JobCancelled()
-    return [spec.caption_of(image, text) for image, text in zip(spec.images, written, strict=True)], notes
-
-
-def class_key(spec: TrainingSpec) -> str:
-    text = f"{spec.model}|{spec.class_prompt}|{spec.class_images}|{spec.resolution}|{spec.sample_steps}|{SAMPLE_SAMPLER}"
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def class_pictures(engine: Engine, spec: TrainingSpec, hooks: Hooks) -> list[Image.Image]:
-    """DreamBooth's class pictures: drawn once by the base model (no adapter), then kept."""
-    if spec.method != "dreambooth":
-        return []
-    key = class_key(spec)
-    stored = hooks.class_images(key)
-    if stored is not None:
-        return [Image.open(io.BytesIO(data)).convert("RGB") for data in stored]
-    engine.adapters.unload_all()
-    loaded = engine.models.get(spec.model)
-    pipe = loaded.txt2img
-    drawn = []
-    was, pipe.scheduler = pipe.scheduler, build_scheduler(SAMPLE_SAMPLER, loaded.scheduler_config)
-    try:
-        for index in range(spec.class_images):
-            hooks.progress(0, spec.steps, f"drawing class picture {index + 1} of {spec.class_images}")
-            if hooks.stopping():
-                raise JobCancelled()
-            with torch.no_grad():
-                drawn.append(pipe(prompt=spec.class_prompt, width=spec.resolution, height=spec.resolution,
-                                  num_inference_steps=spec.sample_steps, guidance_scale=7.0,
-                                  generator=torch.Generator("cpu").manual_seed(spec.seed + index)).images[0])  # fmt: skip
-    finally:
-        pipe.scheduler = was
-    hooks.save_class_images(key, [png(picture) for picture in drawn])
-    return drawn
 
 
 def train(
@@ -596,7 +431,7 @@ def train(
         learned = Learned(
             components={"unet": run.pipe.unet, "text_encoder": run.pipe.text_encoder,
                         **({"text_encoder_2": run.pipe.text_encoder_2} if run.xl else {})},
-            vectors={key: value.detach().to(torch.float32).cpu().clone() for key, value in run.vectors.items()},
+            vectors={key: value.detach().to(torch.float32).cpu().clone() for key, value in run.text.vectors.items()},
             steps_done=step, loss=run.losses[-1][1] if run.losses else None, captions=captions,
             stopped_early=stopped_early, losses=run.losses, held_out=(run.held_out_before, run.evaluate()),
         )  # fmt: skip
