@@ -4,7 +4,6 @@ change the picture; the loop is deterministic (the same seed gives the same file
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
