@@ -8,6 +8,11 @@ Like an arq worker: a small context, plain async functions, explicit limits. For
 - write the PNGs to the blob store, then complete the job with a compare-and-set on its attempt,
   in one transaction with its outbox row.
 
+A training run (kind "train", `generation.training.run.TrainingTask`) goes the same way, with
+two differences: it writes checkpoints and samples while it runs (each fenced on its attempt),
+and it yields: when drawing jobs wait, it checkpoints at its next step and is handed back to the
+queue, attempt not counted, behind them.
+
 A worker that dies mid-job is harmless: its lease runs out and the job runs again (up to
 `max_attempts`). On start, jobs leased by dead processes on this host are taken back at once,
 rather than after their lease, so a restart after a crash resumes without waiting.
