@@ -114,3 +114,9 @@ def _no_bot_process_outlives_its_test():  # type: ignore[no-untyped-def]
         process = ConsoleProcess.running.pop()
         if process.proc.poll() is None:
             process.kill()
+
+
+def pytest_sessionfinish(session, exitstatus):  # type: ignore[no-untyped-def]
+    from tests import postgres_cluster
+
+    postgres_cluster.stop()  # the throwaway PostgreSQL cluster, if a test started one

@@ -1,4 +1,4 @@
-"""The durable queue on real SQLite files: claims, leases, fencing, the outbox, migrations."""
+"""The durable queue on real SQLite files and on PostgreSQL: claims, leases, fencing, the outbox, migrations."""
 
 from __future__ import annotations
 
@@ -10,17 +10,25 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from storage import outbox, queue, users
 from storage.blobs import LocalBlobStore
 from storage.db import Database
 from storage.queue import LeaseLost, OutputRecord
 from storage.tables import Base, Delivery, JobStatus, utcnow
+from tests import postgres_cluster
 
 
-@pytest.fixture
-async def db(tmp_path: Path):  # type: ignore[no-untyped-def]
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'q.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The same tests on both backends: a real SQLite file, and a fresh database on a throwaway
+    PostgreSQL cluster (tests.postgres_cluster)."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'q.db'}"
+    else:
+        url = await postgres_cluster.cluster().new_database()
+    database = Database(url)
     await database.migrate()
     yield database
     await database.close()
@@ -52,10 +60,13 @@ async def test_migrations_match_the_models(db: Database) -> None:
     await db.migrate()  # idempotent
 
 
-async def test_sqlite_pragmas(db: Database) -> None:
+async def test_sqlite_pragmas(tmp_path: Path) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'q.db'}")
+    await db.migrate()
     async with db.engine.connect() as conn:
         assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
         assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
+    await db.close()
 
 
 async def test_claim_complete_and_outbox(db: Database) -> None:
@@ -169,7 +180,7 @@ async def test_one_delivery_per_job_and_target(db: Database) -> None:
     job_id = await add_job(db)
     async with db.transaction() as s:
         s.add(Delivery(job_id=job_id, platform="console", chat_id="c", kind="result"))
-    with pytest.raises(Exception, match="UNIQUE"):
+    with pytest.raises(IntegrityError, match="(?i)unique"):
         async with db.transaction() as s:
             s.add(Delivery(job_id=job_id, platform="console", chat_id="c", kind="result"))
 

@@ -27,6 +27,7 @@ import hashlib
 import io
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -314,7 +315,9 @@ def inject(module: torch.nn.Module, method: str, rank: int, alpha: float, target
                            adapter_name=ADAPTER)  # fmt: skip
         return
     config = (LoHaConfig if method == "loha" else LoKrConfig)(r=rank, alpha=alpha, target_modules=targets)
-    inject_adapter_in_model(config, module, adapter_name=ADAPTER)
+    with warnings.catch_warnings():  # peft warns that a model holds several adapters: emptied ones may stay
+        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+        inject_adapter_in_model(config, module, adapter_name=ADAPTER)
     module._hf_peft_config_loaded = True  # diffusers / transformers then manage it like their own
 
 
