@@ -60,7 +60,7 @@ async def build_core(settings: Settings) -> Core:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.resolved_database_url)
     await db.migrate()
-    ctx = Context(db=db, blobs=LocalBlobStore(settings.blobs_dir), settings=settings, registry=settings.registry())
+    ctx = Context(db=db, blobs=LocalBlobStore(settings.resolved_blobs_dir), settings=settings, registry=settings.registry())
     async with db.transaction() as session:
         await model_library.sync(session, ctx.registry)  # models admins added in chat
     return Core(settings, db, ctx, CommandService(ctx))

@@ -138,6 +138,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     database_url: str | None = Field(None, description="Default: SQLite file <data_dir>/sdbot.db.")
     models_dir: Path | None = Field(None, description="Default: <data_dir>/models (the tiny model lives here).")
+    blobs_dir: Path | None = Field(
+        None, description="Pictures, uploads and trained files. Default: <data_dir>/blobs; with several machines, a folder they all mount."
+    )
 
     # --- people --------------------------------------------------------------------------
     admin_ids: Annotated[list[str], NoDecode] = Field(
@@ -336,8 +339,8 @@ class Settings(BaseSettings):
         return (self.models_dir or self.data_dir / "models").resolve()
 
     @property
-    def blobs_dir(self) -> Path:
-        return (self.data_dir / "blobs").resolve()
+    def resolved_blobs_dir(self) -> Path:
+        return (self.blobs_dir or self.data_dir / "blobs").resolve()
 
     @property
     def resolved_telegram_base_file_url(self) -> str:

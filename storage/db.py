@@ -15,12 +15,13 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+MIGRATION_LOCK = 0x5DB07_0001  # PostgreSQL advisory lock key: one process migrates at a time
 
 
 class Database:
@@ -44,8 +45,13 @@ class Database:
             yield session
 
     async def migrate(self) -> None:
-        """Bring the schema to the newest alembic revision (idempotent)."""
+        """Bring the schema to the newest alembic revision (idempotent). Processes starting together
+        take turns: on SQLite the BEGIN IMMEDIATE does it; on PostgreSQL a transaction-level
+        advisory lock (DDL there is transactional, so the second process then finds the schema at
+        head and does nothing, instead of racing to create the same tables)."""
         async with self.engine.begin() as conn:
+            if not self.is_sqlite:
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             await conn.run_sync(_upgrade)
 
     async def close(self) -> None:
