@@ -43,7 +43,7 @@ from generation.jobs import Rendered, answer_job, render_job
 from generation.spec import TEXT_KINDS, GenerationSpec
 from generation.training.run import TrainingTask
 from generation.training.trainer import TrainingYielded
-from storage import model_library, queue
+from storage import model_library, notify, queue
 from storage.blobs import BlobStore
 from storage.db import Database
 from storage.queue import LeaseLost, OutputRecord
@@ -156,6 +156,7 @@ class Worker:
         if self.preload_model:
             self._preload(self.preload_model)
         stopper = asyncio.create_task(self._relay_stop(stop))
+        listener = asyncio.create_task(notify.listen(self.db.url, self.wake, stop))  # PostgreSQL: jobs queued elsewhere
         try:
             while not stop.is_set():
                 try:
@@ -167,8 +168,9 @@ class Worker:
                     self._wake.clear()
                     await _wait_any(stop, self._wake, timeout=self.limits.poll_seconds)
         finally:
-            stopper.cancel()
-            await asyncio.gather(stopper, return_exceptions=True)
+            for task in (stopper, listener):  # the listener holds no transaction: cancelling it is safe
+                task.cancel()
+            await asyncio.gather(stopper, listener, return_exceptions=True)
             self.executor.shutdown(wait=True)
             log.info("worker %s stopped", self.owner)
 

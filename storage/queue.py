@@ -20,6 +20,7 @@ from typing import Any, Literal
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import notify
 from storage.tables import Blob, Delivery, Job, JobOutput, JobStatus, utcnow
 
 
@@ -80,6 +81,7 @@ async def enqueue(
     )
     session.add(job)
     await session.flush()
+    await notify.jobs_queued(session)
     return job
 
 
@@ -300,6 +302,7 @@ async def retry_or_fail(session: AsyncSession, job: Job, attempt: int, owner: st
         session, job.id, attempt, owner, status=JobStatus.QUEUED, error=error, lease_owner=None,
         lease_expires_at=None, updated_at=utcnow(),
     )
+    await notify.jobs_queued(session)
     return JobStatus.QUEUED
 
 
@@ -317,6 +320,7 @@ async def release(session: AsyncSession, job: Job, attempt: int, owner: str) -> 
         session, job.id, attempt, owner, status=JobStatus.QUEUED, attempt=attempt - 1, lease_owner=None,
         lease_expires_at=None, updated_at=utcnow(),
     )
+    await notify.jobs_queued(session)
 
 
 async def request_cancel(session: AsyncSession, job: Job) -> Literal["cancelled", "requested", "finished"]:
@@ -366,6 +370,8 @@ async def reap_expired(session: AsyncSession, now: datetime | None = None, *, ow
         else:
             job.status = JobStatus.QUEUED
     await session.flush()
+    if any(job.status == JobStatus.QUEUED for job in jobs):
+        await notify.jobs_queued(session)
     return jobs
 
 

@@ -39,3 +39,41 @@ async def test_these_run_on_postgresql(bot) -> None:  # type: ignore[no-untyped-
         from sqlalchemy import text
 
         assert (await session.execute(text("select version()"))).scalar_one().startswith("PostgreSQL")
+
+
+async def test_a_job_queued_by_another_process_wakes_the_worker_at_once(settings) -> None:  # type: ignore[no-untyped-def]
+    """LISTEN/NOTIFY: with polling every 30 s, a job queued through another connection (as a chat
+    process on another machine would) is claimed within seconds."""
+    import asyncio
+
+    import run_bot
+    from storage import queue, users
+    from storage.db import Database
+    from tests.test_service import Bot
+
+    core = await run_bot.build_core(settings.model_copy(update={"poll_seconds": 30.0}))
+    bot = Bot(core, run_bot.build_worker(core))
+    stop = asyncio.Event()
+    running = asyncio.create_task(bot.worker.run(stop))
+    elsewhere = Database(settings.database_url)
+    try:
+        await asyncio.sleep(2.0)  # the worker is idle, waiting on its 30 s poll (and the notifications)
+        async with elsewhere.transaction() as session:
+            person = await users.get_or_create(session, "test", "alice")
+            job = await queue.enqueue(session, user_id=person.id, platform="test", chat_id="c", source_message_id=None,
+                                      kind="txt2img", model="tiny", batch_key="", params={"bad": "params"},
+                                      max_attempts=1)  # fmt: skip
+        loop = asyncio.get_running_loop()
+        queued_at = loop.time()
+        while True:
+            async with elsewhere.transaction() as session:
+                if (await queue.get(session, job.id)).attempt > 0:  # claimed (its params fail it: no model runs)
+                    break
+            assert loop.time() - queued_at < 10, "the worker waited for its poll"
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await running
+        await elsewhere.close()
+        bot.worker.executor.shutdown()
+        await core.db.close()
