@@ -12,6 +12,7 @@ from typing import Any
 
 from commands import training_text
 from commands.types import Action
+from commands.words import short, size_text  # noqa: F401 - render.short and render.size_text, as callers use them
 from generation.spec import TEXT_KINDS, GenerationSpec
 from storage.tables import Job, JobStatus
 
@@ -29,22 +30,6 @@ TINY_NOTE = (
     "offline. Set SDBOT_MODEL to a real model (a Hub id such as stable-diffusion-v1-5/stable-diffusion-v1-5, "
     "a diffusers folder, or a .safetensors file) for real pictures."
 )
-
-
-def short(text: str, limit: int = 80) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def size_text(count: int) -> str:
-    """A byte count as people read it: 512 bytes, 8 KiB, 1.5 MiB, 20 MiB."""
-    if count < 1024:
-        return f"{count} bytes"
-    for unit in ("KiB", "MiB", "GiB"):
-        count /= 1024  # type: ignore[assignment]
-        if count < 1024 or unit == "GiB":
-            return f"{count:.1f} {unit}".replace(".0 ", " ")
-    raise AssertionError("unreachable")
 
 
 def spec_of(job: Job) -> GenerationSpec:

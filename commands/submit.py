@@ -87,14 +87,7 @@ async def _enqueue(
     parent: tuple[int, int | None] | None, notes: list[str],
 ) -> Reply:  # fmt: skip
     """The queue-limit check and the job row, in the caller's transaction; the "queued" reply."""
-    limit = ctx.settings.max_queued_jobs_per_user
-    if not ctx.is_admin(request.platform, request.user_id):
-        active = await queue.active_count(session, user.id)
-        if active >= limit:
-            raise UserError(
-                f"You already have {active} jobs waiting or running (the limit is {limit}). "
-                "Wait for one to finish, or stop one with `/cancel`."
-            )
+    await check_queue_limit(ctx, session, request, user)
     job = await queue.enqueue(
         session,
         user_id=user.id,
@@ -111,3 +104,16 @@ async def _enqueue(
     )
     text = render.queued_text(job, await queue.position(session, job), notes)
     return Reply(text, kind="status", job_id=job.id, target=MessageTarget(job.id, None, "status"))
+
+
+async def check_queue_limit(ctx: Context, session: AsyncSession, request: Request, user: User) -> None:
+    """Refuse a new job when the person already has SDBOT_MAX_QUEUED_JOBS_PER_USER waiting or
+    running (admins have no limit)."""
+    limit = ctx.settings.max_queued_jobs_per_user
+    if not ctx.is_admin(request.platform, request.user_id):
+        active = await queue.active_count(session, user.id)
+        if active >= limit:
+            raise UserError(
+                f"You already have {active} jobs waiting or running (the limit is {limit}). "
+                "Wait for one to finish, or stop one with `/cancel`."
+            )

@@ -22,6 +22,7 @@ from commands.context import Context
 from commands.errors import UserError
 from commands.options import bounded_number, new_seed
 from commands.parser import parse_flags
+from commands.submit import check_queue_limit
 from commands.training_data import Dataset, DatasetLimits, read_dataset
 from commands.training_text import USAGE, queued_text, spec_of, status_text
 from commands.types import Attachment, MessageTarget, Reply, Request
@@ -137,8 +138,7 @@ async def _check_room(ctx: Context, session: AsyncSession, request: Request, use
         if await assets.bytes_used(session, user.id) >= s.asset_quota_bytes:
             raise UserError(f"Your LoRAs and embeddings use all of your {render.size_text(s.asset_quota_bytes)}; "
                             "delete one first (`/loras` lists them).")  # fmt: skip
-    if not admin and await queue.active_count(session, user.id) >= s.max_queued_jobs_per_user:
-        raise UserError("You have as many jobs waiting or running as you may; wait for one, or `/cancel` one.")
+    await check_queue_limit(ctx, session, request, user)
 
 
 async def _enqueue(ctx: Context, session: AsyncSession, request: Request, user: User, spec: TrainingSpec,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from commands.types import Action, ImageFile, MessageTarget, Reply
+from commands.words import short
 from generation.training.spec import METHOD_LABELS, TrainingSpec
 from storage.blobs import BlobStore
 from storage.tables import Job, JobStatus
@@ -19,11 +20,6 @@ USAGE = (
     "--batch, --seed, --model, --trigger, --captions auto|none, --sample-every, --sample-prompt, --text-encoder on|off, "
     "--snr-gamma; DreamBooth: --class \"a dog\", --class-images, --prior-weight; embedding: --vectors, --init-word."
 )
-
-
-def short(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def spec_of(job: Job) -> TrainingSpec:

@@ -25,10 +25,11 @@ from commands.types import Action
 from config import Settings
 from generation.models.samplers import sampler_names
 from generation.spec import CONTROL_TYPES
+from generation.training import spec as training_spec
 
 CUSTOM_ID_PREFIX = "sdbot:"
 MAX_CHOICES = 25  # Discord's limit for choices and autocomplete results
-TRAIN_METHODS = ("lora", "loha", "lokr", "dreambooth", "embedding", "preview", "status")
+TRAIN_METHODS = (*training_spec.TRAIN_METHODS, "preview", "status")  # /train METHOD, and its two other verbs
 TRAIN_IMAGES = 10  # attachment options of /train (Discord allows 25 options in all); more: a zip, or the text command
 
 

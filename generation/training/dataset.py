@@ -4,9 +4,10 @@ pictures (drawn once by the base model per model, class, count and size, then ke
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -18,6 +19,18 @@ from generation.training.hooks import Hooks
 from generation.training.spec import TrainingSpec
 
 SAMPLE_SAMPLER = "Euler a"  # samples and class pictures
+
+
+@contextlib.contextmanager
+def sampling_scheduler(loaded: Any) -> Iterator[None]:
+    """The loaded pipeline with a fresh SAMPLE_SAMPLER for the block (samples, class pictures),
+    its own scheduler back afterwards. The engine thread is the run's alone meanwhile."""
+    pipe = loaded.txt2img
+    was, pipe.scheduler = pipe.scheduler, build_scheduler(SAMPLE_SAMPLER, loaded.scheduler_config)
+    try:
+        yield
+    finally:
+        pipe.scheduler = was
 
 
 def images_of(blobs: Any, spec: TrainingSpec) -> list[Image.Image]:
@@ -70,8 +83,7 @@ def class_pictures(engine: Engine, spec: TrainingSpec, hooks: Hooks) -> list[Ima
     loaded = engine.models.get(spec.model)
     pipe = loaded.txt2img
     drawn = []
-    was, pipe.scheduler = pipe.scheduler, build_scheduler(SAMPLE_SAMPLER, loaded.scheduler_config)
-    try:
+    with sampling_scheduler(loaded):
         for index in range(spec.class_images):
             hooks.progress(0, spec.steps, f"drawing class picture {index + 1} of {spec.class_images}")
             if hooks.stopping():
@@ -80,7 +92,5 @@ def class_pictures(engine: Engine, spec: TrainingSpec, hooks: Hooks) -> list[Ima
                 drawn.append(pipe(prompt=spec.class_prompt, width=spec.resolution, height=spec.resolution,
                                   num_inference_steps=spec.sample_steps, guidance_scale=7.0,
                                   generator=torch.Generator("cpu").manual_seed(spec.seed + index)).images[0])  # fmt: skip
-    finally:
-        pipe.scheduler = was
     hooks.save_class_images(key, [png(picture) for picture in drawn])
     return drawn

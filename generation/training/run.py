@@ -22,6 +22,7 @@ from typing import Any
 
 from PIL import Image
 
+from generation.assets.adapters import model_architecture
 from generation.assets.files import inspect_asset, valid_asset_name
 from generation.assets.safetensors_header import addnet_hash
 from generation.engine import Engine
@@ -109,7 +110,7 @@ class TrainingTask:
     def _export(self, learned: trainer.Learned) -> bytes:
         spec = self.spec
         loaded = self.engine.models.get(spec.model)
-        architecture = export_architecture(loaded.txt2img)
+        architecture = model_architecture(loaded.txt2img)
         metadata = export.training_metadata(
             spec, architecture=architecture, captions=learned.captions, steps_done=learned.steps_done, loss=learned.loss,
             base_model_name=loaded.entry.display_name,
@@ -203,12 +204,6 @@ class TrainingTask:
                                               run_seconds=run_seconds)  # fmt: skip
         if done_with:
             await asyncio.to_thread(self.blobs.delete, done_with)
-
-
-def export_architecture(pipe: Any) -> str:
-    from generation.assets.adapters import model_architecture
-
-    return model_architecture(pipe)
 
 
 def free_name(name: str, job_id: int) -> str:

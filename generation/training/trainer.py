@@ -36,11 +36,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from generation.engine import Engine, build_scheduler
+from generation.engine import Engine
 from generation.errors import EngineUserError, JobCancelled
 from generation.training import buckets
 from generation.training.conditioning import TextConditioning
-from generation.training.dataset import SAMPLE_SAMPLER, class_pictures, images_of, png
+from generation.training.dataset import class_pictures, images_of, png, sampling_scheduler
 from generation.training.hooks import Hooks
 from generation.training.spec import TrainingSpec
 
@@ -283,25 +283,21 @@ class Run:
     def sample(self, prompt: str) -> Image.Image:
         """A picture with what was learned so far: the sample prompt, the run's seed, square."""
         spec, pipe = self.spec, self.pipe
-        was, pipe.scheduler = pipe.scheduler, build_scheduler(SAMPLE_SAMPLER, self.loaded.scheduler_config)
-        try:
-            with torch.no_grad(), _eval(pipe.unet, *self.encoders):
-                arguments: dict[str, Any] = {}
-                if spec.method == "embedding":
-                    conditioning = self.text.encode([prompt], (spec.resolution, spec.resolution))
-                    arguments["prompt_embeds"] = conditioning["encoder_hidden_states"]
-                    if self.xl:
-                        arguments["pooled_prompt_embeds"] = conditioning["added_cond_kwargs"]["text_embeds"]
-                    negative = self.text.encode([""], (spec.resolution, spec.resolution))
-                    arguments["negative_prompt_embeds"] = negative["encoder_hidden_states"]
-                    if self.xl:
-                        arguments["negative_pooled_prompt_embeds"] = negative["added_cond_kwargs"]["text_embeds"]
-                else:
-                    arguments["prompt"] = prompt
-                result = pipe(**arguments, width=spec.resolution, height=spec.resolution, num_inference_steps=spec.sample_steps,
-                              guidance_scale=7.0, generator=torch.Generator("cpu").manual_seed(spec.seed))  # fmt: skip
-        finally:
-            pipe.scheduler = was
+        with sampling_scheduler(self.loaded), torch.no_grad(), _eval(pipe.unet, *self.encoders):
+            arguments: dict[str, Any] = {}
+            if spec.method == "embedding":
+                conditioning = self.text.encode([prompt], (spec.resolution, spec.resolution))
+                arguments["prompt_embeds"] = conditioning["encoder_hidden_states"]
+                if self.xl:
+                    arguments["pooled_prompt_embeds"] = conditioning["added_cond_kwargs"]["text_embeds"]
+                negative = self.text.encode([""], (spec.resolution, spec.resolution))
+                arguments["negative_prompt_embeds"] = negative["encoder_hidden_states"]
+                if self.xl:
+                    arguments["negative_pooled_prompt_embeds"] = negative["added_cond_kwargs"]["text_embeds"]
+            else:
+                arguments["prompt"] = prompt
+            result = pipe(**arguments, width=spec.resolution, height=spec.resolution, num_inference_steps=spec.sample_steps,
+                          guidance_scale=7.0, generator=torch.Generator("cpu").manual_seed(spec.seed))  # fmt: skip
         return result.images[0]
 
 
