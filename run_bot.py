@@ -3,7 +3,7 @@
 
     python run_bot.py console [--jsonl] [--no-worker]   the console chat (people, or scripts)
     python run_bot.py serve [--no-worker]               the Discord/Telegram adapters
-    python run_bot.py worker                            only a GPU worker (multi-machine mode)
+    python run_bot.py worker [--gpu N] [--models a,b]   only a GPU worker (multi-machine mode)
 
 Order: settings -> database (migrated) -> blob store -> command service -> worker -> adapters ->
 scheduler. Only the worker imports torch; `--no-worker` processes start without it.
@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -66,7 +67,15 @@ async def build_core(settings: Settings) -> Core:
     return Core(settings, db, ctx, CommandService(ctx))
 
 
-def build_worker(core: Core):  # type: ignore[no-untyped-def]
+@dataclass(frozen=True)
+class WorkerRole:
+    """What `run_bot.py worker --gpu N --models a,b` asks of this process's worker."""
+
+    gpu: str | None = None  # CUDA_VISIBLE_DEVICES for this process, set before torch is imported
+    models: tuple[str, ...] = ()  # only jobs for these models (display names); empty: any model
+
+
+def build_worker(core: Core, role: WorkerRole = WorkerRole()):  # type: ignore[no-untyped-def]
     """The engine and its worker. Imports torch and diffusers, so only processes that draw call it."""
     from generation.control.nets import ControlNets
     from generation.engine import Engine
@@ -85,11 +94,14 @@ def build_worker(core: Core):  # type: ignore[no-untyped-def]
     )  # fmt: skip
     limits = WorkerLimits(
         lease_seconds=s.lease_seconds, progress_seconds=s.progress_seconds, poll_seconds=s.poll_seconds,
-        train_yield=s.train_yield, train_hours=s.train_hours,
+        train_yield=s.train_yield, train_hours=s.train_hours, max_batch_jobs=s.max_batch_jobs,
+        max_batch_images=s.max_batch_images, batch_wait_ms=s.batch_wait_ms, affinity_seconds=s.affinity_seconds,
+        models=role.models,
     )  # fmt: skip
     worker = Worker(
         core.db, engine, core.ctx.blobs, limits,
-        on_finished=core.adapters_wake, preload_model=core.ctx.registry.default.display_name, registry=core.ctx.registry,
+        on_finished=core.adapters_wake, preload_model=role.models[0] if role.models else core.ctx.registry.default.display_name,
+        registry=core.ctx.registry, gpu=role.gpu,
     )  # fmt: skip
     core.ctx.on_enqueue = worker.wake
     return worker
@@ -178,15 +190,21 @@ async def _first_to_stop(chats) -> int:  # type: ignore[no-untyped-def]
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def run_worker_only(settings: Settings) -> int:
+async def run_worker_only(settings: Settings, role: WorkerRole) -> int:
     core = await build_core(settings)
-    return await _run(core, asyncio.Event().wait(), with_worker=True)
+    unknown = [name for name in role.models if core.ctx.registry.get(name) is None]
+    if unknown:
+        names = ", ".join(entry.display_name for entry in core.ctx.registry)
+        log.error("worker --models: %s is not a configured model (known: %s)", ", ".join(unknown), names)
+        await core.db.close()
+        return 2
+    return await _run(core, asyncio.Event().wait(), with_worker=True, role=role)
 
 
-async def _run(core: Core, main, *, with_worker: bool) -> int:  # type: ignore[no-untyped-def]
+async def _run(core: Core, main, *, with_worker: bool, role: WorkerRole = WorkerRole()) -> int:  # type: ignore[no-untyped-def]
     """Run `main` (an adapter) beside the worker and the scheduler; stop cleanly on a signal."""
     stop = asyncio.Event()
-    worker = build_worker(core) if with_worker else None
+    worker = build_worker(core, role) if with_worker else None
     if any(entry.kind == "tiny" for entry in core.ctx.registry):
         log.warning(TINY_NOTE)
     periodic = PeriodicWork(core)
@@ -256,7 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     console.add_argument("--no-worker", action="store_true", help="do not draw here (a worker runs elsewhere)")
     serve = commands.add_parser("serve", help="run the Discord/Telegram adapters")
     serve.add_argument("--no-worker", action="store_true", help="do not draw here (a worker runs elsewhere)")
-    commands.add_parser("worker", help="only draw: claim jobs from the shared database")
+    worker = commands.add_parser("worker", help="only draw: claim jobs from the shared database")
+    worker.add_argument("--gpu", metavar="N", help="draw on this GPU (sets CUDA_VISIBLE_DEVICES=N for this process)")
+    worker.add_argument("--models", metavar="A,B", default="", help="only take jobs for these models (default: any)")
     args = parser.parse_args(argv)
 
     try:
@@ -276,7 +296,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "console":
         job = run_console(settings, jsonl=args.jsonl, with_worker=not args.no_worker)
     elif args.command == "worker":
-        job = run_worker_only(settings)
+        if args.gpu is not None:
+            if not args.gpu.isdigit():
+                print(f"sdbot: --gpu takes a GPU number (0, 1, ...), not {args.gpu!r}", file=sys.stderr)
+                return 2
+            os.environ["CUDA_VISIBLE_DEVICES"] = args.gpu  # before anything imports torch
+        models = tuple(name.strip() for name in args.models.split(",") if name.strip())
+        job = run_worker_only(settings, WorkerRole(gpu=args.gpu, models=models))
     else:
         job = run_serve(settings, with_worker=not getattr(args, "no_worker", False))
     return asyncio.run(job)

@@ -68,6 +68,15 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     max_loaded_models: int = Field(1, ge=1, description="Pipelines kept in memory at once.")
+    # --- speed options (generation.models.speed; measured by bench/gpu.py) ---
+    attention: Literal["sdpa", "classic"] = Field(
+        "sdpa", description="`sdpa`: PyTorch's scaled_dot_product_attention (flash / memory-efficient kernels); "
+        "`classic`: diffusers' plain attention (a baseline)."
+    )
+    channels_last: bool = Field(False, description="UNet and VAE in channels_last memory format (faster convolutions on most GPUs).")
+    torch_compile: bool = Field(
+        False, description="torch.compile the UNet (and VAE decoder): slow first job per size, faster after it."
+    )
     vaes: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
         description="Named VAEs (a diffusers folder, Hub id or single .safetensors) for `vae` in a model entry, "
@@ -226,6 +235,25 @@ class Settings(BaseSettings):
         2.0, ge=0, description="How often a bot process rereads the models admins added or removed in chat (workers: every job)."
     )
     progress_seconds: float = Field(1.0, gt=0, description="Least time between progress writes.")
+    # --- batching and scheduling across workers (generation.batching, storage.queue.claim) ---
+    max_batch_jobs: int = Field(
+        4, ge=1, le=64,
+        description="Compatible txt2img jobs (same model, size, steps, sampler, CFG, LoRAs, VAE; any prompts and "
+        "seeds) a worker draws in one pipeline call, each completed separately. 1: no batching.",
+    )
+    max_batch_images: int = Field(8, ge=1, le=256, description="Most images (the jobs' --n together) in one batched call.")
+    batch_wait_ms: int = Field(
+        0, ge=0, le=10_000, description="How long a worker waits for more compatible jobs before drawing a batch that is not full."
+    )
+    affinity_seconds: float = Field(
+        30.0, ge=0, description="A worker takes jobs for the model it has loaded first, unless another job has waited this long."
+    )
+    # --- operations: health endpoint and logs (runtime/) ---
+    health_port: int | None = Field(
+        None, ge=0, le=65535, description="Serve GET /healthz on this port (0: any free port); none: no endpoint."
+    )
+    health_host: str = Field("127.0.0.1", description="Address the /healthz endpoint listens on.")
+    log_format: Literal["text", "json"] = Field("text", description="`json`: one JSON object per log line, with job ids.")
 
     # --- Telegram (bot/telegram): starts when the token is set ---------------------------------
     telegram_token: SecretStr | None = Field(None, description="The bot token from @BotFather.")

@@ -59,6 +59,11 @@ class WorkerLimits:
     poll_seconds: float = 1.0
     train_yield: bool = True  # a training run gives way to waiting drawing jobs (SDBOT_TRAIN_YIELD)
     train_hours: str | None = None  # UTC hours when training runs (SDBOT_TRAIN_HOURS); None: always
+    max_batch_jobs: int = 1  # compatible txt2img jobs drawn in one pipeline call (SDBOT_MAX_BATCH_JOBS)
+    max_batch_images: int = 8  # images in one batched call (SDBOT_MAX_BATCH_IMAGES)
+    batch_wait_ms: int = 0  # wait this long for more compatible jobs before drawing a batch that is not full
+    affinity_seconds: float = 30.0  # loaded model first, unless another job waited this long (SDBOT_AFFINITY_SECONDS)
+    models: tuple[str, ...] = ()  # `worker --models a,b`: only jobs for these models; empty: any
 
 
 def make_owner_id() -> str:
@@ -133,8 +138,10 @@ class Worker:
         owner: str | None = None,
         preload_model: str | None = None,
         registry: ModelRegistry | None = None,
+        gpu: str | None = None,
     ):
         self.db = db
+        self.gpu = gpu  # `worker --gpu N`, shown in /admin status
         self.engine = engine
         self.blobs = blobs
         self.limits = limits
