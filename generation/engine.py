@@ -128,9 +128,37 @@ class Engine:
         with self.adapters.applied(pipe, spec, loaded.name):
             return self._diffuse(loaded, pipe, spec, tracker, seeds, arguments)
 
+    def diffuse_batch(self, specs: list[GenerationSpec], tracker: Tracker) -> list[list[Image.Image]]:
+        """Several txt2img jobs with one batch key (GenerationSpec.batch_key) drawn together: each
+        job's prompts encoded alone (as when it runs alone), the conditionings laid side by side,
+        one generator per image (seed + i of its own job), one pipeline call. Returns each job's
+        images. Prompts that encode to a different number of 75-token chunks cannot share a call
+        (the embeddings differ in length, and padding one would change its picture), so they are
+        drawn in one call per length."""
+        lead = specs[0]
+        if any(spec.batch_key() != lead.batch_key() or not spec.batch_key() for spec in specs):
+            raise ValueError("only txt2img jobs with one batch key can be drawn together")
+        loaded = self.models.get(lead.model)
+        pipe = loaded.pipeline("txt2img")
+        images: list[list[Image.Image]] = [[] for _ in specs]
+        with self.adapters.applied(pipe, lead, loaded.name):  # one LoRA set: part of the batch key
+            encoded = [PromptConditions.build(pipe, spec, spec.steps, images=1).first() for spec in specs]
+            by_length: dict[tuple[int, ...], list[int]] = {}
+            for index, conditioning in enumerate(encoded):
+                by_length.setdefault(tuple(conditioning.prompt_embeds.shape), []).append(index)
+            tracker.planned = lead.steps * len(by_length)
+            for members in by_length.values():
+                together = PromptConditions.side_by_side([encoded[i] for i in members], [specs[i].n for i in members])
+                seeds = [seed for i in members for seed in specs[i].seeds()]
+                drawn = self._diffuse(loaded, pipe, lead, tracker, seeds, {"width": lead.width, "height": lead.height},
+                                      conditions=together)  # fmt: skip
+                for i in members:
+                    images[i], drawn = drawn[: specs[i].n], drawn[specs[i].n :]
+        return images
+
     def _diffuse(
         self, loaded: LoadedModel, pipe: Any, spec: GenerationSpec, tracker: Tracker, seeds: list[int] | None,
-        arguments: dict[str, Any],
+        arguments: dict[str, Any], conditions: PromptConditions | None = None,
     ) -> list[Image.Image]:  # fmt: skip
         seeds = seeds or spec.seeds()
         pipe.scheduler = build_scheduler(spec.sampler, loaded.scheduler_config, seeds)
@@ -138,11 +166,12 @@ class Engine:
         steps_run = spec.steps if strength is None else min(int(spec.steps * strength), spec.steps)
         # wildcard images differ in prompt; the text encoders' LoRAs and embeddings change the encoding
         key = (spec.prompt, spec.negative_prompt, steps_run, len(seeds), spec.loras, spec.embeddings)
-        if key not in tracker.conditions:  # every pipeline of a model shares its text encoders
-            # Regional prompting (spec.regions): a conditioning per region, blended in the UNet.
-            build = regions.conditions_for if spec.regions else PromptConditions.build
-            tracker.conditions[key] = build(pipe, spec, steps_run, images=len(seeds))
-        conditions = tracker.conditions[key]
+        if conditions is None:
+            if key not in tracker.conditions:  # every pipeline of a model shares its text encoders
+                # Regional prompting (spec.regions): a conditioning per region, blended in the UNet.
+                build = regions.conditions_for if spec.regions else PromptConditions.build
+                tracker.conditions[key] = build(pipe, spec, steps_run, images=len(seeds))
+            conditions = tracker.conditions[key]
 
         def on_step_end(pipeline: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
             tracker.step(step + 1, pipeline.num_timesteps)
@@ -153,7 +182,7 @@ class Engine:
             "callback_on_step_end_tensor_inputs": conditions.tensor_inputs(),
             "num_inference_steps": spec.steps,
             "guidance_scale": spec.cfg,
-            "num_images_per_prompt": len(seeds),
+            "num_images_per_prompt": conditions.images,  # a batch's conditionings hold one row per image
             "generator": [torch.Generator("cpu").manual_seed(seed) for seed in seeds],
             "callback_on_step_end": on_step_end,
             "output_type": "pil",

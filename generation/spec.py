@@ -200,7 +200,24 @@ class GenerationSpec(BaseModel):
         return [self.seed + i for i in range(self.n)]
 
     def batch_key(self) -> str:
-        """Jobs with equal keys could share one diffusers batch (planned; see DESIGN.md 4)."""
-        shared = self.model_dump(mode="json", include={"kind", "model", "width", "height", "steps", "cfg", "sampler",
-                                                       "controls", "control_mode", "image_cfg"})  # fmt: skip
+        """Jobs with equal non-empty keys can share one pipeline call (generation.jobs.batched):
+        the same model, size, steps, sampler, CFG, clip skip, VAE, tiling, LoRAs with their
+        weights and embeddings; prompts, negative prompts, seeds and `--n` may differ, as each
+        image keeps its own generator and its own prompt's conditioning. Empty: this job runs
+        alone (not txt2img; ControlNet, regional prompts, a per-step prompt schedule or wildcards,
+        which change the pipeline call itself or pick a prompt per image)."""
+        from generation.prompts.schedule import has_schedule
+        from generation.prompts.wildcards import has_wildcards
+
+        if self.kind != "txt2img" or self.controls or self.regions or self.wildcards:
+            return ""
+        if any(has_schedule(text) or has_wildcards(text) for text in (self.prompt, self.negative_prompt)):
+            return ""
+        shared = self.model_dump(
+            mode="json",
+            include={"kind", "model", "width", "height", "steps", "cfg", "sampler", "clip_skip", "vae", "tile", "loras",
+                     "embeddings"},
+        )  # fmt: skip
+        for asset in (*shared["loras"], *shared["embeddings"]):  # what they are, not what they were called
+            asset.pop("short_hash", None)
         return hashlib.sha1(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:16]

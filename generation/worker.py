@@ -40,6 +40,7 @@ from config.settings import training_hours_open
 from generation.engine import Engine
 from generation.errors import EngineUserError, JobCancelled
 from generation.jobs import Rendered, answer_job, render_job
+from generation.jobs.batched import render_batch
 from generation.spec import TEXT_KINDS, GenerationSpec
 from generation.training.run import TrainingTask
 from generation.training.trainer import TrainingYielded
@@ -126,6 +127,56 @@ class _PictureTask:
                                  run_seconds=run_seconds, result=result)  # fmt: skip
 
 
+@dataclass
+class _Held:
+    """A claimed job of the task now running, and what happened to it meanwhile: its lease taken
+    over (`lost`) or a /cancel from its owner (`cancelled`). In a batch the others go on."""
+
+    job: Job
+    attempt: int
+    lost: bool = False
+    cancelled: bool = False
+
+
+class _BatchTask:
+    """Several people's compatible txt2img jobs (one batch key) drawn in one pipeline call
+    (generation.jobs.batched), then completed one by one, each in its own transaction with its
+    own compare-and-set: a job whose lease was lost meanwhile is left alone, one cancelled
+    meanwhile ends cancelled, and neither holds back the others."""
+
+    def __init__(self, worker: Worker, held: list[_Held], specs: list[GenerationSpec]):
+        self.worker, self.held, self.specs = worker, held, specs
+
+    def describe(self) -> str:
+        spec = self.specs[0]
+        images = sum(one.n for one in self.specs)
+        return f"batch of {len(self.specs)} txt2img jobs ({images} images) {spec.width}x{spec.height}, {spec.steps} steps"
+
+    async def prepare(self) -> None:
+        pass
+
+    def work(self, progress: Callable[[int, int], None], stopping: Callable[[], str], should_yield: Callable[[], bool]) -> Any:
+        ids: list[int | None] = [held.job.id for held in self.held]
+        return render_batch(self.worker.engine, self.specs, ids, on_progress=progress, should_stop=lambda: bool(stopping()))
+
+    async def finish(self, produced: list[Rendered], run_seconds: float) -> None:
+        for held, rendered in zip(self.held, produced, strict=True):
+            if held.lost:
+                log.warning("job %s: lease lost during its batch; its pictures are dropped", held.job.id)
+                continue
+            try:
+                if held.cancelled:
+                    async with self.worker.db.transaction() as session:
+                        await queue.finish_cancelled(session, held.job, held.attempt, self.worker.owner)
+                    continue
+                outputs, result = await asyncio.to_thread(self.worker.store, rendered)
+                async with self.worker.db.transaction() as session:
+                    await queue.complete(session, held.job, held.attempt, owner=self.worker.owner, outputs=outputs,
+                                         run_seconds=run_seconds, result=result)  # fmt: skip
+            except LeaseLost:
+                log.warning("job %s: lease lost before it could be completed", held.job.id)
+
+
 class Worker:
     def __init__(
         self,
@@ -152,6 +203,8 @@ class Worker:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sdbot-engine")
         self._wake = asyncio.Event()
         self._shutdown = threading.Event()
+        self._alive_at = time.monotonic()  # the loop's last turn or the running job's last heartbeat
+        self._running: list[int] = []  # ids of the jobs the engine is on now
 
     def wake(self) -> None:
         self._wake.set()
@@ -166,6 +219,7 @@ class Worker:
         listener = asyncio.create_task(notify.listen(self.db.url, self.wake, stop))  # PostgreSQL: jobs queued elsewhere
         try:
             while not stop.is_set():
+                self._alive_at = time.monotonic()
                 try:
                     worked = await self.run_once()
                 except Exception:  # e.g. the database stayed locked past its busy timeout
@@ -208,37 +262,101 @@ class Worker:
                 log.warning("took back %d job(s) from dead worker(s) %s", len(jobs), ", ".join(dead))
 
     async def run_once(self) -> bool:
-        """Claim and run one job. Returns False when the queue had nothing for us."""
-        skip = () if training_hours_open(self.limits.train_hours) else ("train",)
+        """Claim and run one job, or one batch of compatible jobs. Returns False when the queue
+        had nothing for us."""
+        limits = self.limits
+        skip = () if training_hours_open(limits.train_hours) else ("train",)
         async with self.db.transaction() as session:
             jobs = await queue.claim(
-                session, self.owner, self.limits.lease_seconds, prefer_model=self.engine.loaded_model, skip_kinds=skip
-            )
+                session, self.owner, limits.lease_seconds, prefer_model=self.engine.loaded_model, skip_kinds=skip,
+                models=limits.models, affinity_seconds=limits.affinity_seconds,
+            )  # fmt: skip
+            if jobs and limits.max_batch_jobs > 1:  # in the same transaction: the batch is claimed at once
+                jobs += await queue.claim_compatible(
+                    session, jobs[0], self.owner, limits.lease_seconds, max_jobs=limits.max_batch_jobs - 1,
+                    max_images=limits.max_batch_images,
+                )  # fmt: skip
             if jobs and self.registry is not None:
                 # In the claim's transaction: a model added before the job was queued is seen.
                 await model_library.sync(session, self.registry)
         if not jobs:
             return False
-        await self.execute(jobs[0])
+        jobs += await self._wait_for_batch(jobs)
+        if len(jobs) == 1:
+            await self.execute(jobs[0])
+        else:
+            await self.execute_batch(jobs)
         return True
 
+    async def _wait_for_batch(self, jobs: list[Job]) -> list[Job]:
+        """With SDBOT_BATCH_WAIT_MS, a batch that is not full waits that long, at most, for more
+        compatible jobs (a job queued here or a NOTIFY wakes it early); 0 (the default): never."""
+        limits = self.limits
+        lead = jobs[0]
+        if limits.batch_wait_ms <= 0 or limits.max_batch_jobs <= 1 or not lead.batch_key:
+            return []
+        more: list[Job] = []
+        deadline = time.monotonic() + limits.batch_wait_ms / 1000
+        while len(jobs) + len(more) < limits.max_batch_jobs and (left := deadline - time.monotonic()) > 0:
+            self._wake.clear()
+            await _wait_any(self._wake, timeout=left)
+            images = sum(queue.images_of(job) for job in (*jobs, *more))
+            async with self.db.transaction() as session:
+                more += await queue.claim_compatible(
+                    session, lead, self.owner, limits.lease_seconds, max_jobs=limits.max_batch_jobs - len(jobs) - len(more),
+                    max_images=limits.max_batch_images, taken_images=images,
+                )  # fmt: skip
+        return more
+
     async def execute(self, job: Job) -> None:
-        attempt = job.attempt
         try:
             task = self._task(job)
         except ValueError as error:  # written by an incompatible version: running it again cannot help
-            await self._end(queue.fail, job, attempt, f"its parameters could not be read ({error})"[:500])
+            await self._end(queue.fail, job, job.attempt, f"its parameters could not be read ({error})"[:500])
             self.on_finished()
             return
+        await self._run(task, [_Held(job, job.attempt)])
+
+    async def execute_batch(self, jobs: list[Job]) -> None:
+        """Jobs claimed together (one batch key): drawn in one call. Their keys are computed again
+        from their parameters (a job queued by another version may carry an old key); a job
+        that does not fit runs alone after the batch."""
+        held: list[_Held] = []
+        specs: list[GenerationSpec] = []
+        for job in jobs:
+            try:
+                spec = GenerationSpec.model_validate(job.params)
+            except ValueError as error:
+                await self._end(queue.fail, job, job.attempt, f"its parameters could not be read ({error})"[:500])
+                continue
+            held.append(_Held(job, job.attempt))
+            specs.append(spec)
+        key = specs[0].batch_key() if specs else ""
+        together = [i for i, spec in enumerate(specs) if key and spec.batch_key() == key]
+        if len(together) >= 2:
+            task = _BatchTask(self, [held[i] for i in together], [specs[i] for i in together])
+            await self._run(task, task.held)
+        else:
+            together = []
+        for i, one in enumerate(held):
+            if i not in together:
+                await self.execute(one.job)
+
+    async def _run(self, task: _PictureTask | _BatchTask | TrainingTask, held: list[_Held]) -> None:
+        """Run a task on the engine thread while heartbeating its jobs, then end each of them as
+        its outcome says: completed, failed, queued again, cancelled, or handed back."""
         progress = _Progress()
-        cancel = threading.Event()
-        lease_lost = threading.Event()
+        cancel = threading.Event()  # every job still ours was cancelled by its owner
+        lease_lost = threading.Event()  # no job is ours any more
         wants_yield = threading.Event()  # a training run hands the worker to waiting drawing jobs
         beat_done = asyncio.Event()
-        beat = asyncio.create_task(self._heartbeat(job, attempt, progress, cancel, lease_lost, beat_done, wants_yield))
+        beat = asyncio.create_task(self._heartbeat(held, progress, cancel, lease_lost, beat_done, wants_yield))
         started = time.perf_counter()
-        log.info("job %s attempt %s: %s", job.id, attempt, task.describe())
+        ids = ", ".join(str(one.job.id) for one in held)
+        attempts = ", ".join(str(one.attempt) for one in held)
+        log.info("job %s attempt %s: %s", ids, attempts, task.describe())
         outcome = "failed"
+        self._running = [one.job.id for one in held]
 
         def stopping() -> str:
             return "lost" if lease_lost.is_set() else "cancel" if cancel.is_set() else "shutdown" if self._shutdown.is_set() else ""
@@ -258,20 +376,40 @@ class Worker:
             await task.finish(produced, time.perf_counter() - started)
             outcome = "succeeded"
         except TrainingYielded:
-            await self._end(queue.release, job, attempt)  # back to the queue, behind the drawing jobs; resumes later
+            await self._end(queue.release, held[0].job, held[0].attempt)  # behind the drawing jobs; resumes later
             outcome = "yielded"
         except JobCancelled:
-            outcome = await self._stopped(job, attempt, lease_lost, cancel)
-        except EngineUserError as error:
-            await self._end(queue.fail, job, attempt, error.message)
+            outcome = await self._stopped(held, lease_lost, cancel)
         except LeaseLost:
             outcome = "lease lost"
         except Exception as error:
-            log.exception("job %s attempt %s failed", job.id, attempt)
-            message = f"an internal error stopped it ({type(error).__name__}: {error})"[:500]
-            outcome = await self._end(queue.retry_or_fail, job, attempt, message) or outcome
-        log.info("job %s attempt %s: %s in %.2f s", job.id, attempt, outcome, time.perf_counter() - started)
+            if isinstance(task, _BatchTask):  # e.g. out of memory for the batch: each job alone decides
+                log.warning("jobs %s: the batch failed (%s: %s); drawing them one by one", ids, type(error).__name__, error)
+                self._running = []
+                await self._alone(held)
+                return
+            [one] = held
+            if isinstance(error, EngineUserError):
+                await self._end(queue.fail, one.job, one.attempt, error.message)
+            else:
+                log.exception("job %s attempt %s failed", one.job.id, one.attempt)
+                message = f"an internal error stopped it ({type(error).__name__}: {error})"[:500]
+                outcome = await self._end(queue.retry_or_fail, one.job, one.attempt, message) or outcome
+        finally:
+            self._running = []
+        log.info("job %s attempt %s: %s in %.2f s", ids, attempts, outcome, time.perf_counter() - started)
         self.on_finished()
+
+    async def _alone(self, held: list[_Held]) -> None:
+        """After a batch failed: each job still ours runs alone, on the same attempt (its lease
+        is still held), and ends as it would have alone; a job cancelled meanwhile ends so."""
+        for one in held:
+            if one.lost:
+                continue
+            if one.cancelled:
+                await self._end(queue.finish_cancelled, one.job, one.attempt)
+                continue
+            await self._run(self._task(one.job), [_Held(one.job, one.attempt)])
 
     def _task(self, job: Job) -> _PictureTask | TrainingTask:
         """What running `job` means: a training run, or a picture / text job."""
@@ -285,13 +423,17 @@ class Worker:
         hours end (SDBOT_TRAIN_HOURS); it resumes from that checkpoint when it is claimed again."""
         return (self.limits.train_yield and drawing_jobs_waiting > 0) or not training_hours_open(self.limits.train_hours)
 
-    async def _stopped(self, job: Job, attempt: int, lease_lost: threading.Event, cancel: threading.Event) -> str:
+    async def _stopped(self, held: list[_Held], lease_lost: threading.Event, cancel: threading.Event) -> str:
         if lease_lost.is_set():
             return "lease lost"
-        if cancel.is_set():
-            await self._end(queue.finish_cancelled, job, attempt)
+        if cancel.is_set():  # every job still ours was cancelled
+            for one in held:
+                if not one.lost:
+                    await self._end(queue.finish_cancelled, one.job, one.attempt)
             return "cancelled"
-        await self._end(queue.release, job, attempt)  # our own shutdown: back to the queue, attempt not counted
+        for one in held:  # our own shutdown: back to the queue, attempt not counted
+            if not one.lost:
+                await self._end(queue.finish_cancelled if one.cancelled else queue.release, one.job, one.attempt)
         return "handed back"
 
     async def _end(self, action, job: Job, attempt: int, *args):  # type: ignore[no-untyped-def]
@@ -325,39 +467,65 @@ class Worker:
 
     async def _heartbeat(
         self,
-        job: Job,
-        attempt: int,
+        held: list[_Held],
         progress: _Progress,
         cancel: threading.Event,
         lease_lost: threading.Event,
         done: asyncio.Event,
         wants_yield: threading.Event,
     ) -> None:
+        """Renew the leases of the task's jobs and store their progress every beat. A job whose
+        lease is lost, or whose owner cancelled it, is marked; the task stops when no job is
+        ours any more, or when every one still ours was cancelled."""
         interval = min(self.limits.progress_seconds, self.limits.lease_seconds / 3)
-        training = job.kind == "train"
+        training = held[0].job.kind == "train"
         while True:
             try:
                 await asyncio.wait_for(done.wait(), interval)
                 return
             except TimeoutError:
                 pass
+            self._alive_at = time.monotonic()
             try:
                 async with self.db.transaction() as session:
-                    answer = await queue.heartbeat(
-                        session, job.id, attempt, self.owner, self.limits.lease_seconds, progress.step, progress.total,
-                        progress.note,
-                    )
+                    for one in held:
+                        if one.lost:
+                            continue
+                        try:
+                            answer = await queue.heartbeat(
+                                session, one.job.id, one.attempt, self.owner, self.limits.lease_seconds, progress.step,
+                                progress.total, progress.note,
+                            )  # fmt: skip
+                        except LeaseLost:  # the UPDATE matched nothing: the transaction goes on for the rest
+                            log.warning("job %s attempt %s: lease lost; stopping it", one.job.id, one.attempt)
+                            one.lost = True
+                            continue
+                        one.cancelled = one.cancelled or answer == "cancel"
                     if training and self._training_should_give_way(await queue.waiting_besides(session, "train")):
                         wants_yield.set()
-            except LeaseLost:
-                log.warning("job %s attempt %s: lease lost; stopping it", job.id, attempt)
+            except Exception:
+                log.exception("jobs %s: heartbeat failed; retrying", [one.job.id for one in held])
+                continue
+            ours = [one for one in held if not one.lost]
+            if not ours:
                 lease_lost.set()
                 return
-            except Exception:
-                log.exception("job %s: heartbeat failed; retrying", job.id)
-                continue
-            if answer == "cancel":
+            if all(one.cancelled for one in ours):
                 cancel.set()
+
+    def health(self) -> dict[str, Any]:
+        """For /healthz and /admin status: who this worker is, what it holds, and whether its loop
+        (or the heartbeat of the job it runs) has been seen lately."""
+        age = time.monotonic() - self._alive_at
+        return {
+            "ok": age < max(self.limits.lease_seconds, 3 * self.limits.poll_seconds),
+            "owner": self.owner,
+            "gpu": self.gpu,
+            "models": list(self.limits.models),
+            "loaded_model": self.engine.loaded_model,
+            "jobs": list(self._running),
+            "last_loop_age_s": round(age, 3),
+        }
 
 
 async def _wait_any(*events_and_timeout: asyncio.Event, timeout: float) -> None:

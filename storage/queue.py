@@ -168,20 +168,69 @@ async def record_blob(
 
 async def claim(
     session: AsyncSession, owner: str, lease_seconds: float, *, prefer_model: str | None = None, limit: int = 1,
-    skip_kinds: tuple[str, ...] = (),
+    skip_kinds: tuple[str, ...] = (), models: tuple[str, ...] = (), affinity_seconds: float = 0.0,
 ) -> list[Job]:  # fmt: skip
-    """Take up to `limit` queued jobs for `owner`. Among equals, jobs for `prefer_model` (the one
-    already loaded) go first, so a worker does not swap models back and forth. `skip_kinds`: kinds
-    not to take now (training outside its hours)."""
-    now = utcnow()
+    """Take up to `limit` queued jobs for `owner`, in claim order: priority (drawing before
+    training), then jobs that have waited `affinity_seconds` or more, then jobs for
+    `prefer_model` (the one already loaded, so a worker does not swap models back and forth),
+    then the owner's round (whoever has least waiting goes first) and age. The wait bound is what
+    keeps affinity from starving a job for a model no worker has loaded: once it has waited that
+    long it goes ahead of every younger job. `skip_kinds`: kinds not to take now (training outside
+    its hours); `models`: only jobs for these models (`worker --models`)."""
     query = select(Job).where(Job.status == JobStatus.QUEUED)
     if skip_kinds:
         query = query.where(Job.kind.not_in(skip_kinds))
-    order = [Job.priority.desc(), Job.fair_round]
+    if models:
+        query = query.where(Job.model.in_(models))
+    order: list[Any] = [Job.priority.desc()]
     if prefer_model is not None:
+        if affinity_seconds > 0:
+            waited_long = Job.created_at <= utcnow() - timedelta(seconds=affinity_seconds)
+            order.append(case((waited_long, 0), else_=1))
         order.append(case((Job.model == prefer_model, 0), else_=1))
-    query = query.order_by(*order, Job.id).limit(limit).with_for_update(skip_locked=True)
+    query = query.order_by(*order, Job.fair_round, Job.id).limit(limit).with_for_update(skip_locked=True)
     jobs = list((await session.execute(query)).scalars())
+    _lease(jobs, owner, lease_seconds)
+    await session.flush()
+    return jobs
+
+
+async def claim_compatible(
+    session: AsyncSession, leader: Job, owner: str, lease_seconds: float, *, max_jobs: int, max_images: int,
+    taken_images: int | None = None,
+) -> list[Job]:  # fmt: skip
+    """More queued jobs that can share one pipeline call with `leader` (same `batch_key`), in
+    claim order, while the batch holds at most `max_jobs` jobs and `max_images` images (each
+    job's `--n`; `taken_images`: what the batch holds already, default the leader's). A job whose
+    key is empty never shares a call."""
+    if not leader.batch_key or max_jobs < 1:
+        return []
+    images = images_of(leader) if taken_images is None else taken_images
+    query = (
+        select(Job)
+        .where(Job.status == JobStatus.QUEUED, Job.batch_key == leader.batch_key, Job.model == leader.model)
+        .order_by(Job.priority.desc(), Job.fair_round, Job.id)
+        .limit(max_jobs)
+        .with_for_update(skip_locked=True)
+    )
+    jobs = []
+    for job in (await session.execute(query)).scalars():
+        if images + images_of(job) > max_images:
+            continue  # a smaller one further on may still fit
+        images += images_of(job)
+        jobs.append(job)
+    _lease(jobs, owner, lease_seconds)
+    await session.flush()
+    return jobs
+
+
+def images_of(job: Job) -> int:
+    """The pictures a job draws (its `--n`): what a batch counts against SDBOT_MAX_BATCH_IMAGES."""
+    return int((job.params or {}).get("n", 1))
+
+
+def _lease(jobs: list[Job], owner: str, lease_seconds: float) -> None:
+    now = utcnow()
     for job in jobs:
         job.status = JobStatus.RUNNING
         job.attempt += 1
@@ -191,8 +240,6 @@ async def claim(
         job.progress_step = 0
         job.progress_total = 0
         job.progress_note = None
-    await session.flush()
-    return jobs
 
 
 async def waiting_besides(session: AsyncSession, kind: str) -> int:

@@ -34,12 +34,14 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no
     await database.close()
 
 
-async def add_job(db: Database, user: str = "alice", model: str = "tiny", priority: int = 0) -> int:
+async def add_job(
+    db: Database, user: str = "alice", model: str = "tiny", priority: int = 0, key: str = "k", n: int = 1
+) -> int:
     async with db.transaction() as s:
         u = await users.get_or_create(s, "console", user)
         job = await queue.enqueue(
             s, user_id=u.id, platform="console", chat_id="c", source_message_id="u1", kind="txt2img",
-            model=model, batch_key="k", params={"prompt": "x"}, max_attempts=2, priority=priority,
+            model=model, batch_key=key, params={"prompt": "x", "n": n}, max_attempts=2, priority=priority,
         )
         return job.id
 
@@ -151,6 +153,55 @@ async def test_claim_prefers_the_loaded_model_among_equals(db: Database) -> None
     assert job.id == second
     [job] = await claim(db, prefer="tiny")
     assert job.id == first
+
+
+async def test_affinity_yields_to_a_job_that_has_waited(db: Database) -> None:
+    """The loaded model goes first, even before a person with fewer jobs waiting, but only until
+    another job has waited `affinity_seconds`: a job for a model no worker has loaded is not starved."""
+    a1, a2 = await add_job(db, "alice"), await add_job(db, "alice")
+    other = await add_job(db, "bob", model="sdxl")
+
+    async def take() -> int:
+        async with db.transaction() as s:
+            [job] = await queue.claim(s, "w1", 30, prefer_model="tiny", affinity_seconds=30)
+            return job.id
+
+    assert await take() == a1
+    async with db.transaction() as s:
+        (await queue.get(s, other)).created_at = utcnow() - timedelta(seconds=31)
+    assert await take() == other  # waited long enough: ahead of alice's job for the loaded model
+    assert await take() == a2
+
+
+async def test_a_worker_for_some_models_takes_only_theirs(db: Database) -> None:
+    await add_job(db, "alice", model="tiny")
+    xl = await add_job(db, "bob", model="sdxl")
+    async with db.transaction() as s:
+        assert [job.id for job in await queue.claim(s, "w1", 30, models=("sdxl", "flux"))] == [xl]
+        assert await queue.claim(s, "w1", 30, models=("sdxl",)) == []
+
+
+async def test_compatible_jobs_are_claimed_together_within_the_limits(db: Database) -> None:
+    lead = await add_job(db, "alice", key="k", n=2)
+    same = await add_job(db, "bob", key="k", n=4)
+    await add_job(db, "carol", key="other")
+    too_big = await add_job(db, "dave", key="k", n=4)  # 2 + 4 + 4 > 8 images
+    small = await add_job(db, "erin", key="k", n=1)
+    alone = await add_job(db, "fay", key="")
+    async with db.transaction() as s:
+        [leader] = await queue.claim(s, "w1", 30)
+        more = await queue.claim_compatible(s, leader, "w1", 30, max_jobs=7, max_images=8)
+    assert leader.id == lead and [job.id for job in more] == [same, small]
+    assert all((job.status, job.attempt, job.lease_owner) == ("running", 1, "w1") for job in more)
+    async with db.transaction() as s:
+        [next_leader] = await queue.claim(s, "w2", 30)
+        assert next_leader.id == too_big - 1  # carol's
+        assert await queue.claim_compatible(s, next_leader, "w2", 30, max_jobs=7, max_images=8) == []
+        [last] = await queue.claim(s, "w2", 30)
+        assert last.id == too_big
+        assert await queue.claim_compatible(s, last, "w2", 30, max_jobs=1, max_images=8) == []  # nothing left with k
+        [lone] = await queue.claim(s, "w2", 30)
+        assert lone.id == alone and await queue.claim_compatible(s, lone, "w2", 30, max_jobs=7, max_images=8) == []
 
 
 async def test_cancel_queued_and_running(db: Database) -> None:

@@ -40,6 +40,25 @@ class PromptConditions:
         per_step = tuple(encoded[next(text for end, text in schedule if i <= end)] for i in range(steps_run))
         return cls(per_step, images, sdxl)
 
+    @classmethod
+    def side_by_side(cls, encoded: list[Conditioning], images: list[int]) -> PromptConditions:
+        """Several jobs' conditionings (one schedule entry each, equal lengths) as one batch: job
+        j's rows repeated for its `images[j]` pictures, in job order, exactly as the pipeline
+        repeats a single prompt's rows, so each picture sees what it sees alone."""
+
+        def rows(name: str) -> torch.Tensor | None:
+            parts = [getattr(c, name) for c in encoded]
+            if parts[0] is None:
+                return None
+            return torch.cat([part.repeat_interleave(n, dim=0) for part, n in zip(parts, images, strict=True)])
+
+        sdxl = encoded[0].pooled_prompt_embeds is not None
+        together = Conditioning(
+            rows("prompt_embeds"), rows("negative_prompt_embeds"),  # type: ignore[arg-type]
+            rows("pooled_prompt_embeds"), rows("negative_pooled_prompt_embeds"),
+        )  # fmt: skip
+        return cls((together,), 1, sdxl)
+
     def first(self) -> Conditioning:
         return self.per_step[0]
 
