@@ -38,6 +38,7 @@ COMMAND_MENU: tuple[tuple[str, str], ...] = (
     ("cancel", "Cancel a job: /cancel [job|all]"),
     ("history", "Your recent jobs"),
     ("info", "A job's parameters: /info <job>"),
+    ("admin", "Admins: /admin status (workers, queue, oldest job)"),
 )
 
 
@@ -119,7 +120,8 @@ def help_text(ctx: Context) -> str:
         "",
         "**Admins**: `/model add NAME SOURCE` — SOURCE a diffusers folder, a Hub id, or a .safetensors checkpoint "
         "with `--config FOLDER` (its component configs); also --arch sd1|sd2|sdxl, --size, --clip-skip, --vae, "
-        "--description · `/model remove NAME [--force]`. No restart: every bot and worker sees it at once.",
+        "--description · `/model remove NAME [--force]`. No restart: every bot and worker sees it at once. "
+        "`/admin status` — the workers (GPU, models, what each draws, last seen), the queue by model, its oldest job.",
         "",
         "/settings — show your defaults; `/settings --steps 30 --sampler euler_a` sets them; `/settings reset`.",
         "/queue — your jobs and the queue · /cancel [job|all] · /history [n] · /info <job> (or reply /info)",

@@ -21,6 +21,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands import account, assets, buttons, edits, models, render, training_text
+from commands.admin import admin_command
 from commands.context import Context
 from commands.control import control_command, edit_command
 from commands.describe import describe
@@ -71,6 +72,7 @@ COMMANDS: dict[str, Handler] = {
     "cancel": account.cancel,
     "history": account.history,
     "info": account.info,
+    "admin": admin_command,
 }
 
 

@@ -21,6 +21,7 @@ rather than after their lease, so a restart after a crash resumes without waitin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import os
@@ -44,7 +45,7 @@ from generation.jobs.batched import render_batch
 from generation.spec import TEXT_KINDS, GenerationSpec
 from generation.training.run import TrainingTask
 from generation.training.trainer import TrainingYielded
-from storage import model_library, notify, queue
+from storage import model_library, notify, queue, workers
 from storage.blobs import BlobStore
 from storage.db import Database
 from storage.queue import LeaseLost, OutputRecord
@@ -217,6 +218,7 @@ class Worker:
             self._preload(self.preload_model)
         stopper = asyncio.create_task(self._relay_stop(stop))
         listener = asyncio.create_task(notify.listen(self.db.url, self.wake, stop))  # PostgreSQL: jobs queued elsewhere
+        announcer = asyncio.create_task(self._announce(stop))  # the roll call /admin status reads
         try:
             while not stop.is_set():
                 self._alive_at = time.monotonic()
@@ -231,9 +233,27 @@ class Worker:
         finally:
             for task in (stopper, listener):  # the listener holds no transaction: cancelling it is safe
                 task.cancel()
-            await asyncio.gather(stopper, listener, return_exceptions=True)
+            await asyncio.gather(stopper, listener, announcer, return_exceptions=True)  # the announcer ends at stop
+            with contextlib.suppress(Exception):  # a database gone at shutdown: the row ages out instead
+                async with self.db.transaction() as session:
+                    await workers.leave(session, self.owner)
             self.executor.shutdown(wait=True)
             log.info("worker %s stopped", self.owner)
+
+    async def _announce(self, stop: asyncio.Event) -> None:
+        """Renew this worker's row in the roll call every few seconds until `stop`."""
+        while not stop.is_set():
+            state = self.health()
+            try:
+                async with self.db.transaction() as session:
+                    await workers.announce(
+                        session, self.owner, host=socket.gethostname(), gpu=self.gpu, models=state["models"],
+                        loaded_model=state["loaded_model"], jobs=state["jobs"],
+                    )  # fmt: skip
+            except Exception:  # a locked or unreachable database: the next turn tries again
+                log.warning("worker %s: could not renew its roll-call row", self.owner, exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), workers.ANNOUNCE_SECONDS)
 
     def _preload(self, model: str) -> None:
         """Load the default model now, in the engine thread (jobs queue behind it), so the first

@@ -100,6 +100,7 @@ class Job(Base):
         Index("ix_jobs_claim", "status", "priority", "fair_round", "id"),
         Index("ix_jobs_user", "user_id", "id"),
         Index("ix_jobs_lease", "status", "lease_expires_at"),
+        Index("ix_jobs_batch", "status", "batch_key", "priority", "fair_round", "id"),  # claim_compatible
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -304,3 +305,20 @@ class ClassImageSet(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     blobs: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WorkerRow(Base):
+    """A worker process as it last announced itself (every few seconds while it runs; removed
+    when it stops cleanly): what /admin status shows, and how a model no running worker serves
+    is noticed. A row not renewed for a while is a worker that died or hangs."""
+
+    __tablename__ = "workers"
+
+    owner: Mapped[str] = mapped_column(String(120), primary_key=True)  # generation.worker.make_owner_id
+    host: Mapped[str] = mapped_column(String(120))
+    gpu: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    models: Mapped[list[str]] = mapped_column(JSON, default=list)  # `--models`; empty: any model
+    loaded_model: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    jobs: Mapped[list[int]] = mapped_column(JSON, default=list)  # what it is drawing now
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

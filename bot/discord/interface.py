@@ -354,6 +354,12 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
     async def embeddings(interaction: discord.Interaction) -> None:
         await _chat(interaction).on_command(interaction, text="/embeddings")
 
+    @app_commands.command(name="admin", description=describe["admin"])
+    @app_commands.describe(action="status: workers, their models, the queue and its oldest job")
+    @app_commands.choices(action=[app_commands.Choice(name="status", value="status")])
+    async def admin(interaction: discord.Interaction, action: str = "status") -> None:
+        await _chat(interaction).on_command(interaction, text=f"/admin {action}")
+
     @app_commands.context_menu(name="Remix")
     async def remix(interaction: discord.Interaction, message: discord.Message) -> None:
         await interaction.response.send_modal(PromptModal(
@@ -362,4 +368,4 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
 
     return [imagine, upscale, vary, zoom, pan, inpaint, facefix, control, edit, describe_, enhance, styles, style, wildcard,
             asset_command("lora"), loras, asset_command("embedding"), embeddings, train, help_, models_, model, settings_,
-            queue_, cancel, history, info, remix, describe_message, control_message]  # fmt: skip
+            queue_, cancel, history, info, admin, remix, describe_message, control_message]  # fmt: skip
