@@ -5,8 +5,11 @@
     python run_bot.py serve [--no-worker]               the Discord/Telegram adapters
     python run_bot.py worker [--gpu N] [--models a,b]   only a GPU worker (multi-machine mode)
 
-Order: settings -> database (migrated) -> blob store -> command service -> worker -> adapters ->
-scheduler. Only the worker imports torch; `--no-worker` processes start without it.
+Each also takes `--health-port N` (GET /healthz, runtime/health.py; overrides SDBOT_HEALTH_PORT).
+
+Order: settings -> logging -> database (migrated) -> blob store -> command service -> worker ->
+leadership -> health endpoint -> adapters -> periodic work (done only by the process that leads:
+storage/leader.py). Only the worker imports torch; `--no-worker` processes start without it.
 """
 
 from __future__ import annotations
@@ -18,21 +21,27 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pydantic import ValidationError
 
 from commands.context import Context
 from commands.render import TINY_NOTE
 from commands.service import CommandService
 from config import Settings, load_settings
+from config.logs import configure_logging, set_process_field
 from config.styles import StyleError, load_styles_file
 from generation.models.samplers import find_sampler, sampler_names
-from storage import model_library, queue
+from runtime.periodic import PeriodicWork
+from storage import model_library
 from storage.blobs import LocalBlobStore
 from storage.db import Database
+from storage.leader import Leadership
+
+if TYPE_CHECKING:
+    from runtime.health import HealthEndpoint
 
 log = logging.getLogger("sdbot")
 
@@ -107,43 +116,6 @@ def build_worker(core: Core, role: WorkerRole = WorkerRole()):  # type: ignore[n
     return worker
 
 
-class PeriodicWork:
-    """APScheduler 3 running our periodic jobs. Today: reap jobs whose worker stopped heartbeating
-    (safe in every process; multi-machine mode will elect one scheduler with a Postgres advisory
-    lock).
-
-    APScheduler's shutdown cancels running coroutine jobs without awaiting them; a job cancelled
-    inside a database transaction and left pending hangs the event loop's shutdown. So each run is
-    a task of ours, shielded from that cancel and awaited in `stop()`."""
-
-    def __init__(self, core: Core):
-        self.core = core
-        self.scheduler = AsyncIOScheduler()
-        self._running: set[asyncio.Task[None]] = set()
-
-    def start(self) -> None:
-        interval = max(1.0, self.core.settings.lease_seconds / 2)
-        self.scheduler.add_job(self._shielded, "interval", seconds=interval, args=[self.reap_expired_leases], id="reap")
-        self.scheduler.start()
-
-    async def stop(self) -> None:
-        self.scheduler.shutdown(wait=False)
-        await asyncio.gather(*self._running, return_exceptions=True)
-
-    async def _shielded(self, job: Callable[[], Awaitable[None]]) -> None:
-        task = asyncio.create_task(job())
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
-        await asyncio.shield(task)
-
-    async def reap_expired_leases(self) -> None:
-        async with self.core.db.transaction() as session:
-            jobs = await queue.reap_expired(session)
-        if jobs:
-            log.warning("re-queued or failed %d job(s) whose worker stopped: %s", len(jobs), [j.id for j in jobs])
-            self.core.adapters_wake()
-
-
 async def run_console(settings: Settings, *, jsonl: bool, with_worker: bool) -> int:
     from bot.console import ConsoleChat
 
@@ -152,7 +124,7 @@ async def run_console(settings: Settings, *, jsonl: bool, with_worker: bool) -> 
         core.service, state_dir=settings.data_dir / "console", jsonl=jsonl, poll_seconds=settings.poll_seconds
     )
     core.wake_adapters.append(console.wake)
-    return await _run(core, console.run(), with_worker=with_worker)
+    return await _run(core, console.run(), process_role="console", with_worker=with_worker)
 
 
 async def run_serve(settings: Settings, *, with_worker: bool) -> int:
@@ -175,7 +147,7 @@ async def run_serve(settings: Settings, *, with_worker: bool) -> int:
     core = await build_core(settings)
     chats = [make(core.service, settings) for _, make in adapters]
     core.wake_adapters.extend(chat.wake for chat in chats)
-    return await _run(core, _first_to_stop(chats), with_worker=with_worker)
+    return await _run(core, _first_to_stop(chats), process_role="serve", with_worker=with_worker)
 
 
 async def _first_to_stop(chats) -> int:  # type: ignore[no-untyped-def]
@@ -198,16 +170,32 @@ async def run_worker_only(settings: Settings, role: WorkerRole) -> int:
         log.error("worker --models: %s is not a configured model (known: %s)", ", ".join(unknown), names)
         await core.db.close()
         return 2
-    return await _run(core, asyncio.Event().wait(), with_worker=True, role=role)
+    return await _run(core, asyncio.Event().wait(), process_role="worker", with_worker=True, role=role)
 
 
-async def _run(core: Core, main, *, with_worker: bool, role: WorkerRole = WorkerRole()) -> int:  # type: ignore[no-untyped-def]
-    """Run `main` (an adapter) beside the worker and the scheduler; stop cleanly on a signal."""
+async def _run(core: Core, main, *, process_role: str, with_worker: bool, role: WorkerRole = WorkerRole()) -> int:  # type: ignore[no-untyped-def]
+    """Run `main` (an adapter) beside the worker, the cluster's periodic work (done only while this
+    process leads) and the health endpoint; stop cleanly on a signal."""
     stop = asyncio.Event()
     worker = build_worker(core, role) if with_worker else None
+    if worker is not None:
+        set_process_field("owner", worker.owner)  # on every log line: which worker wrote it
     if any(entry.kind == "tiny" for entry in core.ctx.registry):
         log.warning(TINY_NOTE)
-    periodic = PeriodicWork(core)
+    leadership = Leadership(core.db.url)
+    await leadership.start()
+    health = _health_endpoint(core, process_role, leadership, worker)
+    if health is not None:
+        try:
+            await health.start()
+        except OSError as error:  # a port asked for and taken: say so, rather than run unwatched
+            log.error("the health endpoint cannot listen on %s port %s: %s (SDBOT_HEALTH_PORT, --health-port)",
+                      health.host, health.port, error)  # fmt: skip
+            main.close()  # never started
+            await leadership.close()
+            await core.db.close()
+            return 2
+    periodic = PeriodicWork(core.db, leadership, lease_seconds=core.settings.lease_seconds, on_requeued=core.adapters_wake)
     periodic.start()
     main_task = asyncio.ensure_future(main)
     tasks = {main_task}
@@ -247,23 +235,25 @@ async def _run(core: Core, main, *, with_worker: bool, role: WorkerRole = Worker
         if worker_task:
             await worker_task
         await periodic.stop()
+        await leadership.close()
+        if health is not None:
+            await health.stop()
         await core.db.close()
     return code
 
 
-class RedactingFormatter(logging.Formatter):
-    """Secrets never reach a log line: libraries log request URLs, and Telegram's URLs hold the
-    bot token (PTB logs them at DEBUG, httpx at INFO, and error messages may repeat them)."""
+def _health_endpoint(core: Core, process_role: str, leadership: Leadership, worker) -> HealthEndpoint | None:  # type: ignore[no-untyped-def]
+    """The /healthz endpoint, when a port is set. aiohttp's server is imported only then: a chat
+    process starts fast without it."""
+    s = core.settings
+    if s.health_port is None:
+        return None
+    from runtime.health import HealthEndpoint
 
-    def __init__(self, fmt: str, secrets: list[str]):
-        super().__init__(fmt)
-        self.secrets = [secret for secret in secrets if len(secret) >= 6]
-
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        for secret in self.secrets:
-            text = text.replace(secret, "[redacted]")
-        return text
+    return HealthEndpoint(
+        role=process_role, db=core.db, leadership=leadership, worker_health=getattr(worker, "health", None),
+        host=s.health_host, port=s.health_port, secrets=s.secret_values(),
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     worker = commands.add_parser("worker", help="only draw: claim jobs from the shared database")
     worker.add_argument("--gpu", metavar="N", help="draw on this GPU (sets CUDA_VISIBLE_DEVICES=N for this process)")
     worker.add_argument("--models", metavar="A,B", default="", help="only take jobs for these models (default: any)")
+    for process in (console, serve, worker):
+        process.add_argument("--health-port", metavar="N", type=_port,
+                             help="serve GET /healthz on this port (0: any free port; overrides SDBOT_HEALTH_PORT)")  # fmt: skip
     args = parser.parse_args(argv)
 
     try:
@@ -288,11 +281,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"sdbot: the configuration is not valid:\n{problems}", file=sys.stderr)
         return 2
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", settings.secret_values()))
-    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every run at INFO
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines hold request URLs, tokens included
+    if getattr(args, "health_port", None) is not None:  # several processes on one host need their own ports
+        settings = settings.model_copy(update={"health_port": args.health_port})
+    configure_logging(settings.log_level, settings.log_format, settings.secret_values())
     if args.command == "console":
         job = run_console(settings, jsonl=args.jsonl, with_worker=not args.no_worker)
     elif args.command == "worker":
@@ -306,6 +297,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         job = run_serve(settings, with_worker=not getattr(args, "no_worker", False))
     return asyncio.run(job)
+
+
+def _port(value: str) -> int:
+    if not value.isdigit() or int(value) > 65535:
+        raise argparse.ArgumentTypeError(f"a port number from 0 to 65535 (0: any free port), not {value!r}")
+    return int(value)
 
 
 if __name__ == "__main__":
