@@ -161,21 +161,27 @@ class _BatchTask:
         return render_batch(self.worker.engine, self.specs, ids, on_progress=progress, should_stop=lambda: bool(stopping()))
 
     async def finish(self, produced: list[Rendered], run_seconds: float) -> None:
+        ours = []
         for held, rendered in zip(self.held, produced, strict=True):
             if held.lost:
                 log.warning("job %s: lease lost during its batch; its pictures are dropped", held.job.id)
-                continue
-            try:
-                if held.cancelled:
-                    async with self.worker.db.transaction() as session:
+            else:
+                ours.append((held, rendered))
+        stored = await asyncio.to_thread(lambda: [None if held.cancelled else self.worker.store(r) for held, r in ours])
+        # One commit for the whole batch. A job whose lease was taken over at the last moment is
+        # left out: its compare-and-set comes first and, when it matches nothing, raises before
+        # anything of that job is written, so no savepoint is needed and the others still land.
+        async with self.worker.db.transaction() as session:
+            for (held, _), records in zip(ours, stored, strict=True):
+                try:
+                    if records is None:
                         await queue.finish_cancelled(session, held.job, held.attempt, self.worker.owner)
-                    continue
-                outputs, result = await asyncio.to_thread(self.worker.store, rendered)
-                async with self.worker.db.transaction() as session:
-                    await queue.complete(session, held.job, held.attempt, owner=self.worker.owner, outputs=outputs,
-                                         run_seconds=run_seconds, result=result)  # fmt: skip
-            except LeaseLost:
-                log.warning("job %s: lease lost before it could be completed", held.job.id)
+                    else:
+                        outputs, result = records
+                        await queue.complete(session, held.job, held.attempt, owner=self.worker.owner, outputs=outputs,
+                                             run_seconds=run_seconds, result=result)  # fmt: skip
+                except LeaseLost:
+                    log.warning("job %s: lease lost before it could be completed", held.job.id)
 
 
 class Worker:
@@ -354,7 +360,7 @@ class Worker:
         key = specs[0].batch_key() if specs else ""
         together = [i for i, spec in enumerate(specs) if key and spec.batch_key() == key]
         if len(together) >= 2:
-            task = _BatchTask(self, [held[i] for i in together], [specs[i] for i in together])
+            task = self._batch_task([held[i] for i in together], [specs[i] for i in together])
             await self._run(task, task.held)
         else:
             together = []
@@ -437,6 +443,9 @@ class Worker:
             loop = asyncio.get_running_loop()
             return TrainingTask(self.db, self.engine, self.blobs, job, job.attempt, self.owner, loop, self.on_finished)
         return _PictureTask(self, job, GenerationSpec.model_validate(job.params))
+
+    def _batch_task(self, held: list[_Held], specs: list[GenerationSpec]) -> _BatchTask:
+        return _BatchTask(self, held, specs)
 
     def _training_should_give_way(self, drawing_jobs_waiting: int) -> bool:
         """A run yields at its next step when drawing jobs wait (SDBOT_TRAIN_YIELD) or when its

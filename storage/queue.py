@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import raiseload
 
 from storage import notify
 from storage.tables import Blob, Delivery, Job, JobOutput, JobStatus, utcnow
@@ -177,7 +178,7 @@ async def claim(
     keeps affinity from starving a job for a model no worker has loaded: once it has waited that
     long it goes ahead of every younger job. `skip_kinds`: kinds not to take now (training outside
     its hours); `models`: only jobs for these models (`worker --models`)."""
-    query = select(Job).where(Job.status == JobStatus.QUEUED)
+    query = select(Job).options(raiseload(Job.outputs)).where(Job.status == JobStatus.QUEUED)  # a queued job has none: not loaded
     if skip_kinds:
         query = query.where(Job.kind.not_in(skip_kinds))
     if models:
@@ -208,6 +209,7 @@ async def claim_compatible(
     images = images_of(leader) if taken_images is None else taken_images
     query = (
         select(Job)
+        .options(raiseload(Job.outputs))
         .where(Job.status == JobStatus.QUEUED, Job.batch_key == leader.batch_key, Job.model == leader.model)
         .order_by(Job.priority.desc(), Job.fair_round, Job.id)
         .limit(max_jobs)

@@ -168,12 +168,11 @@ async def test_a_cancelled_or_lost_job_leaves_the_rest_of_its_batch_alone(bot, m
     running = asyncio.create_task(bot.worker.run_once())
     await until(lambda: len(rows(bot, "select id from jobs where status = 'running'")) == 3)
     [(_, cancelled)] = await bot.send("/cancel 2", user="bob")
-    async with bot.core.db.transaction() as s:  # another worker took carol's job over (its lease ran out)
+    await asyncio.sleep(bot.core.settings.progress_seconds * 4)  # a few heartbeats see it
+    async with bot.core.db.transaction() as s:  # just before the end, another worker took carol's job over
         job = await s.get(Job, 3)
         job.attempt, job.lease_owner = 2, "elsewhere"
-    beats = bot.core.settings.progress_seconds * 4
-    await asyncio.sleep(beats)  # a few heartbeats see both
-    release.set()
+    release.set()  # (seen by a last heartbeat, or by the compare-and-set of its completion)
     assert await running
     assert rows(bot, "select id, status, attempt, lease_owner from jobs order by id") == [
         (1, "succeeded", 1, None), (2, "cancelled", 1, None), (3, "running", 2, "elsewhere")
