@@ -35,6 +35,7 @@ MIN_SECRET_CHARS = 6  # shorter "secrets" (a test token, "abc") would blank out 
 class JobFields:
     job_id: int
     attempt: int
+    batch: tuple[int, ...] = ()  # every job drawn in the same pipeline call (generation.jobs.batched), this one first
 
 
 _job: contextvars.ContextVar[JobFields | None] = contextvars.ContextVar("sdbot_log_job", default=None)
@@ -42,10 +43,11 @@ _process_fields: dict[str, Any] = {}
 
 
 @contextmanager
-def job_scope(job_id: int, attempt: int) -> Iterator[None]:
+def job_scope(job_id: int, attempt: int, batch: tuple[int, ...] = ()) -> Iterator[None]:
     """Every log record made inside (in this task, the tasks it creates, `asyncio.to_thread` and
-    `run_in_context` calls) carries `job_id` and `attempt`."""
-    token = _job.set(JobFields(job_id, attempt))
+    `run_in_context` calls) carries `job_id` and `attempt`, and `batch` (the ids of the jobs
+    drawn together) when the job runs in a batch."""
+    token = _job.set(JobFields(job_id, attempt, batch))
     try:
         yield
     finally:
@@ -89,6 +91,8 @@ class JobContextFilter(logging.Filter):
         if job is not None and not hasattr(record, "job_id"):  # an explicit extra={"job_id": ..} wins
             record.job_id = job.job_id
             record.attempt = job.attempt
+            if job.batch:
+                record.batch = list(job.batch)
         for name, value in _process_fields.items():
             if not hasattr(record, name):
                 setattr(record, name, value)
@@ -118,9 +122,9 @@ class RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         job_id = getattr(record, "job_id", None)
         if job_id is not None:  # a copy: the record itself may go on to other handlers
-            record = logging.makeLogRecord(
-                {**record.__dict__, "msg": f"[job {job_id}/{getattr(record, 'attempt', '?')}] {record.getMessage()}", "args": None}
-            )
+            batch = getattr(record, "batch", None)
+            tag = f"job {job_id}/{getattr(record, 'attempt', '?')}" + (f", batch {','.join(map(str, batch))}" if batch else "")
+            record = logging.makeLogRecord({**record.__dict__, "msg": f"[{tag}] {record.getMessage()}", "args": None})
         return self.redact(super().format(record))
 
 
@@ -128,7 +132,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line, for log stores that index fields. Each string is redacted before
     it is encoded (a secret with a quote or backslash in it would not match once escaped)."""
 
-    FIELDS = ("job_id", "attempt", "owner")
+    FIELDS = ("job_id", "attempt", "batch", "owner")
 
     def __init__(self, secrets: list[str] | None = None):
         super().__init__()

@@ -36,6 +36,7 @@ from typing import Any
 
 from PIL import Image
 
+from config.logs import job_scope, run_in_context
 from config.models import ModelRegistry
 from config.settings import training_hours_open
 from generation.engine import Engine
@@ -370,7 +371,13 @@ class Worker:
 
     async def _run(self, task: _PictureTask | _BatchTask | TrainingTask, held: list[_Held]) -> None:
         """Run a task on the engine thread while heartbeating its jobs, then end each of them as
-        its outcome says: completed, failed, queued again, cancelled, or handed back."""
+        its outcome says: completed, failed, queued again, cancelled, or handed back. Every log
+        line meanwhile (the heartbeat's and the engine thread's too) names the job, and its batch."""
+        batch = tuple(one.job.id for one in held) if len(held) > 1 else ()
+        with job_scope(held[0].job.id, held[0].attempt, batch):
+            await self._run_in_scope(task, held)
+
+    async def _run_in_scope(self, task: _PictureTask | _BatchTask | TrainingTask, held: list[_Held]) -> None:
         progress = _Progress()
         cancel = threading.Event()  # every job still ours was cancelled by its owner
         lease_lost = threading.Event()  # no job is ours any more
@@ -391,7 +398,7 @@ class Worker:
             try:
                 await task.prepare()
                 produced = await asyncio.get_running_loop().run_in_executor(
-                    self.executor, lambda: task.work(progress.update, stopping, wants_yield.is_set)
+                    self.executor, run_in_context(lambda: task.work(progress.update, stopping, wants_yield.is_set))
                 )
             finally:
                 # Stop the heartbeat between beats, never by cancelling it inside a transaction

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tests.conftest import ROOT
 
-PACKAGES = ("bot", "commands", "generation", "storage", "config")
+PACKAGES = ("bot", "commands", "generation", "storage", "config", "runtime")
 
 # What each part of the engine may import of the engine (besides itself); docstrings say the same.
 ENGINE_RULES = {

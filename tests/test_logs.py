@@ -120,3 +120,12 @@ def test_secrets_are_redacted_in_both_formats(text: Captured, jsonl: Captured) -
     first, second = jsonl.records()
     assert first["message"] == "GET https://api.telegram.org/bot[redacted]/getMe"
     assert "refused token [redacted]" in second["exc_info"] and SECRET not in second["exc_info"]
+
+
+def test_a_batch_names_all_its_jobs(text: Captured, jsonl: Captured) -> None:
+    for captured in (text, jsonl):
+        with job_scope(3, 1, batch=(3, 4, 9)):
+            captured.logger.info("drawing")
+    assert text.lines()[0].endswith("[job 3/1, batch 3,4,9] drawing")
+    [record] = jsonl.records()
+    assert (record["job_id"], record["attempt"], record["batch"]) == (3, 1, [3, 4, 9])
