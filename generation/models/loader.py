@@ -25,6 +25,7 @@ import torch
 
 from config.models import ModelEntry, ModelRegistry
 from generation.errors import PICKLE_SUFFIXES, ModelLoadError
+from generation.models.speed import SpeedOptions, apply_speed_options, apply_vae_options
 from generation.models.tiny import ensure_tiny
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class LoadedModel:
     entry: ModelEntry
     txt2img: Any
     scheduler_config: dict[str, Any]  # the model's own, before any per-job scheduler
+    speed: SpeedOptions = field(default_factory=SpeedOptions)  # set on its modules; VAE overrides get them too
     _pipes: dict[str, Any] = field(default_factory=dict, repr=False)
     _vaes: dict[str, Any] = field(default_factory=dict, repr=False)  # VAE overrides, by source
 
@@ -94,18 +96,24 @@ class LoadedModel:
         """A VAE other than the model's own (loaded once, kept with the model)."""
         if source not in self._vaes:
             self._vaes[source] = load_vae(source, self.txt2img.vae.config, device, dtype)
+            apply_vae_options(self._vaes[source], self.speed)
         return self._vaes[source]
 
 
 class ModelCache:
-    """Loaded models by name, least recently used dropped first. Used from the engine thread only."""
+    """Loaded models by name, least recently used dropped first. Used from the engine thread only.
+    `speed` (attention, channels_last, torch_compile) is set on each model as it loads."""
 
-    def __init__(self, registry: ModelRegistry, models_dir: Path, device: torch.device, dtype: torch.dtype, max_loaded: int = 1):
+    def __init__(
+        self, registry: ModelRegistry, models_dir: Path, device: torch.device, dtype: torch.dtype, max_loaded: int = 1,
+        speed: SpeedOptions | None = None,
+    ):  # fmt: skip
         self.registry = registry
         self.models_dir = Path(models_dir)
         self.device = device
         self.dtype = dtype
         self.max_loaded = max_loaded
+        self.speed = speed or SpeedOptions()
         self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()
         # The most recently used model's name. Read from the event loop while the engine thread
         # works, so it is one attribute (assigned atomically), not a view of the OrderedDict.
@@ -126,8 +134,8 @@ class ModelCache:
             return self._loaded[key]
         while len(self._loaded) >= self.max_loaded:
             self._unload(next(iter(self._loaded)))
-        pipe = load_pipeline(entry, self.models_dir, self.device, self.dtype)
-        loaded = LoadedModel(key, entry, pipe, dict(pipe.scheduler.config))
+        pipe = load_pipeline(entry, self.models_dir, self.device, self.dtype, self.speed)
+        loaded = LoadedModel(key, entry, pipe, dict(pipe.scheduler.config), self.speed)
         self._loaded[key] = loaded
         self.current = key
         return loaded
@@ -183,7 +191,10 @@ def load_vae(source: str, base_config: Any, device: torch.device, dtype: torch.d
     return vae.to(device).eval()
 
 
-def load_pipeline(entry: ModelEntry, models_dir: Path, device: torch.device, dtype: torch.dtype) -> Any:
+def load_pipeline(
+    entry: ModelEntry, models_dir: Path, device: torch.device, dtype: torch.dtype, speed: SpeedOptions | None = None
+) -> Any:
+    """The model's txt2img pipeline on `device`, with the speed options (if given) set on it."""
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
@@ -203,6 +214,8 @@ def load_pipeline(entry: ModelEntry, models_dir: Path, device: torch.device, dty
     except Exception as error:  # turn library errors into advice
         raise ModelLoadError(f"{_explain(entry, error)} {TINY_HINT}") from error
     pipe.set_progress_bar_config(disable=True)
+    if speed is not None:
+        apply_speed_options(pipe, speed)
     return pipe
 
 
