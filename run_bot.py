@@ -89,13 +89,16 @@ def build_worker(core: Core, role: WorkerRole = WorkerRole()):  # type: ignore[n
     from generation.control.nets import ControlNets
     from generation.engine import Engine
     from generation.models.loader import ModelCache, resolve_device, resolve_dtype
+    from generation.models.speed import SpeedOptions
     from generation.tools import Tools
     from generation.worker import Worker, WorkerLimits
 
     s = core.settings
     device = resolve_device(s.device)
     dtype = resolve_dtype(s.dtype, device)
-    models = ModelCache(core.ctx.registry, s.resolved_models_dir, device, dtype, s.max_loaded_models)
+    models = ModelCache(
+        core.ctx.registry, s.resolved_models_dir, device, dtype, s.max_loaded_models, speed=SpeedOptions.from_settings(s)
+    )
     controlnets = ControlNets(s.controlnets, s.resolved_models_dir, device, dtype, s.controlnet_cache_bytes)
     engine = Engine(
         models, core.ctx.blobs, Tools.from_settings(s, device, dtype), adapter_budget_bytes=s.lora_cache_bytes,

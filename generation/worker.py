@@ -169,20 +169,19 @@ class _BatchTask:
             else:
                 ours.append((held, rendered))
         stored = await asyncio.to_thread(lambda: [None if held.cancelled else self.worker.store(r) for held, r in ours])
-        # One commit for the whole batch. A job whose lease was taken over at the last moment is
-        # left out: its compare-and-set comes first and, when it matches nothing, raises before
-        # anything of that job is written, so no savepoint is needed and the others still land.
-        async with self.worker.db.transaction() as session:
-            for (held, _), records in zip(ours, stored, strict=True):
-                try:
-                    if records is None:
+        drawn = [(held, records) for (held, _), records in zip(ours, stored, strict=True) if records is not None]
+        async with self.worker.db.transaction() as session:  # one commit for the whole batch
+            for held, _ in ours:
+                if held.cancelled:
+                    with contextlib.suppress(LeaseLost):
                         await queue.finish_cancelled(session, held.job, held.attempt, self.worker.owner)
-                    else:
-                        outputs, result = records
-                        await queue.complete(session, held.job, held.attempt, owner=self.worker.owner, outputs=outputs,
-                                             run_seconds=run_seconds, result=result)  # fmt: skip
-                except LeaseLost:
-                    log.warning("job %s: lease lost before it could be completed", held.job.id)
+            outputs = {held.job.id: records[0] for held, records in drawn}
+            completed = await queue.complete_batch(
+                session, [(held.job, held.attempt) for held, _ in drawn], self.worker.owner, outputs, run_seconds
+            )
+        for held, _ in drawn:
+            if held.job.id not in completed:
+                log.warning("job %s: lease lost before it could be completed", held.job.id)
 
 
 class Worker:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import raiseload
 
@@ -329,6 +329,46 @@ async def complete(
         )
     session.add(Delivery(job_id=job.id, platform=job.platform, chat_id=job.chat_id, kind="result"))
     await session.flush()
+
+
+async def complete_batch(
+    session: AsyncSession, held: list[tuple[Job, int]], owner: str, outputs: dict[int, list[OutputRecord]],
+    run_seconds: float,
+) -> set[int]:  # fmt: skip
+    """Complete the jobs of one batch (each `(job, attempt)`) at once: one compare-and-set UPDATE
+    for them all, each on its own attempt, then the outputs and outbox rows of those still ours,
+    in one flush. Returns their ids; a job left out had lost its lease, and nothing of it was
+    written. (Per job, `complete` would cost three round trips to the database; a batch of eight
+    took most of a worker's time on a fast engine.)"""
+    if not held:
+        return set()
+    now = utcnow()
+    pairs = [(job.id, attempt) for job, attempt in held]
+    statement = (
+        update(Job)
+        .where(tuple_(Job.id, Job.attempt).in_(pairs), Job.lease_owner == owner, Job.status == JobStatus.RUNNING)
+        .values(status=JobStatus.SUCCEEDED, finished_at=now, updated_at=now, lease_owner=None, lease_expires_at=None,
+                run_seconds=run_seconds, error=None, result=None)
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
+    )  # fmt: skip
+    ours = set((await session.execute(statement)).scalars())
+    records = [out for job, _ in held if job.id in ours for out in outputs.get(job.id, [])]
+    keys = {out.blob_key for out in records}
+    known = set((await session.execute(select(Blob.key).where(Blob.key.in_(keys)))).scalars()) if keys else set()
+    for out in records:
+        if out.blob_key not in known:
+            known.add(out.blob_key)
+            session.add(Blob(key=out.blob_key, size=out.size, content_type="image/png", width=out.width, height=out.height))
+    for job, _ in held:
+        if job.id not in ours:
+            continue
+        for out in outputs.get(job.id, []):
+            session.add(JobOutput(job_id=job.id, index=out.index, seed=out.seed, blob_key=out.blob_key, width=out.width,
+                                  height=out.height, parameters=out.parameters))  # fmt: skip
+        session.add(Delivery(job_id=job.id, platform=job.platform, chat_id=job.chat_id, kind="result"))
+    await session.flush()
+    return ours
 
 
 async def fail(session: AsyncSession, job: Job, attempt: int, owner: str, error: str) -> None:

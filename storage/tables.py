@@ -22,6 +22,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy import text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -97,10 +98,12 @@ class Blob(Base):
 class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
-        Index("ix_jobs_claim", "status", "priority", "fair_round", "id"),
+        # In claim order (priority first, highest first): a claim reads the first row of this index
+        # instead of sorting every queued job (it did, with an ascending priority here).
+        Index("ix_jobs_claim", "status", text("priority DESC"), "fair_round", "id"),
         Index("ix_jobs_user", "user_id", "id"),
         Index("ix_jobs_lease", "status", "lease_expires_at"),
-        Index("ix_jobs_batch", "status", "batch_key", "priority", "fair_round", "id"),  # claim_compatible
+        Index("ix_jobs_batch", "status", "batch_key", text("priority DESC"), "fair_round", "id"),  # claim_compatible
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -27,6 +27,10 @@ from storage.db import Database  # noqa: E402
 from storage.tables import Job  # noqa: E402
 
 JOB_SECONDS = float(os.environ.get("CHAOS_JOB_SECONDS", "0.05"))
+# A job on its second or later attempt draws this long (default: as long as a first): the chaos
+# test makes it longer, so a worker woken from a SIGSTOP finds its job still being drawn by the
+# worker that took it over, which is when only the compare-and-set stops the stale attempt.
+RETRY_SECONDS = float(os.environ.get("CHAOS_RETRY_SECONDS", str(JOB_SECONDS)))
 STEPS = 20
 
 if os.environ.get("CHAOS_NO_CAS"):  # the check of the check: the queue without its compare-and-set on the attempt
@@ -55,8 +59,9 @@ class NullTask:
         self.worker.event("claimed", self.job)
 
     def work(self, progress: Any, stopping: Any, should_yield: Any) -> None:
+        seconds = JOB_SECONDS if self.job.attempt == 1 else RETRY_SECONDS
         for step in range(STEPS):
-            time.sleep(JOB_SECONDS / STEPS)
+            time.sleep(seconds / STEPS)
             progress(step + 1, STEPS)
             if stopping():
                 raise JobCancelled()

@@ -2,7 +2,12 @@
 processes (tests/null_worker.py: the real Worker with a null engine), and during the run 7
 SIGKILLs (each worker restarted) and 2 SIGSTOPs longer than the lease. Then: 300 done, 300
 delivered, none lost, none delivered twice, and each job's result comes from the attempt that
-held it at the end, with its attempts recorded."""
+held it at the end, with its attempts recorded.
+
+Each SIGSTOP hits a worker in the middle of a job and lasts until another worker has taken that
+job over; the worker wakes while the job is drawn again (a retried job draws for a second). That
+is the moment only the queue's compare-and-set on the attempt stops the stale worker from
+completing the job, and the same chaos without it (CHAOS_NO_CAS) must fail."""
 
 from __future__ import annotations
 
@@ -10,8 +15,10 @@ import asyncio
 import collections
 import random
 import signal
+import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,6 +32,7 @@ from tests.conftest import ROOT
 
 JOBS, PEOPLE, WORKERS, KILLS, STOPS = 300, 30, 4, 7, 2
 LEASE_SECONDS = 1.0
+JOB_SECONDS, RETRY_SECONDS = 0.1, 1.0
 
 
 async def fill(db: Database) -> None:
@@ -38,9 +46,13 @@ async def fill(db: Database) -> None:
 
 
 class Workers:
-    def __init__(self, url: str, events: Path, log: Path, count: int = WORKERS, job_seconds: float = 0.1, cas: bool = True):
+    def __init__(
+        self, url: str, events: Path, log: Path, count: int = WORKERS, job_seconds: float = JOB_SECONDS,
+        cas: bool = True, retry_seconds: float | None = None,
+    ):  # fmt: skip
         self.url, self.events, self.log = url, events, open(log, "ab")  # noqa: SIM115 - closed in stop_all
         self.env = {"CHAOS_JOB_SECONDS": str(job_seconds), "CHAOS_LEASE_SECONDS": str(LEASE_SECONDS),
+                    "CHAOS_RETRY_SECONDS": str(retry_seconds if retry_seconds is not None else job_seconds),
                     "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", **({} if cas else {"CHAOS_NO_CAS": "1"})}  # fmt: skip
         self.procs = [self.start() for _ in range(count)]
 
@@ -68,26 +80,55 @@ async def deliver(db: Database, sends: collections.Counter[int], done: asyncio.E
         await asyncio.sleep(0.05)
 
 
-async def chaos(workers: Workers, rng: random.Random) -> tuple[int, int]:
-    """KILLS SIGKILLs (restarted at once) and STOPS SIGSTOPs of 1.6 leases, spread over the run."""
+async def chaos(workers: Workers, rng: random.Random) -> tuple[int, list[float]]:
+    """KILLS SIGKILLs (restarted at once) and STOPS targeted SIGSTOPs, spread over the run.
+    Returns the kills and how long each stop lasted."""
     actions = ["kill"] * KILLS + ["stop"] * STOPS
     rng.shuffle(actions)
-    kills = stops = 0
+    kills, stops = 0, []
+    loop = asyncio.get_running_loop()
     for action in actions:
         await asyncio.sleep(rng.uniform(0.3, 0.8))
-        index = rng.randrange(WORKERS)
-        proc = workers.procs[index]
         if action == "kill":
+            index = rng.randrange(WORKERS)
+            proc = workers.procs[index]
             proc.kill()
             proc.wait()
             workers.procs[index] = workers.start()
             kills += 1
-        else:
-            proc.send_signal(signal.SIGSTOP)
-            await asyncio.sleep(1.6 * LEASE_SECONDS)
-            proc.send_signal(signal.SIGCONT)
-            stops += 1
+            continue
+        index, job_id, attempt = await busy_worker(workers, rng)
+        proc = workers.procs[index]
+        proc.send_signal(signal.SIGSTOP)
+        stopped = loop.time()
+        for _ in range(int(10 * LEASE_SECONDS / 0.01)):  # until another worker took the job over
+            if any(a > attempt for a, _ in read_events(workers.events)[0].get(job_id, ())):
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # the new holder is drawing it (for RETRY_SECONDS)
+        proc.send_signal(signal.SIGCONT)
+        stops.append(loop.time() - stopped)
+        await asyncio.sleep(RETRY_SECONDS)  # the woken worker tries to finish its stale attempt, unkilled
     return kills, stops
+
+
+async def busy_worker(workers: Workers, rng: random.Random) -> tuple[int, int, int]:
+    """A worker in the middle of a job: (its index, the job, the attempt it holds)."""
+    host = socket.gethostname()
+    for _ in range(500):
+        claimed: dict[str, tuple[int, int]] = {}
+        for line in workers.events.read_text().splitlines():
+            what, job_id, attempt, owner = line.split()
+            if what == "claimed":
+                claimed[owner] = (int(job_id), int(attempt))
+            elif claimed.get(owner) == (int(job_id), int(attempt)):
+                del claimed[owner]
+        running = [(i, *claimed[owner]) for i, proc in enumerate(workers.procs)
+                   for owner in claimed if owner.startswith(f"{host}:{proc.pid}:")]  # fmt: skip
+        if running:
+            return rng.choice(running)
+        await asyncio.sleep(0.01)
+    raise AssertionError("no worker was drawing a job")
 
 
 def read_events(events: Path) -> tuple[dict[int, set[tuple[int, str]]], dict[int, list[tuple[int, str]]]]:
@@ -108,15 +149,23 @@ async def status_counts(db: Database) -> collections.Counter[str]:
         return collections.Counter((await session.execute(select(Job.status))).scalars())
 
 
-@pytest.mark.timeout(600)
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-async def test_nothing_is_lost_or_sent_twice_through_kills_and_stops(tmp_path: Path, backend: str) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'chaos.db'}" if backend == "sqlite" else await postgres_cluster.cluster().new_database()
+@dataclass
+class Outcome:
+    kills: int
+    stops: list[float]
+    jobs: list[Job]
+    deliveries: list[Delivery]
+    sends: collections.Counter[int]
+    claimed: dict[int, set[tuple[int, str]]]
+    completed: dict[int, list[tuple[int, str]]]
+
+
+async def run_chaos(url: str, folder: Path, *, cas: bool = True) -> Outcome:
     db = Database(url)
     await db.migrate()
     await fill(db)
-    events = tmp_path / "events"
-    workers = Workers(url, events, tmp_path / "workers.log")
+    events = folder / "events"
+    workers = Workers(url, events, folder / "workers.log", cas=cas, retry_seconds=RETRY_SECONDS)
     sends: collections.Counter[int] = collections.Counter()
     done = asyncio.Event()
     delivering = asyncio.create_task(deliver(db, sends, done))
@@ -129,7 +178,7 @@ async def test_nothing_is_lost_or_sent_twice_through_kills_and_stops(tmp_path: P
         while (await status_counts(db))[JobStatus.SUCCEEDED] < JOBS or len(sends) < JOBS:
             assert loop.time() < deadline, f"stuck: {await status_counts(db)}, {len(sends)} delivered"
             await asyncio.sleep(0.2)
-        await asyncio.sleep(1.0)  # a stale worker that was stopped would complete or send again now
+        await asyncio.sleep(RETRY_SECONDS + 0.5)  # a stale worker would complete or send again now
     finally:
         done.set()
         await delivering
@@ -138,18 +187,46 @@ async def test_nothing_is_lost_or_sent_twice_through_kills_and_stops(tmp_path: P
         jobs = list((await session.execute(select(Job))).scalars())
         deliveries = list((await session.execute(select(Delivery))).scalars())
     await db.close()
+    return Outcome(kills, stops, jobs, deliveries, sends, *read_events(events))
 
-    assert (kills, stops) == (KILLS, STOPS)
-    assert collections.Counter(job.status for job in jobs) == {JobStatus.SUCCEEDED: JOBS}
-    assert len(deliveries) == JOBS and all(d.status == "sent" and d.kind == "result" for d in deliveries)
-    assert set(sends) == {job.id for job in jobs} and set(sends.values()) == {1}, "lost or sent twice"
-    claimed, completed = read_events(events)
-    for job in jobs:
-        assert job.result is not None and completed[job.id] == [(job.attempt, job.result["by"])], job.id
-        assert job.result["attempt"] == job.attempt and (job.attempt, job.result["by"]) in claimed[job.id]
-        assert len(claimed[job.id]) <= job.attempt  # every claim counted an attempt
-    retried = [job for job in jobs if job.attempt > 1]
-    assert retried, "the kills and stops took jobs over"
+
+def problems(outcome: Outcome) -> list[str]:
+    """What went wrong: nothing, when the queue holds its promises."""
+    found = []
+    if collections.Counter(job.status for job in outcome.jobs) != {JobStatus.SUCCEEDED: JOBS}:
+        found.append(f"not all done: {collections.Counter(job.status for job in outcome.jobs)}")
+    if len(outcome.deliveries) != JOBS or not all(d.status == "sent" and d.kind == "result" for d in outcome.deliveries):
+        found.append("deliveries missing or unsent")
+    if set(outcome.sends) != {job.id for job in outcome.jobs} or set(outcome.sends.values()) != {1}:
+        found.append("lost or sent twice")
+    for job in outcome.jobs:
+        held = (job.attempt, (job.result or {}).get("by"))
+        if job.result is None or outcome.completed[job.id] != [held] or job.result["attempt"] != job.attempt:
+            found.append(f"job {job.id}: completed by {outcome.completed[job.id]}, but attempt {job.attempt} held it")
+        elif held not in outcome.claimed[job.id] or len(outcome.claimed[job.id]) > job.attempt:
+            found.append(f"job {job.id}: claims {outcome.claimed[job.id]} not counted as attempts ({job.attempt})")
+    return found
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_nothing_is_lost_or_sent_twice_through_kills_and_stops(tmp_path: Path, backend: str) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'chaos.db'}" if backend == "sqlite" else await postgres_cluster.cluster().new_database()
+    outcome = await run_chaos(url, tmp_path)
+    assert outcome.kills == KILLS and len(outcome.stops) == STOPS
+    assert all(seconds > LEASE_SECONDS for seconds in outcome.stops), outcome.stops
+    assert problems(outcome) == []
+    assert [job for job in outcome.jobs if job.attempt > 1], "the kills and stops took jobs over"
+
+
+@pytest.mark.timeout(600)
+async def test_the_chaos_fails_without_the_compare_and_set(tmp_path: Path) -> None:
+    """The check of the check: the same chaos, with the queue's compare-and-set on the attempt
+    removed (CHAOS_NO_CAS), ends with jobs completed by attempts that no longer held them."""
+    outcome = await run_chaos(f"sqlite+aiosqlite:///{tmp_path / 'chaos.db'}", tmp_path, cas=False)
+    found = problems(outcome)
+    assert any("but attempt" in problem for problem in found), found
+    print(f"without the compare-and-set: {len(found)} problem(s), e.g. {found[:2]}")
 
 
 @pytest.mark.timeout(300)

@@ -1,4 +1,4 @@
-"""workers (what /admin status shows), an index for claiming compatible jobs together
+"""workers (what /admin status shows), an index for claiming compatible jobs together, the claim index in claim order
 
 Revision ID: 0006
 Revises: 0005
@@ -27,9 +27,14 @@ def upgrade() -> None:
     sa.Column('seen_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('owner', name=op.f('pk_workers')),
     )
-    op.create_index('ix_jobs_batch', 'jobs', ['status', 'batch_key', 'priority', 'fair_round', 'id'], unique=False)
+    op.create_index('ix_jobs_batch', 'jobs', ['status', 'batch_key', sa.text('priority DESC'), 'fair_round', 'id'], unique=False)
+    # the claim's index in claim order (highest priority first), so a claim reads its first row
+    op.drop_index('ix_jobs_claim', table_name='jobs')
+    op.create_index('ix_jobs_claim', 'jobs', ['status', sa.text('priority DESC'), 'fair_round', 'id'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index('ix_jobs_claim', table_name='jobs')
+    op.create_index('ix_jobs_claim', 'jobs', ['status', 'priority', 'fair_round', 'id'], unique=False)
     op.drop_index('ix_jobs_batch', table_name='jobs')
     op.drop_table('workers')
