@@ -241,7 +241,11 @@ class Settings(BaseSettings):
         description="Compatible txt2img jobs (same model, size, steps, sampler, CFG, LoRAs, VAE; any prompts and "
         "seeds) a worker draws in one pipeline call, each completed separately. 1: no batching.",
     )
-    max_batch_images: int = Field(8, ge=1, le=256, description="Most images (the jobs' --n together) in one batched call.")
+    max_batch_images: int = Field(
+        4, ge=1, le=256,
+        description="Most images (the jobs' --n together) in one batched call. The default is SDBOT_MAX_BATCH's: a batch "
+        "takes no more GPU memory than the largest single job may.",
+    )
     batch_wait_ms: int = Field(
         0, ge=0, le=10_000, description="How long a worker waits for more compatible jobs before drawing a batch that is not full."
     )

@@ -63,7 +63,7 @@ class WorkerLimits:
     train_yield: bool = True  # a training run gives way to waiting drawing jobs (SDBOT_TRAIN_YIELD)
     train_hours: str | None = None  # UTC hours when training runs (SDBOT_TRAIN_HOURS); None: always
     max_batch_jobs: int = 1  # compatible txt2img jobs drawn in one pipeline call (SDBOT_MAX_BATCH_JOBS)
-    max_batch_images: int = 8  # images in one batched call (SDBOT_MAX_BATCH_IMAGES)
+    max_batch_images: int = 4  # images in one batched call (SDBOT_MAX_BATCH_IMAGES)
     batch_wait_ms: int = 0  # wait this long for more compatible jobs before drawing a batch that is not full
     affinity_seconds: float = 30.0  # loaded model first, unless another job waited this long (SDBOT_AFFINITY_SECONDS)
     models: tuple[str, ...] = ()  # `worker --models a,b`: only jobs for these models; empty: any
@@ -322,7 +322,8 @@ class Worker:
         if limits.batch_wait_ms <= 0 or limits.max_batch_jobs <= 1 or not lead.batch_key:
             return []
         more: list[Job] = []
-        deadline = time.monotonic() + limits.batch_wait_ms / 1000
+        # never so long that the leases taken with the claim (not yet heartbeating) could run out
+        deadline = time.monotonic() + min(limits.batch_wait_ms / 1000, limits.lease_seconds / 3)
         while len(jobs) + len(more) < limits.max_batch_jobs and (left := deadline - time.monotonic()) > 0:
             self._wake.clear()
             await _wait_any(self._wake, timeout=left)
