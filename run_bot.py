@@ -254,7 +254,7 @@ def _health_endpoint(core: Core, process_role: str, leadership: Leadership, work
     from runtime.health import HealthEndpoint
 
     return HealthEndpoint(
-        role=process_role, db=core.db, leadership=leadership, worker_health=getattr(worker, "health", None),
+        role=process_role, db=core.db, leadership=leadership, worker_health=worker.health if worker is not None else None,
         host=s.health_host, port=s.health_port, secrets=s.secret_values(),
     )  # fmt: skip
 

@@ -156,10 +156,6 @@ async def test_two_processes_one_leader_and_the_other_takes_over(tmp_path: Path,
 
 
 async def test_a_worker_process_reports_its_worker(tmp_path: Path, models_dir: Path) -> None:
-    from generation.worker import Worker
-
-    if not hasattr(Worker, "health"):
-        pytest.skip("Worker.health() is not there yet")
     log_path = tmp_path / "worker.log"
     with open(log_path, "ab") as handle:
         process = subprocess.Popen([sys.executable, str(ROOT / "run_bot.py"), "worker", "--health-port", "0"], cwd=ROOT,
