@@ -38,6 +38,7 @@ ENGINE_RULES = {
                         "generation.control"},  # fmt: skip
     "generation.training": {"generation.engine", "generation.spec", "generation.errors", "generation.assets",
                             "generation.models", "generation.prompts"},  # fmt: skip
+    "generation.animation": {"generation.errors"},  # Deforum schedules and warps, torch-free
     "generation.worker": {"generation.engine", "generation.jobs", "generation.spec", "generation.errors",
                           "generation.training"},  # fmt: skip
 }
@@ -48,7 +49,7 @@ TORCH_FREE = [
     "generation.prompts.weights", "generation.models.samplers", "generation.models.files", "generation.models.shapes",
     "generation.models.hf_source", "generation.models.tiny_config", "generation.assets.files", "generation.assets.fit",
     "generation.assets.safetensors_header", "generation.control.catalog", "generation.control.qr",
-    "generation.training.spec", "generation.training.buckets",
+    "generation.training.spec", "generation.training.buckets", "generation.animation.keyframes",
 ]  # fmt: skip
 
 
