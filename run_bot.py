@@ -173,6 +173,8 @@ async def run_worker_only(settings: Settings, role: WorkerRole) -> int:
         log.error("worker --models: %s is not a configured model (known: %s)", ", ".join(unknown), names)
         await core.db.close()
         return 2
+    # jobs carry a model's display name: the names given may be another spelling of it
+    role = WorkerRole(gpu=role.gpu, models=tuple(core.ctx.registry.get(name).display_name for name in role.models))  # type: ignore[union-attr]
     return await _run(core, asyncio.Event().wait(), process_role="worker", with_worker=True, role=role)
 
 
