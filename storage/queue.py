@@ -1,9 +1,11 @@
 """The durable job queue: enqueue, claim with a lease, heartbeat, complete, fail, retry, cancel.
 
 Rules that make it safe with several workers and crashes at any point:
-- A claim takes queued jobs in fair order (priority, then the owner's round, then age) with
-  FOR UPDATE SKIP LOCKED (dropped on SQLite, where BEGIN IMMEDIATE serialises claims), bumps the
-  attempt counter and sets a lease.
+- A claim takes queued jobs in claim order (priority, then jobs that waited past the affinity
+  bound, then the worker's loaded model, then the owner's round, then age) with FOR UPDATE SKIP
+  LOCKED (dropped on SQLite, where BEGIN IMMEDIATE serialises claims), bumps the attempt counter
+  and sets a lease; `claim_compatible` adds, in the same transaction, jobs that can share the
+  first one's pipeline call (its batch key).
 - Every later write by the worker is a compare-and-set on (id, attempt, lease owner, running):
   a worker whose lease was taken over can no longer change the job.
 - A job ends (succeeded or failed) in the same transaction as its outbox row, so what a user is
