@@ -101,9 +101,15 @@ async def chaos(workers: Workers, rng: random.Random) -> tuple[int, list[float]]
         proc = workers.procs[index]
         proc.send_signal(signal.SIGSTOP)
         stopped = loop.time()
-        for _ in range(int(10 * LEASE_SECONDS / 0.01)):  # until another worker took the job over
+        for tick in range(int(20 * LEASE_SECONDS / 0.01)):  # until another worker took the job over
             if any(a > attempt for a, _ in read_events(workers.events)[0].get(job_id, ())):
                 break
+            if tick and tick % int(5 * LEASE_SECONDS / 0.01) == 0:
+                # stopped inside a transaction, it holds SQLite's write lock and nobody can take the
+                # job over: let it finish that transaction, and stop it again
+                proc.send_signal(signal.SIGCONT)
+                await asyncio.sleep(0.02)
+                proc.send_signal(signal.SIGSTOP)
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.05)  # the new holder is drawing it (for RETRY_SECONDS)
         proc.send_signal(signal.SIGCONT)
@@ -252,7 +258,16 @@ async def test_a_stopped_worker_cannot_complete_a_job_taken_over(tmp_path: Path,
         [(_, owner_a)] = read_events(events)[0][1]
         first.procs[0].send_signal(signal.SIGSTOP)
         second = Workers(url, events, tmp_path / "b.log", count=1, job_seconds=3.0, cas=cas)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 12 * LEASE_SECONDS
         while len(read_events(events)[0][1]) < 2:  # B reaps the lease and claims attempt 2
+            if loop.time() > deadline:
+                # A was stopped inside a transaction (its heartbeat's): it holds SQLite's write
+                # lock, so B can neither reap nor claim. Let A finish that transaction, stop it again.
+                first.procs[0].send_signal(signal.SIGCONT)
+                await asyncio.sleep(0.02)
+                first.procs[0].send_signal(signal.SIGSTOP)
+                deadline = loop.time() + 12 * LEASE_SECONDS
             await asyncio.sleep(0.05)
         first.procs[0].send_signal(signal.SIGCONT)
         while not read_events(events)[1].get(1) or (await status_counts(db))[JobStatus.SUCCEEDED] < 1:
