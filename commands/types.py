@@ -64,6 +64,25 @@ class ImageFile:
 
 
 @dataclass(frozen=True)
+class VideoFile:
+    """A clip as the engine made it: its MP4 (H.264) and GIF in the blob store, and its frames
+    (PNGs in order), from which an adapter makes a smaller file when the MP4 is over its limit."""
+
+    mp4: Path
+    gif: Path | None
+    width: int
+    height: int
+    fps: int
+    frames: tuple[Path, ...]
+    loop: bool = False  # played forward then backward (the MP4 and GIF already are)
+
+    @property
+    def seconds(self) -> float:
+        played = 2 * len(self.frames) - 2 if self.loop and len(self.frames) > 2 else len(self.frames)
+        return played / self.fps
+
+
+@dataclass(frozen=True)
 class DocumentFile:
     """A file sent as it is (a trained LoRA's .safetensors): adapters send it as a document."""
 
@@ -104,6 +123,9 @@ class Reply:
     followups: tuple[Reply, ...] = ()
     # Files sent as documents with the text (`/lora download NAME`), within the platform's limit.
     documents: tuple[DocumentFile, ...] = ()
+    # A clip (/animate, /video2video, /deforum): sent as a video that plays inline, instead of
+    # `images` (which then hold its first frame, the poster: a Telegram thumbnail, the console).
+    video: VideoFile | None = None
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,24 @@ class ControlNetEntry(BaseModel):
     description: str = ""
 
 
+class MotionAdapterEntry(BaseModel):
+    """One AnimateDiff motion model for /animate and /video2video: a diffusers `MotionAdapter`
+    folder or Hub id already downloaded (`tiny` for the built-in test one), and the architecture it
+    was trained for: a motion adapter only moves the base models of that architecture."""
+
+    source: str
+    architecture: Literal["sd1", "sdxl"] | None = Field(
+        None, description="sd1 or sdxl (default: sdxl when the source's name says xl, else sd1)."
+    )
+    description: str = ""
+
+    @property
+    def family(self) -> str:
+        if self.architecture:
+            return self.architecture
+        return "sdxl" if "xl" in self.source.lower() else "sd1"
+
+
 def source_kind(source: str) -> SourceKind:
     if source == TINY:
         return "tiny"

@@ -22,7 +22,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from config.models import ControlNetEntry, ModelEntry, ModelRegistry
+from config.models import ControlNetEntry, ModelEntry, ModelRegistry, MotionAdapterEntry
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
@@ -227,6 +227,37 @@ class Settings(BaseSettings):
     )
     upscale_tile: int = Field(512, ge=32, description="Tile side (input pixels) of esrgan upscales; bounds memory.")
 
+    # --- animation: /animate, /video2video, /deforum (generation.animation, commands.animate) ---
+    motion_adapters: Annotated[dict[str, MotionAdapterEntry], NoDecode] = Field(
+        default_factory=dict,
+        description="Named AnimateDiff motion adapters (`name=source` pairs, or TOML `[motion_adapters.NAME]` with source "
+        "and architecture) for `/animate --motion NAME`; the first is the default. On the tiny model the built-in "
+        "`tiny` adapter serves.",
+    )
+    motion_loras: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Named motion LoRAs (camera moves such as guoyww's zoom-in, pan-left: a folder or .safetensors) for "
+        "`/animate --camera NAME`. On the tiny model the built-in `tiny-zoom` serves.",
+    )
+    default_frames: int = Field(16, ge=1, description="Frames of /animate and /video2video without --frames.")
+    min_frames: int = Field(8, ge=1, description="Fewest --frames of /animate (AnimateDiff's motion needs a few).")
+    max_frames: int = Field(32, ge=1, description="Most frames of /animate and /video2video (longer clips: context windows).")
+    max_deforum_frames: int = Field(120, ge=2, description="Most frames of one /deforum run (each is an img2img pass).")
+    default_fps: int = Field(8, ge=1, le=60, description="Frames per second of a clip without --fps.")
+    max_fps: int = Field(30, ge=1, le=60)
+    max_clip_pixels: int = Field(
+        512 * 512, ge=64 * 64, description="Largest width x height of one frame of a clip (a clip holds all its frames at once)."
+    )
+    animate_context_frames: int = Field(
+        16, ge=2, description="Frames AnimateDiff sees at once (its motion models are trained on 16); longer clips go "
+        "in overlapping windows of this many frames.",
+    )
+    animate_context_stride: int = Field(4, ge=1, description="Frames between the starts of two context windows.")
+    deforum_strength: float = Field(0.6, gt=0, le=1, description="Default --strength of /deforum: how much each frame is redrawn.")
+    video2video_strength: float = Field(0.6, gt=0, le=1, description="Default --strength of /video2video.")
+    max_video_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest video or GIF /video2video reads.")
+    max_video_seconds: float = Field(10.0, gt=0, description="Longest video /video2video reads.")
+
     # --- queue and worker --------------------------------------------------------------------
     lease_seconds: float = Field(30.0, gt=0, description="A running job's lease; renewed every third of it.")
     max_attempts: int = Field(3, ge=1, description="Runs of a job (crashes included) before it fails.")
@@ -323,18 +354,19 @@ class Settings(BaseSettings):
             parse_hours(value)
         return value or None
 
-    @field_validator("upscalers", "face_restorers", "vaes", mode="before")
+    @field_validator("motion_adapters", mode="before")
+    @classmethod
+    def _motion_adapters(cls, value: Any) -> Any:
+        """`name=source` pairs from the environment, as for the named files; TOML and JSON give tables."""
+        named = _name_pairs(value)
+        if isinstance(named, dict):
+            return {name: {"source": entry} if isinstance(entry, str) else entry for name, entry in named.items()}
+        return named
+
+    @field_validator("upscalers", "face_restorers", "vaes", "motion_loras", mode="before")
     @classmethod
     def _named_files(cls, value: Any) -> Any:
-        """`name=path,name2=path2` from the environment (TOML and JSON give a table)."""
-        if isinstance(value, str) and value.lstrip().startswith("{"):
-            return json.loads(value)
-        if isinstance(value, str):
-            pairs = [part.split("=", 1) for part in value.split(",") if part.strip()]
-            if any(len(pair) != 2 for pair in pairs):
-                raise ValueError("expected name=path pairs separated by commas")
-            return {name.strip(): path.strip() for name, path in pairs}
-        return value
+        return _name_pairs(value)
 
     @field_validator("admin_ids", "telegram_allowed_users", "telegram_allowed_chats", "discord_guild_ids", mode="before")
     @classmethod
@@ -355,6 +387,10 @@ class Settings(BaseSettings):
             raise ValueError("SDBOT_DEFAULT_STEPS must not exceed SDBOT_MAX_STEPS")
         if self.default_n > self.max_batch:
             raise ValueError("SDBOT_DEFAULT_N must not exceed SDBOT_MAX_BATCH")
+        if not self.min_frames <= self.default_frames <= self.max_frames:
+            raise ValueError("SDBOT_DEFAULT_FRAMES must lie between SDBOT_MIN_FRAMES and SDBOT_MAX_FRAMES")
+        if self.default_fps > self.max_fps:
+            raise ValueError("SDBOT_DEFAULT_FPS must not exceed SDBOT_MAX_FPS")
         if not self.min_cfg <= self.default_cfg <= self.max_cfg:
             raise ValueError("SDBOT_DEFAULT_CFG must lie between SDBOT_MIN_CFG and SDBOT_MAX_CFG")
         return self
@@ -401,6 +437,18 @@ class Settings(BaseSettings):
 
     def is_admin(self, platform: str, user_id: str) -> bool:
         return f"{platform}:{user_id}" in self.admin_ids or user_id in self.admin_ids
+
+
+def _name_pairs(value: Any) -> Any:
+    """`name=path,name2=path2` from the environment (TOML and JSON give a table)."""
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        return json.loads(value)
+    if isinstance(value, str):
+        pairs = [part.split("=", 1) for part in value.split(",") if part.strip()]
+        if any(len(pair) != 2 for pair in pairs):
+            raise ValueError("expected name=path pairs separated by commas")
+        return {name.strip(): path.strip() for name, path in pairs}
+    return value
 
 
 def load_settings(**overrides: Any) -> Settings:

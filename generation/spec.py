@@ -18,11 +18,15 @@ from config.models import ControlType
 # candidate prompts kept in the job's `result`: enhance (a text model writes detailed prompts from
 # a short one) and describe (a captioning model and CLIP describe an image).
 # instruct: Instruct Pix2Pix (`/edit make it winter`) on a configured instruct model.
-JobKind = Literal["txt2img", "img2img", "inpaint", "outpaint", "upscale", "facefix", "enhance", "describe", "instruct"]
+# Clips (`spec.clip`): animate (AnimateDiff from a prompt), video2video (AnimateDiff restyling a
+# clip's frames), deforum (an img2img loop along keyframe schedules, with 2D warps).
+JobKind = Literal["txt2img", "img2img", "inpaint", "outpaint", "upscale", "facefix", "enhance", "describe", "instruct",
+                  "animate", "video2video", "deforum"]  # fmt: skip
+CLIP_KINDS = ("animate", "video2video", "deforum")
 TEXT_KINDS = ("enhance", "describe")
 UpscaleMethod = Literal["lanczos", "esrgan", "hires", "latent"]
 UPSCALE_METHODS: tuple[str, ...] = ("lanczos", "esrgan", "hires", "latent")
-DIFFUSION_KINDS = ("txt2img", "img2img", "inpaint", "outpaint", "instruct")  # kinds that run a diffusion model
+DIFFUSION_KINDS = ("txt2img", "img2img", "inpaint", "outpaint", "instruct", *CLIP_KINDS)  # kinds that run a diffusion model
 # ControlNet (generation.control): what a control map shows, and A1111's control modes
 # ("My prompt is more important" = prompt, "ControlNet is more important" = control).
 CONTROL_TYPES: tuple[str, ...] = get_args(ControlType)
@@ -85,6 +89,53 @@ class ControlRef(BaseModel):
         if self.start >= self.end:
             raise ValueError("a control's start must come before its end")
         return self
+
+
+class CameraRef(BaseModel):
+    """A motion LoRA (a camera move: zoom, pan, tilt) on the motion modules of an /animate clip."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str  # a `motion_loras` config name (`tiny-zoom` on the tiny model)
+    weight: float = Field(1.0, ge=0, le=2)
+
+
+class ClipSpec(BaseModel):
+    """What makes a job a clip: its frames and how they move. Frame k of a clip is output k of
+    the job (a PNG with the clip's parameters); the MP4 and GIF are made from them.
+
+    `source` are PNG blob keys: for video2video the frames it restyles; for an upscale or face fix
+    of a clip the frames it works on one by one; with `extend` (the Longer button) the clip so far,
+    which the new `frames` continue from its last frame, the result being the whole longer clip."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    frames: int = Field(ge=1, le=10_000)  # frames drawn (with `extend`: the new ones)
+    fps: int = Field(8, ge=1, le=60)
+    # animate, video2video: the motion adapter (`motion_adapters` config; `tiny` on the tiny model)
+    motion: str | None = None
+    cameras: tuple[CameraRef, ...] = ()
+    # Played forward then backward, so it loops without a jump (AnimateDiff draws no closed loop).
+    loop: bool = False
+    # AnimateDiff's context windows (FreeNoise) when frames > context: frames seen at once, and
+    # the frames between the starts of two windows.
+    context: int = Field(16, ge=2)
+    stride: int = Field(4, ge=1)
+    source: tuple[str, ...] = ()
+    extend: bool = False
+    # deforum: Deforum's keyframe schedules (generation.animation.keyframes), and colour coherence
+    # to the first frame (LAB). The prompt may be a prompt schedule, `0: a forest, 24: a city`.
+    zoom: str = "0:(1.0)"
+    angle: str = "0:(0)"
+    tx: str = "0:(0)"
+    ty: str = "0:(0)"
+    strength_schedule: str | None = None  # None: the job's strength at every frame
+    color_coherence: bool = True
+
+    @property
+    def offset(self) -> int:
+        """The frame number the drawn frames start at (schedules continue across Longer)."""
+        return len(self.source) if self.extend else 0
 
 
 class GenerationSpec(BaseModel):
@@ -152,9 +203,13 @@ class GenerationSpec(BaseModel):
     control_mode: ControlMode = "balanced"
     # --- instruct: Instruct Pix2Pix's image guidance scale (how closely to keep the picture) ---
     image_cfg: float | None = Field(None, ge=0, le=10)
+    # --- clips: /animate, /video2video, /deforum, and upscales or face fixes of a clip's frames ---
+    clip: ClipSpec | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> GenerationSpec:
+        if self.kind in CLIP_KINDS or self.clip is not None:
+            return self._consistent_clip()
         if self.kind in ("txt2img", "enhance"):
             if self.init_image is not None:
                 raise ValueError(f"{self.kind} takes no init_image")
@@ -173,6 +228,24 @@ class GenerationSpec(BaseModel):
             raise ValueError("hires and latent upscales need strength")
         if self.kind == "instruct" and self.image_cfg is None:
             raise ValueError("instruct needs image_cfg")
+        return self
+
+    def _consistent_clip(self) -> GenerationSpec:
+        clip = self.clip
+        if clip is None:
+            raise ValueError(f"{self.kind} needs clip")
+        if self.kind in ("animate", "video2video") and clip.motion is None:
+            raise ValueError(f"{self.kind} needs a motion adapter (clip.motion)")
+        if self.kind == "video2video" and (not clip.source or clip.extend or self.strength is None):
+            raise ValueError("video2video needs its source frames and strength")
+        if self.kind not in CLIP_KINDS and (self.kind not in ("upscale", "facefix") or len(clip.source) != clip.frames):
+            raise ValueError("only upscale and facefix work on a clip's frames (one per source frame)")
+        if self.kind == "deforum" and self.strength is None:
+            raise ValueError("deforum needs strength")
+        if clip.extend and not clip.source:
+            raise ValueError("extend needs the clip so far (source)")
+        if self.kind == "upscale" and (self.scale is None or self.upscale_method is None):
+            raise ValueError("upscale needs scale and upscale_method")
         return self
 
     @property
@@ -194,6 +267,11 @@ class GenerationSpec(BaseModel):
                 "negative_prompt": expand(self.negative_prompt, seed, files, salt="negative"),
             }
         )  # fmt: skip
+
+    def frame_spec(self, index: int) -> GenerationSpec:
+        """Frame `index` of an upscale or face fix of a clip, as the one-image job that makes it."""
+        assert self.clip is not None and self.kind not in CLIP_KINDS
+        return self.model_copy(update={"clip": None, "init_image": self.clip.source[index], "n": 1})
 
     def seeds(self) -> list[int]:
         """Image i of a batch uses seed + i, so any image can be reproduced alone."""

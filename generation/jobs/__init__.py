@@ -61,9 +61,23 @@ class RenderedImage:
 
 
 @dataclass(frozen=True)
+class EncodedClip:
+    """A clip's playable files, made from its frames (the job's images) by generation.animation.video."""
+
+    mp4: bytes  # H.264, yuv420p, moov atom first (plays while it loads)
+    gif: bytes
+    fps: int
+    width: int
+    height: int
+    frames: int  # frames drawn; with `loop` the files play them forward, then backward
+    loop: bool
+
+
+@dataclass(frozen=True)
 class Rendered:
     images: list[RenderedImage]
     maps: list[bytes]  # PNGs of the control maps the job was steered by, in the order of spec.controls
+    clip: EncodedClip | None = None  # a clip job's MP4 and GIF; its frames are `images`
 
 
 def run_job(
