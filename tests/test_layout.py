@@ -35,10 +35,10 @@ ENGINE_RULES = {
                           "generation.assets", "generation.imaging", "generation.tools", "generation.control"},  # fmt: skip
     "generation.jobs": {"generation.engine", "generation.spec", "generation.errors", "generation.parameters",
                         "generation.prompts", "generation.models", "generation.assets", "generation.imaging",
-                        "generation.control"},  # fmt: skip
+                        "generation.control", "generation.animation"},  # fmt: skip
     "generation.training": {"generation.engine", "generation.spec", "generation.errors", "generation.assets",
                             "generation.models", "generation.prompts"},  # fmt: skip
-    "generation.animation": {"generation.errors"},  # Deforum schedules and warps, torch-free
+    "generation.animation": {"generation.errors"},  # Deforum schedules, warps and video files, torch-free
     "generation.worker": {"generation.engine", "generation.jobs", "generation.spec", "generation.errors",
                           "generation.training"},  # fmt: skip
 }
@@ -50,6 +50,7 @@ TORCH_FREE = [
     "generation.models.hf_source", "generation.models.tiny_config", "generation.assets.files", "generation.assets.fit",
     "generation.assets.safetensors_header", "generation.control.catalog", "generation.control.qr",
     "generation.training.spec", "generation.training.buckets", "generation.animation.keyframes",
+    "generation.animation.video",
 ]  # fmt: skip
 
 
