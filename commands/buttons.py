@@ -13,8 +13,9 @@ import io
 
 from PIL import Image
 
-from commands import edits, render
+from commands import clips, edits, render
 from commands.candidates import imagine_candidate
+from commands.clip_source import is_clip_job
 from commands.context import Context
 from commands.control import queue_instruct
 from commands.errors import UserError
@@ -46,6 +47,8 @@ async def press(ctx: Context, request: Request) -> list[Reply]:
     verb, _, number = action.id.partition(":")
     index = int(number) - 1 if number else None
     spec = render.spec_of(job)
+    if spec.clip is not None:
+        return await clips.press(ctx, request, job, verb)
     if verb == "imagine" and index is not None:
         return await imagine_candidate(ctx, request, job, index)
     if verb == "upscale" and index is not None:
@@ -137,6 +140,8 @@ def single_image_reply(ctx: Context, job: Job, index: int) -> Reply:
 
 
 def result_reply(ctx: Context, job: Job) -> Reply:
+    if is_clip_job(job):
+        return clips.clip_reply(ctx, job)
     return Reply(
         render.result_text(job),
         kind="result",

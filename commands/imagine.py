@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from commands.clip_source import is_clip_job, replied_clip
 from commands.context import Context
 from commands.errors import UserError
 from commands.images import first_image
@@ -35,6 +36,10 @@ class Source:
 
 
 async def imagine(ctx: Context, request: Request, args: str) -> list[Reply]:
+    if request.reply_to and not request.attachments and await replied_clip(ctx, request) is not None:
+        from commands.animate import video2video
+
+        return await video2video(ctx, request, args)  # a reply to a clip restyles the clip
     flags = parse_flags(args, IMAGINE_FLAGS)
     opts = read_options(
         flags.values, ctx.settings, ctx.registry, written=flags.written, prompt=flags.text, problems=flags.problems
@@ -103,6 +108,11 @@ async def _from_bot_message(ctx: Context, request: Request) -> Source | None:
             raise UserError(f"Job {job.id} isn't finished yet. Wait for its picture, then reply to that.")
         if job.status != JobStatus.SUCCEEDED or not job.outputs:
             return None  # a failure or cancellation note: nothing to remix, treat as plain text
+        if is_clip_job(job):
+            raise UserError(
+                f"Job {job.id} is a clip. Reply to it with a prompt (or `/video2video <prompt>`) to restyle it, press its "
+                "buttons, or get its frames as pictures with `/frames`."
+            )
         if ref.role == "map":  # a control map: a picture of its own, not a remix of the job
             maps = maps_of(job)
             if ref.output_index is None or ref.output_index >= len(maps):

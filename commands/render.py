@@ -46,10 +46,34 @@ def image_base(job: Job, index: int) -> GenerationSpec:
     return spec.model_copy(update={"prompt": picked.prompt, "negative_prompt": picked.negative_prompt, "wildcards": {}})
 
 
+def clip_line(spec: GenerationSpec) -> str:
+    """A clip's own settings: frames, fps, motion, camera moves, loop, Deforum's schedules."""
+    clip = spec.clip
+    assert clip is not None
+    frames = clip.offset + clip.frames
+    parts = [f"{frames} frames", f"{clip.fps} fps ({frames / clip.fps:.1f} s)"]
+    if clip.motion:
+        parts.append(f"motion {clip.motion}")
+    if clip.cameras:
+        parts.append("camera " + ", ".join(f"{camera.name} {camera.weight:g}" for camera in clip.cameras))
+    if spec.kind == "deforum":
+        moves = {"zoom": ("0:(1.0)", clip.zoom), "angle": ("0:(0)", clip.angle), "tx": ("0:(0)", clip.tx), "ty": ("0:(0)", clip.ty)}
+        parts += [f"{name} {value}" for name, (still, value) in moves.items() if value != still]
+        if clip.strength_schedule:
+            parts.append(f"strength {clip.strength_schedule}")
+        if not clip.color_coherence:
+            parts.append("colour coherence off")
+    if clip.loop:
+        parts.append("loop")
+    return " · ".join(parts)
+
+
 def settings_line(spec: GenerationSpec) -> str:
     if spec.kind in TEXT_KINDS:
         return f"seed {spec.seed}" if spec.kind == "enhance" else f"{spec.width}x{spec.height}"
     if not spec.diffusion:  # lanczos / esrgan upscales, face fixes: no model settings to show
+        if spec.clip is not None:
+            return " · ".join(part for part in (clip_line(spec), f"{spec.width}x{spec.height}", spec.upscaler) if part)
         return " · ".join(part for part in (f"{spec.width}x{spec.height}", spec.upscaler, spec.face_model) if part)
     parts = [f"{spec.width}x{spec.height}", f"{spec.steps} steps", spec.sampler, f"CFG {spec.cfg:g}"]
     if spec.n > 1:
@@ -74,6 +98,8 @@ def settings_line(spec: GenerationSpec) -> str:
     if spec.image_cfg is not None:
         parts.append(f"image CFG {spec.image_cfg:g}")
     parts.append(spec.model)
+    if spec.clip is not None:
+        parts.insert(0, clip_line(spec))
     return " · ".join(parts)
 
 
@@ -115,8 +141,22 @@ def status_text(job: Job, position: int) -> str:
         return f"✍️ Job {job.id}: {'writing prompts' if job.kind == 'enhance' else 'looking at the picture'}…"
     if job.progress_total:
         percent = 100 * job.progress_step // job.progress_total
+        spec = spec_of(job)
+        if spec.clip is not None:
+            return f"🎞️ Job {job.id}: {_clip_progress(spec, job.progress_step, job.progress_total)} ({percent}%)"
         return f"🎨 Job {job.id}: drawing, step {job.progress_step}/{job.progress_total} ({percent}%)"
     return f"🎨 Job {job.id}: starting…"
+
+
+def _clip_progress(spec: GenerationSpec, step: int, total: int) -> str:
+    """Where a clip job is: the frame a frame-by-frame job (Deforum, an upscale of a clip) is on;
+    the step of an AnimateDiff clip, whose frames are drawn together."""
+    assert spec.clip is not None
+    frames = spec.clip.frames
+    if spec.kind == "animate" or spec.kind == "video2video":
+        return f"drawing {frames} frames, step {step}/{total}"
+    frame = min(frames, step * frames // max(total, 1) + 1)
+    return f"frame {frame}/{frames}"
 
 
 def result_text(job: Job) -> str:
@@ -124,6 +164,8 @@ def result_text(job: Job) -> str:
     if spec.kind in TEXT_KINDS:
         return answer_text(job)
     head = {"txt2img": "🖼️", "img2img": "🔁", "upscale": "🔍", "facefix": "🙂"}.get(spec.kind, "🖌️")
+    if spec.clip is not None:
+        head = "🎞️"
     lines = [f"{head} Job {job.id}: {what_text(spec, 200)}", settings_line(spec)]
     if spec.tile:
         lines.append("Seamless: the picture tiles; the second image shows it 2×2.")
@@ -132,6 +174,8 @@ def result_text(job: Job) -> str:
         lines.insert(1, f"Negative: {short(spec.negative_prompt, 120)}")
     if spec.age_restricted:
         lines.append("🔞 Drawn for an age-restricted channel.")
+    if spec.clip is not None and spec.kind in ("animate", "video2video", "deforum"):
+        lines.append("Reply with a new prompt to restyle it; `/frames` sends its frames.")
     if spec.model in ("tiny", "tiny-pix2pix") and spec.diffusion:
         lines.append("(tiny model: random weights, it draws noise; see /help to use a real model)")
     return "\n".join(lines)
@@ -192,6 +236,10 @@ def actions_for(job: Job, role: str, output_index: int | None) -> tuple[Action, 
         return tuple(Action(f"imagine:{i}", f"Imagine {i}") for i in range(1, len(candidates) + 1))
     count = len(job.outputs)
     spec = spec_of(job)
+    if spec.clip is not None:  # a clip: its own buttons (commands.clips), never per frame
+        from commands.clips import clip_actions
+
+        return clip_actions(job) if role == "result" else ()
     reroll = (Action("reroll", "Reroll", row=len(BUTTON_ROWS)),) if spec.diffusion else ()
 
     def again(index: int) -> tuple[Action, ...]:  # /edit's result: the same instruction on it once more

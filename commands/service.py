@@ -20,7 +20,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from commands import account, assets, buttons, edits, models, render, training_text
+from commands import account, animate, assets, buttons, clips, edits, models, render, training_text
 from commands.admin import admin_command
 from commands.context import Context
 from commands.control import control_command, edit_command
@@ -51,6 +51,11 @@ COMMANDS: dict[str, Handler] = {
     "inpaint": inpaint_command,
     "control": control_command,
     "edit": edit_command,
+    "animate": animate.animate,
+    "video2video": animate.video2video,
+    "v2v": animate.video2video,
+    "deforum": animate.deforum,
+    "frames": clips.frames_command,
     "train": train_command,
     "facefix": edits.facefix_command,
     "enhance": enhance,

@@ -243,6 +243,7 @@ class Settings(BaseSettings):
     min_frames: int = Field(8, ge=1, description="Fewest --frames of /animate (AnimateDiff's motion needs a few).")
     max_frames: int = Field(32, ge=1, description="Most frames of /animate and /video2video (longer clips: context windows).")
     max_deforum_frames: int = Field(120, ge=2, description="Most frames of one /deforum run (each is an img2img pass).")
+    max_clip_frames: int = Field(128, ge=2, description="Longest clip the Longer button may grow, in frames.")
     default_fps: int = Field(8, ge=1, le=60, description="Frames per second of a clip without --fps.")
     max_fps: int = Field(30, ge=1, le=60)
     max_clip_pixels: int = Field(

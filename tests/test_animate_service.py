@@ -1,0 +1,137 @@
+"""/animate, /video2video, /deforum and /frames through the command layer, with SQLite and a real
+worker on the tiny model: what is queued, every refusal in its words (and nothing queued), and
+the clips that come back with their buttons."""
+
+from __future__ import annotations
+
+import io
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from commands.types import Attachment
+from config import Settings
+from tests.test_edits_service import job_spec, jobs_count
+from tests.test_service import Bot, make_bot
+
+
+def video(frames: int = 12, fps: int = 8, size: tuple[int, int] = (96, 64), container: str = "mp4") -> bytes:
+    """A small real video: a bright square moving right."""
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format=container) as output:
+        stream = output.add_stream("libx264" if container == "mp4" else "libvpx", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        for i in range(frames):
+            picture = np.zeros((size[1], size[0], 3), np.uint8)
+            picture[16:32, 4 * i : 4 * i + 16] = 255
+            for packet in stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
+                output.mux(packet)
+        for packet in stream.encode():
+            output.mux(packet)
+    return buffer.getvalue()
+
+
+async def refused(bot: Bot, command: str, **fields) -> str:  # type: ignore[no-untyped-def]
+    replies = await bot.send(command, **fields)
+    assert [reply.kind for _, reply in replies] == ["error"], (command, [reply.text for _, reply in replies])
+    return replies[0][1].text
+
+
+async def test_animate_queues_a_clip_job_with_its_settings(bot: Bot) -> None:
+    [(_, queued)] = await bot.send("/animate a fox running --frames 8 --seed 2 --steps 4 --fps 12 --loop")
+    assert queued.kind == "status", queued.text
+    spec, _, _ = await job_spec(bot, queued.job_id)  # type: ignore[arg-type]
+    assert spec.kind == "animate" and spec.clip is not None
+    assert (spec.clip.frames, spec.clip.fps, spec.clip.motion, spec.clip.loop) == (8, 12, "tiny", True)
+    assert (spec.seed, spec.steps, spec.n, spec.prompt) == (2, 4, 1, "a fox running")
+    assert "8 frames · 12 fps" in queued.text and "motion tiny" in queued.text
+
+
+async def test_long_clips_go_in_context_windows_and_say_so(bot: Bot, settings: Settings) -> None:
+    [(_, queued)] = await bot.send(f"/animate a fox --frames {settings.max_frames}")
+    spec, _, _ = await job_spec(bot, queued.job_id)  # type: ignore[arg-type]
+    assert spec.clip is not None and spec.clip.context == settings.animate_context_frames < spec.clip.frames
+    assert "overlapping windows of 16 frames" in queued.text
+
+
+async def test_deforum_keeps_its_schedules_and_prompt_schedule(bot: Bot) -> None:
+    [(_, queued)] = await bot.send('/deforum "0: a forest, 4: a city" --frames 8 --zoom "0:(1.1)" --angle 2 --strength 0.5')
+    assert queued.kind == "status", queued.text
+    spec, _, _ = await job_spec(bot, queued.job_id)  # type: ignore[arg-type]
+    assert spec.kind == "deforum" and spec.clip is not None
+    assert spec.prompt == "0: a forest, 4: a city"
+    assert (spec.clip.zoom, spec.clip.angle, spec.clip.tx, spec.strength, spec.clip.strength_schedule) == (
+        "0:(1.1)", "0:(2)", "0:(0)", 0.5, None,
+    )  # fmt: skip
+    [(_, scheduled)] = await bot.send('/deforum a sea --frames 10 --strength "0:(0.6), 9:(0.3)" --steps 10')
+    spec, _, _ = await job_spec(bot, scheduled.job_id)  # type: ignore[arg-type]
+    assert spec.clip is not None and spec.clip.strength_schedule == "0:(0.6), 9:(0.3)" and spec.strength == 0.6
+
+
+async def test_every_bad_clip_request_is_refused_clearly_and_queues_nothing(bot: Bot, settings: Settings) -> None:
+    before = await jobs_count(bot)
+    cases = {
+        "/animate a fox --frames 100": "`--frames 100` is out of bounds: use 8 to 32",
+        "/animate a fox --frames 4": "use 8 to 32",
+        "/animate a fox --fps 0": "`--fps 0` is out of bounds",
+        "/animate --frames 8": "Say what to animate",
+        "/animate a fox --motion v3": "only the built-in `tiny` motion adapter works",
+        "/animate a fox --camera dolly": "I don't know the camera move `dolly`. Camera moves: `tiny-zoom`",
+        "/animate a fox --size 1024x1024": "A clip's frames may be 262,144 pixels at most",
+        "/animate a fox --loop maybe": "`--loop` is on or off",
+        "/animate a fox --n 4": "I don't know the option `--n`",
+        '/deforum "0: a forest, 4:" --frames 8': "The prompt schedule: frame 4 has no prompt after its colon (at character",
+        '/deforum "0: a forest, 40: a city" --frames 8': "The prompt for frame 40 comes after the clip's last frame (7)",
+        '/deforum a forest --zoom "0:(1.1), 4:(__import__(\'os\'))"': "`--zoom 0:(1.1), 4:(__import__('os'))`:",
+        '/deforum a forest --zoom "0:(1.1"': "`--zoom 0:(1.1`:",
+        "/deforum a forest --zoom 3": "`--zoom` is 3 at frame 0; per frame it must lie from 0.5 to 2",
+        "/deforum a forest --angle 90": "`--angle` is 90 at frame 0",
+        "/deforum a forest --tx 500 --size 64x64": "`--tx` is 500 at frame 0; per frame it must lie from -64 to 64",
+        "/deforum a forest --frames 500": "`--frames 500` is out of bounds: use 2 to 120",
+        "/deforum a forest --strength 0.1 --steps 4": "With strength 0.1 and 4 steps no denoising step would run",
+        "/deforum a forest --style cinematic": "I don't know the option `--style`",
+        "/video2video a watercolor fox": "`/video2video` restyles a clip: reply to a video, a GIF or one of my clips",
+        "/frames": "Which clip?",
+        "/frames 999": "I can't find job 999 among yours",
+        "/frames 1 webp": "`/frames` takes a job number and one of png, gif, mp4",
+    }
+    for command, expected in cases.items():
+        text = await refused(bot, command)
+        assert expected in text, (command, text)
+    not_video = Attachment("notes.mp4", b"this is no video at all" * 10, "video/mp4")
+    text = await refused(bot, "/video2video a fox", attachments=(not_video,))
+    assert "`notes.mp4`:" in text and "MP4" in text, text
+    assert await jobs_count(bot) == before
+
+
+@pytest.fixture
+async def long_videos_bot(settings: Settings):  # type: ignore[no-untyped-def]
+    made = await make_bot(settings.model_copy(update={"max_video_seconds": 1.0, "max_video_bytes": 40_000}))
+    yield made
+    made.worker.executor.shutdown()
+    await made.core.db.close()
+
+
+async def test_a_video_over_the_length_or_size_limit_is_refused(long_videos_bot: Bot) -> None:
+    bot = long_videos_bot
+    too_long = Attachment("long.mp4", video(frames=24, fps=8), "video/mp4")  # 3 s
+    text = await refused(bot, "/video2video a fox", attachments=(too_long,))
+    assert "`long.mp4` is 3.0 s long; I read videos up to 1 s" in text, text
+    too_big = Attachment("big.mp4", b"\0" * 50_000, "video/mp4")
+    text = await refused(bot, "/video2video a fox", attachments=(too_big,))
+    assert "big.mp4" in text and ("40" in text or "MiB" in text or "MB" in text), text
+
+
+async def test_video2video_reads_an_uploaded_video_within_the_limits(bot: Bot, settings: Settings) -> None:
+    clip = Attachment("run.mp4", video(frames=12, fps=8, size=(96, 64)), "video/mp4")
+    [(_, queued)] = await bot.send("/video2video a watercolor fox --frames 8 --steps 4", attachments=(clip,))
+    assert queued.kind == "status", queued.text
+    spec, _, _ = await job_spec(bot, queued.job_id)  # type: ignore[arg-type]
+    assert spec.kind == "video2video" and spec.clip is not None
+    assert len(spec.clip.source) == 8 and spec.clip.fps == 8 and spec.strength == settings.video2video_strength
+    assert (spec.width, spec.height) == (72, 48)  # the video's proportions at the tiny model's 64x64 area, sides of 8
+    first = Image.open(bot.core.blobs.path(spec.clip.source[0]))
+    assert first.size == (96, 64)
+    assert "I used the first 8" in queued.text, queued.text
