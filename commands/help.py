@@ -21,6 +21,10 @@ COMMAND_MENU: tuple[tuple[str, str], ...] = (
     ("facefix", "Reply to a picture: restore its faces"),
     ("control", "Reply to a picture: /control canny|depth|openpose|... <prompt>"),
     ("edit", "Reply to a picture: /edit make it winter (Instruct Pix2Pix)"),
+    ("animate", "A clip from a prompt: /animate a fox running --frames 16"),
+    ("video2video", "Reply to a video, GIF or clip: /video2video <prompt>"),
+    ("deforum", 'Deforum zoom: /deforum "0: a forest, 24: a city" --zoom 1.02'),
+    ("frames", "A clip's frames as PNGs: /frames <job> [png|gif|mp4]"),
     ("describe", "Reply to a picture: the prompt behind it"),
     ("enhance", "Short prompt to detailed prompts: /enhance a fox --n 3"),
     ("styles", "Prompt styles for --style NAME"),
@@ -87,6 +91,21 @@ def help_text(ctx: Context) -> str:
         f"/edit <instruction> [--image-cfg {s.instruct_image_cfg:g}] — change the picture by instruction (Instruct Pix2Pix)"
         + ("" if tiny or s.instruct_model else " — not available: no instruct model configured (SDBOT_INSTRUCT_MODEL)"),
         "These take the drawing options too (--strength, --steps, --seed, --no …).",
+        "",
+        "**Clips** (MP4s that play in the chat)",
+        f"/animate <prompt> [--frames {s.min_frames}–{s.max_frames} (default {s.default_frames})] [--fps 1–{s.max_fps} "
+        f"(default {s.default_fps})] [--motion {'|'.join(['tiny'] if tiny else list(s.motion_adapters)) or 'NAME'}] "
+        f"[--camera {'|'.join(['tiny-zoom'] if tiny else list(s.motion_loras)) or 'NAME'}[:weight]] [--loop] — AnimateDiff; "
+        f"clips past {s.animate_context_frames} frames go in overlapping windows. Frames up to {s.max_clip_pixels:,} pixels."
+        + ("" if tiny or s.motion_adapters else " — not available: no motion adapter configured (SDBOT_MOTION_ADAPTERS)"),
+        f"/video2video <prompt> [--strength 0.01–1 (default {s.video2video_strength:g})] [--fps N] [--frames N] — reply to "
+        f"a video, a GIF or one of my clips (or attach one; up to {s.max_video_bytes / 2**20:.0f} MiB and "
+        f"{s.max_video_seconds:g} s). A plain reply with a prompt to one of my clips does the same.",
+        f'/deforum "0: a forest, 24: a city" [--frames 2–{s.max_deforum_frames}] [--zoom "0:(1.02)"] [--angle …] [--tx …] '
+        f"[--ty …] [--strength X or a schedule (default {s.deforum_strength:g})] [--color off] — Deforum's img2img loop: "
+        "keyframes `frame:(value)`, expressions of t such as `0:(1 + 0.01*sin(t/5))`; reply to a picture to start from it.",
+        "Buttons under a clip: Reroll · Longer (continues from its last frame) · Upscale 2x (every frame) · Remix "
+        "(restyles it). `/frames <job> [png|gif|mp4]` sends its frames as a ZIP of PNGs, or the GIF or MP4 as a file.",
         "",
         "**Prompts**",
         "/describe — reply to a picture (or attach one): its prompt and settings when the file carries them "

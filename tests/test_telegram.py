@@ -63,7 +63,8 @@ def test_serve_answers_in_telegram_and_buttons_survive_a_restart(tmp_path: Path,
     try:
         server.wait_until(lambda: server.commands and "getUpdates" in server.calls, 120)
         assert [c["command"] for c in server.commands] == [
-            "imagine", "help", "upscale", "vary", "zoom", "pan", "inpaint", "facefix", "control", "edit", "describe", "enhance", "styles",
+            "imagine", "help", "upscale", "vary", "zoom", "pan", "inpaint", "facefix", "control", "edit", "animate", "video2video", "deforum", "frames",
+            "describe", "enhance", "styles",
             "style", "wildcard", "lora", "loras", "embedding", "embeddings", "train", "models", "model", "settings", "queue", "cancel",
             "history", "info", "admin",
         ]  # fmt: skip

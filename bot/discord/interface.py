@@ -239,6 +239,39 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
         text = f"/edit {instruction}" + (f" --image-cfg {image_cfg:g}" if image_cfg is not None else "")
         await _chat(interaction).on_command(interaction, text=text, attachments=[image])
 
+    @app_commands.command(name="animate", description=describe["animate"])
+    @app_commands.describe(prompt="What moves (and --options: --motion, --camera zoom-in:0.8, --loop, --seed …)",
+                           frames=f"{s.min_frames}-{s.max_frames} (default {s.default_frames})",
+                           fps=f"1-{s.max_fps} (default {s.default_fps})")  # fmt: skip
+    async def animate(interaction: discord.Interaction, prompt: str, frames: int | None = None, fps: int | None = None) -> None:
+        text = f"/animate {prompt}" + (f" --frames {frames}" if frames is not None else "") + (f" --fps {fps}" if fps is not None else "")
+        await _chat(interaction).on_command(interaction, text=text)
+
+    @app_commands.command(name="video2video", description=describe["video2video"])
+    @app_commands.describe(video="An MP4, WebM, MOV or GIF (or use Apps → Remix on a clip)", prompt="What to make of it (and --options)",
+                           strength=f"How much changes, 0.01-1 (default {s.video2video_strength:g})")  # fmt: skip
+    async def video2video(interaction: discord.Interaction, video: discord.Attachment, prompt: str,
+                          strength: float | None = None) -> None:  # fmt: skip
+        text = f"/video2video {prompt}" + (f" --strength {strength:g}" if strength is not None else "")
+        await _chat(interaction).on_command(interaction, text=text, attachments=[video])
+
+    @app_commands.command(name="deforum", description=describe["deforum"])
+    @app_commands.describe(prompts="A prompt, or prompts by frame: 0: a forest, 24: a city",
+                           frames=f"2-{s.max_deforum_frames} (default {s.default_frames})", zoom="Keyframes, e.g. 0:(1.02)",
+                           angle="Degrees per frame, e.g. 0:(0.5)", options="More: --tx, --ty, --strength, --color off …",
+                           image="A picture to start from")  # fmt: skip
+    async def deforum(interaction: discord.Interaction, prompts: str, frames: int | None = None, zoom: str | None = None,
+                      angle: str | None = None, options: str = "", image: discord.Attachment | None = None) -> None:  # fmt: skip
+        text = f'/deforum "{prompts}"' + (f" --frames {frames}" if frames is not None else "")
+        text += (f' --zoom "{zoom}"' if zoom else "") + (f' --angle "{angle}"' if angle else "") + f" {options}"
+        await _chat(interaction).on_command(interaction, text=text, attachments=[image])
+
+    @app_commands.command(name="frames", description=describe["frames"])
+    @app_commands.describe(job="The clip's job number", format="png (a ZIP of the frames), gif or mp4")
+    @app_commands.choices(format=[app_commands.Choice(name=f, value=f) for f in ("png", "gif", "mp4")])
+    async def frames_(interaction: discord.Interaction, job: int, format: str = "png") -> None:  # noqa: A002
+        await _chat(interaction).on_command(interaction, text=f"/frames {job} {format}")
+
     @app_commands.context_menu(name="Control")
     async def control_message(interaction: discord.Interaction, message: discord.Message) -> None:
         await interaction.response.send_modal(PromptModal(
@@ -366,6 +399,7 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
             message, title="Remix", label="New prompt (and --options)", placeholder="as a watercolor painting --strength 0.6",
         ))  # fmt: skip
 
-    return [imagine, upscale, vary, zoom, pan, inpaint, facefix, control, edit, describe_, enhance, styles, style, wildcard,
+    return [imagine, upscale, vary, zoom, pan, inpaint, facefix, control, edit, animate, video2video, deforum, frames_,
+            describe_, enhance, styles, style, wildcard,
             asset_command("lora"), loras, asset_command("embedding"), embeddings, train, help_, models_, model, settings_,
             queue_, cancel, history, info, admin, remix, describe_message, control_message]  # fmt: skip
