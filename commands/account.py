@@ -10,6 +10,7 @@ from commands.errors import UserError
 from commands.options import SETTINGS_FLAGS, read_options, user_options
 from commands.parser import parse_flags
 from commands.types import Reply, Request
+from commands.words import size_text
 from generation.parameters import infotext
 from generation.spec import TEXT_KINDS
 from storage import outbox, queue, users
@@ -176,6 +177,15 @@ def _ago(now: datetime, then: datetime) -> str:
     return f"{seconds}s ago"
 
 
+def clip_files_line(job: Job) -> str:
+    clip = dict((job.result or {}).get("clip") or {})
+    if not clip:
+        return "Clip: no files (made before clips were encoded)"
+    sizes = " · ".join(f"{kind.upper()} {size_text(int(clip[f'{kind}_size']))}" for kind in ("mp4", "gif") if clip.get(f"{kind}_size"))
+    loop = ", played forward then back" if clip.get("loop") else ""
+    return f"Clip: {clip.get('frames')} frames at {clip.get('fps')} fps, {clip.get('width')}x{clip.get('height')}{loop} · {sizes} (`/frames {job.id}`)"
+
+
 async def info(ctx: Context, request: Request, args: str) -> list[Reply]:
     """`/info 12`, or `/info` as a reply to one of the bot's messages: everything about a job."""
     arg = args.strip().lstrip("#")
@@ -206,6 +216,9 @@ async def info(ctx: Context, request: Request, args: str) -> list[Reply]:
     if spec.kind in TEXT_KINDS:
         if job.status == JobStatus.SUCCEEDED:
             lines.append("\n" + render.answer_text(job))
+    elif job.outputs and spec.clip is not None:  # a clip: its files, and the parameters of its first frame
+        lines.append(clip_files_line(job))
+        lines.append(f"\nFrame 1 of {len(job.outputs)}:\n{job.outputs[0].parameters}")
     elif job.outputs:
         for output in job.outputs:
             lines.append(f"\nImage {output.index + 1}:\n{output.parameters}")

@@ -135,3 +135,34 @@ async def test_video2video_reads_an_uploaded_video_within_the_limits(bot: Bot, s
     first = Image.open(bot.core.blobs.path(spec.clip.source[0]))
     assert first.size == (96, 64)
     assert "I used the first 8" in queued.text, queued.text
+
+
+@pytest.fixture
+async def real_models_bot(settings: Settings):  # type: ignore[no-untyped-def]
+    """Real model entries beside tiny (never loaded here: refusals come before anything is queued)."""
+    from config.models import ModelEntry, MotionAdapterEntry
+
+    models = {"xl": ModelEntry(source="stabilityai/stable-diffusion-xl-base-1.0"), "sd15": ModelEntry(source="org/sd15-model")}
+    adapters = {"v3": MotionAdapterEntry(source="guoyww/animatediff-motion-adapter-v1-5-3")}
+    made = await make_bot(settings.model_copy(update={"models": models, "motion_adapters": adapters}))
+    yield made
+    made.worker.executor.shutdown()
+    await made.core.db.close()
+
+
+async def test_a_motion_adapter_for_another_architecture_is_refused(real_models_bot: Bot) -> None:
+    bot = real_models_bot
+    before = await jobs_count(bot)
+    text = await refused(bot, "/animate a fox --model xl --motion v3")
+    assert "The motion adapter `v3` is made for SD 1.x, and the model `xl` is SDXL" in text, text
+    text = await refused(bot, "/animate a fox --model xl")
+    assert "Clips need an AnimateDiff motion adapter for SDXL" in text and "SDBOT_MOTION_ADAPTERS" in text, text
+    text = await refused(bot, "/animate a fox --model sd15 --motion tiny")
+    assert "I don't know the motion adapter `tiny`. Motion adapters: `v3`." in text, text
+    text = await refused(bot, "/animate a fox --model xl --motion v3 --camera zoom")
+    assert "made for SD 1.x" in text, text
+    assert await jobs_count(bot) == before
+    [(_, queued)] = await bot.send("/animate a fox --model sd15 --frames 8")  # the first adapter that fits
+    assert queued.kind == "status", queued.text
+    spec, _, _ = await job_spec(bot, queued.job_id)  # type: ignore[arg-type]
+    assert spec.clip is not None and spec.clip.motion == "v3" and (spec.width, spec.height) == (512, 512)

@@ -279,8 +279,9 @@ class DiscordChat:
         return attachments
 
     async def _images_of(self, message: discord.Message) -> tuple[Attachment, ...]:
+        """The first picture or video of a message replied to (a video: for /video2video)."""
         for attachment in message.attachments:
-            if (attachment.content_type or "").startswith("image/"):
+            if (attachment.content_type or "").startswith(("image/", "video/")):
                 refused = self._too_big(attachment)
                 if refused:
                     raise ValueError(refused)

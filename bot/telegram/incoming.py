@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from telegram import Bot, Document, Message, PhotoSize, User
+from telegram import Animation, Bot, Document, Message, PhotoSize, User, Video
 from telegram.constants import ChatType
 
 from commands.parser import split_command
@@ -55,10 +55,14 @@ def user_name(user: User) -> str:
     return user.username or user.full_name
 
 
-def _file_of(message: Message) -> tuple[PhotoSize | Document, str, str | None] | None:
-    """The one file a message carries that we might use: its largest photo size, or a document."""
+def _file_of(message: Message) -> tuple[PhotoSize | Document | Video | Animation, str, str | None] | None:
+    """The one file a message carries that we might use: its largest photo size, a video or an
+    animation (Telegram turns a GIF into a silent MP4: /video2video reads either), or a document."""
     if message.photo:
         return message.photo[-1], "photo.jpg", "image/jpeg"  # sizes come smallest first
+    for clip in (message.animation, message.video):
+        if clip is not None:
+            return clip, clip.file_name or "video.mp4", clip.mime_type or "video/mp4"
     if message.document is not None:
         document = message.document
         return document, document.file_name or "file", document.mime_type
@@ -68,7 +72,7 @@ def _file_of(message: Message) -> tuple[PhotoSize | Document, str, str | None] |
 def has_image(message: Message | None) -> bool:
     if message is None:
         return False
-    if message.photo:
+    if message.photo or message.video is not None or message.animation is not None:
         return True
     document = message.document
     if document is None:
