@@ -17,10 +17,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from commands.clip_source import ClipSource, find_clip, fit_frame, require_clip
+from commands.clip_source import ClipSource, find_clip, fit_frame, replied_clip, require_clip
 from commands.context import Context
 from commands.errors import UserError
-from commands.imagine import find_source
+from commands.imagine import find_source, imagine
 from commands.options import IMAGINE_FLAGS, ImagineOptions, InitImage, bounded_number, read_options
 from commands.parser import Flags, parse_flags
 from commands.submit import submit
@@ -68,6 +68,14 @@ async def animate(ctx: Context, request: Request, args: str) -> list[Reply]:
         return _clip_job(spec, "animate", clip, size)
 
     return await submit(ctx, request, opts, shape=shape)
+
+
+async def imagine_or_restyle(ctx: Context, request: Request, args: str) -> list[Reply]:
+    """/imagine and plain text: a prompt, except that a reply to a clip restyles the clip
+    (/video2video with the prompt), as a reply to a picture remixes the picture."""
+    if request.reply_to and not request.attachments and await replied_clip(ctx, request) is not None:
+        return await video2video(ctx, request, args)
+    return await imagine(ctx, request, args)
 
 
 async def video2video(ctx: Context, request: Request, args: str) -> list[Reply]:

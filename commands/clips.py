@@ -26,20 +26,12 @@ from commands.context import Context
 from commands.errors import UserError
 from commands.options import ImagineOptions, new_seed
 from commands.submit import queue_spec
-from commands.types import Action, DocumentFile, ImageFile, MessageTarget, Reply, Request, VideoFile
+from commands.types import DocumentFile, ImageFile, MessageTarget, Reply, Request, VideoFile
 from generation.spec import GenerationSpec
 from storage import outbox, queue, users
 from storage.tables import Job, JobStatus
 
-CLIP_ACTIONS = (Action("reroll", "Reroll"), Action("longer", "Longer"), Action("clipup", "Upscale 2x"), Action("remix", "Remix"))
 FRAME_FORMATS = ("png", "gif", "mp4")
-
-
-def clip_actions(job: Job) -> tuple[Action, ...]:
-    spec = render.spec_of(job)
-    if spec.kind not in ("animate", "video2video", "deforum"):
-        return ()  # an upscale of a clip: its frames are final
-    return CLIP_ACTIONS
 
 
 def clip_reply(ctx: Context, job: Job) -> Reply:

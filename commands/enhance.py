@@ -10,7 +10,6 @@ written with seed + i, so the same seed gives the same prompts.
 from __future__ import annotations
 
 from commands.context import Context
-from commands.errors import UserError
 from commands.options import ImagineOptions, read_options
 from commands.parser import parse_flags
 from commands.submit import submit

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from commands.clip_source import is_clip_job, replied_clip
+from commands.clip_source import is_clip_job
 from commands.context import Context
 from commands.errors import UserError
 from commands.images import first_image
@@ -36,10 +36,6 @@ class Source:
 
 
 async def imagine(ctx: Context, request: Request, args: str) -> list[Reply]:
-    if request.reply_to and not request.attachments and await replied_clip(ctx, request) is not None:
-        from commands.animate import video2video
-
-        return await video2video(ctx, request, args)  # a reply to a clip restyles the clip
     flags = parse_flags(args, IMAGINE_FLAGS)
     opts = read_options(
         flags.values, ctx.settings, ctx.registry, written=flags.written, prompt=flags.text, problems=flags.problems

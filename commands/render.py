@@ -13,8 +13,11 @@ from typing import Any
 from commands import training_text
 from commands.types import Action
 from commands.words import short, size_text  # noqa: F401 - render.short and render.size_text, as callers use them
-from generation.spec import TEXT_KINDS, GenerationSpec
+from generation.spec import CLIP_KINDS, TEXT_KINDS, GenerationSpec
 from storage.tables import Job, JobStatus
+
+# A clip's buttons (pressed in commands.clips): never per frame
+CLIP_ACTIONS = (Action("reroll", "Reroll"), Action("longer", "Longer"), Action("clipup", "Upscale 2x"), Action("remix", "Remix"))
 
 # The layout of the eleven buttons: rows of verbs (adapters keep rows where they can).
 BUTTON_ROWS = (("up2x", "up4x", "facefix"), ("subtle", "strong"), ("zoom1.5", "zoom2"),
@@ -237,9 +240,8 @@ def actions_for(job: Job, role: str, output_index: int | None) -> tuple[Action, 
     count = len(job.outputs)
     spec = spec_of(job)
     if spec.clip is not None:  # a clip: its own buttons (commands.clips), never per frame
-        from commands.clips import clip_actions
-
-        return clip_actions(job) if role == "result" else ()
+        # Reroll, Longer, Upscale 2x, Remix (commands.clips); an upscale of a clip: its frames are final
+        return CLIP_ACTIONS if role == "result" and spec.kind in CLIP_KINDS else ()
     reroll = (Action("reroll", "Reroll", row=len(BUTTON_ROWS)),) if spec.diffusion else ()
 
     def again(index: int) -> tuple[Action, ...]:  # /edit's result: the same instruction on it once more

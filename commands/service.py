@@ -28,7 +28,7 @@ from commands.describe import describe
 from commands.enhance import enhance
 from commands.errors import UserError
 from commands.help import show_help
-from commands.imagine import imagine, imagine_structured
+from commands.imagine import imagine_structured
 from commands.inpaint import inpaint_command
 from commands.parser import split_command
 from commands.styles import list_styles, style_command
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 STATUS_GRACE = timedelta(seconds=5)
 Handler = Callable[[Context, Request, str], Awaitable[list[Reply]]]
 COMMANDS: dict[str, Handler] = {
-    "imagine": imagine,
+    "imagine": animate.imagine_or_restyle,
     "upscale": edits.upscale_command,
     "vary": edits.vary_command,
     "zoom": edits.zoom_command,
@@ -118,7 +118,7 @@ class CommandService:
         if command.name is None:
             if not command.args and not request.attachments:
                 return []  # nothing to act on (a sticker, an empty caption)
-            return await imagine(self.ctx, request, command.args)  # plain text is a prompt
+            return await animate.imagine_or_restyle(self.ctx, request, command.args)  # plain text is a prompt
         return await self._command(request, command.name, command.args)
 
     async def _sync_models(self) -> None:
