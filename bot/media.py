@@ -1,8 +1,21 @@
-"""Pictures the way chat platforms take them: one grid image for a batch, and images fitted to a
-platform's limits (bytes per file, pixels per side). Shared by the chat adapters.
+"""Pictures and clips the way chat platforms take them: one grid image for a batch, images fitted
+to a platform's limits (bytes per file, pixels per side), and clips fitted to its upload limit.
+Shared by the chat adapters.
 
-The PNGs the engine writes stay untouched in the blob store; what is fitted here is only what a
-chat shows. Fitting says what it did, so the adapter can tell the user.
+The PNGs, MP4s and GIFs the engine writes stay untouched in the blob store; what is fitted here is
+only what a chat shows. Fitting says what it did, so the adapter can tell the user.
+
+A clip (`clip_of`) goes as the first of these that fits:
+1. its stored MP4, as it is;
+2. an MP4 re-encoded from its frames (played as stored: ping-pong with `loop`) at each of
+   CLIP_CRFS, then at CLIP_SHRINK_CRF with smaller sides (each try shrinks by the square root of
+   how far over the limit the last one was, and at least by CLIP_SHRINK_STEP), the last try at
+   MIN_CLIP_SIDE;
+3. its stored GIF (or, without one, a GIF made from the frames), then GIFs re-encoded from the
+   frames with smaller sides, the last at MIN_CLIP_SIDE. A GIF is far larger than an MP4 of the
+   same frames, so in practice this is the stored GIF of a clip whose frames are gone.
+4. else a `ClipError` whose message the adapter shows instead, with the poster.
+A clip whose longer side is MIN_CLIP_SIDE or less is never downscaled.
 """
 
 from __future__ import annotations
@@ -12,14 +25,22 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from PIL import Image
 
-from commands.types import ImageFile
+from commands.render import size_text
+from commands.types import ImageFile, VideoFile
+from generation.animation import video as encoder
 
 GRID_GAP = 4  # pixels between the images of a grid
 GRID_BACKGROUND = (24, 24, 24)
 JPEG_QUALITIES = (92, 85, 75)
+CLIP_CRFS = (23, 28)  # x264 quality of a re-encoded clip at full size (the stored one is 18); +5 ≈ half the bytes
+CLIP_SHRINK_CRF = 28  # ... and once its sides shrink
+CLIP_SHRINK_STEP = 0.75  # each smaller try has sides at most this fraction of the last
+CLIP_SHRINK_MARGIN = 0.9  # aim this far under the limit when estimating the next size
+MIN_CLIP_SIDE = 96  # a clip's longer side is never fitted below this: smaller is not worth watching
 
 
 @dataclass(frozen=True)
@@ -87,3 +108,99 @@ def fit(picture: Picture, *, max_bytes: int, max_side_sum: int | None = None, ma
                 note = f"The picture was {' and '.join(changes)} to fit this chat's limits."
                 return Picture(out.getvalue(), f"{stem}.jpg", size[0], size[1], note)
         scale *= 0.75
+
+
+@dataclass(frozen=True)
+class Clip:
+    data: bytes
+    filename: str
+    width: int
+    height: int
+    seconds: float
+    kind: Literal["mp4", "gif"]
+    note: str | None = None  # what fitting changed, in words; None when the stored MP4 went as it was
+
+
+class ClipError(Exception):
+    """No file of the clip can be sent here; `message` says so, to show instead."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+def clip_of(video: VideoFile, *, max_bytes: int, stem: str = "sdbot-clip") -> Clip:
+    """The clip as a file within `max_bytes` (the module's docstring has the order). Reads and may
+    re-encode files: call it off the event loop."""
+    stored = _read(video.mp4)
+    if stored is not None and len(stored) <= max_bytes:
+        width, height = encoder.frame_size(video.width, video.height)  # the MP4's sides are even
+        return Clip(stored, f"{stem}.mp4", width, height, video.seconds, "mp4")
+    frames = _frames(video)
+    played = encoder.playback_frames(frames, video.loop) if frames else []
+    if played:
+        width, height = frames[0].size
+        for crf in CLIP_CRFS:
+            data = encoder.encode_mp4(played, video.fps, crf=crf)
+            if len(data) <= max_bytes:
+                size = encoder.frame_size(width, height)
+                return Clip(data, f"{stem}.mp4", *size, video.seconds, "mp4",
+                            "The clip was re-encoded at a lower quality to fit this chat's limit.")  # fmt: skip
+        side = max(width, height)
+        while (side := _smaller(side, len(data), max_bytes)) is not None:
+            data = encoder.encode_mp4(played, video.fps, crf=CLIP_SHRINK_CRF, max_side=side)
+            if len(data) <= max_bytes:
+                size = encoder.frame_size(width, height, max_side=side)
+                return Clip(data, f"{stem}.mp4", *size, video.seconds, "mp4",
+                            f"The clip was downscaled to {size[0]}x{size[1]} to fit this chat's limit.")  # fmt: skip
+    gif = _read(video.gif) if video.gif is not None else None
+    note = "The clip is sent as a GIF: no MP4 of it fits this chat's limit."
+    if gif is not None and len(gif) <= max_bytes:
+        return Clip(gif, f"{stem}.gif", video.width, video.height, video.seconds, "gif", note)
+    if played:
+        width, height = frames[0].size
+        data = gif if gif is not None else encoder.encode_gif(played, video.fps)
+        if gif is None and len(data) <= max_bytes:  # no stored GIF: one made from the frames, at full size
+            return Clip(data, f"{stem}.gif", width, height, video.seconds, "gif", note)
+        side = max(width, height)
+        while (side := _smaller(side, len(data), max_bytes)) is not None:
+            data = encoder.encode_gif(played, video.fps, max_side=side)
+            if len(data) <= max_bytes:
+                size = encoder.frame_size(width, height, max_side=side, even=False)
+                return Clip(data, f"{stem}.gif", *size, video.seconds, "gif",
+                            f"The clip is sent as a GIF downscaled to {size[0]}x{size[1]}: no MP4 of it fits this chat's limit.")  # fmt: skip
+    if stored is None and gif is None and not played:
+        raise ClipError("I can't find this clip's files any more. Please make it again.")
+    raise ClipError(
+        f"The clip isn't attached: even made smaller it is over the {size_text(max_bytes)} I may send here. "
+        "/frames sends its frames as files."
+    )
+
+
+def _smaller(side: int, size: int, max_bytes: int) -> int | None:
+    """The next longer side to try after one of `side` pixels came out `size` bytes: bytes grow
+    with pixels, so sides shrink by the square root of how far over it was (and at least by
+    CLIP_SHRINK_STEP), never below MIN_CLIP_SIDE, which is tried last; None after that."""
+    if side <= MIN_CLIP_SIDE:
+        return None
+    factor = min(CLIP_SHRINK_STEP, math.sqrt(max_bytes / size) * CLIP_SHRINK_MARGIN)
+    return max(MIN_CLIP_SIDE, int(side * factor))
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _frames(video: VideoFile) -> list[Image.Image]:
+    """The clip's frames as RGB pictures; none when one of them is gone or unreadable."""
+    frames = []
+    try:
+        for path in video.frames:
+            with Image.open(path) as image:
+                frames.append(image.convert("RGB"))
+    except OSError:
+        return []
+    return frames

@@ -64,8 +64,9 @@ def playback_frames(frames: Sequence[Image.Image], loop: bool) -> list[Image.Ima
     return frames
 
 
-def _fit_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
-    """The size after scaling down so the longer side is at most max_side (never up)."""
+def frame_size(width: int, height: int, *, max_side: int | None = None, even: bool = True) -> tuple[int, int]:
+    """The size frames of width x height are encoded at: scaled down (never up) so the longer side
+    is at most `max_side`, then (MP4) one pixel more on an odd side, as yuv420p needs even sides."""
     if max_side is not None:
         if max_side < 2:
             raise ValueError(f"max_side must be at least 2, not {max_side}")
@@ -73,7 +74,7 @@ def _fit_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
         if longest > max_side:
             scale = max_side / longest
             width, height = max(1, round(width * scale)), max(1, round(height * scale))
-    return width, height
+    return (width + width % 2, height + height % 2) if even else (width, height)
 
 
 def _prepared(frames: Sequence[Image.Image], max_side: int | None, *, even: bool) -> list[Image.Image]:
@@ -82,8 +83,8 @@ def _prepared(frames: Sequence[Image.Image], max_side: int | None, *, even: bool
 
     if not frames:
         raise ValueError("a clip needs at least one frame")
-    width, height = _fit_size(*frames[0].size, max_side)
-    padded = (width + width % 2, height + height % 2) if even else (width, height)
+    width, height = frame_size(*frames[0].size, max_side=max_side, even=False)
+    padded = frame_size(width, height, even=even)
     out = []
     for frame in frames:
         picture = frame.convert("RGB")
