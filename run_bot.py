@@ -89,6 +89,7 @@ def build_worker(core: Core, role: WorkerRole = WorkerRole()):  # type: ignore[n
     from generation.control.nets import ControlNets
     from generation.engine import Engine
     from generation.models.loader import ModelCache, resolve_device, resolve_dtype
+    from generation.models.motion import MotionModels
     from generation.models.speed import SpeedOptions
     from generation.tools import Tools
     from generation.worker import Worker, WorkerLimits
@@ -100,9 +101,10 @@ def build_worker(core: Core, role: WorkerRole = WorkerRole()):  # type: ignore[n
         core.ctx.registry, s.resolved_models_dir, device, dtype, s.max_loaded_models, speed=SpeedOptions.from_settings(s)
     )
     controlnets = ControlNets(s.controlnets, s.resolved_models_dir, device, dtype, s.controlnet_cache_bytes)
+    motion = MotionModels(s.motion_adapters, s.motion_loras, s.resolved_models_dir, device, dtype)
     engine = Engine(
         models, core.ctx.blobs, Tools.from_settings(s, device, dtype), adapter_budget_bytes=s.lora_cache_bytes,
-        controlnets=controlnets, instruct_source=s.instruct_model,
+        controlnets=controlnets, instruct_source=s.instruct_model, motion=motion,
     )  # fmt: skip
     limits = WorkerLimits(
         lease_seconds=s.lease_seconds, progress_seconds=s.progress_seconds, poll_seconds=s.poll_seconds,

@@ -33,6 +33,7 @@ from generation.control.nets import ControlNets, load_instruct_pipeline
 from generation.errors import EngineUserError, JobCancelled
 from generation.imaging.seamless import circular_padding
 from generation.models.loader import LoadedModel, ModelCache
+from generation.models.motion import MotionModels, context_windows
 from generation.models.samplers import find_sampler
 from generation.prompts import regions
 from generation.prompts.conditions import PromptConditions
@@ -88,7 +89,7 @@ class Engine:
     def __init__(
         self, models: ModelCache, blobs: BlobStore, tools: Tools | None = None, *,
         adapter_budget_bytes: int = DEFAULT_BUDGET_BYTES, controlnets: ControlNets | None = None,
-        instruct_source: str | None = None,
+        instruct_source: str | None = None, motion: MotionModels | None = None,
     ):  # fmt: skip
         self.models = models
         self.blobs = blobs
@@ -98,6 +99,8 @@ class Engine:
         self.controlnets = controlnets or ControlNets({}, models.models_dir, models.device, models.dtype)
         self.instruct_source = instruct_source  # SDBOT_INSTRUCT_MODEL, for /edit
         self._instruct: LoadedModel | None = None
+        # AnimateDiff's motion adapters and camera moves (only the tiny ones without a config)
+        self.motion = motion or MotionModels({}, {}, models.models_dir, models.device, models.dtype)
 
     @property
     def loaded_model(self) -> str | None:
@@ -127,6 +130,21 @@ class Engine:
         # prompt encoder runs the text encoders, whose adapters must already be the job's.
         with self.adapters.applied(pipe, spec, loaded.name):
             return self._diffuse(loaded, pipe, spec, tracker, seeds, arguments)
+
+    def diffuse_clip(self, spec: GenerationSpec, pipeline_kind: str, tracker: Tracker, **arguments: Any) -> list[Image.Image]:
+        """One AnimateDiff pass that draws a clip's frames: `animate` from noise (`num_frames`), or
+        `video2video` restyling `video` (a list of frames) at `strength`, with the job's motion
+        adapter, camera moves, LoRAs and prompt. One generator (the job's seed) makes the whole
+        clip's noise; a clip longer than its context is drawn in windows (`context_windows`)."""
+        assert spec.clip is not None and spec.clip.motion is not None
+        if tracker.controls is not None or spec.regions:
+            what = "ControlNet" if tracker.controls is not None else "regional prompts"
+            raise EngineUserError(f"{what} don't steer clips yet; drop them from this /animate or /video2video.")
+        loaded = self.models.get(spec.model)
+        pipe = self.motion.pipeline(loaded, pipeline_kind, spec.clip.motion)
+        cameras = self.motion.camera_weights(pipe, spec.clip.cameras)
+        with self.adapters.applied(pipe, spec, loaded.name, extra=cameras):
+            return self._diffuse(loaded, pipe, spec, tracker, [spec.seed], arguments, clip=True)
 
     def diffuse_batch(self, specs: list[GenerationSpec], tracker: Tracker) -> list[list[Image.Image]]:
         """Several txt2img jobs with one batch key (GenerationSpec.batch_key) drawn together: each
@@ -158,7 +176,7 @@ class Engine:
 
     def _diffuse(
         self, loaded: LoadedModel, pipe: Any, spec: GenerationSpec, tracker: Tracker, seeds: list[int] | None,
-        arguments: dict[str, Any], conditions: PromptConditions | None = None,
+        arguments: dict[str, Any], conditions: PromptConditions | None = None, clip: bool = False,
     ) -> list[Image.Image]:  # fmt: skip
         seeds = seeds or spec.seeds()
         pipe.scheduler = build_scheduler(spec.sampler, loaded.scheduler_config, seeds)
@@ -173,9 +191,14 @@ class Engine:
                 tracker.conditions[key] = build(pipe, spec, steps_run, images=len(seeds))
             conditions = tracker.conditions[key]
 
+        frames = (len(arguments["video"]) if "video" in arguments else int(arguments["num_frames"])) if clip else 0
+
         def on_step_end(pipeline: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
             tracker.step(step + 1, pipeline.num_timesteps)
-            return conditions.switch(pipeline, step + 1)
+            changed = conditions.switch(pipeline, step + 1)
+            if clip and "prompt_embeds" in changed:  # AnimateDiff holds the prompt once per frame
+                changed["prompt_embeds"] = changed["prompt_embeds"].repeat_interleave(frames, dim=0)
+            return changed
 
         call: dict[str, Any] = {
             **conditions.first().pipeline_arguments(),  # A1111's prompt syntax, weights and chunks
@@ -188,20 +211,26 @@ class Engine:
             "output_type": "pil",
         }
         call.update(arguments)
+        if clip:  # AnimateDiff: one video per prompt, its frames (not images) out
+            call["num_videos_per_prompt"] = call.pop("num_images_per_prompt")
+            call["generator"] = call["generator"][0]  # one video; FreeNoise's shuffle takes one generator
+            windows = context_windows(pipe, frames, spec.clip.context, spec.clip.stride, call)  # type: ignore[union-attr]
         try:
             with (
                 self.job_components(loaded, pipe, spec), regions.applied(pipe, conditions),
                 tracker.controls.applied() if tracker.controls is not None else contextlib.nullcontext(),
-                torch.inference_mode(),
+                windows if clip else contextlib.nullcontext(), torch.inference_mode(),
             ):  # fmt: skip
-                images = pipe(**call).images
+                output = pipe(**call)
+                images = output.frames[0] if clip else output.images
         except torch.OutOfMemoryError:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             width, height = call.get("width") or spec.width, call.get("height") or spec.height
+            what = f"a clip of {frames} frames" if clip else f"{len(seeds)} image(s)"
             raise EngineUserError(
-                f"the GPU ran out of memory drawing {len(seeds)} image(s) of {width}x{height}. "
-                "Try a smaller size or fewer images (--n)."
+                f"the GPU ran out of memory drawing {what} of {width}x{height}. "
+                + ("Try fewer --frames or a smaller size." if clip else "Try a smaller size or fewer images (--n).")
             ) from None
         tracker.end_pass(pipe.num_timesteps)
         return list(images)

@@ -39,13 +39,15 @@ def infotext(
     model_hash: str | None = None,
     size: tuple[int, int] | None = None,
     template: GenerationSpec | None = None,
+    frame: int | None = None,
 ) -> str:
     """The `parameters` text for one image of `spec`, drawn with `seed`. `size` is the image's
     own size where it differs from the spec's (upscales, inpainting at another working size).
     `template`: the job as written when `spec` is one image's wildcard picks; its prompts are
     kept as `Template` / `Negative Template`, the keys sd-dynamic-prompts writes.
     Post-processing is written with A1111's keys where it has them (Mask blur, Tiling,
-    Face restoration, Postprocess upscale by, ...), so the tools people use read them."""
+    Face restoration, Postprocess upscale by, ...), so the tools people use read them. `frame`:
+    which frame of a clip this is (its clip fields follow: frames, fps, motion, schedules)."""
     width, height = size or (spec.width, spec.height)
     fields: list[tuple[str, object]] = []
     if spec.diffusion:
@@ -67,6 +69,8 @@ def infotext(
     fields += _prompt_feature_fields(spec, template)
     if spec.diffusion:
         fields += control_fields(spec)
+    if spec.clip is not None:
+        fields += clip_fields(spec, frame)
     if spec.tile:
         fields.append(("Tiling", "True"))
     if spec.operation:
@@ -97,6 +101,30 @@ def control_fields(spec: GenerationSpec) -> list[tuple[str, object]]:
         if ref.text is not None:
             unit.append(("QR text", ref.text))
         fields.append((f"ControlNet {index}", ", ".join(f"{k}: {_quote(v)}" for k, v in unit)))
+    return fields
+
+
+def clip_fields(spec: GenerationSpec, frame: int | None = None) -> list[tuple[str, object]]:
+    """A clip's fields (AnimateDiff's and Deforum's names where they have them): frames, fps,
+    motion adapter and camera moves, context windows, Deforum's schedules, and the frame number."""
+    clip = spec.clip
+    assert clip is not None
+    fields: list[tuple[str, object]] = [("Frames", clip.offset + clip.frames), ("FPS", clip.fps)]
+    if clip.motion:
+        fields.append(("Motion module", clip.motion))
+    if clip.cameras:
+        fields.append(("Motion LoRAs", ", ".join(f"{camera.name}: {camera.weight:g}" for camera in clip.cameras)))
+    if spec.kind in ("animate", "video2video") and clip.offset + clip.frames > clip.context:
+        fields.append(("Context", f"{clip.context} frames, stride {clip.stride}"))
+    if spec.kind == "deforum":
+        fields += [("Zoom", clip.zoom), ("Angle", clip.angle), ("Translation X", clip.tx), ("Translation Y", clip.ty)]
+        if clip.strength_schedule:
+            fields.append(("Strength schedule", clip.strength_schedule))
+        fields.append(("Color coherence", "LAB" if clip.color_coherence else "None"))
+    if clip.loop:
+        fields.append(("Loop", "ping-pong"))
+    if frame is not None:
+        fields.append(("Frame", frame))
     return fields
 
 

@@ -481,7 +481,8 @@ class Worker:
             return None
 
     def store(self, rendered: Rendered) -> tuple[list[OutputRecord], dict[str, Any] | None]:
-        """The pictures as blobs and output records; the control maps as blobs in the result."""
+        """The pictures as blobs and output records; the control maps, and a clip's MP4 and GIF
+        (commands.clip_source.clip_info reads them), as blobs in the result."""
         outputs = [
             OutputRecord(
                 index=image.index,
@@ -499,7 +500,15 @@ class Worker:
             with Image.open(io.BytesIO(png)) as picture:
                 width, height = picture.size
             maps.append({"blob": self.blobs.put(png, "png"), "width": width, "height": height, "size": len(png)})
-        return outputs, ({"maps": maps} if maps else None)
+        result: dict[str, Any] = {"maps": maps} if maps else {}
+        if rendered.clip is not None:
+            clip = rendered.clip
+            result["clip"] = {
+                "mp4": self.blobs.put(clip.mp4, "mp4"), "gif": self.blobs.put(clip.gif, "gif"), "fps": clip.fps,
+                "width": clip.width, "height": clip.height, "frames": clip.frames, "loop": clip.loop,
+                "mp4_size": len(clip.mp4), "gif_size": len(clip.gif),
+            }  # fmt: skip
+        return outputs, result or None
 
     async def _heartbeat(
         self,

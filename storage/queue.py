@@ -298,7 +298,7 @@ async def complete(
     result: dict[str, Any] | None = None,
 ) -> None:
     """Mark the job succeeded, store its outputs (images) and result (a text job's answer; a
-    picture job's control maps) and owe it to its chat, atomically."""
+    picture job's control maps, a clip's MP4 and GIF) and owe it to its chat, atomically."""
     now = utcnow()
     await _cas(
         session,
@@ -316,6 +316,10 @@ async def complete(
     )
     for picture in (result or {}).get("maps", []):  # the control maps beside a picture job's outputs
         await record_blob(session, picture["blob"], picture["size"], "image/png", picture["width"], picture["height"])
+    clip = (result or {}).get("clip")  # a clip's MP4 and GIF, made from its frames (the outputs)
+    if clip:
+        await record_blob(session, clip["mp4"], clip["mp4_size"], "video/mp4", clip["width"], clip["height"])
+        await record_blob(session, clip["gif"], clip["gif_size"], "image/gif", clip["width"], clip["height"])
     for out in outputs:
         await record_blob(session, out.blob_key, out.size, "image/png", out.width, out.height)
         session.add(

@@ -219,11 +219,15 @@ class Adapters:
         return [e.name for e in self._entries.values() if e.unet() is pipe.unet]
 
     @contextlib.contextmanager
-    def applied(self, pipe: Any, spec: GenerationSpec, model: str | None = None) -> Iterator[None]:
+    def applied(
+        self, pipe: Any, spec: GenerationSpec, model: str | None = None, *, extra: dict[str, float] | None = None
+    ) -> Iterator[None]:
         """The job's LoRAs active with their weights (and no other), and its embeddings known to
-        the prompt encoder, for the block; every adapter disabled after it."""
+        the prompt encoder, for the block; every adapter disabled after it. `extra`: adapters
+        already on the pipeline that the job uses too, by name and weight (a clip's camera moves,
+        generation.models.motion); they are not counted against the budget or evicted here."""
         model = model or spec.model
-        weights: dict[str, float] = {}
+        weights: dict[str, float] = dict(extra or {})
         for ref in spec.loras:  # the same file twice adds up, as A1111 applies it twice
             name = self._ensure(pipe, model, ref, keep={(id(pipe.unet), n) for n in weights})
             weights[name] = weights.get(name, 0.0) + ref.weight

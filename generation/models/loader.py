@@ -63,6 +63,8 @@ class LoadedModel:
     speed: SpeedOptions = field(default_factory=SpeedOptions)  # set on its modules; VAE overrides get them too
     _pipes: dict[str, Any] = field(default_factory=dict, repr=False)
     _vaes: dict[str, Any] = field(default_factory=dict, repr=False)  # VAE overrides, by source
+    # AnimateDiff pipelines by "kind:motion adapter" (generation.models.motion builds them)
+    clip_pipes: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def pipeline(self, kind: str) -> Any:
         """The pipeline for `kind` ("txt2img", "img2img", "inpaint"), sharing the loaded weights."""
