@@ -104,6 +104,11 @@ async def queue_video2video(
 
     def shape(spec: GenerationSpec, notes: list[str]) -> GenerationSpec:
         model = _model(ctx, spec)
+        if model.family == "sdxl":
+            raise UserError(
+                f"Video to video runs on SD 1.x models; `{model.display_name}` is SDXL (diffusers has no SDXL AnimateDiff "
+                "video-to-video). Add `--model` with an SD 1.x model."
+            )
         values = dict(clip_values)
         if base is not None and base.clip is not None and "motion" not in values and base.clip.motion:
             values.setdefault("motion", base.clip.motion)

@@ -132,7 +132,7 @@ async def test_video2video_reads_an_uploaded_video_within_the_limits(bot: Bot, s
     assert spec.kind == "video2video" and spec.clip is not None
     assert len(spec.clip.source) == 8 and spec.clip.fps == 8 and spec.strength == settings.video2video_strength
     assert (spec.width, spec.height) == (72, 48)  # the video's proportions at the tiny model's 64x64 area, sides of 8
-    first = Image.open(bot.core.blobs.path(spec.clip.source[0]))
+    first = Image.open(bot.core.ctx.blobs.path(spec.clip.source[0]))
     assert first.size == (96, 64)
     assert "I used the first 8" in queued.text, queued.text
 
@@ -166,3 +166,77 @@ async def test_a_motion_adapter_for_another_architecture_is_refused(real_models_
     assert queued.kind == "status", queued.text
     spec, _, _ = await job_spec(bot, queued.job_id)  # type: ignore[arg-type]
     assert spec.clip is not None and spec.clip.motion == "v3" and (spec.width, spec.height) == (512, 512)
+
+
+def decoded_frames(path) -> tuple[int, float]:  # type: ignore[no-untyped-def]
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return sum(1 for _ in container.decode(stream)), float(stream.average_rate)
+
+
+async def test_an_animation_comes_back_as_a_video_with_its_buttons(bot: Bot) -> None:
+    await bot.send("/animate a fox running --frames 8 --seed 2 --steps 4")
+    [(result_id, item)] = await bot.finish()
+    reply = item.reply
+    assert reply.video is not None and reply.kind == "result", reply.text
+    assert decoded_frames(reply.video.mp4) == (8, 8.0)
+    assert len(reply.video.frames) == 8 and reply.images[0].path == reply.video.frames[0]  # the poster: frame 1
+    assert [a.label for a in reply.actions] == ["Reroll", "Longer", "Upscale 2x", "Remix"]
+    assert "🎞️" in reply.text and "8 frames · 8 fps (1.0 s)" in reply.text
+    with Image.open(reply.video.frames[3]) as frame:
+        parameters = frame.text["parameters"]
+    assert "Seed: 2," in parameters and "Frames: 8" in parameters, parameters
+    job_id = reply.job_id
+
+    [(_, longer)] = await bot.press(result_id, "Longer")
+    assert longer.kind == "status", longer.text
+    [(_, grown)] = await bot.finish()
+    assert grown.reply.video is not None and len(grown.reply.video.frames) == 16
+    for old, new in zip(reply.video.frames, grown.reply.video.frames[:8], strict=True):  # the clip so far, then 8 new frames
+        assert np.array_equal(np.asarray(Image.open(old)), np.asarray(Image.open(new)))
+
+    [(_, up)] = await bot.press(result_id, "Upscale 2x")
+    assert up.kind == "status", up.text
+    [(_, upscaled)] = await bot.finish()
+    assert upscaled.reply.video is not None and (upscaled.reply.video.width, upscaled.reply.video.height) == (128, 128)
+    assert len(upscaled.reply.video.frames) == 8 and upscaled.reply.actions == ()
+
+    for press in ("Reroll", "Remix"):
+        [(_, queued)] = await bot.press(result_id, press)
+        assert queued.kind == "status", (press, queued.text)
+        [(_, again)] = await bot.finish()
+        assert again.reply.video is not None and len(again.reply.video.frames) == 8, press
+
+    [(_, restyled_status)] = await bot.send("a fox made of paper", reply_to=result_id)  # a plain reply restyles the clip
+    assert restyled_status.kind == "status" and "Video to video" in restyled_status.text, restyled_status.text
+    [(_, restyled)] = await bot.finish()
+    assert restyled.reply.video is not None
+
+    [(_, frames)] = await bot.send(f"/frames {job_id}")
+    [document] = frames.documents
+    import zipfile
+
+    with zipfile.ZipFile(document.path) as archive:
+        names = archive.namelist()
+    assert len(names) == 8 and names[0] == f"sdbot-{job_id}-frame001.png"
+    [(_, gif)] = await bot.send("/frames gif", reply_to=result_id)
+    assert gif.documents[0].filename == f"sdbot-{job_id}.gif"
+    info = (await bot.send(f"/info {job_id}"))[0][1].text
+    assert "Clip: 8 frames at 8 fps, 64x64" in info and "Frame 1 of 8:" in info, info
+
+
+async def test_deforum_returns_its_frames_as_a_clip(bot: Bot) -> None:
+    [(_, queued)] = await bot.send('/deforum "0: a forest, 4: a city" --frames 8 --zoom "0:(1.1)" --steps 4 --seed 5')
+    assert queued.kind == "status", queued.text
+    [(result_id, item)] = await bot.finish()
+    video = item.reply.video
+    assert video is not None and len(video.frames) == 8 and decoded_frames(video.mp4)[0] == 8
+    seeds = []
+    for path in video.frames:
+        with Image.open(path) as frame:
+            parameters = frame.text["parameters"]
+        seeds.append(int(parameters.split("Seed: ")[1].split(",")[0]))
+    assert seeds == list(range(5, 13))  # Deforum's "iter" seeds: frame k uses seed + k
+    [(_, longer)] = await bot.press(result_id, "Longer")
+    [(_, grown)] = await bot.finish()
+    assert grown.reply.video is not None and len(grown.reply.video.frames) == 16

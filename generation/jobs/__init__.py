@@ -5,6 +5,7 @@ or an answer function (text), and one line in `PICTURE_KINDS` or `ANSWER_KINDS` 
 - draw: txt2img and img2img          - painting: inpaint, outpaint (zoom out, pan)
 - upscale: the four upscale methods  - facefix: face restoration
 - instruct: Instruct Pix2Pix (`/edit`)  - answers: enhance and describe (candidate prompts)
+- animate: AnimateDiff's animate and video2video  - deforum: an img2img loop along keyframes
 A job with `spec.controls` is steered by its ControlNets in every pass, whatever its kind draws
 (generation.control); its maps are part of what `render_job` returns.
 
@@ -14,7 +15,9 @@ the worker (and tests and benches) imports this package, so the engine never imp
 
 `run_job` also owns what every picture job shares: wildcard picks per image (each image of a
 wildcard job is drawn alone, from its own seed, so image i equals the single image made with
-seed + i) and the PNG with A1111 `parameters`.
+seed + i) and the PNG with A1111 `parameters`; and what every clip shares (`spec.clip`): its
+frames as PNGs with the clip's parameters, and the MP4 and GIF made from them. An upscale or face
+fix of a clip runs its kind on each frame (`GenerationSpec.frame_spec`).
 """
 
 from __future__ import annotations
@@ -27,13 +30,14 @@ from typing import Any
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from generation.animation import video
 from generation.control import preprocess
 from generation.engine import Engine, ProgressFn, Tracker
 from generation.errors import EngineUserError, JobCancelled
-from generation.jobs import answers, draw, facefix, instruct, painting, upscale
+from generation.jobs import animate, answers, deforum, draw, facefix, instruct, painting, upscale
 from generation.parameters import infotext
 from generation.prompts.wildcards import has_wildcards
-from generation.spec import GenerationSpec
+from generation.spec import CLIP_KINDS, GenerationSpec
 
 PictureJob = Callable[[Engine, GenerationSpec, Tracker], list[Image.Image]]
 TextJob = Callable[[Engine, GenerationSpec, Callable[[], bool]], list[dict[str, Any]]]
@@ -46,6 +50,9 @@ PICTURE_KINDS: dict[str, PictureJob] = {
     "upscale": upscale.upscale,
     "facefix": facefix.fix_faces,
     "instruct": instruct.edit,
+    "animate": animate.animate,
+    "video2video": animate.video2video,
+    "deforum": deforum.deforum,
 }
 ANSWER_KINDS: dict[str, TextJob] = {"enhance": answers.enhance, "describe": answers.describe}
 
@@ -108,6 +115,8 @@ def render_job(
     if spec.controls:
         tracker.controls = preprocess.prepare(engine, spec)
     maps = [_png(picture) for picture in tracker.controls.maps] if tracker.controls else []
+    if spec.clip is not None:
+        return _render_clip(engine, spec, job, tracker, job_id, maps)
     if not spec.wildcards and not has_wildcards(f"{spec.prompt}\n{spec.negative_prompt}"):
         return Rendered([encode(spec, index, image, job_id) for index, image in enumerate(job(engine, spec, tracker))], maps)
     # Wildcards: each image gets its own picks, from its own seed, so it is drawn alone with
@@ -119,6 +128,38 @@ def render_job(
         [image] = job(engine, single, tracker)
         rendered.append(encode(single, index, image, job_id, template=spec, index_seed=single.seed))
     return Rendered(rendered, maps)
+
+
+def _render_clip(
+    engine: Engine, spec: GenerationSpec, job: PictureJob, tracker: Tracker, job_id: int | None, maps: list[bytes]
+) -> Rendered:
+    clip = spec.clip
+    assert clip is not None
+    template = None
+    if spec.wildcards or has_wildcards(f"{spec.prompt}\n{spec.negative_prompt}"):
+        # one pick for the whole clip, from its seed (a clip is one picture in motion)
+        template, spec = spec, spec.image_spec(0).model_copy(update={"n": spec.n})
+    if spec.kind in CLIP_KINDS:
+        frames = job(engine, spec, tracker)
+    else:  # an upscale or face fix of a clip: its kind, frame by frame
+        frames = []
+        for index in range(clip.frames):
+            tracker.check()
+            [frame] = job(engine, spec.frame_spec(index), tracker)
+            frames.append(frame)
+            tracker.on_progress(index + 1, clip.frames)
+    images = []
+    for index, frame in enumerate(frames):
+        # AnimateDiff draws a whole clip from one seed; Deforum draws frame k with seed + k
+        seed = spec.seed + index if spec.kind == "deforum" else spec.seed
+        parameters = infotext(spec, seed, job_id=job_id, size=frame.size, template=template, frame=index)
+        images.append(RenderedImage(index, seed, _png(frame, parameters), frame.width, frame.height, parameters))
+    played = video.playback_frames(frames, clip.loop)
+    encoded = EncodedClip(
+        mp4=video.encode_mp4(played, clip.fps), gif=video.encode_gif(played, clip.fps), fps=clip.fps,
+        width=frames[0].width, height=frames[0].height, frames=len(frames), loop=clip.loop,
+    )  # fmt: skip
+    return Rendered(images, maps, encoded)
 
 
 def answer_job(
