@@ -106,6 +106,11 @@ def test_the_frames_carry_the_clips_parameters(engine: Engine) -> None:
     assert fields["Frames"] == "8" and fields["FPS"] == "12" and fields["Motion module"] == "tiny"
     assert fields["Frame"] == "3" and fields["Seed"] == "2" and fields["Job"] == "5"
     assert Image.open(io.BytesIO(rendered.images[3].png)).info["parameters"] == rendered.images[3].parameters
+    import av  # the MP4 carries them too: the first frame's parameters, in its comment tag
+
+    assert rendered.clip is not None
+    with av.open(io.BytesIO(rendered.clip.mp4)) as container:
+        assert container.metadata.get("comment") == rendered.images[0].parameters
 
 
 def test_a_long_clip_is_drawn_in_context_windows_as_freenoise_draws_it(engine: Engine, models_dir: Path) -> None:

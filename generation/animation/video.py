@@ -103,8 +103,9 @@ def _prepared(frames: Sequence[Image.Image], max_side: int | None, *, even: bool
 
 
 def encode_mp4(frames: Sequence[Image.Image], fps: int, *, crf: int = DEFAULT_CRF, max_side: int | None = None,
-               preset: str = "medium") -> bytes:  # fmt: skip
-    """An H.264 MP4 of exactly these frames at `fps`, ready to stream (moov before mdat)."""
+               preset: str = "medium", comment: str | None = None) -> bytes:  # fmt: skip
+    """An H.264 MP4 of exactly these frames at `fps`, ready to stream (moov before mdat).
+    `comment`: text for the file's `comment` tag (a clip's parameters; `ffprobe` and players show it)."""
     import av
 
     pictures = _prepared(frames, max_side, even=True)
@@ -114,6 +115,8 @@ def encode_mp4(frames: Sequence[Image.Image], fps: int, *, crf: int = DEFAULT_CR
     with tempfile.TemporaryDirectory(prefix="sdbot-mp4-") as folder:
         path = os.path.join(folder, "clip.mp4")
         with av.open(path, mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
+            if comment:
+                container.metadata["comment"] = comment
             stream = container.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": preset})
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             time_base = Fraction(1, fps)

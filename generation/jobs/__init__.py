@@ -156,7 +156,7 @@ def _render_clip(
         images.append(RenderedImage(index, seed, _png(frame, parameters), frame.width, frame.height, parameters))
     played = video.playback_frames(frames, clip.loop)
     encoded = EncodedClip(
-        mp4=video.encode_mp4(played, clip.fps), gif=video.encode_gif(played, clip.fps), fps=clip.fps,
+        mp4=video.encode_mp4(played, clip.fps, comment=images[0].parameters), gif=video.encode_gif(played, clip.fps), fps=clip.fps,
         width=frames[0].width, height=frames[0].height, frames=len(frames), loop=clip.loop,
     )  # fmt: skip
     return Rendered(images, maps, encoded)
