@@ -181,7 +181,7 @@ class ConsoleChat:
             message_event(
                 message_id, reply_to=reply_to, user=user, kind=reply.kind, text=reply.text,
                 images=reply.images, actions=reply.actions, job=reply.job_id, preview=reply.preview,
-                documents=reply.documents,
+                documents=reply.documents, video=reply.video,
             )
         )
 

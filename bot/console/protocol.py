@@ -10,6 +10,8 @@ Output, one JSON object per line:
      "text": "...", "images": ["/abs/path.png"], "actions": [{"id": "upscale:1", "label": "U1"}], "job": 7}
     {"event": "edit", "id": "b3", "text": "..."}
 A `--tile` result's message also has "preview": "/abs/path.jpg", the picture tiled 2x2.
+A clip (/animate, /video2video, /deforum) also has "video": "/abs/path.mp4", the H.264 MP4 to
+play; its "images" are then its first frame, the poster.
 A message that carries files to keep (`/lora download NAME`: a trained LoRA) also has
     "documents": [{"path": "/abs/path", "filename": "foxy.safetensors", "size": 1234567}]
 in the order sent: `path` is the file itself (absolute), `filename` the name to save it as, `size`
@@ -30,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from commands.render import size_text
-from commands.types import Action, DocumentFile, ImageFile
+from commands.types import Action, DocumentFile, ImageFile, VideoFile
 
 _REPLY = re.compile(r"^@(?P<id>[ub]\d+)\s+(?P<text>.+)$", re.S)
 _PRESS = re.compile(r"^!(?P<id>b\d+)\s+(?P<action>\S(?:.*\S)?)\s*$")  # labels may have spaces: "Upscale 2x"
@@ -101,6 +103,7 @@ def message_event(
     job: int | None = None,
     preview: ImageFile | None = None,
     documents: tuple[DocumentFile, ...] = (),
+    video: VideoFile | None = None,
 ) -> dict[str, Any]:
     event = {
         "event": "message",
@@ -115,6 +118,8 @@ def message_event(
     }
     if preview is not None:  # a seamless texture tiled 2x2
         event["preview"] = str(Path(preview.path).resolve())
+    if video is not None:  # a clip: its MP4 (the images are its poster)
+        event["video"] = str(Path(video.mp4).resolve())
     if documents:  # files to keep, sent as they are
         event["documents"] = [
             {"path": str(Path(document.path).resolve()), "filename": document.filename, "size": document.size}
@@ -134,6 +139,8 @@ def human(event: dict[str, Any]) -> str:
     arrow = f" → {event['reply_to']}" if event.get("reply_to") else ""
     lines = [f"[{event['id']}{arrow}] {event['text']}"]
     lines += [f"    🖼  {path}" for path in event["images"]]
+    if event.get("video"):
+        lines.append(f"    🎞  {event['video']}")
     if event.get("preview"):
         lines.append(f"    🧩  {event['preview']}  (tiled 2x2)")
     lines += [f"    📎  {d['filename']} ({size_text(d['size'])}): {d['path']}" for d in event.get("documents", ())]

@@ -3,6 +3,10 @@ upload limit (a grid for a batch), a reply's documents (a trained LoRA) as they 
 
 Discord keeps files as they are uploaded, so a single image goes out as its original PNG, with
 its parameters, unless it is over the limit.
+
+A clip (`Reply.video`) goes as `sdbot-<job>.mp4`, which Discord plays inline, fitted to the upload
+limit (`media.clip_of`: re-encoded or smaller, a GIF as a last resort), with its buttons; when no
+file of it fits, its poster (the first frame) goes instead, with a line saying so.
 """
 
 from __future__ import annotations
@@ -29,10 +33,21 @@ def leading_texts(reply: Reply) -> list[str]:
 
 
 def message_kwargs(reply: Reply, max_bytes: int, *, mention: str | None = None) -> dict[str, Any]:
-    """Keyword arguments for `send` (channel, followup, or reply) that show `reply`."""
+    """Keyword arguments for `send` (channel, followup, or reply) that show `reply`. Reads (and for
+    a clip, may re-encode) files: call it off the event loop."""
     text = reply.text if reply.images else chunks(reply.text, MAX_CONTENT)[-1]
     kwargs: dict[str, Any] = {}
-    if reply.images:
+    clip = None
+    if reply.video is not None:
+        try:
+            clip = media.clip_of(reply.video, max_bytes=max_bytes, stem=f"sdbot-{reply.job_id}")
+        except media.ClipError as error:  # nothing fits: the poster below, saying so
+            text += f"\n{error.message}"
+        else:
+            if clip.note:
+                text += f"\n{clip.note}"
+            kwargs["files"] = [discord.File(io.BytesIO(clip.data), filename=clip.filename)]
+    if reply.images and clip is None:
         picture = media.fit(media.picture_of(reply.images, f"sdbot-{reply.job_id}"), max_bytes=max_bytes)
         if picture.note:
             text += f"\n{picture.note}"

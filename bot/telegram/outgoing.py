@@ -2,6 +2,11 @@
 inline keyboard, original PNGs as documents, a reply's files (`Reply.documents`, a trained LoRA)
 as documents after its text, and every Telegram limit named here.
 
+A clip (`Reply.video`) goes with sendAnimation: a soundless MP4 (or a GIF, when no MP4 fits)
+that Telegram plays inline, autoplaying and looping, with its poster (the first frame) as the
+thumbnail and the clip buttons; no PNG button (a clip's frames come with /frames). A clip no file
+of which fits the upload limit is its poster as a photo, with a line saying so.
+
 Keyboard buttons carry `a:<action id>` (`a:upscale:1`, `a:vary:2`, `a:reroll`) or `png` as
 callback data. They mean something only together with the message they are under, which
 resolves to a job through the database; so old buttons keep working after a restart.
@@ -11,10 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import html
+import io
 import itertools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
+from PIL import Image
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Message, ReplyParameters
 from telegram.constants import ParseMode
 
@@ -22,7 +30,7 @@ from bot import media
 from bot.text import chunks as text_chunks
 from bot.text import shorten
 from commands.render import size_text
-from commands.types import Action, DocumentFile, Reply
+from commands.types import Action, DocumentFile, ImageFile, Reply
 
 # Telegram's limits (https://core.telegram.org/bots/api)
 MAX_TEXT = 4096  # characters of a message
@@ -31,6 +39,9 @@ MAX_CALLBACK_DATA = 64  # bytes
 MAX_PHOTO_BYTES = 10 * 1000 * 1000
 MAX_PHOTO_SIDE_SUM = 10_000  # width + height
 MAX_ALERT = 200  # characters of a callback query answer
+MAX_THUMBNAIL_SIDE = 320  # pixels, width and height of a video's or animation's thumbnail (a JPEG)
+MAX_THUMBNAIL_BYTES = 200 * 1000
+THUMBNAIL_QUALITIES = (85, 70, 50)
 BUTTONS_PER_ROW = 5
 
 ACTION_PREFIX = "a:"
@@ -40,7 +51,7 @@ PNG_LABEL = "📄 PNG"
 
 @dataclass(frozen=True)
 class Limits:
-    max_document_bytes: int
+    max_document_bytes: int  # what a bot may upload: documents and clips (50 MB on Telegram's servers)
 
 
 def to_html(text: str) -> str:
@@ -124,6 +135,8 @@ async def _send_message(
 ) -> Message:
     if reply.kind == "files":
         return await _send_documents(bot, chat_id, reply, replying, limits)
+    if reply.video is not None:
+        return await _send_clip(bot, chat_id, reply, replying, limits)
     if reply.images:
         return await _send_picture(bot, chat_id, reply, replying)
     message = None
@@ -144,13 +157,17 @@ def photo_of(reply: Reply) -> media.Picture:
     return media.fit(picture, max_bytes=MAX_PHOTO_BYTES, max_side_sum=MAX_PHOTO_SIDE_SUM)
 
 
-async def _send_picture(bot: Bot, chat_id: int, reply: Reply, replying: ReplyParameters | None) -> Message:
+async def _send_picture(
+    bot: Bot, chat_id: int, reply: Reply, replying: ReplyParameters | None, *, with_png: bool = True
+) -> Message:
     picture = await asyncio.to_thread(photo_of, reply)  # image work stays off the event loop
-    caption = reply.text if picture.note is None else f"{reply.text}\n{picture.note} 📄 PNG sends the originals."
+    with_png = with_png and reply.kind not in ("map", "sample")  # no job output: no PNG original
+    caption = reply.text
+    if picture.note is not None:
+        caption += f"\n{picture.note}" + (" 📄 PNG sends the originals." if with_png else "")
     message = await bot.send_photo(
         chat_id, InputFile(picture.data, filename=picture.filename), caption=to_html(shorten(caption, MAX_CAPTION - 64)),
-        parse_mode=ParseMode.HTML, reply_parameters=replying,
-        reply_markup=keyboard(reply.actions, with_png=reply.kind not in ("map", "sample")),  # no job output: no PNG original
+        parse_mode=ParseMode.HTML, reply_parameters=replying, reply_markup=keyboard(reply.actions, with_png=with_png),
     )  # fmt: skip
     if reply.preview is not None:  # a seamless texture, tiled 2x2: a second photo, without buttons
         preview = await asyncio.to_thread(
@@ -162,6 +179,49 @@ async def _send_picture(bot: Bot, chat_id: int, reply: Reply, replying: ReplyPar
             reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True),
         )  # fmt: skip
     return message
+
+
+def thumbnail_of(image: ImageFile | Path) -> bytes:
+    """A clip's poster as Telegram takes a thumbnail: a JPEG at most MAX_THUMBNAIL_SIDE a side and
+    under MAX_THUMBNAIL_BYTES."""
+    with Image.open(image.path if isinstance(image, ImageFile) else image) as opened:
+        picture = opened.convert("RGB")
+    picture.thumbnail((MAX_THUMBNAIL_SIDE, MAX_THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
+    for quality in THUMBNAIL_QUALITIES:
+        out = io.BytesIO()
+        picture.save(out, format="JPEG", quality=quality)
+        if out.tell() <= MAX_THUMBNAIL_BYTES:
+            break
+    return out.getvalue()
+
+
+def _clip_files(reply: Reply, limits: Limits) -> tuple[media.Clip, bytes | None]:
+    """The clip fitted to the upload limit, and its thumbnail (None without a poster)."""
+    assert reply.video is not None
+    clip = media.clip_of(reply.video, max_bytes=limits.max_document_bytes, stem=f"sdbot-{reply.job_id}")
+    poster = reply.images[0] if reply.images else (reply.video.frames[0] if reply.video.frames else None)
+    try:
+        thumbnail = thumbnail_of(poster) if poster is not None else None
+    except OSError:  # the poster is gone: Telegram makes a thumbnail of its own
+        thumbnail = None
+    return clip, thumbnail
+
+
+async def _send_clip(bot: Bot, chat_id: int, reply: Reply, replying: ReplyParameters | None, limits: Limits) -> Message:
+    try:
+        clip, thumbnail = await asyncio.to_thread(_clip_files, reply, limits)  # reading and re-encoding: off the loop
+    except media.ClipError as error:  # nothing fits: the poster, saying so
+        fallback = replace(reply, text=f"{reply.text}\n{error.message}", video=None)
+        if fallback.images:
+            return await _send_picture(bot, chat_id, fallback, replying, with_png=False)
+        return await _send_message(bot, chat_id, fallback, replying, limits)
+    caption = reply.text if clip.note is None else f"{reply.text}\n{clip.note}"
+    return await bot.send_animation(
+        chat_id, InputFile(clip.data, filename=clip.filename), duration=max(1, round(clip.seconds)),
+        width=clip.width, height=clip.height, caption=to_html(shorten(caption, MAX_CAPTION - 64)),
+        parse_mode=ParseMode.HTML, reply_parameters=replying, reply_markup=keyboard(reply.actions, with_png=False),
+        thumbnail=InputFile(thumbnail, filename="poster.jpg") if thumbnail is not None else None,
+    )  # fmt: skip
 
 
 async def _send_documents(

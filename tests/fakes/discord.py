@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import mimetypes
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -480,7 +481,9 @@ class FakeDiscord(ThreadedServer[Sent]):
                 raise _ApiError(413, 40005, f"Request entity too large: {name} is {len(data)} bytes")
 
     def _stored_attachments(self, payload: dict[str, Any], files: dict[str, tuple[str, bytes]]) -> list[dict[str, Any]]:
-        return [self._attachment(name, data, "image/png") for name, data in files.values()]
+        # Discord names the type by the file's name (an .mp4 is video/mp4, and plays inline)
+        return [self._attachment(name, data, mimetypes.guess_type(name)[0] or "application/octet-stream")
+                for name, data in files.values()]  # fmt: skip
 
 
 class _NotFound(Exception):

@@ -1,7 +1,7 @@
 """A fake Telegram Bot API server on 127.0.0.1, written for these tests.
 
 It speaks the Bot API's HTTP protocol closely enough for python-telegram-bot: getMe, getUpdates
-(long polling), sendMessage, sendPhoto and sendDocument (multipart), editMessageText,
+(long polling), sendMessage, sendPhoto, sendDocument and sendAnimation (multipart), editMessageText,
 deleteMessage, answerCallbackQuery, getFile and file downloads, setMyCommands, setWebhook and
 deleteWebhook. Any other method answers 404, so a gap fails loudly. It keeps Telegram's limits
 that matter to us (text and caption length, callback data, photo size and sides, HTML that must
@@ -39,6 +39,8 @@ BOB = {"id": 1002, "is_bot": False, "first_name": "Bob", "username": "bob"}
 GROUP = {"id": -100500, "type": "supergroup", "title": "Test group"}
 
 MAX_TEXT, MAX_CAPTION, MAX_CALLBACK_DATA, MAX_PHOTO_BYTES = 4096, 1024, 64, 10 * 1000 * 1000
+MAX_UPLOAD_BYTES = 50 * 1000 * 1000  # any file a bot uploads
+MAX_THUMBNAIL_SIDE, MAX_THUMBNAIL_BYTES = 320, 200 * 1000  # a JPEG
 ALLOWED_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "code", "pre", "a", "tg-spoiler", "blockquote"}
 
 
@@ -54,13 +56,14 @@ class BotMessage:
 
     chat_id: int
     message_id: int
-    kind: str  # "text", "photo", "document"
+    kind: str  # "text", "photo", "document", "animation"
     text: str  # the text or caption as people see it (HTML tags removed)
     reply_to: int | None
     keyboard: list[list[dict[str, str]]]
     photo: bytes | None = None  # after Telegram's JPEG recompression
     uploaded: bytes | None = None  # the bytes the bot uploaded
     filename: str | None = None
+    thumbnail: bytes | None = None  # an animation's thumbnail, as uploaded
     deleted: bool = False
     edits: list[str] = field(default_factory=list)
     edit_times: list[float] = field(default_factory=list)  # time.monotonic() of each edit
@@ -370,6 +373,37 @@ class FakeTelegram(ThreadedServer[BotMessage]):
                                         uploaded=data, filename=name)  # fmt: skip
         return message.api
 
+    def _m_sendAnimation(self, params: dict[str, Any], files: dict[str, Any]) -> Any:
+        """A GIF or a soundless H.264 MP4, played inline; Telegram keeps it as an animation (and a document)."""
+        name, data = _upload(files, "animation")
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise ApiError(413, "Request Entity Too Large")
+        if data[4:8] == b"ftyp":
+            mime = "video/mp4"
+        elif data[:6] in (b"GIF87a", b"GIF89a"):
+            mime = "image/gif"
+        else:
+            raise ApiError(400, "Bad Request: wrong type of the web page content")  # what Telegram says to junk
+        thumbnail = None
+        if params.get("thumbnail") or "thumbnail" in files:  # a file part of its own, or "attach://<part>"
+            attached = str(params.get("thumbnail") or "thumbnail").removeprefix("attach://")
+            _, thumbnail = _upload(files, attached)
+            try:
+                with Image.open(io.BytesIO(thumbnail)) as image:
+                    fine = image.format == "JPEG" and max(image.size) <= MAX_THUMBNAIL_SIDE
+            except Exception:
+                fine = False
+            if not fine or len(thumbnail) > MAX_THUMBNAIL_BYTES:
+                raise ApiError(400, "Bad Request: THUMBNAIL_INVALID")  # stricter than Telegram, which drops it
+        animation = {**self._store_file(data), "file_name": name, "mime_type": mime,
+                     "width": int(params.get("width") or 0), "height": int(params.get("height") or 0),
+                     "duration": int(params.get("duration") or 0)}  # fmt: skip
+        document = {k: v for k, v in animation.items() if k not in ("width", "height", "duration")}
+        message = self._new_bot_message(params, "animation", self._caption(params),
+                                        extra={"animation": animation, "document": document},
+                                        uploaded=data, filename=name, thumbnail=thumbnail)  # fmt: skip
+        return message.api
+
     def _m_editMessageText(self, params: dict[str, Any], files: dict[str, Any]) -> Any:
         message = self._find(int(params["chat_id"]), int(params["message_id"]))
         if message is None:
@@ -420,7 +454,8 @@ class FakeTelegram(ThreadedServer[BotMessage]):
         return caption
 
     def _new_bot_message(self, params: dict[str, Any], kind: str, text: str, *, extra: dict[str, Any] | None = None,
-                         uploaded: bytes | None = None, filename: str | None = None) -> BotMessage:  # fmt: skip
+                         uploaded: bytes | None = None, filename: str | None = None,
+                         thumbnail: bytes | None = None) -> BotMessage:  # fmt: skip
         chat_id = int(params["chat_id"])
         keyboard = (_json(params["reply_markup"]) or {}).get("inline_keyboard", []) if params.get("reply_markup") else []
         for row in keyboard:
@@ -439,7 +474,8 @@ class FakeTelegram(ThreadedServer[BotMessage]):
         if reply_to is not None and (chat_id, reply_to) in self.messages:
             api["reply_to_message"] = self.messages[(chat_id, reply_to)]
         message = BotMessage(chat_id, api["message_id"], kind, text, reply_to, keyboard, uploaded=uploaded,
-                             filename=filename, api=api, params=dict(params))  # fmt: skip
+                             filename=filename, thumbnail=thumbnail, api=api, params=dict(params))  # fmt: skip
+        # complete before it is recorded: a test waiting in another thread sees it at once
         self._record(message)
         return message
 
