@@ -141,7 +141,7 @@ async def cancel(ctx: Context, request: Request, args: str) -> list[Reply]:
 
 async def _own_job(ctx: Context, request: Request, session, user_id: int, job_id: int) -> Job:  # type: ignore[no-untyped-def]
     job = await queue.get(session, job_id)
-    if job is None or (job.user_id != user_id and not ctx.is_admin(request.platform, request.user_id)):
+    if job is None or (job.user_id != user_id and not ctx.is_admin(request)):
         raise UserError(f"I can't find job {job_id} among yours. `/history` lists them.")
     return job
 

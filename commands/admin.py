@@ -1,5 +1,7 @@
 """/admin: what admins need to run the bot (admins only).
 
+    /admin role …     people's roles; /admin audit …: the audit log; /admin review …: what the
+                      safety policy withheld (commands.admin_people)
     /admin status     the workers (host, GPU, models they serve, the one loaded, what they draw,
                       when each was last seen), the queue's length by model, the oldest waiting
                       job, and models no running worker serves (their jobs wait until one does)
@@ -13,19 +15,28 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from commands.admin_people import audit_command, review_command, role_command
 from commands.context import Context
 from commands.errors import UserError
 from commands.types import Reply, Request
 from storage import workers
 from storage.tables import WorkerRow, utcnow
 
-USAGE = "`/admin status`: workers, their models, the queue and its oldest waiting job."
+USAGE = ("`/admin status`: workers, their models, the queue and its oldest waiting job; `/admin role WHO [ROLE]`: "
+         "someone's role; `/admin audit [N] [ACTION]`: the audit log; `/admin review [JOB]`: what the safety policy withheld.")
 
 
 async def admin_command(ctx: Context, request: Request, args: str) -> list[Reply]:
-    if not ctx.is_admin(request.platform, request.user_id):
-        raise UserError("`/admin` is for the bot's admins (SDBOT_ADMIN_IDS). `/queue` shows your own jobs.")
-    verb = args.strip().split(" ", 1)[0].lower()
+    if not ctx.is_admin(request):
+        raise UserError("`/admin` is for the bot's admins (SDBOT_ADMIN_IDS, or `/admin role`). `/queue` shows your own jobs.")
+    verb, _, rest = args.strip().partition(" ")
+    verb = verb.lower()
+    if verb == "role":
+        return await role_command(ctx, request, rest)
+    if verb == "audit":
+        return await audit_command(ctx, request, rest)
+    if verb == "review":
+        return await review_command(ctx, request, rest)
     if verb == "status":
         return [Reply(await status_text(ctx), ephemeral=True)]
     if not verb:

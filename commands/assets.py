@@ -17,7 +17,7 @@ from commands import render
 from commands.asset_use import KIND_LABELS as KINDS
 from commands.asset_use import fit_problem, stored_misfit
 from commands.context import Context
-from commands.errors import UserError
+from commands.errors import Refused, UserError
 from commands.types import DocumentFile, Reply, Request
 from config.models import ARCHITECTURE_NAMES
 from generation.assets.files import (
@@ -97,9 +97,10 @@ async def _upload(ctx: Context, request: Request, kind: str, name: str | None) -
             )
         if await assets.find_own(session, user.id, kind, name):
             raise UserError(f"You already have a {label} named `{name}`. Delete it first, or upload with another name.")
-        used, quota = await assets.bytes_used(session, user.id), ctx.settings.asset_quota_bytes
-        if used + info.size > quota:
-            raise UserError(
+        used, quota = await assets.bytes_used(session, user.id), ctx.limits(request).storage_bytes
+        if quota is not None and used + info.size > quota:
+            raise Refused(
+                "storage",
                 f"That would use {render.size_text(used + info.size)} of your {render.size_text(quota)} for uploads. "
                 f"Delete one with `/{kind} delete NAME` first."
             )
@@ -158,7 +159,9 @@ async def _list(ctx: Context, request: Request, kind: str) -> list[Reply]:
         fits = "" if stored_misfit(ctx, asset, model) is None else f" (doesn't fit your model `{model.display_name}`)"
         return f"• {asset.name} — {_describe(asset).splitlines()[0]}{fits}"
 
-    lines = [f"Your {label}s ({render.size_text(used)} of {render.size_text(ctx.settings.asset_quota_bytes)}):"]
+    quota = ctx.limits(request).storage_bytes
+    of = f" of {render.size_text(quota)}" if quota is not None else ""
+    lines = [f"Your {label}s ({render.size_text(used)}{of}):"]
     lines += [line(a) for a in own] or [f"none yet: `/{kind} upload NAME` with the file."]
     if shared:
         lines += ["", f"Shared {label}s:"] + [line(a) for a in shared]
@@ -167,7 +170,7 @@ async def _list(ctx: Context, request: Request, kind: str) -> list[Reply]:
 
 async def _manage(ctx: Context, request: Request, kind: str, verb: str, name: str) -> list[Reply]:
     label = KINDS[kind]
-    admin = ctx.is_admin(request.platform, request.user_id)
+    admin = ctx.is_admin(request)
     async with ctx.db.transaction() as session:
         user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
         if verb == "info":

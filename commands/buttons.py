@@ -13,7 +13,7 @@ import io
 
 from PIL import Image
 
-from commands import clips, edits, render
+from commands import clips, edits, render, safety
 from commands.candidates import imagine_candidate
 from commands.clip_source import is_clip_job
 from commands.context import Context
@@ -52,7 +52,9 @@ async def press(ctx: Context, request: Request) -> list[Reply]:
     if verb == "imagine" and index is not None:
         return await imagine_candidate(ctx, request, job, index)
     if verb == "upscale" and index is not None:
-        return [single_image_reply(ctx, job, index)]
+        async with ctx.db.transaction() as session:
+            return [await safety.shield(ctx, session, job, single_image_reply(ctx, job, index), request.platform,
+                                        request.chat_id, record=False)]  # fmt: skip
     if verb == "vary" and index is not None:
         output = job.outputs[index]
         init = InitImage(output.blob_key, output.width, output.height)
@@ -88,9 +90,14 @@ async def originals(ctx: Context, platform: str, chat_id: str, message_id: str) 
         job = await queue.get(session, ref.job_id) if ref is not None else None
         if job is None or not job.outputs:
             raise UserError("I don't have the pictures of that message any more. Start again with /imagine.")
-    indexes = None if ref.output_index is None else [ref.output_index]
-    images = image_files(ctx, job, indexes)
-    return Reply(f"Original PNG{'s' if len(images) > 1 else ''} of job {job.id}", kind="files", images=images, job_id=job.id)
+        hidden = await safety.withheld(ctx, session, job, platform, chat_id)
+    indexes = [out.index for out in job.outputs] if ref.output_index is None else [ref.output_index]
+    kept = [i for i in indexes if i not in hidden]
+    if not kept:
+        raise UserError("This chat's safety policy doesn't send the original of that picture here.")
+    images = image_files(ctx, job, kept)
+    note = f" ({len(indexes) - len(kept)} withheld by this chat's safety policy)" if len(kept) < len(indexes) else ""
+    return Reply(f"Original PNG{'s' if len(images) > 1 else ''} of job {job.id}{note}", kind="files", images=images, job_id=job.id)
 
 
 def _match(wanted: str, actions: tuple[Action, ...]) -> Action:

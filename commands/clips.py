@@ -19,7 +19,7 @@ from __future__ import annotations
 import io
 import zipfile
 
-from commands import render
+from commands import render, safety
 from commands.animate import queue_video2video
 from commands.clip_source import clip_info, clip_of_job, is_clip_job
 from commands.context import Context
@@ -131,10 +131,12 @@ async def _clip_job(ctx: Context, request: Request, job_id: int | None) -> Job:
         else:
             user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
             job = await queue.get(session, job_id)
-            if job is not None and job.user_id != user.id and not ctx.is_admin(request.platform, request.user_id):
+            if job is not None and job.user_id != user.id and not ctx.is_admin(request):
                 job = None
         if job is None:
             raise UserError(f"I can't find job {job_id} among yours. `/history` lists them.")
+        if await safety.withheld(ctx, session, job, request.platform, request.chat_id):
+            raise UserError(f"This chat's safety policy doesn't send job {job.id}'s files here.")
     if job.status != JobStatus.SUCCEEDED or not is_clip_job(job):
         raise UserError(f"Job {job.id} is no finished clip; `/frames` sends the frames of /animate, /video2video and /deforum.")
     return job

@@ -6,9 +6,34 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from commands.types import Request
 from config import ModelRegistry, Settings
+from config.roles import Role, RoleLimits
 from storage.blobs import BlobStore
 from storage.db import Database
+
+
+class RoleCache:
+    """Roles resolved lately, per (platform, user, platform roles), for SDBOT_ROLE_CACHE_SECONDS:
+    resolving is a transaction, which on SQLite takes the writer lock and made a /queue 1.7x
+    slower (bench/people_cost.py). What changes a role in this process clears it."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self) -> None:
+        self._roles: dict[tuple[str, str, tuple[str, ...]], tuple[float, Role]] = {}
+
+    def get(self, key: tuple[str, str, tuple[str, ...]], now: float) -> Role | None:
+        found = self._roles.get(key)
+        return found[1] if found is not None and found[0] > now else None
+
+    def put(self, key: tuple[str, str, tuple[str, ...]], role: Role, until: float) -> None:
+        if len(self._roles) >= self.MAX_ENTRIES:
+            self._roles.clear()
+        self._roles[key] = (until, role)
+
+    def clear(self) -> None:
+        self._roles.clear()
 
 
 @dataclass
@@ -18,6 +43,18 @@ class Context:
     settings: Settings
     registry: ModelRegistry
     on_enqueue: Callable[[], None] = field(default=lambda: None)
+    roles: RoleCache = field(default_factory=RoleCache)  # commands.people.resolve fills it
 
-    def is_admin(self, platform: str, user_id: str) -> bool:
-        return self.settings.is_admin(platform, user_id)
+    def is_admin(self, request: Request) -> bool:
+        """Whether the person asking is an admin: by the role CommandService resolved (an
+        `/admin role`, a linked identity), else by SDBOT_ADMIN_IDS alone."""
+        if request.role is not None:
+            return request.role == "admin"
+        return self.settings.is_admin(request.platform, request.user_id)
+
+    def roles_changed(self) -> None:
+        """A role or a link changed: resolve everyone's role afresh."""
+        self.roles.clear()
+
+    def limits(self, request: Request) -> RoleLimits:
+        return self.settings.limits(request.role or "default")

@@ -13,3 +13,12 @@ class UserError(Exception):
         if len(self.problems) == 1:
             return self.problems[0]
         return "Please fix these:\n" + "\n".join(f"• {problem}" for problem in self.problems)
+
+
+class Refused(UserError):
+    """A refusal by policy rather than a mistake: a ban, a quota, a rate limit, a wrong link
+    code. Said like any UserError, and written to the audit log (`why`: what refused it)."""
+
+    def __init__(self, why: str, *problems: str):
+        super().__init__(*problems)
+        self.why = why

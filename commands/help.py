@@ -42,7 +42,11 @@ COMMAND_MENU: tuple[tuple[str, str], ...] = (
     ("cancel", "Cancel a job: /cancel [job|all]"),
     ("history", "Your recent jobs"),
     ("info", "A job's parameters: /info <job>"),
-    ("admin", "Admins: /admin status (workers, queue, oldest job)"),
+    ("me", "Your role, linked accounts and quotas"),
+    ("place", "This chat's settings: safety policy, refused terms, models (its admins)"),
+    ("link", "One account on Discord and Telegram: /link, then /link CODE"),
+    ("unlink", "Take this identity out of its linked account"),
+    ("admin", "Admins: /admin status|role|audit|review"),
 )
 
 
@@ -125,7 +129,7 @@ def help_text(ctx: Context) -> str:
         "",
         "**Your LoRAs and embeddings**",
         f"/lora upload [NAME] with the .safetensors file attached (up to {s.max_asset_bytes / 2**20:.0f} MiB; "
-        f"{s.asset_quota_bytes / 2**30:.1f} GiB each in all) · /loras · /lora info|delete|share|unshare NAME · "
+        f"{_storage_words(s)}) · /loras · /lora info|delete|share|unshare NAME · "
         "/lora rename OLD NEW — the same for /embedding. Files are checked before they are stored; pickles "
         "(.ckpt, .pt, .bin) are refused. Use a LoRA with <lora:NAME:0.8> in the prompt (or --lora NAME:0.8); "
         "an embedding by writing its name. Private until you share it. `/lora download NAME` sends the file.",
@@ -140,10 +144,22 @@ def help_text(ctx: Context) -> str:
         "**Admins**: `/model add NAME SOURCE` — SOURCE a diffusers folder, a Hub id, or a .safetensors checkpoint "
         "with `--config FOLDER` (its component configs); also --arch sd1|sd2|sdxl, --size, --clip-skip, --vae, "
         "--description · `/model remove NAME [--force]`. No restart: every bot and worker sees it at once. "
-        "`/admin status` — the workers (GPU, models, what each draws, last seen), the queue by model, its oldest job.",
+        "`/admin status` — the workers (GPU, models, what each draws, last seen), the queue by model, its oldest job. "
+        "`/admin role WHO [admin|trusted|default|banned|clear]` — WHO `telegram:123`, `discord:456` or a mention · "
+        "`/admin audit [N] [ACTION]` — admin actions, links and refusals · `/admin review [JOB]` — what a place's "
+        "safety policy blurred or blocked, and (in private) the originals.",
+        "**A chat's admins**: `/place` shows this chat's settings; `/place --nsfw allow|spoiler|blur|block "
+        "--threshold 0.5 --terms \"a, b\" --models a,b --negative \"...\"` sets them (Discord: Manage Server or "
+        "Manage Channels; Telegram: the group's admins) · `/place reset [name]`. Every picture is scored by the "
+        "safety classifier" + (" (SDBOT_SAFETY_CLASSIFIER)" if s.safety_classifier else " — none is configured, so "
+        "nothing is scored") + "; age-restricted channels allow by default, other places "
+        f"{s.safety_policy} pictures scored {s.safety_threshold:g} or more.",
         "",
         "/settings — show your defaults; `/settings --steps 30 --sampler euler_a` sets them; `/settings reset`.",
         "/queue — your jobs and the queue · /cancel [job|all] · /history [n] · /info <job> (or reply /info)",
+        "/me — your role, your linked accounts, and what your quotas leave (jobs a minute, drawing time a day, "
+        "training steps, storage) with when each refills · /link — a one-time code (in private); `/link CODE` on your "
+        "other platform makes one account of both (LoRAs, styles, history, quotas) · /unlink",
         "",
         "**Options for /imagine**",
         "--no <words> — negative prompt (what to leave out)",
@@ -162,12 +178,29 @@ def help_text(ctx: Context) -> str:
         "--tile — a seamless texture (the picture repeats without seams; shown 2×2 too)",
         f"--vae NAME — {', '.join(['default', *s.vaes])}" if s.vaes else "--vae — no other VAE configured",
         "",
-        f"Limits: {s.max_queued_jobs_per_user} jobs waiting per person, prompts up to {s.max_prompt_chars} "
-        f"characters, uploads up to {s.max_upload_bytes / 2**20:.0f} MiB.",
+        f"Limits: {_limits_line(s)}; prompts up to {s.max_prompt_chars} characters, uploads up to "
+        f"{s.max_upload_bytes / 2**20:.0f} MiB. `/me` shows yours.",
     ]
     if any(entry.kind == "tiny" for entry in ctx.registry):
         lines += ["", render.TINY_NOTE]
     return "\n".join(lines)
+
+
+def _storage_words(s: Settings) -> str:
+    storage = s.limits("default").storage_bytes
+    return "no limit on what each keeps" if storage is None else f"{storage / 2**30:.1f} GiB each in all"
+
+
+def _limits_line(s: Settings) -> str:
+    default = s.limits("default")
+    parts = []
+    if default.queued_jobs is not None:
+        parts.append(f"{default.queued_jobs} jobs waiting per person")
+    if default.jobs_per_minute is not None:
+        parts.append(f"{default.jobs_per_minute} a minute")
+    if default.gpu_seconds_per_day is not None:
+        parts.append(f"{default.gpu_seconds_per_day / 60:g} min of drawing a day")
+    return ", ".join(parts) + " (trusted people: more; admins: no limits)" if parts else "no quotas"
 
 
 async def show_help(ctx: Context, request: Request, args: str) -> list[Reply]:

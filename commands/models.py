@@ -27,7 +27,7 @@ from commands.parser import parse_flags
 from commands.types import Reply, Request
 from config.models import ARCHITECTURE_NAMES, ModelEntry, source_kind
 from generation.models.files import ModelSourceError, describe_model, inspect_model_source, model_shapes
-from storage import model_library, users
+from storage import audit, model_library, users
 
 ADD_FLAGS = {
     "config": "config", "arch": "architecture", "architecture": "architecture", "size": "size",
@@ -44,7 +44,7 @@ async def list_models(ctx: Context, request: Request, args: str) -> list[Reply]:
     async with ctx.db.transaction() as session:
         user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
         yours = ctx.registry.get(user.settings.get("model")) or ctx.registry.default
-    admin = ctx.is_admin(request.platform, request.user_id)
+    admin = ctx.is_admin(request)
     lines = ["Models (pick one with `/model NAME`, or `--model NAME` for one job):"]
     for entry in ctx.registry:
         marks = [m for m, on in (("default", entry is ctx.registry.default), ("yours", entry is yours)) if on]
@@ -119,6 +119,8 @@ async def add_model(ctx: Context, request: Request, args: str) -> list[Reply]:
         user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
         await model_library.add_model(session, entry, user.id)
         await model_library.sync(session, ctx.registry)
+        await audit.record(session, actor_id=user.id, platform=request.platform, platform_user_id=request.user_id,
+                           action="model_add", detail=f"{name}: {source}")  # fmt: skip
     lines = [
         f"Added the model `{name}` ({describe_model(entry)}, {entry.native_size}px native). Use it with `--model {name}` "
         f"or `/model {name}`; it loads when a job first uses it.",
@@ -152,6 +154,10 @@ async def remove_model(ctx: Context, request: Request, args: str) -> list[Reply]
             )
         removed = await model_library.remove_model(session, name)
         await model_library.sync(session, ctx.registry)
+        if removed:
+            user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
+            await audit.record(session, actor_id=user.id, platform=request.platform, platform_user_id=request.user_id,
+                               action="model_remove", detail=name + (f" ({waiting} jobs failed)" if waiting else ""))  # fmt: skip
     if not removed:
         raise UserError(f"There is no added model named `{name}`. `/models` lists them.")
     note = f" {waiting} job(s) that used it will fail with a note." if waiting else ""
@@ -159,7 +165,7 @@ async def remove_model(ctx: Context, request: Request, args: str) -> list[Reply]
 
 
 def _admin_only(ctx: Context, request: Request, what: str) -> None:
-    if not ctx.is_admin(request.platform, request.user_id):
+    if not ctx.is_admin(request):
         raise UserError(f"Only admins can {what}. `/models` lists the models; `/model NAME` picks your default.")
 
 

@@ -20,13 +20,15 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from commands import account, animate, assets, buttons, clips, edits, models, render, training_text
+from commands import (
+    account, animate, assets, buttons, clips, edits, linking, me, models, people, places, render, safety, training_text,
+)
 from commands.admin import admin_command
 from commands.context import Context
 from commands.control import control_command, edit_command
 from commands.describe import describe
 from commands.enhance import enhance
-from commands.errors import UserError
+from commands.errors import Refused, UserError
 from commands.help import show_help
 from commands.imagine import imagine_structured
 from commands.inpaint import inpaint_command
@@ -35,7 +37,7 @@ from commands.styles import list_styles, style_command
 from commands.training import train_command
 from commands.types import Outgoing, Reply, Request, StatusUpdate
 from commands.wildcard import wildcard_command
-from storage import model_library, outbox, queue, training
+from storage import audit, model_library, outbox, queue, training, users
 from storage.tables import Job, User, utcnow
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,10 @@ COMMANDS: dict[str, Handler] = {
     "cancel": account.cancel,
     "history": account.history,
     "info": account.info,
+    "me": me.me_command,
+    "place": places.place_command,
+    "link": linking.link_command,
+    "unlink": linking.unlink_command,
     "admin": admin_command,
 }
 
@@ -91,6 +97,9 @@ class CommandService:
     async def handle(self, request: Request) -> list[Reply]:
         try:
             return await self._dispatch(request)
+        except Refused as refusal:
+            await self._audit_refusal(request, refusal)
+            return [Reply(refusal.message, kind="error", ephemeral=True)]
         except UserError as error:
             return [Reply(error.message, kind="error", ephemeral=True)]
         except Exception:
@@ -104,8 +113,21 @@ class CommandService:
                 )
             ]
 
+    async def _audit_refusal(self, request: Request, refusal: Refused) -> None:
+        """Refusals are kept (who, what, when) in their own transaction: the request's rolled back."""
+        try:
+            async with self.ctx.db.transaction() as session:
+                account = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
+                await audit.record(session, actor_id=account.id, platform=request.platform, platform_user_id=request.user_id,
+                                   action=f"refused:{refusal.why}", detail=refusal.message)  # fmt: skip
+        except Exception:  # the person still gets their answer
+            log.exception("could not write a refusal to the audit log")
+
     async def _dispatch(self, request: Request) -> list[Reply]:
         await self._sync_models()
+        request = await people.resolve(self.ctx, request)
+        if request.role == "banned":
+            raise Refused("banned", "An admin has barred you from using this bot. If that is a mistake, ask one of them.")
         if request.press is not None:
             return await buttons.press(self.ctx, request)
         if request.options is not None:
@@ -174,7 +196,9 @@ class CommandService:
                     # replaces it (and, on Discord, answers the same interaction); a status that
                     # never comes (its send failed) holds the result back only this long.
                     continue
-                owner = await session.get(User, job.user_id)
+                # Whom to mention: the owner's identity on the platform the job was asked on
+                # (a linked account's own row may be another platform's).
+                owner = await users.identity_on(session, job.user_id, delivery.platform) or await session.get(User, job.user_id)
                 replaces_status = True
                 if delivery.kind.startswith(training.SAMPLE_DELIVERY):  # a training run's picture so far
                     reply = await self._sample_reply(session, job, delivery.kind)
@@ -182,7 +206,8 @@ class CommandService:
                 elif delivery.kind == "result" and job.kind == "train":
                     reply = training_text.result_reply(self.ctx.blobs, job)
                 elif delivery.kind == "result":
-                    reply = buttons.result_reply(self.ctx, job)
+                    reply = await safety.shield(self.ctx, session, job, buttons.result_reply(self.ctx, job),
+                                                delivery.platform, delivery.chat_id)  # fmt: skip
                 else:
                     reply = Reply(render.failure_text(job), kind="failure", job_id=job.id)
                 items.append(

@@ -77,7 +77,7 @@ async def _save(ctx: Context, request: Request, args: str) -> list[Reply]:
     else:
         problems += [p for p in (check_style_name(name), check_template(template), check_negative(negative)) if p]
     is_global = "global" in flags.values
-    if is_global and not ctx.is_admin(request.platform, request.user_id):
+    if is_global and not ctx.is_admin(request):
         problems.append("Only admins can save global styles; leave out `--global` to save it for yourself.")
     if problems:
         raise UserError(*problems)
@@ -102,7 +102,7 @@ async def _delete(ctx: Context, request: Request, args: str) -> list[Reply]:
     if flags.problems or not name:
         raise UserError(*(flags.problems or ["Which style? `/style delete NAME`."]))
     is_global = "global" in flags.values
-    if is_global and not ctx.is_admin(request.platform, request.user_id):
+    if is_global and not ctx.is_admin(request):
         raise UserError("Only admins can delete global styles.")
     async with ctx.db.transaction() as session:
         user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)

@@ -1,6 +1,6 @@
 """Turning checked options into a queued job: the one place jobs are created.
 
-The user row, the queue-limit check and the job row are written in one transaction; the user
+The user row, the quota checks (commands.people) and the job row are written in one transaction; the user
 hears "queued" only after it commits. Uploads are written to the blob store first (content-
 addressed, so a rolled-back request leaves at most an unreferenced file).
 """
@@ -13,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands import render
 from commands.context import Context
-from commands.errors import UserError
 from commands.images import decode_upload
 from commands.options import ImagineOptions, InitImage, build_spec
+from commands.people import check_room
+from commands.places import check_job
 from commands.prompt_features import apply_prompt_features
 from commands.types import Attachment, MessageTarget, Reply, Request
 from generation.spec import GenerationSpec
@@ -59,6 +60,7 @@ async def submit(
             spec = shape(spec, notes)
         spec = spec.model_copy(update={"age_restricted": request.age_restricted})  # where it is asked, not inherited
         spec = await apply_prompt_features(ctx, session, user, spec, opts, base, notes)
+        spec = await check_job(ctx, session, request, spec, notes)
         if init is not None and upload_size is not None:
             await queue.record_blob(session, init.blob_key, upload_size, "image/png", init.width, init.height)
         for blob, size in extra_blobs:
@@ -77,7 +79,9 @@ async def queue_spec(
     async with ctx.db.transaction() as session:
         user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
         spec = spec.model_copy(update={"age_restricted": request.age_restricted})
-        reply = await _enqueue(ctx, session, request, user, spec, parent, list(notes))
+        notes = list(notes)
+        spec = await check_job(ctx, session, request, spec, notes)
+        reply = await _enqueue(ctx, session, request, user, spec, parent, notes)
     ctx.on_enqueue()
     return [reply]
 
@@ -86,8 +90,8 @@ async def _enqueue(
     ctx: Context, session: AsyncSession, request: Request, user: User, spec: GenerationSpec,
     parent: tuple[int, int | None] | None, notes: list[str],
 ) -> Reply:  # fmt: skip
-    """The queue-limit check and the job row, in the caller's transaction; the "queued" reply."""
-    await check_queue_limit(ctx, session, request, user)
+    """The quota checks and the job row, in the caller's transaction; the "queued" reply."""
+    await check_room(ctx, session, request, user)
     job = await queue.enqueue(
         session,
         user_id=user.id,
@@ -104,16 +108,3 @@ async def _enqueue(
     )
     text = render.queued_text(job, await queue.position(session, job), notes)
     return Reply(text, kind="status", job_id=job.id, target=MessageTarget(job.id, None, "status"))
-
-
-async def check_queue_limit(ctx: Context, session: AsyncSession, request: Request, user: User) -> None:
-    """Refuse a new job when the person already has SDBOT_MAX_QUEUED_JOBS_PER_USER waiting or
-    running (admins have no limit)."""
-    limit = ctx.settings.max_queued_jobs_per_user
-    if not ctx.is_admin(request.platform, request.user_id):
-        active = await queue.active_count(session, user.id)
-        if active >= limit:
-            raise UserError(
-                f"You already have {active} jobs waiting or running (the limit is {limit}). "
-                "Wait for one to finish, or stop one with `/cancel`."
-            )

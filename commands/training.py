@@ -19,10 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands import render
 from commands.context import Context
-from commands.errors import UserError
+from commands.errors import Refused, UserError
 from commands.options import bounded_number, new_seed
 from commands.parser import parse_flags
-from commands.submit import check_queue_limit
+from commands.people import check_room, clock_text
 from commands.training_data import Dataset, DatasetLimits, read_dataset
 from commands.training_text import USAGE, queued_text, spec_of, status_text
 from commands.types import Attachment, MessageTarget, Reply, Request
@@ -120,25 +120,26 @@ async def train_previewed(ctx: Context, request: Request, job: Job) -> list[Repl
 
 async def _check_room(ctx: Context, session: AsyncSession, request: Request, user: User, spec: TrainingSpec) -> None:
     """The name free, one run at a time, the day's step budget, the uploads quota, the queue limit."""
-    s, kind, name = ctx.settings, spec.asset_kind, spec.name
+    kind, name = spec.asset_kind, spec.name
     if not spec.preview and await assets.find_own(session, user.id, kind, name):
         raise UserError(f"You already have a {kind} named `{name}`. Pick another name, or delete it first "
                         f"(`/{kind} delete {name}`).")  # fmt: skip
-    admin = ctx.is_admin(request.platform, request.user_id)
     running = await training.active_run(session, user.id)
     if running is not None:
         raise UserError(f"Your training job {running.id} is still waiting or running: one run at a time. "
                         "`/train status` shows it; `/cancel` stops it.")  # fmt: skip
-    if not admin and not spec.preview:
-        used = await training.steps_last_day(session, user.id)
-        if used + spec.steps > s.train_daily_steps:
-            left = max(0, s.train_daily_steps - used)
-            raise UserError(f"That is {spec.steps} steps, and you have {left} of your {s.train_daily_steps} training "
-                            "steps per 24 hours left. Use fewer `--steps`, or try again later.")  # fmt: skip
-        if await assets.bytes_used(session, user.id) >= s.asset_quota_bytes:
-            raise UserError(f"Your LoRAs and embeddings use all of your {render.size_text(s.asset_quota_bytes)}; "
-                            "delete one first (`/loras` lists them).")  # fmt: skip
-    await check_queue_limit(ctx, session, request, user)
+    limits = ctx.limits(request)
+    if not spec.preview and limits.train_steps_per_day is not None:
+        used, daily = await training.steps_last_day(session, user.id), limits.train_steps_per_day
+        if used + spec.steps > daily:
+            back = await training.steps_back_at(session, user.id)
+            when = f"more come back at {clock_text(back)}" if back is not None else "try again later"
+            raise Refused("train_steps", f"That is {spec.steps} steps, and you have {max(0, daily - used)} of your {daily} "
+                          f"training steps per 24 hours left. Use fewer `--steps`, or wait: {when} (`/me` shows your quotas).")  # fmt: skip
+    if not spec.preview and limits.storage_bytes is not None and await assets.bytes_used(session, user.id) >= limits.storage_bytes:
+        raise Refused("storage", f"Your LoRAs and embeddings use all of your {render.size_text(limits.storage_bytes)}; "
+                      "delete one first (`/loras` lists them).")  # fmt: skip
+    await check_room(ctx, session, request, user)
 
 
 async def _enqueue(ctx: Context, session: AsyncSession, request: Request, user: User, spec: TrainingSpec,

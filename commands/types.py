@@ -45,6 +45,17 @@ class Request:
     reply_to_images: tuple[Attachment, ...] = ()  # images in that message, when the adapter has them
     press: Press | None = None
     age_restricted: bool = False  # sent from an age-restricted (NSFW) channel
+    # The person's roles on the platform, for SDBOT_ROLE_MAP: Discord guild role ids, Telegram
+    # "chat_admin" where the adapter knows they administer the chat.
+    platform_roles: tuple[str, ...] = ()
+    # Only the asker reads the answer: a private chat, or a Discord interaction (ephemeral
+    # replies). A /link code is given only there.
+    private: bool = False
+    # The person administers this chat (Discord: Manage Server or Manage Channels; Telegram: a
+    # group's owner or admin), so may change its /place settings.
+    place_admin: bool = False
+    # Their role here (config.roles), filled in by CommandService before a handler runs.
+    role: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +137,12 @@ class Reply:
     # A clip (/animate, /video2video, /deforum): sent as a video that plays inline, instead of
     # `images` (which then hold its first frame, the poster: a Telegram thumbnail, the console).
     video: VideoFile | None = None
+    # Show the picture or clip hidden until tapped (Discord SPOILER_ files, Telegram has_spoiler):
+    # the place's safety policy (commands.safety).
+    spoiler: bool = False
+    # Whether the originals may be offered (Telegram's 📄 PNG button): not where the policy
+    # blurred or withheld the pictures.
+    originals: bool = True
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from config.roles import Role, RoleLimits, default_limits
 from config.models import ControlNetEntry, ModelEntry, ModelRegistry, MotionAdapterEntry
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -155,6 +156,34 @@ class Settings(BaseSettings):
     admin_ids: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated `platform:user` or bare user ids."
     )
+    trusted_ids: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="People with the `trusted` role's limits, as SDBOT_ADMIN_IDS."
+    )
+    banned_ids: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="People the bot refuses, as SDBOT_ADMIN_IDS."
+    )
+    role_map: Annotated[dict[str, Role], NoDecode] = Field(
+        default_factory=dict,
+        description="Platform roles that give a role: `discord:<guild role id>=trusted,telegram:chat_admin=trusted`.",
+    )
+    role_limits: Annotated[dict[Role, RoleLimits], NoDecode] = Field(
+        default_factory=dict, description="Per role, limits replacing the built-in ones (config.roles), as JSON or a TOML table."
+    )
+    # --- safety, graded by place (generation.imaging.safety, commands.safety) ---
+    safety_classifier: str | None = Field(
+        None, description="What scores every output: `tiny`, or a StableDiffusionSafetyChecker or image classifier "
+        "(folder or cached Hub id); none: nothing is scored, and places' NSFW policies can't be set.",
+    )
+    safety_labels: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["nsfw", "porn", "hentai", "sexy"],
+        description="An image classifier's labels whose probabilities add up to the score.",
+    )
+    safety_threshold: float = Field(0.5, ge=0, le=1, description="Score from which a place's policy applies, unless it sets its own.")
+    safety_policy: Literal["spoiler", "blur", "block"] = Field(
+        "spoiler", description="What a place that set nothing does with a picture over the threshold (age-restricted places: allow)."
+    )
+    link_code_minutes: int = Field(10, ge=1, le=1440, description="How long a /link code stays good.")
+    link_failures_per_hour: int = Field(5, ge=1, description="Wrong /link codes one person may type in an hour.")
 
     # --- limits: out of bounds is an error the user sees, never a silent clamp ---------------
     max_steps: int = Field(100, ge=1)
@@ -266,6 +295,9 @@ class Settings(BaseSettings):
     model_sync_seconds: float = Field(
         2.0, ge=0, description="How often a bot process rereads the models admins added or removed in chat (workers: every job)."
     )
+    role_cache_seconds: float = Field(
+        2.0, ge=0, description="How long a bot process keeps a person's resolved role (changes made in this process apply at once)."
+    )
     progress_seconds: float = Field(1.0, gt=0, description="Least time between progress writes.")
     # --- batching and scheduling across workers (generation.batching, storage.queue.claim) ---
     max_batch_jobs: int = Field(
@@ -369,7 +401,17 @@ class Settings(BaseSettings):
     def _named_files(cls, value: Any) -> Any:
         return _name_pairs(value)
 
-    @field_validator("admin_ids", "telegram_allowed_users", "telegram_allowed_chats", "discord_guild_ids", mode="before")
+    @field_validator("role_map", mode="before")
+    @classmethod
+    def _role_map(cls, value: Any) -> Any:
+        return _name_pairs(value)
+
+    @field_validator("role_limits", mode="before")
+    @classmethod
+    def _role_limits(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
+    @field_validator("admin_ids", "trusted_ids", "banned_ids", "safety_labels", "telegram_allowed_users", "telegram_allowed_chats", "discord_guild_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -437,7 +479,27 @@ class Settings(BaseSettings):
         return ModelRegistry.from_settings(self.model, self.models)
 
     def is_admin(self, platform: str, user_id: str) -> bool:
-        return f"{platform}:{user_id}" in self.admin_ids or user_id in self.admin_ids
+        return _listed(self.admin_ids, platform, user_id)
+
+    def configured_role(self, platform: str, user_id: str) -> Role | None:
+        """The role the id lists give this identity (admin first, then banned, then trusted)."""
+        for role, ids in (("admin", self.admin_ids), ("banned", self.banned_ids), ("trusted", self.trusted_ids)):
+            if _listed(ids, platform, user_id):
+                return role  # type: ignore[return-value]
+        return None
+
+    def limits(self, role: Role) -> RoleLimits:
+        """What `role` may use: the built-in limits with SDBOT_ROLE_LIMITS' fields over them."""
+        built_in = default_limits(
+            queued_jobs=self.max_queued_jobs_per_user, train_steps_per_day=self.train_daily_steps,
+            storage_bytes=self.asset_quota_bytes,
+        )[role]  # fmt: skip
+        override = self.role_limits.get(role)
+        return built_in.model_copy(update=override.model_dump(exclude_unset=True)) if override else built_in
+
+
+def _listed(ids: list[str], platform: str, user_id: str) -> bool:
+    return f"{platform}:{user_id}" in ids or user_id in ids
 
 
 def _name_pairs(value: Any) -> Any:

@@ -154,8 +154,8 @@ class GenerationSpec(BaseModel):
     n: int = Field(1, ge=1)
     strength: float | None = Field(None, gt=0, le=1)
     init_image: str | None = Field(None, description="Blob key (sha256) of the init image.")
-    # Asked for in an age-restricted (NSFW) channel. Recorded for the safety policy to come; the
-    # engine ignores it, and results show the mark.
+    # Asked for in an age-restricted (NSFW) channel: its place's safety policy allows by default
+    # (commands.places.policy_of). The engine ignores it; results show the mark.
     age_restricted: bool = False
 
     # A1111's "CLIP stop at last layers" (1 = the last layer); None: the model's default.

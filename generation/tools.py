@@ -1,5 +1,5 @@
 """The post-processing models a job may need besides its diffusion model: upscalers (spandrel),
-face restorers (spandrel) and the face detector (OpenCV), the text-prompted segmenter (CLIPSeg),
+face restorers (spandrel) and the face detector (OpenCV), the text-prompted segmenter (CLIPSeg), the safety classifier,
 ControlNet's preprocessors that are networks (depth, controlnet-aux's annotators), and VAE
 overrides. Each is named in the config, loaded on first use and kept; nothing is ever
 downloaded at run time. Used from the engine thread only.
@@ -39,6 +39,9 @@ class Tools:
     vaes: dict[str, str] = field(default_factory=dict)
     depth_model: str | None = None  # /control depth
     annotators: Path | None = None  # controlnet-aux's annotator files (openpose, lineart, softedge)
+    safety_classifier: str | None = None  # SDBOT_SAFETY_CLASSIFIER: scores every output
+    safety_labels: tuple[str, ...] = ()
+    models_dir: Path | None = None  # where the tiny safety checker is built
     upscale_tile: int = 512
     _loaded: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
 
@@ -50,7 +53,8 @@ class Tools:
             upscale_tile=settings.upscale_tile, enhancer_source=settings.enhancer, captioner=settings.captioner,
             describe_clip=settings.describe_clip, describe_terms_dir=settings.describe_terms_dir,
             enhance_max_new_tokens=settings.enhance_max_new_tokens, depth_model=settings.depth_model,
-            annotators=settings.annotators,
+            annotators=settings.annotators, safety_classifier=settings.safety_classifier,
+            safety_labels=tuple(settings.safety_labels), models_dir=settings.resolved_models_dir,
         )  # fmt: skip
 
     def upscaler(self, name: str | None) -> Any:
@@ -127,6 +131,16 @@ class Tools:
 
         folder = self.annotators
         return self._once("annotator", f"{name}|{folder}", lambda: load_annotator(name, folder, self.device))
+
+    def safety_scores(self, images: list[Any]) -> list[float] | None:
+        """The safety classifier's score of each picture, or None where none is configured."""
+        from generation.imaging.safety import load_safety_classifier
+
+        if not self.safety_classifier or not images:
+            return None
+        source, labels, folder = self.safety_classifier, self.safety_labels, self.models_dir or Path("models")
+        classifier = self._once("safety", source, lambda: load_safety_classifier(source, labels, folder, self.device))
+        return classifier.score(images)
 
     def vae_source(self, name: str) -> str:
         """A `vaes` name, or (from a model entry) a path or Hub id as it is."""

@@ -41,7 +41,7 @@ from config.models import ModelRegistry
 from config.settings import training_hours_open
 from generation.engine import Engine
 from generation.errors import EngineUserError, JobCancelled
-from generation.jobs import Rendered, answer_job, render_job
+from generation.jobs import Rendered, answer_job, render_job, scored
 from generation.jobs.batched import render_batch
 from generation.spec import TEXT_KINDS, GenerationSpec
 from generation.training.run import TrainingTask
@@ -116,8 +116,10 @@ class _PictureTask:
         pass
 
     def work(self, progress: Callable[[int, int], None], stopping: Callable[[], str], should_yield: Callable[[], bool]) -> Any:
-        run = answer_job if self.spec.kind in TEXT_KINDS else render_job
-        return run(self.worker.engine, self.spec, job_id=self.job.id, on_progress=progress, should_stop=lambda: bool(stopping()))
+        engine, should_stop = self.worker.engine, lambda: bool(stopping())
+        if self.spec.kind in TEXT_KINDS:
+            return answer_job(engine, self.spec, job_id=self.job.id, on_progress=progress, should_stop=should_stop)
+        return scored(engine, render_job(engine, self.spec, job_id=self.job.id, on_progress=progress, should_stop=should_stop))
 
     async def finish(self, produced: Any, run_seconds: float) -> None:
         if isinstance(produced, dict):  # a text job's answer
@@ -159,7 +161,8 @@ class _BatchTask:
 
     def work(self, progress: Callable[[int, int], None], stopping: Callable[[], str], should_yield: Callable[[], bool]) -> Any:
         ids: list[int | None] = [held.job.id for held in self.held]
-        return render_batch(self.worker.engine, self.specs, ids, on_progress=progress, should_stop=lambda: bool(stopping()))
+        engine = self.worker.engine
+        return [scored(engine, one) for one in render_batch(engine, self.specs, ids, on_progress=progress, should_stop=lambda: bool(stopping()))]
 
     async def finish(self, produced: list[Rendered], run_seconds: float) -> None:
         ours = []
@@ -422,12 +425,13 @@ class Worker:
                 await self._alone(held)
                 return
             [one] = held
+            ran = time.perf_counter() - started
             if isinstance(error, EngineUserError):
-                await self._end(queue.fail, one.job, one.attempt, error.message)
+                await self._end(queue.fail, one.job, one.attempt, error.message, ran)
             else:
                 log.exception("job %s attempt %s failed", one.job.id, one.attempt)
                 message = f"an internal error stopped it ({type(error).__name__}: {error})"[:500]
-                outcome = await self._end(queue.retry_or_fail, one.job, one.attempt, message) or outcome
+                outcome = await self._end(queue.retry_or_fail, one.job, one.attempt, message, ran) or outcome
         finally:
             self._running = []
         log.info("job %s attempt %s: %s in %.2f s", ids, attempts, outcome, time.perf_counter() - started)
@@ -492,6 +496,7 @@ class Worker:
                 height=image.height,
                 parameters=image.parameters,
                 size=len(image.png),
+                safety_score=image.safety_score,
             )
             for image in rendered.images
         ]

@@ -40,6 +40,7 @@ class OutputRecord:
     height: int
     parameters: str
     size: int  # bytes of the blob
+    safety_score: float | None = None  # the safety classifier's, where one is configured
 
 
 # --- enqueue and read --------------------------------------------------------------------------
@@ -311,6 +312,7 @@ async def complete(
         lease_owner=None,
         lease_expires_at=None,
         run_seconds=run_seconds,
+        gpu_seconds=run_seconds if job.kind != "train" else None,  # training has its own step budget
         error=None,
         result=result,
     )
@@ -331,6 +333,7 @@ async def complete(
                 width=out.width,
                 height=out.height,
                 parameters=out.parameters,
+                safety_score=out.safety_score,
             )
         )
     session.add(Delivery(job_id=job.id, platform=job.platform, chat_id=job.chat_id, kind="result"))
@@ -350,11 +353,15 @@ async def complete_batch(
         return set()
     now = utcnow()
     pairs = [(job.id, attempt) for job, attempt in held]
+    # Each job is charged its share of the call by images (the GPU-seconds quota): together the
+    # batch's owners pay its drawing time once, and a job costs what it would alone, or less.
+    images = {job.id: images_of(job) for job, _ in held}
+    share = case({job_id: run_seconds * count / sum(images.values()) for job_id, count in images.items()}, value=Job.id)
     statement = (
         update(Job)
         .where(tuple_(Job.id, Job.attempt).in_(pairs), Job.lease_owner == owner, Job.status == JobStatus.RUNNING)
         .values(status=JobStatus.SUCCEEDED, finished_at=now, updated_at=now, lease_owner=None, lease_expires_at=None,
-                run_seconds=run_seconds, error=None, result=None)
+                run_seconds=run_seconds, gpu_seconds=share, error=None, result=None)
         .returning(Job.id)
         .execution_options(synchronize_session=False)
     )  # fmt: skip
@@ -371,27 +378,32 @@ async def complete_batch(
             continue
         for out in outputs.get(job.id, []):
             session.add(JobOutput(job_id=job.id, index=out.index, seed=out.seed, blob_key=out.blob_key, width=out.width,
-                                  height=out.height, parameters=out.parameters))  # fmt: skip
+                                  height=out.height, parameters=out.parameters, safety_score=out.safety_score))  # fmt: skip
         session.add(Delivery(job_id=job.id, platform=job.platform, chat_id=job.chat_id, kind="result"))
     await session.flush()
     return ours
 
 
-async def fail(session: AsyncSession, job: Job, attempt: int, owner: str, error: str) -> None:
-    """End the job as failed and owe its owner a message saying why."""
+async def fail(
+    session: AsyncSession, job: Job, attempt: int, owner: str, error: str, run_seconds: float | None = None
+) -> None:
+    """End the job as failed and owe its owner a message saying why. It is not charged: the time
+    it ran (`run_seconds`, where measured) shows on /me as refunded."""
     now = utcnow()
     await _cas(
         session, job.id, attempt, owner, status=JobStatus.FAILED, error=error, finished_at=now, updated_at=now,
-        lease_owner=None, lease_expires_at=None,
+        lease_owner=None, lease_expires_at=None, run_seconds=run_seconds, gpu_seconds=None,
     )
     session.add(Delivery(job_id=job.id, platform=job.platform, chat_id=job.chat_id, kind="failure"))
     await session.flush()
 
 
-async def retry_or_fail(session: AsyncSession, job: Job, attempt: int, owner: str, error: str) -> str:
+async def retry_or_fail(
+    session: AsyncSession, job: Job, attempt: int, owner: str, error: str, run_seconds: float | None = None
+) -> str:
     """After an unexpected error: queue the job again, or fail it when its attempts are spent."""
     if attempt >= job.max_attempts:
-        await fail(session, job, attempt, owner, error)
+        await fail(session, job, attempt, owner, error, run_seconds)
         return JobStatus.FAILED
     await _cas(
         session, job.id, attempt, owner, status=JobStatus.QUEUED, error=error, lease_owner=None,

@@ -70,14 +70,23 @@ class JobStatus:
 
 
 class User(Base):
+    """One person on one platform (an identity). An identity linked to another (`/link`) names
+    that one's row in `account_id`: the account, which owns everything (jobs, LoRAs, styles,
+    settings, quotas); `storage.users.get_or_create` hands out the account's row."""
+
     __tablename__ = "users"
-    __table_args__ = (UniqueConstraint("platform", "platform_user_id", name="uq_users_platform_user"),)
+    __table_args__ = (
+        UniqueConstraint("platform", "platform_user_id", name="uq_users_platform_user"),
+        Index("ix_users_account", "account_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     platform: Mapped[str] = mapped_column(String(32))
     platform_user_id: Mapped[str] = mapped_column(String(128))
     display_name: Mapped[str | None] = mapped_column(String(256))
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))  # None: its own account
+    role: Mapped[str | None] = mapped_column(String(16))  # set by `/admin role`; None: from the config
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -104,6 +113,7 @@ class Job(Base):
         Index("ix_jobs_user", "user_id", "id"),
         Index("ix_jobs_lease", "status", "lease_expires_at"),
         Index("ix_jobs_batch", "status", "batch_key", text("priority DESC"), "fair_round", "id"),  # claim_compatible
+        Index("ix_jobs_user_finished", "user_id", "finished_at"),  # the GPU-seconds of the last 24 hours
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -143,6 +153,9 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     run_seconds: Mapped[float | None] = mapped_column(Float)
+    # What the job was charged against its owner's GPU-seconds quota: its share of the drawing
+    # time, written with its success (a failed job is not charged: its time is refunded).
+    gpu_seconds: Mapped[float | None] = mapped_column(Float)
 
     outputs: Mapped[list[JobOutput]] = relationship(
         back_populates="job", order_by="JobOutput.index", lazy="selectin", cascade="all, delete-orphan"
@@ -161,6 +174,10 @@ class JobOutput(Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     parameters: Mapped[str] = mapped_column(Text)
+    # The safety classifier's score (0 to 1; None: no classifier), and what delivery did with it
+    # by the policy of the place it went to: allow | spoiler | blur | block (None: not sent yet).
+    safety_score: Mapped[float | None] = mapped_column(Float)
+    safety_action: Mapped[str | None] = mapped_column(String(16))
 
     job: Mapped[Job] = relationship(back_populates="outputs")
 
@@ -325,3 +342,47 @@ class WorkerRow(Base):
     jobs: Mapped[list[int]] = mapped_column(JSON, default=list)  # what it is drawing now
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LinkCode(Base):
+    """A one-time code from `/link`, to be typed on another platform within minutes. Only its
+    sha256 is kept: a leaked database holds no usable code."""
+
+    __tablename__ = "link_codes"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    platform: Mapped[str] = mapped_column(String(32))  # where it was asked for
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditEntry(Base):
+    """Who did what when: admin actions (roles, places), links, and refusals (quotas, bans,
+    wrong link codes). `/admin audit` reads it."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_action", "action", "at"), Index("ix_audit_log_actor", "actor_id", "at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))  # the account
+    platform: Mapped[str] = mapped_column(String(32))
+    platform_user_id: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(32))  # role | link | unlink | refused:<why> | link_failed
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class Place(Base):
+    """A chat's own settings, set by its admins with `/place`: a Discord channel or a Telegram
+    chat. `settings` holds only what was set (commands.places reads the defaults for the rest):
+    nsfw (allow | spoiler | blur | block), threshold, terms, models, negative."""
+
+    __tablename__ = "places"
+
+    platform: Mapped[str] = mapped_column(String(32), primary_key=True)
+    chat_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -11,10 +11,10 @@ over cannot move a run back), and read by the chat side for `/train status` and 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import queue
@@ -61,6 +61,21 @@ async def recent(session: AsyncSession, owner_id: int, limit: int = 5) -> list[t
         .limit(limit)
     )
     return [(run, job) for run, job in (await session.execute(query)).all()]
+
+
+async def steps_back_at(session: AsyncSession, owner_id: int) -> datetime | None:
+    """When the oldest run still counted in the last 24 hours stops counting (None: no run counts)."""
+    query = (
+        select(func.min(TrainingRun.created_at)).join(Job, Job.id == TrainingRun.job_id)
+        .where(TrainingRun.owner_id == owner_id, TrainingRun.created_at >= utcnow() - timedelta(days=1),
+               Job.status != JobStatus.FAILED)
+    )  # fmt: skip
+    oldest = (await session.execute(query)).scalar_one_or_none()
+    if oldest is None:
+        return None
+    if oldest.tzinfo is None:  # func.min bypasses the column's type
+        oldest = oldest.replace(tzinfo=UTC)
+    return oldest + timedelta(days=1)
 
 
 async def steps_last_day(session: AsyncSession, owner_id: int) -> int:

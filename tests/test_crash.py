@@ -1,5 +1,5 @@
 """Kill the bot with SIGKILL in the middle of a job: after a restart the job finishes and its
-result is delivered exactly once; a third start owes nothing."""
+result is delivered exactly once, and charged once; a third start owes nothing."""
 
 from __future__ import annotations
 
@@ -40,5 +40,9 @@ def test_sigkill_mid_job_then_restart(tmp_path: Path, models_dir: Path) -> None:
         assert db.execute("select status, attempt from jobs").fetchall() == [("succeeded", 2)]
         assert db.execute("select kind, status from deliveries").fetchall() == [("result", "sent")]
         assert db.execute("select count(*) from job_outputs").fetchone() == (1,)
+        # The GPU-seconds quota is charged once, what the finishing attempt measured: the attempt
+        # the kill cut short is not charged.
+        [(gpu_seconds, run_seconds)] = db.execute("select gpu_seconds, run_seconds from jobs").fetchall()
+        assert gpu_seconds == run_seconds and gpu_seconds > 0
     log = (tmp_path / "bot.log").read_text()
     assert "took back 1 job(s) from dead worker(s)" in log

@@ -71,7 +71,8 @@ def test_serve_answers_in_discord_and_buttons_survive_a_restart(tmp_path: Path, 
         assert names == ["imagine", "upscale", "vary", "zoom", "pan", "inpaint", "facefix", "control", "edit", "animate", "video2video", "deforum", "frames",
                          "describe", "enhance",
                          "styles", "style", "wildcard", "lora", "loras", "embedding", "embeddings", "train", "help", "models", "model", "settings",
-                         "queue", "cancel", "history", "info", "admin", "Remix", "Describe", "Control"]  # fmt: skip
+                         "queue", "cancel", "history", "info", "me", "place", "link", "unlink", "admin", "Remix", "Describe",
+                         "Control"]  # fmt: skip
         steps = next(o for c in server.commands["global"] if c["name"] == "imagine" for o in c["options"] if o["name"] == "steps")
         assert "1-100" in steps["description"]
 

@@ -66,7 +66,7 @@ def test_serve_answers_in_telegram_and_buttons_survive_a_restart(tmp_path: Path,
             "imagine", "help", "upscale", "vary", "zoom", "pan", "inpaint", "facefix", "control", "edit", "animate", "video2video", "deforum", "frames",
             "describe", "enhance", "styles",
             "style", "wildcard", "lora", "loras", "embedding", "embeddings", "train", "models", "model", "settings", "queue", "cancel",
-            "history", "info", "admin",
+            "history", "info", "me", "place", "link", "unlink", "admin",
         ]  # fmt: skip
 
         # Flood control on the result: PTB's limiter repeats twice, then our delivery loop waits and sends again.

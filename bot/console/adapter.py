@@ -146,6 +146,7 @@ class ConsoleChat:
             reply_to=line.reply_to,
             reply_to_images=reply_images,
             press=Press(*line.press) if line.press else None,
+            private=True,  # one person at a terminal
         )
 
     # --- what the bot owes the console ----------------------------------------------------------
@@ -181,7 +182,7 @@ class ConsoleChat:
             message_event(
                 message_id, reply_to=reply_to, user=user, kind=reply.kind, text=reply.text,
                 images=reply.images, actions=reply.actions, job=reply.job_id, preview=reply.preview,
-                documents=reply.documents, video=reply.video,
+                documents=reply.documents, video=reply.video, spoiler=reply.spoiler,
             )
         )
 

@@ -12,6 +12,7 @@ Output, one JSON object per line:
 A `--tile` result's message also has "preview": "/abs/path.jpg", the picture tiled 2x2.
 A clip (/animate, /video2video, /deforum) also has "video": "/abs/path.mp4", the H.264 MP4 to
 play; its "images" are then its first frame, the poster.
+A picture or clip the safety policy hides behind a spoiler (commands.safety) has "spoiler": true.
 A message that carries files to keep (`/lora download NAME`: a trained LoRA) also has
     "documents": [{"path": "/abs/path", "filename": "foxy.safetensors", "size": 1234567}]
 in the order sent: `path` is the file itself (absolute), `filename` the name to save it as, `size`
@@ -104,6 +105,7 @@ def message_event(
     preview: ImageFile | None = None,
     documents: tuple[DocumentFile, ...] = (),
     video: VideoFile | None = None,
+    spoiler: bool = False,
 ) -> dict[str, Any]:
     event = {
         "event": "message",
@@ -120,6 +122,8 @@ def message_event(
         event["preview"] = str(Path(preview.path).resolve())
     if video is not None:  # a clip: its MP4 (the images are its poster)
         event["video"] = str(Path(video.mp4).resolve())
+    if spoiler:  # the chat's safety policy hides it until tapped, where a platform can
+        event["spoiler"] = True
     if documents:  # files to keep, sent as they are
         event["documents"] = [
             {"path": str(Path(document.path).resolve()), "filename": document.filename, "size": document.size}

@@ -217,7 +217,8 @@ class DiscordChat:
         return Request(
             platform=PLATFORM, user_id=str(message.author.id), chat_id=str(message.channel.id),
             user_name=message.author.name, message_id=str(message.id), age_restricted=_age_restricted(message.channel),
-            **fields,
+            platform_roles=_guild_roles(message.author), private=message.guild is None,
+            place_admin=_manages(getattr(message.author, "guild_permissions", None)), **fields,
         )  # fmt: skip
 
     async def _answer_message(self, message: discord.Message, replies: list[Reply]) -> None:
@@ -237,7 +238,9 @@ class DiscordChat:
         fields.setdefault("message_id", str(interaction.id))
         return Request(
             platform=PLATFORM, user_id=str(interaction.user.id), chat_id=str(interaction.channel_id),
-            user_name=interaction.user.name, age_restricted=_age_restricted(interaction.channel), **fields,
+            user_name=interaction.user.name, age_restricted=_age_restricted(interaction.channel),
+            platform_roles=_guild_roles(interaction.user), private=True,  # interaction answers can be ephemeral
+            place_admin=interaction.guild_id is not None and _manages(interaction.permissions), **fields,
         )  # fmt: skip
 
     def _is_ours(self, message: discord.Message) -> bool:
@@ -393,6 +396,16 @@ class DiscordChat:
 
     def _upload_limit(self, guild: discord.Guild | None) -> int:
         return guild.filesize_limit if guild is not None else outgoing.DEFAULT_UPLOAD_LIMIT
+
+
+def _manages(permissions: discord.Permissions | None) -> bool:
+    """Whether these permissions make someone an admin of the channel's /place settings."""
+    return permissions is not None and (permissions.manage_guild or permissions.manage_channels)
+
+
+def _guild_roles(user: discord.User | discord.Member) -> tuple[str, ...]:
+    """The ids of the member's guild roles (SDBOT_ROLE_MAP maps them); none outside a guild."""
+    return tuple(str(role.id) for role in getattr(user, "roles", ()) if not role.is_default())
 
 
 def _age_restricted(channel: object) -> bool:

@@ -171,6 +171,28 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
     async def info(interaction: discord.Interaction, job: int) -> None:
         await _chat(interaction).on_command(interaction, text=f"/info {job}")
 
+    @app_commands.command(name="me", description=describe["me"])
+    async def me(interaction: discord.Interaction) -> None:
+        await _chat(interaction).on_command(interaction, text="/me")
+
+    @app_commands.command(name="place", description=describe["place"])
+    @app_commands.describe(
+        nsfw="What happens to pictures the safety classifier flags in this channel",
+        options="e.g. --threshold 0.6 --terms \"gore, blood\" --models tiny --negative lowres, or reset [name]; empty: show",
+    )  # fmt: skip
+    @app_commands.choices(nsfw=[app_commands.Choice(name=a, value=a) for a in ("allow", "spoiler", "blur", "block")])
+    async def place(interaction: discord.Interaction, nsfw: str | None = None, options: str = "") -> None:
+        await _chat(interaction).on_command(interaction, text="/place " + (f"--nsfw {nsfw} " if nsfw else "") + options)
+
+    @app_commands.command(name="link", description=describe["link"])
+    @app_commands.describe(code="The code /link gave you on your other platform; empty: a new code (only you see it)")
+    async def link(interaction: discord.Interaction, code: str = "") -> None:
+        await _chat(interaction).on_command(interaction, text=f"/link {code}")
+
+    @app_commands.command(name="unlink", description=describe["unlink"])
+    async def unlink(interaction: discord.Interaction) -> None:
+        await _chat(interaction).on_command(interaction, text="/unlink")
+
     edit_image = "The picture to edit (or reply to one with the text command, where message content is on)"
 
     @app_commands.command(name="upscale", description=describe["upscale"])
@@ -388,10 +410,11 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
         await _chat(interaction).on_command(interaction, text="/embeddings")
 
     @app_commands.command(name="admin", description=describe["admin"])
-    @app_commands.describe(action="status: workers, their models, the queue and its oldest job")
-    @app_commands.choices(action=[app_commands.Choice(name="status", value="status")])
-    async def admin(interaction: discord.Interaction, action: str = "status") -> None:
-        await _chat(interaction).on_command(interaction, text=f"/admin {action}")
+    @app_commands.describe(action="status: workers and the queue · role: someone's role · audit: the log · review: withheld pictures",
+                           args="role: WHO [admin|trusted|default|banned|clear] · audit: [N] [ACTION] · review: [JOB]")  # fmt: skip
+    @app_commands.choices(action=[app_commands.Choice(name=a, value=a) for a in ("status", "role", "audit", "review")])
+    async def admin(interaction: discord.Interaction, action: str = "status", args: str = "") -> None:
+        await _chat(interaction).on_command(interaction, text=f"/admin {action} {args}")
 
     @app_commands.context_menu(name="Remix")
     async def remix(interaction: discord.Interaction, message: discord.Message) -> None:
@@ -402,4 +425,4 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
     return [imagine, upscale, vary, zoom, pan, inpaint, facefix, control, edit, animate, video2video, deforum, frames_,
             describe_, enhance, styles, style, wildcard,
             asset_command("lora"), loras, asset_command("embedding"), embeddings, train, help_, models_, model, settings_,
-            queue_, cancel, history, info, admin, remix, describe_message, control_message]  # fmt: skip
+            queue_, cancel, history, info, me, place, link, unlink, admin, remix, describe_message, control_message]  # fmt: skip

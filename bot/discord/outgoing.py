@@ -46,15 +46,15 @@ def message_kwargs(reply: Reply, max_bytes: int, *, mention: str | None = None) 
         else:
             if clip.note:
                 text += f"\n{clip.note}"
-            kwargs["files"] = [discord.File(io.BytesIO(clip.data), filename=clip.filename)]
+            kwargs["files"] = [discord.File(io.BytesIO(clip.data), filename=clip.filename, spoiler=reply.spoiler)]
     if reply.images and clip is None:
         picture = media.fit(media.picture_of(reply.images, f"sdbot-{reply.job_id}"), max_bytes=max_bytes)
         if picture.note:
             text += f"\n{picture.note}"
-        kwargs["files"] = [discord.File(io.BytesIO(picture.data), filename=picture.filename)]
+        kwargs["files"] = [discord.File(io.BytesIO(picture.data), filename=picture.filename, spoiler=reply.spoiler)]
         if reply.preview is not None:  # a seamless texture, tiled 2x2
             preview = media.fit(media.picture_of((reply.preview,), f"sdbot-{reply.job_id}-tiled"), max_bytes=max_bytes)
-            kwargs["files"].append(discord.File(io.BytesIO(preview.data), filename=preview.filename))
+            kwargs["files"].append(discord.File(io.BytesIO(preview.data), filename=preview.filename, spoiler=reply.spoiler))
     if reply.documents:
         files, notes = document_files(reply.documents, max_bytes, room=MAX_FILES - len(kwargs.get("files", [])))
         if files:

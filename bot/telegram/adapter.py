@@ -24,7 +24,7 @@ import logging
 from urllib.parse import urlparse
 
 from telegram import BotCommand, Message, Update
-from telegram.constants import ParseMode
+from telegram.constants import ChatMemberStatus, ChatType, ParseMode
 from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
@@ -36,11 +36,13 @@ from commands.help import COMMAND_MENU
 from commands.service import CommandService
 from commands.types import Attachment, Outgoing, Press, Reply, Request, StatusUpdate
 from config import Settings
+from config.roles import TELEGRAM_CHAT_ADMIN
 
 log = logging.getLogger(__name__)
 
 PRIVATE_EDIT_SECONDS = 1.0  # least time between status edits in a private chat
 RATE_LIMIT_RETRIES = 2  # repeats of a request refused with retry_after, inside PTB
+CHAT_ROLE_SECONDS = 300.0  # how long whether someone administers a group is believed
 
 
 class TelegramChat:
@@ -57,6 +59,7 @@ class TelegramChat:
         self.statuses = StatusLoop(service, PLATFORM, self._edit_status, min_interval=self._edit_interval)
         self.us: Audience | None = None
         self.albums = albums.Albums(settings.telegram_album_seconds, self._on_messages)
+        self._chat_admins: dict[tuple[int, str], tuple[float, bool]] = {}  # (chat, user) → (good until, admin)
 
     def _build_application(self, token: str) -> Application:  # type: ignore[type-arg]
         s = self.settings
@@ -184,6 +187,8 @@ class TelegramChat:
             message_id=str(first.message_id), text=lead.text or lead.caption or "",
             attachments=albums.distinct_names(attachments) if len(messages) > 1 else attachments,
             reply_to=str(replied.message_id) if replied else None, reply_to_images=reply_images,
+            private=incoming.is_private(lead), platform_roles=await self._chat_roles(lead, user_id),
+            place_admin=incoming.command_of(lead) == "place" and await self._chat_admin(lead, user_id),
         )  # fmt: skip
         for reply in await self.service.handle(request):
             await self._reply(first, reply)
@@ -206,7 +211,8 @@ class TelegramChat:
             press = Press(message_id, data.removeprefix(outgoing.ACTION_PREFIX))
             request = Request(
                 platform=PLATFORM, user_id=user_id, chat_id=chat_id, user_name=incoming.user_name(query.from_user),
-                message_id=message_id, press=press,
+                message_id=message_id, press=press, private=message.chat.type == ChatType.PRIVATE,
+                platform_roles=await self._chat_roles(message, user_id),
             )  # fmt: skip
             replies = await self.service.handle(request)
         else:
@@ -226,6 +232,30 @@ class TelegramChat:
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("error while handling a Telegram update", exc_info=context.error)
+
+    async def _chat_roles(self, message: Message, user_id: str) -> tuple[str, ...]:
+        """("chat_admin",) when the person administers this group and SDBOT_ROLE_MAP gives chat
+        admins a role; most bots map nothing, and ask nothing."""
+        if f"{PLATFORM}:{TELEGRAM_CHAT_ADMIN}" not in self.settings.role_map:
+            return ()
+        return (TELEGRAM_CHAT_ADMIN,) if await self._chat_admin(message, user_id) else ()
+
+    async def _chat_admin(self, message: Message, user_id: str) -> bool:
+        """Whether the person owns or administers this group: asked of the Bot API (getChatMember)
+        at most every CHAT_ROLE_SECONDS per person and group. Never in a private chat."""
+        if message.chat.type == ChatType.PRIVATE:
+            return False
+        key, now = (message.chat.id, user_id), asyncio.get_running_loop().time()
+        cached = self._chat_admins.get(key)
+        if cached is None or cached[0] < now:
+            try:
+                member = await self.application.bot.get_chat_member(message.chat.id, int(user_id))
+                admin = member.status in (ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER)
+            except TelegramError as error:
+                log.warning("could not read chat %s's member %s: %s", message.chat.id, user_id, error)
+                admin = False
+            cached = self._chat_admins[key] = (now + CHAT_ROLE_SECONDS, admin)
+        return cached[1]
 
     def _allowed(self, user_id: str, chat_id: str) -> bool:
         s = self.settings

@@ -47,6 +47,11 @@ def meant_for_us(message: Message, us: Audience, knows_command: Callable[[str], 
     return from_us(message.reply_to_message, us)
 
 
+def command_of(message: Message) -> str | None:
+    """The command a message starts with (`place` for `/place@sdbot --nsfw blur`), or None."""
+    return split_command(message.text or message.caption or "").name
+
+
 def from_us(message: Message | None, us: Audience) -> bool:
     return message is not None and message.from_user is not None and message.from_user.id == us.bot_id
 

@@ -161,13 +161,14 @@ async def _send_picture(
     bot: Bot, chat_id: int, reply: Reply, replying: ReplyParameters | None, *, with_png: bool = True
 ) -> Message:
     picture = await asyncio.to_thread(photo_of, reply)  # image work stays off the event loop
-    with_png = with_png and reply.kind not in ("map", "sample")  # no job output: no PNG original
+    with_png = with_png and reply.originals and reply.kind not in ("map", "sample")  # no job output: no PNG original
     caption = reply.text
     if picture.note is not None:
         caption += f"\n{picture.note}" + (" 📄 PNG sends the originals." if with_png else "")
     message = await bot.send_photo(
         chat_id, InputFile(picture.data, filename=picture.filename), caption=to_html(shorten(caption, MAX_CAPTION - 64)),
         parse_mode=ParseMode.HTML, reply_parameters=replying, reply_markup=keyboard(reply.actions, with_png=with_png),
+        has_spoiler=reply.spoiler,
     )  # fmt: skip
     if reply.preview is not None:  # a seamless texture, tiled 2x2: a second photo, without buttons
         preview = await asyncio.to_thread(
@@ -175,7 +176,7 @@ async def _send_picture(
                               max_bytes=MAX_PHOTO_BYTES, max_side_sum=MAX_PHOTO_SIDE_SUM)
         )  # fmt: skip
         await bot.send_photo(
-            chat_id, InputFile(preview.data, filename=preview.filename), caption="Tiled 2×2",
+            chat_id, InputFile(preview.data, filename=preview.filename), caption="Tiled 2×2", has_spoiler=reply.spoiler,
             reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True),
         )  # fmt: skip
     return message
@@ -220,7 +221,7 @@ async def _send_clip(bot: Bot, chat_id: int, reply: Reply, replying: ReplyParame
         chat_id, InputFile(clip.data, filename=clip.filename), duration=max(1, round(clip.seconds)),
         width=clip.width, height=clip.height, caption=to_html(shorten(caption, MAX_CAPTION - 64)),
         parse_mode=ParseMode.HTML, reply_parameters=replying, reply_markup=keyboard(reply.actions, with_png=False),
-        thumbnail=InputFile(thumbnail, filename="poster.jpg") if thumbnail is not None else None,
+        thumbnail=InputFile(thumbnail, filename="poster.jpg") if thumbnail is not None else None, has_spoiler=reply.spoiler,
     )  # fmt: skip
 
 

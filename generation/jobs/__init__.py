@@ -22,6 +22,7 @@ fix of a clip runs its kind on each frame (`GenerationSpec.frame_spec`).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ class RenderedImage:
     width: int
     height: int
     parameters: str
+    safety_score: float | None = None  # the safety classifier's (`scored`); None: not scored
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,17 @@ def _render_clip(
         width=frames[0].width, height=frames[0].height, frames=len(frames), loop=clip.loop,
     )  # fmt: skip
     return Rendered(images, maps, encoded)
+
+
+def scored(engine: Engine, rendered: Rendered) -> Rendered:
+    """`rendered` with the safety classifier's score on each picture (every frame of a clip),
+    when one is configured (SDBOT_SAFETY_CLASSIFIER); as it is otherwise."""
+    pictures = [Image.open(io.BytesIO(image.png)) for image in rendered.images]
+    scores = engine.tools.safety_scores(pictures)
+    if scores is None:
+        return rendered
+    images = [dataclasses.replace(image, safety_score=score) for image, score in zip(rendered.images, scores, strict=True)]
+    return dataclasses.replace(rendered, images=images)
 
 
 def answer_job(

@@ -33,6 +33,7 @@ GENERAL = {"id": "600", "type": 0, "guild_id": GUILD_ID, "name": "general", "nsf
            "permission_overwrites": [], "parent_id": None, "topic": None, "last_message_id": None, "rate_limit_per_user": 0}  # fmt: skip
 AFTER_DARK = {**GENERAL, "id": "601", "name": "after-dark", "nsfw": True, "position": 1}
 ALL_PERMISSIONS = str((1 << 50) - 1)
+HELPERS_ROLE = "510"  # a guild role the guild has; people get it through FakeDiscord.member_roles
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 EPHEMERAL, LOADING = 1 << 6, 1 << 7
 
@@ -98,6 +99,8 @@ class FakeDiscord(ThreadedServer[Sent]):
         self.files: dict[str, bytes] = {}  # attachment path -> bytes
         self.calls: list[str] = []
         self.refused: list[tuple[str, int]] = []
+        self.member_roles: dict[str, list[str]] = {}  # user id -> the guild role ids their member payloads carry
+        self.member_permissions: dict[str, str] = {}  # user id -> their permissions bits (default: all)
 
     # --- server life ------------------------------------------------------------------------
 
@@ -194,7 +197,7 @@ class FakeDiscord(ThreadedServer[Sent]):
                 message["referenced_message"] = self.messages.get(reply_to)
                 message["type"] = 19
             message["guild_id"] = GUILD_ID
-            message["member"] = _member(user)
+            message["member"] = _member(user, self.member_roles, self.member_permissions)
             self.messages[message["id"]] = message
             return self._dispatch("MESSAGE_CREATE", message)
 
@@ -245,7 +248,7 @@ class FakeDiscord(ThreadedServer[Sent]):
             interaction_id = self._new_id()
             payload: dict[str, Any] = {
                 "id": interaction_id, "application_id": APP_ID, "type": kind, "data": data, "guild_id": GUILD_ID,
-                "channel_id": channel["id"], "channel": channel, "member": _member(user), "token": f"itoken-{interaction_id}",
+                "channel_id": channel["id"], "channel": channel, "member": _member(user, self.member_roles, self.member_permissions), "token": f"itoken-{interaction_id}",
                 "version": 1, "app_permissions": ALL_PERMISSIONS, "locale": "en-US", "guild_locale": "en-US",
                 "entitlements": [], "authorizing_integration_owners": {"0": GUILD_ID}, "context": 0,
                 "attachment_size_limit": self.upload_limit,
@@ -300,7 +303,9 @@ class FakeDiscord(ThreadedServer[Sent]):
         await socket.send_str(json.dumps({"op": 0, "t": "READY", "s": next(self._sequence), "d": ready}))
         guild = {"id": GUILD_ID, "name": "Test guild", "owner_id": ADA["id"], "channels": [GENERAL, AFTER_DARK],
                  "roles": [{"id": GUILD_ID, "name": "@everyone", "permissions": ALL_PERMISSIONS, "position": 0,
-                            "color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0}],
+                            "color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0},
+                           {"id": HELPERS_ROLE, "name": "helpers", "permissions": "0", "position": 1,
+                            "color": 0, "hoist": False, "managed": False, "mentionable": True, "flags": 0}],
                  "members": [_member(BOT_USER)], "member_count": 3, "features": [], "emojis": [], "stickers": [],
                  "threads": [], "voice_states": [], "presences": [], "large": False, "unavailable": False,
                  "premium_tier": 0, "filesize_limit": self.upload_limit}  # fmt: skip
@@ -496,9 +501,11 @@ class _ApiError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def _member(user: dict[str, Any]) -> dict[str, Any]:
-    return {"user": user, "roles": [], "joined_at": "2026-01-01T00:00:00+00:00", "deaf": False, "mute": False,
-            "flags": 0, "permissions": ALL_PERMISSIONS, "nick": None, "avatar": None}  # fmt: skip
+def _member(user: dict[str, Any], roles: dict[str, list[str]] | None = None,
+            permissions: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+    return {"user": user, "roles": list((roles or {}).get(user["id"], [])), "joined_at": "2026-01-01T00:00:00+00:00",
+            "deaf": False, "mute": False, "flags": 0, "permissions": (permissions or {}).get(user["id"], ALL_PERMISSIONS),
+            "nick": None, "avatar": None}  # fmt: skip
 
 
 def _error(status: int, code: int, message: str, refused: list[tuple[str, int]], path: str) -> web.Response:

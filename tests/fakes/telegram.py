@@ -73,6 +73,11 @@ class BotMessage:
     def labels(self) -> list[str]:
         return [button["text"] for row in self.keyboard for button in row]
 
+    @property
+    def spoiler(self) -> bool:
+        """Sent with `has_spoiler` (a photo or animation hidden until tapped)."""
+        return str(self.params.get("has_spoiler", "")).lower() == "true"
+
     def data(self, label: str) -> str:
         for row in self.keyboard:
             for button in row:
@@ -132,6 +137,7 @@ class FakeTelegram(ThreadedServer[BotMessage]):
         self.webhook: dict[str, Any] | None = None
         self.calls: list[str] = []  # every method called, in order
         self.refused: list[tuple[str, int]] = []  # (method, error code) of each error answered
+        self.chat_admins: set[tuple[int, int]] = set()  # (chat id, user id): getChatMember says "creator"
         self._failures: dict[str, list[int]] = {}  # method -> retry_after of each 429 still to answer
 
     # --- server life ------------------------------------------------------------------------
@@ -316,6 +322,13 @@ class FakeTelegram(ThreadedServer[BotMessage]):
 
     def _m_getMe(self, params: dict[str, Any], files: dict[str, Any]) -> Any:
         return BOT
+
+    def _m_getChatMember(self, params: dict[str, Any], files: dict[str, Any]) -> Any:
+        chat_id, user_id = int(params["chat_id"]), int(params["user_id"])
+        user = {"id": user_id, "is_bot": False, "first_name": f"user {user_id}"}
+        if (chat_id, user_id) in self.chat_admins:
+            return {"status": "creator", "user": user, "is_anonymous": False}
+        return {"status": "member", "user": user}
 
     def _m_deleteWebhook(self, params: dict[str, Any], files: dict[str, Any]) -> Any:
         self.webhook = None

@@ -1,0 +1,112 @@
+"""Who is asking, and what they may still do: the role of a request's account and the quota
+checks made before a job is queued.
+
+`CommandService` resolves the role once per request (`resolve`), before any handler runs;
+handlers read `request.role` (through `Context.is_admin` and `Context.limits`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from commands.context import Context
+from commands.errors import Refused
+from commands.types import Request
+from config.roles import Role, stronger
+from storage import usage, users
+from storage.tables import User, utcnow
+
+MINUTE = timedelta(minutes=1)
+
+
+async def role_of(ctx: Context, session: AsyncSession, request: Request, account: User) -> Role:
+    """The account's role (the order is config.roles'): any identity of the account listed as
+    admin or banned in the config, else the role set in chat, else trusted by the config, else
+    what the platform roles of this request map to, else default."""
+    s = ctx.settings
+    configured = {s.configured_role(row.platform, row.platform_user_id) for row in await users.identities(session, account.id)}
+    if "admin" in configured:
+        return "admin"
+    if "banned" in configured:
+        return "banned"
+    if account.role:
+        return account.role  # type: ignore[return-value]
+    if "trusted" in configured:
+        return "trusted"
+    mapped = [s.role_map[key] for key in (f"{request.platform}:{r}" for r in request.platform_roles) if key in s.role_map]
+    if "banned" in mapped:
+        return "banned"
+    role: Role = "default"
+    for one in mapped:
+        role = stronger(role, one)
+    return role
+
+
+async def resolve(ctx: Context, request: Request) -> Request:
+    """The request with its account's role filled in."""
+    key, now = (request.platform, request.user_id, request.platform_roles), time.monotonic()
+    role = ctx.roles.get(key, now)
+    if role is None:
+        async with ctx.db.transaction() as session:
+            account = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
+            role = await role_of(ctx, session, request, account)
+        ctx.roles.put(key, role, now + ctx.settings.role_cache_seconds)
+    return dataclasses.replace(request, role=role)
+
+
+async def check_room(ctx: Context, session: AsyncSession, request: Request, account: User) -> None:
+    """Refuse a new job when the account's role allows no more now: jobs waiting or running,
+    jobs queued in the last minute, GPU-seconds charged in the last 24 hours. Each refusal says
+    when the person may try again."""
+    limits = ctx.limits(request)
+    role = request.role or "default"
+    if limits.queued_jobs is not None:
+        active = await usage.active_count(session, account.id)
+        if active >= limits.queued_jobs:
+            raise Refused(
+                "queued_jobs",
+                f"You already have {active} jobs waiting or running (the limit is {limits.queued_jobs}). "
+                "Wait for one to finish, or stop one with `/cancel`.",
+            )
+    now = utcnow()
+    if limits.jobs_per_minute is not None:
+        recent = await usage.jobs_since(session, account.id, now - MINUTE)
+        if len(recent) >= limits.jobs_per_minute:
+            if limits.jobs_per_minute == 0:
+                raise Refused("jobs_per_minute", f"People with the {role} role can't queue jobs here. An admin can change your role.")
+            wait = recent[-limits.jobs_per_minute] + MINUTE - now
+            raise Refused(
+                "jobs_per_minute",
+                f"That is more than {limits.jobs_per_minute} jobs in a minute. Try again in {seconds_text(wait)}.",
+            )
+    if limits.gpu_seconds_per_day is not None:
+        use = await usage.gpu_use(session, account.id, now)
+        quota = limits.gpu_seconds_per_day
+        if use.used >= quota:
+            if quota == 0:
+                raise Refused("gpu_seconds", f"People with the {role} role have no drawing time here. An admin can change your role.")
+            back = use.back_at(quota) or now
+            raise Refused(
+                "gpu_seconds",
+                f"You have used your {seconds_text(timedelta(seconds=quota))} of drawing time for the last 24 hours "
+                f"({use.used:.0f} s; failed jobs are not counted). It refills at {clock_text(back)} "
+                f"(in {seconds_text(back - now)}); `/me` shows your quotas.",
+            )
+
+
+def seconds_text(span: timedelta) -> str:
+    """`45 s`, `3 min 20 s`, `2 h 5 min`: a wait as people read it (rounded up)."""
+    seconds = max(1, int(-(-span.total_seconds() // 1)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min" + (f" {seconds % 60} s" if seconds % 60 else "")
+    return f"{seconds // 3600} h" + (f" {seconds % 3600 // 60} min" if seconds % 3600 // 60 else "")
+
+
+def clock_text(when: datetime) -> str:
+    return when.strftime("%H:%M UTC")
