@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,7 +33,5 @@ async def count_since(session: AsyncSession, platform: str, platform_user_id: st
         AuditEntry.platform == platform, AuditEntry.platform_user_id == platform_user_id,
         AuditEntry.action == action, AuditEntry.at >= since,
     )  # fmt: skip
-    count, first = (await session.execute(query)).one()
-    if isinstance(first, datetime) and first.tzinfo is None:  # func.min bypasses the column type
-        first = first.replace(tzinfo=UTC)
+    count, first = (await session.execute(query)).one()  # min() keeps the column's type: `first` is aware
     return int(count), first

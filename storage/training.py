@@ -11,7 +11,7 @@ over cannot move a run back), and read by the chat side for `/train status` and 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -70,12 +70,8 @@ async def steps_back_at(session: AsyncSession, owner_id: int) -> datetime | None
         .where(TrainingRun.owner_id == owner_id, TrainingRun.created_at >= utcnow() - timedelta(days=1),
                Job.status != JobStatus.FAILED)
     )  # fmt: skip
-    oldest = (await session.execute(query)).scalar_one_or_none()
-    if oldest is None:
-        return None
-    if oldest.tzinfo is None:  # func.min bypasses the column's type
-        oldest = oldest.replace(tzinfo=UTC)
-    return oldest + timedelta(days=1)
+    oldest = (await session.execute(query)).scalar_one_or_none()  # min() keeps the column's type: aware
+    return oldest + timedelta(days=1) if oldest is not None else None
 
 
 async def steps_last_day(session: AsyncSession, owner_id: int) -> int:

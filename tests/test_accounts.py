@@ -290,3 +290,27 @@ async def test_a_job_a_dead_worker_left_until_its_attempts_ran_out_is_not_charge
         use = await usage.gpu_use(session, ada.id)
     assert use.used == 0 and use.charges == []
     assert (await one(bot, "/imagine a fox --steps 1")).kind == "status"  # the quota still has room
+
+
+async def test_each_role_has_its_own_limits(settings) -> None:  # type: ignore[no-untyped-def]
+    bot = await make_bot(settings.model_copy(update={
+        "admin_ids": ["telegram:1"], "trusted_ids": ["telegram:2"], "banned_ids": ["telegram:4"],
+        "role_limits": {"default": RoleLimits(jobs_per_minute=1), "trusted": RoleLimits(jobs_per_minute=2)},
+    }))  # fmt: skip
+    try:
+        async def queued(user: str) -> int:
+            count = 0
+            for n in range(4):
+                reply = await one(bot, f"/imagine fox {n} --steps 1", user=user)
+                count += reply.kind == "status"
+            return count
+
+        assert await queued("3") == 1  # default
+        assert await queued("2") == 2  # trusted
+        assert await queued("1") == 4  # admin: no limit
+        assert await queued("4") == 0  # banned
+        assert "Jobs queued in the last minute: 2 of 2" in (await one(bot, "/me", user="2")).text
+        assert "Jobs queued in the last minute: 4 (no limit)" in (await one(bot, "/me", user="1")).text
+    finally:
+        bot.worker.executor.shutdown()
+        await bot.core.db.close()

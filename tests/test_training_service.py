@@ -5,7 +5,9 @@ the picture; DreamBooth draws its class pictures once; one run at a time and the
 from __future__ import annotations
 
 import io
+import re
 import zipfile
+from datetime import timedelta
 
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ from sqlalchemy import func, select
 
 from commands.types import Attachment
 from generation.training.run import TrainingTask
-from storage.tables import ClassImageSet, Job
+from storage.tables import ClassImageSet, Job, utcnow
 from tests.test_assets_service import blobs_of
 from tests.test_service import Bot, make_bot, pixels
 from tests.train_pictures import picture_bytes
@@ -83,6 +85,12 @@ async def test_one_run_at_a_time_and_the_daily_step_budget(small_bot: Bot) -> No
     await small_bot.finish()
     [(_, over)] = await small_bot.send("/train lora other --steps 15", attachments=pictures())
     assert over.kind == "error" and "14 of your 20 training steps" in over.text
+    # the first run's steps stop counting 24 hours after it was queued, a moment ago
+    expected = {(utcnow() + timedelta(days=1, minutes=-m)).strftime("%H:%M") for m in (0, 1)}
+    found = re.search(r"more come back at (\d\d:\d\d) UTC", over.text)
+    assert found and found.group(1) in expected, over.text
+    [(_, me)] = await small_bot.send("/me")
+    assert "Training steps, last 24 h: 6 of 20 — the oldest run's steps come back at" in me.text
 
 
 @pytest.mark.parametrize(("method", "listing", "use"), [
