@@ -121,7 +121,9 @@ async def chaos(workers: Workers, rng: random.Random) -> tuple[int, list[float]]
 async def busy_worker(workers: Workers, rng: random.Random) -> tuple[int, int, int]:
     """A worker in the middle of a job: (its index, the job, the attempt it holds)."""
     host = socket.gethostname()
-    for _ in range(500):
+    # Up to 30 s: a worker started in place of a killed one imports torch first, which on a
+    # loaded CI machine took longer than the 5 s this waited before (a red run, not a lost job).
+    for _ in range(3000):
         claimed: dict[str, tuple[int, int]] = {}
         for line in workers.events.read_text().splitlines():
             what, job_id, attempt, owner = line.split()
