@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import re
 
+from commands.buttons import image_files
 from commands.context import Context
 from commands.errors import UserError
 from commands.linking import identity_text
 from storage.accounts import platform_name
-from commands.people import role_of
-from commands.types import ImageFile, Reply, Request
+from commands.people import configured_roles, role_of
+from commands.types import Reply, Request
 from config.roles import ROLES
 from storage import audit, places, queue, users
 from storage.tables import User
@@ -58,12 +59,12 @@ async def role_command(ctx: Context, request: Request, args: str) -> list[Reply]
         raise UserError(f"`{words[1]}` is not a role. Roles: {', '.join(ROLES)}, or `clear`. {ROLE_USAGE}.")
     async with ctx.db.transaction() as session:
         who = await users.identity(session, platform, user_id)  # made now if never seen: a ban can come first
-        account = await users.get_or_create(session, platform, user_id)
+        account = await users.account_of(session, who)
         target = Request(platform=platform, user_id=user_id, chat_id="")
         before = await role_of(ctx, session, target, account)
         if wanted is None:
             return [Reply(await _describe(ctx, session, who, account, before), ephemeral=True)]
-        configured = {ctx.settings.configured_role(row.platform, row.platform_user_id) for row in await users.identities(session, account.id)}
+        configured = await configured_roles(ctx, session, account)
         if configured & {"admin", "banned"}:
             fixed = "admin" if "admin" in configured else "banned"
             raise UserError(f"{identity_text(who)} is {fixed} by the config (SDBOT_{fixed.upper()}_IDS), which a role set "
@@ -140,6 +141,5 @@ async def review_command(ctx: Context, request: Request, args: str) -> list[Repl
                         "(on Discord, the /admin slash command answers only you).")  # fmt: skip
     scores = ", ".join(f"{out.index + 1}: {out.safety_score:.2f} ({out.safety_action or 'not sent'})"
                        for out in job.outputs if out.safety_score is not None) or "not scored"  # fmt: skip
-    images = tuple(ImageFile(ctx.blobs.path(o.blob_key), o.width, o.height, o.seed, o.index) for o in job.outputs)
-    return [Reply(f"Job {job.id}'s originals, for review. Scores: {scores}.", kind="files", images=images,
+    return [Reply(f"Job {job.id}'s originals, for review. Scores: {scores}.", kind="files", images=image_files(ctx, job),
                   job_id=job.id, ephemeral=True)]  # fmt: skip

@@ -66,7 +66,7 @@ async def _redeem(ctx: Context, request: Request, code: str) -> list[Reply]:
             raise Refused("link_guessing", f"That is {failures} wrong link codes in an hour. Try again in {seconds_text(wait)}, "
                           "with a fresh code (`/link` on your other platform).")  # fmt: skip
         me = await users.identity(session, request.platform, request.user_id, request.user_name)
-        mine = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
+        mine = await users.account_of(session, me)
         found = await accounts.redeem(session, code)
         if isinstance(found, str):
             raise Refused("link_failed", {

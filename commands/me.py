@@ -8,11 +8,11 @@ from datetime import timedelta
 from commands.context import Context
 from commands.errors import UserError
 from commands.linking import identity_text
-from commands.people import MINUTE, clock_text, seconds_text
+from commands.people import MINUTE, clock_text, minute_frees_at, seconds_text
 from commands.types import Reply, Request
 from commands.words import size_text
 from config.roles import RoleLimits
-from storage import assets, training, usage, users
+from storage import assets, queue, training, usage, users
 from storage.tables import utcnow
 
 ROLE_WORDS = {
@@ -28,7 +28,7 @@ async def me_command(ctx: Context, request: Request, args: str) -> list[Reply]:
     async with ctx.db.transaction() as session:
         account = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
         everyone = await users.identities(session, account.id)
-        active = await usage.active_count(session, account.id)
+        active = await queue.active_count(session, account.id)
         recent = await usage.jobs_since(session, account.id, now - MINUTE)
         gpu = await usage.gpu_use(session, account.id, now)
         steps = await training.steps_last_day(session, account.id)
@@ -43,7 +43,7 @@ async def me_command(ctx: Context, request: Request, args: str) -> list[Reply]:
     lines.append(_line("Jobs waiting or running", str(active), limits.queued_jobs))
     minute = _line("Jobs queued in the last minute", str(len(recent)), limits.jobs_per_minute)
     if limits.jobs_per_minute and len(recent) >= limits.jobs_per_minute:
-        minute += f" — more in {seconds_text(recent[-limits.jobs_per_minute] + MINUTE - now)}"
+        minute += f" — more in {seconds_text(minute_frees_at(recent, limits.jobs_per_minute) - now)}"
     lines.append(minute)
     quota = limits.gpu_seconds_per_day
     drawing = _line("Drawing time, last 24 h", f"{gpu.used:.1f} s", None if quota is None else f"{quota:g} s")

@@ -17,7 +17,7 @@ from commands.context import Context
 from commands.errors import Refused
 from commands.types import Request
 from config.roles import Role, stronger
-from storage import usage, users
+from storage import queue, usage, users
 from storage.tables import User, utcnow
 
 MINUTE = timedelta(minutes=1)
@@ -28,7 +28,7 @@ async def role_of(ctx: Context, session: AsyncSession, request: Request, account
     admin or banned in the config, else the role set in chat, else trusted by the config, else
     what the platform roles of this request map to, else default."""
     s = ctx.settings
-    configured = {s.configured_role(row.platform, row.platform_user_id) for row in await users.identities(session, account.id)}
+    configured = await configured_roles(ctx, session, account)
     if "admin" in configured:
         return "admin"
     if "banned" in configured:
@@ -44,6 +44,11 @@ async def role_of(ctx: Context, session: AsyncSession, request: Request, account
     for one in mapped:
         role = stronger(role, one)
     return role
+
+
+async def configured_roles(ctx: Context, session: AsyncSession, account: User) -> set[Role | None]:
+    """What the config's id lists say of each identity of the account (None: nothing)."""
+    return {ctx.settings.configured_role(row.platform, row.platform_user_id) for row in await users.identities(session, account.id)}
 
 
 async def resolve(ctx: Context, request: Request) -> Request:
@@ -65,7 +70,7 @@ async def check_room(ctx: Context, session: AsyncSession, request: Request, acco
     limits = ctx.limits(request)
     role = request.role or "default"
     if limits.queued_jobs is not None:
-        active = await usage.active_count(session, account.id)
+        active = await queue.active_count(session, account.id)
         if active >= limits.queued_jobs:
             raise Refused(
                 "queued_jobs",
@@ -78,7 +83,7 @@ async def check_room(ctx: Context, session: AsyncSession, request: Request, acco
         if len(recent) >= limits.jobs_per_minute:
             if limits.jobs_per_minute == 0:
                 raise Refused("jobs_per_minute", f"People with the {role} role can't queue jobs here. An admin can change your role.")
-            wait = recent[-limits.jobs_per_minute] + MINUTE - now
+            wait = minute_frees_at(recent, limits.jobs_per_minute) - now
             raise Refused(
                 "jobs_per_minute",
                 f"That is more than {limits.jobs_per_minute} jobs in a minute. Try again in {seconds_text(wait)}.",
@@ -96,6 +101,11 @@ async def check_room(ctx: Context, session: AsyncSession, request: Request, acco
                 f"({use.used:.0f} s; failed jobs are not counted). It refills at {clock_text(back)} "
                 f"(in {seconds_text(back - now)}); `/me` shows your quotas.",
             )
+
+
+def minute_frees_at(recent: list[datetime], limit: int) -> datetime:
+    """When fewer than `limit` of these queue times (oldest first) are in the last minute."""
+    return recent[-limit] + MINUTE
 
 
 def seconds_text(span: timedelta) -> str:

@@ -31,7 +31,9 @@ BLUR_FRACTION = 1 / 12  # Gaussian radius as a share of the longer side: nothing
 PLACEHOLDER = (128, 128, 128)
 
 
-async def place_policy(ctx: Context, session: AsyncSession, platform: str, chat_id: str, age_restricted: bool) -> Policy:
+async def place_policy(ctx: Context, session: AsyncSession, job: Job, platform: str, chat_id: str) -> Policy:
+    """The policy of the place a job's pictures go to (age-restricted: where the job was asked)."""
+    age_restricted = bool((job.params or {}).get("age_restricted"))
     return policy_of(ctx.settings, await places.settings_of(session, platform, chat_id), age_restricted)
 
 
@@ -41,7 +43,7 @@ def flagged(job: Job, policy: Policy) -> list[JobOutput]:
 
 async def withheld(ctx: Context, session: AsyncSession, job: Job, platform: str, chat_id: str) -> set[int]:
     """Indices of the job's pictures this place must not get as originals (blurred or blocked here)."""
-    policy = await place_policy(ctx, session, platform, chat_id, bool((job.params or {}).get("age_restricted")))
+    policy = await place_policy(ctx, session, job, platform, chat_id)
     return {out.index for out in flagged(job, policy)} if policy.action in ("blur", "block") else set()
 
 
@@ -50,7 +52,7 @@ async def shield(
 ) -> Reply:  # fmt: skip
     """`reply` (a result or one of its pictures) as the place's policy has it, and, with `record`,
     the decision written on each output."""
-    policy = await place_policy(ctx, session, platform, chat_id, bool((job.params or {}).get("age_restricted")))
+    policy = await place_policy(ctx, session, job, platform, chat_id)
     over = flagged(job, policy)
     if record and any(out.safety_score is not None for out in job.outputs):
         for out in job.outputs:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.tables import Job, JobStatus, utcnow
@@ -60,8 +60,3 @@ async def gpu_use(session: AsyncSession, account_id: int, now: datetime | None =
         elif status == JobStatus.FAILED and run_seconds:
             refunded += float(run_seconds)
     return GpuUse(sum(seconds for _, seconds in charges), refunded, charges)
-
-
-async def active_count(session: AsyncSession, account_id: int) -> int:
-    query = select(func.count()).where(Job.user_id == account_id, Job.status.in_(JobStatus.ACTIVE))
-    return (await session.execute(query)).scalar_one()

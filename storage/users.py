@@ -36,7 +36,11 @@ async def get_or_create(
     session: AsyncSession, platform: str, platform_user_id: str, display_name: str | None = None
 ) -> User:
     """The account of this platform user: their own row, or the one it is linked to."""
-    user = await identity(session, platform, platform_user_id, display_name)
+    return await account_of(session, await identity(session, platform, platform_user_id, display_name))
+
+
+async def account_of(session: AsyncSession, user: User) -> User:
+    """An identity's account: itself, or the row it is linked to."""
     if user.account_id is None:
         return user
     account = await session.get(User, user.account_id)
