@@ -26,6 +26,9 @@ FAILED = "refused:link_failed"
 
 
 def identity_text(row: User) -> str:
+    """`ada (Telegram 1001)`; where the name is the id (the console's people), `ada (the console)`."""
+    if row.display_name == row.platform_user_id:
+        return f"{row.display_name} ({platform_name(row.platform)})"
     name = f"{row.display_name} " if row.display_name else ""
     return f"{name}({platform_name(row.platform)} {row.platform_user_id})"
 
