@@ -52,11 +52,16 @@ class Picture:
     note: str | None = None  # what fitting changed, in words; None when the file went as it was
 
 
+def png_name(image: ImageFile, stem: str) -> str:
+    """The file name an image of a job goes out under: `sdbot-12-2-seed43.png`."""
+    return f"{stem}-{image.index + 1}-seed{image.seed}.png"
+
+
 def picture_of(images: Sequence[ImageFile], stem: str) -> Picture:
     """What a message shows of a job's images: the one image as it is, or a grid of several."""
     if len(images) == 1:
         image = images[0]  # its size is known: no need to open the file for it
-        return Picture(image.path.read_bytes(), f"{stem}-{image.index + 1}-seed{image.seed}.png", image.width, image.height)
+        return Picture(image.path.read_bytes(), png_name(image, stem), image.width, image.height)
     return grid([image.path for image in images], f"{stem}-grid.png")
 
 

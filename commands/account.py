@@ -7,6 +7,7 @@ from datetime import datetime
 from commands import render, training_text
 from commands.context import Context
 from commands.errors import UserError
+from commands.numbers import job_number, quoted, read_int
 from commands.options import SETTINGS_FLAGS, read_options, user_options
 from commands.parser import parse_flags
 from commands.types import Reply, Request
@@ -80,7 +81,7 @@ def _describe(ctx: Context, stored: dict[str, object]) -> str:
         "model": opts.model or f"{ctx.registry.default.display_name} (default)",
         "size": (f"{opts.size[0]}x{opts.size[1]}" if opts.size else None)
         or (f"--ar {stored.get('ar')}" if opts.ar else f"{native}x{native} (the model's own)"),
-        "steps": opts.steps or f"{s.default_steps} (default)",
+        "steps": opts.steps or f"{s.steps_for(model)} (default)",
         "cfg": f"{opts.cfg:g}" if opts.cfg else f"{s.default_cfg:g} (default)",
         "sampler": opts.sampler or f"{s.default_sampler} (default)",
         "no": opts.negative or "(none)",
@@ -117,9 +118,10 @@ async def cancel(ctx: Context, request: Request, args: str) -> list[Reply]:
         if arg == "all":
             targets = await queue.user_jobs(session, user.id, 1000, JobStatus.ACTIVE)
         elif arg:
-            if not arg.isdigit():
-                raise UserError(f"`/cancel` takes a job number, or `all`; you wrote `{args.strip()}`.")
-            job = await _own_job(ctx, request, session, user.id, int(arg))
+            job_id = job_number(arg)
+            if job_id is None:
+                raise UserError(f"`/cancel` takes a job number, or `all`; you wrote `{quoted(args)}`.")
+            job = await _own_job(ctx, request, session, user.id, job_id)
             targets = [job]
         else:
             targets = (await queue.user_jobs(session, user.id, 1, JobStatus.ACTIVE))[:1]
@@ -148,9 +150,9 @@ async def _own_job(ctx: Context, request: Request, session, user_id: int, job_id
 
 async def history(ctx: Context, request: Request, args: str) -> list[Reply]:
     arg = args.strip()
-    if arg and (not arg.isdigit() or not 1 <= int(arg) <= HISTORY_MAX):
-        raise UserError(f"`/history` takes how many jobs to show, 1 to {HISTORY_MAX}; you wrote `{arg}`.")
-    limit = int(arg) if arg else HISTORY_DEFAULT
+    limit = read_int(arg) if arg else HISTORY_DEFAULT
+    if limit is None or not 1 <= limit <= HISTORY_MAX:
+        raise UserError(f"`/history` takes how many jobs to show, 1 to {HISTORY_MAX}; you wrote `{quoted(arg)}`.")
     async with ctx.db.transaction() as session:
         user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
         jobs = await queue.user_jobs(session, user.id, limit)
@@ -191,7 +193,7 @@ async def info(ctx: Context, request: Request, args: str) -> list[Reply]:
     arg = args.strip().lstrip("#")
     async with ctx.db.transaction() as session:
         user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
-        job_id: int | None = int(arg) if arg.isdigit() else None
+        job_id = job_number(arg) if arg else None
         if job_id is None and not arg and request.reply_to:
             ref = await outbox.find_ref(session, request.platform, request.chat_id, request.reply_to)
             job_id = ref.job_id if ref else None

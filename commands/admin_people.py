@@ -18,11 +18,12 @@ from commands.buttons import image_files
 from commands.context import Context
 from commands.errors import UserError
 from commands.linking import identity_text
-from storage.accounts import platform_name
+from commands.numbers import job_number, quoted, read_int
 from commands.people import configured_roles, role_of
 from commands.types import Reply, Request
 from config.roles import ROLES
 from storage import audit, places, queue, users
+from storage.accounts import platform_name
 from storage.tables import User
 
 AUDIT_DEFAULT, AUDIT_MAX = 20, 50
@@ -94,10 +95,10 @@ async def audit_command(ctx: Context, request: Request, args: str) -> list[Reply
     words = args.split()
     limit, prefix = AUDIT_DEFAULT, None
     for word in words:
-        if word.isdigit():
-            if not 1 <= int(word) <= AUDIT_MAX:
+        if (number := read_int(word)) is not None:
+            if not 1 <= number <= AUDIT_MAX:
                 raise UserError(f"Show 1 to {AUDIT_MAX} entries. {AUDIT_USAGE}.")
-            limit = int(word)
+            limit = number
         elif prefix is None and re.fullmatch(r"[a-z_:]{1,32}", word.lower()):
             prefix = word.lower()
         else:
@@ -119,9 +120,10 @@ REVIEW_USAGE = "`/admin review` lists what the safety policy blurred or blocked;
 
 
 async def review_command(ctx: Context, request: Request, args: str) -> list[Reply]:
-    arg = args.strip().lstrip("#")
-    if arg and not arg.isdigit():
-        raise UserError(f"I don't understand `{arg[:40]}`. {REVIEW_USAGE}.")
+    arg = args.strip()
+    job_id = job_number(arg) if arg else None
+    if arg and job_id is None:
+        raise UserError(f"I don't understand `{quoted(arg)}`. {REVIEW_USAGE}.")
     async with ctx.db.transaction() as session:
         if not arg:
             rows = await places.withheld_outputs(session, REVIEW_MAX)
@@ -133,9 +135,9 @@ async def review_command(ctx: Context, request: Request, args: str) -> list[Repl
                       for out, job in rows]  # fmt: skip
             lines.append("`/admin review JOB` shows a job's originals.")
             return [Reply("\n".join(lines), ephemeral=True)]
-        job = await queue.get(session, int(arg))
+        job = await queue.get(session, job_id)
     if job is None or not job.outputs:
-        raise UserError(f"Job {arg} has no pictures to review.")
+        raise UserError(f"Job {job_id} has no pictures to review.")
     if not request.private:
         raise UserError("Originals are shown only where no one else reads them: ask in a private chat with me "
                         "(on Discord, the /admin slash command answers only you).")  # fmt: skip

@@ -21,8 +21,9 @@ from commands.clip_source import ClipSource, find_clip, fit_frame, replied_clip,
 from commands.context import Context
 from commands.errors import UserError
 from commands.imagine import find_source, imagine
+from commands.numbers import quoted, read_float
 from commands.options import IMAGINE_FLAGS, ImagineOptions, InitImage, bounded_number, read_options
-from commands.parser import Flags, parse_flags
+from commands.parser import Flags, flag_name, parse_flags
 from commands.submit import submit
 from commands.types import Reply, Request
 from config.models import ARCHITECTURE_NAMES, ModelEntry
@@ -159,7 +160,7 @@ async def deforum(ctx: Context, request: Request, args: str) -> list[Reply]:
         size = _clip_size(ctx, spec, opts, notes, init=picture.init)
         late: list[str] = []
         for key, side in (("tx", size[0]), ("ty", size[1])):  # a shift past the frame's side leaves nothing of it
-            _bounded(motion[key], f"--{key}", -side, side, late)
+            _bounded(motion[key], flag_name(key), -side, side, late)
         _raise(late + _steps_problems(spec.steps, strengths or []))
         strength_schedule = strength_text if strength_text and len(set(strengths or [])) > 1 else None
         clip = ClipSpec(frames=frames, fps=fps, loop=loop, color_coherence=color, strength_schedule=strength_schedule, **schedules)
@@ -228,20 +229,17 @@ def _schedule(text: str | None, key: str, frames: int, problems: list[str]) -> l
     if text is None:
         return None
     if not text.strip():
-        problems.append(f"`--{key}` needs a value, e.g. `--{key} \"0:(1.0), 24:(1.05)\"`.")
+        problems.append(f"`{flag_name(key)}` needs a value, e.g. `{flag_name(key)} \"0:(1.0), 24:(1.05)\"`.")
         return None
     try:
         return schedule_values(text, frames)
     except ScheduleError as error:
-        problems.append(f"`--{key} {text}`: {error}. Write keyframes like `0:(1.0), 24:(1.05)`.")
+        problems.append(f"`{flag_name(key)} {quoted(text)}`: {error}. Write keyframes like `0:(1.0), 24:(1.05)`.")
         return None
 
 
 def _plain_number(text: str) -> bool:
-    try:
-        return math.isfinite(float(text))
-    except ValueError:
-        return False
+    return read_float(text) is not None
 
 
 def _prompt_schedule(text: str, frames: int, problems: list[str]) -> None:
@@ -334,7 +332,7 @@ def _cameras(ctx: Context, model: ModelEntry, text: str | None) -> tuple[CameraR
             choices = ", ".join(f"`{n}`" for n in known.values()) or "none are configured (an admin sets SDBOT_MOTION_LORAS)"
             problems.append(f"I don't know the camera move `{name}`. Camera moves: {choices}.")
             continue
-        weight = bounded_number(weight_text or None, f"--camera {item}", float, 0, 2, 1.0, problems)
+        weight = bounded_number(weight_text or None, f"--camera {quoted(item)}", float, 0, 2, 1.0, problems)
         cameras.append(CameraRef(name=known[name.lower()], weight=weight))
     if not cameras and not problems:
         problems.append("`--camera` needs a name, e.g. `--camera zoom-in:0.8`.")

@@ -125,6 +125,26 @@ async def resolve_assets(
     return spec.model_copy(update={"loras": tuple(loras), "embeddings": tuple(embeddings), "skipped": tuple(skipped)})
 
 
+async def require_usable(session: AsyncSession, account_id: int, spec: GenerationSpec) -> None:
+    """Refuse a job whose LoRAs or embeddings `account_id` may not use now: each must be the
+    same file (by hash) as the one of that name the account sees, its own or a shared one.
+
+    Checked on every job as it is queued (`commands.submit`), so no path that copies a spec
+    from another job — a button, a reply, "Imagine this", a clip's Reroll or Longer — can carry
+    someone else's private file to the presser."""
+    missing = []
+    for kind, refs in (("lora", spec.loras), ("embedding", spec.embeddings)):
+        for ref in refs:
+            found = await assets.find_usable(session, account_id, kind, ref.name)
+            if found is None or found.sha256 != ref.sha256:
+                missing.append(f"`{ref.name}`")
+    if missing:
+        raise UserError(
+            f"This job was made with {', '.join(missing)}, which you can't use (it is private, or was replaced). "
+            "Copy the prompt into `/imagine` with your own files instead."
+        )
+
+
 def _mentions(text: str, name: str) -> bool:
     """`name` written as a word (A1111 matches embedding names in the tokenized text, which CLIP
     lower-cases)."""

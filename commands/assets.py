@@ -18,6 +18,7 @@ from commands.asset_use import KIND_LABELS as KINDS
 from commands.asset_use import fit_problem, stored_misfit
 from commands.context import Context
 from commands.errors import Refused, UserError
+from commands.offload import offload
 from commands.types import DocumentFile, Reply, Request
 from config.models import ARCHITECTURE_NAMES
 from generation.assets.files import (
@@ -79,8 +80,8 @@ async def _upload(ctx: Context, request: Request, kind: str, name: str | None) -
     limit = ctx.settings.max_asset_bytes
     if len(file.data) > limit:
         raise UserError(f"`{file.filename}` is {render.size_text(len(file.data))}; {label}s may be up to {render.size_text(limit)}.")
-    try:
-        info = inspect_asset(file.data, file.filename, kind=kind, max_bytes=limit)  # type: ignore[arg-type]
+    try:  # off the event loop: a file of hundreds of MiB is hashed whole
+        info = await offload(inspect_asset, file.data, file.filename, kind=kind, max_bytes=limit)  # type: ignore[arg-type]
     except AssetError as error:
         raise UserError(f"I didn't store `{file.filename}`: {error}") from None
     name = (name or safe_name_from_filename(file.filename)).lower()
@@ -104,13 +105,14 @@ async def _upload(ctx: Context, request: Request, kind: str, name: str | None) -
                 f"That would use {render.size_text(used + info.size)} of your {render.size_text(quota)} for uploads. "
                 f"Delete one with `/{kind} delete NAME` first."
             )
-        key = ctx.blobs.put(file.data, "st")  # blob extensions are short; the header check made it safetensors
+        key = await offload(ctx.blobs.put, file.data, "st")  # short blob extensions; the header check made it safetensors
+        short_hash = await offload(addnet_hash, file.data)
         await queue.record_blob(session, key, info.size, "application/octet-stream", None, None)
         asset = await assets.add(
             session, user.id, kind, name, blob_key=key, sha256=info.sha256, format=info.format,
             architecture=info.architecture, rank=info.rank, size=info.size,
             info={"triggers": list(info.triggers), "title": info.title, "tensors": info.tensors, "vectors": info.vectors,
-                  "addnet_hash": addnet_hash(file.data), "made_for": info.made_for},
+                  "addnet_hash": short_hash, "made_for": info.made_for},
         )  # fmt: skip
     shapes = model_shapes(model)
     words = describe_model(model)

@@ -29,8 +29,7 @@ async def imagine_candidate(ctx: Context, request: Request, job: Job, index: int
         raise UserError("That suggestion is gone. Run the command again.")
     candidate: dict[str, Any] = candidates[index]
     if candidate.get("spec"):
-        spec = GenerationSpec.model_validate(candidate["spec"])
-        await _check_assets(ctx, request, spec)
+        spec = GenerationSpec.model_validate(candidate["spec"])  # its files are checked as it is queued
         return await queue_spec(ctx, request, spec, parent=(job.id, None), notes=["The same job again: model, seed and settings."])
     raw = dict(candidate.get("options") or {})
     if candidate.get("negative"):
@@ -60,21 +59,3 @@ async def _without_missing_loras(ctx: Context, request: Request, prompt: str) ->
         return prompt, []
     names = ", ".join(f"`{name}`" for name in missing)
     return prompt.strip(), [f"Drawn without the LoRA {names}: you have none of that name (`/lora upload`)."]
-
-
-async def _check_assets(ctx: Context, request: Request, spec: GenerationSpec) -> None:
-    """The same job again, but only with LoRAs and embeddings the presser may use (the picture
-    may be someone else's, made with their private files)."""
-    missing = []
-    async with ctx.db.transaction() as session:
-        user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
-        for kind, refs in (("lora", spec.loras), ("embedding", spec.embeddings)):
-            for ref in refs:
-                found = await assets.find_usable(session, user.id, kind, ref.name)
-                if found is None or found.sha256 != ref.sha256:
-                    missing.append(f"`{ref.name}`")
-    if missing:
-        raise UserError(
-            f"This picture was made with {', '.join(missing)}, which you can't use (it is private, or was replaced). "
-            "Copy the prompt into `/imagine` with your own files instead."
-        )

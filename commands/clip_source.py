@@ -9,7 +9,9 @@ Where the clip comes from, first match wins (as for pictures, `commands.imagine.
 
 An uploaded video is read here, in the chat process, within the limits: SDBOT_MAX_VIDEO_BYTES,
 SDBOT_MAX_VIDEO_SECONDS, at most SDBOT_MAX_FRAMES frames taken at the clip's fps, each frame fitted
-to SDBOT_MAX_CLIP_PIXELS. What was cut or scaled is said in the notes.
+to SDBOT_MAX_CLIP_PIXELS. What was cut or scaled is said in the notes. Reading runs off the event
+loop (`commands.offload`), and frames are scaled down as they are decoded: a small GIF of huge
+frames stalls no one else's chat and never sits in memory at full size.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 
 from commands.context import Context
 from commands.errors import UserError
+from commands.offload import offload
 from commands.options import InitImage
 from commands.types import Attachment, Request
 from generation.spec import GenerationSpec
@@ -79,19 +82,20 @@ async def find_clip(ctx: Context, request: Request, *, fps: float | None, max_fr
     """The clip of the request, read at `fps` (None: the clip's own rate) up to `max_frames`."""
     attachment = first_video(request.attachments)
     if attachment is not None:
-        return read_upload(ctx, attachment, fps=fps, max_frames=max_frames)
+        return await offload(read_upload, ctx, attachment, fps=fps, max_frames=max_frames)
     job = await replied_clip(ctx, request)
     if job is not None:
         return clip_of_job(job)
     attachment = first_video(request.reply_to_images)
     if attachment is not None:
-        return read_upload(ctx, attachment, fps=fps, max_frames=max_frames)
+        return await offload(read_upload, ctx, attachment, fps=fps, max_frames=max_frames)
     return None
 
 
 def read_upload(ctx: Context, attachment: Attachment, *, fps: float | None, max_frames: int) -> ClipSource:
-    """Read a person's video or GIF into PNG frame blobs, within the limits; UserError when it is
-    not a video, or over the size or length limit."""
+    """Read a person's video or GIF into PNG frame blobs of at most SDBOT_MAX_CLIP_PIXELS each,
+    within the limits; UserError when it is not a video, or over the size or length limit.
+    Blocking (decoding, PNG encoding, blob writes): handlers run it through `offload`."""
     from generation.animation.video import VideoError, probe, read_frames
 
     s = ctx.settings
@@ -103,7 +107,7 @@ def read_upload(ctx: Context, attachment: Attachment, *, fps: float | None, max_
                 f"`{name}` is {info.seconds:.1f} s long; I read videos up to {s.max_video_seconds:g} s. "
                 "Trim it and send it again."
             )
-        frames, rate = read_frames(attachment.data, max_frames=max_frames, fps=fps)
+        frames, rate = read_frames(attachment.data, max_frames=max_frames, fps=fps, max_pixels=s.max_clip_pixels)
     except VideoError as error:
         raise UserError(f"`{name}`: {error.message}") from None
     if not frames:
@@ -115,9 +119,9 @@ def read_upload(ctx: Context, attachment: Attachment, *, fps: float | None, max_
             f"Your video has about {available} frames at {rate:g} fps; I used the first {len(frames)} "
             f"({len(frames) / rate:.1f} s), the limit of one clip. Use a lower `--fps` to cover more of it."
         )
-    width, height = fit_frame(frames[0].width, frames[0].height, s.max_clip_pixels)
-    if (width, height) != frames[0].size:
-        notes.append(f"Frames are drawn at {width}x{height} (your video is {frames[0].width}x{frames[0].height}).")
+    width, height = fit_frame(info.width, info.height, s.max_clip_pixels)
+    if (width, height) != (info.width, info.height):  # the frames read are scaled already: say the video's size
+        notes.append(f"Frames are drawn at {width}x{height} (your video is {info.width}x{info.height}).")
     uploads = []
     for frame in frames:
         buffer = io.BytesIO()

@@ -24,6 +24,8 @@ from commands.animate import queue_video2video
 from commands.clip_source import clip_info, clip_of_job, is_clip_job
 from commands.context import Context
 from commands.errors import UserError
+from commands.numbers import job_number
+from commands.offload import offload
 from commands.options import ImagineOptions, new_seed
 from commands.submit import queue_spec
 from commands.types import DocumentFile, ImageFile, MessageTarget, Reply, Request, VideoFile
@@ -99,17 +101,16 @@ def upscaled_spec(ctx: Context, job: Job, spec: GenerationSpec) -> GenerationSpe
 
 async def frames_command(ctx: Context, request: Request, args: str) -> list[Reply]:
     """`/frames 12 [png|gif|mp4]`, or `/frames [png|gif|mp4]` as a reply to a clip."""
-    words = args.split()
-    job_text = next((word.lstrip("#") for word in words if word.lstrip("#").isdigit()), None)
-    formats = [word.lower() for word in words if not word.lstrip("#").isdigit()]
-    if len(formats) > 1 or (formats and formats[0] not in FRAME_FORMATS):
+    numbers = [number for word in args.split() if (number := job_number(word)) is not None]
+    formats = [word.lower() for word in args.split() if job_number(word) is None]
+    if len(numbers) > 1 or len(formats) > 1 or (formats and formats[0] not in FRAME_FORMATS):
         raise UserError(f"`/frames` takes a job number and one of {', '.join(FRAME_FORMATS)} (png: a ZIP of its frames).")
     wanted = formats[0] if formats else "png"
-    job = await _clip_job(ctx, request, int(job_text) if job_text else None)
+    job = await _clip_job(ctx, request, numbers[0] if numbers else None)
     info = clip_info(job)
     if wanted == "png":
-        data = _zip_frames(ctx, job)
-        document = DocumentFile(ctx.blobs.path(ctx.blobs.put(data, "zip")), f"sdbot-{job.id}-frames.zip", len(data))
+        key, size = await offload(_zip_frames, ctx, job)
+        document = DocumentFile(ctx.blobs.path(key), f"sdbot-{job.id}-frames.zip", size)
         text = f"The {len(job.outputs)} frames of job {job.id}, as PNGs with their parameters."
     else:
         key = info.get(wanted)
@@ -142,9 +143,12 @@ async def _clip_job(ctx: Context, request: Request, job_id: int | None) -> Job:
     return job
 
 
-def _zip_frames(ctx: Context, job: Job) -> bytes:
+def _zip_frames(ctx: Context, job: Job) -> tuple[str, int]:
+    """The clip's frames as a ZIP blob: its key and size. Blocking (reads and writes every frame's
+    file): run it through `offload`."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:  # PNGs are compressed already
         for output in job.outputs:
             archive.write(ctx.blobs.path(output.blob_key), f"sdbot-{job.id}-frame{output.index + 1:03d}.png")
-    return buffer.getvalue()
+    data = buffer.getvalue()
+    return ctx.blobs.put(data, "zip"), len(data)

@@ -18,7 +18,7 @@ from commands import render
 from commands.context import Context
 from commands.errors import UserError
 from commands.images import first_image
-from commands.imagine import find_source
+from commands.imagine import Source, find_source
 from commands.metadata import ImageMetadata, read_metadata
 from commands.options import ImagineOptions, fit_size, read_options
 from commands.submit import store_upload, submit
@@ -42,10 +42,8 @@ async def describe(ctx: Context, request: Request, args: str) -> list[Reply]:
             "send the PNG as a file, not as a photo), and no captioning model is configured here to describe it. "
             "An admin can set SDBOT_CAPTIONER (a BLIP model) and SDBOT_DESCRIBE_CLIP."
         )
-    init = source.init if source is not None and source.init is not None else None
-    upload_size = None
-    if init is None:
-        init, upload_size = store_upload(ctx, _attachment_of(request))
+    init = source.init
+    assert init is not None
 
     def shape(spec: GenerationSpec, notes: list[str]) -> GenerationSpec:
         notes.clear()
@@ -55,43 +53,33 @@ async def describe(ctx: Context, request: Request, args: str) -> list[Reply]:
                     "styles": (), "regions": None, "base_ratio": None, "wildcards": {}, "prompt": ""}
         )  # fmt: skip
 
-    parent = source.parent if source is not None else None
-    return await submit(ctx, request, ImagineOptions(), init=init, upload_size=upload_size, parent=parent, shape=shape)
+    return await submit(ctx, request, ImagineOptions(), init=init, upload_size=source.upload_size, parent=source.parent,
+                        shape=shape)  # fmt: skip
 
 
-async def _picture(ctx: Context, request: Request) -> tuple[bytes, Any]:
+async def _picture(ctx: Context, request: Request) -> tuple[bytes, Source]:
     """The picture's bytes as they were sent (re-encoding would lose the metadata), and where
-    it came from (the bot's own picture: its job and image)."""
+    it came from: the bot's own picture (its job and image), or an upload, read and stored as
+    every upload is (so a file that is no picture gets the same answer as `/imagine` gives)."""
     attachment = first_image(request.attachments)
-    if attachment is not None:
-        return attachment.data, None
-    if request.reply_to:
+    if attachment is None and request.reply_to:
         source = await find_source(ctx, request)
         if source.base is not None and source.init is not None:  # the bot's own picture: its PNG
             return ctx.blobs.path(source.init.blob_key).read_bytes(), source
-    attachment = first_image(request.reply_to_images)
-    if attachment is not None:
-        return attachment.data, None
-    raise UserError("`/describe` works on a picture: reply to one with `/describe`, or attach one to the command.")
-
-
-def _attachment_of(request: Request) -> Any:
-    found = first_image(request.attachments) or first_image(request.reply_to_images)
-    assert found is not None  # _picture found one
-    return found
+    attachment = attachment or first_image(request.reply_to_images)
+    if attachment is None:
+        raise UserError("`/describe` works on a picture: reply to one with `/describe`, or attach one to the command.")
+    init, size = await store_upload(ctx, attachment)
+    return attachment.data, Source(init, size)
 
 
 async def _answer_from_metadata(
-    ctx: Context, request: Request, raw: bytes, source: Any, metadata: ImageMetadata
+    ctx: Context, request: Request, raw: bytes, source: Source, metadata: ImageMetadata
 ) -> list[Reply]:
     candidate, notes = await _candidate(ctx, metadata)
-    upload_size = None
-    if source is not None and source.init is not None:
-        init_key, width, height = source.init.blob_key, source.init.width, source.init.height
-        parent = source.parent
-    else:
-        init, upload_size = store_upload(ctx, _attachment_of(request))
-        init_key, width, height, parent = init.blob_key, init.width, init.height, None
+    assert source.init is not None
+    init_key, width, height = source.init.blob_key, source.init.width, source.init.height
+    upload_size, parent = source.upload_size, source.parent
     shown = [f"Negative prompt: {metadata.negative}"] if metadata.negative else []
     if metadata.settings:
         shown.append(", ".join(f"{key}: {value}" for key, value in metadata.settings.items()))

@@ -18,6 +18,7 @@ from typing import Any
 from commands.context import Context
 from commands.errors import UserError
 from commands.imagine import Source, find_source
+from commands.numbers import quoted, read_float
 from commands.options import IMAGINE_FLAGS, ImagineOptions, InitImage, read_options
 from commands.parser import parse_flags
 from commands.submit import submit
@@ -251,13 +252,13 @@ async def zoom_command(ctx: Context, request: Request, args: str) -> list[Reply]
     first, _, prompt = flags.text.partition(" ")
     factor = 2.0
     if first:
-        try:
-            factor = float(first.lower().rstrip("x"))
-        except ValueError:
+        number = read_float(first.lower().rstrip("x"))
+        if number is None:
             prompt = flags.text
         else:
+            factor = number
             if not ZOOM_RANGE[0] <= factor <= ZOOM_RANGE[1]:
-                problems.append(f"Zoom out by {ZOOM_RANGE[0]:g} to {ZOOM_RANGE[1]:g} (e.g. `/zoom 1.5`); you wrote `{first}`.")
+                problems.append(f"Zoom out by {ZOOM_RANGE[0]:g} to {ZOOM_RANGE[1]:g} (e.g. `/zoom 1.5`); you wrote `{quoted(first)}`.")
     opts = draw_options(ctx, flags.values, flags.written, prompt, problems)
     return await queue_edit(ctx, request, await find_source(ctx, request), zoom_edit(ctx, factor, opts))
 
@@ -286,7 +287,7 @@ async def facefix_command(ctx: Context, request: Request, args: str) -> list[Rep
 def _choice(text: str, choices: dict[str, Any], problem: str, problems: list[str]) -> Any:
     value = choices.get(text.strip().lower())
     if value is None:
-        problems.append(f"{problem}; you wrote `{text}`.")
+        problems.append(f"{problem}; you wrote `{quoted(text)}`.")
         return next(iter(choices.values()))
     return value
 

@@ -10,6 +10,7 @@ written with seed + i, so the same seed gives the same prompts.
 from __future__ import annotations
 
 from commands.context import Context
+from commands.numbers import quoted, read_int
 from commands.options import ImagineOptions, read_options
 from commands.parser import parse_flags
 from commands.submit import submit
@@ -27,10 +28,11 @@ async def enhance(ctx: Context, request: Request, args: str) -> list[Reply]:
     count = 1
     raw_n = flags.values.pop("n", None)
     if raw_n is not None:
-        if not raw_n.strip().isdigit() or not 1 <= int(raw_n) <= MAX_CANDIDATES:
-            problems.append(f"`--n` is how many prompts to write: 1 to {MAX_CANDIDATES}; you wrote `{raw_n}`.")
+        number = read_int(raw_n)
+        if number is None or not 1 <= number <= MAX_CANDIDATES:
+            problems.append(f"`--n` is how many prompts to write: 1 to {MAX_CANDIDATES}; you wrote `{quoted(raw_n)}`.")
         else:
-            count = int(raw_n)
+            count = number
     text = flags.text.strip()
     if not text:
         problems.insert(0, "Give me a few words to build on, e.g. `/enhance a lighthouse at dusk --n 3`.")

@@ -17,8 +17,12 @@ class UserError(Exception):
 
 class Refused(UserError):
     """A refusal by policy rather than a mistake: a ban, a quota, a rate limit, a wrong link
-    code. Said like any UserError, and written to the audit log (`why`: what refused it)."""
+    code. Said like any UserError, and written to the audit log (`why`: what refused it) after the
+    request's transaction rolled back, unless the handler wrote it in a transaction that committed
+    (`recorded`: a wrong link code is counted where it is checked, so parallel guesses cannot
+    outrun the count)."""
 
-    def __init__(self, why: str, *problems: str):
+    def __init__(self, why: str, *problems: str, recorded: bool = False):
         super().__init__(*problems)
         self.why = why
+        self.recorded = recorded

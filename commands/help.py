@@ -165,7 +165,7 @@ def help_text(ctx: Context) -> str:
         "--no <words> — negative prompt (what to leave out)",
         f"--ar W:H — aspect ratio, 1:4 to 4:1 · --size WxH — multiples of 8, sides {s.min_side}–{s.max_side}, "
         f"at most {s.max_pixels:,} pixels",
-        f"--steps 1–{s.max_steps} (default {s.default_steps}) · --cfg {s.min_cfg:g}–{s.max_cfg:g} "
+        f"--steps 1–{s.max_steps} (default {s.steps_for(ctx.registry.default)}) · --cfg {s.min_cfg:g}–{s.max_cfg:g} "
         f"(default {s.default_cfg:g}) · --n 1–{s.max_batch} images (default {s.default_n})",
         "--seed 0–4294967295 (-1 = random; image i of a batch uses seed + i)",
         f"--strength 0.01–1 — how much an init image changes (default {s.default_strength:g})",

@@ -25,6 +25,8 @@ class DecodedImage:
 
 
 def decode_upload(attachment: Attachment, *, max_bytes: int, max_pixels: int) -> DecodedImage:
+    """The upload checked, oriented and PNG-encoded. Blocking (decoding): handlers run it through
+    `commands.offload` (as `commands.submit.store_upload` does)."""
     name = attachment.filename or "your file"
     if len(attachment.data) > max_bytes:
         raise UserError(

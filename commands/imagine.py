@@ -78,7 +78,7 @@ async def _submit_with_source(ctx: Context, request: Request, opts: ImagineOptio
 async def find_source(ctx: Context, request: Request) -> Source:
     attachment = first_image(request.attachments)
     if attachment is not None:
-        init, size = store_upload(ctx, attachment)
+        init, size = await store_upload(ctx, attachment)
         return Source(init, size)
     if request.reply_to:
         source = await _from_bot_message(ctx, request)
@@ -86,7 +86,7 @@ async def find_source(ctx: Context, request: Request) -> Source:
             return source
     attachment = first_image(request.reply_to_images)
     if attachment is not None:
-        init, size = store_upload(ctx, attachment)
+        init, size = await store_upload(ctx, attachment)
         return Source(init, size)
     return Source()
 
@@ -125,4 +125,6 @@ async def _from_bot_message(ctx: Context, request: Request) -> Source | None:
             index = 0
         output = job.outputs[index]
         init = InitImage(output.blob_key, output.width, output.height)
-        return Source(init=init, base=image_base(job, index), parent=(job.id, index))
+        # A remix of one picture draws one unless `--n` says otherwise, whatever its job drew.
+        base = image_base(job, index).model_copy(update={"n": 1})
+        return Source(init=init, base=base, parent=(job.id, index))

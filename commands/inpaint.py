@@ -27,6 +27,8 @@ from commands.edits import DRAW_FLAGS, Edit, draw_options, queue_edit
 from commands.errors import UserError
 from commands.images import decode_upload, first_image
 from commands.imagine import Source, find_source
+from commands.numbers import quoted
+from commands.offload import offload
 from commands.options import InitImage, bounded_number
 from commands.parser import parse_flags
 from commands.types import Attachment, Reply, Request
@@ -36,7 +38,7 @@ INPAINT_FLAGS = {
     **DRAW_FLAGS, "box": "box", "select": "select", "blur": "blur", "mask-blur": "blur",
     "only-masked": "only-masked", "masked-only": "only-masked", "padding": "padding",
 }  # fmt: skip
-_NUMBER = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%?)\s*$")
+_NUMBER = re.compile(r"^\s*([0-9]{1,6}(?:\.[0-9]{1,6})?)\s*(%?)\s*$")  # ASCII digits, no wall of them
 MAX_PADDING = 256
 
 
@@ -76,7 +78,7 @@ async def inpaint_command(ctx: Context, request: Request, args: str) -> list[Rep
         mask_key = ctx.blobs.put(mask_png, "png")
         extra = ((InitImage(mask_key, source.init.width, source.init.height), len(mask_png)),)
     elif mask_file is not None:
-        mask_png = uploaded_mask(ctx, mask_file, source.init.width, source.init.height)
+        mask_png = await offload(uploaded_mask, ctx, mask_file, source.init.width, source.init.height)
         mask_key = ctx.blobs.put(mask_png, "png")
         extra = ((InitImage(mask_key, source.init.width, source.init.height), len(mask_png)),)
     strength = opts.strength if opts.strength is not None else ctx.settings.inpaint_strength
@@ -104,7 +106,7 @@ def box_mask(text: str, width: int, height: int) -> bytes:
     numbers = [_NUMBER.match(part) for part in parts]
     if len(parts) != 4 or not all(numbers):
         raise UserError(
-            f"`--box` takes four numbers x,y,w,h in pixels or percents (e.g. `--box 10%,0%,50%,40%`); you wrote `{text}`."
+            f"`--box` takes four numbers x,y,w,h in pixels or percents (e.g. `--box 10%,0%,50%,40%`); you wrote `{quoted(text)}`."
         )
     values = []
     for match, side in zip(numbers, (width, height, width, height), strict=True):
@@ -121,7 +123,8 @@ def box_mask(text: str, width: int, height: int) -> bytes:
 
 
 def uploaded_mask(ctx: Context, attachment: Attachment, width: int, height: int) -> bytes:
-    """The attached mask as black and white at the picture's size (white = repaint)."""
+    """The attached mask as black and white at the picture's size (white = repaint). Blocking
+    (decoding): handlers run it through `offload`."""
     decoded = decode_upload(attachment, max_bytes=ctx.settings.max_upload_bytes, max_pixels=ctx.settings.max_upload_pixels)
     with Image.open(io.BytesIO(decoded.png)) as image:
         mask = image.convert("L").point(lambda value: 255 if value >= 128 else 0)

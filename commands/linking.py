@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from commands.context import Context
 from commands.errors import Refused, UserError
 from commands.people import clock_text, seconds_text
@@ -60,34 +62,62 @@ async def _give_code(ctx: Context, request: Request) -> list[Reply]:
 
 
 async def _redeem(ctx: Context, request: Request, code: str) -> list[Reply]:
-    s = ctx.settings
-    async with ctx.db.transaction() as session:
-        since = utcnow() - timedelta(hours=1)
-        failures, first = await audit.count_since(session, request.platform, request.user_id, FAILED, since)
-        if failures >= s.link_failures_per_hour:
-            wait = (first or utcnow()) + timedelta(hours=1) - utcnow()
-            raise Refused("link_guessing", f"That is {failures} wrong link codes in an hour. Try again in {seconds_text(wait)}, "
-                          "with a fresh code (`/link` on your other platform).")  # fmt: skip
-        me = await users.identity(session, request.platform, request.user_id, request.user_name)
-        mine = await users.account_of(session, me)
-        found = await accounts.redeem(session, code)
-        if isinstance(found, str):
-            raise Refused("link_failed", {
-                "unknown": "I don't know that link code. Check it, or ask for a fresh one with `/link` on your other platform.",
-                "used": "That link code was used already: each works once. Ask for a fresh one with `/link`.",
-                "expired": f"That link code has expired (they last {s.link_code_minutes} min). Ask for a fresh one with `/link`.",
-            }[found])  # fmt: skip
-        into = await session.get(User, found.account_id)
-        if into is not None and into.account_id is not None:  # joined into another account since
-            into = await session.get(User, into.account_id)
-        if into is None:
-            raise UserError("The account that code was made for is gone. Ask for a fresh code with `/link`.")
-        reply = await _join(session, request, me, mine, into, found)
+    outcome = await ctx.db.retrying_deadlocks(lambda session: _try_code(ctx, session, request, code))
+    if isinstance(outcome, Refused):
+        raise outcome  # after the commit that kept it: the person reads it, the service does not record it again
     ctx.roles_changed()  # the identities now share a role
-    return [reply]
+    return [outcome]
 
 
-async def _join(session, request: Request, me: User, mine: User, into: User, code: LinkCode) -> Reply:  # type: ignore[no-untyped-def]
+async def _try_code(ctx: Context, session: AsyncSession, request: Request, code: str) -> Reply | Refused:
+    """Count the identity's wrong codes, check this one, join. The identity's row is locked before
+    the count, and a wrong code is recorded in this transaction (returned, not raised: raising
+    rolls back), so parallel guesses are counted one after another and cannot outrun the limit."""
+    s = ctx.settings
+    me = await users.identity(session, request.platform, request.user_id, request.user_name)
+    await users.lock(session, me.id)
+    since = utcnow() - timedelta(hours=1)
+    failures, first = await audit.count_since(session, request.platform, request.user_id, FAILED, since)
+    if failures >= s.link_failures_per_hour:
+        wait = (first or utcnow()) + timedelta(hours=1) - utcnow()
+        raise Refused("link_guessing", f"That is {failures} wrong link codes in an hour. Try again in {seconds_text(wait)}, "
+                      "with a fresh code (`/link` on your other platform).")  # fmt: skip
+    found = await accounts.redeem(session, code)
+    if isinstance(found, str):
+        wrong = Refused("link_failed", {
+            "unknown": "I don't know that link code. Check it, or ask for a fresh one with `/link` on your other platform.",
+            "used": "That link code was used already: each works once. Ask for a fresh one with `/link`.",
+            "expired": f"That link code has expired (they last {s.link_code_minutes} min). Ask for a fresh one with `/link`.",
+        }[found], recorded=True)  # fmt: skip
+        mine = await users.account_of(session, me)
+        await audit.record(session, actor_id=mine.id, platform=request.platform, platform_user_id=request.user_id,
+                           action=FAILED, detail=wrong.message)  # fmt: skip
+        return wrong
+    mine, into = await _lock_accounts(session, me, found.account_id)
+    if into is None:
+        raise UserError("The account that code was made for is gone. Ask for a fresh code with `/link`.")
+    return await _join(session, request, me, mine, into, found)
+
+
+async def _lock_accounts(session: AsyncSession, me: User, holder_id: int) -> tuple[User, User | None]:
+    """This identity's account and the account of the code's identity, locked and read again: a
+    join of either has committed before (and is seen here) or waits for this one. So two
+    people typing each other's codes at once cannot join their accounts into each other (a
+    cycle), nor can one join into an account that is joining a third meanwhile (a chain). Two
+    links typed crosswise lock the same two rows in opposite orders (each holds its own identity
+    from the count); PostgreSQL rolls one back to break that deadlock, and `retrying_deadlocks`
+    runs it again, when it sees the other's join."""
+    locked = await users.lock(session, me.id, holder_id)  # in id order
+    holder = locked.get(holder_id)
+    if holder is None:
+        return me, None
+    into = holder
+    if holder.account_id is not None:  # linked into another account since the code was made: join that one
+        into = (await users.lock(session, holder.account_id)).get(holder.account_id)
+    return await users.account_of(session, me), into
+
+
+async def _join(session: AsyncSession, request: Request, me: User, mine: User, into: User, code: LinkCode) -> Reply:
     if into.id == mine.id:
         raise UserError("That code is this account's own, so there is nothing to join. Type it on your other platform.")
     if me.account_id is not None:

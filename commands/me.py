@@ -8,7 +8,7 @@ from datetime import timedelta
 from commands.context import Context
 from commands.errors import UserError
 from commands.linking import identity_text
-from commands.people import MINUTE, clock_text, minute_frees_at, seconds_text
+from commands.people import MINUTE, amount_text, clock_text, minute_frees_at, seconds_text
 from commands.types import Reply, Request
 from commands.words import size_text
 from config.roles import RoleLimits
@@ -46,16 +46,16 @@ async def me_command(ctx: Context, request: Request, args: str) -> list[Reply]:
         minute += f" — more in {seconds_text(minute_frees_at(recent, limits.jobs_per_minute) - now)}"
     lines.append(minute)
     quota = limits.gpu_seconds_per_day
-    drawing = _line("Drawing time, last 24 h", f"{gpu.used:.1f} s", None if quota is None else f"{quota:g} s")
+    drawing = _line("Drawing time, last 24 h", amount_text(gpu.used), None if quota is None else amount_text(quota))
     if gpu.refunded:
-        drawing += f" (failed jobs ran {gpu.refunded:.1f} s more, not charged)"
+        drawing += f" (failed jobs ran {amount_text(gpu.refunded)} more, not charged)"
     if quota is not None and gpu.charges:
         back = gpu.back_at(quota)
         if back is not None:
             drawing += f" — used up; it refills at {clock_text(back)} (in {seconds_text(back - now)})"
         else:
             first, seconds = gpu.charges[0]
-            drawing += f" — the oldest {seconds:.1f} s come back at {clock_text(first + timedelta(days=1))}"
+            drawing += f" — the oldest {amount_text(seconds)} come back at {clock_text(first + timedelta(days=1))}"
     lines.append(drawing)
     training_line = _line("Training steps, last 24 h", str(steps), limits.train_steps_per_day)
     if steps and steps_back is not None and limits.train_steps_per_day is not None:

@@ -23,7 +23,8 @@ from pydantic import ValidationError
 from commands.account import settings as settings_command
 from commands.context import Context
 from commands.errors import UserError
-from commands.parser import parse_flags
+from commands.numbers import quoted, read_int
+from commands.parser import flag_name, parse_flags
 from commands.types import Reply, Request
 from config.models import ARCHITECTURE_NAMES, ModelEntry, source_kind
 from generation.models.files import ModelSourceError, describe_model, inspect_model_source, model_shapes
@@ -185,7 +186,7 @@ def _entry_values(ctx: Context, flags: dict[str, str], problems: list[str]) -> d
     for key in ("config", "vae", "description"):
         if key in flags:
             if not flags[key]:
-                problems.append(f"`--{key}` needs a value.")
+                problems.append(f"`{flag_name(key)}` needs a value.")
             values[key] = flags[key] or None
     if "architecture" in flags:
         arch = flags["architecture"].lower().replace(".x", "").replace(" ", "")
@@ -195,12 +196,12 @@ def _entry_values(ctx: Context, flags: dict[str, str], problems: list[str]) -> d
         values["architecture"] = arch
     for key, low, high in (("size", *SIZE_RANGE), ("clip_skip", 1, 12)):
         if key in flags:
-            text = flags[key]
-            if not text.isdigit() or not low <= int(text) <= high or (key == "size" and int(text) % 8):
+            text, number = flags[key], read_int(flags[key])
+            if number is None or not low <= number <= high or (key == "size" and number % 8):
                 extra = ", a multiple of 8" if key == "size" else ""
-                problems.append(f"`--{key.replace('_', '-')} {text}`: give a whole number from {low} to {high}{extra}.")
+                problems.append(f"`{flag_name(key)} {quoted(text)}`: give a whole number from {low} to {high}{extra}.")
             else:
-                values[key] = int(text)
+                values[key] = number
     description = values.get("description")
     if isinstance(description, str) and len(description) > MAX_DESCRIPTION:
         problems.append(f"The description is {len(description)} characters; keep it to {MAX_DESCRIPTION}.")

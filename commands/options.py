@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from commands.errors import UserError
+from commands.numbers import check_number, options_first, quoted, read_float
+from commands.parser import flag_name
 from config import ModelRegistry, Settings
-from generation.models.samplers import find_sampler, sampler_names
+from generation.models.samplers import find_sampler, sampler_names, unavailable_reason
 from generation.spec import GenerationSpec
 
 # accepted spelling -> canonical name
@@ -47,8 +49,9 @@ MAX_STYLES_PER_JOB = 5
 MAX_LORA_WEIGHT = 5.0  # A1111 takes any weight; past ±5 a LoRA only burns the picture
 MAX_ASPECT = 4.0  # widest --ar accepted, either way (4:1 .. 1:4)
 MAX_SEED = 2**32 - 1
-_SIZE = re.compile(r"^\s*(\d+)\s*[x×X*]\s*(\d+)\s*$")
-_RATIO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)\s*$")
+# ASCII digits only (`\d` takes every script's digits), and not more than a size can have.
+_SIZE = re.compile(r"^\s*([0-9]{1,6})\s*[x×X*]\s*([0-9]{1,6})\s*$")
+_RATIO = re.compile(r"^\s*([0-9]{1,6}(?:\.[0-9]{1,6})?)\s*:\s*([0-9]{1,6}(?:\.[0-9]{1,6})?)\s*$")
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,7 @@ class _Checker:
         }  # fmt: skip
 
     def flag(self, key: str) -> str:
-        return self.written.get(key, f"--{key}")
+        return self.written.get(key, flag_name(key))
 
     def _missing(self, key: str, example: str) -> object:
         self.problems.append(f"`{self.flag(key)}` needs a value, e.g. `{self.flag(key)} {example}`.")
@@ -146,20 +149,9 @@ class _Checker:
     def _number(self, key: str, value: Any, kind: type, low: float, high: float, example: str) -> Any:
         if isinstance(value, str) and not value.strip():
             return self._missing(key, example)
-        what = "a whole number" if kind is int else "a number"
-        try:
-            if isinstance(value, bool):
-                raise ValueError
-            number = kind(value.strip() if isinstance(value, str) else value)
-            if kind is float and not math.isfinite(number):
-                raise ValueError
-            if kind is int and isinstance(value, float) and not value.is_integer():
-                raise ValueError
-        except (TypeError, ValueError):
-            self.problems.append(f"`{self.flag(key)}` must be {what} from {low:g} to {high:g}; you wrote `{value}`.")
-            return _INVALID
-        if not low <= number <= high:
-            self.problems.append(f"`{self.flag(key)} {value}` is out of bounds: use {low:g} to {high:g}.")
+        number, problem = check_number(value, self.flag(key), kind, low, high)
+        if problem is not None:
+            self.problems.append(problem)
             return _INVALID
         return number
 
@@ -173,8 +165,8 @@ class _Checker:
         return self._number("n", value, int, 1, self.s.max_batch, "4")
 
     def _strength(self, value: Any) -> Any:
-        if isinstance(value, str) and value.strip() and _is_number(value) and float(value) <= 0:
-            self.problems.append(f"`{self.flag('strength')}` must be above 0 and at most 1; you wrote `{value}`.")
+        if isinstance(value, str) and (number := read_float(value)) is not None and number <= 0:
+            self.problems.append(f"`{self.flag('strength')}` must be above 0 and at most 1; you wrote `{quoted(value)}`.")
             return _INVALID
         return self._number("strength", value, float, 0.01, 1, "0.6")
 
@@ -209,7 +201,7 @@ class _Checker:
         try:
             parse_layout(text)
         except ValueError as error:
-            self.problems.append(f"`{self.flag('regions')} {text}`: {error}")
+            self.problems.append(f"`{self.flag('regions')} {quoted(text)}`: {error}")
             return _INVALID
         return text
 
@@ -260,7 +252,8 @@ class _Checker:
             return self._missing("sampler", "euler_a")
         sampler = find_sampler(text)
         if sampler is None:
-            self.problems.append(f"Unknown sampler `{text}`. Samplers: {', '.join(sampler_names())}.")
+            why = unavailable_reason(text) or f"Unknown sampler `{quoted(text)}`"
+            self.problems.append(f"{why}. Samplers: {', '.join(sampler_names())}.")
             return _INVALID
         return sampler.name
 
@@ -279,8 +272,12 @@ class _Checker:
         if not text:
             return self._missing("size", "768x512")
         match = _SIZE.match(text)
+        first, _, rest = text.partition(" ")
+        if not match and rest and _SIZE.match(first):
+            self.problems.append(options_first(self.flag("size"), first, rest))
+            return _INVALID
         if not match:
-            self.problems.append(f"`{self.flag('size')}` must look like `768x512` (width x height); you wrote `{text}`.")
+            self.problems.append(f"`{self.flag('size')}` must look like `768x512` (width x height); you wrote `{quoted(text)}`.")
             return _INVALID
         width, height = int(match[1]), int(match[2])
         problems = size_problems(width, height, self.s)
@@ -294,8 +291,12 @@ class _Checker:
         if not text:
             return self._missing("ar", "3:2")
         match = _RATIO.match(text)
+        first, _, rest = text.partition(" ")
+        if not match and rest and _RATIO.match(first):
+            self.problems.append(options_first(self.flag("ar"), first, rest))
+            return _INVALID
         if not match or float(match[1]) <= 0 or float(match[2]) <= 0:
-            self.problems.append(f"`{self.flag('ar')}` must look like `3:2` (width:height); you wrote `{text}`.")
+            self.problems.append(f"`{self.flag('ar')}` must look like `3:2` (width:height); you wrote `{quoted(text)}`.")
             return _INVALID
         a, b = float(match[1]), float(match[2])
         if max(a / b, b / a) > MAX_ASPECT:
@@ -309,26 +310,11 @@ def bounded_number(text: str | None, flag: str, kind: type, low: float, high: fl
     when it is not such a number (then the problem, in the words every option uses, is recorded)."""
     if text is None:
         return default
-    what = "a whole number" if kind is int else "a number"
-    try:
-        value = kind(text.strip())
-        if kind is float and not math.isfinite(value):
-            raise ValueError
-    except ValueError:
-        problems.append(f"`{flag}` must be {what} from {low:g} to {high:g}; you wrote `{text}`.")
+    number, problem = check_number(text, flag, kind, low, high)
+    if problem is not None:
+        problems.append(problem)
         return default
-    if not low <= value <= high:
-        problems.append(f"`{flag} {text}` is out of bounds: use {low:g} to {high:g}.")
-        return default
-    return value
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    return number
 
 
 def size_problems(width: int, height: int, s: Settings) -> list[str]:
@@ -424,7 +410,7 @@ def build_spec(
     else:
         width, height = fit_size(native, native, native * native, settings)
 
-    steps = pick("steps", settings.default_steps)
+    steps = pick("steps", settings.steps_for(model))
     strength = None
     if init is not None:
         strength = opts.strength if opts.strength is not None else settings.default_strength
@@ -466,7 +452,7 @@ def build_spec(
                 "Tell me what to make of this picture: write a prompt as its caption, or reply to it with one "
                 "(e.g. `as a watercolor painting`)."
             )
-        raise UserError("Tell me what to draw, e.g. `/imagine a red fox in the snow --ar 3:2`.")
+        raise UserError("Tell me what to draw, e.g. `/imagine a red fox in the snow --ar 3:2` (the prompt first, then the options).")
     return spec, notes
 
 

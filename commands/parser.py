@@ -33,6 +33,12 @@ class Flags:
     problems: list[str] = field(default_factory=list)  # unknown or repeated flags
 
 
+def flag_name(canonical: str) -> str:
+    """How an option is written in help, the README and every reply: `--clip-skip` for the
+    canonical `clip_skip` (people may type either)."""
+    return "--" + canonical.replace("_", "-")
+
+
 def split_command(text: str) -> CommandText:
     stripped = text.strip()
     match = _COMMAND.match(stripped)
@@ -60,7 +66,7 @@ def parse_flags(args: str, aliases: dict[str, str]) -> Flags:
         value = args[match.end() : end].strip()
         canonical = aliases.get(written)
         if canonical is None:
-            known = ", ".join(f"--{name}" for name in dict.fromkeys(aliases.values()))
+            known = ", ".join(flag_name(name) for name in dict.fromkeys(aliases.values()))
             problems.append(f"I don't know the option `--{written}`. Options here: {known}.")
             continue
         if canonical in flags.values and canonical in REPEATABLE:

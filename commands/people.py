@@ -66,7 +66,12 @@ async def resolve(ctx: Context, request: Request) -> Request:
 async def check_room(ctx: Context, session: AsyncSession, request: Request, account: User) -> None:
     """Refuse a new job when the account's role allows no more now: jobs waiting or running,
     jobs queued in the last minute, GPU-seconds charged in the last 24 hours. Each refusal says
-    when the person may try again."""
+    when the person may try again.
+
+    The account's row stays locked from here to the end of the caller's transaction, which
+    inserts the job: requests racing for the last place (from two linked identities too, whose
+    own rows differ) are counted one after another, each seeing the jobs the others added."""
+    await users.lock(session, account.id)
     limits = ctx.limits(request)
     role = request.role or "default"
     if limits.queued_jobs is not None:
@@ -97,8 +102,8 @@ async def check_room(ctx: Context, session: AsyncSession, request: Request, acco
             back = use.back_at(quota) or now
             raise Refused(
                 "gpu_seconds",
-                f"You have used your {seconds_text(timedelta(seconds=quota))} of drawing time for the last 24 hours "
-                f"({use.used:.0f} s; failed jobs are not counted). It refills at {clock_text(back)} "
+                f"You have used your {amount_text(quota)} of drawing time for the last 24 hours "
+                f"({amount_text(use.used)}; failed jobs are not counted). It refills at {clock_text(back, now)} "
                 f"(in {seconds_text(back - now)}); `/me` shows your quotas.",
             )
 
@@ -118,5 +123,23 @@ def seconds_text(span: timedelta) -> str:
     return f"{seconds // 3600} h" + (f" {seconds % 3600 // 60} min" if seconds % 3600 // 60 else "")
 
 
-def clock_text(when: datetime) -> str:
-    return when.strftime("%H:%M UTC")
+def amount_text(seconds: float) -> str:
+    """An amount of drawing time (a quota, what was used), rounded honestly rather than up like
+    a wait: `0.001 s`, `12.3 s`, `3 min 20 s`."""
+    if seconds < 0.1:
+        return f"{seconds:.2g} s"  # 0.001 s, and 0 s
+    if seconds < 60:
+        return f"{seconds:.1f}".removesuffix(".0") + " s"
+    return seconds_text(timedelta(seconds=round(seconds)))
+
+
+def clock_text(when: datetime, now: datetime | None = None) -> str:
+    """`04:44 UTC` today, `04:44 UTC tomorrow`, `04:44 UTC on 9 Dec` later: a time people can
+    act on without working out which day it means."""
+    today = (now or utcnow()).date()
+    day = when.date()
+    if day == today:
+        return f"{when:%H:%M} UTC"
+    if day == today + timedelta(days=1):
+        return f"{when:%H:%M} UTC tomorrow"
+    return f"{when:%H:%M} UTC on {day.day} {when:%b}"

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands.context import Context
 from commands.errors import Refused, UserError
+from commands.numbers import quoted, read_float
 from commands.parser import parse_flags
 from commands.types import Reply, Request
 from config import Settings
@@ -94,12 +95,9 @@ def _read(ctx: Context, args: str) -> dict[str, Any]:
                 problems.append(f"`--nsfw` is one of {', '.join(ACTIONS)}; you wrote `{raw}`.")
             values["nsfw"] = raw.lower()
         elif name == "threshold":
-            try:
-                number = float(raw)
-            except ValueError:
-                number = -1.0
-            if not 0 <= number <= 1:
-                problems.append(f"`--threshold` is a score from 0 to 1 (pictures scored at or over it are treated); you wrote `{raw}`.")
+            number = read_float(raw)
+            if number is None or not 0 <= number <= 1:
+                problems.append(f"`--threshold` is a score from 0 to 1 (pictures scored at or over it are treated); you wrote `{quoted(raw)}`.")
             values["threshold"] = number
         elif name == "terms":
             terms = [t.strip().lower() for t in raw.split(",") if t.strip()]

@@ -13,6 +13,7 @@ from typing import Any
 from commands import training_text
 from commands.types import Action
 from commands.words import short, size_text  # noqa: F401 - render.short and render.size_text, as callers use them
+from generation.animation.keyframes import ScheduleError, parse_prompt_schedule
 from generation.spec import CLIP_KINDS, TEXT_KINDS, GenerationSpec
 from storage.tables import Job, JobStatus
 
@@ -42,11 +43,33 @@ def spec_of(job: Job) -> GenerationSpec:
 def image_base(job: Job, index: int) -> GenerationSpec:
     """The job as the base of a remix or edit of its image `index`: with that image's wildcard
     picks as its prompt, so a Vary of "a {red|blue} fox" stays the colour it showed."""
-    spec = spec_of(job)
+    return _picked(spec_of(job), index)
+
+
+def _picked(spec: GenerationSpec, index: int) -> GenerationSpec:
+    """`spec` with the prompts its image `index` was drawn with (a wildcard job picks per image)."""
     if not spec.wildcards and "{" not in spec.prompt + spec.negative_prompt:
         return spec
     picked = spec.image_spec(index)
     return spec.model_copy(update={"prompt": picked.prompt, "negative_prompt": picked.negative_prompt, "wildcards": {}})
+
+
+def drawn_text(spec: GenerationSpec, count: int, limit: int) -> str:
+    """The prompt as it was drawn, not as it was written: a wildcard job's picks (numbered per
+    image where they differ), a Deforum schedule's prompts in order. The template is in /info."""
+    prompts = list(dict.fromkeys(_picked(spec, index).prompt for index in range(max(count, 1))))
+    if len(prompts) == 1:
+        return short(_schedule_text(prompts[0]) if spec.kind == "deforum" else prompts[0], limit)
+    each = max(20, limit // len(prompts))
+    return " · ".join(f"{index + 1}. {short(_picked(spec, index).prompt, each)}" for index in range(count))
+
+
+def _schedule_text(prompt: str) -> str:
+    """`0: a forest, 24: a city` as `a forest → a city` (as written when it is no schedule)."""
+    try:
+        return " → ".join(text for _, text in parse_prompt_schedule(prompt))
+    except ScheduleError:
+        return prompt
 
 
 def clip_line(spec: GenerationSpec) -> str:
@@ -106,15 +129,16 @@ def settings_line(spec: GenerationSpec) -> str:
     return " · ".join(parts)
 
 
-def what_text(spec: GenerationSpec, limit: int = 80) -> str:
-    """What a job draws, in a few words: its prompt, after the edit it makes."""
+def what_text(spec: GenerationSpec, limit: int = 80, *, images: int = 1) -> str:
+    """What a job draws, in a few words: its prompt as drawn (`drawn_text`, for its first
+    `images` images), after the edit it makes."""
     if spec.kind == "enhance":
         return f"writing {spec.n} prompt{'s' if spec.n > 1 else ''} from “{short(spec.prompt, limit)}”"
     if spec.kind == "describe":
         return "a description of a picture"
     if spec.operation:
-        return f"{spec.operation}: {short(spec.prompt, limit)}" if spec.prompt else spec.operation
-    return short(spec.prompt, limit)
+        return f"{spec.operation}: {drawn_text(spec, images, limit)}" if spec.prompt else spec.operation
+    return drawn_text(spec, images, limit)
 
 
 def job_summary(job: Job, limit: int = 50) -> str:
@@ -126,7 +150,7 @@ def job_summary(job: Job, limit: int = 50) -> str:
 
 def queued_text(job: Job, position: int, notes: list[str] | None = None) -> str:
     spec = spec_of(job)
-    lines = [f"⏳ Job {job.id} queued (position {position}): {what_text(spec)}", settings_line(spec)]
+    lines = [f"⏳ Job {job.id} queued (position {position}): {what_text(spec, images=spec.n)}", settings_line(spec)]
     lines.extend(notes or [])
     return "\n".join(lines)
 
@@ -169,7 +193,8 @@ def result_text(job: Job) -> str:
     head = {"txt2img": "🖼️", "img2img": "🔁", "upscale": "🔍", "facefix": "🙂"}.get(spec.kind, "🖌️")
     if spec.clip is not None:
         head = "🎞️"
-    lines = [f"{head} Job {job.id}: {what_text(spec, 200)}", settings_line(spec)]
+    images = len(job.outputs) if spec.clip is None else 1  # a clip's frames share one prompt (schedule)
+    lines = [f"{head} Job {job.id}: {what_text(spec, 200, images=images)}", settings_line(spec)]
     if spec.tile:
         lines.append("Seamless: the picture tiles; the second image shows it 2×2.")
     lines.extend(spec.skipped)
@@ -216,7 +241,7 @@ def answer_text(job: Job) -> str:
 
 
 def single_text(job: Job, index: int) -> str:
-    spec = spec_of(job)
+    spec = image_base(job, index)
     return f"Image {index + 1} of job {job.id}: {short(spec.prompt, 200)}\nseed {spec.seed + index}"
 
 

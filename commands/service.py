@@ -98,7 +98,8 @@ class CommandService:
         try:
             return await self._dispatch(request)
         except Refused as refusal:
-            await self._audit_refusal(request, refusal)
+            if not refusal.recorded:
+                await self._audit_refusal(request, refusal)
             return [Reply(refusal.message, kind="error", ephemeral=True)]
         except UserError as error:
             return [Reply(error.message, kind="error", ephemeral=True)]

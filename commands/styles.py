@@ -16,7 +16,7 @@ from commands.errors import UserError
 from commands.parser import parse_flags
 from commands.prompt_features import style_library
 from commands.types import Reply, Request
-from config.styles import Style, check_negative, check_style_name, check_template
+from config.styles import PLACEHOLDER, Style, check_negative, check_style_name, check_template
 from storage import prompt_library, users
 
 STYLE_FLAGS = {"no": "no", "neg": "no", "negative": "no", "global": "global"}
@@ -44,7 +44,8 @@ async def list_styles(ctx: Context, request: Request, args: str) -> list[Reply]:
 
 
 def _describe(style: Style, *, full: bool = False) -> str:
-    text = f"• {style.name}: {style.prompt}"
+    appended = style.prompt and PLACEHOLDER not in style.prompt  # applied after ", "
+    text = f"• {style.name}: {f'{PLACEHOLDER}, {style.prompt}' if appended else style.prompt}"
     if style.negative:
         text += f"\n   negative: {style.negative}"
     if full and style.description:

@@ -12,8 +12,10 @@ from collections.abc import Callable, Sequence
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands import render
+from commands.asset_use import require_usable
 from commands.context import Context
 from commands.images import decode_upload
+from commands.offload import offload
 from commands.options import ImagineOptions, InitImage, build_spec
 from commands.people import check_room
 from commands.places import check_job
@@ -24,13 +26,17 @@ from storage import queue, users
 from storage.tables import User
 
 
-def store_upload(ctx: Context, attachment: Attachment) -> tuple[InitImage, int]:
-    """Decode, check and store an uploaded image. Returns it and its PNG size in bytes."""
-    decoded = decode_upload(
-        attachment, max_bytes=ctx.settings.max_upload_bytes, max_pixels=ctx.settings.max_upload_pixels
-    )
-    key = ctx.blobs.put(decoded.png, "png")
-    return InitImage(key, decoded.width, decoded.height), len(decoded.png)
+async def store_upload(ctx: Context, attachment: Attachment) -> tuple[InitImage, int]:
+    """Decode, check and store an uploaded image, off the event loop. Returns it and its PNG size in bytes."""
+
+    def store() -> tuple[InitImage, int]:
+        decoded = decode_upload(
+            attachment, max_bytes=ctx.settings.max_upload_bytes, max_pixels=ctx.settings.max_upload_pixels
+        )
+        key = ctx.blobs.put(decoded.png, "png")
+        return InitImage(key, decoded.width, decoded.height), len(decoded.png)
+
+    return await offload(store)
 
 
 async def submit(
@@ -90,7 +96,9 @@ async def _enqueue(
     ctx: Context, session: AsyncSession, request: Request, user: User, spec: GenerationSpec,
     parent: tuple[int, int | None] | None, notes: list[str],
 ) -> Reply:  # fmt: skip
-    """The quota checks and the job row, in the caller's transaction; the "queued" reply."""
+    """The asset rights, the quota checks and the job row, in the caller's transaction; the
+    "queued" reply."""
+    await require_usable(session, user.id, spec)
     await check_room(ctx, session, request, user)
     job = await queue.enqueue(
         session,

@@ -20,11 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from commands import render
 from commands.context import Context
 from commands.errors import Refused, UserError
+from commands.offload import offload
 from commands.options import bounded_number, new_seed
-from commands.parser import parse_flags
+from commands.parser import flag_name, parse_flags
 from commands.people import check_room, clock_text
 from commands.training_data import Dataset, DatasetLimits, read_dataset
-from commands.training_text import USAGE, queued_text, spec_of, status_text
+from commands.training_text import USAGE, preview_line, queued_text, run_line, spec_of
 from commands.types import Attachment, MessageTarget, Reply, Request
 from generation.assets.files import valid_asset_name
 from generation.training.spec import (
@@ -82,7 +83,7 @@ async def queue_run(ctx: Context, request: Request, method: str, args: str, *, p
         dataset = Dataset((), ())  # the same pictures again, with other options
     else:
         new = list(request.attachments) if earlier else _pictures(request)
-        dataset = read_dataset(new, _limits(ctx, already=len(earlier)))
+        dataset = await offload(read_dataset, new, _limits(ctx, already=len(earlier)))
     async with ctx.db.transaction() as session:
         user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
         spec = _spec(ctx, method, name, flags, dataset, user.settings, preview=preview, earlier=earlier)
@@ -120,6 +121,7 @@ async def train_previewed(ctx: Context, request: Request, job: Job) -> list[Repl
 
 async def _check_room(ctx: Context, session: AsyncSession, request: Request, user: User, spec: TrainingSpec) -> None:
     """The name free, one run at a time, the day's step budget, the uploads quota, the queue limit."""
+    await users.lock(session, user.id)  # from the first check, as `check_room` does: parallel /train count in turn
     kind, name = spec.asset_kind, spec.name
     if not spec.preview and await assets.find_own(session, user.id, kind, name):
         raise UserError(f"You already have a {kind} named `{name}`. Pick another name, or delete it first "
@@ -196,7 +198,7 @@ def _spec(ctx: Context, method: str, name: str, flags: Any, dataset: Dataset, us
         bound = BOUNDS.get(key)
         low = bound.low if low is None and bound else low
         high = bound.high if high is None and bound else high
-        flag = flags.written.get(key, f"--{key.replace('_', '-')}")
+        flag = flags.written.get(key, flag_name(key))
         return bounded_number(values.get(key), flag, kind, low, high, default, problems)  # type: ignore[arg-type]
 
     steps = number("steps", int, min(defaults.steps, s.train_max_steps), 1, s.train_max_steps)
@@ -247,7 +249,7 @@ def _spec(ctx: Context, method: str, name: str, flags: Any, dataset: Dataset, us
         text_encoder=text_encoder, snr_gamma=snr_gamma, class_prompt=class_prompt, class_images=class_images,
         prior_weight=prior_weight, vectors=vectors,
         init_word=(values.get("init_word") or DEFAULT_INIT_WORD).strip() if embedding else None,
-        sample_every=sample_every, sample_prompt=sample_prompt, sample_steps=s.default_steps,
+        sample_every=sample_every, sample_prompt=sample_prompt, sample_steps=s.steps_for(entry),
         checkpoint_every=s.train_checkpoint_steps, preview=preview,
     )  # fmt: skip
 
@@ -273,16 +275,19 @@ def _on_off(text: str | None, default: bool, problems: list[str]) -> bool:
 
 
 async def status(ctx: Context, request: Request) -> list[Reply]:
+    """The person's latest runs, and apart from them their latest previews: a preview trains
+    nothing, so it is no run, but it is listed: it holds the button that starts its run, and
+    while it waits or runs a new /train is refused for it (one at a time)."""
     async with ctx.db.transaction() as session:
         user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
-        runs = await training.recent(session, user.id)
-        lines = []
-        for run, job in runs:
-            head = status_text(job, await queue.position(session, job)) if job.status in JobStatus.ACTIVE else (
-                f"#{job.id} {job.status}: {METHOD_LABELS.get(run.method, run.method)} `{run.name}`")  # fmt: skip
-            saved = f" · checkpoint at step {run.checkpoint_step}" if run.checkpoint_step else ""
-            loss = f" · loss {run.losses[-1][1]:.4f}" if run.losses else ""
-            lines.append(f"• {head}{saved}{loss}")
-    if not lines:
-        return [Reply(f"You have no training runs yet. {USAGE}")]
-    return [Reply("\n".join(["Your training runs:", *lines]))]
+        runs = [run_line(run, job, await _position(session, job)) for run, job in await training.recent(session, user.id)]
+        previews = [preview_line(job, await _position(session, job))
+                    for _, job in await training.recent(session, user.id, limit=3, previews=True)]  # fmt: skip
+    lines = ["Your training runs:", *runs] if runs else [f"You have no training runs yet. {USAGE}"]
+    if previews:
+        lines += ["Caption previews (nothing trained; the “Train with these captions” button under one starts its run):", *previews]
+    return [Reply("\n".join(lines))]
+
+
+async def _position(session: AsyncSession, job: Job) -> int:
+    return await queue.position(session, job) if job.status == JobStatus.QUEUED else 0

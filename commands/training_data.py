@@ -111,6 +111,8 @@ def max_zip_members(limits: DatasetLimits) -> int:
 
 
 def read_dataset(attachments: Sequence[Attachment], limits: DatasetLimits) -> Dataset:
+    """The pictures and captions of a `/train` request, checked as the module says. Blocking
+    (unzipping, decoding): handlers run it through `commands.offload`."""
     files: list[_File] = []
     notes: list[str] = []
     unpacked = 0  # bytes unpacked from all zips so far

@@ -1,5 +1,6 @@
-"""How training runs look in chat: the queued line, the live status, the samples and the result.
-Kept apart from `commands.training` so that `commands.render` (every job's status line) can use it."""
+"""How training runs look in chat: the queued line, the live status, `/train status`, the samples
+and the result. Kept apart from `commands.training` so that `commands.render` (every job's status
+line) can use it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from commands.types import Action, ImageFile, MessageTarget, Reply
 from commands.words import short
 from generation.training.spec import METHOD_LABELS, TrainingSpec
 from storage.blobs import BlobStore
-from storage.tables import Job, JobStatus
+from storage.tables import Job, JobStatus, TrainingRun
 
 TRAIN_ACTION = Action("train", "Train with these captions")
 
@@ -67,6 +68,45 @@ def status_text(job: Job, position: int) -> str:
     percent = 100 * job.progress_step // max(job.progress_total, 1)
     note = f" · {job.progress_note}" if job.progress_note else ""
     return f"🧠 Job {job.id}: training `{spec.name}`, step {job.progress_step}/{job.progress_total} ({percent}%){note}"
+
+
+def run_line(run: TrainingRun, job: Job, position: int) -> str:
+    """A run in `/train status`: its state, step/total, the last checkpoint's step and the latest
+    loss (a running job's live note carries a fresher loss than the last checkpoint, and the time
+    left). `position`: its place in the queue, when it waits."""
+    result = job.result or {}
+    active = job.status in JobStatus.ACTIVE
+    if job.status == JobStatus.SUCCEEDED:
+        done = int(result.get("steps_done", run.steps))
+    else:  # a job claimed again reports step 0 until its run has resumed: the checkpoint's step stands in
+        done = max(job.progress_step, run.checkpoint_step)
+    parts = [f"step {done}/{run.steps}"]
+    parts.append(f"last checkpoint at step {run.checkpoint_step}" if run.checkpoint_step else
+                 "no checkpoint yet" if active else "no checkpoint")  # fmt: skip
+    if job.status == JobStatus.RUNNING and job.progress_note:
+        parts.append(job.progress_note)
+    elif run.losses:
+        at, loss = run.losses[-1]
+        parts.append(f"loss {loss:.4f} at step {int(at)}")
+    elif active:
+        parts.append("no loss yet")
+    label = METHOD_LABELS.get(run.method, run.method)
+    return f"• #{job.id} {_state(job, position)}: {label} `{run.name}` · {' · '.join(parts)}"
+
+
+def preview_line(job: Job, position: int) -> str:
+    """A `/train preview` in `/train status`: it only writes captions, so it has no steps or loss."""
+    return f"• #{job.id} {_state(job, position)}: {what_text(spec_of(job))}"
+
+
+def _state(job: Job, position: int) -> str:
+    if job.status == JobStatus.QUEUED:
+        return f"queued (position {position})"
+    if job.status == JobStatus.RUNNING:
+        return "stopping" if job.cancel_requested else "running"
+    if job.status == JobStatus.SUCCEEDED and (job.result or {}).get("stopped_early"):
+        return "stopped early as you asked"
+    return str(job.status)
 
 
 def result_reply(blobs: BlobStore, job: Job) -> Reply:

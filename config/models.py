@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 TINY = "tiny"
+TINY_STEPS = 8  # `tiny`'s default --steps
 SourceKind = Literal["tiny", "file", "folder", "hub"]
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
 NATIVE_SIZES = {"sd1": 512, "sd2": 768, "sdxl": 1024}  # each architecture's training resolution
@@ -32,6 +33,9 @@ class ModelEntry(BaseModel):
     size: int | None = Field(None, description="Native side in pixels (default: guessed from the source).")
     description: str = ""
     clip_skip: int | None = Field(None, ge=1, le=12, description="Default --clip-skip for this model (A1111's count).")
+    steps: int | None = Field(
+        None, ge=1, description="Default --steps for this model (SDBOT_DEFAULT_STEPS, when set, wins; `tiny`: 8)."
+    )
     vae: str | None = Field(
         None, description="This model's VAE: a name from `vaes`, or a folder, Hub id or .safetensors file."
     )
@@ -54,6 +58,12 @@ class ModelEntry(BaseModel):
         if re.search(r"(stable-diffusion-2|sd-?2|v2-)", lowered):
             return "sd2"
         return "sd1"
+
+    @property
+    def default_steps(self) -> int | None:
+        """This model's own default step count: `steps`, or TINY_STEPS on `tiny` (its pictures are
+        noise, so 25 steps would only make trying the bot slow)."""
+        return self.steps or (TINY_STEPS if self.kind == "tiny" else None)
 
     @property
     def kind(self) -> SourceKind:

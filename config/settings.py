@@ -22,8 +22,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from config.roles import Role, RoleLimits, default_limits
 from config.models import ControlNetEntry, ModelEntry, ModelRegistry, MotionAdapterEntry
+from config.roles import Role, RoleLimits, default_limits
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
@@ -419,6 +419,13 @@ class Settings(BaseSettings):
         if isinstance(value, (list, tuple)):
             return [str(part).strip() for part in value]  # TOML may give numbers
         return value
+
+    def steps_for(self, model: ModelEntry) -> int:
+        """The default --steps on `model`: SDBOT_DEFAULT_STEPS where it is set, else the model's
+        own default (`ModelEntry.default_steps`), else `default_steps`' default."""
+        if "default_steps" in self.model_fields_set:
+            return self.default_steps
+        return model.default_steps or self.default_steps
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -19,8 +19,8 @@ style:
     negative = "color"                                # optional
 
 Names: lowercase letters and digits with single `-` between them, 2 to 32 characters, not a word of
-the /style command. In files, `{prompt}` may appear at most once in each template (none: the
-template is appended); a template a user saves must hold it exactly once.
+the /style command. In files and in `/style save`, `{prompt}` may appear at most once in each template (none: the
+template is appended).
 """
 
 from __future__ import annotations
@@ -109,7 +109,8 @@ def check_style_name(name: str) -> str | None:
 
 
 def check_template(template: str) -> str | None:
-    """Whether a user may save `template` as a style's prompt: `{prompt}` exactly once, and more."""
+    """Whether a user may save `template` as a style's prompt: `{prompt}` at most once (without
+    it the template is appended after ", ", as in style files and A1111), and more."""
     template = template.strip()
     example = "e.g. `{prompt}, black and white film noir, hard shadows`"
     if not template:
@@ -117,8 +118,6 @@ def check_template(template: str) -> str | None:
     if len(template) > MAX_TEMPLATE_CHARS:
         return f"The template is {len(template)} characters; the limit is {MAX_TEMPLATE_CHARS}."
     count = template.count(PLACEHOLDER)
-    if count == 0:
-        return f"The template needs `{PLACEHOLDER}` where the prompt goes, {example}."
     if count > 1:
         return f"`{PLACEHOLDER}` may appear only once in a template; it appears {count} times."
     if template == PLACEHOLDER:

@@ -10,6 +10,11 @@ class JobCancelled(Exception):
     """Raised from the step callback when the job should stop (a user's /cancel, or shutdown)."""
 
 
+class TrainingYielded(Exception):
+    """The run saved a checkpoint at a step boundary and hands the worker to waiting drawing jobs
+    (raised by generation.training.trainer; here so the worker can catch it without torch)."""
+
+
 class EngineUserError(Exception):
     """A failure the user (or admin) can act on; its message is shown as is and not retried."""
 

@@ -1,4 +1,4 @@
-"""A1111's `parameters` text: written into every PNG and shown by /info. Torch-free.
+"""A1111's `parameters` text: written into every PNG the bot makes (`png`) and shown by /info. Torch-free.
 
 Format (AUTOMATIC1111's infotext, which Civitai, A1111 and ComfyUI readers understand):
 
@@ -9,8 +9,12 @@ Format (AUTOMATIC1111's infotext, which Civitai, A1111 and ComfyUI readers under
 
 from __future__ import annotations
 
+import io
 import json
 import re
+
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from generation.spec import GenerationSpec, mask_blur_sigma
 
@@ -29,6 +33,23 @@ def _quote(value: object) -> str:
 
 def _number(value: float) -> str:
     return f"{value:g}"
+
+
+def settings_text(fields: list[tuple[str, object]]) -> str:
+    """A1111's settings line, `Key: value, ...`: a value holding a comma, colon, quote or line
+    break is quoted, so `parse_infotext` reads it back whole."""
+    return ", ".join(f"{key}: {_quote(value)}" for key, value in fields)
+
+
+def png(image: Image.Image, parameters: str | None = None) -> bytes:
+    """`image` as PNG bytes, with `parameters` in a `parameters` text chunk (where A1111 writes
+    it, and where /describe, A1111's PNG Info and Civitai read it)."""
+    info = PngInfo()
+    if parameters is not None:
+        info.add_text("parameters", parameters)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
 
 
 def infotext(
@@ -81,7 +102,7 @@ def infotext(
     lines = [spec.prompt]
     if spec.negative_prompt:
         lines.append(f"Negative prompt: {spec.negative_prompt}")
-    lines.append(", ".join(f"{key}: {_quote(value)}" for key, value in fields))
+    lines.append(settings_text(fields))
     return "\n".join(lines)
 
 
@@ -100,8 +121,27 @@ def control_fields(spec: GenerationSpec) -> list[tuple[str, object]]:
                  ("Control Mode", CONTROL_MODE_NAMES[spec.control_mode])]  # fmt: skip
         if ref.text is not None:
             unit.append(("QR text", ref.text))
-        fields.append((f"ControlNet {index}", ", ".join(f"{k}: {_quote(v)}" for k, v in unit)))
+        fields.append((f"ControlNet {index}", settings_text(unit)))
     return fields
+
+
+def control_map_infotext(spec: GenerationSpec, index: int, size: tuple[int, int], *, job_id: int | None = None) -> str:
+    """The `parameters` of control map `index` of `spec`: what made it (the preprocessor, of which
+    picture or text, for which ControlNet unit of which job), in one settings line. It has no
+    prompt line: a map is not drawn from a prompt, so /describe does not offer to imagine one."""
+    ref = spec.controls[index]
+    source = f"the picture {ref.image.partition('.')[0][:10]}" if ref.image is not None else f"the text “{ref.text}”"
+    made = source if ref.preprocessor == "none" else f"{ref.preprocessor} of {source}"
+    unit = f"job {job_id}, unit {index}" if job_id is not None else f"unit {index}"
+    fields: list[tuple[str, object]] = [("Control map", f"{made} for the {ref.type} ControlNet ({unit})"),
+                                        ("Module", ref.preprocessor), ("Model", ref.model)]  # fmt: skip
+    if ref.low is not None and ref.high is not None:
+        fields += [("Threshold A", ref.low), ("Threshold B", ref.high)]
+    fields.append(("Size", f"{size[0]}x{size[1]}"))
+    if job_id is not None:
+        fields.append(("Job", job_id))
+    fields.append(("Version", VERSION))
+    return settings_text(fields)
 
 
 def clip_fields(spec: GenerationSpec, frame: int | None = None) -> list[tuple[str, object]]:

@@ -16,6 +16,10 @@ queue, attempt not counted, behind them.
 A worker that dies mid-job is harmless: its lease runs out and the job runs again (up to
 `max_attempts`). On start, jobs leased by dead processes on this host are taken back at once,
 rather than after their lease, so a restart after a crash resumes without waiting.
+
+This module loads no torch: the engine, the job kinds and the trainer are imported where a job
+runs on them (and only for types otherwise), so a worker around another engine (tests/null_worker.py)
+starts in about a second, and the process that builds the real engine pays for torch once there.
 """
 
 from __future__ import annotations
@@ -32,25 +36,25 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from config.logs import job_scope, run_in_context
 from config.models import ModelRegistry
 from config.settings import training_hours_open
-from generation.engine import Engine
-from generation.errors import EngineUserError, JobCancelled
-from generation.jobs import Rendered, answer_job, render_job, scored
-from generation.jobs.batched import render_batch
+from generation.errors import EngineUserError, JobCancelled, TrainingYielded
 from generation.spec import TEXT_KINDS, GenerationSpec
-from generation.training.run import TrainingTask
-from generation.training.trainer import TrainingYielded
 from storage import model_library, notify, queue, workers
 from storage.blobs import BlobStore
 from storage.db import Database
 from storage.queue import LeaseLost, OutputRecord
 from storage.tables import Job
+
+if TYPE_CHECKING:
+    from generation.engine import Engine
+    from generation.jobs import Rendered
+    from generation.training.run import TrainingTask
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +120,9 @@ class _PictureTask:
         pass
 
     def work(self, progress: Callable[[int, int], None], stopping: Callable[[], str], should_yield: Callable[[], bool]) -> Any:
+        # torch: imported on a real engine's first job (see the module's docstring)
+        from generation.jobs import answer_job, render_job, scored
+
         engine, should_stop = self.worker.engine, lambda: bool(stopping())
         if self.spec.kind in TEXT_KINDS:
             return answer_job(engine, self.spec, job_id=self.job.id, on_progress=progress, should_stop=should_stop)
@@ -160,6 +167,9 @@ class _BatchTask:
         pass
 
     def work(self, progress: Callable[[int, int], None], stopping: Callable[[], str], should_yield: Callable[[], bool]) -> Any:
+        from generation.jobs import scored
+        from generation.jobs.batched import render_batch
+
         ids: list[int | None] = [held.job.id for held in self.held]
         engine = self.worker.engine
         return [scored(engine, one) for one in render_batch(engine, self.specs, ids, on_progress=progress, should_stop=lambda: bool(stopping()))]
@@ -451,6 +461,8 @@ class Worker:
     def _task(self, job: Job) -> _PictureTask | TrainingTask:
         """What running `job` means: a training run, or a picture / text job."""
         if job.kind == "train":
+            from generation.training.run import TrainingTask
+
             loop = asyncio.get_running_loop()
             return TrainingTask(self.db, self.engine, self.blobs, job, job.attempt, self.owner, loop, self.on_finished)
         return _PictureTask(self, job, GenerationSpec.model_validate(job.params))

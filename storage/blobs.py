@@ -18,6 +18,12 @@ from typing import Protocol
 _KEY = re.compile(r"^[0-9a-f]{64}\.[a-z0-9]{1,8}$")
 
 
+def key_of(data: bytes, extension: str) -> str:
+    """The key `put` stores `data` under, known before the write (a training run records the
+    checkpoint it is about to write, so a crash mid-write leaves no file nobody knows of)."""
+    return f"{hashlib.sha256(data).hexdigest()}.{extension.lstrip('.').lower()}"
+
+
 class BlobStore(Protocol):
     def put(self, data: bytes, extension: str) -> str: ...
     def path(self, key: str) -> Path: ...
@@ -34,7 +40,7 @@ class LocalBlobStore:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def put(self, data: bytes, extension: str) -> str:
-        key = f"{hashlib.sha256(data).hexdigest()}.{extension.lstrip('.').lower()}"
+        key = key_of(data, extension)
         target = self.path(key)
         if target.exists() and target.stat().st_size == len(data):
             return key

@@ -9,19 +9,24 @@ Our transactions are short, so serialising writers costs nothing we can measure.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 MIGRATION_LOCK = 0x5DB07_0001  # PostgreSQL advisory lock key: one process migrates at a time
+DEADLOCK_DETECTED = "40P01"  # PostgreSQL's SQLSTATE for the transaction it rolled back to break a deadlock
+
+T = TypeVar("T")
 
 
 class Database:
@@ -43,6 +48,19 @@ class Database:
         """One unit of work: commits on success, rolls back on any exception."""
         async with self._sessions() as session, session.begin():
             yield session
+
+    async def retrying_deadlocks(self, work: Callable[[AsyncSession], Awaitable[T]], tries: int = 3) -> T:
+        """`work` in a transaction of its own, run again when PostgreSQL rolled it back to break a
+        deadlock (everything it wrote was undone, so running it again is safe). For work that locks
+        rows it learns of only as it goes, and so cannot lock them in one fixed order."""
+        for attempt in range(1, tries + 1):
+            try:
+                async with self.transaction() as session:
+                    return await work(session)
+            except DBAPIError as error:
+                if attempt == tries or getattr(error.orig, "sqlstate", None) != DEADLOCK_DETECTED:
+                    raise
+        raise AssertionError("unreachable: the last try returns or raises")
 
     async def migrate(self) -> None:
         """Bring the schema to the newest alembic revision (idempotent). Processes starting together

@@ -308,6 +308,10 @@ class TrainingRun(Base):
     checkpoint_blob: Mapped[str | None] = mapped_column(String(80))
     checkpoint_step: Mapped[int] = mapped_column(Integer, default=0)
     checkpoint_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # a checkpoint file that may be on disk with no run pointing at it: the one being written (a crash
+    # before its row commits), or the one just superseded (a crash before its file is deleted);
+    # a resumed run deletes it, so a killed worker leaks no checkpoint (tens of MB on a real model)
+    loose_checkpoint: Mapped[str | None] = mapped_column(String(80))
     captions: Mapped[list[str] | None] = mapped_column(JSON)
     losses: Mapped[list[list[float]]] = mapped_column(JSON, default=list)  # [step, mean loss since the last point]
     samples: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # {step, blob, width, height, size}

@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import queue
@@ -52,11 +52,14 @@ async def asked_by(session: AsyncSession, platform: str, chat_id: str, message_i
     return (await session.execute(query)).scalar_one_or_none()
 
 
-async def recent(session: AsyncSession, owner_id: int, limit: int = 5) -> list[tuple[TrainingRun, Job]]:
+async def recent(session: AsyncSession, owner_id: int, limit: int = 5, *, previews: bool = False) -> list[tuple[TrainingRun, Job]]:
+    """The person's latest runs, newest first; with `previews`, their latest `/train preview`s
+    instead (a preview only writes captions: it trains nothing, so it is no run)."""
+    preview = func.coalesce(Job.params["preview"].as_boolean(), false())
     query = (
         select(TrainingRun, Job)
         .join(Job, Job.id == TrainingRun.job_id)
-        .where(TrainingRun.owner_id == owner_id)
+        .where(TrainingRun.owner_id == owner_id, preview == previews)
         .order_by(TrainingRun.id.desc())
         .limit(limit)
     )
@@ -94,13 +97,22 @@ async def steps_last_day(session: AsyncSession, owner_id: int) -> int:
 # --- the worker's side (every write fenced on the job's attempt) ---------------------------------
 
 
+async def writing_checkpoint(session: AsyncSession, job: Job, attempt: int, owner: str, *, blob: str) -> None:
+    """Before a checkpoint's file is written: its key, as the run's loose checkpoint. A worker
+    killed before `save_checkpoint` commits leaves a file that `take_loose_checkpoint` finds."""
+    await queue.hold(session, job.id, attempt, owner)
+    run = await _run(session, job.id)
+    run.loose_checkpoint = blob
+    await session.flush()
+
+
 async def save_checkpoint(
     session: AsyncSession, job: Job, attempt: int, owner: str, *, step: int, blob: str, size: int,
     losses: list[list[float]],
 ) -> str | None:  # fmt: skip
     """Returns the previous checkpoint's blob key when nothing refers to it any more: the caller
     deletes the file once this transaction has committed (a checkpoint is tens of MB on a real
-    model, written every few steps)."""
+    model, written every few steps). Until then it is the run's loose checkpoint."""
     await queue.hold(session, job.id, attempt, owner)
     await queue.record_blob(session, blob, size, "application/octet-stream", None, None)
     run = await _run(session, job.id)
@@ -108,7 +120,24 @@ async def save_checkpoint(
     run.checkpoint_blob, run.checkpoint_step, run.checkpoint_at = blob, step, utcnow()
     run.losses = [list(point) for point in losses]
     await session.flush()
-    return await _forget_checkpoint(session, previous) if previous and previous != blob else None
+    superseded = await _forget_checkpoint(session, previous) if previous and previous != blob else None
+    run.loose_checkpoint = superseded
+    await session.flush()
+    return superseded
+
+
+async def take_loose_checkpoint(session: AsyncSession, job: Job, attempt: int, owner: str) -> str | None:
+    """On resume: the key of a checkpoint file an earlier attempt may have left on disk with
+    nothing pointing at it (killed mid-write, or before deleting the one it superseded), for the
+    caller to delete once committed; None when there is none or something still refers to it
+    (identical runs make identical checkpoints, and the blob store keeps one file for both)."""
+    await queue.hold(session, job.id, attempt, owner)
+    run = await _run(session, job.id)
+    loose, run.loose_checkpoint = run.loose_checkpoint, None
+    await session.flush()
+    if loose is None or loose == run.checkpoint_blob:
+        return None
+    return None if await _referenced(session, loose) else loose
 
 
 async def save_captions(session: AsyncSession, job: Job, attempt: int, owner: str, captions: list[str]) -> None:
@@ -137,15 +166,18 @@ async def add_sample(
 
 async def finish(
     session: AsyncSession, job: Job, attempt: int, owner: str, *, asset_id: int | None, result: dict[str, Any],
-    run_seconds: float,
+    run_seconds: float, losses: list[list[float]] | None = None,
 ) -> str | None:  # fmt: skip
-    """The run's end: its asset recorded and the job completed with its result, in one
-    transaction with the job's outbox row. Returns the last checkpoint's blob key to delete once
-    committed (what the run learned is the asset now), when nothing else refers to it."""
+    """The run's end: its asset recorded, its whole loss history kept (checkpoints save it only
+    every few steps, and a short run may save none), and the job completed with its result, in
+    one transaction with the job's outbox row. Returns the last checkpoint's blob key to delete
+    once committed (what the run learned is the asset now), when nothing else refers to it."""
     run = await _run(session, job.id)
     run.asset_id = asset_id
+    if losses is not None:
+        run.losses = [list(point) for point in losses]
     await queue.complete(session, job, attempt, owner=owner, outputs=[], run_seconds=run_seconds, result=result)
-    last, run.checkpoint_blob = run.checkpoint_blob, None
+    last, run.checkpoint_blob, run.loose_checkpoint = run.checkpoint_blob, None, None  # a loose one was deleted after its save
     await session.flush()
     return await _forget_checkpoint(session, last) if last else None
 
@@ -153,12 +185,18 @@ async def finish(
 async def _forget_checkpoint(session: AsyncSession, key: str) -> str | None:
     """Drop a checkpoint's blob row unless another run still points at it (identical runs make
     identical checkpoints: the blob store keeps one file for both)."""
-    if (await session.execute(select(TrainingRun.id).where(TrainingRun.checkpoint_blob == key).limit(1))).first():
+    if await _referenced(session, key):
         return None
     blob = await session.get(Blob, key)
     if blob is not None:
         await session.delete(blob)
     return key
+
+
+async def _referenced(session: AsyncSession, key: str) -> bool:
+    """Whether a run has the checkpoint `key` as its own, or is writing or deleting it."""
+    query = select(TrainingRun.id).where(or_(TrainingRun.checkpoint_blob == key, TrainingRun.loose_checkpoint == key))
+    return (await session.execute(query.limit(1))).first() is not None
 
 
 async def _run(session: AsyncSession, job_id: int) -> TrainingRun:

@@ -47,6 +47,20 @@ async def account_of(session: AsyncSession, user: User) -> User:
     return account if account is not None else user  # the account row cannot vanish (SET NULL), but be safe
 
 
+async def lock(session: AsyncSession, *ids: int) -> dict[int, User]:
+    """These rows (by id), locked until the transaction ends and read again, so what another
+    transaction committed before the lock is what this one sees, and none can change them until
+    this one ends. Taken in id order: two transactions that lock the same rows here cannot
+    deadlock on them. On PostgreSQL SELECT ... FOR NO KEY UPDATE, the lock an UPDATE of the row
+    (`identity`'s last_seen_at) takes: a transaction that did that holds the lock already, so no
+    upgrade waits behind the others queued for the row (FOR UPDATE deadlocked there), and rows
+    that point at it (jobs, audit entries) can still be added. A plain read on SQLite, where every
+    transaction holds the writer lock from its BEGIN IMMEDIATE."""
+    query = select(User).where(User.id.in_(set(ids))).order_by(User.id).with_for_update(key_share=True)
+    rows = (await session.execute(query.execution_options(populate_existing=True))).scalars()
+    return {row.id: row for row in rows}
+
+
 async def identities(session: AsyncSession, account_id: int) -> list[User]:
     """Every identity of an account, the account's own row first."""
     query = select(User).where(or_(User.id == account_id, User.account_id == account_id)).order_by(User.id)

@@ -5,8 +5,10 @@ reaps expired leases, as every process's periodic work does.
 
     python tests/null_worker.py DATABASE_URL EVENTS_FILE
 
-Each claim and each completion is appended to EVENTS_FILE as `claimed|completed JOB ATTEMPT OWNER`
-(one short line per write, so lines from several processes never interleave)."""
+Each claim and each completion is appended to EVENTS_FILE as `claimed|completed JOB ATTEMPT OWNER`,
+and once the worker has connected to the database and is about to claim, `ready 0 0 OWNER` (one
+short line per write, so lines from several processes never interleave). It starts in about a
+second: `generation.worker` loads no torch, and this engine needs none."""
 
 from __future__ import annotations
 
@@ -81,8 +83,13 @@ class NullWorker(Worker):
     def _task(self, job: Job) -> NullTask:  # type: ignore[override]
         return NullTask(self, job)
 
-    def event(self, what: str, job: Job) -> None:
-        line = f"{what} {job.id} {job.attempt} {self.owner}\n".encode()
+    async def recover_dead_local_jobs(self) -> None:  # the first thing `run` does, on the database
+        await super().recover_dead_local_jobs()
+        self.event("ready")
+
+    def event(self, what: str, job: Job | None = None) -> None:
+        job_id, attempt = (job.id, job.attempt) if job is not None else (0, 0)
+        line = f"{what} {job_id} {attempt} {self.owner}\n".encode()
         fd = os.open(self.events, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:
             os.write(fd, line)

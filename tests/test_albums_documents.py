@@ -320,8 +320,9 @@ async def test_console_lists_documents(settings: Settings, monkeypatch: pytest.M
         await core.db.close()
     events = [json.loads(line) for line in out.getvalue().splitlines()]
     answer = next(e for e in events if e["reply_to"] == "u1" and e["text"] == "Here is foxy.")
-    assert answer["documents"] == [{"path": str(foxy.path), "filename": "foxy.safetensors", "size": 4321}]
+    saved = tmp_path / "console" / "downloads" / answer["id"] / "foxy.safetensors"  # under its real name
+    assert answer["documents"] == [{"path": str(saved), "filename": "foxy.safetensors", "size": 4321}]
     assert Path(answer["documents"][0]["path"]).read_bytes() == foxy.path.read_bytes()
     assert all("documents" not in e for e in events if e["reply_to"] == "u2")  # only where there are some
-    assert events[-1]["text"] == "Your LoRA is ready." and events[-1]["documents"] == answer["documents"]
-    assert f"📎  foxy.safetensors (4.2 KiB): {foxy.path}" in human(answer)
+    assert events[-1]["text"] == "Your LoRA is ready." and events[-1]["documents"][0]["filename"] == "foxy.safetensors"
+    assert f"📎  foxy.safetensors (4.2 KiB): {saved}" in human(answer)

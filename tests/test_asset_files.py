@@ -418,9 +418,13 @@ def test_the_payload_is_live(tmp_path: Path) -> None:
     assert control.exists()
 
 
-@pytest.mark.parametrize("filename", ["fox.zip", "fox", "fox.safetensor", "fox.safetensors.txt", "fox.gguf"])
-def test_other_names_are_refused(filename: str) -> None:
-    refused(save({"emb_params": torch.randn(1, 768)}), ".safetensors", filename=filename, kind="embedding")
+@pytest.mark.parametrize("filename", ["fox.zip", "fox", "fox.safetensor", "fox.safetensors.txt", "fox.gguf", "877d4110.st"])
+def test_a_file_is_judged_by_its_content_not_its_name(filename: str) -> None:
+    """A safetensors file under another name (the blob store's `.st`, a browser's renaming) is read
+    for what it is; anything else under such a name is refused as not a .safetensors file."""
+    info = inspect_asset(save({"emb_params": torch.randn(1, 768)}), filename, kind="embedding", max_bytes=LIMIT)
+    assert info.kind == "embedding"
+    refused(b"PK\x03\x04" + bytes(64), ".safetensors", filename=filename, kind="embedding")
 
 
 # --- the safetensors layout ---------------------------------------------------------------------------

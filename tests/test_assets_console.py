@@ -46,4 +46,11 @@ def test_a_kohya_lora_uploaded_in_the_console_equals_bare_diffusers(tmp_path: Pa
 
     unknown = bot.message("error", reply_to=send(text=f"/imagine <lora:fox:1> {PROMPT}", user="bob"))
     assert "I don't know a LoRA named `fox`" in unknown["text"]  # alice's is private
+
+    # The file the console hands back goes in again as it is.
+    [document] = bot.message(("text", "result"), reply_to=send(text="/lora download fox"))["documents"]
+    assert Path(document["path"]).name == "fox.safetensors" == document["filename"]
+    assert Path(document["path"]).read_bytes() == kohya_file.read_bytes()
+    again = bot.message("text", reply_to=send(text="/lora upload foxcopy", attachments=[document["path"]]))
+    assert "Saved the LoRA `foxcopy`" in again["text"], again["text"]
     assert bot.finish() == 0

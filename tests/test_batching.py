@@ -15,6 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
+import generation.jobs.batched as batched_module
 import generation.worker as worker_module
 from config import ModelEntry, ModelRegistry
 from generation.engine import Engine
@@ -115,13 +116,13 @@ def rows(bot, query: str) -> list[tuple]:  # type: ignore[no-untyped-def]
 
 async def test_people_share_a_batch_and_each_gets_their_own_pictures(bot, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     batches: list[list[int]] = []
-    real = worker_module.render_batch
+    real = batched_module.render_batch
 
     def counted(engine, specs, ids, **kwargs):  # type: ignore[no-untyped-def]
         batches.append(list(ids))
         return real(engine, specs, ids, **kwargs)
 
-    monkeypatch.setattr(worker_module, "render_batch", counted)
+    monkeypatch.setattr(batched_module, "render_batch", counted)
     await bot.send("/imagine a red fox --seed 1", user="alice")
     await bot.send("/imagine a blue whale --seed 2 --n 2", user="bob")
     await bot.send("/imagine a castle --seed 3 --steps 5", user="carol")  # other steps: not in the batch
@@ -143,13 +144,13 @@ async def test_people_share_a_batch_and_each_gets_their_own_pictures(bot, monkey
 
 async def hold_engine(monkeypatch, release: threading.Event) -> None:  # type: ignore[no-untyped-def]
     """The batch waits in the engine thread until `release` (so the test can act meanwhile)."""
-    real = worker_module.render_batch
+    real = batched_module.render_batch
 
     def held(*args, **kwargs):  # type: ignore[no-untyped-def]
         assert release.wait(20)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(worker_module, "render_batch", held)
+    monkeypatch.setattr(batched_module, "render_batch", held)
 
 
 async def until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
@@ -185,7 +186,7 @@ async def test_a_failed_batch_draws_its_jobs_one_by_one(bot, monkeypatch) -> Non
     def out_of_memory(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("CUDA out of memory (pretend)")
 
-    monkeypatch.setattr(worker_module, "render_batch", out_of_memory)
+    monkeypatch.setattr(batched_module, "render_batch", out_of_memory)
     for user in ("alice", "bob"):
         await bot.send(f"/imagine a fox for {user}", user=user)
     await bot.finish()
@@ -209,8 +210,8 @@ async def test_a_batch_waits_for_more_only_when_asked(bot, monkeypatch) -> None:
     """SDBOT_BATCH_WAIT_MS: a job queued while the first waits joins its batch."""
     bot.worker.limits = worker_module.WorkerLimits(**{**bot.worker.limits.__dict__, "batch_wait_ms": 3000})
     batches: list[list[int]] = []
-    real = worker_module.render_batch
-    monkeypatch.setattr(worker_module, "render_batch", lambda e, specs, ids, **k: batches.append(list(ids)) or real(e, specs, ids, **k))
+    real = batched_module.render_batch
+    monkeypatch.setattr(batched_module, "render_batch", lambda e, specs, ids, **k: batches.append(list(ids)) or real(e, specs, ids, **k))
     await bot.send("/imagine a fox", user="alice")
     running = asyncio.create_task(bot.worker.run_once())
     await until(lambda: rows(bot, "select status from jobs") == [("running",)])

@@ -1,13 +1,18 @@
 """Chaos on the durable queue, on SQLite and on PostgreSQL: 300 jobs from 30 people, 4 real worker
 processes (tests/null_worker.py: the real Worker with a null engine), and during the run 7
-SIGKILLs (each worker restarted) and 2 SIGSTOPs longer than the lease. Then: 300 done, 300
+SIGKILLs (each worker restarted) and 2 SIGSTOPs until another worker takes the job over. Then: 300 done, 300
 delivered, none lost, none delivered twice, and each job's result comes from the attempt that
 held it at the end, with its attempts recorded.
 
-Each SIGSTOP hits a worker in the middle of a job and lasts until another worker has taken that
-job over; the worker wakes while the job is drawn again (a retried job draws for a second). That
-is the moment only the queue's compare-and-set on the attempt stops the stale worker from
-completing the job, and the same chaos without it (CHAOS_NO_CAS) must fail."""
+The chaos starts once all four workers are connected (each writes `ready`), each killed worker's
+replacement is waited for the same way, and the actions are paced by jobs done, not by time: a
+SIGSTOP always finds a job mid-draw and ready workers to take it over, however fast or loaded the
+machine. Each SIGSTOP hits a ready worker in the middle of a job and lasts until another worker has
+taken that job over (its lease ran out); the worker wakes while the job is drawn again (a retried
+job draws for a second). That is the moment only the queue's compare-and-set on the attempt stops
+the stale worker from completing the job, and the same chaos without it (CHAOS_NO_CAS) must fail.
+A stop that did not hand its job over (nobody took it, or somebody already had) checked nothing:
+it is not counted, and another is made."""
 
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ from tests.conftest import ROOT
 JOBS, PEOPLE, WORKERS, KILLS, STOPS = 300, 30, 4, 7, 2
 LEASE_SECONDS = 1.0
 JOB_SECONDS, RETRY_SECONDS = 0.1, 1.0
+QUIET_SECONDS = 120  # no job done (nor a worker ready) this long: stuck, even on a machine loaded to a crawl
 
 
 async def fill(db: Database) -> None:
@@ -60,6 +66,23 @@ class Workers:
         command = [sys.executable, str(ROOT / "tests" / "null_worker.py"), self.url, str(self.events)]
         return subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=self.log, stderr=self.log)
 
+    def owners(self) -> list[str | None]:
+        """Per worker: the owner id it wrote with `ready` (connected, about to claim), or None."""
+        host = socket.gethostname()
+        ready = {owner for what, _, _, owner in read_lines(self.events) if what == "ready"}
+        return [next((owner for owner in ready if owner.startswith(f"{host}:{proc.pid}:")), None) for proc in self.procs]
+
+    async def ready(self, seconds: float = QUIET_SECONDS) -> None:
+        """Until every worker is ready: a worker starts in about a second (no torch), far longer on
+        a loaded machine, and a chaos that outran the starts stopped workers nobody could replace."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while None in self.owners():
+            exited = [proc.pid for proc in self.procs if proc.poll() is not None]
+            assert not exited, f"worker(s) {exited} exited before they were ready; see {self.log.name}"
+            assert loop.time() < deadline, f"workers not ready after {seconds} s: {self.owners()}; see {self.log.name}"
+            await asyncio.sleep(0.02)
+
     def stop_all(self) -> None:
         for proc in self.procs:
             proc.send_signal(signal.SIGCONT)
@@ -80,75 +103,128 @@ async def deliver(db: Database, sends: collections.Counter[int], done: asyncio.E
         await asyncio.sleep(0.05)
 
 
-async def chaos(workers: Workers, rng: random.Random) -> tuple[int, list[float]]:
-    """KILLS SIGKILLs (restarted at once) and STOPS targeted SIGSTOPs, spread over the run.
-    Returns the kills and how long each stop lasted."""
+async def chaos(workers: Workers, rng: random.Random) -> tuple[list[str], list[float]]:
+    """KILLS SIGKILLs (each worker restarted at once, and waited for until ready) and STOPS targeted
+    SIGSTOPs, spread over the first half or so of the jobs: paced by jobs completed rather than by
+    time, so that however fast this machine draws, jobs are left for the stops to catch mid-job.
+    Returns the owners killed and how long each stop that handed its job over lasted."""
     actions = ["kill"] * KILLS + ["stop"] * STOPS
     rng.shuffle(actions)
-    kills, stops = 0, []
-    loop = asyncio.get_running_loop()
+    killed, stops, due = [], [], 0
     for action in actions:
-        await asyncio.sleep(rng.uniform(0.3, 0.8))
+        due += rng.randint(8, 24)  # about 16 jobs apart: 9 actions over the first ~150 of 300
+        await until_completed(workers, due)
         if action == "kill":
             index = rng.randrange(WORKERS)
-            proc = workers.procs[index]
-            proc.kill()
-            proc.wait()
+            owner = workers.owners()[index]
+            assert owner is not None  # every worker is ready between actions
+            workers.procs[index].kill()
+            workers.procs[index].wait()
             workers.procs[index] = workers.start()
-            kills += 1
+            killed.append(owner)
+            await workers.ready()
             continue
-        index, job_id, attempt = await busy_worker(workers, rng)
-        proc = workers.procs[index]
-        proc.send_signal(signal.SIGSTOP)
-        stopped = loop.time()
-        for tick in range(int(20 * LEASE_SECONDS / 0.01)):  # until another worker took the job over
-            if any(a > attempt for a, _ in read_events(workers.events)[0].get(job_id, ())):
+        for _ in range(5):  # a stop that was not the one to hand its job over checked nothing: another
+            index, job_id, attempt = await busy_worker(workers, rng)
+            seconds = await stop_until_taken_over(workers, index, job_id, attempt)
+            if seconds is not None:
+                stops.append(seconds)
+                await asyncio.sleep(RETRY_SECONDS)  # the woken worker tries to finish its stale attempt, unkilled
                 break
-            if tick and tick % int(5 * LEASE_SECONDS / 0.01) == 0:
-                # stopped inside a transaction, it holds SQLite's write lock and nobody can take the
-                # job over: let it finish that transaction, and stop it again
-                proc.send_signal(signal.SIGCONT)
-                await asyncio.sleep(0.02)
-                proc.send_signal(signal.SIGSTOP)
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)  # the new holder is drawing it (for RETRY_SECONDS)
+    return killed, stops
+
+
+async def until_completed(workers: Workers, count: int) -> None:
+    """Until `count` jobs have been completed; fails when none was for QUIET_SECONDS."""
+    loop = asyncio.get_running_loop()
+    seen, since = -1, loop.time()
+    while (completed := sum(what == "completed" for what, *_ in read_lines(workers.events))) < count:
+        if completed != seen:
+            seen, since = completed, loop.time()
+        assert loop.time() - since < QUIET_SECONDS, f"stuck at {completed} jobs completed; see {workers.log.name}"
+        await asyncio.sleep(0.02)
+
+
+async def stop_until_taken_over(workers: Workers, index: int, job_id: int, attempt: int) -> float | None:
+    """SIGSTOP a worker drawing `attempt` of a job until another worker has claimed a later attempt,
+    then SIGCONT it while the new holder draws. Returns how long it was stopped, or None when the
+    stop did not hand the job over: somebody already had (its lease ran out on a loaded machine),
+    the worker had finished the job before the stop landed (or had committed it but not yet written
+    its line: the first nudge shows it), or nobody took it over in a minute."""
+    proc, owner, events = workers.procs[index], workers.owners()[index], workers.events
+
+    def taken_over() -> bool:
+        return any(a > attempt for a, _ in read_events(events)[0].get(job_id, ()))
+
+    def holds() -> bool:
+        return drawing(read_lines(events)).get(owner) == (job_id, attempt)
+
+    loop = asyncio.get_running_loop()
+    proc.send_signal(signal.SIGSTOP)
+    stopped = nudged = loop.time()
+    if taken_over():
         proc.send_signal(signal.SIGCONT)
-        stops.append(loop.time() - stopped)
-        await asyncio.sleep(RETRY_SECONDS)  # the woken worker tries to finish its stale attempt, unkilled
-    return kills, stops
+        return None
+    while holds() and loop.time() - stopped < 60 * LEASE_SECONDS:
+        if taken_over():
+            await asyncio.sleep(0.05)  # the new holder is drawing it (for RETRY_SECONDS)
+            proc.send_signal(signal.SIGCONT)
+            return loop.time() - stopped
+        if loop.time() - nudged > 5 * LEASE_SECONDS:  # timed by the clock: a loaded machine slows the turns
+            # stopped inside a transaction, it holds SQLite's write lock and nobody can take the job
+            # over (nor write at all: past the 30 s busy timeout, the delivery loop here would fail):
+            # let it finish that transaction, and stop it again
+            proc.send_signal(signal.SIGCONT)
+            await asyncio.sleep(0.1)
+            proc.send_signal(signal.SIGSTOP)
+            nudged = loop.time()
+        await asyncio.sleep(0.01)
+    proc.send_signal(signal.SIGCONT)
+    return None
 
 
 async def busy_worker(workers: Workers, rng: random.Random) -> tuple[int, int, int]:
-    """A worker in the middle of a job: (its index, the job, the attempt it holds)."""
-    host = socket.gethostname()
-    # Up to 30 s: a worker started in place of a killed one imports torch first, which on a
-    # loaded CI machine took longer than the 5 s this waited before (a red run, not a lost job).
-    for _ in range(3000):
-        claimed: dict[str, tuple[int, int]] = {}
-        for line in workers.events.read_text().splitlines():
-            what, job_id, attempt, owner = line.split()
+    """A ready worker in the middle of a job, the job's latest attempt, while another ready worker
+    can take that job over: (its index, the job, the attempt it holds)."""
+    for _ in range(3000):  # all four are ready and jobs are left: one is drawing within moments
+        lines = read_lines(workers.events)
+        latest: dict[int, int] = collections.defaultdict(int)  # per job, the latest attempt claimed
+        for what, job_id, attempt, _ in lines:
             if what == "claimed":
-                claimed[owner] = (int(job_id), int(attempt))
-            elif claimed.get(owner) == (int(job_id), int(attempt)):
-                del claimed[owner]
-        running = [(i, *claimed[owner]) for i, proc in enumerate(workers.procs)
-                   for owner in claimed if owner.startswith(f"{host}:{proc.pid}:")]  # fmt: skip
-        if running:
+                latest[job_id] = max(latest[job_id], attempt)
+        claimed = {owner: held for owner, held in drawing(lines).items() if held[1] == latest[held[0]]}
+        owners = workers.owners()
+        running = [(i, *claimed[owner]) for i, owner in enumerate(owners) if owner in claimed]
+        if running and len(owners) - owners.count(None) >= 2:
             return rng.choice(running)
         await asyncio.sleep(0.01)
-    raise AssertionError("no worker was drawing a job")
+    raise AssertionError(f"no ready worker was drawing a job (ready: {workers.owners()})")
+
+
+def read_lines(events: Path) -> list[tuple[str, int, int, str]]:
+    """The events file's lines: (claimed | completed | ready, job, attempt, owner)."""
+    lines = []
+    for line in events.read_text().splitlines() if events.exists() else []:
+        what, job_id, attempt, owner = line.split()
+        lines.append((what, int(job_id), int(attempt), owner))
+    return lines
+
+
+def drawing(lines: list[tuple[str, int, int, str]]) -> dict[str, tuple[int, int]]:
+    """Per owner whose last line is a claim: that (job, attempt), which it has not completed."""
+    last = {owner: (what, job_id, attempt) for what, job_id, attempt, owner in lines}
+    return {owner: (job_id, attempt) for owner, (what, job_id, attempt) in last.items() if what == "claimed"}
 
 
 def read_events(events: Path) -> tuple[dict[int, set[tuple[int, str]]], dict[int, list[tuple[int, str]]]]:
     """Per job: the (attempt, owner) of every claim, and of every completion, in order."""
     claimed: dict[int, set[tuple[int, str]]] = collections.defaultdict(set)
     completed: dict[int, list[tuple[int, str]]] = collections.defaultdict(list)
-    for line in events.read_text().splitlines() if events.exists() else []:
-        what, job_id, attempt, owner = line.split()
+    for what, job_id, attempt, owner in read_lines(events):
         if what == "claimed":
-            claimed[int(job_id)].add((int(attempt), owner))
-        else:
-            completed[int(job_id)].append((int(attempt), owner))
+            claimed[job_id].add((attempt, owner))
+        elif what == "completed":
+            completed[job_id].append((attempt, owner))
     return claimed, completed
 
 
@@ -159,7 +235,7 @@ async def status_counts(db: Database) -> collections.Counter[str]:
 
 @dataclass
 class Outcome:
-    kills: int
+    killed: list[str]  # the owner ids of the workers killed
     stops: list[float]
     jobs: list[Job]
     deliveries: list[Delivery]
@@ -178,24 +254,27 @@ async def run_chaos(url: str, folder: Path, *, cas: bool = True) -> Outcome:
     done = asyncio.Event()
     delivering = asyncio.create_task(deliver(db, sends, done))
     try:
-        while not events.exists():  # the workers have started (torch imported) and claim
-            await asyncio.sleep(0.1)
-        kills, stops = await chaos(workers, random.Random(7))
+        await workers.ready()
+        killed, stops = await chaos(workers, random.Random(7))
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 240
-        while (await status_counts(db))[JobStatus.SUCCEEDED] < JOBS or len(sends) < JOBS:
-            assert loop.time() < deadline, f"stuck: {await status_counts(db)}, {len(sends)} delivered"
+        progress, since = (0, 0), loop.time()
+        while (now := ((await status_counts(db))[JobStatus.SUCCEEDED], len(sends))) != (JOBS, JOBS):
+            if now != progress:
+                progress, since = now, loop.time()
+            assert loop.time() - since < QUIET_SECONDS, f"stuck: {await status_counts(db)}, {len(sends)} delivered"
             await asyncio.sleep(0.2)
         await asyncio.sleep(RETRY_SECONDS + 0.5)  # a stale worker would complete or send again now
     finally:
         done.set()
-        await delivering
-        workers.stop_all()
+        try:
+            await delivering
+        finally:
+            workers.stop_all()  # even when delivering failed: else four workers outlive the test
     async with db.transaction() as session:
         jobs = list((await session.execute(select(Job))).scalars())
         deliveries = list((await session.execute(select(Delivery))).scalars())
     await db.close()
-    return Outcome(kills, stops, jobs, deliveries, sends, *read_events(events))
+    return Outcome(killed, stops, jobs, deliveries, sends, *read_events(events))
 
 
 def problems(outcome: Outcome) -> list[str]:
@@ -209,7 +288,9 @@ def problems(outcome: Outcome) -> list[str]:
         found.append("lost or sent twice")
     for job in outcome.jobs:
         held = (job.attempt, (job.result or {}).get("by"))
-        if job.result is None or outcome.completed[job.id] != [held] or job.result["attempt"] != job.attempt:
+        # a worker killed between its completion's commit and its `completed` line wrote no line
+        lines = [[held], []] if held[1] in outcome.killed else [[held]]
+        if job.result is None or outcome.completed[job.id] not in lines or job.result["attempt"] != job.attempt:
             found.append(f"job {job.id}: completed by {outcome.completed[job.id]}, but attempt {job.attempt} held it")
         elif held not in outcome.claimed[job.id] or len(outcome.claimed[job.id]) > job.attempt:
             found.append(f"job {job.id}: claims {outcome.claimed[job.id]} not counted as attempts ({job.attempt})")
@@ -221,8 +302,8 @@ def problems(outcome: Outcome) -> list[str]:
 async def test_nothing_is_lost_or_sent_twice_through_kills_and_stops(tmp_path: Path, backend: str) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'chaos.db'}" if backend == "sqlite" else await postgres_cluster.cluster().new_database()
     outcome = await run_chaos(url, tmp_path)
-    assert outcome.kills == KILLS and len(outcome.stops) == STOPS
-    assert all(seconds > LEASE_SECONDS for seconds in outcome.stops), outcome.stops
+    assert len(outcome.killed) == KILLS
+    assert len(outcome.stops) == STOPS, f"only {len(outcome.stops)} of {STOPS} stops handed a job over"
     assert problems(outcome) == []
     assert [job for job in outcome.jobs if job.attempt > 1], "the kills and stops took jobs over"
 

@@ -134,10 +134,11 @@ def test_the_command_layer_does_not_import_torch() -> None:
 
 def test_the_human_line_forms() -> None:
     """The hint under every result says "press with: !b3 Upscale 2x": labels with spaces press too."""
-    from bot.console.protocol import parse_human_line
+    from bot.console.protocol import InputError, parse_human_line
 
     assert parse_human_line("!b3 Upscale 2x").press == ("b3", "Upscale 2x")
     assert parse_human_line("!b12   Vary (Subtle)  ").press == ("b12", "Vary (Subtle)")
     assert parse_human_line("!b2 U1").press == ("b2", "U1")
     assert parse_human_line("@b2 a blue fox").reply_to == "b2" and parse_human_line("@b2 a blue fox").text == "a blue fox"
-    assert parse_human_line("!nonsense").text == "!nonsense" and parse_human_line("!nonsense").press is None
+    with pytest.raises(InputError, match="presses a button"):  # a typo is not a prompt (tests/test_console_lines.py)
+        parse_human_line("!nonsense")

@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 from commands.types import Attachment
 from config import ModelEntry
 from config.models import ControlNetEntry
+from generation.parameters import parse_infotext
 from tests.test_edits_service import job_spec
 from tests.test_service import Bot, make_bot
 
@@ -79,6 +80,22 @@ async def test_a_control_job_its_maps_and_what_keeps_its_controls(bot: Bot) -> N
     assert (await job_spec(bot, upscaled.job_id))[0].controls == ()  # type: ignore[arg-type]
     results = await bot.finish()
     assert all(item.reply.kind == "result" for _, item in results)
+
+
+async def test_each_map_says_in_its_png_what_made_it(bot: Bot) -> None:
+    picture = drawing()
+    [(_, queued)] = await bot.send("/control canny a fox --seed 3 --steps 2 --control scribble:0.5 --low 50 --high 150",
+                                   attachments=(picture,))  # fmt: skip
+    [(result_id, _)] = await bot.finish()
+    [(_, canny), (_, scribble)] = bot.followups[result_id]
+    spec, _, _ = await job_spec(bot, queued.job_id)  # type: ignore[arg-type]
+    source = spec.controls[0].image[:10]  # type: ignore[index]  # the stored picture's key: its sha256, cut as hashes are
+    read = [parse_infotext(Image.open(reply.images[0].path).text.get("parameters", "")) for reply in (canny, scribble)]
+    job = queued.job_id
+    assert read[0]["Control map"] == f"canny of the picture {source} for the canny ControlNet (job {job}, unit 0)", read[0]
+    assert read[1]["Control map"] == f"scribble_xdog of the picture {source} for the scribble ControlNet (job {job}, unit 1)"
+    assert (read[0]["Module"], read[0]["Model"], read[0]["Threshold A"], read[0]["Threshold B"]) == ("canny", "tiny-canny", "50", "150")
+    assert all((r["Size"], r["Job"], r["Prompt"]) == ("88x64", str(job), "") for r in read), read  # no prompt: nothing to imagine
 
 
 async def test_qr_and_describe_gives_a_unit_back(bot: Bot) -> None:

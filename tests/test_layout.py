@@ -1,6 +1,6 @@
 """The layout the folders promise (docs/architecture.md, "The engine's layout"): no import circles
 anywhere in the project, the engine's subpackages importing only what their docstrings allow, at
-most 8 modules at the top of generation/, and the torch-free modules free of torch.
+most 8 modules at the top of generation/, and the torch-free modules (and the worker) free of torch.
 
 Imports are read with `ast`, every one of them: at the top, inside functions, and under
 `TYPE_CHECKING` (a type-only import is still a dependency a reader has to follow). `from pkg
@@ -14,6 +14,8 @@ import ast
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import ROOT
 
@@ -36,8 +38,8 @@ ENGINE_RULES = {
     "generation.jobs": {"generation.engine", "generation.spec", "generation.errors", "generation.parameters",
                         "generation.prompts", "generation.models", "generation.assets", "generation.imaging",
                         "generation.control", "generation.animation"},  # fmt: skip
-    "generation.training": {"generation.engine", "generation.spec", "generation.errors", "generation.assets",
-                            "generation.models", "generation.prompts"},  # fmt: skip
+    "generation.training": {"generation.engine", "generation.spec", "generation.errors", "generation.parameters",
+                            "generation.assets", "generation.models", "generation.prompts"},  # fmt: skip
     "generation.animation": {"generation.errors"},  # Deforum schedules, warps and video files, torch-free
     "generation.worker": {"generation.engine", "generation.jobs", "generation.spec", "generation.errors",
                           "generation.training"},  # fmt: skip
@@ -52,6 +54,10 @@ TORCH_FREE = [
     "generation.training.spec", "generation.training.buckets", "generation.animation.keyframes",
     "generation.animation.video",
 ]  # fmt: skip
+# The worker is not the chat side's, but loads no torch either: it imports the engine, the job kinds
+# and the trainer where a job runs on them, so a worker around another engine starts in a second
+# (tests/null_worker.py, restarted again and again by tests/test_chaos.py).
+WORKER = ["generation.worker"]
 
 
 def project_modules(root: Path = ROOT) -> dict[str, Path]:
@@ -174,8 +180,9 @@ def test_the_engine_shows_its_parts() -> None:
     assert set(ENGINE_RULES) == {f"generation.{name}" for name in top} | {f"generation.{p.name}" for p in subpackages}
 
 
-def test_the_torch_free_modules_load_without_torch() -> None:
-    code = f"import sys, {', '.join(TORCH_FREE)}; sys.exit(sorted({{'torch', 'diffusers', 'transformers'}} & set(sys.modules)) or 0)"
+@pytest.mark.parametrize("modules", [TORCH_FREE, WORKER], ids=["chat side", "worker"])
+def test_the_torch_free_modules_load_without_torch(modules: list[str]) -> None:
+    code = f"import sys, {', '.join(modules)}; sys.exit(sorted({{'torch', 'diffusers', 'transformers'}} & set(sys.modules)) or 0)"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr or result.stdout
 

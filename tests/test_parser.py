@@ -124,12 +124,12 @@ def test_too_few_steps_for_strength(s: Settings) -> None:
 def test_defaults_precedence(s: Settings) -> None:
     registry = s.registry()
     spec, _ = build_spec(read("/imagine a cat", s), settings=s, registry=registry, user_defaults={})
-    assert (spec.width, spec.height, spec.steps, spec.sampler, spec.model) == (64, 64, 25, "DPM++ 2M Karras", "tiny")
+    assert (spec.width, spec.height, spec.steps, spec.sampler, spec.model) == (64, 64, 8, "DPM++ 2M Karras", "tiny")  # tiny's own
     mine = {"steps": 9, "sampler": "Euler a", "no": "blur", "size": "128x64"}
     spec, _ = build_spec(read("/imagine a cat --steps 5", s), settings=s, registry=registry, user_defaults=mine)
     assert (spec.steps, spec.sampler, spec.negative_prompt, spec.width, spec.height) == (5, "Euler a", "blur", 128, 64)
     spec, _ = build_spec(read("/imagine a cat --model real --ar 16:9", s), settings=s, registry=registry, user_defaults={})
-    assert spec.model == "real" and spec.width % 8 == 0 and spec.height % 8 == 0
+    assert spec.model == "real" and spec.width % 8 == 0 and spec.height % 8 == 0 and spec.steps == 25
     assert abs(spec.width / spec.height - 16 / 9) < 0.05 and spec.width * spec.height <= 512 * 512
 
 

@@ -18,11 +18,13 @@ from tests.test_service import (  # noqa: F401 - collected here again, on Postgr
     test_vary_reroll_and_vary_on_a_single,
 )
 from tests.test_training_service import (  # noqa: F401
+    checkpointing_bot,
     small_bot,
     test_a_reply_to_an_earlier_run_adds_its_pictures,
     test_bad_datasets_are_refused_and_nothing_is_queued_or_stored,
     test_dreambooth_draws_its_class_pictures_once,
     test_one_run_at_a_time_and_the_daily_step_budget,
+    test_train_status_shows_each_runs_step_checkpoint_and_loss_and_previews_apart,  # a query on the params' JSON
 )
 from tests.test_worker import test_cancel_stops_a_running_job, test_shutdown_hands_the_job_back  # noqa: F401
 

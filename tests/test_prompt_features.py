@@ -55,7 +55,7 @@ async def test_own_styles_are_private_and_global_ones_need_an_admin(settings) ->
         assert refused.kind == "error" and "`noir`" in refused.text and "/styles" in refused.text
 
         for bad, words in [
-            ("/style save plain a painting of nothing", "{prompt}"),
+            ("/style save plain {prompt} and {prompt}", "only once"),
             ("/style save x {prompt}", "name"),
             ("/style save noir2 {prompt} --global", "Only admins"),
         ]:

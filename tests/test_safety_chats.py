@@ -86,6 +86,7 @@ async def test_discord_spoilers_outside_age_restricted_channels(settings: Settin
         settings = settings.model_copy(update={
             "discord_token": SecretStr(fake_discord.TOKEN), "discord_api_base": server.api_base,
             "discord_gateway_url": server.gateway_url, "safety_classifier": str(flagging), "default_steps": 2,
+            "admin_ids": [f"discord:{fake_discord.ADA['id']}"],
         })  # fmt: skip
         server.member_permissions[fake_discord.BOB["id"]] = str(1 << 10)  # view channel only
         async with running_chat(settings, DiscordChat, ready=lambda chat: chat.client.is_ready()):
@@ -105,6 +106,15 @@ async def test_discord_spoilers_outside_age_restricted_channels(settings: Settin
             [(name, data)] = blocked.files.items()
             assert not name.startswith("SPOILER_") and "Withheld by this chat's safety policy" in blocked.content
             assert (np.asarray(Image.open(io.BytesIO(data)).convert("RGB")) == 128).all()
+
+            # An admin's review of the withheld job: its original PNGs, which only the admin sees.
+            job = blocked.content.split("Job ")[1].split()[0].strip(":·,")
+            review = server.slash("admin", {"action": "review", "args": job})
+            originals = await server.await_for(lambda m: m.interaction_id == review.id and m.ephemeral and bool(m.content))
+            assert "originals, for review" in originals.content and "1: 0.90 (block)" in originals.content, originals.content
+            [(name, png)] = originals.files.items()
+            assert name == f"sdbot-{job}-1-seed4.png"
+            assert "Seed: 4" in Image.open(io.BytesIO(png)).text["parameters"]  # the original, not the grey placeholder
         assert recorded_actions(settings) == ["spoiler", "allow", "block"]
     finally:
         server.stop()

@@ -11,9 +11,11 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+from PIL import Image
 from sqlalchemy import func, select
 
 from commands.types import Attachment
+from generation.parameters import parse_infotext
 from generation.training.run import TrainingTask
 from storage.tables import ClassImageSet, Job, utcnow
 from tests.test_assets_service import blobs_of
@@ -159,6 +161,49 @@ async def test_preview_shows_the_captions_and_trains_nothing(bot: Bot) -> None:
     assert "1. foxy, a fox in the snow" in info.text and "2. foxy" in info.text
 
 
+@pytest.fixture
+async def checkpointing_bot(settings):  # type: ignore[no-untyped-def]
+    made = await make_bot(settings.model_copy(update={"train_checkpoint_steps": 4}))  # a 6-step run saves at step 4
+    yield made
+    made.worker.executor.shutdown()
+    await made.core.db.close()
+
+
+async def test_train_status_shows_each_runs_step_checkpoint_and_loss_and_previews_apart(checkpointing_bot: Bot) -> None:
+    bot = checkpointing_bot
+    [(_, previewing)] = await bot.send(f"/train preview lora peek --captions none {QUICK}", attachments=pictures(3))
+    await bot.finish()
+    [(_, queued)] = await bot.send(f"/train lora foxy --captions none {QUICK}", attachments=pictures(3))
+    [(_, waiting)] = await bot.send("/train status")
+    runs, _, previews = waiting.text.partition("Caption previews")
+    assert f"• #{queued.job_id} queued (position 1): LoRA `foxy` · step 0/6 · no checkpoint yet · no loss yet" in runs, waiting.text
+    assert f"#{previewing.job_id}" not in runs, "a preview trains nothing: it is no run"
+    assert f"• #{previewing.job_id} succeeded: captions for `peek` from 3 pictures" in previews, waiting.text
+
+    await bot.finish()
+    [(_, done)] = await bot.send("/train status")
+    runs, _, previews = done.text.partition("Caption previews")
+    found = re.search(rf"• #{queued.job_id} succeeded: LoRA `foxy` · step 6/6 · last checkpoint at step 4 · loss (\d+\.\d{{4}}) at step 6$",
+                      runs, re.MULTILINE)  # fmt: skip
+    assert found, done.text
+    async with bot.core.db.transaction() as session:  # the loss shown is the run's last, as its result keeps it
+        job = await session.get(Job, queued.job_id)
+        assert job is not None and f"{job.result['losses'][-1][1]:.4f}" == found.group(1)
+    assert f"#{previewing.job_id}" not in runs and f"#{previewing.job_id} succeeded" in previews
+
+
+async def test_samples_carry_their_run_step_and_settings(bot: Bot) -> None:
+    [(_, queued)] = await bot.send(f"/train lora foxy --captions none {QUICK}", attachments=pictures(3))
+    [(_, sample), (_, result)] = await bot.finish()
+    for reply, step in ((sample.reply, 3), (result.reply, 6)):
+        parameters = Image.open(reply.images[0].path).text.get("parameters")
+        assert parameters, f"the {reply.kind} at step {step} carries no parameters"
+        read = parse_infotext(parameters)
+        assert read["Prompt"] == "foxy" and read["Training"] == "LoRA foxy" and read["Training step"] == f"{step}/6"
+        assert (read["Job"], read["Seed"], read["Steps"], read["Sampler"], read["CFG scale"], read["Size"], read["Model"]) == (
+            str(queued.job_id), "3", "4", "Euler a", "7", "64x64", "tiny"), read  # fmt: skip
+
+
 async def test_a_reply_to_an_earlier_run_adds_its_pictures(bot: Bot) -> None:
     [(status_id, queued)] = await bot.send(f"/train lora foxy {QUICK}", attachments=pictures(3))
     assert queued.kind == "status"
@@ -197,3 +242,45 @@ async def test_a_run_leaves_the_model_as_it_was(bot: Bot) -> None:
     held = [name for module in (pipe.unet, pipe.text_encoder) for name, layer in module.named_modules()
             if isinstance(layer, BaseTunerLayer) and layer.scaling]  # fmt: skip
     assert held == [], f"layers still holding an adapter: {held[:3]}"
+
+
+@pytest.mark.parametrize("dies", ["writing a checkpoint", "deleting the one before"])
+async def test_a_worker_that_dies_at_a_checkpoint_leaks_no_file(settings, monkeypatch: pytest.MonkeyPatch, dies: str) -> None:  # type: ignore[no-untyped-def]
+    """Six steps, a checkpoint every two: the worker dies at the second checkpoint, after its file
+    is written but before its row commits, or after the row commits but before the file it
+    superseded is deleted. The attempt that takes the job over deletes that file: when the run
+    ends no checkpoint is left on disk (on a real model each is tens of MB)."""
+    from storage import training as training_store
+
+    made = await make_bot(settings.model_copy(update={"train_checkpoint_steps": 2}))
+    blobs, calls = made.core.ctx.blobs, []
+    real_save, real_delete = training_store.save_checkpoint, blobs.delete
+
+    async def save(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append("save")
+        if calls.count("save") == 2:  # the step-4 file is on disk; its row never commits
+            raise RuntimeError("the worker died here (pretend)")
+        return await real_save(*args, **kwargs)
+
+    def delete(key: str) -> None:
+        calls.append("delete")
+        if calls.count("delete") == 1:  # step 4's row committed; step 2's file is left
+            raise RuntimeError("the worker died here (pretend)")
+        real_delete(key)
+
+    if dies == "writing a checkpoint":
+        monkeypatch.setattr(training_store, "save_checkpoint", save)
+    else:
+        monkeypatch.setattr(blobs, "delete", delete)
+    try:
+        [(_, queued)] = await made.send("/train lora foxy --steps 6 --seed 3 --rank 4 --sample-every 0", attachments=pictures())
+        assert queued.kind == "status", queued.text
+        delivered = await made.finish()
+        assert "trained the LoRA `foxy`" in delivered[-1][1].reply.text, delivered[-1][1].reply.text
+        async with made.core.db.transaction() as session:
+            [job] = (await session.execute(select(Job))).scalars().all()
+        assert job.attempt == 2, f"a second attempt took the job over ({calls})"
+        assert {name for name in blobs_of(made) if name.endswith(".ckpt")} == set()
+    finally:
+        made.worker.executor.shutdown()
+        await made.core.db.close()

@@ -159,6 +159,15 @@ def test_read_frames_stops_at_max_frames() -> None:
     assert [red(p) for p in video.read_frames(data, max_frames=3, fps=2)[0]] == pytest.approx([0, 80, 160], abs=4)
 
 
+def test_read_frames_scales_frames_down_as_they_are_decoded() -> None:
+    data = video.encode_mp4(frames(6), 8)  # 64x48
+    pictures, fps = video.read_frames(data, max_frames=10, max_pixels=32 * 24)
+    assert fps == 8.0 and [p.size for p in pictures] == [(32, 24)] * 6 and pictures[0].mode == "RGB"
+    assert [red(p) for p in pictures] == pytest.approx([20 * i for i in range(6)], abs=4)
+    assert video.read_frames(data, max_frames=1, max_pixels=1000)[0][0].size == (36, 27)  # proportions kept
+    assert video.read_frames(data, max_frames=1, max_pixels=10**6)[0][0].size == (64, 48)  # never up
+
+
 def test_probe_and_read_a_gif() -> None:
     data = video.encode_gif(frames(6), 10)
     info = video.probe(data)

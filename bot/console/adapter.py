@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
+import shutil
 import sys
 import threading
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot.console.protocol import InputError, InputLine, edit_event, human, message_event, parse_human_line, parse_json_line
-from commands.service import CommandService
+from bot.console.protocol import MESSAGE_ID, InputError, InputLine, edit_event, human, message_event, parse_human_line, parse_json_line
 from bot.loops import DeliveryLoop, StatusLoop, wait_for_event
-from commands.types import Attachment, Outgoing, Press, Reply, Request, StatusUpdate
+from commands.service import CommandService
+from commands.types import Attachment, DocumentFile, Outgoing, Press, Reply, Request, StatusUpdate
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,11 @@ class MessageIds:
             self._last = int(json.loads(state_file.read_text())["last_message"])
         except (FileNotFoundError, ValueError, KeyError):
             self._last = 0
+
+    @property
+    def last_number(self) -> int:
+        """N of the newest id handed out, bN (0 before the first)."""
+        return self._last
 
     def next(self) -> str:
         self._last += 1
@@ -67,6 +74,7 @@ class ConsoleChat:
         self.output = output_stream or sys.stdout
         self.poll_seconds = poll_seconds
         self.ids = MessageIds(Path(state_dir) / "console-state.json")
+        self.downloads = Path(state_dir) / "downloads"  # documents under their real names (`saved_as`)
         self._uploads: dict[str, tuple[Attachment, ...]] = {}  # input id -> its attachments (this run)
         self._end_wait = asyncio.Event()
         # Results shown but not yet recorded (the delivery loop records right after the send): a
@@ -121,7 +129,10 @@ class ConsoleChat:
         except InputError as error:
             self._emit(message_event(self.ids.next(), reply_to=input_id, user=None, kind="error", text=f"Line {input_id[1:]}: {error}"))
             return
-        for reply in await self.service.handle(request):
+        replies = await self.service.handle(request)
+        if not replies:  # nothing to act on (`{"reply_to": "b3"}` alone): a script waiting for an answer gets one
+            replies = [Reply("Nothing to act on: send `text`, `attachments` or a `press`.", kind="error")]
+        for reply in replies:
             message_id = self.ids.next()
             self._emit_reply(message_id, reply, reply_to=input_id, user=request.user_id)
             try:
@@ -132,6 +143,8 @@ class ConsoleChat:
                 self.statuses.showing(message_id, reply.text)
 
     def _request(self, input_id: str, line: InputLine) -> Request:
+        for target in (line.reply_to, line.press[0] if line.press else None):
+            self._check_exists(target, input_id)
         attachments = tuple(_read_attachment(path) for path in line.attachments)
         self._uploads[input_id] = attachments
         reply_images = self._uploads.get(line.reply_to or "", ()) if line.reply_to else ()
@@ -148,6 +161,20 @@ class ConsoleChat:
             press=Press(*line.press) if line.press else None,
             private=True,  # one person at a terminal
         )
+
+    def _check_exists(self, target: str | None, input_id: str) -> None:
+        """A reply or press naming a message not written yet is a typo. The service would take such
+        a reply as plain text (as a reply to a person's message on a platform) and draw it, and
+        answer such a press with "I don't know that message any more"; say what is wrong instead."""
+        match = MESSAGE_ID.fullmatch(target or "")
+        if match is None:
+            return
+        number = int(match["number"])
+        if match["sender"] == "b" and number > self.ids.last_number:
+            newest = f"the newest is b{self.ids.last_number}" if self.ids.last_number else "I have written none yet"
+            raise InputError(f"there is no message {target} yet ({newest}). Use an id shown in [brackets].")
+        if match["sender"] == "u" and number >= int(input_id[1:]):
+            raise InputError(f"there is no line {target} before this one ({input_id}); lines count from u1 in each run.")
 
     # --- what the bot owes the console ----------------------------------------------------------
 
@@ -182,9 +209,25 @@ class ConsoleChat:
             message_event(
                 message_id, reply_to=reply_to, user=user, kind=reply.kind, text=reply.text,
                 images=reply.images, actions=reply.actions, job=reply.job_id, preview=reply.preview,
-                documents=reply.documents, video=reply.video, spoiler=reply.spoiler,
+                documents=tuple(self._saved_as(message_id, document) for document in reply.documents),
+                video=reply.video, spoiler=reply.spoiler,
             )
         )
+
+    def _saved_as(self, message_id: str, document: DocumentFile) -> DocumentFile:
+        """The document at a path with its real name (`downloads/b12/foxy.safetensors`), as a
+        platform would save it: the blob store's own name (`877d…4110.st`) says nothing, and a
+        file given out must go back in as it is (`/lora upload` with that path). A hard link
+        where the file system allows, else a copy."""
+        folder = self.downloads / message_id
+        target = folder / Path(document.filename).name
+        if not target.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(document.path, target)
+            except OSError:
+                shutil.copyfile(document.path, target)
+        return dataclasses.replace(document, path=target)
 
     def _emit(self, event: dict[str, Any]) -> None:
         text = json.dumps(event, ensure_ascii=False) if self.jsonl else human(event)
@@ -193,7 +236,7 @@ class ConsoleChat:
 
     def _banner(self) -> None:
         lines = [
-            "sdbot console chat. Type /help, or /imagine a red fox --steps 4.",
+            "sdbot console chat. Type /help, or /imagine a red fox --steps 4 (a line without a command is a prompt too).",
             "Reply to a message: @b3 new prompt · press a button: !b3 U1 · quit: Ctrl-D (waits for your jobs) or Ctrl-C.",
         ]
         lines += self.service.startup_notes()

@@ -15,13 +15,20 @@ play; its "images" are then its first frame, the poster.
 A picture or clip the safety policy hides behind a spoiler (commands.safety) has "spoiler": true.
 A message that carries files to keep (`/lora download NAME`: a trained LoRA) also has
     "documents": [{"path": "/abs/path", "filename": "foxy.safetensors", "size": 1234567}]
-in the order sent: `path` is the file itself (absolute), `filename` the name to save it as, `size`
-its bytes. The field is there only when the message has documents.
+in the order sent: `path` is the file itself (absolute, named `filename`: under the console's
+`downloads/<message id>/`), `filename` the name to save it as, `size` its bytes. The field is there only when the message has documents.
 Bot message ids (`bN`) keep counting across runs, so a reply or press can name a message an
 earlier run printed.
 
 People can type the short forms instead: `@b4 a blue fox` replies to b4, `!b4 U1` presses U1 on
-b4, anything else is sent as text (a line starting with `{` is read as JSON).
+b4, a line starting with `{` is read as JSON, and any other line is sent as text. The console is a
+private chat, so a plain sentence is a prompt: it draws, as `/imagine` would (in group chats the
+Telegram adapter passes on only commands and replies to the bot; the Discord one only slash
+commands, messages that mention the bot and replies to its results). A line that starts with `!`
+or `@` but is not a well-formed press or reply is answered with how to write it and sends
+nothing, so a typo never becomes a drawing (`/imagine !…` draws such a prompt). A reply or press
+naming a message that does not exist yet (`b9` when the newest is `b5`, or an input line `uN`
+not before this one) is answered the same way, in both forms.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from commands.types import Action, DocumentFile, ImageFile, VideoFile
 
 _REPLY = re.compile(r"^@(?P<id>[ub]\d+)\s+(?P<text>.+)$", re.S)
 _PRESS = re.compile(r"^!(?P<id>b\d+)\s+(?P<action>\S(?:.*\S)?)\s*$")  # labels may have spaces: "Upscale 2x"
+MESSAGE_ID = re.compile(r"(?P<sender>[ub])(?P<number>\d+)")  # bN: the bot's messages; uN: input lines
 
 
 class InputError(ValueError):
@@ -85,11 +93,46 @@ def parse_human_line(line: str, user: str = "console") -> InputLine:
     stripped = line.strip()
     if stripped.startswith("{"):
         return parse_json_line(stripped)
-    if match := _PRESS.match(stripped):
-        return InputLine(user=user, press=(match["id"], match["action"]))
-    if match := _REPLY.match(stripped):
-        return InputLine(text=match["text"], user=user, reply_to=match["id"])
+    if stripped.startswith("!"):
+        if match := _PRESS.match(stripped):
+            return InputLine(user=user, press=(match["id"], match["action"]))
+        raise InputError(_how_to_press(stripped))
+    if stripped.startswith("@"):
+        if match := _REPLY.match(stripped):
+            return InputLine(text=match["text"], user=user, reply_to=match["id"])
+        raise InputError(_how_to_reply(stripped))
     return InputLine(text=stripped, user=user)
+
+
+# A mistyped short form must not fall through to text: as a prompt it queued a 25-step drawing of
+# the typo (five of them filled the queue). Each answer says what to write instead.
+
+
+def _how_to_press(line: str) -> str:
+    target = _short_form_target(line)
+    if MESSAGE_ID.fullmatch(target) is None or target.startswith("u"):
+        named = f"`{target}` is not one of my message ids" if target else "the id of my message is missing"
+        return (
+            f"`!` presses a button, but {named}. Write `!b3 U1`: the id of my message as shown in [brackets], "
+            "a space, and the label of a button under it. To draw a prompt that starts with `!`, put `/imagine ` before it."
+        )
+    return f"which button? Write its label after the id, e.g. `!{target} U1`: the labels are the [buttons] under {target}."
+
+
+def _how_to_reply(line: str) -> str:
+    target = _short_form_target(line)
+    if MESSAGE_ID.fullmatch(target) is None:
+        named = f"`{target}` is not a message id" if target else "the id of the message is missing"
+        return (
+            f"`@` replies to a message, but {named}. Write `@b3 a blue fox`: the id of my message (b3) or of "
+            "your line (u2), a space, and your text. To draw a prompt that starts with `@`, put `/imagine ` before it."
+        )
+    return f"a reply needs text after the id: a prompt, like `@{target} a blue fox`, or a command, like `@{target} /upscale 2`."
+
+
+def _short_form_target(line: str) -> str:
+    """`!b3 Upscale 2x` -> "b3": what follows the sign, up to the first space ("" for `@ a dog`)."""
+    return re.split(r"\s", line[1:], maxsplit=1)[0]
 
 
 def message_event(

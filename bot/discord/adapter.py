@@ -302,7 +302,7 @@ class DiscordChat:
                 if reply.ephemeral:
                     if interaction.response.is_done():
                         await interaction.delete_original_response()
-                    if reply.documents:  # files only the asker gets
+                    if reply.documents or reply.images:  # files only the asker gets (an admin's review of originals)
                         kwargs = await asyncio.to_thread(outgoing.message_kwargs, reply, limit)
                         await interaction.followup.send(ephemeral=True, **kwargs)
                     else:

@@ -108,7 +108,7 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
         aspect="Aspect ratio W:H, 1:4 to 4:1, e.g. 3:2 (not with size)",
         size=f"WxH, multiples of 8, sides {s.min_side}-{s.max_side}, at most {s.max_pixels:,} pixels",
         seed="0-4294967295; image i of a batch uses seed + i (default: random)",
-        steps=f"Sampling steps, 1-{s.max_steps} (default {s.default_steps})",
+        steps=f"Sampling steps, 1-{s.max_steps} (default {s.steps_for(s.registry().default)})",
         cfg=f"Guidance scale, {s.min_cfg:g}-{s.max_cfg:g} (default {s.default_cfg:g})",
         sampler=f"Sampler (default {s.default_sampler})",
         n=f"Images, 1-{s.max_batch} (default {s.default_n})",

@@ -2,7 +2,8 @@
 upload limit (a grid for a batch), a reply's documents (a trained LoRA) as they are, and the buttons.
 
 Discord keeps files as they are uploaded, so a single image goes out as its original PNG, with
-its parameters, unless it is over the limit.
+its parameters, unless it is over the limit. Originals (`kind == "files"`: an admin's review)
+go as one PNG file each, like documents.
 
 A clip (`Reply.video`) goes as `sdbot-<job>.mp4`, which Discord plays inline, fitted to the upload
 limit (`media.clip_of`: re-encoded or smaller, a GIF as a last resort), with its buttons; when no
@@ -11,6 +12,7 @@ file of it fits, its poster (the first frame) goes instead, with a line saying s
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from typing import Any
 
@@ -35,6 +37,10 @@ def leading_texts(reply: Reply) -> list[str]:
 def message_kwargs(reply: Reply, max_bytes: int, *, mention: str | None = None) -> dict[str, Any]:
     """Keyword arguments for `send` (channel, followup, or reply) that show `reply`. Reads (and for
     a clip, may re-encode) files: call it off the event loop."""
+    if reply.kind == "files":  # originals: each PNG as it is, with its parameters, never a grid
+        stem = f"sdbot-{reply.job_id}"
+        documents = tuple(DocumentFile(image.path, media.png_name(image, stem), image.path.stat().st_size) for image in reply.images)
+        reply = dataclasses.replace(reply, images=(), documents=(*documents, *reply.documents))
     text = reply.text if reply.images else chunks(reply.text, MAX_CONTENT)[-1]
     kwargs: dict[str, Any] = {}
     clip = None

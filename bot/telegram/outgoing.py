@@ -238,7 +238,7 @@ async def _send_documents(
             )
             message = await bot.send_message(chat_id, text, reply_parameters=replying)
             continue
-        filename = f"sdbot-{reply.job_id}-{image.index + 1}-seed{image.seed}.png"
+        filename = media.png_name(image, f"sdbot-{reply.job_id}")
         message = await bot.send_document(
             chat_id, InputFile(image.path.read_bytes(), filename=filename),
             caption=f"Job {reply.job_id}, image {image.index + 1}, seed {image.seed}", reply_parameters=replying,

@@ -28,7 +28,8 @@ def _sampler_nodes(nodes: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def _node_order(node_id: str) -> tuple[int, str]:
-    return (int(node_id), "") if node_id.isdigit() else (2**63, node_id)
+    number = to_int(node_id)  # not str.isdigit(): "²" is a digit to it and no number to int()
+    return (number, "") if number is not None else (2**63, node_id)
 
 
 def from_comfy(text: str, notes: list[str], *, api: bool) -> ImageMetadata:

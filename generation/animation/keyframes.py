@@ -128,7 +128,9 @@ def _interpolate(values: list[float | None]) -> list[float]:
 # --- prompts by frame ---------------------------------------------------------------------------
 
 # `24: a city` starts a new prompt: a frame number and a colon at the start or after a comma
-_PROMPT_KEY = re.compile(r"(?:^|,)\s*(\d+)\s*:")
+_PROMPT_KEY = re.compile(r"(?:^|,)\s*([0-9]+)\s*:")
+# What looks like a key but is no frame number (`x: a city`, `1.5: a city`), in a schedule
+_OTHER_KEY = re.compile(r"(?:^|,)\s*([^\s,:()\[\]<>]{1,24})\s*:")
 
 
 def parse_prompt_schedule(text: str) -> list[tuple[int, str]]:
@@ -144,6 +146,13 @@ def parse_prompt_schedule(text: str) -> list[tuple[int, str]]:
         return [(0, text.strip())]
     if text[: matches[0].start()].strip():
         raise ScheduleError("a prompt schedule starts with a frame number, like `0: a forest`", 0)
+    for other in _OTHER_KEY.finditer(text):
+        if not other.group(1).isascii() or not other.group(1).isdigit():
+            if _bracket_depth(text, other.start(1)) == 0:  # `(fox:1.2)`, `[a:b:10]`, `<lora:x:1>` are prompt syntax
+                raise ScheduleError(
+                    f"`{other.group(1)}:` is not a frame number; each prompt starts with a whole frame number, like `24: a city`",
+                    other.start(1),
+                )
     prompts: list[tuple[int, str]] = []
     for match, following in zip(matches, [*matches[1:], None]):
         frame = int(match.group(1))
@@ -155,6 +164,17 @@ def parse_prompt_schedule(text: str) -> list[tuple[int, str]]:
             raise ScheduleError(f"frame {frame} has two prompts", match.start(1))
         prompts.append((frame, prompt))
     return sorted(prompts)
+
+
+def _bracket_depth(text: str, position: int) -> int:
+    """How many (, [ or < are open at `position`."""
+    depth = 0
+    for char in text[:position]:
+        if char in "([<":
+            depth += 1
+        elif char in ")]>" and depth:
+            depth -= 1
+    return depth
 
 
 def prompt_at(schedule: list[tuple[int, str]], frame: int) -> str:

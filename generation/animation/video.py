@@ -11,7 +11,9 @@
   the end frames twice, so it loops without a jump.
 - `probe` / `read_frames`: an uploaded MP4, MOV, WebM (Matroska) or GIF, read with PyAV. Anything
   else, or anything broken, over-size or too many pixels per frame, is a `VideoError` whose
-  message says what is wrong and what to send instead.
+  message says what is wrong and what to send instead. The frame size is checked from the header
+  before anything is decoded (see `_open`), and `read_frames` scales frames down to `max_pixels`
+  as they are decoded, so a small file of huge frames never sits in memory at full size.
 
 PyAV, Pillow and numpy are imported where they are used, so importing this module is cheap.
 """
@@ -19,7 +21,9 @@ PyAV, Pillow and numpy are imported where they are used, so importing this modul
 from __future__ import annotations
 
 import io
+import math
 import os
+import struct
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -33,6 +37,9 @@ if TYPE_CHECKING:
 
 DEFAULT_CRF = 18  # x264's constant rate factor: 18 looks lossless to most eyes; +6 halves the size
 MAX_FRAME_PIXELS = 4096 * 4096  # an uploaded video's frames larger than this are refused (memory)
+# FFmpeg's frame threads each hold a whole decoded frame (up to 64 MiB at MAX_FRAME_PIXELS), and its
+# automatic count follows the machine's cores: a fixed few keep one upload's memory the same everywhere.
+DECODE_THREADS = 2
 # A frame time within this many seconds of a wanted time counts as at it (float rounding).
 TIME_EPSILON = 1e-4
 # Demuxers we read uploads with (FFmpeg's names) → what we call them; FFmpeg opens far more
@@ -141,6 +148,18 @@ def encode_gif(frames: Sequence[Image.Image], fps: int, *, max_side: int | None 
 
 
 def _open(data: bytes, max_bytes: int | None) -> Any:
+    """The container, once its frame size is known to be within MAX_FRAME_PIXELS; nothing decoded.
+
+    Where the size comes from, per format: a GIF's is its logical screen (bytes 6-9), the canvas
+    FFmpeg's GIF decoder draws every frame on (it clips larger frames to it), read here before FFmpeg
+    sees the file. FFmpeg's demuxer reads the same field, but over FFmpeg's `max_pixels` (below) it
+    reports 0x0, and Pillow refuses screens over ~179 MP with its own bomb error and grows its size
+    for frames past the screen, which FFmpeg does not: the bytes are the reliable source. An MP4's or
+    WebM's comes from the container and codec headers (`codec_context.width`/`height`).
+
+    Opening already decodes a frame for some codecs (FFmpeg's stream-info probe does for H.264), and
+    a header can lie about the frames that follow, so every decoder FFmpeg opens for this file gets
+    `max_pixels`: it refuses a larger frame instead of allocating it."""
     import av
 
     if not data:
@@ -148,14 +167,34 @@ def _open(data: bytes, max_bytes: int | None) -> Any:
     if max_bytes is not None and len(data) > max_bytes:
         raise VideoError(f"That video is too large ({_mb(len(data))}); I take videos up to {_mb(max_bytes)}. "
                          "Send a shorter or smaller one, please.")  # fmt: skip
+    screen = _gif_screen(data)
+    if screen is not None:
+        _check_size(*screen)
+    limit = {"max_pixels": str(MAX_FRAME_PIXELS)}
     try:
-        container = av.open(io.BytesIO(data), mode="r")
+        container = av.open(io.BytesIO(data), mode="r", options=limit)
     except Exception as error:  # av.FFmpegError, and anything the demuxers raise on garbage
         raise VideoError(UNREADABLE) from error
-    if container.format.name not in CONTAINERS or not container.streams.video:
+    streams = container.streams.video
+    context = streams[0].codec_context if streams else None  # None: FFmpeg has no decoder for it
+    try:
+        if container.format.name not in CONTAINERS or context is None:
+            raise VideoError(UNREADABLE)
+        _check_size(context.width, context.height)
+    except VideoError:
         container.close()
-        raise VideoError(UNREADABLE)
+        raise
+    context.options = limit  # for our own decoding: this context opens on the first packet
+    context.thread_count = DECODE_THREADS
     return container
+
+
+def _gif_screen(data: bytes) -> tuple[int, int] | None:
+    """A GIF's logical screen (width, height) from its header, or None for anything else."""
+    if data[:6] not in (b"GIF87a", b"GIF89a") or len(data) < 10:
+        return None
+    width, height = struct.unpack_from("<HH", data, 6)
+    return width, height
 
 
 def _format(container: Any) -> str:
@@ -182,29 +221,25 @@ def _check_size(width: int, height: int) -> None:
 
 
 def probe(data: bytes, *, max_bytes: int | None = None) -> VideoInfo:
-    """What an uploaded video is: size, frame count, rate, length and container. Reads every
-    packet (no decoding but the first frame's), so the count is right even where the container
-    does not say it (WebM, GIF)."""
+    """What an uploaded video is: size, frame count, rate, length and container. The size is the
+    header's (`_open` checks it); every packet is read but none decoded, so the count is right even
+    where the container does not say it (WebM, GIF). A stream that does not decode is found by
+    `read_frames`."""
     container = _open(data, max_bytes)
     try:
         stream = container.streams.video[0]
         time_base = stream.time_base or Fraction(1, 1_000_000)
-        count, first, end, first_frame = 0, None, None, None
+        count, first, end = 0, None, None
         for packet in container.demux(stream):
             if packet.size == 0:
                 continue
             count += 1
-            if first_frame is None:
-                first_frame = next(iter(packet.decode()), None)
             if packet.pts is not None:
                 first = packet.pts if first is None else min(first, packet.pts)
                 stop = packet.pts + (packet.duration or 0)
                 end = stop if end is None else max(end, stop)
-        if first_frame is None:  # the decoder holds frames back (B-frames): flush it
-            first_frame = next(iter(stream.codec_context.decode(None)), None) if count else None
-        if not count or first_frame is None:
+        if not count:
             raise VideoError(UNREADABLE)
-        _check_size(first_frame.width, first_frame.height)
         seconds = float((end - first) * time_base) if first is not None and end is not None and end > first else 0.0
         if seconds <= 0 and container.duration:
             seconds = container.duration / 1_000_000
@@ -212,7 +247,8 @@ def probe(data: bytes, *, max_bytes: int | None = None) -> VideoInfo:
         fps = count / seconds if seconds > 0 else float(rate or 0)
         if seconds <= 0 and fps > 0:
             seconds = count / fps
-        return VideoInfo(first_frame.width, first_frame.height, count, round(fps, 3), round(seconds, 3), _format(container))
+        context = stream.codec_context
+        return VideoInfo(context.width, context.height, count, round(fps, 3), round(seconds, 3), _format(container))
     except VideoError:
         raise
     except Exception as error:
@@ -221,24 +257,33 @@ def probe(data: bytes, *, max_bytes: int | None = None) -> VideoInfo:
         container.close()
 
 
-def _decoded(container: Any) -> Iterator[tuple[Image.Image, float, float]]:
-    """(RGB picture, start time, duration) of each frame, in presentation order."""
+def fit_pixels(width: int, height: int, max_pixels: int) -> tuple[int, int]:
+    """width x height scaled down (never up), proportions kept, to at most `max_pixels` pixels."""
+    if width * height <= max_pixels:
+        return width, height
+    scale = math.sqrt(max_pixels / (width * height))
+    return max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
+
+
+def _decoded(container: Any, max_pixels: int | None) -> Iterator[tuple[Image.Image, float, float]]:
+    """(RGB picture, start time, duration) of each frame, in presentation order, each scaled to at
+    most `max_pixels` by FFmpeg's scaler straight from the decoded frame (no full-size RGB copy)."""
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     rate = stream.average_rate or stream.guessed_rate
     default = 1 / float(rate) if rate else 1 / 8
-    index = 0
-    for frame in container.decode(stream):
+    for index, frame in enumerate(container.decode(stream)):
         _check_size(frame.width, frame.height)
         start = frame.time if frame.time is not None else index * default
         duration = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else default
-        yield frame.to_image().convert("RGB"), start, duration
-        index += 1
+        width, height = fit_pixels(frame.width, frame.height, max_pixels) if max_pixels else (frame.width, frame.height)
+        yield frame.to_image(width=width, height=height, interpolation="AREA"), start, duration
 
 
 def read_frames(data: bytes, *, max_frames: int, fps: float | None = None, max_bytes: int | None = None,
-                ) -> tuple[list[Image.Image], float]:  # fmt: skip
-    """An uploaded video's frames as RGB pictures, at most `max_frames` from its start.
+                max_pixels: int | None = None) -> tuple[list[Image.Image], float]:  # fmt: skip
+    """An uploaded video's frames as RGB pictures, at most `max_frames` from its start, each scaled
+    down to at most `max_pixels` (proportions kept) as it is decoded.
 
     With `fps`, the frames shown at 0, 1/fps, 2/fps, ... seconds (each the frame on screen at
     that time, so a faster video drops frames and a slower one repeats them); else every frame
@@ -253,7 +298,7 @@ def read_frames(data: bytes, *, max_frames: int, fps: float | None = None, max_b
         out: list[Image.Image] = []
         if fps is None:
             times = []
-            for picture, start, _ in _decoded(container):
+            for picture, start, _ in _decoded(container, max_pixels):
                 out.append(picture)
                 times.append(start)
                 if len(out) >= max_frames:
@@ -272,7 +317,7 @@ def read_frames(data: bytes, *, max_frames: int, fps: float | None = None, max_b
             def wanted() -> float:
                 return origin + len(out) / fps
 
-            for picture, start, duration in _decoded(container):
+            for picture, start, duration in _decoded(container, max_pixels):
                 if origin is None:
                     origin = start
                 # every wanted time before this frame starts shows the frame held on screen until now

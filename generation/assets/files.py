@@ -223,7 +223,7 @@ def inspect_asset(
             f"{shown} is a pickle-based PyTorch file ({suffix}). Opening one can run any code hidden "
             f"in it, so sdbot accepts only .safetensors files. {CONVERT_ADVICE}"
         )
-    if not lowered.endswith(SAFETENSORS_SUFFIX):
+    if not lowered.endswith(SAFETENSORS_SUFFIX) and not _reads_as_safetensors(data, filename, max_tensors):
         raise AssetError(
             f"{shown} is not a .safetensors file. Upload "
             f"{'LoRAs and LyCORIS files' if kind == 'lora' else 'embeddings'} as .safetensors files."
@@ -235,6 +235,16 @@ def inspect_asset(
         )
     tensors, metadata = read_header(data, filename, max_tensors=max_tensors)
     return _classify(shown, kind, tensors, metadata, size=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+
+def _reads_as_safetensors(data: bytes, filename: str, max_tensors: int) -> bool:
+    """Whether the bytes are a safetensors file whatever the name says: a file is judged by its
+    content (a LoRA saved from `/lora download` in the console keeps the store's name)."""
+    try:
+        read_header(data, filename, max_tensors=max_tensors)
+    except AssetError:
+        return False
+    return True
 
 
 def inspect_stored(path: Path, *, kind: AssetKind, sha256: str) -> AssetInfo:

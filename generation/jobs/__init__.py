@@ -7,7 +7,8 @@ or an answer function (text), and one line in `PICTURE_KINDS` or `ANSWER_KINDS` 
 - instruct: Instruct Pix2Pix (`/edit`)  - answers: enhance and describe (candidate prompts)
 - animate: AnimateDiff's animate and video2video  - deforum: an img2img loop along keyframes
 A job with `spec.controls` is steered by its ControlNets in every pass, whatever its kind draws
-(generation.control); its maps are part of what `render_job` returns.
+(generation.control); its maps are part of what `render_job` returns, each a PNG whose
+`parameters` say what made it (`parameters.control_map_infotext`).
 
 Job modules may import the engine core (`generation.engine`), `spec`, `errors`, `parameters` and
 the subpackages of what they use (imaging, prompts, models, assets, text_models); nothing but
@@ -29,14 +30,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
-from PIL.PngImagePlugin import PngInfo
 
 from generation.animation import video
 from generation.control import preprocess
 from generation.engine import Engine, ProgressFn, Tracker
 from generation.errors import EngineUserError, JobCancelled
 from generation.jobs import animate, answers, deforum, draw, facefix, instruct, painting, upscale
-from generation.parameters import infotext
+from generation.parameters import control_map_infotext, infotext, png
 from generation.prompts.wildcards import has_wildcards
 from generation.spec import CLIP_KINDS, GenerationSpec
 
@@ -116,7 +116,8 @@ def render_job(
     tracker = Tracker(on_progress, should_stop)
     if spec.controls:
         tracker.controls = preprocess.prepare(engine, spec)
-    maps = [_png(picture) for picture in tracker.controls.maps] if tracker.controls else []
+    maps = [png(picture, control_map_infotext(spec, index, picture.size, job_id=job_id))
+            for index, picture in enumerate(tracker.controls.maps)] if tracker.controls else []  # fmt: skip
     if spec.clip is not None:
         return _render_clip(engine, spec, job, tracker, job_id, maps)
     if not spec.wildcards and not has_wildcards(f"{spec.prompt}\n{spec.negative_prompt}"):
@@ -155,7 +156,7 @@ def _render_clip(
         # AnimateDiff draws a whole clip from one seed; Deforum draws frame k with seed + k
         seed = spec.seed + index if spec.kind == "deforum" else spec.seed
         parameters = infotext(spec, seed, job_id=job_id, size=frame.size, template=template, frame=index)
-        images.append(RenderedImage(index, seed, _png(frame, parameters), frame.width, frame.height, parameters))
+        images.append(RenderedImage(index, seed, png(frame, parameters), frame.width, frame.height, parameters))
     played = video.playback_frames(frames, clip.loop)
     encoded = EncodedClip(
         mp4=video.encode_mp4(played, clip.fps, comment=images[0].parameters), gif=video.encode_gif(played, clip.fps), fps=clip.fps,
@@ -203,13 +204,4 @@ def encode(
     its wildcard picks (`spec`), so the parameters keep both."""
     seed = index_seed if index_seed is not None else spec.seed + index
     parameters = infotext(spec, seed, job_id=job_id, size=image.size, template=template)
-    return RenderedImage(index, seed, _png(image, parameters), image.width, image.height, parameters)
-
-
-def _png(image: Image.Image, parameters: str | None = None) -> bytes:
-    info = PngInfo()
-    if parameters is not None:
-        info.add_text("parameters", parameters)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", pnginfo=info)
-    return buffer.getvalue()
+    return RenderedImage(index, seed, png(image, parameters), image.width, image.height, parameters)

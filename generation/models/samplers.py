@@ -64,6 +64,20 @@ _BY_ALIAS: dict[str, Sampler] = {s.alias: s for s in SAMPLERS}
 _BY_ALIAS.update({alias: _BY_ALIAS[normalize(target)] for alias, target in _EXTRA_ALIASES.items()})
 
 
+# A1111 samplers with no diffusers equivalent: named so that a refusal can say why.
+UNAVAILABLE = ("DPM fast", "DPM adaptive", "DPM++ 2S a", "DPM++ 3M SDE", "DPM++ 3M SDE Karras", "DPM++ 2S a Karras")
+
+
+def unavailable_reason(name: str) -> str | None:
+    """Why an A1111 sampler we do not offer is not offered; None for names A1111 does not have."""
+    wanted = normalize(name)
+    for known in UNAVAILABLE:
+        if normalize(known) == wanted:
+            return (f"`{known}` has no equivalent scheduler in diffusers, the library sdbot draws with, so it is "
+                    "refused rather than approximated by another sampler")  # fmt: skip
+    return None
+
+
 def find_sampler(name: str) -> Sampler | None:
     return _BY_ALIAS.get(normalize(name))
 

@@ -12,7 +12,8 @@ and textual-inversion embeddings, as jobs on the same durable queue as the pictu
   LoRA / LyCORIS with `ss_*` metadata, A1111 embeddings);
 - run: what the worker runs for a `train` job: captions, class pictures, resume, yield.
 
-May import `generation.spec`, `generation.errors`, `generation.engine`, `generation.prompts`,
-`generation.models` and `generation.assets`, and `storage` (run: the run's row, its checkpoints
-and samples); nothing in the engine imports this package (the worker does).
+May import `generation.spec`, `generation.errors`, `generation.parameters` (the samples' PNG
+text), `generation.engine`, `generation.prompts`, `generation.models` and `generation.assets`,
+and `storage` (run: the run's row, its checkpoints and samples); nothing in the engine imports
+this package (the worker does).
 """

@@ -15,10 +15,12 @@ from PIL import Image
 
 from generation.engine import Engine, build_scheduler
 from generation.errors import JobCancelled
+from generation.parameters import png
 from generation.training.hooks import Hooks
 from generation.training.spec import TrainingSpec
 
 SAMPLE_SAMPLER = "Euler a"  # samples and class pictures
+SAMPLE_CFG = 7.0
 
 
 @contextlib.contextmanager
@@ -39,12 +41,6 @@ def images_of(blobs: Any, spec: TrainingSpec) -> list[Image.Image]:
         with Image.open(blobs.path(image.blob)) as picture:
             pictures.append(picture.convert("RGB"))
     return pictures
-
-
-def png(picture: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def captions_for(engine: Engine, spec: TrainingSpec, should_stop: Callable[[], bool]) -> tuple[list[str], list[str]]:
@@ -90,7 +86,7 @@ def class_pictures(engine: Engine, spec: TrainingSpec, hooks: Hooks) -> list[Ima
                 raise JobCancelled()
             with torch.no_grad():
                 drawn.append(pipe(prompt=spec.class_prompt, width=spec.resolution, height=spec.resolution,
-                                  num_inference_steps=spec.sample_steps, guidance_scale=7.0,
+                                  num_inference_steps=spec.sample_steps, guidance_scale=SAMPLE_CFG,
                                   generator=torch.Generator("cpu").manual_seed(spec.seed + index)).images[0])  # fmt: skip
     hooks.save_class_images(key, [png(picture) for picture in drawn])
     return drawn

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 # What `stopping` says: "" go on; "cancel" the person asked (end early, keep what was learned);
 # "shutdown" our own stop (checkpoint, hand the job back); "lost" the lease is gone (write nothing).
@@ -21,7 +24,7 @@ class Hooks:
     stopping: Callable[[], Stopping] = lambda: ""
     should_yield: Callable[[], bool] = lambda: False
     checkpoint: Callable[[int, bytes, list[list[float]]], None] = lambda step, data, losses: None
-    sample: Callable[[int, bytes, bool], None] = lambda step, png, last: None
+    sample: Callable[[int, Image.Image, bool], None] = lambda step, picture, last: None  # the worker writes its PNG
     captions: Callable[[list[str]], None] = lambda captions: None
     class_images: Callable[[str], list[bytes] | None] = lambda key: None
     save_class_images: Callable[[str, list[bytes]], None] = lambda key, pngs: None

@@ -4,8 +4,9 @@ and the database (event loop), and the run's end.
 - `prepare` (event loop): the run's row: its last checkpoint (to resume from) and its captions.
 - `work` (engine thread): captions (once per run), DreamBooth's class pictures (once per class),
   then `trainer.train`, whose hooks call back into the event loop and wait: a checkpoint blob
-  and its row, a sample and its delivery, each fenced on the job's attempt (`queue.hold`), so a
-  worker whose lease was taken over writes nothing.
+  and its row, a sample (a PNG whose `parameters` name the run, the step and how it was drawn)
+  and its delivery, each fenced on the job's attempt (`queue.hold`), so a worker whose lease was
+  taken over writes nothing.
 - `finish` (event loop): the file checked as an upload would be, stored as the person's private
   asset, and the job completed with its outbox row, in one transaction.
 """
@@ -27,11 +28,12 @@ from generation.assets.files import inspect_asset, valid_asset_name
 from generation.assets.safetensors_header import addnet_hash
 from generation.engine import Engine
 from generation.errors import EngineUserError
+from generation.parameters import VERSION, png, settings_text
 from generation.training import dataset, export, trainer
 from generation.training.hooks import Stopping
 from generation.training.spec import METHOD_LABELS, TrainingSpec
 from storage import assets, queue, training
-from storage.blobs import BlobStore
+from storage.blobs import BlobStore, key_of
 from storage.db import Database
 from storage.tables import Job
 
@@ -79,10 +81,14 @@ class TrainingTask:
             run = await training.of_job(session, self.job.id)
             if run is None:
                 raise EngineUserError("this training run's record is missing; start it again with /train.")
+            loose = await training.take_loose_checkpoint(session, self.job, self.attempt, self.owner)
             self.captions = list(run.captions) if run.captions else None
             if run.checkpoint_blob and run.checkpoint_step > 0:
                 self.resume = trainer.Resume(run.checkpoint_step, self.blobs.path(run.checkpoint_blob).read_bytes())
                 log.info("job %s: resuming the training from step %d", self.job.id, run.checkpoint_step)
+        if loose is not None:  # an earlier attempt died between writing a checkpoint and deleting the one before
+            await asyncio.to_thread(self.blobs.delete, loose)
+            log.info("job %s: deleted checkpoint %s, which an earlier attempt left behind", self.job.id, loose)
 
     # --- the engine thread ---------------------------------------------------------------------
 
@@ -99,13 +105,18 @@ class TrainingTask:
         hooks = trainer.Hooks(
             progress=progress, stopping=stopping, should_yield=should_yield,
             checkpoint=lambda step, data, losses: self._call(self._checkpoint(step, data, losses)),
-            sample=lambda step, png, last: self._call(self._sample(step, png, last)),
+            sample=lambda step, picture, last: self._call(self._sample(step, self._sample_png(step, picture), last)),
             class_images=lambda key: self._call(self._class_images(key)),
             save_class_images=lambda key, pngs: self._call(self._save_class_images(key, pngs)),
         )  # fmt: skip
         data, learned = trainer.train(self.engine, spec, hooks, captions=self.captions, resume=self.resume,
                                       export=self._export)  # fmt: skip
         return Produced(self.captions, notes, data=data, learned=learned, sample=self.last_sample)
+
+    def _sample_png(self, step: int, picture: Image.Image) -> bytes:
+        """A sample as the PNG the chat gets, with its parameters (encoded here, on the engine
+        thread, not on the event loop)."""
+        return png(picture, sample_parameters(self.spec, step, picture.size, job_id=self.job.id))
 
     def _export(self, learned: trainer.Learned) -> bytes:
         spec = self.spec
@@ -132,6 +143,8 @@ class TrainingTask:
             await training.save_captions(session, self.job, self.attempt, self.owner, captions)
 
     async def _checkpoint(self, step: int, data: bytes, losses: list[list[float]]) -> None:
+        async with self.db.transaction() as session:  # first: a crash mid-write leaves a file the run knows of
+            await training.writing_checkpoint(session, self.job, self.attempt, self.owner, blob=key_of(data, "ckpt"))
         key = await asyncio.to_thread(self.blobs.put, data, "ckpt")
         async with self.db.transaction() as session:
             superseded = await training.save_checkpoint(session, self.job, self.attempt, self.owner, step=step, blob=key,
@@ -201,9 +214,21 @@ class TrainingTask:
                 "sample": produced.sample, "bytes": info.size, "held_out": list(learned.held_out or ()),
             })  # fmt: skip
             done_with = await training.finish(session, job, self.attempt, self.owner, asset_id=asset.id, result=result,
-                                              run_seconds=run_seconds)  # fmt: skip
+                                              run_seconds=run_seconds, losses=learned.losses)  # fmt: skip
         if done_with:
             await asyncio.to_thread(self.blobs.delete, done_with)
+
+
+def sample_parameters(spec: TrainingSpec, step: int, size: tuple[int, int], *, job_id: int) -> str:
+    """A sample's `parameters`, in A1111's form: its prompt, then how it was drawn (the settings
+    of `trainer.Run.sample`) and what it shows: the run and the step it had reached."""
+    fields: list[tuple[str, object]] = [
+        ("Steps", spec.sample_steps), ("Sampler", dataset.SAMPLE_SAMPLER), ("CFG scale", f"{dataset.SAMPLE_CFG:g}"),
+        ("Seed", spec.seed), ("Size", f"{size[0]}x{size[1]}"), ("Model", spec.model),
+        ("Training", f"{METHOD_LABELS[spec.method]} {spec.name}"), ("Training step", f"{step}/{spec.steps}"),
+        ("Job", job_id), ("Version", VERSION),
+    ]  # fmt: skip
+    return f"{spec.sample_prompt}\n{settings_text(fields)}"
 
 
 def free_name(name: str, job_id: int) -> str:

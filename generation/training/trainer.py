@@ -37,10 +37,10 @@ import torch
 from PIL import Image
 
 from generation.engine import Engine
-from generation.errors import EngineUserError, JobCancelled
+from generation.errors import EngineUserError, JobCancelled, TrainingYielded
 from generation.training import buckets
 from generation.training.conditioning import TextConditioning
-from generation.training.dataset import class_pictures, images_of, png, sampling_scheduler
+from generation.training.dataset import SAMPLE_CFG, class_pictures, images_of, sampling_scheduler
 from generation.training.hooks import Hooks
 from generation.training.spec import TrainingSpec
 
@@ -50,11 +50,6 @@ TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 MAX_GRAD_NORM = 1.0
 WEIGHT_DECAY = 1e-2  # diffusers' --adam_weight_decay; embeddings use 0, as A1111
 LOSS_POINTS = 50  # about this many points of loss history per run
-
-
-
-class TrainingYielded(Exception):
-    """The run saved a checkpoint at a step boundary and hands the worker to waiting drawing jobs."""
 
 
 @dataclass
@@ -281,7 +276,8 @@ class Run:
     # --- samples ----------------------------------------------------------------------------
 
     def sample(self, prompt: str) -> Image.Image:
-        """A picture with what was learned so far: the sample prompt, the run's seed, square."""
+        """A picture with what was learned so far: the sample prompt, the run's seed, square
+        (`run.sample_parameters` writes these settings into its PNG)."""
         spec, pipe = self.spec, self.pipe
         with sampling_scheduler(self.loaded), torch.no_grad(), _eval(pipe.unet, *self.encoders):
             arguments: dict[str, Any] = {}
@@ -297,7 +293,7 @@ class Run:
             else:
                 arguments["prompt"] = prompt
             result = pipe(**arguments, width=spec.resolution, height=spec.resolution, num_inference_steps=spec.sample_steps,
-                          guidance_scale=7.0, generator=torch.Generator("cpu").manual_seed(spec.seed))  # fmt: skip
+                          guidance_scale=SAMPLE_CFG, generator=torch.Generator("cpu").manual_seed(spec.seed))  # fmt: skip
         return result.images[0]
 
 
@@ -424,7 +420,7 @@ def train(
             step += 1
             hooks.progress(step, spec.steps, _note(run, step, first, started))
             if step in samples and step < spec.steps:
-                hooks.sample(step, png(run.sample(spec.sample_prompt)), False)
+                hooks.sample(step, run.sample(spec.sample_prompt), False)
             if step % spec.checkpoint_every == 0 and step < spec.steps:
                 save()
         learned = Learned(
@@ -436,7 +432,7 @@ def train(
         )  # fmt: skip
         data = export(learned)
         if step > 0:
-            hooks.sample(step, png(run.sample(spec.sample_prompt)), True)
+            hooks.sample(step, run.sample(spec.sample_prompt), True)
     return data, learned
 
 
