@@ -105,26 +105,29 @@ def build_worker(core: Core, role: WorkerRole = WorkerRole()):  # type: ignore[n
     s = core.settings
     device = resolve_device(s.device)
     dtype = resolve_dtype(s.dtype, device)
-    models = ModelCache(
-        core.ctx.registry, s.resolved_models_dir, device, dtype, s.max_loaded_models, speed=SpeedOptions.from_settings(s)
-    )
+    models = ModelCache(core.ctx.registry, s.resolved_models_dir, device, dtype, s.max_loaded_models, speed=SpeedOptions.from_settings(s))
     controlnets = ControlNets(s.controlnets, s.resolved_models_dir, device, dtype, s.controlnet_cache_bytes)
     motion = MotionModels(s.motion_adapters, s.motion_loras, s.resolved_models_dir, device, dtype)
     engine = Engine(
-        models, core.ctx.blobs, Tools.from_settings(s, device, dtype), adapter_budget_bytes=s.lora_cache_bytes,
-        controlnets=controlnets, instruct_source=s.instruct_model, motion=motion,
-    )  # fmt: skip
-    limits = WorkerLimits(
-        lease_seconds=s.lease_seconds, progress_seconds=s.progress_seconds, poll_seconds=s.poll_seconds,
-        train_yield=s.train_yield, train_hours=s.train_hours, max_batch_jobs=s.max_batch_jobs,
-        max_batch_images=s.max_batch_images, batch_wait_ms=s.batch_wait_ms, affinity_seconds=s.affinity_seconds,
-        models=role.models,
-    )  # fmt: skip
+        models,
+        core.ctx.blobs,
+        Tools.from_settings(s, device, dtype),
+        adapter_budget_bytes=s.lora_cache_bytes,
+        controlnets=controlnets,
+        instruct_source=s.instruct_model,
+        motion=motion,
+    )
+    limits = WorkerLimits.from_settings(s, models=role.models)
     worker = Worker(
-        core.db, engine, core.ctx.blobs, limits,
-        on_finished=core.adapters_wake, preload_model=role.models[0] if role.models else core.ctx.registry.default.display_name,
-        registry=core.ctx.registry, gpu=role.gpu,
-    )  # fmt: skip
+        core.db,
+        engine,
+        core.ctx.blobs,
+        limits,
+        on_finished=core.adapters_wake,
+        preload_model=role.models[0] if role.models else core.ctx.registry.default.display_name,
+        registry=core.ctx.registry,
+        gpu=role.gpu,
+    )
     core.ctx.on_enqueue = worker.wake
     return worker
 
@@ -133,9 +136,7 @@ async def run_console(settings: Settings, *, jsonl: bool, with_worker: bool) -> 
     from bot.console import ConsoleChat
 
     core = await build_core(settings)
-    console = ConsoleChat(
-        core.service, state_dir=settings.data_dir / "console", jsonl=jsonl, poll_seconds=settings.poll_seconds
-    )
+    console = ConsoleChat(core.service, state_dir=settings.data_dir / "console", jsonl=jsonl, poll_seconds=settings.poll_seconds)
     core.wake_adapters.append(console.wake)
     return await _run(core, console.run(), process_role="console", with_worker=with_worker)
 
@@ -153,7 +154,7 @@ async def run_serve(settings: Settings, *, with_worker: bool) -> int:
         adapters.append(("Discord", DiscordChat))
     if not adapters:
         log.error(
-            "No chat adapter is configured. Set SDBOT_TELEGRAM_TOKEN or SDBOT_DISCORD_TOKEN (see the README), "
+            "No chat adapter is configured. Set SDBOT_TELEGRAM_TOKEN or SDBOT_DISCORD_TOKEN (see docs/deploy.md), "
             "or use the console chat: python run_bot.py console"
         )
         return 2
@@ -204,8 +205,9 @@ async def _run(core: Core, main, *, process_role: str, with_worker: bool, role: 
         try:
             await health.start()
         except OSError as error:  # a port asked for and taken: say so, rather than run unwatched
-            log.error("the health endpoint cannot listen on %s port %s: %s (SDBOT_HEALTH_PORT, --health-port)",
-                      health.host, health.port, error)  # fmt: skip
+            log.error(
+                "the health endpoint cannot listen on %s port %s: %s (SDBOT_HEALTH_PORT, --health-port)", health.host, health.port, error
+            )
             main.close()  # never started
             await leadership.close()
             await core.db.close()
@@ -266,9 +268,14 @@ def _health_endpoint(core: Core, process_role: str, leadership: Leadership, work
     from runtime.health import HealthEndpoint
 
     return HealthEndpoint(
-        role=process_role, db=core.db, leadership=leadership, worker_health=worker.health if worker is not None else None,
-        host=s.health_host, port=s.health_port, secrets=s.secret_values(),
-    )  # fmt: skip
+        role=process_role,
+        db=core.db,
+        leadership=leadership,
+        worker_health=worker.health if worker is not None else None,
+        host=s.health_host,
+        port=s.health_port,
+        secrets=s.secret_values(),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,16 +290,16 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--gpu", metavar="N", help="draw on this GPU (sets CUDA_VISIBLE_DEVICES=N for this process)")
     worker.add_argument("--models", metavar="A,B", default="", help="only take jobs for these models (default: any)")
     for process in (console, serve, worker):
-        process.add_argument("--health-port", metavar="N", type=_port,
-                             help="serve GET /healthz on this port (0: any free port; overrides SDBOT_HEALTH_PORT)")  # fmt: skip
+        process.add_argument(
+            "--health-port", metavar="N", type=_port, help="serve GET /healthz on this port (0: any free port; overrides SDBOT_HEALTH_PORT)"
+        )
     args = parser.parse_args(argv)
 
     try:
         settings = load_settings()
     except ValidationError as error:
         problems = "\n".join(
-            f"  {'SDBOT_' + '_'.join(map(str, e['loc'])).upper() + ': ' if e['loc'] else ''}{e['msg']}"
-            for e in error.errors()
+            f"  {'SDBOT_' + '_'.join(map(str, e['loc'])).upper() + ': ' if e['loc'] else ''}{e['msg']}" for e in error.errors()
         )
         print(f"sdbot: the configuration is not valid:\n{problems}", file=sys.stderr)
         return 2

@@ -73,20 +73,30 @@ def main() -> None:
     adapters = {} if args.motion is None else {"bench": MotionAdapterEntry(source=args.motion)}
     motion_name = TINY_MOTION if args.motion is None else "bench"
     cache = ModelCache(registry, work / "models", device, dtype)
-    engine = Engine(cache, LocalBlobStore(work / "blobs"),
-                    motion=MotionModels(adapters, {}, work / "models", device, dtype))  # fmt: skip
+    engine = Engine(cache, LocalBlobStore(work / "blobs"), motion=MotionModels(adapters, {}, work / "models", device, dtype))
 
-    base = dict(prompt="a fox running through a forest", model="bench", width=args.size, height=args.size,
-                steps=args.steps, cfg=7.0, sampler="Euler", seed=2)  # fmt: skip
+    base = dict(
+        prompt="a fox running through a forest",
+        model="bench",
+        width=args.size,
+        height=args.size,
+        steps=args.steps,
+        cfg=7.0,
+        sampler="Euler",
+        seed=2,
+    )
     frames = args.frames
     still = GenerationSpec(kind="txt2img", **base)  # type: ignore[arg-type]
     clip = GenerationSpec(kind="animate", clip=ClipSpec(frames=frames, motion=motion_name, context=frames), **base)  # type: ignore[arg-type]
-    windows = GenerationSpec(kind="animate", clip=ClipSpec(frames=2 * frames, motion=motion_name, context=frames,
-                                                           stride=max(1, frames // 4)), **base)  # type: ignore[arg-type]  # fmt: skip
+    windows = GenerationSpec(
+        kind="animate", clip=ClipSpec(frames=2 * frames, motion=motion_name, context=frames, stride=max(1, frames // 4)), **base
+    )  # type: ignore[arg-type]
     deforum = GenerationSpec(kind="deforum", strength=0.6, clip=ClipSpec(frames=frames, zoom="0:(1.05)"), **base)  # type: ignore[arg-type]
 
-    print(f"device {device}, {dtype}; model {args.model}, motion {args.motion or 'tiny'}; "
-          f"{args.size}x{args.size}, {args.steps} steps, {frames} frames, median of {args.rounds}")  # fmt: skip
+    print(
+        f"device {device}, {dtype}; model {args.model}, motion {args.motion or 'tiny'}; "
+        f"{args.size}x{args.size}, {args.steps} steps, {frames} frames, median of {args.rounds}"
+    )
     still_s, _ = timed(lambda: render_job(engine, still), args.rounds)
     clip_s, rendered = timed(lambda: render_job(engine, clip), args.rounds)
     windows_s, _ = timed(lambda: render_job(engine, windows), args.rounds)
@@ -94,9 +104,13 @@ def main() -> None:
     print("\n1. drawing, per frame, against a still of the same size (includes the clip's encoding, below)")
     print(f"   still                      {still_s * 1000:9.1f} ms")
     print(f"   animate, {frames:3d} frames        {clip_s / frames * 1000:9.1f} ms/frame   x{clip_s / frames / still_s:.2f} of a still")
-    print(f"   animate, {2 * frames:3d} in windows     {windows_s / (2 * frames) * 1000:9.1f} ms/frame   "
-          f"x{windows_s / (2 * frames) / still_s:.2f} of a still")  # fmt: skip
-    print(f"   deforum, {frames:3d} frames        {deforum_s / frames * 1000:9.1f} ms/frame   x{deforum_s / frames / still_s:.2f} of a still")
+    print(
+        f"   animate, {2 * frames:3d} in windows     {windows_s / (2 * frames) * 1000:9.1f} ms/frame   "
+        f"x{windows_s / (2 * frames) / still_s:.2f} of a still"
+    )
+    print(
+        f"   deforum, {frames:3d} frames        {deforum_s / frames * 1000:9.1f} ms/frame   x{deforum_s / frames / still_s:.2f} of a still"
+    )
 
     pictures = [Image.open(io.BytesIO(image.png)).convert("RGB") for image in rendered.images]  # type: ignore[attr-defined]
     mp4_s, mp4 = timed(lambda: video.encode_mp4(pictures, 8), args.rounds)

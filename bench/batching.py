@@ -37,9 +37,15 @@ from config import Settings  # noqa: E402
 from generation.models.tiny import ensure_tiny  # noqa: E402
 
 PROMPTS = [
-    "a red fox in the snow", "a blue whale under the sea", "a castle on a hill at dawn", "an owl on a branch",
-    "a bowl of ramen, studio light", "a lighthouse in a storm", "a cat wearing a hat", "a city street at night",
-]  # fmt: skip
+    "a red fox in the snow",
+    "a blue whale under the sea",
+    "a castle on a hill at dawn",
+    "an owl on a branch",
+    "a bowl of ramen, studio light",
+    "a lighthouse in a storm",
+    "a cat wearing a hat",
+    "a city street at night",
+]
 
 
 class Bot:
@@ -52,8 +58,9 @@ class Bot:
         start = time.perf_counter()
         for person, prompt in enumerate(PROMPTS):
             text = f"/imagine {prompt} --seed {1000 + person} --steps {args.steps} --size {args.size}x{args.size}"
-            request = Request(platform="bench", user_id=f"person{person}", chat_id="c", user_name=f"p{person}",
-                              message_id=f"in{self._next()}", text=text)  # fmt: skip
+            request = Request(
+                platform="bench", user_id=f"person{person}", chat_id="c", user_name=f"p{person}", message_id=f"in{self._next()}", text=text
+            )
             for reply in await self.core.service.handle(request):
                 await self.core.service.sent("bench", "c", f"m{self._next()}", reply)
         while await self.worker.run_once():
@@ -75,9 +82,16 @@ class Bot:
 
 async def make_bot(root: Path, models_dir: Path, model: str, batch: int) -> Bot:
     settings = Settings(
-        _env_file=None, model=model, data_dir=root / f"batch{batch}", models_dir=models_dir, max_batch_jobs=batch,
-        max_batch_images=batch, max_queued_jobs_per_user=100, progress_seconds=0.5, default_sampler="Euler a",
-    )  # fmt: skip
+        _env_file=None,
+        model=model,
+        data_dir=root / f"batch{batch}",
+        models_dir=models_dir,
+        max_batch_jobs=batch,
+        max_batch_images=batch,
+        max_queued_jobs_per_user=100,
+        progress_seconds=0.5,
+        default_sampler="Euler a",
+    )
     core = await run_bot.build_core(settings)
     return Bot(core, run_bot.build_worker(core))
 

@@ -42,8 +42,13 @@ from generation.spec import ControlRef, GenerationSpec  # noqa: E402
 from generation.tools import Tools  # noqa: E402
 from storage.blobs import LocalBlobStore  # noqa: E402
 
-NETWORK_PREPROCESSORS = (("depth", "depth"), ("openpose", "openpose_full"), ("lineart", "lineart_realistic"),
-                         ("softedge", "softedge_hed"), ("softedge", "softedge_pidinet"))  # fmt: skip
+NETWORK_PREPROCESSORS = (
+    ("depth", "depth"),
+    ("openpose", "openpose_full"),
+    ("lineart", "lineart_realistic"),
+    ("softedge", "softedge_hed"),
+    ("softedge", "softedge_pidinet"),
+)
 
 
 def main() -> None:
@@ -64,8 +69,11 @@ def main() -> None:
     engine = Engine(ModelCache(registry, work / "models", device, dtype), blobs, tools)
     # The baseline that reloads: its own base model, and a ControlNet budget of 0 bytes, so each
     # job's ControlNet replaces the last one and is read from disk again.
-    reloader = Engine(ModelCache(registry, work / "models", device, dtype), blobs,
-                      controlnets=ControlNets({}, work / "models", device, dtype, budget_bytes=0))  # fmt: skip
+    reloader = Engine(
+        ModelCache(registry, work / "models", device, dtype),
+        blobs,
+        controlnets=ControlNets({}, work / "models", device, dtype, budget_bytes=0),
+    )
 
     picture = Image.new("RGB", (args.size, args.size), (210, 200, 180))
     draw = ImageDraw.Draw(picture)
@@ -78,8 +86,18 @@ def main() -> None:
         return ControlRef(type=type_, model=f"tiny-{type_}", preprocessor=preprocessor, image=key, weight=weight)  # type: ignore[arg-type]
 
     def spec(*controls: ControlRef) -> GenerationSpec:
-        return GenerationSpec(kind="txt2img", prompt="a red fox in the snow", model="tiny", width=args.size, height=args.size,
-                              steps=args.steps, cfg=7.0, sampler="Euler", seed=1, controls=controls)  # fmt: skip
+        return GenerationSpec(
+            kind="txt2img",
+            prompt="a red fox in the snow",
+            model="tiny",
+            width=args.size,
+            height=args.size,
+            steps=args.steps,
+            cfg=7.0,
+            sampler="Euler",
+            seed=1,
+            controls=controls,
+        )
 
     def timed(function) -> float:  # type: ignore[no-untyped-def]
         if device.type == "cuda":
@@ -113,10 +131,13 @@ def main() -> None:
     print(f"ControlNet loads: kept {engine.controlnets.loads}, reloading {reloader.controlnets.loads}")
 
     size = (args.size, args.size)
-    builtin = [unit("canny", "canny"), unit("scribble", "scribble_xdog"), unit("tile", "tile_resample"),
-               ControlRef(type="qr", model="tiny-qr", preprocessor="qr", text="https://example.com")]  # fmt: skip
-    network = [unit(t, p) for t, p in NETWORK_PREPROCESSORS
-               if (args.depth_model if p == "depth" else args.annotators)]  # fmt: skip
+    builtin = [
+        unit("canny", "canny"),
+        unit("scribble", "scribble_xdog"),
+        unit("tile", "tile_resample"),
+        ControlRef(type="qr", model="tiny-qr", preprocessor="qr", text="https://example.com"),
+    ]
+    network = [unit(t, p) for t, p in NETWORK_PREPROCESSORS if (args.depth_model if p == "depth" else args.annotators)]
     print(f"preprocessing at {args.size}x{args.size} (median of {args.rounds}, after a first call that loads the model):")
     for ref in [*builtin, *network]:
         make_map(engine, ref, size)

@@ -69,40 +69,78 @@ COMPILE_GUESS_S = {"sd15": 90.0, "sdxl": 200.0, "tiny": 30.0}  # engine + bare c
 # --- the real architectures' configs (diffusers' / transformers' names) ----------------------------
 
 SD15_UNET: dict[str, Any] = {
-    "sample_size": 64, "in_channels": 4, "out_channels": 4, "layers_per_block": 2,
+    "sample_size": 64,
+    "in_channels": 4,
+    "out_channels": 4,
+    "layers_per_block": 2,
     "block_out_channels": (320, 640, 1280, 1280),
     "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
     "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-    "cross_attention_dim": 768, "attention_head_dim": 8, "norm_num_groups": 32,
-}  # fmt: skip
+    "cross_attention_dim": 768,
+    "attention_head_dim": 8,
+    "norm_num_groups": 32,
+}
 SDXL_UNET: dict[str, Any] = {
-    "sample_size": 128, "in_channels": 4, "out_channels": 4, "layers_per_block": 2,
+    "sample_size": 128,
+    "in_channels": 4,
+    "out_channels": 4,
+    "layers_per_block": 2,
     "block_out_channels": (320, 640, 1280),
     "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
     "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-    "transformer_layers_per_block": (1, 2, 10), "attention_head_dim": (5, 10, 20), "cross_attention_dim": 2048,
-    "use_linear_projection": True, "addition_embed_type": "text_time", "addition_time_embed_dim": 256,
-    "projection_class_embeddings_input_dim": 2816, "norm_num_groups": 32,
-}  # fmt: skip
+    "transformer_layers_per_block": (1, 2, 10),
+    "attention_head_dim": (5, 10, 20),
+    "cross_attention_dim": 2048,
+    "use_linear_projection": True,
+    "addition_embed_type": "text_time",
+    "addition_time_embed_dim": 256,
+    "projection_class_embeddings_input_dim": 2816,
+    "norm_num_groups": 32,
+}
 VAE: dict[str, Any] = {
-    "in_channels": 3, "out_channels": 3, "latent_channels": 4, "layers_per_block": 2,
+    "in_channels": 3,
+    "out_channels": 3,
+    "latent_channels": 4,
+    "layers_per_block": 2,
     "block_out_channels": (128, 256, 512, 512),
-    "down_block_types": ("DownEncoderBlock2D",) * 4, "up_block_types": ("UpDecoderBlock2D",) * 4,
-    "norm_num_groups": 32, "force_upcast": False,
-}  # fmt: skip
+    "down_block_types": ("DownEncoderBlock2D",) * 4,
+    "up_block_types": ("UpDecoderBlock2D",) * 4,
+    "norm_num_groups": 32,
+    "force_upcast": False,
+}
 _TOKENS = {"vocab_size": 49408, "max_position_embeddings": 77, "bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 49407}
-CLIP_L: dict[str, Any] = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
-                          "hidden_act": "quick_gelu", "projection_dim": 768, **_TOKENS}  # fmt: skip
-CLIP_BIG_G: dict[str, Any] = {"hidden_size": 1280, "intermediate_size": 5120, "num_hidden_layers": 32, "num_attention_heads": 20,
-                              "hidden_act": "gelu", "projection_dim": 1280, **_TOKENS}  # fmt: skip
-SCHEDULER: dict[str, Any] = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000,
-                             "steps_offset": 1, "timestep_spacing": "leading", "prediction_type": "epsilon"}  # fmt: skip
+CLIP_L: dict[str, Any] = {
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "hidden_act": "quick_gelu",
+    "projection_dim": 768,
+    **_TOKENS,
+}
+CLIP_BIG_G: dict[str, Any] = {
+    "hidden_size": 1280,
+    "intermediate_size": 5120,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 20,
+    "hidden_act": "gelu",
+    "projection_dim": 1280,
+    **_TOKENS,
+}
+SCHEDULER: dict[str, Any] = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "steps_offset": 1,
+    "timestep_spacing": "leading",
+    "prediction_type": "epsilon",
+}
 
 
 def build_pipeline(arch: str, device: torch.device | str) -> Any:
     """SD 1.5 or SDXL, real sizes, random weights (seeded), fp32 on `device`."""
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
-    from diffusers import UNet2DConditionModel
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     from generation.models.tiny import clip_vocab
@@ -119,10 +157,25 @@ def build_pipeline(arch: str, device: torch.device | str) -> Any:
     scheduler = EulerDiscreteScheduler.from_config(SCHEDULER)
     if xl:
         tokenizer_2 = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77, pad_token="!")
-        return StableDiffusionXLPipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer,
-                                         tokenizer_2=tokenizer_2, unet=unet, scheduler=scheduler)  # fmt: skip
-    return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
-                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)  # fmt: skip
+        return StableDiffusionXLPipeline(
+            vae=vae,
+            text_encoder=text_encoder,
+            text_encoder_2=text_encoder_2,
+            tokenizer=tokenizer,
+            tokenizer_2=tokenizer_2,
+            unet=unet,
+            scheduler=scheduler,
+        )
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
 
 
 def save_model(arch: str, folder: Path, device: torch.device) -> Path:
@@ -143,9 +196,12 @@ def parameter_counts() -> dict[str, float]:
     pipes = {arch: build_pipeline(arch, "meta") for arch in ("sd15", "sdxl")}
     count = lambda module: sum(p.numel() for p in module.parameters()) / 1e6  # noqa: E731
     return {
-        "sd15 unet": count(pipes["sd15"].unet), "sdxl unet": count(pipes["sdxl"].unet), "vae": count(pipes["sd15"].vae),
-        "clip-l": count(pipes["sd15"].text_encoder), "clip-bigG": count(pipes["sdxl"].text_encoder_2),
-    }  # fmt: skip
+        "sd15 unet": count(pipes["sd15"].unet),
+        "sdxl unet": count(pipes["sdxl"].unet),
+        "vae": count(pipes["sd15"].vae),
+        "clip-l": count(pipes["sd15"].text_encoder),
+        "clip-bigG": count(pipes["sdxl"].text_encoder_2),
+    }
 
 
 # --- timing ------------------------------------------------------------------------------------------
@@ -206,16 +262,18 @@ class Row:
 class EnginePath:
     """The project's loader and engine: ModelCache(speed=...) -> Engine -> run_job (PNG and all)."""
 
-    def __init__(self, folder: Path, models_dir: Path, blobs: LocalBlobStore, device: torch.device, dtype: torch.dtype,
-                 options: SpeedOptions):  # fmt: skip
+    def __init__(
+        self, folder: Path, models_dir: Path, blobs: LocalBlobStore, device: torch.device, dtype: torch.dtype, options: SpeedOptions
+    ):
         registry = ModelRegistry([ModelEntry(source=str(folder), name="bench")])
         self.engine = Engine(ModelCache(registry, models_dir, device, dtype, speed=options), blobs)
         self.engine.preload("bench")
         self.device = device
 
     def job(self, size: int, steps: int, seed: int) -> tuple[float, float]:
-        spec = GenerationSpec(kind="txt2img", prompt=PROMPT, model="bench", width=size, height=size, steps=steps,
-                              cfg=7.0, sampler="Euler", seed=seed, n=1)  # fmt: skip
+        spec = GenerationSpec(
+            kind="txt2img", prompt=PROMPT, model="bench", width=size, height=size, steps=steps, cfg=7.0, sampler="Euler", seed=seed, n=1
+        )
         clock = StepClock(self.device)
         _sync(self.device)
         start = time.perf_counter()
@@ -234,8 +292,9 @@ class BarePath:
         if arch == "sdxl":
             pipe = StableDiffusionXLPipeline.from_pretrained(folder, dtype=dtype, use_safetensors=True)
         else:
-            pipe = StableDiffusionPipeline.from_pretrained(folder, dtype=dtype, use_safetensors=True, safety_checker=None,
-                                                           requires_safety_checker=False)  # fmt: skip
+            pipe = StableDiffusionPipeline.from_pretrained(
+                folder, dtype=dtype, use_safetensors=True, safety_checker=None, requires_safety_checker=False
+            )
         pipe.to(device)
         pipe.set_progress_bar_config(disable=True)
         if option == "classic":
@@ -261,8 +320,15 @@ class BarePath:
         _sync(self.device)
         start = time.perf_counter()
         self.pipe.scheduler = self.scheduler_class.from_config(self.config)
-        self.pipe(PROMPT, num_inference_steps=steps, guidance_scale=7.0, width=size, height=size,
-                  generator=torch.Generator("cpu").manual_seed(seed), callback_on_step_end=on_step)  # fmt: skip
+        self.pipe(
+            PROMPT,
+            num_inference_steps=steps,
+            guidance_scale=7.0,
+            width=size,
+            height=size,
+            generator=torch.Generator("cpu").manual_seed(seed),
+            callback_on_step_end=on_step,
+        )
         _sync(self.device)
         return clock.its(), time.perf_counter() - start
 
@@ -310,10 +376,12 @@ def plans(args: argparse.Namespace) -> list[Plan]:
     else:
         dtypes = ("fp16",) if args.quick else ("fp16", "bf16")
         sizes = (("sd15", 512), ("sdxl", 1024))
-        out = [Plan(arch, dtype, option, size) for dtype in dtypes for arch, size in sizes
-               for option in OPTIONS if option != "torch_compile"]  # fmt: skip
-        out += [Plan(arch, dtype, "torch_compile", size) for dtype in dtypes for arch, size in sizes
-                if not (args.quick and arch == "sdxl")]  # fmt: skip  (SDXL's compile alone takes minutes)
+        out = [
+            Plan(arch, dtype, option, size) for dtype in dtypes for arch, size in sizes for option in OPTIONS if option != "torch_compile"
+        ]
+        out += [
+            Plan(arch, dtype, "torch_compile", size) for dtype in dtypes for arch, size in sizes if not (args.quick and arch == "sdxl")
+        ]  # SDXL's compile alone takes minutes
     keep = lambda value, wanted: not wanted or value in wanted.split(",")  # noqa: E731
     return [p for p in out if keep(p.arch, args.arch) and keep(p.dtype, args.dtype) and keep(p.option, args.option)]
 
@@ -329,18 +397,24 @@ def _gib(value: float) -> str:
 def print_table(rows: list[Row]) -> None:
     base = {(r.arch, r.dtype): r for r in rows if r.option == "sdpa" and not r.error}
     print()
-    print(f"{'model':5} {'dtype':5} {'option':13} {'engine it/s':>11} {'bare it/s':>9} {'eng/bare':>8} "
-          f"{'eng vs sdpa':>11} {'bare vs sdpa':>12} {'eng s/job':>9} {'bare s/job':>10} {'warm-up s e/b':>13} {'peak GiB':>8}")  # fmt: skip
+    print(
+        f"{'model':5} {'dtype':5} {'option':13} {'engine it/s':>11} {'bare it/s':>9} {'eng/bare':>8} "
+        f"{'eng vs sdpa':>11} {'bare vs sdpa':>12} {'eng s/job':>9} {'bare s/job':>10} {'warm-up s e/b':>13} {'peak GiB':>8}"
+    )
     for r in rows:
         if r.error:
             print(f"{r.arch:5} {r.dtype:5} {r.option:13} FAILED {r.error}")
             continue
         b = base.get((r.arch, r.dtype))
-        print(f"{r.arch:5} {r.dtype:5} {r.option:13} {r.engine_its:11.2f} {r.bare_its:9.2f} {ratio(r.engine_its, r.bare_its):>8} "
-              f"{ratio(r.engine_its, b.engine_its) if b else '-':>11} {ratio(r.bare_its, b.bare_its) if b else '-':>12} "
-              f"{r.engine_s:9.3f} {r.bare_s:10.3f} {r.warmup_engine_s:6.1f}/{r.warmup_bare_s:<6.1f} {_gib(r.peak_gib):>8}")  # fmt: skip
-    print("\nit/s: denoising steps per second (median); eng/bare > 1: the engine is faster; "
-          "vs sdpa: option on / default (for classic: < 1 means sdpa is faster).")
+        print(
+            f"{r.arch:5} {r.dtype:5} {r.option:13} {r.engine_its:11.2f} {r.bare_its:9.2f} {ratio(r.engine_its, r.bare_its):>8} "
+            f"{ratio(r.engine_its, b.engine_its) if b else '-':>11} {ratio(r.bare_its, b.bare_its) if b else '-':>12} "
+            f"{r.engine_s:9.3f} {r.bare_s:10.3f} {r.warmup_engine_s:6.1f}/{r.warmup_bare_s:<6.1f} {_gib(r.peak_gib):>8}"
+        )
+    print(
+        "\nit/s: denoising steps per second (median); eng/bare > 1: the engine is faster; "
+        "vs sdpa: option on / default (for classic: < 1 means sdpa is faster)."
+    )
 
 
 def main() -> int:
@@ -349,8 +423,9 @@ def main() -> int:
     parser.add_argument("--cpu-smoke", action="store_true", help="the tiny model on CPU: checks that the script runs")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps per job (default 20; --quick 10)")
     parser.add_argument("--runs", type=int, default=None, help="timed jobs per path and set (default 3; --quick 2)")
-    parser.add_argument("--budget-s", type=float, default=None, help="skip the sets left after this many seconds "
-                        "(default 450; --quick 200)")  # fmt: skip
+    parser.add_argument(
+        "--budget-s", type=float, default=None, help="skip the sets left after this many seconds (default 450; --quick 200)"
+    )
     parser.add_argument("--arch", help="only these (comma-separated): sd15, sdxl")
     parser.add_argument("--dtype", help="only these: fp16, bf16")
     parser.add_argument("--option", help=f"only these: {', '.join(OPTIONS)} (sdpa is the base of the ratios)")
@@ -403,8 +478,10 @@ def main() -> int:
                 set_time[plan.arch] = elapsed
             rows.append(row)
             status = f"FAILED ({row.error})" if row.error else f"engine {row.engine_its:.2f} it/s, bare {row.bare_its:.2f} it/s"
-            print(f"[{time.perf_counter() - started:5.0f} s] {plan.arch} {plan.dtype} {plan.option}: {status} "
-                  f"(set took {elapsed:.0f} s)", flush=True)  # fmt: skip
+            print(
+                f"[{time.perf_counter() - started:5.0f} s] {plan.arch} {plan.dtype} {plan.option}: {status} (set took {elapsed:.0f} s)",
+                flush=True,
+            )
     print_table(rows)
     if skipped:
         print("skipped for the time budget: " + ", ".join(f"{p.arch} {p.dtype} {p.option}" for p in skipped))

@@ -74,8 +74,18 @@ def main() -> None:
         refs.append(AssetRef(name=name, blob=key, sha256=key.split(".")[0], format="kohya", weight=0.8))
 
     def spec(*loras: AssetRef) -> GenerationSpec:
-        return GenerationSpec(kind="txt2img", prompt="a red fox in the snow", model="tiny", width=args.size,
-                              height=args.size, steps=args.steps, cfg=7.0, sampler="Euler", seed=1, loras=loras)  # fmt: skip
+        return GenerationSpec(
+            kind="txt2img",
+            prompt="a red fox in the snow",
+            model="tiny",
+            width=args.size,
+            height=args.size,
+            steps=args.steps,
+            cfg=7.0,
+            sampler="Euler",
+            seed=1,
+            loras=loras,
+        )
 
     def timed(engine: Engine, job: GenerationSpec) -> float:
         if device.type == "cuda":
@@ -103,14 +113,17 @@ def main() -> None:
     def median(values: list[float]) -> float:
         return statistics.median(values)
 
-    print(f"tiny model, {args.size}x{args.size}, {args.steps} steps, LoRA rank {args.rank}, {device} {dtype}, "
-          f"{args.rounds} rounds (median)")  # fmt: skip
+    print(
+        f"tiny model, {args.size}x{args.size}, {args.steps} steps, LoRA rank {args.rank}, {device} {dtype}, {args.rounds} rounds (median)"
+    )
     print(f"job without a LoRA           {median(plain):8.3f} s")
     print(f"job with a cached LoRA       {median(cached):8.3f} s   x{median(cached) / median(plain):.2f} of without")
     print(f"switching two cached LoRAs   {median(switching):8.3f} s   x{median(switching) / median(plain):.2f} of without")
     print(f"loading the LoRA every job   {median(reloading):8.3f} s   x{median(reloading) / median(switching):.2f} of switching")
-    print(f"adapter loads: cached engine {engine.adapters.loads} (hits {engine.adapters.hits}), "
-          f"reloading engine {reloader.adapters.loads} (hits {reloader.adapters.hits})")  # fmt: skip
+    print(
+        f"adapter loads: cached engine {engine.adapters.loads} (hits {engine.adapters.hits}), "
+        f"reloading engine {reloader.adapters.loads} (hits {reloader.adapters.hits})"
+    )
 
 
 if __name__ == "__main__":

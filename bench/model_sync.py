@@ -67,8 +67,10 @@ async def main(models: int, rounds: int) -> None:
                         entry = ModelEntry(source=f"/models/m{i}", name=f"m{i}", architecture="sd1", size=512)
                         await model_library.add_model(session, entry, None)
                 sync, every, throttled = await measure(core, rounds)
-                print(f"{count:>5}  {sync * 1000:>7.2f} ms  {every * 1000:>14.2f} ms  {throttled * 1000:>14.2f} ms"
-                      f"  {every / throttled:>15.2f}x")
+                print(
+                    f"{count:>5}  {sync * 1000:>7.2f} ms  {every * 1000:>14.2f} ms  {throttled * 1000:>14.2f} ms"
+                    f"  {every / throttled:>15.2f}x"
+                )
         finally:
             await core.db.close()
 

@@ -75,10 +75,7 @@ class BotPath:
         core.wake_adapters.append(self.delivered.set)
 
     async def job(self, seed: int, args: argparse.Namespace) -> float:
-        text = (
-            f"/imagine a red fox in the snow --seed {seed} --steps {args.steps} --cfg 7 --sampler euler "
-            f"--size {args.size}x{args.size}"
-        )
+        text = f"/imagine a red fox in the snow --seed {seed} --steps {args.steps} --cfg 7 --sampler euler --size {args.size}x{args.size}"
         service = self.core.service
         start = time.perf_counter()
         # An adapter records the status message it sent; until it does, the command layer holds
@@ -99,9 +96,15 @@ class BotPath:
 async def measure(folder: str, args: argparse.Namespace, data_dir: Path) -> tuple[list[float], list[float]]:
     """Bare and bot jobs alternate, so drift in the machine's speed hits both alike."""
     settings = Settings(
-        _env_file=None, model=folder, data_dir=data_dir, device=args.device, dtype=args.dtype,
-        max_steps=max(args.steps, 100), max_pixels=max(args.size**2, 1024**2), max_side=max(args.size, 2048),
-    )  # fmt: skip
+        _env_file=None,
+        model=folder,
+        data_dir=data_dir,
+        device=args.device,
+        dtype=args.dtype,
+        max_steps=max(args.steps, 100),
+        max_pixels=max(args.size**2, 1024**2),
+        max_side=max(args.size, 2048),
+    )
     core = await run_bot.build_core(settings)
     worker = run_bot.build_worker(core)
     stop = asyncio.Event()
@@ -143,8 +146,10 @@ def main() -> None:
     bare_mean, bot_mean = statistics.mean(bare), statistics.mean(bot)
     print(f"bare diffusers: {bare_mean * 1000:8.1f} ms/job (median {statistics.median(bare) * 1000:.1f})")
     print(f"whole bot path: {bot_mean * 1000:8.1f} ms/job (median {statistics.median(bot) * 1000:.1f})")
-    print(f"ratio bot/bare: {bot_mean / bare_mean:.3f} (median of per-job ratios "
-          f"{statistics.median(b / a for a, b in zip(bare, bot, strict=True)):.3f})")
+    print(
+        f"ratio bot/bare: {bot_mean / bare_mean:.3f} (median of per-job ratios "
+        f"{statistics.median(b / a for a, b in zip(bare, bot, strict=True)):.3f})"
+    )
     print(f"overhead:       {(bot_mean - bare_mean) * 1000:8.1f} ms/job")
 
 

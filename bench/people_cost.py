@@ -70,8 +70,7 @@ def scoring_cost(core: run_bot.Core, classifier: str, repeats: int) -> tuple[flo
     from generation.spec import GenerationSpec
 
     engine = run_bot.build_worker(core).engine
-    spec = GenerationSpec(kind="txt2img", prompt="a red fox", model="tiny", width=64, height=64, steps=4, seed=1, cfg=7.0,
-                          sampler="Euler")
+    spec = GenerationSpec(kind="txt2img", prompt="a red fox", model="tiny", width=64, height=64, steps=4, seed=1, cfg=7.0, sampler="Euler")
     plain, with_score = [], []
     for _ in range(repeats + 1):  # the first of each warms up
         start = time.perf_counter()
@@ -99,15 +98,21 @@ async def main() -> None:
             for label, seconds in (("role cache off", 0.0), ("role cache on", configured.role_cache_seconds)):
                 core.ctx.settings = configured.model_copy(update={"role_cache_seconds": seconds})
                 full, bare = await requests_cost(core, args.requests)
-                print(f"/queue, {label}: {full * 1000:.2f} ms through handle (role resolved) vs {bare * 1000:.2f} ms for the "
-                      f"handler alone — x{full / bare:.2f}, +{(full - bare) * 1000:.2f} ms a request")  # fmt: skip
+                print(
+                    f"/queue, {label}: {full * 1000:.2f} ms through handle (role resolved) vs {bare * 1000:.2f} ms for the "
+                    f"handler alone — x{full / bare:.2f}, +{(full - bare) * 1000:.2f} ms a request"
+                )
             core.ctx.settings = configured
             checked, empty = await quota_cost(core, args.requests)
-            print(f"quota checks: {checked * 1000:.2f} ms vs {empty * 1000:.2f} ms for the user lookup alone "
-                  f"— x{checked / empty:.2f}, +{(checked - empty) * 1000:.2f} ms a job")  # fmt: skip
+            print(
+                f"quota checks: {checked * 1000:.2f} ms vs {empty * 1000:.2f} ms for the user lookup alone "
+                f"— x{checked / empty:.2f}, +{(checked - empty) * 1000:.2f} ms a job"
+            )
             scored_s, plain_s = await asyncio.to_thread(scoring_cost, core, args.classifier, args.draws)
-            print(f"a 64x64 still, 4 steps: {scored_s * 1000:.1f} ms scored by `{args.classifier}` vs {plain_s * 1000:.1f} ms "
-                  f"unscored — x{scored_s / plain_s:.2f}")  # fmt: skip
+            print(
+                f"a 64x64 still, 4 steps: {scored_s * 1000:.1f} ms scored by `{args.classifier}` vs {plain_s * 1000:.1f} ms "
+                f"unscored — x{scored_s / plain_s:.2f}"
+            )
         finally:
             await core.db.close()
 

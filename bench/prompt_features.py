@@ -61,8 +61,16 @@ def main() -> None:
     model = cache.registry.default.display_name
 
     def spec(changes: dict) -> GenerationSpec:  # type: ignore[type-arg]
-        base = {"kind": "txt2img", "model": model, "width": args.size, "height": args.size, "steps": args.steps,
-                "cfg": 7.0, "sampler": "Euler", "seed": 1}  # fmt: skip
+        base = {
+            "kind": "txt2img",
+            "model": model,
+            "width": args.size,
+            "height": args.size,
+            "steps": args.steps,
+            "cfg": 7.0,
+            "sampler": "Euler",
+            "seed": 1,
+        }
         return GenerationSpec(**{**base, **changes})
 
     def run(changes: dict) -> float:  # type: ignore[type-arg]

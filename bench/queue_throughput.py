@@ -16,7 +16,7 @@ what the worker's machinery costs on top of the database.
     python bench/queue_throughput.py --postgres-url postgresql+asyncpg://user@host/db   # your server
     python bench/queue_throughput.py --jobs 5000 --backends sqlite
 
-Without --postgres-url it starts a throwaway cluster (tests/postgres_cluster.py) with fsync off,
+Without --postgres-url it starts a throwaway cluster (tests/support/postgres_cluster.py) with fsync off,
 so its PostgreSQL figures leave out the disk; SQLite's include it (WAL, synchronous FULL).
 """
 
@@ -74,8 +74,7 @@ class NullTask:
 
     async def finish(self, produced: None, run_seconds: float) -> None:
         async with self.worker.db.transaction() as session:
-            await queue.complete(session, self.job, self.job.attempt, owner=self.worker.owner, outputs=[],
-                                 run_seconds=run_seconds)  # fmt: skip
+            await queue.complete(session, self.job, self.job.attempt, owner=self.worker.owner, outputs=[], run_seconds=run_seconds)
 
 
 class NullBatch(_BatchTask):
@@ -94,8 +93,7 @@ class NullWorker(Worker):
 
 
 # A valid txt2img job (so the worker's batch path reads it as it reads any), never drawn.
-NULL_SPEC = GenerationSpec(kind="txt2img", prompt="null", model="tiny", width=64, height=64, steps=1, cfg=7.0,
-                           sampler="Euler", seed=1)  # fmt: skip
+NULL_SPEC = GenerationSpec(kind="txt2img", prompt="null", model="tiny", width=64, height=64, steps=1, cfg=7.0, sampler="Euler", seed=1)
 
 
 async def fill(url: str, jobs: int, batchable: bool) -> None:
@@ -105,10 +103,17 @@ async def fill(url: str, jobs: int, batchable: bool) -> None:
         people = [await users.get_or_create(session, "bench", f"person{i}") for i in range(30)]
         for number in range(jobs):
             await queue.enqueue(
-                session, user_id=people[number % 30].id, platform="bench", chat_id="c", source_message_id=None,
-                kind="txt2img", model="tiny", batch_key=NULL_SPEC.batch_key() if batchable else "",
-                params=NULL_SPEC.model_dump(mode="json"), max_attempts=3,
-            )  # fmt: skip
+                session,
+                user_id=people[number % 30].id,
+                platform="bench",
+                chat_id="c",
+                source_message_id=None,
+                kind="txt2img",
+                model="tiny",
+                batch_key=NULL_SPEC.batch_key() if batchable else "",
+                params=NULL_SPEC.model_dump(mode="json"),
+                max_attempts=3,
+            )
     await db.close()
 
 
@@ -176,7 +181,7 @@ def database_urls(args: argparse.Namespace, temp: Path):  # type: ignore[no-unty
             yield "postgresql", lambda: _fresh_schema(args.postgres_url)
             return
         try:
-            from tests import postgres_cluster
+            from tests.support import postgres_cluster
 
             cluster = postgres_cluster.cluster()
         except Exception as error:  # noqa: BLE001 - no PostgreSQL here: say so and go on
@@ -221,10 +226,13 @@ def main() -> None:
                 worker = run_case(fresh(), args.jobs, processes, "worker")
                 batches = run_case(fresh(), args.jobs, processes, "batches")
                 rows.append((backend, processes, bare, worker, batches))
-                print(f"{backend}, {processes} worker(s): queue alone {bare:,.0f} jobs/s, worker one by one "
-                      f"{worker:,.0f} jobs/s, worker in batches of {BATCH} {batches:,.0f} jobs/s", flush=True)  # fmt: skip
+                print(
+                    f"{backend}, {processes} worker(s): queue alone {bare:,.0f} jobs/s, worker one by one "
+                    f"{worker:,.0f} jobs/s, worker in batches of {BATCH} {batches:,.0f} jobs/s",
+                    flush=True,
+                )
     try:
-        from tests import postgres_cluster
+        from tests.support import postgres_cluster
 
         postgres_cluster.stop()
     except Exception:  # noqa: BLE001
@@ -232,8 +240,10 @@ def main() -> None:
     print(f"\n{args.jobs} jobs per case, null engine, on {os.cpu_count()} CPUs; ratios against the queue alone")
     print(f"{'backend':36} {'workers':>7} {'queue alone':>12} {'worker, one by one':>24} {f'worker, batches of {BATCH}':>24}")
     for backend, processes, bare, worker, batches in rows:
-        print(f"{backend:36} {processes:>7} {bare:>10,.0f}/s {worker:>14,.0f}/s {worker / bare:>6.2f}x "
-              f"{batches:>14,.0f}/s {batches / bare:>6.2f}x")  # fmt: skip
+        print(
+            f"{backend:36} {processes:>7} {bare:>10,.0f}/s {worker:>14,.0f}/s {worker / bare:>6.2f}x "
+            f"{batches:>14,.0f}/s {batches / bare:>6.2f}x"
+        )
 
 
 if __name__ == "__main__":

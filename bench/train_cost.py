@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What training costs, in one run, against baselines in the same process: the tiny model on
 CPU, a LoRA at 64 px, rank 4 (+ the text encoder's), batch 1, 4 deterministic pictures (those
-of tests/train_pictures.py). A step's time is the median interval between steps' ends
+of tests/support/train_pictures.py). A step's time is the median interval between steps' ends
 (`Hooks.progress` timestamps for the bot), so set-up, the held-out loss, the export and the
 last sample are left out; each figure is the median over the rounds.
 
@@ -53,7 +53,7 @@ from storage.blobs import LocalBlobStore  # noqa: E402
 
 
 def picture_bytes(count: int = 4, seed: int = 5) -> list[bytes]:
-    """tests/train_pictures.py's pictures: a gradient and noise, 64x64, 48x64, 64x48, 56x64."""
+    """tests/support/train_pictures.py's pictures: a gradient and noise, 64x64, 48x64, 64x48, 56x64."""
     rng, out = np.random.default_rng(seed), []
     for i, (width, height) in enumerate(((64, 64), (48, 64), (64, 48), (56, 64))[:count]):
         gradient = np.linspace(0, 255, width)[None, :, None] * np.array([1.0, 0.5, 0.2]) * (i + 1) / count
@@ -93,8 +93,11 @@ def bare_loop(models: Path, pictures: list[Image.Image], captions: list[str], sp
             fitted = buckets.fit(picture, buckets.nearest_bucket(picture.width, picture.height, choices))
             pixels = torch.from_numpy(np.asarray(fitted, dtype="float32") / 127.5 - 1).permute(2, 0, 1)[None]
             latents.append(vae.encode(pixels).latent_dist.sample() * vae.config.scaling_factor)
-            ids.append(tokenizer(caption, padding="max_length", max_length=tokenizer.model_max_length,
-                                 truncation=True, return_tensors="pt").input_ids)  # fmt: skip
+            ids.append(
+                tokenizer(
+                    caption, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+                ).input_ids
+            )
     for module in (unet, text_encoder):
         module.train()
     total = noise_scheduler.config.num_train_timesteps
@@ -131,19 +134,37 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="sdbot-bench-"))
     models = work / "models"
-    engine = Engine(ModelCache(ModelRegistry([ModelEntry(source="tiny")]), models, torch.device("cpu"), torch.float32),
-                    LocalBlobStore(work / "blobs"))  # fmt: skip
+    engine = Engine(
+        ModelCache(ModelRegistry([ModelEntry(source="tiny")]), models, torch.device("cpu"), torch.float32), LocalBlobStore(work / "blobs")
+    )
     checkpoints: list[LocalBlobStore] = []  # a fresh store per run: runs repeat bit for bit, and equal blobs are not written again
     datas = picture_bytes(4)
     pictures = [Image.open(io.BytesIO(data)).convert("RGB") for data in datas]
-    images = [TrainImage(blob=engine.blobs.put(data, "png"), width=picture.width, height=picture.height, filename=f"{i}.png")
-              for i, (data, picture) in enumerate(zip(datas, pictures, strict=True))]  # fmt: skip
+    images = [
+        TrainImage(blob=engine.blobs.put(data, "png"), width=picture.width, height=picture.height, filename=f"{i}.png")
+        for i, (data, picture) in enumerate(zip(datas, pictures, strict=True))
+    ]
     captions = ["foxy"] * 4
 
     def spec(steps: int, checkpoint_every: int) -> TrainingSpec:
-        return TrainingSpec(method="lora", name="foxy", model="tiny", images=tuple(images), trigger="foxy", steps=steps,
-                            rank=4, alpha=4, lr=1e-4, resolution=64, batch=1, seed=3, text_encoder=True,
-                            sample_every=0, sample_steps=1, checkpoint_every=checkpoint_every)  # fmt: skip
+        return TrainingSpec(
+            method="lora",
+            name="foxy",
+            model="tiny",
+            images=tuple(images),
+            trigger="foxy",
+            steps=steps,
+            rank=4,
+            alpha=4,
+            lr=1e-4,
+            resolution=64,
+            batch=1,
+            seed=3,
+            text_encoder=True,
+            sample_every=0,
+            sample_steps=1,
+            checkpoint_every=checkpoint_every,
+        )
 
     puts: list[float] = []
     states: list[float] = []  # from the step's progress call to the hook: `Run.state_bytes`
@@ -168,8 +189,9 @@ def main() -> None:
                 progress(step)
 
         def export_file(learned: trainer.Learned) -> bytes:
-            metadata = export.training_metadata(run, architecture="sd1", captions=learned.captions, steps_done=learned.steps_done,
-                                                loss=learned.loss, base_model_name="tiny")  # fmt: skip
+            metadata = export.training_metadata(
+                run, architecture="sd1", captions=learned.captions, steps_done=learned.steps_done, loss=learned.loss, base_model_name="tiny"
+            )
             return export.adapter_file(learned.components, trainer.ADAPTER, "lora", metadata, sdxl=False)
 
         hooks = trainer.Hooks(progress=on_progress, **{"checkpoint": write, **hooks})
@@ -220,22 +242,30 @@ def main() -> None:
     yields = [yield_trial(trial) for trial in range(args.yield_trials + 1)]
     shutil.rmtree(work, ignore_errors=True)  # about 25 MB of checkpoints per round
 
-    print(f"tiny model, 64x64, LoRA rank 4 (+ text encoder), batch 1, 4 pictures, cpu float32, {args.threads} thread(s), "
-          f"{args.steps} steps x {args.rounds} rounds (median)")  # fmt: skip
+    print(
+        f"tiny model, 64x64, LoRA rank 4 (+ text encoder), batch 1, 4 pictures, cpu float32, {args.threads} thread(s), "
+        f"{args.steps} steps x {args.rounds} rounds (median)"
+    )
     print(f"trainable parameters: bot {bot_params}, bare loop {trained}")
     print(f"bare diffusers+peft loop   {step_bare * 1000:8.1f} ms/step  {1 / step_bare:6.1f} steps/s")
     print(f"through the bot            {step_bot * 1000:8.1f} ms/step  {1 / step_bot:6.1f} steps/s   x{step_bot / step_bare:.2f} of bare")
-    print(f"bot, checkpoint every step {step_ckpt * 1000:8.1f} ms/step  {1 / step_ckpt:6.1f} steps/s   x{step_ckpt / step_bot:.2f} of no checkpoint")
-    print(f"one checkpoint             {state_ms + put_ms:8.1f} ms = {(state_ms + put_ms) / 1000 / step_bot:.2f} steps  (state_bytes "
-          f"{state_ms:.1f} ms + the write {put_ms:.1f} ms, medians); from the step times {checkpoint_ms:.1f} ms")  # fmt: skip
+    print(
+        f"bot, checkpoint every step {step_ckpt * 1000:8.1f} ms/step  {1 / step_ckpt:6.1f} steps/s   x{step_ckpt / step_bot:.2f} of no checkpoint"
+    )
+    print(
+        f"one checkpoint             {state_ms + put_ms:8.1f} ms = {(state_ms + put_ms) / 1000 / step_bot:.2f} steps  (state_bytes "
+        f"{state_ms:.1f} ms + the write {put_ms:.1f} ms, medians); from the step times {checkpoint_ms:.1f} ms"
+    )
     print(f"checkpoint size            {size} bytes ({size / 2**10:.0f} KiB: weights, AdamW's two moments, the loss history)")
     print("drawing job arrives -> TrainingYielded out of trainer.train (includes the checkpoint):")
     for trial, m in enumerate(yields):
         total = m["out"] - m["set"]
         where = "at a step boundary" if trial == 0 else f"timer, trial {trial}   "
-        print(f"  {where}  {total * 1000:7.1f} ms = {total / step_bot:5.2f} steps   (step end + state_bytes "
-              f"{(m['checkpoint'] - m['set']) * 1000:.1f} ms, write {(m['written'] - m['checkpoint']) * 1000:.1f} ms, "
-              f"tear-down {(m['out'] - m['written']) * 1000:.1f} ms)")  # fmt: skip
+        print(
+            f"  {where}  {total * 1000:7.1f} ms = {total / step_bot:5.2f} steps   (step end + state_bytes "
+            f"{(m['checkpoint'] - m['set']) * 1000:.1f} ms, write {(m['written'] - m['checkpoint']) * 1000:.1f} ms, "
+            f"tear-down {(m['out'] - m['written']) * 1000:.1f} ms)"
+        )
     print("  plus up to progress_seconds (SDBOT_PROGRESS_SECONDS, default 1 s) for the worker's heartbeat to notice the job")
 
 

@@ -83,21 +83,42 @@ def child(args: argparse.Namespace) -> None:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     result = {
-        "seconds": seconds, "rss_before": rss_before, "peak_before": peak_before, "peak": peak_rss(),
-        "cuda_before": cuda_before, "cuda_peak": torch.cuda.max_memory_allocated() if cuda else None,
-        "device": str(device), "dtype": str(upscaler.descriptor.dtype).removeprefix("torch."),
-        "size": list(out.size), "model": f"{upscaler.architecture} {', '.join(upscaler.descriptor.tags)}",
-    }  # fmt: skip
+        "seconds": seconds,
+        "rss_before": rss_before,
+        "peak_before": peak_before,
+        "peak": peak_rss(),
+        "cuda_before": cuda_before,
+        "cuda_peak": torch.cuda.max_memory_allocated() if cuda else None,
+        "device": str(device),
+        "dtype": str(upscaler.descriptor.dtype).removeprefix("torch."),
+        "size": list(out.size),
+        "model": f"{upscaler.architecture} {', '.join(upscaler.descriptor.tags)}",
+    }
     np.save(args.out, np.asarray(out))  # after the measurement: for the parent's comparison
     print(json.dumps(result))
 
 
 def run_child(kind: str, model: Path, out: Path, args: argparse.Namespace) -> dict:
     command = [
-        sys.executable, str(Path(__file__).resolve()), "--child", kind, "--model", str(model), "--out", str(out),
-        "--size", str(args.size), "--factor", str(args.factor), "--tile", str(args.tile),
-        "--overlap", str(args.overlap), "--device", args.device,
-    ]  # fmt: skip
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        kind,
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+        "--size",
+        str(args.size),
+        "--factor",
+        str(args.factor),
+        "--tile",
+        str(args.tile),
+        "--overlap",
+        str(args.overlap),
+        "--device",
+        args.device,
+    ]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if done.returncode:
         sys.exit(f"{kind} run failed:\n{done.stderr}")
@@ -123,7 +144,7 @@ def main() -> None:
 
     import numpy as np
 
-    from tests.sr_models import write_esrgan
+    from tests.support.sr_models import write_esrgan
 
     with tempfile.TemporaryDirectory() as tmp:
         model = write_esrgan(Path(tmp) / "bench-esrgan.safetensors", scale=4, num_feat=args.num_feat, num_blocks=args.num_blocks)

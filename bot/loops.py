@@ -116,7 +116,6 @@ class DeliveryLoop:
             except Exception:  # cosmetic (a status message left behind); the result is out
                 log.warning("after delivering job %s", item.reply.job_id, exc_info=True)
 
-
     async def _send_followups(self, item: Outgoing, message_id: str) -> None:
         """The messages that go with the result (its control maps), each recorded so that people
         can reply to it. Best effort: the result is out and recorded; a map that fails to send is
@@ -131,8 +130,7 @@ class DeliveryLoop:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.warning("could not send a followup of job %s to %s:%s", item.reply.job_id, self.platform,
-                            item.chat_id, exc_info=True)  # fmt: skip
+                log.warning("could not send a followup of job %s to %s:%s", item.reply.job_id, self.platform, item.chat_id, exc_info=True)
 
 
 class StatusLoop:

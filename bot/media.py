@@ -149,15 +149,22 @@ def clip_of(video: VideoFile, *, max_bytes: int, stem: str = "sdbot-clip") -> Cl
             data = encoder.encode_mp4(played, video.fps, crf=crf)
             if len(data) <= max_bytes:
                 size = encoder.frame_size(width, height)
-                return Clip(data, f"{stem}.mp4", *size, video.seconds, "mp4",
-                            "The clip was re-encoded at a lower quality to fit this chat's limit.")  # fmt: skip
+                return Clip(
+                    data, f"{stem}.mp4", *size, video.seconds, "mp4", "The clip was re-encoded at a lower quality to fit this chat's limit."
+                )
         side = max(width, height)
         while (side := _smaller(side, len(data), max_bytes)) is not None:
             data = encoder.encode_mp4(played, video.fps, crf=CLIP_SHRINK_CRF, max_side=side)
             if len(data) <= max_bytes:
                 size = encoder.frame_size(width, height, max_side=side)
-                return Clip(data, f"{stem}.mp4", *size, video.seconds, "mp4",
-                            f"The clip was downscaled to {size[0]}x{size[1]} to fit this chat's limit.")  # fmt: skip
+                return Clip(
+                    data,
+                    f"{stem}.mp4",
+                    *size,
+                    video.seconds,
+                    "mp4",
+                    f"The clip was downscaled to {size[0]}x{size[1]} to fit this chat's limit.",
+                )
     gif = _read(video.gif) if video.gif is not None else None
     note = "The clip is sent as a GIF: no MP4 of it fits this chat's limit."
     if gif is not None and len(gif) <= max_bytes:
@@ -172,8 +179,14 @@ def clip_of(video: VideoFile, *, max_bytes: int, stem: str = "sdbot-clip") -> Cl
             data = encoder.encode_gif(played, video.fps, max_side=side)
             if len(data) <= max_bytes:
                 size = encoder.frame_size(width, height, max_side=side, even=False)
-                return Clip(data, f"{stem}.gif", *size, video.seconds, "gif",
-                            f"The clip is sent as a GIF downscaled to {size[0]}x{size[1]}: no MP4 of it fits this chat's limit.")  # fmt: skip
+                return Clip(
+                    data,
+                    f"{stem}.gif",
+                    *size,
+                    video.seconds,
+                    "gif",
+                    f"The clip is sent as a GIF downscaled to {size[0]}x{size[1]}: no MP4 of it fits this chat's limit.",
+                )
     if stored is None and gif is None and not played:
         raise ClipError("I can't find this clip's files any more. Please make it again.")
     raise ClipError(

@@ -20,9 +20,17 @@ from storage.tables import Job, JobStatus, utcnow
 HISTORY_DEFAULT, HISTORY_MAX = 10, 25
 STATUS_ICONS = {"queued": "⏳", "running": "🎨", "succeeded": "✅", "failed": "❌", "cancelled": "🛑"}
 SETTING_LABELS = {
-    "model": "model", "size": "size", "ar": "aspect ratio", "steps": "steps", "cfg": "CFG scale",
-    "sampler": "sampler", "no": "negative prompt", "n": "images per job", "vae": "VAE", "clip_skip": "clip skip",
-}  # fmt: skip
+    "model": "model",
+    "size": "size",
+    "ar": "aspect ratio",
+    "steps": "steps",
+    "cfg": "CFG scale",
+    "sampler": "sampler",
+    "no": "negative prompt",
+    "n": "images per job",
+    "vae": "VAE",
+    "clip_skip": "clip skip",
+}
 
 
 async def settings(ctx: Context, request: Request, args: str) -> list[Reply]:
@@ -48,9 +56,7 @@ async def settings(ctx: Context, request: Request, args: str) -> list[Reply]:
                     f"I don't understand `{flags.text}`. Set defaults with flags, e.g. "
                     "`/settings --steps 30 --sampler euler_a --ar 3:2`, or `/settings reset`.",
                 )
-            checked = read_options(
-                flags.values, ctx.settings, ctx.registry, written=flags.written, problems=flags.problems
-            )
+            checked = read_options(flags.values, ctx.settings, ctx.registry, written=flags.written, problems=flags.problems)
             if "size" in flags.values:
                 stored.pop("ar", None)
             if "ar" in flags.values:
@@ -134,7 +140,7 @@ async def cancel(ctx: Context, request: Request, args: str) -> list[Reply]:
                 {
                     "cancelled": f"🛑 Job {job.id} cancelled.",
                     "requested": f"🛑 Job {job.id} is stopping after its current step"
-                                 + ("; what it learned so far is kept as its LoRA or embedding." if job.kind == "train" else "."),
+                    + ("; what it learned so far is kept as its LoRA or embedding." if job.kind == "train" else "."),
                     "finished": f"Job {job.id} had already {job.status}.",
                 }[outcome]
             )
@@ -165,8 +171,7 @@ async def history(ctx: Context, request: Request, args: str) -> list[Reply]:
         if job.kind != "train" and (spec := render.spec_of(job)).kind not in TEXT_KINDS:
             drawn = f" ({spec.width}x{spec.height}, seed {spec.seed})"
         lines.append(
-            f"• #{job.id} {STATUS_ICONS.get(job.status, '')} {job.status} · {_ago(now, job.created_at)} · "
-            f"{render.job_summary(job)}{drawn}"
+            f"• #{job.id} {STATUS_ICONS.get(job.status, '')} {job.status} · {_ago(now, job.created_at)} · {render.job_summary(job)}{drawn}"
         )
     return [Reply("\n".join(lines))]
 

@@ -22,8 +22,10 @@ from commands.types import Reply, Request
 from storage import workers
 from storage.tables import WorkerRow, utcnow
 
-USAGE = ("`/admin status`: workers, their models, the queue and its oldest waiting job; `/admin role WHO [ROLE]`: "
-         "someone's role; `/admin audit [N] [ACTION]`: the audit log; `/admin review [JOB]`: what the safety policy withheld.")
+USAGE = (
+    "`/admin status`: workers, their models, the queue and its oldest waiting job; `/admin role WHO [ROLE]`: "
+    "someone's role; `/admin audit [N] [ACTION]`: the audit log; `/admin review [JOB]`: what the safety policy withheld."
+)
 
 
 async def admin_command(ctx: Context, request: Request, args: str) -> list[Reply]:
@@ -60,9 +62,10 @@ async def status_text(ctx: Context) -> str:
     unserved = sorted(model for model in summary.queued_by_model if not any(_serves(row, model) for row in live))
     if unserved:
         lines.append(
-            "⚠ No running worker takes jobs for " + ", ".join(f"`{m}`" for m in unserved)
+            "⚠ No running worker takes jobs for "
+            + ", ".join(f"`{m}`" for m in unserved)
             + ": they wait until one does (start one with `run_bot.py worker`, or without `--models`)."
-        )  # fmt: skip
+        )
     return "\n".join(lines)
 
 

@@ -68,18 +68,31 @@ async def role_command(ctx: Context, request: Request, args: str) -> list[Reply]
         configured = await configured_roles(ctx, session, account)
         if configured & {"admin", "banned"}:
             fixed = "admin" if "admin" in configured else "banned"
-            raise UserError(f"{identity_text(who)} is {fixed} by the config (SDBOT_{fixed.upper()}_IDS), which a role set "
-                            "in chat can't change. Change the config and restart.")  # fmt: skip
+            raise UserError(
+                f"{identity_text(who)} is {fixed} by the config (SDBOT_{fixed.upper()}_IDS), which a role set "
+                "in chat can't change. Change the config and restart."
+            )
         asker = await users.get_or_create(session, request.platform, request.user_id)
         if account.id == asker.id and wanted != "admin":
             raise UserError("You can't take your own admin role away in chat (you'd lock yourself out). Ask another admin.")
         account.role = None if wanted == "clear" else wanted
         ctx.roles_changed()
         after = await role_of(ctx, session, target, account)
-        await audit.record(session, actor_id=asker.id, platform=request.platform, platform_user_id=request.user_id, action="role",
-                           detail=f"{platform}:{user_id} {before} → {after}" + (" (cleared)" if wanted == "clear" else ""))  # fmt: skip
-    return [Reply(f"{identity_text(who)}: {before} → {after}." + (
-        " (Set in chat: the config's lists and the platform's roles apply again.)" if wanted == "clear" else ""), ephemeral=True)]  # fmt: skip
+        await audit.record(
+            session,
+            actor_id=asker.id,
+            platform=request.platform,
+            platform_user_id=request.user_id,
+            action="role",
+            detail=f"{platform}:{user_id} {before} → {after}" + (" (cleared)" if wanted == "clear" else ""),
+        )
+    return [
+        Reply(
+            f"{identity_text(who)}: {before} → {after}."
+            + (" (Set in chat: the config's lists and the platform's roles apply again.)" if wanted == "clear" else ""),
+            ephemeral=True,
+        )
+    ]
 
 
 async def _describe(ctx: Context, session, who: User, account: User, role: str) -> str:  # type: ignore[no-untyped-def]
@@ -110,8 +123,9 @@ async def audit_command(ctx: Context, request: Request, args: str) -> list[Reply
     lines = [f"Audit log, newest first ({len(entries)}):"]
     for entry in entries:
         detail = entry.detail.replace("\n", " ")
-        lines.append(f"• {entry.at:%Y-%m-%d %H:%M} UTC · {platform_name(entry.platform)} {entry.platform_user_id} · "
-                     f"{entry.action} · {detail[:160]}")  # fmt: skip
+        lines.append(
+            f"• {entry.at:%Y-%m-%d %H:%M} UTC · {platform_name(entry.platform)} {entry.platform_user_id} · {entry.action} · {detail[:160]}"
+        )
     return [Reply("\n".join(lines), ephemeral=True)]
 
 
@@ -130,18 +144,35 @@ async def review_command(ctx: Context, request: Request, args: str) -> list[Repl
             if not rows:
                 return [Reply("No picture has been blurred or blocked by a safety policy.", ephemeral=True)]
             lines = ["Blurred or blocked by a place's safety policy, newest first:"]
-            lines += [f"• job {job.id} picture {out.index + 1} · {out.safety_action} · score {out.safety_score:.2f} · "
-                      f"{platform_name(job.platform)} chat {job.chat_id} · {job.created_at:%Y-%m-%d %H:%M} UTC"
-                      for out, job in rows]  # fmt: skip
+            lines += [
+                f"• job {job.id} picture {out.index + 1} · {out.safety_action} · score {out.safety_score:.2f} · "
+                f"{platform_name(job.platform)} chat {job.chat_id} · {job.created_at:%Y-%m-%d %H:%M} UTC"
+                for out, job in rows
+            ]
             lines.append("`/admin review JOB` shows a job's originals.")
             return [Reply("\n".join(lines), ephemeral=True)]
         job = await queue.get(session, job_id)
     if job is None or not job.outputs:
         raise UserError(f"Job {job_id} has no pictures to review.")
     if not request.private:
-        raise UserError("Originals are shown only where no one else reads them: ask in a private chat with me "
-                        "(on Discord, the /admin slash command answers only you).")  # fmt: skip
-    scores = ", ".join(f"{out.index + 1}: {out.safety_score:.2f} ({out.safety_action or 'not sent'})"
-                       for out in job.outputs if out.safety_score is not None) or "not scored"  # fmt: skip
-    return [Reply(f"Job {job.id}'s originals, for review. Scores: {scores}.", kind="files", images=image_files(ctx, job),
-                  job_id=job.id, ephemeral=True)]  # fmt: skip
+        raise UserError(
+            "Originals are shown only where no one else reads them: ask in a private chat with me "
+            "(on Discord, the /admin slash command answers only you)."
+        )
+    scores = (
+        ", ".join(
+            f"{out.index + 1}: {out.safety_score:.2f} ({out.safety_action or 'not sent'})"
+            for out in job.outputs
+            if out.safety_score is not None
+        )
+        or "not scored"
+    )
+    return [
+        Reply(
+            f"Job {job.id}'s originals, for review. Scores: {scores}.",
+            kind="files",
+            images=image_files(ctx, job),
+            job_id=job.id,
+            ephemeral=True,
+        )
+    ]

@@ -33,14 +33,28 @@ from generation.spec import CameraRef, ClipSpec, GenerationSpec
 TINY_MOTION = "tiny"  # the built-in motion adapter of the tiny model
 TINY_CAMERAS = ("tiny-zoom",)  # the built-in camera LoRA of the tiny model
 MAX_CAMERAS = 3
-DRAWING = {k: v for k, v in IMAGINE_FLAGS.items()
-           if v in ("no", "seed", "steps", "cfg", "sampler", "model", "size", "ar", "clip_skip", "vae", "style", "lora")}  # fmt: skip
+DRAWING = {
+    k: v
+    for k, v in IMAGINE_FLAGS.items()
+    if v in ("no", "seed", "steps", "cfg", "sampler", "model", "size", "ar", "clip_skip", "vae", "style", "lora")
+}
 CLIP_FLAGS = {"frames": "frames", "fps": "fps", "loop": "loop"}
 ANIMATE_FLAGS = {**DRAWING, **CLIP_FLAGS, "motion": "motion", "camera": "camera", "cameras": "camera"}
 VIDEO2VIDEO_FLAGS = {**ANIMATE_FLAGS, "strength": "strength", "denoise": "strength"}
-DEFORUM_FLAGS = {**{k: v for k, v in DRAWING.items() if v != "style"}, **CLIP_FLAGS, "zoom": "zoom", "angle": "angle",
-                 "tx": "tx", "translation-x": "tx", "ty": "ty", "translation-y": "ty", "strength": "strength",
-                 "color": "color", "colour": "color", "color-coherence": "color"}  # fmt: skip
+DEFORUM_FLAGS = {
+    **{k: v for k, v in DRAWING.items() if v != "style"},
+    **CLIP_FLAGS,
+    "zoom": "zoom",
+    "angle": "angle",
+    "tx": "tx",
+    "translation-x": "tx",
+    "ty": "ty",
+    "translation-y": "ty",
+    "strength": "strength",
+    "color": "color",
+    "colour": "color",
+    "color-coherence": "color",
+}
 CLIP_KEYS = ("frames", "fps", "loop", "motion", "camera", "zoom", "angle", "tx", "ty", "color")
 # Bounds of Deforum's per-frame motion: beyond them a clip only tears apart.
 ZOOM_RANGE = (0.5, 2.0)
@@ -91,9 +105,16 @@ async def video2video(ctx: Context, request: Request, args: str) -> list[Reply]:
 
 
 async def queue_video2video(
-    ctx: Context, request: Request, source: ClipSource, opts: ImagineOptions, clip_values: dict[str, str], *,
-    frames: int | None = None, fps: float | None = None, loop: bool | None = None,
-) -> list[Reply]:  # fmt: skip
+    ctx: Context,
+    request: Request,
+    source: ClipSource,
+    opts: ImagineOptions,
+    clip_values: dict[str, str],
+    *,
+    frames: int | None = None,
+    fps: float | None = None,
+    loop: bool | None = None,
+) -> list[Reply]:
     """A video2video job on `source` (the command, a reply to a clip, and the Remix button)."""
     chosen = source.frames[: min(frames or len(source.frames), ctx.settings.max_frames)]
     if not opts.prompt and source.base is None:
@@ -122,15 +143,17 @@ async def queue_video2video(
             prompt = parse_prompt_schedule(base.prompt)[0][1]
         rate = round(fps or source.fps or ctx.settings.default_fps)
         clip = ClipSpec(
-            frames=len(chosen), fps=max(1, min(rate, ctx.settings.max_fps)), motion=motion, cameras=cameras,
+            frames=len(chosen),
+            fps=max(1, min(rate, ctx.settings.max_fps)),
+            motion=motion,
+            cameras=cameras,
             loop=bool(loop if loop is not None else base is not None and base.clip is not None and base.clip.loop),
-            source=tuple(frame.blob_key for frame in chosen), **_windows(ctx, len(chosen), notes),
-        )  # fmt: skip
+            source=tuple(frame.blob_key for frame in chosen),
+            **_windows(ctx, len(chosen), notes),
+        )
         return _clip_job(spec, "video2video", clip, size, strength=strength, prompt=prompt, operation="Video to video")
 
-    return await submit(
-        ctx, request, opts, base=base, parent=source.parent, shape=shape, extra_blobs=source.uploads, notes=notes_now
-    )
+    return await submit(ctx, request, opts, base=base, parent=source.parent, shape=shape, extra_blobs=source.uploads, notes=notes_now)
 
 
 async def deforum(ctx: Context, request: Request, args: str) -> list[Reply]:
@@ -141,7 +164,9 @@ async def deforum(ctx: Context, request: Request, args: str) -> list[Reply]:
     fps = _fps(ctx, clip_values, problems)
     loop = _switch(clip_values, "loop", "--loop", False, problems)
     color = _switch(clip_values, "color", "--color", True, problems)
-    schedules = {key: _keyframes(clip_values.get(key, default)) for key, default in (("zoom", "1.0"), ("angle", "0"), ("tx", "0"), ("ty", "0"))}
+    schedules = {
+        key: _keyframes(clip_values.get(key, default)) for key, default in (("zoom", "1.0"), ("angle", "0"), ("tx", "0"), ("ty", "0"))
+    }
     strength_text = _keyframes(clip_values["strength"]) if "strength" in clip_values else None
     prompt = _unquote(flags.text)
     if not prompt:
@@ -165,8 +190,7 @@ async def deforum(ctx: Context, request: Request, args: str) -> list[Reply]:
         strength_schedule = strength_text if strength_text and len(set(strengths or [])) > 1 else None
         clip = ClipSpec(frames=frames, fps=fps, loop=loop, color_coherence=color, strength_schedule=strength_schedule, **schedules)
         init = picture.init.blob_key if picture.init is not None else None
-        return _clip_job(spec, "deforum", clip, size, strength=(strengths or [s.deforum_strength])[0], init_image=init,
-                         operation="Deforum")  # fmt: skip
+        return _clip_job(spec, "deforum", clip, size, strength=(strengths or [s.deforum_strength])[0], init_image=init, operation="Deforum")
 
     extra = ((picture.init, picture.upload_size),) if picture.init is not None and picture.upload_size is not None else ()
     return await submit(ctx, request, opts, shape=shape, extra_blobs=extra)
@@ -186,8 +210,9 @@ def _parse(args: str, aliases: dict[str, str], *, keep_strength: bool = False) -
 def _options(ctx: Context, flags: Flags, values: dict[str, str], problems: list[str]) -> ImagineOptions:
     """The drawing options checked as /imagine checks them; every problem found so far, the
     clip's included, comes in one reply."""
-    return read_options(values, ctx.settings, ctx.registry, written=flags.written, prompt=_unquote(flags.text),
-                        problems=[*flags.problems, *problems])  # fmt: skip
+    return read_options(
+        values, ctx.settings, ctx.registry, written=flags.written, prompt=_unquote(flags.text), problems=[*flags.problems, *problems]
+    )
 
 
 def _unquote(text: str) -> str:
@@ -229,7 +254,7 @@ def _schedule(text: str | None, key: str, frames: int, problems: list[str]) -> l
     if text is None:
         return None
     if not text.strip():
-        problems.append(f"`{flag_name(key)}` needs a value, e.g. `{flag_name(key)} \"0:(1.0), 24:(1.05)\"`.")
+        problems.append(f'`{flag_name(key)}` needs a value, e.g. `{flag_name(key)} "0:(1.0), 24:(1.05)"`.')
         return None
     try:
         return schedule_values(text, frames)
@@ -269,8 +294,10 @@ def _steps_problems(steps: int, strengths: list[float]) -> list[str]:
     weakest = min(strengths, default=1.0)
     if int(steps * weakest) >= 1:
         return []
-    return [f"With strength {weakest:g} and {steps} steps no denoising step would run: use at least "
-            f"{math.ceil(1 / weakest)} steps or a higher `--strength`."]  # fmt: skip
+    return [
+        f"With strength {weakest:g} and {steps} steps no denoising step would run: use at least "
+        f"{math.ceil(1 / weakest)} steps or a higher `--strength`."
+    ]
 
 
 def _raise(problems: list[str]) -> None:
@@ -376,8 +403,18 @@ def _windows(ctx: Context, frames: int, notes: list[str]) -> dict[str, int]:
 def _clip_job(spec: GenerationSpec, kind: str, clip: ClipSpec, size: tuple[int, int], **fields: Any) -> GenerationSpec:
     """The drawing spec `submit` resolved, made into a clip job of `kind`."""
     update = {
-        "kind": kind, "clip": clip, "width": size[0], "height": size[1], "n": 1, "tile": False, "regions": None,
-        "base_ratio": None, "controls": (), "init_image": None, "strength": None, "operation": fields.pop("operation", None),
+        "kind": kind,
+        "clip": clip,
+        "width": size[0],
+        "height": size[1],
+        "n": 1,
+        "tile": False,
+        "regions": None,
+        "base_ratio": None,
+        "controls": (),
+        "init_image": None,
+        "strength": None,
+        "operation": fields.pop("operation", None),
         **fields,
-    }  # fmt: skip
+    }
     return GenerationSpec.model_validate({**spec.model_dump(), **update})

@@ -75,9 +75,14 @@ def _skip_reason(ctx: Context, asset: Asset, entry: ModelEntry) -> str | None:
 
 
 async def resolve_assets(
-    ctx: Context, session: AsyncSession, user_id: int, spec: GenerationSpec,
-    flags: tuple[tuple[str, float], ...] | None, base: GenerationSpec | None, notes: list[str],
-) -> GenerationSpec:  # fmt: skip
+    ctx: Context,
+    session: AsyncSession,
+    user_id: int,
+    spec: GenerationSpec,
+    flags: tuple[tuple[str, float], ...] | None,
+    base: GenerationSpec | None,
+    notes: list[str],
+) -> GenerationSpec:
     """`spec` with its `loras` and `embeddings` resolved for `user_id`; files that do not fit
     the job's model are left out, each with a line added to `notes`. `base` (the job being
     remixed or rerolled) passes on the LoRAs it was given with `--lora`, resolved again with
@@ -153,5 +158,4 @@ def _mentions(text: str, name: str) -> bool:
 
 def _ref(asset: Asset, weight: float) -> AssetRef:
     short = str(asset.info.get("addnet_hash") or asset.sha256)[:12]
-    return AssetRef(name=asset.name, blob=asset.blob_key, sha256=asset.sha256, format=asset.format, weight=weight,
-                    short_hash=short)  # fmt: skip
+    return AssetRef(name=asset.name, blob=asset.blob_key, sha256=asset.sha256, format=asset.format, weight=weight, short_hash=short)

@@ -103,24 +103,44 @@ async def _upload(ctx: Context, request: Request, kind: str, name: str | None) -
             raise Refused(
                 "storage",
                 f"That would use {render.size_text(used + info.size)} of your {render.size_text(quota)} for uploads. "
-                f"Delete one with `/{kind} delete NAME` first."
+                f"Delete one with `/{kind} delete NAME` first.",
             )
         key = await offload(ctx.blobs.put, file.data, "st")  # short blob extensions; the header check made it safetensors
         short_hash = await offload(addnet_hash, file.data)
         await queue.record_blob(session, key, info.size, "application/octet-stream", None, None)
         asset = await assets.add(
-            session, user.id, kind, name, blob_key=key, sha256=info.sha256, format=info.format,
-            architecture=info.architecture, rank=info.rank, size=info.size,
-            info={"triggers": list(info.triggers), "title": info.title, "tensors": info.tensors, "vectors": info.vectors,
-                  "addnet_hash": short_hash, "made_for": info.made_for},
-        )  # fmt: skip
+            session,
+            user.id,
+            kind,
+            name,
+            blob_key=key,
+            sha256=info.sha256,
+            format=info.format,
+            architecture=info.architecture,
+            rank=info.rank,
+            size=info.size,
+            info={
+                "triggers": list(info.triggers),
+                "title": info.title,
+                "tensors": info.tensors,
+                "vectors": info.vectors,
+                "addnet_hash": short_hash,
+                "made_for": info.made_for,
+            },
+        )
     shapes = model_shapes(model)
     words = describe_model(model)
     lines = [f"Saved the {label} `{asset.name}`, private to you.", _describe(asset)]
     if shapes is not None:
         lines.append(f"It fits your model `{model.display_name}` ({words}): every layer it changes is there, with its shape.")
-    note = claim_note(info.claim, info.architecture, fits=True, model=model.display_name, model_words=words,
-                      model_architecture=shapes.architecture if shapes else model.family)  # fmt: skip
+    note = claim_note(
+        info.claim,
+        info.architecture,
+        fits=True,
+        model=model.display_name,
+        model_words=words,
+        model_architecture=shapes.architecture if shapes else model.family,
+    )
     lines += [note] if note else []
     lines.append(_usage(asset))
     return [Reply("\n".join(lines))]

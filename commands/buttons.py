@@ -53,8 +53,9 @@ async def press(ctx: Context, request: Request) -> list[Reply]:
         return await imagine_candidate(ctx, request, job, index)
     if verb == "upscale" and index is not None:
         async with ctx.db.transaction() as session:
-            return [await safety.shield(ctx, session, job, single_image_reply(ctx, job, index), request.platform,
-                                        request.chat_id, record=False)]  # fmt: skip
+            return [
+                await safety.shield(ctx, session, job, single_image_reply(ctx, job, index), request.platform, request.chat_id, record=False)
+            ]
     if verb == "vary" and index is not None:
         output = job.outputs[index]
         init = InitImage(output.blob_key, output.width, output.height)
@@ -68,14 +69,22 @@ async def press(ctx: Context, request: Request) -> list[Reply]:
     if verb == "again" and index is not None and spec.kind == "instruct" and spec.image_cfg is not None:
         output = job.outputs[index]
         source = Source(init=InitImage(output.blob_key, output.width, output.height), parent=(job.id, index))
-        opts = ImagineOptions(prompt=spec.prompt, negative=spec.negative_prompt or None, steps=spec.steps, cfg=spec.cfg,
-                              sampler=spec.sampler, size=(output.width, output.height))  # fmt: skip
+        opts = ImagineOptions(
+            prompt=spec.prompt,
+            negative=spec.negative_prompt or None,
+            steps=spec.steps,
+            cfg=spec.cfg,
+            sampler=spec.sampler,
+            size=(output.width, output.height),
+        )
         return await queue_instruct(ctx, request, source, opts, spec.image_cfg)
     if verb == "reroll" and spec.operation:
         # The same edit of the same picture, with a new seed.
         assert spec.init_image is not None
         source = Source(init=InitImage(spec.init_image, spec.width, spec.height), base=spec, parent=(job.id, None))
-        edit = edits.Edit(spec.kind, spec.operation or spec.kind, shape=lambda ctx, new, init, notes: {**spec.model_dump(), "seed": new.seed})
+        edit = edits.Edit(
+            spec.kind, spec.operation or spec.kind, shape=lambda ctx, new, init, notes: {**spec.model_dump(), "seed": new.seed}
+        )
         return await edits.queue_edit(ctx, request, source, edit)
     if verb == "reroll":
         init = InitImage(spec.init_image, spec.width, spec.height) if spec.init_image else None

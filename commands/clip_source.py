@@ -104,8 +104,7 @@ def read_upload(ctx: Context, attachment: Attachment, *, fps: float | None, max_
         info = probe(attachment.data, max_bytes=s.max_video_bytes)
         if info.seconds > s.max_video_seconds:
             raise UserError(
-                f"`{name}` is {info.seconds:.1f} s long; I read videos up to {s.max_video_seconds:g} s. "
-                "Trim it and send it again."
+                f"`{name}` is {info.seconds:.1f} s long; I read videos up to {s.max_video_seconds:g} s. Trim it and send it again."
             )
         frames, rate = read_frames(attachment.data, max_frames=max_frames, fps=fps, max_pixels=s.max_clip_pixels)
     except VideoError as error:
@@ -143,7 +142,6 @@ def fit_frame(width: int, height: int, max_pixels: int) -> tuple[int, int]:
 def require_clip(source: ClipSource | None, command: str) -> ClipSource:
     if source is None:
         raise UserError(
-            f"`{command}` restyles a clip: reply to a video, a GIF or one of my clips with it, or attach one (MP4, WebM, "
-            "MOV or GIF)."
+            f"`{command}` restyles a clip: reply to a video, a GIF or one of my clips with it, or attach one (MP4, WebM, MOV or GIF)."
         )
     return source

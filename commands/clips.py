@@ -42,14 +42,24 @@ def clip_reply(ctx: Context, job: Job) -> Reply:
     frames = tuple(ctx.blobs.path(output.blob_key) for output in job.outputs)
     first = job.outputs[0]
     video = VideoFile(
-        mp4=ctx.blobs.path(info["mp4"]), gif=ctx.blobs.path(info["gif"]) if info.get("gif") else None,
-        width=int(info["width"]), height=int(info["height"]), fps=int(info["fps"]), frames=frames, loop=bool(info.get("loop")),
-    )  # fmt: skip
+        mp4=ctx.blobs.path(info["mp4"]),
+        gif=ctx.blobs.path(info["gif"]) if info.get("gif") else None,
+        width=int(info["width"]),
+        height=int(info["height"]),
+        fps=int(info["fps"]),
+        frames=frames,
+        loop=bool(info.get("loop")),
+    )
     poster = ImageFile(frames[0], first.width, first.height, first.seed, 0)
     return Reply(
-        render.result_text(job), kind="result", images=(poster,), video=video, actions=render.actions_for(job, "result", None),
-        job_id=job.id, target=MessageTarget(job.id, None, "result"),
-    )  # fmt: skip
+        render.result_text(job),
+        kind="result",
+        images=(poster,),
+        video=video,
+        actions=render.actions_for(job, "result", None),
+        job_id=job.id,
+        target=MessageTarget(job.id, None, "result"),
+    )
 
 
 async def press(ctx: Context, request: Request, job: Job, verb: str) -> list[Reply]:
@@ -79,8 +89,7 @@ def longer_spec(ctx: Context, job: Job, spec: GenerationSpec) -> GenerationSpec:
     kind = "deforum" if spec.kind == "deforum" else "animate"
     clip = spec.clip.model_copy(update={"frames": adding, "source": so_far, "extend": True})
     strength = spec.strength if spec.strength is not None else ctx.settings.video2video_strength
-    return GenerationSpec.model_validate({**spec.model_dump(), "kind": kind, "clip": clip, "strength": strength,
-                                          "operation": "Longer"})  # fmt: skip
+    return GenerationSpec.model_validate({**spec.model_dump(), "kind": kind, "clip": clip, "strength": strength, "operation": "Longer"})
 
 
 def upscaled_spec(ctx: Context, job: Job, spec: GenerationSpec) -> GenerationSpec:
@@ -88,15 +97,27 @@ def upscaled_spec(ctx: Context, job: Job, spec: GenerationSpec) -> GenerationSpe
     s = ctx.settings
     width, height = spec.width * 2, spec.height * 2
     if width * height > s.max_upscale_pixels:
-        raise UserError(f"Upscaling {spec.width}x{spec.height} by 2 gives {width}x{height}, over the limit of {s.max_upscale_pixels:,} pixels.")
+        raise UserError(
+            f"Upscaling {spec.width}x{spec.height} by 2 gives {width}x{height}, over the limit of {s.max_upscale_pixels:,} pixels."
+        )
     method = "esrgan" if s.upscalers and s.default_upscale_method in ("auto", "esrgan") else "lanczos"
     frames = tuple(output.blob_key for output in job.outputs)
     clip = spec.clip.model_copy(update={"frames": len(frames), "source": frames, "extend": False})
-    return GenerationSpec.model_validate({
-        **spec.model_dump(), "kind": "upscale", "clip": clip, "width": width, "height": height, "scale": 2.0,
-        "upscale_method": method, "upscaler": next(iter(s.upscalers)) if method == "esrgan" else None, "strength": None,
-        "init_image": None, "operation": f"Upscale 2x ({method})",
-    })  # fmt: skip
+    return GenerationSpec.model_validate(
+        {
+            **spec.model_dump(),
+            "kind": "upscale",
+            "clip": clip,
+            "width": width,
+            "height": height,
+            "scale": 2.0,
+            "upscale_method": method,
+            "upscaler": next(iter(s.upscalers)) if method == "esrgan" else None,
+            "strength": None,
+            "init_image": None,
+            "operation": f"Upscale 2x ({method})",
+        }
+    )
 
 
 async def frames_command(ctx: Context, request: Request, args: str) -> list[Reply]:

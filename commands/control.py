@@ -32,10 +32,21 @@ from generation.spec import CONTROL_TYPES, ControlRef, GenerationSpec
 
 DRAWING = {k: v for k, v in IMAGINE_FLAGS.items() if v not in ("strength", "tile")}
 CONTROL_FLAGS = {
-    **DRAWING, "control-weight": "weight", "cw": "weight", "weight": "weight", "start": "start", "end": "end",
-    "control-mode": "mode", "mode": "mode", "control-model": "control_model", "pre": "pre", "preprocessor": "pre",
-    "low": "low", "high": "high", "control": "control",
-}  # fmt: skip
+    **DRAWING,
+    "control-weight": "weight",
+    "cw": "weight",
+    "weight": "weight",
+    "start": "start",
+    "end": "end",
+    "control-mode": "mode",
+    "mode": "mode",
+    "control-model": "control_model",
+    "pre": "pre",
+    "preprocessor": "pre",
+    "low": "low",
+    "high": "high",
+    "control": "control",
+}
 EDIT_FLAGS = {k: v for k, v in IMAGINE_FLAGS.items() if v in ("no", "seed", "steps", "cfg", "sampler", "n", "size", "ar")}
 EDIT_FLAGS |= {"image-cfg": "image_cfg", "image-cfg-scale": "image_cfg", "icfg": "image_cfg"}
 MAX_CONTROLS = 3  # ControlNet units in one job
@@ -50,8 +61,11 @@ async def control_command(ctx: Context, request: Request, args: str) -> list[Rep
     flags = parse_flags(args, CONTROL_FLAGS)
     problems = list(flags.problems)
     values = dict(flags.values)
-    control_values = {key: values.pop(key) for key in ("weight", "start", "end", "mode", "control_model", "pre", "low", "high",
-                                                        "control") if key in values}  # fmt: skip
+    control_values = {
+        key: values.pop(key)
+        for key in ("weight", "start", "end", "mode", "control_model", "pre", "low", "high", "control")
+        if key in values
+    }
     first, _, rest = flags.text.partition(" ")
     type_ = control_type(first) if first else None
     if type_ is None:
@@ -78,15 +92,20 @@ async def _picture(ctx: Context, request: Request, type_: str) -> Source:
     source = await find_source(ctx, request)
     if source.init is None:
         raise UserError(
-            f"`/control {type_}` needs a picture: reply to one with the command, or attach one to it "
-            "(its map steers the drawing)."
+            f"`/control {type_}` needs a picture: reply to one with the command, or attach one to it (its map steers the drawing)."
         )
     return source
 
 
 async def _queue_control(
-    ctx: Context, request: Request, opts: ImagineOptions, source: Source, type_: str, text: str | None, raw: dict[str, str],
-) -> list[Reply]:  # fmt: skip
+    ctx: Context,
+    request: Request,
+    opts: ImagineOptions,
+    source: Source,
+    type_: str,
+    text: str | None,
+    raw: dict[str, str],
+) -> list[Reply]:
     problems: list[str] = []
     weight = bounded_number(raw.get("weight"), "--control-weight", float, 0, 2, 1.0, problems)
     start = bounded_number(raw.get("start"), "--start", float, 0, 1, 0.0, problems)
@@ -97,11 +116,13 @@ async def _queue_control(
     if mode is None:
         problems.append(f"`--control-mode {raw['mode']}`: use balanced, prompt (my prompt is more important) or control.")
     units = [(type_, weight, raw.get("pre"))]
-    for item in (raw["control"].split(",") if raw.get("control") else []):
+    for item in raw["control"].split(",") if raw.get("control") else []:
         match = _UNIT.match(item)
         extra = control_type(match[1]) if match else None
         if extra is None or extra == "qr":
-            problems.append(f"`--control {item.strip()}`: write TYPE:WEIGHT with a type of {', '.join(t for t in CONTROL_TYPES if t != 'qr')}, e.g. `--control depth:0.5`.")
+            problems.append(
+                f"`--control {item.strip()}`: write TYPE:WEIGHT with a type of {', '.join(t for t in CONTROL_TYPES if t != 'qr')}, e.g. `--control depth:0.5`."
+            )
             continue
         units.append((extra, bounded_number(match[2] if match else None, f"--control {item.strip()}", float, 0, 2, 1.0, problems), None))  # type: ignore[index]
     if len(units) > MAX_CONTROLS:
@@ -142,10 +163,20 @@ async def _queue_control(
                 refused.append(str(error))
                 continue
             canny = unit_type == "canny" and preprocessor == "canny"
-            refs.append(ControlRef(
-                type=unit_type, model=choice.name, preprocessor=preprocessor, weight=unit_weight, start=start, end=end,  # type: ignore[arg-type]
-                image=init.blob_key if init else None, text=text, low=low if canny else None, high=high if canny else None,
-            ))  # fmt: skip
+            refs.append(
+                ControlRef(
+                    type=unit_type,
+                    model=choice.name,
+                    preprocessor=preprocessor,
+                    weight=unit_weight,
+                    start=start,
+                    end=end,  # type: ignore[arg-type]
+                    image=init.blob_key if init else None,
+                    text=text,
+                    low=low if canny else None,
+                    high=high if canny else None,
+                )
+            )
         if refused:
             raise UserError(*dict.fromkeys(refused))
         size = {}
@@ -199,10 +230,19 @@ async def queue_instruct(ctx: Context, request: Request, source: Source, opts: I
 
     def shape(spec: GenerationSpec, notes: list[str]) -> GenerationSpec:
         fields: dict[str, Any] = {
-            "kind": "instruct", "model": name, "init_image": init.blob_key, "strength": None, "image_cfg": image_cfg,
-            "operation": "Edit", "controls": (), "tile": False, "vae": None,
-            "regions": None, "base_ratio": None, "clip_skip": None,
-        }  # fmt: skip
+            "kind": "instruct",
+            "model": name,
+            "init_image": init.blob_key,
+            "strength": None,
+            "image_cfg": image_cfg,
+            "operation": "Edit",
+            "controls": (),
+            "tile": False,
+            "vae": None,
+            "regions": None,
+            "base_ratio": None,
+            "clip_skip": None,
+        }
         if opts.size is None and opts.ar is None:  # instruct models are SD 1.x-sized; tiny's is 64 px
             native = ctx.registry.default.native_size if name == TINY_PIX2PIX else 512
             fields |= dict(zip(("width", "height"), picture_size(init, native, ctx.settings, notes), strict=True))

@@ -49,12 +49,21 @@ async def describe(ctx: Context, request: Request, args: str) -> list[Reply]:
         notes.clear()
         width, height = fit_size(init.width, init.height, spec.width * spec.height, ctx.settings)
         return spec.model_copy(
-            update={"kind": "describe", "n": DESCRIBE_CANDIDATES, "width": width, "height": height, "strength": None,
-                    "styles": (), "regions": None, "base_ratio": None, "wildcards": {}, "prompt": ""}
-        )  # fmt: skip
+            update={
+                "kind": "describe",
+                "n": DESCRIBE_CANDIDATES,
+                "width": width,
+                "height": height,
+                "strength": None,
+                "styles": (),
+                "regions": None,
+                "base_ratio": None,
+                "wildcards": {},
+                "prompt": "",
+            }
+        )
 
-    return await submit(ctx, request, ImagineOptions(), init=init, upload_size=source.upload_size, parent=source.parent,
-                        shape=shape)  # fmt: skip
+    return await submit(ctx, request, ImagineOptions(), init=init, upload_size=source.upload_size, parent=source.parent, shape=shape)
 
 
 async def _picture(ctx: Context, request: Request) -> tuple[bytes, Source]:
@@ -73,9 +82,7 @@ async def _picture(ctx: Context, request: Request) -> tuple[bytes, Source]:
     return attachment.data, Source(init, size)
 
 
-async def _answer_from_metadata(
-    ctx: Context, request: Request, raw: bytes, source: Source, metadata: ImageMetadata
-) -> list[Reply]:
+async def _answer_from_metadata(ctx: Context, request: Request, raw: bytes, source: Source, metadata: ImageMetadata) -> list[Reply]:
     candidate, notes = await _candidate(ctx, metadata)
     assert source.init is not None
     init_key, width, height = source.init.blob_key, source.init.width, source.init.height
@@ -90,22 +97,40 @@ async def _answer_from_metadata(
         "source": metadata.source,
     }
     spec = GenerationSpec(
-        kind="describe", prompt=metadata.prompt, negative_prompt=metadata.negative, model=ctx.registry.default.display_name,
-        width=width, height=height, steps=1, cfg=ctx.settings.default_cfg, sampler=ctx.settings.default_sampler,
-        seed=0, init_image=init_key,
-    )  # fmt: skip
+        kind="describe",
+        prompt=metadata.prompt,
+        negative_prompt=metadata.negative,
+        model=ctx.registry.default.display_name,
+        width=width,
+        height=height,
+        steps=1,
+        cfg=ctx.settings.default_cfg,
+        sampler=ctx.settings.default_sampler,
+        seed=0,
+        init_image=init_key,
+    )
     async with ctx.db.transaction() as session:
         user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
         if upload_size is not None:
             await queue.record_blob(session, init_key, upload_size, "image/png", width, height)
         job = await queue.record_answer(
-            session, user_id=user.id, platform=request.platform, chat_id=request.chat_id,
-            source_message_id=request.message_id, kind="describe", model=spec.model,
-            params=spec.model_dump(mode="json"), result=result, parent_id=parent[0] if parent else None,
-        )  # fmt: skip
+            session,
+            user_id=user.id,
+            platform=request.platform,
+            chat_id=request.chat_id,
+            source_message_id=request.message_id,
+            kind="describe",
+            model=spec.model,
+            params=spec.model_dump(mode="json"),
+            result=result,
+            parent_id=parent[0] if parent else None,
+        )
         return [
             Reply(
-                render.answer_text(job), kind="result", actions=render.actions_for(job, "result", None), job_id=job.id,
+                render.answer_text(job),
+                kind="result",
+                actions=render.actions_for(job, "result", None),
+                job_id=job.id,
                 target=MessageTarget(job.id, None, "result"),
             )
         ]

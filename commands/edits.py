@@ -30,8 +30,20 @@ DRAW_FLAGS = {k: v for k, v in IMAGINE_FLAGS.items() if v in ("no", "seed", "ste
 UPSCALE_FACTORS = (2, 4)
 ZOOM_RANGE = (1.1, 2.0)  # /zoom takes any factor in here; the buttons use 1.5 and 2
 PANS = {"left": "⬅", "right": "➡", "up": "⬆", "down": "⬇"}
-PAN_ALIASES = {"l": "left", "r": "right", "u": "up", "d": "down", "⬅": "left", "➡": "right", "⬆": "up", "⬇": "down",
-               "⬅️": "left", "➡️": "right", "⬆️": "up", "⬇️": "down"}  # fmt: skip
+PAN_ALIASES = {
+    "l": "left",
+    "r": "right",
+    "u": "up",
+    "d": "down",
+    "⬅": "left",
+    "➡": "right",
+    "⬆": "up",
+    "⬇": "down",
+    "⬅️": "left",
+    "➡️": "right",
+    "⬆️": "up",
+    "⬇️": "down",
+}
 VARY_KINDS = ("subtle", "strong")
 
 
@@ -48,6 +60,7 @@ class Edit:
 
 
 # --- the buttons --------------------------------------------------------------------------------
+
 
 def button_edit(ctx: Context, verb: str) -> Edit:
     """The edit behind a single-image button; ids are `<verb>:<image number>`."""
@@ -69,9 +82,7 @@ def button_edit(ctx: Context, verb: str) -> Edit:
 
 async def queue_edit(ctx: Context, request: Request, source: Source, edit: Edit) -> list[Reply]:
     if source.init is None:
-        raise UserError(
-            f"{edit.label} works on a picture: reply to one with the command, or attach one to it."
-        )
+        raise UserError(f"{edit.label} works on a picture: reply to one with the command, or attach one to it.")
     init = source.init
 
     def shape(spec: GenerationSpec, notes: list[str]) -> GenerationSpec:
@@ -90,9 +101,16 @@ async def queue_edit(ctx: Context, request: Request, source: Source, edit: Edit)
         return shaped
 
     return await submit(
-        ctx, request, edit.opts, init=init, upload_size=source.upload_size, base=source.base, parent=source.parent,
-        shape=shape, extra_blobs=edit.extra_blobs,
-    )  # fmt: skip
+        ctx,
+        request,
+        edit.opts,
+        init=init,
+        upload_size=source.upload_size,
+        base=source.base,
+        parent=source.parent,
+        shape=shape,
+        extra_blobs=edit.extra_blobs,
+    )
 
 
 def _strength(opts: ImagineOptions, default: float) -> float:
@@ -130,8 +148,14 @@ def upscale_edit(ctx: Context, factor: float, method: str | None, upscaler: str 
         strength = None
         if method in ("hires", "latent"):
             strength = _strength(opts, s.hires_strength if method == "hires" else s.latent_strength)
-        return {"scale": factor, "upscale_method": method, "upscaler": upscaler if method in ("esrgan", "hires") else None,
-                "strength": strength, "width": width, "height": height}  # fmt: skip
+        return {
+            "scale": factor,
+            "upscale_method": method,
+            "upscaler": upscaler if method in ("esrgan", "hires") else None,
+            "strength": strength,
+            "width": width,
+            "height": height,
+        }
 
     return Edit("upscale", f"Upscale {factor:g}x ({method})", opts, shape)
 
@@ -149,7 +173,8 @@ def zoom_edit(ctx: Context, factor: float, opts: ImagineOptions) -> Edit:
     def shape(ctx: Context, spec: GenerationSpec, init: InitImage, notes: list[str]) -> dict[str, Any]:
         grow = lambda side: side * factor  # noqa: E731
         return _canvas(ctx, init, grow(init.width), grow(init.height), "center", notes) | {
-            "strength": _strength(opts, ctx.settings.outpaint_strength), "mask_blur": OUTPAINT_MASK_BLUR,
+            "strength": _strength(opts, ctx.settings.outpaint_strength),
+            "mask_blur": OUTPAINT_MASK_BLUR,
         }
 
     return Edit("outpaint", f"Zoom Out {factor:g}x", opts, shape)
@@ -161,7 +186,8 @@ def pan_edit(ctx: Context, direction: str, opts: ImagineOptions) -> Edit:
         width = init.width * 1.5 if wide else init.width
         height = init.height if wide else init.height * 1.5
         return _canvas(ctx, init, width, height, direction, notes) | {
-            "strength": _strength(opts, ctx.settings.outpaint_strength), "mask_blur": OUTPAINT_MASK_BLUR,
+            "strength": _strength(opts, ctx.settings.outpaint_strength),
+            "mask_blur": OUTPAINT_MASK_BLUR,
         }
 
     return Edit("outpaint", f"Pan {direction}", opts, shape)
@@ -224,8 +250,12 @@ def _configured(name: str, configured: dict[str, str], what: str, key: str) -> s
 async def upscale_command(ctx: Context, request: Request, args: str) -> list[Reply]:
     flags = parse_flags(args, {**DRAW_FLAGS, "method": "method", "upscaler": "upscaler"})
     problems = list(flags.problems)
-    factor = _choice(flags.text or "2", {str(f): f for f in UPSCALE_FACTORS} | {f"{f}x": f for f in UPSCALE_FACTORS},
-                     "/upscale takes 2 or 4 (e.g. `/upscale 4`)", problems)  # fmt: skip
+    factor = _choice(
+        flags.text or "2",
+        {str(f): f for f in UPSCALE_FACTORS} | {f"{f}x": f for f in UPSCALE_FACTORS},
+        "/upscale takes 2 or 4 (e.g. `/upscale 4`)",
+        problems,
+    )
     method = flags.values.pop("method", None)
     if method is not None and method.lower() not in UPSCALE_METHODS:
         problems.append(f"`--method` is one of {', '.join(UPSCALE_METHODS)}; you wrote `{method}`.")
@@ -292,8 +322,6 @@ def _choice(text: str, choices: dict[str, Any], problem: str, problems: list[str
     return value
 
 
-def draw_options(
-    ctx: Context, values: dict[str, str], written: dict[str, str], prompt: str, problems: list[str]
-) -> ImagineOptions:
+def draw_options(ctx: Context, values: dict[str, str], written: dict[str, str], prompt: str, problems: list[str]) -> ImagineOptions:
     """The diffusion flags, checked like /imagine's; raises with every problem found so far."""
     return read_options(values, ctx.settings, ctx.registry, written=written, prompt=prompt, problems=problems)

@@ -1,53 +1,12 @@
-"""/help: the command reference, with this installation's limits, samplers and models."""
+"""/help: the command reference, with this installation's limits, samplers and models (`/help COMMAND`
+and the menus come from `commands.registry`)."""
 
 from __future__ import annotations
 
 from commands import render
 from commands.context import Context
-from commands.types import Reply, Request
 from config import Settings
 from generation.models.samplers import sampler_names
-
-# What each command does in a few words, for the platforms' command menus (Telegram's
-# setMyCommands, Discord's slash command descriptions). Order: how often people need them.
-COMMAND_MENU: tuple[tuple[str, str], ...] = (
-    ("imagine", "Draw a picture: /imagine a red fox --ar 3:2"),
-    ("help", "Commands, options and limits"),
-    ("upscale", "Reply to a picture: /upscale 4 [--method esrgan]"),
-    ("vary", "Reply to a picture: /vary subtle|strong [prompt]"),
-    ("zoom", "Reply to a picture: /zoom 1.5|2 (zoom out)"),
-    ("pan", "Reply to a picture: /pan left|right|up|down"),
-    ("inpaint", "Reply to a picture: /inpaint a red hat --box 10%,0%,50%,40%"),
-    ("facefix", "Reply to a picture: restore its faces"),
-    ("control", "Reply to a picture: /control canny|depth|openpose|... <prompt>"),
-    ("edit", "Reply to a picture: /edit make it winter (Instruct Pix2Pix)"),
-    ("animate", "A clip from a prompt: /animate a fox running --frames 16"),
-    ("video2video", "Reply to a video, GIF or clip: /video2video <prompt>"),
-    ("deforum", 'Deforum zoom: /deforum "0: a forest, 24: a city" --zoom 1.02'),
-    ("frames", "A clip's frames as PNGs: /frames <job> [png|gif|mp4]"),
-    ("describe", "Reply to a picture: the prompt behind it"),
-    ("enhance", "Short prompt to detailed prompts: /enhance a fox --n 3"),
-    ("styles", "Prompt styles for --style NAME"),
-    ("style", "Your styles: /style save NAME {prompt}, ... --no ..."),
-    ("wildcard", "Wildcard lists for __NAME__: /wildcard add NAME a | b"),
-    ("lora", "Upload a LoRA (.safetensors attached): /lora upload NAME"),
-    ("loras", "Your LoRAs and the shared ones"),
-    ("embedding", "Upload an embedding: /embedding upload NAME"),
-    ("embeddings", "Your embeddings and the shared ones"),
-    ("train", "Train a LoRA on your pictures: /train lora NAME (3+ attached)"),
-    ("models", "The models and their architectures"),
-    ("model", "Your default model: /model NAME (admins: /model add|remove)"),
-    ("settings", "Your defaults: /settings --steps 30"),
-    ("queue", "Your jobs and the queue"),
-    ("cancel", "Cancel a job: /cancel [job|all]"),
-    ("history", "Your recent jobs"),
-    ("info", "A job's parameters: /info <job>"),
-    ("me", "Your role, linked accounts and quotas"),
-    ("place", "This chat's settings: safety policy, refused terms, models (its admins)"),
-    ("link", "One account on Discord and Telegram: /link, then /link CODE"),
-    ("unlink", "Take this identity out of its linked account"),
-    ("admin", "Admins: /admin status|role|audit|review"),
-)
 
 
 def available_methods(s: Settings) -> dict[str, list[str]]:
@@ -64,9 +23,7 @@ def available_methods(s: Settings) -> dict[str, list[str]]:
 
 def help_text(ctx: Context) -> str:
     s = ctx.settings
-    models = ", ".join(
-        f"{entry.display_name}{' (default)' if entry is ctx.registry.default else ''}" for entry in ctx.registry
-    )
+    models = ", ".join(f"{entry.display_name}{' (default)' if entry is ctx.registry.default else ''}" for entry in ctx.registry)
     methods = available_methods(s)
     tiny = ctx.registry.default.kind == "tiny"  # its built-in ControlNets and Pix2Pix model serve /control and /edit
     default_method = s.default_upscale_method
@@ -86,8 +43,12 @@ def help_text(ctx: Context) -> str:
         "/inpaint <prompt> --box x,y,w,h (pixels or %) | a mask attached (white = repaint)"
         + (" | --select <words>" if methods["select"] else " (--select: no segmentation model configured)")
         + " · --blur N (the feather reaches N px past the mask; default 10) · --only-masked · --padding N",
-        "/facefix" + (f" [--model {'|'.join(methods['face_restorers'])}]" if methods["face_restorers"]
-                      else " — not available: no face-restoration model configured (SDBOT_FACE_RESTORERS)"),
+        "/facefix"
+        + (
+            f" [--model {'|'.join(methods['face_restorers'])}]"
+            if methods["face_restorers"]
+            else " — not available: no face-restoration model configured (SDBOT_FACE_RESTORERS)"
+        ),
         "/control canny|depth|openpose|lineart|lineart_anime|softedge|scribble|tile <prompt> — steered by the picture's "
         "map (--control-weight 0–2 · --start/--end · --control-mode balanced|prompt|control · --pre none · "
         "--control depth:0.5 for a second); /control qr <text> <prompt> hides a QR code"
@@ -114,8 +75,11 @@ def help_text(ctx: Context) -> str:
         "**Prompts**",
         "/describe — reply to a picture (or attach one): its prompt and settings when the file carries them "
         "(A1111, ComfyUI, NovelAI, ours; on Telegram send it as a file), with an Imagine this button"
-        + (" — else a caption model suggests prompts." if methods["describe"]
-           else " (pictures without settings: no caption model configured, SDBOT_CAPTIONER)."),
+        + (
+            " — else a caption model suggests prompts."
+            if methods["describe"]
+            else " (pictures without settings: no caption model configured, SDBOT_CAPTIONER)."
+        ),
         "/enhance <a few words> [--n 1–4] [--seed N] — detailed prompts written by a text model, each with an Imagine button"
         + ("" if methods["enhance"] else " — not available: no text model configured (SDBOT_ENHANCER)."),
         "/styles — the styles; `--style NAME` (several: `--style anime,cinematic`, applied in order) wraps your prompt "
@@ -137,7 +101,7 @@ def help_text(ctx: Context) -> str:
         "attached (or a .zip, `.txt` captions beside them) — train your own; it is yours and in /loras when it ends. "
         f"--steps (up to {s.train_max_steps}; {s.train_daily_steps} a day) · --rank · --alpha · --lr · --resolution · "
         "--batch · --seed · --trigger · --captions auto|none · --sample-every · --text-encoder on|off · --snr-gamma; "
-        "DreamBooth: --class \"a dog\" --class-images --prior-weight; embedding: --vectors --init-word. "
+        'DreamBooth: --class "a dog" --class-images --prior-weight; embedding: --vectors --init-word. '
         "`/train preview …` shows the captions first · `/train status` · `/cancel` stops a run and keeps what it learned. "
         "Drawing jobs go first: a run pauses for them and goes on where it was.",
         "",
@@ -149,10 +113,11 @@ def help_text(ctx: Context) -> str:
         "`/admin audit [N] [ACTION]` — admin actions, links and refusals · `/admin review [JOB]` — what a place's "
         "safety policy blurred or blocked, and (in private) the originals.",
         "**A chat's admins**: `/place` shows this chat's settings; `/place --nsfw allow|spoiler|blur|block "
-        "--threshold 0.5 --terms \"a, b\" --models a,b --negative \"...\"` sets them (Discord: Manage Server or "
+        '--threshold 0.5 --terms "a, b" --models a,b --negative "..."` sets them (Discord: Manage Server or '
         "Manage Channels; Telegram: the group's admins) · `/place reset [name]`. Every picture is scored by the "
-        "safety classifier" + (" (SDBOT_SAFETY_CLASSIFIER)" if s.safety_classifier else " — none is configured, so "
-        "nothing is scored") + "; age-restricted channels allow by default, other places "
+        "safety classifier"
+        + (" (SDBOT_SAFETY_CLASSIFIER)" if s.safety_classifier else " — none is configured, so nothing is scored")
+        + "; age-restricted channels allow by default, other places "
         f"{s.safety_policy} pictures scored {s.safety_threshold:g} or more.",
         "",
         "/settings — show your defaults; `/settings --steps 30 --sampler euler_a` sets them; `/settings reset`.",
@@ -169,8 +134,7 @@ def help_text(ctx: Context) -> str:
         f"(default {s.default_cfg:g}) · --n 1–{s.max_batch} images (default {s.default_n})",
         "--seed 0–4294967295 (-1 = random; image i of a batch uses seed + i)",
         f"--strength 0.01–1 — how much an init image changes (default {s.default_strength:g})",
-        f"--sampler NAME (default {s.default_sampler}) — {', '.join(sampler_names())}; "
-        "snake_case works too (euler_a, dpmpp_2m_karras)",
+        f"--sampler NAME (default {s.default_sampler}) — {', '.join(sampler_names())}; snake_case works too (euler_a, dpmpp_2m_karras)",
         f"--model NAME — {models} (`/models` lists them with their architectures; `/model NAME` makes one yours)",
         "--clip-skip 1–12 — stop CLIP that many layers from the end (A1111's count; 2 for many anime models)",
         "Prompt syntax as in A1111: (word) ×1.1, [word] ÷1.1, (word:1.3), \\( \\) literal, BREAK starts a new 75-token chunk; "
@@ -201,7 +165,3 @@ def _limits_line(s: Settings) -> str:
     if default.gpu_seconds_per_day is not None:
         parts.append(f"{default.gpu_seconds_per_day / 60:g} min of drawing a day")
     return ", ".join(parts) + " (trusted people: more; admins: no limits)" if parts else "no quotas"
-
-
-async def show_help(ctx: Context, request: Request, args: str) -> list[Reply]:
-    return [Reply(help_text(ctx))]

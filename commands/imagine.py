@@ -37,9 +37,7 @@ class Source:
 
 async def imagine(ctx: Context, request: Request, args: str) -> list[Reply]:
     flags = parse_flags(args, IMAGINE_FLAGS)
-    opts = read_options(
-        flags.values, ctx.settings, ctx.registry, written=flags.written, prompt=flags.text, problems=flags.problems
-    )
+    opts = read_options(flags.values, ctx.settings, ctx.registry, written=flags.written, prompt=flags.text, problems=flags.problems)
     return await _submit_with_source(ctx, request, opts)
 
 
@@ -70,9 +68,7 @@ async def imagine_structured(ctx: Context, request: Request, options: dict[str, 
 
 async def _submit_with_source(ctx: Context, request: Request, opts: ImagineOptions) -> list[Reply]:
     source = await find_source(ctx, request)
-    return await submit(
-        ctx, request, opts, init=source.init, upload_size=source.upload_size, base=source.base, parent=source.parent
-    )
+    return await submit(ctx, request, opts, init=source.init, upload_size=source.upload_size, base=source.base, parent=source.parent)
 
 
 async def find_source(ctx: Context, request: Request) -> Source:
@@ -119,9 +115,7 @@ async def _from_bot_message(ctx: Context, request: Request) -> Source | None:
         if index is None:
             if len(job.outputs) > 1:
                 count = len(job.outputs)
-                raise UserError(
-                    f"That message has {count} images. Press U1–U{count} to pick one, then reply to it."
-                )
+                raise UserError(f"That message has {count} images. Press U1–U{count} to pick one, then reply to it.")
             index = 0
         output = job.outputs[index]
         init = InitImage(output.blob_key, output.width, output.height)

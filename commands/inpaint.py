@@ -35,9 +35,15 @@ from commands.types import Attachment, Reply, Request
 from generation.spec import MASK_BLUR_DEFAULT, MAX_MASK_BLUR, GenerationSpec
 
 INPAINT_FLAGS = {
-    **DRAW_FLAGS, "box": "box", "select": "select", "blur": "blur", "mask-blur": "blur",
-    "only-masked": "only-masked", "masked-only": "only-masked", "padding": "padding",
-}  # fmt: skip
+    **DRAW_FLAGS,
+    "box": "box",
+    "select": "select",
+    "blur": "blur",
+    "mask-blur": "blur",
+    "only-masked": "only-masked",
+    "masked-only": "only-masked",
+    "padding": "padding",
+}
 _NUMBER = re.compile(r"^\s*([0-9]{1,6}(?:\.[0-9]{1,6})?)\s*(%?)\s*$")  # ASCII digits, no wall of them
 MAX_PADDING = 256
 
@@ -68,8 +74,7 @@ async def inpaint_command(ctx: Context, request: Request, args: str) -> list[Rep
     if len(given) != 1:
         raise UserError(
             "Give the region to repaint in one way: `--box x,y,w,h` (pixels, or percents like `10%,0%,50%,40%`), "
-            "`--select <words>`, or a mask image attached (white = repaint)."
-            + (f" You gave {' and '.join(given)}." if given else "")
+            "`--select <words>`, or a mask image attached (white = repaint)." + (f" You gave {' and '.join(given)}." if given else "")
         )
     extra: tuple[tuple[InitImage, int], ...] = ()
     mask_key = None
@@ -84,8 +89,14 @@ async def inpaint_command(ctx: Context, request: Request, args: str) -> list[Rep
     strength = opts.strength if opts.strength is not None else ctx.settings.inpaint_strength
 
     def shape(ctx: Context, spec: GenerationSpec, init: InitImage, notes: list[str]) -> dict[str, object]:
-        return {"mask": mask_key, "select": select.strip() if select else None, "mask_blur": blur,
-                "only_masked": only_masked, "only_masked_padding": padding, "strength": strength}  # fmt: skip
+        return {
+            "mask": mask_key,
+            "select": select.strip() if select else None,
+            "mask_blur": blur,
+            "only_masked": only_masked,
+            "only_masked_padding": padding,
+            "strength": strength,
+        }
 
     return await queue_edit(ctx, request, source, Edit("inpaint", "Inpaint", opts, shape, extra))
 

@@ -40,25 +40,30 @@ async def link_command(ctx: Context, request: Request, args: str) -> list[Reply]
     if not code:
         return await _give_code(ctx, request)
     if not accounts.looks_like_code(code):
-        raise UserError(f"A link code looks like `ABCD-EFGH` (8 letters and digits); `{code[:40]}` isn't one. "
-                        "Send `/link` alone to get a code.")  # fmt: skip
+        raise UserError(
+            f"A link code looks like `ABCD-EFGH` (8 letters and digits); `{code[:40]}` isn't one. Send `/link` alone to get a code."
+        )
     return await _redeem(ctx, request, code)
 
 
 async def _give_code(ctx: Context, request: Request) -> list[Reply]:
     if not request.private:
-        raise UserError("Link codes are private: send `/link` to me in a private chat (on Discord, use the `/link` "
-                        "slash command, whose answer only you see).")  # fmt: skip
+        raise UserError(
+            "Link codes are private: send `/link` to me in a private chat (on Discord, use the `/link` "
+            "slash command, whose answer only you see)."
+        )
     minutes = ctx.settings.link_code_minutes
     async with ctx.db.transaction() as session:
         account = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
         code, expires = await accounts.new_code(session, account.id, request.platform, minutes)
-    return [Reply(
-        f"Your link code: `{code}` (good once, for {minutes} min, until {clock_text(expires)}).\n"
-        f"On your other platform, send me `/link {code}`: the two become one account, with your settings, "
-        "history, LoRAs, embeddings, styles and quotas together. Don't share the code: whoever types it joins your account.",
-        ephemeral=True,
-    )]  # fmt: skip
+    return [
+        Reply(
+            f"Your link code: `{code}` (good once, for {minutes} min, until {clock_text(expires)}).\n"
+            f"On your other platform, send me `/link {code}`: the two become one account, with your settings, "
+            "history, LoRAs, embeddings, styles and quotas together. Don't share the code: whoever types it joins your account.",
+            ephemeral=True,
+        )
+    ]
 
 
 async def _redeem(ctx: Context, request: Request, code: str) -> list[Reply]:
@@ -80,18 +85,26 @@ async def _try_code(ctx: Context, session: AsyncSession, request: Request, code:
     failures, first = await audit.count_since(session, request.platform, request.user_id, FAILED, since)
     if failures >= s.link_failures_per_hour:
         wait = (first or utcnow()) + timedelta(hours=1) - utcnow()
-        raise Refused("link_guessing", f"That is {failures} wrong link codes in an hour. Try again in {seconds_text(wait)}, "
-                      "with a fresh code (`/link` on your other platform).")  # fmt: skip
+        raise Refused(
+            "link_guessing",
+            f"That is {failures} wrong link codes in an hour. Try again in {seconds_text(wait)}, "
+            "with a fresh code (`/link` on your other platform).",
+        )
     found = await accounts.redeem(session, code)
     if isinstance(found, str):
-        wrong = Refused("link_failed", {
-            "unknown": "I don't know that link code. Check it, or ask for a fresh one with `/link` on your other platform.",
-            "used": "That link code was used already: each works once. Ask for a fresh one with `/link`.",
-            "expired": f"That link code has expired (they last {s.link_code_minutes} min). Ask for a fresh one with `/link`.",
-        }[found], recorded=True)  # fmt: skip
+        wrong = Refused(
+            "link_failed",
+            {
+                "unknown": "I don't know that link code. Check it, or ask for a fresh one with `/link` on your other platform.",
+                "used": "That link code was used already: each works once. Ask for a fresh one with `/link`.",
+                "expired": f"That link code has expired (they last {s.link_code_minutes} min). Ask for a fresh one with `/link`.",
+            }[found],
+            recorded=True,
+        )
         mine = await users.account_of(session, me)
-        await audit.record(session, actor_id=mine.id, platform=request.platform, platform_user_id=request.user_id,
-                           action=FAILED, detail=wrong.message)  # fmt: skip
+        await audit.record(
+            session, actor_id=mine.id, platform=request.platform, platform_user_id=request.user_id, action=FAILED, detail=wrong.message
+        )
         return wrong
     mine, into = await _lock_accounts(session, me, found.account_id)
     if into is None:
@@ -121,21 +134,32 @@ async def _join(session: AsyncSession, request: Request, me: User, mine: User, i
     if into.id == mine.id:
         raise UserError("That code is this account's own, so there is nothing to join. Type it on your other platform.")
     if me.account_id is not None:
-        raise UserError(f"This {platform_name(request.platform)} identity is already linked to another account. "
-                        "Send `/unlink` here first, then the code.")  # fmt: skip
+        raise UserError(
+            f"This {platform_name(request.platform)} identity is already linked to another account. "
+            "Send `/unlink` here first, then the code."
+        )
     notes = await accounts.join(session, into, mine)
     everyone = await users.identities(session, into.id)
-    await audit.record(session, actor_id=into.id, platform=request.platform, platform_user_id=request.user_id, action="link",
-                       detail="joined " + ", ".join(identity_text(row) for row in everyone))  # fmt: skip
-    lines = ["🔗 Linked: " + " and ".join(identity_text(row) for row in everyone) + " are one account now.",
-             "Your settings, history, LoRAs, embeddings, styles and quotas are shared; `/me` shows them. `/unlink` undoes it."]  # fmt: skip
+    await audit.record(
+        session,
+        actor_id=into.id,
+        platform=request.platform,
+        platform_user_id=request.user_id,
+        action="link",
+        detail="joined " + ", ".join(identity_text(row) for row in everyone),
+    )
+    lines = [
+        "🔗 Linked: " + " and ".join(identity_text(row) for row in everyone) + " are one account now.",
+        "Your settings, history, LoRAs, embeddings, styles and quotas are shared; `/me` shows them. `/unlink` undoes it.",
+    ]
     return Reply("\n".join(lines + notes), ephemeral=True)
 
 
 async def unlink_command(ctx: Context, request: Request, args: str) -> list[Reply]:
     if args.strip():
-        raise UserError("`/unlink` takes nothing: it takes this identity out of its account (on the account's first "
-                        "identity, it takes the others out).")  # fmt: skip
+        raise UserError(
+            "`/unlink` takes nothing: it takes this identity out of its account (on the account's first identity, it takes the others out)."
+        )
     async with ctx.db.transaction() as session:
         me = await users.identity(session, request.platform, request.user_id, request.user_name)
         account_id = me.account_id or me.id
@@ -143,12 +167,20 @@ async def unlink_command(ctx: Context, request: Request, args: str) -> list[Repl
         left = await accounts.detach(session, me)
         if not left:
             raise UserError("This account isn't linked to any other. `/link` starts a link.")
-        await audit.record(session, actor_id=account_id, platform=request.platform, platform_user_id=request.user_id,
-                           action="unlink", detail="left: " + ", ".join(identity_text(row) for row in left))  # fmt: skip
+        await audit.record(
+            session,
+            actor_id=account_id,
+            platform=request.platform,
+            platform_user_id=request.user_id,
+            action="unlink",
+            detail="left: " + ", ".join(identity_text(row) for row in left),
+        )
     ctx.roles_changed()
     kept = identity_text(account) if account is not None else "the account"
-    return [Reply(
-        "Unlinked " + ", ".join(identity_text(row) for row in left) + f". What was joined (history, LoRAs, styles) stays "
-        f"with {kept}; the identities that left start afresh.",
-        ephemeral=True,
-    )]  # fmt: skip
+    return [
+        Reply(
+            "Unlinked " + ", ".join(identity_text(row) for row in left) + f". What was joined (history, LoRAs, styles) stays "
+            f"with {kept}; the identities that left start afresh.",
+            ephemeral=True,
+        )
+    ]

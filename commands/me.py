@@ -16,8 +16,11 @@ from storage import assets, queue, training, usage, users
 from storage.tables import utcnow
 
 ROLE_WORDS = {
-    "admin": "admin (no limits)", "trusted": "trusted", "default": "default", "banned": "banned",
-}  # fmt: skip
+    "admin": "admin (no limits)",
+    "trusted": "trusted",
+    "default": "default",
+    "banned": "banned",
+}
 
 
 async def me_command(ctx: Context, request: Request, args: str) -> list[Reply]:
@@ -62,7 +65,9 @@ async def me_command(ctx: Context, request: Request, args: str) -> list[Reply]:
         training_line += f" — the oldest run's steps come back at {clock_text(steps_back)}"
     lines.append(training_line)
     kept = _line("LoRAs and embeddings", size_text(stored), None if limits.storage_bytes is None else size_text(limits.storage_bytes))
-    lines.append(kept + (" — room comes back when you delete one" if limits.storage_bytes is not None and stored >= limits.storage_bytes else ""))
+    lines.append(
+        kept + (" — room comes back when you delete one" if limits.storage_bytes is not None and stored >= limits.storage_bytes else "")
+    )
     return [Reply("\n".join(lines), ephemeral=True)]
 
 

@@ -31,9 +31,16 @@ from generation.models.files import ModelSourceError, describe_model, inspect_mo
 from storage import audit, model_library, users
 
 ADD_FLAGS = {
-    "config": "config", "arch": "architecture", "architecture": "architecture", "size": "size",
-    "clip-skip": "clip_skip", "clipskip": "clip_skip", "vae": "vae", "description": "description", "desc": "description",
-}  # fmt: skip
+    "config": "config",
+    "arch": "architecture",
+    "architecture": "architecture",
+    "size": "size",
+    "clip-skip": "clip_skip",
+    "clipskip": "clip_skip",
+    "vae": "vae",
+    "description": "description",
+    "desc": "description",
+}
 REMOVE_FLAGS = {"force": "force"}
 VERBS = ("add", "remove")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -104,9 +111,7 @@ async def add_model(ctx: Context, request: Request, args: str) -> list[Reply]:
         raise UserError(error.message) from None
     given = values.get("architecture")
     if given and facts.architecture and given != facts.architecture:
-        raise UserError(
-            f"`--arch {given}` does not match the files, which are {ARCHITECTURE_NAMES[facts.architecture]}. Leave out --arch."
-        )
+        raise UserError(f"`--arch {given}` does not match the files, which are {ARCHITECTURE_NAMES[facts.architecture]}. Leave out --arch.")
     values.setdefault("architecture", facts.architecture)
     values.setdefault("size", facts.size)
     try:
@@ -120,8 +125,14 @@ async def add_model(ctx: Context, request: Request, args: str) -> list[Reply]:
         user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
         await model_library.add_model(session, entry, user.id)
         await model_library.sync(session, ctx.registry)
-        await audit.record(session, actor_id=user.id, platform=request.platform, platform_user_id=request.user_id,
-                           action="model_add", detail=f"{name}: {source}")  # fmt: skip
+        await audit.record(
+            session,
+            actor_id=user.id,
+            platform=request.platform,
+            platform_user_id=request.user_id,
+            action="model_add",
+            detail=f"{name}: {source}",
+        )
     lines = [
         f"Added the model `{name}` ({describe_model(entry)}, {entry.native_size}px native). Use it with `--model {name}` "
         f"or `/model {name}`; it loads when a job first uses it.",
@@ -157,8 +168,14 @@ async def remove_model(ctx: Context, request: Request, args: str) -> list[Reply]
         await model_library.sync(session, ctx.registry)
         if removed:
             user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
-            await audit.record(session, actor_id=user.id, platform=request.platform, platform_user_id=request.user_id,
-                               action="model_remove", detail=name + (f" ({waiting} jobs failed)" if waiting else ""))  # fmt: skip
+            await audit.record(
+                session,
+                actor_id=user.id,
+                platform=request.platform,
+                platform_user_id=request.user_id,
+                action="model_remove",
+                detail=name + (f" ({waiting} jobs failed)" if waiting else ""),
+            )
     if not removed:
         raise UserError(f"There is no added model named `{name}`. `/models` lists them.")
     note = f" {waiting} job(s) that used it will fail with a note." if waiting else ""

@@ -77,8 +77,10 @@ def check_number(value: Any, flag: str, kind: type, low: float, high: float) -> 
 def options_first(flag: str, value: str, rest: str) -> str:
     """`/imagine --steps 4 a cat`: an option's value runs to the next option, so the prompt was
     read as part of it. Say where options go, with the line rewritten."""
-    return (f"`{flag} {quoted(value)}` is followed by `{quoted(rest)}`: options go after the prompt, "
-            f"e.g. `{quoted(rest)} {flag} {quoted(value)}`.")  # fmt: skip
+    return (
+        f"`{flag} {quoted(value)}` is followed by `{quoted(rest)}`: options go after the prompt, "
+        f"e.g. `{quoted(rest)} {flag} {quoted(value)}`."
+    )
 
 
 def job_number(text: str) -> int | None:

@@ -25,24 +25,40 @@ from generation.spec import GenerationSpec
 
 # accepted spelling -> canonical name
 IMAGINE_FLAGS = {
-    "no": "no", "neg": "no", "negative": "no",
-    "ar": "ar", "aspect": "ar",
+    "no": "no",
+    "neg": "no",
+    "negative": "no",
+    "ar": "ar",
+    "aspect": "ar",
     "size": "size",
     "seed": "seed",
     "steps": "steps",
-    "cfg": "cfg", "cfg-scale": "cfg", "scale": "cfg",
+    "cfg": "cfg",
+    "cfg-scale": "cfg",
+    "scale": "cfg",
     "sampler": "sampler",
-    "n": "n", "batch": "n",
+    "n": "n",
+    "batch": "n",
     "model": "model",
-    "strength": "strength", "denoise": "strength",
-    "tile": "tile", "tiling": "tile", "seamless": "tile",
-    "clip-skip": "clip_skip", "clipskip": "clip_skip", "clip_skip": "clip_skip",
+    "strength": "strength",
+    "denoise": "strength",
+    "tile": "tile",
+    "tiling": "tile",
+    "seamless": "tile",
+    "clip-skip": "clip_skip",
+    "clipskip": "clip_skip",
+    "clip_skip": "clip_skip",
     "vae": "vae",
-    "style": "style", "styles": "style",
-    "lora": "lora", "loras": "lora",
-    "regions": "regions", "region": "regions",
-    "base-ratio": "base_ratio", "base_ratio": "base_ratio", "baseratio": "base_ratio",
-}  # fmt: skip
+    "style": "style",
+    "styles": "style",
+    "lora": "lora",
+    "loras": "lora",
+    "regions": "regions",
+    "region": "regions",
+    "base-ratio": "base_ratio",
+    "base_ratio": "base_ratio",
+    "baseratio": "base_ratio",
+}
 SETTINGS_KEYS = ("model", "size", "ar", "steps", "cfg", "sampler", "no", "n", "vae", "clip_skip")
 SETTINGS_FLAGS = {k: v for k, v in IMAGINE_FLAGS.items() if v in SETTINGS_KEYS}
 MAX_STYLES_PER_JOB = 5
@@ -114,9 +130,7 @@ def read_options(
     for field, label in (("prompt", "prompt"), ("negative", "negative prompt")):
         text = prompt.strip() if field == "prompt" else values.get(field) or ""
         if len(text) > settings.max_prompt_chars:
-            checker.problems.append(
-                f"The {label} is {len(text)} characters; the limit is {settings.max_prompt_chars}. Shorten it."
-            )
+            checker.problems.append(f"The {label} is {len(text)} characters; the limit is {settings.max_prompt_chars}. Shorten it.")
     if checker.problems:
         raise UserError(*checker.problems)
     return ImagineOptions(prompt=prompt.strip(), **values)
@@ -133,11 +147,24 @@ class _Checker:
         self.written = written
         self.problems: list[str] = []
         self.checks = {
-            "no": self._no, "ar": self._ar, "size": self._size, "seed": self._seed, "steps": self._steps,
-            "cfg": self._cfg, "sampler": self._sampler, "n": self._n, "model": self._model, "strength": self._strength,
-            "tile": self._tile, "vae": self._vae, "clip_skip": self._clip_skip, "style": self._style,
-            "regions": self._regions, "base_ratio": self._base_ratio, "lora": self._lora,
-        }  # fmt: skip
+            "no": self._no,
+            "ar": self._ar,
+            "size": self._size,
+            "seed": self._seed,
+            "steps": self._steps,
+            "cfg": self._cfg,
+            "sampler": self._sampler,
+            "n": self._n,
+            "model": self._model,
+            "strength": self._strength,
+            "tile": self._tile,
+            "vae": self._vae,
+            "clip_skip": self._clip_skip,
+            "style": self._style,
+            "regions": self._regions,
+            "base_ratio": self._base_ratio,
+            "lora": self._lora,
+        }
 
     def flag(self, key: str) -> str:
         return self.written.get(key, flag_name(key))
@@ -468,9 +495,17 @@ def base_options(base: GenerationSpec | None) -> ImagineOptions | None:
     if base is None:
         return None
     return ImagineOptions(
-        negative=base.negative_prompt or None, steps=base.steps, cfg=base.cfg, sampler=base.sampler,
-        n=base.n, model=base.model, tile=base.tile or None, vae=base.vae or "default", clip_skip=base.clip_skip,
-        regions=base.regions, base_ratio=base.base_ratio,
+        negative=base.negative_prompt or None,
+        steps=base.steps,
+        cfg=base.cfg,
+        sampler=base.sampler,
+        n=base.n,
+        model=base.model,
+        tile=base.tile or None,
+        vae=base.vae or "default",
+        clip_skip=base.clip_skip,
+        regions=base.regions,
+        base_ratio=base.base_ratio,
     )
 
 
@@ -482,7 +517,8 @@ def user_options(stored: Mapping[str, Any], settings: Settings, registry: ModelR
         return read_options({k: v for k, v in stored.items() if k in SETTINGS_KEYS}, settings, registry)
     except UserError as error:
         raise UserError(
-            *[f"{problem} (from your /settings; change it with `/settings` or clear it with `/settings reset`)"
-              for problem in error.problems]
+            *[
+                f"{problem} (from your /settings; change it with `/settings` or clear it with `/settings reset`)"
+                for problem in error.problems
+            ]
         ) from None
-

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-
 _COMMAND = re.compile(r"^/(?P<name>[A-Za-z][\w-]*)(?:@(?P<bot>\w+))?(?=\s|$)")
 _FLAG = re.compile(r"(?:(?<=\s)|^)(?:--|—|–)(?P<name>[A-Za-z][\w-]*)(?=\s|$)")
 
@@ -34,7 +33,7 @@ class Flags:
 
 
 def flag_name(canonical: str) -> str:
-    """How an option is written in help, the README and every reply: `--clip-skip` for the
+    """How an option is written in help, the docs and every reply: `--clip-skip` for the
     canonical `clip_skip` (people may type either)."""
     return "--" + canonical.replace("_", "-")
 

@@ -36,8 +36,7 @@ ACTIONS = ("allow", "spoiler", "blur", "block")
 FIELDS = ("nsfw", "threshold", "terms", "models", "negative")
 FLAGS = {name: name for name in FIELDS}
 MAX_TERMS, MAX_TERM_CHARS, MAX_NEGATIVE = 100, 60, 500
-USAGE = ("`/place --nsfw allow|spoiler|blur|block --threshold 0.5 --terms \"a, b\" --models a,b --negative \"...\"`, "
-         "or `/place reset [name]`")  # fmt: skip
+USAGE = '`/place --nsfw allow|spoiler|blur|block --threshold 0.5 --terms "a, b" --models a,b --negative "..."`, or `/place reset [name]`'
 
 
 @dataclass(frozen=True)
@@ -65,8 +64,10 @@ async def place_command(ctx: Context, request: Request, args: str) -> list[Reply
         if not words:
             return [Reply(_describe(ctx, stored, request))]
         if not (ctx.is_admin(request) or request.place_admin):  # adapters never set place_admin in private chats
-            raise UserError("Only this chat's admins can change its settings (on Discord: Manage Server or Manage "
-                            "Channels; on Telegram: the group's admins; a private chat: the bot's admins).")  # fmt: skip
+            raise UserError(
+                "Only this chat's admins can change its settings (on Discord: Manage Server or Manage "
+                "Channels; on Telegram: the group's admins; a private chat: the bot's admins)."
+            )
         if words[0].lower() == "reset":
             names = [w.lower().lstrip("-") for w in words[1:]]
             unknown = [n for n in names if n not in FIELDS]
@@ -77,8 +78,14 @@ async def place_command(ctx: Context, request: Request, args: str) -> list[Reply
             changed = {**stored, **_read(ctx, args)}
         account = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
         await places.save(session, request.platform, request.chat_id, changed, account.id)
-        await audit.record(session, actor_id=account.id, platform=request.platform, platform_user_id=request.user_id,
-                           action="place", detail=f"{request.chat_id}: {args.strip()}")  # fmt: skip
+        await audit.record(
+            session,
+            actor_id=account.id,
+            platform=request.platform,
+            platform_user_id=request.user_id,
+            action="place",
+            detail=f"{request.chat_id}: {args.strip()}",
+        )
     return [Reply("Saved.\n" + _describe(ctx, changed, request))]
 
 
@@ -97,12 +104,16 @@ def _read(ctx: Context, args: str) -> dict[str, Any]:
         elif name == "threshold":
             number = read_float(raw)
             if number is None or not 0 <= number <= 1:
-                problems.append(f"`--threshold` is a score from 0 to 1 (pictures scored at or over it are treated); you wrote `{quoted(raw)}`.")
+                problems.append(
+                    f"`--threshold` is a score from 0 to 1 (pictures scored at or over it are treated); you wrote `{quoted(raw)}`."
+                )
             values["threshold"] = number
         elif name == "terms":
             terms = [t.strip().lower() for t in raw.split(",") if t.strip()]
             if len(terms) > MAX_TERMS or any(len(t) > MAX_TERM_CHARS for t in terms):
-                problems.append(f"`--terms` takes up to {MAX_TERMS} words or phrases of up to {MAX_TERM_CHARS} characters, comma-separated.")
+                problems.append(
+                    f"`--terms` takes up to {MAX_TERMS} words or phrases of up to {MAX_TERM_CHARS} characters, comma-separated."
+                )
             values["terms"] = terms
         elif name == "models":
             names = [m.strip() for m in raw.split(",") if m.strip()]
@@ -115,8 +126,10 @@ def _read(ctx: Context, args: str) -> dict[str, Any]:
                 problems.append(f"`--negative` is up to {MAX_NEGATIVE} characters.")
             values["negative"] = raw
     if ({"nsfw", "threshold"} & set(values)) and not ctx.settings.safety_classifier:
-        problems.append("No safety classifier is configured, so nothing is scored and `--nsfw`/`--threshold` would change "
-                        "nothing. An admin sets SDBOT_SAFETY_CLASSIFIER first.")  # fmt: skip
+        problems.append(
+            "No safety classifier is configured, so nothing is scored and `--nsfw`/`--threshold` would change "
+            "nothing. An admin sets SDBOT_SAFETY_CLASSIFIER first."
+        )
     if problems:
         raise UserError(*problems)
     return values
@@ -143,12 +156,12 @@ async def check_job(ctx: Context, session: AsyncSession, request: Request, spec:
     stored = await places.settings_of(session, request.platform, request.chat_id)
     allowed = stored.get("models") or []
     if allowed and spec.model.lower() not in {name.lower() for name in allowed}:
-        raise UserError(f"This chat allows only these models: {', '.join(allowed)}. Add `--model {allowed[0]}`, or "
-                        "draw elsewhere.")  # fmt: skip
+        raise UserError(f"This chat allows only these models: {', '.join(allowed)}. Add `--model {allowed[0]}`, or draw elsewhere.")
     for term in stored.get("terms") or []:
         if re.search(rf"(?<!\w){re.escape(term)}(?!\w)", spec.prompt.lower()):
-            raise Refused("prompt_term", f"This chat doesn't allow `{term}` in prompts (its admins set that). "
-                          "Leave it out, or ask somewhere else.")  # fmt: skip
+            raise Refused(
+                "prompt_term", f"This chat doesn't allow `{term}` in prompts (its admins set that). Leave it out, or ask somewhere else."
+            )
     negative = stored.get("negative")
     if negative and not spec.negative_prompt.strip():
         notes.append(f"Negative prompt from this chat's settings: {negative}")

@@ -37,9 +37,14 @@ REGION_KINDS = ("txt2img", "img2img", "inpaint")  # the kinds that keep the pict
 
 
 async def apply_prompt_features(
-    ctx: Context, session: AsyncSession, user: User, spec: GenerationSpec, opts: ImagineOptions,
-    base: GenerationSpec | None, notes: list[str],
-) -> GenerationSpec:  # fmt: skip
+    ctx: Context,
+    session: AsyncSession,
+    user: User,
+    spec: GenerationSpec,
+    opts: ImagineOptions,
+    base: GenerationSpec | None,
+    notes: list[str],
+) -> GenerationSpec:
     """The spec with its prompt features applied; what the user should know is added to `notes`
     (LoRAs and embeddings skipped because they do not fit the model)."""
     styles = opts.styles
@@ -174,8 +179,7 @@ def _check_regions(spec: GenerationSpec, *, inherited: bool) -> None:
     problems = check_regions(spec.regions, prompt, spec.base_ratio)
     if problems and inherited:
         problems.append(
-            f"The picture you started from was drawn with `--regions {spec.regions}`; "
-            "add `--regions off` to draw yours without regions."
+            f"The picture you started from was drawn with `--regions {spec.regions}`; add `--regions off` to draw yours without regions."
         )
     if problems:
         raise UserError(*problems)

@@ -21,13 +21,20 @@ from storage.tables import Job, JobStatus
 CLIP_ACTIONS = (Action("reroll", "Reroll"), Action("longer", "Longer"), Action("clipup", "Upscale 2x"), Action("remix", "Remix"))
 
 # The layout of the eleven buttons: rows of verbs (adapters keep rows where they can).
-BUTTON_ROWS = (("up2x", "up4x", "facefix"), ("subtle", "strong"), ("zoom1.5", "zoom2"),
-               ("pan-left", "pan-right", "pan-up", "pan-down"))  # fmt: skip
+BUTTON_ROWS = (("up2x", "up4x", "facefix"), ("subtle", "strong"), ("zoom1.5", "zoom2"), ("pan-left", "pan-right", "pan-up", "pan-down"))
 BUTTON_LABELS = {
-    "up2x": "Upscale 2x", "up4x": "Upscale 4x", "subtle": "Vary (Subtle)", "strong": "Vary (Strong)",
-    "zoom1.5": "Zoom Out 1.5x", "zoom2": "Zoom Out 2x", "pan-left": "⬅", "pan-right": "➡", "pan-up": "⬆",
-    "pan-down": "⬇", "facefix": "Face fix",
-}  # fmt: skip
+    "up2x": "Upscale 2x",
+    "up4x": "Upscale 4x",
+    "subtle": "Vary (Subtle)",
+    "strong": "Vary (Strong)",
+    "zoom1.5": "Zoom Out 1.5x",
+    "zoom2": "Zoom Out 2x",
+    "pan-left": "⬅",
+    "pan-right": "➡",
+    "pan-up": "⬆",
+    "pan-down": "⬇",
+    "facefix": "Face fix",
+}
 
 TINY_NOTE = (
     "The `tiny` model has random weights: it draws noise, quickly, so you can try every feature "
@@ -117,8 +124,10 @@ def settings_line(spec: GenerationSpec) -> str:
     if spec.regions:
         parts.append(f"regions {spec.regions}" + (f" (base {spec.base_ratio:g})" if spec.base_ratio is not None else ""))
     if spec.controls:
-        units = ", ".join(f"{ref.type} {ref.weight:g}" + (f" ({ref.start:g}–{ref.end:g})" if (ref.start, ref.end) != (0, 1) else "")
-                          for ref in spec.controls)  # fmt: skip
+        units = ", ".join(
+            f"{ref.type} {ref.weight:g}" + (f" ({ref.start:g}–{ref.end:g})" if (ref.start, ref.end) != (0, 1) else "")
+            for ref in spec.controls
+        )
         mode = {"prompt": ", prompt first", "control": ", control first"}.get(spec.control_mode, "")
         parts.append(f"ControlNet {units}{mode}")
     if spec.image_cfg is not None:
@@ -284,8 +293,4 @@ def actions_for(job: Job, role: str, output_index: int | None) -> tuple[Action, 
 
 
 def edit_actions(index: int) -> tuple[Action, ...]:
-    return tuple(
-        Action(f"{verb}:{index + 1}", BUTTON_LABELS[verb], row=row)
-        for row, verbs in enumerate(BUTTON_ROWS)
-        for verb in verbs
-    )
+    return tuple(Action(f"{verb}:{index + 1}", BUTTON_LABELS[verb], row=row) for row, verbs in enumerate(BUTTON_ROWS) for verb in verbs)

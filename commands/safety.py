@@ -47,9 +47,7 @@ async def withheld(ctx: Context, session: AsyncSession, job: Job, platform: str,
     return {out.index for out in flagged(job, policy)} if policy.action in ("blur", "block") else set()
 
 
-async def shield(
-    ctx: Context, session: AsyncSession, job: Job, reply: Reply, platform: str, chat_id: str, *, record: bool = True
-) -> Reply:  # fmt: skip
+async def shield(ctx: Context, session: AsyncSession, job: Job, reply: Reply, platform: str, chat_id: str, *, record: bool = True) -> Reply:
     """`reply` (a result or one of its pictures) as the place's policy has it, and, with `record`,
     the decision written on each output."""
     policy = await place_policy(ctx, session, job, platform, chat_id)
@@ -72,8 +70,10 @@ async def shield(
         note = f"🌫 Blurred by this chat's safety policy ({why}); the original isn't sent here."
     else:
         which = ", ".join(str(i + 1) for i in sorted(indices))
-        note = (f"⛔ Withheld by this chat's safety policy ({why}): {'picture' if len(indices) == 1 else 'pictures'} {which}. "
-                f"Admins can review it with `/admin review {job.id}`.")  # fmt: skip
+        note = (
+            f"⛔ Withheld by this chat's safety policy ({why}): {'picture' if len(indices) == 1 else 'pictures'} {which}. "
+            f"Admins can review it with `/admin review {job.id}`."
+        )
     return dataclasses.replace(reply, images=images, video=None, preview=None, originals=False, text=f"{reply.text}\n{note}")
 
 

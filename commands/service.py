@@ -15,76 +15,30 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands import (
-    account, animate, assets, buttons, clips, edits, linking, me, models, people, places, render, safety, training_text,
+    animate,
+    buttons,
+    people,
+    registry,
+    render,
+    safety,
+    training_text,
 )
-from commands.admin import admin_command
 from commands.context import Context
-from commands.control import control_command, edit_command
-from commands.describe import describe
-from commands.enhance import enhance
 from commands.errors import Refused, UserError
-from commands.help import show_help
 from commands.imagine import imagine_structured
-from commands.inpaint import inpaint_command
 from commands.parser import split_command
-from commands.styles import list_styles, style_command
-from commands.training import train_command
 from commands.types import Outgoing, Reply, Request, StatusUpdate
-from commands.wildcard import wildcard_command
 from storage import audit, model_library, outbox, queue, training, users
 from storage.tables import Job, User, utcnow
 
 log = logging.getLogger(__name__)
 
 STATUS_GRACE = timedelta(seconds=5)
-Handler = Callable[[Context, Request, str], Awaitable[list[Reply]]]
-COMMANDS: dict[str, Handler] = {
-    "imagine": animate.imagine_or_restyle,
-    "upscale": edits.upscale_command,
-    "vary": edits.vary_command,
-    "zoom": edits.zoom_command,
-    "pan": edits.pan_command,
-    "inpaint": inpaint_command,
-    "control": control_command,
-    "edit": edit_command,
-    "animate": animate.animate,
-    "video2video": animate.video2video,
-    "v2v": animate.video2video,
-    "deforum": animate.deforum,
-    "frames": clips.frames_command,
-    "train": train_command,
-    "facefix": edits.facefix_command,
-    "enhance": enhance,
-    "describe": describe,
-    "styles": list_styles,
-    "style": style_command,
-    "wildcard": wildcard_command,
-    "wildcards": wildcard_command,
-    "lora": assets.lora_command,
-    "loras": assets.list_loras,
-    "embedding": assets.embedding_command,
-    "embeddings": assets.list_embeddings,
-    "models": models.list_models,
-    "model": models.model_command,
-    "help": show_help,
-    "start": show_help,  # Telegram sends /start when a chat with the bot opens
-    "settings": account.settings,
-    "queue": account.queue_status,
-    "cancel": account.cancel,
-    "history": account.history,
-    "info": account.info,
-    "me": me.me_command,
-    "place": places.place_command,
-    "link": linking.link_command,
-    "unlink": linking.unlink_command,
-    "admin": admin_command,
-}
 
 
 class CommandService:
@@ -119,8 +73,14 @@ class CommandService:
         try:
             async with self.ctx.db.transaction() as session:
                 account = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
-                await audit.record(session, actor_id=account.id, platform=request.platform, platform_user_id=request.user_id,
-                                   action=f"refused:{refusal.why}", detail=refusal.message)  # fmt: skip
+                await audit.record(
+                    session,
+                    actor_id=account.id,
+                    platform=request.platform,
+                    platform_user_id=request.user_id,
+                    action=f"refused:{refusal.why}",
+                    detail=refusal.message,
+                )
         except Exception:  # the person still gets their answer
             log.exception("could not write a refusal to the audit log")
 
@@ -156,16 +116,15 @@ class CommandService:
         self._models_synced_at = now
 
     async def _command(self, request: Request, name: str, args: str) -> list[Reply]:
-        handler = COMMANDS.get(name)
-        if handler is None:
-            known = ", ".join(f"/{n}" for n in COMMANDS if n != "start")
-            raise UserError(f"I don't know `/{name}`. Commands: {known}. `/help` explains them.")
-        return await handler(self.ctx, request, args)
+        command = registry.find(name)
+        if command is None:
+            raise UserError(f"I don't know `/{name}`. Commands: {registry.command_list()}. `/help` explains them.")
+        return await command.handler(self.ctx, request, args)
 
     def knows(self, command: str) -> bool:
         """Whether `command` (without the slash) is one of ours; in a group chat an adapter stays
         quiet about commands it does not know, which may be meant for another bot."""
-        return command.lower() in COMMANDS
+        return registry.find(command) is not None
 
     async def originals(self, platform: str, chat_id: str, message_id: str) -> Reply:
         """The original PNGs (with their parameters) of the images a bot message shows."""
@@ -207,8 +166,9 @@ class CommandService:
                 elif delivery.kind == "result" and job.kind == "train":
                     reply = training_text.result_reply(self.ctx.blobs, job)
                 elif delivery.kind == "result":
-                    reply = await safety.shield(self.ctx, session, job, buttons.result_reply(self.ctx, job),
-                                                delivery.platform, delivery.chat_id)  # fmt: skip
+                    reply = await safety.shield(
+                        self.ctx, session, job, buttons.result_reply(self.ctx, job), delivery.platform, delivery.chat_id
+                    )
                 else:
                     reply = Reply(render.failure_text(job), kind="failure", job_id=job.id)
                 items.append(
@@ -236,9 +196,7 @@ class CommandService:
             await outbox.mark_sent(session, item.delivery_id, message_id)
             target = item.reply.target
             if target is not None:
-                await outbox.record_ref(
-                    session, platform, item.chat_id, message_id, target.job_id, target.output_index, target.role
-                )
+                await outbox.record_ref(session, platform, item.chat_id, message_id, target.job_id, target.output_index, target.role)
 
     async def delivery_failed(self, item: Outgoing, error: str) -> bool:
         """Count a failed send. Returns True when the delivery was given up after many tries."""

@@ -62,9 +62,7 @@ async def style_command(ctx: Context, request: Request, args: str) -> list[Reply
         return await _delete(ctx, request, rest)
     if verb in ("list", ""):
         return await list_styles(ctx, request, "")
-    raise UserError(
-        "Use `/style save NAME <template with {prompt}> --no <negative>`, `/style delete NAME`, or `/styles` to list them."
-    )
+    raise UserError("Use `/style save NAME <template with {prompt}> --no <negative>`, `/style delete NAME`, or `/styles` to list them.")
 
 
 async def _save(ctx: Context, request: Request, args: str) -> list[Reply]:
@@ -88,9 +86,7 @@ async def _save(ctx: Context, request: Request, args: str) -> list[Reply]:
         if owner is not None:
             own = {row.name for row in await prompt_library.styles_for(session, user.id) if row.owner_id == user.id}
             if name not in own and len(own) >= ctx.settings.max_styles_per_user:
-                raise UserError(
-                    f"You have {len(own)} styles, the most one person may keep. Delete one with `/style delete NAME` first."
-                )
+                raise UserError(f"You have {len(own)} styles, the most one person may keep. Delete one with `/style delete NAME` first.")
         replaced = await prompt_library.save_style(session, owner, name, template, negative)
     where = "for everyone" if is_global else "for you"
     verb = "Replaced" if replaced else "Saved"

@@ -30,9 +30,7 @@ async def store_upload(ctx: Context, attachment: Attachment) -> tuple[InitImage,
     """Decode, check and store an uploaded image, off the event loop. Returns it and its PNG size in bytes."""
 
     def store() -> tuple[InitImage, int]:
-        decoded = decode_upload(
-            attachment, max_bytes=ctx.settings.max_upload_bytes, max_pixels=ctx.settings.max_upload_pixels
-        )
+        decoded = decode_upload(attachment, max_bytes=ctx.settings.max_upload_bytes, max_pixels=ctx.settings.max_upload_pixels)
         key = ctx.blobs.put(decoded.png, "png")
         return InitImage(key, decoded.width, decoded.height), len(decoded.png)
 
@@ -58,9 +56,14 @@ async def submit(
     async with ctx.db.transaction() as session:
         user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
         spec, built_notes = build_spec(
-            opts, settings=ctx.settings, registry=ctx.registry, user_defaults=user.settings, init=init, base=base,
+            opts,
+            settings=ctx.settings,
+            registry=ctx.registry,
+            user_defaults=user.settings,
+            init=init,
+            base=base,
             require_prompt=shape is None,
-        )  # fmt: skip
+        )
         notes = [*built_notes, *notes]
         if shape is not None:
             spec = shape(spec, notes)
@@ -77,9 +80,13 @@ async def submit(
 
 
 async def queue_spec(
-    ctx: Context, request: Request, spec: GenerationSpec, *, parent: tuple[int, int | None] | None = None,
+    ctx: Context,
+    request: Request,
+    spec: GenerationSpec,
+    *,
+    parent: tuple[int, int | None] | None = None,
     notes: Sequence[str] = (),
-) -> list[Reply]:  # fmt: skip
+) -> list[Reply]:
     """Queue a spec that is complete as it is: "Imagine this" under `/describe` of one of our own
     pictures repeats that picture's job exactly (every blob it reads is already stored)."""
     async with ctx.db.transaction() as session:
@@ -93,9 +100,14 @@ async def queue_spec(
 
 
 async def _enqueue(
-    ctx: Context, session: AsyncSession, request: Request, user: User, spec: GenerationSpec,
-    parent: tuple[int, int | None] | None, notes: list[str],
-) -> Reply:  # fmt: skip
+    ctx: Context,
+    session: AsyncSession,
+    request: Request,
+    user: User,
+    spec: GenerationSpec,
+    parent: tuple[int, int | None] | None,
+    notes: list[str],
+) -> Reply:
     """The asset rights, the quota checks and the job row, in the caller's transaction; the
     "queued" reply."""
     await require_usable(session, user.id, spec)

@@ -45,12 +45,28 @@ from storage.tables import Job, JobStatus, User
 
 TRAIN_PRIORITY = -10  # drawing jobs (priority 0) are claimed first
 FLAGS = {
-    "steps": "steps", "rank": "rank", "dim": "rank", "alpha": "alpha", "lr": "lr", "resolution": "resolution",
-    "res": "resolution", "batch": "batch", "seed": "seed", "model": "model", "trigger": "trigger",
-    "captions": "captions", "class": "class", "class-images": "class_images", "prior-weight": "prior_weight",
-    "init-word": "init_word", "vectors": "vectors", "sample-every": "sample_every", "sample-prompt": "sample_prompt",
-    "text-encoder": "text_encoder", "snr-gamma": "snr_gamma",
-}  # fmt: skip
+    "steps": "steps",
+    "rank": "rank",
+    "dim": "rank",
+    "alpha": "alpha",
+    "lr": "lr",
+    "resolution": "resolution",
+    "res": "resolution",
+    "batch": "batch",
+    "seed": "seed",
+    "model": "model",
+    "trigger": "trigger",
+    "captions": "captions",
+    "class": "class",
+    "class-images": "class_images",
+    "prior-weight": "prior_weight",
+    "init-word": "init_word",
+    "vectors": "vectors",
+    "sample-every": "sample_every",
+    "sample-prompt": "sample_prompt",
+    "text-encoder": "text_encoder",
+    "snr-gamma": "snr_gamma",
+}
 
 
 async def train_command(ctx: Context, request: Request, args: str) -> list[Reply]:
@@ -77,8 +93,10 @@ async def queue_run(ctx: Context, request: Request, method: str, args: str, *, p
     s = ctx.settings
     earlier = await _earlier_pictures(ctx, request)
     if len(earlier) >= s.train_max_images and request.attachments:
-        raise UserError(f"The run you replied to had {len(earlier)} pictures already, and a run takes at most "
-                        f"{s.train_max_images}. Send the command without pictures to train on those again.")  # fmt: skip
+        raise UserError(
+            f"The run you replied to had {len(earlier)} pictures already, and a run takes at most "
+            f"{s.train_max_images}. Send the command without pictures to train on those again."
+        )
     if earlier and not request.attachments:
         dataset = Dataset((), ())  # the same pictures again, with other options
     else:
@@ -89,19 +107,22 @@ async def queue_run(ctx: Context, request: Request, method: str, args: str, *, p
         spec = _spec(ctx, method, name, flags, dataset, user.settings, preview=preview, earlier=earlier)
         await _check_room(ctx, session, request, user, spec)
         spec = _stored(ctx, spec, dataset)
-        for image, picture in zip(spec.images[len(earlier):], dataset.images, strict=True):
+        for image, picture in zip(spec.images[len(earlier) :], dataset.images, strict=True):
             await queue.record_blob(session, image.blob, len(picture.png), "image/png", image.width, image.height)
         notes = list(dataset.notes)
         if earlier:
-            notes.insert(0, f"With the {len(earlier)} pictures of the run you replied to"
-                            + (f" and {len(dataset.images)} new ones." if dataset.images else "."))  # fmt: skip
+            notes.insert(
+                0,
+                f"With the {len(earlier)} pictures of the run you replied to"
+                + (f" and {len(dataset.images)} new ones." if dataset.images else "."),
+            )
         reply = await _enqueue(ctx, session, request, user, spec, notes)
     ctx.on_enqueue()
     return [reply]
 
 
 async def train_previewed(ctx: Context, request: Request, job: Job) -> list[Reply]:
-    """"Train with these captions" under a `/train preview`: the run it previewed, with exactly
+    """ "Train with these captions" under a `/train preview`: the run it previewed, with exactly
     the captions shown (the captioner does not run again)."""
     spec, result = spec_of(job), job.result or {}
     captions = list(result.get("captions") or [])
@@ -124,33 +145,45 @@ async def _check_room(ctx: Context, session: AsyncSession, request: Request, use
     await users.lock(session, user.id)  # from the first check, as `check_room` does: parallel /train count in turn
     kind, name = spec.asset_kind, spec.name
     if not spec.preview and await assets.find_own(session, user.id, kind, name):
-        raise UserError(f"You already have a {kind} named `{name}`. Pick another name, or delete it first "
-                        f"(`/{kind} delete {name}`).")  # fmt: skip
+        raise UserError(f"You already have a {kind} named `{name}`. Pick another name, or delete it first (`/{kind} delete {name}`).")
     running = await training.active_run(session, user.id)
     if running is not None:
-        raise UserError(f"Your training job {running.id} is still waiting or running: one run at a time. "
-                        "`/train status` shows it; `/cancel` stops it.")  # fmt: skip
+        raise UserError(
+            f"Your training job {running.id} is still waiting or running: one run at a time. `/train status` shows it; `/cancel` stops it."
+        )
     limits = ctx.limits(request)
     if not spec.preview and limits.train_steps_per_day is not None:
         used, daily = await training.steps_last_day(session, user.id), limits.train_steps_per_day
         if used + spec.steps > daily:
             back = await training.steps_back_at(session, user.id)
             when = f"more come back at {clock_text(back)}" if back is not None else "try again later"
-            raise Refused("train_steps", f"That is {spec.steps} steps, and you have {max(0, daily - used)} of your {daily} "
-                          f"training steps per 24 hours left. Use fewer `--steps`, or wait: {when} (`/me` shows your quotas).")  # fmt: skip
+            raise Refused(
+                "train_steps",
+                f"That is {spec.steps} steps, and you have {max(0, daily - used)} of your {daily} "
+                f"training steps per 24 hours left. Use fewer `--steps`, or wait: {when} (`/me` shows your quotas).",
+            )
     if not spec.preview and limits.storage_bytes is not None and await assets.bytes_used(session, user.id) >= limits.storage_bytes:
-        raise Refused("storage", f"Your LoRAs and embeddings use all of your {render.size_text(limits.storage_bytes)}; "
-                      "delete one first (`/loras` lists them).")  # fmt: skip
+        raise Refused(
+            "storage",
+            f"Your LoRAs and embeddings use all of your {render.size_text(limits.storage_bytes)}; delete one first (`/loras` lists them).",
+        )
     await check_room(ctx, session, request, user)
 
 
-async def _enqueue(ctx: Context, session: AsyncSession, request: Request, user: User, spec: TrainingSpec,
-                   notes: list[str]) -> Reply:  # fmt: skip
+async def _enqueue(ctx: Context, session: AsyncSession, request: Request, user: User, spec: TrainingSpec, notes: list[str]) -> Reply:
     job = await queue.enqueue(
-        session, user_id=user.id, platform=request.platform, chat_id=request.chat_id,
-        source_message_id=request.message_id, kind="train", model=spec.model, batch_key="",
-        params=spec.model_dump(mode="json"), max_attempts=ctx.settings.max_attempts, priority=TRAIN_PRIORITY,
-    )  # fmt: skip
+        session,
+        user_id=user.id,
+        platform=request.platform,
+        chat_id=request.chat_id,
+        source_message_id=request.message_id,
+        kind="train",
+        model=spec.model,
+        batch_key="",
+        params=spec.model_dump(mode="json"),
+        max_attempts=ctx.settings.max_attempts,
+        priority=TRAIN_PRIORITY,
+    )
     await training.create(session, job, owner_id=user.id, method=spec.method, name=spec.name, steps=spec.steps)
     text = queued_text(job, spec, await queue.position(session, job), notes)
     return Reply(text, kind="status", job_id=job.id, target=MessageTarget(job.id, None, "status"))
@@ -169,8 +202,11 @@ async def _earlier_pictures(ctx: Context, request: Request) -> tuple[TrainImage,
     async with ctx.db.transaction() as session:
         user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
         ref = await outbox.find_ref(session, request.platform, request.chat_id, request.reply_to)
-        job = await queue.get(session, ref.job_id) if ref else await training.asked_by(
-            session, request.platform, request.chat_id, request.reply_to)  # fmt: skip
+        job = (
+            await queue.get(session, ref.job_id)
+            if ref
+            else await training.asked_by(session, request.platform, request.chat_id, request.reply_to)
+        )
     if job is None or job.kind != "train" or job.user_id != user.id:  # another person's pictures stay theirs
         return ()
     return spec_of(job).images
@@ -179,13 +215,26 @@ async def _earlier_pictures(ctx: Context, request: Request) -> tuple[TrainImage,
 def _limits(ctx: Context, *, already: int = 0) -> DatasetLimits:
     """The dataset limits, for pictures that add to `already` pictures of an earlier run."""
     s = ctx.settings
-    return DatasetLimits(min_images=max(1, s.train_min_images - already), max_images=s.train_max_images - already,
-                         max_file_bytes=s.max_upload_bytes, max_zip_bytes=s.train_max_zip_bytes,
-                         max_pixels=s.max_upload_pixels)  # fmt: skip
+    return DatasetLimits(
+        min_images=max(1, s.train_min_images - already),
+        max_images=s.train_max_images - already,
+        max_file_bytes=s.max_upload_bytes,
+        max_zip_bytes=s.train_max_zip_bytes,
+        max_pixels=s.max_upload_pixels,
+    )
 
 
-def _spec(ctx: Context, method: str, name: str, flags: Any, dataset: Dataset, user_settings: dict[str, Any], *,
-          preview: bool, earlier: tuple[TrainImage, ...] = ()) -> TrainingSpec:  # fmt: skip
+def _spec(
+    ctx: Context,
+    method: str,
+    name: str,
+    flags: Any,
+    dataset: Dataset,
+    user_settings: dict[str, Any],
+    *,
+    preview: bool,
+    earlier: tuple[TrainImage, ...] = (),
+) -> TrainingSpec:
     s, values, problems = ctx.settings, flags.values, list(flags.problems)
     defaults = METHOD_DEFAULTS[method]
     model_name = values.get("model") or user_settings.get("model")
@@ -233,32 +282,57 @@ def _spec(ctx: Context, method: str, name: str, flags: Any, dataset: Dataset, us
     vectors = number("vectors", int, DEFAULT_VECTORS) if embedding else 0
     if problems:
         raise UserError("\n".join(problems))
-    kept = tuple(image.model_copy(update={"caption": trigger}) if captions == "none" and image.caption is None else image
-                 for image in earlier)  # fmt: skip
+    kept = tuple(
+        image.model_copy(update={"caption": trigger}) if captions == "none" and image.caption is None else image for image in earlier
+    )
     images = kept + tuple(  # the new pictures' blobs are written once every check has passed (`_stored`)
-        TrainImage(blob="unstored", width=picture.width, height=picture.height,
-                   filename=picture.filename,
-                   caption=picture.caption if picture.caption is not None else (trigger if captions == "none" else None))
+        TrainImage(
+            blob="unstored",
+            width=picture.width,
+            height=picture.height,
+            filename=picture.filename,
+            caption=picture.caption if picture.caption is not None else (trigger if captions == "none" else None),
+        )
         for picture in dataset.images
-    )  # fmt: skip
+    )
     first_caption = next((image.caption for image in images if image.caption), None)
     sample_prompt = values.get("sample_prompt") or first_caption or (f"{trigger}, {class_prompt}" if class_prompt else trigger)
     return TrainingSpec(
-        method=method, name=name, model=entry.display_name, images=images, trigger=trigger, captions=captions,  # type: ignore[arg-type]
-        steps=steps, rank=rank, alpha=alpha, lr=lr, resolution=resolution, batch=batch, seed=seed,
-        text_encoder=text_encoder, snr_gamma=snr_gamma, class_prompt=class_prompt, class_images=class_images,
-        prior_weight=prior_weight, vectors=vectors,
+        method=method,
+        name=name,
+        model=entry.display_name,
+        images=images,
+        trigger=trigger,
+        captions=captions,  # type: ignore[arg-type]
+        steps=steps,
+        rank=rank,
+        alpha=alpha,
+        lr=lr,
+        resolution=resolution,
+        batch=batch,
+        seed=seed,
+        text_encoder=text_encoder,
+        snr_gamma=snr_gamma,
+        class_prompt=class_prompt,
+        class_images=class_images,
+        prior_weight=prior_weight,
+        vectors=vectors,
         init_word=(values.get("init_word") or DEFAULT_INIT_WORD).strip() if embedding else None,
-        sample_every=sample_every, sample_prompt=sample_prompt, sample_steps=s.steps_for(entry),
-        checkpoint_every=s.train_checkpoint_steps, preview=preview,
-    )  # fmt: skip
+        sample_every=sample_every,
+        sample_prompt=sample_prompt,
+        sample_steps=s.steps_for(entry),
+        checkpoint_every=s.train_checkpoint_steps,
+        preview=preview,
+    )
 
 
 def _stored(ctx: Context, spec: TrainingSpec, dataset: Dataset) -> TrainingSpec:
     """The new pictures (after those of an earlier run) written to the blob store."""
     earlier = spec.images[: len(spec.images) - len(dataset.images)]
-    new = tuple(image.model_copy(update={"blob": ctx.blobs.put(picture.png, "png")})
-                for image, picture in zip(spec.images[len(earlier):], dataset.images, strict=True))  # fmt: skip
+    new = tuple(
+        image.model_copy(update={"blob": ctx.blobs.put(picture.png, "png")})
+        for image, picture in zip(spec.images[len(earlier) :], dataset.images, strict=True)
+    )
     return spec.model_copy(update={"images": earlier + new})
 
 
@@ -281,8 +355,9 @@ async def status(ctx: Context, request: Request) -> list[Reply]:
     async with ctx.db.transaction() as session:
         user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
         runs = [run_line(run, job, await _position(session, job)) for run, job in await training.recent(session, user.id)]
-        previews = [preview_line(job, await _position(session, job))
-                    for _, job in await training.recent(session, user.id, limit=3, previews=True)]  # fmt: skip
+        previews = [
+            preview_line(job, await _position(session, job)) for _, job in await training.recent(session, user.id, limit=3, previews=True)
+        ]
     lines = ["Your training runs:", *runs] if runs else [f"You have no training runs yet. {USAGE}"]
     if previews:
         lines += ["Caption previews (nothing trained; the “Train with these captions” button under one starts its run):", *previews]

@@ -119,8 +119,10 @@ def read_dataset(attachments: Sequence[Attachment], limits: DatasetLimits) -> Da
     for index, attachment in enumerate(attachments):
         name = attachment.filename or f"attachment {index + 1}"
         if len(attachment.data) > limits.max_file_bytes:
-            raise UserError(f"`{name}` is {_size(len(attachment.data))}; I take files up to "
-                            f"{_size(limits.max_file_bytes)}. Send it smaller, or split it up.")
+            raise UserError(
+                f"`{name}` is {_size(len(attachment.data))}; I take files up to "
+                f"{_size(limits.max_file_bytes)}. Send it smaller, or split it up."
+            )
         kind = (attachment.content_type or "").lower()
         if name.lower().endswith(".zip") or kind in ZIP_CONTENT_TYPES:
             unpacked = _unpack(attachment.data, name, index, limits, unpacked, files)
@@ -132,8 +134,10 @@ def read_dataset(attachments: Sequence[Attachment], limits: DatasetLimits) -> Da
     for file in files:
         if file.suffix in SIDECAR_SUFFIXES:
             if file.key in captions:
-                raise UserError(f"{captions[file.key][0].label} and {file.label} both caption the pictures "
-                                f"named `{PurePosixPath(file.name).stem}`; keep one of them.")
+                raise UserError(
+                    f"{captions[file.key][0].label} and {file.label} both caption the pictures "
+                    f"named `{PurePosixPath(file.name).stem}`; keep one of them."
+                )
             captions[file.key] = (file, _caption(file))
         elif file.suffix in PICTURE_SUFFIXES or (file.place[0] < 0 and (file.content_type or "").startswith("image/")):
             pictures.append(file)
@@ -154,26 +158,30 @@ def read_dataset(attachments: Sequence[Attachment], limits: DatasetLimits) -> Da
         first_seen[digest] = file.label
         # Stop as soon as the limit is passed: later pictures can only add to the count.
         if len(images) == limits.max_images:
-            raise UserError(f"I found more than {limits.max_images} different pictures in what you sent; the "
-                            f"limit is {limits.max_images}. Pick at most {limits.max_images} and send them again.")
+            raise UserError(
+                f"I found more than {limits.max_images} different pictures in what you sent; the "
+                f"limit is {limits.max_images}. Pick at most {limits.max_images} and send them again."
+            )
         caption = captions.get(file.key)
         used.add(file.key)
         images.append(DatasetImage(file.name, *image, caption=caption[1] if caption else None))
 
     if dropped:
-        notes.append(f"Dropped {len(dropped)} duplicate picture{'s' if len(dropped) > 1 else ''}: "
-                     + ", ".join(dropped) + ".")
+        notes.append(f"Dropped {len(dropped)} duplicate picture{'s' if len(dropped) > 1 else ''}: " + ", ".join(dropped) + ".")
     for key, (sidecar, _) in captions.items():
         if key not in used:
-            notes.append(f"Ignored {sidecar.label}: there is no picture named "
-                         f"`{PurePosixPath(sidecar.name).stem}` next to it.")
+            notes.append(f"Ignored {sidecar.label}: there is no picture named `{PurePosixPath(sidecar.name).stem}` next to it.")
     if not images:
-        raise UserError(f"I found no pictures in what you sent; attach {limits.min_images}–{limits.max_images} "
-                        "pictures (or a .zip of them) to `/train`.")
+        raise UserError(
+            f"I found no pictures in what you sent; attach {limits.min_images}–{limits.max_images} "
+            "pictures (or a .zip of them) to `/train`."
+        )
     if len(images) < limits.min_images:
         after = f" (after dropping {len(dropped)} duplicate{'s' if len(dropped) > 1 else ''})" if dropped else ""
-        raise UserError(f"I found {len(images)} picture{'s' if len(images) > 1 else ''} in what you sent{after}; "
-                        f"training needs at least {limits.min_images}. Attach more pictures to `/train`.")
+        raise UserError(
+            f"I found {len(images)} picture{'s' if len(images) > 1 else ''} in what you sent{after}; "
+            f"training needs at least {limits.min_images}. Attach more pictures to `/train`."
+        )
     return Dataset(tuple(images), tuple(notes))
 
 
@@ -182,42 +190,45 @@ def _unpack(data: bytes, name: str, index: int, limits: DatasetLimits, unpacked:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
-        raise UserError(f"`{name}` is not a zip file I can open (it may be damaged); zip the pictures "
-                        "again and send the new file.") from None
+        raise UserError(
+            f"`{name}` is not a zip file I can open (it may be damaged); zip the pictures again and send the new file."
+        ) from None
     with archive:
         infos = archive.infolist()
         if len(infos) > max_zip_members(limits):
-            raise UserError(f"`{name}` has {len(infos)} entries; I take at most {max_zip_members(limits)} "
-                            f"(for up to {limits.max_images} pictures). Zip fewer files.")
+            raise UserError(
+                f"`{name}` has {len(infos)} entries; I take at most {max_zip_members(limits)} "
+                f"(for up to {limits.max_images} pictures). Zip fewer files."
+            )
         members: list[tuple[zipfile.ZipInfo, str]] = []
         for info in infos:  # check every entry first, skipped ones too: nothing odd gets through
             path = info.filename.replace("\\", "/")  # Windows tools write `\`; treat it as a separator
             parts = PurePosixPath(path).parts
             if path.startswith("/") or ".." in parts or _DRIVE.match(path):
-                raise UserError(f"`{name}` contains `{info.filename}`, a path that points outside the zip; "
-                                "zip the pictures again from inside their folder.")
+                raise UserError(
+                    f"`{name}` contains `{info.filename}`, a path that points outside the zip; "
+                    "zip the pictures again from inside their folder."
+                )
             if stat.S_ISLNK(info.external_attr >> 16):
-                raise UserError(f"`{name}` contains `{path}`, a symbolic link; zip the pictures themselves, "
-                                "not links to them.")
+                raise UserError(f"`{name}` contains `{path}`, a symbolic link; zip the pictures themselves, not links to them.")
             if info.flag_bits & 0x1:
-                raise UserError(f"`{name}` is password-protected (`{path}` is encrypted); zip the pictures "
-                                "again without a password.")
+                raise UserError(f"`{name}` is password-protected (`{path}` is encrypted); zip the pictures again without a password.")
             members.append((info, path))
         declared = unpacked + sum(_declared_size(info) for info in infos)
         if declared > limits.max_zip_bytes:
-            raise UserError(f"`{name}` unpacks to {_size(declared - unpacked)}; I take at most "
-                            f"{_size(limits.max_zip_bytes)} unpacked in all. Send fewer or smaller pictures.")
+            raise UserError(
+                f"`{name}` unpacks to {_size(declared - unpacked)}; I take at most "
+                f"{_size(limits.max_zip_bytes)} unpacked in all. Send fewer or smaller pictures."
+            )
         for info, path in members:
             base = PurePosixPath(path).name.lower()
             if info.is_dir() or path.startswith("__MACOSX/") or base in SKIPPED_NAMES or base.startswith("._"):
                 continue
             label = f"`{path}` in `{name}`"
-            nested = UserError(f"{label} is another archive; unpack it and put its pictures straight into "
-                               "one zip.")
+            nested = UserError(f"{label} is another archive; unpack it and put its pictures straight into one zip.")
             if PurePosixPath(base).suffix in ARCHIVE_SUFFIXES:
                 raise nested
-            too_big = UserError(f"{label} is larger than {_size(limits.max_file_bytes)}, the most I take for one "
-                                "file; send it smaller.")
+            too_big = UserError(f"{label} is larger than {_size(limits.max_file_bytes)}, the most I take for one file; send it smaller.")
             if _declared_size(info) > limits.max_file_bytes:
                 raise too_big
             # The bounded read: whatever the header says, never hold more than one file's limit or
@@ -227,14 +238,17 @@ def _unpack(data: bytes, name: str, index: int, limits: DatasetLimits, unpacked:
                 with archive.open(info) as member:
                     content = member.read(min(limits.max_file_bytes, room) + 1)
             except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError, zlib.error):
-                raise UserError(f"I can't unpack {label} (the zip may be damaged, or use a compression I "
-                                "don't know); zip the pictures again with ordinary compression.") from None
+                raise UserError(
+                    f"I can't unpack {label} (the zip may be damaged, or use a compression I "
+                    "don't know); zip the pictures again with ordinary compression."
+                ) from None
             if len(content) > limits.max_file_bytes:
                 raise too_big
             unpacked += len(content)
             if unpacked > limits.max_zip_bytes:
-                raise UserError(f"`{name}` unpacks to more than {_size(limits.max_zip_bytes)}, the most I take "
-                                "in all; send fewer or smaller pictures.")
+                raise UserError(
+                    f"`{name}` unpacks to more than {_size(limits.max_zip_bytes)}, the most I take in all; send fewer or smaller pictures."
+                )
             if content.startswith(ZIP_SIGNATURES):
                 raise nested
             files.append(_File(path, label, (index, str(PurePosixPath(path).parent)), content))
@@ -257,8 +271,7 @@ def _decode(file: _File, limits: DatasetLimits) -> tuple[tuple[bytes, int, int],
             with Image.open(io.BytesIO(file.data), formats=list(ALLOWED_FORMATS)) as image:
                 width, height = image.size  # from the header: nothing decoded yet
                 if width * height > limits.max_pixels:
-                    raise UserError(f"{file.label} is {width}x{height} ({width * height / 1e6:.1f} megapixels); "
-                                    + too_many)
+                    raise UserError(f"{file.label} is {width}x{height} ({width * height / 1e6:.1f} megapixels); " + too_many)
                 image.load()
                 rgb = _to_rgb(ImageOps.exif_transpose(image))
     except UserError:
@@ -281,14 +294,17 @@ def _caption(file: _File) -> str | None:
         raise UserError(f"{file.label} is not UTF-8 text; save it as UTF-8 and send it again.") from None
     text = " ".join(text.split())
     if len(text) > MAX_CAPTION_CHARS:
-        raise UserError(f"{file.label} is {len(text)} characters long; a caption can be at most "
-                        f"{MAX_CAPTION_CHARS}. Shorten it and send it again.")
+        raise UserError(
+            f"{file.label} is {len(text)} characters long; a caption can be at most {MAX_CAPTION_CHARS}. Shorten it and send it again."
+        )
     return text or None
 
 
 def _unreadable(file: _File) -> UserError:
-    return UserError(f"{file.label} is not a picture I can read (I take {_FORMATS}, a .zip of them, and "
-                     ".txt/.caption captions); convert or remove it and send again.")
+    return UserError(
+        f"{file.label} is not a picture I can read (I take {_FORMATS}, a .zip of them, and "
+        ".txt/.caption captions); convert or remove it and send again."
+    )
 
 
 def _size(count: int) -> str:

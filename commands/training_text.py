@@ -19,7 +19,7 @@ USAGE = (
     "with `.txt` captions beside the pictures if you like); `/train preview lora NAME` with the same pictures shows "
     "the captions first; `/train status` shows your runs. Options: --steps, --rank, --alpha, --lr, --resolution, "
     "--batch, --seed, --model, --trigger, --captions auto|none, --sample-every, --sample-prompt, --text-encoder on|off, "
-    "--snr-gamma; DreamBooth: --class \"a dog\", --class-images, --prior-weight; embedding: --vectors, --init-word."
+    '--snr-gamma; DreamBooth: --class "a dog", --class-images, --prior-weight; embedding: --vectors, --init-word.'
 )
 
 
@@ -81,8 +81,9 @@ def run_line(run: TrainingRun, job: Job, position: int) -> str:
     else:  # a job claimed again reports step 0 until its run has resumed: the checkpoint's step stands in
         done = max(job.progress_step, run.checkpoint_step)
     parts = [f"step {done}/{run.steps}"]
-    parts.append(f"last checkpoint at step {run.checkpoint_step}" if run.checkpoint_step else
-                 "no checkpoint yet" if active else "no checkpoint")  # fmt: skip
+    parts.append(
+        f"last checkpoint at step {run.checkpoint_step}" if run.checkpoint_step else "no checkpoint yet" if active else "no checkpoint"
+    )
     if job.status == JobStatus.RUNNING and job.progress_note:
         parts.append(job.progress_note)
     elif run.losses:
@@ -114,10 +115,14 @@ def result_reply(blobs: BlobStore, job: Job) -> Reply:
     target = MessageTarget(job.id, None, "result")
     if result.get("preview"):
         lines = [f"📝 Job {job.id}: the captions `{spec.name}` would be trained with:"]
-        lines += [f"{i}. {image.filename}: {caption}" for i, (image, caption) in enumerate(zip(spec.images, result["captions"], strict=False), 1)]
+        lines += [
+            f"{i}. {image.filename}: {caption}" for i, (image, caption) in enumerate(zip(spec.images, result["captions"], strict=False), 1)
+        ]
         lines += [str(note) for note in result.get("notes", [])]
-        lines.append("Press the button to train on them as they are; to change them, send the pictures again in a zip "
-                     "with a `.txt` caption beside each.")
+        lines.append(
+            "Press the button to train on them as they are; to change them, send the pictures again in a zip "
+            "with a `.txt` caption beside each."
+        )
         return Reply("\n".join(lines), kind="result", job_id=job.id, target=target, actions=actions(job))
     asset = result.get("asset", spec.name)
     label = METHOD_LABELS[spec.method]

@@ -43,11 +43,11 @@ async def _list(ctx: Context, request: Request) -> list[Reply]:
         user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
         own = await prompt_library.wildcards_of(session, user.id)
     shared = folder_lists(ctx)
-    lines = ["🎲 Wildcards: `{red|green|blue}` picks one option; `__NAME__` picks a line of a list. "
-             "Each image of a batch picks from its own seed."]  # fmt: skip
-    lines.append(
-        "The bot's lists: " + (", ".join(f"`__{n}__` ({len(v)})" for n, v in shared.items()) if shared else "none.")
-    )
+    lines = [
+        "🎲 Wildcards: `{red|green|blue}` picks one option; `__NAME__` picks a line of a list. "
+        "Each image of a batch picks from its own seed."
+    ]
+    lines.append("The bot's lists: " + (", ".join(f"`__{n}__` ({len(v)})" for n, v in shared.items()) if shared else "none."))
     if own:
         lines.append("Yours: " + ", ".join(f"`__{n}__` ({len(v)})" for n, v in own.items()))
     else:
@@ -101,9 +101,7 @@ async def _add(ctx: Context, request: Request, args: str) -> list[Reply]:
         user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
         own = await prompt_library.wildcards_of(session, user.id)
         if name not in own and len(own) >= ctx.settings.max_wildcards_per_user:
-            raise UserError(
-                f"You have {len(own)} lists, the most one person may keep. Delete one with `/wildcard delete NAME`."
-            )
+            raise UserError(f"You have {len(own)} lists, the most one person may keep. Delete one with `/wildcard delete NAME`.")
         replaced = await prompt_library.save_wildcard(session, user.id, name, lines)
     verb = "Replaced" if replaced else "Saved"
     preview = ", ".join(lines[:5]) + (", …" if len(lines) > 5 else "")

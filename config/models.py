@@ -27,18 +27,13 @@ class ModelEntry(BaseModel):
     name: str | None = None
     config: str | None = Field(
         None,
-        description="Single files only: a diffusers folder or Hub id holding the component configs, "
-        "so that loading needs no network.",
+        description="Single files only: a diffusers folder or Hub id holding the component configs, so that loading needs no network.",
     )
     size: int | None = Field(None, description="Native side in pixels (default: guessed from the source).")
     description: str = ""
     clip_skip: int | None = Field(None, ge=1, le=12, description="Default --clip-skip for this model (A1111's count).")
-    steps: int | None = Field(
-        None, ge=1, description="Default --steps for this model (SDBOT_DEFAULT_STEPS, when set, wins; `tiny`: 8)."
-    )
-    vae: str | None = Field(
-        None, description="This model's VAE: a name from `vaes`, or a folder, Hub id or .safetensors file."
-    )
+    steps: int | None = Field(None, ge=1, description="Default --steps for this model (SDBOT_DEFAULT_STEPS, when set, wins; `tiny`: 8).")
+    vae: str | None = Field(None, description="This model's VAE: a name from `vaes`, or a folder, Hub id or .safetensors file.")
     architecture: Literal["sd1", "sd2", "sdxl"] | None = Field(
         None, description="sd1, sd2 or sdxl; LoRAs and embeddings must match it (default: guessed from the source)."
     )

@@ -42,13 +42,19 @@ def default_limits(*, queued_jobs: int, train_steps_per_day: int, storage_bytes:
     return {
         "banned": RoleLimits(jobs_per_minute=0, queued_jobs=0, gpu_seconds_per_day=0, train_steps_per_day=0, storage_bytes=0),
         "default": RoleLimits(
-            jobs_per_minute=20, queued_jobs=queued_jobs, gpu_seconds_per_day=1800,
-            train_steps_per_day=train_steps_per_day, storage_bytes=storage_bytes,
-        ),  # fmt: skip
+            jobs_per_minute=20,
+            queued_jobs=queued_jobs,
+            gpu_seconds_per_day=1800,
+            train_steps_per_day=train_steps_per_day,
+            storage_bytes=storage_bytes,
+        ),
         "trusted": RoleLimits(
-            jobs_per_minute=60, queued_jobs=2 * queued_jobs, gpu_seconds_per_day=4 * 3600,
-            train_steps_per_day=4 * train_steps_per_day, storage_bytes=4 * storage_bytes,
-        ),  # fmt: skip
+            jobs_per_minute=60,
+            queued_jobs=2 * queued_jobs,
+            gpu_seconds_per_day=4 * 3600,
+            train_steps_per_day=4 * train_steps_per_day,
+            storage_bytes=4 * storage_bytes,
+        ),
         "admin": RoleLimits(),
     }
 

@@ -2,7 +2,7 @@
 
 Precedence, highest first: arguments to `Settings(...)`, environment, `.env`, the TOML file
 (`SDBOT_CONFIG`, default `./sdbot.toml` when it exists), the defaults below. Every field is
-documented in the README's configuration table; keep the two in step.
+documented in docs/configuration.md (a test checks every setting is there); keep the two in step.
 """
 
 from __future__ import annotations
@@ -54,30 +54,25 @@ def training_hours_open(text: str | None, now: datetime | None = None) -> bool:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="SDBOT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix="SDBOT_", env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     # --- models and hardware -------------------------------------------------------------
     model: str = Field(
         DEFAULT_MODEL,
         description="Default model: a Hub id, a diffusers folder, a single-file .safetensors, or `tiny`.",
     )
-    models: dict[str, ModelEntry] = Field(
-        default_factory=dict, description="Further named models (TOML `[models.NAME]` or JSON)."
-    )
+    models: dict[str, ModelEntry] = Field(default_factory=dict, description="Further named models (TOML `[models.NAME]` or JSON).")
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     max_loaded_models: int = Field(1, ge=1, description="Pipelines kept in memory at once.")
     # --- speed options (generation.models.speed; measured by bench/gpu.py) ---
     attention: Literal["sdpa", "classic"] = Field(
-        "sdpa", description="`sdpa`: PyTorch's scaled_dot_product_attention (flash / memory-efficient kernels); "
-        "`classic`: diffusers' plain attention (a baseline)."
+        "sdpa",
+        description="`sdpa`: PyTorch's scaled_dot_product_attention (flash / memory-efficient kernels); "
+        "`classic`: diffusers' plain attention (a baseline).",
     )
     channels_last: bool = Field(False, description="UNet and VAE in channels_last memory format (faster convolutions on most GPUs).")
-    torch_compile: bool = Field(
-        False, description="torch.compile the UNet (and VAE decoder): slow first job per size, faster after it."
-    )
+    torch_compile: bool = Field(False, description="torch.compile the UNet (and VAE decoder): slow first job per size, faster after it.")
     vaes: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
         description="Named VAEs (a diffusers folder, Hub id or single .safetensors) for `vae` in a model entry, "
@@ -92,23 +87,16 @@ class Settings(BaseSettings):
     )
     face_restorers: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
-        description="Named face-restoration model files (.safetensors: GFPGAN, RestoreFormer, ...) for /facefix; "
-        "the first is the default.",
+        description="Named face-restoration model files (.safetensors: GFPGAN, RestoreFormer, ...) for /facefix; the first is the default.",
     )
-    face_detector: str | None = Field(
-        None, description="A YuNet .onnx face detector; default: OpenCV's Haar cascade shipped with opencv."
-    )
-    segmenter: str | None = Field(
-        None, description="A CLIPSeg model (diffusers-style folder or Hub id) for `/inpaint --select WORDS`."
-    )
+    face_detector: str | None = Field(None, description="A YuNet .onnx face detector; default: OpenCV's Haar cascade shipped with opencv.")
+    segmenter: str | None = Field(None, description="A CLIPSeg model (diffusers-style folder or Hub id) for `/inpaint --select WORDS`.")
     enhancer: str | None = Field(
         None,
         description="A text-generation model (causal LM folder or cached Hub id, e.g. a MagicPrompt GPT-2) for "
         "/enhance; none: /enhance is unavailable.",
     )
-    enhance_max_new_tokens: int = Field(
-        75, ge=8, le=256, description="Most tokens /enhance adds to the user's words (CLIP reads 75)."
-    )
+    enhance_max_new_tokens: int = Field(75, ge=8, le=256, description="Most tokens /enhance adds to the user's words (CLIP reads 75).")
     captioner: str | None = Field(
         None, description="A BLIP captioning model (folder or cached Hub id) for /describe; none: /describe is unavailable."
     )
@@ -153,15 +141,11 @@ class Settings(BaseSettings):
     )
 
     # --- people --------------------------------------------------------------------------
-    admin_ids: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Comma-separated `platform:user` or bare user ids."
-    )
+    admin_ids: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Comma-separated `platform:user` or bare user ids.")
     trusted_ids: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="People with the `trusted` role's limits, as SDBOT_ADMIN_IDS."
     )
-    banned_ids: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="People the bot refuses, as SDBOT_ADMIN_IDS."
-    )
+    banned_ids: Annotated[list[str], NoDecode] = Field(default_factory=list, description="People the bot refuses, as SDBOT_ADMIN_IDS.")
     role_map: Annotated[dict[str, Role], NoDecode] = Field(
         default_factory=dict,
         description="Platform roles that give a role: `discord:<guild role id>=trusted,telegram:chat_admin=trusted`.",
@@ -171,7 +155,8 @@ class Settings(BaseSettings):
     )
     # --- safety, graded by place (generation.imaging.safety, commands.safety) ---
     safety_classifier: str | None = Field(
-        None, description="What scores every output: `tiny`, or a StableDiffusionSafetyChecker or image classifier "
+        None,
+        description="What scores every output: `tiny`, or a StableDiffusionSafetyChecker or image classifier "
         "(folder or cached Hub id); none: nothing is scored, and places' NSFW policies can't be set.",
     )
     safety_labels: Annotated[list[str], NoDecode] = Field(
@@ -196,9 +181,7 @@ class Settings(BaseSettings):
     max_prompt_chars: int = Field(1500, ge=10)
     max_queued_jobs_per_user: int = Field(5, ge=1)
     # --- prompt features: styles and wildcards (commands.prompt_features) ---
-    styles_file: Path | None = Field(
-        None, description="A TOML file of extra global styles, in config/styles.toml's format."
-    )
+    styles_file: Path | None = Field(None, description="A TOML file of extra global styles, in config/styles.toml's format.")
     wildcards_dir: Path | None = Field(
         None, description="Wildcard lists (`__name__` = name.txt, one option per line). Default: <data_dir>/wildcards."
     )
@@ -228,9 +211,7 @@ class Settings(BaseSettings):
     train_checkpoint_steps: int = Field(
         50, ge=1, description="A run saves its state (weights, optimizer, step) to the blob store this often."
     )
-    train_yield: bool = Field(
-        True, description="A run checkpoints and hands the worker over when drawing jobs are waiting, then resumes."
-    )
+    train_yield: bool = Field(True, description="A run checkpoints and hands the worker over when drawing jobs are waiting, then resumes.")
     train_hours: str | None = Field(
         None, description="Hours (UTC, e.g. `22-6`) when runs may start or go on; outside them they wait. Empty: always."
     )
@@ -251,9 +232,7 @@ class Settings(BaseSettings):
     default_upscale_method: Literal["auto", "lanczos", "esrgan", "hires", "latent"] = Field(
         "auto", description="Method of /upscale and the Upscale buttons; auto: esrgan when an upscaler is set, else lanczos."
     )
-    max_upscale_pixels: int = Field(
-        4096 * 4096, ge=64 * 64, description="Largest result of /upscale (lanczos, esrgan, hires), in pixels."
-    )
+    max_upscale_pixels: int = Field(4096 * 4096, ge=64 * 64, description="Largest result of /upscale (lanczos, esrgan, hires), in pixels.")
     upscale_tile: int = Field(512, ge=32, description="Tile side (input pixels) of esrgan upscales; bounds memory.")
 
     # --- animation: /animate, /video2video, /deforum (generation.animation, commands.animate) ---
@@ -279,7 +258,9 @@ class Settings(BaseSettings):
         512 * 512, ge=64 * 64, description="Largest width x height of one frame of a clip (a clip holds all its frames at once)."
     )
     animate_context_frames: int = Field(
-        16, ge=2, description="Frames AnimateDiff sees at once (its motion models are trained on 16); longer clips go "
+        16,
+        ge=2,
+        description="Frames AnimateDiff sees at once (its motion models are trained on 16); longer clips go "
         "in overlapping windows of this many frames.",
     )
     animate_context_stride: int = Field(4, ge=1, description="Frames between the starts of two context windows.")
@@ -299,14 +280,18 @@ class Settings(BaseSettings):
         2.0, ge=0, description="How long a bot process keeps a person's resolved role (changes made in this process apply at once)."
     )
     progress_seconds: float = Field(1.0, gt=0, description="Least time between progress writes.")
-    # --- batching and scheduling across workers (generation.batching, storage.queue.claim) ---
+    # --- batching and scheduling across workers (generation.jobs.batched, storage.queue.claim) ---
     max_batch_jobs: int = Field(
-        4, ge=1, le=64,
+        4,
+        ge=1,
+        le=64,
         description="Compatible txt2img jobs (same model, size, steps, sampler, CFG, LoRAs, VAE; any prompts and "
         "seeds) a worker draws in one pipeline call, each completed separately. 1: no batching.",
     )
     max_batch_images: int = Field(
-        4, ge=1, le=256,
+        4,
+        ge=1,
+        le=256,
         description="Most images (the jobs' --n together) in one batched call. The default is SDBOT_MAX_BATCH's: a batch "
         "takes no more GPU memory than the largest single job may.",
     )
@@ -411,7 +396,16 @@ class Settings(BaseSettings):
     def _role_limits(cls, value: Any) -> Any:
         return json.loads(value) if isinstance(value, str) else value
 
-    @field_validator("admin_ids", "trusted_ids", "banned_ids", "safety_labels", "telegram_allowed_users", "telegram_allowed_chats", "discord_guild_ids", mode="before")
+    @field_validator(
+        "admin_ids",
+        "trusted_ids",
+        "banned_ids",
+        "safety_labels",
+        "telegram_allowed_users",
+        "telegram_allowed_chats",
+        "discord_guild_ids",
+        mode="before",
+    )
     @classmethod
     def _split_ids(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -498,9 +492,10 @@ class Settings(BaseSettings):
     def limits(self, role: Role) -> RoleLimits:
         """What `role` may use: the built-in limits with SDBOT_ROLE_LIMITS' fields over them."""
         built_in = default_limits(
-            queued_jobs=self.max_queued_jobs_per_user, train_steps_per_day=self.train_daily_steps,
+            queued_jobs=self.max_queued_jobs_per_user,
+            train_steps_per_day=self.train_daily_steps,
             storage_bytes=self.asset_quota_bytes,
-        )[role]  # fmt: skip
+        )[role]
         override = self.role_limits.get(role)
         return built_in.model_copy(update=override.model_dump(exclude_unset=True)) if override else built_in
 

@@ -99,10 +99,7 @@ def check_style_name(name: str) -> str | None:
     if not MIN_NAME_CHARS <= len(name) <= MAX_NAME_CHARS:
         return f"A style name has {MIN_NAME_CHARS} to {MAX_NAME_CHARS} characters; `{name[:40]}` has {len(name)}."
     if not _NAME.fullmatch(name):
-        return (
-            "A style name is lowercase letters and digits with single `-` between them (like `film-noir`); "
-            f"`{name}` is not."
-        )
+        return f"A style name is lowercase letters and digits with single `-` between them (like `film-noir`); `{name}` is not."
     if name in RESERVED_NAMES:
         return f"`{name}` is a word of the /style command; pick another name."
     return None
@@ -161,9 +158,7 @@ def parse_styles(text: str, source: str) -> dict[str, Style]:
         raise StyleError(f"Styles file {source}: not valid TOML ({error}).") from None
     extra = set(data) - {"styles"}
     if extra:
-        raise StyleError(
-            f"Styles file {source}: unknown top-level key(s) {sorted(extra)}; styles go in `[styles.NAME]` tables."
-        )
+        raise StyleError(f"Styles file {source}: unknown top-level key(s) {sorted(extra)}; styles go in `[styles.NAME]` tables.")
     table = data.get("styles", {})
     if not isinstance(table, dict):
         raise StyleError(f"Styles file {source}: `styles` must be tables, `[styles.NAME]`.")

@@ -1,7 +1,7 @@
 """The engine core: the diffusion step every job kind draws through, and the per-job state
 around it. Runs in the worker's engine thread, never on the event loop.
 
-Reproducibility rules (DESIGN.md 4):
+Reproducibility rules (docs/rules.md, "Reproducibility"):
 - image i of a batch is drawn from its own CPU `torch.Generator` seeded with seed + i, so any
   image equals the single image made with that seed, on CPU or GPU, and equals what bare
   diffusers gives for the same model, scheduler, seed and settings;
@@ -87,10 +87,16 @@ class Tracker:
 
 class Engine:
     def __init__(
-        self, models: ModelCache, blobs: BlobStore, tools: Tools | None = None, *,
-        adapter_budget_bytes: int = DEFAULT_BUDGET_BYTES, controlnets: ControlNets | None = None,
-        instruct_source: str | None = None, motion: MotionModels | None = None,
-    ):  # fmt: skip
+        self,
+        models: ModelCache,
+        blobs: BlobStore,
+        tools: Tools | None = None,
+        *,
+        adapter_budget_bytes: int = DEFAULT_BUDGET_BYTES,
+        controlnets: ControlNets | None = None,
+        instruct_source: str | None = None,
+        motion: MotionModels | None = None,
+    ):
         self.models = models
         self.blobs = blobs
         self.tools = tools or Tools(device=models.device, dtype=models.dtype)
@@ -168,16 +174,22 @@ class Engine:
             for members in by_length.values():
                 together = PromptConditions.side_by_side([encoded[i] for i in members], [specs[i].n for i in members])
                 seeds = [seed for i in members for seed in specs[i].seeds()]
-                drawn = self._diffuse(loaded, pipe, lead, tracker, seeds, {"width": lead.width, "height": lead.height},
-                                      conditions=together)  # fmt: skip
+                drawn = self._diffuse(loaded, pipe, lead, tracker, seeds, {"width": lead.width, "height": lead.height}, conditions=together)
                 for i in members:
                     images[i], drawn = drawn[: specs[i].n], drawn[specs[i].n :]
         return images
 
     def _diffuse(
-        self, loaded: LoadedModel, pipe: Any, spec: GenerationSpec, tracker: Tracker, seeds: list[int] | None,
-        arguments: dict[str, Any], conditions: PromptConditions | None = None, clip: bool = False,
-    ) -> list[Image.Image]:  # fmt: skip
+        self,
+        loaded: LoadedModel,
+        pipe: Any,
+        spec: GenerationSpec,
+        tracker: Tracker,
+        seeds: list[int] | None,
+        arguments: dict[str, Any],
+        conditions: PromptConditions | None = None,
+        clip: bool = False,
+    ) -> list[Image.Image]:
         seeds = seeds or spec.seeds()
         pipe.scheduler = build_scheduler(spec.sampler, loaded.scheduler_config, seeds)
         strength = arguments.get("strength")
@@ -217,10 +229,12 @@ class Engine:
             windows = context_windows(pipe, frames, spec.clip.context, spec.clip.stride, call)  # type: ignore[union-attr]
         try:
             with (
-                self.job_components(loaded, pipe, spec), regions.applied(pipe, conditions),
+                self.job_components(loaded, pipe, spec),
+                regions.applied(pipe, conditions),
                 tracker.controls.applied() if tracker.controls is not None else contextlib.nullcontext(),
-                windows if clip else contextlib.nullcontext(), torch.inference_mode(),
-            ):  # fmt: skip
+                windows if clip else contextlib.nullcontext(),
+                torch.inference_mode(),
+            ):
                 output = pipe(**call)
                 images = output.frames[0] if clip else output.images
         except torch.OutOfMemoryError:

@@ -26,7 +26,7 @@ _PARAM = re.compile(r'\s*(\w[\w \-/]{0,60}):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)'
 
 def _quote(value: object) -> str:
     text = str(value)
-    if not any(ch in text for ch in ",\n:\""):
+    if not any(ch in text for ch in ',\n:"'):
         return text
     return json.dumps(text, ensure_ascii=False)
 
@@ -117,8 +117,11 @@ def control_fields(spec: GenerationSpec) -> list[tuple[str, object]]:
         unit = [("Module", ref.preprocessor), ("Model", ref.model), ("Weight", _number(ref.weight))]
         if ref.low is not None and ref.high is not None:
             unit += [("Threshold A", ref.low), ("Threshold B", ref.high)]
-        unit += [("Guidance Start", _number(ref.start)), ("Guidance End", _number(ref.end)),
-                 ("Control Mode", CONTROL_MODE_NAMES[spec.control_mode])]  # fmt: skip
+        unit += [
+            ("Guidance Start", _number(ref.start)),
+            ("Guidance End", _number(ref.end)),
+            ("Control Mode", CONTROL_MODE_NAMES[spec.control_mode]),
+        ]
         if ref.text is not None:
             unit.append(("QR text", ref.text))
         fields.append((f"ControlNet {index}", settings_text(unit)))
@@ -133,8 +136,11 @@ def control_map_infotext(spec: GenerationSpec, index: int, size: tuple[int, int]
     source = f"the picture {ref.image.partition('.')[0][:10]}" if ref.image is not None else f"the text “{ref.text}”"
     made = source if ref.preprocessor == "none" else f"{ref.preprocessor} of {source}"
     unit = f"job {job_id}, unit {index}" if job_id is not None else f"unit {index}"
-    fields: list[tuple[str, object]] = [("Control map", f"{made} for the {ref.type} ControlNet ({unit})"),
-                                        ("Module", ref.preprocessor), ("Model", ref.model)]  # fmt: skip
+    fields: list[tuple[str, object]] = [
+        ("Control map", f"{made} for the {ref.type} ControlNet ({unit})"),
+        ("Module", ref.preprocessor),
+        ("Model", ref.model),
+    ]
     if ref.low is not None and ref.high is not None:
         fields += [("Threshold A", ref.low), ("Threshold B", ref.high)]
     fields.append(("Size", f"{size[0]}x{size[1]}"))

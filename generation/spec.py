@@ -20,8 +20,20 @@ from config.models import ControlType
 # instruct: Instruct Pix2Pix (`/edit make it winter`) on a configured instruct model.
 # Clips (`spec.clip`): animate (AnimateDiff from a prompt), video2video (AnimateDiff restyling a
 # clip's frames), deforum (an img2img loop along keyframe schedules, with 2D warps).
-JobKind = Literal["txt2img", "img2img", "inpaint", "outpaint", "upscale", "facefix", "enhance", "describe", "instruct",
-                  "animate", "video2video", "deforum"]  # fmt: skip
+JobKind = Literal[
+    "txt2img",
+    "img2img",
+    "inpaint",
+    "outpaint",
+    "upscale",
+    "facefix",
+    "enhance",
+    "describe",
+    "instruct",
+    "animate",
+    "video2video",
+    "deforum",
+]
 CLIP_KINDS = ("animate", "video2video", "deforum")
 TEXT_KINDS = ("enhance", "describe")
 UpscaleMethod = Literal["lanczos", "esrgan", "hires", "latent"]
@@ -262,11 +274,13 @@ class GenerationSpec(BaseModel):
         files = self.wildcards
         return self.model_copy(
             update={
-                "seed": seed, "n": 1, "wildcards": {},
+                "seed": seed,
+                "n": 1,
+                "wildcards": {},
                 "prompt": expand(self.prompt, seed, files),
                 "negative_prompt": expand(self.negative_prompt, seed, files, salt="negative"),
             }
-        )  # fmt: skip
+        )
 
     def frame_spec(self, index: int) -> GenerationSpec:
         """Frame `index` of an upscale or face fix of a clip, as the one-image job that makes it."""
@@ -293,9 +307,8 @@ class GenerationSpec(BaseModel):
             return ""
         shared = self.model_dump(
             mode="json",
-            include={"kind", "model", "width", "height", "steps", "cfg", "sampler", "clip_skip", "vae", "tile", "loras",
-                     "embeddings"},
-        )  # fmt: skip
+            include={"kind", "model", "width", "height", "steps", "cfg", "sampler", "clip_skip", "vae", "tile", "loras", "embeddings"},
+        )
         for asset in (*shared["loras"], *shared["embeddings"]):  # what they are, not what they were called
             asset.pop("short_hash", None)
         return hashlib.sha1(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:16]

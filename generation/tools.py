@@ -48,14 +48,25 @@ class Tools:
     @classmethod
     def from_settings(cls, settings: Settings, device: torch.device, dtype: torch.dtype) -> Tools:
         return cls(
-            device=device, dtype=dtype, upscalers=dict(settings.upscalers), face_restorers=dict(settings.face_restorers),
-            face_detector=settings.face_detector, segmenter=settings.segmenter, vaes=dict(settings.vaes),
-            upscale_tile=settings.upscale_tile, enhancer_source=settings.enhancer, captioner=settings.captioner,
-            describe_clip=settings.describe_clip, describe_terms_dir=settings.describe_terms_dir,
-            enhance_max_new_tokens=settings.enhance_max_new_tokens, depth_model=settings.depth_model,
-            annotators=settings.annotators, safety_classifier=settings.safety_classifier,
-            safety_labels=tuple(settings.safety_labels), models_dir=settings.resolved_models_dir,
-        )  # fmt: skip
+            device=device,
+            dtype=dtype,
+            upscalers=dict(settings.upscalers),
+            face_restorers=dict(settings.face_restorers),
+            face_detector=settings.face_detector,
+            segmenter=settings.segmenter,
+            vaes=dict(settings.vaes),
+            upscale_tile=settings.upscale_tile,
+            enhancer_source=settings.enhancer,
+            captioner=settings.captioner,
+            describe_clip=settings.describe_clip,
+            describe_terms_dir=settings.describe_terms_dir,
+            enhance_max_new_tokens=settings.enhance_max_new_tokens,
+            depth_model=settings.depth_model,
+            annotators=settings.annotators,
+            safety_classifier=settings.safety_classifier,
+            safety_labels=tuple(settings.safety_labels),
+            models_dir=settings.resolved_models_dir,
+        )
 
     def upscaler(self, name: str | None) -> Any:
         from generation.imaging.upscalers import load_upscaler
@@ -121,7 +132,9 @@ class Tools:
         from generation.control.annotators import load_depth_estimator
 
         if not self.depth_model:
-            raise EngineUserError("`/control depth` needs SDBOT_DEPTH_MODEL, and it is not set any more; use `--pre none` with a depth map.")
+            raise EngineUserError(
+                "`/control depth` needs SDBOT_DEPTH_MODEL, and it is not set any more; use `--pre none` with a depth map."
+            )
         source = self.depth_model
         return self._once("depth", source, lambda: load_depth_estimator(source, self.device))
 
@@ -167,4 +180,3 @@ def _pick(configured: dict[str, str], name: str | None, what: str, key: str, use
         if key_name.lower() == name.lower():
             return key_name, path
     raise EngineUserError(f"there is no {what} named `{name}` any more. Configured: {', '.join(configured)}.")
-

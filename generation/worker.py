@@ -18,7 +18,7 @@ A worker that dies mid-job is harmless: its lease runs out and the job runs agai
 rather than after their lease, so a restart after a crash resumes without waiting.
 
 This module loads no torch: the engine, the job kinds and the trainer are imported where a job
-runs on them (and only for types otherwise), so a worker around another engine (tests/null_worker.py)
+runs on them (and only for types otherwise), so a worker around another engine (tests/support/null_worker.py)
 starts in about a second, and the process that builds the real engine pays for torch once there.
 """
 
@@ -42,7 +42,7 @@ from PIL import Image
 
 from config.logs import job_scope, run_in_context
 from config.models import ModelRegistry
-from config.settings import training_hours_open
+from config.settings import Settings, training_hours_open
 from generation.errors import EngineUserError, JobCancelled, TrainingYielded
 from generation.spec import TEXT_KINDS, GenerationSpec
 from storage import model_library, notify, queue, workers
@@ -71,6 +71,23 @@ class WorkerLimits:
     batch_wait_ms: int = 0  # wait this long for more compatible jobs before drawing a batch that is not full
     affinity_seconds: float = 30.0  # loaded model first, unless another job waited this long (SDBOT_AFFINITY_SECONDS)
     models: tuple[str, ...] = ()  # `worker --models a,b`: only jobs for these models; empty: any
+
+    @classmethod
+    def from_settings(cls, settings: Settings, models: tuple[str, ...] = ()) -> WorkerLimits:
+        """The limits the SDBOT_* settings name (`models`: the worker's `--models`)."""
+        s = settings
+        return cls(
+            lease_seconds=s.lease_seconds,
+            progress_seconds=s.progress_seconds,
+            poll_seconds=s.poll_seconds,
+            train_yield=s.train_yield,
+            train_hours=s.train_hours,
+            max_batch_jobs=s.max_batch_jobs,
+            max_batch_images=s.max_batch_images,
+            batch_wait_ms=s.batch_wait_ms,
+            affinity_seconds=s.affinity_seconds,
+            models=models,
+        )
 
 
 def make_owner_id() -> str:
@@ -134,8 +151,9 @@ class _PictureTask:
         else:
             outputs, result = await asyncio.to_thread(self.worker.store, produced)
         async with self.worker.db.transaction() as session:
-            await queue.complete(session, self.job, self.job.attempt, owner=self.worker.owner, outputs=outputs,
-                                 run_seconds=run_seconds, result=result)  # fmt: skip
+            await queue.complete(
+                session, self.job, self.job.attempt, owner=self.worker.owner, outputs=outputs, run_seconds=run_seconds, result=result
+            )
 
 
 @dataclass
@@ -172,7 +190,9 @@ class _BatchTask:
 
         ids: list[int | None] = [held.job.id for held in self.held]
         engine = self.worker.engine
-        return [scored(engine, one) for one in render_batch(engine, self.specs, ids, on_progress=progress, should_stop=lambda: bool(stopping()))]
+        return [
+            scored(engine, one) for one in render_batch(engine, self.specs, ids, on_progress=progress, should_stop=lambda: bool(stopping()))
+        ]
 
     async def finish(self, produced: list[Rendered], run_seconds: float) -> None:
         ours = []
@@ -266,9 +286,14 @@ class Worker:
             try:
                 async with self.db.transaction() as session:
                     await workers.announce(
-                        session, self.owner, host=socket.gethostname(), gpu=self.gpu, models=state["models"],
-                        loaded_model=state["loaded_model"], jobs=state["jobs"],
-                    )  # fmt: skip
+                        session,
+                        self.owner,
+                        host=socket.gethostname(),
+                        gpu=self.gpu,
+                        models=state["models"],
+                        loaded_model=state["loaded_model"],
+                        jobs=state["jobs"],
+                    )
             except Exception:  # a locked or unreachable database: the next turn tries again
                 log.warning("worker %s: could not renew its roll-call row", self.owner, exc_info=True)
             with contextlib.suppress(TimeoutError):
@@ -307,14 +332,23 @@ class Worker:
         skip = () if training_hours_open(limits.train_hours) else ("train",)
         async with self.db.transaction() as session:
             jobs = await queue.claim(
-                session, self.owner, limits.lease_seconds, prefer_model=self.engine.loaded_model, skip_kinds=skip,
-                models=limits.models, affinity_seconds=limits.affinity_seconds,
-            )  # fmt: skip
+                session,
+                self.owner,
+                limits.lease_seconds,
+                prefer_model=self.engine.loaded_model,
+                skip_kinds=skip,
+                models=limits.models,
+                affinity_seconds=limits.affinity_seconds,
+            )
             if jobs and limits.max_batch_jobs > 1:  # in the same transaction: the batch is claimed at once
                 jobs += await queue.claim_compatible(
-                    session, jobs[0], self.owner, limits.lease_seconds, max_jobs=limits.max_batch_jobs - 1,
+                    session,
+                    jobs[0],
+                    self.owner,
+                    limits.lease_seconds,
+                    max_jobs=limits.max_batch_jobs - 1,
                     max_images=limits.max_batch_images,
-                )  # fmt: skip
+                )
             if jobs and self.registry is not None:
                 # In the claim's transaction: a model added before the job was queued is seen.
                 await model_library.sync(session, self.registry)
@@ -343,9 +377,14 @@ class Worker:
             images = sum(queue.images_of(job) for job in (*jobs, *more))
             async with self.db.transaction() as session:
                 more += await queue.claim_compatible(
-                    session, lead, self.owner, limits.lease_seconds, max_jobs=limits.max_batch_jobs - len(jobs) - len(more),
-                    max_images=limits.max_batch_images, taken_images=images,
-                )  # fmt: skip
+                    session,
+                    lead,
+                    self.owner,
+                    limits.lease_seconds,
+                    max_jobs=limits.max_batch_jobs - len(jobs) - len(more),
+                    max_images=limits.max_batch_images,
+                    taken_images=images,
+                )
         return more
 
     async def execute(self, job: Job) -> None:
@@ -521,10 +560,16 @@ class Worker:
         if rendered.clip is not None:
             clip = rendered.clip
             result["clip"] = {
-                "mp4": self.blobs.put(clip.mp4, "mp4"), "gif": self.blobs.put(clip.gif, "gif"), "fps": clip.fps,
-                "width": clip.width, "height": clip.height, "frames": clip.frames, "loop": clip.loop,
-                "mp4_size": len(clip.mp4), "gif_size": len(clip.gif),
-            }  # fmt: skip
+                "mp4": self.blobs.put(clip.mp4, "mp4"),
+                "gif": self.blobs.put(clip.gif, "gif"),
+                "fps": clip.fps,
+                "width": clip.width,
+                "height": clip.height,
+                "frames": clip.frames,
+                "loop": clip.loop,
+                "mp4_size": len(clip.mp4),
+                "gif_size": len(clip.gif),
+            }
         return outputs, result or None
 
     async def _heartbeat(
@@ -555,9 +600,15 @@ class Worker:
                             continue
                         try:
                             answer = await queue.heartbeat(
-                                session, one.job.id, one.attempt, self.owner, self.limits.lease_seconds, progress.step,
-                                progress.total, progress.note,
-                            )  # fmt: skip
+                                session,
+                                one.job.id,
+                                one.attempt,
+                                self.owner,
+                                self.limits.lease_seconds,
+                                progress.step,
+                                progress.total,
+                                progress.note,
+                            )
                         except LeaseLost:  # the UPDATE matched nothing: the transaction goes on for the rest
                             log.warning("job %s attempt %s: lease lost; stopping it", one.job.id, one.attempt)
                             one.lost = True

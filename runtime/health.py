@@ -92,9 +92,7 @@ class HealthEndpoint:
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         body = await self.report()
-        return web.Response(
-            text=json.dumps(body, default=str), status=200 if body["ok"] else 503, content_type="application/json"
-        )
+        return web.Response(text=json.dumps(body, default=str), status=200 if body["ok"] else 503, content_type="application/json")
 
     async def _check_database(self) -> str:
         try:

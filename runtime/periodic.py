@@ -35,8 +35,7 @@ class PeriodicWork:
         self._running: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
-        self.scheduler.add_job(self._run_if_leader, "interval", seconds=self.reap_interval, args=[self.reap_expired_leases],
-                               id="reap")  # fmt: skip
+        self.scheduler.add_job(self._run_if_leader, "interval", seconds=self.reap_interval, args=[self.reap_expired_leases], id="reap")
         self.scheduler.start()
 
     async def stop(self) -> None:

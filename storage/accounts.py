@@ -104,9 +104,7 @@ async def join(session: AsyncSession, into: User, other: User) -> list[str]:
         )
     await users.save_settings(session, into, merged)
     if other.role is not None:  # a ban stays; otherwise the stronger of the two roles set in chat
-        kept = "banned" if "banned" in (into.role, other.role) else max(
-            (r for r in (into.role, other.role) if r), key=ROLES.index
-        )  # fmt: skip
+        kept = "banned" if "banned" in (into.role, other.role) else max((r for r in (into.role, other.role) if r), key=ROLES.index)
         into.role = kept
     for named in _NAMED:
         notes += await _move_named(session, named, into.id, other.id, platform_name(other.platform))
@@ -123,7 +121,9 @@ async def join(session: AsyncSession, into: User, other: User) -> list[str]:
 
 async def _move_named(session: AsyncSession, named: _Named, into_id: int, other_id: int, platform: str) -> list[str]:
     table = named.table
-    taken = {(getattr(row, "kind", ""), row.name) for row in (await session.execute(select(table).where(table.owner_id == into_id))).scalars()}
+    taken = {
+        (getattr(row, "kind", ""), row.name) for row in (await session.execute(select(table).where(table.owner_id == into_id))).scalars()
+    }
     notes = []
     for row in (await session.execute(select(table).where(table.owner_id == other_id))).scalars():
         kind = getattr(row, "kind", "") if named.scoped_by_kind else ""

@@ -15,8 +15,9 @@ MAX_DETAIL = 500
 async def record(
     session: AsyncSession, *, actor_id: int | None, platform: str, platform_user_id: str, action: str, detail: str = ""
 ) -> None:
-    session.add(AuditEntry(actor_id=actor_id, platform=platform, platform_user_id=platform_user_id, action=action,
-                           detail=detail[:MAX_DETAIL]))  # fmt: skip
+    session.add(
+        AuditEntry(actor_id=actor_id, platform=platform, platform_user_id=platform_user_id, action=action, detail=detail[:MAX_DETAIL])
+    )
     await session.flush()
 
 
@@ -27,11 +28,15 @@ async def latest(session: AsyncSession, limit: int, action_prefix: str | None = 
     return list((await session.execute(query)).scalars())
 
 
-async def count_since(session: AsyncSession, platform: str, platform_user_id: str, action: str, since: datetime) -> tuple[int, datetime | None]:
+async def count_since(
+    session: AsyncSession, platform: str, platform_user_id: str, action: str, since: datetime
+) -> tuple[int, datetime | None]:
     """How often this identity did `action` since then, and the first time it did."""
     query = select(func.count(), func.min(AuditEntry.at)).where(
-        AuditEntry.platform == platform, AuditEntry.platform_user_id == platform_user_id,
-        AuditEntry.action == action, AuditEntry.at >= since,
-    )  # fmt: skip
+        AuditEntry.platform == platform,
+        AuditEntry.platform_user_id == platform_user_id,
+        AuditEntry.action == action,
+        AuditEntry.at >= since,
+    )
     count, first = (await session.execute(query)).one()  # min() keeps the column's type: `first` is aware
     return int(count), first

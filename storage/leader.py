@@ -97,8 +97,12 @@ class Leadership:
             if self._leading:
                 self._lose(f"{type(error).__name__}: {error}")
             elif not self._failing:
-                log.warning("cannot reach the database to elect a leader (%s: %s); retrying every %.0f s",
-                            type(error).__name__, error, self.retry_seconds)  # fmt: skip
+                log.warning(
+                    "cannot reach the database to elect a leader (%s: %s); retrying every %.0f s",
+                    type(error).__name__,
+                    error,
+                    self.retry_seconds,
+                )
             self._failing = True
             with contextlib.suppress(Exception):
                 await self._lock.release()

@@ -48,7 +48,5 @@ async def remove_model(session: AsyncSession, name: str) -> bool:
 
 async def active_jobs_using(session: AsyncSession, name: str) -> int:
     """Jobs queued or running on the model `name` (they would fail if it were removed)."""
-    query = select(func.count()).select_from(Job).where(
-        func.lower(Job.model) == name.strip().lower(), Job.status.in_(JobStatus.ACTIVE)
-    )
+    query = select(func.count()).select_from(Job).where(func.lower(Job.model) == name.strip().lower(), Job.status.in_(JobStatus.ACTIVE))
     return int((await session.execute(query)).scalar_one())

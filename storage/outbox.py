@@ -65,15 +65,17 @@ async def record_ref(
     output_index: int | None,
     role: str,
 ) -> None:
-    query = select(MessageRef).where(
-        MessageRef.platform == platform, MessageRef.chat_id == chat_id, MessageRef.message_id == message_id
-    )
+    query = select(MessageRef).where(MessageRef.platform == platform, MessageRef.chat_id == chat_id, MessageRef.message_id == message_id)
     ref = (await session.execute(query)).scalar_one_or_none()
     if ref is None:
         session.add(
             MessageRef(
-                platform=platform, chat_id=chat_id, message_id=message_id, job_id=job_id,
-                output_index=output_index, role=role,
+                platform=platform,
+                chat_id=chat_id,
+                message_id=message_id,
+                job_id=job_id,
+                output_index=output_index,
+                role=role,
             )
         )
     else:  # a platform reused an id, or a status message became the result: the newest wins
@@ -82,9 +84,7 @@ async def record_ref(
 
 
 async def find_ref(session: AsyncSession, platform: str, chat_id: str, message_id: str) -> MessageRef | None:
-    query = select(MessageRef).where(
-        MessageRef.platform == platform, MessageRef.chat_id == chat_id, MessageRef.message_id == message_id
-    )
+    query = select(MessageRef).where(MessageRef.platform == platform, MessageRef.chat_id == chat_id, MessageRef.message_id == message_id)
     return (await session.execute(query)).scalar_one_or_none()
 
 

@@ -28,8 +28,10 @@ async def save(session: AsyncSession, platform: str, chat_id: str, settings: dic
 async def withheld_outputs(session: AsyncSession, limit: int) -> list[tuple[JobOutput, Job]]:
     """The latest outputs a place's safety policy blurred or blocked, newest job first."""
     query = (
-        select(JobOutput, Job).join(Job, Job.id == JobOutput.job_id)
+        select(JobOutput, Job)
+        .join(Job, Job.id == JobOutput.job_id)
         .where(JobOutput.safety_action.in_(("blur", "block")))
-        .order_by(Job.id.desc(), JobOutput.index).limit(limit)
-    )  # fmt: skip
+        .order_by(Job.id.desc(), JobOutput.index)
+        .limit(limit)
+    )
     return [(output, job) for output, job in (await session.execute(query)).all()]

@@ -16,9 +16,7 @@ from storage.tables import PromptStyle, Wildcard
 
 async def styles_for(session: AsyncSession, user_id: int | None) -> list[PromptStyle]:
     """Global styles and the user's own, the user's last (so they win a name clash in a dict)."""
-    owners = PromptStyle.owner_id.is_(None) if user_id is None else or_(
-        PromptStyle.owner_id.is_(None), PromptStyle.owner_id == user_id
-    )
+    owners = PromptStyle.owner_id.is_(None) if user_id is None else or_(PromptStyle.owner_id.is_(None), PromptStyle.owner_id == user_id)
     query = select(PromptStyle).where(owners).order_by(PromptStyle.owner_id.is_not(None), PromptStyle.name)
     return list((await session.execute(query)).scalars())
 

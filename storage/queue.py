@@ -107,10 +107,22 @@ async def record_answer(
     through the message refs like any other job's. No delivery row: the answer is the reply."""
     now = utcnow()
     job = Job(
-        user_id=user_id, platform=platform, chat_id=chat_id, source_message_id=source_message_id, kind=kind,
-        model=model, batch_key="", params=params, status=JobStatus.SUCCEEDED, result=result, max_attempts=0,
-        parent_id=parent_id, started_at=now, finished_at=now, run_seconds=0.0,
-    )  # fmt: skip
+        user_id=user_id,
+        platform=platform,
+        chat_id=chat_id,
+        source_message_id=source_message_id,
+        kind=kind,
+        model=model,
+        batch_key="",
+        params=params,
+        status=JobStatus.SUCCEEDED,
+        result=result,
+        max_attempts=0,
+        parent_id=parent_id,
+        started_at=now,
+        finished_at=now,
+        run_seconds=0.0,
+    )
     session.add(job)
     await session.flush()
     return job
@@ -140,9 +152,7 @@ async def running(session: AsyncSession) -> list[Job]:
     return list((await session.execute(query)).scalars())
 
 
-async def user_jobs(
-    session: AsyncSession, user_id: int, limit: int, statuses: tuple[str, ...] | None = None
-) -> list[Job]:
+async def user_jobs(session: AsyncSession, user_id: int, limit: int, statuses: tuple[str, ...] | None = None) -> list[Job]:
     query = select(Job).where(Job.user_id == user_id)
     if statuses:
         query = query.where(Job.status.in_(statuses))
@@ -159,9 +169,7 @@ async def active_on_platform(session: AsyncSession, platform: str) -> int:
     return (await session.execute(query)).scalar_one()
 
 
-async def record_blob(
-    session: AsyncSession, key: str, size: int, content_type: str, width: int | None, height: int | None
-) -> None:
+async def record_blob(session: AsyncSession, key: str, size: int, content_type: str, width: int | None, height: int | None) -> None:
     if await session.get(Blob, key) is None:
         session.add(Blob(key=key, size=size, content_type=content_type, width=width, height=height))
         await session.flush()
@@ -171,9 +179,16 @@ async def record_blob(
 
 
 async def claim(
-    session: AsyncSession, owner: str, lease_seconds: float, *, prefer_model: str | None = None, limit: int = 1,
-    skip_kinds: tuple[str, ...] = (), models: tuple[str, ...] = (), affinity_seconds: float = 0.0,
-) -> list[Job]:  # fmt: skip
+    session: AsyncSession,
+    owner: str,
+    lease_seconds: float,
+    *,
+    prefer_model: str | None = None,
+    limit: int = 1,
+    skip_kinds: tuple[str, ...] = (),
+    models: tuple[str, ...] = (),
+    affinity_seconds: float = 0.0,
+) -> list[Job]:
     """Take up to `limit` queued jobs for `owner`, in claim order: priority (drawing before
     training), then jobs that have waited `affinity_seconds` or more, then jobs for
     `prefer_model` (the one already loaded, so a worker does not swap models back and forth),
@@ -200,9 +215,15 @@ async def claim(
 
 
 async def claim_compatible(
-    session: AsyncSession, leader: Job, owner: str, lease_seconds: float, *, max_jobs: int, max_images: int,
+    session: AsyncSession,
+    leader: Job,
+    owner: str,
+    lease_seconds: float,
+    *,
+    max_jobs: int,
+    max_images: int,
     taken_images: int | None = None,
-) -> list[Job]:  # fmt: skip
+) -> list[Job]:
     """More queued jobs that can share one pipeline call with `leader` (same `batch_key`), in
     claim order, while the batch holds at most `max_jobs` jobs and `max_images` images (each
     job's `--n`; `taken_images`: what the batch holds already, default the leader's). A job whose
@@ -270,9 +291,15 @@ async def hold(session: AsyncSession, job_id: int, attempt: int, owner: str) -> 
 
 
 async def heartbeat(
-    session: AsyncSession, job_id: int, attempt: int, owner: str, lease_seconds: float, step: int, total: int,
+    session: AsyncSession,
+    job_id: int,
+    attempt: int,
+    owner: str,
+    lease_seconds: float,
+    step: int,
+    total: int,
     note: str | None = None,
-) -> Literal["ok", "cancel"]:  # fmt: skip
+) -> Literal["ok", "cancel"]:
     """Renew the lease and store progress. Raises LeaseLost; says "cancel" when a user asked."""
     await _cas(
         session,
@@ -341,9 +368,12 @@ async def complete(
 
 
 async def complete_batch(
-    session: AsyncSession, held: list[tuple[Job, int]], owner: str, outputs: dict[int, list[OutputRecord]],
+    session: AsyncSession,
+    held: list[tuple[Job, int]],
+    owner: str,
+    outputs: dict[int, list[OutputRecord]],
     run_seconds: float,
-) -> set[int]:  # fmt: skip
+) -> set[int]:
     """Complete the jobs of one batch (each `(job, attempt)`) at once: one compare-and-set UPDATE
     for them all, each on its own attempt, then the outputs and outbox rows of those still ours,
     in one flush. Returns their ids; a job left out had lost its lease, and nothing of it was
@@ -360,11 +390,20 @@ async def complete_batch(
     statement = (
         update(Job)
         .where(tuple_(Job.id, Job.attempt).in_(pairs), Job.lease_owner == owner, Job.status == JobStatus.RUNNING)
-        .values(status=JobStatus.SUCCEEDED, finished_at=now, updated_at=now, lease_owner=None, lease_expires_at=None,
-                run_seconds=run_seconds, gpu_seconds=share, error=None, result=None)
+        .values(
+            status=JobStatus.SUCCEEDED,
+            finished_at=now,
+            updated_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+            run_seconds=run_seconds,
+            gpu_seconds=share,
+            error=None,
+            result=None,
+        )
         .returning(Job.id)
         .execution_options(synchronize_session=False)
-    )  # fmt: skip
+    )
     ours = set((await session.execute(statement)).scalars())
     records = [out for job, _ in held if job.id in ours for out in outputs.get(job.id, [])]
     keys = {out.blob_key for out in records}
@@ -377,37 +416,60 @@ async def complete_batch(
         if job.id not in ours:
             continue
         for out in outputs.get(job.id, []):
-            session.add(JobOutput(job_id=job.id, index=out.index, seed=out.seed, blob_key=out.blob_key, width=out.width,
-                                  height=out.height, parameters=out.parameters, safety_score=out.safety_score))  # fmt: skip
+            session.add(
+                JobOutput(
+                    job_id=job.id,
+                    index=out.index,
+                    seed=out.seed,
+                    blob_key=out.blob_key,
+                    width=out.width,
+                    height=out.height,
+                    parameters=out.parameters,
+                    safety_score=out.safety_score,
+                )
+            )
         session.add(Delivery(job_id=job.id, platform=job.platform, chat_id=job.chat_id, kind="result"))
     await session.flush()
     return ours
 
 
-async def fail(
-    session: AsyncSession, job: Job, attempt: int, owner: str, error: str, run_seconds: float | None = None
-) -> None:
+async def fail(session: AsyncSession, job: Job, attempt: int, owner: str, error: str, run_seconds: float | None = None) -> None:
     """End the job as failed and owe its owner a message saying why. It is not charged: the time
     it ran (`run_seconds`, where measured) shows on /me as refunded."""
     now = utcnow()
     await _cas(
-        session, job.id, attempt, owner, status=JobStatus.FAILED, error=error, finished_at=now, updated_at=now,
-        lease_owner=None, lease_expires_at=None, run_seconds=run_seconds, gpu_seconds=None,
+        session,
+        job.id,
+        attempt,
+        owner,
+        status=JobStatus.FAILED,
+        error=error,
+        finished_at=now,
+        updated_at=now,
+        lease_owner=None,
+        lease_expires_at=None,
+        run_seconds=run_seconds,
+        gpu_seconds=None,
     )
     session.add(Delivery(job_id=job.id, platform=job.platform, chat_id=job.chat_id, kind="failure"))
     await session.flush()
 
 
-async def retry_or_fail(
-    session: AsyncSession, job: Job, attempt: int, owner: str, error: str, run_seconds: float | None = None
-) -> str:
+async def retry_or_fail(session: AsyncSession, job: Job, attempt: int, owner: str, error: str, run_seconds: float | None = None) -> str:
     """After an unexpected error: queue the job again, or fail it when its attempts are spent."""
     if attempt >= job.max_attempts:
         await fail(session, job, attempt, owner, error, run_seconds)
         return JobStatus.FAILED
     await _cas(
-        session, job.id, attempt, owner, status=JobStatus.QUEUED, error=error, lease_owner=None,
-        lease_expires_at=None, updated_at=utcnow(),
+        session,
+        job.id,
+        attempt,
+        owner,
+        status=JobStatus.QUEUED,
+        error=error,
+        lease_owner=None,
+        lease_expires_at=None,
+        updated_at=utcnow(),
     )
     await notify.jobs_queued(session)
     return JobStatus.QUEUED
@@ -416,16 +478,30 @@ async def retry_or_fail(
 async def finish_cancelled(session: AsyncSession, job: Job, attempt: int, owner: str) -> None:
     now = utcnow()
     await _cas(
-        session, job.id, attempt, owner, status=JobStatus.CANCELLED, finished_at=now, updated_at=now,
-        lease_owner=None, lease_expires_at=None,
+        session,
+        job.id,
+        attempt,
+        owner,
+        status=JobStatus.CANCELLED,
+        finished_at=now,
+        updated_at=now,
+        lease_owner=None,
+        lease_expires_at=None,
     )
 
 
 async def release(session: AsyncSession, job: Job, attempt: int, owner: str) -> None:
     """Hand a job back untouched (the worker is shutting down): queued again, this attempt not counted."""
     await _cas(
-        session, job.id, attempt, owner, status=JobStatus.QUEUED, attempt=attempt - 1, lease_owner=None,
-        lease_expires_at=None, updated_at=utcnow(),
+        session,
+        job.id,
+        attempt,
+        owner,
+        status=JobStatus.QUEUED,
+        attempt=attempt - 1,
+        lease_owner=None,
+        lease_expires_at=None,
+        updated_at=utcnow(),
     )
     await notify.jobs_queued(session)
 

@@ -36,19 +36,18 @@ async def of_job(session: AsyncSession, job_id: int) -> TrainingRun | None:
 
 async def active_run(session: AsyncSession, owner_id: int) -> Job | None:
     """The person's training job that is waiting or running, if any (one at a time)."""
-    query = (
-        select(Job)
-        .where(Job.user_id == owner_id, Job.kind == "train", Job.status.in_(JobStatus.ACTIVE))
-        .order_by(Job.id)
-        .limit(1)
-    )
+    query = select(Job).where(Job.user_id == owner_id, Job.kind == "train", Job.status.in_(JobStatus.ACTIVE)).order_by(Job.id).limit(1)
     return (await session.execute(query)).scalar_one_or_none()
 
 
 async def asked_by(session: AsyncSession, platform: str, chat_id: str, message_id: str) -> Job | None:
     """The training job the message `message_id` asked for, if it did."""
-    query = select(Job).where(Job.platform == platform, Job.chat_id == chat_id, Job.source_message_id == message_id,
-                              Job.kind == "train").order_by(Job.id.desc()).limit(1)  # fmt: skip
+    query = (
+        select(Job)
+        .where(Job.platform == platform, Job.chat_id == chat_id, Job.source_message_id == message_id, Job.kind == "train")
+        .order_by(Job.id.desc())
+        .limit(1)
+    )
     return (await session.execute(query)).scalar_one_or_none()
 
 
@@ -69,10 +68,10 @@ async def recent(session: AsyncSession, owner_id: int, limit: int = 5, *, previe
 async def steps_back_at(session: AsyncSession, owner_id: int) -> datetime | None:
     """When the oldest run still counted in the last 24 hours stops counting (None: no run counts)."""
     query = (
-        select(func.min(TrainingRun.created_at)).join(Job, Job.id == TrainingRun.job_id)
-        .where(TrainingRun.owner_id == owner_id, TrainingRun.created_at >= utcnow() - timedelta(days=1),
-               Job.status != JobStatus.FAILED)
-    )  # fmt: skip
+        select(func.min(TrainingRun.created_at))
+        .join(Job, Job.id == TrainingRun.job_id)
+        .where(TrainingRun.owner_id == owner_id, TrainingRun.created_at >= utcnow() - timedelta(days=1), Job.status != JobStatus.FAILED)
+    )
     oldest = (await session.execute(query)).scalar_one_or_none()  # min() keeps the column's type: aware
     return oldest + timedelta(days=1) if oldest is not None else None
 
@@ -107,9 +106,16 @@ async def writing_checkpoint(session: AsyncSession, job: Job, attempt: int, owne
 
 
 async def save_checkpoint(
-    session: AsyncSession, job: Job, attempt: int, owner: str, *, step: int, blob: str, size: int,
+    session: AsyncSession,
+    job: Job,
+    attempt: int,
+    owner: str,
+    *,
+    step: int,
+    blob: str,
+    size: int,
     losses: list[list[float]],
-) -> str | None:  # fmt: skip
+) -> str | None:
     """Returns the previous checkpoint's blob key when nothing refers to it any more: the caller
     deletes the file once this transaction has committed (a checkpoint is tens of MB on a real
     model, written every few steps). Until then it is the run's loose checkpoint."""
@@ -148,9 +154,18 @@ async def save_captions(session: AsyncSession, job: Job, attempt: int, owner: st
 
 
 async def add_sample(
-    session: AsyncSession, job: Job, attempt: int, owner: str, *, step: int, blob: str, width: int, height: int,
-    size: int, deliver: bool = True,
-) -> None:  # fmt: skip
+    session: AsyncSession,
+    job: Job,
+    attempt: int,
+    owner: str,
+    *,
+    step: int,
+    blob: str,
+    width: int,
+    height: int,
+    size: int,
+    deliver: bool = True,
+) -> None:
     """A sample picture of the run at `step`, owed to the chat (unless it is the last, which
     comes with the result)."""
     await queue.hold(session, job.id, attempt, owner)
@@ -165,9 +180,16 @@ async def add_sample(
 
 
 async def finish(
-    session: AsyncSession, job: Job, attempt: int, owner: str, *, asset_id: int | None, result: dict[str, Any],
-    run_seconds: float, losses: list[list[float]] | None = None,
-) -> str | None:  # fmt: skip
+    session: AsyncSession,
+    job: Job,
+    attempt: int,
+    owner: str,
+    *,
+    asset_id: int | None,
+    result: dict[str, Any],
+    run_seconds: float,
+    losses: list[list[float]] | None = None,
+) -> str | None:
     """The run's end: its asset recorded, its whole loss history kept (checkpoints save it only
     every few steps, and a short run may save none), and the job completed with its result, in
     one transaction with the job's outbox row. Returns the last checkpoint's blob key to delete

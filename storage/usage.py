@@ -19,10 +19,7 @@ async def jobs_since(session: AsyncSession, account_id: int, since: datetime) ->
     """When the account's jobs queued since then were queued, oldest first. Answers made at once
     (`queue.record_answer`: /describe of a picture that carries its parameters) never queue and
     cost no GPU, so they are left out: they are the rows with no attempts allowed."""
-    query = (
-        select(Job.created_at).where(Job.user_id == account_id, Job.created_at >= since, Job.max_attempts > 0)
-        .order_by(Job.created_at)
-    )  # fmt: skip
+    query = select(Job.created_at).where(Job.user_id == account_id, Job.created_at >= since, Job.max_attempts > 0).order_by(Job.created_at)
     return list((await session.execute(query)).scalars())
 
 
@@ -49,8 +46,12 @@ async def gpu_use(session: AsyncSession, account_id: int, now: datetime | None =
     since = (now or utcnow()) - DAY
     query = (
         select(Job.finished_at, Job.gpu_seconds, Job.run_seconds, Job.status)
-        .where(Job.user_id == account_id, Job.finished_at >= since, Job.kind != "train",
-               Job.status.in_((JobStatus.SUCCEEDED, JobStatus.FAILED)))
+        .where(
+            Job.user_id == account_id,
+            Job.finished_at >= since,
+            Job.kind != "train",
+            Job.status.in_((JobStatus.SUCCEEDED, JobStatus.FAILED)),
+        )
         .order_by(Job.finished_at)
     )
     charges, refunded = [], 0.0

@@ -13,9 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.tables import User, utcnow
 
 
-async def identity(
-    session: AsyncSession, platform: str, platform_user_id: str, display_name: str | None = None
-) -> User:
+async def identity(session: AsyncSession, platform: str, platform_user_id: str, display_name: str | None = None) -> User:
     """This platform user's own row, created on first sight. Safe against two processes racing."""
     query = select(User).where(User.platform == platform, User.platform_user_id == platform_user_id)
     user = (await session.execute(query)).scalar_one_or_none()
@@ -32,9 +30,7 @@ async def identity(
     return user
 
 
-async def get_or_create(
-    session: AsyncSession, platform: str, platform_user_id: str, display_name: str | None = None
-) -> User:
+async def get_or_create(session: AsyncSession, platform: str, platform_user_id: str, display_name: str | None = None) -> User:
     """The account of this platform user: their own row, or the one it is linked to."""
     return await account_of(session, await identity(session, platform, platform_user_id, display_name))
 

@@ -18,14 +18,21 @@ FORGET_AFTER = timedelta(days=1)  # a worker not seen for this long drops off th
 
 
 async def announce(
-    session: AsyncSession, owner: str, *, host: str, gpu: str | None, models: list[str], loaded_model: str | None,
+    session: AsyncSession,
+    owner: str,
+    *,
+    host: str,
+    gpu: str | None,
+    models: list[str],
+    loaded_model: str | None,
     jobs: list[int],
-) -> None:  # fmt: skip
+) -> None:
     row = await session.get(WorkerRow, owner)
     now = utcnow()
     if row is None:
-        session.add(WorkerRow(owner=owner, host=host, gpu=gpu, models=models, loaded_model=loaded_model, jobs=jobs,
-                              started_at=now, seen_at=now))  # fmt: skip
+        session.add(
+            WorkerRow(owner=owner, host=host, gpu=gpu, models=models, loaded_model=loaded_model, jobs=jobs, started_at=now, seen_at=now)
+        )
     else:
         row.gpu, row.models, row.loaded_model, row.jobs, row.seen_at = gpu, models, loaded_model, jobs, now
     await session.flush()
@@ -58,7 +65,10 @@ async def queue_summary(session: AsyncSession) -> QueueSummary:
     running = (await session.execute(select(func.count()).where(Job.status == JobStatus.RUNNING))).scalar_one()
     oldest = (await session.execute(select(Job).where(Job.status == queued).order_by(Job.created_at, Job.id).limit(1))).scalar()
     return QueueSummary(
-        queued=sum(by_model.values()), running=running, oldest_id=oldest.id if oldest else None,
-        oldest_created_at=oldest.created_at if oldest else None, oldest_model=oldest.model if oldest else None,
+        queued=sum(by_model.values()),
+        running=running,
+        oldest_id=oldest.id if oldest else None,
+        oldest_created_at=oldest.created_at if oldest else None,
+        oldest_model=oldest.model if oldest else None,
         queued_by_model=by_model,
-    )  # fmt: skip
+    )

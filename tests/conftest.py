@@ -108,7 +108,7 @@ def bot_env(data_dir: Path, models_dir: Path, **extra: str) -> dict[str, str]:
 def _no_bot_process_outlives_its_test():  # type: ignore[no-untyped-def]
     """A failed assertion must not leave a console subprocess running (it would poll forever)."""
     yield
-    from tests.console_process import ConsoleProcess
+    from tests.support.console_process import ConsoleProcess
 
     while ConsoleProcess.running:
         process = ConsoleProcess.running.pop()
@@ -117,6 +117,6 @@ def _no_bot_process_outlives_its_test():  # type: ignore[no-untyped-def]
 
 
 def pytest_sessionfinish(session, exitstatus):  # type: ignore[no-untyped-def]
-    from tests import postgres_cluster
+    from tests.support import postgres_cluster
 
     postgres_cluster.stop()  # the throwaway PostgreSQL cluster, if a test started one

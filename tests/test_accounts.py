@@ -28,10 +28,17 @@ def lora_bytes() -> bytes:
     return save(to_kohya(make_lora(build_tiny_pipeline(), 1)))
 
 
-async def ask(bot: Bot, text: str, *, platform: str = "telegram", user: str = "1001", private: bool = True,
-              **fields) -> list[Reply]:  # type: ignore[no-untyped-def]  # fmt: skip
-    request = Request(platform=platform, user_id=user, chat_id=f"{platform}-chat", user_name=f"{platform}-{user}",
-                      message_id=f"{platform}-{text[:20]}", text=text, private=private, **fields)  # fmt: skip
+async def ask(bot: Bot, text: str, *, platform: str = "telegram", user: str = "1001", private: bool = True, **fields) -> list[Reply]:  # type: ignore[no-untyped-def]
+    request = Request(
+        platform=platform,
+        user_id=user,
+        chat_id=f"{platform}-chat",
+        user_name=f"{platform}-{user}",
+        message_id=f"{platform}-{text[:20]}",
+        text=text,
+        private=private,
+        **fields,
+    )
     replies = await bot.service.handle(request)
     for n, reply in enumerate(replies):  # as an adapter reports what it sent
         await bot.service.sent(platform, f"{platform}-chat", f"{request.message_id}-reply-{n}", reply)
@@ -58,9 +65,13 @@ def audit_actions(bot: Bot) -> list[str]:
 @pytest.fixture
 async def limited_bot(settings):  # type: ignore[no-untyped-def]
     """A bot whose default role has one GPU-second a day and three jobs a minute."""
-    made = await make_bot(settings.model_copy(update={
-        "role_limits": {"default": RoleLimits(gpu_seconds_per_day=1, jobs_per_minute=3)},
-    }))  # fmt: skip
+    made = await make_bot(
+        settings.model_copy(
+            update={
+                "role_limits": {"default": RoleLimits(gpu_seconds_per_day=1, jobs_per_minute=3)},
+            }
+        )
+    )
     yield made
     made.worker.executor.shutdown()
     await made.core.db.close()
@@ -114,8 +125,10 @@ async def test_codes_are_private_single_use_expire_and_resist_guessing(bot: Bot)
 
     stale = await code_from(bot, platform="telegram", user="3003")
     with sqlite3.connect(bot.core.ctx.settings.data_dir / "sdbot.db") as db:
-        db.execute("update link_codes set expires_at = ? where used_at is null",
-                   ((utcnow() - timedelta(seconds=1)).replace(tzinfo=None).isoformat(" "),))  # fmt: skip
+        db.execute(
+            "update link_codes set expires_at = ? where used_at is null",
+            ((utcnow() - timedelta(seconds=1)).replace(tzinfo=None).isoformat(" "),),
+        )
     expired = await one(bot, f"/link {stale}", platform="discord", user="3003")
     assert "expired" in expired.text
 
@@ -167,10 +180,16 @@ async def test_a_join_merges_settings_styles_and_says_the_conflicts(bot: Bot) ->
 
 
 async def test_roles_from_config_chat_and_platform_and_bans(settings) -> None:  # type: ignore[no-untyped-def]
-    bot = await make_bot(settings.model_copy(update={
-        "admin_ids": ["telegram:1"], "trusted_ids": ["telegram:2"], "banned_ids": ["discord:66"],
-        "role_map": {"discord:510": "trusted"},
-    }))  # fmt: skip
+    bot = await make_bot(
+        settings.model_copy(
+            update={
+                "admin_ids": ["telegram:1"],
+                "trusted_ids": ["telegram:2"],
+                "banned_ids": ["discord:66"],
+                "role_map": {"discord:510": "trusted"},
+            }
+        )
+    )
     try:
         assert "Role: admin" in (await one(bot, "/me", user="1")).text
         assert "Role: trusted" in (await one(bot, "/me", user="2")).text
@@ -192,12 +211,16 @@ async def test_roles_from_config_chat_and_platform_and_bans(settings) -> None:  
         await one(bot, "/admin role discord:77 clear", user="1")
         assert "Role: default" in (await one(bot, "/me", platform="discord", user="77")).text
         for bad, says in [
-            ("/admin role", "Whose role?"), ("/admin role telegram:3 king", "`king` is not a role"),
-            ("/admin role myspace:3 trusted", "`myspace` is not a platform"), ("/admin role a/b trusted", "is not a user id"),
-            ("/admin role discord:66 default", "banned by the config"), ("/admin role telegram:1 default", "admin by the config"),
-            ("/admin audit 99", "Show 1 to 50"), ("/admin audit 5 what?", "I don't understand `what?`"),
+            ("/admin role", "Whose role?"),
+            ("/admin role telegram:3 king", "`king` is not a role"),
+            ("/admin role myspace:3 trusted", "`myspace` is not a platform"),
+            ("/admin role a/b trusted", "is not a user id"),
+            ("/admin role discord:66 default", "banned by the config"),
+            ("/admin role telegram:1 default", "admin by the config"),
+            ("/admin audit 99", "Show 1 to 50"),
+            ("/admin audit 5 what?", "I don't understand `what?`"),
             ("/admin fly", "I don't know `/admin fly`"),
-        ]:  # fmt: skip
+        ]:
             reply = await one(bot, bad, user="1")
             assert reply.kind == "error" and says in reply.text, (bad, reply.text)
 
@@ -292,11 +315,18 @@ async def test_a_job_a_dead_worker_left_until_its_attempts_ran_out_is_not_charge
 
 
 async def test_each_role_has_its_own_limits(settings) -> None:  # type: ignore[no-untyped-def]
-    bot = await make_bot(settings.model_copy(update={
-        "admin_ids": ["telegram:1"], "trusted_ids": ["telegram:2"], "banned_ids": ["telegram:4"],
-        "role_limits": {"default": RoleLimits(jobs_per_minute=1), "trusted": RoleLimits(jobs_per_minute=2)},
-    }))  # fmt: skip
+    bot = await make_bot(
+        settings.model_copy(
+            update={
+                "admin_ids": ["telegram:1"],
+                "trusted_ids": ["telegram:2"],
+                "banned_ids": ["telegram:4"],
+                "role_limits": {"default": RoleLimits(jobs_per_minute=1), "trusted": RoleLimits(jobs_per_minute=2)},
+            }
+        )
+    )
     try:
+
         async def queued(user: str) -> int:
             count = 0
             for n in range(4):

@@ -22,7 +22,7 @@ from tests.fakes import discord as fake_discord
 from tests.fakes import telegram as fake_telegram
 from tests.fakes.discord import FakeDiscord, Interaction, Sent
 from tests.fakes.telegram import FakeTelegram
-from tests.running_chat import running_chat
+from tests.support.running_chat import running_chat
 from tests.test_adapters import make_lora, to_kohya
 
 CODE = re.compile(r"\b([A-Z0-9]{4}-[A-Z0-9]{4})\b")
@@ -37,12 +37,17 @@ def servers():  # type: ignore[no-untyped-def]
 
 
 def both(settings: Settings, telegram: FakeTelegram, discord: FakeDiscord) -> Settings:
-    return settings.model_copy(update={
-        "telegram_token": SecretStr(fake_telegram.TOKEN), "telegram_base_url": telegram.base_url,
-        "discord_token": SecretStr(fake_discord.TOKEN), "discord_api_base": discord.api_base,
-        "discord_gateway_url": discord.gateway_url, "default_steps": 2,
-        "role_map": {f"discord:{fake_discord.HELPERS_ROLE}": "trusted", "telegram:chat_admin": "trusted"},
-    })  # fmt: skip
+    return settings.model_copy(
+        update={
+            "telegram_token": SecretStr(fake_telegram.TOKEN),
+            "telegram_base_url": telegram.base_url,
+            "discord_token": SecretStr(fake_discord.TOKEN),
+            "discord_api_base": discord.api_base,
+            "discord_gateway_url": discord.gateway_url,
+            "default_steps": 2,
+            "role_map": {f"discord:{fake_discord.HELPERS_ROLE}": "trusted", "telegram:chat_admin": "trusted"},
+        }
+    )
 
 
 def reply_to(message: dict):  # type: ignore[no-untyped-def,type-arg]
@@ -50,8 +55,13 @@ def reply_to(message: dict):  # type: ignore[no-untyped-def,type-arg]
 
 
 def answer(interaction: Interaction, *, files: bool = False):  # type: ignore[no-untyped-def]
-    return lambda m: (m.interaction_id == interaction.id and not m.deleted and bool(m.content) and bool(m.files) == files
-                      and not m.content.startswith("⏳"))  # fmt: skip  # not a job's status message
+    return lambda m: (
+        m.interaction_id == interaction.id
+        and not m.deleted
+        and bool(m.content)
+        and bool(m.files) == files
+        and not m.content.startswith("⏳")
+    )  # not a job's status message
 
 
 async def test_link_telegram_and_discord_and_use_a_telegram_lora_on_discord(settings: Settings, servers) -> None:  # type: ignore[no-untyped-def]
@@ -85,7 +95,7 @@ async def test_link_telegram_and_discord_and_use_a_telegram_lora_on_discord(sett
         result: Sent = await discord.await_for(answer(drawn, files=True), 120)
         [(_, png)] = result.files.items()
         parameters = Image.open(io.BytesIO(png)).text["parameters"]
-        assert "<lora:fox:0.8>" in parameters and "Lora hashes: \"fox:" in parameters
+        assert "<lora:fox:0.8>" in parameters and 'Lora hashes: "fox:' in parameters
 
         me = await discord.await_for(answer(discord.slash("me")))
         assert me.ephemeral and "Telegram 1001" in me.content and "Discord 1001" in me.content and "Role: default" in me.content

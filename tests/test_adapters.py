@@ -26,11 +26,11 @@ from generation.prompts.encoder import (
     chunk_prompt,
     encode_prompts,
     textual_inversions,
-)  # fmt: skip
+)
 from generation.prompts.lora_tags import parse_lora_tags, strip_lora_tags
 from generation.spec import AssetRef, GenerationSpec
 from storage.blobs import LocalBlobStore
-from tests.tiny_xl import build_tiny_xl
+from tests.support.tiny_xl import build_tiny_xl
 
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 TE_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
@@ -103,8 +103,9 @@ def asset(engine: Engine, data: dict[str, torch.Tensor] | Path, name: str, fmt: 
 
 
 def spec(**changes) -> GenerationSpec:  # type: ignore[no-untyped-def]
-    base = dict(kind="txt2img", prompt="a red fox in the snow", model="tiny", width=64, height=64, steps=4, cfg=7.0,
-                sampler="Euler", seed=11, n=1)  # fmt: skip
+    base = dict(
+        kind="txt2img", prompt="a red fox in the snow", model="tiny", width=64, height=64, steps=4, cfg=7.0, sampler="Euler", seed=11, n=1
+    )
     base.update(changes)
     return GenerationSpec(**base)
 
@@ -131,8 +132,9 @@ def bare(models_dir: Path, lora: Path | None = None, weight: float | None = None
         pipe.load_lora_weights(str(lora.parent), weight_name=lora.name, adapter_name="theirs")
         if weight is not None:
             pipe.set_adapters(["theirs"], adapter_weights=[weight])
-    image = pipe(prompt, num_inference_steps=4, guidance_scale=7.0, height=64, width=64,
-                 generator=torch.Generator("cpu").manual_seed(11)).images[0]  # fmt: skip
+    image = pipe(
+        prompt, num_inference_steps=4, guidance_scale=7.0, height=64, width=64, generator=torch.Generator("cpu").manual_seed(11)
+    ).images[0]
     return np.asarray(image).astype(int)
 
 
@@ -165,7 +167,9 @@ def test_no_lora_leaks_into_the_next_job_and_the_base_model_stays(
     base = engine.models.get("tiny").txt2img
     loaded_models: list[str] = []
     real_load = generation.models.loader.load_pipeline
-    monkeypatch.setattr(generation.models.loader, "load_pipeline", lambda entry, *a: loaded_models.append(entry.source) or real_load(entry, *a))
+    monkeypatch.setattr(
+        generation.models.loader, "load_pipeline", lambda entry, *a: loaded_models.append(entry.source) or real_load(entry, *a)
+    )
     one = asset(engine, loras["one-kohya"], "one", "kohya")
     two = asset(engine, loras["two-kohya"], "two", "kohya")
     loads, hits = engine.adapters.loads, engine.adapters.hits
@@ -211,7 +215,11 @@ def test_lru_by_bytes_evicts_the_least_recently_used(engine: Engine, loras: dict
 def test_lora_tags_are_not_encoded(engine: Engine) -> None:
     assert strip_lora_tags("a fox <lora:film grain:0.8>, snow <lyco:x>") == "a fox , snow "
     assert parse_lora_tags("a <lora:one> <lora:two:0.6> <LyCo:three:0.5:0.2> <lora:four:unet=0.3:te=0.7>") == [
-        ("one", 1.0), ("two", 0.6), ("three", 0.5), ("four", 0.7)]  # fmt: skip
+        ("one", 1.0),
+        ("two", 0.6),
+        ("three", 0.5),
+        ("four", 0.7),
+    ]
     with pytest.raises(ValueError, match="not a number"):
         parse_lora_tags("<lora:one:strong>")
     assert differ(draw(engine, prompt="a red fox in the snow<lora:one:0.7>"), draw(engine)) == 0
@@ -245,8 +253,13 @@ def make_lycoris(pipe, kind: str, seed: int) -> tuple[dict[str, torch.Tensor], d
         if kind == "loha":
             rank, alpha = 4, 2.0
             w1a, w1b, w2a, w2b = rand(out_dim, rank), rand(rank, in_flat), rand(out_dim, rank), rand(rank, in_flat)
-            state |= {f"{key}.hada_w1_a": w1a, f"{key}.hada_w1_b": w1b, f"{key}.hada_w2_a": w2a, f"{key}.hada_w2_b": w2b,
-                      f"{key}.alpha": torch.tensor(alpha)}  # fmt: skip
+            state |= {
+                f"{key}.hada_w1_a": w1a,
+                f"{key}.hada_w1_b": w1b,
+                f"{key}.hada_w2_a": w2a,
+                f"{key}.hada_w2_b": w2b,
+                f"{key}.alpha": torch.tensor(alpha),
+            }
             delta = (w1a @ w1b) * (w2a @ w2b) * (alpha / rank)
         elif path == CONV:  # full w1 and (conv) w2: LyCORIS and A1111 use scale 1 whatever alpha says
             w1, w2 = rand(4, 4), rand(out_dim // 4, weight.shape[1] // 4, 3, 3)
@@ -378,8 +391,11 @@ def test_kohya_sdxl_embedding_on_the_tiny_sdxl(xl_engine: Engine) -> None:
     with xl_engine.adapters.applied(pipe, spec(model="xl", embeddings=(ref,))):
         ours = encode_prompts(pipe, "a (thing:1.2) in the snow", "thing")
     words = encode_prompts(pipe, "a (red fox:1.2) in the snow", "red fox")
-    for mine, theirs in ((ours.prompt_embeds, words.prompt_embeds), (ours.pooled_prompt_embeds, words.pooled_prompt_embeds),
-                         (ours.negative_prompt_embeds, words.negative_prompt_embeds)):  # fmt: skip
+    for mine, theirs in (
+        (ours.prompt_embeds, words.prompt_embeds),
+        (ours.pooled_prompt_embeds, words.pooled_prompt_embeds),
+        (ours.negative_prompt_embeds, words.negative_prompt_embeds),
+    ):
         assert mine is not None and theirs is not None and torch.allclose(mine, theirs, atol=1e-4)
     swapped = asset(xl_engine, {"clip_l": clip_g, "clip_g": clip_l * 0.5}, "thing", "kohya-ti")
     with xl_engine.adapters.applied(pipe, spec(model="xl", embeddings=(swapped,))):
@@ -405,14 +421,22 @@ def test_sdxl_loha_with_original_block_names(xl_engine: Engine) -> None:
     pipe = xl_engine.models.get("xl").txt2img
     torch.manual_seed(9)
     state = {}
-    for key, (out_dim, in_dim) in (("lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k", (64, 64)),
-                                   ("lora_te2_text_model_encoder_layers_0_self_attn_q_proj", (32, 32))):  # fmt: skip
-        state |= {f"{key}.hada_w1_a": torch.randn(out_dim, 2), f"{key}.hada_w1_b": torch.randn(2, in_dim),
-                  f"{key}.hada_w2_a": torch.randn(out_dim, 2), f"{key}.hada_w2_b": torch.randn(2, in_dim)}  # fmt: skip
+    for key, (out_dim, in_dim) in (
+        ("lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k", (64, 64)),
+        ("lora_te2_text_model_encoder_layers_0_self_attn_q_proj", (32, 32)),
+    ):
+        state |= {
+            f"{key}.hada_w1_a": torch.randn(out_dim, 2),
+            f"{key}.hada_w1_b": torch.randn(2, in_dim),
+            f"{key}.hada_w2_a": torch.randn(out_dim, 2),
+            f"{key}.hada_w2_b": torch.randn(2, in_dim),
+        }
     ref = asset(xl_engine, state, "xl-loha", "loha")
     named = dict(model="xl", loras=(ref,))
     assert differ(draw(xl_engine, **named), draw(xl_engine, model="xl")) > 10
-    for component, path in (("unet", "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k"),
-                            ("text_encoder_2", "text_model.encoder.layers.0.self_attn.q_proj")):  # fmt: skip
+    for component, path in (
+        ("unet", "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k"),
+        ("text_encoder_2", "text_model.encoder.layers.0.self_attn.q_proj"),
+    ):
         layer = getattr(pipe, component).get_submodule(path)
         assert adapter_name(ref.sha256) in layer.hada_w1_a

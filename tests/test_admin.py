@@ -33,12 +33,19 @@ async def test_status_shows_workers_queue_and_models_nobody_serves(bot) -> None:
     async with bot.core.db.transaction() as s:  # a job for a model only another kind of worker would take
         someone = await users.get_or_create(s, "test", "bob")
         waiting = await queue.enqueue(
-            s, user_id=someone.id, platform="test", chat_id="chat", source_message_id=None, kind="txt2img",
-            model="big-xl", batch_key="", params={}, max_attempts=1,
-        )  # fmt: skip
+            s,
+            user_id=someone.id,
+            platform="test",
+            chat_id="chat",
+            source_message_id=None,
+            kind="txt2img",
+            model="big-xl",
+            batch_key="",
+            params={},
+            max_attempts=1,
+        )
         waiting.created_at = utcnow() - timedelta(minutes=3)
-        s.add(WorkerRow(owner="gpu-box:77:dead", host="gpu-box", models=[], jobs=[5],
-                        seen_at=utcnow() - timedelta(minutes=10)))  # fmt: skip
+        s.add(WorkerRow(owner="gpu-box:77:dead", host="gpu-box", models=[], jobs=[5], seen_at=utcnow() - timedelta(minutes=10)))
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop))
     try:

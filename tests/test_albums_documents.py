@@ -9,6 +9,7 @@ the tests see exactly the Requests the adapters built and the files they sent.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import os
@@ -25,14 +26,14 @@ from bot.console.protocol import human
 from bot.discord import DiscordChat
 from bot.telegram import TelegramChat
 from bot.telegram.albums import distinct_names
-from commands import service as command_service
+from commands import registry
 from commands.types import Attachment, DocumentFile, Outgoing, Reply, Request
 from config import Settings
 from tests.fakes import discord as fake_discord
 from tests.fakes import telegram as fake_telegram
 from tests.fakes.discord import APP_ID, FakeDiscord, Interaction
 from tests.fakes.telegram import FakeTelegram
-from tests.running_chat import running_chat
+from tests.support.running_chat import running_chat
 
 
 class Recorder:
@@ -52,7 +53,9 @@ class Recorder:
 
 def record(monkeypatch: pytest.MonkeyPatch, command: str, reply: Reply | None = None) -> Recorder:
     recorder = Recorder(reply)
-    monkeypatch.setitem(command_service.COMMANDS, command, recorder)
+    # a command of ours with its handler replaced, or one made up for the test (`/download`)
+    declared = registry.find(command) or registry.Command(command, recorder, "a test's command", (f"/{command}",), "commands")
+    monkeypatch.setitem(registry._BY_NAME, command, dataclasses.replace(declared, handler=recorder))
     return recorder
 
 
@@ -80,10 +83,13 @@ def tg_server():  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def tg_settings(settings: Settings, tg_server: FakeTelegram) -> Settings:
-    return settings.model_copy(update={
-        "telegram_token": SecretStr(fake_telegram.TOKEN), "telegram_base_url": tg_server.base_url,
-        "telegram_album_seconds": 1.0,
-    })  # fmt: skip
+    return settings.model_copy(
+        update={
+            "telegram_token": SecretStr(fake_telegram.TOKEN),
+            "telegram_base_url": tg_server.base_url,
+            "telegram_album_seconds": 1.0,
+        }
+    )
 
 
 def telegram_bot(settings: Settings, server: FakeTelegram):  # type: ignore[no-untyped-def]
@@ -98,9 +104,7 @@ def largest_photo(server: FakeTelegram, message: dict[str, Any]) -> bytes:
     return server.files[message["photo"][-1]["file_id"]]
 
 
-async def test_a_telegram_album_is_one_request(
-    tg_settings: Settings, tg_server: FakeTelegram, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_telegram_album_is_one_request(tg_settings: Settings, tg_server: FakeTelegram, monkeypatch: pytest.MonkeyPatch) -> None:
     server = tg_server
     train = record(monkeypatch, "train")
     pictures = [png((200, 30, 30)), png((30, 200, 30)), png((30, 30, 200))]
@@ -121,9 +125,10 @@ async def test_a_telegram_album_is_one_request(
         await asyncio.to_thread(server.send_album, [(None, pictures[0]), (None, pictures[1])], chat=group)
         await asyncio.to_thread(server.send_album, [("look at these", pictures[0]), (None, pictures[1])], chat=group)
         ours = await asyncio.to_thread(
-            server.send_album, [(None, pictures[2]), (None, pictures[1]), ("/train@sdbot_test_bot lora owl", pictures[0])],
+            server.send_album,
+            [(None, pictures[2]), (None, pictures[1]), ("/train@sdbot_test_bot lora owl", pictures[0])],
             chat=group,
-        )  # fmt: skip
+        )
         await server.await_for(lambda m: m.chat_id == group["id"] and m.reply_to == ours[0]["message_id"])
         assert len(train.requests) == 2 and train.requests[1].text == "/train@sdbot_test_bot lora owl"
         assert [a.data for a in train.requests[1].attachments] == [largest_photo(server, m) for m in ours]
@@ -178,13 +183,17 @@ async def test_telegram_sends_documents(
         assert [m.text for m in replies_to(server, asked)][0] == "Here is foxy."  # the text first
         assert document.filename == "foxy.safetensors" and document.uploaded == foxy.path.read_bytes()
         assert document.params.get("disable_content_type_detection") in (True, "true", "True")
-        assert refused.text == (
-            "huge.safetensors is 1.5 MiB, over the 1 MiB I may send in Telegram, so it isn't attached."
-        )
+        assert refused.text == ("huge.safetensors is 1.5 MiB, over the 1 MiB I may send in Telegram, so it isn't attached.")
 
         # a delivery (a finished job's result) carries its documents the same way
-        item = Outgoing(1, str(fake_telegram.ADA["id"]), Reply("Your LoRA is ready.", kind="result", documents=(foxy,)),
-                        str(asked["message_id"]), None, str(fake_telegram.ADA["id"]))  # fmt: skip
+        item = Outgoing(
+            1,
+            str(fake_telegram.ADA["id"]),
+            Reply("Your LoRA is ready.", kind="result", documents=(foxy,)),
+            str(asked["message_id"]),
+            None,
+            str(fake_telegram.ADA["id"]),
+        )
         message_id = await chat._deliver(item)
     delivered = [m for m in server.sent if str(m.message_id) == message_id]
     assert [m.text for m in delivered] == ["Your LoRA is ready."]
@@ -210,10 +219,13 @@ def dc_server():  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def dc_settings(settings: Settings, dc_server: FakeDiscord) -> Settings:
-    return settings.model_copy(update={
-        "discord_token": SecretStr(fake_discord.TOKEN), "discord_api_base": dc_server.api_base,
-        "discord_gateway_url": dc_server.gateway_url,
-    })  # fmt: skip
+    return settings.model_copy(
+        update={
+            "discord_token": SecretStr(fake_discord.TOKEN),
+            "discord_api_base": dc_server.api_base,
+            "discord_gateway_url": dc_server.gateway_url,
+        }
+    )
 
 
 def discord_bot(settings: Settings):  # type: ignore[no-untyped-def]
@@ -236,8 +248,14 @@ async def test_discord_train_passes_its_pictures_in_order(
         options = {o["name"]: o for o in command["options"]}
         assert list(options) == ["method", "name", "options", *(f"image{i}" for i in range(1, 11))]
         assert [c["value"] for c in options["method"]["choices"]] == [
-            "lora", "loha", "lokr", "dreambooth", "embedding", "preview", "status"
-        ]  # fmt: skip
+            "lora",
+            "loha",
+            "lokr",
+            "dreambooth",
+            "embedding",
+            "preview",
+            "status",
+        ]
 
         # the fake sends options in the order given: the adapter orders them image1, image2, image3
         scrambled = {key: pictures[key] for key in ("image3", "image1", "image2")}
@@ -283,9 +301,7 @@ async def test_discord_sends_documents(
         answer = await server.await_for(answer_to(asked))
         assert lora.requests[0].text.split() == ["/lora", "download", "foxy"]
         assert answer.files == {"foxy.safetensors": foxy.path.read_bytes()}
-        assert answer.content == (
-            "Here is foxy.\n`huge.safetensors` is 7.8 KiB, over the 5.9 KiB I may upload here, so it isn't attached."
-        )
+        assert answer.content == ("Here is foxy.\n`huge.safetensors` is 7.8 KiB, over the 5.9 KiB I may upload here, so it isn't attached.")
 
         lora.reply = Reply("Only for you.", ephemeral=True, documents=(foxy,))  # a private file: only the asker gets it
         private = server.slash("lora", {"action": "download", "name": "foxy"})
@@ -294,8 +310,7 @@ async def test_discord_sends_documents(
 
         # a delivery without a live interaction: a channel message with the file
         general = fake_discord.GENERAL["id"]
-        item = Outgoing(1, general, Reply("Your LoRA is ready.", kind="result", documents=(foxy,)), None, None,
-                        fake_discord.ADA["id"])  # fmt: skip
+        item = Outgoing(1, general, Reply("Your LoRA is ready.", kind="result", documents=(foxy,)), None, None, fake_discord.ADA["id"])
         message_id = await chat._deliver(item)
     [delivered] = [m for m in server.sent if m.id == message_id]
     assert delivered.channel_id == general and "Your LoRA is ready." in delivered.content

@@ -19,7 +19,7 @@ from generation.engine import build_scheduler
 from generation.models.motion import ensure_tiny_motion
 from generation.models.tiny import TINY_VERSION
 from tests.conftest import bot_env
-from tests.console_process import ConsoleProcess
+from tests.support.console_process import ConsoleProcess
 
 
 def bare_frames(models_dir: Path, size: tuple[int, int]) -> list[np.ndarray]:
@@ -27,14 +27,20 @@ def bare_frames(models_dir: Path, size: tuple[int, int]) -> list[np.ndarray]:
     from diffusers import AnimateDiffPipeline, MotionAdapter, StableDiffusionPipeline
 
     defaults = Settings(_env_file=None)  # type: ignore[call-arg]
-    base = StableDiffusionPipeline.from_pretrained(str(models_dir / TINY_VERSION), safety_checker=None,
-                                                   requires_safety_checker=False)  # fmt: skip
+    base = StableDiffusionPipeline.from_pretrained(str(models_dir / TINY_VERSION), safety_checker=None, requires_safety_checker=False)
     pipe = AnimateDiffPipeline.from_pipe(base, motion_adapter=MotionAdapter.from_pretrained(ensure_tiny_motion(models_dir) / "adapter"))
     pipe.scheduler = build_scheduler(defaults.default_sampler, dict(base.scheduler.config), [2])
     pipe.set_progress_bar_config(disable=True)
     width, height = size
-    result = pipe("a fox running", num_frames=8, num_inference_steps=4, guidance_scale=defaults.default_cfg,
-                  width=width, height=height, generator=torch.Generator().manual_seed(2))  # fmt: skip
+    result = pipe(
+        "a fox running",
+        num_frames=8,
+        num_inference_steps=4,
+        guidance_scale=defaults.default_cfg,
+        width=width,
+        height=height,
+        generator=torch.Generator().manual_seed(2),
+    )
     return [np.asarray(frame).astype(int) for frame in result.frames[0]]
 
 

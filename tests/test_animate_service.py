@@ -63,8 +63,12 @@ async def test_deforum_keeps_its_schedules_and_prompt_schedule(bot: Bot) -> None
     assert spec.kind == "deforum" and spec.clip is not None
     assert spec.prompt == "0: a forest, 4: a city"
     assert (spec.clip.zoom, spec.clip.angle, spec.clip.tx, spec.strength, spec.clip.strength_schedule) == (
-        "0:(1.1)", "0:(2)", "0:(0)", 0.5, None,
-    )  # fmt: skip
+        "0:(1.1)",
+        "0:(2)",
+        "0:(0)",
+        0.5,
+        None,
+    )
     [(_, scheduled)] = await bot.send('/deforum a sea --frames 10 --strength "0:(0.6), 9:(0.3)" --steps 10')
     spec, _, _ = await job_spec(bot, scheduled.job_id)  # type: ignore[arg-type]
     assert spec.clip is not None and spec.clip.strength_schedule == "0:(0.6), 9:(0.3)" and spec.strength == 0.6
@@ -84,7 +88,7 @@ async def test_every_bad_clip_request_is_refused_clearly_and_queues_nothing(bot:
         "/animate a fox --n 4": "I don't know the option `--n`",
         '/deforum "0: a forest, 4:" --frames 8': "The prompt schedule: frame 4 has no prompt after its colon (at character",
         '/deforum "0: a forest, 40: a city" --frames 8': "The prompt for frame 40 comes after the clip's last frame (7)",
-        '/deforum a forest --zoom "0:(1.1), 4:(__import__(\'os\'))"': "`--zoom 0:(1.1), 4:(__import__('os'))`:",
+        "/deforum a forest --zoom \"0:(1.1), 4:(__import__('os'))\"": "`--zoom 0:(1.1), 4:(__import__('os'))`:",
         '/deforum a forest --zoom "0:(1.1"': "`--zoom 0:(1.1`:",
         "/deforum a forest --zoom 3": "`--zoom` is 3 at frame 0; per frame it must lie from 0.5 to 2",
         "/deforum a forest --angle 90": "`--angle` is 90 at frame 0",

@@ -40,8 +40,19 @@ def clip_spec(kind: str = "animate", **clip: object) -> GenerationSpec:
     values: dict[str, object] = {"frames": 8, "fps": 8, "motion": "tiny"}
     values.update(clip)
     strength = 0.6 if kind == "video2video" or values.get("extend") else None
-    return GenerationSpec(kind=kind, prompt="a fox running", model="tiny", width=64, height=64, steps=4, cfg=7.0,  # type: ignore[arg-type]
-                          sampler="Euler", seed=2, strength=strength, clip=ClipSpec(**values))  # fmt: skip
+    return GenerationSpec(
+        kind=kind,
+        prompt="a fox running",
+        model="tiny",
+        width=64,
+        height=64,
+        steps=4,
+        cfg=7.0,  # type: ignore[arg-type]
+        sampler="Euler",
+        seed=2,
+        strength=strength,
+        clip=ClipSpec(**values),
+    )
 
 
 def pixels(png: bytes) -> np.ndarray:
@@ -63,16 +74,14 @@ def bare(models_dir: Path, kind: str = "animate", *, free_noise: tuple[int, int]
     )
 
     adapter = MotionAdapter.from_pretrained(ensure_tiny_motion(models_dir) / "adapter")
-    base = StableDiffusionPipeline.from_pretrained(str(models_dir / TINY_VERSION), safety_checker=None,
-                                                   requires_safety_checker=False)  # fmt: skip
+    base = StableDiffusionPipeline.from_pretrained(str(models_dir / TINY_VERSION), safety_checker=None, requires_safety_checker=False)
     cls = AnimateDiffPipeline if kind == "animate" else AnimateDiffVideoToVideoPipeline
     pipe = cls.from_pipe(base, motion_adapter=adapter)
     pipe.scheduler = EulerDiscreteScheduler.from_config(base.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     if free_noise is not None:
         pipe.enable_free_noise(context_length=free_noise[0], context_stride=free_noise[1])
-    result = pipe(prompt="a fox running", num_inference_steps=4, guidance_scale=7.0,
-                  generator=torch.Generator().manual_seed(2), **call)  # fmt: skip
+    result = pipe(prompt="a fox running", num_inference_steps=4, guidance_scale=7.0, generator=torch.Generator().manual_seed(2), **call)
     return frames_of(result.frames[0])
 
 
@@ -190,9 +199,20 @@ def test_longer_keeps_the_clip_so_far_and_continues_from_its_last_frame(engine: 
 
 def test_an_upscale_of_a_clip_upscales_each_frame(engine: Engine) -> None:
     keys, pictures = stored_frames(engine, 3)
-    spec = GenerationSpec(kind="upscale", prompt="a fox", model="tiny", width=128, height=128, steps=4, cfg=7.0,
-                          sampler="Euler", seed=2, scale=2.0, upscale_method="lanczos",
-                          clip=ClipSpec(frames=3, fps=6, source=tuple(keys)))  # fmt: skip
+    spec = GenerationSpec(
+        kind="upscale",
+        prompt="a fox",
+        model="tiny",
+        width=128,
+        height=128,
+        steps=4,
+        cfg=7.0,
+        sampler="Euler",
+        seed=2,
+        scale=2.0,
+        upscale_method="lanczos",
+        clip=ClipSpec(frames=3, fps=6, source=tuple(keys)),
+    )
     rendered = render_job(engine, spec)
     assert len(rendered.images) == 3 and rendered.clip is not None
     for image, picture in zip(rendered.images, pictures, strict=True):

@@ -74,19 +74,31 @@ def unet_of(context: int, *, two_blocks: bool = False):  # type: ignore[no-untyp
 
     torch.manual_seed(0)
     return UNet2DConditionModel(
-        sample_size=8, block_out_channels=(32, 64), layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=context, attention_head_dim=4, norm_num_groups=8,
+        sample_size=8,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=context,
+        attention_head_dim=4,
+        norm_num_groups=8,
         transformer_layers_per_block=2 if two_blocks else 1,
-    )  # fmt: skip
+    )
 
 
 def text_encoder_of(hidden: int):  # type: ignore[no-untyped-def]
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(0)
-    config = CLIPTextConfig(vocab_size=64, hidden_size=hidden, intermediate_size=32, num_hidden_layers=1,
-                            num_attention_heads=4, max_position_embeddings=77, projection_dim=32)  # fmt: skip
+    config = CLIPTextConfig(
+        vocab_size=64,
+        hidden_size=hidden,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        projection_dim=32,
+    )
     return CLIPTextModel(config)
 
 
@@ -121,8 +133,7 @@ def sd1_lora(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """peft LoRA on an SD 1.x-shaped UNet (context 768) and text encoder (768), diffusers format."""
     unet = peft_lora(unet_of(768), ATTENTION, rank=8)
     text = peft_lora(text_encoder_of(768), TEXT, rank=4)
-    return saved_lora(tmp_path_factory.mktemp("sd1"), "StableDiffusionPipeline", unet_lora_layers=unet,
-                      text_encoder_lora_layers=text)  # fmt: skip
+    return saved_lora(tmp_path_factory.mktemp("sd1"), "StableDiffusionPipeline", unet_lora_layers=unet, text_encoder_lora_layers=text)
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +148,13 @@ def sdxl_lora(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     unet = peft_lora(unet_of(2048, two_blocks=True), ["to_k", "to_v"], rank=4)
     te1 = peft_lora(text_encoder_of(768), TEXT, rank=4)
     te2 = peft_lora(text_encoder_of(1280), TEXT, rank=4)
-    return saved_lora(tmp_path_factory.mktemp("sdxl"), "StableDiffusionXLPipeline", unet_lora_layers=unet,
-                      text_encoder_lora_layers=te1, text_encoder_2_lora_layers=te2)  # fmt: skip
+    return saved_lora(
+        tmp_path_factory.mktemp("sdxl"),
+        "StableDiffusionXLPipeline",
+        unet_lora_layers=unet,
+        text_encoder_lora_layers=te1,
+        text_encoder_2_lora_layers=te2,
+    )
 
 
 # --- LoRAs --------------------------------------------------------------------------------------------
@@ -232,8 +248,10 @@ TE_Q = "text_model_encoder_layers_0_self_attn_q_proj"
         (kohya_module("input_blocks_4_1_transformer_blocks_1_attn1_to_q", 640, 640, 4), "sdxl"),  # names only
         (kohya_module(SELF, 640, 640, 4), None),  # self-attention only: nothing says
         (kohya_module(CROSS + "k", 512, 640, 4), None),  # no SD model has a 512 context
-        ({**kohya_module(CROSS + "k", 768, 640, 4), **kohya_module(CROSS.replace("down_blocks_1", "up_blocks_1") + "k",
-                                                                   1024, 640, 4)}, None),  # fmt: skip
+        (
+            {**kohya_module(CROSS + "k", 768, 640, 4), **kohya_module(CROSS.replace("down_blocks_1", "up_blocks_1") + "k", 1024, 640, 4)},
+            None,
+        ),
     ],
 )
 def test_architecture_from_shapes(tensors: dict[str, torch.Tensor], architecture: str | None) -> None:
@@ -244,20 +262,27 @@ def test_architecture_from_shapes(tensors: dict[str, torch.Tensor], architecture
 def loha_module(name: str, in_dim: int, out_dim: int, rank: int) -> dict[str, torch.Tensor]:
     base = f"lora_unet_{name}."
     return {
-        base + "hada_w1_a": zeros(out_dim, rank), base + "hada_w1_b": zeros(rank, in_dim),
-        base + "hada_w2_a": zeros(out_dim, rank), base + "hada_w2_b": zeros(rank, in_dim),
+        base + "hada_w1_a": zeros(out_dim, rank),
+        base + "hada_w1_b": zeros(rank, in_dim),
+        base + "hada_w2_a": zeros(out_dim, rank),
+        base + "hada_w2_b": zeros(rank, in_dim),
         base + "alpha": torch.tensor(float(rank)),
-    }  # fmt: skip
+    }
 
 
 def test_loha() -> None:
-    tensors = {**loha_module(CROSS + "k", 768, 640, 8), **loha_module(CROSS + "v", 768, 640, 8),
-               **loha_module(SELF, 640, 640, 8)}  # fmt: skip
+    tensors = {**loha_module(CROSS + "k", 768, 640, 8), **loha_module(CROSS + "v", 768, 640, 8), **loha_module(SELF, 640, 640, 8)}
     # a conv layer in Tucker form, as LyCORIS writes it: t [r, r, k, k], w_a [r, out], w_b [r, in]
     conv = "lora_unet_down_blocks_1_resnets_0_conv1."
-    tensors |= {conv + "hada_t1": zeros(8, 8, 3, 3), conv + "hada_w1_a": zeros(8, 640), conv + "hada_w1_b": zeros(8, 320),
-                conv + "hada_t2": zeros(8, 8, 3, 3), conv + "hada_w2_a": zeros(8, 640), conv + "hada_w2_b": zeros(8, 320),
-                conv + "alpha": torch.tensor(8.0)}  # fmt: skip
+    tensors |= {
+        conv + "hada_t1": zeros(8, 8, 3, 3),
+        conv + "hada_w1_a": zeros(8, 640),
+        conv + "hada_w1_b": zeros(8, 320),
+        conv + "hada_t2": zeros(8, 8, 3, 3),
+        conv + "hada_w2_a": zeros(8, 640),
+        conv + "hada_w2_b": zeros(8, 320),
+        conv + "alpha": torch.tensor(8.0),
+    }
     info = as_lora(save(tensors))
     assert (info.format, info.architecture, info.rank, info.modules, info.tensors) == ("loha", "sd1", 8, 4, 22)
     del tensors[f"lora_unet_{SELF}.hada_w2_b"]
@@ -267,8 +292,12 @@ def test_loha() -> None:
 def test_lokr() -> None:
     # kron(w1 [8, 8], w2 [80, 256]) is to_k's [640, 2048]: w2 decomposed at rank 6
     base = "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k."
-    tensors = {base + "lokr_w1": zeros(8, 8), base + "lokr_w2_a": zeros(80, 6), base + "lokr_w2_b": zeros(6, 256),
-               base + "alpha": torch.tensor(6.0)}  # fmt: skip
+    tensors = {
+        base + "lokr_w1": zeros(8, 8),
+        base + "lokr_w2_a": zeros(80, 6),
+        base + "lokr_w2_b": zeros(6, 256),
+        base + "alpha": torch.tensor(6.0),
+    }
     q = "lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q."
     tensors |= {q + "lokr_w1_a": zeros(8, 3), q + "lokr_w1_b": zeros(3, 8), q + "lokr_w2": zeros(80, 80)}
     info = as_lora(save(tensors))
@@ -282,12 +311,18 @@ def test_lokr() -> None:
 def test_older_diffusers_naming() -> None:
     proc = "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn2.processor.to_k_lora."
     te = "text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_linear_layer."
-    tensors = {proc + "down.weight": zeros(4, 1024), proc + "up.weight": zeros(640, 4),
-               te + "down.weight": zeros(4, 1024), te + "up.weight": zeros(1024, 4)}  # fmt: skip
+    tensors = {
+        proc + "down.weight": zeros(4, 1024),
+        proc + "up.weight": zeros(640, 4),
+        te + "down.weight": zeros(4, 1024),
+        te + "up.weight": zeros(1024, 4),
+    }
     info = as_lora(save(tensors))
     assert (info.format, info.architecture, info.rank, info.components) == ("diffusers", "sd2", 4, ("unet", "te1"))
-    peft_keys = {"base_model.model.down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_v.lora_A.weight": zeros(2, 768),
-                 "base_model.model.down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_v.lora_B.weight": zeros(640, 2)}  # fmt: skip
+    peft_keys = {
+        "base_model.model.down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_v.lora_A.weight": zeros(2, 768),
+        "base_model.model.down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_v.lora_B.weight": zeros(640, 2),
+    }
     assert as_lora(save(peft_keys)).architecture == "sd1"
 
 
@@ -299,9 +334,11 @@ def test_broken_loras() -> None:
     module[f"lora_unet_{SELF}.alpha"] = zeros(4)
     refused(save(module), "alpha")
     refused(save({**kohya_module(SELF, 640, 640, 4), "something_else": zeros(2)}), "does not know", "something_else")
-    mixed = {**kohya_module(SELF, 640, 640, 4),
-             "unet.mid_block.attentions.0.transformer_blocks.0.attn2.to_k.lora_A.weight": zeros(4, 768),
-             "unet.mid_block.attentions.0.transformer_blocks.0.attn2.to_k.lora_B.weight": zeros(640, 4)}  # fmt: skip
+    mixed = {
+        **kohya_module(SELF, 640, 640, 4),
+        "unet.mid_block.attentions.0.transformer_blocks.0.attn2.to_k.lora_A.weight": zeros(4, 768),
+        "unet.mid_block.attentions.0.transformer_blocks.0.attn2.to_k.lora_B.weight": zeros(640, 4),
+    }
     refused(save(mixed), "mixes")
 
 
@@ -320,11 +357,9 @@ def test_broken_loras() -> None:
         ({"emb_params": torch.randn(2, 32)}, "a1111-ti", None, 2, None),  # the tiny model's width
     ],
 )
-def test_embeddings(tensors: dict[str, torch.Tensor], fmt: str, architecture: str | None, vectors: int,
-                    token: str | None) -> None:  # fmt: skip
+def test_embeddings(tensors: dict[str, torch.Tensor], fmt: str, architecture: str | None, vectors: int, token: str | None) -> None:
     info = as_embedding(save(tensors))
-    assert (info.kind, info.format, info.architecture, info.vectors, info.token) == ("embedding", fmt, architecture,
-                                                                                     vectors, token)  # fmt: skip
+    assert (info.kind, info.format, info.architecture, info.vectors, info.token) == ("embedding", fmt, architecture, vectors, token)
     assert info.rank is None and info.modules == 0 and info.tensors == len(tensors)
     if architecture == "sdxl":
         assert check_architecture(info, "sd1", model="tiny") == "it is made for SDXL (768 and 1280-wide vectors); `tiny` is SD 1.x."
@@ -359,9 +394,13 @@ def test_full_unet_posing_as_a_lora() -> None:
 
 
 @pytest.mark.parametrize(
-    "prefix", ["model.diffusion_model.input_blocks.0.0.", "first_stage_model.encoder.conv_in.",
-               "cond_stage_model.transformer.text_model.embeddings.token_embedding."],
-)  # fmt: skip
+    "prefix",
+    [
+        "model.diffusion_model.input_blocks.0.0.",
+        "first_stage_model.encoder.conv_in.",
+        "cond_stage_model.transformer.text_model.embeddings.token_embedding.",
+    ],
+)
 def test_original_checkpoint_keys(prefix: str) -> None:
     tensors = {prefix + "weight": zeros(4, 4), prefix + "bias": zeros(4), "model.diffusion_model.out.2.weight": zeros(4)}
     refused(save(tensors), "full model checkpoint")
@@ -454,8 +493,12 @@ def test_header_lengths() -> None:
         (b'{"a": ', b"", ["not valid JSON"]),
         (b'{"a": 1}\xff', b"", ["not valid JSON"]),
         (b"{" + b'"a":' * 5 + b"[" * 100_000 + b"}", b"", ["JSON"]),
-        pytest.param(b'{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, "a": {"dtype": "F32", "shape": [1], '
-                     b'"data_offsets": [0, 4]}}', b"\0" * 4, ["twice"], id="stricter-duplicate-key"),
+        pytest.param(
+            b'{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, "a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}',
+            b"\0" * 4,
+            ["twice"],
+            id="stricter-duplicate-key",
+        ),
         ({"a": {"dtype": "F32", "shape": [1]}}, b"\0" * 4, ["lacks"]),
         ({"a": entry("F32", [True], 0, 4)}, b"\0" * 4, ["shape"]),
         ({"a": entry("F32", [-1], 0, 4)}, b"\0" * 4, ["shape"]),
@@ -511,10 +554,11 @@ def test_inspect_a_file(tmp_path: Path, sd1_lora: bytes) -> None:
 
 
 def test_trigger_words_and_title() -> None:
-    frequency = {"10_fox": {"red fox": 10, "snow": 3, "forest": 2, "1girl": 1},
-                 "5_style": {"snow": 9, "  painterly   style ": 4, "red fox": 1, "forest": 2, "bad": "x", "neg": -3}}  # fmt: skip
-    metadata = {"ss_output_name": "foxy_v2", "ss_tag_frequency": json.dumps(frequency),
-                "modelspec.title": "Foxy\x00 the\nfox"}  # fmt: skip
+    frequency = {
+        "10_fox": {"red fox": 10, "snow": 3, "forest": 2, "1girl": 1},
+        "5_style": {"snow": 9, "  painterly   style ": 4, "red fox": 1, "forest": 2, "bad": "x", "neg": -3},
+    }
+    metadata = {"ss_output_name": "foxy_v2", "ss_tag_frequency": json.dumps(frequency), "modelspec.title": "Foxy\x00 the\nfox"}
     info = as_lora(save(kohya_module(CROSS + "k", 768, 640, 4), metadata=metadata))
     # summed over datasets: snow 12, red fox 11, forest 4, painterly style 4 (seen later), 1girl 1
     assert info.triggers == ("foxy_v2", "snow", "red fox", "forest", "painterly style", "1girl")
@@ -523,9 +567,16 @@ def test_trigger_words_and_title() -> None:
 
 
 @pytest.mark.parametrize(
-    "frequency", ["not json", "[1, 2]", '{"a": [1]}', "[" * 100_000, json.dumps({"a": {"x" * 1000: 5}}),
-                  json.dumps({"a": {f"t{i}": 1 for i in range(200_000)}})],
-)  # fmt: skip
+    "frequency",
+    [
+        "not json",
+        "[1, 2]",
+        '{"a": [1]}',
+        "[" * 100_000,
+        json.dumps({"a": {"x" * 1000: 5}}),
+        json.dumps({"a": {f"t{i}": 1 for i in range(200_000)}}),
+    ],
+)
 def test_malformed_or_huge_metadata_is_ignored(frequency: str) -> None:
     triggers, title = metadata_hints({"ss_tag_frequency": frequency, "ss_output_name": " \n "})
     assert triggers == () and title is None
@@ -533,8 +584,13 @@ def test_malformed_or_huge_metadata_is_ignored(frequency: str) -> None:
 
 
 def test_trigger_words_are_bounded() -> None:
-    triggers, title = metadata_hints({"ss_output_name": "x" * 10_000, "modelspec.title": "t" * 10_000,
-                                      "ss_tag_frequency": json.dumps({"a": {f"tag{i}": i for i in range(1000)}})})  # fmt: skip
+    triggers, title = metadata_hints(
+        {
+            "ss_output_name": "x" * 10_000,
+            "modelspec.title": "t" * 10_000,
+            "ss_tag_frequency": json.dumps({"a": {f"tag{i}": i for i in range(1000)}}),
+        }
+    )
     assert triggers == ("x" * 64, "tag999", "tag998", "tag997", "tag996", "tag995")
     assert title == "t" * 100
 
@@ -544,20 +600,41 @@ def test_trigger_words_are_bounded() -> None:
 
 @pytest.mark.parametrize(
     ("name", "valid"),
-    [("fox", True), ("Fox_v2.1-final", True), ("a" * 64, True), ("9lives", True), ("", False), ("a" * 65, False),
-     (".hidden", False), ("fox bar", False), ("fox:1", False), ("fox/../x", False), ("<fox>", False), ("renard·", False),
-     ("fox\n", False)],
-)  # fmt: skip
+    [
+        ("fox", True),
+        ("Fox_v2.1-final", True),
+        ("a" * 64, True),
+        ("9lives", True),
+        ("", False),
+        ("a" * 65, False),
+        (".hidden", False),
+        ("fox bar", False),
+        ("fox:1", False),
+        ("fox/../x", False),
+        ("<fox>", False),
+        ("renard·", False),
+        ("fox\n", False),
+    ],
+)
 def test_valid_asset_name(name: str, valid: bool) -> None:
     assert valid_asset_name(name) is valid
 
 
 @pytest.mark.parametrize(
     ("filename", "name"),
-    [("fox.safetensors", "fox"), ("My Fox (v2).SAFETENSORS", "My_Fox_v2"), ("../../etc/passwd", "passwd"),
-     ("C:\\loras\\renard é.safetensors", "renard_e"), (".hidden.safetensors", "hidden"), ("???.safetensors", "asset"),
-     ("", "asset"), ("x" * 100 + ".safetensors", "x" * 64), ("fox.ckpt", "fox"), ("a..b.safetensors", "a..b")],
-)  # fmt: skip
+    [
+        ("fox.safetensors", "fox"),
+        ("My Fox (v2).SAFETENSORS", "My_Fox_v2"),
+        ("../../etc/passwd", "passwd"),
+        ("C:\\loras\\renard é.safetensors", "renard_e"),
+        (".hidden.safetensors", "hidden"),
+        ("???.safetensors", "asset"),
+        ("", "asset"),
+        ("x" * 100 + ".safetensors", "x" * 64),
+        ("fox.ckpt", "fox"),
+        ("a..b.safetensors", "a..b"),
+    ],
+)
 def test_safe_name_from_filename(filename: str, name: str) -> None:
     made = safe_name_from_filename(filename)
     assert made == name and valid_asset_name(made)
@@ -569,14 +646,28 @@ def test_safe_name_from_filename(filename: str, name: str) -> None:
 def test_the_module_is_torch_free() -> None:
     """They import only the standard library, each other, generation.errors and the registry's
     config.models (for architecture names), and load without torch."""
-    allowed = {"__future__", "hashlib", "json", "re", "struct", "unicodedata", "collections.abc", "dataclasses",
-               "functools", "pathlib", "typing", "config.models", "generation.errors", "generation.assets.safetensors_header",
-               "generation.assets.fit", "generation.models.shapes"}  # fmt: skip
+    allowed = {
+        "__future__",
+        "hashlib",
+        "json",
+        "re",
+        "struct",
+        "unicodedata",
+        "collections.abc",
+        "dataclasses",
+        "functools",
+        "pathlib",
+        "typing",
+        "config.models",
+        "generation.errors",
+        "generation.assets.safetensors_header",
+        "generation.assets.fit",
+        "generation.models.shapes",
+    }
     for module in ("assets/files.py", "assets/safetensors_header.py", "assets/fit.py", "models/shapes.py"):
         tree = ast.parse((ROOT / "generation" / module).read_text())
         imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
         imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
         assert imported <= allowed, (module, imported - allowed)
-    code = ("import sys, generation.assets.files, generation.models.shapes; "
-            "sys.exit('torch' in sys.modules or 'safetensors' in sys.modules)")
+    code = "import sys, generation.assets.files, generation.models.shapes; sys.exit('torch' in sys.modules or 'safetensors' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=False).returncode == 0

@@ -18,8 +18,8 @@ from generation.assets.fit import Claim, claim_note, embedding_misfit, lora_misf
 from generation.models.files import model_shapes
 from generation.models.shapes import ModelShapes, shapes_of_folder
 from generation.models.tiny import build_tiny_pipeline
+from tests.support.tiny_xl import build_tiny_xl
 from tests.test_adapters import make_lora, make_lycoris, to_kohya
-from tests.tiny_xl import build_tiny_xl
 
 LIMIT = 64 * 1024 * 1024
 
@@ -76,12 +76,19 @@ def test_sdxl_original_names_and_conv_layers(tiny: ModelShapes, xl: ModelShapes)
     key = "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k"
     conv = "lora_unet_input_blocks_1_0_in_layers_2"  # down_blocks.0.resnets.0.conv1: 32 -> 32, 3x3
     files = {
-        "sgm loha": {f"{key}.hada_w1_a": torch.ones(64, 2), f"{key}.hada_w1_b": torch.ones(2, 64),
-                     f"{key}.hada_w2_a": torch.ones(64, 2), f"{key}.hada_w2_b": torch.ones(2, 64)},
+        "sgm loha": {
+            f"{key}.hada_w1_a": torch.ones(64, 2),
+            f"{key}.hada_w1_b": torch.ones(2, 64),
+            f"{key}.hada_w2_a": torch.ones(64, 2),
+            f"{key}.hada_w2_b": torch.ones(2, 64),
+        },
         "locon": {f"{conv}.lora_down.weight": torch.ones(4, 32, 3, 3), f"{conv}.lora_up.weight": torch.ones(32, 4, 1, 1)},
-        "locon tucker": {f"{conv}.lora_down.weight": torch.ones(4, 32, 1, 1), f"{conv}.lora_mid.weight": torch.ones(4, 4, 3, 3),
-                         f"{conv}.lora_up.weight": torch.ones(32, 4, 1, 1)},
-    }  # fmt: skip
+        "locon tucker": {
+            f"{conv}.lora_down.weight": torch.ones(4, 32, 1, 1),
+            f"{conv}.lora_mid.weight": torch.ones(4, 4, 3, 3),
+            f"{conv}.lora_up.weight": torch.ones(32, 4, 1, 1),
+        },
+    }
     for what, tensors in files.items():
         info = lora(tensors)
         assert lora_misfit(info.layers, xl, "xl", info.made_for) is None, what
@@ -106,11 +113,13 @@ def test_what_does_not_fit_is_said_with_both_shapes(tiny: ModelShapes, xl: Model
     missing = "lora_unet_down_blocks_0_attentions_1_proj_in"  # tiny has one layer per block
     absent = lora({f"{missing}.lora_down.weight": torch.ones(2, 32), f"{missing}.lora_up.weight": torch.ones(32, 2)})
     assert "it changes the layer `down_blocks_0_attentions_1_proj_in`, which `tiny` does not have" in (
-        lora_misfit(absent.layers, tiny, "tiny", absent.made_for) or "")
+        lora_misfit(absent.layers, tiny, "tiny", absent.made_for) or ""
+    )
     te2 = "lora_te2_text_model_encoder_layers_0_self_attn_q_proj"
     second = lora({f"{te2}.lora_down.weight": torch.ones(2, 32), f"{te2}.lora_up.weight": torch.ones(32, 2)})
     assert "it changes a second text encoder (`text_model_encoder_layers_0_self_attn_q_proj`), and `tiny` has 1 text encoder" in (
-        lora_misfit(second.layers, tiny, "tiny", second.made_for) or "")
+        lora_misfit(second.layers, tiny, "tiny", second.made_for) or ""
+    )
     assert lora_misfit(second.layers, xl, "xl", second.made_for) is None
 
 
@@ -142,7 +151,7 @@ def test_embeddings_fit_by_their_vector_widths(tiny: ModelShapes, xl: ModelShape
         ({"ss_sd_model_name": "v1-5-pruned-emaonly.safetensors"}, "sd1", "ss_sd_model_name"),
         ({"ss_sd_model_name": "v2-1_768-ema-pruned.ckpt"}, "sd2", "ss_sd_model_name"),
     ],
-)  # fmt: skip
+)
 def test_metadata_claims(metadata: dict[str, str], architecture: str | None, source: str) -> None:
     claim = metadata_claim(metadata)
     assert claim is not None and claim.architecture == architecture and claim.source.startswith(f"`{source}: ")
@@ -156,10 +165,13 @@ def test_no_claim_and_claims_against_the_shapes() -> None:
         "for SD 1.x; I went by the layers."
     )
     assert "but its layers fit `tiny` (tiny's words)" in (
-        claim_note(sdxl, None, fits=True, model="tiny", model_words="tiny's words", model_architecture=None) or "")
+        claim_note(sdxl, None, fits=True, model="tiny", model_words="tiny's words", model_architecture=None) or ""
+    )
     assert claim_note(sdxl, "sdxl", fits=True, model="xl", model_words="SDXL", model_architecture="sdxl") is None
-    info = lora({"lora_unet_x_attn2_to_k.lora_down.weight": torch.ones(2, 32), "lora_unet_x_attn2_to_k.lora_up.weight": torch.ones(32, 2)},
-                {"ss_base_model_version": "sdxl_base_v1-0"})  # fmt: skip
+    info = lora(
+        {"lora_unet_x_attn2_to_k.lora_down.weight": torch.ones(2, 32), "lora_unet_x_attn2_to_k.lora_up.weight": torch.ones(32, 2)},
+        {"ss_base_model_version": "sdxl_base_v1-0"},
+    )
     assert info.claim == sdxl and info.made_for == "a model with 32-wide text features"
 
 

@@ -69,4 +69,3 @@ async def test_nobody_else_can_use_a_private_lora_through_another_persons_pictur
 
     [(_, mine)] = await bot.press(edit_id, "Reroll")  # the owner herself still may
     assert mine.kind == "status", mine.text
-

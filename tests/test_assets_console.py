@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import bot_env
-from tests.console_process import ConsoleProcess
+from tests.support.console_process import ConsoleProcess
 from tests.test_adapters import bare, save_kohya_lora
 
 PROMPT = "a red fox in the snow --seed 11 --steps 4 --cfg 7 --sampler euler --size 64x64"
@@ -38,7 +38,7 @@ def test_a_kohya_lora_uploaded_in_the_console_equals_bare_diffusers(tmp_path: Pa
     full = bot.message("result", reply_to=send(text=f"/imagine <lora:fox:1> {PROMPT}"))
     assert np.abs(pixels(full["images"][0]) - bare(models_dir, kohya_file)).max() <= 2
     with Image.open(full["images"][0]) as image:
-        assert "Lora hashes: \"fox: " in image.text["parameters"]
+        assert 'Lora hashes: "fox: ' in image.text["parameters"]
     partial = bot.message("result", reply_to=send(text=f"/imagine <lora:fox:0.6> {PROMPT}"))
     assert np.abs(pixels(partial["images"][0]) - bare(models_dir, kohya_file, 0.6)).max() <= 2
     plain = bot.message("result", reply_to=send(text=f"/imagine {PROMPT}"))

@@ -43,11 +43,14 @@ async def test_bad_files_are_refused_stored_nowhere_and_never_run(bot: Bot, tmp_
         "a pickle named .ckpt": (pickle.dumps(Payload(marker)), "fox.ckpt", "pickle"),
         "a pickle named .safetensors": (pickle.dumps(Payload(marker)), "fox.safetensors", "pickle"),
         "a header that claims 2**40 bytes": (raw_file({}, length=2**40), "fox.safetensors", "header"),
-        "offsets past the end": (raw_file({"x.lora_down.weight": {"dtype": "F32", "shape": [4, 4], "data_offsets": [0, 64]}}, b"\0" * 8),
-                                 "fox.safetensors", "end"),
+        "offsets past the end": (
+            raw_file({"x.lora_down.weight": {"dtype": "F32", "shape": [4, 4], "data_offsets": [0, 64]}}, b"\0" * 8),
+            "fox.safetensors",
+            "end",
+        ),
         "a full UNet posing as a LoRA": (save({k: v.contiguous() for k, v in unet.items()}), "fox.safetensors", "checkpoint"),
         "a LoRA shaped for SDXL": (sdxl_lora, "fox.safetensors", "SDXL"),
-    }  # fmt: skip
+    }
     before = blobs_of(bot)
     for what, (data, filename, words) in bad.items():
         reply = await upload(bot, data, filename)
@@ -107,8 +110,8 @@ async def test_embeddings_upload_and_use(bot: Bot) -> None:
     assert reply.kind == "text" and "`shiny`" in reply.text and "a1111-ti" in reply.text
     as_lora = await upload(bot, save({"emb_params": vectors}), "shiny.safetensors")
     assert as_lora.kind == "error"
-    await bot.send(f"/imagine a shiny fox {PROMPT[len('a red fox in the snow'):]}")
-    await bot.send(f"/imagine a red fox {PROMPT[len('a red fox in the snow'):]}")
+    await bot.send(f"/imagine a shiny fox {PROMPT[len('a red fox in the snow') :]}")
+    await bot.send(f"/imagine a red fox {PROMPT[len('a red fox in the snow') :]}")
     [(_, with_it), (_, without)] = await bot.finish()
     assert "TI hashes" in Image.open(with_it.reply.images[0].path).text["parameters"]
     assert np.abs(pixels(with_it.reply) - pixels(without.reply)).mean() > 1
@@ -116,8 +119,10 @@ async def test_embeddings_upload_and_use(bot: Bot) -> None:
 
 async def test_models_and_choosing_one(bot: Bot) -> None:
     [(_, listing)] = await bot.send("/models")
-    assert ("• tiny — SD 1.x layout at a non-standard size (32-wide text features, a 32-wide text encoder, "
-            "UNet 32–64 channels), 64px native (default, yours)") in listing.text
+    assert (
+        "• tiny — SD 1.x layout at a non-standard size (32-wide text features, a 32-wide text encoder, "
+        "UNet 32–64 channels), 64px native (default, yours)"
+    ) in listing.text
     [(_, chosen)] = await bot.send("/model tiny")
     assert "Saved" in chosen.text and "tiny" in chosen.text
     [(_, unknown)] = await bot.send("/model nope")
@@ -134,8 +139,11 @@ def kohya_file(modules: dict[str, tuple[int, int]], metadata: dict[str, str] | N
     """A kohya LoRA changing each module (in, out) at rank 4."""
     tensors = {}
     for key, (inputs, outputs) in modules.items():
-        tensors |= {f"{key}.lora_down.weight": torch.randn(4, inputs), f"{key}.lora_up.weight": torch.randn(outputs, 4),
-                    f"{key}.alpha": torch.tensor(4.0)}  # fmt: skip
+        tensors |= {
+            f"{key}.lora_down.weight": torch.randn(4, inputs),
+            f"{key}.lora_up.weight": torch.randn(outputs, 4),
+            f"{key}.alpha": torch.tensor(4.0),
+        }
     return save(tensors, metadata=metadata)
 
 
@@ -155,10 +163,14 @@ async def test_on_a_model_of_non_standard_size_uploads_are_checked_against_its_l
     sd2 = kohya_file({CROSS_K: (1024, 640), TE_Q: (1024, 1024)})
     refused_sd2 = await upload(bot, sd2, "v2_style.safetensors")
     # the first layer in the file's order (safetensors sorts keys: lora_te_ before lora_unet_) is named
-    assert refused_sd2.kind == "error" and (
-        "it is made for SD 2.x (1024-wide text features); `tiny`'s text encoder is 32 wide (layer "
-        "`text_model.encoder.layers.0.self_attn.q_proj`: 1024 inputs → 1024 outputs in the file, 32 inputs → 32 outputs"
-    ) in refused_sd2.text, refused_sd2.text
+    assert (
+        refused_sd2.kind == "error"
+        and (
+            "it is made for SD 2.x (1024-wide text features); `tiny`'s text encoder is 32 wide (layer "
+            "`text_model.encoder.layers.0.self_attn.q_proj`: 1024 inputs → 1024 outputs in the file, 32 inputs → 32 outputs"
+        )
+        in refused_sd2.text
+    ), refused_sd2.text
     assert blobs_of(bot) == before
 
     saved = await upload(bot, kohya_bytes, "fox.safetensors")
@@ -166,10 +178,13 @@ async def test_on_a_model_of_non_standard_size_uploads_are_checked_against_its_l
     assert "It fits your model `tiny` (SD 1.x layout at a non-standard size (32-wide text features" in saved.text
     claims_xl = kohya_file({CROSS_K: (32, 32)}, {"modelspec.architecture": "stable-diffusion-xl-v1-base/lora"})
     odd = await upload(bot, claims_xl, "odd.safetensors")
-    assert odd.kind == "text" and (
-        "Its metadata says it was made for SDXL (`modelspec.architecture: stable-diffusion-xl-v1-base/lora`), but its "
-        "layers fit `tiny`"
-    ) in odd.text, odd.text
+    assert (
+        odd.kind == "text"
+        and (
+            "Its metadata says it was made for SDXL (`modelspec.architecture: stable-diffusion-xl-v1-base/lora`), but its layers fit `tiny`"
+        )
+        in odd.text
+    ), odd.text
     [(_, listing)] = await bot.send("/loras")
     assert "• fox — kohya · for a model with 32-wide text features" in listing.text and "doesn't fit" not in listing.text
 
@@ -178,8 +193,8 @@ async def test_on_a_model_of_non_standard_size_uploads_are_checked_against_its_l
 async def two_model_bot(settings, tmp_path):  # type: ignore[no-untyped-def]
     """The bot with a second model of other dimensions: the tiny SDXL (64-wide text features, two encoders)."""
     from config import ModelEntry
+    from tests.support.tiny_xl import build_tiny_xl
     from tests.test_service import make_bot
-    from tests.tiny_xl import build_tiny_xl
 
     build_tiny_xl().save_pretrained(tmp_path / "tiny-xl")
     made = await make_bot(settings.model_copy(update={"models": {"xl": ModelEntry(source=str(tmp_path / "tiny-xl"), size=64)}}))
@@ -192,13 +207,17 @@ async def test_a_stored_file_that_does_not_fit_the_model_is_skipped_with_one_lin
     bot = two_model_bot
     await upload(bot, kohya_bytes, "fox.safetensors")
     await upload(bot, save({"emb_params": torch.randn(2, 32) * 5}), "shiny.safetensors", command="/embedding upload")
-    [(_, queued)] = await bot.send(f"/imagine <lora:fox:1> a shiny fox {PROMPT[len('a red fox in the snow'):]} --model xl")
+    [(_, queued)] = await bot.send(f"/imagine <lora:fox:1> a shiny fox {PROMPT[len('a red fox in the snow') :]} --model xl")
     assert queued.kind == "status", queued.text
-    assert ("Skipped the LoRA `fox`, which doesn't fit the model `xl`: it is made for a model with 32-wide text features: "
-            "it changes the layer `down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_k`, which `xl` does not "
-            "have.") in queued.text, queued.text  # fmt: skip
-    assert ("Skipped the embedding `shiny`, which doesn't fit the model `xl`: it is made for a model with 32-wide "
-            "vectors: it holds vectors for 1 text encoder, and `xl` has 2 (32 and 32 wide).") in queued.text  # fmt: skip
+    assert (
+        "Skipped the LoRA `fox`, which doesn't fit the model `xl`: it is made for a model with 32-wide text features: "
+        "it changes the layer `down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_k`, which `xl` does not "
+        "have."
+    ) in queued.text, queued.text
+    assert (
+        "Skipped the embedding `shiny`, which doesn't fit the model `xl`: it is made for a model with 32-wide "
+        "vectors: it holds vectors for 1 text encoder, and `xl` has 2 (32 and 32 wide)."
+    ) in queued.text
     [(_, done)] = await bot.finish()
     assert done.reply.kind == "result" and "Skipped the LoRA `fox`" in done.reply.text and "Traceback" not in done.reply.text
     parameters = Image.open(done.reply.images[0].path).text["parameters"]

@@ -34,8 +34,7 @@ def engine(models_dir, tmp_path_factory) -> Engine:  # type: ignore[no-untyped-d
 
 
 def spec(**changes) -> GenerationSpec:  # type: ignore[no-untyped-def]
-    base = dict(kind="txt2img", prompt="a red fox", model="tiny", width=64, height=64, steps=4, cfg=7.0,
-                sampler="Euler a", seed=42, n=1)  # fmt: skip
+    base = dict(kind="txt2img", prompt="a red fox", model="tiny", width=64, height=64, steps=4, cfg=7.0, sampler="Euler a", seed=42, n=1)
     base.update(changes)
     return GenerationSpec(**base)
 
@@ -50,11 +49,22 @@ def pixels(png: bytes) -> np.ndarray:
 def test_batch_key_admits_only_what_shares_one_call() -> None:
     key = spec().batch_key()
     assert key and spec(prompt="a blue whale", negative_prompt="blurry", seed=7, n=3).batch_key() == key
-    for different in (dict(steps=5), dict(cfg=6.0), dict(sampler="Euler"), dict(width=72), dict(clip_skip=2),
-                      dict(tile=True), dict(model="other")):  # fmt: skip
+    for different in (
+        dict(steps=5),
+        dict(cfg=6.0),
+        dict(sampler="Euler"),
+        dict(width=72),
+        dict(clip_skip=2),
+        dict(tile=True),
+        dict(model="other"),
+    ):
         assert spec(**different).batch_key() != key, different
-    for alone in (dict(prompt="a [fox:cat:2]"), dict(prompt="a {fox|cat}"), dict(prompt="a __animal__"),
-                  dict(regions="cols", prompt="a BREAK b")):  # fmt: skip
+    for alone in (
+        dict(prompt="a [fox:cat:2]"),
+        dict(prompt="a {fox|cat}"),
+        dict(prompt="a __animal__"),
+        dict(regions="cols", prompt="a BREAK b"),
+    ):
         assert spec(**alone).batch_key() == "", alone
     assert GenerationSpec(**{**spec().model_dump(), "kind": "img2img", "init_image": "ab" * 32, "strength": 0.5}).batch_key() == ""
 
@@ -78,8 +88,7 @@ def test_each_job_in_a_batch_gets_the_pixels_it_gets_alone(engine: Engine, sampl
         for mine, reference in zip(rendered.images, alone, strict=True):
             difference = np.abs(pixels(mine.png) - pixels(reference.png)).max()
             assert difference <= 2, (one.prompt, difference)
-        assert rendered.images[0].parameters.replace("Job: 1, ", "").replace("Job: 2, ", "").replace("Job: 3, ", "") \
-            == alone[0].parameters  # fmt: skip
+        assert rendered.images[0].parameters.replace("Job: 1, ", "").replace("Job: 2, ", "").replace("Job: 3, ", "") == alone[0].parameters
     # and the batch really holds different pictures (not one repeated)
     assert np.abs(pixels(batched[0].images[0].png) - pixels(batched[2].images[0].png)).max() > 20
 
@@ -137,7 +146,7 @@ async def test_people_share_a_batch_and_each_gets_their_own_pictures(bot, monkey
         [params] = rows(bot, f"select params from jobs where id = {job_id}")
         alone = run_job(engine, GenerationSpec.model_validate(json.loads(params[0])))
         for index, image in enumerate(alone):
-            [(blob,)] = rows(bot, f"select blob_key from job_outputs where job_id = {job_id} and \"index\" = {index}")
+            [(blob,)] = rows(bot, f'select blob_key from job_outputs where job_id = {job_id} and "index" = {index}')
             mine = np.asarray(Image.open(bot.core.ctx.blobs.path(blob)).convert("RGB")).astype(int)
             assert np.abs(mine - pixels(image.png)).max() <= 2
 
@@ -176,8 +185,10 @@ async def test_a_cancelled_or_lost_job_leaves_the_rest_of_its_batch_alone(bot, m
     release.set()  # (seen by a last heartbeat, or by the compare-and-set of its completion)
     assert await running
     assert rows(bot, "select id, status, attempt, lease_owner from jobs order by id") == [
-        (1, "succeeded", 1, None), (2, "cancelled", 1, None), (3, "running", 2, "elsewhere")
-    ]  # fmt: skip
+        (1, "succeeded", 1, None),
+        (2, "cancelled", 1, None),
+        (3, "running", 2, "elsewhere"),
+    ]
     assert rows(bot, "select job_id from job_outputs") == [(1,)]
     assert rows(bot, "select job_id, kind from deliveries") == [(1, "result")]
 

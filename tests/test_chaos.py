@@ -1,5 +1,5 @@
 """Chaos on the durable queue, on SQLite and on PostgreSQL: 300 jobs from 30 people, 4 real worker
-processes (tests/null_worker.py: the real Worker with a null engine), and during the run 7
+processes (tests/support/null_worker.py: the real Worker with a null engine), and during the run 7
 SIGKILLs (each worker restarted) and 2 SIGSTOPs until another worker takes the job over. Then: 300 done, 300
 delivered, none lost, none delivered twice, and each job's result comes from the attempt that
 held it at the end, with its attempts recorded.
@@ -32,12 +32,14 @@ from sqlalchemy import select
 from storage import outbox, queue, users
 from storage.db import Database
 from storage.tables import Delivery, Job, JobStatus
-from tests import postgres_cluster
 from tests.conftest import ROOT
+from tests.support import postgres_cluster
 
 JOBS, PEOPLE, WORKERS, KILLS, STOPS = 300, 30, 4, 7, 2
 LEASE_SECONDS = 1.0
 JOB_SECONDS, RETRY_SECONDS = 0.1, 1.0
+STALE_SECONDS = 3.0  # test_a_stopped_worker_…: how long attempt 1 draws (a retry: twice that)
+NUDGE_SECONDS = 3 * LEASE_SECONDS  # B has not taken the job over this long after A's lease ran out: nudge A
 QUIET_SECONDS = 120  # no job done (nor a worker ready) this long: stuck, even on a machine loaded to a crawl
 
 
@@ -46,24 +48,43 @@ async def fill(db: Database) -> None:
         people = [await users.get_or_create(session, "chaos", f"user{i}") for i in range(PEOPLE)]
         for number in range(JOBS):
             await queue.enqueue(
-                session, user_id=people[number % PEOPLE].id, platform="chaos", chat_id="c", source_message_id=None,
-                kind="txt2img", model="null", batch_key="", params={"n": number}, max_attempts=50,
-            )  # fmt: skip
+                session,
+                user_id=people[number % PEOPLE].id,
+                platform="chaos",
+                chat_id="c",
+                source_message_id=None,
+                kind="txt2img",
+                model="null",
+                batch_key="",
+                params={"n": number},
+                max_attempts=50,
+            )
 
 
 class Workers:
     def __init__(
-        self, url: str, events: Path, log: Path, count: int = WORKERS, job_seconds: float = JOB_SECONDS,
-        cas: bool = True, retry_seconds: float | None = None,
-    ):  # fmt: skip
+        self,
+        url: str,
+        events: Path,
+        log: Path,
+        count: int = WORKERS,
+        job_seconds: float = JOB_SECONDS,
+        cas: bool = True,
+        retry_seconds: float | None = None,
+    ):
         self.url, self.events, self.log = url, events, open(log, "ab")  # noqa: SIM115 - closed in stop_all
-        self.env = {"CHAOS_JOB_SECONDS": str(job_seconds), "CHAOS_LEASE_SECONDS": str(LEASE_SECONDS),
-                    "CHAOS_RETRY_SECONDS": str(retry_seconds if retry_seconds is not None else job_seconds),
-                    "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", **({} if cas else {"CHAOS_NO_CAS": "1"})}  # fmt: skip
+        self.env = {
+            "CHAOS_JOB_SECONDS": str(job_seconds),
+            "CHAOS_LEASE_SECONDS": str(LEASE_SECONDS),
+            "CHAOS_RETRY_SECONDS": str(retry_seconds if retry_seconds is not None else job_seconds),
+            "HF_HUB_OFFLINE": "1",
+            "PATH": "/usr/bin:/bin",
+            **({} if cas else {"CHAOS_NO_CAS": "1"}),
+        }
         self.procs = [self.start() for _ in range(count)]
 
     def start(self) -> subprocess.Popen[bytes]:
-        command = [sys.executable, str(ROOT / "tests" / "null_worker.py"), self.url, str(self.events)]
+        command = [sys.executable, str(ROOT / "tests" / "support" / "null_worker.py"), self.url, str(self.events)]
         return subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=self.log, stderr=self.log)
 
     def owners(self) -> list[str | None]:
@@ -324,38 +345,53 @@ async def test_a_stopped_worker_cannot_complete_a_job_taken_over(tmp_path: Path,
     """Worker A is stopped mid-job past its lease; B takes the job over (attempt 2); A wakes while
     B works. With the queue's compare-and-set on the attempt, A's next write fails and only B
     completes the job. Without it (CHAOS_NO_CAS: the check of this check, and of the chaos test's
-    "result from the attempt that held it"), A's stale attempt completes the job."""
+    "result from the attempt that held it"), A's stale attempt completes the job: A's attempt draws
+    for STALE_SECONDS, B's for twice as long, so A, woken when B claims, ends first however the
+    two are scheduled (with equal times who ended first was a coin flip: it failed 1 run in 8)."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'stale.db'}"
     db = Database(url)
     await db.migrate()
     async with db.transaction() as session:
         person = await users.get_or_create(session, "chaos", "alice")
-        await queue.enqueue(session, user_id=person.id, platform="chaos", chat_id="c", source_message_id=None,
-                            kind="txt2img", model="null", batch_key="", params={}, max_attempts=5)  # fmt: skip
+        await queue.enqueue(
+            session,
+            user_id=person.id,
+            platform="chaos",
+            chat_id="c",
+            source_message_id=None,
+            kind="txt2img",
+            model="null",
+            batch_key="",
+            params={},
+            max_attempts=5,
+        )
     events = tmp_path / "events"
-    first = Workers(url, events, tmp_path / "a.log", count=1, job_seconds=3.0, cas=cas)
+    first = Workers(url, events, tmp_path / "a.log", count=1, job_seconds=STALE_SECONDS, cas=cas, retry_seconds=2 * STALE_SECONDS)
     second = None
     try:
         while not read_events(events)[0].get(1):
             await asyncio.sleep(0.05)
         [(_, owner_a)] = read_events(events)[0][1]
         first.procs[0].send_signal(signal.SIGSTOP)
-        second = Workers(url, events, tmp_path / "b.log", count=1, job_seconds=3.0, cas=cas)
+        second = Workers(url, events, tmp_path / "b.log", count=1, job_seconds=STALE_SECONDS, cas=cas, retry_seconds=2 * STALE_SECONDS)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 12 * LEASE_SECONDS
+        deadline = loop.time() + NUDGE_SECONDS
         while len(read_events(events)[0][1]) < 2:  # B reaps the lease and claims attempt 2
+            assert second.procs[0].poll() is None, f"worker B exited; see {tmp_path / 'b.log'}"
             if loop.time() > deadline:
                 # A was stopped inside a transaction (its heartbeat's): it holds SQLite's write
-                # lock, so B can neither reap nor claim. Let A finish that transaction, stop it again.
+                # lock, so B can neither reap nor claim, and B gives up after SQLite's 30 s busy
+                # timeout (it did, when this nudge came every 12 s and lasted 20 ms). Let A finish
+                # that transaction, stop it again.
                 first.procs[0].send_signal(signal.SIGCONT)
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.1)
                 first.procs[0].send_signal(signal.SIGSTOP)
-                deadline = loop.time() + 12 * LEASE_SECONDS
+                deadline = loop.time() + NUDGE_SECONDS
             await asyncio.sleep(0.05)
         first.procs[0].send_signal(signal.SIGCONT)
         while not read_events(events)[1].get(1) or (await status_counts(db))[JobStatus.SUCCEEDED] < 1:
             await asyncio.sleep(0.05)
-        await asyncio.sleep(3.5)  # B's attempt ends too
+        await asyncio.sleep(2 * STALE_SECONDS + 0.5)  # the other attempt ends too
     finally:
         first.stop_all()
         if second is not None:

@@ -16,8 +16,8 @@ from PIL import Image
 
 from generation.models.tiny import build_tiny_pipeline
 from tests.conftest import ROOT, bot_env
-from tests.console_process import ConsoleProcess
-from tests.labels import EDIT_LABELS
+from tests.support.console_process import ConsoleProcess
+from tests.support.labels import EDIT_LABELS
 
 
 @pytest.fixture(scope="module")

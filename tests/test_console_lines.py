@@ -72,8 +72,14 @@ async def test_mistyped_lines_queue_nothing_in_a_console_run(tmp_path: Path) -> 
     core = await run_bot.build_core(settings)
     out = io.StringIO()
     try:
-        chat = ConsoleChat(core.service, state_dir=tmp_path / "console", jsonl=False,
-                           input_stream=io.StringIO("\n".join(lines) + "\n"), output_stream=out, poll_seconds=0.1)  # fmt: skip
+        chat = ConsoleChat(
+            core.service,
+            state_dir=tmp_path / "console",
+            jsonl=False,
+            input_stream=io.StringIO("\n".join(lines) + "\n"),
+            output_stream=out,
+            poll_seconds=0.1,
+        )
         assert await asyncio.wait_for(chat.run(), 60) == 0
         async with core.db.transaction() as session:
             prompts = [params["prompt"] for params in (await session.execute(select(Job.params))).scalars()]

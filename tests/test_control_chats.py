@@ -17,7 +17,7 @@ from PIL import Image, ImageOps
 from generation.control.preprocess import xdog
 from generation.control.tiny import ensure_tiny_pix2pix
 from tests.conftest import bot_env
-from tests.console_process import ConsoleProcess
+from tests.support.console_process import ConsoleProcess
 from tests.test_control_engine import bare
 
 
@@ -39,22 +39,37 @@ def test_control_and_edit_in_the_console_equal_bare_diffusers(tmp_path: Path, mo
     reference = bare(models_dir, ["canny"], image=Image.open(canny["images"][0]), width=64, height=64)
     assert np.abs(rgb(one["images"][0]) - reference).max() <= 2
 
-    two = bot.message("result", reply_to=send(text="/control canny a fox --seed 3 --steps 4 --sampler euler --control scribble:0.5",
-                                               reply_to=picture["id"]))  # fmt: skip
+    two = bot.message(
+        "result",
+        reply_to=send(text="/control canny a fox --seed 3 --steps 4 --sampler euler --control scribble:0.5", reply_to=picture["id"]),
+    )
     maps = [bot.message("map", reply_to=two["id"]) for _ in range(2)]
     assert np.array_equal(rgb(maps[1]["images"][0])[..., 0], xdog(np.asarray(source)))
-    reference = bare(models_dir, ["canny", "scribble"], image=[Image.open(m["images"][0]) for m in maps], width=64, height=64,
-                     controlnet_conditioning_scale=[1.0, 0.5])  # fmt: skip
+    reference = bare(
+        models_dir,
+        ["canny", "scribble"],
+        image=[Image.open(m["images"][0]) for m in maps],
+        width=64,
+        height=64,
+        controlnet_conditioning_scale=[1.0, 0.5],
+    )
     assert np.abs(rgb(two["images"][0]) - reference).max() <= 2
 
     edited = bot.message("result", reply_to=send(text="/edit make it snowy --seed 3 --steps 4 --sampler euler", reply_to=picture["id"]))
     from diffusers import EulerDiscreteScheduler, StableDiffusionInstructPix2PixPipeline
 
-    pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(str(ensure_tiny_pix2pix(models_dir)), safety_checker=None,
-                                                                  requires_safety_checker=False)  # fmt: skip
+    pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(
+        str(ensure_tiny_pix2pix(models_dir)), safety_checker=None, requires_safety_checker=False
+    )
     pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
-    reference = pipe("make it snowy", image=source, num_inference_steps=4, guidance_scale=7.0, image_guidance_scale=1.5,
-                     generator=torch.Generator().manual_seed(3)).images[0]  # fmt: skip
+    reference = pipe(
+        "make it snowy",
+        image=source,
+        num_inference_steps=4,
+        guidance_scale=7.0,
+        image_guidance_scale=1.5,
+        generator=torch.Generator().manual_seed(3),
+    ).images[0]
     assert np.abs(rgb(edited["images"][0]) - np.asarray(reference).astype(int)).max() <= 2
     assert "Edit again" in [a["label"] for a in edited["actions"]]
 

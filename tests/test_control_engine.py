@@ -65,13 +65,14 @@ def bare(models_dir: Path, types: list[str], pipeline: str = "txt2img", **call) 
         ControlNetModel,
         EulerDiscreteScheduler,
         StableDiffusionControlNetImg2ImgPipeline,
-        StableDiffusionControlNetPipeline,  # fmt: skip
+        StableDiffusionControlNetPipeline,
     )
 
     nets = [ControlNetModel.from_pretrained(ensure_tiny_controlnet(models_dir, t)) for t in types]
     cls = StableDiffusionControlNetPipeline if pipeline == "txt2img" else StableDiffusionControlNetImg2ImgPipeline
-    pipe = cls.from_pretrained(str(models_dir / TINY_VERSION), controlnet=nets[0] if len(nets) == 1 else nets,
-                               safety_checker=None, requires_safety_checker=False)  # fmt: skip
+    pipe = cls.from_pretrained(
+        str(models_dir / TINY_VERSION), controlnet=nets[0] if len(nets) == 1 else nets, safety_checker=None, requires_safety_checker=False
+    )
     pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     result = pipe("a fox", num_inference_steps=4, guidance_scale=7.0, generator=torch.Generator().manual_seed(3), **call)
@@ -104,8 +105,9 @@ def test_two_controls_equal_the_multi_controlnet_pipeline(engine: Engine, photo:
     rendered = render_job(engine, spec(controls=units))
     scribble = Image.fromarray(xdog(np.asarray(image))).convert("RGB")
     assert np.array_equal(pixels(rendered.maps[1]), np.asarray(scribble).astype(int))
-    reference = bare(models_dir, ["canny", "scribble"], image=[canny_map(image), scribble], width=96, height=64,
-                     controlnet_conditioning_scale=[0.8, 0.5])  # fmt: skip
+    reference = bare(
+        models_dir, ["canny", "scribble"], image=[canny_map(image), scribble], width=96, height=64, controlnet_conditioning_scale=[0.8, 0.5]
+    )
     assert np.abs(pixels(rendered.images[0].png) - reference).max() <= 2
     assert "ControlNet 1: " in rendered.images[0].parameters
 
@@ -125,8 +127,10 @@ def test_guidance_start_and_end(engine: Engine, photo: tuple[str, Image.Image], 
 
 def test_control_modes(engine: Engine, photo: tuple[str, Image.Image], models_dir: Path) -> None:
     key, image = photo
-    drawn = {mode: pixels(run_job(engine, spec(controls=(control(key),), control_mode=mode))[0].png)
-             for mode in ("balanced", "prompt", "control")}  # fmt: skip
+    drawn = {
+        mode: pixels(run_job(engine, spec(controls=(control(key),), control_mode=mode))[0].png)
+        for mode in ("balanced", "prompt", "control")
+    }
     # "ControlNet is more important" is diffusers' guess mode
     guess = bare(models_dir, ["canny"], image=canny_map(image), width=96, height=64, guess_mode=True)
     assert np.abs(drawn["control"] - guess).max() <= 2
@@ -141,8 +145,9 @@ def test_a_control_steers_img2img_and_inpaint(engine: Engine, photo: tuple[str, 
     key, image = photo
     [varied] = run_job(engine, spec(kind="img2img", init_image=key, strength=0.75, controls=(control(key),)))
     # (the img2img ControlNet pipeline's own default weight is 0.8; the job's is 1, as everywhere)
-    reference = bare(models_dir, ["canny"], "img2img", image=image, control_image=canny_map(image), strength=0.75,
-                     controlnet_conditioning_scale=1.0)  # fmt: skip
+    reference = bare(
+        models_dir, ["canny"], "img2img", image=image, control_image=canny_map(image), strength=0.75, controlnet_conditioning_scale=1.0
+    )
     assert np.abs(pixels(varied.png) - reference).max() <= 2
     mask = Image.new("L", (96, 64), 0)
     mask.paste(255, (20, 10, 60, 50))
@@ -150,8 +155,12 @@ def test_a_control_steers_img2img_and_inpaint(engine: Engine, photo: tuple[str, 
     mask.save(buffer, format="PNG")
     mask_key = engine.blobs.put(buffer.getvalue(), "png")
     for only_masked in (False, True):
-        [painted] = run_job(engine, spec(kind="inpaint", init_image=key, mask=mask_key, strength=0.9, mask_blur=0,
-                                         only_masked=only_masked, controls=(control(key),)))  # fmt: skip
+        [painted] = run_job(
+            engine,
+            spec(
+                kind="inpaint", init_image=key, mask=mask_key, strength=0.9, mask_blur=0, only_masked=only_masked, controls=(control(key),)
+            ),
+        )
         outside = np.asarray(mask) == 0
         assert np.array_equal(pixels(painted.png)[outside], np.asarray(image).astype(int)[outside]), only_masked
 
@@ -169,11 +178,18 @@ def test_edit_equals_bare_instruct_pix2pix(engine: Engine, photo: tuple[str, Ima
 
     key, image = photo
     [ours] = run_job(engine, spec(kind="instruct", prompt="make it snowy", model="tiny-pix2pix", init_image=key, image_cfg=1.5))
-    pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(str(ensure_tiny_pix2pix(models_dir)), safety_checker=None,
-                                                                  requires_safety_checker=False)  # fmt: skip
+    pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(
+        str(ensure_tiny_pix2pix(models_dir)), safety_checker=None, requires_safety_checker=False
+    )
     pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
-    reference = pipe("make it snowy", image=image, num_inference_steps=4, guidance_scale=7.0, image_guidance_scale=1.5,
-                     generator=torch.Generator().manual_seed(3)).images[0]  # fmt: skip
+    reference = pipe(
+        "make it snowy",
+        image=image,
+        num_inference_steps=4,
+        guidance_scale=7.0,
+        image_guidance_scale=1.5,
+        generator=torch.Generator().manual_seed(3),
+    ).images[0]
     assert np.abs(pixels(ours.png) - np.asarray(reference).astype(int)).max() <= 2
     [closer] = run_job(engine, spec(kind="instruct", prompt="make it snowy", model="tiny-pix2pix", init_image=key, image_cfg=4.0))
     assert np.abs(pixels(closer.png) - pixels(ours.png)).mean() > 0.5  # the image guidance matters
@@ -187,7 +203,7 @@ def test_an_sdxl_controlnet_from_the_config_equals_bare_diffusers(tmp_path: Path
 
     from config.models import ControlNetEntry
     from generation.control.nets import ControlNets
-    from tests.tiny_xl import build_tiny_xl
+    from tests.support.tiny_xl import build_tiny_xl
 
     pipe = build_tiny_xl()
     pipe.save_pretrained(tmp_path / "xl")
@@ -198,8 +214,12 @@ def test_an_sdxl_controlnet_from_the_config_equals_bare_diffusers(tmp_path: Path
             conv.weight.normal_(0, 0.3)
     made.save_pretrained(tmp_path / "xl-canny")
     cpu = torch.device("cpu")
-    cache = ModelCache(ModelRegistry([ModelEntry(source=str(tmp_path / "xl"), name="xl", size=64)]), tmp_path / "models", cpu, torch.float32)
-    nets = ControlNets({"xl-canny": ControlNetEntry(type="canny", source=str(tmp_path / "xl-canny"))}, tmp_path / "models", cpu, torch.float32)
+    cache = ModelCache(
+        ModelRegistry([ModelEntry(source=str(tmp_path / "xl"), name="xl", size=64)]), tmp_path / "models", cpu, torch.float32
+    )
+    nets = ControlNets(
+        {"xl-canny": ControlNetEntry(type="canny", source=str(tmp_path / "xl-canny"))}, tmp_path / "models", cpu, torch.float32
+    )
     engine = Engine(cache, LocalBlobStore(tmp_path / "blobs"), controlnets=nets)
     image = Image.new("RGB", (64, 64), "white")
     ImageDraw.Draw(image).ellipse((10, 10, 50, 50), outline="black", width=3)
@@ -209,9 +229,18 @@ def test_an_sdxl_controlnet_from_the_config_equals_bare_diffusers(tmp_path: Path
     job = dict(kind="txt2img", prompt="a fox", model="xl", width=64, height=64, steps=3, cfg=5.0, sampler="Euler", seed=1)
     [ours] = run_job(engine, GenerationSpec(**job, controls=(unit,)))  # type: ignore[arg-type]
     [plain] = run_job(engine, GenerationSpec(**job))  # type: ignore[arg-type]
-    bare_pipe = StableDiffusionXLControlNetPipeline.from_pretrained(str(tmp_path / "xl"), controlnet=ControlNetModel.from_pretrained(tmp_path / "xl-canny"))
+    bare_pipe = StableDiffusionXLControlNetPipeline.from_pretrained(
+        str(tmp_path / "xl"), controlnet=ControlNetModel.from_pretrained(tmp_path / "xl-canny")
+    )
     bare_pipe.scheduler = EulerDiscreteScheduler.from_config(bare_pipe.scheduler.config)
-    reference = bare_pipe("a fox", image=canny_map(image), num_inference_steps=3, guidance_scale=5.0, width=64, height=64,
-                          generator=torch.Generator().manual_seed(1)).images[0]  # fmt: skip
+    reference = bare_pipe(
+        "a fox",
+        image=canny_map(image),
+        num_inference_steps=3,
+        guidance_scale=5.0,
+        width=64,
+        height=64,
+        generator=torch.Generator().manual_seed(1),
+    ).images[0]
     assert np.abs(pixels(ours.png) - np.asarray(reference).astype(int)).max() <= 2
     assert np.abs(pixels(ours.png) - pixels(plain.png)).mean() > 3

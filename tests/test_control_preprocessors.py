@@ -1,6 +1,6 @@
 """The preprocessors that are networks, loaded through the real code from files where an admin puts
 them: a tiny random DPT depth model saved with `save_pretrained` (SDBOT_DEPTH_MODEL), and
-controlnet-aux's annotator files (SDBOT_ANNOTATORS, tests/annotator_files.py). Each map sdbot makes
+controlnet-aux's annotator files (SDBOT_ANNOTATORS, tests/support/annotator_files.py). Each map sdbot makes
 is what the library itself gives for the same picture; a missing file is a clear error."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from generation.models.loader import ModelCache
 from generation.spec import ControlRef, GenerationSpec
 from generation.tools import Tools
 from storage.blobs import LocalBlobStore
-from tests.annotator_files import write_annotators
+from tests.support.annotator_files import write_annotators
 
 CPU = torch.device("cpu")
 
@@ -32,9 +32,18 @@ def write_tiny_dpt(folder: Path) -> Path:
     from transformers import DPTConfig, DPTForDepthEstimation, DPTImageProcessor
 
     torch.manual_seed(0)
-    config = DPTConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=37, image_size=32,
-                       patch_size=16, backbone_out_indices=[0, 1, 2, 3], neck_hidden_sizes=[16, 16, 32, 32],
-                       reassemble_factors=[4, 2, 1, 0.5], fusion_hidden_size=16)  # fmt: skip
+    config = DPTConfig(
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=37,
+        image_size=32,
+        patch_size=16,
+        backbone_out_indices=[0, 1, 2, 3],
+        neck_hidden_sizes=[16, 16, 32, 32],
+        reassemble_factors=[4, 2, 1, 0.5],
+        fusion_hidden_size=16,
+    )
     DPTForDepthEstimation(config).save_pretrained(folder)
     DPTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
     return folder
@@ -67,8 +76,9 @@ def photo(engine: Engine) -> tuple[str, Image.Image]:
 
 def map_of(engine: Engine, key: str, type_: str, preprocessor: str) -> np.ndarray:
     ref = ControlRef(type=type_, model=f"tiny-{type_}", preprocessor=preprocessor, image=key)  # type: ignore[arg-type]
-    job = GenerationSpec(kind="txt2img", prompt="a fox", model="tiny", width=64, height=64, steps=2, cfg=7.0, sampler="Euler",
-                         seed=1, controls=(ref,))  # fmt: skip
+    job = GenerationSpec(
+        kind="txt2img", prompt="a fox", model="tiny", width=64, height=64, steps=2, cfg=7.0, sampler="Euler", seed=1, controls=(ref,)
+    )
     rendered = render_job(engine, job)
     return np.asarray(Image.open(io.BytesIO(rendered.maps[0])).convert("RGB")).astype(int)
 
@@ -83,10 +93,22 @@ def test_depth_map_is_the_depth_pipelines(engine: Engine, photo: tuple[str, Imag
     assert np.array_equal(ours, expected) and ours.std() > 0
 
 
-@pytest.mark.parametrize("preprocessor", ["softedge_hed", "scribble_hed", "softedge_pidinet", "lineart_realistic", "lineart_coarse",
-                                          "lineart_anime", "openpose", "openpose_full"])  # fmt: skip
-def test_annotator_maps_are_controlnet_aux_own(engine: Engine, photo: tuple[str, Image.Image], files: dict[str, Path],
-                                               preprocessor: str) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    "preprocessor",
+    [
+        "softedge_hed",
+        "scribble_hed",
+        "softedge_pidinet",
+        "lineart_realistic",
+        "lineart_coarse",
+        "lineart_anime",
+        "openpose",
+        "openpose_full",
+    ],
+)
+def test_annotator_maps_are_controlnet_aux_own(
+    engine: Engine, photo: tuple[str, Image.Image], files: dict[str, Path], preprocessor: str
+) -> None:
     key, image = photo
     type_ = {"softedge": "softedge", "scribble": "scribble", "lineart": "lineart", "openpose": "openpose"}[preprocessor.split("_")[0]]
     if preprocessor == "lineart_anime":
@@ -102,11 +124,15 @@ def test_annotator_maps_are_controlnet_aux_own(engine: Engine, photo: tuple[str,
 
         folder = str(files["annotators"])
         detector, call = {
-            "softedge_hed": (HEDdetector, {}), "scribble_hed": (HEDdetector, {"scribble": True}),
-            "softedge_pidinet": (PidiNetDetector, {}), "lineart_realistic": (LineartDetector, {}),
-            "lineart_coarse": (LineartDetector, {"coarse": True}), "lineart_anime": (LineartAnimeDetector, {}),
-            "openpose": (OpenposeDetector, {}), "openpose_full": (OpenposeDetector, {"include_hand": True, "include_face": True}),
-        }[preprocessor]  # fmt: skip
+            "softedge_hed": (HEDdetector, {}),
+            "scribble_hed": (HEDdetector, {"scribble": True}),
+            "softedge_pidinet": (PidiNetDetector, {}),
+            "lineart_realistic": (LineartDetector, {}),
+            "lineart_coarse": (LineartDetector, {"coarse": True}),
+            "lineart_anime": (LineartAnimeDetector, {}),
+            "openpose": (OpenposeDetector, {}),
+            "openpose_full": (OpenposeDetector, {"include_hand": True, "include_face": True}),
+        }[preprocessor]
         theirs = detector.from_pretrained(folder)(image, detect_resolution=64, image_resolution=64, output_type="pil", **call)
     expected = np.asarray(theirs.convert("RGB").resize((64, 64), Image.Resampling.BILINEAR)).astype(int)
     assert np.array_equal(ours, expected), preprocessor

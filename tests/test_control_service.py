@@ -30,27 +30,29 @@ def drawing(size: tuple[int, int] = (96, 64)) -> Attachment:
 @pytest.fixture
 async def xl_bot(settings, tmp_path: Path):  # type: ignore[no-untyped-def]
     """The bot with a second model of another architecture (the tiny SDXL): no ControlNet fits it."""
-    from tests.tiny_xl import build_tiny_xl
+    from tests.support.tiny_xl import build_tiny_xl
 
     build_tiny_xl().save_pretrained(tmp_path / "tiny-xl")
     sd15 = tmp_path / "controlnet-sd15-canny"  # an SD 1.5 ControlNet's config (its weights are never read here)
     sd15.mkdir()
     (sd15 / "config.json").write_text('{"_class_name": "ControlNetModel", "cross_attention_dim": 768}')
-    made = await make_bot(settings.model_copy(update={
-        "models": {"xl": ModelEntry(source=str(tmp_path / "tiny-xl"), size=64)},
-        "controlnets": {"sd15-canny": ControlNetEntry(type="canny", source=str(sd15))},
-    }))  # fmt: skip
+    made = await make_bot(
+        settings.model_copy(
+            update={
+                "models": {"xl": ModelEntry(source=str(tmp_path / "tiny-xl"), size=64)},
+                "controlnets": {"sd15-canny": ControlNetEntry(type="canny", source=str(sd15))},
+            }
+        )
+    )
     yield made
     made.worker.executor.shutdown()
     await made.core.db.close()
 
 
 async def test_a_control_job_its_maps_and_what_keeps_its_controls(bot: Bot) -> None:
-    [(_, queued)] = await bot.send("/control canny a fox --seed 3 --steps 4 --control depth:0.5 --pre canny",
-                                   attachments=(drawing(),))  # fmt: skip
+    [(_, queued)] = await bot.send("/control canny a fox --seed 3 --steps 4 --control depth:0.5 --pre canny", attachments=(drawing(),))
     assert queued.kind == "error" and "SDBOT_DEPTH_MODEL" in queued.text  # depth's model is not configured here
-    [(_, queued)] = await bot.send("/control canny a fox --seed 3 --steps 4 --control scribble:0.5 --end 0.8",
-                                   attachments=(drawing(),))  # fmt: skip
+    [(_, queued)] = await bot.send("/control canny a fox --seed 3 --steps 4 --control scribble:0.5 --end 0.8", attachments=(drawing(),))
     assert queued.kind == "status" and "ControlNet canny 1 (0–0.8), scribble 0.5 (0–0.8)" in queued.text
     spec, _, _ = await job_spec(bot, queued.job_id)  # type: ignore[arg-type]
     assert spec.kind == "txt2img" and [r.model for r in spec.controls] == ["tiny-canny", "tiny-scribble"]
@@ -84,8 +86,9 @@ async def test_a_control_job_its_maps_and_what_keeps_its_controls(bot: Bot) -> N
 
 async def test_each_map_says_in_its_png_what_made_it(bot: Bot) -> None:
     picture = drawing()
-    [(_, queued)] = await bot.send("/control canny a fox --seed 3 --steps 2 --control scribble:0.5 --low 50 --high 150",
-                                   attachments=(picture,))  # fmt: skip
+    [(_, queued)] = await bot.send(
+        "/control canny a fox --seed 3 --steps 2 --control scribble:0.5 --low 50 --high 150", attachments=(picture,)
+    )
     [(result_id, _)] = await bot.finish()
     [(_, canny), (_, scribble)] = bot.followups[result_id]
     spec, _, _ = await job_spec(bot, queued.job_id)  # type: ignore[arg-type]
@@ -110,9 +113,11 @@ async def test_qr_and_describe_gives_a_unit_back(bot: Bot) -> None:
     decoded, _, _ = cv2.QRCodeDetector().detectAndDecode(np.asarray(Image.open(qr_map.images[0].path).convert("RGB")))
     assert decoded == "https://example.com"
 
-    infotext = ('a castle\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 1, Size: 512x512, Model: sd15, '
-                'ControlNet 0: "Module: depth_midas, Model: control_v11f1p_sd15_depth [cfd03158], Weight: 0.6, '
-                'Guidance Start: 0.1, Guidance End: 0.9, Control Mode: My prompt is more important"')  # fmt: skip
+    infotext = (
+        "a castle\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 1, Size: 512x512, Model: sd15, "
+        'ControlNet 0: "Module: depth_midas, Model: control_v11f1p_sd15_depth [cfd03158], Weight: 0.6, '
+        'Guidance Start: 0.1, Guidance End: 0.9, Control Mode: My prompt is more important"'
+    )
     from PIL.PngImagePlugin import PngInfo
 
     info = PngInfo()
@@ -158,8 +163,10 @@ async def test_every_bad_input_is_refused_with_its_reason_and_nothing_queued(xl_
         "/control depth a fox --low 20 --pre none": (picture, "Canny's thresholds"),
         "/control canny a fox --control depth:0.5 --control scribble --control tile": (picture, "at most 3 controls"),
         "/control canny a fox --control glitter:0.5": (picture, "TYPE:WEIGHT"),
-        "/control canny a fox --model xl": (picture, "No canny ControlNet fits the model `xl`: `sd15-canny` is for another "
-                                                      "model (it reads 768-wide text features; `xl` gives 64)"),
+        "/control canny a fox --model xl": (
+            picture,
+            "No canny ControlNet fits the model `xl`: `sd15-canny` is for another model (it reads 768-wide text features; `xl` gives 64)",
+        ),
         "/control canny a fox --control-model sd15-canny": (picture, "doesn't fit the model `tiny`"),
         "/control tile a fox --model xl": (picture, "There is no tile ControlNet here"),
         "/control canny a fox --control-model nope": (picture, "no ControlNet named `nope`"),

@@ -13,7 +13,7 @@ from PIL import Image
 
 from config import Settings
 from tests.fakes.telegram import FakeTelegram
-from tests.running_chat import recorded
+from tests.support.running_chat import recorded
 from tests.test_control_chats import rgb
 from tests.test_control_engine import bare
 from tests.test_telegram import is_photo_reply, server, telegram_bot, tg_settings  # noqa: F401 - fixtures

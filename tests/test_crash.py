@@ -9,7 +9,7 @@ from pathlib import Path
 from PIL import Image
 
 from tests.conftest import bot_env
-from tests.console_process import ConsoleProcess
+from tests.support.console_process import ConsoleProcess
 
 
 def test_sigkill_mid_job_then_restart(tmp_path: Path, models_dir: Path) -> None:

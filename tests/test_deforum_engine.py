@@ -47,13 +47,26 @@ def engine(models_dir: Path, tmp_path_factory: pytest.TempPathFactory, one_torch
     return Engine(cache, LocalBlobStore(tmp_path_factory.mktemp("deforum-blobs")))
 
 
-def deforum_spec(prompt: str = "0: a forest, 4: a city", *, strength: float = 0.6, init_image: str | None = None,
-                 **clip: Any) -> GenerationSpec:  # fmt: skip
+def deforum_spec(
+    prompt: str = "0: a forest, 4: a city", *, strength: float = 0.6, init_image: str | None = None, **clip: Any
+) -> GenerationSpec:
     values: dict[str, Any] = {"frames": 8, "fps": 8}
     values.update(clip)
-    return GenerationSpec(kind="deforum", prompt=prompt, negative_prompt="blurry", model="tiny", width=64, height=64,
-                          steps=STEPS, cfg=7.0, sampler="Euler", seed=11, strength=strength, init_image=init_image,
-                          clip=ClipSpec(**values))  # fmt: skip
+    return GenerationSpec(
+        kind="deforum",
+        prompt=prompt,
+        negative_prompt="blurry",
+        model="tiny",
+        width=64,
+        height=64,
+        steps=STEPS,
+        cfg=7.0,
+        sampler="Euler",
+        seed=11,
+        strength=strength,
+        init_image=init_image,
+        clip=ClipSpec(**values),
+    )
 
 
 @dataclass
@@ -89,8 +102,9 @@ def recorder(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Recorder:
     return record
 
 
-def run(engine: Engine, spec: GenerationSpec, record: Recorder | None = None,
-        should_stop: Callable[[], bool] = lambda: False) -> list[np.ndarray]:  # fmt: skip
+def run(
+    engine: Engine, spec: GenerationSpec, record: Recorder | None = None, should_stop: Callable[[], bool] = lambda: False
+) -> list[np.ndarray]:
     on_progress = (lambda step, total: record.progress.append((step, total))) if record else (lambda step, total: None)
     return [pixels(frame) for frame in deforum(engine, spec, Tracker(on_progress, should_stop))]
 

@@ -32,11 +32,14 @@ def test_numbers_hold_before_and_after_and_are_linear_between() -> None:
 def test_an_expression_holds_until_the_next_keyframe() -> None:
     values = schedule_values("0:(1 + 0.1*sin(t)), 3:(2), 5:(t/10)", 7)
     expected = [
-        1 + 0.1 * math.sin(0), 1 + 0.1 * math.sin(1), 1 + 0.1 * math.sin(2),  # the expression, frame by frame
+        1 + 0.1 * math.sin(0),
+        1 + 0.1 * math.sin(1),
+        1 + 0.1 * math.sin(2),  # the expression, frame by frame
         2,  # the number at 3
         (2 + 0.5) / 2,  # between the number at 3 and the expression's value at 5
-        5 / 10, 6 / 10,  # the expression from 5 on
-    ]  # fmt: skip
+        5 / 10,
+        6 / 10,  # the expression from 5 on
+    ]
     assert values == pytest.approx(expected)
     assert evaluate("max_f - t + 2^3 + abs(-1) + floor(2.7) + pi*0", t=2, max_f=9) == pytest.approx(7 + 8 + 1 + 2)
 
@@ -75,8 +78,12 @@ def test_prompts_by_frame_keep_their_commas() -> None:
     assert [prompt_at(schedule, f) for f in (0, 23, 24, 99)] == ["a forest, misty, 4k"] * 2 + ["a city at night"] * 2
     assert parse_prompt_schedule("a fox running") == [(0, "a fox running")]
     assert prompt_at(parse_prompt_schedule("4: late"), 0) == "late"  # before the first: the first
-    for bad, words in (("a forest, 4: a city", "starts with a frame"), ("0: a forest, 4:", "no prompt"),
-                       ("0: a, 0: b", "two prompts"), ("  ", "empty")):  # fmt: skip
+    for bad, words in (
+        ("a forest, 4: a city", "starts with a frame"),
+        ("0: a forest, 4:", "no prompt"),
+        ("0: a, 0: b", "two prompts"),
+        ("  ", "empty"),
+    ):
         with pytest.raises(ScheduleError, match=words):
             parse_prompt_schedule(bad)
 

@@ -14,8 +14,8 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from commands.types import Attachment
+from tests.support.tiny_text_models import build_tiny_blip, build_tiny_clip, build_tiny_gpt2
 from tests.test_service import Bot, make_bot, pixels
-from tests.tiny_text_models import build_tiny_blip, build_tiny_clip, build_tiny_gpt2
 
 A1111_PROMPT = "masterpiece, a (red:1.2) fox in the snow, <lora:fluffy:0.8>\nwinter forest"
 A1111_PARAMETERS = (
@@ -65,10 +65,22 @@ async def test_describe_a_comfyui_png(bot: Bot) -> None:
         "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
         "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a lighthouse at dusk", "clip": ["4", 1]}},
         "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "fog", "clip": ["4", 1]}},
-        "3": {"class_type": "KSampler", "inputs": {
-            "seed": 99, "steps": 2, "cfg": 5.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0,
-            "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
-    }  # fmt: skip
+        "3": {
+            "class_type": "KSampler",
+            "inputs": {
+                "seed": 99,
+                "steps": 2,
+                "cfg": 5.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+                "denoise": 1.0,
+                "model": ["4", 0],
+                "positive": ["6", 0],
+                "negative": ["7", 0],
+                "latent_image": ["5", 0],
+            },
+        },
+    }
     picture = Attachment("comfy.png", png_with({"prompt": json.dumps(graph)}), "image/png")
     [(answer_id, answer)] = await bot.send("/describe", attachments=(picture,))
     assert "ComfyUI" in answer.text and "a lighthouse at dusk" in answer.text and "fog" in answer.text
@@ -89,7 +101,7 @@ async def test_imagine_this_draws_our_picture_again_pixel_for_pixel(bot: Bot) ->
     assert again.reply.images[0].seed == 5 and np.array_equal(pixels(again.reply), pixels(result.reply))
 
     # Image 2 of a batch is drawn again alone with its seed (6): equal but for the float
-    # rounding of a batch of one against a batch of two (DESIGN.md 4: within 2 of 255).
+    # rounding of a batch of one against a batch of two (docs/rules.md, "Reproducibility": within 2 of 255).
     await bot.send("/imagine a (red:1.3) fox, [blurry] --seed 5 --steps 3 --sampler euler --n 2")
     [(batch_id, batch)] = await bot.finish()
     [(single_id, _)] = await bot.press(batch_id, "U2")
@@ -130,8 +142,9 @@ def text_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 async def test_describe_with_caption_and_clip_models(settings, text_models) -> None:  # type: ignore[no-untyped-def]
-    bot = await make_bot(settings.model_copy(update={"captioner": str(text_models["captioner"]),
-                                                      "describe_clip": str(text_models["describe_clip"])}))  # fmt: skip
+    bot = await make_bot(
+        settings.model_copy(update={"captioner": str(text_models["captioner"]), "describe_clip": str(text_models["describe_clip"])})
+    )
     try:
         photo = Attachment("photo.png", png_with({}, size=(96, 64)), "image/png")
         [(_, queued)] = await bot.send("/describe", attachments=(photo,))

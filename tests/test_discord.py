@@ -21,9 +21,9 @@ from bot.discord import DiscordChat
 from config import Settings
 from tests.conftest import bot_env
 from tests.fakes.discord import AFTER_DARK, BOB, GUILD_ID, TOKEN, FakeDiscord, Interaction, Sent
-from tests.running_chat import recorded, running_chat
-from tests.serve_process import ServeProcess
-from tests.labels import EDIT_LABELS
+from tests.support.labels import EDIT_LABELS
+from tests.support.running_chat import recorded, running_chat
+from tests.support.serve_process import ServeProcess
 
 
 @pytest.fixture
@@ -45,9 +45,12 @@ def png(width: int = 64, height: int = 64, noise: bool = False) -> bytes:
 def answer_to(interaction: Interaction, *, files: bool | None = None, ephemeral: bool | None = None):  # type: ignore[no-untyped-def]
     def matches(m: Sent) -> bool:
         return (
-            m.interaction_id == interaction.id and not m.deleted and (files is None or bool(m.files) == files)
-            and (ephemeral is None or m.ephemeral == ephemeral) and "queued" not in m.content
-        )  # fmt: skip
+            m.interaction_id == interaction.id
+            and not m.deleted
+            and (files is None or bool(m.files) == files)
+            and (ephemeral is None or m.ephemeral == ephemeral)
+            and "queued" not in m.content
+        )
 
     return matches
 
@@ -60,19 +63,59 @@ async def seen(settings: Settings, message: Sent) -> Sent:
 
 def test_serve_answers_in_discord_and_buttons_survive_a_restart(tmp_path: Path, models_dir: Path, server: FakeDiscord) -> None:
     env = bot_env(
-        tmp_path / "data", models_dir, SDBOT_DISCORD_TOKEN=TOKEN, SDBOT_DISCORD_API_BASE=server.api_base,
-        SDBOT_DISCORD_GATEWAY_URL=server.gateway_url, SDBOT_LOG_LEVEL="DEBUG",
-    )  # fmt: skip
+        tmp_path / "data",
+        models_dir,
+        SDBOT_DISCORD_TOKEN=TOKEN,
+        SDBOT_DISCORD_API_BASE=server.api_base,
+        SDBOT_DISCORD_GATEWAY_URL=server.gateway_url,
+        SDBOT_LOG_LEVEL="DEBUG",
+    )
     log_path = tmp_path / "bot.log"
     bot = ServeProcess(env, log_path)
     try:
         server.wait_until(lambda: server.identified == 1 and "global" in server.commands, 120)
         names = [c["name"] for c in server.commands["global"]]
-        assert names == ["imagine", "upscale", "vary", "zoom", "pan", "inpaint", "facefix", "control", "edit", "animate", "video2video", "deforum", "frames",
-                         "describe", "enhance",
-                         "styles", "style", "wildcard", "lora", "loras", "embedding", "embeddings", "train", "help", "models", "model", "settings",
-                         "queue", "cancel", "history", "info", "me", "place", "link", "unlink", "admin", "Remix", "Describe",
-                         "Control"]  # fmt: skip
+        assert names == [
+            "imagine",
+            "upscale",
+            "vary",
+            "zoom",
+            "pan",
+            "inpaint",
+            "facefix",
+            "control",
+            "edit",
+            "animate",
+            "video2video",
+            "deforum",
+            "frames",
+            "describe",
+            "enhance",
+            "styles",
+            "style",
+            "wildcard",
+            "lora",
+            "loras",
+            "embedding",
+            "embeddings",
+            "train",
+            "help",
+            "models",
+            "model",
+            "settings",
+            "queue",
+            "cancel",
+            "history",
+            "info",
+            "me",
+            "place",
+            "link",
+            "unlink",
+            "admin",
+            "Remix",
+            "Describe",
+            "Control",
+        ]
         steps = next(o for c in server.commands["global"] if c["name"] == "imagine" for o in c["options"] if o["name"] == "steps")
         assert "1-100" in steps["description"]
 
@@ -114,10 +157,15 @@ def test_serve_answers_in_discord_and_buttons_survive_a_restart(tmp_path: Path, 
 
 @pytest.fixture
 def dc_settings(settings: Settings, server: FakeDiscord) -> Settings:
-    return settings.model_copy(update={
-        "discord_token": SecretStr(TOKEN), "discord_api_base": server.api_base, "discord_gateway_url": server.gateway_url,
-        "default_steps": 2, "discord_status_edit_seconds": 0.5,
-    })  # fmt: skip
+    return settings.model_copy(
+        update={
+            "discord_token": SecretStr(TOKEN),
+            "discord_api_base": server.api_base,
+            "discord_gateway_url": server.gateway_url,
+            "default_steps": 2,
+            "discord_status_edit_seconds": 0.5,
+        }
+    )
 
 
 def discord_bot(settings: Settings, server: FakeDiscord, *, draw: bool = True):  # type: ignore[no-untyped-def]
@@ -243,8 +291,11 @@ async def test_edit_commands_and_a_tiled_preview(dc_settings: Settings, server: 
         assert Image.open(io.BytesIO(data)).size == (160, 120) and bigger.labels() == EDIT_LABELS
 
         mask = png(40, 30)  # all red: a mask that is white where it is light (here: nowhere but red > 128)
-        inpaint = server.slash("inpaint", {"prompt": "a hat", "box": "0,0,50%,50%"},
-                               attachments={"image": ("red.png", png(64, 64), "image/png"), "mask": ("m.png", mask, "image/png")})  # fmt: skip
+        inpaint = server.slash(
+            "inpaint",
+            {"prompt": "a hat", "box": "0,0,50%,50%"},
+            attachments={"image": ("red.png", png(64, 64), "image/png"), "mask": ("m.png", mask, "image/png")},
+        )
         assert "one way" in (await server.await_for(answer_to(inpaint, ephemeral=True))).content  # box and mask both
 
         tiled = server.slash("imagine", {"prompt": "bricks --tile", "size": "64x64"})

@@ -1,4 +1,5 @@
-"""The README is the user's way in: it must document every setting and match CI."""
+"""The README is the user's way in: it must match CI, be short, and its links must lead somewhere;
+docs/configuration.md must document every setting."""
 
 from __future__ import annotations
 
@@ -11,8 +12,30 @@ README = (ROOT / "README.md").read_text()
 
 
 def test_every_setting_is_documented() -> None:
-    missing = [f"SDBOT_{name.upper()}" for name in Settings.model_fields if f"SDBOT_{name.upper()}" not in README]
+    configuration = (ROOT / "docs" / "configuration.md").read_text()
+    missing = [f"SDBOT_{name.upper()}" for name in Settings.model_fields if f"SDBOT_{name.upper()}" not in configuration]
     assert missing == []
+
+
+def test_the_readme_is_short_and_its_links_lead_somewhere() -> None:
+    """A newcomer reads it in five minutes; each link to a page of the repository finds the page,
+    and each link to a heading finds the heading."""
+    assert len(README.encode()) < 15_000, len(README.encode())
+    for path in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+        for target in re.findall(r"\]\(([^)\s]+)\)", path.read_text()):
+            if target.startswith(("http://", "https://", "mailto:")):
+                continue
+            page, _, anchor = target.partition("#")
+            linked = (path.parent / page).resolve() if page else path
+            assert linked.exists(), f"{path.name} links to {target}: no such file"
+            if anchor and linked.suffix == ".md":
+                headings = re.findall(r"^#+ (.+)$", linked.read_text(), re.M)
+                assert anchor in {_slug(heading) for heading in headings}, f"{path.name} links to {target}: no such heading"
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
 def test_ci_runs_the_readme_test_command() -> None:

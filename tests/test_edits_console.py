@@ -11,10 +11,10 @@ import numpy as np
 from PIL import Image
 
 from tests.conftest import bot_env
-from tests.console_process import ConsoleProcess
-from tests.face_models import write_restoreformer
-from tests.labels import EDIT_LABELS
-from tests.sr_models import write_esrgan
+from tests.support.console_process import ConsoleProcess
+from tests.support.face_models import write_restoreformer
+from tests.support.labels import EDIT_LABELS
+from tests.support.sr_models import write_esrgan
 
 # label -> (size of its result, words its result message shows)
 EXPECTED = {
@@ -40,9 +40,13 @@ def test_every_edit_in_the_console(tmp_path: Path, models_dir: Path) -> None:
     upscaler = write_esrgan(tmp_path / "x4.safetensors", scale=4)
     face_model = write_restoreformer(tmp_path / "restoreformer.safetensors")
     env = bot_env(
-        tmp_path / "data", models_dir, SDBOT_DEFAULT_STEPS="2", SDBOT_UPSCALERS=f"x4={upscaler}",
-        SDBOT_FACE_RESTORERS=f"restoreformer={face_model}", SDBOT_UPSCALE_TILE="32",
-    )  # fmt: skip
+        tmp_path / "data",
+        models_dir,
+        SDBOT_DEFAULT_STEPS="2",
+        SDBOT_UPSCALERS=f"x4={upscaler}",
+        SDBOT_FACE_RESTORERS=f"restoreformer={face_model}",
+        SDBOT_UPSCALE_TILE="32",
+    )
     bot = ConsoleProcess(env, tmp_path / "bot.log")
     send = bot.say  # sends a line, returns its input id
 
@@ -99,7 +103,7 @@ def _quadrants_match(preview_path: str, image_path: str) -> bool:
 
 
 def test_every_tile_result_carries_its_2x2_preview_in_the_console(tmp_path: Path, models_dir: Path) -> None:
-    """README (console protocol): a `--tile` result's message has `preview`, the picture tiled 2x2;
+    """docs/console-protocol.md: a `--tile` result's message has `preview`, the picture tiled 2x2;
     so do U1 of a tiled batch, an edit of a tile (it stays a tile) and a reroll. Other results don't."""
     bot = ConsoleProcess(bot_env(tmp_path / "data", models_dir, SDBOT_DEFAULT_STEPS="2"), tmp_path / "bot.log")
     send = bot.say

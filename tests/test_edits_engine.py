@@ -31,9 +31,9 @@ from generation.models.loader import ModelCache
 from generation.spec import GenerationSpec
 from generation.tools import Tools
 from storage.blobs import LocalBlobStore
-from tests.face_models import face_image, write_gfpgan
-from tests.sr_models import write_esrgan
-from tests.tiny_clipseg import build_tiny_clipseg
+from tests.support.face_models import face_image, write_gfpgan
+from tests.support.sr_models import write_esrgan
+from tests.support.tiny_clipseg import build_tiny_clipseg
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +65,14 @@ def _other_vae():  # type: ignore[no-untyped-def]
 def engine(models_dir: Path, model_files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Engine:
     device, dtype = torch.device("cpu"), torch.float32
     tools = Tools(
-        device=device, dtype=dtype, upscalers={"x4": str(model_files["esrgan"])},
-        face_restorers={"gfpgan": str(model_files["gfpgan"])}, segmenter=str(model_files["clipseg"]),
-        vaes={"alt": str(model_files["vae"])}, upscale_tile=32,
-    )  # fmt: skip
+        device=device,
+        dtype=dtype,
+        upscalers={"x4": str(model_files["esrgan"])},
+        face_restorers={"gfpgan": str(model_files["gfpgan"])},
+        segmenter=str(model_files["clipseg"]),
+        vaes={"alt": str(model_files["vae"])},
+        upscale_tile=32,
+    )
     cache = ModelCache(ModelRegistry([ModelEntry(source="tiny")]), models_dir, device, dtype)
     return Engine(cache, LocalBlobStore(tmp_path_factory.mktemp("blobs")), tools)
 
@@ -81,8 +85,7 @@ def picture(engine: Engine) -> tuple[str, np.ndarray]:
 
 
 def spec(**changes) -> GenerationSpec:  # type: ignore[no-untyped-def]
-    base = dict(kind="txt2img", prompt="a red fox", model="tiny", width=64, height=64, steps=4, cfg=7.0,
-                sampler="Euler", seed=42, n=1)  # fmt: skip
+    base = dict(kind="txt2img", prompt="a red fox", model="tiny", width=64, height=64, steps=4, cfg=7.0, sampler="Euler", seed=42, n=1)
     base.update(changes)
     return GenerationSpec(**base)
 
@@ -101,8 +104,17 @@ def put_png(engine: Engine, image: Image.Image) -> str:
 def test_upscale_sizes(engine: Engine, picture: tuple[str, np.ndarray], method: str) -> None:
     key, original = picture
     upscaler = "x4" if method == "esrgan" else None
-    [result] = run_job(engine, spec(kind="upscale", init_image=key, scale=2, upscale_method=method, upscaler=upscaler,
-                               strength=0.5 if method in ("hires", "latent") else None))  # fmt: skip
+    [result] = run_job(
+        engine,
+        spec(
+            kind="upscale",
+            init_image=key,
+            scale=2,
+            upscale_method=method,
+            upscaler=upscaler,
+            strength=0.5 if method in ("hires", "latent") else None,
+        ),
+    )
     assert (result.width, result.height) == (128, 128) and pixels(result.png).shape == (128, 128, 3)
     assert f"Upscale method: {method}" in result.parameters and "Size: 128x128" in result.parameters
     if method != "lanczos":  # a model drew it: not just a resampled copy
@@ -129,13 +141,15 @@ def _dilated(mask: np.ndarray, reach: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize(("blur", "only_masked"), [(0, False), (4, False), (4, True), (10, False)])
-def test_inpaint_keeps_every_pixel_outside_the_mask(
-    engine: Engine, picture: tuple[str, np.ndarray], blur: int, only_masked: bool
-) -> None:
+def test_inpaint_keeps_every_pixel_outside_the_mask(engine: Engine, picture: tuple[str, np.ndarray], blur: int, only_masked: bool) -> None:
     key, original = picture
     mask_key, inside = _box_mask(engine, (16, 8, 40, 32))
-    [result] = run_job(engine, spec(kind="inpaint", prompt="a red hat", init_image=key, mask=mask_key, strength=0.9,
-                               mask_blur=blur, only_masked=only_masked, seed=3))  # fmt: skip
+    [result] = run_job(
+        engine,
+        spec(
+            kind="inpaint", prompt="a red hat", init_image=key, mask=mask_key, strength=0.9, mask_blur=blur, only_masked=only_masked, seed=3
+        ),
+    )
     out = pixels(result.png)
     outside = ~_dilated(inside, blur)  # --blur N: the feather reaches N pixels past the mask, no further
     assert np.array_equal(out[outside], original[outside])
@@ -163,8 +177,19 @@ def test_inpaint_by_words_keeps_pixels_outside_the_segmented_region(
 
 def test_zoom_out_keeps_the_original_in_the_middle(engine: Engine, picture: tuple[str, np.ndarray]) -> None:
     key, original = picture
-    [result] = run_job(engine, spec(kind="outpaint", init_image=key, width=128, height=128, placement=(32, 32, 64, 64),
-                               strength=0.9, mask_blur=8, operation="Zoom Out 2x"))  # fmt: skip
+    [result] = run_job(
+        engine,
+        spec(
+            kind="outpaint",
+            init_image=key,
+            width=128,
+            height=128,
+            placement=(32, 32, 64, 64),
+            strength=0.9,
+            mask_blur=8,
+            operation="Zoom Out 2x",
+        ),
+    )
     out = pixels(result.png)
     assert out.shape == (128, 128, 3)
     assert np.array_equal(out[32:96, 32:96], original)
@@ -173,8 +198,9 @@ def test_zoom_out_keeps_the_original_in_the_middle(engine: Engine, picture: tupl
 
 def test_pan_left_keeps_the_original_on_the_right(engine: Engine, picture: tuple[str, np.ndarray]) -> None:
     key, original = picture
-    [result] = run_job(engine, spec(kind="outpaint", init_image=key, width=96, height=64, placement=(32, 0, 64, 64),
-                               strength=0.9, mask_blur=8))  # fmt: skip
+    [result] = run_job(
+        engine, spec(kind="outpaint", init_image=key, width=96, height=64, placement=(32, 0, 64, 64), strength=0.9, mask_blur=8)
+    )
     out = pixels(result.png)
     assert out.shape == (64, 96, 3) and np.array_equal(out[:, 32:], original)
 

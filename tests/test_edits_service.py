@@ -183,7 +183,7 @@ def _reach_map(box: tuple[int, int, int, int], size: int = 64) -> np.ndarray:
 
 
 async def test_inpaint_keeps_every_pixel_beyond_the_documented_feather(bot: Bot) -> None:
-    """README: "--blur N: the blend reaches exactly N px on each side of the mask's edge ...
+    """docs/guide.md: "--blur N: the blend reaches exactly N px on each side of the mask's edge ...
     Pixels farther than N px from the mask are the picture's own, bit for bit, in every mode."
     For a box, an attached mask and --only-masked, at the default (10) and at 4 and 0: nothing
     farther than N changes, and the change does reach out near N (the width is not overstated)."""

@@ -38,8 +38,7 @@ def engine(saved_folder: Path, models_dir: Path, tmp_path_factory: pytest.TempPa
 
 
 def spec(**changes) -> GenerationSpec:  # type: ignore[no-untyped-def]
-    base = dict(kind="txt2img", prompt="a red fox", model="mine", width=64, height=64, steps=4, cfg=7.0,
-                sampler="Euler", seed=42, n=1)  # fmt: skip
+    base = dict(kind="txt2img", prompt="a red fox", model="mine", width=64, height=64, steps=4, cfg=7.0, sampler="Euler", seed=42, n=1)
     base.update(changes)
     return GenerationSpec(**base)
 
@@ -147,7 +146,7 @@ def single_file(saved_folder: Path) -> Path:
     """The same weights as `saved_folder`, as one original-layout checkpoint (as on Civitai)."""
     from diffusers import StableDiffusionPipeline
 
-    from tests.ldm_checkpoint import save_ldm_checkpoint
+    from tests.support.ldm_checkpoint import save_ldm_checkpoint
 
     path = saved_folder.parent / "civitai-style.safetensors"
     save_ldm_checkpoint(StableDiffusionPipeline.from_pretrained(saved_folder), path)

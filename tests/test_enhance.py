@@ -1,4 +1,4 @@
-"""generation.text_models.enhance: /enhance's prompts from a causal LM (a tiny random GPT-2, tests/tiny_text_models.py).
+"""generation.text_models.enhance: /enhance's prompts from a causal LM (a tiny random GPT-2, tests/support/tiny_text_models.py).
 
 What each test proves:
 - test_seeds_reproduce_candidates: the same seed gives the same candidates; candidate i is exactly
@@ -26,7 +26,7 @@ from config import Settings
 from generation.errors import EngineUserError, JobCancelled, ModelLoadError
 from generation.text_models.enhance import PromptEnhancer, _Watch, compose, load_enhancer
 from generation.tools import Tools
-from tests.tiny_text_models import build_tiny_gpt2
+from tests.support.tiny_text_models import build_tiny_gpt2
 
 CPU = torch.device("cpu")
 WORDS = "a castle on a hill"

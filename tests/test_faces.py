@@ -24,7 +24,7 @@ What each test proves:
 - test_no_face_in_noise_or_flat_colour: the Haar cascade finds nothing in noise, a flat colour or
   a gradient.
 - test_drawn_face_is_found / test_two_faces_biggest_first / test_min_size: a schematic face drawn
-  with Pillow (tests/face_models.face_image) is found by the Haar cascade, with a box around the
+  with Pillow (tests/support/face_models.face_image) is found by the Haar cascade, with a box around the
   drawing; two faces come biggest first; min_size drops faces smaller than it.
 - test_yunet_refuses_other_files: a detector file that is not ONNX, a missing one and a corrupt
   one are refused with a ModelLoadError naming the path.
@@ -48,7 +48,7 @@ from safetensors.torch import save_file
 
 from generation.errors import JobCancelled, ModelLoadError
 from generation.imaging.faces import FaceBox, FaceDetector, FaceRestorer, expand_box, load_face_restorer, restore_faces
-from tests.face_models import (
+from tests.support.face_models import (
     face_image,
     write_codeformer_like,
     write_gfpgan,
@@ -77,8 +77,6 @@ def sample_image(size: int = 256, seed: int = 0) -> Image.Image:
     y, x = np.mgrid[0:size, 0:size]
     base = np.stack([x, y, (x + y) // 2], axis=-1).astype(np.float32) * (255 / size)
     return Image.fromarray(np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8))
-
-
 
 
 def changed_outside(before: Image.Image, after: Image.Image, squares: list[FaceBox]) -> int:

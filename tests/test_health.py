@@ -22,7 +22,7 @@ from runtime.health import HealthEndpoint
 from storage.db import Database
 from storage.leader import RETRY_SECONDS, Leadership
 from tests.conftest import ROOT, bot_env
-from tests.console_process import ConsoleProcess
+from tests.support.console_process import ConsoleProcess
 
 BOUND = re.compile(r"health endpoint on http://127\.0\.0\.1:(\d+)/healthz")
 
@@ -34,8 +34,7 @@ async def get(port: int) -> tuple[int, dict[str, Any]]:
 
 
 def healthy_worker() -> dict[str, Any]:
-    return {"ok": True, "owner": "host:1:ab", "gpu": None, "models": [], "loaded_model": "tiny", "jobs": [3],
-            "last_loop_age_s": 0.1}  # fmt: skip
+    return {"ok": True, "owner": "host:1:ab", "gpu": None, "models": [], "loaded_model": "tiny", "jobs": [3], "last_loop_age_s": 0.1}
 
 
 async def test_a_healthy_process_answers_200(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -53,8 +52,15 @@ async def test_a_healthy_process_answers_200(tmp_path: Path, caplog: pytest.LogC
         await leadership.close()
         await db.close()
     assert status == 200
-    assert body == {"ok": True, "role": "worker", "pid": os.getpid(), "host": body["host"], "leader": True,
-                    "database": "ok", "worker": healthy_worker()}  # fmt: skip
+    assert body == {
+        "ok": True,
+        "role": "worker",
+        "pid": os.getpid(),
+        "host": body["host"],
+        "leader": True,
+        "database": "ok",
+        "worker": healthy_worker(),
+    }
     assert isinstance(body["host"], str) and body["host"]
 
 
@@ -158,8 +164,13 @@ async def test_two_processes_one_leader_and_the_other_takes_over(tmp_path: Path,
 async def test_a_worker_process_reports_its_worker(tmp_path: Path, models_dir: Path) -> None:
     log_path = tmp_path / "worker.log"
     with open(log_path, "ab") as handle:
-        process = subprocess.Popen([sys.executable, str(ROOT / "run_bot.py"), "worker", "--health-port", "0"], cwd=ROOT,
-                                   env=bot_env(tmp_path / "data", models_dir), stdout=handle, stderr=handle)  # fmt: skip
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "run_bot.py"), "worker", "--health-port", "0"],
+            cwd=ROOT,
+            env=bot_env(tmp_path / "data", models_dir),
+            stdout=handle,
+            stderr=handle,
+        )
     try:
         port = await bound_port(log_path, timeout=120)
         deadline = time.monotonic() + 120

@@ -1,5 +1,5 @@
 """generation.text_models.interrogate: /describe's candidates from BLIP + CLIP (tiny random models from
-tests/tiny_text_models.py).
+tests/support/tiny_text_models.py).
 
 What each test proves:
 - test_caption_alone_without_clip: no CLIP configured gives one candidate, the caption, one clean
@@ -36,7 +36,7 @@ from config import Settings
 from generation.errors import EngineUserError, JobCancelled, ModelLoadError
 from generation.text_models.interrogate import BUILTIN_TERMS, Interrogator, clean_caption, load_interrogator, load_terms
 from generation.tools import Tools
-from tests.tiny_text_models import build_tiny_blip, build_tiny_clip
+from tests.support.tiny_text_models import build_tiny_blip, build_tiny_clip
 
 CPU = torch.device("cpu")
 
@@ -92,10 +92,7 @@ def _fixed(scores: dict[str, list[float]]) -> tuple[torch.Tensor, dict[str, torc
     """An image vector and per-term unit vectors whose similarity with it is exactly `scores`."""
     image = torch.zeros(4)
     image[0] = 1.0
-    vectors = {
-        name: torch.tensor([[value, math.sqrt(1 - value * value), 0.0, 0.0] for value in values])
-        for name, values in scores.items()
-    }
+    vectors = {name: torch.tensor([[value, math.sqrt(1 - value * value), 0.0, 0.0] for value in values]) for name, values in scores.items()}
     return image, vectors
 
 
@@ -142,7 +139,6 @@ def test_clip_ranking_picks_the_most_similar_term(folders: dict[str, Path], tmp_
     image = picture(3)
     with torch.no_grad():
         seen = model.get_image_features(**processor(images=image, return_tensors="pt")).pooler_output[0]
-
 
     @torch.no_grad()
     def similarity(text: str) -> float:
@@ -253,9 +249,7 @@ def test_tools_without_a_captioner_names_the_setting() -> None:
 
 
 def test_tools_load_the_configured_interrogator_once(folders: dict[str, Path], tmp_path: Path) -> None:
-    settings = Settings(
-        _env_file=None, captioner=str(folders["blip"]), describe_clip=str(folders["clip"]), describe_terms_dir=tmp_path
-    )
+    settings = Settings(_env_file=None, captioner=str(folders["blip"]), describe_clip=str(folders["clip"]), describe_terms_dir=tmp_path)
     tools = Tools.from_settings(settings, CPU, torch.float32)
     interrogator = tools.interrogator()
     assert interrogator is tools.interrogator() and interrogator.clip is not None

@@ -33,30 +33,68 @@ ENGINE_RULES = {
     "generation.text_models": {"generation.errors", "generation.models"},
     "generation.tools": {"generation.errors", "generation.imaging", "generation.text_models", "generation.control"},
     "generation.control": {"generation.spec", "generation.errors", "generation.models"},
-    "generation.engine": {"generation.spec", "generation.errors", "generation.prompts", "generation.models",
-                          "generation.assets", "generation.imaging", "generation.tools", "generation.control"},  # fmt: skip
-    "generation.jobs": {"generation.engine", "generation.spec", "generation.errors", "generation.parameters",
-                        "generation.prompts", "generation.models", "generation.assets", "generation.imaging",
-                        "generation.control", "generation.animation"},  # fmt: skip
-    "generation.training": {"generation.engine", "generation.spec", "generation.errors", "generation.parameters",
-                            "generation.assets", "generation.models", "generation.prompts"},  # fmt: skip
+    "generation.engine": {
+        "generation.spec",
+        "generation.errors",
+        "generation.prompts",
+        "generation.models",
+        "generation.assets",
+        "generation.imaging",
+        "generation.tools",
+        "generation.control",
+    },
+    "generation.jobs": {
+        "generation.engine",
+        "generation.spec",
+        "generation.errors",
+        "generation.parameters",
+        "generation.prompts",
+        "generation.models",
+        "generation.assets",
+        "generation.imaging",
+        "generation.control",
+        "generation.animation",
+    },
+    "generation.training": {
+        "generation.engine",
+        "generation.spec",
+        "generation.errors",
+        "generation.parameters",
+        "generation.assets",
+        "generation.models",
+        "generation.prompts",
+    },
     "generation.animation": {"generation.errors"},  # Deforum schedules, warps and video files, torch-free
-    "generation.worker": {"generation.engine", "generation.jobs", "generation.spec", "generation.errors",
-                          "generation.training"},  # fmt: skip
+    "generation.worker": {"generation.engine", "generation.jobs", "generation.spec", "generation.errors", "generation.training"},
 }
 # Modules the chat side imports: they must load without torch (a bot-only process starts fast).
 TORCH_FREE = [
-    "generation.spec", "generation.parameters", "generation.errors", "generation.prompts.wildcards",
-    "generation.prompts.region_layout", "generation.prompts.lora_tags", "generation.prompts.schedule",
-    "generation.prompts.weights", "generation.models.samplers", "generation.models.files", "generation.models.shapes",
-    "generation.models.hf_source", "generation.models.tiny_config", "generation.assets.files", "generation.assets.fit",
-    "generation.assets.safetensors_header", "generation.control.catalog", "generation.control.qr",
-    "generation.training.spec", "generation.training.buckets", "generation.animation.keyframes",
+    "generation.spec",
+    "generation.parameters",
+    "generation.errors",
+    "generation.prompts.wildcards",
+    "generation.prompts.region_layout",
+    "generation.prompts.lora_tags",
+    "generation.prompts.schedule",
+    "generation.prompts.weights",
+    "generation.models.samplers",
+    "generation.models.files",
+    "generation.models.shapes",
+    "generation.models.hf_source",
+    "generation.models.tiny_config",
+    "generation.assets.files",
+    "generation.assets.fit",
+    "generation.assets.safetensors_header",
+    "generation.control.catalog",
+    "generation.control.qr",
+    "generation.training.spec",
+    "generation.training.buckets",
+    "generation.animation.keyframes",
     "generation.animation.video",
-]  # fmt: skip
+]
 # The worker is not the chat side's, but loads no torch either: it imports the engine, the job kinds
 # and the trainer where a job runs on them, so a worker around another engine starts in a second
-# (tests/null_worker.py, restarted again and again by tests/test_chaos.py).
+# (tests/support/null_worker.py, restarted again and again by tests/test_chaos.py).
 WORKER = ["generation.worker"]
 
 

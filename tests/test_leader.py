@@ -16,8 +16,8 @@ import pytest
 from runtime.periodic import PeriodicWork
 from storage.db import Database
 from storage.leader import Leadership
-from tests import postgres_cluster
 from tests.conftest import ROOT
+from tests.support import postgres_cluster
 
 RETRY = 0.2
 

@@ -17,7 +17,7 @@ from commands.types import Reply, Request
 from config.roles import RoleLimits
 from storage import accounts, queue
 from storage.tables import AuditEntry, Job, JobStatus, User
-from tests import postgres_cluster
+from tests.support import postgres_cluster
 from tests.test_service import Bot, make_bot
 
 CODE = re.compile(r"`([A-Z0-9]{4}-[A-Z0-9]{4})`")
@@ -36,8 +36,15 @@ async def racing_bot(request: pytest.FixtureRequest, settings) -> AsyncIterator[
 
 
 async def ask(bot: Bot, text: str, *, platform: str, user: str, n: int = 0) -> Reply:
-    request = Request(platform=platform, user_id=user, chat_id=f"{platform}-{user}", user_name=f"{platform}-{user}",
-                      message_id=f"{platform}-{n}-{text[:20]}", text=text, private=True)  # fmt: skip
+    request = Request(
+        platform=platform,
+        user_id=user,
+        chat_id=f"{platform}-{user}",
+        user_name=f"{platform}-{user}",
+        message_id=f"{platform}-{n}-{text[:20]}",
+        text=text,
+        private=True,
+    )
     [reply] = await bot.service.handle(request)
     return reply
 
@@ -61,16 +68,12 @@ def slowed(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> list[int]
     return calls
 
 
-async def test_parallel_wrong_link_codes_are_checked_at_most_the_limit(
-    racing_bot: Bot, monkeypatch: pytest.MonkeyPatch
-) -> None:  # fmt: skip
+async def test_parallel_wrong_link_codes_are_checked_at_most_the_limit(racing_bot: Bot, monkeypatch: pytest.MonkeyPatch) -> None:
     bot, limit = racing_bot, racing_bot.core.settings.link_failures_per_hour  # 5
     await ask(bot, "/me", platform="discord", user="66")  # the identity exists: only the guesses race
     lookups = slowed(monkeypatch, accounts, "redeem")  # the code's lookup: between the count and the record
     wrong = [f"ZZZZ-ZZ{a}{b}" for a in "ABCDEFGH" for b in "ABCDE"]
-    replies = await asyncio.gather(*(
-        ask(bot, f"/link {code}", platform="discord", user="66", n=n) for n, code in enumerate(wrong)
-    ))  # fmt: skip
+    replies = await asyncio.gather(*(ask(bot, f"/link {code}", platform="discord", user="66", n=n) for n, code in enumerate(wrong)))
     unknown = [r for r in replies if "don't know that link code" in r.text]
     blocked = [r for r in replies if "wrong link codes in an hour" in r.text]
     assert len(lookups) == limit, f"{len(lookups)} of {len(wrong)} parallel codes were checked, the limit is {limit}"
@@ -81,9 +84,7 @@ async def test_parallel_wrong_link_codes_are_checked_at_most_the_limit(
     assert counted == len(lookups)  # each checked guess recorded once, none twice
 
 
-async def test_two_people_redeeming_each_others_codes_at_once_leave_no_cycle(
-    racing_bot: Bot, monkeypatch: pytest.MonkeyPatch
-) -> None:  # fmt: skip
+async def test_two_people_redeeming_each_others_codes_at_once_leave_no_cycle(racing_bot: Bot, monkeypatch: pytest.MonkeyPatch) -> None:
     bot = racing_bot
     ada, bob = await code_of(bot, platform="telegram", user="1"), await code_of(bot, platform="discord", user="2")
     slowed(monkeypatch, accounts, "redeem")  # both read the other's account before either joins
@@ -96,9 +97,7 @@ async def test_two_people_redeeming_each_others_codes_at_once_leave_no_cycle(
     assert len(await accounts_of_everyone(bot)) == 1  # both identities are one account
 
 
-async def test_a_link_into_an_account_joining_another_at_once_ends_in_the_root(
-    racing_bot: Bot, monkeypatch: pytest.MonkeyPatch
-) -> None:  # fmt: skip
+async def test_a_link_into_an_account_joining_another_at_once_ends_in_the_root(racing_bot: Bot, monkeypatch: pytest.MonkeyPatch) -> None:
     """Ada types Bob's code while Bob types Cy's: Ada's identity must end in Cy's account, not in
     Bob's, which is no account any more (a chain, which every reader takes for one step)."""
     bot = racing_bot
@@ -123,15 +122,13 @@ async def accounts_of_everyone(bot: Bot) -> set[int]:
 
 async def test_parallel_jobs_from_two_linked_identities_stay_within_the_waiting_limit(
     racing_bot: Bot, monkeypatch: pytest.MonkeyPatch
-) -> None:  # fmt: skip
+) -> None:
     bot, limit = racing_bot, 3
     code = await code_of(bot, platform="telegram", user="1")
     assert (await ask(bot, f"/link {code}", platform="discord", user="1")).text.startswith("🔗 Linked")
     slowed(monkeypatch, queue, "enqueue")  # the insert, after the count
     platforms = ("telegram", "discord")  # the account's two identities, taking turns
-    replies = await asyncio.gather(*(
-        ask(bot, f"/imagine a fox {n} --steps 1", platform=platforms[n % 2], user="1", n=n) for n in range(8)
-    ))  # fmt: skip
+    replies = await asyncio.gather(*(ask(bot, f"/imagine a fox {n} --steps 1", platform=platforms[n % 2], user="1", n=n) for n in range(8)))
     queued = [reply for reply in replies if reply.kind == "status"]
     refused = [reply.text for reply in replies if reply.kind != "status"]
     assert len(queued) == limit and all(f"the limit is {limit}" in text for text in refused), refused

@@ -88,8 +88,7 @@ async def test_the_job_follows_tasks_and_threads(jsonl: Captured) -> None:
     await task
     await asyncio.create_task(in_a_task("task created outside"))
     by_message = {record["message"]: record.get("job_id") for record in jsonl.records()}
-    assert by_message == {"task": 21, "to_thread": 21, "executor, wrapped": 21, "executor, bare": None,
-                          "task created outside": None}  # fmt: skip
+    assert by_message == {"task": 21, "to_thread": 21, "executor, wrapped": 21, "executor, bare": None, "task created outside": None}
 
 
 async def test_concurrent_jobs_keep_their_own_ids(text: Captured) -> None:

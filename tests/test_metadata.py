@@ -90,7 +90,7 @@ CIVITAI_SETTINGS = (
     "Steps: 30, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 6.5, Seed: 3456789012, "
     "Size: 512x768, Model hash: 879db523c3, Model: dreamshaper_8, VAE hash: 735e4c3a44, "
     "VAE: vae-ft-mse-840000-ema-pruned.safetensors, Denoising strength: 0.45, Clip skip: 2, "
-    'Hires upscale: 2, Hires steps: 15, Hires upscaler: 4x-UltraSharp, '
+    "Hires upscale: 2, Hires steps: 15, Hires upscaler: 4x-UltraSharp, "
     'Lora hashes: "add_detail: 7c6bad76eb54, film_grain: 1a2b3c4d5e6f", Version: v1.9.4'
 )
 CIVITAI = f"{CIVITAI_PROMPT}\nNegative prompt: {CIVITAI_NEGATIVE}\n{CIVITAI_SETTINGS}"
@@ -103,9 +103,14 @@ def test_a1111_png_with_a_civitai_infotext() -> None:
     assert meta.prompt == CIVITAI_PROMPT
     assert meta.negative == CIVITAI_NEGATIVE
     assert meta.options == {
-        "steps": 30, "sampler": "DPM++ 2M Karras", "cfg": 6.5, "seed": 3456789012, "size": "512x768",
-        "model": "dreamshaper_8", "clip_skip": 2,
-    }  # fmt: skip  (no strength: with hires fix, Denoising strength is the hires pass's)
+        "steps": 30,
+        "sampler": "DPM++ 2M Karras",
+        "cfg": 6.5,
+        "seed": 3456789012,
+        "size": "512x768",
+        "model": "dreamshaper_8",
+        "clip_skip": 2,
+    }  # no strength: with hires fix, Denoising strength is the hires pass's
     assert meta.settings["Model hash"] == "879db523c3"
     assert meta.settings["Schedule type"] == "Karras"
     assert meta.settings["Lora hashes"] == "add_detail: 7c6bad76eb54, film_grain: 1a2b3c4d5e6f"
@@ -167,9 +172,18 @@ def test_a1111_sampler_and_schedule_type(sampler: str, schedule: str, expected: 
 
 def _spec(**changes: Any) -> GenerationSpec:
     base: dict[str, Any] = dict(
-        kind="txt2img", prompt="a red fox, (snow:1.3)\nat dawn", negative_prompt="blurry, text", model="tiny",
-        width=64, height=96, steps=4, cfg=7.5, sampler="DPM++ 2M Karras", seed=42, clip_skip=2,
-    )  # fmt: skip
+        kind="txt2img",
+        prompt="a red fox, (snow:1.3)\nat dawn",
+        negative_prompt="blurry, text",
+        model="tiny",
+        width=64,
+        height=96,
+        steps=4,
+        cfg=7.5,
+        sampler="DPM++ 2M Karras",
+        seed=42,
+        clip_skip=2,
+    )
     base.update(changes)
     return GenerationSpec(**base)
 
@@ -182,9 +196,14 @@ def test_our_own_png_is_sdbot_with_its_job() -> None:
     assert meta.source == "sdbot" and meta.job_id == 17
     assert (meta.prompt, meta.negative) == (spec.prompt, spec.negative_prompt)
     assert meta.options == {
-        "steps": 4, "sampler": "DPM++ 2M Karras", "cfg": 7.5, "seed": 43, "size": "64x96", "model": "tiny",
+        "steps": 4,
+        "sampler": "DPM++ 2M Karras",
+        "cfg": 7.5,
+        "seed": 43,
+        "size": "64x96",
+        "model": "tiny",
         "clip_skip": 2,
-    }  # fmt: skip
+    }
     assert meta.settings["Job"] == "17" and meta.settings["Version"].startswith("sdbot")
     assert meta.notes == ()
 
@@ -204,10 +223,7 @@ def test_infotext_in_a_compressed_itxt_chunk() -> None:
 
 # --- JPEG / WebP: EXIF UserComment ---------------------------------------------------------------
 
-JPEG_TEXT = (
-    "a lighthouse, 夕焼け\nNegative prompt: people\n"
-    "Steps: 25, Sampler: Euler a, CFG scale: 5, Seed: 99, Size: 768x512, Model: sd15"
-)
+JPEG_TEXT = "a lighthouse, 夕焼け\nNegative prompt: people\nSteps: 25, Sampler: Euler a, CFG scale: 5, Seed: 99, Size: 768x512, Model: sd15"
 
 
 @pytest.mark.parametrize(
@@ -249,28 +265,62 @@ COMFY_POSITIVE = "a photo of a red fox in the snow, (golden hour:1.2), highly de
 COMFY_NEGATIVE = "blurry, lowres, watermark"
 
 COMFY_API: dict[str, Any] = {
-    "3": {"inputs": {"seed": ["12", 0], "steps": 28, "cfg": 6.5, "sampler_name": "dpmpp_2m", "scheduler": "karras",
-                     "denoise": 1, "model": ["10", 0], "positive": ["6", 0], "negative": ["7", 0],
-                     "latent_image": ["5", 0]},
-          "class_type": "KSampler", "_meta": {"title": "KSampler"}},
-    "4": {"inputs": {"ckpt_name": "sd_xl_base_1.0.safetensors"}, "class_type": "CheckpointLoaderSimple",
-          "_meta": {"title": "Load Checkpoint"}},
-    "5": {"inputs": {"width": 832, "height": 1216, "batch_size": 1}, "class_type": "EmptyLatentImage",
-          "_meta": {"title": "Empty Latent Image"}},
-    "6": {"inputs": {"text": COMFY_POSITIVE, "clip": ["10", 1]}, "class_type": "CLIPTextEncode",
-          "_meta": {"title": "CLIP Text Encode (Prompt)"}},
-    "7": {"inputs": {"text": COMFY_NEGATIVE, "clip": ["10", 1]}, "class_type": "CLIPTextEncode",
-          "_meta": {"title": "CLIP Text Encode (Prompt)"}},
+    "3": {
+        "inputs": {
+            "seed": ["12", 0],
+            "steps": 28,
+            "cfg": 6.5,
+            "sampler_name": "dpmpp_2m",
+            "scheduler": "karras",
+            "denoise": 1,
+            "model": ["10", 0],
+            "positive": ["6", 0],
+            "negative": ["7", 0],
+            "latent_image": ["5", 0],
+        },
+        "class_type": "KSampler",
+        "_meta": {"title": "KSampler"},
+    },
+    "4": {
+        "inputs": {"ckpt_name": "sd_xl_base_1.0.safetensors"},
+        "class_type": "CheckpointLoaderSimple",
+        "_meta": {"title": "Load Checkpoint"},
+    },
+    "5": {
+        "inputs": {"width": 832, "height": 1216, "batch_size": 1},
+        "class_type": "EmptyLatentImage",
+        "_meta": {"title": "Empty Latent Image"},
+    },
+    "6": {
+        "inputs": {"text": COMFY_POSITIVE, "clip": ["10", 1]},
+        "class_type": "CLIPTextEncode",
+        "_meta": {"title": "CLIP Text Encode (Prompt)"},
+    },
+    "7": {
+        "inputs": {"text": COMFY_NEGATIVE, "clip": ["10", 1]},
+        "class_type": "CLIPTextEncode",
+        "_meta": {"title": "CLIP Text Encode (Prompt)"},
+    },
     "8": {"inputs": {"samples": ["3", 0], "vae": ["4", 2]}, "class_type": "VAEDecode", "_meta": {"title": "VAE Decode"}},
-    "9": {"inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]}, "class_type": "SaveImage",
-          "_meta": {"title": "Save Image"}},
-    "10": {"inputs": {"lora_name": "add_detail.safetensors", "strength_model": 0.8, "strength_clip": 0.8,
-                      "model": ["4", 0], "clip": ["11", 0]},
-           "class_type": "LoraLoader", "_meta": {"title": "Load LoRA"}},
-    "11": {"inputs": {"stop_at_clip_layer": -2, "clip": ["4", 1]}, "class_type": "CLIPSetLastLayer",
-           "_meta": {"title": "CLIP Set Last Layer"}},
+    "9": {"inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]}, "class_type": "SaveImage", "_meta": {"title": "Save Image"}},
+    "10": {
+        "inputs": {
+            "lora_name": "add_detail.safetensors",
+            "strength_model": 0.8,
+            "strength_clip": 0.8,
+            "model": ["4", 0],
+            "clip": ["11", 0],
+        },
+        "class_type": "LoraLoader",
+        "_meta": {"title": "Load LoRA"},
+    },
+    "11": {
+        "inputs": {"stop_at_clip_layer": -2, "clip": ["4", 1]},
+        "class_type": "CLIPSetLastLayer",
+        "_meta": {"title": "CLIP Set Last Layer"},
+    },
     "12": {"inputs": {"value": 987654321}, "class_type": "PrimitiveInt", "_meta": {"title": "Int"}},
-}  # fmt: skip
+}
 
 
 def _slot(name: str, kind: str, link: int | None, widget: str | None = None) -> dict[str, Any]:
@@ -281,45 +331,88 @@ def _slot(name: str, kind: str, link: int | None, widget: str | None = None) -> 
 
 
 COMFY_WORKFLOW: dict[str, Any] = {
-    "last_node_id": 12, "last_link_id": 15,
+    "last_node_id": 12,
+    "last_link_id": 15,
     "nodes": [
-        {"id": 3, "type": "KSampler", "pos": [863, 186], "size": [315, 262], "flags": {}, "order": 6, "mode": 0,
-         "inputs": [_slot("model", "MODEL", 12), _slot("positive", "CONDITIONING", 4),
-                    _slot("negative", "CONDITIONING", 6), _slot("latent_image", "LATENT", 2),
-                    _slot("seed", "INT", 15, widget="seed")],
-         "outputs": [{"name": "LATENT", "type": "LATENT", "links": [7], "slot_index": 0}],
-         "properties": {"Node name for S&R": "KSampler"},
-         "widgets_values": [987654321, "fixed", 28, 6.5, "dpmpp_2m", "karras", 1]},
-        {"id": 4, "type": "CheckpointLoaderSimple", "mode": 0, "inputs": [],
-         "outputs": [{"name": "MODEL", "links": [10]}, {"name": "CLIP", "links": [3]}, {"name": "VAE", "links": [8]}],
-         "widgets_values": ["sd_xl_base_1.0.safetensors"]},
+        {
+            "id": 3,
+            "type": "KSampler",
+            "pos": [863, 186],
+            "size": [315, 262],
+            "flags": {},
+            "order": 6,
+            "mode": 0,
+            "inputs": [
+                _slot("model", "MODEL", 12),
+                _slot("positive", "CONDITIONING", 4),
+                _slot("negative", "CONDITIONING", 6),
+                _slot("latent_image", "LATENT", 2),
+                _slot("seed", "INT", 15, widget="seed"),
+            ],
+            "outputs": [{"name": "LATENT", "type": "LATENT", "links": [7], "slot_index": 0}],
+            "properties": {"Node name for S&R": "KSampler"},
+            "widgets_values": [987654321, "fixed", 28, 6.5, "dpmpp_2m", "karras", 1],
+        },
+        {
+            "id": 4,
+            "type": "CheckpointLoaderSimple",
+            "mode": 0,
+            "inputs": [],
+            "outputs": [{"name": "MODEL", "links": [10]}, {"name": "CLIP", "links": [3]}, {"name": "VAE", "links": [8]}],
+            "widgets_values": ["sd_xl_base_1.0.safetensors"],
+        },
         {"id": 5, "type": "EmptyLatentImage", "mode": 0, "inputs": [], "widgets_values": [832, 1216, 1]},
-        {"id": 6, "type": "CLIPTextEncode", "mode": 0, "inputs": [_slot("clip", "CLIP", 13)],
-         "widgets_values": [COMFY_POSITIVE]},
-        {"id": 7, "type": "CLIPTextEncode", "mode": 0, "inputs": [_slot("clip", "CLIP", 14)],
-         "widgets_values": [COMFY_NEGATIVE]},
+        {"id": 6, "type": "CLIPTextEncode", "mode": 0, "inputs": [_slot("clip", "CLIP", 13)], "widgets_values": [COMFY_POSITIVE]},
+        {"id": 7, "type": "CLIPTextEncode", "mode": 0, "inputs": [_slot("clip", "CLIP", 14)], "widgets_values": [COMFY_NEGATIVE]},
         {"id": 8, "type": "VAEDecode", "mode": 0, "inputs": [_slot("samples", "LATENT", 7), _slot("vae", "VAE", 8)]},
         {"id": 9, "type": "SaveImage", "mode": 0, "inputs": [_slot("images", "IMAGE", 9)], "widgets_values": ["ComfyUI"]},
-        {"id": 10, "type": "LoraLoader", "mode": 0, "inputs": [_slot("model", "MODEL", 10), _slot("clip", "CLIP", 11)],
-         "widgets_values": ["add_detail.safetensors", 0.8, 0.8]},
+        {
+            "id": 10,
+            "type": "LoraLoader",
+            "mode": 0,
+            "inputs": [_slot("model", "MODEL", 10), _slot("clip", "CLIP", 11)],
+            "widgets_values": ["add_detail.safetensors", 0.8, 0.8],
+        },
         {"id": 11, "type": "CLIPSetLastLayer", "mode": 0, "inputs": [_slot("clip", "CLIP", 3)], "widgets_values": [-2]},
-        {"id": 12, "type": "PrimitiveNode", "mode": 0, "inputs": [],
-         "outputs": [{"name": "INT", "type": "INT", "links": [15], "widget": {"name": "seed"}}],
-         "widgets_values": [987654321, "fixed"]},
+        {
+            "id": 12,
+            "type": "PrimitiveNode",
+            "mode": 0,
+            "inputs": [],
+            "outputs": [{"name": "INT", "type": "INT", "links": [15], "widget": {"name": "seed"}}],
+            "widgets_values": [987654321, "fixed"],
+        },
     ],
     "links": [
-        [2, 5, 0, 3, 3, "LATENT"], [3, 4, 1, 11, 0, "CLIP"], [4, 6, 0, 3, 1, "CONDITIONING"],
-        [6, 7, 0, 3, 2, "CONDITIONING"], [7, 3, 0, 8, 0, "LATENT"], [8, 4, 2, 8, 1, "VAE"], [9, 8, 0, 9, 0, "IMAGE"],
-        [10, 4, 0, 10, 0, "MODEL"], [11, 11, 0, 10, 1, "CLIP"], [12, 10, 0, 3, 0, "MODEL"],
-        [13, 10, 1, 6, 0, "CLIP"], [14, 10, 1, 7, 0, "CLIP"], [15, 12, 0, 3, 4, "INT"],
+        [2, 5, 0, 3, 3, "LATENT"],
+        [3, 4, 1, 11, 0, "CLIP"],
+        [4, 6, 0, 3, 1, "CONDITIONING"],
+        [6, 7, 0, 3, 2, "CONDITIONING"],
+        [7, 3, 0, 8, 0, "LATENT"],
+        [8, 4, 2, 8, 1, "VAE"],
+        [9, 8, 0, 9, 0, "IMAGE"],
+        [10, 4, 0, 10, 0, "MODEL"],
+        [11, 11, 0, 10, 1, "CLIP"],
+        [12, 10, 0, 3, 0, "MODEL"],
+        [13, 10, 1, 6, 0, "CLIP"],
+        [14, 10, 1, 7, 0, "CLIP"],
+        [15, 12, 0, 3, 4, "INT"],
     ],
-    "groups": [], "config": {}, "extra": {"ds": {"scale": 1, "offset": [0, 0]}}, "version": 0.4,
-}  # fmt: skip
+    "groups": [],
+    "config": {},
+    "extra": {"ds": {"scale": 1, "offset": [0, 0]}},
+    "version": 0.4,
+}
 
 COMFY_OPTIONS = {
-    "steps": 28, "cfg": 6.5, "seed": 987654321, "sampler": "DPM++ 2M Karras", "size": "832x1216",
-    "model": "sd_xl_base_1.0.safetensors", "clip_skip": 2,
-}  # fmt: skip
+    "steps": 28,
+    "cfg": 6.5,
+    "seed": 987654321,
+    "sampler": "DPM++ 2M Karras",
+    "size": "832x1216",
+    "model": "sd_xl_base_1.0.safetensors",
+    "clip_skip": 2,
+}
 
 
 def comfy_png(api: Any = None, workflow: Any = None) -> bytes:
@@ -386,13 +479,13 @@ def test_comfyui_two_pass_graph_shows_the_first_pass() -> None:
     # a hires pass: upscale the first sampler's latent and sample it again; it comes first in the
     # file and its id sorts first, but it starts from the other sampler's output
     api = {
-        "2": {"inputs": {**COMFY_API["3"]["inputs"], "latent_image": ["1", 0], "denoise": 0.5, "steps": 12,
-                         "sampler_name": "uni_pc_bh2"},
-              "class_type": "KSampler"},
-        "1": {"inputs": {"samples": ["3", 0], "upscale_method": "nearest-exact", "scale_by": 1.5},
-              "class_type": "LatentUpscaleBy"},
+        "2": {
+            "inputs": {**COMFY_API["3"]["inputs"], "latent_image": ["1", 0], "denoise": 0.5, "steps": 12, "sampler_name": "uni_pc_bh2"},
+            "class_type": "KSampler",
+        },
+        "1": {"inputs": {"samples": ["3", 0], "upscale_method": "nearest-exact", "scale_by": 1.5}, "class_type": "LatentUpscaleBy"},
         **copy.deepcopy(COMFY_API),
-    }  # fmt: skip
+    }
     meta = read_metadata(comfy_png(api))
     assert meta is not None
     assert meta.options["steps"] == 28 and "strength" not in meta.options
@@ -402,9 +495,20 @@ def test_comfyui_two_pass_graph_shows_the_first_pass() -> None:
 def test_comfyui_sdxl_text_combine_concat_and_string_nodes() -> None:
     api = copy.deepcopy(COMFY_API)
     api["6"] = {"inputs": {"conditioning_1": ["20", 0], "conditioning_2": ["21", 0]}, "class_type": "ConditioningCombine"}
-    api["20"] = {"inputs": {"text_g": ["22", 0], "text_l": ["22", 0], "clip": ["10", 1], "width": 1024,
-                            "height": 1024, "crop_w": 0, "crop_h": 0, "target_width": 1024, "target_height": 1024},
-                 "class_type": "CLIPTextEncodeSDXL"}  # fmt: skip
+    api["20"] = {
+        "inputs": {
+            "text_g": ["22", 0],
+            "text_l": ["22", 0],
+            "clip": ["10", 1],
+            "width": 1024,
+            "height": 1024,
+            "crop_w": 0,
+            "crop_h": 0,
+            "target_width": 1024,
+            "target_height": 1024,
+        },
+        "class_type": "CLIPTextEncodeSDXL",
+    }
     api["21"] = {"inputs": {"conditioning_to": ["23", 0], "conditioning_from": ["24", 0]}, "class_type": "ConditioningConcat"}
     api["22"] = {"inputs": {"string_a": "a fox", "string_b": ["25", 0], "delimiter": ", "}, "class_type": "StringConcatenate"}
     api["23"] = {"inputs": {"text": "snow", "clip": ["10", 1]}, "class_type": "CLIPTextEncode"}
@@ -419,19 +523,22 @@ def test_comfyui_sdxl_text_combine_concat_and_string_nodes() -> None:
 def test_comfyui_sampler_custom_advanced_flux() -> None:
     api = {
         "6": {"inputs": {"text": "a cat wearing a hat", "clip": ["11", 0]}, "class_type": "CLIPTextEncode"},
-        "11": {"inputs": {"clip_name1": "t5xxl_fp16.safetensors", "clip_name2": "clip_l.safetensors", "type": "flux"},
-               "class_type": "DualCLIPLoader"},
+        "11": {
+            "inputs": {"clip_name1": "t5xxl_fp16.safetensors", "clip_name2": "clip_l.safetensors", "type": "flux"},
+            "class_type": "DualCLIPLoader",
+        },
         "12": {"inputs": {"unet_name": "flux1-dev.safetensors", "weight_dtype": "default"}, "class_type": "UNETLoader"},
-        "13": {"inputs": {"noise": ["25", 0], "guider": ["22", 0], "sampler": ["16", 0], "sigmas": ["17", 0],
-                          "latent_image": ["27", 0]}, "class_type": "SamplerCustomAdvanced"},
+        "13": {
+            "inputs": {"noise": ["25", 0], "guider": ["22", 0], "sampler": ["16", 0], "sigmas": ["17", 0], "latent_image": ["27", 0]},
+            "class_type": "SamplerCustomAdvanced",
+        },
         "16": {"inputs": {"sampler_name": "euler"}, "class_type": "KSamplerSelect"},
-        "17": {"inputs": {"scheduler": "simple", "steps": 20, "denoise": 1, "model": ["12", 0]},
-               "class_type": "BasicScheduler"},
+        "17": {"inputs": {"scheduler": "simple", "steps": 20, "denoise": 1, "model": ["12", 0]}, "class_type": "BasicScheduler"},
         "22": {"inputs": {"model": ["12", 0], "conditioning": ["26", 0]}, "class_type": "BasicGuider"},
         "25": {"inputs": {"noise_seed": 219670278747233}, "class_type": "RandomNoise"},
         "26": {"inputs": {"guidance": 3.5, "conditioning": ["6", 0]}, "class_type": "FluxGuidance"},
         "27": {"inputs": {"width": 1024, "height": 768, "batch_size": 1}, "class_type": "EmptySD3LatentImage"},
-    }  # fmt: skip
+    }
     meta = read_metadata(comfy_png(api))
     assert meta is not None
     assert meta.prompt == "a cat wearing a hat" and meta.negative == ""
@@ -511,23 +618,52 @@ def test_comfyui_webp_exif() -> None:
 
 NAI_PROMPT = "1girl, silver hair, night sky, stars, {{masterpiece}}, best quality"
 NAI_COMMENT = {
-    "prompt": NAI_PROMPT, "steps": 28, "height": 1216, "width": 832, "scale": 5.0, "uncond_scale": 1.0,
-    "cfg_rescale": 0.0, "seed": 3315436203, "n_samples": 1, "hide_debug_overlay": False, "noise_schedule": "karras",
-    "legacy_v3_extend": False, "reference_information_extracted_multiple": [], "reference_strength_multiple": [],
-    "sampler": "k_dpmpp_2m", "controlnet_strength": 1.0, "controlnet_model": None, "dynamic_thresholding": False,
-    "sm": False, "sm_dyn": False, "skip_cfg_above_sigma": None, "skip_cfg_below_sigma": 0.0,
-    "lora_unet_weights": None, "lora_clip_weights": None, "deliberate_euler_ancestral_bug": False,
-    "prefer_brownian": True, "version": 1, "uc": "lowres, bad anatomy, bad hands, text", "strength": 0.7,
-    "noise": 0.0, "request_type": "PromptGenerateRequest", "signed_hash": "kDvOXf1Y5jyAcTpM==",
-}  # fmt: skip
+    "prompt": NAI_PROMPT,
+    "steps": 28,
+    "height": 1216,
+    "width": 832,
+    "scale": 5.0,
+    "uncond_scale": 1.0,
+    "cfg_rescale": 0.0,
+    "seed": 3315436203,
+    "n_samples": 1,
+    "hide_debug_overlay": False,
+    "noise_schedule": "karras",
+    "legacy_v3_extend": False,
+    "reference_information_extracted_multiple": [],
+    "reference_strength_multiple": [],
+    "sampler": "k_dpmpp_2m",
+    "controlnet_strength": 1.0,
+    "controlnet_model": None,
+    "dynamic_thresholding": False,
+    "sm": False,
+    "sm_dyn": False,
+    "skip_cfg_above_sigma": None,
+    "skip_cfg_below_sigma": 0.0,
+    "lora_unet_weights": None,
+    "lora_clip_weights": None,
+    "deliberate_euler_ancestral_bug": False,
+    "prefer_brownian": True,
+    "version": 1,
+    "uc": "lowres, bad anatomy, bad hands, text",
+    "strength": 0.7,
+    "noise": 0.0,
+    "request_type": "PromptGenerateRequest",
+    "signed_hash": "kDvOXf1Y5jyAcTpM==",
+}
 
 
 def novelai_png(comment: Any = NAI_COMMENT) -> bytes:
-    return png({
-        "Title": "NovelAI generated image", "Description": NAI_PROMPT, "Software": "NovelAI",
-        "Source": "NovelAI Diffusion V4.5 4BDE2A90", "Generation time": "6.1",
-        "Comment": comment if isinstance(comment, str) else json.dumps(comment),
-    })  # fmt: skip
+    return png(
+        {
+            "Title": "NovelAI generated image",
+            "Description": NAI_PROMPT,
+            "Software": "NovelAI",
+            "Source": "NovelAI Diffusion V4.5 4BDE2A90",
+            "Generation time": "6.1",
+            "Comment": comment if isinstance(comment, str) else json.dumps(comment),
+        }
+    )
 
 
 def test_novelai() -> None:
@@ -541,8 +677,14 @@ def test_novelai() -> None:
 
 
 def test_novelai_samplers_and_extras() -> None:
-    comment = {**NAI_COMMENT, "sampler": "k_euler_ancestral", "noise_schedule": "native", "sm": True,
-               "cfg_rescale": 0.2, "request_type": "Img2ImgRequest"}  # fmt: skip
+    comment = {
+        **NAI_COMMENT,
+        "sampler": "k_euler_ancestral",
+        "noise_schedule": "native",
+        "sm": True,
+        "cfg_rescale": 0.2,
+        "request_type": "Img2ImgRequest",
+    }
     meta = read_metadata(novelai_png(comment))
     assert meta is not None
     assert meta.options["sampler"] == "Euler a" and meta.options["strength"] == 0.7
@@ -719,9 +861,18 @@ def test_comfyui_controlnet_keeps_positive_and_negative_apart() -> None:
     api = copy.deepcopy(COMFY_API)
     api["3"]["inputs"]["positive"] = ["50", 0]
     api["3"]["inputs"]["negative"] = ["50", 1]
-    api["50"] = {"inputs": {"strength": 0.8, "start_percent": 0, "end_percent": 1, "positive": ["6", 0],
-                            "negative": ["7", 0], "control_net": ["51", 0], "image": ["52", 0]},
-                 "class_type": "ControlNetApplyAdvanced"}  # fmt: skip
+    api["50"] = {
+        "inputs": {
+            "strength": 0.8,
+            "start_percent": 0,
+            "end_percent": 1,
+            "positive": ["6", 0],
+            "negative": ["7", 0],
+            "control_net": ["51", 0],
+            "image": ["52", 0],
+        },
+        "class_type": "ControlNetApplyAdvanced",
+    }
     meta = read_metadata(comfy_png(api))
     assert meta is not None
     assert (meta.prompt, meta.negative) == (COMFY_POSITIVE, COMFY_NEGATIVE)

@@ -32,7 +32,7 @@ def single_file(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     """The tiny model's weights as one original-layout (LDM) checkpoint, as Civitai ships them."""
     from diffusers import StableDiffusionPipeline
 
-    from tests.ldm_checkpoint import save_ldm_checkpoint
+    from tests.support.ldm_checkpoint import save_ldm_checkpoint
 
     path = tmp_path_factory.mktemp("checkpoint") / "civitai-tiny.safetensors"
     save_ldm_checkpoint(StableDiffusionPipeline.from_pretrained(models_dir / TINY_VERSION), path)
@@ -49,7 +49,9 @@ async def say(bot: Bot, text: str, user: str = "alice"):  # type: ignore[no-unty
     return reply
 
 
-async def test_an_admin_adds_and_removes_models_and_other_processes_follow(bot: Bot, settings, tiny_folder: Path, single_file: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_an_admin_adds_and_removes_models_and_other_processes_follow(
+    bot: Bot, settings, tiny_folder: Path, single_file: Path
+) -> None:  # type: ignore[no-untyped-def]
     settings.admin_ids = ["test:alice"]
     settings.model_sync_seconds = 0  # reread at every request (default: at most every 2 s)
     other = await make_bot(settings)  # another process on the same database, started before the change
@@ -200,8 +202,10 @@ def test_architecture_and_size_come_from_the_files(tmp_path: Path) -> None:
 
     def checkpoint(name: str, key: str) -> Path:
         path = tmp_path / f"{name}.safetensors"
-        tensors = {"model.diffusion_model.out.2.weight": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
-                   key: {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}  # fmt: skip
+        tensors = {
+            "model.diffusion_model.out.2.weight": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+            key: {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]},
+        }
         path.write_bytes(raw_file(tensors, b"\0" * 8))
         return path
 

@@ -58,8 +58,7 @@ def test_times_say_their_day_and_amounts_are_not_rounded_up() -> None:
     assert clock_text(now + timedelta(minutes=30), now) == "23:30 UTC"
     assert clock_text(now + timedelta(hours=5, minutes=44), now) == "04:44 UTC tomorrow"
     assert clock_text(now + timedelta(days=2), now) == "23:00 UTC on 9 Dec"
-    assert [amount_text(s) for s in (0.001, 0.0, 0.7123, 1.0, 12.34, 200)] == [
-        "0.001 s", "0 s", "0.7 s", "1 s", "12.3 s", "3 min 20 s"]
+    assert [amount_text(s) for s in (0.001, 0.0, 0.7123, 1.0, 12.34, 200)] == ["0.001 s", "0 s", "0.7 s", "1 s", "12.3 s", "3 min 20 s"]
 
 
 async def test_a_deforum_key_that_is_no_frame_number_is_refused_with_its_position(bot: Bot) -> None:

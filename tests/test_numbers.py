@@ -15,18 +15,42 @@ from tests.test_service import Bot, make_bot
 HUGE = "99999999999999999999"
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("12", 12), (" -5 ", -5), ("+3", 3), ("²", None), ("٣", None), ("1_000", None), ("1.0", None), ("", None),
-    ("9" * 25, None), ("9" * 4400, None),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("12", 12),
+        (" -5 ", -5),
+        ("+3", 3),
+        ("²", None),
+        ("٣", None),
+        ("1_000", None),
+        ("1.0", None),
+        ("", None),
+        ("9" * 25, None),
+        ("9" * 4400, None),
+    ],
+)
 def test_whole_numbers_are_ascii_digits(text: str, expected: int | None) -> None:
     assert read_int(text) == expected
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("0.8", 0.8), (".5", 0.5), ("-1", -1.0), ("2e-3", 0.002), ("1.", 1.0), ("1e999", None), ("nan", None), ("inf", None),
-    (".", None), ("٣.5", None), ("1_0.5", None), ("0x10", None),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0.8", 0.8),
+        (".5", 0.5),
+        ("-1", -1.0),
+        ("2e-3", 0.002),
+        ("1.", 1.0),
+        ("1e999", None),
+        ("nan", None),
+        ("inf", None),
+        (".", None),
+        ("٣.5", None),
+        ("1_0.5", None),
+        ("0x10", None),
+    ],
+)
 def test_decimals_are_finite_and_ascii(text: str, expected: float | None) -> None:
     assert read_float(text) == expected
 
@@ -67,13 +91,21 @@ async def test_bad_numbers_get_a_polite_reply_and_no_traceback(bot: Bot, caplog:
     await bot.finish()
     wall = "9" * 4400
     cases = {
-        "/info ²": "Which job?", "/cancel ²": "takes a job number", "/history ²": "how many jobs to show",
-        "/admin review ²": "I don't understand", f"/info {HUGE}": "There is no job", f"/cancel {HUGE}": "There is no job",
-        f"/frames {HUGE}": "There is no job", f"/admin review {HUGE}": "There is no job",
-        f"/imagine a fox --size {wall}x64": "must look like `768x512`", f"/imagine a fox --steps {wall}": "must be a whole number",
-        "/imagine a fox --seed -5": "use -1 to 4294967295", "/imagine a fox --cfg ٣": "must be a number",
-        f"/history {wall}": "how many jobs to show", "/enhance a fox --n ²": "how many prompts to write",
-    }  # fmt: skip
+        "/info ²": "Which job?",
+        "/cancel ²": "takes a job number",
+        "/history ²": "how many jobs to show",
+        "/admin review ²": "I don't understand",
+        f"/info {HUGE}": "There is no job",
+        f"/cancel {HUGE}": "There is no job",
+        f"/frames {HUGE}": "There is no job",
+        f"/admin review {HUGE}": "There is no job",
+        f"/imagine a fox --size {wall}x64": "must look like `768x512`",
+        f"/imagine a fox --steps {wall}": "must be a whole number",
+        "/imagine a fox --seed -5": "use -1 to 4294967295",
+        "/imagine a fox --cfg ٣": "must be a number",
+        f"/history {wall}": "how many jobs to show",
+        "/enhance a fox --n ²": "how many prompts to write",
+    }
     caplog.set_level(logging.ERROR)
     for text, words in cases.items():
         [(_, reply)] = await bot.send(text, private=True)

@@ -13,17 +13,13 @@ from generation.models.samplers import SAMPLERS, find_sampler, normalize
 
 @pytest.fixture
 def s() -> Settings:
-    return Settings(
-        _env_file=None, model="tiny", models={"real": ModelEntry(source="org/sd15-real")}, data_dir="/tmp/unused"
-    )
+    return Settings(_env_file=None, model="tiny", models={"real": ModelEntry(source="org/sd15-real")}, data_dir="/tmp/unused")
 
 
 def read(text: str, s: Settings):  # type: ignore[no-untyped-def]
     command = split_command(text)
     flags = parse_flags(command.args, IMAGINE_FLAGS)
-    return read_options(
-        flags.values, s, s.registry(), written=flags.written, prompt=flags.text, problems=flags.problems
-    )
+    return read_options(flags.values, s, s.registry(), written=flags.written, prompt=flags.text, problems=flags.problems)
 
 
 def problems(text: str, s: Settings) -> list[str]:
@@ -40,8 +36,7 @@ def test_split_command_with_bot_name_and_plain_text() -> None:
 
 def test_full_syntax(s: Settings) -> None:
     opts = read(
-        "/imagine a red fox, snow --no blurry, text --ar 3:2 --seed 42 --steps 30 --cfg 6.5 "
-        "--sampler dpmpp_2m_karras --n 4 --model REAL",
+        "/imagine a red fox, snow --no blurry, text --ar 3:2 --seed 42 --steps 30 --cfg 6.5 --sampler dpmpp_2m_karras --n 4 --model REAL",
         s,
     )
     assert opts.prompt == "a red fox, snow"

@@ -1,5 +1,5 @@
 """The command layer, the worker and training on PostgreSQL: tests of the SQLite suite run again
-here with the bot's database on the throwaway cluster (tests.postgres_cluster). Each test below
+here with the bot's database on the throwaway cluster (tests.support.postgres_cluster). Each test below
 is imported from its own module and collected again with this module's `settings`, whose
 `database_url` is a fresh PostgreSQL database."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests import postgres_cluster
+from tests.support import postgres_cluster
 from tests.test_service import (  # noqa: F401 - collected here again, on PostgreSQL
     test_a_delivery_that_keeps_failing_is_given_up,
     test_bad_input_creates_no_job,
@@ -62,9 +62,18 @@ async def test_a_job_queued_by_another_process_wakes_the_worker_at_once(settings
         await asyncio.sleep(2.0)  # the worker is idle, waiting on its 30 s poll (and the notifications)
         async with elsewhere.transaction() as session:
             person = await users.get_or_create(session, "test", "alice")
-            job = await queue.enqueue(session, user_id=person.id, platform="test", chat_id="c", source_message_id=None,
-                                      kind="txt2img", model="tiny", batch_key="", params={"bad": "params"},
-                                      max_attempts=1)  # fmt: skip
+            job = await queue.enqueue(
+                session,
+                user_id=person.id,
+                platform="test",
+                chat_id="c",
+                source_message_id=None,
+                kind="txt2img",
+                model="tiny",
+                batch_key="",
+                params={"bad": "params"},
+                max_attempts=1,
+            )
         loop = asyncio.get_running_loop()
         queued_at = loop.time()
         while True:

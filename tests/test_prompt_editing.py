@@ -35,8 +35,12 @@ def conditioning_per_step(engine: Engine, prompt: str, steps: int = 4, n: int = 
 
     handle = unet.register_forward_pre_hook(record, with_kwargs=True)
     try:
-        run_job(engine, GenerationSpec(kind="txt2img", prompt=prompt, model="tiny", width=64, height=64, steps=steps, cfg=7.0,
-                                  sampler="Euler", seed=1, n=n))  # fmt: skip
+        run_job(
+            engine,
+            GenerationSpec(
+                kind="txt2img", prompt=prompt, model="tiny", width=64, height=64, steps=steps, cfg=7.0, sampler="Euler", seed=1, n=n
+            ),
+        )
     finally:
         handle.remove()
     return seen

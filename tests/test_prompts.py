@@ -14,7 +14,7 @@ from PIL import Image
 from generation.models.tiny import ensure_tiny
 from generation.prompts.encoder import CHUNK_LENGTH, chunk_prompt, encode_prompts
 from generation.prompts.weights import parse_prompt_attention
-from tests.tiny_xl import build_tiny_xl
+from tests.support.tiny_xl import build_tiny_xl
 
 # --- the parser: A1111's own doctests, and more ---------------------------------------------------
 
@@ -29,9 +29,18 @@ from tests.tiny_xl import build_tiny_xl
         ("(unnecessary)(parens)", [("unnecessaryparens", 1.1)]),
         (
             "a (((house:1.3)) [on] a (hill:0.5), sun, (((sky))).",
-            [("a ", 1.0), ("house", 1.1 * 1.3 * 1.1), (" ", 1.1), ("on", 1.0), (" a ", 1.1), ("hill", 0.55),
-             (", sun, ", 1.1), ("sky", 1.1**4), (".", 1.1)],
-        ),  # fmt: skip
+            [
+                ("a ", 1.0),
+                ("house", 1.1 * 1.3 * 1.1),
+                (" ", 1.1),
+                ("on", 1.0),
+                (" a ", 1.1),
+                ("hill", 0.55),
+                (", sun, ", 1.1),
+                ("sky", 1.1**4),
+                (".", 1.1),
+            ],
+        ),
         ("a (red : 1.3 ) fox", [("a ", 1.0), ("red ", 1.3), (" fox", 1.0)]),
         ("[[nested]] ((deep))", [("nested", 1 / 1.1 / 1.1), (" ", 1.0), ("deep", 1.1 * 1.1)]),
         ("[open", [("open", 1 / 1.1)]),
@@ -136,8 +145,15 @@ def bare_with_embeddings(tiny, prompt_embeds: torch.Tensor, negative: torch.Tens
     from diffusers import EulerDiscreteScheduler
 
     tiny.scheduler = EulerDiscreteScheduler.from_config(tiny.scheduler.config)
-    image = tiny(prompt_embeds=prompt_embeds, negative_prompt_embeds=negative, num_inference_steps=4, guidance_scale=7,
-                 height=64, width=64, generator=torch.Generator("cpu").manual_seed(seed)).images[0]  # fmt: skip
+    image = tiny(
+        prompt_embeds=prompt_embeds,
+        negative_prompt_embeds=negative,
+        num_inference_steps=4,
+        guidance_scale=7,
+        height=64,
+        width=64,
+        generator=torch.Generator("cpu").manual_seed(seed),
+    ).images[0]
     return np.asarray(image).astype(int)
 
 
@@ -166,18 +182,20 @@ async def test_a_200_token_prompt_uses_all_of_it(bot) -> None:  # type: ignore[n
 
 @pytest.fixture(scope="module")
 def tiny_xl():  # type: ignore[no-untyped-def]
-    """A tiny random SDXL pipeline with CLIP's real tokenizer (tests.tiny_xl)."""
+    """A tiny random SDXL pipeline with CLIP's real tokenizer (tests.support.tiny_xl)."""
     return build_tiny_xl()
 
 
 def test_sdxl_plain_prompts_encode_exactly_as_diffusers(tiny_xl) -> None:  # type: ignore[no-untyped-def]
     ours = encode_prompts(tiny_xl, "a red fox in the snow", "blurry")
-    theirs = tiny_xl.encode_prompt("a red fox in the snow", device="cpu", num_images_per_prompt=1,
-                                   do_classifier_free_guidance=True, negative_prompt="blurry")  # fmt: skip
+    theirs = tiny_xl.encode_prompt(
+        "a red fox in the snow", device="cpu", num_images_per_prompt=1, do_classifier_free_guidance=True, negative_prompt="blurry"
+    )
     for mine, their in zip(
         (ours.prompt_embeds, ours.negative_prompt_embeds, ours.pooled_prompt_embeds, ours.negative_pooled_prompt_embeds),
-        theirs, strict=True,
-    ):  # fmt: skip
+        theirs,
+        strict=True,
+    ):
         assert mine is not None and torch.equal(mine, their)
     empty = encode_prompts(tiny_xl, "a fox", "")  # SDXL's empty negative is zeros, as diffusers makes it
     assert not empty.negative_prompt_embeds.any() and not empty.negative_pooled_prompt_embeds.any()  # type: ignore[union-attr]

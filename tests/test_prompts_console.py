@@ -12,8 +12,8 @@ from PIL import Image
 from config.styles import apply_styles, load_builtin_styles
 from generation.prompts.wildcards import expand
 from tests.conftest import bot_env
-from tests.console_process import ConsoleProcess
-from tests.tiny_text_models import build_tiny_gpt2
+from tests.support.console_process import ConsoleProcess
+from tests.support.tiny_text_models import build_tiny_gpt2
 
 
 def parameters(path: str) -> str:
@@ -27,9 +27,12 @@ def test_prompt_features_in_the_console(tmp_path: Path, models_dir: Path) -> Non
     (wildcards / "weather.txt").write_text("rain\nsnow\nfog\n")
     enhancer = build_tiny_gpt2(tmp_path / "gpt2")
     env = bot_env(
-        tmp_path / "data", models_dir, SDBOT_DEFAULT_STEPS="2", SDBOT_WILDCARDS_DIR=str(wildcards),
+        tmp_path / "data",
+        models_dir,
+        SDBOT_DEFAULT_STEPS="2",
+        SDBOT_WILDCARDS_DIR=str(wildcards),
         SDBOT_ENHANCER=str(enhancer),
-    )  # fmt: skip
+    )
     bot = ConsoleProcess(env, tmp_path / "bot.log")
     send = bot.say  # sends a line, returns its input id
 

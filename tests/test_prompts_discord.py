@@ -11,9 +11,9 @@ import pytest
 
 from config import Settings
 from tests.fakes.discord import FakeDiscord
+from tests.support.tiny_text_models import build_tiny_gpt2
 from tests.test_describe_enhance import A1111_PARAMETERS, png_with
 from tests.test_discord import answer_to, dc_settings, discord_bot, seen, server  # noqa: F401 - fixtures
-from tests.tiny_text_models import build_tiny_gpt2
 
 
 def saying(interaction, words: str):  # type: ignore[no-untyped-def]
@@ -64,8 +64,12 @@ async def test_prompt_features_in_discord(dc_prompt_settings: Settings, server: 
         assert "this bot" in ours.content and "a fox, film noir" in ours.content
 
 
-async def test_a_lora_uploaded_in_discord_draws_as_bare_diffusers(dc_prompt_settings: Settings, server: FakeDiscord,  # noqa: F811
-                                                                  models_dir: Path, tmp_path: Path) -> None:  # fmt: skip
+async def test_a_lora_uploaded_in_discord_draws_as_bare_diffusers(
+    dc_prompt_settings: Settings,
+    server: FakeDiscord,  # noqa: F811
+    models_dir: Path,
+    tmp_path: Path,
+) -> None:
     import io
 
     import numpy as np
@@ -76,11 +80,15 @@ async def test_a_lora_uploaded_in_discord_draws_as_bare_diffusers(dc_prompt_sett
     path = save_kohya_lora(tmp_path / "fox.safetensors")
     settings = dc_prompt_settings.model_copy(update={"default_steps": 4})
     async with discord_bot(settings, server):
-        uploaded = server.slash("lora", {"action": "upload", "name": "fox"},
-                                attachments={"file": ("fox.safetensors", path.read_bytes(), "application/octet-stream")})  # fmt: skip
+        uploaded = server.slash(
+            "lora",
+            {"action": "upload", "name": "fox"},
+            attachments={"file": ("fox.safetensors", path.read_bytes(), "application/octet-stream")},
+        )
         await server.await_for(saying(uploaded, "Saved the LoRA"))
-        asked = server.slash("imagine", {"prompt": "a red fox in the snow --seed 11 --cfg 7 --sampler euler",
-                                         "size": "64x64", "lora": "fox:0.6"})  # fmt: skip
+        asked = server.slash(
+            "imagine", {"prompt": "a red fox in the snow --seed 11 --cfg 7 --sampler euler", "size": "64x64", "lora": "fox:0.6"}
+        )
         result = await server.await_for(answer_to(asked, files=True))
         [(_, data)] = result.files.items()
         drawn = np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(int)
@@ -95,8 +103,16 @@ async def test_an_admin_adds_and_removes_a_model_in_discord(dc_settings: Setting
     async with discord_bot(settings, server):
         refused = server.slash("model", {"action": "add", "name": "second", "source": str(models_dir / TINY_VERSION)}, user=BOB)
         await server.await_for(saying(refused, "Only admins"))
-        added = server.slash("model", {"action": "add", "name": "second", "source": str(models_dir / TINY_VERSION),
-                                       "architecture": "sd1", "description": "a copy of tiny"})  # fmt: skip
+        added = server.slash(
+            "model",
+            {
+                "action": "add",
+                "name": "second",
+                "source": str(models_dir / TINY_VERSION),
+                "architecture": "sd1",
+                "description": "a copy of tiny",
+            },
+        )
         await server.await_for(saying(added, "Added the model `second`"))
         choices = server.autocomplete("imagine", {"prompt": "x", "model": "sec"}, focused="model")
         await server.await_until(lambda: choices.callbacks)

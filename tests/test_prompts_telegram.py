@@ -9,10 +9,10 @@ import pytest
 
 from config import Settings
 from tests.fakes.telegram import FakeTelegram
-from tests.running_chat import recorded
+from tests.support.running_chat import recorded
+from tests.support.tiny_text_models import build_tiny_gpt2
 from tests.test_describe_enhance import A1111_PARAMETERS, A1111_PROMPT, png_with
 from tests.test_telegram import is_photo_reply, is_text_reply, server, telegram_bot, tg_settings  # noqa: F401 - fixtures
-from tests.tiny_text_models import build_tiny_gpt2
 
 
 @pytest.fixture
@@ -53,8 +53,12 @@ async def test_prompt_features_in_telegram(tg_prompt_settings: Settings, server:
         assert A1111_PROMPT.split("\n")[0][:40] in drawn.text.replace("\n", " ")  # drawn without the LoRA it names
 
 
-async def test_a_lora_uploaded_in_telegram_draws_as_bare_diffusers(tg_prompt_settings: Settings, server: FakeTelegram,  # noqa: F811
-                                                                   models_dir: Path, tmp_path: Path) -> None:  # fmt: skip
+async def test_a_lora_uploaded_in_telegram_draws_as_bare_diffusers(
+    tg_prompt_settings: Settings,
+    server: FakeTelegram,  # noqa: F811
+    models_dir: Path,
+    tmp_path: Path,
+) -> None:
     import io
 
     import numpy as np

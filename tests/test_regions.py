@@ -184,8 +184,18 @@ def engine(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Engine
 
 
 def job(**changes: Any) -> GenerationSpec:
-    base: dict[str, Any] = dict(kind="txt2img", prompt="a red fox BREAK a blue bird", model="tiny", width=64, height=64,
-                                steps=3, cfg=7.0, sampler="Euler", seed=5, regions="cols")  # fmt: skip
+    base: dict[str, Any] = dict(
+        kind="txt2img",
+        prompt="a red fox BREAK a blue bird",
+        model="tiny",
+        width=64,
+        height=64,
+        steps=3,
+        cfg=7.0,
+        sampler="Euler",
+        seed=5,
+        regions="cols",
+    )
     return GenerationSpec(**{**base, **changes})
 
 
@@ -216,9 +226,7 @@ def _clone(value: Any) -> Any:
     return value
 
 
-def predict(
-    unet: torch.nn.Module, call: dict[str, Any], embeds: torch.Tensor, pooled: torch.Tensor | None = None
-) -> torch.Tensor:
+def predict(unet: torch.nn.Module, call: dict[str, Any], embeds: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
     """The UNet's own prediction on a recorded call's inputs, with other text embeddings."""
     arguments = {k: v for k, v in call.items() if k not in ("sample", "timestep", "out", "encoder_hidden_states", "return_dict")}
     if pooled is not None:
@@ -251,11 +259,11 @@ def check_blend(
             embeds = conditioning.prompt_embeds.repeat(n, 1, 1)
             pooled = conditioning.pooled_prompt_embeds
             pooled = pooled.repeat(n, 1) if pooled is not None else None
-            if guided:
+            if guided:  # noqa: B023 - called at once, in this turn of the loop
                 embeds = torch.cat([conditioning.negative_prompt_embeds.repeat(n, 1, 1), embeds])
                 if pooled is not None:
                     pooled = torch.cat([conditioning.negative_pooled_prompt_embeds.repeat(n, 1), pooled])
-            return predict(unet, call, embeds, pooled)
+            return predict(unet, call, embeds, pooled)  # noqa: B023 - called at once, in this turn of the loop
 
         base_eps = own(base[step])[-n:] if base is not None else None
         weights = region_weights(layout, height, width)
@@ -381,7 +389,7 @@ def test_forward_is_restored_after_an_error(engine: Engine) -> None:
 from tests.test_prompts import tiny_xl  # noqa: E402,F401  (the fixture)
 
 
-def test_sdxl_regions(tiny_xl) -> None:  # type: ignore[no-untyped-def]
+def test_sdxl_regions(tiny_xl) -> None:  # type: ignore[no-untyped-def]  # noqa: F811 - the fixture
     spec = job(model="xl", steps=2)
     conditions = RegionalConditions.build(tiny_xl, spec, 2, images=1)
     tiny_xl.set_progress_bar_config(disable=True)
@@ -391,8 +399,16 @@ def test_sdxl_regions(tiny_xl) -> None:  # type: ignore[no-untyped-def]
             return conditions.switch(pipeline, step + 1)
 
         with applied(tiny_xl, conditions), torch.inference_mode():
-            tiny_xl(**conditions.first().pipeline_arguments(), num_inference_steps=2, guidance_scale=5.0, height=64, width=64,
-                    generator=torch.Generator().manual_seed(1), output_type="latent", callback_on_step_end=switch)  # fmt: skip
+            tiny_xl(
+                **conditions.first().pipeline_arguments(),
+                num_inference_steps=2,
+                guidance_scale=5.0,
+                height=64,
+                width=64,
+                generator=torch.Generator().manual_seed(1),
+                output_type="latent",
+                callback_on_step_end=switch,
+            )
 
     calls = unet_calls(tiny_xl.unet, run)
     fox, bird = encode_texts(tiny_xl, ["a red fox", "a blue bird"], "")

@@ -54,8 +54,9 @@ async def safe_bot(settings, flagging: Path):  # type: ignore[no-untyped-def]
 
 
 async def ask(bot: Bot, text: str, *, chat: str = "group", user: str = "2", **fields) -> list[Reply]:  # type: ignore[no-untyped-def]
-    request = Request(platform="telegram", user_id=user, chat_id=chat, user_name=f"u{user}", message_id=f"m-{text[:30]}",
-                      text=text, **fields)  # fmt: skip
+    request = Request(
+        platform="telegram", user_id=user, chat_id=chat, user_name=f"u{user}", message_id=f"m-{text[:30]}", text=text, **fields
+    )
     replies = await bot.service.handle(request)
     for n, reply in enumerate(replies):
         await bot.service.sent("telegram", chat, f"{request.message_id}-{n}", reply)
@@ -117,7 +118,13 @@ async def test_each_policy_on_a_flagged_picture_and_the_decision_recorded(safe_b
     assert not in_nsfw_channel.spoiler  # age-restricted channels allow by default
 
     assert await actions_recorded(bot) == [
-        (0.9, "spoiler"), (0.9, "blur"), (0.9, "block"), (0.9, "block"), (0.9, "allow"), (0.9, "allow"), (0.9, "allow"),
+        (0.9, "spoiler"),
+        (0.9, "blur"),
+        (0.9, "block"),
+        (0.9, "block"),
+        (0.9, "allow"),
+        (0.9, "allow"),
+        (0.9, "allow"),
     ]
     review = (await ask(bot, "/admin review", user="1"))[0].text
     assert "job 3 picture 1 · block · score 0.90" in review and "job 2 picture 1 · blur" in review
@@ -149,7 +156,7 @@ async def test_a_place_refuses_terms_limits_models_and_adds_its_negative(safe_bo
         ("/place hello", "I don't understand `hello`"),
         ("/place reset colour", "I can't reset `colour`"),
         ("/place --volume 3", "volume"),
-    ]:  # fmt: skip
+    ]:
         reply = (await ask(bot, bad, user="1"))[0]
         assert reply.kind == "error" and says in reply.text, (bad, reply.text)
 
@@ -165,13 +172,24 @@ async def test_without_a_classifier_nothing_is_scored_and_the_policy_cannot_be_s
 def test_an_image_classifier_scores_the_unsafe_labels_as_bare_transformers(tmp_path: Path) -> None:
     from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
 
-    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                       intermediate_size=37, id2label={0: "normal", 1: "nsfw"}, label2id={"normal": 0, "nsfw": 1})  # fmt: skip
+    config = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        id2label={0: "normal", 1: "nsfw"},
+        label2id={"normal": 0, "nsfw": 1},
+    )
     torch.manual_seed(0)
     ViTForImageClassification(config).save_pretrained(tmp_path / "vit")
     ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path / "vit")
     classifier = load_safety_classifier(str(tmp_path / "vit"), ["NSFW"], tmp_path, torch.device("cpu"))
-    pictures = [Image.new("RGB", (48, 40), (200, 30, 30)), Image.fromarray(np.random.default_rng(1).integers(0, 255, (40, 48, 3), dtype=np.uint8))]
+    pictures = [
+        Image.new("RGB", (48, 40), (200, 30, 30)),
+        Image.fromarray(np.random.default_rng(1).integers(0, 255, (40, 48, 3), dtype=np.uint8)),
+    ]
     bare = ViTForImageClassification.from_pretrained(tmp_path / "vit").eval()
     inputs = ViTImageProcessor.from_pretrained(tmp_path / "vit")(images=pictures, return_tensors="pt")
     with torch.no_grad():

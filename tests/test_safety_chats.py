@@ -23,7 +23,7 @@ from tests.fakes import discord as fake_discord
 from tests.fakes import telegram as fake_telegram
 from tests.fakes.discord import FakeDiscord, Interaction
 from tests.fakes.telegram import FakeTelegram
-from tests.running_chat import running_chat
+from tests.support.running_chat import running_chat
 from tests.test_safety import controlled_checker
 
 
@@ -34,7 +34,7 @@ def flagging(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def recorded_actions(settings: Settings) -> list[str | None]:
     with sqlite3.connect(settings.data_dir / "sdbot.db") as db:
-        return [row[0] for row in db.execute("select safety_action from job_outputs order by job_id, \"index\"")]
+        return [row[0] for row in db.execute('select safety_action from job_outputs order by job_id, "index"')]
 
 
 def spread(data: bytes) -> float:
@@ -44,13 +44,18 @@ def spread(data: bytes) -> float:
 async def test_telegram_spoilers_then_blurs_a_flagged_picture(settings: Settings, flagging: Path) -> None:
     server = FakeTelegram().start()
     try:
-        settings = settings.model_copy(update={
-            "telegram_token": SecretStr(fake_telegram.TOKEN), "telegram_base_url": server.base_url,
-            "safety_classifier": str(flagging), "default_steps": 2,
-        })  # fmt: skip
+        settings = settings.model_copy(
+            update={
+                "telegram_token": SecretStr(fake_telegram.TOKEN),
+                "telegram_base_url": server.base_url,
+                "safety_classifier": str(flagging),
+                "default_steps": 2,
+            }
+        )
         group, bob = fake_telegram.GROUP, fake_telegram.BOB
         server.chat_admins.add((group["id"], bob["id"]))
         async with running_chat(settings, TelegramChat, ready=lambda chat: "getUpdates" in server.calls):
+
             def photo_for(message):  # type: ignore[no-untyped-def]
                 return lambda m: m.kind == "photo" and m.chat_id == group["id"] and m.reply_to == message["message_id"]
 
@@ -76,18 +81,28 @@ async def test_telegram_spoilers_then_blurs_a_flagged_picture(settings: Settings
 
 
 def answer(interaction: Interaction, *, files: bool):  # type: ignore[no-untyped-def]
-    return lambda m: (m.interaction_id == interaction.id and not m.deleted and bool(m.content) and bool(m.files) == files
-                      and not m.content.startswith("⏳"))  # fmt: skip
+    return lambda m: (
+        m.interaction_id == interaction.id
+        and not m.deleted
+        and bool(m.content)
+        and bool(m.files) == files
+        and not m.content.startswith("⏳")
+    )
 
 
 async def test_discord_spoilers_outside_age_restricted_channels(settings: Settings, flagging: Path) -> None:
     server = FakeDiscord().start()
     try:
-        settings = settings.model_copy(update={
-            "discord_token": SecretStr(fake_discord.TOKEN), "discord_api_base": server.api_base,
-            "discord_gateway_url": server.gateway_url, "safety_classifier": str(flagging), "default_steps": 2,
-            "admin_ids": [f"discord:{fake_discord.ADA['id']}"],
-        })  # fmt: skip
+        settings = settings.model_copy(
+            update={
+                "discord_token": SecretStr(fake_discord.TOKEN),
+                "discord_api_base": server.api_base,
+                "discord_gateway_url": server.gateway_url,
+                "safety_classifier": str(flagging),
+                "default_steps": 2,
+                "admin_ids": [f"discord:{fake_discord.ADA['id']}"],
+            }
+        )
         server.member_permissions[fake_discord.BOB["id"]] = str(1 << 10)  # view channel only
         async with running_chat(settings, DiscordChat, ready=lambda chat: chat.client.is_ready()):
             general = await server.await_for(answer(server.slash("imagine", {"prompt": "a fox --seed 4"}), files=True), 120)

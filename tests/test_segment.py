@@ -11,7 +11,7 @@ What each test proves:
   "x", and (at a threshold where it matters) strictly more than "x".
 - test_mask_depends_on_words_and_image: at the median probability, other words and another image
   change a sizeable share of the mask. Checked to fail when the words are ignored (the tiny model
-  is made text-sensitive for this; see tests/tiny_clipseg.py).
+  is made text-sensitive for this; see tests/support/tiny_clipseg.py).
 - test_dilation_grows_by_the_radius: dilation only adds pixels, and only within `dilate` px.
 - test_hub_layout_loads: a folder laid out like CIDAS/clipseg-rd64-refined on the Hub (legacy
   preprocessor_config.json instead of processor_config.json) loads and gives the same masks.
@@ -50,7 +50,7 @@ from generation.imaging.segment import (
     mask_box,
     working_size,
 )
-from tests.tiny_clipseg import build_tiny_clipseg
+from tests.support.tiny_clipseg import build_tiny_clipseg
 
 CPU = torch.device("cpu")
 
@@ -85,7 +85,7 @@ def test_threshold_is_a_probability(segmenter: Segmenter) -> None:
     image = picture(1)
     probs = segmenter.probabilities(image, "hat")
     assert probs.shape == (48, 80) and probs.dtype == np.float64
-    assert 0 < probs.min() and probs.max() < 1
+    assert probs.min() > 0 and probs.max() < 1
     assert np.all(np.asarray(segmenter.mask(image, "hat", threshold=0.0)) == 255)
     assert np.all(np.asarray(segmenter.mask(image, "hat", threshold=1.0)) == 0)
     middle = float(np.median(probs))
@@ -209,9 +209,7 @@ def test_mask_box() -> None:
 
 def _check_crop(box, size, padding, target) -> tuple[int, int, int, int]:  # type: ignore[no-untyped-def]
     crop = crop_region(box, size, padding, target)
-    padded = (
-        max(0, box[0] - padding), max(0, box[1] - padding), min(size[0], box[2] + padding), min(size[1], box[3] + padding)
-    )
+    padded = (max(0, box[0] - padding), max(0, box[1] - padding), min(size[0], box[2] + padding), min(size[1], box[3] + padding))
     assert crop[0] <= padded[0] and crop[1] <= padded[1] and crop[2] >= padded[2] and crop[3] >= padded[3], (box, crop)
     assert 0 <= crop[0] < crop[2] <= size[0] and 0 <= crop[1] < crop[3] <= size[1], (box, crop)
     return crop

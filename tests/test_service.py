@@ -13,7 +13,7 @@ from PIL import Image
 import run_bot
 from commands.types import Attachment, Outgoing, Press, Reply, Request
 from config import Settings
-from tests.labels import EDIT_LABELS
+from tests.support.labels import EDIT_LABELS
 
 
 class Bot:
@@ -26,7 +26,9 @@ class Bot:
         self.followups: dict[str, list[tuple[str, Reply]]] = {}  # a result's message id -> its followups
 
     async def send(self, text: str | None = None, user: str = "alice", **fields) -> list[tuple[str, Reply]]:  # type: ignore[no-untyped-def]
-        request = Request(platform="test", user_id=user, chat_id="chat", user_name=user, message_id=f"in{next(self._ids)}", text=text, **fields)
+        request = Request(
+            platform="test", user_id=user, chat_id="chat", user_name=user, message_id=f"in{next(self._ids)}", text=text, **fields
+        )
         sent = []
         for reply in await self.service.handle(request):
             message_id = f"m{next(self._ids)}"
@@ -284,9 +286,7 @@ async def test_model_load_failure_reaches_the_user(settings: Settings, tmp_path)
 async def test_structured_options_use_the_same_checks(bot: Bot) -> None:
     """Discord's typed options go through the same validation as the text syntax."""
     [(_, text_error)] = await bot.send("/imagine a cat --steps 500 --sampler warp")
-    [(_, typed_error)] = await bot.send(
-        None, options={"command": "imagine", "prompt": "a cat", "steps": 500, "sampler": "warp"}
-    )
+    [(_, typed_error)] = await bot.send(None, options={"command": "imagine", "prompt": "a cat", "steps": 500, "sampler": "warp"})
     assert typed_error.kind == "error"  # the same problems, each named as the user wrote it
     assert typed_error.text == text_error.text.replace("--steps 500", "steps: 500").replace("--sampler warp", "sampler: warp")
     [(_, queued)] = await bot.send(
@@ -314,10 +314,30 @@ async def test_no_input_reaches_an_internal_error(bot: Bot) -> None:
     import random
 
     rng = random.Random(7)
-    flags = ["--no", "--ar", "--size", "--seed", "--steps", "--cfg", "--sampler", "--n", "--model", "--strength",
-             "—seed", "--x", "--", "-"]  # fmt: skip
-    values = ["", "0", "-1", "1e9", "nan", "inf", "3:2", "0:1", "64x64", "64×96", "8x8", "euler_a", "tiny",
-              "0.5", "1.5", "héllo", "%s", "{}", "4294967296", "2.0", "x" * 40]  # fmt: skip
+    flags = ["--no", "--ar", "--size", "--seed", "--steps", "--cfg", "--sampler", "--n", "--model", "--strength", "—seed", "--x", "--", "-"]
+    values = [
+        "",
+        "0",
+        "-1",
+        "1e9",
+        "nan",
+        "inf",
+        "3:2",
+        "0:1",
+        "64x64",
+        "64×96",
+        "8x8",
+        "euler_a",
+        "tiny",
+        "0.5",
+        "1.5",
+        "héllo",
+        "%s",
+        "{}",
+        "4294967296",
+        "2.0",
+        "x" * 40,
+    ]
     for i in range(150):
         parts = ["/imagine", rng.choice(["a cat", "", "ünïcode ✨", "--"])]
         for _ in range(rng.randint(0, 4)):

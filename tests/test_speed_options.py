@@ -1,6 +1,6 @@
 """Speed options (generation.models.speed) on the tiny model: each really changes the modules,
 holds for the pipelines that share them (img2img via from_pipe), and leaves the pixels as they
-were. Speed itself is bench/gpu.py's business, never a timed assertion here (DESIGN.md 7)."""
+were. Speed itself is bench/gpu.py's business, never a timed assertion here (docs/rules.md, "Tests and benchmarks")."""
 
 from __future__ import annotations
 
@@ -56,8 +56,9 @@ def baseline(models_dir: Path, blobs: LocalBlobStore) -> Engine:
 
 
 def spec(**changes: Any) -> GenerationSpec:
-    base = dict(kind="txt2img", prompt="a red fox in the snow", model="tiny", width=64, height=64, steps=4, cfg=7.0,
-                sampler="Euler", seed=11, n=1)  # fmt: skip
+    base = dict(
+        kind="txt2img", prompt="a red fox in the snow", model="tiny", width=64, height=64, steps=4, cfg=7.0, sampler="Euler", seed=11, n=1
+    )
     base.update(changes)
     return GenerationSpec(**base)
 
@@ -101,9 +102,12 @@ def test_default_is_sdpa(baseline: Engine) -> None:
 
 
 def test_classic_attention_swaps_processors_and_keeps_pixels(
-    models_dir: Path, blobs: LocalBlobStore, init_image: str, reference: dict[str, np.ndarray],
+    models_dir: Path,
+    blobs: LocalBlobStore,
+    init_image: str,
+    reference: dict[str, np.ndarray],
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     from diffusers.models.attention_processor import AttnProcessor
 
     engine = make_engine(models_dir, blobs, SpeedOptions(attention="classic"))
@@ -200,9 +204,12 @@ def lora_ref(blobs: LocalBlobStore) -> AssetRef:
 
 
 def test_compiled_jobs_run_the_compiled_graphs_and_lora_jobs_do_not(
-    models_dir: Path, blobs: LocalBlobStore, baseline: Engine, reference: dict[str, np.ndarray],
+    models_dir: Path,
+    blobs: LocalBlobStore,
+    baseline: Engine,
+    reference: dict[str, np.ndarray],
     counting_compiler: dict[str, int],
-) -> None:  # fmt: skip
+) -> None:
     """Same pixels as uncompiled; a job with LoRAs runs the UNet eagerly (module docstring:
     adapters would recompile per combination), a job without them on the same model is compiled
     again; seamless padding, changed on the shared convs for one job, is honoured (dynamo's

@@ -17,13 +17,13 @@ from storage.blobs import LocalBlobStore
 from storage.db import Database
 from storage.queue import LeaseLost, OutputRecord
 from storage.tables import Base, Delivery, JobStatus, utcnow
-from tests import postgres_cluster
+from tests.support import postgres_cluster
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def db(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
     """The same tests on both backends: a real SQLite file, and a fresh database on a throwaway
-    PostgreSQL cluster (tests.postgres_cluster)."""
+    PostgreSQL cluster (tests.support.postgres_cluster)."""
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'q.db'}"
     else:
@@ -34,14 +34,21 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no
     await database.close()
 
 
-async def add_job(
-    db: Database, user: str = "alice", model: str = "tiny", priority: int = 0, key: str = "k", n: int = 1
-) -> int:
+async def add_job(db: Database, user: str = "alice", model: str = "tiny", priority: int = 0, key: str = "k", n: int = 1) -> int:
     async with db.transaction() as s:
         u = await users.get_or_create(s, "console", user)
         job = await queue.enqueue(
-            s, user_id=u.id, platform="console", chat_id="c", source_message_id="u1", kind="txt2img",
-            model=model, batch_key=key, params={"prompt": "x", "n": n}, max_attempts=2, priority=priority,
+            s,
+            user_id=u.id,
+            platform="console",
+            chat_id="c",
+            source_message_id="u1",
+            kind="txt2img",
+            model=model,
+            batch_key=key,
+            params={"prompt": "x", "n": n},
+            max_attempts=2,
+            priority=priority,
         )
         return job.id
 

@@ -118,7 +118,7 @@ def test_an_admin_file_loads(tmp_path: Path) -> None:
         ('[styles.noir]\nprompt = "a {prompt', r"not valid TOML"),
         ('[styles.noir]\nnegative = "color"\n', r"style `noir`: no `prompt`"),
         ('[styles.noir]\nprompt = "x"\nnegativ = "color"\n', r"style `noir`: unknown key\(s\) \['negativ'\]"),
-        ('[styles.noir]\nprompt = 3\n', r"style `noir`: `prompt` must be a string"),
+        ("[styles.noir]\nprompt = 3\n", r"style `noir`: `prompt` must be a string"),
         ('[styles.noir]\nprompt = "  "\n', r"style `noir`: `prompt` is empty"),
         ('[styles.noir]\nprompt = "{prompt}, {prompt}"\n', r"style `noir`: `\{prompt\}` appears more than once"),
         ('[styles."Film Noir"]\nprompt = "{prompt}"\n', r"style `Film Noir`: A style name is lowercase"),

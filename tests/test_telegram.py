@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import logging
 import os
 from pathlib import Path
@@ -21,9 +22,9 @@ from bot.telegram import TelegramChat
 from config import Settings
 from tests.conftest import bot_env
 from tests.fakes.telegram import ADA, BOB, GROUP, TOKEN, FakeTelegram
-from tests.running_chat import recorded, running_chat
-from tests.serve_process import ServeProcess
-from tests.labels import EDIT_LABELS
+from tests.support.labels import EDIT_LABELS
+from tests.support.running_chat import recorded, running_chat
+from tests.support.serve_process import ServeProcess
 
 
 @pytest.fixture
@@ -44,10 +45,9 @@ def is_photo_reply(message: dict):  # type: ignore[no-untyped-def,type-arg]
 
 
 def is_text_reply(message: dict, containing: str = ""):  # type: ignore[no-untyped-def,type-arg]
-    return (
-        lambda m: m.kind == "text" and m.chat_id == message["chat"]["id"] and m.reply_to == message["message_id"]
-        and containing in m.text
-    )  # fmt: skip
+    return lambda m: (
+        m.kind == "text" and m.chat_id == message["chat"]["id"] and m.reply_to == message["message_id"] and containing in m.text
+    )
 
 
 # --- the whole bot as a user starts it ---------------------------------------------------------------
@@ -55,19 +55,54 @@ def is_text_reply(message: dict, containing: str = ""):  # type: ignore[no-untyp
 
 def test_serve_answers_in_telegram_and_buttons_survive_a_restart(tmp_path: Path, models_dir: Path, server: FakeTelegram) -> None:
     env = bot_env(
-        tmp_path / "data", models_dir, SDBOT_TELEGRAM_TOKEN=TOKEN, SDBOT_TELEGRAM_BASE_URL=server.base_url,
+        tmp_path / "data",
+        models_dir,
+        SDBOT_TELEGRAM_TOKEN=TOKEN,
+        SDBOT_TELEGRAM_BASE_URL=server.base_url,
         SDBOT_LOG_LEVEL="DEBUG",  # the file URL is derived from the base URL
-    )  # fmt: skip
+    )
     log_path = tmp_path / "bot.log"
     bot = ServeProcess(env, log_path)
     try:
         server.wait_until(lambda: server.commands and "getUpdates" in server.calls, 120)
         assert [c["command"] for c in server.commands] == [
-            "imagine", "help", "upscale", "vary", "zoom", "pan", "inpaint", "facefix", "control", "edit", "animate", "video2video", "deforum", "frames",
-            "describe", "enhance", "styles",
-            "style", "wildcard", "lora", "loras", "embedding", "embeddings", "train", "models", "model", "settings", "queue", "cancel",
-            "history", "info", "me", "place", "link", "unlink", "admin",
-        ]  # fmt: skip
+            "imagine",
+            "help",
+            "upscale",
+            "vary",
+            "zoom",
+            "pan",
+            "inpaint",
+            "facefix",
+            "control",
+            "edit",
+            "animate",
+            "video2video",
+            "deforum",
+            "frames",
+            "describe",
+            "enhance",
+            "styles",
+            "style",
+            "wildcard",
+            "lora",
+            "loras",
+            "embedding",
+            "embeddings",
+            "train",
+            "models",
+            "model",
+            "settings",
+            "queue",
+            "cancel",
+            "history",
+            "info",
+            "me",
+            "place",
+            "link",
+            "unlink",
+            "admin",
+        ]
 
         # Flood control on the result: PTB's limiter repeats twice, then our delivery loop waits and sends again.
         server.fail("sendPhoto", times=3, retry_after=1)
@@ -121,17 +156,17 @@ def test_serve_answers_in_telegram_and_buttons_survive_a_restart(tmp_path: Path,
 def tg_settings(settings: Settings, server: FakeTelegram) -> Settings:
     return settings.model_copy(
         update={
-            "telegram_token": SecretStr(TOKEN), "telegram_base_url": server.base_url,
-            "default_steps": 2, "telegram_group_edit_seconds": 0.5,  # file URL: derived from the base URL
+            "telegram_token": SecretStr(TOKEN),
+            "telegram_base_url": server.base_url,
+            "default_steps": 2,
+            "telegram_group_edit_seconds": 0.5,  # file URL: derived from the base URL
         }
-    )  # fmt: skip
+    )
 
 
 def telegram_bot(settings: Settings, server: FakeTelegram, *, draw: bool = True):  # type: ignore[no-untyped-def]
     """The adapter in this process, once it takes updates (polling or webhook)."""
-    return running_chat(
-        settings, TelegramChat, draw=draw, ready=lambda chat: bool({"getUpdates", "setWebhook"} & set(server.calls))
-    )
+    return running_chat(settings, TelegramChat, draw=draw, ready=lambda chat: bool({"getUpdates", "setWebhook"} & set(server.calls)))
 
 
 async def test_originals_batches_and_remixes(tg_settings: Settings, server: FakeTelegram) -> None:
@@ -215,7 +250,7 @@ async def test_status_edits_keep_the_group_pace(tg_settings: Settings, server: F
         await server.await_for(is_photo_reply(asked), 120)
         await server.await_until(lambda: status.deleted)
         assert any("step" in edit for edit in status.edits), status.edits
-        gaps = [b - a for a, b in zip(status.edit_times, status.edit_times[1:])]
+        gaps = [b - a for a, b in itertools.pairwise(status.edit_times)]
         assert all(gap >= 0.95 for gap in gaps), gaps
 
 
@@ -254,15 +289,21 @@ async def test_webhook_mode(tg_settings: Settings, server: FakeTelegram, unused_
     import httpx
 
     url = f"https://bot.example.org/hook/{unused_tcp_port}"
-    settings = tg_settings.model_copy(update={
-        "telegram_webhook_url": url, "telegram_webhook_listen": "127.0.0.1", "telegram_webhook_port": unused_tcp_port,
-        "telegram_webhook_secret": SecretStr("s3cret"),
-    })  # fmt: skip
+    settings = tg_settings.model_copy(
+        update={
+            "telegram_webhook_url": url,
+            "telegram_webhook_listen": "127.0.0.1",
+            "telegram_webhook_port": unused_tcp_port,
+            "telegram_webhook_secret": SecretStr("s3cret"),
+        }
+    )
     async with telegram_bot(settings, server, draw=False):
         await server.await_until(lambda: server.webhook is not None)
         assert server.webhook["url"] == url and server.webhook["secret_token"] == "s3cret"
-        update = {"update_id": 1, "message": {"message_id": 7, "date": 0, "chat": {"id": ADA["id"], "type": "private"},
-                                              "from": ADA, "text": "/help"}}  # fmt: skip
+        update = {
+            "update_id": 1,
+            "message": {"message_id": 7, "date": 0, "chat": {"id": ADA["id"], "type": "private"}, "from": ADA, "text": "/help"},
+        }
         endpoint = f"http://127.0.0.1:{unused_tcp_port}/hook/{unused_tcp_port}"
         async with httpx.AsyncClient() as client:
             refused = await client.post(endpoint, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"})

@@ -24,9 +24,9 @@ from tests.fakes import discord as fake_discord
 from tests.fakes import telegram as fake_telegram
 from tests.fakes.discord import FakeDiscord, Interaction
 from tests.fakes.telegram import FakeTelegram
-from tests.running_chat import recorded, running_chat
+from tests.support.running_chat import recorded, running_chat
+from tests.support.train_pictures import picture_bytes
 from tests.test_adapters import bare
-from tests.train_pictures import picture_bytes
 
 OPTIONS = "--steps 20 --seed 3 --rank 4 --lr 1e-3 --sample-every 10"
 PROMPT = "a red fox in the snow --seed 11 --steps 4 --cfg 7 --sampler euler --size 64x64"
@@ -56,10 +56,14 @@ async def test_train_a_lora_from_a_telegram_album_and_draw_with_it(
     settings: Settings, tg_server: FakeTelegram, models_dir: Path, tmp_path: Path
 ) -> None:
     server = tg_server
-    settings = settings.model_copy(update={
-        "telegram_token": SecretStr(fake_telegram.TOKEN), "telegram_base_url": server.base_url,
-        "telegram_album_seconds": 0.5, "default_steps": 4,  # the samples' steps
-    })  # fmt: skip
+    settings = settings.model_copy(
+        update={
+            "telegram_token": SecretStr(fake_telegram.TOKEN),
+            "telegram_base_url": server.base_url,
+            "telegram_album_seconds": 0.5,
+            "default_steps": 4,  # the samples' steps
+        }
+    )
     async with running_chat(settings, TelegramChat, ready=lambda chat: "getUpdates" in server.calls):
         pictures = picture_bytes()
         album = await asyncio.to_thread(
@@ -113,10 +117,15 @@ async def test_train_a_lora_with_discords_slash_command_and_draw_with_it(
     settings: Settings, dc_server: FakeDiscord, models_dir: Path, tmp_path: Path
 ) -> None:
     server = dc_server
-    settings = settings.model_copy(update={
-        "discord_token": SecretStr(fake_discord.TOKEN), "discord_api_base": server.api_base,
-        "discord_gateway_url": server.gateway_url, "default_steps": 4, "discord_status_edit_seconds": 0.5,
-    })  # fmt: skip
+    settings = settings.model_copy(
+        update={
+            "discord_token": SecretStr(fake_discord.TOKEN),
+            "discord_api_base": server.api_base,
+            "discord_gateway_url": server.gateway_url,
+            "default_steps": 4,
+            "discord_status_edit_seconds": 0.5,
+        }
+    )
     async with running_chat(settings, DiscordChat, ready=lambda chat: chat.client.is_ready()):
         pictures = {f"image{i + 1}": (f"fox{i}.png", data, "image/png") for i, data in enumerate(picture_bytes())}
         asked = server.slash("train", {"method": "lora", "name": "foxy", "options": OPTIONS}, attachments=pictures)

@@ -10,9 +10,9 @@ import numpy as np
 from PIL import Image
 
 from tests.conftest import bot_env
-from tests.console_process import ConsoleProcess
+from tests.support.console_process import ConsoleProcess
+from tests.support.train_pictures import picture_files
 from tests.test_adapters import bare
-from tests.train_pictures import picture_files
 
 PROMPT = "a red fox in the snow --seed 11 --steps 4 --cfg 7 --sampler euler --size 64x64"
 

@@ -12,8 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from tests.conftest import bot_env
-from tests.console_process import ConsoleProcess
-from tests.train_pictures import picture_files
+from tests.support.console_process import ConsoleProcess
+from tests.support.train_pictures import picture_files
 
 TRAIN = "/train lora foxy --steps 40 --seed 3 --rank 4 --lr 1e-3 --sample-every 0"
 

@@ -18,8 +18,7 @@ from commands.errors import UserError
 from commands.training_data import DatasetLimits, read_dataset
 from commands.types import Attachment
 
-LIMITS = DatasetLimits(min_images=3, max_images=40, max_file_bytes=2_000_000, max_zip_bytes=1_000_000,
-                       max_pixels=10_000_000)
+LIMITS = DatasetLimits(min_images=3, max_images=40, max_file_bytes=2_000_000, max_zip_bytes=1_000_000, max_pixels=10_000_000)
 
 
 def picture(shade: int, size: tuple[int, int] = (32, 24), fmt: str = "PNG", mode: str = "RGB") -> bytes:
@@ -173,8 +172,7 @@ def test_too_few_pictures_counts_after_duplicates():
 
 
 def test_too_many_pictures():
-    limits = DatasetLimits(min_images=1, max_images=4, max_file_bytes=2_000_000, max_zip_bytes=1_000_000,
-                           max_pixels=10_000_000)
+    limits = DatasetLimits(min_images=1, max_images=4, max_file_bytes=2_000_000, max_zip_bytes=1_000_000, max_pixels=10_000_000)
     assert len(read_dataset([Attachment(f"{i}.png", picture(i)) for i in range(4)], limits).images) == 4
     message = refusal([Attachment(f"{i}.png", picture(i)) for i in range(5)], limits)
     assert "more than 4 different pictures" in message and "limit is 4" in message
@@ -221,9 +219,7 @@ def test_caption_rules():
     assert read_dataset([*pictures, Attachment("a.txt", exact)], LIMITS).images[0].caption == exact.decode()
 
 
-@pytest.mark.parametrize(
-    "member", ["../evil.png", "set/../../evil.png", "..\\evil.png", "/etc/evil.png", "C:/evil.png", "C:\\evil.png"]
-)
+@pytest.mark.parametrize("member", ["../evil.png", "set/../../evil.png", "..\\evil.png", "/etc/evil.png", "C:/evil.png", "C:\\evil.png"])
 def test_zip_paths_outside_the_zip_are_refused(member):
     # zipfile's writer would clean some of these names, so write the hostile name byte for byte.
     message = refusal([Attachment("pics.zip", _zip_with_raw_name(member, picture(2)))])
@@ -235,8 +231,9 @@ def _zip_with_raw_name(member: str, payload: bytes) -> bytes:
     name = member.encode()
     crc = zlib.crc32(payload)
     local = struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 0, 0, 0, crc, len(payload), len(payload), len(name), 0)
-    central = struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, crc, len(payload), len(payload),
-                          len(name), 0, 0, 0, 0, 0, 0)
+    central = struct.pack(
+        "<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, crc, len(payload), len(payload), len(name), 0, 0, 0, 0, 0, 0
+    )
     body = local + name + payload
     directory = central + name
     end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 1, 1, len(directory), len(body), 0)
@@ -293,9 +290,9 @@ def test_lying_header_is_not_trusted():
     # and the CRC no longer matches, so the member is refused as damaged and never fully inflated.
     data = bytearray(make_zip({"zeros.png": b"\0" * 5_000_000}))
     central = data.index(b"PK\x01\x02")
-    data[central + 24:central + 28] = struct.pack("<I", 100)  # uncompressed size in the central directory
+    data[central + 24 : central + 28] = struct.pack("<I", 100)  # uncompressed size in the central directory
     local = data.index(b"PK\x03\x04")
-    data[local + 22:local + 26] = struct.pack("<I", 100)
+    data[local + 22 : local + 26] = struct.pack("<I", 100)
     message = refusal([Attachment("liar.zip", bytes(data))])
     assert "I can't unpack `zeros.png` in `liar.zip`" in message
 

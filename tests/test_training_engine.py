@@ -12,8 +12,8 @@ from safetensors.torch import load
 from generation.engine import Engine
 from generation.training import export, trainer
 from generation.training.spec import TrainImage, TrainingSpec
+from tests.support.train_pictures import picture_bytes
 from tests.test_adapters import asset, draw, xl_engine  # noqa: F401 - xl_engine is a fixture
-from tests.train_pictures import picture_bytes
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -22,15 +22,32 @@ def _threads(one_torch_thread):  # type: ignore[no-untyped-def]
 
 
 def train_xl(engine: Engine, method: str) -> bytes:
-    images = tuple(TrainImage(blob=engine.blobs.put(data, "png"), width=64, height=64, filename=f"{i}.png")
-                   for i, data in enumerate(picture_bytes(3)))  # fmt: skip
-    spec = TrainingSpec(method=method, name="foxy", model="xl", images=images, trigger="foxy", steps=4, rank=4, alpha=4,
-                        lr=1e-2, resolution=64, seed=3, text_encoder=True, sample_every=0, sample_prompt="foxy",
-                        sample_steps=2, checkpoint_every=100)  # fmt: skip
+    images = tuple(
+        TrainImage(blob=engine.blobs.put(data, "png"), width=64, height=64, filename=f"{i}.png") for i, data in enumerate(picture_bytes(3))
+    )
+    spec = TrainingSpec(
+        method=method,
+        name="foxy",
+        model="xl",
+        images=images,
+        trigger="foxy",
+        steps=4,
+        rank=4,
+        alpha=4,
+        lr=1e-2,
+        resolution=64,
+        seed=3,
+        text_encoder=True,
+        sample_every=0,
+        sample_prompt="foxy",
+        sample_steps=2,
+        checkpoint_every=100,
+    )
 
     def to_file(learned: trainer.Learned) -> bytes:
-        metadata = export.training_metadata(spec, architecture="sdxl", captions=learned.captions,
-                                            steps_done=learned.steps_done, loss=learned.loss, base_model_name="xl")  # fmt: skip
+        metadata = export.training_metadata(
+            spec, architecture="sdxl", captions=learned.captions, steps_done=learned.steps_done, loss=learned.loss, base_model_name="xl"
+        )
         return export.adapter_file(learned.components, trainer.ADAPTER, method, metadata, sdxl=True)  # type: ignore[arg-type]
 
     data, learned = trainer.train(engine, spec, trainer.Hooks(), captions=["foxy"] * 3, export=to_file)

@@ -29,8 +29,8 @@ from generation.spec import AssetRef
 from generation.training.export import adapter_file, embedding_file, tag_frequency, training_metadata
 from generation.training.spec import FILE_FORMAT, TrainImage, TrainingSpec
 from storage.blobs import LocalBlobStore
+from tests.support.tiny_xl import build_tiny_xl
 from tests.test_adapters import differ, draw
-from tests.tiny_xl import build_tiny_xl
 
 UNET_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]  # the trainer's targets
 TE_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
@@ -65,8 +65,9 @@ def fresh_pipe(folder: Path, xl: bool = False):  # type: ignore[no-untyped-def]
 
 def picture(pipe, prompt: str = PROMPT) -> np.ndarray:  # type: ignore[no-untyped-def]
     """Bare diffusers with what tests.test_adapters.draw asks of the engine."""
-    image = pipe(prompt, num_inference_steps=4, guidance_scale=7.0, height=64, width=64,
-                 generator=torch.Generator("cpu").manual_seed(11)).images[0]  # fmt: skip
+    image = pipe(
+        prompt, num_inference_steps=4, guidance_scale=7.0, height=64, width=64, generator=torch.Generator("cpu").manual_seed(11)
+    ).images[0]
     return np.asarray(image).astype(int)
 
 
@@ -88,8 +89,9 @@ def inject(pipe, method: str, rank: int, alpha: float, seed: int, **options: Any
     for name, model in encoders(pipe).items():
         targets = UNET_TARGETS if name == "unet" else TE_TARGETS
         if method == "lora":
-            model.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=targets,
-                                         **options), adapter_name=ADAPTER)  # fmt: skip
+            model.add_adapter(
+                LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=targets, **options), adapter_name=ADAPTER
+            )
         else:
             config = (LoHaConfig if method == "loha" else LoKrConfig)(r=rank, alpha=alpha, target_modules=targets, **options)
             inject_adapter_in_model(config, model, adapter_name=ADAPTER)
@@ -114,10 +116,20 @@ def stored(engine: Engine, data: bytes, name: str, fmt: str, weight: float = 1.0
 
 def make_spec(method: str = "lora", **changes: Any) -> TrainingSpec:
     base: dict[str, Any] = dict(
-        method=method, name="my-fox", model="tiny", trigger="zxfox", steps=30, rank=4, alpha=2.0, lr=1e-4,
-        resolution=64, batch=2, seed=5, text_encoder=True,
+        method=method,
+        name="my-fox",
+        model="tiny",
+        trigger="zxfox",
+        steps=30,
+        rank=4,
+        alpha=2.0,
+        lr=1e-4,
+        resolution=64,
+        batch=2,
+        seed=5,
+        text_encoder=True,
         images=tuple(TrainImage(blob=f"b{i}.png", width=64, height=64, filename=f"{i}.png") for i in range(3)),
-    )  # fmt: skip
+    )
     if method == "embedding":
         base |= dict(rank=0, alpha=0, vectors=3, init_word="fox", text_encoder=False, lr=5e-3)
     if method == "dreambooth":
@@ -169,8 +181,9 @@ def test_a_trained_adapter_exports_to_a_file_that_draws_the_same_picture(
     assert differ(trained, plain) > 10  # the adapter changes the picture
 
     spec = make_spec(method, rank=rank, alpha=alpha)
-    meta = training_metadata(spec, architecture=model_architecture(pipe), captions=CAPTIONS, steps_done=30, loss=0.125,
-                             base_model_name="tiny")  # fmt: skip
+    meta = training_metadata(
+        spec, architecture=model_architecture(pipe), captions=CAPTIONS, steps_done=30, loss=0.125, base_model_name="tiny"
+    )
     started = time.perf_counter()
     data = adapter_file(encoders(pipe), ADAPTER, method, meta, sdxl=False)  # type: ignore[arg-type]
     assert time.perf_counter() - started < 5
@@ -266,8 +279,9 @@ def test_an_sdxl_adapter_exports_with_kohya_sdxl_names(method: str, xl_folder: P
     trained = picture(pipe)
     assert differ(trained, plain) > 10
     spec = make_spec(method, model="xl")
-    meta = training_metadata(spec, architecture=model_architecture(pipe), captions=CAPTIONS, steps_done=30, loss=None,
-                             base_model_name="tiny-xl")  # fmt: skip
+    meta = training_metadata(
+        spec, architecture=model_architecture(pipe), captions=CAPTIONS, steps_done=30, loss=None, base_model_name="tiny-xl"
+    )
     assert meta["ss_base_model_version"] == "sdxl_base_v1-0"
     assert meta["modelspec.architecture"] == "stable-diffusion-xl-v1-base/lora"
     data = adapter_file(encoders(pipe), ADAPTER, method, meta, sdxl=True)  # type: ignore[arg-type]
@@ -359,8 +373,15 @@ def test_an_sdxl_embedding_is_kohyas_clip_l_and_clip_g(xl_engine: Engine) -> Non
 
 def test_training_metadata_is_kohyas() -> None:
     spec = make_spec("lokr", rank=8, alpha=4.0)
-    meta = training_metadata(spec, architecture="sd1", captions=CAPTIONS, steps_done=12, loss=0.0831,
-                             base_model_name="v1-5-pruned-emaonly.safetensors", started_at=1_700_000_000.0)  # fmt: skip
+    meta = training_metadata(
+        spec,
+        architecture="sd1",
+        captions=CAPTIONS,
+        steps_done=12,
+        loss=0.0831,
+        base_model_name="v1-5-pruned-emaonly.safetensors",
+        started_at=1_700_000_000.0,
+    )
     assert all(isinstance(v, str) for v in meta.values())
     assert meta["ss_network_module"] == "lycoris.kohya" and json.loads(meta["ss_network_args"]) == {"algo": "lokr"}
     assert (meta["ss_network_dim"], meta["ss_network_alpha"]) == ("8", "4.0")
@@ -380,24 +401,28 @@ def test_training_metadata_is_kohyas() -> None:
     # the same run keeps its session id (kohya: which run a file came from); another run has another
     again = training_metadata(spec, architecture="sd1", captions=CAPTIONS, steps_done=30, loss=None, base_model_name="x")
     assert again["ss_session_id"] == meta["ss_session_id"] and "sdbot.loss" not in again
-    assert training_metadata(make_spec("lokr", seed=6), architecture="sd1", captions=[], steps_done=1, loss=None,
-                             base_model_name="x")["ss_session_id"] != meta["ss_session_id"]  # fmt: skip
+    assert (
+        training_metadata(make_spec("lokr", seed=6), architecture="sd1", captions=[], steps_done=1, loss=None, base_model_name="x")[
+            "ss_session_id"
+        ]
+        != meta["ss_session_id"]
+    )
     # each architecture's names, as kohya writes them, and as our claim check reads them
-    for architecture, version, spec_id in (("sd1", "sd_v1", "stable-diffusion-v1"), ("sd2", "sd_v2", "stable-diffusion-v2-512"),
-                                           ("sdxl", "sdxl_base_v1-0", "stable-diffusion-xl-v1-base")):  # fmt: skip
-        written = training_metadata(make_spec(), architecture=architecture, captions=CAPTIONS, steps_done=1, loss=None,
-                                    base_model_name="x")  # fmt: skip
+    for architecture, version, spec_id in (
+        ("sd1", "sd_v1", "stable-diffusion-v1"),
+        ("sd2", "sd_v2", "stable-diffusion-v2-512"),
+        ("sdxl", "sdxl_base_v1-0", "stable-diffusion-xl-v1-base"),
+    ):
+        written = training_metadata(make_spec(), architecture=architecture, captions=CAPTIONS, steps_done=1, loss=None, base_model_name="x")
         assert written["ss_base_model_version"] == version and written["modelspec.architecture"] == f"{spec_id}/lora"
         assert written["ss_network_module"] == "networks.lora" and "ss_network_args" not in written
         assert written["ss_v2"] == str(architecture == "sd2")
         claim = metadata_claim(written)
         assert claim is not None and claim.architecture == architecture
-    v = training_metadata(make_spec(), architecture="sd2", captions=[], steps_done=1, loss=None, base_model_name="x",
-                          v_prediction=True)  # fmt: skip
+    v = training_metadata(make_spec(), architecture="sd2", captions=[], steps_done=1, loss=None, base_model_name="x", v_prediction=True)
     assert v["ss_base_model_version"] == "sd_v2_v" and v["modelspec.architecture"] == "stable-diffusion-v2-768-v/lora"
     assert v["modelspec.prediction_type"] == "v"
-    dreambooth = training_metadata(make_spec("dreambooth"), architecture="sd1", captions=[], steps_done=1, loss=None,
-                                   base_model_name="x")  # fmt: skip
+    dreambooth = training_metadata(make_spec("dreambooth"), architecture="sd1", captions=[], steps_done=1, loss=None, base_model_name="x")
     assert dreambooth["ss_network_module"] == "networks.lora" and dreambooth["ss_num_reg_images"] == "4"
     assert dreambooth["ss_prior_loss_weight"] == "1.0"
     with pytest.raises(ValueError, match="architecture"):

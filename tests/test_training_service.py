@@ -18,9 +18,9 @@ from commands.types import Attachment
 from generation.parameters import parse_infotext
 from generation.training.run import TrainingTask
 from storage.tables import ClassImageSet, Job, utcnow
+from tests.support.train_pictures import picture_bytes
 from tests.test_assets_service import blobs_of
 from tests.test_service import Bot, make_bot, pixels
-from tests.train_pictures import picture_bytes
 
 PROMPT = "a red fox in the snow --seed 11 --steps 2 --size 64x64"
 QUICK = "--steps 6 --seed 3 --rank 4 --lr 1e-3 --sample-every 3"
@@ -46,8 +46,7 @@ async def jobs_in(bot: Bot) -> int:
 
 @pytest.fixture
 async def small_bot(settings):  # type: ignore[no-untyped-def]
-    made = await make_bot(settings.model_copy(update={"train_max_images": 5, "train_max_zip_bytes": 1_000_000,
-                                                      "train_daily_steps": 20}))  # fmt: skip
+    made = await make_bot(settings.model_copy(update={"train_max_images": 5, "train_max_zip_bytes": 1_000_000, "train_daily_steps": 20}))
     yield made
     made.worker.executor.shutdown()
     await made.core.db.close()
@@ -61,9 +60,12 @@ async def test_bad_datasets_are_refused_and_nothing_is_queued_or_stored(small_bo
         "a text file posing as a picture": ((Attachment("cat.png", b"not a picture at all"), *pictures(3)), "cat.png"),
         "a zip with ../ names": ((zipped({"../evil.png": good[0], "a.png": good[1], "b.png": good[2]}),), "outside"),
         "a zip bomb": ((zipped({"a.png": good[0], "zeros.png": b"\0" * 5_000_000}),), "unpacks to"),
-        "too many pictures": (pictures(4) + tuple(Attachment(f"more{i}.png", d) for i, d in enumerate(picture_bytes(4, seed=9))), "the limit is 5"),
+        "too many pictures": (
+            pictures(4) + tuple(Attachment(f"more{i}.png", d) for i, d in enumerate(picture_bytes(4, seed=9))),
+            "the limit is 5",
+        ),
         "too few pictures": (pictures(2), "at least 3"),
-    }  # fmt: skip
+    }
     before = blobs_of(bot)
     for what, (attachments, words) in bad.items():
         [(_, reply)] = await bot.send(f"/train lora foxy {QUICK}", attachments=attachments)
@@ -95,11 +97,14 @@ async def test_one_run_at_a_time_and_the_daily_step_budget(small_bot: Bot) -> No
     assert "Training steps, last 24 h: 6 of 20 — the oldest run's steps come back at" in me.text
 
 
-@pytest.mark.parametrize(("method", "listing", "use"), [
-    ("loha", "/loras", "<lora:{name}:1> a red fox in the snow"),
-    ("lokr", "/loras", "<lora:{name}:1> a red fox in the snow"),
-    ("embedding", "/embeddings", "a red fox in the snow, {name}"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("method", "listing", "use"),
+    [
+        ("loha", "/loras", "<lora:{name}:1> a red fox in the snow"),
+        ("lokr", "/loras", "<lora:{name}:1> a red fox in the snow"),
+        ("embedding", "/embeddings", "a red fox in the snow, {name}"),
+    ],
+)
 async def test_each_method_makes_an_asset_that_changes_the_picture(bot: Bot, method: str, listing: str, use: str) -> None:
     name = f"my{method}"
     options = QUICK_EMBEDDING if method == "embedding" else QUICK
@@ -113,7 +118,9 @@ async def test_each_method_makes_an_asset_that_changes_the_picture(bot: Bot, met
     [(_, listed)] = await bot.send(listing)
     assert f"• {name} —" in listed.text
     await bot.send(f"/imagine {use.format(name=name)} {PROMPT.replace('a red fox in the snow ', '')}")
-    await bot.send(f"/imagine a red fox in the snow{', ' + 'fox' if method == 'embedding' else ''} {PROMPT.replace('a red fox in the snow ', '')}")
+    await bot.send(
+        f"/imagine a red fox in the snow{', ' + 'fox' if method == 'embedding' else ''} {PROMPT.replace('a red fox in the snow ', '')}"
+    )
     [(_, with_it), (_, without)] = [(m, item) for m, item in await bot.finish()]
     assert np.abs(pixels(with_it.reply) - pixels(without.reply)).max() > 2
 
@@ -140,8 +147,7 @@ async def test_dreambooth_draws_its_class_pictures_once(bot: Bot, monkeypatch: p
 
 async def test_preview_shows_the_captions_and_trains_nothing(bot: Bot) -> None:
     data = picture_bytes(3)
-    archive = zipped({"a/fox0.png": data[0], "a/fox0.txt": "foxy, a fox   in the snow\n", "a/fox1.png": data[1],
-                      "a/fox2.png": data[2]})  # fmt: skip
+    archive = zipped({"a/fox0.png": data[0], "a/fox0.txt": "foxy, a fox   in the snow\n", "a/fox1.png": data[1], "a/fox2.png": data[2]})
     [(_, queued)] = await bot.send(f"/train preview lora foxy --captions none {QUICK}", attachments=(archive,))
     assert queued.kind == "status" and "captions for `foxy`" in queued.text
     [(preview_id, item)] = await bot.finish()
@@ -183,8 +189,11 @@ async def test_train_status_shows_each_runs_step_checkpoint_and_loss_and_preview
     await bot.finish()
     [(_, done)] = await bot.send("/train status")
     runs, _, previews = done.text.partition("Caption previews")
-    found = re.search(rf"• #{queued.job_id} succeeded: LoRA `foxy` · step 6/6 · last checkpoint at step 4 · loss (\d+\.\d{{4}}) at step 6$",
-                      runs, re.MULTILINE)  # fmt: skip
+    found = re.search(
+        rf"• #{queued.job_id} succeeded: LoRA `foxy` · step 6/6 · last checkpoint at step 4 · loss (\d+\.\d{{4}}) at step 6$",
+        runs,
+        re.MULTILINE,
+    )
     assert found, done.text
     async with bot.core.db.transaction() as session:  # the loss shown is the run's last, as its result keeps it
         job = await session.get(Job, queued.job_id)
@@ -201,7 +210,14 @@ async def test_samples_carry_their_run_step_and_settings(bot: Bot) -> None:
         read = parse_infotext(parameters)
         assert read["Prompt"] == "foxy" and read["Training"] == "LoRA foxy" and read["Training step"] == f"{step}/6"
         assert (read["Job"], read["Seed"], read["Steps"], read["Sampler"], read["CFG scale"], read["Size"], read["Model"]) == (
-            str(queued.job_id), "3", "4", "Euler a", "7", "64x64", "tiny"), read  # fmt: skip
+            str(queued.job_id),
+            "3",
+            "4",
+            "Euler a",
+            "7",
+            "64x64",
+            "tiny",
+        ), read
 
 
 async def test_a_reply_to_an_earlier_run_adds_its_pictures(bot: Bot) -> None:
@@ -239,8 +255,12 @@ async def test_a_run_leaves_the_model_as_it_was(bot: Bot) -> None:
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     pipe = bot.worker.engine.models.get("tiny").txt2img
-    held = [name for module in (pipe.unet, pipe.text_encoder) for name, layer in module.named_modules()
-            if isinstance(layer, BaseTunerLayer) and layer.scaling]  # fmt: skip
+    held = [
+        name
+        for module in (pipe.unet, pipe.text_encoder)
+        for name, layer in module.named_modules()
+        if isinstance(layer, BaseTunerLayer) and layer.scaling
+    ]
     assert held == [], f"layers still holding an adapter: {held[:3]}"
 
 

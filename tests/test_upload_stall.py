@@ -110,8 +110,10 @@ async def test_a_gif_of_huge_frames_is_read_off_the_loop_in_bounded_memory(bot: 
             sent = max(sent + 0.1, time.perf_counter())
         [(_, queued)] = await upload
 
-    print(f"80x4096² GIF: /queue answered {answered_while_reading} times while it was read, the slowest in "
-          f"{max(latencies) * 1000:.0f} ms; resident memory +{memory.growth / MiB:.0f} MiB")  # pytest -s shows it
+    print(
+        f"80x4096² GIF: /queue answered {answered_while_reading} times while it was read, the slowest in "
+        f"{max(latencies) * 1000:.0f} ms; resident memory +{memory.growth / MiB:.0f} MiB"
+    )  # pytest -s shows it
     # bob is answered as ever while alice's GIF is read (before: not until it was, 13 s here, a minute with 32 frames)
     assert answered_while_reading >= 1 and max(latencies) < 1.0, latencies
     assert queued.kind == "status", queued.text

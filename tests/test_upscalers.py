@@ -45,7 +45,7 @@ from PIL import Image
 
 from generation.errors import EngineUserError, JobCancelled, ModelLoadError
 from generation.imaging.upscalers import Upscaler, load_upscaler
-from tests import sr_models
+from tests.support import sr_models
 
 # SwinIR's window code calls torch.meshgrid without `indexing` (inside spandrel, not here).
 pytestmark = pytest.mark.filterwarnings("ignore:torch.meshgrid:UserWarning")
@@ -135,9 +135,12 @@ def test_overshoot_is_lanczos_of_the_model_result(upscalers: dict[str, Upscaler]
 @pytest.mark.parametrize(
     ("name", "factor", "size"),
     [
-        ("esrgan4", 4, (57, 41)), ("esrgan2", 4, (57, 41)), ("esrgan2_unshuffle", 2, (57, 41)), ("compact4", 4, (57, 41)),
+        ("esrgan4", 4, (57, 41)),
+        ("esrgan2", 4, (57, 41)),
+        ("esrgan2_unshuffle", 2, (57, 41)),
+        ("compact4", 4, (57, 41)),
         ("swinir2", 2, (56, 40)),
-    ],  # fmt: skip
+    ],
 )
 def test_tiled_matches_untiled(name: str, factor: int, size: tuple[int, int], upscalers: dict[str, Upscaler]) -> None:
     upscaler = upscalers[name]

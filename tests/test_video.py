@@ -226,8 +226,7 @@ def test_a_video_error_is_a_user_error() -> None:
 # --- fitting a clip to a chat's limit ------------------------------------------------------------
 
 
-def stored_clip(tmp_path: Path, pictures: list[Image.Image], *, fps: int = 8, loop: bool = False,
-                gif: bool = True) -> VideoFile:  # fmt: skip
+def stored_clip(tmp_path: Path, pictures: list[Image.Image], *, fps: int = 8, loop: bool = False, gif: bool = True) -> VideoFile:
     paths = []
     for i, picture in enumerate(pictures):
         path = tmp_path / f"frame-{i}.png"

@@ -7,6 +7,7 @@ The real clients run against the fake servers; the clip is a real H.264 MP4 made
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -21,8 +22,8 @@ from bot.console import ConsoleChat
 from bot.console.protocol import human
 from bot.discord import DiscordChat
 from bot.telegram import TelegramChat
+from commands import registry
 from commands.render import CLIP_ACTIONS
-from commands import service as command_service
 from commands.types import ImageFile, Outgoing, Reply, Request, VideoFile
 from config import Settings
 from generation.animation import video as encoder
@@ -30,7 +31,7 @@ from tests.fakes import discord as fake_discord
 from tests.fakes import telegram as fake_telegram
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.telegram import FakeTelegram
-from tests.running_chat import running_chat
+from tests.support.running_chat import running_chat
 
 FRAMES, FPS, SIDE = 8, 8, 64
 
@@ -49,8 +50,7 @@ def clip(folder: Path) -> tuple[VideoFile, ImageFile]:
 
 
 def result(video: VideoFile, poster: ImageFile) -> Reply:
-    return Reply("a fox running — 8 frames at 8 fps", kind="result", images=(poster,), video=video,
-                 actions=CLIP_ACTIONS, job_id=1)  # fmt: skip
+    return Reply("a fox running — 8 frames at 8 fps", kind="result", images=(poster,), video=video, actions=CLIP_ACTIONS, job_id=1)
 
 
 def decoded_frames(data: bytes) -> tuple[int, float]:
@@ -71,9 +71,13 @@ def tg_server():  # type: ignore[no-untyped-def]
 
 
 def telegram_settings(settings: Settings, server: FakeTelegram, **update: object) -> Settings:
-    return settings.model_copy(update={
-        "telegram_token": SecretStr(fake_telegram.TOKEN), "telegram_base_url": server.base_url, **update,
-    })  # fmt: skip
+    return settings.model_copy(
+        update={
+            "telegram_token": SecretStr(fake_telegram.TOKEN),
+            "telegram_base_url": server.base_url,
+            **update,
+        }
+    )
 
 
 def outgoing(chat_id: str, reply: Reply) -> Outgoing:
@@ -86,8 +90,9 @@ async def test_telegram_plays_a_clip_inline_with_its_poster_and_buttons(
     server = tg_server
     video, poster = clip(tmp_path)
     chat_id = str(fake_telegram.ADA["id"])
-    async with running_chat(telegram_settings(settings, server), TelegramChat, draw=False,
-                            ready=lambda chat: "getUpdates" in server.calls) as (chat, _):  # fmt: skip
+    async with running_chat(
+        telegram_settings(settings, server), TelegramChat, draw=False, ready=lambda chat: "getUpdates" in server.calls
+    ) as (chat, _):
         message_id = await chat._deliver(outgoing(chat_id, result(video, poster)))
     [sent] = [m for m in server.sent if str(m.message_id) == message_id]
     assert sent.kind == "animation" and sent.filename == "sdbot-1.mp4"
@@ -104,9 +109,7 @@ async def test_telegram_plays_a_clip_inline_with_its_poster_and_buttons(
     assert sent.text.startswith("a fox running")
 
 
-async def test_telegram_sends_the_poster_when_no_file_of_the_clip_fits(
-    settings: Settings, tg_server: FakeTelegram, tmp_path: Path
-) -> None:
+async def test_telegram_sends_the_poster_when_no_file_of_the_clip_fits(settings: Settings, tg_server: FakeTelegram, tmp_path: Path) -> None:
     server = tg_server
     video, poster = clip(tmp_path)
     tiny_limit = telegram_settings(settings, server, telegram_max_upload_bytes=200)
@@ -123,10 +126,13 @@ async def test_telegram_sends_the_poster_when_no_file_of_the_clip_fits(
 
 
 def discord_settings(settings: Settings, server: FakeDiscord) -> Settings:
-    return settings.model_copy(update={
-        "discord_token": SecretStr(fake_discord.TOKEN), "discord_api_base": server.api_base,
-        "discord_gateway_url": server.gateway_url,
-    })  # fmt: skip
+    return settings.model_copy(
+        update={
+            "discord_token": SecretStr(fake_discord.TOKEN),
+            "discord_api_base": server.api_base,
+            "discord_gateway_url": server.gateway_url,
+        }
+    )
 
 
 @pytest.fixture
@@ -146,9 +152,11 @@ async def test_discord_attaches_the_clip_as_an_mp4_with_its_buttons(
     async def animate(ctx: object, request: Request, args: str) -> list[Reply]:  # the clip, at once
         return [result(video, poster)]
 
-    monkeypatch.setitem(command_service.COMMANDS, "animate", animate)
-    async with running_chat(discord_settings(settings, server), DiscordChat, draw=False,
-                            ready=lambda chat: chat.client.is_ready()) as (chat, _):  # fmt: skip
+    monkeypatch.setitem(registry._BY_NAME, "animate", dataclasses.replace(registry.find("animate"), handler=animate))
+    async with running_chat(discord_settings(settings, server), DiscordChat, draw=False, ready=lambda chat: chat.client.is_ready()) as (
+        chat,
+        _,
+    ):
         message_id = await chat._deliver(outgoing(fake_discord.GENERAL["id"], result(video, poster)))
         # an interaction whose attachment limit the stored MP4 is over: re-encoded (or downscaled) to fit
         server.upload_limit = len(stored) - 1
@@ -174,8 +182,7 @@ async def test_console_names_the_clips_mp4(settings: Settings, tmp_path: Path) -
     core = await run_bot.build_core(settings)
     out = io.StringIO()
     try:
-        chat = ConsoleChat(core.service, state_dir=tmp_path / "console", input_stream=io.StringIO(""),
-                           output_stream=out, poll_seconds=0.1)  # fmt: skip
+        chat = ConsoleChat(core.service, state_dir=tmp_path / "console", input_stream=io.StringIO(""), output_stream=out, poll_seconds=0.1)
         await chat._send(Outgoing(1, "console", result(video, poster), "u1", None, "console"))
     finally:
         await core.db.close()

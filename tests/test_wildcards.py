@@ -39,7 +39,7 @@ def test_the_same_seed_gives_the_same_text_and_seeds_differ() -> None:
 
 def test_picks_are_the_same_in_a_fresh_interpreter_which_loads_no_torch() -> None:
     # Another process has another hash seed: picks must not depend on hash() or on process state.
-    # And the command layer imports this module: it must not bring torch along (DESIGN.md 1).
+    # And the command layer imports this module: it must not bring torch along (docs/rules.md, "Layers").
     code = (
         "import sys; from generation.prompts.wildcards import expand;"
         "print([expand('{a|b|c|d|e|f}{1|2|3|4|5|6} __x__', s, {'x': tuple('pqrstu')}) for s in range(30)]);"
@@ -92,7 +92,10 @@ def test_a1111_syntax_passes_through() -> None:
     # A1111's alternation inside a choice is one option, and its `|` survives
     assert outcomes("{[cat|dog] on a mat|bird}") == {"[cat|dog] on a mat", "bird"}
     assert outcomes("[{red|blue}|green] (hat:{1.1|1.2})") == {
-        "[red|green] (hat:1.1)", "[red|green] (hat:1.2)", "[blue|green] (hat:1.1)", "[blue|green] (hat:1.2)"
+        "[red|green] (hat:1.1)",
+        "[red|green] (hat:1.2)",
+        "[blue|green] (hat:1.1)",
+        "[blue|green] (hat:1.2)",
     }
     # the result still means to A1111 what it meant: alternation of cat and dog
     assert [t for _, t in prompt_schedule(expand("{[cat|dog]|[cat|dog]}", 1, {}), 2)] == ["cat", "dog"]
@@ -107,8 +110,11 @@ def test_escaped_braces_stay_escaped_and_expansion_is_idempotent() -> None:
 
 
 def test_broken_braces_are_errors_that_say_where() -> None:
-    for text, words in (("a {red|blue", "`{` at character 3 has no `}`"), ("a red}", "`}` at character 6"),
-                        (r"\{a|b}", "`}` at character 6")):  # fmt: skip
+    for text, words in (
+        ("a {red|blue", "`{` at character 3 has no `}`"),
+        ("a red}", "`}` at character 6"),
+        (r"\{a|b}", "`}` at character 6"),
+    ):
         assert has_wildcards(text)  # so a caller checks it, and hears the error
         with pytest.raises(WildcardError, match=words.replace("{", r"\{").replace("}", r"\}")):
             expand(text, 0, {})

@@ -77,3 +77,22 @@ async def test_no_task_is_left_behind_after_a_job(settings: Settings) -> None:
     finally:
         bot.worker.executor.shutdown()
         await core.db.close()
+
+
+def test_worker_limits_come_from_the_settings(settings: Settings) -> None:
+    from generation.worker import WorkerLimits
+
+    s = settings.model_copy(update={"lease_seconds": 12.5, "max_batch_jobs": 3, "batch_wait_ms": 40, "train_hours": "1-5"})
+    limits = WorkerLimits.from_settings(s, models=("tiny",))
+    assert (limits.lease_seconds, limits.max_batch_jobs, limits.batch_wait_ms, limits.train_hours, limits.models) == (
+        12.5,
+        3,
+        40,
+        "1-5",
+        ("tiny",),
+    )
+    assert (limits.progress_seconds, limits.poll_seconds, limits.affinity_seconds) == (
+        s.progress_seconds,
+        s.poll_seconds,
+        s.affinity_seconds,
+    )

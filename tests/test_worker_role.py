@@ -10,8 +10,14 @@ from tests.conftest import ROOT, bot_env
 
 
 def run_worker(tmp_path: Path, models_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(ROOT / "run_bot.py"), "worker", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, env=bot_env(tmp_path / "data", models_dir))  # fmt: skip
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run_bot.py"), "worker", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=bot_env(tmp_path / "data", models_dir),
+    )
 
 
 def test_a_gpu_is_a_number(tmp_path: Path, models_dir: Path) -> None:

@@ -83,9 +83,13 @@ class ConsoleChat:
         self._recording: dict[str, asyncio.Event] = {}
         self._followups: dict[str, list[str]] = {}  # a result's message id -> its followups' ids
         self.deliveries = DeliveryLoop(
-            service, PLATFORM, self._send, poll_seconds=poll_seconds, after_delivered=self._after_delivered,
+            service,
+            PLATFORM,
+            self._send,
+            poll_seconds=poll_seconds,
+            after_delivered=self._after_delivered,
             send_followup=self._send_followup,
-        )  # fmt: skip
+        )
         self.statuses = StatusLoop(service, PLATFORM, self._edit, min_interval=lambda chat: EDIT_SECONDS, tick_seconds=EDIT_SECONDS)
 
     def wake(self) -> None:
@@ -207,10 +211,18 @@ class ConsoleChat:
     def _emit_reply(self, message_id: str, reply: Reply, *, reply_to: str | None, user: str | None) -> None:
         self._emit(
             message_event(
-                message_id, reply_to=reply_to, user=user, kind=reply.kind, text=reply.text,
-                images=reply.images, actions=reply.actions, job=reply.job_id, preview=reply.preview,
+                message_id,
+                reply_to=reply_to,
+                user=user,
+                kind=reply.kind,
+                text=reply.text,
+                images=reply.images,
+                actions=reply.actions,
+                job=reply.job_id,
+                preview=reply.preview,
                 documents=tuple(self._saved_as(message_id, document) for document in reply.documents),
-                video=reply.video, spoiler=reply.spoiler,
+                video=reply.video,
+                spoiler=reply.spoiler,
             )
         )
 

@@ -1,4 +1,4 @@
-"""The console chat's line protocol (README, "Console protocol").
+"""The console chat's line protocol (docs/console-protocol.md).
 
 Input, one JSON object per line (all fields optional):
     {"text": "/imagine a red fox", "user": "alice", "reply_to": "b3",
@@ -66,7 +66,7 @@ def parse_json_line(line: str) -> InputLine:
     except json.JSONDecodeError as error:
         raise InputError(f"that line is not valid JSON ({error.msg} at column {error.colno}).") from None
     if not isinstance(data, dict):
-        raise InputError("each line must be one JSON object, like {\"text\": \"/imagine a red fox\"}.")
+        raise InputError('each line must be one JSON object, like {"text": "/imagine a red fox"}.')
     unknown = set(data) - {"text", "user", "reply_to", "attachments", "press"}
     if unknown:
         raise InputError(f"unknown field(s) {', '.join(sorted(unknown))}; fields: text, user, reply_to, attachments, press.")
@@ -78,13 +78,13 @@ def parse_json_line(line: str) -> InputLine:
     if not isinstance(user, str) or not user.strip():
         raise InputError("`user` must be a non-empty string.")
     if reply_to is not None and not isinstance(reply_to, str):
-        raise InputError("`reply_to` must be a message id string such as \"b3\".")
+        raise InputError('`reply_to` must be a message id string such as "b3".')
     if not isinstance(attachments, list) or not all(isinstance(a, str) for a in attachments):
         raise InputError("`attachments` must be a list of file paths.")
     pressed = None
     if press is not None:
         if not isinstance(press, dict) or not isinstance(press.get("message"), str) or not isinstance(press.get("action"), str):
-            raise InputError("`press` must look like {\"message\": \"b4\", \"action\": \"U1\"}.")
+            raise InputError('`press` must look like {"message": "b4", "action": "U1"}.')
         pressed = (press["message"], press["action"])
     return InputLine(text, user.strip(), reply_to, attachments, pressed)
 
@@ -169,8 +169,7 @@ def message_event(
         event["spoiler"] = True
     if documents:  # files to keep, sent as they are
         event["documents"] = [
-            {"path": str(Path(document.path).resolve()), "filename": document.filename, "size": document.size}
-            for document in documents
+            {"path": str(Path(document.path).resolve()), "filename": document.filename, "size": document.size} for document in documents
         ]
     return event
 

@@ -74,12 +74,14 @@ class DiscordChat:
         intents.message_content = settings.discord_message_content
         self.client = SdBotClient(self, intents)
         self.deliveries = DeliveryLoop(
-            service, PLATFORM, self._deliver, poll_seconds=settings.poll_seconds, after_delivered=self._remove_status,
+            service,
+            PLATFORM,
+            self._deliver,
+            poll_seconds=settings.poll_seconds,
+            after_delivered=self._remove_status,
             send_followup=self._send_followup,
-        )  # fmt: skip
-        self.statuses = StatusLoop(
-            service, PLATFORM, self._edit_status, min_interval=lambda chat: settings.discord_status_edit_seconds
         )
+        self.statuses = StatusLoop(service, PLATFORM, self._edit_status, min_interval=lambda chat: settings.discord_status_edit_seconds)
         self._by_job: dict[int, Followups] = {}  # job id -> the interaction that asked for it
         self._by_message: dict[str, Followups] = {}  # our message id -> the interaction that sent it
         self._loops: list[asyncio.Task[None]] = []
@@ -149,9 +151,13 @@ class DiscordChat:
     # --- incoming -------------------------------------------------------------------------------
 
     async def on_command(
-        self, interaction: discord.Interaction, *, text: str | None = None, options: dict | None = None,  # type: ignore[type-arg]
+        self,
+        interaction: discord.Interaction,
+        *,
+        text: str | None = None,
+        options: dict | None = None,  # type: ignore[type-arg]
         attachments: Sequence[discord.Attachment | None] = (),
-    ) -> None:  # fmt: skip
+    ) -> None:
         """A slash command: its files (options left empty are None) go to the command layer in
         the order given, which it reads them in (the picture before its mask, image1 before image2)."""
         await interaction.response.defer(thinking=True)
@@ -215,11 +221,17 @@ class DiscordChat:
 
     def _message_request(self, message: discord.Message, **fields) -> Request:  # type: ignore[no-untyped-def]
         return Request(
-            platform=PLATFORM, user_id=str(message.author.id), chat_id=str(message.channel.id),
-            user_name=message.author.name, message_id=str(message.id), age_restricted=_age_restricted(message.channel),
-            platform_roles=_guild_roles(message.author), private=message.guild is None,
-            place_admin=_manages(getattr(message.author, "guild_permissions", None)), **fields,
-        )  # fmt: skip
+            platform=PLATFORM,
+            user_id=str(message.author.id),
+            chat_id=str(message.channel.id),
+            user_name=message.author.name,
+            message_id=str(message.id),
+            age_restricted=_age_restricted(message.channel),
+            platform_roles=_guild_roles(message.author),
+            private=message.guild is None,
+            place_admin=_manages(getattr(message.author, "guild_permissions", None)),
+            **fields,
+        )
 
     async def _answer_message(self, message: discord.Message, replies: list[Reply]) -> None:
         """Answer a person's message with replies to it (in the channel: nothing is ephemeral there)."""
@@ -237,11 +249,16 @@ class DiscordChat:
     def _request(self, interaction: discord.Interaction, **fields) -> Request:  # type: ignore[no-untyped-def]
         fields.setdefault("message_id", str(interaction.id))
         return Request(
-            platform=PLATFORM, user_id=str(interaction.user.id), chat_id=str(interaction.channel_id),
-            user_name=interaction.user.name, age_restricted=_age_restricted(interaction.channel),
-            platform_roles=_guild_roles(interaction.user), private=True,  # interaction answers can be ephemeral
-            place_admin=interaction.guild_id is not None and _manages(interaction.permissions), **fields,
-        )  # fmt: skip
+            platform=PLATFORM,
+            user_id=str(interaction.user.id),
+            chat_id=str(interaction.channel_id),
+            user_name=interaction.user.name,
+            age_restricted=_age_restricted(interaction.channel),
+            platform_roles=_guild_roles(interaction.user),
+            private=True,  # interaction answers can be ephemeral
+            place_admin=interaction.guild_id is not None and _manages(interaction.permissions),
+            **fields,
+        )
 
     def _is_ours(self, message: discord.Message) -> bool:
         return self.client.user is not None and message.author.id == self.client.user.id
@@ -360,7 +377,7 @@ class DiscordChat:
             raise Postpone(error.retry_after) from error
         except discord.DiscordServerError as error:
             raise Unreachable(str(error)) from error
-        except (OSError, asyncio.TimeoutError) as error:  # aiohttp's connection errors are OSErrors
+        except (TimeoutError, OSError) as error:  # aiohttp's connection errors are OSErrors
             raise Unreachable(str(error)) from error
         return str(sent.id)
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import discord
 from discord import app_commands
 
-from commands.help import COMMAND_MENU
+from commands import registry
 from commands.types import Action
 from config import Settings
 from generation.models.samplers import sampler_names
@@ -40,9 +40,13 @@ class Chat(Protocol):
     def model_names(self) -> list[str]: ...
 
     async def on_command(
-        self, interaction: discord.Interaction, *, text: str | None = None, options: dict | None = None,  # type: ignore[type-arg]
+        self,
+        interaction: discord.Interaction,
+        *,
+        text: str | None = None,
+        options: dict | None = None,  # type: ignore[type-arg]
         attachments: Sequence[discord.Attachment | None] = (),
-    ) -> None: ...  # fmt: skip
+    ) -> None: ...
 
     async def on_press(self, interaction: discord.Interaction, action: str) -> None: ...
 
@@ -61,7 +65,10 @@ class ActionButton(discord.ui.DynamicItem[discord.ui.Button], template=r"sdbot:(
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]  # type: ignore[type-arg]
+        cls,
+        interaction: discord.Interaction,
+        item: discord.ui.Button,
+        match: re.Match[str],  # type: ignore[type-arg]
     ) -> ActionButton:
         return cls(match["action"], item.label or "")
 
@@ -88,7 +95,11 @@ class PromptModal(discord.ui.Modal):
         self.message = message
         self.command = command
         self.prompt: discord.ui.TextInput = discord.ui.TextInput(  # type: ignore[type-arg]
-            label=label, style=discord.TextStyle.paragraph, max_length=1500, placeholder=placeholder, custom_id="prompt",
+            label=label,
+            style=discord.TextStyle.paragraph,
+            max_length=1500,
+            placeholder=placeholder,
+            custom_id="prompt",
         )
         self.add_item(self.prompt)
 
@@ -98,7 +109,7 @@ class PromptModal(discord.ui.Modal):
 
 def build_commands(settings: Settings) -> list[app_commands.Command | app_commands.ContextMenu]:  # type: ignore[type-arg]
     s = settings
-    describe = dict(COMMAND_MENU)
+    describe = dict(registry.menu())
     samplers = [app_commands.Choice(name=name, value=name) for name in sampler_names()[:MAX_CHOICES]]
 
     @app_commands.command(name="imagine", description=describe["imagine"])
@@ -124,17 +135,46 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
     )
     @app_commands.choices(sampler=samplers)
     async def imagine(
-        interaction: discord.Interaction, prompt: str, negative: str | None = None, aspect: str | None = None,
-        size: str | None = None, seed: int | None = None, steps: int | None = None, cfg: float | None = None,
-        sampler: str | None = None, n: int | None = None, model: str | None = None, strength: float | None = None,
-        image: discord.Attachment | None = None, tile: bool | None = None, vae: str | None = None,
-        style: str | None = None, regions: str | None = None, base_ratio: float | None = None, lora: str | None = None,
-    ) -> None:  # fmt: skip
+        interaction: discord.Interaction,
+        prompt: str,
+        negative: str | None = None,
+        aspect: str | None = None,
+        size: str | None = None,
+        seed: int | None = None,
+        steps: int | None = None,
+        cfg: float | None = None,
+        sampler: str | None = None,
+        n: int | None = None,
+        model: str | None = None,
+        strength: float | None = None,
+        image: discord.Attachment | None = None,
+        tile: bool | None = None,
+        vae: str | None = None,
+        style: str | None = None,
+        regions: str | None = None,
+        base_ratio: float | None = None,
+        lora: str | None = None,
+    ) -> None:
         options: dict[str, Any] = {
-            "command": "imagine", "prompt": prompt, "negative": negative, "aspect": aspect, "size": size, "seed": seed,
-            "steps": steps, "cfg": cfg, "sampler": sampler, "n": n, "model": model, "strength": strength,
-            "tile": tile, "vae": vae, "style": style, "regions": regions, "base_ratio": base_ratio, "lora": lora,
-        }  # fmt: skip
+            "command": "imagine",
+            "prompt": prompt,
+            "negative": negative,
+            "aspect": aspect,
+            "size": size,
+            "seed": seed,
+            "steps": steps,
+            "cfg": cfg,
+            "sampler": sampler,
+            "n": n,
+            "model": model,
+            "strength": strength,
+            "tile": tile,
+            "vae": vae,
+            "style": style,
+            "regions": regions,
+            "base_ratio": base_ratio,
+            "lora": lora,
+        }
         await _chat(interaction).on_command(interaction, options={k: v for k, v in options.items() if v is not None}, attachments=[image])
 
     @imagine.autocomplete("model")
@@ -178,8 +218,8 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
     @app_commands.command(name="place", description=describe["place"])
     @app_commands.describe(
         nsfw="What happens to pictures the safety classifier flags in this channel",
-        options="e.g. --threshold 0.6 --terms \"gore, blood\" --models tiny --negative lowres, or reset [name]; empty: show",
-    )  # fmt: skip
+        options='e.g. --threshold 0.6 --terms "gore, blood" --models tiny --negative lowres, or reset [name]; empty: show',
+    )
     @app_commands.choices(nsfw=[app_commands.Choice(name=a, value=a) for a in ("allow", "spoiler", "blur", "block")])
     async def place(interaction: discord.Interaction, nsfw: str | None = None, options: str = "") -> None:
         await _chat(interaction).on_command(interaction, text="/place " + (f"--nsfw {nsfw} " if nsfw else "") + options)
@@ -196,18 +236,28 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
     edit_image = "The picture to edit (or reply to one with the text command, where message content is on)"
 
     @app_commands.command(name="upscale", description=describe["upscale"])
-    @app_commands.describe(image=edit_image, factor="2 or 4", method="lanczos, esrgan, hires or latent (default: the bot's)",
-                           options="More options, e.g. --strength 0.3 --seed 7")  # fmt: skip
-    @app_commands.choices(factor=[app_commands.Choice(name=f"{f}x", value=f) for f in (2, 4)],
-                          method=[app_commands.Choice(name=m, value=m) for m in ("lanczos", "esrgan", "hires", "latent")])  # fmt: skip
-    async def upscale(interaction: discord.Interaction, image: discord.Attachment, factor: int = 2,
-                      method: str | None = None, options: str = "") -> None:  # fmt: skip
+    @app_commands.describe(
+        image=edit_image,
+        factor="2 or 4",
+        method="lanczos, esrgan, hires or latent (default: the bot's)",
+        options="More options, e.g. --strength 0.3 --seed 7",
+    )
+    @app_commands.choices(
+        factor=[app_commands.Choice(name=f"{f}x", value=f) for f in (2, 4)],
+        method=[app_commands.Choice(name=m, value=m) for m in ("lanczos", "esrgan", "hires", "latent")],
+    )
+    async def upscale(
+        interaction: discord.Interaction, image: discord.Attachment, factor: int = 2, method: str | None = None, options: str = ""
+    ) -> None:
         text = f"/upscale {factor}" + (f" --method {method}" if method else "") + f" {options}"
         await _chat(interaction).on_command(interaction, text=text, attachments=[image])
 
     @app_commands.command(name="vary", description=describe["vary"])
-    @app_commands.describe(image=edit_image, how="subtle keeps the composition; strong changes more",
-                           prompt="A new prompt (default: the picture's own), and --options")  # fmt: skip
+    @app_commands.describe(
+        image=edit_image,
+        how="subtle keeps the composition; strong changes more",
+        prompt="A new prompt (default: the picture's own), and --options",
+    )
     @app_commands.choices(how=[app_commands.Choice(name=h, value=h) for h in ("subtle", "strong")])
     async def vary(interaction: discord.Interaction, image: discord.Attachment, how: str = "strong", prompt: str = "") -> None:
         await _chat(interaction).on_command(interaction, text=f"/vary {how} {prompt}", attachments=[image])
@@ -225,11 +275,21 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
         await _chat(interaction).on_command(interaction, text=f"/pan {direction} {prompt}", attachments=[image])
 
     @app_commands.command(name="inpaint", description=describe["inpaint"])
-    @app_commands.describe(image=edit_image, prompt="What to paint in the region (and --options: --blur, --only-masked)",
-                           box="x,y,w,h in pixels or percents, e.g. 10%,0%,50%,40%", select="Words naming the region",
-                           mask="A mask image: white = repaint")  # fmt: skip
-    async def inpaint(interaction: discord.Interaction, image: discord.Attachment, prompt: str, box: str | None = None,
-                      select: str | None = None, mask: discord.Attachment | None = None) -> None:  # fmt: skip
+    @app_commands.describe(
+        image=edit_image,
+        prompt="What to paint in the region (and --options: --blur, --only-masked)",
+        box="x,y,w,h in pixels or percents, e.g. 10%,0%,50%,40%",
+        select="Words naming the region",
+        mask="A mask image: white = repaint",
+    )
+    async def inpaint(
+        interaction: discord.Interaction,
+        image: discord.Attachment,
+        prompt: str,
+        box: str | None = None,
+        select: str | None = None,
+        mask: discord.Attachment | None = None,
+    ) -> None:
         text = f"/inpaint {prompt}" + (f" --box {box}" if box else "") + (f" --select {select}" if select else "")
         await _chat(interaction).on_command(interaction, text=text, attachments=[image, mask])
 
@@ -240,50 +300,78 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
 
     @app_commands.command(name="control", description=describe["control"])
     @app_commands.describe(
-        type="What the picture's map shows", prompt="What to draw (and --options: --start, --end, --pre none, --control depth:0.5)",
-        image="The picture whose structure steers the drawing (qr: none needed)", weight="How strongly, 0-2 (default 1)",
+        type="What the picture's map shows",
+        prompt="What to draw (and --options: --start, --end, --pre none, --control depth:0.5)",
+        image="The picture whose structure steers the drawing (qr: none needed)",
+        weight="How strongly, 0-2 (default 1)",
         mode="balanced, prompt (my prompt is more important) or control (ControlNet is more important)",
         text="qr: what the code says, e.g. a URL",
-    )  # fmt: skip
-    @app_commands.choices(type=[app_commands.Choice(name=t, value=t) for t in CONTROL_TYPES],
-                          mode=[app_commands.Choice(name=m, value=m) for m in ("balanced", "prompt", "control")])  # fmt: skip
-    async def control(interaction: discord.Interaction, type: str, prompt: str, image: discord.Attachment | None = None,  # noqa: A002
-                      weight: float | None = None, mode: str | None = None, text: str | None = None) -> None:  # fmt: skip
+    )
+    @app_commands.choices(
+        type=[app_commands.Choice(name=t, value=t) for t in CONTROL_TYPES],
+        mode=[app_commands.Choice(name=m, value=m) for m in ("balanced", "prompt", "control")],
+    )
+    async def control(
+        interaction: discord.Interaction,
+        type: str,
+        prompt: str,
+        image: discord.Attachment | None = None,  # noqa: A002
+        weight: float | None = None,
+        mode: str | None = None,
+        text: str | None = None,
+    ) -> None:
         head = f"/control {type} {text or ''} " if type == "qr" else f"/control {type} "
         flags = (f" --control-weight {weight:g}" if weight is not None else "") + (f" --control-mode {mode}" if mode else "")
         await _chat(interaction).on_command(interaction, text=head + prompt + flags, attachments=[image])
 
     @app_commands.command(name="edit", description=describe["edit"])
-    @app_commands.describe(image=edit_image, instruction="What to change, e.g. make it winter (and --options)",
-                           image_cfg="How closely to keep the picture, 0-10 (default the bot's)")  # fmt: skip
-    async def edit(interaction: discord.Interaction, image: discord.Attachment, instruction: str,
-                   image_cfg: float | None = None) -> None:  # fmt: skip
+    @app_commands.describe(
+        image=edit_image,
+        instruction="What to change, e.g. make it winter (and --options)",
+        image_cfg="How closely to keep the picture, 0-10 (default the bot's)",
+    )
+    async def edit(interaction: discord.Interaction, image: discord.Attachment, instruction: str, image_cfg: float | None = None) -> None:
         text = f"/edit {instruction}" + (f" --image-cfg {image_cfg:g}" if image_cfg is not None else "")
         await _chat(interaction).on_command(interaction, text=text, attachments=[image])
 
     @app_commands.command(name="animate", description=describe["animate"])
-    @app_commands.describe(prompt="What moves (and --options: --motion, --camera zoom-in:0.8, --loop, --seed …)",
-                           frames=f"{s.min_frames}-{s.max_frames} (default {s.default_frames})",
-                           fps=f"1-{s.max_fps} (default {s.default_fps})")  # fmt: skip
+    @app_commands.describe(
+        prompt="What moves (and --options: --motion, --camera zoom-in:0.8, --loop, --seed …)",
+        frames=f"{s.min_frames}-{s.max_frames} (default {s.default_frames})",
+        fps=f"1-{s.max_fps} (default {s.default_fps})",
+    )
     async def animate(interaction: discord.Interaction, prompt: str, frames: int | None = None, fps: int | None = None) -> None:
         text = f"/animate {prompt}" + (f" --frames {frames}" if frames is not None else "") + (f" --fps {fps}" if fps is not None else "")
         await _chat(interaction).on_command(interaction, text=text)
 
     @app_commands.command(name="video2video", description=describe["video2video"])
-    @app_commands.describe(video="An MP4, WebM, MOV or GIF (or use Apps → Remix on a clip)", prompt="What to make of it (and --options)",
-                           strength=f"How much changes, 0.01-1 (default {s.video2video_strength:g})")  # fmt: skip
-    async def video2video(interaction: discord.Interaction, video: discord.Attachment, prompt: str,
-                          strength: float | None = None) -> None:  # fmt: skip
+    @app_commands.describe(
+        video="An MP4, WebM, MOV or GIF (or use Apps → Remix on a clip)",
+        prompt="What to make of it (and --options)",
+        strength=f"How much changes, 0.01-1 (default {s.video2video_strength:g})",
+    )
+    async def video2video(interaction: discord.Interaction, video: discord.Attachment, prompt: str, strength: float | None = None) -> None:
         text = f"/video2video {prompt}" + (f" --strength {strength:g}" if strength is not None else "")
         await _chat(interaction).on_command(interaction, text=text, attachments=[video])
 
     @app_commands.command(name="deforum", description=describe["deforum"])
-    @app_commands.describe(prompts="A prompt, or prompts by frame: 0: a forest, 24: a city",
-                           frames=f"2-{s.max_deforum_frames} (default {s.default_frames})", zoom="Keyframes, e.g. 0:(1.02)",
-                           angle="Degrees per frame, e.g. 0:(0.5)", options="More: --tx, --ty, --strength, --color off …",
-                           image="A picture to start from")  # fmt: skip
-    async def deforum(interaction: discord.Interaction, prompts: str, frames: int | None = None, zoom: str | None = None,
-                      angle: str | None = None, options: str = "", image: discord.Attachment | None = None) -> None:  # fmt: skip
+    @app_commands.describe(
+        prompts="A prompt, or prompts by frame: 0: a forest, 24: a city",
+        frames=f"2-{s.max_deforum_frames} (default {s.default_frames})",
+        zoom="Keyframes, e.g. 0:(1.02)",
+        angle="Degrees per frame, e.g. 0:(0.5)",
+        options="More: --tx, --ty, --strength, --color off …",
+        image="A picture to start from",
+    )
+    async def deforum(
+        interaction: discord.Interaction,
+        prompts: str,
+        frames: int | None = None,
+        zoom: str | None = None,
+        angle: str | None = None,
+        options: str = "",
+        image: discord.Attachment | None = None,
+    ) -> None:
         text = f'/deforum "{prompts}"' + (f" --frames {frames}" if frames is not None else "")
         text += (f' --zoom "{zoom}"' if zoom else "") + (f' --angle "{angle}"' if angle else "") + f" {options}"
         await _chat(interaction).on_command(interaction, text=text, attachments=[image])
@@ -296,10 +384,15 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
 
     @app_commands.context_menu(name="Control")
     async def control_message(interaction: discord.Interaction, message: discord.Message) -> None:
-        await interaction.response.send_modal(PromptModal(
-            message, title="Control", label="Control type, prompt (and --options)",
-            placeholder="canny a fox in the snow --control-weight 0.8", command="/control ",
-        ))  # fmt: skip
+        await interaction.response.send_modal(
+            PromptModal(
+                message,
+                title="Control",
+                label="Control type, prompt (and --options)",
+                placeholder="canny a fox in the snow --control-weight 0.8",
+                command="/control ",
+            )
+        )
 
     @app_commands.command(name="describe", description=describe["describe"])
     @app_commands.describe(image="The picture (a PNG file keeps its settings), or use Apps → Describe on a message")
@@ -311,10 +404,12 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
         await _chat(interaction).on_remix(interaction, message, "/describe")
 
     @app_commands.command(name="enhance", description=describe["enhance"])
-    @app_commands.describe(prompt="A few words to build on", n="How many prompts, 1-4 (default 1)",
-                           seed="The same seed writes the same prompts (default: random)")  # fmt: skip
-    async def enhance(interaction: discord.Interaction, prompt: str, n: app_commands.Range[int, 1, 4] = 1,
-                      seed: int | None = None) -> None:  # fmt: skip
+    @app_commands.describe(
+        prompt="A few words to build on",
+        n="How many prompts, 1-4 (default 1)",
+        seed="The same seed writes the same prompts (default: random)",
+    )
+    async def enhance(interaction: discord.Interaction, prompt: str, n: app_commands.Range[int, 1, 4] = 1, seed: int | None = None) -> None:
         text = f"/enhance {prompt} --n {n}" + (f" --seed {seed}" if seed is not None else "")
         await _chat(interaction).on_command(interaction, text=text)
 
@@ -324,32 +419,47 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
         await _chat(interaction).on_command(interaction, text=f"/styles {name}")
 
     @app_commands.command(name="style", description=describe["style"])
-    @app_commands.describe(action="save or delete", name="The style's name",
-                           template="With save: the prompt template, containing {prompt}",
-                           negative="With save: its negative prompt", everyone="Admins: a global style")  # fmt: skip
+    @app_commands.describe(
+        action="save or delete",
+        name="The style's name",
+        template="With save: the prompt template, containing {prompt}",
+        negative="With save: its negative prompt",
+        everyone="Admins: a global style",
+    )
     @app_commands.choices(action=[app_commands.Choice(name=a, value=a) for a in ("save", "delete")])
-    async def style(interaction: discord.Interaction, action: str, name: str, template: str = "",
-                    negative: str = "", everyone: bool = False) -> None:  # fmt: skip
+    async def style(
+        interaction: discord.Interaction, action: str, name: str, template: str = "", negative: str = "", everyone: bool = False
+    ) -> None:
         text = f"/style {action} {name} {template}" + (f" --no {negative}" if negative else "")
         await _chat(interaction).on_command(interaction, text=text + (" --global" if everyone else ""))
 
     @app_commands.command(name="wildcard", description=describe["wildcard"])
-    @app_commands.describe(action="list, show, add or delete", name="The list's name (used as __name__)",
-                           lines="With add: the options, separated by |", file="With add: a .txt file, one option per line")  # fmt: skip
+    @app_commands.describe(
+        action="list, show, add or delete",
+        name="The list's name (used as __name__)",
+        lines="With add: the options, separated by |",
+        file="With add: a .txt file, one option per line",
+    )
     @app_commands.choices(action=[app_commands.Choice(name=a, value=a) for a in ("list", "show", "add", "delete")])
-    async def wildcard(interaction: discord.Interaction, action: str = "list", name: str = "", lines: str = "",
-                       file: discord.Attachment | None = None) -> None:  # fmt: skip
+    async def wildcard(
+        interaction: discord.Interaction, action: str = "list", name: str = "", lines: str = "", file: discord.Attachment | None = None
+    ) -> None:
         await _chat(interaction).on_command(interaction, text=f"/wildcard {action} {name} {lines}", attachments=[file])
 
     def asset_command(kind: str):  # type: ignore[no-untyped-def]
         @app_commands.command(name=kind, description=describe[kind])
-        @app_commands.describe(action="upload (with the file), download, info, delete, rename, share or unshare",
-                               name=f"The {kind}'s name (upload: default from the file name)",
-                               new_name="With rename: the new name", file="With upload: the .safetensors file")  # fmt: skip
-        @app_commands.choices(action=[app_commands.Choice(name=a, value=a)
-                                      for a in ("upload", "download", "info", "delete", "rename", "share", "unshare")])  # fmt: skip
-        async def command(interaction: discord.Interaction, action: str, name: str = "", new_name: str = "",
-                          file: discord.Attachment | None = None) -> None:  # fmt: skip
+        @app_commands.describe(
+            action="upload (with the file), download, info, delete, rename, share or unshare",
+            name=f"The {kind}'s name (upload: default from the file name)",
+            new_name="With rename: the new name",
+            file="With upload: the .safetensors file",
+        )
+        @app_commands.choices(
+            action=[app_commands.Choice(name=a, value=a) for a in ("upload", "download", "info", "delete", "rename", "share", "unshare")]
+        )
+        async def command(
+            interaction: discord.Interaction, action: str, name: str = "", new_name: str = "", file: discord.Attachment | None = None
+        ) -> None:
             await _chat(interaction).on_command(interaction, text=f"/{kind} {action} {name} {new_name}", attachments=[file])
 
         return command
@@ -357,18 +467,27 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
     @app_commands.command(name="train", description=describe["train"])
     @app_commands.describe(
         method="What to train (preview: the pictures as training sees them; status: your runs)",
-        name="The new LoRA's or embedding's name", options="e.g. --steps 20 --rank 8 (as typed after /train)",
+        name="The new LoRA's or embedding's name",
+        options="e.g. --steps 20 --rank 8 (as typed after /train)",
         **{f"image{i}": f"Training picture {i} (a .zip of pictures works too)" for i in range(1, TRAIN_IMAGES + 1)},
-    )  # fmt: skip
+    )
     @app_commands.choices(method=[app_commands.Choice(name=m, value=m) for m in TRAIN_METHODS])
     async def train(
-        interaction: discord.Interaction, method: str, name: str = "", options: str = "",
-        image1: discord.Attachment | None = None, image2: discord.Attachment | None = None,
-        image3: discord.Attachment | None = None, image4: discord.Attachment | None = None,
-        image5: discord.Attachment | None = None, image6: discord.Attachment | None = None,
-        image7: discord.Attachment | None = None, image8: discord.Attachment | None = None,
-        image9: discord.Attachment | None = None, image10: discord.Attachment | None = None,
-    ) -> None:  # fmt: skip
+        interaction: discord.Interaction,
+        method: str,
+        name: str = "",
+        options: str = "",
+        image1: discord.Attachment | None = None,
+        image2: discord.Attachment | None = None,
+        image3: discord.Attachment | None = None,
+        image4: discord.Attachment | None = None,
+        image5: discord.Attachment | None = None,
+        image6: discord.Attachment | None = None,
+        image7: discord.Attachment | None = None,
+        image8: discord.Attachment | None = None,
+        image9: discord.Attachment | None = None,
+        image10: discord.Attachment | None = None,
+    ) -> None:
         text = " ".join(part.strip() for part in ("/train", method, name, options) if part.strip())
         pictures = [image1, image2, image3, image4, image5, image6, image7, image8, image9, image10]
         await _chat(interaction).on_command(interaction, text=text, attachments=pictures)
@@ -378,19 +497,31 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
         await _chat(interaction).on_command(interaction, text="/models")
 
     @app_commands.command(name="model", description=describe["model"])
-    @app_commands.describe(name="A model (empty: show yours); with add, the new model's name",
-                           action="choose (default); admins: add or remove",
-                           source="With add: a diffusers folder, Hub id, or .safetensors checkpoint",
-                           config="With add and a .safetensors: a diffusers folder or Hub id with its configs",
-                           architecture="With add: sd1, sd2 or sdxl (default: read from the files)",
-                           size="With add: native side in pixels (default: read from the files)",
-                           description="With add: a line shown in /models",
-                           force="With remove: even if queued jobs use it (they fail)")  # fmt: skip
-    @app_commands.choices(action=[app_commands.Choice(name=a, value=a) for a in ("choose", "add", "remove")],
-                          architecture=[app_commands.Choice(name=a, value=a) for a in ("sd1", "sd2", "sdxl")])  # fmt: skip
-    async def model(interaction: discord.Interaction, name: str = "", action: str = "choose", source: str = "",
-                    config: str = "", architecture: str = "", size: int | None = None, description: str = "",
-                    force: bool = False) -> None:  # fmt: skip
+    @app_commands.describe(
+        name="A model (empty: show yours); with add, the new model's name",
+        action="choose (default); admins: add or remove",
+        source="With add: a diffusers folder, Hub id, or .safetensors checkpoint",
+        config="With add and a .safetensors: a diffusers folder or Hub id with its configs",
+        architecture="With add: sd1, sd2 or sdxl (default: read from the files)",
+        size="With add: native side in pixels (default: read from the files)",
+        description="With add: a line shown in /models",
+        force="With remove: even if queued jobs use it (they fail)",
+    )
+    @app_commands.choices(
+        action=[app_commands.Choice(name=a, value=a) for a in ("choose", "add", "remove")],
+        architecture=[app_commands.Choice(name=a, value=a) for a in ("sd1", "sd2", "sdxl")],
+    )
+    async def model(
+        interaction: discord.Interaction,
+        name: str = "",
+        action: str = "choose",
+        source: str = "",
+        config: str = "",
+        architecture: str = "",
+        size: int | None = None,
+        description: str = "",
+        force: bool = False,
+    ) -> None:
         text = f"/model {name}" if action == "choose" else f"/model {action} {name} {source}"
         for flag, value in (("config", config), ("arch", architecture), ("size", size), ("description", description)):
             if value:
@@ -410,19 +541,63 @@ def build_commands(settings: Settings) -> list[app_commands.Command | app_comman
         await _chat(interaction).on_command(interaction, text="/embeddings")
 
     @app_commands.command(name="admin", description=describe["admin"])
-    @app_commands.describe(action="status: workers and the queue · role: someone's role · audit: the log · review: withheld pictures",
-                           args="role: WHO [admin|trusted|default|banned|clear] · audit: [N] [ACTION] · review: [JOB]")  # fmt: skip
+    @app_commands.describe(
+        action="status: workers and the queue · role: someone's role · audit: the log · review: withheld pictures",
+        args="role: WHO [admin|trusted|default|banned|clear] · audit: [N] [ACTION] · review: [JOB]",
+    )
     @app_commands.choices(action=[app_commands.Choice(name=a, value=a) for a in ("status", "role", "audit", "review")])
     async def admin(interaction: discord.Interaction, action: str = "status", args: str = "") -> None:
         await _chat(interaction).on_command(interaction, text=f"/admin {action} {args}")
 
     @app_commands.context_menu(name="Remix")
     async def remix(interaction: discord.Interaction, message: discord.Message) -> None:
-        await interaction.response.send_modal(PromptModal(
-            message, title="Remix", label="New prompt (and --options)", placeholder="as a watercolor painting --strength 0.6",
-        ))  # fmt: skip
+        await interaction.response.send_modal(
+            PromptModal(
+                message,
+                title="Remix",
+                label="New prompt (and --options)",
+                placeholder="as a watercolor painting --strength 0.6",
+            )
+        )
 
-    return [imagine, upscale, vary, zoom, pan, inpaint, facefix, control, edit, animate, video2video, deforum, frames_,
-            describe_, enhance, styles, style, wildcard,
-            asset_command("lora"), loras, asset_command("embedding"), embeddings, train, help_, models_, model, settings_,
-            queue_, cancel, history, info, me, place, link, unlink, admin, remix, describe_message, control_message]  # fmt: skip
+    return [
+        imagine,
+        upscale,
+        vary,
+        zoom,
+        pan,
+        inpaint,
+        facefix,
+        control,
+        edit,
+        animate,
+        video2video,
+        deforum,
+        frames_,
+        describe_,
+        enhance,
+        styles,
+        style,
+        wildcard,
+        asset_command("lora"),
+        loras,
+        asset_command("embedding"),
+        embeddings,
+        train,
+        help_,
+        models_,
+        model,
+        settings_,
+        queue_,
+        cancel,
+        history,
+        info,
+        me,
+        place,
+        link,
+        unlink,
+        admin,
+        remix,
+        describe_message,
+        control_message,
+    ]

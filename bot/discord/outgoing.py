@@ -76,9 +76,7 @@ def message_kwargs(reply: Reply, max_bytes: int, *, mention: str | None = None) 
     return kwargs
 
 
-def document_files(
-    documents: tuple[DocumentFile, ...], max_bytes: int, *, room: int = MAX_FILES
-) -> tuple[list[discord.File], list[str]]:
+def document_files(documents: tuple[DocumentFile, ...], max_bytes: int, *, room: int = MAX_FILES) -> tuple[list[discord.File], list[str]]:
     """The documents as files as they are, under the names people save them as; a line instead for
     each one over the upload limit (or beyond the files one message may carry). Reads the files:
     call it off the event loop."""
@@ -92,8 +90,7 @@ def document_files(
             continue
         if size > max_bytes:
             notes.append(
-                f"`{document.filename}` is {size_text(size)}, over the {size_text(max_bytes)} I may upload here, "
-                "so it isn't attached."
+                f"`{document.filename}` is {size_text(size)}, over the {size_text(max_bytes)} I may upload here, so it isn't attached."
             )
         elif len(files) >= room:
             notes.append(f"`{document.filename}` isn't attached: a message carries at most {MAX_FILES} files.")

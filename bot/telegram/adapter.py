@@ -32,7 +32,7 @@ from bot.loops import DeliveryLoop, Postpone, StatusLoop, Unreachable, start_pau
 from bot.telegram import albums, incoming, outgoing
 from bot.telegram.incoming import PLATFORM, Audience, Refused
 from bot.text import shorten
-from commands.help import COMMAND_MENU
+from commands import registry
 from commands.service import CommandService
 from commands.types import Attachment, Outgoing, Press, Reply, Request, StatusUpdate
 from config import Settings
@@ -53,9 +53,13 @@ class TelegramChat:
         self.limits = outgoing.Limits(max_document_bytes=settings.telegram_max_upload_bytes)
         self.application = self._build_application(settings.telegram_token.get_secret_value())
         self.deliveries = DeliveryLoop(
-            service, PLATFORM, self._deliver, poll_seconds=settings.poll_seconds, after_delivered=self._remove_status,
+            service,
+            PLATFORM,
+            self._deliver,
+            poll_seconds=settings.poll_seconds,
+            after_delivered=self._remove_status,
             send_followup=self._send_followup,
-        )  # fmt: skip
+        )
         self.statuses = StatusLoop(service, PLATFORM, self._edit_status, min_interval=self._edit_interval)
         self.us: Audience | None = None
         self.albums = albums.Albums(settings.telegram_album_seconds, self._on_messages)
@@ -90,7 +94,7 @@ class TelegramChat:
             return 2
         loops: list[asyncio.Task[None]] = []
         try:
-            await app.bot.set_my_commands([BotCommand(name, text) for name, text in COMMAND_MENU])
+            await app.bot.set_my_commands([BotCommand(name, text) for name, text in registry.menu()])
             await app.start()
             await self._start_updates()
             loops = [asyncio.create_task(self.deliveries.run()), asyncio.create_task(self.statuses.run())]
@@ -134,10 +138,13 @@ class TelegramChat:
         if s.telegram_webhook_url:
             secret = s.telegram_webhook_secret.get_secret_value() if s.telegram_webhook_secret else None
             await updater.start_webhook(
-                listen=s.telegram_webhook_listen, port=s.telegram_webhook_port,
-                url_path=urlparse(s.telegram_webhook_url).path.lstrip("/"), webhook_url=s.telegram_webhook_url,
-                secret_token=secret, allowed_updates=allowed,
-            )  # fmt: skip
+                listen=s.telegram_webhook_listen,
+                port=s.telegram_webhook_port,
+                url_path=urlparse(s.telegram_webhook_url).path.lstrip("/"),
+                webhook_url=s.telegram_webhook_url,
+                secret_token=secret,
+                allowed_updates=allowed,
+            )
             how = f"webhook on {s.telegram_webhook_listen}:{s.telegram_webhook_port}"
         else:
             await updater.start_polling(allowed_updates=allowed)
@@ -183,13 +190,19 @@ class TelegramChat:
             await self._reply(first, Reply(str(refused), kind="error"))
             return
         request = Request(
-            platform=PLATFORM, user_id=user_id, chat_id=chat_id, user_name=incoming.user_name(lead.from_user),
-            message_id=str(first.message_id), text=lead.text or lead.caption or "",
+            platform=PLATFORM,
+            user_id=user_id,
+            chat_id=chat_id,
+            user_name=incoming.user_name(lead.from_user),
+            message_id=str(first.message_id),
+            text=lead.text or lead.caption or "",
             attachments=albums.distinct_names(attachments) if len(messages) > 1 else attachments,
-            reply_to=str(replied.message_id) if replied else None, reply_to_images=reply_images,
-            private=incoming.is_private(lead), platform_roles=await self._chat_roles(lead, user_id),
+            reply_to=str(replied.message_id) if replied else None,
+            reply_to_images=reply_images,
+            private=incoming.is_private(lead),
+            platform_roles=await self._chat_roles(lead, user_id),
             place_admin=incoming.command_of(lead) == "place" and await self._chat_admin(lead, user_id),
-        )  # fmt: skip
+        )
         for reply in await self.service.handle(request):
             await self._reply(first, reply)
 
@@ -210,10 +223,15 @@ class TelegramChat:
         elif data.startswith(outgoing.ACTION_PREFIX):
             press = Press(message_id, data.removeprefix(outgoing.ACTION_PREFIX))
             request = Request(
-                platform=PLATFORM, user_id=user_id, chat_id=chat_id, user_name=incoming.user_name(query.from_user),
-                message_id=message_id, press=press, private=message.chat.type == ChatType.PRIVATE,
+                platform=PLATFORM,
+                user_id=user_id,
+                chat_id=chat_id,
+                user_name=incoming.user_name(query.from_user),
+                message_id=message_id,
+                press=press,
+                private=message.chat.type == ChatType.PRIVATE,
                 platform_roles=await self._chat_roles(message, user_id),
-            )  # fmt: skip
+            )
             replies = await self.service.handle(request)
         else:
             await query.answer("That button is from an older version of me. Send the command again, please.")
@@ -317,9 +335,11 @@ class TelegramChat:
     async def _edit_status(self, update: StatusUpdate) -> None:
         try:
             await self.application.bot.edit_message_text(
-                outgoing.to_html(update.text), chat_id=int(update.chat_id), message_id=int(update.message_id),
+                outgoing.to_html(update.text),
+                chat_id=int(update.chat_id),
+                message_id=int(update.message_id),
                 parse_mode=ParseMode.HTML,
-            )  # fmt: skip
+            )
         except RetryAfter as error:
             raise Postpone(_seconds(error)) from error
         except BadRequest as error:

@@ -108,9 +108,7 @@ async def send_reply(bot: Bot, chat_id: int, reply: Reply, *, reply_to: int | No
     return message
 
 
-async def send_document(
-    bot: Bot, chat_id: int, document: DocumentFile, replying: ReplyParameters | None, limits: Limits
-) -> Message:
+async def send_document(bot: Bot, chat_id: int, document: DocumentFile, replying: ReplyParameters | None, limits: Limits) -> Message:
     """One file as it is, under the name people save it as; a file over the limit is a line saying so."""
     try:
         size = document.path.stat().st_size
@@ -125,14 +123,14 @@ async def send_document(
         return await bot.send_message(chat_id, text, reply_parameters=replying)
     data = await asyncio.to_thread(document.path.read_bytes)  # a model file may be large: off the event loop
     return await bot.send_document(
-        chat_id, InputFile(data, filename=document.filename), reply_parameters=replying,
+        chat_id,
+        InputFile(data, filename=document.filename),
+        reply_parameters=replying,
         disable_content_type_detection=True,
-    )  # fmt: skip
+    )
 
 
-async def _send_message(
-    bot: Bot, chat_id: int, reply: Reply, replying: ReplyParameters | None, limits: Limits
-) -> Message:
+async def _send_message(bot: Bot, chat_id: int, reply: Reply, replying: ReplyParameters | None, limits: Limits) -> Message:
     if reply.kind == "files":
         return await _send_documents(bot, chat_id, reply, replying, limits)
     if reply.video is not None:
@@ -144,9 +142,12 @@ async def _send_message(
     for i, piece in enumerate(pieces):
         last = i == len(pieces) - 1
         message = await bot.send_message(
-            chat_id, to_html(piece), parse_mode=ParseMode.HTML, reply_parameters=replying if i == 0 else None,
+            chat_id,
+            to_html(piece),
+            parse_mode=ParseMode.HTML,
+            reply_parameters=replying if i == 0 else None,
             reply_markup=keyboard(reply.actions, with_png=False) if last else None,
-        )  # fmt: skip
+        )
     assert message is not None
     return message
 
@@ -157,28 +158,36 @@ def photo_of(reply: Reply) -> media.Picture:
     return media.fit(picture, max_bytes=MAX_PHOTO_BYTES, max_side_sum=MAX_PHOTO_SIDE_SUM)
 
 
-async def _send_picture(
-    bot: Bot, chat_id: int, reply: Reply, replying: ReplyParameters | None, *, with_png: bool = True
-) -> Message:
+async def _send_picture(bot: Bot, chat_id: int, reply: Reply, replying: ReplyParameters | None, *, with_png: bool = True) -> Message:
     picture = await asyncio.to_thread(photo_of, reply)  # image work stays off the event loop
     with_png = with_png and reply.originals and reply.kind not in ("map", "sample")  # no job output: no PNG original
     caption = reply.text
     if picture.note is not None:
         caption += f"\n{picture.note}" + (" 📄 PNG sends the originals." if with_png else "")
     message = await bot.send_photo(
-        chat_id, InputFile(picture.data, filename=picture.filename), caption=to_html(shorten(caption, MAX_CAPTION - 64)),
-        parse_mode=ParseMode.HTML, reply_parameters=replying, reply_markup=keyboard(reply.actions, with_png=with_png),
+        chat_id,
+        InputFile(picture.data, filename=picture.filename),
+        caption=to_html(shorten(caption, MAX_CAPTION - 64)),
+        parse_mode=ParseMode.HTML,
+        reply_parameters=replying,
+        reply_markup=keyboard(reply.actions, with_png=with_png),
         has_spoiler=reply.spoiler,
-    )  # fmt: skip
+    )
     if reply.preview is not None:  # a seamless texture, tiled 2x2: a second photo, without buttons
         preview = await asyncio.to_thread(
-            lambda: media.fit(media.picture_of((reply.preview,), f"sdbot-{reply.job_id}-tiled"),  # type: ignore[arg-type]
-                              max_bytes=MAX_PHOTO_BYTES, max_side_sum=MAX_PHOTO_SIDE_SUM)
-        )  # fmt: skip
+            lambda: media.fit(
+                media.picture_of((reply.preview,), f"sdbot-{reply.job_id}-tiled"),  # type: ignore[arg-type]
+                max_bytes=MAX_PHOTO_BYTES,
+                max_side_sum=MAX_PHOTO_SIDE_SUM,
+            )
+        )
         await bot.send_photo(
-            chat_id, InputFile(preview.data, filename=preview.filename), caption="Tiled 2×2", has_spoiler=reply.spoiler,
+            chat_id,
+            InputFile(preview.data, filename=preview.filename),
+            caption="Tiled 2×2",
+            has_spoiler=reply.spoiler,
             reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True),
-        )  # fmt: skip
+        )
     return message
 
 
@@ -218,16 +227,21 @@ async def _send_clip(bot: Bot, chat_id: int, reply: Reply, replying: ReplyParame
         return await _send_message(bot, chat_id, fallback, replying, limits)
     caption = reply.text if clip.note is None else f"{reply.text}\n{clip.note}"
     return await bot.send_animation(
-        chat_id, InputFile(clip.data, filename=clip.filename), duration=max(1, round(clip.seconds)),
-        width=clip.width, height=clip.height, caption=to_html(shorten(caption, MAX_CAPTION - 64)),
-        parse_mode=ParseMode.HTML, reply_parameters=replying, reply_markup=keyboard(reply.actions, with_png=False),
-        thumbnail=InputFile(thumbnail, filename="poster.jpg") if thumbnail is not None else None, has_spoiler=reply.spoiler,
-    )  # fmt: skip
+        chat_id,
+        InputFile(clip.data, filename=clip.filename),
+        duration=max(1, round(clip.seconds)),
+        width=clip.width,
+        height=clip.height,
+        caption=to_html(shorten(caption, MAX_CAPTION - 64)),
+        parse_mode=ParseMode.HTML,
+        reply_parameters=replying,
+        reply_markup=keyboard(reply.actions, with_png=False),
+        thumbnail=InputFile(thumbnail, filename="poster.jpg") if thumbnail is not None else None,
+        has_spoiler=reply.spoiler,
+    )
 
 
-async def _send_documents(
-    bot: Bot, chat_id: int, reply: Reply, replying: ReplyParameters | None, limits: Limits
-) -> Message:
+async def _send_documents(bot: Bot, chat_id: int, reply: Reply, replying: ReplyParameters | None, limits: Limits) -> Message:
     message = None
     for image in reply.images:
         size = image.path.stat().st_size
@@ -240,9 +254,11 @@ async def _send_documents(
             continue
         filename = media.png_name(image, f"sdbot-{reply.job_id}")
         message = await bot.send_document(
-            chat_id, InputFile(image.path.read_bytes(), filename=filename),
-            caption=f"Job {reply.job_id}, image {image.index + 1}, seed {image.seed}", reply_parameters=replying,
+            chat_id,
+            InputFile(image.path.read_bytes(), filename=filename),
+            caption=f"Job {reply.job_id}, image {image.index + 1}, seed {image.seed}",
+            reply_parameters=replying,
             disable_content_type_detection=True,
-        )  # fmt: skip
+        )
     assert message is not None
     return message

@@ -34,9 +34,20 @@ _NOT_CARRIED = {
 
 _UNIT_FIELD = re.compile(r"\s*([\w ]+?):\s*([^,]*)(?:,|$)")
 # A1111's preprocessor names -> our control types (generation.control.catalog)
-_MODULE_TYPES = (("lineart_anime", "lineart_anime"), ("lineart", "lineart"), ("canny", "canny"), ("depth", "depth"),
-                 ("openpose", "openpose"), ("dw_openpose", "openpose"), ("softedge", "softedge"), ("hed", "softedge"),
-                 ("pidinet", "softedge"), ("scribble", "scribble"), ("tile", "tile"), ("qr", "qr"))  # fmt: skip
+_MODULE_TYPES = (
+    ("lineart_anime", "lineart_anime"),
+    ("lineart", "lineart"),
+    ("canny", "canny"),
+    ("depth", "depth"),
+    ("openpose", "openpose"),
+    ("dw_openpose", "openpose"),
+    ("softedge", "softedge"),
+    ("hed", "softedge"),
+    ("pidinet", "softedge"),
+    ("scribble", "scribble"),
+    ("tile", "tile"),
+    ("qr", "qr"),
+)
 
 
 def control_note(key: str, value: str) -> str:

@@ -20,11 +20,11 @@ from commands.metadata.values import to_float, to_int
 
 def _sampler_nodes(nodes: dict[str, dict[str, Any]]) -> list[str]:
     return [
-        node_id for node_id, node in nodes.items()
+        node_id
+        for node_id, node in nodes.items()
         if not node["inputs"].get("_bypassed")
-        and (node["class_type"] in SAMPLER_CLASSES
-             or {"positive", "negative", "latent_image", "sampler_name"} <= node["inputs"].keys())
-    ]  # fmt: skip
+        and (node["class_type"] in SAMPLER_CLASSES or {"positive", "negative", "latent_image", "sampler_name"} <= node["inputs"].keys())
+    ]
 
 
 def _node_order(node_id: str) -> tuple[int, str]:

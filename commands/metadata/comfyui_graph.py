@@ -23,9 +23,13 @@ _CONCAT = {"StringConcatenate": "string_", "Text Concatenate": "text_", "JoinStr
 
 def _is_link(value: object) -> bool:
     return (
-        isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int))
-        and not isinstance(value[0], bool) and isinstance(value[1], int) and not isinstance(value[1], bool)
-    )  # fmt: skip
+        isinstance(value, list)
+        and len(value) == 2
+        and isinstance(value[0], (str, int))
+        and not isinstance(value[0], bool)
+        and isinstance(value[1], int)
+        and not isinstance(value[1], bool)
+    )
 
 
 class Graph:

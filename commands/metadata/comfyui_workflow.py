@@ -18,8 +18,18 @@ _CONTROL = ("fixed", "increment", "decrement", "randomize")
 # None is the "control after generate" value that follows a seed widget.
 WIDGETS: dict[str, tuple[str | None, ...]] = {
     "KSampler": ("seed", None, "steps", "cfg", "sampler_name", "scheduler", "denoise"),
-    "KSamplerAdvanced": ("add_noise", "noise_seed", None, "steps", "cfg", "sampler_name", "scheduler",
-                         "start_at_step", "end_at_step", "return_with_leftover_noise"),
+    "KSamplerAdvanced": (
+        "add_noise",
+        "noise_seed",
+        None,
+        "steps",
+        "cfg",
+        "sampler_name",
+        "scheduler",
+        "start_at_step",
+        "end_at_step",
+        "return_with_leftover_noise",
+    ),
     "SamplerCustom": ("add_noise", "noise_seed", None, "cfg"),
     "CLIPTextEncode": ("text",),
     "CLIPTextEncodeSDXL": ("width", "height", "crop_w", "crop_h", "target_width", "target_height", "text_g", "text_l"),
@@ -43,7 +53,7 @@ WIDGETS: dict[str, tuple[str | None, ...]] = {
     "PrimitiveFloat": ("value",),
     "PrimitiveString": ("value",),
     "PrimitiveStringMultiline": ("value",),
-}  # fmt: skip
+}
 
 
 def workflow_to_api(data: object, out: Result) -> dict[str, dict[str, Any]]:

@@ -30,9 +30,15 @@ class ImageMetadata:
 
 def with_note(found: ImageMetadata, note: str) -> ImageMetadata:
     return ImageMetadata(
-        found.source, found.prompt, found.negative, found.settings, found.options, (*found.notes, note),
-        found.job_id, found.raw,
-    )  # fmt: skip
+        found.source,
+        found.prompt,
+        found.negative,
+        found.settings,
+        found.options,
+        (*found.notes, note),
+        found.job_id,
+        found.raw,
+    )
 
 
 class Result:
@@ -99,6 +105,12 @@ class Result:
 
     def build(self) -> ImageMetadata:
         return ImageMetadata(
-            source=self.source, prompt=self.prompt[:MAX_TEXT], negative=self.negative[:MAX_TEXT],
-            settings=self.settings, options=self.options, notes=tuple(self.notes), job_id=self.job_id, raw=self.raw,
-        )  # fmt: skip
+            source=self.source,
+            prompt=self.prompt[:MAX_TEXT],
+            negative=self.negative[:MAX_TEXT],
+            settings=self.settings,
+            options=self.options,
+            notes=tuple(self.notes),
+            job_id=self.job_id,
+            raw=self.raw,
+        )

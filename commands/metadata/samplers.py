@@ -15,22 +15,44 @@ _PLAIN_SCHEDULES = {"", "automatic", "uniform", "normal", "simple", "default"}
 
 # ComfyUI sampler_name -> A1111 name. Used only where generation.models.samplers knows the name.
 COMFY_SAMPLERS = {
-    "euler": "Euler", "euler_ancestral": "Euler a", "heun": "Heun", "lms": "LMS",
-    "dpm_2": "DPM2", "dpm_2_ancestral": "DPM2 a", "dpmpp_2s_ancestral": "DPM++ 2S a",
-    "dpmpp_sde": "DPM++ SDE", "dpmpp_sde_gpu": "DPM++ SDE",
-    "dpmpp_2m": "DPM++ 2M", "dpmpp_2m_sde": "DPM++ 2M SDE", "dpmpp_2m_sde_gpu": "DPM++ 2M SDE",
-    "dpmpp_3m_sde": "DPM++ 3M SDE", "dpmpp_3m_sde_gpu": "DPM++ 3M SDE",
-    "dpm_fast": "DPM fast", "dpm_adaptive": "DPM adaptive",
-    "ddim": "DDIM", "uni_pc": "UniPC", "lcm": "LCM",
-}  # fmt: skip
+    "euler": "Euler",
+    "euler_ancestral": "Euler a",
+    "heun": "Heun",
+    "lms": "LMS",
+    "dpm_2": "DPM2",
+    "dpm_2_ancestral": "DPM2 a",
+    "dpmpp_2s_ancestral": "DPM++ 2S a",
+    "dpmpp_sde": "DPM++ SDE",
+    "dpmpp_sde_gpu": "DPM++ SDE",
+    "dpmpp_2m": "DPM++ 2M",
+    "dpmpp_2m_sde": "DPM++ 2M SDE",
+    "dpmpp_2m_sde_gpu": "DPM++ 2M SDE",
+    "dpmpp_3m_sde": "DPM++ 3M SDE",
+    "dpmpp_3m_sde_gpu": "DPM++ 3M SDE",
+    "dpm_fast": "DPM fast",
+    "dpm_adaptive": "DPM adaptive",
+    "ddim": "DDIM",
+    "uni_pc": "UniPC",
+    "lcm": "LCM",
+}
 _COMFY_PLAIN_SCHEDULERS = {"normal", "simple", "ddim_uniform", "sgm_uniform"}
 
 NOVELAI_SAMPLERS = {
-    "k_euler": "Euler", "k_euler_ancestral": "Euler a", "k_heun": "Heun", "k_lms": "LMS",
-    "k_dpm_2": "DPM2", "k_dpm_2_ancestral": "DPM2 a", "k_dpmpp_2m": "DPM++ 2M",
-    "k_dpmpp_2s_ancestral": "DPM++ 2S a", "k_dpmpp_sde": "DPM++ SDE", "k_dpmpp_2m_sde": "DPM++ 2M SDE",
-    "k_dpm_fast": "DPM fast", "k_dpm_adaptive": "DPM adaptive", "ddim": "DDIM", "ddim_v3": "DDIM",
-}  # fmt: skip
+    "k_euler": "Euler",
+    "k_euler_ancestral": "Euler a",
+    "k_heun": "Heun",
+    "k_lms": "LMS",
+    "k_dpm_2": "DPM2",
+    "k_dpm_2_ancestral": "DPM2 a",
+    "k_dpmpp_2m": "DPM++ 2M",
+    "k_dpmpp_2s_ancestral": "DPM++ 2S a",
+    "k_dpmpp_sde": "DPM++ SDE",
+    "k_dpmpp_2m_sde": "DPM++ 2M SDE",
+    "k_dpm_fast": "DPM fast",
+    "k_dpm_adaptive": "DPM adaptive",
+    "ddim": "DDIM",
+    "ddim_v3": "DDIM",
+}
 
 
 def a1111_sampler(name: str, schedule: str) -> tuple[str | None, str | None]:

@@ -18,6 +18,7 @@ A problem is a `ScheduleError` that says where: the character position in the te
 from __future__ import annotations
 
 import ast
+import itertools
 import math
 import re
 from dataclasses import dataclass
@@ -28,10 +29,22 @@ MAX_EXPRESSION_DEPTH = 20
 MAX_MAGNITUDE = 1e9  # a value beyond this is a mistake (and keeps `**` from building huge numbers)
 
 FUNCTIONS = {
-    "sin": math.sin, "cos": math.cos, "tan": math.tan, "asin": math.asin, "acos": math.acos, "atan": math.atan,
-    "sqrt": math.sqrt, "abs": abs, "exp": math.exp, "log": math.log, "floor": math.floor, "ceil": math.ceil,
-    "min": min, "max": max, "round": round,
-}  # fmt: skip
+    "sin": math.sin,
+    "cos": math.cos,
+    "tan": math.tan,
+    "asin": math.asin,
+    "acos": math.acos,
+    "atan": math.atan,
+    "sqrt": math.sqrt,
+    "abs": abs,
+    "exp": math.exp,
+    "log": math.log,
+    "floor": math.floor,
+    "ceil": math.ceil,
+    "min": min,
+    "max": max,
+    "round": round,
+}
 CONSTANTS = {"pi": math.pi, "e": math.e}
 
 
@@ -117,7 +130,7 @@ def _interpolate(values: list[float | None]) -> list[float]:
     """Linear between known values (pandas' `interpolate(method="linear")` on a frame index)."""
     known = [i for i, v in enumerate(values) if v is not None]
     result = list(values)
-    for left, right in zip(known, known[1:]):
+    for left, right in itertools.pairwise(known):
         a, b = values[left], values[right]
         assert a is not None and b is not None
         for i in range(left + 1, right):
@@ -147,14 +160,15 @@ def parse_prompt_schedule(text: str) -> list[tuple[int, str]]:
     if text[: matches[0].start()].strip():
         raise ScheduleError("a prompt schedule starts with a frame number, like `0: a forest`", 0)
     for other in _OTHER_KEY.finditer(text):
-        if not other.group(1).isascii() or not other.group(1).isdigit():
-            if _bracket_depth(text, other.start(1)) == 0:  # `(fox:1.2)`, `[a:b:10]`, `<lora:x:1>` are prompt syntax
-                raise ScheduleError(
-                    f"`{other.group(1)}:` is not a frame number; each prompt starts with a whole frame number, like `24: a city`",
-                    other.start(1),
-                )
+        key = other.group(1)
+        # `(fox:1.2)`, `[a:b:10]`, `<lora:x:1>` are prompt syntax, not keys
+        if not (key.isascii() and key.isdigit()) and _bracket_depth(text, other.start(1)) == 0:
+            raise ScheduleError(
+                f"`{key}:` is not a frame number; each prompt starts with a whole frame number, like `24: a city`",
+                other.start(1),
+            )
     prompts: list[tuple[int, str]] = []
-    for match, following in zip(matches, [*matches[1:], None]):
+    for match, following in zip(matches, [*matches[1:], None], strict=True):
         frame = int(match.group(1))
         end = following.start() if following else len(text)
         prompt = text[match.end() : end].strip()
@@ -211,9 +225,14 @@ def _check_expression(expression: str, position: int) -> ast.Expression:
 
 
 _OPERATORS = {
-    ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
-    ast.Div: lambda a, b: a / b, ast.Mod: lambda a, b: a % b, ast.FloorDiv: lambda a, b: a // b, ast.Pow: pow,
-}  # fmt: skip
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b,
+    ast.Mod: lambda a, b: a % b,
+    ast.FloorDiv: lambda a, b: a // b,
+    ast.Pow: pow,
+}
 
 
 def _walk(node: ast.AST, expression: str, position: int, depth: int) -> None:

@@ -109,8 +109,15 @@ def _prepared(frames: Sequence[Image.Image], max_side: int | None, *, even: bool
     return out
 
 
-def encode_mp4(frames: Sequence[Image.Image], fps: int, *, crf: int = DEFAULT_CRF, max_side: int | None = None,
-               preset: str = "medium", comment: str | None = None) -> bytes:  # fmt: skip
+def encode_mp4(
+    frames: Sequence[Image.Image],
+    fps: int,
+    *,
+    crf: int = DEFAULT_CRF,
+    max_side: int | None = None,
+    preset: str = "medium",
+    comment: str | None = None,
+) -> bytes:
     """An H.264 MP4 of exactly these frames at `fps`, ready to stream (moov before mdat).
     `comment`: text for the file's `comment` tag (a clip's parameters; `ffprobe` and players show it)."""
     import av
@@ -142,8 +149,7 @@ def encode_gif(frames: Sequence[Image.Image], fps: int, *, max_side: int | None 
     buffer = io.BytesIO()
     # Pillow rounds durations to 10 ms; give it whole centiseconds so every frame lasts the same.
     duration = max(2, round(100 / fps)) * 10  # browsers slow GIF frames under 20 ms down to 100 ms
-    pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=duration, loop=0,
-                     optimize=False, disposal=1)  # fmt: skip
+    pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=duration, loop=0, optimize=False, disposal=1)
     return buffer.getvalue()
 
 
@@ -165,8 +171,9 @@ def _open(data: bytes, max_bytes: int | None) -> Any:
     if not data:
         raise VideoError("That file is empty. Send an MP4, WebM, MOV or GIF, please.")
     if max_bytes is not None and len(data) > max_bytes:
-        raise VideoError(f"That video is too large ({_mb(len(data))}); I take videos up to {_mb(max_bytes)}. "
-                         "Send a shorter or smaller one, please.")  # fmt: skip
+        raise VideoError(
+            f"That video is too large ({_mb(len(data))}); I take videos up to {_mb(max_bytes)}. Send a shorter or smaller one, please."
+        )
     screen = _gif_screen(data)
     if screen is not None:
         _check_size(*screen)
@@ -216,8 +223,10 @@ def _check_size(width: int, height: int) -> None:
     if width <= 0 or height <= 0:
         raise VideoError(UNREADABLE)
     if width * height > MAX_FRAME_PIXELS:
-        raise VideoError(f"That video's frames are too large ({width}x{height}); send one of at most "
-                         f"{MAX_FRAME_PIXELS // 1_000_000} megapixels a frame, please.")  # fmt: skip
+        raise VideoError(
+            f"That video's frames are too large ({width}x{height}); send one of at most "
+            f"{MAX_FRAME_PIXELS // 1_000_000} megapixels a frame, please."
+        )
 
 
 def probe(data: bytes, *, max_bytes: int | None = None) -> VideoInfo:
@@ -280,8 +289,9 @@ def _decoded(container: Any, max_pixels: int | None) -> Iterator[tuple[Image.Ima
         yield frame.to_image(width=width, height=height, interpolation="AREA"), start, duration
 
 
-def read_frames(data: bytes, *, max_frames: int, fps: float | None = None, max_bytes: int | None = None,
-                max_pixels: int | None = None) -> tuple[list[Image.Image], float]:  # fmt: skip
+def read_frames(
+    data: bytes, *, max_frames: int, fps: float | None = None, max_bytes: int | None = None, max_pixels: int | None = None
+) -> tuple[list[Image.Image], float]:
     """An uploaded video's frames as RGB pictures, at most `max_frames` from its start, each scaled
     down to at most `max_pixels` (proportions kept) as it is decoded.
 

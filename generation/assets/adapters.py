@@ -152,8 +152,11 @@ def kohya_targets(pipe: Any, module_keys: list[str]) -> dict[str, tuple[str, str
             flat = key[len(prefix) :]
             if flat in by_flat:
                 targets[key] = (component, by_flat[flat])
-    sgm = [k for k in module_keys if k not in targets and k.startswith("lora_unet_") and any(
-        p in k for p in ("input_blocks", "middle_block", "output_blocks"))]  # fmt: skip
+    sgm = [
+        k
+        for k in module_keys
+        if k not in targets and k.startswith("lora_unet_") and any(p in k for p in ("input_blocks", "middle_block", "output_blocks"))
+    ]
     if sgm:
         from diffusers.loaders.lora_conversion_utils import _maybe_map_sgm_blocks_to_diffusers
 
@@ -261,8 +264,14 @@ class Adapters:
         self.loads += 1
         nbytes = adapter_bytes(pipe, name)
         self._entries[key] = _Entry(weakref.ref(pipe.unet), weakref.ref(pipe), name, nbytes)
-        log.info("loaded LoRA %s (%s) on %s: %.1f MiB, %.1f MiB of adapters in all", ref.name, name, model,
-                 nbytes / 2**20, self.used_bytes / 2**20)  # fmt: skip
+        log.info(
+            "loaded LoRA %s (%s) on %s: %.1f MiB, %.1f MiB of adapters in all",
+            ref.name,
+            name,
+            model,
+            nbytes / 2**20,
+            self.used_bytes / 2**20,
+        )
         self._evict(self.budget_bytes, keep=keep | {key})
         return name
 
@@ -381,10 +390,14 @@ def _check_kohya_shapes(
         down, up = tensors.get("lora_down.weight"), tensors.get("lora_up.weight")
         if down is not None and up is not None and (down.shape[1] != shape[1] or up.shape[0] != shape[0]):
             raise _refuse_architecture(
-                "LoRA", ref, model, model_arch, file_arch,
+                "LoRA",
+                ref,
+                model,
+                model_arch,
+                file_arch,
                 f" (layer `{module_key}`: the file has {down.shape[1]} inputs and {up.shape[0]} outputs, the model "
                 f"{shape[1]} and {shape[0]})",
-            )  # fmt: skip
+            )
 
 
 def lycoris_scale(tensors: dict[str, torch.Tensor], kind: str) -> float:
@@ -401,9 +414,15 @@ def lycoris_scale(tensors: dict[str, torch.Tensor], kind: str) -> float:
 
 
 def _load_lycoris(
-    pipe: Any, state_dict: dict[str, torch.Tensor], name: str, kind: str, ref: AssetRef, model: str,
-    model_arch: str, file_arch: str | None,
-) -> None:  # fmt: skip
+    pipe: Any,
+    state_dict: dict[str, torch.Tensor],
+    name: str,
+    kind: str,
+    ref: AssetRef,
+    model: str,
+    model_arch: str,
+    file_arch: str | None,
+) -> None:
     """LoHa / LoKr: peft's layers on the modules the kohya-style names mean, holding the file's
     tensors as they are, with A1111's scale."""
     from peft import LoHaConfig, LoKrConfig, inject_adapter_in_model
@@ -414,8 +433,9 @@ def _load_lycoris(
         module_key, _, suffix = key.partition(".")
         if suffix not in (*weight_keys, "alpha", "scale"):
             what = "DoRA weights (dora_scale)" if suffix == "dora_scale" else f"`{key}`"
-            raise EngineUserError(f"the {kind} `{ref.name}` holds {what}, which sdbot does not load yet; "
-                                  "use a plain LoRA, LoHa or LoKr file.")  # fmt: skip
+            raise EngineUserError(
+                f"the {kind} `{ref.name}` holds {what}, which sdbot does not load yet; use a plain LoRA, LoHa or LoKr file."
+            )
         modules.setdefault(module_key, {})[suffix] = tensor
     targets = kohya_targets(pipe, list(modules))
     missing = [key for key in modules if key not in targets]
@@ -444,9 +464,7 @@ def _load_lycoris(
             try:
                 delta_shape = layer.get_delta_weight(name).shape
             except RuntimeError as error:
-                raise _refuse_architecture(
-                    "LoRA", ref, model, model_arch, file_arch, f" (layer `{path}`: {error})"
-                ) from None
+                raise _refuse_architecture("LoRA", ref, model, model_arch, file_arch, f" (layer `{path}`: {error})") from None
             if delta_shape != base.weight.shape:
                 raise _refuse_architecture("LoRA", ref, model, model_arch, file_arch, f" (layer `{path}`)")
             scale = lycoris_scale(tensors, kind)
@@ -471,9 +489,7 @@ def load_embedding(path: Any, ref: AssetRef, pipe: Any, model: str) -> TextualIn
     elif len(state_dict) == 1:
         vectors, file_arch = {"clip_l": next(iter(state_dict.values()))}, None
     else:
-        raise EngineUserError(
-            f"the embedding `{ref.name}` is in a layout I don't know (keys: {', '.join(sorted(state_dict)[:5])})."
-        )
+        raise EngineUserError(f"the embedding `{ref.name}` is in a layout I don't know (keys: {', '.join(sorted(state_dict)[:5])}).")
     vectors = {key: (v.unsqueeze(0) if v.dim() == 1 else v) for key, v in vectors.items()}
     encoders = {"clip_l": pipe.text_encoder}
     if getattr(pipe, "text_encoder_2", None) is not None:

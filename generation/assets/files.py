@@ -91,6 +91,7 @@ FORMAT_NAMES = {
     "diffusers-ti": "diffusers textual-inversion embedding",
 }
 
+
 @dataclass(frozen=True)
 class AssetInfo:
     kind: AssetKind
@@ -171,11 +172,28 @@ def safe_name_from_filename(filename: str) -> str:
 
 # kohya / LyCORIS: `lora_unet_<module>.<suffix>`, text encoders `lora_te_`, `lora_te1_`, `lora_te2_`.
 _KOHYA_KEY = re.compile(r"(lora_unet|lora_te[12]?)_([A-Za-z0-9_]+)\.([a-z0-9_]+(?:\.weight)?)")
-_KOHYA_SUFFIXES = frozenset({
-    "lora_down.weight", "lora_up.weight", "lora_mid.weight", "alpha", "dora_scale",
-    "hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2",
-    "lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2",
-})  # fmt: skip
+_KOHYA_SUFFIXES = frozenset(
+    {
+        "lora_down.weight",
+        "lora_up.weight",
+        "lora_mid.weight",
+        "alpha",
+        "dora_scale",
+        "hada_w1_a",
+        "hada_w1_b",
+        "hada_w2_a",
+        "hada_w2_b",
+        "hada_t1",
+        "hada_t2",
+        "lokr_w1",
+        "lokr_w1_a",
+        "lokr_w1_b",
+        "lokr_w2",
+        "lokr_w2_a",
+        "lokr_w2_b",
+        "lokr_t2",
+    }
+)
 _KOHYA_COMPONENTS = {"lora_unet": "unet", "lora_te": "te1", "lora_te1": "te1", "lora_te2": "te2"}
 # diffusers / peft: `<prefix>.<module><suffix>`; prefix-less UNet keys are diffusers' oldest layout.
 _DIFFUSERS_KEY = re.compile(
@@ -208,9 +226,7 @@ class _Module:
     parts: dict[str, TensorEntry]
 
 
-def inspect_asset(
-    data: bytes, filename: str, *, kind: AssetKind, max_bytes: int, max_tensors: int = MAX_TENSORS
-) -> AssetInfo:
+def inspect_asset(data: bytes, filename: str, *, kind: AssetKind, max_bytes: int, max_tensors: int = MAX_TENSORS) -> AssetInfo:
     """What an uploaded file is, checked from its bytes alone; AssetError (with a message for the
     user) when sdbot will not use it as a `kind`."""
     if kind not in ("lora", "embedding"):
@@ -258,17 +274,21 @@ def _classify(
     shown: str, kind: AssetKind, tensors: dict[str, TensorEntry], metadata: dict[str, str], *, size: int, sha256: str
 ) -> AssetInfo:
     triggers, title = metadata_hints(metadata)
-    common = {"tensors": len(tensors), "size": size, "sha256": sha256, "triggers": triggers, "title": title,
-              "claim": metadata_claim(metadata)}  # fmt: skip
+    common = {
+        "tensors": len(tensors),
+        "size": size,
+        "sha256": sha256,
+        "triggers": triggers,
+        "title": title,
+        "claim": metadata_claim(metadata),
+    }
 
     lora = _lora_modules(shown, tensors)
     embedding = None if lora is not None else _embedding_layout(shown, tensors)
     if lora is not None:
         fmt, modules = lora
         if kind != "lora":
-            raise AssetError(
-                f"{shown} is {_article(FORMAT_NAMES[fmt])}, not an embedding. Upload it as a LoRA instead."
-            )
+            raise AssetError(f"{shown} is {_article(FORMAT_NAMES[fmt])}, not an embedding. Upload it as a LoRA instead.")
         layers = tuple(layer for m in modules if (layer := layer_of(m.component, m.name, m.parts)) is not None)
         contexts, text_widths = context_widths(layers), text_encoder_widths(layers)
         return AssetInfo(
@@ -286,13 +306,17 @@ def _classify(
     if embedding is not None:
         fmt, architecture, vectors, token, widths = embedding
         if kind != "embedding":
-            raise AssetError(
-                f"{shown} is {_article(FORMAT_NAMES[fmt])}, not a LoRA. Upload it as an embedding instead."
-            )
+            raise AssetError(f"{shown} is {_article(FORMAT_NAMES[fmt])}, not a LoRA. Upload it as an embedding instead.")
         return AssetInfo(
-            kind="embedding", format=fmt, architecture=architecture, rank=None, vectors=vectors, token=token,
-            vector_widths=widths, **common,
-        )  # fmt: skip
+            kind="embedding",
+            format=fmt,
+            architecture=architecture,
+            rank=None,
+            vectors=vectors,
+            token=token,
+            vector_widths=widths,
+            **common,
+        )
     raise AssetError(
         f"{shown} is not a LoRA, LyCORIS (LoHa/LoKr) or embedding file sdbot knows "
         f"(its first tensor is {quote(next(iter(tensors)))}). sdbot takes kohya/LoCon, diffusers/peft, "
@@ -349,9 +373,7 @@ def _lora_modules(shown: str, tensors: dict[str, TensorEntry]) -> tuple[str, lis
             f"{quote(others[0])}. Upload a plain LoRA, LoCon, LoHa or LoKr file."
         )
     if kohya and diffusers:
-        raise AssetError(
-            f"{shown} mixes kohya and diffusers LoRA key names; convert it to one of them and upload it again."
-        )
+        raise AssetError(f"{shown} mixes kohya and diffusers LoRA key names; convert it to one of them and upload it again.")
     if diffusers:
         modules = list(diffusers.values())
         for module in modules:
@@ -376,9 +398,7 @@ def _lora_modules(shown: str, tensors: dict[str, TensorEntry]) -> tuple[str, lis
             w1 = "lokr_w1" in parts or {"lokr_w1_a", "lokr_w1_b"} <= parts.keys()
             w2 = "lokr_w2" in parts or {"lokr_w2_a", "lokr_w2_b"} <= parts.keys()
             if not (w1 and w2) or any(p.startswith("lora_") for p in parts):
-                raise _incomplete(
-                    shown, module, "LoKr needs lokr_w1 (or lokr_w1_a and _b) and lokr_w2 (or lokr_w2_a and _b)"
-                )
+                raise _incomplete(shown, module, "LoKr needs lokr_w1 (or lokr_w1_a and _b) and lokr_w2 (or lokr_w2_a and _b)")
             if any(len(e.shape) < 2 for p, e in parts.items() if p.startswith("lokr_")):
                 raise _incomplete(shown, module, "its LoKr weights have inconsistent shapes")
         else:
@@ -459,9 +479,7 @@ def _lora_architecture(modules: list[_Module], contexts: set[int], widths: set[i
     return None
 
 
-def _embedding_layout(
-    shown: str, tensors: dict[str, TensorEntry]
-) -> tuple[str, str | None, int, str | None, dict[str, int]] | None:
+def _embedding_layout(shown: str, tensors: dict[str, TensorEntry]) -> tuple[str, str | None, int, str | None, dict[str, int]] | None:
     """(format, architecture, vectors, token, vector width per text encoder) for an embedding
     layout; None if it is not one."""
     keys = set(tensors)
@@ -472,8 +490,7 @@ def _embedding_layout(
             raise AssetError(f"{shown} is damaged: its clip_l has {n_l} vectors but its clip_g has {n_g}.")
         if (dim_l, dim_g) != (768, 1280):
             raise AssetError(
-                f"{shown} is not an SDXL embedding: its clip_l is {dim_l} wide and its clip_g {dim_g} "
-                "(SDXL's are 768 and 1280)."
+                f"{shown} is not an SDXL embedding: its clip_l is {dim_l} wide and its clip_g {dim_g} (SDXL's are 768 and 1280)."
             )
         return "kohya-sdxl-ti", "sdxl", n_l, None, {"clip_l": dim_l, "clip_g": dim_g}
     if len(keys) != 1:

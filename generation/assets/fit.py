@@ -103,9 +103,11 @@ def _model_name(name: str) -> str:
 
 
 def made_for(
-    architecture: str | None, context_width: int | None = None, text_width: int | None = None,
+    architecture: str | None,
+    context_width: int | None = None,
+    text_width: int | None = None,
     vector_widths: dict[str, int] | None = None,
-) -> str | None:  # fmt: skip
+) -> str | None:
     """ "SDXL (2048-wide text features)", "a model with a 1024-wide text encoder", "SD 1.x
     (768-wide vectors)", ...; None when the file says nothing about its model."""
     if vector_widths:
@@ -198,8 +200,11 @@ class Claim:
 
 _SPEC_ARCHITECTURES = (("stable-diffusion-xl", "sdxl"), ("stable-diffusion-v2", "sd2"), ("stable-diffusion-v1", "sd1"))
 _KOHYA_VERSIONS = (("sdxl", "sdxl"), ("sd_v2", "sd2"), ("sd_v1", "sd1"))
-_MODEL_NAME_HINTS = ((re.compile(r"xl", re.I), "sdxl"), (re.compile(r"(?:^|[^0-9])(?:v2|sd2|2[-._]?[01])(?:[^0-9]|$)", re.I), "sd2"),
-                     (re.compile(r"(?:v1[-._]?[45]|sd[-_]?1[-._]?[45]|sd15)", re.I), "sd1"))  # fmt: skip
+_MODEL_NAME_HINTS = (
+    (re.compile(r"xl", re.I), "sdxl"),
+    (re.compile(r"(?:^|[^0-9])(?:v2|sd2|2[-._]?[01])(?:[^0-9]|$)", re.I), "sd2"),
+    (re.compile(r"(?:v1[-._]?[45]|sd[-_]?1[-._]?[45]|sd15)", re.I), "sd1"),
+)
 MAX_CLAIM_CHARS = 100
 
 
@@ -233,9 +238,14 @@ def metadata_claim(metadata: dict[str, str]) -> Claim | None:
 
 
 def claim_note(
-    claim: Claim | None, file_architecture: str | None, *, fits: bool, model: str, model_words: str,
+    claim: Claim | None,
+    file_architecture: str | None,
+    *,
+    fits: bool,
+    model: str,
+    model_words: str,
     model_architecture: str | None,
-) -> str | None:  # fmt: skip
+) -> str | None:
     """One line when the metadata's claim disagrees with the shapes, which decide: with the
     file's own (when they name an architecture), else with the model the file fits."""
     if claim is None:

@@ -57,7 +57,9 @@ class TensorEntry:
     end: int
 
 
-def read_header_file(path: Path, filename: str | None = None, *, max_tensors: int = MAX_TENSORS) -> tuple[dict[str, TensorEntry], dict[str, str]]:
+def read_header_file(
+    path: Path, filename: str | None = None, *, max_tensors: int = MAX_TENSORS
+) -> tuple[dict[str, TensorEntry], dict[str, str]]:
     """`read_header` of a file on disk, reading only its header (the tensors' bytes are not
     read; their offsets are checked against the file's size)."""
     size = path.stat().st_size
@@ -79,8 +81,7 @@ def read_header(
     total = len(data) if total_size is None else total_size
     if len(data) < 8:
         raise AssetError(
-            f"{shown} is too short to be a safetensors file ({len(data)} bytes): it is empty or was "
-            "cut off. Upload the whole file again."
+            f"{shown} is too short to be a safetensors file ({len(data)} bytes): it is empty or was cut off. Upload the whole file again."
         )
     (length,) = struct.unpack("<Q", data[:8])
     if not (length <= MAX_HEADER_BYTES and 8 + length <= min(len(data), total) and length >= 2 and data[8:9] == b"{"):
@@ -123,17 +124,11 @@ def read_header(
     if metadata is None:
         metadata = {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        raise AssetError(
-            f"{shown} is damaged: its metadata (`__metadata__`) must map names to text, as "
-            "safetensors requires."
-        )
+        raise AssetError(f"{shown} is damaged: its metadata (`__metadata__`) must map names to text, as safetensors requires.")
     if not header:
         raise AssetError(f"{shown} holds no tensors.")
     if len(header) > max_tensors:
-        raise AssetError(
-            f"{shown} holds {len(header):,} tensors, more than the {max_tensors:,} sdbot accepts "
-            "in a LoRA or embedding."
-        )
+        raise AssetError(f"{shown} holds {len(header):,} tensors, more than the {max_tensors:,} sdbot accepts in a LoRA or embedding.")
 
     data_length = total - 8 - length
     tensors: dict[str, TensorEntry] = {}
@@ -213,10 +208,7 @@ def _check_offsets(shown: str, tensors: dict[str, TensorEntry], data_length: int
             raise AssetError(f"{shown} is damaged: there are stray bytes before tensor {quote(key)}.")
         position = entry.end
     if position != data_length:
-        raise AssetError(
-            f"{shown} is damaged: {data_length - position:,} bytes after its last tensor belong to "
-            "none of them."
-        )
+        raise AssetError(f"{shown} is damaged: {data_length - position:,} bytes after its last tensor belong to none of them.")
 
 
 def quote(text: str, limit: int = 80) -> str:

@@ -32,11 +32,17 @@ DEPTH = Source("SDBOT_DEPTH_MODEL", "depth model", "Intel/dpt-hybrid-midas", "Au
 BODY, HAND, FACE = "body_pose_model.pth", "hand_pose_model.pth", "facenet.pth"
 # preprocessor -> the annotator files it reads from SDBOT_ANNOTATORS
 FILES = {
-    "openpose": (BODY,), "openpose_hand": (BODY, HAND), "openpose_face": (BODY, FACE), "openpose_full": (BODY, HAND, FACE),
-    "lineart_realistic": ("sk_model.pth", "sk_model2.pth"), "lineart_coarse": ("sk_model.pth", "sk_model2.pth"),
-    "lineart_anime": ("netG.pth",), "softedge_hed": ("ControlNetHED.pth",), "scribble_hed": ("ControlNetHED.pth",),
+    "openpose": (BODY,),
+    "openpose_hand": (BODY, HAND),
+    "openpose_face": (BODY, FACE),
+    "openpose_full": (BODY, HAND, FACE),
+    "lineart_realistic": ("sk_model.pth", "sk_model2.pth"),
+    "lineart_coarse": ("sk_model.pth", "sk_model2.pth"),
+    "lineart_anime": ("netG.pth",),
+    "softedge_hed": ("ControlNetHED.pth",),
+    "scribble_hed": ("ControlNetHED.pth",),
     "softedge_pidinet": ("table5_pidinet.pth",),
-}  # fmt: skip
+}
 
 
 class DepthEstimator:
@@ -133,7 +139,9 @@ def _build(name: str, paths: dict[str, str]) -> Annotator:
 
         hand = Hand(paths[HAND]) if HAND in paths else None
         face = Face(paths[FACE]) if FACE in paths else None
-        return Annotator(OpenposeDetector(Body(paths[BODY]), hand, face), {"include_hand": hand is not None, "include_face": face is not None})
+        return Annotator(
+            OpenposeDetector(Body(paths[BODY]), hand, face), {"include_hand": hand is not None, "include_face": face is not None}
+        )
     if name.startswith("lineart_") and name != "lineart_anime":
         from controlnet_aux.lineart import LineartDetector
 

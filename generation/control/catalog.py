@@ -24,10 +24,19 @@ from generation.spec import CONTROL_TYPES, ControlRef
 TINY_PREFIX = "tiny-"
 TINY_PIX2PIX = "tiny-pix2pix"  # the built-in Instruct Pix2Pix model of the tiny model
 TYPE_ALIASES = {
-    "edge": "canny", "edges": "canny", "pose": "openpose", "lines": "lineart", "line": "lineart",
-    "anime": "lineart_anime", "lineart-anime": "lineart_anime", "hed": "softedge", "soft": "softedge",
-    "sketch": "scribble", "qrcode": "qr", "qr-code": "qr",
-}  # fmt: skip
+    "edge": "canny",
+    "edges": "canny",
+    "pose": "openpose",
+    "lines": "lineart",
+    "line": "lineart",
+    "anime": "lineart_anime",
+    "lineart-anime": "lineart_anime",
+    "hed": "softedge",
+    "soft": "softedge",
+    "sketch": "scribble",
+    "qrcode": "qr",
+    "qr-code": "qr",
+}
 # type -> its preprocessors (A1111's module names), the default first. `none` is always allowed.
 PREPROCESSORS = {
     "canny": ("canny",),
@@ -41,17 +50,32 @@ PREPROCESSORS = {
     "qr": ("qr",),
 }
 # Short spellings of `--pre` (`--pre pidinet` for softedge_pidinet).
-PRE_ALIASES = {"full": "openpose_full", "face": "openpose_face", "hand": "openpose_hand", "body": "openpose",
-               "realistic": "lineart_realistic", "coarse": "lineart_coarse", "anime": "lineart_anime",
-               "pidinet": "softedge_pidinet", "xdog": "scribble_xdog", "resample": "tile_resample"}  # fmt: skip
+PRE_ALIASES = {
+    "full": "openpose_full",
+    "face": "openpose_face",
+    "hand": "openpose_hand",
+    "body": "openpose",
+    "realistic": "lineart_realistic",
+    "coarse": "lineart_coarse",
+    "anime": "lineart_anime",
+    "pidinet": "softedge_pidinet",
+    "xdog": "scribble_xdog",
+    "resample": "tile_resample",
+}
 # What each preprocessor needs that is configured (None: nothing, it runs on OpenCV or segno).
 NEEDS = {
     "depth": "SDBOT_DEPTH_MODEL",
-    "openpose_full": "SDBOT_ANNOTATORS", "openpose": "SDBOT_ANNOTATORS", "openpose_face": "SDBOT_ANNOTATORS",
-    "openpose_hand": "SDBOT_ANNOTATORS", "lineart_realistic": "SDBOT_ANNOTATORS", "lineart_coarse": "SDBOT_ANNOTATORS",
-    "lineart_anime": "SDBOT_ANNOTATORS", "softedge_hed": "SDBOT_ANNOTATORS", "softedge_pidinet": "SDBOT_ANNOTATORS",
+    "openpose_full": "SDBOT_ANNOTATORS",
+    "openpose": "SDBOT_ANNOTATORS",
+    "openpose_face": "SDBOT_ANNOTATORS",
+    "openpose_hand": "SDBOT_ANNOTATORS",
+    "lineart_realistic": "SDBOT_ANNOTATORS",
+    "lineart_coarse": "SDBOT_ANNOTATORS",
+    "lineart_anime": "SDBOT_ANNOTATORS",
+    "softedge_hed": "SDBOT_ANNOTATORS",
+    "softedge_pidinet": "SDBOT_ANNOTATORS",
     "scribble_hed": "SDBOT_ANNOTATORS",
-}  # fmt: skip
+}
 CANNY_DEFAULTS = (100, 200)  # A1111's low and high thresholds
 
 

@@ -73,5 +73,3 @@ def _soft_injection(module: Any, inputs: Any, output: Any) -> Any:
     if hasattr(output, "mid_block_res_sample"):
         return type(output)(down_block_res_samples=tuple(scaled_down), mid_block_res_sample=mid)
     return (tuple(scaled_down), mid)
-
-

@@ -33,9 +33,13 @@ def parameter_bytes(model: torch.nn.Module) -> int:
 
 class ControlNets:
     def __init__(
-        self, entries: dict[str, ControlNetEntry], models_dir: Path, device: torch.device, dtype: torch.dtype,
+        self,
+        entries: dict[str, ControlNetEntry],
+        models_dir: Path,
+        device: torch.device,
+        dtype: torch.dtype,
         budget_bytes: int = DEFAULT_BUDGET_BYTES,
-    ):  # fmt: skip
+    ):
         self.entries = entries
         self.models_dir = Path(models_dir)
         self.device = device

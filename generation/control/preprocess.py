@@ -26,7 +26,6 @@ from generation.control.qr import qr_map
 from generation.errors import EngineUserError
 from generation.spec import ControlRef, GenerationSpec
 
-
 XDOG_THRESHOLD = 32  # A1111's scribble_xdog default
 
 

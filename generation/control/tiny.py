@@ -68,8 +68,11 @@ def build_tiny_controlnet(unet, seed: int):  # type: ignore[no-untyped-def]
     try:
         controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=CONDITIONING_CHANNELS)
         with torch.no_grad():
-            zero_convs = [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block,
-                          controlnet.controlnet_cond_embedding.conv_out]  # fmt: skip
+            zero_convs = [
+                *controlnet.controlnet_down_blocks,
+                controlnet.controlnet_mid_block,
+                controlnet.controlnet_cond_embedding.conv_out,
+            ]
             for conv in zero_convs:
                 conv.weight.copy_(OUTPUT_SCALE * torch.randn_like(conv.weight))
         return controlnet
@@ -94,6 +97,12 @@ def build_tiny_pix2pix():  # type: ignore[no-untyped-def]
     finally:
         torch.random.set_rng_state(state)
     return StableDiffusionInstructPix2PixPipeline(
-        vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer, unet=unet, scheduler=base.scheduler,
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )  # fmt: skip
+        vae=base.vae,
+        text_encoder=base.text_encoder,
+        tokenizer=base.tokenizer,
+        unet=unet,
+        scheduler=base.scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )

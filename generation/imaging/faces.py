@@ -166,17 +166,15 @@ def load_face_restorer(path: str | Path, device: torch.device, dtype: torch.dtyp
         raise ModelLoadError(f"the face model `{path}` does not exist. Check the face model's path in the settings.")
     try:  # the header alone tells a face model from anything else, without reading the weights
         with safe_open(str(path), framework="pt") as handle:
-            keys = {key.removeprefix("module.").removeprefix("netG.") for key in handle.keys()}
+            keys = {key.removeprefix("module.").removeprefix("netG.") for key in handle.keys()}  # noqa: SIM118 - safe_open is not iterable
     except (SafetensorError, OSError) as error:
         raise ModelLoadError(f"`{path}` is not a readable .safetensors file ({error}).") from error
-    if CODEFORMER_KEYS <= keys:
+    if keys >= CODEFORMER_KEYS:
         raise ModelLoadError(
             f"`{path.name}` is a CodeFormer model. CodeFormer needs spandrel_extra_arches (its licence is "
             "non-commercial), which sdbot does not install; use GFPGAN v1.4 or RestoreFormer instead."
         )
-    not_face = ModelLoadError(
-        f"`{path.name}` is not a face restoration model spandrel recognises (GFPGAN v1.x or RestoreFormer)."
-    )
+    not_face = ModelLoadError(f"`{path.name}` is not a face restoration model spandrel recognises (GFPGAN v1.x or RestoreFormer).")
     if not keys & FACE_MARKER_KEYS:
         raise not_face  # e.g. an SD checkpoint: refuse before reading gigabytes
     try:

@@ -120,10 +120,16 @@ def build_tiny_safety_checker(folder: Path, *, seed: int = 0) -> Path:
 
     config = CLIPConfig(
         text_config={"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2},
-        vision_config={"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2,
-                       "image_size": 32, "patch_size": 4},
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_attention_heads": 4,
+            "num_hidden_layers": 2,
+            "image_size": 32,
+            "patch_size": 4,
+        },
         projection_dim=32,
-    )  # fmt: skip
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = StableDiffusionSafetyChecker(config)

@@ -103,9 +103,7 @@ def load_segmenter(source: str | Path, device: torch.device) -> Segmenter:
     try:
         # float32 everywhere: CLIPSeg is small (~150M parameters) and its masks come from
         # thresholding probabilities, which half precision would shift.
-        model = CLIPSegForImageSegmentation.from_pretrained(
-            name, use_safetensors=True, dtype=torch.float32, local_files_only=True
-        )
+        model = CLIPSegForImageSegmentation.from_pretrained(name, use_safetensors=True, dtype=torch.float32, local_files_only=True)
         processor = CLIPSegProcessor.from_pretrained(name, local_files_only=True)
     except Exception as error:  # turn library errors into advice
         raise ModelLoadError(explain(name, error, SEGMENTER)) from error

@@ -102,9 +102,7 @@ class Upscaler:
             how = "in one piece; run it in tiles" if tile is None else f"even in {tile} px tiles"
             raise EngineUserError(f"the device ran out of memory upscaling a {size} image with {self.name} {how}.")
         smaller, overlap = tile // 2, min(overlap, tile // 4)
-        log.warning(
-            "upscaler %s: out of memory with %d px tiles on a %s image, retrying with %d px", self.name, tile, size, smaller
-        )
+        log.warning("upscaler %s: out of memory with %d px tiles on a %s image, retrying with %d px", self.name, tile, size, smaller)
         try:
             return self._run(image, smaller, overlap, should_stop), smaller, overlap
         except torch.OutOfMemoryError:
@@ -217,7 +215,7 @@ def load_upscaler(path: str | Path, device: torch.device, dtype: torch.dtype, na
     if suffix in PICKLE_SUFFIXES:
         raise ModelLoadError(
             f"`{path.name}` is a pickle file ({suffix}); loading one can run code hidden in it, so sdbot only loads "
-            "upscalers as .safetensors. Convert it once on a machine you trust: `python -c \"import torch, "
+            'upscalers as .safetensors. Convert it once on a machine you trust: `python -c "import torch, '
             f"safetensors.torch as st; st.save_file(torch.load('{path.name}', weights_only=True), "
             f"'{path.stem}.safetensors')\"` (if that complains about a nested dict, save the inner "
             "`params_ema` or `params` dict)."
@@ -246,9 +244,7 @@ def load_upscaler(path: str | Path, device: torch.device, dtype: torch.dtype, na
     if descriptor.scale < 2:
         raise ModelLoadError(f"{not_sr}: it is a {descriptor.scale}x {arch} model, which does not enlarge images.")
     if (descriptor.input_channels, descriptor.output_channels) != (3, 3):
-        raise ModelLoadError(
-            f"`{path.name}` works on {descriptor.input_channels}-channel images; sdbot upscales RGB (3 channels)."
-        )
+        raise ModelLoadError(f"`{path.name}` works on {descriptor.input_channels}-channel images; sdbot upscales RGB (3 channels).")
     run_dtype = torch.float32
     if device.type == "cuda" and dtype == torch.float16 and descriptor.supports_half:
         run_dtype = torch.float16

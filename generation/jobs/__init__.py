@@ -116,8 +116,14 @@ def render_job(
     tracker = Tracker(on_progress, should_stop)
     if spec.controls:
         tracker.controls = preprocess.prepare(engine, spec)
-    maps = [png(picture, control_map_infotext(spec, index, picture.size, job_id=job_id))
-            for index, picture in enumerate(tracker.controls.maps)] if tracker.controls else []  # fmt: skip
+    maps = (
+        [
+            png(picture, control_map_infotext(spec, index, picture.size, job_id=job_id))
+            for index, picture in enumerate(tracker.controls.maps)
+        ]
+        if tracker.controls
+        else []
+    )
     if spec.clip is not None:
         return _render_clip(engine, spec, job, tracker, job_id, maps)
     if not spec.wildcards and not has_wildcards(f"{spec.prompt}\n{spec.negative_prompt}"):
@@ -159,9 +165,14 @@ def _render_clip(
         images.append(RenderedImage(index, seed, png(frame, parameters), frame.width, frame.height, parameters))
     played = video.playback_frames(frames, clip.loop)
     encoded = EncodedClip(
-        mp4=video.encode_mp4(played, clip.fps, comment=images[0].parameters), gif=video.encode_gif(played, clip.fps), fps=clip.fps,
-        width=frames[0].width, height=frames[0].height, frames=len(frames), loop=clip.loop,
-    )  # fmt: skip
+        mp4=video.encode_mp4(played, clip.fps, comment=images[0].parameters),
+        gif=video.encode_gif(played, clip.fps),
+        fps=clip.fps,
+        width=frames[0].width,
+        height=frames[0].height,
+        frames=len(frames),
+        loop=clip.loop,
+    )
     return Rendered(images, maps, encoded)
 
 
@@ -197,9 +208,14 @@ def answer_job(
 
 
 def encode(
-    spec: GenerationSpec, index: int, image: Image.Image, job_id: int | None, *,
-    template: GenerationSpec | None = None, index_seed: int | None = None,
-) -> RenderedImage:  # fmt: skip
+    spec: GenerationSpec,
+    index: int,
+    image: Image.Image,
+    job_id: int | None,
+    *,
+    template: GenerationSpec | None = None,
+    index_seed: int | None = None,
+) -> RenderedImage:
     """The PNG of image `index`. `template`: the job as written, when this image's prompt is
     its wildcard picks (`spec`), so the parameters keep both."""
     seed = index_seed if index_seed is not None else spec.seed + index

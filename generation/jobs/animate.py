@@ -24,14 +24,16 @@ def animate(engine: Engine, spec: GenerationSpec, tracker: Tracker) -> list[Imag
     if spec.clip.extend:
         so_far = source_frames(engine, spec)
         held = [so_far[-1]] * spec.clip.frames
-        return so_far + engine.diffuse_clip(spec, "video2video", tracker, video=held, strength=spec.strength,
-                                            width=spec.width, height=spec.height)  # fmt: skip
+        return so_far + engine.diffuse_clip(
+            spec, "video2video", tracker, video=held, strength=spec.strength, width=spec.width, height=spec.height
+        )
     return engine.diffuse_clip(spec, "animate", tracker, num_frames=spec.clip.frames, width=spec.width, height=spec.height)
 
 
 def video2video(engine: Engine, spec: GenerationSpec, tracker: Tracker) -> list[Image.Image]:
-    return engine.diffuse_clip(spec, "video2video", tracker, video=source_frames(engine, spec), strength=spec.strength,
-                               width=spec.width, height=spec.height)  # fmt: skip
+    return engine.diffuse_clip(
+        spec, "video2video", tracker, video=source_frames(engine, spec), strength=spec.strength, width=spec.width, height=spec.height
+    )
 
 
 def source_frames(engine: Engine, spec: GenerationSpec) -> list[Image.Image]:

@@ -14,9 +14,12 @@ from generation.spec import GenerationSpec
 
 def enhance(engine: Engine, spec: GenerationSpec, should_stop: Callable[[], bool]) -> list[dict[str, Any]]:
     prompts = engine.tools.enhancer().generate(
-        spec.prompt, count=spec.n, seed=spec.seed, max_new_tokens=engine.tools.enhance_max_new_tokens,
+        spec.prompt,
+        count=spec.n,
+        seed=spec.seed,
+        max_new_tokens=engine.tools.enhance_max_new_tokens,
         should_stop=should_stop,
-    )  # fmt: skip
+    )
     return [{"prompt": text} for text in prompts]
 
 

@@ -64,8 +64,7 @@ def deforum(engine: Engine, spec: GenerationSpec, tracker: Tracker) -> list[Imag
         if frame > 0 or not drawn_from_noise:
             _check_strength(strengths[frame], frame, spec.steps)
     tracker.planned = tracker.done + sum(
-        spec.steps if frame == 0 and drawn_from_noise else _steps_run(spec.steps, strengths[frame])
-        for frame in range(offset, total)
+        spec.steps if frame == 0 and drawn_from_noise else _steps_run(spec.steps, strengths[frame]) for frame in range(offset, total)
     )
 
     so_far = [_read_frame(engine, key, size) for key in clip.source] if clip.extend else []
@@ -98,9 +97,14 @@ def _frame_spec(
     validator), so a frame spec is one GenerationSpec accepts: txt2img with no init image and no
     clip, img2img with an init image and a strength."""
     update: dict[str, Any] = {
-        "kind": kind, "prompt": prompt, "seed": spec.seed + frame, "n": 1, "strength": strength,
-        "init_image": init_image, "clip": None,
-    }  # fmt: skip
+        "kind": kind,
+        "prompt": prompt,
+        "seed": spec.seed + frame,
+        "n": 1,
+        "strength": strength,
+        "init_image": init_image,
+        "clip": None,
+    }
     return GenerationSpec.model_validate({**spec.model_dump(), **update})
 
 

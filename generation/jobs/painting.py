@@ -72,9 +72,16 @@ def repaint(engine: Engine, spec: GenerationSpec, tracker: Tracker, original: Im
     sx, sy = spec.width / original.width, spec.height / original.height
     control_region = (round(crop[0] * sx), round(crop[1] * sy), round(crop[2] * sx), round(crop[3] * sy))
     painted = engine.diffuse(
-        spec, "inpaint", tracker, image=image_in, mask_image=mask_in, width=work_size[0], height=work_size[1],
-        strength=spec.strength, control_region=control_region if spec.only_masked else None,
-    )  # fmt: skip
+        spec,
+        "inpaint",
+        tracker,
+        image=image_in,
+        mask_image=mask_in,
+        width=work_size[0],
+        height=work_size[1],
+        strength=spec.strength,
+        control_region=control_region if spec.only_masked else None,
+    )
     results = []
     for image in painted:
         whole = original.copy()
@@ -129,4 +136,3 @@ def prefill(inner: Image.Image, size: tuple[int, int], at: tuple[int, int], *, s
     fill = Image.fromarray(np.clip(np.asarray(fill, dtype=np.float64) + noise, 0, 255).astype(np.uint8))
     fill.paste(inner, at)
     return fill
-

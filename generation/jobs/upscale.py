@@ -69,8 +69,15 @@ def tiled_img2img(engine: Engine, spec: GenerationSpec, tracker: Tracker, image:
     for y in ys:
         for x in xs:
             tile = padded.crop((x, y, x + tile_w, y + tile_h))
-            [done] = engine.diffuse(spec, "img2img", tracker, seeds=[spec.seed], image=tile, strength=spec.strength,
-                                    control_region=(x, y, x + tile_w, y + tile_h))  # fmt: skip
+            [done] = engine.diffuse(
+                spec,
+                "img2img",
+                tracker,
+                seeds=[spec.seed],
+                image=tile,
+                strength=spec.strength,
+                control_region=(x, y, x + tile_w, y + tile_h),
+            )
             total[y : y + tile_h, x : x + tile_w] += np.asarray(done, dtype=np.float64) * ramp
             weight[y : y + tile_h, x : x + tile_w] += ramp
     blended = np.clip(np.rint(total / weight), 0, 255).astype(np.uint8)

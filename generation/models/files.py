@@ -84,15 +84,13 @@ def _folder(path: Path, shown: str | None = None) -> ModelFacts:
     class_name = str(index.get("_class_name", "?"))
     if class_name not in SUPPORTED_PIPELINES:
         raise ModelSourceError(
-            f"{shown} is a {class_name}; sdbot runs Stable Diffusion 1.x/2.x and SDXL pipelines "
-            f"({', '.join(SUPPORTED_PIPELINES)})."
+            f"{shown} is a {class_name}; sdbot runs Stable Diffusion 1.x/2.x and SDXL pipelines ({', '.join(SUPPORTED_PIPELINES)})."
         )
     unet_dir = path / "unet"
     if unet_dir.is_dir() and not any(unet_dir.glob("*.safetensors")):
         if any(unet_dir.glob("*.bin")) or any(unet_dir.glob("*.ckpt")):
             raise ModelSourceError(
-                f"{shown} has only pickle weights (.bin); sdbot loads .safetensors only, because a pickle can "
-                f"run code. {_CONVERT}"
+                f"{shown} has only pickle weights (.bin); sdbot loads .safetensors only, because a pickle can run code. {_CONVERT}"
             )
         raise ModelSourceError(f"{shown} has no UNet weights (no .safetensors in unet/).")
     unet = _json(unet_dir / "config.json") or {}
@@ -117,10 +115,13 @@ def _hub(repo_id: str) -> ModelFacts:
             "downloaded. Download it once (`hf download REPO --local-dir FOLDER`) and add the folder instead."
         )
     return ModelFacts(
-        None, None,
-        (f"`{repo_id}` is not in this machine's Hugging Face cache: each worker downloads it (several GB) when "
-         "a job first uses it, and that job waits.",),
-    )  # fmt: skip
+        None,
+        None,
+        (
+            f"`{repo_id}` is not in this machine's Hugging Face cache: each worker downloads it (several GB) when "
+            "a job first uses it, and that job waits.",
+        ),
+    )
 
 
 def _single_file(path: Path, config: str | None) -> ModelFacts:
@@ -128,8 +129,7 @@ def _single_file(path: Path, config: str | None) -> ModelFacts:
     if suffix != ".safetensors":
         what = "a pickle checkpoint" if suffix in SINGLE_FILE_SUFFIXES else f"a `{suffix}` file"
         raise ModelSourceError(
-            f"`{path.name}` is {what}; loading a pickle can run code hidden in it, so sdbot only loads "
-            f".safetensors. {_CONVERT}"
+            f"`{path.name}` is {what}; loading a pickle can run code hidden in it, so sdbot only loads .safetensors. {_CONVERT}"
         )
     if not path.is_file():
         raise ModelSourceError(f"There is no file `{path}` on the bot's machine.")
@@ -156,8 +156,9 @@ def _single_file(path: Path, config: str | None) -> ModelFacts:
     else:
         notes = ("Without --config, its component configs are fetched from the Hugging Face Hub when it first loads.",)
     size = config_facts.size if config_facts else None
-    return ModelFacts(architecture or (config_facts.architecture if config_facts else None),
-                      size or NATIVE_SIZES.get(architecture or ""), notes)  # fmt: skip
+    return ModelFacts(
+        architecture or (config_facts.architecture if config_facts else None), size or NATIVE_SIZES.get(architecture or ""), notes
+    )
 
 
 def _config(config: str) -> ModelFacts:
@@ -188,9 +189,7 @@ def _safetensors_keys(path: Path) -> list[str]:
         if len(head) < 8:
             raise ModelSourceError(f"`{path.name}` is too short to be a safetensors file.")
         if head[:1] == b"\x80" or head[:4] == b"PK\x03\x04":
-            raise ModelSourceError(
-                f"`{path.name}` is a PyTorch pickle renamed to .safetensors; sdbot never opens pickles. {_CONVERT}"
-            )
+            raise ModelSourceError(f"`{path.name}` is a PyTorch pickle renamed to .safetensors; sdbot never opens pickles. {_CONVERT}")
         (length,) = struct.unpack("<Q", head)
         if length > MAX_HEADER_BYTES or 8 + length > path.stat().st_size:
             raise ModelSourceError(f"`{path.name}` is damaged or not a safetensors file (its header length is wrong).")

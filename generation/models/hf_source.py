@@ -53,8 +53,7 @@ def resolve(source: str | Path, about: Source) -> str:
         return str(path)
     if isinstance(source, Path) or not HUB_ID.match(text):
         raise ModelLoadError(
-            f"the {about.what} folder `{path}` does not exist. Check {about.key} (a folder or a Hub id such as "
-            f"{about.example})."
+            f"the {about.what} folder `{path}` does not exist. Check {about.key} (a folder or a Hub id such as {about.example})."
         )
     return text
 

@@ -31,10 +31,7 @@ from generation.models.tiny import ensure_tiny
 log = logging.getLogger(__name__)
 
 SUPPORTED = {"StableDiffusionPipeline": "sd1/sd2", "StableDiffusionXLPipeline": "sdxl"}
-OFFLINE_HINT = (
-    "If this machine has no network, download the model once elsewhere and point SDBOT_MODEL at the folder "
-    "or file."
-)
+OFFLINE_HINT = "If this machine has no network, download the model once elsewhere and point SDBOT_MODEL at the folder or file."
 TINY_HINT = "To try the bot without a real model, set SDBOT_MODEL=tiny (random weights: it draws noise, offline)."
 
 
@@ -86,8 +83,7 @@ class LoadedModel:
         sharing the loaded weights. Built per pass: `from_pipe` only wires existing modules."""
         from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image
 
-        auto = {"txt2img": AutoPipelineForText2Image, "img2img": AutoPipelineForImage2Image,
-                "inpaint": AutoPipelineForInpainting}.get(kind)  # fmt: skip
+        auto = {"txt2img": AutoPipelineForText2Image, "img2img": AutoPipelineForImage2Image, "inpaint": AutoPipelineForInpainting}.get(kind)
         if auto is None:
             raise ValueError(f"no ControlNet pipeline for job kind {kind!r}")
         pipe = auto.from_pipe(self.txt2img, controlnet=controlnets[0] if len(controlnets) == 1 else list(controlnets))
@@ -107,9 +103,14 @@ class ModelCache:
     `speed` (attention, channels_last, torch_compile) is set on each model as it loads."""
 
     def __init__(
-        self, registry: ModelRegistry, models_dir: Path, device: torch.device, dtype: torch.dtype, max_loaded: int = 1,
+        self,
+        registry: ModelRegistry,
+        models_dir: Path,
+        device: torch.device,
+        dtype: torch.dtype,
+        max_loaded: int = 1,
         speed: SpeedOptions | None = None,
-    ):  # fmt: skip
+    ):
         self.registry = registry
         self.models_dir = Path(models_dir)
         self.device = device
@@ -126,8 +127,7 @@ class ModelCache:
         entry = self.registry.get(name)
         if entry is None:
             raise ModelLoadError(
-                f"the model `{name}` is not available any more (an admin removed it). Models: "
-                f"{', '.join(self.registry.names())}."
+                f"the model `{name}` is not available any more (an admin removed it). Models: {', '.join(self.registry.names())}."
             )
         key = entry.display_name
         if key in self._loaded:
@@ -169,9 +169,7 @@ def load_vae(source: str, base_config: Any, device: torch.device, dtype: torch.d
     path = Path(source).expanduser()
     try:
         if path.suffix.lower() in PICKLE_SUFFIXES:
-            raise ModelLoadError(
-                f"the VAE `{path.name}` is a pickle file; sdbot only loads .safetensors (a pickle can run code)."
-            )
+            raise ModelLoadError(f"the VAE `{path.name}` is a pickle file; sdbot only loads .safetensors (a pickle can run code).")
         if path.suffix.lower() == ".safetensors":
             if not path.is_file():
                 raise ModelLoadError(f"the VAE file `{path}` does not exist. Check the `vaes` config.")
@@ -187,15 +185,12 @@ def load_vae(source: str, base_config: Any, device: torch.device, dtype: torch.d
         raise
     except Exception as error:
         raise ModelLoadError(
-            f"I could not load the VAE `{source}` ({type(error).__name__}: {error}). Check the `vaes` config; "
-            f"{OFFLINE_HINT}"
+            f"I could not load the VAE `{source}` ({type(error).__name__}: {error}). Check the `vaes` config; {OFFLINE_HINT}"
         ) from error
     return vae.to(device).eval()
 
 
-def load_pipeline(
-    entry: ModelEntry, models_dir: Path, device: torch.device, dtype: torch.dtype, speed: SpeedOptions | None = None
-) -> Any:
+def load_pipeline(entry: ModelEntry, models_dir: Path, device: torch.device, dtype: torch.dtype, speed: SpeedOptions | None = None) -> Any:
     """The model's txt2img pipeline on `device`, with the speed options (if given) set on it."""
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
@@ -241,10 +236,7 @@ def _load_pretrained(source: str, dtype: torch.dtype) -> Any:
     index = DiffusionPipeline.load_config(source)
     class_name = index.get("_class_name", "?")
     if class_name not in SUPPORTED:
-        raise ModelLoadError(
-            f"`{source}` is a {class_name}; sdbot runs Stable Diffusion 1.x/2.x and SDXL models "
-            f"({', '.join(SUPPORTED)})."
-        )
+        raise ModelLoadError(f"`{source}` is a {class_name}; sdbot runs Stable Diffusion 1.x/2.x and SDXL models ({', '.join(SUPPORTED)}).")
     extra: dict[str, Any] = {}
     if "safety_checker" in index:
         # Content policy belongs to the bot's safety settings, not to a checker that blacks out images.
@@ -266,7 +258,7 @@ def _load_single_file(entry: ModelEntry, dtype: torch.dtype) -> Any:
     if not path.is_file():
         raise ModelLoadError(f"the checkpoint `{path}` does not exist. Check SDBOT_MODEL (or the model's `source`).")
     with safe_open(str(path), framework="pt") as handle:
-        is_xl = any(key.startswith("conditioner.embedders.1.") for key in handle.keys())
+        is_xl = any(key.startswith("conditioner.embedders.1.") for key in handle.keys())  # noqa: SIM118 - safe_open is not iterable
     pipeline_class = StableDiffusionXLPipeline if is_xl else StableDiffusionPipeline
     kwargs: dict[str, Any] = {"dtype": dtype}
     if entry.config:
@@ -290,9 +282,12 @@ def _explain(entry: ModelEntry, error: Exception) -> str:
         where = "HF_HUB_OFFLINE is set" if offline else "it is not in the local cache and could not be downloaded"
         config_hint = (
             " A single-file checkpoint needs its component configs: set `config` for it to a local diffusers folder."
-            if entry.kind == "file" else ""
+            if entry.kind == "file"
+            else ""
         )
-        return f"I could not load the model `{name}` ({entry.source}): {where}.{config_hint} {OFFLINE_HINT} ({type(error).__name__}: {error})"
+        return (
+            f"I could not load the model `{name}` ({entry.source}): {where}.{config_hint} {OFFLINE_HINT} ({type(error).__name__}: {error})"
+        )
     return f"I could not load the model `{name}` ({entry.source}): {type(error).__name__}: {error}. {OFFLINE_HINT}"
 
 
@@ -302,4 +297,3 @@ def _causes(error: BaseException) -> list[BaseException]:
         error = error.__cause__ or error.__context__  # type: ignore[assignment]
         found.append(error)
     return found
-

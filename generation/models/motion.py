@@ -109,9 +109,13 @@ class MotionModels:
     """The configured motion adapters and camera LoRAs, and the clip pipelines built with them."""
 
     def __init__(
-        self, adapters: dict[str, MotionAdapterEntry], cameras: dict[str, str], models_dir: Path,
-        device: torch.device, dtype: torch.dtype,
-    ):  # fmt: skip
+        self,
+        adapters: dict[str, MotionAdapterEntry],
+        cameras: dict[str, str],
+        models_dir: Path,
+        device: torch.device,
+        dtype: torch.dtype,
+    ):
         self.entries = adapters
         self.cameras = cameras
         self.models_dir = Path(models_dir)
@@ -217,8 +221,9 @@ def context_windows(pipe: Any, frames: int, context: int, stride: int, call: dic
     positive, negative = call.pop("prompt_embeds"), call.pop("negative_prompt_embeds")
     call["prompt"], call["negative_prompt"] = "", ""
 
-    def encode_prompt(prompt: Any, device: Any, num_images_per_prompt: int, do_classifier_free_guidance: bool,
-                      negative_prompt: Any = None, **_: Any) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+    def encode_prompt(
+        prompt: Any, device: Any, num_images_per_prompt: int, do_classifier_free_guidance: bool, negative_prompt: Any = None, **_: Any
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         count = (len(prompt) if isinstance(prompt, list) else 1) * num_images_per_prompt
         repeat = (count,) + (1,) * (positive.dim() - 1)
         return positive[:1].repeat(*repeat), negative[:1].repeat(*repeat) if do_classifier_free_guidance else None

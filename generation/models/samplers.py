@@ -73,8 +73,10 @@ def unavailable_reason(name: str) -> str | None:
     wanted = normalize(name)
     for known in UNAVAILABLE:
         if normalize(known) == wanted:
-            return (f"`{known}` has no equivalent scheduler in diffusers, the library sdbot draws with, so it is "
-                    "refused rather than approximated by another sampler")  # fmt: skip
+            return (
+                f"`{known}` has no equivalent scheduler in diffusers, the library sdbot draws with, so it is "
+                "refused rather than approximated by another sampler"
+            )
     return None
 
 

@@ -35,21 +35,37 @@ MAX_CONFIG_BYTES = 1024 * 1024
 
 # diffusers' defaults for the UNet2DConditionModel arguments read here (diffusers 0.42).
 _UNET_DEFAULTS: dict[str, Any] = {
-    "in_channels": 4, "out_channels": 4,
+    "in_channels": 4,
+    "out_channels": 4,
     "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
     "mid_block_type": "UNetMidBlock2DCrossAttn",
     "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-    "only_cross_attention": False, "block_out_channels": (320, 640, 1280, 1280), "layers_per_block": 2,
-    "cross_attention_dim": 1280, "transformer_layers_per_block": 1, "reverse_transformer_layers_per_block": None,
-    "attention_head_dim": 8, "num_attention_heads": None, "use_linear_projection": False,
-    "resnet_time_scale_shift": "default", "time_embedding_dim": None, "time_cond_proj_dim": None,
-    "conv_in_kernel": 3, "conv_out_kernel": 3, "addition_embed_type": None,
-    "projection_class_embeddings_input_dim": None, "class_embeddings_concat": False,
-}  # fmt: skip
+    "only_cross_attention": False,
+    "block_out_channels": (320, 640, 1280, 1280),
+    "layers_per_block": 2,
+    "cross_attention_dim": 1280,
+    "transformer_layers_per_block": 1,
+    "reverse_transformer_layers_per_block": None,
+    "attention_head_dim": 8,
+    "num_attention_heads": None,
+    "use_linear_projection": False,
+    "resnet_time_scale_shift": "default",
+    "time_embedding_dim": None,
+    "time_cond_proj_dim": None,
+    "conv_in_kernel": 3,
+    "conv_out_kernel": 3,
+    "addition_embed_type": None,
+    "projection_class_embeddings_input_dim": None,
+    "class_embeddings_concat": False,
+}
 # Options that build layers this module does not model: any other value is UnsupportedConfig.
 _UNET_PLAIN = {
-    "time_embedding_type": "positional", "class_embed_type": None, "encoder_hid_dim_type": None,
-    "attention_type": "default", "dual_cross_attention": False, "num_class_embeds": None,
+    "time_embedding_type": "positional",
+    "class_embed_type": None,
+    "encoder_hid_dim_type": None,
+    "attention_type": "default",
+    "dual_cross_attention": False,
+    "num_class_embeds": None,
 }
 _DOWN_TYPES = ("DownBlock2D", "CrossAttnDownBlock2D")
 _UP_TYPES = ("UpBlock2D", "CrossAttnUpBlock2D")
@@ -111,9 +127,10 @@ class ModelShapes:
     def dimensions(self) -> str:
         """The widths that matter for LoRAs and embeddings, in words."""
         encoders = (
-            f"a {self.text_widths[0]}-wide text encoder" if len(self.text_widths) == 1
+            f"a {self.text_widths[0]}-wide text encoder"
+            if len(self.text_widths) == 1
             else f"{len(self.text_widths)} text encoders ({', '.join(str(w) for w in self.text_widths)} wide)"
-        )  # fmt: skip
+        )
         parts = [f"{self.context_width}-wide text features", encoders]
         if self.channels:
             parts.append(f"UNet {min(self.channels)}–{max(self.channels)} channels")
@@ -251,8 +268,9 @@ def unet_layers(config: dict[str, Any]) -> dict[str, Layer]:
         for j in range(per_block[i]):
             resnet(f"down_blocks.{i}.resnets.{j}", f"input_blocks.{sgm_index}.0", inputs if j == 0 else output, output)
             if kind == "CrossAttnDownBlock2D":
-                transformer(f"down_blocks.{i}.attentions.{j}", f"input_blocks.{sgm_index}.1", output, heads[i], depths[j],
-                            cross[i], only_cross[i])  # fmt: skip
+                transformer(
+                    f"down_blocks.{i}.attentions.{j}", f"input_blocks.{sgm_index}.1", output, heads[i], depths[j], cross[i], only_cross[i]
+                )
             sgm_index += 1
         if i < blocks - 1:
             found[f"down_blocks.{i}.downsamplers.0.conv"] = Layer("conv", output, output, (3, 3), f"input_blocks.{sgm_index}.0.op")
@@ -278,11 +296,14 @@ def unet_layers(config: dict[str, Any]) -> dict[str, Layer]:
             skip = skip_in if j == layers - 1 else output
             resnet(f"up_blocks.{i}.resnets.{j}", f"output_blocks.{sgm_index}.0", (previous if j == 0 else output) + skip, output)
             if kind == "CrossAttnUpBlock2D":
-                transformer(f"up_blocks.{i}.attentions.{j}", f"output_blocks.{sgm_index}.1", output, block_heads, depths[j],
-                            block_cross, block_only)  # fmt: skip
+                transformer(
+                    f"up_blocks.{i}.attentions.{j}", f"output_blocks.{sgm_index}.1", output, block_heads, depths[j], block_cross, block_only
+                )
             if j == layers - 1 and i < blocks - 1:
                 position = 2 if kind == "CrossAttnUpBlock2D" else 1
-                found[f"up_blocks.{i}.upsamplers.0.conv"] = Layer("conv", output, output, (3, 3), f"output_blocks.{sgm_index}.{position}.conv")
+                found[f"up_blocks.{i}.upsamplers.0.conv"] = Layer(
+                    "conv", output, output, (3, 3), f"output_blocks.{sgm_index}.{position}.conv"
+                )
             sgm_index += 1
     found["conv_out"] = Layer("conv", channels[0], c["out_channels"], (c["conv_out_kernel"],) * 2, "out.2")
     return found

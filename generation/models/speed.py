@@ -113,8 +113,12 @@ def set_attention(model: torch.nn.Module, attention: Attention) -> None:
     if kinds == {wanted}:
         return
     if not kinds <= {AttnProcessor, AttnProcessor2_0}:
-        log.warning("attention %s not set on %s: it has custom attention processors (%s)", attention,
-                    type(model).__name__, ", ".join(sorted(k.__name__ for k in kinds)))  # fmt: skip
+        log.warning(
+            "attention %s not set on %s: it has custom attention processors (%s)",
+            attention,
+            type(model).__name__,
+            ", ".join(sorted(k.__name__ for k in kinds)),
+        )
         return
     model.set_attn_processor(wanted())  # stateless: one instance serves every layer
 
@@ -212,5 +216,8 @@ def _raise_recompile_limit() -> None:
 def _warn_if_slow_to_compile(module: torch.nn.Module) -> None:
     device = next(module.parameters()).device
     if device.type != "cuda":
-        log.warning("torch_compile on %s: with inductor the first job of each size compiles for minutes (C++ code "
-                    "generation); it pays off on CUDA GPUs", device.type)  # fmt: skip
+        log.warning(
+            "torch_compile on %s: with inductor the first job of each size compiles for minutes (C++ code "
+            "generation); it pays off on CUDA GPUs",
+            device.type,
+        )

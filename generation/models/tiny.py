@@ -5,7 +5,7 @@ It draws noise: that is the point of it, and the bot says so.
 
 Random weights make a picture almost blind to its prompt, so a test comparing prompt encodings
 would pass even when the encoding were wrong. The builder therefore makes it text-sensitive
-(DESIGN.md, known pitfalls): token embeddings at CLIP's scale, stronger cross-attention keys and
+(docs/rules.md, pitfalls): token embeddings at CLIP's scale, stronger cross-attention keys and
 values, random affine parameters on the norms, and a final text norm whose output mean is clearly
 off zero. The tokenizer is CLIP's real one, rebuilt from the BPE merges that the open-clip-torch
 wheel carries (read as a file; open_clip is never imported, it may download at import).
@@ -107,7 +107,8 @@ def clip_vocab() -> tuple[dict[str, int], list[tuple[str, str]]]:
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("open-clip-torch is not installed; it carries the CLIP BPE merges (pip install -e .)")
     bpe = Path(next(iter(spec.submodule_search_locations))) / "bpe_simple_vocab_16e6.txt.gz"
-    lines = gzip.open(bpe, "rt", encoding="utf-8").read().split("\n")
+    with gzip.open(bpe, "rt", encoding="utf-8") as handle:
+        lines = handle.read().split("\n")
     merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
     byte_chars = list(_bytes_to_unicode().values())
     tokens = byte_chars + [c + "</w>" for c in byte_chars] + ["".join(m) for m in merges]
@@ -126,4 +127,3 @@ def _bytes_to_unicode() -> dict[int, str]:
             chars.append(256 + extra)
             extra += 1
     return dict(zip(printable, map(chr, chars), strict=True))
-

@@ -16,7 +16,7 @@ UNET: dict[str, Any] = {
     "attention_head_dim": 4,
     "norm_num_groups": 8,
 }
-# Four blocks, as in real SD, so latents are 1/8 of the image (DESIGN.md pitfalls).
+# Four blocks, as in real SD, so latents are 1/8 of the image (docs/rules.md, pitfalls).
 VAE: dict[str, Any] = {
     "block_out_channels": BLOCKS,
     "down_block_types": ("DownEncoderBlock2D",) * 4,

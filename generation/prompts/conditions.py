@@ -54,9 +54,11 @@ class PromptConditions:
 
         sdxl = encoded[0].pooled_prompt_embeds is not None
         together = Conditioning(
-            rows("prompt_embeds"), rows("negative_prompt_embeds"),  # type: ignore[arg-type]
-            rows("pooled_prompt_embeds"), rows("negative_pooled_prompt_embeds"),
-        )  # fmt: skip
+            rows("prompt_embeds"),
+            rows("negative_prompt_embeds"),  # type: ignore[arg-type]
+            rows("pooled_prompt_embeds"),
+            rows("negative_pooled_prompt_embeds"),
+        )
         return cls((together,), 1, sdxl)
 
     def first(self) -> Conditioning:

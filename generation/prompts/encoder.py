@@ -22,7 +22,7 @@ encoding (generation.assets.adapters does that per job).
 
 Clip skip N (A1111's "CLIP stop at last layers", 1 = the last layer): hidden state N from the end,
 through the final layer norm. Implemented here because diffusers' own `clip_skip` crashes with
-transformers >= 5.6 (DESIGN.md pitfalls) and counts differently (its 1 is A1111's 2).
+transformers >= 5.6 (docs/rules.md, pitfalls) and counts differently (its 1 is A1111's 2).
 """
 
 from __future__ import annotations
@@ -283,7 +283,4 @@ def encode_texts(pipe: Any, prompts: list[str], negative: str, *, clip_skip: int
     def cast(tensor: torch.Tensor | None) -> torch.Tensor | None:
         return tensor.to(dtype) if tensor is not None else None
 
-    return [
-        Conditioning(embeds[i].to(dtype), embeds[-1].to(dtype), cast(pooled[i]), cast(pooled[-1]))
-        for i in range(len(prompts))
-    ]
+    return [Conditioning(embeds[i].to(dtype), embeds[-1].to(dtype), cast(pooled[i]), cast(pooled[-1])) for i in range(len(prompts))]

@@ -226,9 +226,7 @@ def check_regions(layout_text: str | None, prompt: str, base_ratio: float | None
     elif layout.count is not None and count != layout.count:
         problems.append(_count_message(layout, count))
     if base_ratio is not None and parts.base is None:
-        problems.append(
-            "a base ratio needs a base prompt: write `base prompt ADDBASE region 1 BREAK region 2`."
-        )
+        problems.append("a base ratio needs a base prompt: write `base prompt ADDBASE region 1 BREAK region 2`.")
     return problems
 
 

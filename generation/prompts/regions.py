@@ -120,9 +120,7 @@ class RegionalConditions:
         if base_text is not None:
             texts.append(base_text)
         steps = max(steps_run, 1)
-        schedules = [
-            prompt_schedule(text, steps_run) if steps_run >= 1 and has_schedule(text) else [(steps, text)] for text in texts
-        ]
+        schedules = [prompt_schedule(text, steps_run) if steps_run >= 1 and has_schedule(text) else [(steps, text)] for text in texts]
         # One encode_texts call for every text of every region: all padded to the same chunks.
         unique = list(dict.fromkeys(text for schedule in schedules for _, text in schedule))
         encoded = dict(zip(unique, encode_texts(pipe, unique, spec.negative_prompt, clip_skip=spec.clip_skip or 1), strict=True))

@@ -42,15 +42,12 @@ import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Union
 
 # The terminals exactly as lark compiles them. NUMBER is lark's SIGNED_NUMBER: its alternatives are
 # tried in this order and the first that matches wins (lark's dynamic lexer takes no shorter or
 # longer match), so `1.5e]` reads `1.5` and then fails on `e`.
 _PLAIN = re.compile(r"(?:[^\\\[\]():|]|\\.)+")
-_NUMBER = re.compile(
-    r"[+\-]?(?:[0-9]+[eE][+\-]?[0-9]+|(?:[0-9]+\.(?:[0-9]+)?|\.[0-9]+)(?:[eE][+\-]?[0-9]+)?|[0-9]+)"
-)
+_NUMBER = re.compile(r"[+\-]?(?:[0-9]+[eE][+\-]?[0-9]+|(?:[0-9]+\.(?:[0-9]+)?|\.[0-9]+)(?:[eE][+\-]?[0-9]+)?|[0-9]+)")
 _WHITESPACE = re.compile(r"\s+")
 _STRAY = frozenset("[]():")  # what the top level may hold outside any bracket construct
 
@@ -71,7 +68,7 @@ class _Alternate:
     options: tuple[tuple[_Node, ...], ...]
 
 
-_Node = Union[str, _Scheduled, _Alternate]
+_Node = str | _Scheduled | _Alternate
 
 
 class _TooDeep(Exception):
@@ -235,9 +232,7 @@ def has_schedule(prompt: str) -> bool:
     return nodes is not None and next(_walk(nodes), None) is not None
 
 
-def prompt_schedule(
-    prompt: str, steps: int, *, hires_steps: int | None = None, use_old_scheduling: bool = False
-) -> list[tuple[int, str]]:
+def prompt_schedule(prompt: str, steps: int, *, hires_steps: int | None = None, use_old_scheduling: bool = False) -> list[tuple[int, str]]:
     """[(end_at_step, text)] for one prompt: the text to condition with up to and including step
     end_at_step (1-based), as A1111 returns.
 

@@ -43,7 +43,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Union
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +96,7 @@ class _ListPick:  # `{N$$__name__}`
     high: int
 
 
-_Node = Union[str, _Ref, _Choice, _ListPick]
+_Node = str | _Ref | _Choice | _ListPick
 
 
 class _Problem(Exception):
@@ -196,9 +195,7 @@ class _Parser:
             body = weight.end() if weight else pos
             nodes, end = self.sequence(body, True, depth)
             if end >= len(text):
-                raise _Problem(
-                    f"The `{{` at character {start + 1} has no `}}`. Close it, or write `\\{{` for a lone brace."
-                )
+                raise _Problem(f"The `{{` at character {start + 1} has no `}}`. Close it, or write `\\{{` for a lone brace.")
             if not options:
                 first = nodes  # unstripped, for the plain-text form
             prefixes.append(text[pos:body])
@@ -432,9 +429,7 @@ class _Expander:
     def write(self, text: str) -> None:
         self.size += len(text)
         if self.size > MAX_EXPANDED_CHARS:
-            raise WildcardError(
-                f"The prompt expands to more than {MAX_EXPANDED_CHARS} characters; its lists name too many lists."
-            )
+            raise WildcardError(f"The prompt expands to more than {MAX_EXPANDED_CHARS} characters; its lists name too many lists.")
         self.out.append(text)
 
     def index(self, n: int) -> int:

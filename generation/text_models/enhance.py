@@ -113,9 +113,7 @@ class PromptEnhancer:
             )
         return candidates
 
-    def candidate(
-        self, prompt: str, *, seed: int, max_new_tokens: int = 75, should_stop: Callable[[], bool] = lambda: False
-    ) -> str:
+    def candidate(self, prompt: str, *, seed: int, max_new_tokens: int = 75, should_stop: Callable[[], bool] = lambda: False) -> str:
         """One cleaned candidate sampled with `seed` (the prompt alone if the model added nothing)."""
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
@@ -202,9 +200,7 @@ def load_enhancer(source: str | Path, device: torch.device, dtype: torch.dtype) 
         raise ModelLoadError(explain(name, error, ABOUT)) from error
     # The checkpoint's own generation defaults (do_sample, top_k, max_length ...) would mix into
     # every call and make transformers warn about unused sampling flags; ours are explicit.
-    model.generation_config = GenerationConfig(
-        bos_token_id=model.config.bos_token_id, eos_token_id=model.config.eos_token_id
-    )
+    model.generation_config = GenerationConfig(bos_token_id=model.config.bos_token_id, eos_token_id=model.config.eos_token_id)
     return PromptEnhancer(model.to(device).eval(), tokenizer, device, name)
 
 
@@ -218,9 +214,7 @@ class _SeededSampler:
         from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
         self.generator = torch.Generator("cpu").manual_seed(seed)
-        self.warpers = LogitsProcessorList(
-            [TemperatureLogitsWarper(TEMPERATURE), TopKLogitsWarper(TOP_K), TopPLogitsWarper(TOP_P)]
-        )
+        self.warpers = LogitsProcessorList([TemperatureLogitsWarper(TEMPERATURE), TopKLogitsWarper(TOP_K), TopPLogitsWarper(TOP_P)])
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         warped = self.warpers(input_ids, scores.float())

@@ -47,9 +47,7 @@ CAPTIONER = Source(
     example="Salesforce/blip-image-captioning-large",
     model_class="BlipForConditionalGeneration",
 )
-CLIP = Source(
-    key="SDBOT_DESCRIBE_CLIP", what="CLIP model", example="openai/clip-vit-large-patch14", model_class="CLIPModel"
-)
+CLIP = Source(key="SDBOT_DESCRIBE_CLIP", what="CLIP model", example="openai/clip-vit-large-patch14", model_class="CLIPModel")
 TERMS_KEY = "SDBOT_DESCRIBE_TERMS_DIR"
 MAX_COUNT = 4
 CLIP_TOKENS = 77
@@ -157,18 +155,14 @@ class Interrogator:
             self._embedded[name] = torch.cat(parts) if parts else torch.empty(0, dim)
         return self._embedded[name]
 
-    def rank(
-        self, name: str, image: torch.Tensor, top: int, *, should_stop: Callable[[], bool] = lambda: False
-    ) -> list[str]:
+    def rank(self, name: str, image: torch.Tensor, top: int, *, should_stop: Callable[[], bool] = lambda: False) -> list[str]:
         """List `name`'s `top` terms (as shown: artists as "by NAME") best-matching first."""
         scores = self.term_features(name, should_stop=should_stop) @ image
         # A stable sort: equal scores keep the list's order, so results never depend on the kernel.
         order = torch.sort(scores, descending=True, stable=True).indices[:top].tolist()
         return [_shown(name, self.terms[name][index]) for index in order]
 
-    def rank_merged(
-        self, image: torch.Tensor, top: int, *, should_stop: Callable[[], bool] = lambda: False
-    ) -> list[str]:
+    def rank_merged(self, image: torch.Tensor, top: int, *, should_stop: Callable[[], bool] = lambda: False) -> list[str]:
         """The `top` best terms of all lists in one ranking, each term once (CLIP Interrogator's
         fast mode merges its tables the same way)."""
         scored: list[tuple[float, str]] = []
@@ -212,9 +206,7 @@ def load_interrogator(
     name = resolve(captioner, CAPTIONER)
     log.info("loading captioner %s (%s, %s)", name, device, dtype)
     try:
-        caption_model = BlipForConditionalGeneration.from_pretrained(
-            name, use_safetensors=True, dtype=dtype, local_files_only=True
-        )
+        caption_model = BlipForConditionalGeneration.from_pretrained(name, use_safetensors=True, dtype=dtype, local_files_only=True)
         caption_processor = BlipProcessor.from_pretrained(name, local_files_only=True)
     except Exception as error:
         raise ModelLoadError(explain(name, error, CAPTIONER)) from error

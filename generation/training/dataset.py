@@ -85,8 +85,15 @@ def class_pictures(engine: Engine, spec: TrainingSpec, hooks: Hooks) -> list[Ima
             if hooks.stopping():
                 raise JobCancelled()
             with torch.no_grad():
-                drawn.append(pipe(prompt=spec.class_prompt, width=spec.resolution, height=spec.resolution,
-                                  num_inference_steps=spec.sample_steps, guidance_scale=SAMPLE_CFG,
-                                  generator=torch.Generator("cpu").manual_seed(spec.seed + index)).images[0])  # fmt: skip
+                drawn.append(
+                    pipe(
+                        prompt=spec.class_prompt,
+                        width=spec.resolution,
+                        height=spec.resolution,
+                        num_inference_steps=spec.sample_steps,
+                        guidance_scale=SAMPLE_CFG,
+                        generator=torch.Generator("cpu").manual_seed(spec.seed + index),
+                    ).images[0]
+                )
     hooks.save_class_images(key, [png(picture) for picture in drawn])
     return drawn

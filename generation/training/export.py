@@ -81,9 +81,14 @@ TAG_DATASET = "dataset"  # the one dataset's name in `ss_tag_frequency` / `ss_da
 
 
 def adapter_file(
-    components: dict[str, torch.nn.Module], adapter: str, method: Method, metadata: dict[str, str], *, sdxl: bool,
+    components: dict[str, torch.nn.Module],
+    adapter: str,
+    method: Method,
+    metadata: dict[str, str],
+    *,
+    sdxl: bool,
     dtype: torch.dtype = SAVE_DTYPE,
-) -> bytes:  # fmt: skip
+) -> bytes:
     """The peft adapter `adapter` on `components` ("unet", "text_encoder", "text_encoder_2": the
     pipeline's modules) as safetensors bytes in kohya / LyCORIS layout (module docstring), with
     `metadata` (str -> str) and kohya's `sshs_model_hash`. Loading it at weight 1 gives exactly
@@ -182,8 +187,11 @@ def _lora_parts(layer: Any, adapter: str, name: str) -> dict[str, torch.Tensor]:
     file_alpha = alpha * math.sqrt(rank) if layer.use_rslora.get(adapter, False) else alpha
     if down.weight.shape[0] != rank:
         raise ValueError(f"{name}: its down weight has {down.weight.shape[0]} rows, its rank is {rank}")
-    return {"lora_down.weight": down.weight.detach().float(), "lora_up.weight": up.weight.detach().float(),
-            "alpha": torch.tensor(file_alpha, dtype=torch.float32)}  # fmt: skip
+    return {
+        "lora_down.weight": down.weight.detach().float(),
+        "lora_up.weight": up.weight.detach().float(),
+        "alpha": torch.tensor(file_alpha, dtype=torch.float32),
+    }
 
 
 def _loha_parts(layer: Any, adapter: str, name: str) -> dict[str, torch.Tensor]:
@@ -252,9 +260,16 @@ def embedding_file(vectors: dict[str, torch.Tensor], metadata: dict[str, str]) -
 
 
 def training_metadata(
-    spec: TrainingSpec, *, architecture: str, captions: list[str], steps_done: int, loss: float | None, base_model_name: str,
-    started_at: float | None = None, v_prediction: bool = False,
-) -> dict[str, str]:  # fmt: skip
+    spec: TrainingSpec,
+    *,
+    architecture: str,
+    captions: list[str],
+    steps_done: int,
+    loss: float | None,
+    base_model_name: str,
+    started_at: float | None = None,
+    v_prediction: bool = False,
+) -> dict[str, str]:
     """kohya's `ss_*` training metadata (train_network.py's names and value formats) and the SAI
     model spec's `modelspec.*`, all strings. `architecture`: sd1, sd2 or sdxl
     (`generation.assets.adapters.model_architecture`); `captions`: the caption each picture was
@@ -306,8 +321,9 @@ def training_metadata(
     spec_architecture = SPEC_V2_V if architecture == "sd2" and v_prediction else SPEC_ARCHITECTURES[architecture]
     sgm_named = method == "embedding" or architecture == "sdxl"  # kohya's choice of implementation id
     date = datetime.datetime.fromtimestamp(started, tz=datetime.UTC).isoformat(timespec="seconds")
-    usage = (f"write {spec.name} in a prompt" if method == "embedding"
-             else f"<lora:{spec.name}:0.8> in a prompt, with the word {spec.trigger}")  # fmt: skip
+    usage = (
+        f"write {spec.name} in a prompt" if method == "embedding" else f"<lora:{spec.name}:0.8> in a prompt, with the word {spec.trigger}"
+    )
     meta |= {
         "modelspec.sai_model_spec": "1.0.0",
         "modelspec.architecture": f"{spec_architecture}/{adapter}",

@@ -92,8 +92,9 @@ class TrainingTask:
 
     # --- the engine thread ---------------------------------------------------------------------
 
-    def work(self, progress: Callable[[int, int, str], None], stopping: Callable[[], Stopping],
-             should_yield: Callable[[], bool]) -> Produced:  # fmt: skip
+    def work(
+        self, progress: Callable[[int, int, str], None], stopping: Callable[[], Stopping], should_yield: Callable[[], bool]
+    ) -> Produced:
         spec = self.spec
         notes: list[str] = []
         progress(self.resume.step if self.resume else 0, spec.steps, "writing captions" if self.captions is None else "starting")
@@ -103,14 +104,15 @@ class TrainingTask:
         if spec.preview:
             return Produced(self.captions, notes, preview=True)
         hooks = trainer.Hooks(
-            progress=progress, stopping=stopping, should_yield=should_yield,
+            progress=progress,
+            stopping=stopping,
+            should_yield=should_yield,
             checkpoint=lambda step, data, losses: self._call(self._checkpoint(step, data, losses)),
             sample=lambda step, picture, last: self._call(self._sample(step, self._sample_png(step, picture), last)),
             class_images=lambda key: self._call(self._class_images(key)),
             save_class_images=lambda key, pngs: self._call(self._save_class_images(key, pngs)),
-        )  # fmt: skip
-        data, learned = trainer.train(self.engine, spec, hooks, captions=self.captions, resume=self.resume,
-                                      export=self._export)  # fmt: skip
+        )
+        data, learned = trainer.train(self.engine, spec, hooks, captions=self.captions, resume=self.resume, export=self._export)
         return Produced(self.captions, notes, data=data, learned=learned, sample=self.last_sample)
 
     def _sample_png(self, step: int, picture: Image.Image) -> bytes:
@@ -123,9 +125,13 @@ class TrainingTask:
         loaded = self.engine.models.get(spec.model)
         architecture = model_architecture(loaded.txt2img)
         metadata = export.training_metadata(
-            spec, architecture=architecture, captions=learned.captions, steps_done=learned.steps_done, loss=learned.loss,
+            spec,
+            architecture=architecture,
+            captions=learned.captions,
+            steps_done=learned.steps_done,
+            loss=learned.loss,
             base_model_name=loaded.entry.display_name,
-        )  # fmt: skip
+        )
         if spec.method == "embedding":
             return export.embedding_file(learned.vectors, metadata)
         method = "lora" if spec.method == "dreambooth" else spec.method
@@ -147,8 +153,9 @@ class TrainingTask:
             await training.writing_checkpoint(session, self.job, self.attempt, self.owner, blob=key_of(data, "ckpt"))
         key = await asyncio.to_thread(self.blobs.put, data, "ckpt")
         async with self.db.transaction() as session:
-            superseded = await training.save_checkpoint(session, self.job, self.attempt, self.owner, step=step, blob=key,
-                                                        size=len(data), losses=losses)  # fmt: skip
+            superseded = await training.save_checkpoint(
+                session, self.job, self.attempt, self.owner, step=step, blob=key, size=len(data), losses=losses
+            )
         if superseded:
             await asyncio.to_thread(self.blobs.delete, superseded)
         log.info("job %s: checkpoint at step %d (%.1f MiB)", self.job.id, step, len(data) / 2**20)
@@ -158,8 +165,18 @@ class TrainingTask:
         with Image.open(io.BytesIO(png)) as picture:
             width, height = picture.size
         async with self.db.transaction() as session:
-            await training.add_sample(session, self.job, self.attempt, self.owner, step=step, blob=key, width=width,
-                                      height=height, size=len(png), deliver=not last)  # fmt: skip
+            await training.add_sample(
+                session,
+                self.job,
+                self.attempt,
+                self.owner,
+                step=step,
+                blob=key,
+                width=width,
+                height=height,
+                size=len(png),
+                deliver=not last,
+            )
         if last:
             self.last_sample = {"step": step, "blob": key, "width": width, "height": height, "size": len(png)}
         else:
@@ -183,12 +200,12 @@ class TrainingTask:
 
     async def finish(self, produced: Produced, run_seconds: float) -> None:
         spec, job = self.spec, self.job
-        result: dict[str, Any] = {"method": spec.method, "name": spec.name, "captions": produced.captions,
-                                  "notes": produced.notes}  # fmt: skip
+        result: dict[str, Any] = {"method": spec.method, "name": spec.name, "captions": produced.captions, "notes": produced.notes}
         if produced.preview:
             async with self.db.transaction() as session:
-                await training.finish(session, job, self.attempt, self.owner, asset_id=None,
-                                      result={**result, "preview": True}, run_seconds=run_seconds)  # fmt: skip
+                await training.finish(
+                    session, job, self.attempt, self.owner, asset_id=None, result={**result, "preview": True}, run_seconds=run_seconds
+                )
             return
         assert produced.data is not None and produced.learned is not None
         kind = spec.asset_kind
@@ -202,19 +219,43 @@ class TrainingTask:
                 result["notes"] = [*result["notes"], f"You have a {kind} named `{spec.name}` already, so this one is `{name}`."]
             await queue.record_blob(session, key, info.size, "application/octet-stream", None, None)
             asset = await assets.add(
-                session, job.user_id, kind, name, blob_key=key, sha256=info.sha256, format=info.format,
-                architecture=info.architecture, rank=info.rank, size=info.size,
-                info={"triggers": [spec.trigger], "title": f"{METHOD_LABELS[spec.method]} trained by sdbot (job {job.id})",
-                      "tensors": info.tensors, "vectors": info.vectors, "addnet_hash": addnet_hash(produced.data),
-                      "made_for": info.made_for, "trained": True},
-            )  # fmt: skip
-            result.update({
-                "asset": asset.name, "kind": kind, "format": info.format, "steps_done": learned.steps_done,
-                "loss": learned.loss, "losses": learned.losses, "stopped_early": learned.stopped_early,
-                "sample": produced.sample, "bytes": info.size, "held_out": list(learned.held_out or ()),
-            })  # fmt: skip
-            done_with = await training.finish(session, job, self.attempt, self.owner, asset_id=asset.id, result=result,
-                                              run_seconds=run_seconds, losses=learned.losses)  # fmt: skip
+                session,
+                job.user_id,
+                kind,
+                name,
+                blob_key=key,
+                sha256=info.sha256,
+                format=info.format,
+                architecture=info.architecture,
+                rank=info.rank,
+                size=info.size,
+                info={
+                    "triggers": [spec.trigger],
+                    "title": f"{METHOD_LABELS[spec.method]} trained by sdbot (job {job.id})",
+                    "tensors": info.tensors,
+                    "vectors": info.vectors,
+                    "addnet_hash": addnet_hash(produced.data),
+                    "made_for": info.made_for,
+                    "trained": True,
+                },
+            )
+            result.update(
+                {
+                    "asset": asset.name,
+                    "kind": kind,
+                    "format": info.format,
+                    "steps_done": learned.steps_done,
+                    "loss": learned.loss,
+                    "losses": learned.losses,
+                    "stopped_early": learned.stopped_early,
+                    "sample": produced.sample,
+                    "bytes": info.size,
+                    "held_out": list(learned.held_out or ()),
+                }
+            )
+            done_with = await training.finish(
+                session, job, self.attempt, self.owner, asset_id=asset.id, result=result, run_seconds=run_seconds, losses=learned.losses
+            )
         if done_with:
             await asyncio.to_thread(self.blobs.delete, done_with)
 
@@ -223,11 +264,17 @@ def sample_parameters(spec: TrainingSpec, step: int, size: tuple[int, int], *, j
     """A sample's `parameters`, in A1111's form: its prompt, then how it was drawn (the settings
     of `trainer.Run.sample`) and what it shows: the run and the step it had reached."""
     fields: list[tuple[str, object]] = [
-        ("Steps", spec.sample_steps), ("Sampler", dataset.SAMPLE_SAMPLER), ("CFG scale", f"{dataset.SAMPLE_CFG:g}"),
-        ("Seed", spec.seed), ("Size", f"{size[0]}x{size[1]}"), ("Model", spec.model),
-        ("Training", f"{METHOD_LABELS[spec.method]} {spec.name}"), ("Training step", f"{step}/{spec.steps}"),
-        ("Job", job_id), ("Version", VERSION),
-    ]  # fmt: skip
+        ("Steps", spec.sample_steps),
+        ("Sampler", dataset.SAMPLE_SAMPLER),
+        ("CFG scale", f"{dataset.SAMPLE_CFG:g}"),
+        ("Seed", spec.seed),
+        ("Size", f"{size[0]}x{size[1]}"),
+        ("Model", spec.model),
+        ("Training", f"{METHOD_LABELS[spec.method]} {spec.name}"),
+        ("Training step", f"{step}/{spec.steps}"),
+        ("Job", job_id),
+        ("Version", VERSION),
+    ]
     return f"{spec.sample_prompt}\n{settings_text(fields)}"
 
 

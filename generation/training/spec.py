@@ -17,8 +17,13 @@ TRAIN_METHODS: tuple[str, ...] = ("lora", "loha", "lokr", "dreambooth", "embeddi
 ASSET_KIND = {"lora": "lora", "loha": "lora", "lokr": "lora", "dreambooth": "lora", "embedding": "embedding"}
 # The file format each method is saved in (generation.assets.files names these formats).
 FILE_FORMAT = {"lora": "kohya", "loha": "loha", "lokr": "lokr", "dreambooth": "kohya", "embedding": "a1111-ti"}
-METHOD_LABELS = {"lora": "LoRA", "loha": "LoHa (LyCORIS)", "lokr": "LoKr (LyCORIS)", "dreambooth": "DreamBooth LoRA",
-                 "embedding": "embedding"}  # fmt: skip
+METHOD_LABELS = {
+    "lora": "LoRA",
+    "loha": "LoHa (LyCORIS)",
+    "lokr": "LoKr (LyCORIS)",
+    "dreambooth": "DreamBooth LoRA",
+    "embedding": "embedding",
+}
 
 
 @dataclass(frozen=True)

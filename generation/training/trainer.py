@@ -156,7 +156,9 @@ class Run:
             return
         targets = [(self.pipe.unet, "unet", UNET_TARGETS)]
         if spec.text_encoder:
-            targets += [(encoder, name, TEXT_TARGETS) for encoder, name in zip(self.encoders, ("text_encoder", "text_encoder_2"), strict=False)]
+            targets += [
+                (encoder, name, TEXT_TARGETS) for encoder, name in zip(self.encoders, ("text_encoder", "text_encoder_2"), strict=False)
+            ]
         for module, name, target_modules in targets:
             inject(module, spec.method, spec.rank, spec.alpha, target_modules)
             activate(module)
@@ -218,7 +220,9 @@ class Run:
         if self.class_latents:  # DreamBooth's prior preservation: the class pictures' loss beside
             count = len(self.class_latents)
             chosen = [(step * len(indices) + j) % count for j in range(len(indices))]
-            prior = self._loss(self._latents(self.class_latents, chosen, generator), [self.spec.class_prompt or ""] * len(chosen), generator)
+            prior = self._loss(
+                self._latents(self.class_latents, chosen, generator), [self.spec.class_prompt or ""] * len(chosen), generator
+            )
             loss = loss + self.spec.prior_weight * prior
         return loss
 
@@ -255,10 +259,18 @@ class Run:
 
     def state_bytes(self, step: int, optimizer: Any, scheduler: Any) -> bytes:
         buffer = io.BytesIO()
-        torch.save({"step": step, "params": {k: v.detach().cpu() for k, v in self.params.items()},
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "losses": self.losses, "partial": [self._loss_sum, self._loss_count],
-                    "held_out_before": self.held_out_before}, buffer)  # fmt: skip
+        torch.save(
+            {
+                "step": step,
+                "params": {k: v.detach().cpu() for k, v in self.params.items()},
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "losses": self.losses,
+                "partial": [self._loss_sum, self._loss_count],
+                "held_out_before": self.held_out_before,
+            },
+            buffer,
+        )
         return buffer.getvalue()
 
     def load_state(self, data: bytes, optimizer: Any, scheduler: Any) -> int:
@@ -292,8 +304,14 @@ class Run:
                     arguments["negative_pooled_prompt_embeds"] = negative["added_cond_kwargs"]["text_embeds"]
             else:
                 arguments["prompt"] = prompt
-            result = pipe(**arguments, width=spec.resolution, height=spec.resolution, num_inference_steps=spec.sample_steps,
-                          guidance_scale=SAMPLE_CFG, generator=torch.Generator("cpu").manual_seed(spec.seed))  # fmt: skip
+            result = pipe(
+                **arguments,
+                width=spec.resolution,
+                height=spec.resolution,
+                num_inference_steps=spec.sample_steps,
+                guidance_scale=SAMPLE_CFG,
+                generator=torch.Generator("cpu").manual_seed(spec.seed),
+            )
         return result.images[0]
 
 
@@ -303,8 +321,7 @@ def inject(module: torch.nn.Module, method: str, rank: int, alpha: float, target
     from peft import LoHaConfig, LoKrConfig, LoraConfig, inject_adapter_in_model
 
     if method in ("lora", "dreambooth"):
-        module.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=targets),
-                           adapter_name=ADAPTER)  # fmt: skip
+        module.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=targets), adapter_name=ADAPTER)
         return
     config = (LoHaConfig if method == "loha" else LoKrConfig)(r=rank, alpha=alpha, target_modules=targets)
     with warnings.catch_warnings():  # peft warns that a model holds several adapters: emptied ones may stay
@@ -371,9 +388,14 @@ def make_optimizer(run: Run) -> tuple[Any, Any]:
 
 
 def train(
-    engine: Engine, spec: TrainingSpec, hooks: Hooks, *, captions: list[str], resume: Resume | None = None,
+    engine: Engine,
+    spec: TrainingSpec,
+    hooks: Hooks,
+    *,
+    captions: list[str],
+    resume: Resume | None = None,
     export: Callable[[Learned], bytes],
-) -> tuple[bytes, Learned]:  # fmt: skip
+) -> tuple[bytes, Learned]:
     """Run (or resume) the training; the exported file and what was learned. Raises
     TrainingYielded after a checkpoint when drawing jobs wait, JobCancelled on shutdown (after a
     checkpoint) or a lost lease. A person's /cancel ends the run early with what it learned."""
@@ -394,6 +416,7 @@ def train(
             if step != saved:
                 hooks.checkpoint(step, run.state_bytes(step, optimizer, scheduler), run.losses)
                 saved = step
+
         while step < spec.steps:
             stop = hooks.stopping()
             if stop == "cancel":
@@ -424,12 +447,19 @@ def train(
             if step % spec.checkpoint_every == 0 and step < spec.steps:
                 save()
         learned = Learned(
-            components={"unet": run.pipe.unet, "text_encoder": run.pipe.text_encoder,
-                        **({"text_encoder_2": run.pipe.text_encoder_2} if run.xl else {})},
+            components={
+                "unet": run.pipe.unet,
+                "text_encoder": run.pipe.text_encoder,
+                **({"text_encoder_2": run.pipe.text_encoder_2} if run.xl else {}),
+            },
             vectors={key: value.detach().to(torch.float32).cpu().clone() for key, value in run.text.vectors.items()},
-            steps_done=step, loss=run.losses[-1][1] if run.losses else None, captions=captions,
-            stopped_early=stopped_early, losses=run.losses, held_out=(run.held_out_before, run.evaluate()),
-        )  # fmt: skip
+            steps_done=step,
+            loss=run.losses[-1][1] if run.losses else None,
+            captions=captions,
+            stopped_early=stopped_early,
+            losses=run.losses,
+            held_out=(run.held_out_before, run.evaluate()),
+        )
         data = export(learned)
         if step > 0:
             hooks.sample(step, run.sample(spec.sample_prompt), True)

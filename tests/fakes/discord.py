@@ -29,8 +29,19 @@ BOT_USER = {"id": APP_ID, "username": "sdbot", "discriminator": "0", "global_nam
 ADA = {"id": "1001", "username": "ada", "discriminator": "0", "global_name": "Ada", "avatar": None}
 BOB = {"id": "1002", "username": "bob", "discriminator": "0", "global_name": "Bob", "avatar": None}
 GUILD_ID = "500"
-GENERAL = {"id": "600", "type": 0, "guild_id": GUILD_ID, "name": "general", "nsfw": False, "position": 0,
-           "permission_overwrites": [], "parent_id": None, "topic": None, "last_message_id": None, "rate_limit_per_user": 0}  # fmt: skip
+GENERAL = {
+    "id": "600",
+    "type": 0,
+    "guild_id": GUILD_ID,
+    "name": "general",
+    "nsfw": False,
+    "position": 0,
+    "permission_overwrites": [],
+    "parent_id": None,
+    "topic": None,
+    "last_message_id": None,
+    "rate_limit_per_user": 0,
+}
 AFTER_DARK = {**GENERAL, "id": "601", "name": "after-dark", "nsfw": True, "position": 1}
 ALL_PERMISSIONS = str((1 << 50) - 1)
 HELPERS_ROLE = "510"  # a guild role the guild has; people get it through FakeDiscord.member_roles
@@ -123,9 +134,17 @@ class FakeDiscord(ThreadedServer[Sent]):
 
     # --- what tests do as people ----------------------------------------------------------------
 
-    def slash(self, name: str, options: dict[str, Any] | None = None, *, user: dict[str, Any] = ADA,
-              channel: dict[str, Any] = GENERAL, attachments: dict[str, tuple[str, bytes, str]] | None = None,
-              kind: int = 2, focused: str | None = None) -> Interaction:  # fmt: skip
+    def slash(
+        self,
+        name: str,
+        options: dict[str, Any] | None = None,
+        *,
+        user: dict[str, Any] = ADA,
+        channel: dict[str, Any] = GENERAL,
+        attachments: dict[str, tuple[str, bytes, str]] | None = None,
+        kind: int = 2,
+        focused: str | None = None,
+    ) -> Interaction:
         """A person runs `/name` with options; attachment options name (filename, bytes, type)."""
         resolved: dict[str, Any] = {}
         data_options = []
@@ -151,16 +170,20 @@ class FakeDiscord(ThreadedServer[Sent]):
         """A person types in option `focused`; Discord asks the bot for choices."""
         return self.slash(name, options, kind=4, focused=focused, **kwargs)
 
-    def press(self, message: Sent, label: str | None = None, *, custom_id: str | None = None,
-              user: dict[str, Any] = ADA) -> Interaction:  # fmt: skip
+    def press(self, message: Sent, label: str | None = None, *, custom_id: str | None = None, user: dict[str, Any] = ADA) -> Interaction:
         data = {"custom_id": custom_id or message.custom_id(label or ""), "component_type": 2}
         channel = GENERAL if message.channel_id == GENERAL["id"] else AFTER_DARK
         return self._interact(3, data, user, channel, message=self.messages[message.id])
 
     def context_menu(self, name: str, target: dict[str, Any] | Sent, *, user: dict[str, Any] = ADA) -> Interaction:
         message = target.api if isinstance(target, Sent) else target
-        data = {"id": self._command_id(name), "name": name, "type": 3, "target_id": message["id"],
-                "resolved": {"messages": {message["id"]: message}}}  # fmt: skip
+        data = {
+            "id": self._command_id(name),
+            "name": name,
+            "type": 3,
+            "target_id": message["id"],
+            "resolved": {"messages": {message["id"]: message}},
+        }
         channel = GENERAL if message["channel_id"] == GENERAL["id"] else AFTER_DARK
         return self._interact(2, data, user, channel)
 
@@ -181,12 +204,21 @@ class FakeDiscord(ThreadedServer[Sent]):
     def submit_modal(self, opened: Interaction, values: dict[str, str], *, user: dict[str, Any] = ADA) -> Interaction:
         """A person fills in and submits the modal `opened` answered with."""
         modal = next(c["data"] for c in opened.callbacks if c["type"] == 9)
-        rows = [{"type": 1, "components": [{"type": 4, "custom_id": c["custom_id"], "value": values[c["custom_id"]]}]}
-                for c in self._text_inputs(opened)]  # fmt: skip
+        rows = [
+            {"type": 1, "components": [{"type": 4, "custom_id": c["custom_id"], "value": values[c["custom_id"]]}]}
+            for c in self._text_inputs(opened)
+        ]
         return self._interact(5, {"custom_id": modal["custom_id"], "components": rows}, user, GENERAL)
 
-    def post(self, content: str, *, user: dict[str, Any] = ADA, channel: dict[str, Any] = GENERAL,
-             reply_to: str | None = None, attachments: list[tuple[str, bytes, str]] | None = None) -> dict[str, Any]:  # fmt: skip
+    def post(
+        self,
+        content: str,
+        *,
+        user: dict[str, Any] = ADA,
+        channel: dict[str, Any] = GENERAL,
+        reply_to: str | None = None,
+        attachments: list[tuple[str, bytes, str]] | None = None,
+    ) -> dict[str, Any]:
         """A person posts a message in a channel (a reply when `reply_to` names a message)."""
 
         def make() -> Any:
@@ -206,8 +238,10 @@ class FakeDiscord(ThreadedServer[Sent]):
 
     def plant(self, content: str, buttons: dict[str, str], channel: dict[str, Any] = GENERAL) -> Sent:
         """A message of the bot that its database does not know (from a wiped installation, say)."""
-        row = {"type": 1, "components": [{"type": 2, "style": 2, "label": label, "custom_id": custom_id}
-                                         for label, custom_id in buttons.items()]}  # fmt: skip
+        row = {
+            "type": 1,
+            "components": [{"type": 2, "style": 2, "label": label, "custom_id": custom_id} for label, custom_id in buttons.items()],
+        }
         return self.on_loop(lambda: self._create(channel["id"], {"content": content, "components": [row]}, {}))
 
     # --- what tests read ----------------------------------------------------------------------------
@@ -233,26 +267,52 @@ class FakeDiscord(ThreadedServer[Sent]):
         path = f"{attachment_id}/{filename}"
         self.files[path] = data
         url = f"http://127.0.0.1:{self.port}/attachments/{path}"
-        return {"id": attachment_id, "filename": filename, "size": len(data), "url": url, "proxy_url": url,
-                "content_type": content_type}  # fmt: skip
+        return {"id": attachment_id, "filename": filename, "size": len(data), "url": url, "proxy_url": url, "content_type": content_type}
 
     def _message(self, channel_id: str, author: dict[str, Any], content: str, attachments: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"id": self._new_id(), "channel_id": channel_id, "author": author, "content": content,
-                "timestamp": "2026-11-26T00:00:00+00:00", "edited_timestamp": None, "tts": False,
-                "mention_everyone": False, "mentions": [], "mention_roles": [], "attachments": attachments,
-                "embeds": [], "pinned": False, "type": 0, "flags": 0, "components": []}  # fmt: skip
+        return {
+            "id": self._new_id(),
+            "channel_id": channel_id,
+            "author": author,
+            "content": content,
+            "timestamp": "2026-11-26T00:00:00+00:00",
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": attachments,
+            "embeds": [],
+            "pinned": False,
+            "type": 0,
+            "flags": 0,
+            "components": [],
+        }
 
-    def _interact(self, kind: int, data: dict[str, Any], user: dict[str, Any], channel: dict[str, Any],
-                  message: dict[str, Any] | None = None) -> Interaction:  # fmt: skip
+    def _interact(
+        self, kind: int, data: dict[str, Any], user: dict[str, Any], channel: dict[str, Any], message: dict[str, Any] | None = None
+    ) -> Interaction:
         def make() -> Any:
             interaction_id = self._new_id()
             payload: dict[str, Any] = {
-                "id": interaction_id, "application_id": APP_ID, "type": kind, "data": data, "guild_id": GUILD_ID,
-                "channel_id": channel["id"], "channel": channel, "member": _member(user, self.member_roles, self.member_permissions), "token": f"itoken-{interaction_id}",
-                "version": 1, "app_permissions": ALL_PERMISSIONS, "locale": "en-US", "guild_locale": "en-US",
-                "entitlements": [], "authorizing_integration_owners": {"0": GUILD_ID}, "context": 0,
+                "id": interaction_id,
+                "application_id": APP_ID,
+                "type": kind,
+                "data": data,
+                "guild_id": GUILD_ID,
+                "channel_id": channel["id"],
+                "channel": channel,
+                "member": _member(user, self.member_roles, self.member_permissions),
+                "token": f"itoken-{interaction_id}",
+                "version": 1,
+                "app_permissions": ALL_PERMISSIONS,
+                "locale": "en-US",
+                "guild_locale": "en-US",
+                "entitlements": [],
+                "authorizing_integration_owners": {"0": GUILD_ID},
+                "context": 0,
                 "attachment_size_limit": self.upload_limit,
-            }  # fmt: skip
+            }
             if message is not None:
                 payload["message"] = message
             record = Interaction(interaction_id, payload["token"], payload)
@@ -297,18 +357,59 @@ class FakeDiscord(ThreadedServer[Sent]):
         return socket
 
     async def _ready(self, socket: web.WebSocketResponse) -> None:
-        ready = {"v": 10, "user": BOT_USER, "guilds": [{"id": GUILD_ID, "unavailable": True}], "session_id": "fake-session",
-                 "resume_gateway_url": self.gateway_url, "application": {"id": APP_ID, "flags": 0}, "private_channels": [],
-                 "relationships": []}  # fmt: skip
+        ready = {
+            "v": 10,
+            "user": BOT_USER,
+            "guilds": [{"id": GUILD_ID, "unavailable": True}],
+            "session_id": "fake-session",
+            "resume_gateway_url": self.gateway_url,
+            "application": {"id": APP_ID, "flags": 0},
+            "private_channels": [],
+            "relationships": [],
+        }
         await socket.send_str(json.dumps({"op": 0, "t": "READY", "s": next(self._sequence), "d": ready}))
-        guild = {"id": GUILD_ID, "name": "Test guild", "owner_id": ADA["id"], "channels": [GENERAL, AFTER_DARK],
-                 "roles": [{"id": GUILD_ID, "name": "@everyone", "permissions": ALL_PERMISSIONS, "position": 0,
-                            "color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0},
-                           {"id": HELPERS_ROLE, "name": "helpers", "permissions": "0", "position": 1,
-                            "color": 0, "hoist": False, "managed": False, "mentionable": True, "flags": 0}],
-                 "members": [_member(BOT_USER)], "member_count": 3, "features": [], "emojis": [], "stickers": [],
-                 "threads": [], "voice_states": [], "presences": [], "large": False, "unavailable": False,
-                 "premium_tier": 0, "filesize_limit": self.upload_limit}  # fmt: skip
+        guild = {
+            "id": GUILD_ID,
+            "name": "Test guild",
+            "owner_id": ADA["id"],
+            "channels": [GENERAL, AFTER_DARK],
+            "roles": [
+                {
+                    "id": GUILD_ID,
+                    "name": "@everyone",
+                    "permissions": ALL_PERMISSIONS,
+                    "position": 0,
+                    "color": 0,
+                    "hoist": False,
+                    "managed": False,
+                    "mentionable": False,
+                    "flags": 0,
+                },
+                {
+                    "id": HELPERS_ROLE,
+                    "name": "helpers",
+                    "permissions": "0",
+                    "position": 1,
+                    "color": 0,
+                    "hoist": False,
+                    "managed": False,
+                    "mentionable": True,
+                    "flags": 0,
+                },
+            ],
+            "members": [_member(BOT_USER)],
+            "member_count": 3,
+            "features": [],
+            "emojis": [],
+            "stickers": [],
+            "threads": [],
+            "voice_states": [],
+            "presences": [],
+            "large": False,
+            "unavailable": False,
+            "premium_tier": 0,
+            "filesize_limit": self.upload_limit,
+        }
         await socket.send_str(json.dumps({"op": 0, "t": "GUILD_CREATE", "s": next(self._sequence), "d": guild}))
 
     async def _download(self, request: web.Request) -> web.Response:
@@ -338,15 +439,25 @@ class FakeDiscord(ThreadedServer[Sent]):
             return web.Response(status=204)
         return _json_response(result)
 
-    def _route(self, method: str, parts: list[str], payload: dict[str, Any], files: dict[str, tuple[str, bytes]],
-               query: Any) -> Any:  # fmt: skip
+    def _route(self, method: str, parts: list[str], payload: dict[str, Any], files: dict[str, tuple[str, bytes]], query: Any) -> Any:
         match (method, parts):
             case ("GET", ["users", "@me"]):
                 return BOT_USER
             case ("GET", ["oauth2", "applications", "@me"]):
-                return {"id": APP_ID, "name": "sdbot", "icon": None, "description": "", "bot_public": True,
-                        "bot_require_code_grant": False, "verify_key": "0" * 64, "flags": 0, "owner": ADA,
-                        "team": None, "summary": "", "rpc_origins": []}  # fmt: skip
+                return {
+                    "id": APP_ID,
+                    "name": "sdbot",
+                    "icon": None,
+                    "description": "",
+                    "bot_public": True,
+                    "bot_require_code_grant": False,
+                    "verify_key": "0" * 64,
+                    "flags": 0,
+                    "owner": ADA,
+                    "team": None,
+                    "summary": "",
+                    "rpc_origins": [],
+                }
             case ("PUT", ["applications", _, "commands"]):
                 return self._sync("global", payload)
             case ("PUT", ["applications", _, "guilds", guild, "commands"]):
@@ -373,8 +484,17 @@ class FakeDiscord(ThreadedServer[Sent]):
 
     def _sync(self, scope: str, commands: Any) -> list[dict[str, Any]]:
         defaults = {"type": 1, "description": "", "options": [], "default_member_permissions": None, "nsfw": False}
-        registered = [{**defaults, **c, "id": self._new_id(), "application_id": APP_ID, "version": "1",
-                       **({"guild_id": scope} if scope != "global" else {})} for c in commands]  # fmt: skip
+        registered = [
+            {
+                **defaults,
+                **c,
+                "id": self._new_id(),
+                "application_id": APP_ID,
+                "version": "1",
+                **({"guild_id": scope} if scope != "global" else {}),
+            }
+            for c in commands
+        ]
         self.commands[scope] = registered
         self.notify()
         return registered
@@ -395,8 +515,7 @@ class FakeDiscord(ThreadedServer[Sent]):
                 data = {**data, "flags": (data.get("flags") or 0) | LOADING}
             sent = self._create(record.payload["channel_id"], data, files, interaction=record)
             record.original = sent.id
-            response.update(response_message_id=sent.id, response_message_loading=kind == 5,
-                            response_message_ephemeral=sent.ephemeral)  # fmt: skip
+            response.update(response_message_id=sent.id, response_message_loading=kind == 5, response_message_ephemeral=sent.ephemeral)
             resource["message"] = sent.api
         self.notify()
         return {"interaction": response, "resource": resource}
@@ -426,8 +545,9 @@ class FakeDiscord(ThreadedServer[Sent]):
                 return message
         return None
 
-    def _create(self, channel_id: str, payload: dict[str, Any], files: dict[str, tuple[str, bytes]],
-                interaction: Interaction | None = None) -> Sent:  # fmt: skip
+    def _create(
+        self, channel_id: str, payload: dict[str, Any], files: dict[str, tuple[str, bytes]], interaction: Interaction | None = None
+    ) -> Sent:
         content = payload.get("content") or ""
         if len(content) > 2000:
             raise _ApiError(400, 50035, "Invalid Form Body: content must be 2000 or fewer in length.")
@@ -440,12 +560,24 @@ class FakeDiscord(ThreadedServer[Sent]):
         if reference:
             api["message_reference"] = {"message_id": reference, "channel_id": channel_id}
         if interaction is not None:
-            api["interaction_metadata"] = {"id": interaction.id, "type": interaction.payload["type"],
-                                           "user": interaction.payload["member"]["user"]}  # fmt: skip
+            api["interaction_metadata"] = {
+                "id": interaction.id,
+                "type": interaction.payload["type"],
+                "user": interaction.payload["member"]["user"],
+            }
             api["webhook_id"] = APP_ID
         api["guild_id"] = GUILD_ID
-        sent = Sent(api["id"], channel_id, content, api["components"], {n: d for n, d in files.values()}, api["flags"],
-                    interaction.id if interaction else None, reference, api=api)  # fmt: skip
+        sent = Sent(
+            api["id"],
+            channel_id,
+            content,
+            api["components"],
+            {n: d for n, d in files.values()},
+            api["flags"],
+            interaction.id if interaction else None,
+            reference,
+            api=api,
+        )
         with self._cond:
             self.sent.append(sent)
             self.messages[sent.id] = api
@@ -487,8 +619,7 @@ class FakeDiscord(ThreadedServer[Sent]):
 
     def _stored_attachments(self, payload: dict[str, Any], files: dict[str, tuple[str, bytes]]) -> list[dict[str, Any]]:
         # Discord names the type by the file's name (an .mp4 is video/mp4, and plays inline)
-        return [self._attachment(name, data, mimetypes.guess_type(name)[0] or "application/octet-stream")
-                for name, data in files.values()]  # fmt: skip
+        return [self._attachment(name, data, mimetypes.guess_type(name)[0] or "application/octet-stream") for name, data in files.values()]
 
 
 class _NotFound(Exception):
@@ -501,11 +632,18 @@ class _ApiError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def _member(user: dict[str, Any], roles: dict[str, list[str]] | None = None,
-            permissions: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
-    return {"user": user, "roles": list((roles or {}).get(user["id"], [])), "joined_at": "2026-01-01T00:00:00+00:00",
-            "deaf": False, "mute": False, "flags": 0, "permissions": (permissions or {}).get(user["id"], ALL_PERMISSIONS),
-            "nick": None, "avatar": None}  # fmt: skip
+def _member(user: dict[str, Any], roles: dict[str, list[str]] | None = None, permissions: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "user": user,
+        "roles": list((roles or {}).get(user["id"], [])),
+        "joined_at": "2026-01-01T00:00:00+00:00",
+        "deaf": False,
+        "mute": False,
+        "flags": 0,
+        "permissions": (permissions or {}).get(user["id"], ALL_PERMISSIONS),
+        "nick": None,
+        "avatar": None,
+    }
 
 
 def _error(status: int, code: int, message: str, refused: list[tuple[str, int]], path: str) -> web.Response:

@@ -32,8 +32,15 @@ from PIL import Image
 from tests.fakes.base import ThreadedServer
 
 TOKEN = "123456:TEST-token-for-the-fake"
-BOT = {"id": 999, "is_bot": True, "first_name": "sdbot", "username": "sdbot_test_bot",
-       "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": False}  # fmt: skip
+BOT = {
+    "id": 999,
+    "is_bot": True,
+    "first_name": "sdbot",
+    "username": "sdbot_test_bot",
+    "can_join_groups": True,
+    "can_read_all_group_messages": False,
+    "supports_inline_queries": False,
+}
 ADA = {"id": 1001, "is_bot": False, "first_name": "Ada", "username": "ada"}
 BOB = {"id": 1002, "is_bot": False, "first_name": "Bob", "username": "bob"}
 GROUP = {"id": -100500, "type": "supergroup", "title": "Test group"}
@@ -94,12 +101,12 @@ class _HtmlCheck(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag not in ALLOWED_TAGS:
-            raise ApiError(400, f"Bad Request: can't parse entities: unsupported start tag \"{tag}\"")
+            raise ApiError(400, f'Bad Request: can\'t parse entities: unsupported start tag "{tag}"')
         self.stack.append(tag)
 
     def handle_endtag(self, tag: str) -> None:
         if not self.stack or self.stack.pop() != tag:
-            raise ApiError(400, f"Bad Request: can't parse entities: unexpected end tag \"{tag}\"")
+            raise ApiError(400, f'Bad Request: can\'t parse entities: unexpected end tag "{tag}"')
 
     def handle_data(self, data: str) -> None:
         self.text.append(data)
@@ -164,18 +171,28 @@ class FakeTelegram(ThreadedServer[BotMessage]):
     # --- what tests do as people ----------------------------------------------------------------
 
     def send(
-        self, text: str | None = None, *, user: dict[str, Any] = ADA, chat: dict[str, Any] | None = None,
-        reply_to: int | None = None, photo: bytes | None = None, document: tuple[str, bytes, str] | None = None,
+        self,
+        text: str | None = None,
+        *,
+        user: dict[str, Any] = ADA,
+        chat: dict[str, Any] | None = None,
+        reply_to: int | None = None,
+        photo: bytes | None = None,
+        document: tuple[str, bytes, str] | None = None,
         media_group_id: str | None = None,
-    ) -> dict[str, Any]:  # fmt: skip
+    ) -> dict[str, Any]:
         """A person sends a message (text, a photo or a file, with `text` as caption); returns it.
         Messages with the same `media_group_id` are one album, as Telegram sends albums: one message
         per picture (see `send_album`)."""
         chat = chat or {"id": user["id"], "type": "private", "first_name": user["first_name"]}
 
         def add() -> dict[str, Any]:
-            message: dict[str, Any] = {"message_id": self._next_message_id(chat["id"]), "date": int(time.time()),
-                                       "chat": chat, "from": user}  # fmt: skip
+            message: dict[str, Any] = {
+                "message_id": self._next_message_id(chat["id"]),
+                "date": int(time.time()),
+                "chat": chat,
+                "from": user,
+            }
             key = "caption" if photo is not None or document is not None else "text"
             if text is not None:
                 message[key] = text
@@ -200,9 +217,14 @@ class FakeTelegram(ThreadedServer[BotMessage]):
         return self.on_loop(add)
 
     def send_album(
-        self, items: list[tuple[str | None, bytes]], *, gap: float = 0.0, user: dict[str, Any] = ADA,
-        chat: dict[str, Any] | None = None, reply_to: int | None = None,
-    ) -> list[dict[str, Any]]:  # fmt: skip
+        self,
+        items: list[tuple[str | None, bytes]],
+        *,
+        gap: float = 0.0,
+        user: dict[str, Any] = ADA,
+        chat: dict[str, Any] | None = None,
+        reply_to: int | None = None,
+    ) -> list[dict[str, Any]]:
         """A person sends an album of photos, (caption or None, picture) each: one message per
         photo, `gap` seconds apart, with one `media_group_id`; returns the messages. It sleeps
         between them: from async tests, call it through `asyncio.to_thread`."""
@@ -214,8 +236,7 @@ class FakeTelegram(ThreadedServer[BotMessage]):
             messages.append(self.send(caption, user=user, chat=chat, reply_to=reply_to, photo=photo, media_group_id=group))
         return messages
 
-    def press(self, message: BotMessage, label: str | None = None, *, data: str | None = None,
-              user: dict[str, Any] = ADA) -> str:  # fmt: skip
+    def press(self, message: BotMessage, label: str | None = None, *, data: str | None = None, user: dict[str, Any] = ADA) -> str:
         """A person presses a button (by label, or raw callback data); returns the query id."""
         callback_data = data if data is not None else message.data(label or "")
 
@@ -374,16 +395,20 @@ class FakeTelegram(ThreadedServer[BotMessage]):
         if width + height > 10_000 or max(width, height) / min(width, height) > 20:
             raise ApiError(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
         sizes = self._photo_sizes(data)
-        message = self._new_bot_message(params, "photo", self._caption(params), extra={"photo": sizes},
-                                        uploaded=data, filename=name)  # fmt: skip
+        message = self._new_bot_message(params, "photo", self._caption(params), extra={"photo": sizes}, uploaded=data, filename=name)
         message.photo = self.files[sizes[-1]["file_id"]]
         return message.api
 
     def _m_sendDocument(self, params: dict[str, Any], files: dict[str, Any]) -> Any:
         name, data = _upload(files, "document")
-        document = {**self._store_file(data), "file_name": name, "mime_type": "image/png" if name.endswith(".png") else "application/octet-stream"}
-        message = self._new_bot_message(params, "document", self._caption(params), extra={"document": document},
-                                        uploaded=data, filename=name)  # fmt: skip
+        document = {
+            **self._store_file(data),
+            "file_name": name,
+            "mime_type": "image/png" if name.endswith(".png") else "application/octet-stream",
+        }
+        message = self._new_bot_message(
+            params, "document", self._caption(params), extra={"document": document}, uploaded=data, filename=name
+        )
         return message.api
 
     def _m_sendAnimation(self, params: dict[str, Any], files: dict[str, Any]) -> Any:
@@ -408,13 +433,24 @@ class FakeTelegram(ThreadedServer[BotMessage]):
                 fine = False
             if not fine or len(thumbnail) > MAX_THUMBNAIL_BYTES:
                 raise ApiError(400, "Bad Request: THUMBNAIL_INVALID")  # stricter than Telegram, which drops it
-        animation = {**self._store_file(data), "file_name": name, "mime_type": mime,
-                     "width": int(params.get("width") or 0), "height": int(params.get("height") or 0),
-                     "duration": int(params.get("duration") or 0)}  # fmt: skip
+        animation = {
+            **self._store_file(data),
+            "file_name": name,
+            "mime_type": mime,
+            "width": int(params.get("width") or 0),
+            "height": int(params.get("height") or 0),
+            "duration": int(params.get("duration") or 0),
+        }
         document = {k: v for k, v in animation.items() if k not in ("width", "height", "duration")}
-        message = self._new_bot_message(params, "animation", self._caption(params),
-                                        extra={"animation": animation, "document": document},
-                                        uploaded=data, filename=name, thumbnail=thumbnail)  # fmt: skip
+        message = self._new_bot_message(
+            params,
+            "animation",
+            self._caption(params),
+            extra={"animation": animation, "document": document},
+            uploaded=data,
+            filename=name,
+            thumbnail=thumbnail,
+        )
         return message.api
 
     def _m_editMessageText(self, params: dict[str, Any], files: dict[str, Any]) -> Any:
@@ -455,8 +491,12 @@ class FakeTelegram(ThreadedServer[BotMessage]):
         file_id = str(params["file_id"])
         if file_id not in self.files:
             raise ApiError(400, "Bad Request: invalid file_id")
-        return {"file_id": file_id, "file_unique_id": f"u-{file_id}", "file_size": len(self.files[file_id]),
-                "file_path": f"files/{file_id}"}  # fmt: skip
+        return {
+            "file_id": file_id,
+            "file_unique_id": f"u-{file_id}",
+            "file_size": len(self.files[file_id]),
+            "file_path": f"files/{file_id}",
+        }
 
     # --- helpers -------------------------------------------------------------------------------------
 
@@ -466,9 +506,17 @@ class FakeTelegram(ThreadedServer[BotMessage]):
             raise ApiError(400, "Bad Request: message caption is too long")
         return caption
 
-    def _new_bot_message(self, params: dict[str, Any], kind: str, text: str, *, extra: dict[str, Any] | None = None,
-                         uploaded: bytes | None = None, filename: str | None = None,
-                         thumbnail: bytes | None = None) -> BotMessage:  # fmt: skip
+    def _new_bot_message(
+        self,
+        params: dict[str, Any],
+        kind: str,
+        text: str,
+        *,
+        extra: dict[str, Any] | None = None,
+        uploaded: bytes | None = None,
+        filename: str | None = None,
+        thumbnail: bytes | None = None,
+    ) -> BotMessage:
         chat_id = int(params["chat_id"])
         keyboard = (_json(params["reply_markup"]) or {}).get("inline_keyboard", []) if params.get("reply_markup") else []
         for row in keyboard:
@@ -479,15 +527,31 @@ class FakeTelegram(ThreadedServer[BotMessage]):
         if params.get("reply_parameters"):
             reply_to = int(_json(params["reply_parameters"])["message_id"])
         chat = {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"}
-        api: dict[str, Any] = {"message_id": self._next_message_id(chat_id), "date": int(time.time()), "chat": chat,
-                               "from": BOT, **(extra or {})}  # fmt: skip
+        api: dict[str, Any] = {
+            "message_id": self._next_message_id(chat_id),
+            "date": int(time.time()),
+            "chat": chat,
+            "from": BOT,
+            **(extra or {}),
+        }
         api["text" if kind == "text" else "caption"] = text
         if keyboard:
             api["reply_markup"] = {"inline_keyboard": keyboard}
         if reply_to is not None and (chat_id, reply_to) in self.messages:
             api["reply_to_message"] = self.messages[(chat_id, reply_to)]
-        message = BotMessage(chat_id, api["message_id"], kind, text, reply_to, keyboard, uploaded=uploaded,
-                             filename=filename, thumbnail=thumbnail, api=api, params=dict(params))  # fmt: skip
+        message = BotMessage(
+            chat_id,
+            api["message_id"],
+            kind,
+            text,
+            reply_to,
+            keyboard,
+            uploaded=uploaded,
+            filename=filename,
+            thumbnail=thumbnail,
+            api=api,
+            params=dict(params),
+        )
         # complete before it is recorded: a test waiting in another thread sees it at once
         self._record(message)
         return message

@@ -106,9 +106,18 @@ def write_swinir(path: Path, scale: int = 2, embed_dim: int = 12, window_size: i
 
     torch.manual_seed(seed)
     model = SwinIR(
-        img_size=32, in_chans=3, embed_dim=embed_dim, depths=[2], num_heads=[2], window_size=window_size,
-        mlp_ratio=2.0, upscale=scale, img_range=1.0, upsampler="pixelshuffle", resi_connection="1conv",
-    )  # fmt: skip
+        img_size=32,
+        in_chans=3,
+        embed_dim=embed_dim,
+        depths=[2],
+        num_heads=[2],
+        window_size=window_size,
+        mlp_ratio=2.0,
+        upscale=scale,
+        img_range=1.0,
+        upsampler="pixelshuffle",
+        resi_connection="1conv",
+    )
     return _save(model.state_dict(), path)
 
 

@@ -7,7 +7,7 @@ safetensors, so `load_segmenter` loads it through the same path as the real mode
 the tokenizer comes from `generation.models.tiny.clip_vocab()`.
 
 Fresh weights make a mask nearly blind to its words, so a test that the words matter could pass
-with the words ignored (DESIGN.md, known pitfalls). The words reach the mask only through the
+with the words ignored (docs/rules.md, pitfalls). The words reach the mask only through the
 pooled text embedding (the hidden state at the end-of-text token) and FiLM in the decoder. Scaling
 the token embeddings up, as the tiny SD model does, backfires here: the end-of-text token's own
 (identical) embedding then swamps its residual stream and every phrase pools to nearly the same
@@ -25,10 +25,17 @@ import torch
 
 SEED = 20261127
 # A tiny CLIP text tower with the real tokenizer's vocabulary and special tokens; shared with
-# tests/tiny_text_models.py's CLIP.
+# tests/support/tiny_text_models.py's CLIP.
 TINY_CLIP_TEXT = dict(
-    vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-    max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
+    vocab_size=49408,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    max_position_embeddings=77,
+    bos_token_id=49406,
+    eos_token_id=49407,
+    pad_token_id=49407,
 )
 SIZE = 352  # CLIPSeg's input side; its decoder emits logits at this size
 

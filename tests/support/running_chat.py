@@ -15,9 +15,12 @@ from config import Settings
 
 @contextlib.asynccontextmanager
 async def running_chat(
-    settings: Settings, make_chat: Callable[[Any, Settings], Any], *, draw: bool = True,
+    settings: Settings,
+    make_chat: Callable[[Any, Settings], Any],
+    *,
+    draw: bool = True,
     ready: Callable[[Any], bool] = lambda chat: True,
-) -> AsyncIterator[tuple[Any, asyncio.Task[int]]]:  # fmt: skip
+) -> AsyncIterator[tuple[Any, asyncio.Task[int]]]:
     """Yields (chat, the task of `chat.run()`) once `ready(chat)` holds or the task has ended."""
     core = await run_bot.build_core(settings)
     chat = make_chat(core.service, settings)

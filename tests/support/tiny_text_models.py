@@ -14,7 +14,7 @@ Fresh weights have tiny logits, so GPT-2's next-token distribution is almost fla
 decides everything, which is what the enhance tests need. For CLIP ranking, the tests check the
 ranking against similarities they compute themselves; fresh CLIP text embeddings of different
 terms are nearly parallel (the pooled end-of-text state is dominated by its own embedding), so the
-text attention is strengthened, as in tests/tiny_clipseg.py, to spread them apart.
+text attention is strengthened, as in tests/support/tiny_clipseg.py, to spread them apart.
 """
 
 from __future__ import annotations
@@ -24,29 +24,221 @@ from pathlib import Path
 
 import torch
 
-from tests.tiny_clipseg import TINY_CLIP_TEXT
+from tests.support.tiny_clipseg import TINY_CLIP_TEXT
 
 SEED = 20261128
 IMAGE = 32  # side of the tiny vision towers' input
 TINY_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=IMAGE, patch_size=8)
 
-ART_WORDS = """
-a an the of in on with by and at from under over near portrait landscape castle city street forest
-mountain river lake ocean beach desert island village tower bridge garden temple cathedral ruins
-cave sky clouds sunset sunrise night moon stars storm rain snow fog mist fire smoke light shadow
-dragon knight wizard witch princess robot astronaut cat dog fox owl wolf horse deer bird fish
-whale butterfly flower rose tree leaves grass stone crystal gold silver glass metal wood paper
-woman man girl boy child elder warrior queen king monk pilot sailor painter dancer musician
-highly detailed intricate elegant ornate sharp focus smooth soft dramatic cinematic epic moody
-vibrant colorful pastel muted dark bright glowing neon golden hour volumetric lighting rim light
-digital painting oil painting watercolor illustration concept art matte painting sketch ink
-charcoal photograph photo render octane unreal engine artstation trending award winning
-masterpiece fantasy science fiction cyberpunk steampunk surreal dreamlike whimsical gothic
-baroque renaissance impressionist art nouveau art deco ukiyo minimalist abstract realistic
-hyperrealistic studio ghibli anime manga comic poster wallpaper 4k 8k hdr bokeh depth field
-wide angle close up full body centered symmetrical composition background foreground colors
-red orange yellow green blue purple pink white black teal beautiful stunning atmospheric
-""".split()
+ART_WORDS = [
+    "a",
+    "an",
+    "the",
+    "of",
+    "in",
+    "on",
+    "with",
+    "by",
+    "and",
+    "at",
+    "from",
+    "under",
+    "over",
+    "near",
+    "portrait",
+    "landscape",
+    "castle",
+    "city",
+    "street",
+    "forest",
+    "mountain",
+    "river",
+    "lake",
+    "ocean",
+    "beach",
+    "desert",
+    "island",
+    "village",
+    "tower",
+    "bridge",
+    "garden",
+    "temple",
+    "cathedral",
+    "ruins",
+    "cave",
+    "sky",
+    "clouds",
+    "sunset",
+    "sunrise",
+    "night",
+    "moon",
+    "stars",
+    "storm",
+    "rain",
+    "snow",
+    "fog",
+    "mist",
+    "fire",
+    "smoke",
+    "light",
+    "shadow",
+    "dragon",
+    "knight",
+    "wizard",
+    "witch",
+    "princess",
+    "robot",
+    "astronaut",
+    "cat",
+    "dog",
+    "fox",
+    "owl",
+    "wolf",
+    "horse",
+    "deer",
+    "bird",
+    "fish",
+    "whale",
+    "butterfly",
+    "flower",
+    "rose",
+    "tree",
+    "leaves",
+    "grass",
+    "stone",
+    "crystal",
+    "gold",
+    "silver",
+    "glass",
+    "metal",
+    "wood",
+    "paper",
+    "woman",
+    "man",
+    "girl",
+    "boy",
+    "child",
+    "elder",
+    "warrior",
+    "queen",
+    "king",
+    "monk",
+    "pilot",
+    "sailor",
+    "painter",
+    "dancer",
+    "musician",
+    "highly",
+    "detailed",
+    "intricate",
+    "elegant",
+    "ornate",
+    "sharp",
+    "focus",
+    "smooth",
+    "soft",
+    "dramatic",
+    "cinematic",
+    "epic",
+    "moody",
+    "vibrant",
+    "colorful",
+    "pastel",
+    "muted",
+    "dark",
+    "bright",
+    "glowing",
+    "neon",
+    "golden",
+    "hour",
+    "volumetric",
+    "lighting",
+    "rim",
+    "light",
+    "digital",
+    "painting",
+    "oil",
+    "painting",
+    "watercolor",
+    "illustration",
+    "concept",
+    "art",
+    "matte",
+    "painting",
+    "sketch",
+    "ink",
+    "charcoal",
+    "photograph",
+    "photo",
+    "render",
+    "octane",
+    "unreal",
+    "engine",
+    "artstation",
+    "trending",
+    "award",
+    "winning",
+    "masterpiece",
+    "fantasy",
+    "science",
+    "fiction",
+    "cyberpunk",
+    "steampunk",
+    "surreal",
+    "dreamlike",
+    "whimsical",
+    "gothic",
+    "baroque",
+    "renaissance",
+    "impressionist",
+    "art",
+    "nouveau",
+    "art",
+    "deco",
+    "ukiyo",
+    "minimalist",
+    "abstract",
+    "realistic",
+    "hyperrealistic",
+    "studio",
+    "ghibli",
+    "anime",
+    "manga",
+    "comic",
+    "poster",
+    "wallpaper",
+    "4k",
+    "8k",
+    "hdr",
+    "bokeh",
+    "depth",
+    "field",
+    "wide",
+    "angle",
+    "close",
+    "up",
+    "full",
+    "body",
+    "centered",
+    "symmetrical",
+    "composition",
+    "background",
+    "foreground",
+    "colors",
+    "red",
+    "orange",
+    "yellow",
+    "green",
+    "blue",
+    "purple",
+    "pink",
+    "white",
+    "black",
+    "teal",
+    "beautiful",
+    "stunning",
+    "atmospheric",
+]
 
 
 def build_tiny_gpt2(folder: Path) -> Path:
@@ -55,10 +247,7 @@ def build_tiny_gpt2(folder: Path) -> Path:
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
     rng = random.Random(SEED)
-    corpus = [
-        ", ".join(" ".join(rng.choices(ART_WORDS, k=rng.randint(1, 4))) for _ in range(rng.randint(3, 9)))
-        for _ in range(400)
-    ]
+    corpus = [", ".join(" ".join(rng.choices(ART_WORDS, k=rng.randint(1, 4))) for _ in range(rng.randint(3, 9))) for _ in range(400)]
     bpe = ByteLevelBPETokenizer()  # GPT-2's pre-tokenizer, decoder and byte alphabet
     bpe.train_from_iterator(corpus, vocab_size=700, min_frequency=2, special_tokens=["<|endoftext|>"], show_progress=False)
     tokenizer = PreTrainedTokenizerFast(
@@ -69,9 +258,7 @@ def build_tiny_gpt2(folder: Path) -> Path:
         model_max_length=128,
     )
     eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    config = GPT2Config(
-        vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=2, n_head=4, bos_token_id=eos, eos_token_id=eos
-    )
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=2, n_head=4, bos_token_id=eos, eos_token_id=eos)
     model = _seeded(lambda: GPT2LMHeadModel(config).eval())
     folder = Path(folder)
     model.save_pretrained(folder, safe_serialization=True)
@@ -164,4 +351,3 @@ def _seeded(make):  # type: ignore[no-untyped-def]
         return make()
     finally:
         torch.random.set_rng_state(state)
-

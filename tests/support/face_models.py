@@ -36,9 +36,17 @@ def gfpgan_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
     _seeded(seed)
     # The same hyper-parameters spandrel's GFPGANArch.load uses (GFPGAN v1.3/v1.4).
     model = GFPGAN(
-        out_size=512, num_style_feat=512, channel_multiplier=2, decoder_load_path=None, fix_decoder=False,
-        num_mlp=8, input_is_latent=True, different_w=True, narrow=1, sft_half=True,
-    )  # fmt: skip
+        out_size=512,
+        num_style_feat=512,
+        channel_multiplier=2,
+        decoder_load_path=None,
+        fix_decoder=False,
+        num_mlp=8,
+        input_is_latent=True,
+        different_w=True,
+        narrow=1,
+        sft_half=True,
+    )
     return {key: value.detach().contiguous() for key, value in model.state_dict().items()}
 
 
@@ -49,9 +57,16 @@ def restoreformer_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
     # head_size (8), attn_resolutions (16,) and resolution (512) are fixed in spandrel's loader;
     # everything else it reads back from these shapes. GroupNorm needs widths divisible by 32.
     model = RestoreFormer(
-        n_embed=64, embed_dim=32, ch=32, ch_mult=(1, 1, 1, 1, 1, 1), num_res_blocks=1, z_channels=32,
-        double_z=False, enable_mid=True, head_size=8,
-    )  # fmt: skip
+        n_embed=64,
+        embed_dim=32,
+        ch=32,
+        ch_mult=(1, 1, 1, 1, 1, 1),
+        num_res_blocks=1,
+        z_channels=32,
+        double_z=False,
+        enable_mid=True,
+        head_size=8,
+    )
     return {key: value.detach().contiguous() for key, value in model.state_dict().items()}
 
 
@@ -83,8 +98,13 @@ def write_upscaler(path: Path) -> Path:
 
 def write_codeformer_like(path: Path) -> Path:
     """Only the keys that mark a CodeFormer file (tiny tensors): enough for the loader's header check."""
-    keys = ["position_emb", "idx_pred_layer.1.weight", "quantize.embedding.weight",
-            "ft_layers.0.self_attn.in_proj_weight", "encoder.blocks.0.weight"]  # fmt: skip
+    keys = [
+        "position_emb",
+        "idx_pred_layer.1.weight",
+        "quantize.embedding.weight",
+        "ft_layers.0.self_attn.in_proj_weight",
+        "encoder.blocks.0.weight",
+    ]
     save_file({key: torch.zeros(2, 2) for key in keys}, str(path))
     return path
 

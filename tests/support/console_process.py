@@ -26,8 +26,14 @@ class ConsoleProcess:
         self.log = open(log_path, "ab")  # noqa: SIM115 - closed in wait()/kill()
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "run_bot.py"), "console", "--jsonl", *extra_args],
-            cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, bufsize=1,
-        )  # fmt: skip
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            bufsize=1,
+        )
         ConsoleProcess.running.append(self)
         self.events: list[Event] = []
         self.inputs = 0  # non-blank lines sent: the console's input ids count them

@@ -3,7 +3,7 @@
 the attempt, the outbox row), whose job "draws" by sleeping `CHAOS_JOB_SECONDS` in steps. It also
 reaps expired leases, as every process's periodic work does.
 
-    python tests/null_worker.py DATABASE_URL EVENTS_FILE
+    python tests/support/null_worker.py DATABASE_URL EVENTS_FILE
 
 Each claim and each completion is appended to EVENTS_FILE as `claimed|completed JOB ATTEMPT OWNER`,
 and once the worker has connected to the database and is about to claim, `ready 0 0 OWNER` (one
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
 from generation.errors import JobCancelled  # noqa: E402
 from generation.worker import Worker, WorkerLimits  # noqa: E402
@@ -70,8 +70,15 @@ class NullTask:
 
     async def finish(self, produced: None, run_seconds: float) -> None:
         async with self.worker.db.transaction() as session:
-            await queue.complete(session, self.job, self.job.attempt, owner=self.worker.owner, outputs=[],
-                                 run_seconds=run_seconds, result={"by": self.worker.owner, "attempt": self.job.attempt})  # fmt: skip
+            await queue.complete(
+                session,
+                self.job,
+                self.job.attempt,
+                owner=self.worker.owner,
+                outputs=[],
+                run_seconds=run_seconds,
+                result={"by": self.worker.owner, "attempt": self.job.attempt},
+            )
         self.worker.event("completed", self.job)
 
 

@@ -49,11 +49,17 @@ class Cluster:
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres", "postgres")
         self.port = _free_port()
-        subprocess.run(_as_postgres([initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                                     "--no-sync"]), check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            _as_postgres([initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]),
+            check=True,
+            capture_output=True,
+        )
         options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off -c max_connections=200"
-        subprocess.run(_as_postgres([pg_ctl, "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w",
-                                     "start"]), check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            _as_postgres([pg_ctl, "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start"]),
+            check=True,
+            capture_output=True,
+        )
         self._names = itertools.count(1)
 
     def url(self, database: str) -> str:
