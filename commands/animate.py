@@ -417,4 +417,4 @@ def _clip_job(spec: GenerationSpec, kind: str, clip: ClipSpec, size: tuple[int, 
         "operation": fields.pop("operation", None),
         **fields,
     }
-    return GenerationSpec.model_validate({**spec.model_dump(), **update})
+    return spec.evolve(**update)

@@ -127,7 +127,7 @@ async def resolve_assets(
     if problems:
         raise UserError(*problems)
     notes += skipped
-    return spec.model_copy(update={"loras": tuple(loras), "embeddings": tuple(embeddings), "skipped": tuple(skipped)})
+    return spec.evolve(loras=tuple(loras), embeddings=tuple(embeddings), skipped=tuple(skipped))
 
 
 async def require_usable(session: AsyncSession, account_id: int, spec: GenerationSpec) -> None:

@@ -67,7 +67,7 @@ async def press(ctx: Context, request: Request, job: Job, verb: str) -> list[Rep
     assert spec.clip is not None
     parent = (job.id, None)
     if verb == "reroll":
-        return await queue_spec(ctx, request, spec.model_copy(update={"seed": new_seed()}), parent=parent)
+        return await queue_spec(ctx, request, spec.evolve(seed=new_seed()), parent=parent)
     if verb == "remix":
         return await queue_video2video(ctx, request, clip_of_job(job), ImagineOptions(), {})
     if verb == "longer":
@@ -87,9 +87,9 @@ def longer_spec(ctx: Context, job: Job, spec: GenerationSpec) -> GenerationSpec:
     if adding < 1:
         raise UserError(f"This clip has {len(so_far)} frames, the most a clip may have here ({limit}).")
     kind = "deforum" if spec.kind == "deforum" else "animate"
-    clip = spec.clip.model_copy(update={"frames": adding, "source": so_far, "extend": True})
+    clip = spec.clip.evolve(frames=adding, source=so_far, extend=True)
     strength = spec.strength if spec.strength is not None else ctx.settings.video2video_strength
-    return GenerationSpec.model_validate({**spec.model_dump(), "kind": kind, "clip": clip, "strength": strength, "operation": "Longer"})
+    return spec.evolve(kind=kind, clip=clip, strength=strength, operation="Longer")
 
 
 def upscaled_spec(ctx: Context, job: Job, spec: GenerationSpec) -> GenerationSpec:
@@ -102,21 +102,18 @@ def upscaled_spec(ctx: Context, job: Job, spec: GenerationSpec) -> GenerationSpe
         )
     method = "esrgan" if s.upscalers and s.default_upscale_method in ("auto", "esrgan") else "lanczos"
     frames = tuple(output.blob_key for output in job.outputs)
-    clip = spec.clip.model_copy(update={"frames": len(frames), "source": frames, "extend": False})
-    return GenerationSpec.model_validate(
-        {
-            **spec.model_dump(),
-            "kind": "upscale",
-            "clip": clip,
-            "width": width,
-            "height": height,
-            "scale": 2.0,
-            "upscale_method": method,
-            "upscaler": next(iter(s.upscalers)) if method == "esrgan" else None,
-            "strength": None,
-            "init_image": None,
-            "operation": f"Upscale 2x ({method})",
-        }
+    clip = spec.clip.evolve(frames=len(frames), source=frames, extend=False)
+    return spec.evolve(
+        kind="upscale",
+        clip=clip,
+        width=width,
+        height=height,
+        scale=2.0,
+        upscale_method=method,
+        upscaler=next(iter(s.upscalers)) if method == "esrgan" else None,
+        strength=None,
+        init_image=None,
+        operation=f"Upscale 2x ({method})",
     )
 
 

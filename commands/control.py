@@ -183,7 +183,7 @@ async def _queue_control(
         if init is not None and opts.size is None and opts.ar is None:  # the picture's proportions, native area
             native = model.native_size
             size = dict(zip(("width", "height"), fit_size(init.width, init.height, native * native, ctx.settings), strict=True))
-        return spec.model_copy(update={"controls": tuple(refs), "control_mode": mode, **size})
+        return spec.evolve(controls=tuple(refs), control_mode=mode, **size)
 
     extra = ((init, source.upload_size),) if init is not None and source.upload_size is not None else ()
     return await submit(ctx, request, opts, parent=source.parent, shape=shape, extra_blobs=extra)
@@ -246,7 +246,7 @@ async def queue_instruct(ctx: Context, request: Request, source: Source, opts: I
         if opts.size is None and opts.ar is None:  # instruct models are SD 1.x-sized; tiny's is 64 px
             native = ctx.registry.default.native_size if name == TINY_PIX2PIX else 512
             fields |= dict(zip(("width", "height"), picture_size(init, native, ctx.settings, notes), strict=True))
-        return GenerationSpec.model_validate({**spec.model_dump(), **fields})
+        return spec.evolve(**fields)
 
     extra = ((init, source.upload_size),) if source.upload_size is not None else ()
     return await submit(ctx, request, opts, parent=source.parent, shape=shape, extra_blobs=extra)

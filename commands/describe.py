@@ -48,19 +48,17 @@ async def describe(ctx: Context, request: Request, args: str) -> list[Reply]:
     def shape(spec: GenerationSpec, notes: list[str]) -> GenerationSpec:
         notes.clear()
         width, height = fit_size(init.width, init.height, spec.width * spec.height, ctx.settings)
-        return spec.model_copy(
-            update={
-                "kind": "describe",
-                "n": DESCRIBE_CANDIDATES,
-                "width": width,
-                "height": height,
-                "strength": None,
-                "styles": (),
-                "regions": None,
-                "base_ratio": None,
-                "wildcards": {},
-                "prompt": "",
-            }
+        return spec.evolve(
+            kind="describe",
+            n=DESCRIBE_CANDIDATES,
+            width=width,
+            height=height,
+            strength=None,
+            styles=(),
+            regions=None,
+            base_ratio=None,
+            wildcards={},
+            prompt="",
         )
 
     return await submit(ctx, request, ImagineOptions(), init=init, upload_size=source.upload_size, parent=source.parent, shape=shape)

@@ -92,12 +92,12 @@ async def queue_edit(ctx: Context, request: Request, source: Source, edit: Edit)
         fields: dict[str, Any] = {"kind": edit.kind, "operation": edit.label, "tile": spec.tile and edit.kind == "img2img"}
         if edit.shape is not None:
             fields.update(edit.shape(ctx, spec, init, notes))
-        shaped = GenerationSpec.model_validate({**spec.model_dump(), "n": 1, **fields})
+        shaped = spec.evolve(**{"n": 1, **fields})  # a shape may set n again (a later key wins, as before)
         if shaped.diffusion and shaped.strength is not None and int(shaped.steps * shaped.strength) < 1:
             # A picture drawn in very few steps: run at least one denoising step, and say so.
             need = math.ceil(1 / shaped.strength)
             notes.append(f"{edit.label} at strength {shaped.strength:g} runs {need} steps, so that at least one denoises.")
-            shaped = shaped.model_copy(update={"steps": need})
+            shaped = shaped.evolve(steps=need)
         return shaped
 
     return await submit(

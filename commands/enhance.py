@@ -47,6 +47,6 @@ async def enhance(ctx: Context, request: Request, args: str) -> list[Reply]:
     opts = ImagineOptions(prompt=text, seed=checked.seed)
 
     def shape(spec: GenerationSpec, notes: list[str]) -> GenerationSpec:
-        return spec.model_copy(update={"kind": "enhance", "n": count, "styles": (), "regions": None, "base_ratio": None})
+        return spec.evolve(kind="enhance", n=count, styles=(), regions=None, base_ratio=None)
 
     return await submit(ctx, request, opts, shape=shape)

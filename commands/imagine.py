@@ -120,5 +120,5 @@ async def _from_bot_message(ctx: Context, request: Request) -> Source | None:
         output = job.outputs[index]
         init = InitImage(output.blob_key, output.width, output.height)
         # A remix of one picture draws one unless `--n` says otherwise, whatever its job drew.
-        base = image_base(job, index).model_copy(update={"n": 1})
+        base = image_base(job, index).evolve(n=1)
         return Source(init=init, base=base, parent=(job.id, index))

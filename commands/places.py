@@ -165,5 +165,5 @@ async def check_job(ctx: Context, session: AsyncSession, request: Request, spec:
     negative = stored.get("negative")
     if negative and not spec.negative_prompt.strip():
         notes.append(f"Negative prompt from this chat's settings: {negative}")
-        spec = spec.model_copy(update={"negative_prompt": negative})
+        spec = spec.evolve(negative_prompt=negative)
     return spec

@@ -57,25 +57,25 @@ async def apply_prompt_features(
                 "`/styles` lists them; save your own with `/style save NAME <template with {prompt}>`."
             )
         prompt, negative = apply_styles([library[name] for name in styles], spec.prompt, spec.negative_prompt)
-        spec = spec.model_copy(update={"prompt": prompt, "negative_prompt": negative, "styles": styles})
+        spec = spec.evolve(prompt=prompt, negative_prompt=negative, styles=styles)
     spec = await _snapshot_wildcards(ctx, session, user.id, spec, base)
     if spec.kind == "instruct":  # its own model: the LoRAs and embeddings of yours fit another
         if opts.loras or "<lora:" in spec.prompt.lower() or "<lyco:" in spec.prompt.lower():
             notes.append("LoRAs don't apply to /edit: it runs on the instruct model.")
-        spec = spec.model_copy(update={"loras": (), "embeddings": (), "skipped": ()})
+        spec = spec.evolve(loras=(), embeddings=(), skipped=())
     elif spec.diffusion:
         spec = await resolve_assets(ctx, session, user.id, spec, opts.loras, base, notes)
     elif spec.skipped:  # an upscale or face fix of such a picture uses no LoRA at all
-        spec = spec.model_copy(update={"skipped": ()})
+        spec = spec.evolve(skipped=())
     if spec.controls:
         if not spec.diffusion:  # an upscale or face fix of a ControlNet picture draws nothing to steer
-            spec = spec.model_copy(update={"controls": ()})
+            spec = spec.evolve(controls=())
         else:
             try:  # a remix with another --model takes that model's ControlNets of the same types
                 controls = refit(spec.controls, ctx.settings.controlnets, ctx.registry.get(spec.model) or ctx.registry.default)
             except ValueError as error:
                 raise UserError(str(error)) from None
-            spec = spec.model_copy(update={"controls": controls})
+            spec = spec.evolve(controls=controls)
     if spec.regions:
         _check_regions(spec, inherited=base is not None and base.regions == spec.regions)
     elif spec.base_ratio is not None:
@@ -86,7 +86,7 @@ async def apply_prompt_features(
         from generation.prompts.region_layout import split_regions
 
         plain = split_regions(spec.prompt).plain()
-        spec = spec.model_copy(update={"regions": None, "base_ratio": None, "prompt": plain})
+        spec = spec.evolve(regions=None, base_ratio=None, prompt=plain)
     return spec
 
 
@@ -122,7 +122,7 @@ async def _snapshot_wildcards(
 ) -> GenerationSpec:
     texts = f"{spec.prompt}\n{spec.negative_prompt}"
     if not wildcards.has_wildcards(texts):
-        return spec.model_copy(update={"wildcards": {}})
+        return spec.evolve(wildcards={})
     own = await prompt_library.wildcards_of(session, user_id)
     inherited = base.wildcards if base is not None else {}
     known: dict[str, tuple[str, ...]] = {}
@@ -143,7 +143,7 @@ async def _snapshot_wildcards(
         wildcards.expand(spec.negative_prompt, spec.seed, snapshot, salt="negative")
     except wildcards.WildcardError as error:
         raise UserError(str(error)) from None
-    return spec.model_copy(update={"wildcards": snapshot})
+    return spec.evolve(wildcards=snapshot)
 
 
 def wildcard_folder(ctx: Context) -> Path:

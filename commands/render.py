@@ -58,7 +58,7 @@ def _picked(spec: GenerationSpec, index: int) -> GenerationSpec:
     if not spec.wildcards and "{" not in spec.prompt + spec.negative_prompt:
         return spec
     picked = spec.image_spec(index)
-    return spec.model_copy(update={"prompt": picked.prompt, "negative_prompt": picked.negative_prompt, "wildcards": {}})
+    return spec.evolve(prompt=picked.prompt, negative_prompt=picked.negative_prompt, wildcards={})
 
 
 def drawn_text(spec: GenerationSpec, count: int, limit: int) -> str:

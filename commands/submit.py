@@ -67,7 +67,7 @@ async def submit(
         notes = [*built_notes, *notes]
         if shape is not None:
             spec = shape(spec, notes)
-        spec = spec.model_copy(update={"age_restricted": request.age_restricted})  # where it is asked, not inherited
+        spec = spec.evolve(age_restricted=request.age_restricted)  # where it is asked, not inherited
         spec = await apply_prompt_features(ctx, session, user, spec, opts, base, notes)
         spec = await check_job(ctx, session, request, spec, notes)
         if init is not None and upload_size is not None:
@@ -91,7 +91,7 @@ async def queue_spec(
     pictures repeats that picture's job exactly (every blob it reads is already stored)."""
     async with ctx.db.transaction() as session:
         user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
-        spec = spec.model_copy(update={"age_restricted": request.age_restricted})
+        spec = spec.evolve(age_restricted=request.age_restricted)
         notes = list(notes)
         spec = await check_job(ctx, session, request, spec, notes)
         reply = await _enqueue(ctx, session, request, user, spec, parent, notes)

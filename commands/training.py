@@ -128,8 +128,8 @@ async def train_previewed(ctx: Context, request: Request, job: Job) -> list[Repl
     captions = list(result.get("captions") or [])
     if not spec.preview or len(captions) != len(spec.images):
         raise UserError("That button only works under the captions of `/train preview`.")
-    images = tuple(image.model_copy(update={"caption": caption}) for image, caption in zip(spec.images, captions, strict=True))
-    run = spec.model_copy(update={"images": images, "preview": False})
+    images = tuple(image.evolve(caption=caption) for image, caption in zip(spec.images, captions, strict=True))
+    run = spec.evolve(images=images, preview=False)
     async with ctx.db.transaction() as session:
         user = await users.get_or_create(session, request.platform, request.user_id, request.user_name)
         if user.id != job.user_id:  # the pictures are the sender's own
@@ -282,9 +282,7 @@ def _spec(
     vectors = number("vectors", int, DEFAULT_VECTORS) if embedding else 0
     if problems:
         raise UserError("\n".join(problems))
-    kept = tuple(
-        image.model_copy(update={"caption": trigger}) if captions == "none" and image.caption is None else image for image in earlier
-    )
+    kept = tuple(image.evolve(caption=trigger) if captions == "none" and image.caption is None else image for image in earlier)
     images = kept + tuple(  # the new pictures' blobs are written once every check has passed (`_stored`)
         TrainImage(
             blob="unstored",
@@ -330,10 +328,10 @@ def _stored(ctx: Context, spec: TrainingSpec, dataset: Dataset) -> TrainingSpec:
     """The new pictures (after those of an earlier run) written to the blob store."""
     earlier = spec.images[: len(spec.images) - len(dataset.images)]
     new = tuple(
-        image.model_copy(update={"blob": ctx.blobs.put(picture.png, "png")})
+        image.evolve(blob=ctx.blobs.put(picture.png, "png"))
         for image, picture in zip(spec.images[len(earlier) :], dataset.images, strict=True)
     )
-    return spec.model_copy(update={"images": earlier + new})
+    return spec.evolve(images=earlier + new)
 
 
 def _on_off(text: str | None, default: bool, problems: list[str]) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal, get_args
+from typing import Any, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -54,12 +54,25 @@ MAX_MASK_BLUR = 64
 MASK_BLUR_SIGMAS = 2.5
 
 
+class Spec(BaseModel):
+    """A frozen, validated part of a job's request. `evolve` is the one way to derive one from
+    another: `model_copy(update=...)` skips validation, so a derived spec could hold what no
+    request could (a batch of one with a clip's frames, an unknown kind) and fail only in the
+    worker, after the person was told it was queued."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def evolve(self, **changes: Any) -> Self:
+        """A copy with `changes`, validated as a new one would be."""
+        return type(self).model_validate({**self.model_dump(), **changes})
+
+
 def mask_blur_sigma(reach: int) -> float:
     """The Gaussian sigma of a feather that reaches `reach` pixels: A1111's "Mask blur" number."""
     return reach / MASK_BLUR_SIGMAS
 
 
-class AssetRef(BaseModel):
+class AssetRef(Spec):
     """A user's uploaded LoRA or embedding as a job uses it: checked at upload, resolved by name
     (with the user's rights) when the job was made, and read from the blob store by the engine."""
 
@@ -73,7 +86,7 @@ class AssetRef(BaseModel):
     short_hash: str = ""  # A1111's hash for `Lora hashes` / `TI hashes` in the parameters
 
 
-class ControlRef(BaseModel):
+class ControlRef(Spec):
     """One ControlNet unit of a job: the model, where its map comes from, how strongly and when it
     steers. The map is made again from `image` (or `text`) whenever the job runs, by the same
     preprocessor, so a reroll or a remix is steered exactly as the first picture was."""
@@ -103,7 +116,7 @@ class ControlRef(BaseModel):
         return self
 
 
-class CameraRef(BaseModel):
+class CameraRef(Spec):
     """A motion LoRA (a camera move: zoom, pan, tilt) on the motion modules of an /animate clip."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -112,7 +125,7 @@ class CameraRef(BaseModel):
     weight: float = Field(1.0, ge=0, le=2)
 
 
-class ClipSpec(BaseModel):
+class ClipSpec(Spec):
     """What makes a job a clip: its frames and how they move. Frame k of a clip is output k of
     the job (a PNG with the clip's parameters); the MP4 and GIF are made from them.
 
@@ -150,7 +163,7 @@ class ClipSpec(BaseModel):
         return len(self.source) if self.extend else 0
 
 
-class GenerationSpec(BaseModel):
+class GenerationSpec(Spec):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: JobKind
@@ -272,20 +285,18 @@ class GenerationSpec(BaseModel):
 
         seed = self.seed + index
         files = self.wildcards
-        return self.model_copy(
-            update={
-                "seed": seed,
-                "n": 1,
-                "wildcards": {},
-                "prompt": expand(self.prompt, seed, files),
-                "negative_prompt": expand(self.negative_prompt, seed, files, salt="negative"),
-            }
+        return self.evolve(
+            seed=seed,
+            n=1,
+            wildcards={},
+            prompt=expand(self.prompt, seed, files),
+            negative_prompt=expand(self.negative_prompt, seed, files, salt="negative"),
         )
 
     def frame_spec(self, index: int) -> GenerationSpec:
         """Frame `index` of an upscale or face fix of a clip, as the one-image job that makes it."""
         assert self.clip is not None and self.kind not in CLIP_KINDS
-        return self.model_copy(update={"clip": None, "init_image": self.clip.source[index], "n": 1})
+        return self.evolve(clip=None, init_image=self.clip.source[index], n=1)
 
     def seeds(self) -> list[int]:
         """Image i of a batch uses seed + i, so any image can be reproduced alone."""

@@ -189,5 +189,5 @@ def refit(controls: tuple[ControlRef, ...], configured: dict[str, ControlNetEntr
         if ref.model in options and fit_problem(options[ref.model], model) is None:
             refit_refs.append(ref)
         else:
-            refit_refs.append(ref.model_copy(update={"model": choose_controlnet(configured, model, ref.type, None).name}))
+            refit_refs.append(ref.evolve(model=choose_controlnet(configured, model, ref.type, None).name))
     return tuple(refit_refs)

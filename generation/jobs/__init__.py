@@ -147,7 +147,7 @@ def _render_clip(
     template = None
     if spec.wildcards or has_wildcards(f"{spec.prompt}\n{spec.negative_prompt}"):
         # one pick for the whole clip, from its seed (a clip is one picture in motion)
-        template, spec = spec, spec.image_spec(0).model_copy(update={"n": spec.n})
+        template, spec = spec, spec.image_spec(0).evolve(n=spec.n)
     if spec.kind in CLIP_KINDS:
         frames = job(engine, spec, tracker)
     else:  # an upscale or face fix of a clip: its kind, frame by frame

@@ -105,7 +105,7 @@ def _frame_spec(
         "init_image": init_image,
         "clip": None,
     }
-    return GenerationSpec.model_validate({**spec.model_dump(), **update})
+    return spec.evolve(**update)
 
 
 def _steps_run(steps: int, strength: float) -> int:

@@ -158,7 +158,7 @@ def conditions_for(pipe: Any, spec: GenerationSpec, steps_run: int, *, images: i
             plain = split_regions(spec.prompt).plain()
         except ValueError as error:
             raise EngineUserError(str(error)) from None
-        flat = spec.model_copy(update={"prompt": plain, "regions": None, "base_ratio": None})
+        flat = spec.evolve(prompt=plain, regions=None, base_ratio=None)
         return PromptConditions.build(pipe, flat, steps_run, images=images)
     return RegionalConditions.build(pipe, spec, steps_run, images=images)
 

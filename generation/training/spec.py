@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+
+from generation.spec import Spec
 
 TrainMethod = Literal["lora", "loha", "lokr", "dreambooth", "embedding"]
 TRAIN_METHODS: tuple[str, ...] = ("lora", "loha", "lokr", "dreambooth", "embedding")
@@ -70,7 +72,7 @@ DEFAULT_PRIOR_WEIGHT = 1.0
 DEFAULT_INIT_WORD = "*"  # A1111's default initialization text
 
 
-class TrainImage(BaseModel):
+class TrainImage(Spec):
     """One picture of the dataset: a blob (PNG, EXIF-rotated, RGB) and its caption, when known
     before the run (a sidecar `.txt`, or the trigger alone with `--captions none`)."""
 
@@ -83,7 +85,7 @@ class TrainImage(BaseModel):
     caption: str | None = None  # None: the run's captioner writes it (and puts the trigger first)
 
 
-class TrainingSpec(BaseModel):
+class TrainingSpec(Spec):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: Literal["train"] = "train"
