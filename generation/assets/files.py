@@ -239,28 +239,23 @@ def inspect_asset(data: bytes, filename: str, *, kind: AssetKind, max_bytes: int
             f"{shown} is a pickle-based PyTorch file ({suffix}). Opening one can run any code hidden "
             f"in it, so sdbot accepts only .safetensors files. {CONVERT_ADVICE}"
         )
-    if not lowered.endswith(SAFETENSORS_SUFFIX) and not _reads_as_safetensors(data, filename, max_tensors):
-        raise AssetError(
-            f"{shown} is not a .safetensors file. Upload "
-            f"{'LoRAs and LyCORIS files' if kind == 'lora' else 'embeddings'} as .safetensors files."
-        )
+    header = None
+    if not lowered.endswith(SAFETENSORS_SUFFIX):
+        # judged by its content: a LoRA saved from `/lora download` in the console keeps the store's name
+        try:
+            header = read_header(data, filename, max_tensors=max_tensors)
+        except AssetError:
+            raise AssetError(
+                f"{shown} is not a .safetensors file. Upload "
+                f"{'LoRAs and LyCORIS files' if kind == 'lora' else 'embeddings'} as .safetensors files."
+            ) from None
     if len(data) > max_bytes:
         raise AssetError(
             f"{shown} is {_megabytes(len(data))}, over the {_megabytes(max_bytes)} limit for uploads. "
             "Upload a smaller file (a LoRA of lower rank, or saved in F16)."
         )
-    tensors, metadata = read_header(data, filename, max_tensors=max_tensors)
+    tensors, metadata = header or read_header(data, filename, max_tensors=max_tensors)
     return _classify(shown, kind, tensors, metadata, size=len(data), sha256=hashlib.sha256(data).hexdigest())
-
-
-def _reads_as_safetensors(data: bytes, filename: str, max_tensors: int) -> bool:
-    """Whether the bytes are a safetensors file whatever the name says: a file is judged by its
-    content (a LoRA saved from `/lora download` in the console keeps the store's name)."""
-    try:
-        read_header(data, filename, max_tensors=max_tensors)
-    except AssetError:
-        return False
-    return True
 
 
 def inspect_stored(path: Path, *, kind: AssetKind, sha256: str) -> AssetInfo:
