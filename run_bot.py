@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from commands.context import Context
-from commands.render import TINY_NOTE
+from commands.frame.context import Context
+from commands.jobs.render import TINY_NOTE
 from commands.service import CommandService
 from config import Settings, load_settings
 from config.logs import configure_logging, set_process_field

@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import run_bot  # noqa: E402
-from commands.types import Request  # noqa: E402
+from commands.frame.types import Request  # noqa: E402
 from config import Settings  # noqa: E402
 from generation.models.tiny import ensure_tiny  # noqa: E402
 

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import run_bot  # noqa: E402
-from commands.types import Request  # noqa: E402
+from commands.frame.types import Request  # noqa: E402
 from config import Settings  # noqa: E402
 from config.models import ModelEntry  # noqa: E402
 from storage import model_library  # noqa: E402

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 import run_bot  # noqa: E402
-from commands.types import Request  # noqa: E402
+from commands.frame.types import Request  # noqa: E402
 from config import Settings  # noqa: E402
 from generation.models.loader import resolve_device, resolve_dtype  # noqa: E402
 from generation.models.tiny import ensure_tiny  # noqa: E402

@@ -29,8 +29,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import run_bot  # noqa: E402
-from commands import account, people  # noqa: E402
-from commands.types import Request  # noqa: E402
+from commands.account import queue as account  # noqa: E402
+from commands.frame.types import Request  # noqa: E402
+from commands.jobs import admission as people  # noqa: E402
 from config import Settings  # noqa: E402
 from storage import users  # noqa: E402
 

@@ -41,7 +41,7 @@ from sqlalchemy import func, select  # noqa: E402
 
 from generation.jobs import Rendered  # noqa: E402
 from generation.spec import GenerationSpec  # noqa: E402
-from generation.worker import Worker, WorkerLimits, _BatchTask  # noqa: E402
+from generation.worker import BatchTask, Worker, WorkerLimits  # noqa: E402
 from storage import queue, users  # noqa: E402
 from storage.blobs import LocalBlobStore  # noqa: E402
 from storage.db import Database  # noqa: E402
@@ -77,7 +77,7 @@ class NullTask:
             await queue.complete(session, self.job, self.job.attempt, owner=self.worker.owner, outputs=[], run_seconds=run_seconds)
 
 
-class NullBatch(_BatchTask):
+class NullBatch(BatchTask):
     """A batch that draws nothing; claimed and completed by the worker's real batch path."""
 
     def work(self, progress: Any, stopping: Any, should_yield: Any) -> list[Rendered]:

@@ -1,2 +1,2 @@
-"""Platform adapters. Each turns platform events into `commands.types.Request`s and renders the
+"""Platform adapters. Each turns platform events into `commands.frame.types.Request`s and renders the
 `Reply`s it gets back; none touches storage or torch."""

@@ -17,8 +17,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from commands.frame.types import Outgoing, Reply, StatusUpdate
 from commands.service import CommandService
-from commands.types import Outgoing, Reply, StatusUpdate
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from typing import Literal
 
 from PIL import Image
 
-from commands.render import size_text
-from commands.types import ImageFile, VideoFile
+from commands.frame.types import ImageFile, VideoFile
+from commands.jobs.render import size_text
 from generation.animation import video as encoder
 
 GRID_GAP = 4  # pixels between the images of a grid

@@ -1,6 +1,6 @@
 """Button presses: U<i> (image i alone), V<i> (a variation of image i), Reroll (new seed), and
 the edits under a single image (Upscale 2x, Vary (Subtle), Zoom Out 2x, ⬅, Face fix, ...:
-`commands.edits`).
+`commands.pictures.edits`).
 
 A press names a message and an action (id or label). The message resolves to a job through the
 message refs, so buttons keep working after a restart; anyone who can see the message may press,
@@ -13,17 +13,19 @@ import io
 
 from PIL import Image
 
-from commands import clips, edits, render, safety
-from commands.candidates import imagine_candidate
-from commands.clip_source import is_clip_job
-from commands.context import Context
-from commands.control import queue_instruct
-from commands.errors import UserError
-from commands.imagine import Source
-from commands.options import ImagineOptions, InitImage
-from commands.submit import submit
-from commands.training import train_previewed
-from commands.types import Action, ImageFile, MessageTarget, Reply, Request
+from commands.clips import results as clips
+from commands.frame.context import Context
+from commands.frame.errors import UserError
+from commands.frame.types import Action, ImageFile, MessageTarget, Reply, Request
+from commands.jobs import job_view, render, safety
+from commands.jobs.job_view import image_files, is_clip_job
+from commands.jobs.options import ImagineOptions, InitImage
+from commands.jobs.sources import Source
+from commands.jobs.submit import submit
+from commands.pictures import edits
+from commands.pictures.candidates import imagine_candidate
+from commands.pictures.edit import queue_instruct
+from commands.training.train import train_previewed
 from storage import outbox, queue
 from storage.tables import Job
 
@@ -46,7 +48,7 @@ async def press(ctx: Context, request: Request) -> list[Reply]:
         return await train_previewed(ctx, request, job)
     verb, _, number = action.id.partition(":")
     index = int(number) - 1 if number else None
-    spec = render.spec_of(job)
+    spec = job_view.spec_of(job)
     if spec.clip is not None:
         return await clips.press(ctx, request, job, verb)
     if verb == "imagine" and index is not None:
@@ -60,11 +62,11 @@ async def press(ctx: Context, request: Request) -> list[Reply]:
         output = job.outputs[index]
         init = InitImage(output.blob_key, output.width, output.height)
         opts = ImagineOptions(strength=ctx.settings.vary_strength)
-        return await submit(ctx, request, opts, init=init, base=render.image_base(job, index), parent=(job.id, index))
+        return await submit(ctx, request, opts, init=init, base=job_view.image_base(job, index), parent=(job.id, index))
     if verb in render.BUTTON_LABELS and index is not None:
         output = job.outputs[index]
         init = InitImage(output.blob_key, output.width, output.height)
-        source = Source(init=init, base=render.image_base(job, index), parent=(job.id, index))
+        source = Source(init=init, base=job_view.image_base(job, index), parent=(job.id, index))
         return await edits.queue_edit(ctx, request, source, edits.button_edit(ctx, verb))
     if verb == "again" and index is not None and spec.kind == "instruct" and spec.image_cfg is not None:
         output = job.outputs[index]
@@ -120,15 +122,10 @@ def _match(wanted: str, actions: tuple[Action, ...]) -> Action:
     raise UserError(f"There's no `{wanted}` button on that message. Its buttons: {labels}.")
 
 
-def image_files(ctx: Context, job: Job, indexes: list[int] | None = None) -> tuple[ImageFile, ...]:
-    chosen = job.outputs if indexes is None else [job.outputs[i] for i in indexes]
-    return tuple(ImageFile(ctx.blobs.path(o.blob_key), o.width, o.height, o.seed, o.index) for o in chosen)
-
-
 def tile_preview(ctx: Context, job: Job, index: int | None) -> ImageFile | None:
     """For a seamless (--tile) job: its image (or the first of a batch) tiled 2x2, as a JPEG blob
     (content-addressed, so building it again costs a write at most). None for other jobs."""
-    if not render.spec_of(job).tile or not job.outputs:
+    if not job_view.spec_of(job).tile or not job.outputs:
         return None
     output = job.outputs[index or 0]
     with Image.open(ctx.blobs.path(output.blob_key)) as opened:
@@ -173,10 +170,10 @@ def result_reply(ctx: Context, job: Job) -> Reply:
 def map_replies(ctx: Context, job: Job) -> tuple[Reply, ...]:
     """A ControlNet result's control maps, one message each, that people can reply to (to draw
     from a map with `--pre none`, after editing it or not)."""
-    spec = render.spec_of(job)
+    spec = job_view.spec_of(job)
     replies = []
-    for index, (picture, ref) in enumerate(zip(render.maps_of(job), spec.controls, strict=False)):
-        image = ImageFile(ctx.blobs.path(picture["blob"]), picture["width"], picture["height"], spec.seed, index)
+    for index, (picture, ref) in enumerate(zip(job_view.maps_of(job), spec.controls, strict=False)):
+        image = ImageFile(ctx.blobs.path(picture.blob), picture.width, picture.height, spec.seed, index)
         text = (
             f"Control map {index + 1} of job {job.id}: {ref.preprocessor} (what the {ref.type} ControlNet followed). "
             f"Reply to it with `/control {ref.type} <prompt> --pre none` to draw from it; edit it first if you like."

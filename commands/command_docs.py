@@ -10,7 +10,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from commands.registry import COMMANDS
+from commands.frame.declare import Option
+from commands.registry import COMMANDS, option_line
+from config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "commands.md"
@@ -36,7 +38,28 @@ def commands_page() -> str:
             name += " (" + ", ".join(f"`/{alias}`" for alias in command.aliases) + ")"
         forms = "<br>".join(f"`{_cell(form)}`" for form in command.usage)
         lines.append(f"| {name} | {_cell(command.summary)} | {forms} |")
-    return "\n".join(lines) + "\n"
+    lines += [
+        "",
+        "## Options",
+        "",
+        "Each command's options, with the bounds and defaults of a default configuration (`/help COMMAND`",
+        "shows this installation's). An option's other spellings work too; `—` works for `--`.",
+        "",
+    ]
+    settings = Settings.model_construct()  # the defaults, whatever this machine's environment says
+    for command in COMMANDS:
+        if not command.options:
+            continue
+        lines += [f"### /{command.name}", ""]
+        lines += [f"- {_option(option, settings)}" for option in command.options]
+        lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _option(option: Option, settings: Settings) -> str:
+    line = option_line(option, settings)
+    spellings = sorted(f"--{name}" for name in option.aliases)
+    return line + (f" (also {', '.join(f'`{s}`' for s in spellings)})" if spellings and not option.positional else "")
 
 
 def readme_index(readme: str) -> str:

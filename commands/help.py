@@ -3,8 +3,8 @@ and the menus come from `commands.registry`)."""
 
 from __future__ import annotations
 
-from commands import render
-from commands.context import Context
+from commands.frame.context import Context
+from commands.jobs import render
 from config import Settings
 from generation.models.samplers import sampler_names
 

@@ -19,20 +19,14 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from commands import (
-    animate,
-    buttons,
-    people,
-    registry,
-    render,
-    safety,
-    training_text,
-)
-from commands.context import Context
-from commands.errors import Refused, UserError
-from commands.imagine import imagine_structured
-from commands.parser import split_command
-from commands.types import Outgoing, Reply, Request, StatusUpdate
+from commands import buttons, registry
+from commands.frame.context import Context
+from commands.frame.errors import Refused, UserError
+from commands.frame.parser import split_command
+from commands.frame.types import Outgoing, Reply, Request, StatusUpdate
+from commands.jobs import admission as people
+from commands.jobs import render, safety, training_text
+from commands.pictures.imagine import imagine_or_restyle
 from storage import audit, model_library, outbox, queue, training, users
 from storage.tables import Job, User, utcnow
 
@@ -91,17 +85,14 @@ class CommandService:
             raise Refused("banned", "An admin has barred you from using this bot. If that is a mistake, ask one of them.")
         if request.press is not None:
             return await buttons.press(self.ctx, request)
-        if request.options is not None:
+        if request.options is not None:  # a platform's typed options (Discord): handlers read them by name
             name = str(request.options.get("command", "imagine"))
-            if name == "imagine":
-                return await imagine_structured(self.ctx, request, request.options)
-            args = str(request.options.get("args", "") or "")
-            return await self._command(request, name, args)
+            return await self._command(request, name, str(request.options.get("args", "") or ""))
         command = split_command(request.text or "")
         if command.name is None:
             if not command.args and not request.attachments:
                 return []  # nothing to act on (a sticker, an empty caption)
-            return await animate.imagine_or_restyle(self.ctx, request, command.args)  # plain text is a prompt
+            return await imagine_or_restyle(self.ctx, request, command.args)  # plain text is a prompt
         return await self._command(request, command.name, command.args)
 
     async def _sync_models(self) -> None:

@@ -1,6 +1,6 @@
 """The engine: everything that turns a queued job into pictures (or candidate prompts).
 
-At the top: `worker` (claims jobs, runs them on the one engine thread, completes them),
+At the top: `worker` (a package: claims jobs, runs them on the one engine thread, completes them),
 `engine` (the diffusion step every job kind draws through), `tools` (post-processing models
 loaded on first use), and the torch-free vocabulary shared with the chat side: `spec` (what a job
 asks for), `parameters` (A1111's PNG parameters) and `errors`. The subpackages, by what they are:

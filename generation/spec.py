@@ -180,7 +180,7 @@ class GenerationSpec(Spec):
     strength: float | None = Field(None, gt=0, le=1)
     init_image: str | None = Field(None, description="Blob key (sha256) of the init image.")
     # Asked for in an age-restricted (NSFW) channel: its place's safety policy allows by default
-    # (commands.places.policy_of). The engine ignores it; results show the mark.
+    # (commands.people.place.policy_of). The engine ignores it; results show the mark.
     age_restricted: bool = False
 
     # A1111's "CLIP stop at last layers" (1 = the last layer); None: the model's default.
@@ -221,7 +221,7 @@ class GenerationSpec(Spec):
     loras: tuple[AssetRef, ...] = ()
     embeddings: tuple[AssetRef, ...] = ()
     # LoRAs and embeddings the prompt named that were left out because they don't fit the model,
-    # one line each (commands.asset_use): said when the job is queued and again with its result.
+    # one line each (commands.jobs.asset_use): said when the job is queued and again with its result.
     skipped: tuple[str, ...] = ()
     # --- ControlNet units (several: multi-ControlNet) and how they weigh against the prompt ---
     controls: tuple[ControlRef, ...] = ()

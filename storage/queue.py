@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import raiseload
 
 from storage import notify
+from storage.results import JobResult
 from storage.tables import Blob, Delivery, Job, JobOutput, JobStatus, utcnow
 
 
@@ -99,7 +100,7 @@ async def record_answer(
     kind: str,
     model: str,
     params: dict[str, Any],
-    result: dict[str, Any],
+    result: JobResult,
     parent_id: int | None = None,
 ) -> Job:
     """A job the command layer answered at once (`/describe` of an image that carries its
@@ -116,7 +117,7 @@ async def record_answer(
         batch_key="",
         params=params,
         status=JobStatus.SUCCEEDED,
-        result=result,
+        result=result.to_json(),
         max_attempts=0,
         parent_id=parent_id,
         started_at=now,
@@ -323,10 +324,11 @@ async def complete(
     owner: str,
     outputs: list[OutputRecord],
     run_seconds: float,
-    result: dict[str, Any] | None = None,
+    result: JobResult | None = None,
 ) -> None:
     """Mark the job succeeded, store its outputs (images) and result (a text job's answer; a
-    picture job's control maps, a clip's MP4 and GIF) and owe it to its chat, atomically."""
+    picture job's control maps, a clip's MP4 and GIF; a training run's outcome) and owe it to
+    its chat, atomically. The blobs the result names are recorded with the outputs'."""
     now = utcnow()
     await _cas(
         session,
@@ -341,14 +343,14 @@ async def complete(
         run_seconds=run_seconds,
         gpu_seconds=run_seconds if job.kind != "train" else None,  # training has its own step budget
         error=None,
-        result=result,
+        result=result.to_json() if result is not None else None,
     )
-    for picture in (result or {}).get("maps", []):  # the control maps beside a picture job's outputs
-        await record_blob(session, picture["blob"], picture["size"], "image/png", picture["width"], picture["height"])
-    clip = (result or {}).get("clip")  # a clip's MP4 and GIF, made from its frames (the outputs)
-    if clip:
-        await record_blob(session, clip["mp4"], clip["mp4_size"], "video/mp4", clip["width"], clip["height"])
-        await record_blob(session, clip["gif"], clip["gif_size"], "image/gif", clip["width"], clip["height"])
+    if result is not None:
+        for picture in result.maps:  # the control maps beside a picture job's outputs
+            await record_blob(session, picture.blob, picture.size, "image/png", picture.width, picture.height)
+        if (clip := result.clip) is not None:  # a clip's MP4 and GIF, made from its frames (the outputs)
+            await record_blob(session, clip.mp4, clip.mp4_size, "video/mp4", clip.width, clip.height)
+            await record_blob(session, clip.gif, clip.gif_size, "image/gif", clip.width, clip.height)
     for out in outputs:
         await record_blob(session, out.blob_key, out.size, "image/png", out.width, out.height)
         session.add(

@@ -142,7 +142,9 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     # A line a running job adds to its progress (a training run: "loss 0.081 · about 2 min left").
     progress_note: Mapped[str | None] = mapped_column(Text)
-    # What a text job (enhance, describe) answered: {"candidates": [{"prompt": ..., ...}, ...]}.
+    # What the job left besides its outputs (a text job's candidates, a picture job's control maps,
+    # a clip's files, a training run's outcome): storage.results.JobResult's JSON; read it with
+    # `JobResult.of(job)`.
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
@@ -338,7 +340,7 @@ class WorkerRow(Base):
 
     __tablename__ = "workers"
 
-    owner: Mapped[str] = mapped_column(String(120), primary_key=True)  # generation.worker.make_owner_id
+    owner: Mapped[str] = mapped_column(String(120), primary_key=True)  # generation.worker.limits.make_owner_id
     host: Mapped[str] = mapped_column(String(120))
     gpu: Mapped[str | None] = mapped_column(String(16), nullable=True)
     models: Mapped[list[str]] = mapped_column(JSON, default=list)  # `--models`; empty: any model
@@ -380,7 +382,7 @@ class AuditEntry(Base):
 
 class Place(Base):
     """A chat's own settings, set by its admins with `/place`: a Discord channel or a Telegram
-    chat. `settings` holds only what was set (commands.places reads the defaults for the rest):
+    chat. `settings` holds only what was set (commands.people.place reads the defaults for the rest):
     nsfw (allow | spoiler | blur | block), threshold, terms, models, negative."""
 
     __tablename__ = "places"

@@ -12,12 +12,12 @@ over cannot move a run back), and read by the chat side for `/train status` and 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import queue
+from storage.results import JobResult
 from storage.tables import Blob, ClassImageSet, Delivery, Job, JobStatus, TrainingRun, utcnow
 
 SAMPLE_DELIVERY = "sample-"  # + the step: the delivery kind of a sample picture
@@ -186,7 +186,7 @@ async def finish(
     owner: str,
     *,
     asset_id: int | None,
-    result: dict[str, Any],
+    result: JobResult,
     run_seconds: float,
     losses: list[list[float]] | None = None,
 ) -> str | None:

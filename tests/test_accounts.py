@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 from safetensors.torch import save
 
-from commands.types import Attachment, Reply, Request
+from commands.frame.types import Attachment, Reply, Request
 from config.roles import RoleLimits
 from generation.models.tiny import build_tiny_pipeline
 from storage import queue, usage, users

@@ -27,7 +27,7 @@ from bot.discord import DiscordChat
 from bot.telegram import TelegramChat
 from bot.telegram.albums import distinct_names
 from commands import registry
-from commands.types import Attachment, DocumentFile, Outgoing, Reply, Request
+from commands.frame.types import Attachment, DocumentFile, Outgoing, Reply, Request
 from config import Settings
 from tests.fakes import discord as fake_discord
 from tests.fakes import telegram as fake_telegram
@@ -37,18 +37,20 @@ from tests.support.running_chat import running_chat
 
 
 class Recorder:
-    """Stands in for a command: keeps every Request it gets and answers with `reply`, or with a
-    line naming what it got."""
+    """Stands in for a command: keeps every Request it gets (and the text of the command after its
+    name) and answers with `reply`, or with a line naming what it got."""
 
     def __init__(self, reply: Reply | None = None):
         self.requests: list[Request] = []
+        self.args: list[str] = []
         self.reply = reply
 
     async def __call__(self, ctx: Any, request: Request, args: str) -> list[Reply]:
         self.requests.append(request)
+        self.args.append(args)
         if self.reply is not None:
             return [self.reply]
-        return [Reply(f"got {len(request.attachments)} files for: {request.text}")]
+        return [Reply(f"got {len(request.attachments)} files for: {args}")]
 
 
 def record(monkeypatch: pytest.MonkeyPatch, command: str, reply: Reply | None = None) -> Recorder:
@@ -114,7 +116,7 @@ async def test_a_telegram_album_is_one_request(tg_settings: Settings, tg_server:
             server.send_album, [(None, pictures[0]), ("/train lora foxy --steps 20", pictures[1]), (None, pictures[2])], gap=0.6
         )
         answer = await server.await_for(lambda m: m.reply_to == album[0]["message_id"] and "got" in m.text)
-        assert answer.text == "got 3 files for: /train lora foxy --steps 20"
+        assert answer.text == "got 3 files for: lora foxy --steps 20"
         [request] = train.requests
         assert request.text == "/train lora foxy --steps 20" and request.message_id == str(album[0]["message_id"])
         assert [a.data for a in request.attachments] == [largest_photo(server, m) for m in album]  # in message order
@@ -246,7 +248,9 @@ async def test_discord_train_passes_its_pictures_in_order(
     async with discord_bot(settings):
         [command] = [c for c in server.commands["global"] if c["name"] == "train"]
         options = {o["name"]: o for o in command["options"]}
-        assert list(options) == ["method", "name", "options", *(f"image{i}" for i in range(1, 11))]
+        # the run's options typed, as many as Discord takes; the rest in `options`, as --flags
+        assert list(options)[:3] == ["method", "name", "steps"] and list(options)[-11:] == [*(f"image{i}" for i in range(1, 11)), "options"]
+        assert len(options) == 25
         assert [c["value"] for c in options["method"]["choices"]] == [
             "lora",
             "loha",
@@ -261,13 +265,13 @@ async def test_discord_train_passes_its_pictures_in_order(
         scrambled = {key: pictures[key] for key in ("image3", "image1", "image2")}
         asked = server.slash("train", {"method": "lora", "name": "foxy", "options": "--steps 20"}, attachments=scrambled)
         answer = await server.await_for(answer_to(asked))
-        assert answer.content == "got 3 files for: /train lora foxy --steps 20"
+        assert answer.content == "got 3 files for: lora foxy --steps 20"
         [request] = train.requests
-        assert request.text == "/train lora foxy --steps 20"
+        assert request.options == {"command": "train", "args": "lora foxy --steps 20"}
         assert [(a.filename, a.data) for a in request.attachments] == [pictures[f"image{i}"][:2] for i in (1, 2, 3)]
 
         status = server.slash("train", {"method": "status"})
-        assert (await server.await_for(answer_to(status))).content == "got 0 files for: /train status"
+        assert (await server.await_for(answer_to(status))).content == "got 0 files for: status"
 
         big = {"image1": pictures["image1"], "image2": ("big.png", os.urandom(6000), "image/png")}
         refused = server.slash("train", {"method": "lora", "name": "owl"}, attachments=big)
@@ -277,7 +281,7 @@ async def test_discord_train_passes_its_pictures_in_order(
         # typed in a channel, mentioning the bot (no Message Content intent needed): the same request
         posted = server.post(f"<@{APP_ID}> /train lora foxy --steps 20", attachments=list(pictures.values()))
         typed = await server.await_for(lambda m: m.reference == posted["id"])
-        assert typed.content == "got 3 files for: /train lora foxy --steps 20"
+        assert typed.content == "got 3 files for: lora foxy --steps 20"
 
     assert len(train.requests) == 3  # the refused one never reached the command
     assert train.requests[2].text == "/train lora foxy --steps 20" and train.requests[2].message_id == posted["id"]
@@ -299,7 +303,7 @@ async def test_discord_sends_documents(
 
         asked = server.slash("lora", {"action": "download", "name": "foxy"})
         answer = await server.await_for(answer_to(asked))
-        assert lora.requests[0].text.split() == ["/lora", "download", "foxy"]
+        assert lora.args[0].split() == ["download", "foxy"]
         assert answer.files == {"foxy.safetensors": foxy.path.read_bytes()}
         assert answer.content == ("Here is foxy.\n`huge.safetensors` is 7.8 KiB, over the 5.9 KiB I may upload here, so it isn't attached.")
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from commands.types import Attachment
+from commands.frame.types import Attachment
 from config import Settings
 from tests.test_edits_service import job_spec, jobs_count
 from tests.test_service import Bot, make_bot

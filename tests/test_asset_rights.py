@@ -3,11 +3,11 @@
 Alice's LoRA is private. Every way Bob can make a job out of one of hers — the buttons under her
 pictures and clips, a reply, "Imagine this" under `/describe` — is refused while her picture
 needs that LoRA; once she shares it, the same presses are queued. The check sits where every job
-is queued (`commands.submit`), so a path added later cannot miss it."""
+is queued (`commands.jobs.submit`), so a path added later cannot miss it."""
 
 from __future__ import annotations
 
-from commands.types import Attachment
+from commands.frame.types import Attachment
 from tests.test_assets_service import kohya_bytes, upload  # noqa: F401 - kohya_bytes is a fixture
 from tests.test_service import Bot
 

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save
 
-from commands.types import Attachment
+from commands.frame.types import Attachment
 from generation.models.tiny import build_tiny_pipeline
 from tests.test_adapters import make_lora, to_kohya
 from tests.test_asset_files import Payload, raw_file, sdxl_lora  # noqa: F401 - sdxl_lora is a fixture

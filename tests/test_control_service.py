@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from commands.types import Attachment
+from commands.frame.types import Attachment
 from config import ModelEntry
 from config.models import ControlNetEntry
 from generation.parameters import parse_infotext

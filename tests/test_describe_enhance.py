@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from commands.types import Attachment
+from commands.frame.types import Attachment
 from tests.support.tiny_text_models import build_tiny_blip, build_tiny_clip, build_tiny_gpt2
 from tests.test_service import Bot, make_bot, pixels
 

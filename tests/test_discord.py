@@ -77,6 +77,7 @@ def test_serve_answers_in_discord_and_buttons_survive_a_restart(tmp_path: Path, 
         names = [c["name"] for c in server.commands["global"]]
         assert names == [
             "imagine",
+            "help",
             "upscale",
             "vary",
             "zoom",
@@ -99,7 +100,6 @@ def test_serve_answers_in_discord_and_buttons_survive_a_restart(tmp_path: Path, 
             "embedding",
             "embeddings",
             "train",
-            "help",
             "models",
             "model",
             "settings",
@@ -117,7 +117,7 @@ def test_serve_answers_in_discord_and_buttons_survive_a_restart(tmp_path: Path, 
             "Control",
         ]
         steps = next(o for c in server.commands["global"] if c["name"] == "imagine" for o in c["options"] if o["name"] == "steps")
-        assert "1-100" in steps["description"]
+        assert "1–100" in steps["description"]  # bounds from the settings, in the declaration's words
 
         asked = server.slash("imagine", {"prompt": "a cat", "steps": 2, "size": "64x64"})
         result = server.wait_for(answer_to(asked, files=True))

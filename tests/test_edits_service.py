@@ -9,7 +9,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from commands.types import Attachment
+from commands.frame.types import Attachment
 from config import Settings
 from generation.spec import GenerationSpec
 from storage import queue

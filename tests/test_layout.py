@@ -234,3 +234,108 @@ def test_every_job_kind_has_exactly_one_runner() -> None:
     assert not set(PICTURE_KINDS) & set(ANSWER_KINDS)
     assert set(PICTURE_KINDS) | set(ANSWER_KINDS) == set(get_args(JobKind))
     assert set(ANSWER_KINDS) == set(TEXT_KINDS)  # the worker picks answer_job by spec.TEXT_KINDS
+
+
+# --- the command layer ----------------------------------------------------------------------------
+
+COMMAND_FOLDER_LIMIT = 10  # modules in one folder of commands/ (its __init__ and subpackages not counted)
+FEATURE_FOLDERS = ("pictures", "clips", "training", "library", "account", "people")
+# What each folder of commands/ may import of commands/ (besides itself); its docstring says the same.
+COMMAND_RULES = {
+    "frame": set(),
+    "jobs": {"frame"},
+    **{folder: {"frame", "jobs"} for folder in FEATURE_FOLDERS},
+}
+# The imports across feature folders, each with its reason (the folders' docstrings say them too).
+COMMAND_EXCEPTIONS = {
+    ("commands.pictures.imagine", "commands.clips.video2video"),  # a reply to a clip with a prompt restyles the clip
+    ("commands.library.models", "commands.account.settings"),  # `/model NAME` is `/settings --model NAME`
+}
+# Modules that hold a small family of commands, named for the family; every other command's handler
+# lives in the module of its own name.
+COMMAND_FAMILIES = {
+    "commands.pictures.edits": {"upscale", "vary", "zoom", "pan", "facefix"},  # the edits under a picture
+    "commands.library.assets": {"lora", "loras", "embedding", "embeddings"},
+    "commands.library.styles": {"styles", "style"},
+    "commands.library.models": {"models", "model"},
+    "commands.account.queue": {"queue", "cancel", "history"},
+    "commands.people.linking": {"link", "unlink"},
+    "commands.registry": {"help"},  # /help reads the registry itself
+}
+
+
+def _command_folder(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if parts[0] == "commands" and len(parts) > 2 else None
+
+
+def command_layout_problems(graph: dict[str, set[str]], root: Path = ROOT) -> list[str]:
+    """Folders over their limit, and imports a folder's rule does not allow."""
+    problems = []
+    for folder in sorted(p.parent for p in (root / "commands").glob("*/__init__.py")):
+        modules = sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__")
+        if len(modules) > COMMAND_FOLDER_LIMIT:
+            problems.append(f"commands/{folder.name} holds {len(modules)} modules (limit {COMMAND_FOLDER_LIMIT}): {modules}")
+        if folder.name not in COMMAND_RULES:
+            problems.append(f"commands/{folder.name} has no import rule in COMMAND_RULES")
+    for module, targets in sorted(graph.items()):
+        folder = _command_folder(module)
+        if folder is None or folder not in COMMAND_RULES:
+            continue
+        allowed = COMMAND_RULES[folder] | {folder}
+        for target in sorted(targets):
+            if not target.startswith("commands") or (module, target) in COMMAND_EXCEPTIONS:
+                continue
+            if _command_folder(target) not in allowed:
+                problems.append(f"{module} imports {target}")
+    return problems
+
+
+def test_the_command_layer_keeps_its_folders_and_their_rules() -> None:
+    assert command_layout_problems(import_graph(project_modules())) == []
+    for folder in sorted(p.parent for p in (ROOT / "commands").glob("*/__init__.py")):
+        docstring = ast.get_docstring(ast.parse((folder / "__init__.py").read_text()))
+        assert docstring and "May import" in docstring, folder  # what lives there, what it may import
+
+
+def test_the_command_layout_check_can_fail(tmp_path: Path) -> None:
+    """A folder over its limit, and a frame module importing a command, are both reported."""
+    for package in PACKAGES:
+        (tmp_path / package).mkdir()
+    for folder in ("frame", "pictures"):
+        (tmp_path / "commands" / folder).mkdir()
+        (tmp_path / "commands" / folder / "__init__.py").write_text('"""May import: nothing."""\n')
+    for i in range(COMMAND_FOLDER_LIMIT + 1):
+        (tmp_path / "commands" / "pictures" / f"m{i}.py").write_text("")
+    (tmp_path / "commands" / "frame" / "types.py").write_text("from commands.pictures import m0\n")
+    problems = command_layout_problems(import_graph(project_modules(tmp_path)), tmp_path)
+    assert any("holds 11 modules" in p for p in problems), problems
+    assert "commands.frame.types imports commands.pictures.m0" in problems
+
+
+def handler_place_problems(commands: tuple) -> list[str]:  # type: ignore[type-arg]
+    """Commands whose handler lives outside a feature folder, or in a module not named for it."""
+    problems = []
+    for command in commands:
+        module = command.handler.__module__
+        family = COMMAND_FAMILIES.get(module)
+        if family is not None:
+            if command.name not in family:
+                problems.append(f"/{command.name} lives in {module}, which holds {sorted(family)}")
+            continue
+        if _command_folder(module) not in FEATURE_FOLDERS:
+            problems.append(f"/{command.name}'s handler is in {module}, outside the command folders {FEATURE_FOLDERS}")
+        elif module.rpartition(".")[2] != command.name:
+            problems.append(f"/{command.name}'s handler is in {module}, not in a module named {command.name}")
+    return problems
+
+
+def test_each_command_lives_in_the_module_its_name_says() -> None:
+    import dataclasses
+
+    from commands import registry
+
+    assert handler_place_problems(registry.COMMANDS) == []
+    # ... and the check fails for a handler in the wrong place.
+    astray = dataclasses.replace(registry.find("imagine"), handler=registry.find("animate").handler)  # type: ignore[arg-type]
+    assert handler_place_problems((astray,)) == ["/imagine's handler is in commands.clips.animate, not in a module named imagine"]

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from commands.types import Reply, Request
+from commands.frame.types import Reply, Request
 from config.roles import RoleLimits
 from storage import accounts, queue
 from storage.tables import AuditEntry, Job, JobStatus, User

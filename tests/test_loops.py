@@ -10,7 +10,7 @@ import pytest
 
 from bot import loops
 from bot.loops import DeliveryLoop, Postpone, Unreachable
-from commands.types import Outgoing
+from commands.frame.types import Outgoing
 from storage.outbox import MAX_DELIVERY_ATTEMPTS
 from tests.test_service import Bot
 

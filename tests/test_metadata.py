@@ -1,4 +1,4 @@
-"""Reading generation metadata out of images (commands.metadata): A1111 / Forge / sdbot infotext in
+"""Reading generation metadata out of images (commands.pictures.metadata): A1111 / Forge / sdbot infotext in
 PNG chunks and JPEG/WebP EXIF, ComfyUI graphs (API and UI form), NovelAI. Every image is made
 here with Pillow; malformed input must never raise."""
 
@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from commands.metadata import (
+from commands.pictures.metadata import (
     COMFY_SAMPLERS,
     MAX_CHUNK,
     MAX_NODES,
@@ -36,7 +36,7 @@ from generation.spec import GenerationSpec
 def _no_swallowed_errors(caplog: pytest.LogCaptureFixture) -> Any:
     """read_metadata turns any exception into None and a log line; here that would hide a bug."""
     yield
-    failures = [r for r in caplog.records if r.name == "commands.metadata" and r.levelno >= logging.WARNING]
+    failures = [r for r in caplog.records if r.name == "commands.pictures.metadata" and r.levelno >= logging.WARNING]
     assert not failures, failures[0].exc_text
 
 
@@ -124,7 +124,7 @@ def test_a1111_png_with_a_civitai_infotext() -> None:
 
 def test_the_options_pass_read_options(tmp_path: Path) -> None:
     """What /describe hands on is accepted as it is by the /imagine option checks."""
-    from commands.options import read_options
+    from commands.jobs.options import read_options
     from config import ModelEntry, ModelRegistry, Settings
 
     settings = Settings(_env_file=None, model="tiny", data_dir=tmp_path)

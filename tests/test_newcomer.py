@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
-from commands.people import amount_text, clock_text
+from commands.jobs.admission import amount_text, clock_text
 from tests.test_service import Bot
 
 
@@ -97,7 +97,7 @@ def output_prompt(bot: Bot, reply, index: int) -> str:  # type: ignore[no-untype
 
 
 async def test_describe_reads_an_upload_as_every_command_does(bot: Bot) -> None:
-    from commands.types import Attachment
+    from commands.frame.types import Attachment
 
     fake = Attachment("fake.png", b"this is no picture at all", "image/png")
     for command in ("/describe", "/imagine a fox"):
@@ -109,7 +109,7 @@ async def test_a_file_is_judged_by_its_content_not_its_name(bot: Bot) -> None:
     """The blob store keeps a LoRA as `<sha256>.st`; a person who got that file back may upload it."""
     from safetensors.torch import save
 
-    from commands.types import Attachment
+    from commands.frame.types import Attachment
     from generation.models.tiny import build_tiny_pipeline
     from tests.test_adapters import make_lora, to_kohya
 

@@ -1,4 +1,4 @@
-"""Numbers people type: one reader for the whole command layer (`commands.numbers`). Digits that
+"""Numbers people type: one reader for the whole command layer (`commands.frame.numbers`). Digits that
 are not ASCII, numbers past what a job id or a size can be, and walls of digits each get a polite
 reply, and nothing reaches the internal-error path (no traceback logged)."""
 
@@ -8,8 +8,8 @@ import logging
 
 import pytest
 
-from commands.errors import UserError
-from commands.numbers import bound_text, check_number, job_number, read_float, read_int
+from commands.frame.errors import UserError
+from commands.frame.numbers import bound_text, check_number, job_number, read_float, read_int
 from tests.test_service import Bot, make_bot
 
 HUGE = "99999999999999999999"
@@ -104,7 +104,7 @@ async def test_bad_numbers_get_a_polite_reply_and_no_traceback(bot: Bot, caplog:
         "/imagine a fox --seed -5": "use -1 to 4294967295",
         "/imagine a fox --cfg ٣": "must be a number",
         f"/history {wall}": "how many jobs to show",
-        "/enhance a fox --n ²": "how many prompts to write",
+        "/enhance a fox --n ²": "`--n` must be a whole number from 1 to 4",
     }
     caplog.set_level(logging.ERROR)
     for text, words in cases.items():

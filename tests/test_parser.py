@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from commands.errors import UserError
-from commands.options import IMAGINE_FLAGS, InitImage, build_spec, fit_size, read_options
-from commands.parser import CommandText, parse_flags, split_command
+from commands.frame.errors import UserError
+from commands.frame.parser import CommandText, parse_flags, split_command
+from commands.jobs.options import IMAGINE_FLAGS, InitImage, build_spec, fit_size, read_options
 from config import ModelEntry, Settings
 from generation.models.samplers import SAMPLERS, find_sampler, normalize
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from commands.types import Reply, Request
+from commands.frame.types import Reply, Request
 from generation.imaging.safety import build_tiny_safety_checker, load_safety_classifier
 from storage.tables import JobOutput
 from tests.test_service import Bot, make_bot
@@ -151,7 +151,7 @@ async def test_a_place_refuses_terms_limits_models_and_adds_its_negative(safe_bo
 
     for bad, says in [
         ("/place --nsfw maybe", "`--nsfw` is one of allow, spoiler, blur, block"),
-        ("/place --threshold 2", "`--threshold` is a score from 0 to 1"),
+        ("/place --threshold 2", "`--threshold 2` is out of bounds: use 0 to 1"),
         ("/place --models nope", "There is no model named `nope`"),
         ("/place hello", "I don't understand `hello`"),
         ("/place reset colour", "I can't reset `colour`"),

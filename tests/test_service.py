@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import run_bot
-from commands.types import Attachment, Outgoing, Press, Reply, Request
+from commands.frame.types import Attachment, Outgoing, Press, Reply, Request
 from config import Settings
 from tests.support.labels import EDIT_LABELS
 
@@ -286,12 +286,10 @@ async def test_model_load_failure_reaches_the_user(settings: Settings, tmp_path)
 async def test_structured_options_use_the_same_checks(bot: Bot) -> None:
     """Discord's typed options go through the same validation as the text syntax."""
     [(_, text_error)] = await bot.send("/imagine a cat --steps 500 --sampler warp")
-    [(_, typed_error)] = await bot.send(None, options={"command": "imagine", "prompt": "a cat", "steps": 500, "sampler": "warp"})
+    [(_, typed_error)] = await bot.send(None, options={"command": "imagine", "args": "a cat", "steps": 500, "sampler": "warp"})
     assert typed_error.kind == "error"  # the same problems, each named as the user wrote it
     assert typed_error.text == text_error.text.replace("--steps 500", "steps: 500").replace("--sampler warp", "sampler: warp")
-    [(_, queued)] = await bot.send(
-        None, options={"command": "imagine", "prompt": "a cat", "negative": "dogs", "seed": 5, "steps": 2, "n": 2}
-    )
+    [(_, queued)] = await bot.send(None, options={"command": "imagine", "args": "a cat", "no": "dogs", "seed": 5, "steps": 2, "n": 2})
     assert queued.kind == "status" and "seeds 5–6" in queued.text
     [(_, item)] = await bot.finish()
     assert "Negative: dogs" in item.reply.text
@@ -345,3 +343,30 @@ async def test_no_input_reaches_an_internal_error(bot: Bot) -> None:
         for _, reply in await bot.send(" ".join(parts), user=f"fuzz{i}"):
             assert reply.kind in ("status", "error"), (parts, reply.text)
             assert "went wrong on my side" not in reply.text, (parts, reply.text)
+
+
+async def test_a_request_is_resolved_once(bot: Bot, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The account is found once per request (by CommandService, before the handler), not again
+    by each handler; a reply's bot message and job are looked up once, though /imagine asks
+    whether it is a clip and then which picture it is."""
+    from storage import outbox, users
+
+    await bot.send("/imagine a red fox --seed 3 --steps 2")
+    [(result_id, _)] = await bot.finish()
+    counted = {"accounts": 0, "refs": 0}
+
+    def counting(name: str, real):  # type: ignore[no-untyped-def]
+        async def count(*args, **kwargs):  # type: ignore[no-untyped-def]
+            counted[name] += 1
+            return await real(*args, **kwargs)
+
+        return count
+
+    monkeypatch.setattr(users, "get_or_create", counting("accounts", users.get_or_create))
+    monkeypatch.setattr(outbox, "find_ref", counting("refs", outbox.find_ref))
+    bot.core.ctx.roles.clear()  # a person not seen lately: their account is resolved ...
+    [(_, queued)] = await bot.send("a blue fox --strength 0.5 --steps 2", reply_to=result_id)
+    assert queued.kind == "status"
+    assert counted == {"accounts": 1, "refs": 1}  # ... once, and the replied-to picture found once
+    [(_, saved)] = await bot.send("/settings --steps 30")
+    assert "Saved" in saved.text and counted["accounts"] == 1  # seen just now: nothing to look up again

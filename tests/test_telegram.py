@@ -329,7 +329,7 @@ def test_photos_are_fitted_to_telegram_limits(tmp_path: Path) -> None:
     import numpy as np
 
     from bot.telegram.outgoing import MAX_PHOTO_BYTES, photo_of
-    from commands.types import ImageFile, Reply
+    from commands.frame.types import ImageFile, Reply
 
     wide = tmp_path / "wide.png"
     Image.new("RGB", (8000, 2400), (10, 120, 200)).save(wide)

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from commands import training_data
-from commands.errors import UserError
-from commands.training_data import DatasetLimits, read_dataset
-from commands.types import Attachment
+from commands.frame.errors import UserError
+from commands.frame.types import Attachment
+from commands.training import data as training_data
+from commands.training.data import DatasetLimits, read_dataset
 
 LIMITS = DatasetLimits(min_images=3, max_images=40, max_file_bytes=2_000_000, max_zip_bytes=1_000_000, max_pixels=10_000_000)
 
@@ -55,7 +55,7 @@ def refusal(attachments: list[Attachment], limits: DatasetLimits = LIMITS) -> st
 def test_module_stays_torch_free():
     import subprocess
 
-    code = "import sys, commands.training_data; sys.exit(any(m in sys.modules for m in ('torch', 'diffusers')))"
+    code = "import sys, commands.training.data; sys.exit(any(m in sys.modules for m in ('torch', 'diffusers')))"
     assert subprocess.run([sys.executable, "-c", code], check=False, cwd=Path(__file__).parents[1]).returncode == 0
 
 

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from commands.types import Attachment
+from commands.frame.types import Attachment
 from generation.parameters import parse_infotext
 from generation.training.run import TrainingTask
 from storage.tables import ClassImageSet, Job, utcnow

@@ -20,7 +20,7 @@ import av
 import pytest
 from PIL import Image
 
-from commands.types import Attachment
+from commands.frame.types import Attachment
 from config import Settings
 from tests.test_animate_service import refused
 from tests.test_edits_service import job_spec, jobs_count

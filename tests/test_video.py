@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from bot import media
-from commands.types import VideoFile
+from commands.frame.types import VideoFile
 from generation.animation import video
 from generation.animation.video import VideoError
 

@@ -23,8 +23,8 @@ from bot.console.protocol import human
 from bot.discord import DiscordChat
 from bot.telegram import TelegramChat
 from commands import registry
-from commands.render import CLIP_ACTIONS
-from commands.types import ImageFile, Outgoing, Reply, Request, VideoFile
+from commands.frame.types import ImageFile, Outgoing, Reply, Request, VideoFile
+from commands.jobs.render import CLIP_ACTIONS
 from config import Settings
 from generation.animation import video as encoder
 from tests.fakes import discord as fake_discord

@@ -22,8 +22,8 @@ from typing import Any, TextIO
 
 from bot.console.protocol import MESSAGE_ID, InputError, InputLine, edit_event, human, message_event, parse_human_line, parse_json_line
 from bot.loops import DeliveryLoop, StatusLoop, wait_for_event
+from commands.frame.types import Attachment, DocumentFile, Outgoing, Press, Reply, Request, StatusUpdate
 from commands.service import CommandService
-from commands.types import Attachment, DocumentFile, Outgoing, Press, Reply, Request, StatusUpdate
 
 log = logging.getLogger(__name__)
 

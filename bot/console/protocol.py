@@ -12,7 +12,7 @@ Output, one JSON object per line:
 A `--tile` result's message also has "preview": "/abs/path.jpg", the picture tiled 2x2.
 A clip (/animate, /video2video, /deforum) also has "video": "/abs/path.mp4", the H.264 MP4 to
 play; its "images" are then its first frame, the poster.
-A picture or clip the safety policy hides behind a spoiler (commands.safety) has "spoiler": true.
+A picture or clip the safety policy hides behind a spoiler (commands.jobs.safety) has "spoiler": true.
 A message that carries files to keep (`/lora download NAME`: a trained LoRA) also has
     "documents": [{"path": "/abs/path", "filename": "foxy.safetensors", "size": 1234567}]
 in the order sent: `path` is the file itself (absolute, named `filename`: under the console's
@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from commands.render import size_text
-from commands.types import Action, DocumentFile, ImageFile, VideoFile
+from commands.frame.types import Action, DocumentFile, ImageFile, VideoFile
+from commands.jobs.render import size_text
 
 _REPLY = re.compile(r"^@(?P<id>[ub]\d+)\s+(?P<text>.+)$", re.S)
 _PRESS = re.compile(r"^!(?P<id>b\d+)\s+(?P<action>\S(?:.*\S)?)\s*$")  # labels may have spaces: "Upscale 2x"

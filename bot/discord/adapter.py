@@ -26,9 +26,9 @@ from discord import app_commands
 
 from bot.discord import interface, outgoing
 from bot.loops import DeliveryLoop, Postpone, StatusLoop, Unreachable, start_pause
-from commands.render import size_text
+from commands.frame.types import Attachment, Outgoing, Press, Reply, Request, StatusUpdate
+from commands.jobs.render import size_text
 from commands.service import CommandService
-from commands.types import Attachment, Outgoing, Press, Reply, Request, StatusUpdate
 from config import Settings
 
 log = logging.getLogger(__name__)
@@ -266,11 +266,11 @@ class DiscordChat:
     def _too_big(self, attachment: discord.Attachment) -> str | None:
         limit = self.settings.max_upload_bytes
         name = attachment.filename.lower()
-        if name.endswith(".safetensors"):  # a LoRA or embedding (commands.assets)
+        if name.endswith(".safetensors"):  # a LoRA or embedding (commands.library.assets)
             limit = self.settings.max_asset_bytes
             if attachment.size > limit:
                 return f"`{attachment.filename}` is {size_text(attachment.size)}; uploads may be up to {size_text(limit)}."
-        if name.endswith(".zip") and attachment.size > limit:  # a /train picture set (commands.training_data)
+        if name.endswith(".zip") and attachment.size > limit:  # a /train picture set (commands.training.data)
             return (
                 f"`{attachment.filename}` is {size_text(attachment.size)}; I take files up to {size_text(limit)}. "
                 "Split it into smaller zips."

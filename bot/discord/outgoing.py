@@ -21,8 +21,8 @@ import discord
 from bot import media
 from bot.discord.interface import result_view
 from bot.text import chunks, shorten
-from commands.render import size_text
-from commands.types import DocumentFile, Reply
+from commands.frame.types import DocumentFile, Reply
+from commands.jobs.render import size_text
 
 MAX_CONTENT = 2000
 MAX_FILES = 10  # attachments on one message

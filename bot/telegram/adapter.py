@@ -33,8 +33,8 @@ from bot.telegram import albums, incoming, outgoing
 from bot.telegram.incoming import PLATFORM, Audience, Refused
 from bot.text import shorten
 from commands import registry
+from commands.frame.types import Attachment, Outgoing, Press, Reply, Request, StatusUpdate
 from commands.service import CommandService
-from commands.types import Attachment, Outgoing, Press, Reply, Request, StatusUpdate
 from config import Settings
 from config.roles import TELEGRAM_CHAT_ADMIN
 

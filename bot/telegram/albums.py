@@ -25,7 +25,7 @@ from pathlib import PurePosixPath
 
 from telegram import Message
 
-from commands.types import Attachment
+from commands.frame.types import Attachment
 
 log = logging.getLogger(__name__)
 

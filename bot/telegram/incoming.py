@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from telegram import Animation, Bot, Document, Message, PhotoSize, User, Video
 from telegram.constants import ChatType
 
-from commands.parser import split_command
-from commands.render import size_text
-from commands.types import Attachment
+from commands.frame.parser import split_command
+from commands.frame.types import Attachment
+from commands.jobs.render import size_text
 
 PLATFORM = "telegram"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")

@@ -29,8 +29,8 @@ from telegram.constants import ParseMode
 from bot import media
 from bot.text import chunks as text_chunks
 from bot.text import shorten
-from commands.render import size_text
-from commands.types import Action, DocumentFile, ImageFile, Reply
+from commands.frame.types import Action, DocumentFile, ImageFile, Reply
+from commands.jobs.render import size_text
 
 # Telegram's limits (https://core.telegram.org/bots/api)
 MAX_TEXT = 4096  # characters of a message

@@ -1,5 +1,5 @@
 """The safety classifier every output passes: a score from 0 (clearly fine) to 1 (clearly not),
-which the command layer turns into what a place does with the picture (commands.safety).
+which the command layer turns into what a place does with the picture (commands.jobs.safety).
 
 Two kinds of model, told apart by their config:
 - diffusers' `StableDiffusionSafetyChecker` (e.g. CompVis/stable-diffusion-safety-checker, with

@@ -35,6 +35,7 @@ from generation.training.spec import METHOD_LABELS, TrainingSpec
 from storage import assets, queue, training
 from storage.blobs import BlobStore, key_of
 from storage.db import Database
+from storage.results import JobResult, TrainingSample
 from storage.tables import Job
 
 log = logging.getLogger(__name__)
@@ -50,12 +51,16 @@ class Produced:
     notes: list[str]
     data: bytes | None = None
     learned: trainer.Learned | None = None
-    sample: dict[str, Any] | None = None  # the last sample's blob, width, height
+    sample: TrainingSample | None = None  # the last sample, which comes with the result
     preview: bool = False
 
 
 @dataclass
 class TrainingTask:
+    """A `train` job as the worker runs it: a `generation.worker.tasks.Task[Produced]` (by its
+    shape; this package does not import the worker), whose `work` also raises TrainingYielded
+    when the worker wants it to give way, and LeaseLost from a fenced write."""
+
     db: Database
     engine: Engine
     blobs: BlobStore
@@ -67,7 +72,7 @@ class TrainingTask:
     spec: TrainingSpec = field(init=False)
     resume: trainer.Resume | None = field(init=False, default=None)
     captions: list[str] | None = field(init=False, default=None)
-    last_sample: dict[str, Any] | None = field(init=False, default=None)
+    last_sample: TrainingSample | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.spec = TrainingSpec.model_validate(self.job.params)  # ValueError: written by an incompatible version
@@ -178,7 +183,7 @@ class TrainingTask:
                 deliver=not last,
             )
         if last:
-            self.last_sample = {"step": step, "blob": key, "width": width, "height": height, "size": len(png)}
+            self.last_sample = TrainingSample(step=step, blob=key, width=width, height=height, size=len(png))
         else:
             self.wake()  # the adapters send the sample now
 
@@ -200,23 +205,22 @@ class TrainingTask:
 
     async def finish(self, produced: Produced, run_seconds: float) -> None:
         spec, job = self.spec, self.job
-        result: dict[str, Any] = {"method": spec.method, "name": spec.name, "captions": produced.captions, "notes": produced.notes}
         if produced.preview:
+            result = JobResult(method=spec.method, name=spec.name, captions=produced.captions, notes=produced.notes, preview=True)
             async with self.db.transaction() as session:
-                await training.finish(
-                    session, job, self.attempt, self.owner, asset_id=None, result={**result, "preview": True}, run_seconds=run_seconds
-                )
+                await training.finish(session, job, self.attempt, self.owner, asset_id=None, result=result, run_seconds=run_seconds)
             return
         assert produced.data is not None and produced.learned is not None
         kind = spec.asset_kind
         info = inspect_asset(produced.data, f"{spec.name}.safetensors", kind=kind, max_bytes=len(produced.data) + 1)  # type: ignore[arg-type]
         key = await asyncio.to_thread(self.blobs.put, produced.data, "st")
         learned = produced.learned
+        notes = list(produced.notes)
         async with self.db.transaction() as session:
             name = spec.name
             if await assets.find_own(session, job.user_id, kind, name):  # made meanwhile, by hand or another run
                 name = free_name(spec.name, job.id)
-                result["notes"] = [*result["notes"], f"You have a {kind} named `{spec.name}` already, so this one is `{name}`."]
+                notes.append(f"You have a {kind} named `{spec.name}` already, so this one is `{name}`.")
             await queue.record_blob(session, key, info.size, "application/octet-stream", None, None)
             asset = await assets.add(
                 session,
@@ -239,19 +243,21 @@ class TrainingTask:
                     "trained": True,
                 },
             )
-            result.update(
-                {
-                    "asset": asset.name,
-                    "kind": kind,
-                    "format": info.format,
-                    "steps_done": learned.steps_done,
-                    "loss": learned.loss,
-                    "losses": learned.losses,
-                    "stopped_early": learned.stopped_early,
-                    "sample": produced.sample,
-                    "bytes": info.size,
-                    "held_out": list(learned.held_out or ()),
-                }
+            result = JobResult(
+                method=spec.method,
+                name=spec.name,
+                captions=produced.captions,
+                notes=notes,
+                asset=asset.name,
+                asset_kind=kind,
+                asset_format=info.format,
+                steps_done=learned.steps_done,
+                loss=learned.loss,
+                losses=learned.losses,
+                stopped_early=learned.stopped_early,
+                sample=produced.sample,
+                asset_bytes=info.size,
+                held_out=tuple(learned.held_out or ()),
             )
             done_with = await training.finish(
                 session, job, self.attempt, self.owner, asset_id=asset.id, result=result, run_seconds=run_seconds, losses=learned.losses

@@ -26,6 +26,7 @@ from generation.worker import Worker, WorkerLimits  # noqa: E402
 from storage import queue  # noqa: E402
 from storage.blobs import LocalBlobStore  # noqa: E402
 from storage.db import Database  # noqa: E402
+from storage.results import JobResult  # noqa: E402
 from storage.tables import Job  # noqa: E402
 
 JOB_SECONDS = float(os.environ.get("CHAOS_JOB_SECONDS", "0.05"))
@@ -77,7 +78,7 @@ class NullTask:
                 owner=self.worker.owner,
                 outputs=[],
                 run_seconds=run_seconds,
-                result={"by": self.worker.owner, "attempt": self.job.attempt},
+                result=JobResult.from_json({"by": self.worker.owner, "attempt": self.job.attempt}),  # keys of its own: kept as given
             )
         self.worker.event("completed", self.job)
 

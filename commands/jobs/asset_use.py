@@ -1,0 +1,161 @@
+"""Which uploaded LoRAs and embeddings a job uses, resolved when it is queued, and whether a file
+fits a model (at upload and at use).
+
+- LoRAs: A1111's `<lora:NAME:WEIGHT>` tags in the prompt (weight optional, default 1; several at
+  once) and `--lora NAME:WEIGHT`. The tag stays in the prompt as written (A1111 keeps it in the
+  parameters too); the engine removes it from the text it encodes.
+- Embeddings: an embedding's name written in the prompt or negative prompt, as a word, stands
+  for its vectors, as in A1111.
+Names resolve with the user's rights (`storage.assets`): another user's private file is "not
+found". A file that does not fit the job's model (`fit_problem`: its layers against the model's,
+from configs; or, where this machine has no configs for the model, its architecture) is skipped
+with one line in the "queued" reply, as A1111 skips it: people keep their files when they change
+models, and a remix with another `--model` still draws.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from commands.frame.context import Context
+from commands.frame.errors import UserError
+from config.models import ModelEntry
+from generation.assets.files import AssetError, AssetInfo, check_architecture, inspect_stored
+from generation.assets.fit import embedding_misfit, lora_misfit
+from generation.models.files import model_shapes
+from generation.prompts.lora_tags import parse_lora_tags
+from generation.spec import AssetRef, GenerationSpec
+from storage import assets
+from storage.tables import Asset
+
+MAX_LORAS_PER_JOB = 8
+KIND_LABELS = {"lora": "LoRA", "embedding": "embedding"}
+
+
+def fit_problem(info: AssetInfo, entry: ModelEntry) -> str | None:
+    """Why the file does not fit the model, starting "it is made for ..." and naming the first
+    layer that does not fit with both shapes; None when it fits. Checked against the model's
+    layers where this machine has its configs, else against its architecture."""
+    model = entry.display_name
+    shapes = model_shapes(entry)
+    if shapes is None:
+        return check_architecture(info, entry.family, model=model)
+    if info.kind == "lora":
+        return lora_misfit(info.layers, shapes, model, info.made_for)
+    return embedding_misfit(info.vector_widths, shapes, model, info.made_for)
+
+
+@lru_cache(maxsize=256)
+def _stored_info(path: str, kind: str, sha256: str) -> AssetInfo | None:
+    """What a stored file is, from its header (content-addressed: the same path and hash is the
+    same file); None when it cannot be read."""
+    try:
+        return inspect_stored(Path(path), kind=kind, sha256=sha256)  # type: ignore[arg-type]
+    except (OSError, AssetError):
+        return None
+
+
+def stored_misfit(ctx: Context, asset: Asset, entry: ModelEntry) -> str | None:
+    """`fit_problem` of a stored file (its header is read once per process)."""
+    info = _stored_info(str(ctx.blobs.path(asset.blob_key)), asset.kind, asset.sha256)
+    if info is None:
+        return "its file can't be read any more; upload it again."
+    return fit_problem(info, entry)
+
+
+def _skip_reason(ctx: Context, asset: Asset, entry: ModelEntry) -> str | None:
+    problem = stored_misfit(ctx, asset, entry)
+    if problem is None:
+        return None
+    return f"Skipped the {KIND_LABELS[asset.kind]} `{asset.name}`, which doesn't fit the model `{entry.display_name}`: {problem}"
+
+
+async def resolve_assets(
+    ctx: Context,
+    session: AsyncSession,
+    user_id: int,
+    spec: GenerationSpec,
+    flags: tuple[tuple[str, float], ...] | None,
+    base: GenerationSpec | None,
+    notes: list[str],
+) -> GenerationSpec:
+    """`spec` with its `loras` and `embeddings` resolved for `user_id`; files that do not fit
+    the job's model are left out, each with a line added to `notes`. `base` (the job being
+    remixed or rerolled) passes on the LoRAs it was given with `--lora`, resolved again with
+    the rights of whoever asks now."""
+    wanted: dict[str, float] = {}
+    problems: list[str] = []
+    try:
+        tagged = parse_lora_tags(spec.prompt)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    for name, weight in [*tagged, *(flags or ())]:
+        if name.lower() in wanted:
+            problems.append(f"The LoRA `{name}` is named twice; give it once, with one weight.")
+        wanted[name.lower()] = weight
+    for ref in base.loras if base is not None else ():
+        wanted.setdefault(ref.name, ref.weight)  # a remix keeps its picture's LoRAs, as it keeps its settings
+    if len(wanted) > MAX_LORAS_PER_JOB:
+        problems.append(f"A job may use at most {MAX_LORAS_PER_JOB} LoRAs; this one names {len(wanted)}.")
+    entry = ctx.registry.get(spec.model) or ctx.registry.default
+    loras: list[AssetRef] = []
+    skipped: list[str] = []
+    for name, weight in wanted.items():
+        asset = await assets.find_usable(session, user_id, "lora", name)
+        if asset is None:
+            problems.append(f"I don't know a LoRA named `{name}`. `/loras` lists the ones you can use.")
+        elif reason := _skip_reason(ctx, asset, entry):
+            skipped.append(reason)
+        else:
+            loras.append(_ref(asset, weight))
+    embeddings: list[AssetRef] = []
+    seen: set[str] = set()
+    text = f"{spec.prompt}\n{spec.negative_prompt}"
+    if text.strip():
+        for asset in await assets.usable(session, user_id, "embedding"):
+            if asset.name in seen or not _mentions(text, asset.name):
+                continue  # the user's own comes first in `usable`: it wins a shared one's name
+            seen.add(asset.name)
+            if reason := _skip_reason(ctx, asset, entry):
+                skipped.append(reason)
+            else:
+                embeddings.append(_ref(asset, 1.0))
+    if problems:
+        raise UserError(*problems)
+    notes += skipped
+    return spec.evolve(loras=tuple(loras), embeddings=tuple(embeddings), skipped=tuple(skipped))
+
+
+async def require_usable(session: AsyncSession, account_id: int, spec: GenerationSpec) -> None:
+    """Refuse a job whose LoRAs or embeddings `account_id` may not use now: each must be the
+    same file (by hash) as the one of that name the account sees, its own or a shared one.
+
+    Checked on every job as it is queued (`commands.jobs.submit`), so no path that copies a spec
+    from another job — a button, a reply, "Imagine this", a clip's Reroll or Longer — can carry
+    someone else's private file to the presser."""
+    missing = []
+    for kind, refs in (("lora", spec.loras), ("embedding", spec.embeddings)):
+        for ref in refs:
+            found = await assets.find_usable(session, account_id, kind, ref.name)
+            if found is None or found.sha256 != ref.sha256:
+                missing.append(f"`{ref.name}`")
+    if missing:
+        raise UserError(
+            f"This job was made with {', '.join(missing)}, which you can't use (it is private, or was replaced). "
+            "Copy the prompt into `/imagine` with your own files instead."
+        )
+
+
+def _mentions(text: str, name: str) -> bool:
+    """`name` written as a word (A1111 matches embedding names in the tokenized text, which CLIP
+    lower-cases)."""
+    return re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text, re.IGNORECASE) is not None
+
+
+def _ref(asset: Asset, weight: float) -> AssetRef:
+    short = str(asset.info.get("addnet_hash") or asset.sha256)[:12]
+    return AssetRef(name=asset.name, blob=asset.blob_key, sha256=asset.sha256, format=asset.format, weight=weight, short_hash=short)

@@ -1,0 +1,544 @@
+"""Checking what a user asked for, and turning it into a GenerationSpec.
+
+One path for every platform: text flags (`commands.frame.parser`) and structured options (Discord's
+typed slash-command options) both arrive here as a mapping of canonical names to raw values.
+Every bound comes from the settings; out of bounds is an error that names the limit, never a
+silent clamp. Sizes the bot derives itself (from an aspect ratio or an init image) are fitted to
+the limits, and the reply says so.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from commands.frame.declare import INVALID, Option, aliases, check
+from commands.frame.errors import UserError
+from commands.frame.numbers import check_number, options_first, quoted, read_float
+from commands.frame.parser import flag_name
+from config import ModelRegistry, Settings
+from generation.models.samplers import find_sampler, sampler_names, unavailable_reason
+from generation.spec import GenerationSpec
+
+MAX_STYLES_PER_JOB = 5
+MAX_LORA_WEIGHT = 5.0  # A1111 takes any weight; past ±5 a LoRA only burns the picture
+MAX_ASPECT = 4.0  # widest --ar accepted, either way (4:1 .. 1:4)
+MAX_SEED = 2**32 - 1
+MAX_CLIP_SKIP = 12  # CLIP's text encoders have 12 layers (SD 1.x; SDXL's second has more, A1111 caps the same)
+
+# The drawing options of /imagine, declared once; other drawing commands take a selection of them
+# (`drawing_options`). The checks that need more than bounds are `_Checker`'s methods of their name.
+NEGATIVE = Option(
+    "no", "text", "What to leave out (negative prompt)", aliases=("neg", "negative"), example="blurry, text", slash="negative"
+)
+ASPECT = Option(
+    "ar", "text", "Aspect ratio W:H, from 1:4 to 4:1, e.g. 3:2 (not with --size)", aliases=("aspect",), example="3:2", slash="aspect"
+)
+SIZE = Option(
+    "size",
+    "text",
+    "Width x height in pixels, multiples of 8",
+    example="768x512",
+    applies="sides and pixels within the limits /help shows",
+)
+SEED = Option("seed", "int", "Seed; image i of a batch uses seed + i; -1 is random", bounds=(-1, MAX_SEED), default="random", example="42")
+STEPS = Option(
+    "steps", "int", "Sampling steps", bounds=lambda s: (1, s.max_steps), default=lambda s: s.steps_for(s.registry().default), example="30"
+)
+CFG = Option(
+    "cfg",
+    "float",
+    "Guidance scale: how closely to follow the prompt",
+    aliases=("cfg-scale", "scale"),
+    bounds=lambda s: (s.min_cfg, s.max_cfg),
+    default=lambda s: s.default_cfg,
+    example="7",
+)
+SAMPLER = Option(
+    "sampler", "choice", "Sampler", choices=lambda s: tuple(sampler_names()), default=lambda s: s.default_sampler, example="euler_a"
+)
+COUNT = Option(
+    "n", "int", "Pictures in the job", aliases=("batch",), bounds=lambda s: (1, s.max_batch), default=lambda s: s.default_n, example="4"
+)
+MODEL = Option("model", "text", "A configured model (see /models)", default="yours, or the bot's", example="tiny", autocomplete="models")
+STRENGTH = Option(
+    "strength",
+    "float",
+    "How much the picture may change",
+    aliases=("denoise",),
+    bounds=(0.01, 1),
+    default=lambda s: s.default_strength,
+    example="0.6",
+    applies="with a picture to start from",
+)
+TILE = Option("tile", "switch", "A seamless texture (repeats without seams)", aliases=("tiling", "seamless"), default=False)
+CLIP_SKIP = Option(
+    "clip_skip", "int", "CLIP layers to skip from the end (A1111's count: 1 = the last)", bounds=(1, MAX_CLIP_SKIP), example="2"
+)
+VAE = Option("vae", "text", "A configured VAE instead of the model's own", default="the model's", example="default")
+STYLE = Option(
+    "style",
+    "text",
+    f"Styles from /styles, applied in order (up to {MAX_STYLES_PER_JOB}), e.g. anime,cinematic",
+    aliases=("styles",),
+    example="cinematic",
+    repeatable=True,
+)
+REGIONS = Option(
+    "regions",
+    "text",
+    "Regions: cols, rows, 1,2 or 1,2;1,1 — the prompt's parts split by BREAK",
+    aliases=("region",),
+    example="cols",
+)
+BASE_RATIO = Option(
+    "base_ratio",
+    "float",
+    "With regions: how much of the ADDBASE prompt goes everywhere",
+    aliases=("baseratio",),
+    bounds=(0, 1),
+    default=0.2,
+    example="0.2",
+)
+LORAS = Option(
+    "lora",
+    "text",
+    f"Your LoRAs with weights (±{MAX_LORA_WEIGHT:g}), e.g. fox:0.8, owl (or <lora:fox:0.8> in the prompt)",
+    aliases=("loras",),
+    example="fox:0.8",
+    repeatable=True,
+)
+IMAGINE_OPTIONS: tuple[Option, ...] = (
+    NEGATIVE,
+    ASPECT,
+    SIZE,
+    SEED,
+    STEPS,
+    CFG,
+    SAMPLER,
+    COUNT,
+    MODEL,
+    STRENGTH,
+    TILE,
+    CLIP_SKIP,
+    VAE,
+    STYLE,
+    REGIONS,
+    BASE_RATIO,
+    LORAS,
+)
+IMAGINE_FLAGS = aliases(IMAGINE_OPTIONS)  # accepted spelling -> canonical name
+
+
+def drawing_options(*names: str) -> tuple[Option, ...]:
+    """The drawing options named, in /imagine's order (a command that takes some of them)."""
+    unknown = set(names) - {option.name for option in IMAGINE_OPTIONS}
+    assert not unknown, unknown
+    return tuple(option for option in IMAGINE_OPTIONS if option.name in names)
+
+
+SETTINGS_KEYS = ("model", "size", "ar", "steps", "cfg", "sampler", "no", "n", "vae", "clip_skip")
+SETTINGS_FLAGS = {k: v for k, v in IMAGINE_FLAGS.items() if v in SETTINGS_KEYS}
+# ASCII digits only (`\d` takes every script's digits), and not more than a size can have.
+_SIZE = re.compile(r"^\s*([0-9]{1,6})\s*[x×X*]\s*([0-9]{1,6})\s*$")
+_RATIO = re.compile(r"^\s*([0-9]{1,6}(?:\.[0-9]{1,6})?)\s*:\s*([0-9]{1,6}(?:\.[0-9]{1,6})?)\s*$")
+
+
+@dataclass(frozen=True)
+class ImagineOptions:
+    """Checked options. None means "not given": defaults are applied by `build_spec`."""
+
+    prompt: str = ""
+    negative: str | None = None
+    size: tuple[int, int] | None = None
+    ar: tuple[float, float] | None = None
+    seed: int | None = None  # -1 was turned into None (random)
+    steps: int | None = None
+    cfg: float | None = None
+    sampler: str | None = None  # canonical A1111 name
+    n: int | None = None
+    model: str | None = None  # registry display name
+    strength: float | None = None
+    tile: bool | None = None  # seamless texture
+    clip_skip: int | None = None  # A1111's count: 1 = the last layer
+    vae: str | None = None  # a `vaes` name, or "default" for the model's own
+    styles: tuple[str, ...] | None = None  # names, lower case; checked against the library on submit
+    regions: str | None = None  # a region layout (generation.prompts.region_layout), checked for syntax here
+    base_ratio: float | None = None
+    loras: tuple[tuple[str, float], ...] | None = None  # --lora NAME:WEIGHT; resolved against the library on submit
+
+
+@dataclass(frozen=True)
+class InitImage:
+    blob_key: str
+    width: int
+    height: int
+
+
+def read_options(
+    raw: Mapping[str, Any],
+    settings: Settings,
+    registry: ModelRegistry,
+    *,
+    written: Mapping[str, str] | None = None,
+    prompt: str = "",
+    problems: list[str] | None = None,
+) -> ImagineOptions:
+    """Check every value in `raw` (canonical names). Collects all problems, with any found
+    earlier (`problems`, e.g. unknown flags), into one UserError."""
+    checker = _Checker(settings, registry, written or {})
+    checker.problems.extend(problems or [])
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if value is None:
+            continue
+        check = checker.checks.get(key)
+        if check is None:
+            checker.problems.append(f"Unknown option `{key}`.")
+            continue
+        result = check(value)
+        if result is not _INVALID:
+            values[_FIELD.get(key, key)] = result
+    if values.get("size") and values.get("ar"):
+        checker.problems.append("Use either `--ar` or `--size`, not both.")
+    for field, label in (("prompt", "prompt"), ("negative", "negative prompt")):
+        text = prompt.strip() if field == "prompt" else values.get(field) or ""
+        if len(text) > settings.max_prompt_chars:
+            checker.problems.append(f"The {label} is {len(text)} characters; the limit is {settings.max_prompt_chars}. Shorten it.")
+    if checker.problems:
+        raise UserError(*checker.problems)
+    return ImagineOptions(prompt=prompt.strip(), **values)
+
+
+_INVALID = INVALID  # a value that failed its check (the problem is already recorded)
+_FIELD = {"no": "negative", "style": "styles", "lora": "loras"}  # option name -> ImagineOptions field, where they differ
+
+
+class _Checker:
+    """Checks the drawing options: the declared check (`commands.frame.declare.check`) for
+    numbers and switches, and a method of the option's name where a value needs more."""
+
+    def __init__(self, settings: Settings, registry: ModelRegistry, written: Mapping[str, str]):
+        self.s = settings
+        self.registry = registry
+        self.written = written
+        self.problems: list[str] = []
+        self.checks = {option.name: getattr(self, f"_{option.name}", self._declared(option)) for option in IMAGINE_OPTIONS}
+
+    def _declared(self, option: Option) -> Any:
+        return lambda value: check(option, value, self.s, self.problems, self.flag(option.name))
+
+    def flag(self, key: str) -> str:
+        return self.written.get(key, flag_name(key))
+
+    def _missing(self, key: str, example: str) -> object:
+        self.problems.append(f"`{self.flag(key)}` needs a value, e.g. `{self.flag(key)} {example}`.")
+        return _INVALID
+
+    def _strength(self, value: Any) -> Any:
+        if isinstance(value, str) and (number := read_float(value)) is not None and number <= 0:
+            self.problems.append(f"`{self.flag('strength')}` must be above 0 and at most 1; you wrote `{quoted(value)}`.")
+            return _INVALID
+        return check(STRENGTH, value, self.s, self.problems, self.flag("strength"))
+
+    def _seed(self, value: Any) -> Any:
+        seed = check(SEED, value, self.s, self.problems, self.flag("seed"))
+        return None if seed == -1 else seed
+
+    def _no(self, value: Any) -> Any:
+        text = str(value).strip()
+        return text if text else self._missing("no", "blurry, text")
+
+    def _style(self, value: Any) -> Any:
+        names = tuple(dict.fromkeys(n.lower() for n in re.split(r"[,\s]+", str(value)) if n))
+        if not names:
+            return self._missing("style", "cinematic")
+        if len(names) > MAX_STYLES_PER_JOB:
+            self.problems.append(f"Use at most {MAX_STYLES_PER_JOB} styles at once; you gave {len(names)}.")
+            return _INVALID
+        return names
+
+    def _regions(self, value: Any) -> Any:
+        from generation.prompts.region_layout import parse_layout
+
+        text = str(value).strip().strip("\"'")
+        if not text:
+            return self._missing("regions", "cols")
+        if text.lower() in ("off", "none"):
+            return "off"  # a remix of a regional picture, drawn without regions
+        try:
+            parse_layout(text)
+        except ValueError as error:
+            self.problems.append(f"`{self.flag('regions')} {quoted(text)}`: {error}")
+            return _INVALID
+        return text
+
+    def _lora(self, value: Any) -> Any:
+        picked: list[tuple[str, float]] = []
+        for item in (part.strip() for part in str(value).split(",")):
+            if not item:
+                continue
+            name, _, weight = item.partition(":")
+            number, problem = check_number(weight or "1", self.flag("lora"), float, -MAX_LORA_WEIGHT, MAX_LORA_WEIGHT)
+            if problem is not None:
+                self.problems.append(problem)
+                return _INVALID
+            picked.append((name.strip().lower(), float(number)))
+        if not picked:
+            return self._missing("lora", "fox:0.8")
+        return tuple(picked)
+
+    def _vae(self, value: Any) -> Any:
+        text = str(value).strip()
+        if not text:
+            return self._missing("vae", "default")
+        if text.lower() == "default":
+            return "default"
+        for name in self.s.vaes:
+            if name.lower() == text.lower():
+                return name
+        choices = ", ".join(["default", *self.s.vaes])
+        self.problems.append(f"Unknown VAE `{text}`. VAEs here: {choices}.")
+        return _INVALID
+
+    def _sampler(self, value: Any) -> Any:
+        text = str(value).strip()
+        if not text:
+            return self._missing("sampler", "euler_a")
+        sampler = find_sampler(text)
+        if sampler is None:
+            why = unavailable_reason(text) or f"Unknown sampler `{quoted(text)}`"
+            self.problems.append(f"{why}. Samplers: {', '.join(sampler_names())}.")
+            return _INVALID
+        return sampler.name
+
+    def _model(self, value: Any) -> Any:
+        text = str(value).strip()
+        if not text:
+            return self._missing("model", self.registry.default.display_name)
+        entry = self.registry.get(text)
+        if entry is None:
+            self.problems.append(f"Unknown model `{text}`. Models: {', '.join(self.registry.names())}.")
+            return _INVALID
+        return entry.display_name
+
+    def _size(self, value: Any) -> Any:
+        text = str(value).strip()
+        if not text:
+            return self._missing("size", "768x512")
+        match = _SIZE.match(text)
+        first, _, rest = text.partition(" ")
+        if not match and rest and _SIZE.match(first):
+            self.problems.append(options_first(self.flag("size"), first, rest))
+            return _INVALID
+        if not match:
+            self.problems.append(f"`{self.flag('size')}` must look like `768x512` (width x height); you wrote `{quoted(text)}`.")
+            return _INVALID
+        width, height = int(match[1]), int(match[2])
+        problems = size_problems(width, height, self.s)
+        if problems:
+            self.problems.extend(problems)
+            return _INVALID
+        return (width, height)
+
+    def _ar(self, value: Any) -> Any:
+        text = str(value).strip()
+        if not text:
+            return self._missing("ar", "3:2")
+        match = _RATIO.match(text)
+        first, _, rest = text.partition(" ")
+        if not match and rest and _RATIO.match(first):
+            self.problems.append(options_first(self.flag("ar"), first, rest))
+            return _INVALID
+        if not match or float(match[1]) <= 0 or float(match[2]) <= 0:
+            self.problems.append(f"`{self.flag('ar')}` must look like `3:2` (width:height); you wrote `{quoted(text)}`.")
+            return _INVALID
+        a, b = float(match[1]), float(match[2])
+        if max(a / b, b / a) > MAX_ASPECT:
+            self.problems.append(f"`{self.flag('ar')} {text}` is too extreme: use ratios from 1:4 to 4:1.")
+            return _INVALID
+        return (a, b)
+
+
+def size_problems(width: int, height: int, s: Settings) -> list[str]:
+    if min(width, height) < s.min_side or max(width, height) > s.max_side:
+        return [f"Each side must be from {s.min_side} to {s.max_side} pixels; you asked for {width}x{height}."]
+    problems = []
+    if width % 8 or height % 8:
+        near = f"{_round8(width)}x{_round8(height)}"
+        problems.append(f"Width and height must be multiples of 8 ({width}x{height} is not); try `{near}`.")
+    if width * height > s.max_pixels:
+        problems.append(
+            f"{width}x{height} is {width * height:,} pixels; the limit is {s.max_pixels:,} "
+            f"(e.g. {int(math.sqrt(s.max_pixels)) // 8 * 8}x{int(math.sqrt(s.max_pixels)) // 8 * 8})."
+        )
+    return problems
+
+
+def _round8(value: float) -> int:
+    return max(8, int(round(value / 8)) * 8)
+
+
+def fit_size(width: float, height: float, target_area: int, s: Settings) -> tuple[int, int]:
+    """Scale (width, height) to about `target_area` pixels within the limits, sides multiples of 8."""
+    area = min(target_area, s.max_pixels)
+    scale = math.sqrt(area / (width * height))
+    w, h = width * scale, height * scale
+    # keep within side limits, then round down to multiples of 8 so the pixel limit still holds
+    shrink = min(1.0, s.max_side / max(w, h))
+    grow = max(1.0, s.min_side / min(w, h))
+    w, h = w * shrink * grow, h * shrink * grow
+    w8, h8 = max(s.min_side, int(w) // 8 * 8), max(s.min_side, int(h) // 8 * 8)
+    while w8 * h8 > s.max_pixels and max(w8, h8) > s.min_side:
+        if w8 >= h8:
+            w8 -= 8
+        else:
+            h8 -= 8
+    return w8, h8
+
+
+def picture_size(init: InitImage, native: int, s: Settings, notes: list[str]) -> tuple[int, int]:
+    """The size a job that starts from a picture draws at: the picture's own, unless it breaks the
+    limits or is over 4x the model's native area; then its proportions at the native area, and a
+    note says so."""
+    width, height = init.width, init.height
+    if size_problems(width, height, s) or width * height > native * native * 4:
+        width, height = fit_size(init.width, init.height, min(width * height, native * native), s)
+        notes.append(f"Your {init.width}x{init.height} image is drawn at {width}x{height}.")
+    return width, height
+
+
+def new_seed() -> int:
+    return secrets.randbelow(MAX_SEED + 1)
+
+
+def build_spec(
+    opts: ImagineOptions,
+    *,
+    settings: Settings,
+    registry: ModelRegistry,
+    user_defaults: Mapping[str, Any],
+    init: InitImage | None = None,
+    base: GenerationSpec | None = None,
+    require_prompt: bool = True,
+) -> tuple[GenerationSpec, list[str]]:
+    """Resolve defaults: the user's options, then `base` (the job being remixed or rerolled),
+    then the user's /settings, then the model's and the bot's defaults. Returns notes to show.
+    Edits of an image (`require_prompt=False`) may have no prompt."""
+    defaults = user_options(user_defaults, settings, registry)
+    notes: list[str] = []
+
+    def pick(name: str, fallback: Any) -> Any:
+        for source in (opts, base_options(base), defaults):
+            value = getattr(source, name, None) if source is not None else None
+            if value is not None:
+                return value
+        return fallback
+
+    model = registry.get(pick("model", None)) or registry.default
+    native = model.native_size
+
+    if opts.size:
+        width, height = opts.size
+    elif opts.ar:
+        width, height = fit_size(opts.ar[0], opts.ar[1], native * native, settings)
+    elif init is not None:
+        width, height = picture_size(init, native, settings, notes)
+    elif base is not None:
+        width, height = base.width, base.height
+    elif defaults.size:
+        width, height = defaults.size
+    elif defaults.ar:
+        width, height = fit_size(defaults.ar[0], defaults.ar[1], native * native, settings)
+    else:
+        width, height = fit_size(native, native, native * native, settings)
+
+    steps = pick("steps", settings.steps_for(model))
+    strength = None
+    if init is not None:
+        strength = opts.strength if opts.strength is not None else settings.default_strength
+        if int(steps * strength) < 1 and require_prompt:  # edits settle their own steps (commands.pictures.edits)
+            need = math.ceil(1 / strength)
+            raise UserError(
+                f"With strength {strength:g} and {steps} steps no denoising step would run: "
+                f"use at least {need} steps or a higher `--strength`."
+            )
+    elif opts.strength is not None:
+        raise UserError("`--strength` needs an image: attach one, or reply to an image with your prompt.")
+
+    spec = GenerationSpec(
+        kind="img2img" if init is not None else "txt2img",
+        prompt=opts.prompt or (base.prompt if base else ""),
+        negative_prompt=pick("negative", None) or "",
+        model=model.display_name,
+        width=width,
+        height=height,
+        steps=steps,
+        cfg=pick("cfg", settings.default_cfg),
+        sampler=pick("sampler", None) or find_sampler(settings.default_sampler).name,  # type: ignore[union-attr]
+        seed=opts.seed if opts.seed is not None else new_seed(),
+        n=pick("n", settings.default_n),
+        strength=strength,
+        init_image=init.blob_key if init else None,
+        tile=bool(pick("tile", False)),
+        clip_skip=pick("clip_skip", None) or model.clip_skip,
+        vae=_vae_name(pick("vae", None), model.vae),
+        regions=None if pick("regions", "off") == "off" else pick("regions", None),
+        base_ratio=pick("base_ratio", None),
+        # A remix, vary or reroll of a ControlNet picture is steered as it was.
+        controls=base.controls if base is not None else (),
+        control_mode=base.control_mode if base is not None else "balanced",
+    )
+    if not spec.prompt and require_prompt:
+        if init is not None:
+            raise UserError(
+                "Tell me what to make of this picture: write a prompt as its caption, or reply to it with one "
+                "(e.g. `as a watercolor painting`)."
+            )
+        raise UserError("Tell me what to draw, e.g. `/imagine a red fox in the snow --ar 3:2` (the prompt first, then the options).")
+    return spec, notes
+
+
+def _vae_name(chosen: str | None, model_vae: str | None) -> str | None:
+    """The VAE a job uses: the user's choice ("default": the model's own), else the model's
+    configured one (None: the one inside the model)."""
+    if chosen == "default":
+        return None
+    return chosen or model_vae
+
+
+def base_options(base: GenerationSpec | None) -> ImagineOptions | None:
+    if base is None:
+        return None
+    return ImagineOptions(
+        negative=base.negative_prompt or None,
+        steps=base.steps,
+        cfg=base.cfg,
+        sampler=base.sampler,
+        n=base.n,
+        model=base.model,
+        tile=base.tile or None,
+        vae=base.vae or "default",
+        clip_skip=base.clip_skip,
+        regions=base.regions,
+        base_ratio=base.base_ratio,
+    )
+
+
+def user_options(stored: Mapping[str, Any], settings: Settings, registry: ModelRegistry) -> ImagineOptions:
+    """A user's saved /settings, checked against today's limits (an admin may have lowered them)."""
+    if not stored:
+        return ImagineOptions()
+    try:
+        return read_options({k: v for k, v in stored.items() if k in SETTINGS_KEYS}, settings, registry)
+    except UserError as error:
+        raise UserError(
+            *[
+                f"{problem} (from your /settings; change it with `/settings` or clear it with `/settings reset`)"
+                for problem in error.problems
+            ]
+        ) from None

@@ -1,0 +1,185 @@
+"""What a prompt's features do to a job before it is queued: styles, wildcards, regions, and the
+uploaded LoRAs and embeddings it names (`commands.jobs.asset_use`).
+
+Called by `commands.jobs.submit` inside the job's transaction, after the options are resolved:
+1. styles (`--style a,b`): their templates wrap the prompt and negative, in order (A1111's rule);
+   the names are kept in the spec for the parameters;
+2. wildcards (`{a|b}`, `__name__`): the lists the prompt names are copied into the spec, so the
+   job reads the same lines whenever it runs; the picks are made per image by the engine from each
+   image's seed. A trial expansion here catches unknown lists and broken braces before queueing;
+3. regions (`--regions`): the prompt must have as many parts as the layout has cells.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from commands.frame.context import Context
+from commands.frame.errors import UserError
+from commands.jobs.asset_use import resolve_assets
+from commands.jobs.options import ImagineOptions
+from config.styles import Style, StyleError, apply_styles, load_builtin_styles, load_styles_file
+from generation.control.catalog import refit
+from generation.prompts import wildcards
+from generation.spec import GenerationSpec
+from storage import prompt_library
+from storage.tables import User
+
+log = logging.getLogger(__name__)
+
+
+REGION_KINDS = ("txt2img", "img2img", "inpaint")  # the kinds that keep the picture's frame
+
+
+async def apply_prompt_features(
+    ctx: Context,
+    session: AsyncSession,
+    user: User,
+    spec: GenerationSpec,
+    opts: ImagineOptions,
+    base: GenerationSpec | None,
+    notes: list[str],
+) -> GenerationSpec:
+    """The spec with its prompt features applied; what the user should know is added to `notes`
+    (LoRAs and embeddings skipped because they do not fit the model)."""
+    styles = opts.styles
+    if styles:
+        library = await style_library(ctx, session, user.id)
+        unknown = [name for name in styles if name not in library]
+        if unknown:
+            raise UserError(
+                f"I don't know the style{'s' if len(unknown) > 1 else ''} {', '.join(f'`{n}`' for n in unknown)}. "
+                "`/styles` lists them; save your own with `/style save NAME <template with {prompt}>`."
+            )
+        prompt, negative = apply_styles([library[name] for name in styles], spec.prompt, spec.negative_prompt)
+        spec = spec.evolve(prompt=prompt, negative_prompt=negative, styles=styles)
+    spec = await _snapshot_wildcards(ctx, session, user.id, spec, base)
+    if spec.kind == "instruct":  # its own model: the LoRAs and embeddings of yours fit another
+        if opts.loras or "<lora:" in spec.prompt.lower() or "<lyco:" in spec.prompt.lower():
+            notes.append("LoRAs don't apply to /edit: it runs on the instruct model.")
+        spec = spec.evolve(loras=(), embeddings=(), skipped=())
+    elif spec.diffusion:
+        spec = await resolve_assets(ctx, session, user.id, spec, opts.loras, base, notes)
+    elif spec.skipped:  # an upscale or face fix of such a picture uses no LoRA at all
+        spec = spec.evolve(skipped=())
+    if spec.controls:
+        if not spec.diffusion:  # an upscale or face fix of a ControlNet picture draws nothing to steer
+            spec = spec.evolve(controls=())
+        else:
+            try:  # a remix with another --model takes that model's ControlNets of the same types
+                controls = refit(spec.controls, ctx.settings.controlnets, ctx.registry.get(spec.model) or ctx.registry.default)
+            except ValueError as error:
+                raise UserError(str(error)) from None
+            spec = spec.evolve(controls=controls)
+    if spec.regions:
+        _check_regions(spec, inherited=base is not None and base.regions == spec.regions)
+    elif spec.base_ratio is not None:
+        raise UserError("`--base-ratio` goes with `--regions`: e.g. `--regions cols --base-ratio 0.2`.")
+    if spec.kind not in REGION_KINDS and spec.regions:
+        # A zoom, pan or upscale changes the picture's frame (or works in tiles): the regions no
+        # longer sit where they were, so the parts are joined into one prompt.
+        from generation.prompts.region_layout import split_regions
+
+        plain = split_regions(spec.prompt).plain()
+        spec = spec.evolve(regions=None, base_ratio=None, prompt=plain)
+    return spec
+
+
+# --- styles ---------------------------------------------------------------------------------------
+
+
+async def style_library(ctx: Context, session: AsyncSession, user_id: int | None) -> dict[str, Style]:
+    """Every style `user_id` may use, by name. Later sources win a name clash: built-in, the
+    admin's styles file, global styles saved by admins, the user's own."""
+    try:
+        library = dict(_file_styles(ctx.settings.styles_file))
+    except StyleError as error:  # the admin's file: the log says what is wrong, users that it is the admin's
+        log.error("%s", error)
+        raise UserError("Styles are unavailable until an admin fixes SDBOT_STYLES_FILE (the bot's log says what is wrong).") from None
+    for row in await prompt_library.styles_for(session, user_id):
+        library[row.name] = Style(row.name, row.prompt, row.negative, owner=None if row.owner_id is None else "you")
+    return library
+
+
+@lru_cache(maxsize=4)
+def _file_styles(extra: Path | None) -> dict[str, Style]:
+    styles = dict(load_builtin_styles())
+    if extra is not None:
+        styles.update(load_styles_file(extra))
+    return styles
+
+
+# --- wildcards ------------------------------------------------------------------------------------
+
+
+async def _snapshot_wildcards(
+    ctx: Context, session: AsyncSession, user_id: int, spec: GenerationSpec, base: GenerationSpec | None
+) -> GenerationSpec:
+    texts = f"{spec.prompt}\n{spec.negative_prompt}"
+    if not wildcards.has_wildcards(texts):
+        return spec.evolve(wildcards={})
+    own = await prompt_library.wildcards_of(session, user_id)
+    inherited = base.wildcards if base is not None else {}
+    known: dict[str, tuple[str, ...]] = {}
+    wanted = wildcards.referenced_files(texts, known)
+    while wanted - known.keys():  # follow lists that name other lists
+        for name in wanted - known.keys():
+            lines = own.get(name) or folder_list(wildcard_folder(ctx), name) or inherited.get(name)
+            if lines is None:
+                raise UserError(
+                    f"There is no wildcard list `__{name}__`. `/wildcard list` shows the lists you can use; "
+                    f"add your own with `/wildcard add {name} first line | second line`."
+                )
+            known[name] = tuple(lines)
+        wanted = wildcards.referenced_files(texts, known)
+    snapshot = {name: known[name] for name in sorted(wanted)}
+    try:  # the same expansion the engine will make for the first image: bad braces fail here, not later
+        wildcards.expand(spec.prompt, spec.seed, snapshot)
+        wildcards.expand(spec.negative_prompt, spec.seed, snapshot, salt="negative")
+    except wildcards.WildcardError as error:
+        raise UserError(str(error)) from None
+    return spec.evolve(wildcards=snapshot)
+
+
+def wildcard_folder(ctx: Context) -> Path:
+    return ctx.settings.wildcards_dir or ctx.settings.data_dir / "wildcards"
+
+
+def folder_list(folder: Path, name: str) -> tuple[str, ...] | None:
+    """One list of the configured folder (`colors/warm` is colors/warm.txt, any case), or None."""
+    if not wildcards.valid_name(name) or not folder.is_dir():
+        return None
+    path = folder / f"{name}.txt"
+    try:
+        if path.is_file():
+            return wildcards.read_wildcard_file(path)
+        return wildcards.read_wildcard_folder(folder).get(name.lower())  # Colors.txt for __colors__
+    except wildcards.WildcardError as error:
+        raise UserError(f"The wildcard list `{name}` can't be used: {error}") from None
+
+
+def folder_lists(ctx: Context) -> Mapping[str, tuple[str, ...]]:
+    folder = wildcard_folder(ctx)
+    return wildcards.read_wildcard_folder(folder) if folder.is_dir() else {}
+
+
+# --- regions --------------------------------------------------------------------------------------
+
+
+def _check_regions(spec: GenerationSpec, *, inherited: bool) -> None:
+    from generation.prompts.region_layout import check_regions
+
+    assert spec.regions is not None
+    prompt = wildcards.expand(spec.prompt, spec.seed, spec.wildcards) if spec.wildcards else spec.prompt
+    problems = check_regions(spec.regions, prompt, spec.base_ratio)
+    if problems and inherited:
+        problems.append(
+            f"The picture you started from was drawn with `--regions {spec.regions}`; add `--regions off` to draw yours without regions."
+        )
+    if problems:
+        raise UserError(*problems)

@@ -1,0 +1,242 @@
+"""/models and /model: the models, choosing your default, and (admins) adding and removing models.
+
+    /models                      every model with its architecture (LoRAs and embeddings must match it)
+    /model NAME                  your default model (the same as `/settings --model NAME`)
+    /model                       which one is yours
+    /model add NAME SOURCE [--config C] [--arch sd1|sd2|sdxl] [--size N] [--clip-skip N]
+                               [--vae V] [--description TEXT]                        (admins)
+    /model remove NAME [--force]                                                       (admins)
+
+SOURCE is a diffusers folder, a Hub id, or a single-file .safetensors checkpoint (with --config:
+a diffusers folder or Hub id holding its component configs, so nothing is fetched). Added models
+live in the database and reach every bot and worker process at its next request or job
+(`storage.model_library.sync`); models from the settings cannot be removed in chat.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from commands.account.settings import settings as settings_command
+from commands.frame.context import Context
+from commands.frame.declare import INVALID, Option, check, read_flags, read_value
+from commands.frame.errors import UserError
+from commands.frame.parser import Flags, flag_name
+from commands.frame.types import Reply, Request
+from commands.jobs.admission import asker
+from commands.jobs.options import MAX_CLIP_SKIP
+from config.models import ARCHITECTURE_NAMES, ModelEntry, source_kind
+from generation.models.files import ModelSourceError, describe_model, inspect_model_source, model_shapes
+from storage import audit, model_library
+
+VERBS = ("add", "remove")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+SIZE_RANGE = (64, 2048)
+MAX_DESCRIPTION = 200
+FORCE = Option("force", "switch", "With remove: even if queued jobs use it (they fail)", default=False)
+OPTIONS: tuple[Option, ...] = (
+    Option("action", "choice", "Admins: add or remove a model", choices=("add", "remove"), positional=True),
+    Option("name", "text", "A model (empty: show yours); with add or remove, its name", positional=True, autocomplete="models"),
+    Option("source", "text", "With add: a diffusers folder, Hub id, or .safetensors checkpoint", positional=True),
+    Option("config", "text", "With add and a .safetensors: a diffusers folder or Hub id with its configs"),
+    Option(
+        "architecture",
+        "choice",
+        "With add: the model's architecture",
+        aliases=("arch",),
+        choices=("sd1", "sd2", "sdxl"),
+        default="read from the files",
+    ),
+    Option("size", "int", "With add: native side in pixels, a multiple of 8", bounds=SIZE_RANGE, default="read from the files"),
+    Option("clip_skip", "int", "With add: its clip skip", aliases=("clipskip",), bounds=(1, MAX_CLIP_SKIP)),
+    Option("vae", "text", "With add: a configured VAE"),
+    Option("description", "text", f"With add: a line shown in /models (up to {MAX_DESCRIPTION} characters)", aliases=("desc",)),
+    FORCE,
+)
+ADD_OPTIONS = tuple(option for option in OPTIONS if option.name not in ("force",))
+SIZE, CLIP_SKIP = (next(option for option in OPTIONS if option.name == name) for name in ("size", "clip_skip"))
+
+
+async def list_models(ctx: Context, request: Request, args: str) -> list[Reply]:
+    async with ctx.db.transaction() as session:
+        user = await asker(session, request)
+        yours = ctx.registry.get(user.settings.get("model")) or ctx.registry.default
+    admin = ctx.is_admin(request)
+    lines = ["Models (pick one with `/model NAME`, or `--model NAME` for one job):"]
+    for entry in ctx.registry:
+        marks = [m for m, on in (("default", entry is ctx.registry.default), ("yours", entry is yours)) if on]
+        if admin and ctx.registry.is_added(entry.display_name):
+            marks.append("added in chat")
+        line = f"• {entry.display_name} — {describe_model(entry)}, {entry.native_size}px native"
+        if marks:
+            line += f" ({', '.join(marks)})"
+        if entry.description:
+            line += f": {entry.description}"
+        lines.append(line)
+    if admin:
+        lines.append("Admins: `/model add NAME SOURCE` and `/model remove NAME`.")
+    return [Reply("\n".join(lines))]
+
+
+async def model_command(ctx: Context, request: Request, args: str) -> list[Reply]:
+    verb, _, rest = args.strip().partition(" ")
+    if verb.lower() == "add":
+        return await add_model(ctx, request, rest)
+    if verb.lower() in ("remove", "delete"):
+        return await remove_model(ctx, request, rest)
+    return await choose_model(ctx, request, args)
+
+
+async def choose_model(ctx: Context, request: Request, args: str) -> list[Reply]:
+    name = args.strip()
+    if not name:
+        return await list_models(ctx, request, "")
+    if ctx.registry.get(name) is None:
+        raise UserError(f"Unknown model `{name}`. Models: {', '.join(ctx.registry.names())}.")
+    return await settings_command(ctx, request, f"--model {name}")
+
+
+async def add_model(ctx: Context, request: Request, args: str) -> list[Reply]:
+    _admin_only(ctx, request, "add models")
+    flags = read_flags(request.options, args, ADD_OPTIONS)
+    name, _, source = flags.text.partition(" ")
+    source = source.strip()
+    problems = list(flags.problems)
+    if not name or not source:
+        problems.append(
+            "Write `/model add NAME SOURCE`: SOURCE is a diffusers folder, a Hub id (org/name), or a .safetensors "
+            "checkpoint with `--config FOLDER`."
+        )
+    else:
+        problems += _name_problems(ctx, name)
+    values = _entry_values(ctx, flags, problems)
+    if values.get("config") and source and source_kind(source) != "file":
+        problems.append("`--config` is only for a single .safetensors checkpoint; a folder or Hub id has its own configs.")
+    if problems:
+        raise UserError(*problems)
+    try:
+        facts = inspect_model_source(source, values.get("config"))
+    except ModelSourceError as error:
+        raise UserError(error.message) from None
+    given = values.get("architecture")
+    if given and facts.architecture and given != facts.architecture:
+        raise UserError(f"`--arch {given}` does not match the files, which are {ARCHITECTURE_NAMES[facts.architecture]}. Leave out --arch.")
+    values.setdefault("architecture", facts.architecture)
+    values.setdefault("size", facts.size)
+    try:
+        entry = ModelEntry(source=source, name=name, **{k: v for k, v in values.items() if v is not None})
+    except ValidationError as error:
+        raise UserError(*(f"{e['loc'][0] if e['loc'] else 'model'}: {e['msg']}" for e in error.errors())) from None
+    async with ctx.db.transaction() as session:
+        await model_library.sync(session, ctx.registry)  # another admin may have just taken the name
+        if ctx.registry.get(name) is not None:
+            raise UserError(f"There is already a model named `{name}`. Remove it first, or pick another name.")
+        user = await asker(session, request)
+        await model_library.add_model(session, entry, user.id)
+        await model_library.sync(session, ctx.registry)
+        await audit.record(
+            session,
+            actor_id=user.id,
+            platform=request.platform,
+            platform_user_id=request.user_id,
+            action="model_add",
+            detail=f"{name}: {source}",
+        )
+    lines = [
+        f"Added the model `{name}` ({describe_model(entry)}, {entry.native_size}px native). Use it with `--model {name}` "
+        f"or `/model {name}`; it loads when a job first uses it.",
+        *facts.notes,
+    ]
+    if model_shapes(entry) is not None:
+        lines.append("Uploaded LoRAs and embeddings are checked against its layers, read from its configs.")
+    elif not entry.architecture:
+        family = ARCHITECTURE_NAMES[entry.family]
+        lines.append(f"Its files don't say which architecture it is; LoRAs are checked as {family}. Set `--arch` if that is wrong.")
+    return [Reply("\n".join(lines))]
+
+
+async def remove_model(ctx: Context, request: Request, args: str) -> list[Reply]:
+    _admin_only(ctx, request, "remove models")
+    flags = read_flags(request.options, args, (FORCE,))
+    name = flags.text.strip()
+    problems = list(flags.problems)
+    force = read_value(FORCE, flags.values, ctx.settings, problems, flags.written)
+    if problems or not name:
+        raise UserError(*(problems or ["Which model? `/model remove NAME`."]))
+    if ctx.registry.is_configured(name):
+        raise UserError(
+            f"`{name}` comes from the bot's settings (SDBOT_MODEL / SDBOT_MODELS); remove it there and restart. "
+            "Only models added with `/model add` can be removed in chat."
+        )
+    async with ctx.db.transaction() as session:
+        waiting = await model_library.active_jobs_using(session, name)
+        if waiting and not force:
+            raise UserError(
+                f"{waiting} queued or running job(s) use `{name}`; removing it now would fail them. Try again when "
+                f"they are done, or add `--force` (they fail with a note that the model was removed)."
+            )
+        removed = await model_library.remove_model(session, name)
+        await model_library.sync(session, ctx.registry)
+        if removed:
+            user = await asker(session, request)
+            await audit.record(
+                session,
+                actor_id=user.id,
+                platform=request.platform,
+                platform_user_id=request.user_id,
+                action="model_remove",
+                detail=name + (f" ({waiting} jobs failed)" if waiting else ""),
+            )
+    if not removed:
+        raise UserError(f"There is no added model named `{name}`. `/models` lists them.")
+    note = f" {waiting} job(s) that used it will fail with a note." if waiting else ""
+    return [Reply(f"Removed the model `{name}`. Workers unload it before their next job.{note}")]
+
+
+def _admin_only(ctx: Context, request: Request, what: str) -> None:
+    if not ctx.is_admin(request):
+        raise UserError(f"Only admins can {what}. `/models` lists the models; `/model NAME` picks your default.")
+
+
+def _name_problems(ctx: Context, name: str) -> list[str]:
+    if not NAME.match(name):
+        return [f"`{name[:80]}` can't be a model name: use 1-64 letters, digits, `.`, `_` or `-`, starting with a letter or digit."]
+    if name.lower() in VERBS + ("delete",):
+        return [f"`{name}` is a word of the /model command; pick another name."]
+    if ctx.registry.get(name) is not None:
+        return [f"There is already a model named `{name}`. Remove it first, or pick another name."]
+    return []
+
+
+def _entry_values(ctx: Context, flags: Flags, problems: list[str]) -> dict[str, object]:
+    """The optional ModelEntry fields from `/model add`'s flags, checked; problems collected."""
+    given, values = flags.values, {}
+    for key in ("config", "vae", "description"):
+        if key in given:
+            if not str(given[key]).strip():
+                problems.append(f"`{flag_name(key)}` needs a value.")
+            values[key] = str(given[key]).strip() or None
+    if "architecture" in given:
+        arch = str(given["architecture"]).lower().replace(".x", "").replace(" ", "")
+        arch = {"sd15": "sd1", "sd1": "sd1", "sd2": "sd2", "sd21": "sd2", "sdxl": "sdxl", "xl": "sdxl"}.get(arch)
+        if arch is None:
+            problems.append(f"`--arch {given['architecture']}`: use sd1, sd2 or sdxl.")
+        values["architecture"] = arch
+    for option in (SIZE, CLIP_SKIP):
+        if option.name in given:
+            number = check(option, given[option.name], ctx.settings, problems, flags.written.get(option.name))
+            if option is SIZE and number is not INVALID and number % 8:
+                problems.append(f"`{flags.written.get('size', '--size')} {number}` must be a multiple of 8.")
+            elif number is not INVALID:
+                values[option.name] = number
+    description = values.get("description")
+    if isinstance(description, str) and len(description) > MAX_DESCRIPTION:
+        problems.append(f"The description is {len(description)} characters; keep it to {MAX_DESCRIPTION}.")
+    vae = values.get("vae")
+    if isinstance(vae, str) and vae not in ctx.settings.vaes and not Path(vae).expanduser().exists():
+        known = ", ".join(ctx.settings.vaes) or "none are configured"
+        problems.append(f"`--vae {vae}`: give a name from the `vaes` setting ({known}) or a VAE folder or file on this machine.")
+    return values

@@ -1,0 +1,164 @@
+"""Settings sections for the models that draw and help: the base models and their speed options,
+post-processing and helper models, ControlNet and Instruct Pix2Pix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from config.models import ControlNetEntry, ModelEntry, ModelRegistry
+from config.sections.parse import NamedFiles
+
+DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+
+
+class ModelSettings(BaseModel):
+    """Models and speed
+
+    Which model draws when a request names none, which others people may pick, where they run,
+    and the speed options that `bench/gpu.py` measures (see [Speed](speed.md)).
+    """
+
+    model: str = Field(
+        DEFAULT_MODEL,
+        description="The default model: a Hub id (fetched on first use), a diffusers folder, a single `.safetensors` checkpoint, or `tiny`.",
+    )
+    models: dict[str, ModelEntry] = Field(
+        default_factory=dict,
+        description='More named models, as JSON (`{"dream": {"source": "/m/dream.safetensors", "config": "/m/sd15"}}`) '
+        "or `[models.NAME]` tables in the TOML file.",
+    )
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="`auto` (CUDA, then MPS, then CPU), `cpu`, `cuda`, `mps`.")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="`auto` (float16 on GPUs, float32 on CPU), `float32`, `float16`, `bfloat16`."
+    )
+    max_loaded_models: int = Field(1, ge=1, description="Models (pipelines) kept loaded at once; the least recently used is dropped.")
+    attention: Literal["sdpa", "classic"] = Field(
+        "sdpa",
+        description="`sdpa`: PyTorch's scaled_dot_product_attention in the UNet and VAE (flash / memory-efficient kernels, "
+        "diffusers' default); `classic`: diffusers' plain attention (`AttnProcessor`), a slower baseline and a fallback "
+        "where an SDPA kernel misbehaves. Measured by `bench/gpu.py`.",
+    )
+    channels_last: bool = Field(
+        False,
+        description="UNet and VAE weights in channels_last (NHWC) memory format: faster convolutions on most NVIDIA GPUs, "
+        "same pixels. See `bench/gpu.py` for your GPU.",
+    )
+    torch_compile: bool = Field(
+        False,
+        description="`torch.compile` (inductor) the UNet and the VAE decoder in place, so img2img/inpaint/ControlNet "
+        "pipelines sharing them are compiled too. The first job of each new size compiles (tens of seconds to minutes "
+        "on a GPU; minutes on a CPU: not worth it there); after one such recompile, sizes are symbolic and most new "
+        "sizes need none. Jobs with LoRAs run the UNet uncompiled (each LoRA combination would otherwise recompile "
+        "the UNet), as do training runs; pixels may differ from uncompiled by rounding (a few of 255).",
+    )
+    vaes: NamedFiles = Field(
+        default_factory=dict,
+        description="Named VAEs (`name=/path`, a diffusers folder, Hub id or single `.safetensors`; or a TOML table) "
+        "for `--vae`, `/settings --vae` and a model's `vae`.",
+    )
+
+    def registry(self) -> ModelRegistry:
+        return ModelRegistry.from_settings(self.model, self.models)
+
+
+class HelperModelSettings(BaseModel):
+    """Post-processing and helper models
+
+    Models for `/upscale --method esrgan`, `/facefix`, `/inpaint --select`, `/enhance` and
+    `/describe`. The bot downloads none of these files: a Hub id must already be in the local
+    Hugging Face cache. Most post-processing models are published as `.pth` pickles; convert each
+    once on a trusted machine (spandrel loads it, `safetensors.torch.save_file` writes it),
+    because the bot refuses pickles: loading one can run code hidden in it.
+    """
+
+    upscalers: NamedFiles = Field(
+        default_factory=dict,
+        description="Super-resolution model files for `--method esrgan`, `name=/path.safetensors,name2=…` (or a TOML "
+        "table); the first is the default. Any architecture spandrel detects (Real-ESRGAN, ESRGAN, SwinIR, …).",
+    )
+    face_restorers: NamedFiles = Field(
+        default_factory=dict,
+        description="Face-restoration model files for `/facefix`, in the same form as `SDBOT_UPSCALERS`; the first is "
+        "the default. GFPGAN, RestoreFormer (`.safetensors`; CodeFormer needs spandrel_extra_arches, not installed).",
+    )
+    face_detector: str | None = Field(
+        None,
+        description="A YuNet `.onnx` face detector file, more accurate than the Haar cascade shipped with OpenCV, "
+        "which finds faces without it.",
+        json_schema_extra={"doc_default": "OpenCV's Haar cascade"},
+    )
+    segmenter: str | None = Field(
+        None,
+        description="A CLIPSeg model (a folder saved with `save_pretrained`, or a Hub id such as "
+        "`CIDAS/clipseg-rd64-refined` already in the local Hugging Face cache: nothing is downloaded at run time) "
+        "for `/inpaint --select`.",
+    )
+    enhancer: str | None = Field(
+        None,
+        description="A text-generation model for `/enhance` (any causal LM transformers loads: a folder saved with "
+        "`save_pretrained`, or a Hub id already downloaded once, e.g. `Gustavosta/MagicPrompt-Stable-Diffusion`; "
+        "`.safetensors` weights only). None: `/enhance` is unavailable.",
+    )
+    enhance_max_new_tokens: int = Field(
+        75, ge=8, le=256, description="Most tokens `/enhance` adds to the user's words (8–256; CLIP reads 75 tokens of a prompt)."
+    )
+    captioner: str | None = Field(
+        None,
+        description="A BLIP captioning model for `/describe` (folder or downloaded Hub id, e.g. "
+        "`Salesforce/blip-image-captioning-large`). None: `/describe` is unavailable.",
+    )
+    describe_clip: str | None = Field(
+        None,
+        description="A CLIP model (folder or downloaded Hub id, e.g. `openai/clip-vit-large-patch14`) that ranks "
+        "`/describe`'s term lists against the image, as CLIP Interrogator does; none: `/describe` gives the caption alone.",
+    )
+    describe_terms_dir: Path | None = Field(
+        None,
+        description="A folder of `<list>.txt` term files (one term per line, `#` comments): a file named like a built-in "
+        "list in `config/describe_terms/` (`mediums`, `movements`, `flavors`, `artists`) replaces it (an empty file "
+        "switches it off), any other name adds a list.",
+    )
+
+
+class ControlSettings(BaseModel):
+    """ControlNet and Instruct Pix2Pix
+
+    The models behind `/control` and `/edit`, files you download once. On the `tiny` model,
+    built-in tiny ones serve every ControlNet type and `/edit`, so both work without any of these.
+    """
+
+    controlnets: dict[str, ControlNetEntry] = Field(
+        default_factory=dict,
+        description="ControlNet models for `/control`, by name: `type` (canny, depth, openpose, lineart, lineart_anime, "
+        "softedge, scribble, tile, qr), `source` (a diffusers folder with `config.json` and `.safetensors`, or a cached "
+        "Hub id such as `lllyasviel/control_v11p_sd15_canny`), optional `architecture` and `description`; TOML "
+        "`[controlnets.canny]` or JSON. The first of a type that fits the job's model is used unless `--control-model`; "
+        "a ControlNet fits when it reads text features as wide as the model's (its `config.json`). On the tiny model, "
+        "built-in tiny ControlNets serve every type.",
+        json_schema_extra={"doc_default": "none (tiny: built-in)"},
+    )
+    controlnet_cache_bytes: int = Field(
+        4 * 1024**3, ge=0, description="ControlNet weights kept loaded beside the base model (least recently used dropped first)."
+    )
+    depth_model: str | None = Field(
+        None,
+        description="A depth-estimation model (a DPT or Depth Anything folder, or cached Hub id such as "
+        "`Intel/dpt-hybrid-midas`; `.safetensors`) for `/control depth`.",
+    )
+    annotators: Path | None = Field(
+        None,
+        description="A folder with lllyasviel/Annotators' files (`body_pose_model.pth`, `hand_pose_model.pth`, "
+        "`facenet.pth`, `sk_model.pth`, `sk_model2.pth`, `netG.pth`, `ControlNetHED.pth`, `table5_pidinet.pth`) for "
+        "openpose, lineart, softedge and scribble_hed. They are PyTorch pickles; sdbot reads them with torch's "
+        "weights-only unpickler, which refuses anything but tensors.",
+    )
+    instruct_model: str | None = Field(
+        None,
+        description="An Instruct Pix2Pix model (diffusers folder or cached Hub id, e.g. `timbrooks/instruct-pix2pix`) "
+        "for `/edit`. On the tiny model a built-in tiny one is used.",
+        json_schema_extra={"doc_default": "none (tiny: built-in)"},
+    )
+    instruct_image_cfg: float = Field(1.5, ge=0, le=10, description="The default `--image-cfg` of `/edit`.")
