@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from commands.frame.declare import Option
-from commands.registry import COMMANDS, option_line
+from commands.registry import COMMANDS
 from config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +57,7 @@ def commands_page() -> str:
 
 
 def _option(option: Option, settings: Settings) -> str:
-    line = option_line(option, settings)
+    line = option.line(settings)
     spellings = sorted(f"--{name}" for name in option.aliases)
     return line + (f" (also {', '.join(f'`{s}`' for s in spellings)})" if spellings and not option.positional else "")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from commands.frame.context import Context
 from commands.jobs import render
+from commands.jobs.options import IMAGINE_OPTIONS
 from config import Settings
-from generation.models.samplers import sampler_names
 
 
 def available_methods(s: Settings) -> dict[str, list[str]]:
@@ -126,21 +126,11 @@ def help_text(ctx: Context) -> str:
         "training steps, storage) with when each refills · /link — a one-time code (in private); `/link CODE` on your "
         "other platform makes one account of both (LoRAs, styles, history, quotas) · /unlink",
         "",
-        "**Options for /imagine**",
-        "--no <words> — negative prompt (what to leave out)",
-        f"--ar W:H — aspect ratio, 1:4 to 4:1 · --size WxH — multiples of 8, sides {s.min_side}–{s.max_side}, "
-        f"at most {s.max_pixels:,} pixels",
-        f"--steps 1–{s.max_steps} (default {s.steps_for(ctx.registry.default)}) · --cfg {s.min_cfg:g}–{s.max_cfg:g} "
-        f"(default {s.default_cfg:g}) · --n 1–{s.max_batch} images (default {s.default_n})",
-        "--seed 0–4294967295 (-1 = random; image i of a batch uses seed + i)",
-        f"--strength 0.01–1 — how much an init image changes (default {s.default_strength:g})",
-        f"--sampler NAME (default {s.default_sampler}) — {', '.join(sampler_names())}; snake_case works too (euler_a, dpmpp_2m_karras)",
-        f"--model NAME — {models} (`/models` lists them with their architectures; `/model NAME` makes one yours)",
-        "--clip-skip 1–12 — stop CLIP that many layers from the end (A1111's count; 2 for many anime models)",
+        "**Options for /imagine** (`/help imagine` lists them with their other spellings; other commands: `/help COMMAND`)",
+        *(f"{option.line(s)}" for option in IMAGINE_OPTIONS),
+        f"Models here: {models} (`/models` lists them with their architectures; `/model NAME` makes one yours).",
         "Prompt syntax as in A1111: (word) ×1.1, [word] ÷1.1, (word:1.3), \\( \\) literal, BREAK starts a new 75-token chunk; "
         "prompts past 77 tokens work. [from:to:when] switches at a step (or a fraction: 0.5), [a|b] alternates.",
-        "--tile — a seamless texture (the picture repeats without seams; shown 2×2 too)",
-        f"--vae NAME — {', '.join(['default', *s.vaes])}" if s.vaes else "--vae — no other VAE configured",
         "",
         f"Limits: {_limits_line(s)}; prompts up to {s.max_prompt_chars} characters, uploads up to "
         f"{s.max_upload_bytes / 2**20:.0f} MiB. `/me` shows yours.",

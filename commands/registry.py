@@ -412,19 +412,8 @@ def command_help(command: Command, settings: Settings) -> str:
     lines = [f"**/{command.name}** — {command.summary}", *command.usage]
     if command.options:
         lines.append("Options:")
-        lines += [f"• {option_line(option, settings)}" for option in command.options]
+        lines += [f"• {option.line(settings)}" for option in command.options]
     if command.aliases:
         lines.append("Also: " + ", ".join(f"/{alias}" for alias in command.aliases))
     lines.append("`/help` has every command with this installation's options and limits.")
     return "\n".join(lines)
-
-
-def option_line(option: Option, settings: Settings) -> str:
-    """`--steps`: Sampling steps (1–100, default 25) — how help and the docs list an option."""
-    if option.kind == "file":
-        written = f"{option.name} (an attached file)"
-    elif option.positional:
-        written = option.name.upper()
-    else:
-        written = f"`{option.flag}`"
-    return f"{written}: {option.describe(settings)}"

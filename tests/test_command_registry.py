@@ -53,6 +53,10 @@ async def test_aliases_run_their_command_and_unknown_ones_are_answered(bot: Bot)
     [(_, started)] = await bot.send("/start")
     [(_, helped)] = await bot.send("/help")
     assert started.text == helped.text and "**Commands**" in helped.text
+    from commands.jobs.options import IMAGINE_OPTIONS
+
+    # the whole reference lists /imagine's options from their declarations, with this installation's bounds
+    assert all(option.line(bot.core.ctx.settings) in helped.text for option in IMAGINE_OPTIONS)
     [(_, unknown)] = await bot.send("/help teleport")
     assert unknown.kind == "error" and "I don't know `/teleport`" in unknown.text and "/imagine" in unknown.text
     [(_, typo)] = await bot.send("/imagin a fox")

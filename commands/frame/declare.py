@@ -45,7 +45,9 @@ class Option:
     default: Any | Callable[[Settings], Any] = None  # what "not given" means (None: nothing, or the command decides)
     choices: tuple[str, ...] | Callable[[Settings], tuple[str, ...]] = ()  # choice: the values it takes
     example: str = ""  # a value, for "needs a value, e.g. `--steps 30`"
-    applies: str = ""  # what it applies to, when not everything the command does ("with an image", "SD 1.x/2.x")
+    # What it applies to, when not everything the command does ("with an image", "SD 1.x/2.x"), or
+    # limits that are no bounds (a size's sides), read from the settings.
+    applies: str | Callable[[Settings], str] = ""
     positional: bool = False  # written without a flag, in its place in the command's forms (`/upscale 4`)
     rest: bool = False  # positional text that takes the rest of the line (a prompt), `--flags` after it
     required: bool = False
@@ -98,10 +100,21 @@ class Option:
             parts.append(f"default {shown}")
         return ", ".join(parts)
 
+    def line(self, settings: Settings) -> str:
+        """How help and the docs list it: `--steps`: Sampling steps (1–100, default 25)."""
+        if self.kind == "file":
+            written = f"{self.name} (an attached file)"
+        elif self.positional:
+            written = self.name.upper()
+        else:
+            written = f"`{self.flag}`"
+        return f"{written}: {self.describe(settings)}"
+
     def describe(self, settings: Settings, limit: int | None = None) -> str:
         """Help, then limits (`Sampling steps (1–100, default 25)`), then what it applies to."""
         limits = self.limits_text(settings)
-        text = self.help + (f" ({limits})" if limits else "") + (f"; {self.applies}" if self.applies else "")
+        applies = self.applies(settings) if callable(self.applies) else self.applies
+        text = self.help + (f" ({limits})" if limits else "") + (f"; {applies}" if applies else "")
         return short(text, limit) if limit else text
 
 

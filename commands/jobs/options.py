@@ -43,7 +43,7 @@ SIZE = Option(
     "text",
     "Width x height in pixels, multiples of 8",
     example="768x512",
-    applies="sides and pixels within the limits /help shows",
+    applies=lambda s: f"sides {s.min_side}–{s.max_side}, at most {s.max_pixels:,} pixels",
 )
 SEED = Option("seed", "int", "Seed; image i of a batch uses seed + i; -1 is random", bounds=(-1, MAX_SEED), default="random", example="42")
 STEPS = Option(
@@ -59,7 +59,12 @@ CFG = Option(
     example="7",
 )
 SAMPLER = Option(
-    "sampler", "choice", "Sampler", choices=lambda s: tuple(sampler_names()), default=lambda s: s.default_sampler, example="euler_a"
+    "sampler",
+    "choice",
+    "Sampler (snake_case works too: euler_a, dpmpp_2m_karras)",
+    choices=lambda s: tuple(sampler_names()),
+    default=lambda s: s.default_sampler,
+    example="euler_a",
 )
 COUNT = Option(
     "n", "int", "Pictures in the job", aliases=("batch",), bounds=lambda s: (1, s.max_batch), default=lambda s: s.default_n, example="4"
