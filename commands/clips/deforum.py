@@ -2,7 +2,8 @@
 
     /deforum "0: a forest, 24: a city" --frames 48 --zoom "0:(1.02)" --angle "0:(0.5*sin(t/8))"
 
-Every schedule is parsed and bounded here, before anything is queued: an error names the flag and the character."""
+Every schedule is parsed and bounded here, before anything is queued: an error names the flag
+and the character."""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
-"""/frames: a clip's frames as a ZIP of PNGs, or its GIF or MP4 as a file.
+"""/frames: a clip's frames as a ZIP of PNGs (each with its parameters), or its GIF or MP4, as a
+document.
 
-/frames 12 png      /frames gif (as a reply to a clip)"""
+    /frames 12 png
+    /frames gif          as a reply to a clip
+"""
 
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
-"""/video2video: a clip restyled by a prompt, as a reply to a video, a GIF or a clip (or with one attached).
+"""/video2video: a clip restyled by a prompt, as a reply to a video, a GIF or a clip (or with one
+attached).
 
     /video2video a watercolor fox --strength 0.6
 
-A reply to a clip with a plain prompt (or /imagine) comes here too (`commands.pictures.imagine.imagine_or_restyle`)."""
+A reply to a clip with a plain prompt (or /imagine) comes here too
+(`commands.pictures.imagine.imagine_or_restyle`)."""
 
 from __future__ import annotations
 

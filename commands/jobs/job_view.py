@@ -1,4 +1,7 @@
-"""What a stored job is, read back: its spec, the spec a remix of one of its pictures starts from, and what its result holds beside its pictures (control maps, candidate prompts). Presentation lives in `commands.jobs.render`; this module has no words for people."""
+"""What a stored job is, read back: its spec, the spec a remix of one of its pictures starts from,
+what its result holds beside its pictures (`storage.results.JobResult`: control maps, a clip's
+files, candidate prompts) and its pictures as files. Presentation lives in `commands.jobs.render`;
+this module has no words for people."""
 
 from __future__ import annotations
 

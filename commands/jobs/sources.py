@@ -1,7 +1,14 @@
-"""The clip a request works on (/video2video, a reply to a clip): a video or GIF a person sent,
-or one of the bot's clips, as frames stored as PNG blobs.
+"""What a request starts from: the picture (`find_source`) or the clip (`find_clip`) it works on,
+and the bot message it replies to (`replied`, looked up once per request).
 
-Where the clip comes from, first match wins (as for pictures, `commands.pictures.imagine.find_source`):
+Where the picture comes from, first match wins:
+1. an image attached to the request (`/imagine ...` as a photo caption, or with an attachment);
+2. the bot's image the request replies to (resolved through the message refs, so it works after
+   a restart); the remix inherits that job's settings unless the user overrides them (a control
+   map the bot showed is a plain picture: nothing to inherit);
+3. an image in the replied-to message that the adapter handed over (a person's photo).
+
+The clip (/video2video, a reply to a clip), as frames stored as PNG blobs, first match wins:
 1. a video or GIF attached to the request;
 2. the bot's clip the request replies to (its frames are the job's outputs; its settings are the
    base of a remix);

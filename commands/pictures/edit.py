@@ -1,4 +1,5 @@
-"""/edit: a picture edited by instruction (Instruct Pix2Pix), as a reply to a picture or with one attached.
+"""/edit: a picture edited by instruction (Instruct Pix2Pix), as a reply to a picture or with one
+attached.
 
     /edit make it winter --image-cfg 1.5
 

@@ -1,11 +1,7 @@
-"""/imagine, remix by reply, and the image a request starts from.
-
-Where the init image comes from, first match wins:
-1. an image attached to the request (`/imagine ...` as a photo caption, or with an attachment);
-2. the bot's image the request replies to (resolved through the message refs, so it works after
-   a restart); the remix inherits that job's settings unless the user overrides them (a control
-   map the bot showed is a plain picture: nothing to inherit);
-3. an image in the replied-to message that the adapter handed over (a person's photo).
+"""/imagine, and plain text where it draws: a picture from a prompt, from a picture attached or
+replied to (a remix inherits the replied job's settings unless the options say otherwise:
+`commands.jobs.sources.find_source`), or, as a reply to one of the bot's clips, the clip
+restyled (/video2video with the prompt).
 """
 
 from __future__ import annotations
