@@ -353,18 +353,7 @@ async def complete(
             await record_blob(session, clip.gif, clip.gif_size, "image/gif", clip.width, clip.height)
     for out in outputs:
         await record_blob(session, out.blob_key, out.size, "image/png", out.width, out.height)
-        session.add(
-            JobOutput(
-                job_id=job.id,
-                index=out.index,
-                seed=out.seed,
-                blob_key=out.blob_key,
-                width=out.width,
-                height=out.height,
-                parameters=out.parameters,
-                safety_score=out.safety_score,
-            )
-        )
+        session.add(_output_row(job.id, out))
     session.add(Delivery(job_id=job.id, platform=job.platform, chat_id=job.chat_id, kind="result"))
     await session.flush()
 
@@ -418,21 +407,23 @@ async def complete_batch(
         if job.id not in ours:
             continue
         for out in outputs.get(job.id, []):
-            session.add(
-                JobOutput(
-                    job_id=job.id,
-                    index=out.index,
-                    seed=out.seed,
-                    blob_key=out.blob_key,
-                    width=out.width,
-                    height=out.height,
-                    parameters=out.parameters,
-                    safety_score=out.safety_score,
-                )
-            )
+            session.add(_output_row(job.id, out))
         session.add(Delivery(job_id=job.id, platform=job.platform, chat_id=job.chat_id, kind="result"))
     await session.flush()
     return ours
+
+
+def _output_row(job_id: int, out: OutputRecord) -> JobOutput:
+    return JobOutput(
+        job_id=job_id,
+        index=out.index,
+        seed=out.seed,
+        blob_key=out.blob_key,
+        width=out.width,
+        height=out.height,
+        parameters=out.parameters,
+        safety_score=out.safety_score,
+    )
 
 
 async def fail(session: AsyncSession, job: Job, attempt: int, owner: str, error: str, run_seconds: float | None = None) -> None:

@@ -22,6 +22,7 @@ from config import Settings
 from tests.conftest import bot_env
 from tests.fakes.discord import AFTER_DARK, BOB, GUILD_ID, TOKEN, FakeDiscord, Interaction, Sent
 from tests.support.labels import EDIT_LABELS
+from tests.support.menus import COMMAND_MENU
 from tests.support.running_chat import recorded, running_chat
 from tests.support.serve_process import ServeProcess
 
@@ -75,47 +76,7 @@ def test_serve_answers_in_discord_and_buttons_survive_a_restart(tmp_path: Path, 
     try:
         server.wait_until(lambda: server.identified == 1 and "global" in server.commands, 120)
         names = [c["name"] for c in server.commands["global"]]
-        assert names == [
-            "imagine",
-            "help",
-            "upscale",
-            "vary",
-            "zoom",
-            "pan",
-            "inpaint",
-            "facefix",
-            "control",
-            "edit",
-            "animate",
-            "video2video",
-            "deforum",
-            "frames",
-            "describe",
-            "enhance",
-            "styles",
-            "style",
-            "wildcard",
-            "lora",
-            "loras",
-            "embedding",
-            "embeddings",
-            "train",
-            "models",
-            "model",
-            "settings",
-            "queue",
-            "cancel",
-            "history",
-            "info",
-            "me",
-            "place",
-            "link",
-            "unlink",
-            "admin",
-            "Remix",
-            "Describe",
-            "Control",
-        ]
+        assert names == [*COMMAND_MENU, "Remix", "Describe", "Control"]
         steps = next(o for c in server.commands["global"] if c["name"] == "imagine" for o in c["options"] if o["name"] == "steps")
         assert "1–100" in steps["description"]  # bounds from the settings, in the declaration's words
 

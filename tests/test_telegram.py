@@ -23,6 +23,7 @@ from config import Settings
 from tests.conftest import bot_env
 from tests.fakes.telegram import ADA, BOB, GROUP, TOKEN, FakeTelegram
 from tests.support.labels import EDIT_LABELS
+from tests.support.menus import COMMAND_MENU
 from tests.support.running_chat import recorded, running_chat
 from tests.support.serve_process import ServeProcess
 
@@ -65,44 +66,7 @@ def test_serve_answers_in_telegram_and_buttons_survive_a_restart(tmp_path: Path,
     bot = ServeProcess(env, log_path)
     try:
         server.wait_until(lambda: server.commands and "getUpdates" in server.calls, 120)
-        assert [c["command"] for c in server.commands] == [
-            "imagine",
-            "help",
-            "upscale",
-            "vary",
-            "zoom",
-            "pan",
-            "inpaint",
-            "facefix",
-            "control",
-            "edit",
-            "animate",
-            "video2video",
-            "deforum",
-            "frames",
-            "describe",
-            "enhance",
-            "styles",
-            "style",
-            "wildcard",
-            "lora",
-            "loras",
-            "embedding",
-            "embeddings",
-            "train",
-            "models",
-            "model",
-            "settings",
-            "queue",
-            "cancel",
-            "history",
-            "info",
-            "me",
-            "place",
-            "link",
-            "unlink",
-            "admin",
-        ]
+        assert [c["command"] for c in server.commands] == COMMAND_MENU
 
         # Flood control on the result: PTB's limiter repeats twice, then our delivery loop waits and sends again.
         server.fail("sendPhoto", times=3, retry_after=1)

@@ -19,6 +19,7 @@ import discord
 from discord import app_commands
 
 from commands.frame.declare import Option
+from commands.frame.words import short
 from commands.registry import COMMANDS, Command
 from config import Settings
 
@@ -67,7 +68,7 @@ def build_slash_command(command: Command, settings: Settings, models: Models, se
     if overflow:
         parameters.append(inspect.Parameter(MORE, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=str | None))
         names = " ".join(option.flag.removeprefix("--") for option in overflow)  # short: Discord allows 100 characters
-        descriptions[MORE] = _short(f"More, as --flags: {names}")
+        descriptions[MORE] = short(f"More, as --flags: {names}", DESCRIPTION_LIMIT)
 
     async def callback(interaction: discord.Interaction, **values: Any) -> None:
         options: dict[str, Any] = {"command": command.name}
@@ -98,7 +99,7 @@ def build_slash_command(command: Command, settings: Settings, models: Models, se
     }
     if choices:
         callback.__discord_app_commands_param_choices__ = choices  # type: ignore[attr-defined]
-    slash = app_commands.Command(name=command.name, description=_short(command.summary), callback=callback)
+    slash = app_commands.Command(name=command.name, description=short(command.summary, DESCRIPTION_LIMIT), callback=callback)
     for option in typed:
         long_choices = len(option.choices_of(settings)) > MAX_CHOICES
         if option.autocomplete == "models" or long_choices:
@@ -121,7 +122,3 @@ def _suggest(option: Option, settings: Settings, models: Models) -> Callable[...
 
 def _python_name(option: Option) -> str:
     return f"o_{option.name}"  # `class` and other Python words are fine option names
-
-
-def _short(text: str) -> str:
-    return text if len(text) <= DESCRIPTION_LIMIT else text[: DESCRIPTION_LIMIT - 1] + "…"

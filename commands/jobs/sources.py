@@ -32,7 +32,7 @@ from commands.frame.errors import UserError
 from commands.frame.images import first_image
 from commands.frame.offload import offload
 from commands.frame.types import Attachment, Request
-from commands.jobs.job_view import clip_of, image_base, is_clip_job, maps_of
+from commands.jobs.job_view import clip_of, image_base, is_clip_job, maps_of, spec_of
 from commands.jobs.options import InitImage
 from commands.jobs.submit import store_upload
 from generation.spec import GenerationSpec
@@ -92,8 +92,6 @@ async def replied_clip(ctx: Context, request: Request) -> Job | None:
 
 
 def clip_of_job(job: Job) -> ClipSource:
-    from commands.jobs.job_view import spec_of
-
     frames = tuple(InitImage(output.blob_key, output.width, output.height) for output in job.outputs)
     return ClipSource(frames, float(clip.fps if (clip := clip_of(job)) is not None else 8), base=spec_of(job), parent=(job.id, None))
 

@@ -109,26 +109,8 @@ async def _upload(ctx: Context, request: Request, kind: str, name: str | None) -
         key = await offload(ctx.blobs.put, file.data, "st")  # short blob extensions; the header check made it safetensors
         short_hash = await offload(addnet_hash, file.data)
         await queue.record_blob(session, key, info.size, "application/octet-stream", None, None)
-        asset = await assets.add(
-            session,
-            user.id,
-            kind,
-            name,
-            blob_key=key,
-            sha256=info.sha256,
-            format=info.format,
-            architecture=info.architecture,
-            rank=info.rank,
-            size=info.size,
-            info={
-                "triggers": list(info.triggers),
-                "title": info.title,
-                "tensors": info.tensors,
-                "vectors": info.vectors,
-                "addnet_hash": short_hash,
-                "made_for": info.made_for,
-            },
-        )
+        fields = info.stored_fields(triggers=list(info.triggers), title=info.title, addnet_hash=short_hash)
+        asset = await assets.add(session, user.id, kind, name, blob_key=key, **fields)
     shapes = model_shapes(model)
     words = describe_model(model)
     lines = [f"Saved the {label} `{asset.name}`, private to you.", _describe(asset)]

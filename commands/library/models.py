@@ -37,6 +37,8 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 SIZE_RANGE = (64, 2048)
 MAX_DESCRIPTION = 200
 FORCE = Option("force", "switch", "With remove: even if queued jobs use it (they fail)", default=False)
+SIZE = Option("size", "int", "With add: native side in pixels, a multiple of 8", bounds=SIZE_RANGE, default="read from the files")
+CLIP_SKIP = Option("clip_skip", "int", "With add: its clip skip", aliases=("clipskip",), bounds=(1, MAX_CLIP_SKIP))
 OPTIONS: tuple[Option, ...] = (
     Option("action", "choice", "Admins: add or remove a model", choices=("add", "remove"), positional=True),
     Option("name", "text", "A model (empty: show yours); with add or remove, its name", positional=True, autocomplete="models"),
@@ -50,14 +52,13 @@ OPTIONS: tuple[Option, ...] = (
         choices=("sd1", "sd2", "sdxl"),
         default="read from the files",
     ),
-    Option("size", "int", "With add: native side in pixels, a multiple of 8", bounds=SIZE_RANGE, default="read from the files"),
-    Option("clip_skip", "int", "With add: its clip skip", aliases=("clipskip",), bounds=(1, MAX_CLIP_SKIP)),
+    SIZE,
+    CLIP_SKIP,
     Option("vae", "text", "With add: a configured VAE"),
     Option("description", "text", f"With add: a line shown in /models (up to {MAX_DESCRIPTION} characters)", aliases=("desc",)),
     FORCE,
 )
-ADD_OPTIONS = tuple(option for option in OPTIONS if option.name not in ("force",))
-SIZE, CLIP_SKIP = (next(option for option in OPTIONS if option.name == name) for name in ("size", "clip_skip"))
+ADD_OPTIONS = tuple(option for option in OPTIONS if option is not FORCE)
 
 
 async def list_models(ctx: Context, request: Request, args: str) -> list[Reply]:

@@ -20,14 +20,14 @@ from commands.jobs.prompt_features import style_library
 from config.styles import PLACEHOLDER, Style, check_negative, check_style_name, check_template
 from storage import prompt_library
 
+GLOBAL = Option("global", "switch", "Admins: a style for everyone", default=False, slash="everyone")
 OPTIONS: tuple[Option, ...] = (
     Option("action", "choice", "save or delete", choices=("save", "delete"), positional=True, required=True),
     Option("name", "text", "The style's name", positional=True, required=True),
     Option("template", "text", "With save: the prompt template, containing {prompt}", positional=True, rest=True),
     Option("no", "text", "With save: its negative prompt", aliases=("neg", "negative"), slash="negative"),
-    Option("global", "switch", "Admins: a style for everyone", default=False, slash="everyone"),
+    GLOBAL,
 )
-GLOBAL = OPTIONS[-1]
 
 
 async def list_styles(ctx: Context, request: Request, args: str) -> list[Reply]:

@@ -94,7 +94,8 @@ OPTIONS: tuple[Option, ...] = (
     *(Option(f"image{i}", "file", f"Training picture {i} (a .zip of pictures works too)") for i in range(1, TRAIN_IMAGES_ON_DISCORD + 1)),
 )
 
-TEXT_ENCODER = next(option for option in OPTIONS if option.name == "text_encoder")
+DECLARED = {option.name: option for option in OPTIONS}
+TEXT_ENCODER = DECLARED["text_encoder"]
 
 
 async def train_command(ctx: Context, request: Request, args: str) -> list[Reply]:
@@ -270,16 +271,13 @@ def _spec(
         problems.append(f"I don't know the model `{model_name}`; `/models` lists them.")
         entry = ctx.registry.default
 
-    def number(key: str, kind: type, default: Any, low: float | None = None, high: float | None = None) -> Any:
-        bound = BOUNDS.get(key)
-        low = bound.low if low is None and bound else low
-        high = bound.high if high is None and bound else high
-        option = Option(key, "int" if kind is int else "float", key, bounds=(low, high))  # type: ignore[arg-type]
-        return read_value(option, values, s, problems, flags.written, default=default)
+    def number(key: str, default: Any) -> Any:
+        """The declared option's value (its bounds checked), or `default`, this run's own."""
+        return read_value(DECLARED[key], values, s, problems, flags.written, default=default)
 
-    steps = number("steps", int, min(defaults.steps, s.train_max_steps), 1, s.train_max_steps)
+    steps = number("steps", min(defaults.steps, s.train_max_steps))
     native = entry.native_size
-    resolution = number("resolution", int, min(native, s.train_max_resolution), 32, s.train_max_resolution)
+    resolution = number("resolution", min(native, s.train_max_resolution))
     if resolution % 8:
         problems.append(f"`--resolution {resolution}` must be a multiple of 8 (the VAE works in blocks of 8 pixels).")
     embedding = method == "embedding"
@@ -299,14 +297,14 @@ def _spec(
         if key in values:
             what = "a LoRA's (lora, loha, lokr, dreambooth)" if embedding else "an embedding's"
             problems.append(f"`{flags.written[key]}` is {what} option; leave it out for `/train {method}`.")
-    seed = number("seed", int, new_seed(), 0, 2**32 - 1)
-    sample_every = number("sample_every", int, steps // 4 if steps >= 8 else 0)
-    rank = 0 if embedding else number("rank", int, defaults.rank)
-    alpha = 0 if embedding else number("alpha", float, defaults.alpha)
-    lr, batch, snr_gamma = number("lr", float, defaults.lr), number("batch", int, 1), number("snr_gamma", float, 0.0)
-    class_images = number("class_images", int, DEFAULT_CLASS_IMAGES) if class_prompt else 0
-    prior_weight = number("prior_weight", float, DEFAULT_PRIOR_WEIGHT) if class_prompt else 0
-    vectors = number("vectors", int, DEFAULT_VECTORS) if embedding else 0
+    seed = number("seed", new_seed())
+    sample_every = number("sample_every", steps // 4 if steps >= 8 else 0)
+    rank = 0 if embedding else number("rank", defaults.rank)
+    alpha = 0 if embedding else number("alpha", defaults.alpha)
+    lr, batch, snr_gamma = number("lr", defaults.lr), number("batch", 1), number("snr_gamma", 0.0)
+    class_images = number("class_images", DEFAULT_CLASS_IMAGES) if class_prompt else 0
+    prior_weight = number("prior_weight", DEFAULT_PRIOR_WEIGHT) if class_prompt else 0
+    vectors = number("vectors", DEFAULT_VECTORS) if embedding else 0
     if problems:
         raise UserError("\n".join(problems))
     kept = tuple(image.evolve(caption=trigger) if captions == "none" and image.caption is None else image for image in earlier)

@@ -38,7 +38,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from config.models import ARCHITECTURE_NAMES
 from generation.assets.fit import Claim, FileLayer, context_widths, layer_of, made_for, metadata_claim, text_encoder_widths
@@ -125,6 +125,27 @@ class AssetInfo:
     def architecture_name(self) -> str:
         """ "SDXL"; for a file of no known architecture, its widths ("a model with 32-wide text features")."""
         return ARCHITECTURE_NAMES.get(self.architecture or "") or self.made_for or "any model (its layers don't say which)"
+
+    def stored_fields(self, *, triggers: list[str], title: str | None, addnet_hash: str, **more: Any) -> dict[str, Any]:
+        """What `storage.assets.add` keeps of the file: its columns and its `info` (with the
+        trigger words and title to show, its AddNet hash, and `more`, e.g. `trained`). One place
+        for an upload and a trained file alike, so both read back the same."""
+        return {
+            "sha256": self.sha256,
+            "format": self.format,
+            "architecture": self.architecture,
+            "rank": self.rank,
+            "size": self.size,
+            "info": {
+                "triggers": triggers,
+                "title": title,
+                "tensors": self.tensors,
+                "vectors": self.vectors,
+                "addnet_hash": addnet_hash,
+                "made_for": self.made_for,
+                **more,
+            },
+        }
 
     def summary(self) -> str:
         """One line for the upload reply."""

@@ -222,27 +222,9 @@ class TrainingTask:
                 name = free_name(spec.name, job.id)
                 notes.append(f"You have a {kind} named `{spec.name}` already, so this one is `{name}`.")
             await queue.record_blob(session, key, info.size, "application/octet-stream", None, None)
-            asset = await assets.add(
-                session,
-                job.user_id,
-                kind,
-                name,
-                blob_key=key,
-                sha256=info.sha256,
-                format=info.format,
-                architecture=info.architecture,
-                rank=info.rank,
-                size=info.size,
-                info={
-                    "triggers": [spec.trigger],
-                    "title": f"{METHOD_LABELS[spec.method]} trained by sdbot (job {job.id})",
-                    "tensors": info.tensors,
-                    "vectors": info.vectors,
-                    "addnet_hash": addnet_hash(produced.data),
-                    "made_for": info.made_for,
-                    "trained": True,
-                },
-            )
+            title = f"{METHOD_LABELS[spec.method]} trained by sdbot (job {job.id})"
+            fields = info.stored_fields(triggers=[spec.trigger], title=title, addnet_hash=addnet_hash(produced.data), trained=True)
+            asset = await assets.add(session, job.user_id, kind, name, blob_key=key, **fields)
             result = JobResult(
                 method=spec.method,
                 name=spec.name,
