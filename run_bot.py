@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from commands.frame.context import Context
 from commands.jobs.render import TINY_NOTE
 from commands.service import CommandService
-from config import Settings, load_settings
+from config import ModelRegistry, Settings, load_settings
 from config.logs import configure_logging, set_process_field
 from config.styles import StyleError, load_styles_file
 from generation.models.samplers import find_sampler, sampler_names
@@ -67,6 +67,17 @@ class Core:
             wake()
 
 
+def model_registry(settings: Settings) -> ModelRegistry:
+    """The configured models, each with its family read from its files (a folder, a file, a cached
+    Hub model); a model of a family the bot does not run stops the start with what it is."""
+    from generation.models.files import UnsupportedModel, with_facts
+
+    try:
+        return ModelRegistry([with_facts(entry) for entry in settings.registry()])
+    except UnsupportedModel as error:
+        raise SystemExit(f"SDBOT_MODEL / SDBOT_MODELS: {error.message}") from None
+
+
 async def build_core(settings: Settings) -> Core:
     if find_sampler(settings.default_sampler) is None:
         raise SystemExit(f"SDBOT_DEFAULT_SAMPLER={settings.default_sampler!r} is not a sampler: {', '.join(sampler_names())}")
@@ -78,7 +89,7 @@ async def build_core(settings: Settings) -> Core:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.resolved_database_url)
     await db.migrate()
-    ctx = Context(db=db, blobs=LocalBlobStore(settings.resolved_blobs_dir), settings=settings, registry=settings.registry())
+    ctx = Context(db=db, blobs=LocalBlobStore(settings.resolved_blobs_dir), settings=settings, registry=model_registry(settings))
     async with db.transaction() as session:
         await model_library.sync(session, ctx.registry)  # models admins added in chat
     return Core(settings, db, ctx, CommandService(ctx))

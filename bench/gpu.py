@@ -1,28 +1,36 @@
 #!/usr/bin/env python3
-"""GPU speed of the engine against bare diffusers, with each speed option on and off.
+"""GPU speed of the engine against bare diffusers: SD with each speed option on and off, FLUX.1-dev
+in each weight storage (bf16, fp8, GGUF Q8_0).
 
-Models: SD 1.5 and SDXL at their real sizes with RANDOM weights (nothing can be downloaded on a
-lent GPU machine, and speed does not depend on the weights' values): UNet, VAE and CLIP text
-encoders built from their real configs here, saved with `save_pretrained` (fp16) into a temp
-folder, and loaded through the project's loader (`ModelCache`, with `SpeedOptions`), so the
-engine path is what a worker runs. Bare diffusers loads the same folder with
-StableDiffusionPipeline / StableDiffusionXLPipeline and sets each option the way diffusers' docs
-do (`set_attn_processor`, `.to(memory_format=...)`, `pipe.unet = torch.compile(pipe.unet)`).
+Models: SD 1.5, SDXL and FLUX.1-dev at their real sizes with RANDOM weights (nothing can be
+downloaded on a lent GPU machine, and speed does not depend on the weights' values), built from
+their real configs here (FLUX: bench/gpu_flux.py, ~1.5-2 min on an H100 with its GGUF file),
+saved with `save_pretrained` (SD fp16, FLUX bf16) into a temp folder, and loaded through the
+project's loader (`ModelCache`, with `SpeedOptions` or the entry's `quantization`), so the engine
+path is what a worker runs. Bare diffusers loads the same files with its pipeline classes and sets
+each option the way diffusers' docs do (`set_attn_processor`, `.to(memory_format=...)`,
+`torch.compile(pipe.unet)`, `enable_layerwise_casting`, `from_single_file(..., GGUFQuantizationConfig)`).
 
-Each set is one (architecture, dtype, option): a fresh engine and a fresh bare pipeline, one
+An SD set is one (architecture, dtype, option): a fresh engine and a fresh bare pipeline, one
 untimed warm-up job each (for torch_compile, the compile: its time is printed apart), then timed
-txt2img jobs alternating engine / bare (drift in the machine's speed hits both alike).
-it/s: denoising steps per second, from the steps' callbacks with `torch.cuda.synchronize()`
+txt2img jobs alternating engine / bare (drift in the machine's speed hits both alike). A FLUX set is
+one storage (`quantization` none, fp8, gguf-q8_0) at 1024², bf16, guidance 3.5: the engine path
+loads, warms up, runs its timed jobs and is freed, then the bare path does the same, since two
+FLUX pipelines (2 x 31 GiB) would crowd an 80 GB card and each path's own peak is what fp8 and GGUF
+are for. it/s: denoising steps per second, from the steps' callbacks with `torch.cuda.synchronize()`
 (prompt encoding, VAE decode and the engine's PNG are outside it); s/job: the whole job, synced.
 The SDXL VAE is run in the working dtype (force_upcast off, as with the fp16-fix VAE people use).
 
-    python bench/gpu.py              # SD 1.5 at 512², SDXL at 1024²; fp16 and bf16; ~8 min on an H100
-    python bench/gpu.py --quick      # fp16 only, 10 steps, compile on SD 1.5 only: ~3 min
-    python bench/gpu.py --cpu-smoke  # the tiny model on CPU, 64 px: checks this script, measures nothing
+    python bench/gpu.py                  # SD (~8 min), then FLUX (~8 min): more than one 10-minute run
+    python bench/gpu.py --families sd    # SD 1.5 at 512², SDXL at 1024²; fp16 and bf16; ~8 min on an H100
+    python bench/gpu.py --families flux  # FLUX.1-dev at 1024², 28 steps, 3 storages: ~8 min (estimated)
+    python bench/gpu.py --quick          # SD fp16, 10 steps (~3 min); FLUX 10 steps (~6 min: build and loads)
+    python bench/gpu.py --cpu-smoke      # the tiny models on CPU, 64 px: checks this script, measures nothing
 
-Without CUDA (and without --cpu-smoke) it says so and exits 0. A time budget (--budget-s) skips
-the sets left when it is spent, and lists them. Prints a table and the ratios engine/bare and
-option on/off; --json writes the rows.
+Without CUDA (and without --cpu-smoke) it says so and exits 0. A time budget per family
+(--budget-s) skips the family's sets left when it is spent (from estimates of each set and of the
+build), and lists them. Prints a table per family, with the ratios engine/bare and option on/off;
+--json writes the rows.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import argparse
 import gc
 import json
 import logging
+import shutil
 import statistics
 import sys
 import tempfile
@@ -47,6 +56,8 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 import torch  # noqa: E402
 import torch._dynamo  # noqa: E402
 
+from bench import gpu_flux  # noqa: E402
+from bench.gpu_flux import gib, ratio  # noqa: E402
 from config import ModelEntry, ModelRegistry  # noqa: E402
 from generation.engine import Engine  # noqa: E402
 from generation.jobs import run_job  # noqa: E402
@@ -65,6 +76,18 @@ OPTIONS: dict[str, SpeedOptions] = {
 }
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 COMPILE_GUESS_S = {"sd15": 90.0, "sdxl": 200.0, "tiny": 30.0}  # engine + bare compile, for the budget
+FAMILIES = {"sd": ("sd15", "sdxl", "tiny"), "flux": ("flux", "tiny-flux")}  # --families -> architectures (tiny: --cpu-smoke)
+FLUX_ARCHES = FAMILIES["flux"]
+# Per family and mode (full, --quick, --cpu-smoke): denoising steps, timed jobs per path (FLUX: 2 of
+# 28 steps, so that its three sets fit one 10-minute run), and the time budget in seconds.
+STEPS = {"sd": (20, 10, 3), "flux": (28, 10, 2)}
+RUNS = {"sd": (3, 2, 1), "flux": (2, 2, 1)}
+BUDGET_S = {"sd": (450.0, 200.0, 1e9), "flux": (540.0, 420.0, 1e9)}
+
+
+def family_of(arch: str) -> str:
+    return "flux" if arch in FLUX_ARCHES else "sd"
+
 
 # --- the real architectures' configs (diffusers' / transformers' names) ----------------------------
 
@@ -201,6 +224,7 @@ def parameter_counts() -> dict[str, float]:
         "vae": count(pipes["sd15"].vae),
         "clip-l": count(pipes["sd15"].text_encoder),
         "clip-bigG": count(pipes["sdxl"].text_encoder_2),
+        **gpu_flux.flux_parameter_counts(),
     }
 
 
@@ -255,6 +279,11 @@ class Row:
     warmup_engine_s: float = float("nan")
     warmup_bare_s: float = float("nan")
     peak_gib: float = float("nan")
+    # FLUX sets (engine and bare run apart): each path's own peak, and its load time
+    peak_engine_gib: float = float("nan")
+    peak_bare_gib: float = float("nan")
+    load_engine_s: float = float("nan")
+    load_bare_s: float = float("nan")
     error: str = ""
     runs: list[dict[str, float]] = field(default_factory=list)
 
@@ -263,16 +292,17 @@ class EnginePath:
     """The project's loader and engine: ModelCache(speed=...) -> Engine -> run_job (PNG and all)."""
 
     def __init__(
-        self, folder: Path, models_dir: Path, blobs: LocalBlobStore, device: torch.device, dtype: torch.dtype, options: SpeedOptions
+        self, entry: ModelEntry, models_dir: Path, blobs: LocalBlobStore, device: torch.device, dtype: torch.dtype, options: SpeedOptions
     ):
-        registry = ModelRegistry([ModelEntry(source=str(folder), name="bench")])
-        self.engine = Engine(ModelCache(registry, models_dir, device, dtype, speed=options), blobs)
-        self.engine.preload("bench")
-        self.device = device
+        self.engine = Engine(ModelCache(ModelRegistry([entry]), models_dir, device, dtype, speed=options), blobs)
+        self.engine.preload(entry.display_name)
+        self.model, self.device = entry.display_name, device
+        flux = self.engine.models.get(self.model).family.id == "flux"
+        self.style = {"sampler": "Euler", "cfg": gpu_flux.GUIDANCE if flux else 7.0, "family": "flux" if flux else None}
 
     def job(self, size: int, steps: int, seed: int) -> tuple[float, float]:
         spec = GenerationSpec(
-            kind="txt2img", prompt=PROMPT, model="bench", width=size, height=size, steps=steps, cfg=7.0, sampler="Euler", seed=seed, n=1
+            kind="txt2img", prompt=PROMPT, model=self.model, width=size, height=size, steps=steps, seed=seed, **self.style
         )
         clock = StepClock(self.device)
         _sync(self.device)
@@ -282,33 +312,43 @@ class EnginePath:
         return clock.its(), time.perf_counter() - start
 
 
-class BarePath:
+def load_bare_sd(folder: Path, arch: str, device: torch.device, dtype: torch.dtype, option: str) -> Any:
     """Bare diffusers on the same folder, each option set as diffusers' docs show it."""
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+    from diffusers.models.attention_processor import AttnProcessor
 
-    def __init__(self, folder: Path, arch: str, device: torch.device, dtype: torch.dtype, option: str):
-        from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
-        from diffusers.models.attention_processor import AttnProcessor
+    if arch == "sdxl":
+        pipe = StableDiffusionXLPipeline.from_pretrained(folder, dtype=dtype, use_safetensors=True)
+    else:
+        pipe = StableDiffusionPipeline.from_pretrained(
+            folder, dtype=dtype, use_safetensors=True, safety_checker=None, requires_safety_checker=False
+        )
+    pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    if option == "classic":
+        pipe.unet.set_attn_processor(AttnProcessor())
+        pipe.vae.set_attn_processor(AttnProcessor())
+    elif option == "channels_last":
+        pipe.unet.to(memory_format=torch.channels_last)
+        pipe.vae.to(memory_format=torch.channels_last)
+    elif option == "torch_compile":
+        pipe.unet = torch.compile(pipe.unet, **speed.COMPILE_KWARGS)
+        pipe.vae.decoder = torch.compile(pipe.vae.decoder, **speed.COMPILE_KWARGS)
+    return pipe
 
-        if arch == "sdxl":
-            pipe = StableDiffusionXLPipeline.from_pretrained(folder, dtype=dtype, use_safetensors=True)
-        else:
-            pipe = StableDiffusionPipeline.from_pretrained(
-                folder, dtype=dtype, use_safetensors=True, safety_checker=None, requires_safety_checker=False
-            )
-        pipe.to(device)
-        pipe.set_progress_bar_config(disable=True)
-        if option == "classic":
-            pipe.unet.set_attn_processor(AttnProcessor())
-            pipe.vae.set_attn_processor(AttnProcessor())
-        elif option == "channels_last":
-            pipe.unet.to(memory_format=torch.channels_last)
-            pipe.vae.to(memory_format=torch.channels_last)
-        elif option == "torch_compile":
-            pipe.unet = torch.compile(pipe.unet, **speed.COMPILE_KWARGS)
-            pipe.vae.decoder = torch.compile(pipe.vae.decoder, **speed.COMPILE_KWARGS)
-        self.pipe, self.device = pipe, device
+
+class BarePath:
+    """A bare diffusers pipeline (load_bare_sd, gpu_flux.load_bare_flux), called as its docs show,
+    with a fresh scheduler of the model's own config per job (as the engine makes one per job)."""
+
+    def __init__(self, pipe: Any, device: torch.device, guidance: float):
+        self.pipe, self.device, self.guidance = pipe, device, guidance
         self.config = dict(pipe.scheduler.config)
-        self.scheduler_class = EulerDiscreteScheduler
+        self.scheduler_class = type(pipe.scheduler)
+        if not self.scheduler_class.__name__.startswith("FlowMatch"):
+            from diffusers import EulerDiscreteScheduler
+
+            self.scheduler_class = EulerDiscreteScheduler
 
     def job(self, size: int, steps: int, seed: int) -> tuple[float, float]:
         clock = StepClock(self.device)
@@ -323,7 +363,7 @@ class BarePath:
         self.pipe(
             PROMPT,
             num_inference_steps=steps,
-            guidance_scale=7.0,
+            guidance_scale=self.guidance,
             width=size,
             height=size,
             generator=torch.Generator("cpu").manual_seed(seed),
@@ -334,25 +374,25 @@ class BarePath:
 
 
 def measure(plan: Plan, folder: Path, work: Path, device: torch.device, args: argparse.Namespace) -> Row:
+    """An SD set: engine and bare loaded together, timed jobs alternating."""
     row = Row(plan.arch, plan.dtype, plan.option)
     dtype = DTYPES[plan.dtype]
+    steps = steps_for(plan, args)
     engine = bare = None
     try:
         torch._dynamo.reset()
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        engine = EnginePath(folder, work / "models", LocalBlobStore(work / "blobs"), device, dtype, OPTIONS[plan.option])
-        bare = BarePath(folder, plan.arch, device, dtype, plan.option)
-        _, row.warmup_engine_s = engine.job(plan.size, args.steps, 1)
-        _, row.warmup_bare_s = bare.job(plan.size, args.steps, 1)
-        for i in range(args.runs):
-            e_its, e_s = engine.job(plan.size, args.steps, 100 + i)
-            b_its, b_s = bare.job(plan.size, args.steps, 100 + i)
+        entry = ModelEntry(source=str(folder), name="bench")
+        engine = EnginePath(entry, work / "models", LocalBlobStore(work / "blobs"), device, dtype, OPTIONS[plan.option])
+        bare = BarePath(load_bare_sd(folder, plan.arch, device, dtype, plan.option), device, 7.0)
+        _, row.warmup_engine_s = engine.job(plan.size, steps, 1)
+        _, row.warmup_bare_s = bare.job(plan.size, steps, 1)
+        for i in range(runs_for(plan, args)):
+            e_its, e_s = engine.job(plan.size, steps, 100 + i)
+            b_its, b_s = bare.job(plan.size, steps, 100 + i)
             row.runs.append({"engine_its": e_its, "bare_its": b_its, "engine_s": e_s, "bare_s": b_s})
-        row.engine_its = statistics.median(r["engine_its"] for r in row.runs)
-        row.bare_its = statistics.median(r["bare_its"] for r in row.runs)
-        row.engine_s = statistics.median(r["engine_s"] for r in row.runs)
-        row.bare_s = statistics.median(r["bare_s"] for r in row.runs)
+        _medians(row)
         if device.type == "cuda":
             row.peak_gib = torch.cuda.max_memory_allocated(device) / 2**30
     except Exception as error:  # noqa: BLE001 - one broken set must not lose the others
@@ -365,12 +405,41 @@ def measure(plan: Plan, folder: Path, work: Path, device: torch.device, args: ar
     return row
 
 
+def measure_flux(plan: Plan, folder: Path, gguf: Path | None, work: Path, device: torch.device, args: argparse.Namespace) -> Row:
+    """A FLUX set: the engine path, then the bare one, each loaded, run and freed alone (gpu_flux.measure_apart)."""
+    row = Row(plan.arch, plan.dtype, plan.option)
+    dtype = DTYPES[plan.dtype]
+    paths = {
+        "engine": lambda: EnginePath(
+            gpu_flux.engine_entry(plan.option, folder, gguf), work / "models", LocalBlobStore(work / "blobs"), device, dtype, SpeedOptions()
+        ),
+        "bare": lambda: BarePath(gpu_flux.load_bare_flux(folder, gguf, plan.option, device, dtype), device, gpu_flux.GUIDANCE),
+    }
+    try:
+        gpu_flux.measure_apart(row, paths, plan.size, steps_for(plan, args), runs_for(plan, args), device)
+        _medians(row)
+    except Exception as error:  # noqa: BLE001 - one broken set must not lose the others
+        row.error = f"{type(error).__name__}: {error}"[:300]
+        traceback.print_exc(limit=6)
+    finally:
+        _free()
+    return row
+
+
+def _medians(row: Row) -> None:
+    for key in ("engine_its", "bare_its", "engine_s", "bare_s"):
+        setattr(row, key, statistics.median(r[key] for r in row.runs))
+
+
 # --- the run -----------------------------------------------------------------------------------------
 
 
 def plans(args: argparse.Namespace) -> list[Plan]:
-    """In order of importance, so that a spent budget drops the least useful sets: every option
-    but compile for each dtype first, then compile (minutes of compiling per set), fp16 first."""
+    """SD sets, then FLUX sets (so that each family's folders are deleted once its sets are done: the
+    disk holds 64 GiB). Within a family in order of importance, so that a spent budget drops the least
+    useful sets: SD: every option but compile for each dtype first, then compile (minutes of
+    compiling per set), fp16 first; FLUX: bf16, fp8, then GGUF (the slowest to load and run)."""
+    out: list[Plan] = []
     if args.cpu_smoke:
         out = [Plan("tiny", "fp32", option, 64) for option in OPTIONS]
     else:
@@ -383,15 +452,62 @@ def plans(args: argparse.Namespace) -> list[Plan]:
             Plan(arch, dtype, "torch_compile", size) for dtype in dtypes for arch, size in sizes if not (args.quick and arch == "sdxl")
         ]  # SDXL's compile alone takes minutes
     keep = lambda value, wanted: not wanted or value in wanted.split(",")  # noqa: E731
-    return [p for p in out if keep(p.arch, args.arch) and keep(p.dtype, args.dtype) and keep(p.option, args.option)]
+    out = [p for p in out if keep(p.dtype, args.dtype) and keep(p.option, args.option)]
+    flux = "tiny-flux" if args.cpu_smoke else "flux"
+    out += [
+        Plan(flux, "bf16", storage, 64 if args.cpu_smoke else 1024) for storage in gpu_flux.QUANTIZATIONS if keep(storage, args.storage)
+    ]
+    return [p for p in out if keep(family_of(p.arch), args.families) and keep(p.arch, args.arch)]
 
 
-def ratio(a: float, b: float) -> str:
-    return f"{a / b:6.3f}" if a == a and b == b and b else "     -"  # NaN-safe
+def mode(args: argparse.Namespace) -> int:
+    """The index into STEPS and BUDGET_S: 0 full, 1 --quick, 2 --cpu-smoke."""
+    return 2 if args.cpu_smoke else 1 if args.quick else 0
 
 
-def _gib(value: float) -> str:
-    return f"{value:.1f}" if value == value else "-"
+def steps_for(plan: Plan, args: argparse.Namespace) -> int:
+    return args.steps or STEPS[family_of(plan.arch)][mode(args)]
+
+
+def runs_for(plan: Plan, args: argparse.Namespace) -> int:
+    return args.runs or RUNS[family_of(plan.arch)][mode(args)]
+
+
+def estimate_s(plan: Plan, todo: list[Plan], built: set[str], set_time: dict[str, float], args: argparse.Namespace) -> float:
+    """What the set will take, for the budget: SD: the last sdpa set's time (and the compile); FLUX:
+    gpu_flux.estimate_s, which adds the build while the model is not built yet."""
+    if family_of(plan.arch) == "sd":
+        return set_time.get(plan.arch, 0.0) + (COMPILE_GUESS_S[plan.arch] if plan.option == "torch_compile" else 0.0)
+    gguf = any(p.arch == plan.arch and p.option == "gguf-q8_0" for p in todo)
+    runs = runs_for(plan, args)
+    return gpu_flux.estimate_s(plan.option, steps_for(plan, args), runs, set_time.get(plan.arch), plan.arch not in built, gguf)
+
+
+def prepare(arch: str, todo: list[Plan], work: Path, device: torch.device) -> tuple[Path, Path | None]:
+    """The model's folder (built and saved, or the tiny one), and its GGUF transformer file for FLUX."""
+    gguf = any(p.arch == arch and p.option == "gguf-q8_0" for p in todo)
+    if arch == "tiny":
+        from generation.models.tiny import ensure_tiny
+
+        return ensure_tiny(work / "models"), None
+    if arch == "tiny-flux":
+        from generation.models.tiny_dit import ensure_tiny_flux
+
+        folder = ensure_tiny_flux(work / "models")
+        return folder, gpu_flux.smoke_gguf(folder, work) if gguf else None
+    if arch == "flux":
+        return gpu_flux.save_flux(work / "models", device, gguf)
+    return save_model(arch, work / "models", device), None
+
+
+def drop(files: tuple[Path, Path | None]) -> None:
+    """Delete a model's folder and GGUF file once its sets are done: the GPU machine's disk holds
+    64 GiB, and FLUX.1-dev needs 46 GB of it."""
+    for path in files:
+        if path is not None and path.is_dir():
+            shutil.rmtree(path)
+        elif path is not None:
+            path.unlink(missing_ok=True)
 
 
 def print_table(rows: list[Row]) -> None:
@@ -409,7 +525,7 @@ def print_table(rows: list[Row]) -> None:
         print(
             f"{r.arch:5} {r.dtype:5} {r.option:13} {r.engine_its:11.2f} {r.bare_its:9.2f} {ratio(r.engine_its, r.bare_its):>8} "
             f"{ratio(r.engine_its, b.engine_its) if b else '-':>11} {ratio(r.bare_its, b.bare_its) if b else '-':>12} "
-            f"{r.engine_s:9.3f} {r.bare_s:10.3f} {r.warmup_engine_s:6.1f}/{r.warmup_bare_s:<6.1f} {_gib(r.peak_gib):>8}"
+            f"{r.engine_s:9.3f} {r.bare_s:10.3f} {r.warmup_engine_s:6.1f}/{r.warmup_bare_s:<6.1f} {gib(r.peak_gib):>8}"
         )
     print(
         "\nit/s: denoising steps per second (median); eng/bare > 1: the engine is faster; "
@@ -419,62 +535,84 @@ def print_table(rows: list[Row]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fp16 only, 10 steps, 2 runs, no SDXL compile")
-    parser.add_argument("--cpu-smoke", action="store_true", help="the tiny model on CPU: checks that the script runs")
-    parser.add_argument("--steps", type=int, default=None, help="denoising steps per job (default 20; --quick 10)")
-    parser.add_argument("--runs", type=int, default=None, help="timed jobs per path and set (default 3; --quick 2)")
+    parser.add_argument("--quick", action="store_true", help="SD: fp16 only, 10 steps, 2 runs, no SDXL compile; FLUX: 10 steps")
+    parser.add_argument("--cpu-smoke", action="store_true", help="the tiny models on CPU: checks that the script runs")
     parser.add_argument(
-        "--budget-s", type=float, default=None, help="skip the sets left after this many seconds (default 450; --quick 200)"
+        "--steps", type=int, default=None, help="denoising steps per job (default SD 20, FLUX 28; --quick 10, 10; --cpu-smoke 3, 2)"
     )
-    parser.add_argument("--arch", help="only these (comma-separated): sd15, sdxl")
-    parser.add_argument("--dtype", help="only these: fp16, bf16")
-    parser.add_argument("--option", help=f"only these: {', '.join(OPTIONS)} (sdpa is the base of the ratios)")
+    parser.add_argument("--runs", type=int, default=None, help="timed jobs per path and set (default SD 3, FLUX 2; --quick 2)")
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help="per family: skip its sets left after this many seconds of its own (default SD 450, FLUX 540; --quick 200, 420)",
+    )
+    parser.add_argument("--families", help="only these (comma-separated): sd, flux (default both)")
+    parser.add_argument("--arch", help="only these: sd15, sdxl, flux")
+    parser.add_argument("--dtype", help="SD sets only these: fp16, bf16 (FLUX sets are bf16)")
+    parser.add_argument("--option", help=f"SD sets only these: {', '.join(OPTIONS)} (sdpa is the base of the ratios)")
+    parser.add_argument(
+        "--storage", help=f"FLUX sets only these: {', '.join(gpu_flux.QUANTIZATIONS)} (none, bf16 weights, is the base of the ratios)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the rows here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    budget = {family: args.budget_s or BUDGET_S[family][mode(args)] for family in FAMILIES}
     if args.cpu_smoke:
-        args.steps, args.runs, args.budget_s = args.steps or 3, args.runs or 1, args.budget_s or 1e9
         device = torch.device("cpu")
         # inductor's C++ code generation takes minutes per shape on a small CPU: the smoke test
         # runs dynamo's tracing and guards (the routing) with the eager backend instead.
         speed.COMPILE_KWARGS["backend"] = "eager"
-        header = f"CPU smoke test (tiny model, 64 px; torch_compile with dynamo's eager backend); torch {torch.__version__}"
+        header = f"CPU smoke test (tiny models, 64 px; torch_compile with dynamo's eager backend); torch {torch.__version__}"
     else:
         if not torch.cuda.is_available():
             print("bench/gpu.py: no CUDA device here, nothing to measure (use --cpu-smoke to check the script). Exiting.")
             return 0
-        args.steps = args.steps or (10 if args.quick else 20)
-        args.runs = args.runs or (2 if args.quick else 3)
-        args.budget_s = args.budget_s or (200.0 if args.quick else 450.0)
         device = torch.device("cuda")
         header = f"{torch.cuda.get_device_name(device)}; torch {torch.__version__}"
     import diffusers
 
-    print(f"{header}; diffusers {diffusers.__version__}; {args.steps} steps, {args.runs} timed runs per path and set")
+    todo = plans(args)
+    steps = ", ".join(f"{family} {args.steps or STEPS[family][mode(args)]}" for family in FAMILIES)
+    runs = ", ".join(f"{family} {args.runs or RUNS[family][mode(args)]}" for family in FAMILIES)
+    print(f"{header}; diffusers {diffusers.__version__}; steps: {steps}; timed runs per path and set: {runs}")
     started = time.perf_counter()
     rows: list[Row] = []
     skipped: list[Plan] = []
     set_time: dict[str, float] = {}
+    family_start: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="sdbot-bench-") as tmp:
         work = Path(tmp)
-        folders: dict[str, Path] = {}
+        folders: dict[str, tuple[Path, Path | None]] = {}
+        broken: dict[str, str] = {}  # architectures whose build failed
         if args.cpu_smoke:
-            from generation.models.tiny import ensure_tiny
-
-            folders["tiny"] = ensure_tiny(work / "models")
             counts = parameter_counts()
             print("real-size configs (M parameters): " + ", ".join(f"{k} {v:.1f}" for k, v in counts.items()))
-        for plan in plans(args):
-            guess = set_time.get(plan.arch, 0.0) + (COMPILE_GUESS_S[plan.arch] if plan.option == "torch_compile" else 0.0)
-            if time.perf_counter() - started + guess > args.budget_s:
+        for index, plan in enumerate(todo):
+            family = family_of(plan.arch)
+            family_start.setdefault(family, time.perf_counter())
+            guess = estimate_s(plan, todo, set(folders), set_time, args)
+            if time.perf_counter() - family_start[family] + guess > budget[family]:
                 skipped.append(plan)
                 continue
-            if plan.arch not in folders:
-                folders[plan.arch] = save_model(plan.arch, work / "models", device)
+            for arch in [a for a in folders if family_of(a) != family]:  # a family's sets are all done before the next's
+                drop(folders.pop(arch))
+            if plan.arch not in folders and plan.arch not in broken:
+                try:
+                    folders[plan.arch] = prepare(plan.arch, todo, work, device)
+                except Exception as error:  # noqa: BLE001 - the other family's sets still run
+                    broken[plan.arch] = f"building {plan.arch} failed: {type(error).__name__}: {error}"[:300]
+                    traceback.print_exc(limit=6)
+                _free()
             t0 = time.perf_counter()
-            row = measure(plan, folders[plan.arch], work, device, args)
+            if plan.arch in broken:
+                row = Row(plan.arch, plan.dtype, plan.option, error=broken[plan.arch])
+            elif family == "flux":
+                row = measure_flux(plan, *folders[plan.arch], work, device, args)
+            else:
+                row = measure(plan, folders[plan.arch][0], work, device, args)
             elapsed = time.perf_counter() - t0
-            if plan.option == "sdpa":
+            if plan.option in ("sdpa", "none", "fp8") and not row.error:  # the base of the next estimates
                 set_time[plan.arch] = elapsed
             rows.append(row)
             status = f"FAILED ({row.error})" if row.error else f"engine {row.engine_its:.2f} it/s, bare {row.bare_its:.2f} it/s"
@@ -482,7 +620,14 @@ def main() -> int:
                 f"[{time.perf_counter() - started:5.0f} s] {plan.arch} {plan.dtype} {plan.option}: {status} (set took {elapsed:.0f} s)",
                 flush=True,
             )
-    print_table(rows)
+            if plan.arch in folders and not any(p.arch == plan.arch for p in todo[index + 1 :]):
+                drop(folders.pop(plan.arch))
+    sd_rows = [r for r in rows if family_of(r.arch) == "sd"]
+    flux_rows = [r for r in rows if family_of(r.arch) == "flux"]
+    if sd_rows:
+        print_table(sd_rows)
+    if flux_rows:
+        gpu_flux.print_table(flux_rows)
     if skipped:
         print("skipped for the time budget: " + ", ".join(f"{p.arch} {p.dtype} {p.option}" for p in skipped))
     print(f"total {time.perf_counter() - started:.0f} s")

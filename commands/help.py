@@ -6,7 +6,9 @@ from __future__ import annotations
 from commands.frame.context import Context
 from commands.jobs import render
 from commands.jobs.options import IMAGINE_OPTIONS
+from commands.library.models import family_lines
 from config import Settings
+from config.models import TINY
 
 
 def available_methods(s: Settings) -> dict[str, list[str]]:
@@ -25,7 +27,7 @@ def help_text(ctx: Context) -> str:
     s = ctx.settings
     models = ", ".join(f"{entry.display_name}{' (default)' if entry is ctx.registry.default else ''}" for entry in ctx.registry)
     methods = available_methods(s)
-    tiny = ctx.registry.default.kind == "tiny"  # its built-in ControlNets and Pix2Pix model serve /control and /edit
+    tiny = ctx.registry.default.source == TINY  # its built-in ControlNets and Pix2Pix model serve /control and /edit
     default_method = s.default_upscale_method
     if default_method == "auto":
         default_method = "esrgan" if s.upscalers else "lanczos"
@@ -106,7 +108,8 @@ def help_text(ctx: Context) -> str:
         "Drawing jobs go first: a run pauses for them and goes on where it was.",
         "",
         "**Admins**: `/model add NAME SOURCE` — SOURCE a diffusers folder, a Hub id, or a .safetensors checkpoint "
-        "with `--config FOLDER` (its component configs); also --arch sd1|sd2|sdxl, --size, --clip-skip, --vae, "
+        "with `--config FOLDER` (its component configs), or a FLUX.1/Chroma transformer (.safetensors or .gguf) with "
+        "`--config FOLDER` (the rest of the pipeline); also --arch sd1|sd2|sdxl|flux|chroma, --size, --clip-skip, --vae, "
         "--description · `/model remove NAME [--force]`. No restart: every bot and worker sees it at once. "
         "`/admin status` — the workers (GPU, models, what each draws, last seen), the queue by model, its oldest job. "
         "`/admin role WHO [admin|trusted|default|banned|clear]` — WHO `telegram:123`, `discord:456` or a mention · "
@@ -128,7 +131,8 @@ def help_text(ctx: Context) -> str:
         "",
         "**Options for /imagine** (`/help imagine` lists them with their other spellings; other commands: `/help COMMAND`)",
         *(f"{option.line(s)}" for option in IMAGINE_OPTIONS),
-        f"Models here: {models} (`/models` lists them with their architectures; `/model NAME` makes one yours).",
+        f"Models here: {models} (`/models` lists them with their families; `/model NAME` makes one yours).",
+        *(f"• {line}" for line in family_lines(ctx.registry)),
         "Prompt syntax as in A1111: (word) ×1.1, [word] ÷1.1, (word:1.3), \\( \\) literal, BREAK starts a new 75-token chunk; "
         "prompts past 77 tokens work. [from:to:when] switches at a step (or a fraction: 0.5), [a|b] alternates.",
         "",

@@ -12,12 +12,20 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from generation.models.families import FAMILIES, family
+
 TINY = "tiny"
-TINY_STEPS = 8  # `tiny`'s default --steps
+# The built-in random-weight models, one per family (generation.models.tiny, tiny_dit): source -> family.
+TINY_MODELS = {TINY: "sd1", "tiny-flux": "flux", "tiny-chroma": "chroma"}
+TINY_STEPS = 8  # the tiny models' default --steps
 SourceKind = Literal["tiny", "file", "folder", "hub"]
-SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
-NATIVE_SIZES = {"sd1": 512, "sd2": 768, "sdxl": 1024}  # each architecture's training resolution
-ARCHITECTURE_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}  # how people name them
+# .gguf: a quantized transformer (FLUX.1, Chroma, ...), the rest of the pipeline from `config`.
+SINGLE_FILE_SUFFIXES = (".safetensors", ".gguf", ".ckpt", ".pt", ".bin")
+FamilyId = Literal["sd1", "sd2", "sdxl", "flux", "chroma"]  # generation.models.families (a test keeps them equal)
+NATIVE_SIZES = {f.id: f.native_size for f in FAMILIES}  # each family's training resolution
+ARCHITECTURE_NAMES = {f.id: f.label for f in FAMILIES}  # how people name them
+Quantization = Literal["none", "fp8", "nf4"]
+MemoryMode = Literal["auto", "gpu", "model_offload", "sequential_offload"]
 
 
 class ModelEntry(BaseModel):
@@ -34,20 +42,50 @@ class ModelEntry(BaseModel):
     clip_skip: int | None = Field(None, ge=1, le=12, description="Default --clip-skip for this model (A1111's count).")
     steps: int | None = Field(None, ge=1, description="Default --steps for this model (SDBOT_DEFAULT_STEPS, when set, wins; `tiny`: 8).")
     vae: str | None = Field(None, description="This model's VAE: a name from `vaes`, or a folder, Hub id or .safetensors file.")
-    architecture: Literal["sd1", "sd2", "sdxl"] | None = Field(
-        None, description="sd1, sd2 or sdxl; LoRAs and embeddings must match it (default: guessed from the source)."
+    architecture: FamilyId | None = Field(
+        None,
+        description="Its family: sd1, sd2, sdxl, flux or chroma; LoRAs and embeddings must match it (default: read from "
+        "the files at start-up, else guessed from the source's name).",
+    )
+    variant: str | None = Field(
+        None, description="Its kind within the family, where defaults differ: flux dev or schnell (default: read from the files)."
+    )
+    cfg: float | None = Field(None, description="Default --cfg for this model (SDBOT_DEFAULT_CFG, when set, wins; default: its family's).")
+    quantization: Quantization = Field(
+        "none",
+        description="How the denoiser's weights are kept on the GPU: none (the dtype), fp8 (stored in fp8, computed in bf16/fp16; "
+        "any GPU), nf4 (bitsandbytes 4-bit, CUDA only). A .gguf source is quantized already.",
+    )
+    vae_tiling: bool = Field(
+        False,
+        description="Decode (and encode) in tiles: big pictures (2048² and up) need far less memory, at a slight cost in "
+        "speed; seams can show on flat colour.",
+    )
+    memory: MemoryMode = Field(
+        "auto",
+        description="gpu (everything on the GPU), model_offload (each component moves to the GPU when used), sequential_offload "
+        "(layer by layer: slowest, least memory), auto (by free GPU memory when it loads).",
     )
 
     @property
     def family(self) -> str:
-        """sd1, sd2 or sdxl: the architecture uploaded LoRAs and embeddings must be made for."""
+        """The family id (sd1, sd2, sdxl, flux, chroma): what uploaded LoRAs and embeddings must be made for."""
         return self.architecture or self._guessed_family()
 
+    @property
+    def family_label(self) -> str:
+        return family(self.family).label
+
     def _guessed_family(self) -> str:
-        """The architecture the source's name suggests (tiny is SD 1.x-shaped)."""
+        """The family the source's name suggests, when nothing better is known (the files are read
+        at start-up and by /model add, and those fill in `architecture`)."""
         if self.kind == "tiny":
-            return "sd1"
+            return TINY_MODELS[self.source]
         lowered = self.source.lower()
+        if "chroma" in lowered:
+            return "chroma"
+        if "flux" in lowered:
+            return "flux"
         if "xl" in lowered:
             return "sdxl"
         if re.search(r"(stable-diffusion-2|sd-?2|v2-)", lowered):
@@ -55,10 +93,26 @@ class ModelEntry(BaseModel):
         return "sd1"
 
     @property
+    def guessed_variant(self) -> str | None:
+        """`variant`, else what the name says (FLUX.1-schnell's files say schnell)."""
+        if self.variant:
+            return self.variant
+        return "schnell" if "schnell" in self.source.lower() else None
+
+    @property
     def default_steps(self) -> int | None:
-        """This model's own default step count: `steps`, or TINY_STEPS on `tiny` (its pictures are
-        noise, so 25 steps would only make trying the bot slow)."""
-        return self.steps or (TINY_STEPS if self.kind == "tiny" else None)
+        """This model's own default step count: `steps`, else TINY_STEPS on a tiny model (its
+        pictures are noise, so 25 steps would only make trying the bot slow), else its family's."""
+        if self.steps:
+            return self.steps
+        if self.kind == "tiny":
+            return TINY_STEPS
+        return family(self.family).variant(self.guessed_variant).steps
+
+    @property
+    def default_cfg(self) -> float | None:
+        """This model's own default --cfg: `cfg`, else its family's (None: the bot's setting)."""
+        return self.cfg if self.cfg is not None else family(self.family).variant(self.guessed_variant).cfg
 
     @property
     def kind(self) -> SourceKind:
@@ -75,7 +129,7 @@ class ModelEntry(BaseModel):
             return self.size
         if self.kind == "tiny":
             return 64
-        return NATIVE_SIZES[self._guessed_family()]
+        return NATIVE_SIZES[self.family]
 
 
 ControlType = Literal["canny", "depth", "openpose", "lineart", "lineart_anime", "softedge", "scribble", "tile", "qr"]
@@ -113,7 +167,7 @@ class MotionAdapterEntry(BaseModel):
 
 
 def source_kind(source: str) -> SourceKind:
-    if source == TINY:
+    if source in TINY_MODELS:
         return "tiny"
     if source.lower().endswith(SINGLE_FILE_SUFFIXES):
         return "file"
@@ -125,8 +179,8 @@ def source_kind(source: str) -> SourceKind:
 
 def default_name(source: str) -> str:
     """`org/model` -> `model`; `/x/y/model.safetensors` -> `model`; folders -> their last part."""
-    if source == TINY:
-        return TINY
+    if source in TINY_MODELS:
+        return source
     stem = Path(source.rstrip("/")).name
     for suffix in SINGLE_FILE_SUFFIXES:
         if stem.lower().endswith(suffix):

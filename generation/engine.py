@@ -32,11 +32,14 @@ from generation.control.inputs import ControlInputs
 from generation.control.nets import ControlNets, load_instruct_pipeline
 from generation.errors import EngineUserError, JobCancelled
 from generation.imaging.seamless import circular_padding
+from generation.models import families
+from generation.models.families import SD1, Family
 from generation.models.loader import LoadedModel, ModelCache
 from generation.models.motion import MotionModels, context_windows
 from generation.models.samplers import find_sampler
 from generation.prompts import regions
 from generation.prompts.conditions import PromptConditions
+from generation.prompts.plain import PlainPrompts
 from generation.spec import GenerationSpec
 from generation.tools import Tools
 from storage.blobs import BlobStore
@@ -44,10 +47,15 @@ from storage.blobs import BlobStore
 ProgressFn = Callable[[int, int], None]
 
 
-def build_scheduler(sampler_name: str, model_scheduler_config: dict[str, Any], seeds: list[int] | None = None) -> Any:
+def build_scheduler(sampler_name: str, model_scheduler_config: dict[str, Any], seeds: list[int] | None = None, family: Family = SD1) -> Any:
     """A fresh scheduler for one job. `seeds` (one per image) seed the Brownian-tree noise of
     DPM++ SDE, which ignores the pipeline's generators: without them its images would not be
-    reproducible from their seed."""
+    reproducible from their seed. Flow-matching families have their own samplers (`Family.samplers`)."""
+    if family.flow_matching:
+        if sampler_name not in family.samplers:
+            raise EngineUserError(f"{family.label} draws with {', '.join(family.samplers)}, not `{sampler_name}`; leave out --sampler.")
+        scheduler, flow_options = family.samplers[sampler_name]
+        return getattr(diffusers, scheduler).from_config(model_scheduler_config, **flow_options)
     sampler = find_sampler(sampler_name)
     if sampler is None:
         raise EngineUserError(f"the sampler `{sampler_name}` is not available any more; pick another with --sampler.")
@@ -134,7 +142,7 @@ class Engine:
             pipe = loaded.pipeline("txt2img" if pipeline_kind == "instruct" else pipeline_kind)
         # The job's LoRAs (and no other) and embeddings, set BEFORE its prompt is encoded: our
         # prompt encoder runs the text encoders, whose adapters must already be the job's.
-        with self.adapters.applied(pipe, spec, loaded.name):
+        with self.adapters.applied(pipe, spec, loaded.name, denoiser=loaded.family.denoiser):
             return self._diffuse(loaded, pipe, spec, tracker, seeds, arguments)
 
     def diffuse_clip(self, spec: GenerationSpec, pipeline_kind: str, tracker: Tracker, **arguments: Any) -> list[Image.Image]:
@@ -149,7 +157,7 @@ class Engine:
         loaded = self.models.get(spec.model)
         pipe = self.motion.pipeline(loaded, pipeline_kind, spec.clip.motion)
         cameras = self.motion.camera_weights(pipe, spec.clip.cameras)
-        with self.adapters.applied(pipe, spec, loaded.name, extra=cameras):
+        with self.adapters.applied(pipe, spec, loaded.name, extra=cameras, denoiser=loaded.family.denoiser):
             return self._diffuse(loaded, pipe, spec, tracker, [spec.seed], arguments, clip=True)
 
     def diffuse_batch(self, specs: list[GenerationSpec], tracker: Tracker) -> list[list[Image.Image]]:
@@ -164,8 +172,16 @@ class Engine:
             raise ValueError("only txt2img jobs with one batch key can be drawn together")
         loaded = self.models.get(lead.model)
         pipe = loaded.pipeline("txt2img")
+        size = {"width": lead.width, "height": lead.height}
+        if loaded.family.prompt_encoding != "a1111":  # plain prompts: one call, a prompt row per picture
+            together = PlainPrompts.side_by_side(specs, negative=loaded.family.supports("negative"))
+            seeds = [seed for spec in specs for seed in spec.seeds()]
+            tracker.planned = lead.steps
+            with self.adapters.applied(pipe, lead, loaded.name, denoiser=loaded.family.denoiser):
+                drawn = self._diffuse(loaded, pipe, lead, tracker, seeds, size, conditions=together)
+            return [[drawn.pop(0) for _ in range(spec.n)] for spec in specs]
         images: list[list[Image.Image]] = [[] for _ in specs]
-        with self.adapters.applied(pipe, lead, loaded.name):  # one LoRA set: part of the batch key
+        with self.adapters.applied(pipe, lead, loaded.name, denoiser=loaded.family.denoiser):  # one LoRA set: part of the batch key
             encoded = [PromptConditions.build(pipe, spec, spec.steps, images=1).first() for spec in specs]
             by_length: dict[tuple[int, ...], list[int]] = {}
             for index, conditioning in enumerate(encoded):
@@ -174,7 +190,7 @@ class Engine:
             for members in by_length.values():
                 together = PromptConditions.side_by_side([encoded[i] for i in members], [specs[i].n for i in members])
                 seeds = [seed for i in members for seed in specs[i].seeds()]
-                drawn = self._diffuse(loaded, pipe, lead, tracker, seeds, {"width": lead.width, "height": lead.height}, conditions=together)
+                drawn = self._diffuse(loaded, pipe, lead, tracker, seeds, size, conditions=together)
                 for i in members:
                     images[i], drawn = drawn[: specs[i].n], drawn[specs[i].n :]
         return images
@@ -187,20 +203,22 @@ class Engine:
         tracker: Tracker,
         seeds: list[int] | None,
         arguments: dict[str, Any],
-        conditions: PromptConditions | None = None,
+        conditions: PromptConditions | PlainPrompts | None = None,
         clip: bool = False,
     ) -> list[Image.Image]:
         seeds = seeds or spec.seeds()
-        pipe.scheduler = build_scheduler(spec.sampler, loaded.scheduler_config, seeds)
+        pipe.scheduler = build_scheduler(spec.sampler, loaded.scheduler_config, seeds, loaded.family)
         strength = arguments.get("strength")
         steps_run = spec.steps if strength is None else min(int(spec.steps * strength), spec.steps)
         # wildcard images differ in prompt; the text encoders' LoRAs and embeddings change the encoding
         key = (spec.prompt, spec.negative_prompt, steps_run, len(seeds), spec.loras, spec.embeddings)
         if conditions is None:
             if key not in tracker.conditions:  # every pipeline of a model shares its text encoders
-                # Regional prompting (spec.regions): a conditioning per region, blended in the UNet.
-                build = regions.conditions_for if spec.regions else PromptConditions.build
-                tracker.conditions[key] = build(pipe, spec, steps_run, images=len(seeds))
+                if loaded.family.prompt_encoding != "a1111":  # the pipeline encodes plain text itself
+                    tracker.conditions[key] = PlainPrompts.build(spec, images=len(seeds), negative=loaded.family.supports("negative"))
+                else:  # Regional prompting (spec.regions): a conditioning per region, blended in the UNet.
+                    build = regions.conditions_for if spec.regions else PromptConditions.build
+                    tracker.conditions[key] = build(pipe, spec, steps_run, images=len(seeds))
             conditions = tracker.conditions[key]
 
         frames = (len(arguments["video"]) if "video" in arguments else int(arguments["num_frames"])) if clip else 0
@@ -223,6 +241,10 @@ class Engine:
             "output_type": "pil",
         }
         call.update(arguments)
+        if "image" in call and "width" not in call and loaded.family.img2img_takes_size:
+            # A picture's pass draws at the picture's size. SD's img2img pipelines do that by
+            # themselves; FLUX-style ones would draw at their default size (1024²) unless told.
+            call["width"], call["height"] = _pass_size(spec, arguments)
         if clip:  # AnimateDiff: one video per prompt, its frames (not images) out
             call["num_videos_per_prompt"] = call.pop("num_images_per_prompt")
             call["generator"] = call["generator"][0]  # one video; FreeNoise's shuffle takes one generator
@@ -257,7 +279,7 @@ class Engine:
         if spec.vae:
             pipe.vae = loaded.vae(self.tools.vae_source(spec.vae), self.models.device, self.models.dtype)
         try:
-            with circular_padding([pipe.unet, pipe.vae], enabled=spec.tile):
+            with circular_padding([getattr(pipe, loaded.family.denoiser), pipe.vae], enabled=spec.tile):
                 yield
         finally:
             pipe.vae = own_vae
@@ -286,6 +308,11 @@ class Engine:
     def native_size(self, spec: GenerationSpec) -> int:
         entry = self.models.registry.get(spec.model)
         return entry.native_size if entry is not None else 512
+
+    def size_multiple(self, spec: GenerationSpec) -> int:
+        """What the job's model needs its sides to be multiples of (8 for UNets, 16 for FLUX-style DiTs)."""
+        entry = self.models.registry.get(spec.model)
+        return families.family(entry.family).size_multiple if entry is not None else 8
 
 
 def _pass_size(spec: GenerationSpec, arguments: dict[str, Any]) -> tuple[int, int]:

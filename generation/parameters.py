@@ -5,6 +5,10 @@ Format (AUTOMATIC1111's infotext, which Civitai, A1111 and ComfyUI readers under
     a red fox
     Negative prompt: blurry
     Steps: 4, Sampler: Euler, CFG scale: 7, Seed: 42, Size: 64x64, Model: tiny, Version: sdbot 0.1.0
+
+A flow-matching family's pictures add what Forge writes for them (`Schedule type: Simple`; for
+FLUX.1's distilled guidance `CFG scale: 1, Distilled CFG Scale: 3.5`) and `Model family`; the
+family is the spec's, described by generation.models.families (torch-free).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import re
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from generation.models import families
 from generation.spec import GenerationSpec, mask_blur_sigma
 
 VERSION = "sdbot 0.1.0"
@@ -71,13 +76,23 @@ def infotext(
     which frame of a clip this is (its clip fields follow: frames, fps, motion, schedules)."""
     width, height = size or (spec.width, spec.height)
     fields: list[tuple[str, object]] = []
+    family = families.family(spec.family) if families.is_family(spec.family) else None
     if spec.diffusion:
-        fields += [("Steps", spec.steps), ("Sampler", spec.sampler), ("CFG scale", _number(spec.cfg)), ("Seed", seed)]
+        fields += [("Steps", spec.steps), ("Sampler", spec.sampler)]
+        if family is not None and family.flow_matching:
+            fields.append(("Schedule type", "Simple"))  # Forge's name for a flow model's own sigma schedule
+        if family is not None and family.guidance == "distilled":  # as Forge writes FLUX.1's guidance
+            fields += [("CFG scale", 1), ("Distilled CFG Scale", _number(spec.cfg))]
+        else:
+            fields.append(("CFG scale", _number(spec.cfg)))
+        fields.append(("Seed", seed))
     fields.append(("Size", f"{width}x{height}"))
     if model_hash:
         fields.append(("Model hash", model_hash))
     if spec.diffusion:
         fields.append(("Model", spec.model))
+        if family is not None and family.denoiser != "unet":
+            fields.append(("Model family", family.label))
     if spec.clip_skip and spec.clip_skip > 1 and spec.diffusion:
         fields.append(("Clip skip", spec.clip_skip))
     if spec.vae and spec.diffusion:

@@ -170,6 +170,9 @@ class GenerationSpec(Spec):
     prompt: str
     negative_prompt: str = ""
     model: str
+    # The model's family when the job was made (generation.models.families: sd1, flux, ...), for
+    # the parameters people read; None in jobs made before families were recorded.
+    family: str | None = None
     width: int = Field(gt=0)
     height: int = Field(gt=0)
     steps: int = Field(gt=0)
@@ -221,7 +224,7 @@ class GenerationSpec(Spec):
     loras: tuple[AssetRef, ...] = ()
     embeddings: tuple[AssetRef, ...] = ()
     # LoRAs and embeddings the prompt named that were left out because they don't fit the model,
-    # one line each (commands.jobs.asset_use): said when the job is queued and again with its result.
+    # one line each (commands.jobs.model_fit): said when the job is queued and again with its result.
     skipped: tuple[str, ...] = ()
     # --- ControlNet units (several: multi-ControlNet) and how they weigh against the prompt ---
     controls: tuple[ControlRef, ...] = ()

@@ -649,6 +649,7 @@ def test_the_module_is_torch_free() -> None:
     allowed = {
         "__future__",
         "hashlib",
+        "math",
         "json",
         "re",
         "struct",
@@ -662,12 +663,27 @@ def test_the_module_is_torch_free() -> None:
         "generation.errors",
         "generation.assets.safetensors_header",
         "generation.assets.fit",
+        "generation.assets.dit_loras",
+        "generation.models",  # its tiny_config (from generation.models import tiny_config)
         "generation.models.shapes",
+        "generation.models.dit_shapes",
+        "generation.models.tiny_config",
     }
-    for module in ("assets/files.py", "assets/safetensors_header.py", "assets/fit.py", "models/shapes.py"):
+    modules = (
+        "assets/files.py",
+        "assets/safetensors_header.py",
+        "assets/fit.py",
+        "assets/dit_loras.py",
+        "models/shapes.py",
+        "models/dit_shapes.py",
+    )
+    for module in modules:
         tree = ast.parse((ROOT / "generation" / module).read_text())
         imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
         imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
         assert imported <= allowed, (module, imported - allowed)
-    code = "import sys, generation.assets.files, generation.models.shapes; sys.exit('torch' in sys.modules or 'safetensors' in sys.modules)"
+    code = (
+        "import sys, generation.assets.files, generation.models.shapes, generation.models.dit_shapes; "
+        "generation.models.dit_shapes.tiny_shapes('tiny-flux'); sys.exit('torch' in sys.modules or 'safetensors' in sys.modules)"
+    )
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=False).returncode == 0

@@ -142,7 +142,7 @@ def test_embeddings_fit_by_their_vector_widths(tiny: ModelShapes, xl: ModelShape
     [
         ({"modelspec.architecture": "stable-diffusion-xl-v1-base/lora"}, "sdxl", "modelspec.architecture"),
         ({"modelspec.architecture": "stable-diffusion-v2-768-v/lora", "ss_base_model_version": "sd_v1"}, "sd2", "modelspec.architecture"),
-        ({"modelspec.architecture": "flux-1-dev/lora"}, None, "modelspec.architecture"),
+        ({"modelspec.architecture": "flux-1-dev/lora"}, "flux", "modelspec.architecture"),
         ({"ss_base_model_version": "sdxl_base_v1-0"}, "sdxl", "ss_base_model_version"),
         ({"ss_base_model_version": "sd_v1"}, "sd1", "ss_base_model_version"),
         ({"ss_v2": "True"}, "sd2", "ss_v2"),

@@ -25,7 +25,7 @@ PACKAGES = ("bot", "commands", "generation", "storage", "config", "runtime")
 ENGINE_RULES = {
     "generation.errors": set(),
     "generation.spec": {"generation.prompts"},  # the wildcard picks per image (torch-free)
-    "generation.parameters": {"generation.spec", "generation.prompts"},
+    "generation.parameters": {"generation.spec", "generation.prompts", "generation.models"},  # models: the families, torch-free
     "generation.prompts": {"generation.spec", "generation.errors"},
     "generation.models": {"generation.errors"},
     "generation.assets": {"generation.spec", "generation.errors", "generation.prompts", "generation.models"},
@@ -78,6 +78,8 @@ TORCH_FREE = [
     "generation.prompts.schedule",
     "generation.prompts.weights",
     "generation.models.samplers",
+    "generation.models.families",
+    "generation.prompts.plain",
     "generation.models.files",
     "generation.models.shapes",
     "generation.models.hf_source",

@@ -76,8 +76,9 @@ async def test_an_admin_adds_and_removes_models_and_other_processes_follow(
         listing = await say(other, "/models", user="bob")  # the other process's chat, at its next request
         # Both are tiny's weights: described by their dimensions; civitai's LDM keys name its layout.
         dimensions = "(32-wide text features, a 32-wide text encoder, UNet 32–64 channels), 64px native"
-        assert f"• second — a custom model {dimensions}: a copy of tiny" in listing.text, listing.text
-        assert f"• civitai — SD 1.x layout at a non-standard size {dimensions}" in listing.text
+        # with what their files take on disk (what they need in memory at that precision)
+        assert f"• second — a custom model {dimensions}, 16 MB of weights: a copy of tiny" in listing.text, listing.text
+        assert f"• civitai — SD 1.x layout at a non-standard size {dimensions}, 16 MB of weights" in listing.text
         assert "added in chat" not in listing.text
         assert "(added in chat)" in (await say(bot, "/models")).text  # admins see which they may remove
 
@@ -126,9 +127,12 @@ async def test_what_admins_may_not_add_or_remove(bot: Bot, settings, tiny_folder
     lora.write_bytes(raw_file({"lora_unet_down.lora_down.weight": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4))
     not_pipeline = tmp_path / "folder"
     not_pipeline.mkdir()
-    flux = tmp_path / "flux"
+    flux = tmp_path / "flux"  # a FLUX.1 folder without its transformer's weights
     flux.mkdir()
     (flux / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
+    wan = tmp_path / "wan"  # a family not on the family layer yet
+    wan.mkdir()
+    (wan / "model_index.json").write_text(json.dumps({"_class_name": "WanPipeline"}))
     pickled_weights = tmp_path / "pickled"
     shutil.copytree(tiny_folder, pickled_weights)
     for weights in (pickled_weights / "unet").glob("*.safetensors"):
@@ -140,14 +144,15 @@ async def test_what_admins_may_not_add_or_remove(bot: Bot, settings, tiny_folder
         "/model add second": "/model add NAME SOURCE",
         "/model add second /no/such/folder": "There is no folder",
         f"/model add second {not_pipeline}": "no readable model_index.json",
-        f"/model add second {flux}": "FluxPipeline",
+        f"/model add second {flux}": "no transformer weights",
+        f"/model add second {wan}": "is a Wan model (WanPipeline); sdbot runs SD 1.x, SD 2.x, SDXL, FLUX.1 and Chroma models",
         f"/model add second {pickled_weights}": "only pickle weights",
         f"/model add second {pickle_file} --config {tiny_folder}": "pickle",
         f"/model add second {renamed} --config {tiny_folder}": "pickle renamed",
         f"/model add second {lora} --config {tiny_folder}": "/lora upload",
         f"/model add second {tiny_folder} --size 63": "--size 63",
         f"/model add second {tiny_folder} --config {tiny_folder}": "only for a single .safetensors",
-        f"/model add second {tiny_folder} --arch sd3": "sd1, sd2 or sdxl",
+        f"/model add second {tiny_folder} --arch sd3": "use sd1, sd2, sdxl, flux, chroma",
         f"/model add second {tiny_folder} --vae nope": "--vae nope",
         f"/model add second {tiny_folder} --frobnicate": "--frobnicate",
         "/model add second not/cached": "HF_HUB_OFFLINE",  # the tests run offline

@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load, save
 
-from commands.jobs.asset_use import fit_problem
+from commands.jobs.model_fit import fit_problem
 from config import ModelEntry, ModelRegistry
 from generation.assets.adapters import model_architecture
 from generation.assets.files import inspect_asset, metadata_hints

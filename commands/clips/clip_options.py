@@ -18,7 +18,8 @@ from commands.jobs.options import ImagineOptions, InitImage, read_options
 from commands.jobs.options import drawing_options as drawing_options_named
 from commands.jobs.sources import fit_frame
 from config import Settings
-from config.models import ARCHITECTURE_NAMES, ModelEntry
+from config.models import ARCHITECTURE_NAMES, TINY, ModelEntry
+from generation.models import families
 from generation.spec import CameraRef, ClipSpec, GenerationSpec
 
 TINY_MOTION = "tiny"  # the built-in motion adapter of the tiny model
@@ -97,8 +98,11 @@ def motion_and_cameras(ctx: Context, model: ModelEntry, values: dict[str, str]) 
     """The motion adapter (by `--motion` or the first that fits the model) and camera LoRAs."""
     adapters = ctx.settings.motion_adapters
     family = model.family
+    why = families.family(family).why_not("animate")
+    if why is not None:
+        raise UserError(f"Clips can't be drawn with `{model.display_name}`: {why}. Pick an SD 1.x or SDXL model with `--model`.")
     wanted = (values.get("motion") or "").strip()
-    tiny = model.kind == "tiny"
+    tiny = model.source == TINY
     if tiny:
         if wanted and wanted.lower() != TINY_MOTION:
             raise UserError(f"On the `{model.display_name}` model only the built-in `{TINY_MOTION}` motion adapter works.")
@@ -131,7 +135,7 @@ def motion_and_cameras(ctx: Context, model: ModelEntry, values: dict[str, str]) 
 def camera_refs(ctx: Context, model: ModelEntry, text: str | None) -> tuple[CameraRef, ...]:
     if text is None:
         return ()
-    known = {name.lower(): name for name in (TINY_CAMERAS if model.kind == "tiny" else ctx.settings.motion_loras)}
+    known = {name.lower(): name for name in (TINY_CAMERAS if model.source == TINY else ctx.settings.motion_loras)}
     problems: list[str] = []
     cameras: list[CameraRef] = []
     for item in (part.strip() for part in text.split(",") if part.strip()):
@@ -146,8 +150,9 @@ def camera_refs(ctx: Context, model: ModelEntry, text: str | None) -> tuple[Came
         cameras.append(CameraRef(name=known[name.lower()], weight=weight if weight is not None else 1.0))
     if not cameras and not problems:
         problems.append("`--camera` needs a name, e.g. `--camera zoom-in:0.8`.")
-    if model.family == "sdxl" and cameras:
-        problems.append("Camera moves are motion LoRAs for SD 1.x motion adapters; they don't work on SDXL models.")
+    why = families.family(model.family).why_not("camera_moves")
+    if why is not None and cameras:
+        problems.append(f"{why[0].upper()}{why[1:]}.")
     if len(cameras) > MAX_CAMERAS:
         problems.append(f"Use at most {MAX_CAMERAS} camera moves at once; you gave {len(cameras)}.")
     raise_problems(problems)

@@ -36,6 +36,7 @@ from commands.jobs.options import ImagineOptions
 from commands.jobs.sources import ClipSource, find_clip, require_clip
 from commands.jobs.submit import submit
 from generation.animation.keyframes import parse_prompt_schedule
+from generation.models.families import family
 from generation.spec import ClipSpec, GenerationSpec
 
 PROMPT = Option("prompt", "text", "What to make of it (and --options)", positional=True, rest=True, required=True)
@@ -79,11 +80,9 @@ async def queue_video2video(
 
     def shape(spec: GenerationSpec, notes: list[str]) -> GenerationSpec:
         model = model_entry(ctx, spec)
-        if model.family == "sdxl":
-            raise UserError(
-                f"Video to video runs on SD 1.x models; `{model.display_name}` is SDXL (diffusers has no SDXL AnimateDiff "
-                "video-to-video). Add `--model` with an SD 1.x model."
-            )
+        why = family(model.family).why_not("video2video")
+        if why is not None:
+            raise UserError(f"Video to video can't use `{model.display_name}` ({model.family_label}): {why}.")
         values = dict(clip_values)
         if base is not None and base.clip is not None and "motion" not in values and base.clip.motion:
             values.setdefault("motion", base.clip.motion)

@@ -4,8 +4,9 @@
 - `sources`: the picture or clip a request starts from (an attachment, or the bot's message it
   replies to), found with one lookup;
 - `admission`: roles, quotas and a chat's own rules, checked before anything is queued;
-- `asset_use`, `prompt_features`: LoRAs/embeddings resolved as the person asking, styles,
-  wildcards and regions;
+- `model_fit`: LoRAs/embeddings resolved as the person asking and fitted to the model, and what
+  the model's family can't do refused before queueing;
+- `prompt_features`: styles, wildcards and regions;
 - `submit`: the one way a spec becomes a queued job (with its status reply);
 - `job_view`: a stored job read back (its spec, maps, candidates, picture files);
 - `render`, `training_text`: how jobs read in chat (status, captions, buttons);

@@ -21,6 +21,7 @@ from commands.frame.errors import UserError
 from commands.frame.numbers import check_number, options_first, quoted, read_float
 from commands.frame.parser import flag_name
 from config import ModelRegistry, Settings
+from generation.models.families import Family, family
 from generation.models.samplers import find_sampler, sampler_names, unavailable_reason
 from generation.spec import GenerationSpec
 
@@ -28,12 +29,19 @@ MAX_STYLES_PER_JOB = 5
 MAX_LORA_WEIGHT = 5.0  # A1111 takes any weight; past ±5 a LoRA only burns the picture
 MAX_ASPECT = 4.0  # widest --ar accepted, either way (4:1 .. 1:4)
 MAX_SEED = 2**32 - 1
+SD_ONLY = "SD 1.x/2.x and SDXL models"  # what the options FLUX.1 and Chroma refuse apply to
 MAX_CLIP_SKIP = 12  # CLIP's text encoders have 12 layers (SD 1.x; SDXL's second has more, A1111 caps the same)
 
 # The drawing options of /imagine, declared once; other drawing commands take a selection of them
 # (`drawing_options`). The checks that need more than bounds are `_Checker`'s methods of their name.
 NEGATIVE = Option(
-    "no", "text", "What to leave out (negative prompt)", aliases=("neg", "negative"), example="blurry, text", slash="negative"
+    "no",
+    "text",
+    "What to leave out (negative prompt)",
+    aliases=("neg", "negative"),
+    example="blurry, text",
+    slash="negative",
+    applies="not on FLUX.1 (guidance-distilled)",
 )
 ASPECT = Option(
     "ar", "text", "Aspect ratio W:H, from 1:4 to 4:1, e.g. 3:2 (not with --size)", aliases=("aspect",), example="3:2", slash="aspect"
@@ -57,6 +65,7 @@ CFG = Option(
     bounds=lambda s: (s.min_cfg, s.max_cfg),
     default=lambda s: s.default_cfg,
     example="7",
+    applies="on FLUX.1 the distilled guidance (default 3.5; none on schnell), on Chroma CFG 4 by default",
 )
 SAMPLER = Option(
     "sampler",
@@ -65,6 +74,7 @@ SAMPLER = Option(
     choices=lambda s: tuple(sampler_names()),
     default=lambda s: s.default_sampler,
     example="euler_a",
+    applies="FLUX.1 and Chroma draw with Euler (flow matching)",
 )
 COUNT = Option(
     "n", "int", "Pictures in the job", aliases=("batch",), bounds=lambda s: (1, s.max_batch), default=lambda s: s.default_n, example="4"
@@ -80,11 +90,18 @@ STRENGTH = Option(
     example="0.6",
     applies="with a picture to start from",
 )
-TILE = Option("tile", "switch", "A seamless texture (repeats without seams)", aliases=("tiling", "seamless"), default=False)
-CLIP_SKIP = Option(
-    "clip_skip", "int", "CLIP layers to skip from the end (A1111's count: 1 = the last)", bounds=(1, MAX_CLIP_SKIP), example="2"
+TILE = Option(
+    "tile", "switch", "A seamless texture (repeats without seams)", aliases=("tiling", "seamless"), default=False, applies=SD_ONLY
 )
-VAE = Option("vae", "text", "A configured VAE instead of the model's own", default="the model's", example="default")
+CLIP_SKIP = Option(
+    "clip_skip",
+    "int",
+    "CLIP layers to skip from the end (A1111's count: 1 = the last)",
+    bounds=(1, MAX_CLIP_SKIP),
+    example="2",
+    applies=SD_ONLY,
+)
+VAE = Option("vae", "text", "A configured VAE instead of the model's own", default="the model's", example="default", applies=SD_ONLY)
 STYLE = Option(
     "style",
     "text",
@@ -99,6 +116,7 @@ REGIONS = Option(
     "Regions: cols, rows, 1,2 or 1,2;1,1 — the prompt's parts split by BREAK",
     aliases=("region",),
     example="cols",
+    applies=SD_ONLY,
 )
 BASE_RATIO = Option(
     "base_ratio",
@@ -388,31 +406,33 @@ def _round8(value: float) -> int:
     return max(8, int(round(value / 8)) * 8)
 
 
-def fit_size(width: float, height: float, target_area: int, s: Settings) -> tuple[int, int]:
-    """Scale (width, height) to about `target_area` pixels within the limits, sides multiples of 8."""
+def fit_size(width: float, height: float, target_area: int, s: Settings, multiple: int = 8) -> tuple[int, int]:
+    """Scale (width, height) to about `target_area` pixels within the limits, sides multiples of
+    `multiple` (8; 16 for FLUX-style transformers: their model family's size rule)."""
     area = min(target_area, s.max_pixels)
     scale = math.sqrt(area / (width * height))
     w, h = width * scale, height * scale
-    # keep within side limits, then round down to multiples of 8 so the pixel limit still holds
+    # keep within side limits, then round down to multiples so the pixel limit still holds
     shrink = min(1.0, s.max_side / max(w, h))
     grow = max(1.0, s.min_side / min(w, h))
     w, h = w * shrink * grow, h * shrink * grow
-    w8, h8 = max(s.min_side, int(w) // 8 * 8), max(s.min_side, int(h) // 8 * 8)
-    while w8 * h8 > s.max_pixels and max(w8, h8) > s.min_side:
-        if w8 >= h8:
-            w8 -= 8
+    smallest = -(-s.min_side // multiple) * multiple
+    wm, hm = max(smallest, int(w) // multiple * multiple), max(smallest, int(h) // multiple * multiple)
+    while wm * hm > s.max_pixels and max(wm, hm) > smallest:
+        if wm >= hm:
+            wm -= multiple
         else:
-            h8 -= 8
-    return w8, h8
+            hm -= multiple
+    return wm, hm
 
 
-def picture_size(init: InitImage, native: int, s: Settings, notes: list[str]) -> tuple[int, int]:
+def picture_size(init: InitImage, native: int, s: Settings, notes: list[str], multiple: int = 8) -> tuple[int, int]:
     """The size a job that starts from a picture draws at: the picture's own, unless it breaks the
-    limits or is over 4x the model's native area; then its proportions at the native area, and a
-    note says so."""
+    limits, is over 4x the model's native area or is not in multiples the model draws; then its
+    proportions at (at most) the native area, and a note says so."""
     width, height = init.width, init.height
-    if size_problems(width, height, s) or width * height > native * native * 4:
-        width, height = fit_size(init.width, init.height, min(width * height, native * native), s)
+    if size_problems(width, height, s) or width * height > native * native * 4 or width % multiple or height % multiple:
+        width, height = fit_size(init.width, init.height, min(width * height, native * native), s, multiple)
         notes.append(f"Your {init.width}x{init.height} image is drawn at {width}x{height}.")
     return width, height
 
@@ -430,37 +450,61 @@ def build_spec(
     init: InitImage | None = None,
     base: GenerationSpec | None = None,
     require_prompt: bool = True,
+    inherited: ImagineOptions | None = None,
 ) -> tuple[GenerationSpec, list[str]]:
-    """Resolve defaults: the user's options, then `base` (the job being remixed or rerolled),
-    then the user's /settings, then the model's and the bot's defaults. Returns notes to show.
-    Edits of an image (`require_prompt=False`) may have no prompt."""
+    """Resolve defaults: the user's options, then `inherited` (settings read from a picture, for
+    "Imagine this"), then `base` (the job being remixed or rerolled), then the user's /settings,
+    then the model's and the bot's defaults. Returns notes to show. Edits of an image
+    (`require_prompt=False`) may have no prompt."""
     defaults = user_options(user_defaults, settings, registry)
     notes: list[str] = []
+    model = registry.get(_first("model", opts, inherited, base_options(base), defaults)) or registry.default
+    kind = family(model.family)
+    based = base_options(base)
+    base_entry = registry.get(base.model) if base is not None else None
+    if based is not None and base_entry is not None and base_entry.family != model.family:
+        # A remix on a model of another family: the old picture's sampler, guidance, steps and
+        # the like were that family's; this one draws with its own defaults.
+        based = ImagineOptions(n=based.n, model=based.model, negative=based.negative)
+        notes.append(f"Drawn with {kind.label}'s own sampler, guidance and steps (the picture was {base_entry.family_label}'s).")
 
     def pick(name: str, fallback: Any) -> Any:
-        for source in (opts, base_options(base), defaults):
+        """The request's value, else the picture's being remixed, else the user's /settings, else
+        `fallback`; a value not asked for in this request that the family can't use is passed
+        over, and a note says so."""
+        if getattr(opts, name, None) is not None:
+            return getattr(opts, name)
+        for source, whose in ((inherited, "the picture's"), (based, "the picture's"), (defaults, "your /settings")):
             value = getattr(source, name, None) if source is not None else None
-            if value is not None:
+            if value is None:
+                continue
+            why = _family_refuses(kind, model.guessed_variant, name, value, classic_cfg=source is not based)
+            if why is None:
                 return value
+            notes.append(f"{kind.label} {why}, so {whose} {_LABELS.get(name, name)} isn't used.")
         return fallback
 
-    model = registry.get(pick("model", None)) or registry.default
     native = model.native_size
+    multiple = kind.size_multiple
 
     if opts.size:
         width, height = opts.size
     elif opts.ar:
-        width, height = fit_size(opts.ar[0], opts.ar[1], native * native, settings)
+        width, height = fit_size(opts.ar[0], opts.ar[1], native * native, settings, multiple)
     elif init is not None:
-        width, height = picture_size(init, native, settings, notes)
-    elif base is not None:
+        width, height = picture_size(init, native, settings, notes, multiple)
+    elif base is not None and base.width % multiple == 0 and base.height % multiple == 0:
         width, height = base.width, base.height
-    elif defaults.size:
+    elif base is not None:
+        width, height = fit_size(base.width, base.height, base.width * base.height, settings, multiple)
+    elif defaults.size and defaults.size[0] % multiple == 0 and defaults.size[1] % multiple == 0:
         width, height = defaults.size
-    elif defaults.ar:
-        width, height = fit_size(defaults.ar[0], defaults.ar[1], native * native, settings)
+    elif defaults.size or defaults.ar:
+        ratio = defaults.size or defaults.ar
+        assert ratio is not None
+        width, height = fit_size(ratio[0], ratio[1], native * native, settings, multiple)
     else:
-        width, height = fit_size(native, native, native * native, settings)
+        width, height = fit_size(native, native, native * native, settings, multiple)
 
     steps = pick("steps", settings.steps_for(model))
     strength = None
@@ -480,11 +524,12 @@ def build_spec(
         prompt=opts.prompt or (base.prompt if base else ""),
         negative_prompt=pick("negative", None) or "",
         model=model.display_name,
+        family=model.family,
         width=width,
         height=height,
         steps=steps,
-        cfg=pick("cfg", settings.default_cfg),
-        sampler=pick("sampler", None) or find_sampler(settings.default_sampler).name,  # type: ignore[union-attr]
+        cfg=pick("cfg", settings.cfg_for(model)),
+        sampler=pick("sampler", None) or _sampler_name(settings.sampler_for(model)),
         seed=opts.seed if opts.seed is not None else new_seed(),
         n=pick("n", settings.default_n),
         strength=strength,
@@ -506,6 +551,39 @@ def build_spec(
             )
         raise UserError("Tell me what to draw, e.g. `/imagine a red fox in the snow --ar 3:2` (the prompt first, then the options).")
     return spec, notes
+
+
+_LABELS = {"negative": "negative prompt", "clip_skip": "clip skip", "cfg": "--cfg", "vae": "VAE", "tile": "tiling"}
+# Options whose saved or inherited value a family may refuse (commands.jobs.model_fit refuses them when asked for).
+_FEATURE_OF = {"negative": "negative", "clip_skip": "clip_skip", "vae": "vae", "tile": "tile", "regions": "regions", "cfg": "cfg"}
+
+
+def _first(name: str, *sources: ImagineOptions | None) -> Any:
+    return next((value for source in sources if source is not None and (value := getattr(source, name, None)) is not None), None)
+
+
+def _family_refuses(kind: Family, variant: str | None, name: str, value: Any, *, classic_cfg: bool) -> str | None:
+    """Why the family can't use `value` for option `name`, in a few words; None when it can.
+    `classic_cfg`: the value, if a CFG, is classifier-free guidance (saved in /settings, or read
+    from another tool's picture); a family whose --cfg means something else (FLUX.1's distilled
+    guidance) keeps its own. A picture of the same family being remixed keeps its own guidance."""
+    if name == "cfg" and value == kind.variant(variant).cfg:
+        return None  # what the model draws with anyway (schnell's 0: no guidance)
+    if name == "sampler" and kind.flow_matching and value not in kind.samplers:
+        return f"draws with flow matching ({', '.join(kind.samplers)})"
+    if name == "cfg" and kind.guidance != "cfg" and classic_cfg:
+        return "has its own guidance scale"
+    if name in ("vae", "regions") and value in ("default", "off"):
+        return None
+    feature = _FEATURE_OF.get(name)
+    if feature is not None and kind.why_not(feature, variant) is not None:
+        return "can't use it"
+    return None
+
+
+def _sampler_name(name: str) -> str:
+    found = find_sampler(name)
+    return found.name if found is not None else name
 
 
 def _vae_name(chosen: str | None, model_vae: str | None) -> str | None:

@@ -1,5 +1,5 @@
 """What a prompt's features do to a job before it is queued: styles, wildcards, regions, and the
-uploaded LoRAs and embeddings it names (`commands.jobs.asset_use`).
+uploaded LoRAs and embeddings it names (`commands.jobs.model_fit`).
 
 Called by `commands.jobs.submit` inside the job's transaction, after the options are resolved:
 1. styles (`--style a,b`): their templates wrap the prompt and negative, in order (A1111's rule);
@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands.frame.context import Context
 from commands.frame.errors import UserError
-from commands.jobs.asset_use import resolve_assets
+from commands.jobs.model_fit import resolve_assets
 from commands.jobs.options import ImagineOptions
 from config.styles import Style, StyleError, apply_styles, load_builtin_styles, load_styles_file
 from generation.control.catalog import refit

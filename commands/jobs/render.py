@@ -13,6 +13,7 @@ from commands.frame.words import short, size_text  # noqa: F401 - render.short a
 from commands.jobs import training_text
 from commands.jobs.job_view import candidates_of, image_base, picked, result_of, spec_of
 from generation.animation.keyframes import ScheduleError, parse_prompt_schedule
+from generation.models import families
 from generation.spec import CLIP_KINDS, TEXT_KINDS, GenerationSpec
 from storage.tables import Job, JobStatus
 
@@ -82,6 +83,14 @@ def clip_line(spec: GenerationSpec) -> str:
     return " · ".join(parts)
 
 
+def guidance_text(spec: GenerationSpec) -> str:
+    """ "CFG 7"; "guidance 3.5" for a guidance-distilled family (FLUX.1), whose number is not CFG."""
+    family = families.family(spec.family) if families.is_family(spec.family) else None
+    if family is not None and family.guidance == "distilled":
+        return f"guidance {spec.cfg:g}" if spec.cfg else "no guidance"
+    return f"CFG {spec.cfg:g}"
+
+
 def settings_line(spec: GenerationSpec) -> str:
     if spec.kind in TEXT_KINDS:
         return f"seed {spec.seed}" if spec.kind == "enhance" else f"{spec.width}x{spec.height}"
@@ -89,7 +98,7 @@ def settings_line(spec: GenerationSpec) -> str:
         if spec.clip is not None:
             return " · ".join(part for part in (clip_line(spec), f"{spec.width}x{spec.height}", spec.upscaler) if part)
         return " · ".join(part for part in (f"{spec.width}x{spec.height}", spec.upscaler, spec.face_model) if part)
-    parts = [f"{spec.width}x{spec.height}", f"{spec.steps} steps", spec.sampler, f"CFG {spec.cfg:g}"]
+    parts = [f"{spec.width}x{spec.height}", f"{spec.steps} steps", spec.sampler, guidance_text(spec)]
     if spec.n > 1:
         parts.append(f"seeds {spec.seed}–{spec.seed + spec.n - 1}")
     else:

@@ -12,12 +12,13 @@ from collections.abc import Callable, Sequence
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands.frame.context import Context
+from commands.frame.errors import UserError
 from commands.frame.images import decode_upload
 from commands.frame.offload import offload
 from commands.frame.types import Attachment, MessageTarget, Reply, Request
 from commands.jobs import render
 from commands.jobs.admission import asker, check_job, check_room
-from commands.jobs.asset_use import require_usable
+from commands.jobs.model_fit import check_family, require_usable
 from commands.jobs.options import ImagineOptions, InitImage, build_spec
 from commands.jobs.prompt_features import apply_prompt_features
 from generation.spec import GenerationSpec
@@ -48,10 +49,13 @@ async def submit(
     shape: Callable[[GenerationSpec, list[str]], GenerationSpec] | None = None,
     extra_blobs: Sequence[tuple[InitImage, int]] = (),
     notes: Sequence[str] = (),
+    inherited: ImagineOptions | None = None,
 ) -> list[Reply]:
     """Queue a job. `shape` turns the resolved spec into another kind of job (an upscale, an
     inpaint: `commands.pictures.edits`), checking its own limits and adding notes; `extra_blobs` are
-    further uploads the job reads (an inpaint mask); `notes` are shown with "queued"."""
+    further uploads the job reads (an inpaint mask); `notes` are shown with "queued"; `inherited`
+    are settings read from a picture (they give way, with a note, where the model's family can't
+    use them)."""
     async with ctx.db.transaction() as session:
         user = await asker(session, request)
         spec, built_notes = build_spec(
@@ -62,6 +66,7 @@ async def submit(
             init=init,
             base=base,
             require_prompt=shape is None,
+            inherited=inherited,
         )
         notes = [*built_notes, *notes]
         if shape is not None:
@@ -110,6 +115,9 @@ async def _enqueue(
     """The asset rights, the quota checks and the job row, in the caller's transaction; the
     "queued" reply."""
     await require_usable(session, user.id, spec)
+    problems = check_family(ctx.registry, spec)
+    if problems:
+        raise UserError(*problems)
     await check_room(ctx, session, request, user)
     job = await queue.enqueue(
         session,

@@ -19,8 +19,8 @@ from commands.frame.offload import offload
 from commands.frame.types import DocumentFile, Reply, Request
 from commands.jobs import render
 from commands.jobs.admission import asker
-from commands.jobs.asset_use import KIND_LABELS as KINDS
-from commands.jobs.asset_use import fit_problem, stored_misfit
+from commands.jobs.model_fit import KIND_LABELS as KINDS
+from commands.jobs.model_fit import fit_problem, stored_misfit
 from config.models import ARCHITECTURE_NAMES
 from generation.assets.files import (
     AssetError,
@@ -28,7 +28,7 @@ from generation.assets.files import (
     safe_name_from_filename,
     valid_asset_name,
 )
-from generation.assets.fit import claim_note
+from generation.assets.fit import claim_note, left_out
 from generation.assets.safetensors_header import addnet_hash
 from generation.models.files import describe_model, model_shapes
 from storage import assets, queue
@@ -114,7 +114,13 @@ async def _upload(ctx: Context, request: Request, kind: str, name: str | None) -
     shapes = model_shapes(model)
     words = describe_model(model)
     lines = [f"Saved the {label} `{asset.name}`, private to you.", _describe(asset)]
-    if shapes is not None:
+    dropped = left_out(info.layers, shapes) if shapes is not None and info.kind == "lora" else []
+    if dropped:
+        lines.append(
+            f"It fits your model `{model.display_name}` ({words}): {len(dropped)} of its {len(info.layers)} layers are FLUX.1 "
+            f"layers this model doesn't have (such as `{dropped[0]}`), and are left out; the others are there, with their shapes."
+        )
+    elif shapes is not None:
         lines.append(f"It fits your model `{model.display_name}` ({words}): every layer it changes is there, with its shape.")
     note = claim_note(
         info.claim,

@@ -1,14 +1,16 @@
 """/models and /model: the models, choosing your default, and (admins) adding and removing models.
 
-    /models                      every model with its architecture (LoRAs and embeddings must match it)
+    /models                      every model with its family (LoRAs and embeddings must match it), its size
+                                 on disk and what its family can't serve
     /model NAME                  your default model (the same as `/settings --model NAME`)
     /model                       which one is yours
-    /model add NAME SOURCE [--config C] [--arch sd1|sd2|sdxl] [--size N] [--clip-skip N]
+    /model add NAME SOURCE [--config C] [--arch sd1|sd2|sdxl|flux|chroma] [--size N] [--clip-skip N]
                                [--vae V] [--description TEXT]                        (admins)
     /model remove NAME [--force]                                                       (admins)
 
-SOURCE is a diffusers folder, a Hub id, or a single-file .safetensors checkpoint (with --config:
-a diffusers folder or Hub id holding its component configs, so nothing is fetched). Added models
+SOURCE is a diffusers folder, a Hub id, a single-file .safetensors checkpoint (with --config:
+a diffusers folder or Hub id holding its component configs, so nothing is fetched), or a FLUX.1 /
+Chroma transformer file (.safetensors or .gguf, with --config: the folder of the rest). Added models
 live in the database and reach every bot and worker process at its next request or job
 (`storage.model_library.sync`); models from the settings cannot be removed in chat.
 """
@@ -28,8 +30,9 @@ from commands.frame.parser import Flags, flag_name
 from commands.frame.types import Reply, Request
 from commands.jobs.admission import asker
 from commands.jobs.options import MAX_CLIP_SKIP
-from config.models import ARCHITECTURE_NAMES, ModelEntry, source_kind
-from generation.models.files import ModelSourceError, describe_model, inspect_model_source, model_shapes
+from config.models import ARCHITECTURE_NAMES, ModelEntry, ModelRegistry, source_kind
+from generation.models.families import FAMILIES, family
+from generation.models.files import ModelSourceError, describe_model, inspect_model_source, model_shapes, weights_bytes
 from storage import audit, model_library
 
 VERBS = ("add", "remove")
@@ -47,9 +50,9 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "architecture",
         "choice",
-        "With add: the model's architecture",
-        aliases=("arch",),
-        choices=("sd1", "sd2", "sdxl"),
+        "With add: the model's family",
+        aliases=("arch", "family"),
+        choices=tuple(f.id for f in FAMILIES),
         default="read from the files",
     ),
     SIZE,
@@ -72,14 +75,68 @@ async def list_models(ctx: Context, request: Request, args: str) -> list[Reply]:
         if admin and ctx.registry.is_added(entry.display_name):
             marks.append("added in chat")
         line = f"• {entry.display_name} — {describe_model(entry)}, {entry.native_size}px native"
+        size = weights_bytes(entry)
+        if size:
+            line += f", {size / 1024**3:.1f} GB of weights" if size >= 100 * 1024**2 else f", {size / 1024**2:.0f} MB of weights"
         if marks:
             line += f" ({', '.join(marks)})"
         if entry.description:
             line += f": {entry.description}"
         lines.append(line)
+        if (missing := not_served(entry)) is not None:
+            lines.append(f"  not with this model: {missing}")
     if admin:
         lines.append("Admins: `/model add NAME SOURCE` and `/model remove NAME`.")
     return [Reply("\n".join(lines))]
+
+
+# What a family may lack, as /models says it (generation.models.families.FEATURES).
+SERVED = {
+    "negative": "--no",
+    "lora": "LoRAs",
+    "embeddings": "embeddings",
+    "controlnet": "/control",
+    "regions": "--regions",
+    "tile": "--tile",
+    "clip_skip": "--clip-skip",
+    "vae": "--vae",
+    "prompt_weights": "(word:1.3) weights",
+    "prompt_editing": "prompt editing",
+    "break": "BREAK",
+    "latent_upscale": "latent upscale",
+    "animate": "/animate",
+    "deforum": "/deforum",
+    "train": "/train",
+}
+
+
+def not_served(entry: ModelEntry) -> str | None:
+    """The commands and options the model's family can't serve, for /models; None when it serves all."""
+    found = family(entry.family)
+    missing = [label for feature, label in SERVED.items() if not found.supports(feature, entry.guessed_variant)]
+    if found.flow_matching:
+        missing.append(f"samplers other than {', '.join(found.samplers)}")
+    return ", ".join(missing) if missing else None
+
+
+def family_lines(registry: ModelRegistry) -> list[str]:
+    """One line per model family among the models here: which models, its samplers and guidance,
+    its size rule, and what it can't serve (for /help)."""
+    by_family: dict[str, list[ModelEntry]] = {}
+    for entry in registry:
+        by_family.setdefault(entry.family, []).append(entry)
+    lines = []
+    for family_id, entries in by_family.items():
+        found = family(family_id)
+        names = ", ".join(entry.display_name for entry in entries)
+        facts = [f"samplers {', '.join(found.samplers)}" if found.flow_matching else "every sampler"]
+        if found.guidance == "distilled":
+            facts.append("--cfg is its distilled guidance")
+        facts.append(f"sizes in multiples of {found.size_multiple}, {found.native_size}px native")
+        missing = not_served(entries[0])
+        line = f"{found.label} ({names}): {'; '.join(facts)}"
+        lines.append(line + (f"; not with it: {missing}" if missing else ""))
+    return lines
 
 
 async def model_command(ctx: Context, request: Request, args: str) -> list[Reply]:
@@ -127,6 +184,7 @@ async def add_model(ctx: Context, request: Request, args: str) -> list[Reply]:
         raise UserError(f"`--arch {given}` does not match the files, which are {ARCHITECTURE_NAMES[facts.architecture]}. Leave out --arch.")
     values.setdefault("architecture", facts.architecture)
     values.setdefault("size", facts.size)
+    values.setdefault("variant", facts.variant)
     try:
         entry = ModelEntry(source=source, name=name, **{k: v for k, v in values.items() if v is not None})
     except ValidationError as error:
@@ -222,9 +280,10 @@ def _entry_values(ctx: Context, flags: Flags, problems: list[str]) -> dict[str, 
             values[key] = str(given[key]).strip() or None
     if "architecture" in given:
         arch = str(given["architecture"]).lower().replace(".x", "").replace(" ", "")
-        arch = {"sd15": "sd1", "sd1": "sd1", "sd2": "sd2", "sd21": "sd2", "sdxl": "sdxl", "xl": "sdxl"}.get(arch)
-        if arch is None:
-            problems.append(f"`--arch {given['architecture']}`: use sd1, sd2 or sdxl.")
+        arch = {"sd15": "sd1", "sd21": "sd2", "xl": "sdxl", "flux1": "flux"}.get(arch, arch)
+        if arch not in {f.id for f in FAMILIES}:
+            problems.append(f"`--arch {given['architecture']}`: use {', '.join(f.id for f in FAMILIES)}.")
+            arch = None
         values["architecture"] = arch
     for option in (SIZE, CLIP_SKIP):
         if option.name in given:

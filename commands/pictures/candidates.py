@@ -15,7 +15,7 @@ from commands.frame.errors import UserError
 from commands.frame.types import Reply, Request
 from commands.jobs import job_view
 from commands.jobs.admission import asker
-from commands.jobs.options import read_options
+from commands.jobs.options import ImagineOptions, read_options
 from commands.jobs.submit import queue_spec, submit
 from generation.prompts.lora_tags import parse_lora_tags
 from generation.spec import GenerationSpec
@@ -35,14 +35,17 @@ async def imagine_candidate(ctx: Context, request: Request, job: Job, index: int
     if candidate.negative:
         raw["no"] = candidate.negative
     prompt, notes = await _without_missing_loras(ctx, request, candidate.prompt)
-    opts = read_options(raw, ctx.settings, ctx.registry, prompt=prompt)
-    return await submit(ctx, request, opts, parent=(job.id, None), notes=notes)
+    read = read_options(raw, ctx.settings, ctx.registry, prompt=prompt)
+    # The picture's model, size and seed as asked; its sampler, guidance and the like as what the
+    # picture had, which give way (with a note) where this model's family can't use them.
+    opts = ImagineOptions(prompt=read.prompt, model=read.model, size=read.size, ar=read.ar, seed=read.seed, n=read.n)
+    return await submit(ctx, request, opts, parent=(job.id, None), notes=notes, inherited=read)
 
 
 async def _without_missing_loras(ctx: Context, request: Request, prompt: str) -> tuple[str, list[str]]:
     """A prompt read from someone's picture names LoRAs the presser may not have (Civitai
     prompts mostly do): draw without those, as A1111 does with a missing LoRA, and say so. A
-    prompt the user types themselves is refused instead (`commands.jobs.asset_use`)."""
+    prompt the user types themselves is refused instead (`commands.jobs.model_fit`)."""
     try:
         tagged = parse_lora_tags(prompt)
     except ValueError:

@@ -28,6 +28,7 @@ from commands.jobs.sources import Source, find_source
 from commands.jobs.submit import submit
 from generation.control.catalog import NEEDS, PREPROCESSORS, choose_controlnet, control_type, preprocessor_for
 from generation.control.qr import QRTextError, make_code
+from generation.models.families import family
 from generation.spec import CONTROL_TYPES, ControlRef, GenerationSpec
 
 MAX_CONTROLS = 3  # ControlNet units in one job
@@ -170,6 +171,9 @@ async def _queue_control(
 
     def shape(spec: GenerationSpec, notes: list[str]) -> GenerationSpec:
         model = ctx.registry.get(spec.model) or ctx.registry.default
+        why = family(model.family).why_not("controlnet")
+        if why is not None:
+            raise UserError(f"ControlNet can't be used with `{model.display_name}`: {why}. Pick an SD model with `--model`.")
         refs, refused = [], []
         for index, (unit_type, unit_weight, preprocessor) in enumerate(checked):
             try:  # `--control-model` names the first control's ControlNet; the others take their type's

@@ -23,6 +23,7 @@ from commands.frame.types import Reply, Request
 from commands.jobs.options import ImagineOptions, InitImage, drawing_options, read_options
 from commands.jobs.sources import Source, find_source
 from commands.jobs.submit import submit
+from generation.models.families import family
 from generation.spec import OUTPAINT_MASK_BLUR, UPSCALE_METHODS, GenerationSpec
 
 # Image-relative options accepted by every edit that draws (they tune the diffusion model).
@@ -212,7 +213,7 @@ def vary_edit(ctx: Context, how: str, opts: ImagineOptions) -> Edit:
 def zoom_edit(ctx: Context, factor: float, opts: ImagineOptions) -> Edit:
     def shape(ctx: Context, spec: GenerationSpec, init: InitImage, notes: list[str]) -> dict[str, Any]:
         grow = lambda side: side * factor  # noqa: E731
-        return _canvas(ctx, init, grow(init.width), grow(init.height), "center", notes) | {
+        return _canvas(ctx, spec, init, grow(init.width), grow(init.height), "center", notes) | {
             "strength": _strength(opts, ctx.settings.outpaint_strength),
             "mask_blur": OUTPAINT_MASK_BLUR,
         }
@@ -225,7 +226,7 @@ def pan_edit(ctx: Context, direction: str, opts: ImagineOptions) -> Edit:
         wide = direction in ("left", "right")
         width = init.width * 1.5 if wide else init.width
         height = init.height if wide else init.height * 1.5
-        return _canvas(ctx, init, width, height, direction, notes) | {
+        return _canvas(ctx, spec, init, width, height, direction, notes) | {
             "strength": _strength(opts, ctx.settings.outpaint_strength),
             "mask_blur": OUTPAINT_MASK_BLUR,
         }
@@ -248,18 +249,23 @@ def facefix_edit(ctx: Context, model: str | None) -> Edit:
     return Edit("facefix", "Face fix", ImagineOptions(), shape)
 
 
-def _canvas(ctx: Context, init: InitImage, width: float, height: float, anchor: str, notes: list[str]) -> dict[str, Any]:
-    """The grown canvas (sides multiples of 8) and where the image sits in it. Past the pixel or
-    side limit everything is scaled down to fit, and the note says so."""
+def _canvas(
+    ctx: Context, spec: GenerationSpec, init: InitImage, width: float, height: float, anchor: str, notes: list[str]
+) -> dict[str, Any]:
+    """The grown canvas (sides multiples of 8, or of what the model's family needs) and where the
+    image sits in it. Past the pixel or side limit everything is scaled down to fit, and the note
+    says so."""
     s = ctx.settings
+    model = ctx.registry.get(spec.model)
+    multiple = family(model.family).size_multiple if model is not None else 8
     inner_w, inner_h = init.width, init.height
-    canvas_w, canvas_h = _up8(width), _up8(height)
+    canvas_w, canvas_h = _up(width, multiple), _up(height, multiple)
     scale = min(1.0, math.sqrt(s.max_pixels / (canvas_w * canvas_h)), s.max_side / max(canvas_w, canvas_h))
     if scale < 1.0:
         asked = f"{canvas_w}x{canvas_h}"
         while True:
             inner_w, inner_h = max(8, int(init.width * scale)), max(8, int(init.height * scale))
-            canvas_w, canvas_h = _up8(width * scale), _up8(height * scale)
+            canvas_w, canvas_h = _up(width * scale, multiple), _up(height * scale, multiple)
             if canvas_w * canvas_h <= s.max_pixels and max(canvas_w, canvas_h) <= s.max_side:
                 break
             scale *= 0.98
@@ -272,8 +278,8 @@ def _canvas(ctx: Context, init: InitImage, width: float, height: float, anchor: 
     return {"width": canvas_w, "height": canvas_h, "placement": (x, y, inner_w, inner_h)}
 
 
-def _up8(value: float) -> int:
-    return max(8, math.ceil(round(value, 6) / 8) * 8)
+def _up(value: float, multiple: int) -> int:
+    return max(multiple, math.ceil(round(value, 6) / multiple) * multiple)
 
 
 def _configured(name: str, configured: dict[str, str], what: str, key: str) -> str:

@@ -29,6 +29,7 @@ from commands.jobs.options import MODEL, SEED, new_seed
 from commands.jobs.training_text import USAGE, preview_line, queued_text, run_line, spec_of
 from commands.training.data import Dataset, DatasetLimits, read_dataset
 from generation.assets.files import valid_asset_name
+from generation.models.families import family
 from generation.training.spec import (
     BOUNDS,
     DEFAULT_CLASS_IMAGES,
@@ -270,6 +271,8 @@ def _spec(
     if entry is None:
         problems.append(f"I don't know the model `{model_name}`; `/models` lists them.")
         entry = ctx.registry.default
+    elif (why := family(entry.family).why_not("train", entry.guessed_variant)) is not None:
+        problems.append(f"Training can't use `{entry.display_name}`: {why}. Pick an SD model with `--model`.")
 
     def number(key: str, default: Any) -> Any:
         """The declared option's value (its bounds checked), or `default`, this run's own."""

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from config.models import ModelEntry
+from generation.models.families import family
 
 
 class LimitSettings(BaseModel):
@@ -45,8 +46,14 @@ class DefaultSettings(BaseModel):
         description="Steps when neither the request nor `/settings` say. Unset, each model's own default applies (a "
         "model's `steps` in the config; 8 on `tiny`, whose pictures are noise anyway), then 25.",
     )
-    default_cfg: float = Field(7.0, description="Guidance scale by default.")
-    default_sampler: str = Field("DPM++ 2M Karras", description="Sampler by default.")
+    default_cfg: float = Field(
+        7.0,
+        description="Guidance scale by default on SD 1.x/2.x and SDXL. FLUX.1 and Chroma use their family's (3.5 on FLUX.1-dev, "
+        "none on schnell, 4 on Chroma) unless the model's `cfg` in the config says otherwise.",
+    )
+    default_sampler: str = Field(
+        "DPM++ 2M Karras", description="Sampler by default on SD 1.x/2.x and SDXL; flow-matching families (FLUX.1, Chroma) use Euler."
+    )
     default_n: int = Field(1, ge=1, description="Images per job by default.")
     default_strength: float = Field(0.75, gt=0, le=1, description="img2img and remix strength by default.")
     vary_strength: float = Field(0.6, gt=0, le=1, description="Strength of V1…V4.")
@@ -61,6 +68,18 @@ class DefaultSettings(BaseModel):
         if "default_steps" in self.model_fields_set:
             return self.default_steps
         return model.default_steps or self.default_steps
+
+    def cfg_for(self, model: ModelEntry) -> float:
+        """The default --cfg on `model`: the model's `cfg`, else its family's own (distilled and
+        flow models have theirs: 7 would burn a FLUX.1 picture), else `default_cfg`."""
+        own = model.default_cfg
+        return own if own is not None else self.default_cfg
+
+    def sampler_for(self, model: ModelEntry) -> str:
+        """The default sampler on `model`: `default_sampler`, unless the family draws with flow
+        matching, whose samplers are its own."""
+        found = family(model.family)
+        return found.default_sampler if found.flow_matching else self.default_sampler
 
 
 class UpscaleSettings(BaseModel):

@@ -1,10 +1,10 @@
 """Users' LoRAs (kohya, diffusers, LoCon, LyCORIS LoHa and LoKr) and textual-inversion embeddings
 on a loaded pipeline, per job.
 
-LoRAs are peft adapters on the model's UNet and text encoder(s), named after the file's sha256
-(`a_<sha[:16]>`), loaded ONCE per (model, file) and kept across jobs; an LRU by memory
-(`budget_bytes`, the adapters' parameter bytes over all loaded models) deletes the least recently
-used with `delete_adapters`. The base model is never reloaded. Per job (`Adapters.applied`):
+LoRAs are peft adapters on the model's denoiser (the UNet; FLUX.1's and Chroma's transformer) and
+text encoder(s), named after the file's sha256 (`a_<sha[:16]>`), loaded ONCE per (model, file)
+and kept across jobs; an LRU by memory (`budget_bytes`, the adapters' parameter bytes over all
+loaded models) deletes the least recently used with `delete_adapters`. The base model is never reloaded. Per job (`Adapters.applied`):
 exactly the job's adapters are active, each with its weight on UNet and text encoders as A1111
 applies `<lora:name:w>`; a job without LoRAs runs with every adapter disabled, so no job sees
 another's LoRA. The prompt must be encoded inside that block: our encoder runs the text encoder
@@ -14,6 +14,9 @@ Formats:
 - kohya (`lora_unet_*` / `lora_te_*`, with `.alpha`), LoCon (kohya with conv layers) and
   diffusers/peft: diffusers' `load_lora_weights(state_dict, adapter_name=...)`, which converts
   kohya names (and SDXL's `input_blocks` names) itself.
+- FLUX.1 LoRAs (diffusers/peft, kohya, ComfyUI/BFL names) on FLUX.1 and Chroma: diffusers'
+  `load_lora_weights` through its FLUX conversion, with the checks and repairs around it in
+  `generation.assets.dit_adapters`; their CLIP layers go on FLUX.1's CLIP, not on Chroma (T5 only).
 - LyCORIS LoHa (`hada_w1_a`, ...) and LoKr (`lokr_w1`, ...), which diffusers refuses: peft's
   LoHa/LoKr layers, placed on the module each kohya-style name means (the name is the module's
   path with `.` written `_`, found against the model's own modules), holding the file's tensors
@@ -26,8 +29,9 @@ Formats:
   LoKr), else 1 — so a LoKr of full matrices ignores alpha, as in A1111.
 Files are safetensors (checked at upload), read with `safetensors.torch.load_file`: never pickle.
 
-Embeddings: A1111/kohya `emb_params` [n, dim]; kohya SDXL `clip_l` [n, 768] + `clip_g`
-[n, 1280]; diffusers `{token: [dim] or [n, dim]}`. They reach the prompt encoder through
+Embeddings (SD families only: the command layer refuses them for FLUX.1 and Chroma): A1111/kohya
+`emb_params` [n, dim]; kohya SDXL `clip_l` [n, 768] + `clip_g` [n, 1280]; diffusers
+`{token: [dim] or [n, dim]}`. They reach the prompt encoder through
 `generation.prompts.encoder.textual_inversions`, whose token loop puts their vectors where the
 name stands (A1111's way; nothing is added to the tokenizer or the embedding matrix).
 
@@ -49,15 +53,24 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
+from config.models import ARCHITECTURE_NAMES
+from generation.assets.dit_adapters import flux_state_dict
+from generation.assets.dit_loras import is_clip_only, is_flux_lora
 from generation.errors import EngineUserError
+from generation.models import families
 from generation.prompts.encoder import TextualInversion, textual_inversions
 from generation.spec import AssetRef, GenerationSpec
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BUDGET_BYTES = 1024**3  # 1 GiB of adapter parameters: ~28 SD 1.5 LoRAs of rank 32 in fp16
-LABELS = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", "sd1/sd2": "SD 1.x/2.x"}
-COMPONENTS = (("unet", ("lora_unet_",)), ("text_encoder", ("lora_te_", "lora_te1_")), ("text_encoder_2", ("lora_te2_",)))
+LABELS = {**ARCHITECTURE_NAMES, "sd1/sd2": "SD 1.x/2.x"}
+COMPONENTS = (
+    ("unet", ("lora_unet_",)),
+    ("transformer", ()),  # FLUX.1, Chroma: diffusers converts their names (generation.assets.dit_adapters)
+    ("text_encoder", ("lora_te_", "lora_te1_")),
+    ("text_encoder_2", ("lora_te2_",)),
+)
 LOHA_KEYS = ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2")
 LOKR_KEYS = ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2")
 
@@ -70,8 +83,20 @@ def adapter_name(sha256: str) -> str:
 # --- architectures ----------------------------------------------------------------------------
 
 
+def denoiser_of(pipe: Any, name: str | None = None) -> Any:
+    """The pipeline's denoiser: `name` ("unet", "transformer": the family's `denoiser`) where the
+    caller knows it, else the UNet if it has one, else its transformer."""
+    if name is not None:
+        return getattr(pipe, name)
+    unet = getattr(pipe, "unet", None)
+    return unet if unet is not None else pipe.transformer
+
+
 def model_architecture(pipe: Any) -> str:
-    """sd1, sd2 or sdxl, from the pipeline's own modules."""
+    """sd1, sd2, sdxl, flux or chroma, from the pipeline's own modules."""
+    if getattr(pipe, "unet", None) is None:
+        name = type(pipe.transformer).__name__
+        return next((f.id for f in families.FAMILIES if f.denoiser_class == name), "flux")
     if getattr(pipe, "text_encoder_2", None) is not None:
         return "sdxl"
     return "sd2" if pipe.unet.config.cross_attention_dim == 1024 else "sd1"
@@ -80,6 +105,8 @@ def model_architecture(pipe: Any) -> str:
 def lora_architecture(state_dict: dict[str, torch.Tensor]) -> str | None:
     """What a LoRA file was made for, where its keys or shapes say so (None: they don't)."""
     keys = list(state_dict)
+    if is_flux_lora(keys):
+        return "flux"  # FLUX.1's block names, which Chroma keeps
     if any(k.startswith(("lora_te2_", "text_encoder_2.", "te2.")) for k in keys):
         return "sdxl"
     if any(k.startswith("lora_unet_") and ("input_blocks" in k or "output_blocks" in k) for k in keys):
@@ -98,7 +125,9 @@ def _fits(model_arch: str, file_arch: str | None) -> bool:
     if file_arch is None:
         return True
     if file_arch == "sd1/sd2":
-        return model_arch != "sdxl"
+        return model_arch in ("sd1", "sd2")
+    if file_arch == "flux":
+        return model_arch in ("flux", "chroma")
     return file_arch == model_arch
 
 
@@ -179,7 +208,7 @@ def kohya_targets(pipe: Any, module_keys: list[str]) -> dict[str, tuple[str, str
 
 @dataclass
 class _Entry:
-    unet: weakref.ref  # the model's UNet: the entry dies with its model
+    denoiser: weakref.ref  # the model's UNet or transformer: the entry dies with its model
     pipe: weakref.ref
     name: str
     nbytes: int
@@ -206,7 +235,7 @@ class Adapters:
     def __init__(self, blobs: Any, budget_bytes: int = DEFAULT_BUDGET_BYTES):
         self.blobs = blobs
         self.budget_bytes = budget_bytes
-        self._entries: OrderedDict[tuple[int, str], _Entry] = OrderedDict()  # (id(unet), name), oldest first
+        self._entries: OrderedDict[tuple[int, str], _Entry] = OrderedDict()  # (id(denoiser), name), oldest first
         self.loads = 0
         self.hits = 0
         self.evictions = 0
@@ -216,25 +245,34 @@ class Adapters:
         self._forget_dead()
         return sum(entry.nbytes for entry in self._entries.values())
 
-    def loaded(self, pipe: Any) -> list[str]:
+    def loaded(self, pipe: Any, denoiser: str | None = None) -> list[str]:
         """Adapter names loaded on this pipeline's model, oldest use first."""
         self._forget_dead()
-        return [e.name for e in self._entries.values() if e.unet() is pipe.unet]
+        model = denoiser_of(pipe, denoiser)
+        return [e.name for e in self._entries.values() if e.denoiser() is model]
 
     @contextlib.contextmanager
     def applied(
-        self, pipe: Any, spec: GenerationSpec, model: str | None = None, *, extra: dict[str, float] | None = None
+        self,
+        pipe: Any,
+        spec: GenerationSpec,
+        model: str | None = None,
+        *,
+        extra: dict[str, float] | None = None,
+        denoiser: str | None = None,
     ) -> Iterator[None]:
         """The job's LoRAs active with their weights (and no other), and its embeddings known to
         the prompt encoder, for the block; every adapter disabled after it. `extra`: adapters
         already on the pipeline that the job uses too, by name and weight (a clip's camera moves,
-        generation.models.motion); they are not counted against the budget or evicted here."""
+        generation.models.motion); they are not counted against the budget or evicted here.
+        `denoiser`: the model family's denoiser component ("unet", "transformer"), where known."""
         model = model or spec.model
+        key = id(denoiser_of(pipe, denoiser))
         weights: dict[str, float] = dict(extra or {})
         for ref in spec.loras:  # the same file twice adds up, as A1111 applies it twice
-            name = self._ensure(pipe, model, ref, keep={(id(pipe.unet), n) for n in weights})
+            name = self._ensure(pipe, model, ref, keep={(key, n) for n in weights}, denoiser=denoiser)
             weights[name] = weights.get(name, 0.0) + ref.weight
-        self._evict(self.budget_bytes, keep={(id(pipe.unet), n) for n in weights})
+        self._evict(self.budget_bytes, keep={(key, n) for n in weights})
         embeddings = [load_embedding(self.blobs.path(ref.blob), ref, pipe, model) for ref in spec.embeddings]
         if weights:
             pipe.set_adapters(list(weights), adapter_weights=list(weights.values()))
@@ -245,9 +283,10 @@ class Adapters:
         finally:
             self._enable(pipe, False)
 
-    def _ensure(self, pipe: Any, model: str, ref: AssetRef, keep: set[tuple[int, str]]) -> str:
+    def _ensure(self, pipe: Any, model: str, ref: AssetRef, keep: set[tuple[int, str]], denoiser: str | None = None) -> str:
         name = adapter_name(ref.sha256)
-        key = (id(pipe.unet), name)
+        target = denoiser_of(pipe, denoiser)
+        key = (id(target), name)
         self._forget_dead()
         if key in self._entries:
             self._entries.move_to_end(key)
@@ -258,12 +297,12 @@ class Adapters:
             state_dict = load_file(str(path))
         except Exception as error:  # noqa: BLE001
             raise EngineUserError(f"I could not read the LoRA `{ref.name}` ({type(error).__name__}); upload it again.") from error
-        estimate = sum(t.numel() for t in state_dict.values()) * pipe.unet.dtype.itemsize
+        estimate = sum(t.numel() for t in state_dict.values()) * target.dtype.itemsize
         self._evict(self.budget_bytes - estimate, keep=keep)
         load_adapter(pipe, state_dict, name, ref, model)
         self.loads += 1
         nbytes = adapter_bytes(pipe, name)
-        self._entries[key] = _Entry(weakref.ref(pipe.unet), weakref.ref(pipe), name, nbytes)
+        self._entries[key] = _Entry(weakref.ref(target), weakref.ref(pipe), name, nbytes)
         log.info(
             "loaded LoRA %s (%s) on %s: %.1f MiB, %.1f MiB of adapters in all",
             ref.name,
@@ -297,7 +336,7 @@ class Adapters:
             self.evictions += 1
 
     def _forget_dead(self) -> None:
-        for key in [k for k, e in self._entries.items() if e.unet() is None]:
+        for key in [k for k, e in self._entries.items() if e.denoiser() is None]:
             del self._entries[key]  # its model was unloaded, and its adapters with it
 
     @staticmethod
@@ -325,13 +364,23 @@ def load_adapter(pipe: Any, state_dict: dict[str, torch.Tensor], name: str, ref:
     """Load one LoRA file onto the pipeline as adapter `name`, or refuse it (EngineUserError)."""
     model_arch = model_architecture(pipe)
     file_arch = lora_architecture(state_dict)
-    if not _fits(model_arch, file_arch):
+    dit = getattr(pipe, "unet", None) is None  # FLUX.1, Chroma
+    if not _fits(model_arch, file_arch) and not (dit and is_clip_only(state_dict)):  # CLIP-L alone: SD 1.x's is FLUX.1's
         raise _refuse_architecture("LoRA", ref, model, model_arch, file_arch)
     kind = lora_kind(state_dict)
     try:
         with warnings.catch_warnings():  # peft warns that a model holds several adapters: that is the point
             warnings.filterwarnings("ignore", message="Already found a `peft_config`")
-            if kind == "lora":
+            if dit:
+                if kind != "lora":
+                    raise EngineUserError(
+                        f"the LoRA `{ref.name}` is a LyCORIS ({kind}) file; on {LABELS[model_arch]} sdbot loads plain LoRAs."
+                    )
+                layers, left_out = flux_state_dict(pipe, state_dict, ref, model)
+                if left_out:
+                    log.info("LoRA %s on %s: %d layers the model lacks by design left out", ref.name, model, left_out)
+                _load_lora(pipe, layers, name)
+            elif kind == "lora":
                 _check_kohya_shapes(pipe, state_dict, ref, model, model_arch, file_arch)
                 _load_lora(pipe, state_dict, name)
             else:

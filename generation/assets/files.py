@@ -9,7 +9,8 @@ offsets); this module then decides what the file is:
 - the tensors form a LoRA (kohya, LoCon, diffusers/peft), a LyCORIS LoHa/LoKr, or an embedding
   (A1111, kohya SDXL, diffusers), of the kind asked for; a full checkpoint is refused;
 - the base architecture is read from the shapes (cross-attention context 768 / 1024 / 2048 ->
-  SD 1.x / SD 2.x / SDXL; text-encoder width; embedding width), with key names as a fallback.
+  SD 1.x / SD 2.x / SDXL; text-encoder width; embedding width), with key names as a fallback;
+- LoRAs named by FLUX.1's blocks (for FLUX.1 and Chroma models): `generation.assets.dit_loras`.
 
 Formats, as the key names look (module names use `_` for kohya/LyCORIS, `.` for diffusers):
 - kohya:     `lora_unet_<module>.lora_down.weight` [r, in] / `.lora_up.weight` [out, r] /
@@ -41,6 +42,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from config.models import ARCHITECTURE_NAMES
+from generation.assets.dit_loras import FORMAT_NAMES as DIT_FORMAT_NAMES
+from generation.assets.dit_loras import flux_lora
 from generation.assets.fit import Claim, FileLayer, context_widths, layer_of, made_for, metadata_claim, text_encoder_widths
 from generation.assets.safetensors_header import (
     CONVERT_ADVICE,
@@ -78,7 +81,7 @@ TEXT_DIMS = {768: "sd1", 1024: "sd2", 1280: "sdxl"}
 # A single-encoder embedding's width -> architecture (1280 alone is half an SDXL embedding).
 EMBEDDING_DIMS = {768: "sd1", 1024: "sd2"}
 
-LORA_FORMATS = ("kohya", "locon", "diffusers", "loha", "lokr")
+LORA_FORMATS = ("kohya", "locon", "diffusers", "loha", "lokr", "comfyui")
 EMBEDDING_FORMATS = ("a1111-ti", "kohya-sdxl-ti", "diffusers-ti")
 FORMAT_NAMES = {
     "kohya": "kohya LoRA",
@@ -89,6 +92,7 @@ FORMAT_NAMES = {
     "a1111-ti": "A1111 textual-inversion embedding",
     "kohya-sdxl-ti": "kohya SDXL textual-inversion embedding",
     "diffusers-ti": "diffusers textual-inversion embedding",
+    **DIT_FORMAT_NAMES,
 }
 
 
@@ -96,7 +100,7 @@ FORMAT_NAMES = {
 class AssetInfo:
     kind: AssetKind
     format: str  # one of LORA_FORMATS or EMBEDDING_FORMATS
-    architecture: str | None  # "sd1", "sd2", "sdxl", or None when the file does not tell
+    architecture: str | None  # "sd1", "sd2", "sdxl", "flux" (FLUX.1's layout: FLUX.1 or Chroma), or None when the file does not tell
     rank: int | None  # LoRAs: the largest rank (LoHa/LoKr: inner dim; None for full-rank LoKr)
     tensors: int
     size: int  # bytes
@@ -106,7 +110,7 @@ class AssetInfo:
     triggers: tuple[str, ...] = ()  # hints from kohya's metadata: output name, most used tags
     title: str | None = None  # `modelspec.title`
     modules: int = 0  # LoRAs: how many layers it changes
-    components: tuple[str, ...] = ()  # LoRAs: of "unet", "te1", "te2"
+    components: tuple[str, ...] = ()  # LoRAs: of "unet", "transformer", "te1", "te2"
     # What it needs of a model (generation.assets.fit): the layers a LoRA changes and their shapes,
     # the widths that name its model; an embedding's vector width per text encoder.
     layers: tuple[FileLayer, ...] = field(default=(), repr=False)
@@ -114,12 +118,14 @@ class AssetInfo:
     text_width: int | None = None  # LoRAs: its (first) text encoder's width
     vector_widths: dict[str, int] = field(default_factory=dict)  # embeddings: {"clip_l": 768, "clip_g": 1280}
     claim: Claim | None = None  # what its metadata says it was made for
+    transformer_width: int | None = None  # FLUX.1-layout LoRAs: the transformer's inner width (3072 for FLUX.1)
+    left_out: int = 0  # FLUX.1 LoRAs: T5 layers, which are not loaded (generation.assets.dit_loras)
 
     @property
     def made_for(self) -> str | None:
         """ "SDXL (2048-wide text features)", "a model with 32-wide text features", ...; None
         when the file says nothing about its model."""
-        return made_for(self.architecture, self.context_width, self.text_width, self.vector_widths)
+        return made_for(self.architecture, self.context_width, self.text_width, self.vector_widths, self.transformer_width)
 
     @property
     def architecture_name(self) -> str:
@@ -152,8 +158,10 @@ class AssetInfo:
         parts = [f"{FORMAT_NAMES[self.format]} for {self.architecture_name}"]
         if self.kind == "lora":
             parts.append(f"rank {self.rank}" if self.rank is not None else "full rank")
-            where = {"unet": "UNet", "te1": "text encoder", "te2": "text encoder 2"}
+            where = {"unet": "UNet", "transformer": "transformer", "te1": "text encoder", "te2": "text encoder 2"}
             parts.append(f"{self.modules} layers ({', '.join(where[c] for c in self.components)})")
+            if self.left_out:
+                parts.append(f"{self.left_out} T5 layers left out (diffusers does not load them)")
         else:
             parts.append(f"{self.vectors} vector{'s' if self.vectors != 1 else ''}")
         parts.append(_megabytes(self.size))
@@ -299,6 +307,11 @@ def _classify(
         "claim": metadata_claim(metadata),
     }
 
+    dit = flux_lora(shown, tensors)  # FLUX.1's block names (FLUX.1 and Chroma models)
+    if dit is not None:
+        if kind != "lora":
+            raise AssetError(f"{shown} is a FLUX.1 LoRA, not an embedding. Upload it as a LoRA instead.")
+        return AssetInfo(kind="lora", **dit, **common)
     lora = _lora_modules(shown, tensors)
     embedding = None if lora is not None else _embedding_layout(shown, tensors)
     if lora is not None:
@@ -610,6 +623,8 @@ def check_architecture(info: AssetInfo, model_architecture: str | None, *, model
     architecture = info.architecture or (claim.architecture if claim else None)
     if architecture is None or not model_architecture or architecture == model_architecture:
         return None
+    if architecture == "flux" and model_architecture == "chroma":
+        return None  # Chroma keeps FLUX.1's blocks: the layers decide where the model's configs are known
     made = info.made_for if info.architecture else f"{claim.label} (its metadata says {claim.source})"  # type: ignore[union-attr]
     return f"it is made for {made}; `{model}` is {ARCHITECTURE_NAMES.get(model_architecture, model_architecture)}."
 

@@ -26,7 +26,10 @@ if TYPE_CHECKING:
     from generation.models.shapes import ModelShapes
 
 # A file's components -> the model's (kohya/diffusers prefixes are read in generation.assets.files).
-MODEL_COMPONENTS = {"unet": "unet", "te1": "text_encoder", "te2": "text_encoder_2"}
+MODEL_COMPONENTS = {"unet": "unet", "transformer": "transformer", "te1": "text_encoder", "te2": "text_encoder_2"}
+DENOISERS = {"unet": "UNet", "transformer": "transformer"}
+# A FLUX.1 single block's fused q/k/v/MLP input, as kohya and BFL name it (generation.models.dit_shapes).
+_FUSED_LINEAR1 = re.compile(r"single_blocks_\d+_linear1$")
 ENCODER_NAMES = {"te1": "text encoder", "te2": "second text encoder"}
 # Embedding layouts: which text encoder each set of vectors is for.
 VECTOR_ENCODERS = {"clip_l": 0, "clip_g": 1}
@@ -107,10 +110,14 @@ def made_for(
     context_width: int | None = None,
     text_width: int | None = None,
     vector_widths: dict[str, int] | None = None,
+    transformer_width: int | None = None,
 ) -> str | None:
     """ "SDXL (2048-wide text features)", "a model with a 1024-wide text encoder", "SD 1.x
-    (768-wide vectors)", ...; None when the file says nothing about its model."""
-    if vector_widths:
+    (768-wide vectors)", "FLUX.1 (a 3072-wide transformer)", ...; None when the file says nothing
+    about its model."""
+    if transformer_width:
+        detail = f"a {transformer_width}-wide transformer"
+    elif vector_widths:
         detail = f"{' and '.join(str(w) for w in vector_widths.values())}-wide vectors"
     elif context_width:
         detail = f"{context_width}-wide text features"
@@ -140,9 +147,16 @@ def lora_misfit(layers: tuple[FileLayer, ...], shapes: ModelShapes, model: str, 
     """Why a LoRA does not fit the model (one sentence naming the first layer that does not), or
     None when every layer it changes is there with its shape."""
     headline = f"it is made for {file_made_for}" if file_made_for else "it was made for another model"
+    denoiser = _other_denoiser(layers, shapes, model)
+    if denoiser:
+        return f"{headline}; {denoiser}"
+    applied = 0
     for layer in layers:
         component = MODEL_COMPONENTS[layer.component]
         found = shapes.find(component, _model_name(layer.name))
+        if found is None and _lacks(shapes, component, layer.name):
+            continue  # a FLUX.1 layer this model lacks by design (Chroma's modulation, ...): left out
+        applied += 1
         if found is None:
             if component not in shapes.layers:
                 return (
@@ -154,15 +168,54 @@ def lora_misfit(layers: tuple[FileLayer, ...], shapes: ModelShapes, model: str, 
         path, target = found
         kernel_fits = layer.kernel is None or layer.kernel == target.kernel or (layer.kernel == (1, 1) and target.kind == "linear")
         if layer.outputs == target.outputs and layer.flat_inputs == target.flat_inputs and kernel_fits:
+            if _FUSED_LINEAR1.search(path.replace(".", "_")) and not getattr(shapes, "converts_fused_linear1", True):
+                return (
+                    f"{headline}: its fused single-block layer `{layer.name}` is converted by diffusers only for FLUX.1's "
+                    f"full width (3072), and `{model}` is {getattr(shapes, 'width', '?')} wide."
+                )
             continue
         if _CROSS_KV.search(path.replace(".", "_")) and layer.flat_inputs != target.inputs:
             why = f"`{model}` uses {target.inputs}-wide text features"
+        elif component == "transformer" and target.inputs == getattr(shapes, "width", None) != layer.flat_inputs:
+            why = f"`{model}`'s transformer is {target.inputs} wide"
         elif layer.component in ENCODER_NAMES and layer.flat_inputs != target.inputs:
             why = f"`{model}`'s {ENCODER_NAMES[layer.component]} is {target.inputs} wide"
         else:
             why = f"`{model}` is built differently"
         return f"{headline}; {why} (layer `{path}`: {layer.text()} in the file, {target.text()} in the model)."
+    if layers and not applied:
+        return f"{headline}: none of the layers it changes is in `{model}`."
     return None
+
+
+def _other_denoiser(layers: tuple[FileLayer, ...], shapes: ModelShapes, model: str) -> str | None:
+    """Why a UNet LoRA can't go on a transformer model, or the reverse (None when it is not that)."""
+    for layer in layers:
+        if layer.component in DENOISERS and layer.component not in shapes.layers:
+            has = next((DENOISERS[c] for c in DENOISERS if c in shapes.layers), "another kind of model")
+            return (
+                f"it changes {DENOISERS[layer.component]} layers (such as `{layer.name}`), and `{model}` is "
+                f"{shapes.describe()}, a {has} model without a {DENOISERS[layer.component]}."
+            )
+    return None
+
+
+def left_out(layers: tuple[FileLayer, ...], shapes: ModelShapes) -> list[str]:
+    """The layers of a LoRA that are left out on this model because it lacks them by design (a
+    FLUX.1 LoRA's modulation, guidance, pooled-text and CLIP layers on Chroma): their names."""
+    return [
+        layer.name
+        for layer in layers
+        if shapes.find(MODEL_COMPONENTS[layer.component], _model_name(layer.name)) is None
+        and _lacks(shapes, MODEL_COMPONENTS[layer.component], layer.name)
+    ]
+
+
+def _lacks(shapes: ModelShapes, component: str, name: str) -> bool:
+    """A layer the model lacks by design (`generation.models.dit_shapes.DiTShapes.lacks`: FLUX.1's
+    own layers on Chroma); UNet models have none such."""
+    lacks = getattr(shapes, "lacks", None)
+    return bool(lacks is not None and lacks(component, name))
 
 
 def embedding_misfit(widths: dict[str, int], shapes: ModelShapes, model: str, file_made_for: str | None) -> str | None:
@@ -190,16 +243,25 @@ def embedding_misfit(widths: dict[str, int], shapes: ModelShapes, model: str, fi
 class Claim:
     """What a file's metadata says it was made for."""
 
-    architecture: str | None  # sd1, sd2, sdxl, or None for a model sdbot does not run (Flux, SD3, ...)
+    architecture: str | None  # sd1, sd2, sdxl, flux, chroma, or None for a model sdbot does not run (SD3, ...)
     label: str  # in words: "SDXL", or the metadata's own value
     source: str  # the metadata key and value, as written
 
     def contradicts(self, architecture: str | None) -> bool:
+        if architecture == "flux" and self.architecture in _FLUX_LAYOUT:
+            return False  # a FLUX.1-layout file made for Chroma (or the reverse): the same block names
         return architecture is not None and self.architecture != architecture
 
 
-_SPEC_ARCHITECTURES = (("stable-diffusion-xl", "sdxl"), ("stable-diffusion-v2", "sd2"), ("stable-diffusion-v1", "sd1"))
-_KOHYA_VERSIONS = (("sdxl", "sdxl"), ("sd_v2", "sd2"), ("sd_v1", "sd1"))
+_FLUX_LAYOUT = ("flux", "chroma")
+_SPEC_ARCHITECTURES = (
+    ("stable-diffusion-xl", "sdxl"),
+    ("stable-diffusion-v2", "sd2"),
+    ("stable-diffusion-v1", "sd1"),
+    ("flux-1", "flux"),
+    ("chroma", "chroma"),
+)
+_KOHYA_VERSIONS = (("sdxl", "sdxl"), ("sd_v2", "sd2"), ("sd_v1", "sd1"), ("flux", "flux"), ("chroma", "chroma"))
 _MODEL_NAME_HINTS = (
     (re.compile(r"xl", re.I), "sdxl"),
     (re.compile(r"(?:^|[^0-9])(?:v2|sd2|2[-._]?[01])(?:[^0-9]|$)", re.I), "sd2"),

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from config.models import ARCHITECTURE_NAMES, ControlNetEntry, ModelEntry
+from config.models import ARCHITECTURE_NAMES, TINY, ControlNetEntry, ModelEntry
 from generation.models.files import model_shapes
 from generation.spec import CONTROL_TYPES, ControlRef
 
@@ -110,7 +110,7 @@ def available_controlnets(configured: dict[str, ControlNetEntry], model: ModelEn
     """The ControlNets a job on `model` may use: the configured ones, and on the tiny model the
     built-in tiny ones."""
     found = dict(configured)
-    if model.kind == "tiny":
+    if model.source == TINY:
         found.update({f"{TINY_PREFIX}{t}": ControlNetEntry(source="tiny", type=t) for t in CONTROL_TYPES})  # type: ignore[arg-type]
     return found
 
@@ -152,8 +152,8 @@ def fit_problem(entry: ControlNetEntry, model: ModelEntry) -> str | None:
     tiny model; others must read text features as wide as the model's, from their config.json
     (or their `architecture`, where the config is not on this machine)."""
     if entry.source == "tiny":
-        return None if model.kind == "tiny" else "it is a built-in test ControlNet for the tiny model"
-    if model.kind == "tiny":
+        return None if model.source == TINY else "it is a built-in test ControlNet for the tiny model"
+    if model.source == TINY:
         return "the tiny model takes only its built-in ControlNets"
     shapes = model_shapes(model)
     width = _cross_attention_dim(entry.source)

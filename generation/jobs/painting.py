@@ -62,7 +62,7 @@ def repaint(engine: Engine, spec: GenerationSpec, tracker: Tracker, original: Im
         assert box is not None
         native = engine.native_size(spec)
         crop = crop_region(box, original.size, spec.only_masked_padding, native)
-        work_size = working_size(crop, native)
+        work_size = working_size(crop, native, engine.size_multiple(spec))
     else:
         crop = (0, 0, original.width, original.height)
         work_size = (spec.width, spec.height)

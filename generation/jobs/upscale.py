@@ -55,8 +55,9 @@ def tiled_img2img(engine: Engine, spec: GenerationSpec, tracker: Tracker, image:
     """img2img over `image` in overlapping native-size tiles, blended with linear ramps."""
     native = engine.native_size(spec)
     overlap = max(8, native // 8 // 8 * 8)
-    # Pad to multiples of 8 (the VAE's factor); cropped back at the end.
-    padded_w, padded_h = -(-image.width // 8) * 8, -(-image.height // 8) * 8
+    # Pad to multiples of 8 (the VAE's factor; 16 for FLUX-style transformers); cropped back at the end.
+    multiple = engine.size_multiple(spec)
+    padded_w, padded_h = -(-image.width // multiple) * multiple, -(-image.height // multiple) * multiple
     padded = Image.new("RGB", (padded_w, padded_h))
     padded.paste(image, (0, 0))
     tile_w, tile_h = min(native, padded_w), min(native, padded_h)

@@ -25,14 +25,21 @@ import torch
 
 from config.models import ModelEntry, ModelRegistry
 from generation.errors import PICKLE_SUFFIXES, ModelLoadError
+from generation.models import families
+from generation.models.families import Family
 from generation.models.speed import SpeedOptions, apply_speed_options, apply_vae_options
 from generation.models.tiny import ensure_tiny
+from generation.models.tiny_dit import ensure_tiny_chroma, ensure_tiny_flux
 
 log = logging.getLogger(__name__)
 
-SUPPORTED = {"StableDiffusionPipeline": "sd1/sd2", "StableDiffusionXLPipeline": "sdxl"}
 OFFLINE_HINT = "If this machine has no network, download the model once elsewhere and point SDBOT_MODEL at the folder or file."
 TINY_HINT = "To try the bot without a real model, set SDBOT_MODEL=tiny (random weights: it draws noise, offline)."
+TINY_BUILDERS = {"tiny": ensure_tiny, "tiny-flux": ensure_tiny_flux, "tiny-chroma": ensure_tiny_chroma}
+# Free GPU memory asked beyond a pipeline's weights before `memory: auto` keeps it all on the GPU
+# (activations, the VAE decode at 1024², the CUDA context).
+AUTO_MEMORY_MARGIN = 1.25
+AUTO_MEMORY_SPARE_BYTES = 3 * 1024**3
 
 
 def resolve_device(setting: str) -> torch.device:
@@ -57,6 +64,7 @@ class LoadedModel:
     entry: ModelEntry
     txt2img: Any
     scheduler_config: dict[str, Any]  # the model's own, before any per-job scheduler
+    family: Family = families.SD1  # what the loaded files are (the loader reads it from them)
     speed: SpeedOptions = field(default_factory=SpeedOptions)  # set on its modules; VAE overrides get them too
     _pipes: dict[str, Any] = field(default_factory=dict, repr=False)
     _vaes: dict[str, Any] = field(default_factory=dict, repr=False)  # VAE overrides, by source
@@ -70,13 +78,13 @@ class LoadedModel:
         if kind not in ("img2img", "inpaint"):
             raise ValueError(f"no pipeline for job kind {kind!r}")
         if kind not in self._pipes:
-            from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
-
-            auto = AutoPipelineForImage2Image if kind == "img2img" else AutoPipelineForInpainting
-            pipe = auto.from_pipe(self.txt2img)
-            pipe.set_progress_bar_config(disable=True)
-            self._pipes[kind] = pipe
+            self._pipes[kind] = share_weights(self.family, kind, self.txt2img)
         return self._pipes[kind]
+
+    @property
+    def denoiser(self) -> Any:
+        """The UNet or transformer."""
+        return getattr(self.txt2img, self.family.denoiser)
 
     def control_pipeline(self, kind: str, controlnets: tuple[Any, ...]) -> Any:
         """The ControlNet pipeline for `kind` with these ControlNets (several: multi-ControlNet),
@@ -136,8 +144,8 @@ class ModelCache:
             return self._loaded[key]
         while len(self._loaded) >= self.max_loaded:
             self._unload(next(iter(self._loaded)))
-        pipe = load_pipeline(entry, self.models_dir, self.device, self.dtype, self.speed)
-        loaded = LoadedModel(key, entry, pipe, dict(pipe.scheduler.config), self.speed)
+        pipe, family = load_pipeline(entry, self.models_dir, self.device, self.dtype, self.speed)
+        loaded = LoadedModel(key, entry, pipe, dict(pipe.scheduler.config), family, self.speed)
         self._loaded[key] = loaded
         self.current = key
         return loaded
@@ -190,8 +198,34 @@ def load_vae(source: str, base_config: Any, device: torch.device, dtype: torch.d
     return vae.to(device).eval()
 
 
-def load_pipeline(entry: ModelEntry, models_dir: Path, device: torch.device, dtype: torch.dtype, speed: SpeedOptions | None = None) -> Any:
-    """The model's txt2img pipeline on `device`, with the speed options (if given) set on it."""
+def share_weights(family: Family, kind: str, txt2img: Any) -> Any:
+    """The family's pipeline for `kind` made of `txt2img`'s modules, as they are (same weights,
+    dtype, quantization and offload hooks). UNet families go through AutoPipeline's `from_pipe`
+    (which keeps dtypes); others are built from the components directly, because a pipeline
+    class's own `from_pipe` casts every module to one dtype (float32 unless told), which would
+    undo an fp8 or GGUF transformer's storage."""
+    import inspect
+
+    import diffusers
+
+    if kind not in family.pipelines:
+        raise ValueError(f"{family.label} has no pipeline for job kind {kind!r}")
+    if family.denoiser == "unet":
+        auto = diffusers.AutoPipelineForImage2Image if kind == "img2img" else diffusers.AutoPipelineForInpainting
+        pipe = auto.from_pipe(txt2img)
+    else:
+        pipeline_class = getattr(diffusers, family.pipelines[kind])
+        accepted = inspect.signature(pipeline_class.__init__).parameters
+        pipe = pipeline_class(**{name: module for name, module in txt2img.components.items() if name in accepted})
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def load_pipeline(
+    entry: ModelEntry, models_dir: Path, device: torch.device, dtype: torch.dtype, speed: SpeedOptions | None = None
+) -> tuple[Any, Family]:
+    """The model's txt2img pipeline on `device` (or offloaded to it, by the entry's memory mode),
+    with the speed options (if given) set on it, and the family its files are."""
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
@@ -200,20 +234,126 @@ def load_pipeline(entry: ModelEntry, models_dir: Path, device: torch.device, dty
     name = entry.display_name
     log.info("loading model %s from %s (%s, %s)", name, entry.source, device, dtype)
     try:
+        nf4 = _nf4_wanted(entry, device)
         if entry.kind == "file":
-            pipe = _load_single_file(entry, dtype)
+            pipe, family = _load_single_file(entry, dtype, nf4)
         else:
-            source = str(ensure_tiny(models_dir)) if entry.kind == "tiny" else _folder_or_hub(entry)
-            pipe = _load_pretrained(source, dtype)
-        pipe.to(device)
+            source = str(TINY_BUILDERS[entry.source](models_dir)) if entry.kind == "tiny" else _folder_or_hub(entry)
+            pipe, family = _load_pretrained(source, dtype, nf4)
+        _check_declared_family(entry, family)
+        _mend_config(pipe, family)
+        _store_weights(entry, pipe, family, device, dtype)
+        _place(entry, pipe, family, device)
     except ModelLoadError as error:
         raise ModelLoadError(f"{error.message} {TINY_HINT}") from None
     except Exception as error:  # turn library errors into advice
         raise ModelLoadError(f"{_explain(entry, error)} {TINY_HINT}") from error
     pipe.set_progress_bar_config(disable=True)
     if speed is not None:
-        apply_speed_options(pipe, speed)
-    return pipe
+        apply_speed_options(pipe, speed, family.denoiser)
+    return pipe, family
+
+
+def _check_declared_family(entry: ModelEntry, family: Family) -> None:
+    """A model set up as one family whose files are another would draw with the wrong defaults
+    and options. Within the UNet families the declared one stands, as before (a custom UNet may be
+    declared SD 1.x-like for its LoRAs)."""
+    declared = families.family(entry.architecture) if families.is_family(entry.architecture) else None
+    if declared is not None and declared is not family and "transformer" in (declared.denoiser, family.denoiser):
+        raise ModelLoadError(
+            f"the model `{entry.display_name}` is set up as {declared.label}, but its files are {family.label}. "
+            "Fix its `architecture` in the config (or leave it out: it is read from the files)."
+        )
+
+
+def _mend_config(pipe: Any, family: Family) -> None:
+    """diffusers 0.42.1's ChromaInpaintPipeline reads `transformer.config.guidance_embeds`, which a
+    transformer without a guidance embedding (Chroma's) does not have: say False, what it means."""
+    transformer = getattr(pipe, "transformer", None)
+    if family.denoiser == "transformer" and transformer is not None and "guidance_embeds" not in transformer.config:
+        transformer.register_to_config(guidance_embeds=False)
+
+
+def _store_weights(entry: ModelEntry, pipe: Any, family: Family, device: torch.device, dtype: torch.dtype) -> None:
+    """The entry's fp8 storage of the denoiser (nf4 and GGUF are quantized as they load)."""
+    if entry.quantization == "fp8":
+        from generation.models.quantized import store_in_fp8
+
+        store_in_fp8(getattr(pipe, family.denoiser), compute_dtype=dtype)
+
+
+def _nf4_wanted(entry: ModelEntry, device: torch.device) -> bool:
+    """Whether to load the denoiser in bitsandbytes nf4; ModelLoadError where it can't be."""
+    if entry.quantization != "nf4":
+        return False
+    if device.type != "cuda":
+        raise ModelLoadError(
+            f"the model `{entry.display_name}` asks for nf4 (bitsandbytes 4-bit), which needs a CUDA GPU; this worker "
+            f"draws on {device.type}. Use `quantization: fp8` or a GGUF file instead."
+        )
+    if entry.source.lower().endswith(".gguf"):
+        raise ModelLoadError(f"the model `{entry.display_name}` is a GGUF file, quantized already; leave out `quantization: nf4`.")
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ModelLoadError(
+            f"the model `{entry.display_name}` asks for nf4, which needs the bitsandbytes package on this worker "
+            "(`pip install bitsandbytes`; it is not installed by default). Or use `quantization: fp8`."
+        )
+    return True
+
+
+def _nf4_config(family: Family, dtype: torch.dtype, *, pipeline: bool) -> Any:
+    """diffusers' bitsandbytes nf4 config for the family's denoiser (compute in `dtype`)."""
+    import diffusers
+
+    options = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": dtype}
+    if not pipeline:
+        return diffusers.BitsAndBytesConfig(**options)
+    return diffusers.PipelineQuantizationConfig(
+        quant_backend="bitsandbytes_4bit", quant_kwargs=options, components_to_quantize=[family.denoiser]
+    )
+
+
+def _place(entry: ModelEntry, pipe: Any, family: Family, device: torch.device) -> None:
+    """On the device, or offloaded to it (CUDA only): the entry's `memory` mode, or for `auto`
+    whatever fits the free GPU memory; the VAE in tiles where the entry asks."""
+    if entry.vae_tiling:
+        pipe.vae.enable_tiling()
+    mode = entry.memory
+    if device.type != "cuda":
+        pipe.to(device)
+        return
+    if mode == "auto":
+        mode = auto_memory_mode(pipe, device)
+        log.info("model %s: memory mode %s (auto)", entry.display_name, mode)
+    if mode == "model_offload":
+        pipe.enable_model_cpu_offload(device=device)
+    elif mode == "sequential_offload":
+        pipe.enable_sequential_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+
+
+def pipeline_bytes(pipe: Any) -> dict[str, int]:
+    """Bytes of each module's weights, as stored."""
+    sizes = {}
+    for name, module in pipe.components.items():
+        if isinstance(module, torch.nn.Module):
+            sizes[name] = sum(t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()])
+    return sizes
+
+
+def auto_memory_mode(pipe: Any, device: torch.device) -> str:
+    """gpu when the whole pipeline fits the free memory with room to draw; model_offload when its
+    largest module does; else sequential_offload."""
+    free, _ = torch.cuda.mem_get_info(device)
+    sizes = pipeline_bytes(pipe)
+    if sum(sizes.values()) * AUTO_MEMORY_MARGIN + AUTO_MEMORY_SPARE_BYTES <= free:
+        return "gpu"
+    if max(sizes.values(), default=0) * AUTO_MEMORY_MARGIN + AUTO_MEMORY_SPARE_BYTES <= free:
+        return "model_offload"
+    return "sequential_offload"
 
 
 def _folder_or_hub(entry: ModelEntry) -> str:
@@ -230,42 +370,108 @@ def _folder_or_hub(entry: ModelEntry) -> str:
     return str(path)
 
 
-def _load_pretrained(source: str, dtype: torch.dtype) -> Any:
-    from diffusers import AutoPipelineForText2Image, DiffusionPipeline
+def pipeline_family(index: dict[str, Any], source: str) -> Family:
+    """The family of a diffusers pipeline from its model_index.json; ModelLoadError for one that
+    is not on the family layer, naming what it is."""
+    import json
 
-    index = DiffusionPipeline.load_config(source)
-    class_name = index.get("_class_name", "?")
-    if class_name not in SUPPORTED:
-        raise ModelLoadError(f"`{source}` is a {class_name}; sdbot runs Stable Diffusion 1.x/2.x and SDXL models ({', '.join(SUPPORTED)}).")
+    class_name = str(index.get("_class_name", "?"))
+    width = None
+    if class_name == "StableDiffusionPipeline" and Path(source, "unet", "config.json").is_file():
+        width = json.loads(Path(source, "unet", "config.json").read_text()).get("cross_attention_dim")
+    family = families.from_pipeline_class(class_name, width)
+    if family is None:
+        known = families.known_elsewhere(class_name=class_name)
+        what = f"{known} model ({class_name})" if known else f"{class_name}"
+        raise ModelLoadError(f"`{source}` is a {what}; sdbot runs {families.on_the_layer()} models.")
+    return family
+
+
+def _load_pretrained(source: str, dtype: torch.dtype, nf4: bool = False) -> tuple[Any, Family]:
+    import diffusers
+
+    index = diffusers.DiffusionPipeline.load_config(source)
+    family = pipeline_family(index, source)
     extra: dict[str, Any] = {}
     if "safety_checker" in index:
         # Content policy belongs to the bot's safety settings, not to a checker that blacks out images.
         extra = {"safety_checker": None, "requires_safety_checker": False}
-    return AutoPipelineForText2Image.from_pretrained(source, dtype=dtype, use_safetensors=True, **extra)
+    if nf4:
+        extra["quantization_config"] = _nf4_config(family, dtype, pipeline=True)
+    if family.denoiser == "unet":
+        pipe = diffusers.AutoPipelineForText2Image.from_pretrained(source, dtype=dtype, use_safetensors=True, **extra)
+    else:
+        pipe = getattr(diffusers, family.pipelines["txt2img"]).from_pretrained(source, dtype=dtype, use_safetensors=True, **extra)
+    return pipe, family
 
 
-def _load_single_file(entry: ModelEntry, dtype: torch.dtype) -> Any:
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
-    from safetensors import safe_open
+def _load_single_file(entry: ModelEntry, dtype: torch.dtype, nf4: bool = False) -> tuple[Any, Family]:
+    """A single file: an SD checkpoint (UNet, VAE and text encoders in one file), or a DiT
+    family's transformer alone (`.safetensors` or `.gguf`) whose other components come from the
+    entry's `config` folder or Hub id."""
+    import diffusers
 
     path = Path(entry.source).expanduser()
-    if path.suffix.lower() != ".safetensors":
+    suffix = path.suffix.lower()
+    if suffix not in (".safetensors", ".gguf"):
         raise ModelLoadError(
             f"`{path.name}` is a pickle checkpoint ({path.suffix}); loading one can run code hidden in it, so sdbot "
-            "only loads .safetensors. Convert it once on a trusted machine (for example with diffusers' "
+            "only loads .safetensors and .gguf. Convert it once on a trusted machine (for example with diffusers' "
             "convert scripts or `safetensors.torch.save_file(torch.load(...)['state_dict'], ...)`)."
         )
     if not path.is_file():
         raise ModelLoadError(f"the checkpoint `{path}` does not exist. Check SDBOT_MODEL (or the model's `source`).")
+    keys = _file_keys(path)
+    family, _variant = families.from_keys(keys)
+    if family is None:
+        known = families.known_elsewhere(keys=keys)
+        what = f"a {known} file" if known else "a file of no model family sdbot knows"
+        raise ModelLoadError(f"`{path.name}` is {what}; sdbot runs {families.on_the_layer()} models.")
+    if family.denoiser == "unet":
+        if suffix == ".gguf":
+            raise ModelLoadError(f"`{path.name}` is a GGUF file of {family.label}; sdbot loads GGUF files of transformer families only.")
+        if nf4:
+            raise ModelLoadError(
+                f"nf4 loads diffusers folders and transformer files; `{path.name}` is a whole {family.label} checkpoint. Use fp8."
+            )
+        pipeline_class = getattr(diffusers, family.pipelines["txt2img"])
+        kwargs: dict[str, Any] = {"dtype": dtype}
+        if entry.config:
+            kwargs["config"] = entry.config
+        if "safety_checker" in pipeline_class.__init__.__code__.co_varnames:
+            kwargs.update(safety_checker=None, requires_safety_checker=False)
+        return pipeline_class.from_single_file(str(path), **kwargs), family
+    if not entry.config:
+        raise ModelLoadError(
+            f"`{path.name}` holds only {family.label}'s transformer; set `config` for it to a diffusers folder or Hub id "
+            f"of {family.label} (its text encoders, VAE and configs come from there)."
+        )
+    transformer_class = getattr(diffusers, family.denoiser_class)
+    if suffix == ".gguf":
+        from generation.models.quantized import load_gguf_transformer
+
+        transformer = load_gguf_transformer(path, transformer_class, entry.config, compute_dtype=dtype)
+    else:
+        quantization = {"quantization_config": _nf4_config(family, dtype, pipeline=False)} if nf4 else {}
+        transformer = transformer_class.from_single_file(
+            str(path), config=entry.config, subfolder="transformer", dtype=dtype, **quantization
+        )
+    pipeline_class = getattr(diffusers, family.pipelines["txt2img"])
+    return pipeline_class.from_pretrained(entry.config, transformer=transformer, dtype=dtype, use_safetensors=True), family
+
+
+def _file_keys(path: Path) -> list[str]:
+    if path.suffix.lower() == ".gguf":
+        from generation.models.quantized import read_gguf
+
+        try:
+            return list(read_gguf(path).tensors)
+        except ValueError as error:
+            raise ModelLoadError(str(error)) from None
+    from safetensors import safe_open
+
     with safe_open(str(path), framework="pt") as handle:
-        is_xl = any(key.startswith("conditioner.embedders.1.") for key in handle.keys())  # noqa: SIM118 - safe_open is not iterable
-    pipeline_class = StableDiffusionXLPipeline if is_xl else StableDiffusionPipeline
-    kwargs: dict[str, Any] = {"dtype": dtype}
-    if entry.config:
-        kwargs["config"] = entry.config
-    if not is_xl:
-        kwargs.update(safety_checker=None, requires_safety_checker=False)
-    return pipeline_class.from_single_file(str(path), **kwargs)
+        return list(handle.keys())  # noqa: SIM118 - safe_open is not iterable
 
 
 def _explain(entry: ModelEntry, error: Exception) -> str:

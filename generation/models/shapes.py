@@ -328,7 +328,7 @@ def shapes_of_folder(folder: Path) -> ModelShapes | None:
 
 @lru_cache(maxsize=32)
 def _cached_shapes(stamps: tuple[tuple[str, int | None, int | None], ...]) -> ModelShapes | None:
-    configs = [_read_json(Path(path)) if size is not None else None for path, _, size in stamps]
+    configs = [read_config(Path(path)) if size is not None else None for path, _, size in stamps]
     unet, encoders = configs[0], [c for c in configs[1:] if c is not None]
     if unet is None or not encoders:
         return None
@@ -338,7 +338,8 @@ def _cached_shapes(stamps: tuple[tuple[str, int | None, int | None], ...]) -> Mo
         return None
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def read_config(path: Path) -> dict[str, Any] | None:
+    """A component's config.json, or None when it is missing, too big or not a JSON object."""
     try:
         if path.stat().st_size > MAX_CONFIG_BYTES:
             return None

@@ -77,16 +77,19 @@ class SpeedOptions:
         return ", ".join(parts)
 
 
-def apply_speed_options(pipe: Any, options: SpeedOptions) -> None:
-    """Set the options on the pipeline's UNet and VAE, in place (so they hold for every pipeline
-    made from it with `from_pipe`). Called once per loaded model."""
-    unet, vae = pipe.unet, pipe.vae
-    set_attention(unet, options.attention)
-    if options.channels_last:
-        unet.to(memory_format=torch.channels_last)
+def apply_speed_options(pipe: Any, options: SpeedOptions, denoiser: str = "unet") -> None:
+    """Set the options on the pipeline's denoiser (its family's: `unet` or `transformer`) and VAE,
+    in place (so they hold for every pipeline made from it with `from_pipe`). Called once per
+    loaded model. A transformer keeps its own attention processors (diffusers' FLUX-style ones
+    call SDPA already) and its layout (channels_last is for convolutions)."""
+    model, vae = getattr(pipe, denoiser), pipe.vae
+    if denoiser == "unet":
+        set_attention(model, options.attention)
+        if options.channels_last:
+            model.to(memory_format=torch.channels_last)
     if options.torch_compile:
-        _warn_if_slow_to_compile(unet)
-        compile_forward(unet, eager_when=_needs_eager_unet)
+        _warn_if_slow_to_compile(model)
+        compile_forward(model, eager_when=_needs_eager_unet)
     apply_vae_options(vae, options)
     log.info("speed options for %s: %s", type(pipe).__name__, options.describe())
 

@@ -1,5 +1,6 @@
-"""The `tiny` model's component configs (generation/models/tiny.py builds it from these). Torch-free, so
-that the chat side knows tiny's layer shapes (`generation.models.shapes`) without building it."""
+"""The tiny models' component configs (generation/models/tiny.py builds `tiny` from these, tiny_dit.py
+`tiny-flux` and `tiny-chroma`). Torch-free, so that the chat side knows their layer shapes
+(`generation.models.shapes`, `dit_shapes`) without building them."""
 
 from __future__ import annotations
 
@@ -39,3 +40,54 @@ TEXT_ENCODER: dict[str, Any] = {
     "eos_token_id": 49407,
     "pad_token_id": 49407,
 }
+
+# --- tiny-flux and tiny-chroma (generation/models/tiny_dit.py builds them) ---------------------------
+HEAD_DIM = 16
+HEADS = 2
+TEXT_DIM = 32  # the tiny T5's d_model = the transformer's joint_attention_dim
+LATENT_CHANNELS = 16
+# FLUX.1-dev's scheduler_config.json. Chroma1-HD's is flow matching with the same dynamic shifting
+# (ChromaPipeline always computes `mu` from these keys).
+FLOW_SCHEDULER: dict[str, Any] = {
+    "num_train_timesteps": 1000,
+    "shift": 3.0,
+    "use_dynamic_shifting": True,
+    "base_shift": 0.5,
+    "max_shift": 1.15,
+    "base_image_seq_len": 256,
+    "max_image_seq_len": 4096,
+}
+# FLUX.1's VAE (shared by Chroma): 16 latent channels, four blocks (latents 1/8 of the image),
+# no quant convs, FLUX's scaling and shift factors.
+DIT_VAE: dict[str, Any] = {
+    **VAE,
+    "latent_channels": LATENT_CHANNELS,
+    "scaling_factor": 0.3611,
+    "shift_factor": 0.1159,
+    "use_quant_conv": False,
+    "use_post_quant_conv": False,
+}
+T5_ENCODER: dict[str, Any] = {
+    "d_model": TEXT_DIM,
+    "d_kv": 8,
+    "d_ff": 64,
+    "num_layers": 2,
+    "num_heads": 4,
+    "relative_attention_num_buckets": 8,
+    "feed_forward_proj": "gated-gelu",  # T5 v1.1, as FLUX's t5-v1_1-xxl
+    "pad_token_id": 0,
+    "eos_token_id": 1,
+    "decoder_start_token_id": 0,
+}
+DIT_TRANSFORMER: dict[str, Any] = {  # shared by FluxTransformer2DModel and ChromaTransformer2DModel
+    "patch_size": 1,
+    "in_channels": LATENT_CHANNELS * 4,  # 2x2 packed latents
+    "num_layers": 1,
+    "num_single_layers": 1,
+    "attention_head_dim": HEAD_DIM,
+    "num_attention_heads": HEADS,
+    "joint_attention_dim": TEXT_DIM,
+    "axes_dims_rope": (4, 6, 6),  # sums to attention_head_dim
+}
+FLUX_TRANSFORMER = {**DIT_TRANSFORMER, "pooled_projection_dim": TEXT_ENCODER["hidden_size"], "guidance_embeds": True}
+CHROMA_TRANSFORMER = {**DIT_TRANSFORMER, "approximator_num_channels": 16, "approximator_hidden_dim": 32, "approximator_layers": 2}

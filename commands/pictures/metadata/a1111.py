@@ -114,7 +114,8 @@ def from_infotext(text: str, notes: list[str], *, require_settings: bool) -> Ima
 
     out.steps(found.get("Steps"))
     out.sampler(a1111_sampler(found.get("Sampler", ""), found.get("Schedule type", "")))
-    out.cfg(found.get("CFG scale"))
+    # Forge and sdbot write FLUX.1's distilled guidance as "Distilled CFG Scale" (beside a CFG of 1).
+    out.cfg(found.get("Distilled CFG Scale") or found.get("CFG scale"))
     out.seed(found.get("Seed"))
     size = _SIZE.match(found.get("Size", ""))
     if size:

@@ -1,5 +1,6 @@
-"""Which uploaded LoRAs and embeddings a job uses, resolved when it is queued, and whether a file
-fits a model (at upload and at use).
+"""What a job may use on its model, settled when it is queued: which uploaded LoRAs and embeddings
+it uses and whether each file fits the model (at upload and at use); and what the model's family
+can't do, refused (`check_family`, below).
 
 - LoRAs: A1111's `<lora:NAME:WEIGHT>` tags in the prompt (weight optional, default 1; several at
   once) and `--lora NAME:WEIGHT`. The tag stays in the prompt as written (A1111 keeps it in the
@@ -23,11 +24,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from commands.frame.context import Context
 from commands.frame.errors import UserError
-from config.models import ModelEntry
+from config.models import ModelEntry, ModelRegistry
 from generation.assets.files import AssetError, AssetInfo, check_architecture, inspect_stored
 from generation.assets.fit import embedding_misfit, lora_misfit
+from generation.models.families import Family, family
 from generation.models.files import model_shapes
-from generation.prompts.lora_tags import parse_lora_tags
+from generation.prompts.lora_tags import parse_lora_tags, strip_lora_tags
+from generation.prompts.schedule import has_schedule
+from generation.prompts.weights import parse_prompt_attention
 from generation.spec import AssetRef, GenerationSpec
 from storage import assets
 from storage.tables import Asset
@@ -159,3 +163,110 @@ def _mentions(text: str, name: str) -> bool:
 def _ref(asset: Asset, weight: float) -> AssetRef:
     short = str(asset.info.get("addnet_hash") or asset.sha256)[:12]
     return AssetRef(name=asset.name, blob=asset.blob_key, sha256=asset.sha256, format=asset.format, weight=weight, short_hash=short)
+
+
+# --- what the model's family can't do ----------------------------------------------------------
+# Refused before a job is queued: one line per option, naming the family and what to change (never
+# a silent drop, never a failure in the worker after the person was told "queued"). Every path that
+# queues a job passes here (`submit._enqueue`): typed commands, buttons, replies, remixes, "Imagine
+# this". The family says what it lacks and why (generation.models.families); this says which part
+# of a job uses which feature.
+
+DRAWN_AT_SIZE = ("txt2img", "img2img", "inpaint", "outpaint")  # kinds the model draws at the spec's size
+CLIP_FEATURES = {"animate": "animate", "video2video": "animate", "deforum": "deforum"}
+
+
+def unsupported(entry: ModelEntry, spec: GenerationSpec) -> list[str]:
+    """The parts of `spec` the family of `entry` can't draw, one sentence each."""
+    found = family(entry.family)
+    variant = entry.guessed_variant
+    lines = []
+    for feature in _features_used(found, spec):
+        why = found.why_not(feature, variant)
+        if why is not None:
+            lines.append(f"{_what(feature)} can't be used with `{entry.display_name}`: {why}.")
+    if found.flow_matching and spec.diffusion and spec.sampler not in found.samplers:
+        lines.append(
+            f"`{spec.sampler}` can't be used with `{entry.display_name}`: {found.label} draws with flow matching, whose "
+            f"samplers are {', '.join(found.samplers)}. Leave out --sampler or use `--sampler {found.default_sampler}`."
+        )
+    multiple = found.size_multiple
+    if spec.kind in DRAWN_AT_SIZE and (spec.width % multiple or spec.height % multiple):
+        near = f"{_round(spec.width, multiple)}x{_round(spec.height, multiple)}"
+        lines.append(f"{found.label} draws sizes in multiples of {multiple}; {spec.width}x{spec.height} is not. Try `--size {near}`.")
+    return lines
+
+
+def check_family(registry: ModelRegistry, spec: GenerationSpec) -> list[str]:
+    """`unsupported` for the job's model (nothing for jobs on a model outside the registry: the
+    instruct model of /edit, a model removed since)."""
+    entry = registry.get(spec.model)
+    return unsupported(entry, spec) if entry is not None else []
+
+
+def _features_used(found: Family, spec: GenerationSpec) -> list[str]:
+    used = []
+    if spec.diffusion:
+        if spec.negative_prompt.strip():
+            used.append("negative")
+        used += [name for name, on in (("clip_skip", spec.clip_skip not in (None, 1)), ("tile", spec.tile), ("vae", spec.vae)) if on]
+        used += [name for name, on in (("regions", spec.regions), ("controlnet", spec.controls), ("lora", spec.loras)) if on]
+        if spec.embeddings:
+            used.append("embeddings")
+        if found.prompt_encoding != "a1111":
+            used += _prompt_syntax(spec)
+        if _cfg_asked(found, spec):
+            used.append("cfg")
+    if spec.upscale_method == "latent":
+        used.append("latent_upscale")
+    if spec.kind in CLIP_FEATURES:
+        used.append(CLIP_FEATURES[spec.kind])
+    return list(dict.fromkeys(used))
+
+
+def _cfg_asked(found: Family, spec: GenerationSpec) -> bool:
+    """Whether the job sets a guidance other than the one its variant draws with (a variant
+    without guidance has cfg 0: anything else was asked for)."""
+    defaults = {v.cfg for v in found.variants if "cfg" in v.unsupported}
+    return bool(defaults) and spec.cfg not in defaults
+
+
+def _prompt_syntax(spec: GenerationSpec) -> list[str]:
+    """A1111's syntax a plain-text encoder can't follow: weights other than 1, BREAK, editing."""
+    used = []
+    for text in (spec.prompt, spec.negative_prompt):
+        plain = strip_lora_tags(text)
+        if has_schedule(plain):
+            used.append("prompt_editing")
+        fragments = parse_prompt_attention(plain)
+        if any(weight == -1.0 and piece == "BREAK" for piece, weight in fragments):
+            used.append("break")
+        if any(abs(weight - 1.0) > 1e-6 for piece, weight in fragments if piece != "BREAK"):
+            used.append("prompt_weights")
+    return used
+
+
+def _what(feature: str) -> str:
+    return {
+        "negative": "A negative prompt (--no)",
+        "cfg": "--cfg",
+        "clip_skip": "--clip-skip",
+        "tile": "--tile",
+        "vae": "--vae",
+        "regions": "Regional prompts (--regions)",
+        "controlnet": "ControlNet",
+        "lora": "LoRAs",
+        "embeddings": "Embeddings",
+        "prompt_weights": "Prompt weights such as (word:1.3)",
+        "prompt_editing": "Prompt editing such as [cat:dog:10]",
+        "break": "BREAK",
+        "latent_upscale": "The latent upscale",
+        "animate": "AnimateDiff clips",
+        "deforum": "Deforum clips",
+        "train": "Training",
+    }.get(feature, feature)
+
+
+def _round(value: int, multiple: int) -> int:
+    """The nearest multiple (halfway: up, as people round)."""
+    return max(multiple, int(value / multiple + 0.5) * multiple)

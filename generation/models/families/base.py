@@ -1,0 +1,97 @@
+"""What a model family is, as data: the `Family` every family module declares. Torch-free: the
+chat side reads it to pick defaults and refuse options before queueing; the loader and the
+engine read it to build pipelines, schedulers and prompt conditionings.
+
+A family is an architecture people name ("SDXL", "FLUX.1"): the same pipelines, text encoders,
+size rule, samplers and features for every model of it. Variants (FLUX.1-dev and -schnell) share
+everything but their defaults (`Variant`). A feature a family lacks is named in `unsupported` with
+the reason a user reads when they ask for it, so nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+# What a job may ask for that not every family can do (the keys of `Family.unsupported`).
+FEATURES = (
+    "negative",  # a negative prompt (--no)
+    "cfg",  # --cfg (a distilled model without guidance ignores it)
+    "clip_skip",
+    "tile",  # seamless textures (circular padding in the UNet and VAE)
+    "vae",  # a VAE other than the model's own
+    "regions",  # regional prompting (BREAK regions through the UNet's cross-attention)
+    "controlnet",
+    "lora",  # users' LoRAs
+    "embeddings",  # textual-inversion embeddings
+    "prompt_weights",  # A1111's (word:1.2) emphasis
+    "prompt_editing",  # [from:to:when] and [a|b]
+    "break",  # BREAK: a new 75-token chunk
+    "latent_upscale",  # --method latent
+    "animate",  # AnimateDiff clips (/animate, /video2video)
+    "deforum",  # Deforum clips
+    "video2video",  # AnimateDiff restyling a clip
+    "camera_moves",  # AnimateDiff motion LoRAs (zoom, pan, ...)
+    "train",  # training LoRAs and embeddings in chat
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Defaults of one kind of model within a family (None: the bot's setting)."""
+
+    name: str  # "dev", "schnell"; "" for a family's only kind
+    label: str  # how people name it: "FLUX.1-dev"
+    steps: int | None = None
+    cfg: float | None = None
+    # Options this variant cannot use beyond the family's own (feature -> reason).
+    unsupported: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Family:
+    id: str  # sd1, sd2, sdxl, flux, chroma: what ModelEntry.architecture holds
+    label: str  # "SD 1.x", "FLUX.1": how people name it
+    # Recognition: model_index.json `_class_name`s of this family's txt2img pipelines.
+    pipeline_classes: tuple[str, ...]
+    # The diffusers pipeline class per job kind (txt2img, img2img, inpaint), sharing weights.
+    pipelines: Mapping[str, str]
+    denoiser: str  # the pipeline component that denoises: "unet" or "transformer"
+    denoiser_class: str  # its diffusers class (single files and GGUF files hold only it, for DiTs)
+    native_size: int  # the side it was trained at
+    size_multiple: int  # width and height must be multiples of it (8 for UNets, 16 for FLUX-style DiTs)
+    text_encoders: tuple[str, ...]  # what reads the prompt, for /models and the docs
+    prompt_tokens: int  # how much of a prompt its main encoder reads (SD: 75-token chunks, any number)
+    # How prompts are encoded: "a1111" (CLIP chunks, weights, BREAK, editing: generation.prompts)
+    # or "pipeline" (the pipeline's own encode_prompt: plain text).
+    prompt_encoding: str
+    flow_matching: bool  # samplers are flow-matching ones (`samplers`), not the A1111 list
+    default_sampler: str  # an A1111 name (a name in `samplers` for flow-matching families)
+    variants: tuple[Variant, ...] = (Variant("", ""),)
+    unsupported: Mapping[str, str] = field(default_factory=dict)  # feature -> why, for the refusal
+    # Flow-matching families: A1111-style sampler names -> diffusers scheduler class and options.
+    samplers: Mapping[str, tuple[str, Mapping[str, object]]] = field(default_factory=dict)
+    # Whether its img2img pipelines must be told the picture's size (FLUX-style ones draw at their
+    # default 1024² otherwise; SD's take the picture's own).
+    img2img_takes_size: bool = False
+    guidance: str = "cfg"  # what --cfg is: "cfg" (classifier-free) or "distilled" (FLUX.1-dev's embedded guidance)
+    description: str = ""  # one line for /models and the docs
+
+    def variant(self, name: str | None) -> Variant:
+        """The variant `name` (the first, the family's usual one, when unknown or None)."""
+        return next((v for v in self.variants if v.name == name), self.variants[0])
+
+    def supports(self, feature: str, variant: str | None = None) -> bool:
+        return self.why_not(feature, variant) is None
+
+    def why_not(self, feature: str, variant: str | None = None) -> str | None:
+        """Why this family (variant) can't do `feature`; None when it can."""
+        assert feature in FEATURES, feature
+        return self.unsupported.get(feature) or self.variant(variant).unsupported.get(feature)
+
+    def sampler_names(self) -> list[str]:
+        """The sampler names this family takes (None for the A1111 list: see generation.models.samplers)."""
+        return list(self.samplers)
+
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(self.pipelines)

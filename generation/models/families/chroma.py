@@ -1,0 +1,30 @@
+"""Chroma (lodestones, 2025): FLUX.1-schnell's architecture slimmed to 8.9B parameters, retrained
+without guidance distillation, with T5-XXL alone as its text encoder. So unlike FLUX.1 it has real
+classifier-free guidance and a negative prompt. Everything else as FLUX.1 (`flux.py`)."""
+
+from __future__ import annotations
+
+from generation.models.families.base import Family, Variant
+from generation.models.families.flux import FLOW_SAMPLERS, dit_unsupported
+
+CHROMA = Family(
+    id="chroma",
+    label="Chroma",
+    pipeline_classes=("ChromaPipeline",),
+    pipelines={"txt2img": "ChromaPipeline", "img2img": "ChromaImg2ImgPipeline", "inpaint": "ChromaInpaintPipeline"},
+    denoiser="transformer",
+    denoiser_class="ChromaTransformer2DModel",
+    native_size=1024,
+    size_multiple=16,
+    text_encoders=("T5-XXL",),
+    prompt_tokens=512,
+    prompt_encoding="pipeline",
+    flow_matching=True,
+    default_sampler="Euler",
+    samplers=FLOW_SAMPLERS,
+    img2img_takes_size=True,
+    guidance="cfg",
+    variants=(Variant("", "Chroma", steps=30, cfg=4.0),),
+    unsupported=dit_unsupported("Chroma", negative=None),
+    description="Chroma1 HD and Base: 1024 px; ~27 GB in bf16, ~14 GB with an fp8 or Q8 transformer.",
+)

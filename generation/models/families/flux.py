@@ -1,0 +1,76 @@
+"""FLUX.1 (Black Forest Labs, 2024): a 12B rectified-flow transformer with a T5-XXL and a CLIP
+text encoder, 1024 px. dev and Krea [dev] are guidance-distilled (`--cfg` is the guidance the
+model was distilled with, 3.5 by default; there is no negative prompt); schnell is also step-
+distilled (4 steps, no guidance at all). Sizes are multiples of 16 (the VAE's 8 times the
+transformer's 2x2 patches); the scheduler's shift follows the image size (the pipeline computes
+it from the number of latent patches, as BFL's reference does).
+
+Prompts go to the pipeline's own `encode_prompt` as plain text: T5 reads up to 512 tokens, CLIP's
+pooled output the first 77. A1111's weights, BREAK and prompt editing are refused (not ignored):
+T5 has no notion of them, and a silent strip would draw something else than was asked."""
+
+from __future__ import annotations
+
+from generation.models.families.base import Family, Variant
+
+PLAIN_TEXT = "its T5 encoder reads the prompt as plain text"
+FLOW_SAMPLERS = {"Euler": ("FlowMatchEulerDiscreteScheduler", {})}
+
+
+def dit_unsupported(label: str, *, negative: str | None) -> dict[str, str]:
+    """What the DiT families of this issue don't do (yet), with the reasons users read."""
+    refused = {
+        "clip_skip": f"{label} doesn't use CLIP's hidden layers, so clip skip has no meaning there",
+        "tile": f"seamless tiling works on UNet models (SD 1.x/2.x, SDXL); {label} isn't one",
+        "vae": f"{label} has its own 16-channel VAE; the configured VAEs are SD ones",
+        "regions": f"regional prompting works through SD's UNet cross-attention; {label} has none",
+        "controlnet": f"ControlNet on {label} isn't supported here yet",
+        "embeddings": f"textual-inversion embeddings are for CLIP-only models (SD 1.x/2.x, SDXL), not {label}",
+        "prompt_weights": f"{label} can't weight words: {PLAIN_TEXT}. Write the emphasis in words instead of (word:1.3)",
+        "prompt_editing": f"{label} can't switch prompts while drawing: {PLAIN_TEXT}",
+        "break": f"BREAK starts a new CLIP chunk in SD; {PLAIN_TEXT}, up to its own limit",
+        "latent_upscale": f"the latent upscale works on SD's latents; use `--method hires` with {label}",
+        "animate": f"AnimateDiff's motion modules are for SD 1.x and SDXL, not {label}",
+        "video2video": f"AnimateDiff's motion modules are for SD 1.x, not {label}",
+        "camera_moves": f"camera moves are motion LoRAs for SD 1.x motion adapters, not {label}",
+        "deforum": f"Deforum clips on {label} aren't supported here yet",
+        "train": f"training in chat is for SD 1.x/2.x and SDXL; {label} LoRAs can be trained elsewhere and uploaded",
+    }
+    if negative:
+        refused["negative"] = negative
+    return refused
+
+
+FLUX = Family(
+    id="flux",
+    label="FLUX.1",
+    pipeline_classes=("FluxPipeline",),
+    pipelines={"txt2img": "FluxPipeline", "img2img": "FluxImg2ImgPipeline", "inpaint": "FluxInpaintPipeline"},
+    denoiser="transformer",
+    denoiser_class="FluxTransformer2DModel",
+    native_size=1024,
+    size_multiple=16,
+    text_encoders=("T5-XXL", "CLIP ViT-L"),
+    prompt_tokens=512,
+    prompt_encoding="pipeline",
+    flow_matching=True,
+    default_sampler="Euler",
+    samplers=FLOW_SAMPLERS,
+    img2img_takes_size=True,
+    guidance="distilled",
+    variants=(
+        Variant("dev", "FLUX.1-dev", steps=28, cfg=3.5),
+        Variant(
+            "schnell",
+            "FLUX.1-schnell",
+            steps=4,
+            cfg=0.0,
+            unsupported={"cfg": "FLUX.1-schnell is distilled to draw without guidance, so --cfg has no effect on it"},
+        ),
+    ),
+    unsupported=dit_unsupported(
+        "FLUX.1",
+        negative="FLUX.1 is guidance-distilled and has no negative prompt: describe what you want instead of using --no",
+    ),
+    description="FLUX.1 dev, schnell and Krea: 1024 px; ~33 GB in bf16, ~17 GB with an fp8 or Q8 transformer, ~8 GB with Q4 and offload.",
+)

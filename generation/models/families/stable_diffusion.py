@@ -1,0 +1,73 @@
+"""Stable Diffusion 1.x, 2.x and SDXL: the UNet families of 2022–23, with every feature the bot
+has (it was built on them). Prompts are encoded the A1111 way (generation.prompts: CLIP chunks of
+75 tokens, weights, BREAK, prompt editing); samplers are the A1111 list
+(generation.models.samplers)."""
+
+from __future__ import annotations
+
+from generation.models.families.base import Family
+
+_SD_PIPELINES = {
+    "txt2img": "StableDiffusionPipeline",
+    "img2img": "StableDiffusionImg2ImgPipeline",
+    "inpaint": "StableDiffusionInpaintPipeline",
+}
+
+SD1 = Family(
+    id="sd1",
+    label="SD 1.x",
+    pipeline_classes=("StableDiffusionPipeline",),
+    pipelines=_SD_PIPELINES,
+    denoiser="unet",
+    denoiser_class="UNet2DConditionModel",
+    native_size=512,
+    size_multiple=8,
+    text_encoders=("CLIP ViT-L",),
+    prompt_tokens=75,
+    prompt_encoding="a1111",
+    flow_matching=False,
+    default_sampler="DPM++ 2M Karras",
+    description="Stable Diffusion 1.x (1.4, 1.5 and its fine-tunes): 512 px, ~4 GB of GPU memory in fp16.",
+)
+
+SD2 = Family(
+    id="sd2",
+    label="SD 2.x",
+    pipeline_classes=("StableDiffusionPipeline",),  # told from SD 1.x by its text encoder's width
+    pipelines=_SD_PIPELINES,
+    denoiser="unet",
+    denoiser_class="UNet2DConditionModel",
+    native_size=768,
+    size_multiple=8,
+    text_encoders=("OpenCLIP ViT-H",),
+    prompt_tokens=75,
+    prompt_encoding="a1111",
+    flow_matching=False,
+    default_sampler="DPM++ 2M Karras",
+    description="Stable Diffusion 2.x: 768 px (2.0/2.1), ~5 GB in fp16.",
+)
+
+SDXL = Family(
+    id="sdxl",
+    label="SDXL",
+    pipeline_classes=("StableDiffusionXLPipeline",),
+    pipelines={
+        "txt2img": "StableDiffusionXLPipeline",
+        "img2img": "StableDiffusionXLImg2ImgPipeline",
+        "inpaint": "StableDiffusionXLInpaintPipeline",
+    },
+    denoiser="unet",
+    denoiser_class="UNet2DConditionModel",
+    native_size=1024,
+    size_multiple=8,
+    text_encoders=("CLIP ViT-L", "OpenCLIP ViT-bigG"),
+    prompt_tokens=75,
+    prompt_encoding="a1111",
+    flow_matching=False,
+    default_sampler="DPM++ 2M Karras",
+    unsupported={
+        "video2video": "diffusers has no SDXL AnimateDiff video-to-video; use an SD 1.x model with `--model`",
+        "camera_moves": "camera moves are motion LoRAs for SD 1.x motion adapters; they don't work on SDXL models",
+    },
+    description="SDXL 1.0 and its fine-tunes (Pony, Illustrious, ...): 1024 px, ~8 GB in fp16.",
+)

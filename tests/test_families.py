@@ -1,0 +1,250 @@
+"""The model-family layer on the tiny FLUX.1 and Chroma models: every path a still takes equals
+bare diffusers' own pipeline for the same seed (txt2img, img2img, inpaint, a batch); the files
+people download (a diffusers folder, a single transformer file, a GGUF file) are recognised
+without a hint and load; quantized weights draw close to the float model; and what a family
+can't do is refused before queueing, naming the family."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from config import ModelEntry, ModelRegistry
+from generation.engine import Engine
+from generation.jobs import run_job
+from generation.models import families
+from generation.models.files import ModelSourceError, UnsupportedModel, inspect_model_source
+from generation.models.loader import ModelCache
+from generation.models.tiny_dit import ensure_tiny_chroma, ensure_tiny_flux
+from generation.spec import GenerationSpec
+from storage.blobs import LocalBlobStore
+from tests.support.gguf_files import tiny_bfl_widths, to_bfl_keys, write_gguf
+
+FOLDERS = {"tiny-flux": ensure_tiny_flux, "tiny-chroma": ensure_tiny_chroma}
+PIPELINES = {
+    "tiny-flux": ("FluxPipeline", "FluxImg2ImgPipeline", "FluxInpaintPipeline"),
+    "tiny-chroma": ("ChromaPipeline", "ChromaImg2ImgPipeline", "ChromaInpaintPipeline"),
+}
+
+
+@pytest.fixture(scope="module")
+def engine(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    registry = ModelRegistry([ModelEntry(source="tiny-flux"), ModelEntry(source="tiny-chroma")])
+    return Engine(
+        ModelCache(registry, models_dir, torch.device("cpu"), torch.float32, max_loaded=2), LocalBlobStore(tmp_path_factory.mktemp("b"))
+    )
+
+
+def spec(model: str, **changes) -> GenerationSpec:  # type: ignore[no-untyped-def]
+    base = dict(
+        kind="txt2img", prompt="a red fox in the snow", model=model, family=model.removeprefix("tiny-"), width=64, height=48,
+        steps=4, cfg=3.5, sampler="Euler", seed=11, n=1,
+    )  # fmt: skip
+    base.update(changes)
+    return GenerationSpec(**base)
+
+
+def pixels(image: bytes | Image.Image) -> np.ndarray:
+    picture = Image.open(io.BytesIO(image)) if isinstance(image, bytes) else image
+    return np.asarray(picture.convert("RGB")).astype(int)
+
+
+def bare(models_dir: Path, model: str, kind: int, seed: int, **call) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """What bare diffusers draws: the family's own pipeline class, loaded from the same folder."""
+    import diffusers
+
+    pipe = getattr(diffusers, PIPELINES[model][kind]).from_pretrained(FOLDERS[model](models_dir))
+    pipe.set_progress_bar_config(disable=True)
+    if "guidance_embeds" not in pipe.transformer.config:  # ChromaInpaintPipeline reads it (generation.models.loader._mend_config)
+        pipe.transformer.register_to_config(guidance_embeds=False)
+    return pixels(pipe(generator=torch.Generator("cpu").manual_seed(seed), **call).images[0])
+
+
+def test_the_families_module_and_the_config_name_the_same_families() -> None:
+    from config.models import FamilyId
+
+    assert set(FamilyId.__args__) == {f.id for f in families.FAMILIES}  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("model", ["tiny-flux", "tiny-chroma"])
+def test_txt2img_equals_bare_diffusers(engine: Engine, models_dir: Path, model: str) -> None:
+    negative = {"negative_prompt": "blurry"} if model == "tiny-chroma" else {}
+    [ours] = run_job(engine, spec(model, negative_prompt=negative.get("negative_prompt", "")))
+    theirs = bare(
+        models_dir, model, 0, 11, prompt="a red fox in the snow", width=64, height=48, num_inference_steps=4, guidance_scale=3.5, **negative
+    )
+    assert np.abs(pixels(ours.png) - theirs).max() <= 2
+    other = run_job(engine, spec(model, prompt="a blue city at night"))[0]
+    assert np.abs(pixels(other.png) - pixels(ours.png)).mean() > 10  # the prompt reaches the picture
+    parameters = ours.parameters
+    assert "Sampler: Euler, Schedule type: Simple" in parameters and f"Model family: {families.family(model[5:]).label}" in parameters
+    if model == "tiny-flux":  # the distilled guidance, as Forge writes it
+        assert "CFG scale: 1, Distilled CFG Scale: 3.5" in parameters
+
+
+@pytest.mark.parametrize("model", ["tiny-flux", "tiny-chroma"])
+def test_img2img_and_inpaint_equal_bare_diffusers(engine: Engine, models_dir: Path, model: str) -> None:
+    rng = np.random.default_rng(3)
+    picture = Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    key = engine.blobs.put(_png(picture), "png")
+    [ours] = run_job(engine, spec(model, kind="img2img", init_image=key, strength=0.75, steps=8))
+    theirs = bare(
+        models_dir, model, 1, 11, prompt="a red fox in the snow", image=picture, width=64, height=48, strength=0.75,
+        num_inference_steps=8, guidance_scale=3.5,
+    )  # fmt: skip
+    assert Image.open(io.BytesIO(ours.png)).size == (64, 48)
+    assert np.abs(pixels(ours.png) - theirs).max() <= 2
+
+    mask = Image.new("L", (64, 48), 0)
+    mask.paste(255, (16, 16, 48, 40))
+    mask_key = engine.blobs.put(_png(mask), "png")
+    job = spec(model, kind="inpaint", init_image=key, mask=mask_key, mask_blur=0, strength=0.9, steps=8)
+    [ours] = run_job(engine, job)
+    painted = bare(
+        models_dir, model, 2, 11, prompt="a red fox in the snow", image=picture, mask_image=mask, width=64, height=48,
+        strength=0.9, num_inference_steps=8, guidance_scale=3.5,
+    )  # fmt: skip
+    inside = np.asarray(mask) > 0
+    assert np.abs(pixels(ours.png)[inside] - painted[inside]).max() <= 2  # the model's pixels where the mask is
+    assert np.array_equal(pixels(ours.png)[~inside], pixels(picture)[~inside])  # the picture's own everywhere else
+
+
+def test_a_batch_of_several_peoples_jobs_equals_each_alone(engine: Engine) -> None:
+    from generation.jobs.batched import render_batch
+
+    jobs = [spec("tiny-flux", prompt="a red fox", seed=1), spec("tiny-flux", prompt="an owl on a branch at dusk", seed=5, n=2)]
+    assert jobs[0].batch_key() == jobs[1].batch_key() != ""
+    together = render_batch(engine, jobs, [1, 2])
+    for job, rendered in zip(jobs, together, strict=True):
+        alone = run_job(engine, job)
+        assert [image.seed for image in rendered.images] == [image.seed for image in alone]
+        for mine, single in zip(rendered.images, alone, strict=True):
+            assert np.abs(pixels(mine.png) - pixels(single.png)).max() <= 2
+
+
+def test_a_gguf_transformer_draws_close_to_the_float_model(engine: Engine, models_dir: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A Q8_0 GGUF of the tiny FLUX transformer, with BFL's key names as published files have,
+    loads from a model entry (the rest of the pipeline from the folder) and draws within 2/255 on
+    average (16 at most) of the float model: Q8_0 keeps the transformer's output within ~0.6%."""
+    from diffusers import FluxTransformer2DModel
+
+    tiny_bfl_widths(monkeypatch)
+    folder = ensure_tiny_flux(models_dir)
+    transformer = FluxTransformer2DModel.from_pretrained(folder, subfolder="transformer")
+    gguf = tmp_path / "flux1-tiny-Q8_0.gguf"
+    write_gguf(transformer.state_dict(), gguf, quant="Q8_0", key_layout="bfl")
+    facts = inspect_model_source(str(gguf), str(folder))
+    assert (facts.architecture, facts.variant) == ("flux", "dev")
+
+    registry = ModelRegistry([ModelEntry(source=str(gguf), config=str(folder), name="q8"), ModelEntry(source="tiny-flux")])
+    quantized = Engine(ModelCache(registry, models_dir, torch.device("cpu"), torch.float32), LocalBlobStore(tmp_path / "b"))
+    [drawn] = run_job(quantized, spec("q8"))
+    parameters = type(quantized.models.get("q8").txt2img.transformer.transformer_blocks[0].attn.to_q.weight).__name__
+    assert parameters == "GGUFParameter"
+    [exact] = run_job(engine, spec("tiny-flux"))
+    difference = np.abs(pixels(drawn.png) - pixels(exact.png))
+    assert difference.mean() < 2 and difference.max() < 16, (difference.mean(), difference.max())  # measured 0.6 and 4–6
+
+
+def test_fp8_weights_draw_on_a_cpu(models_dir: Path, tmp_path: Path, engine: Engine) -> None:
+    registry = ModelRegistry([ModelEntry(source="tiny-flux", name="fp8", quantization="fp8", vae_tiling=True)])
+    stored = Engine(ModelCache(registry, models_dir, torch.device("cpu"), torch.float32), LocalBlobStore(tmp_path / "b"))
+    [drawn] = run_job(stored, spec("fp8"))
+    weight = stored.models.get("fp8").txt2img.transformer.transformer_blocks[0].attn.to_q.weight
+    assert weight.dtype == torch.float8_e4m3fn and stored.models.get("fp8").txt2img.vae.use_tiling
+    [exact] = run_job(engine, spec("tiny-flux"))
+    assert np.abs(pixels(drawn.png) - pixels(exact.png)).mean() < 5  # measured 1.8–2.1 of 255
+
+
+def test_folders_single_files_and_gguf_files_are_recognised_without_a_hint(models_dir: Path, tmp_path: Path) -> None:
+    from diffusers import ChromaTransformer2DModel, FluxTransformer2DModel
+
+    flux, chroma = ensure_tiny_flux(models_dir), ensure_tiny_chroma(models_dir)
+    assert (inspect_model_source(str(flux)).architecture, inspect_model_source(str(flux)).variant) == ("flux", "dev")
+    assert inspect_model_source(str(chroma)).architecture == "chroma"
+    assert inspect_model_source("tiny-chroma").architecture == "chroma"
+
+    flux_weights = FluxTransformer2DModel.from_pretrained(flux, subfolder="transformer").state_dict()
+    single = tmp_path / "flux1-dev.safetensors"  # as BFL publish it: the transformer alone, original names
+    save_file(to_bfl_keys(flux_weights), single)
+    facts = inspect_model_source(str(single), str(flux))
+    assert (facts.architecture, facts.variant, facts.size) == ("flux", "dev", 1024)
+    schnell = {k: v for k, v in to_bfl_keys(flux_weights).items() if not k.startswith("guidance_in.")}
+    save_file(schnell, tmp_path / "flux1-schnell.safetensors")
+    assert inspect_model_source(str(tmp_path / "flux1-schnell.safetensors"), str(flux)).variant == "schnell"
+    diffusers_named = write_gguf(flux_weights, tmp_path / "flux-diffusers-names.gguf", key_layout="diffusers")
+    assert (
+        inspect_model_source(str(diffusers_named), str(flux)).architecture,
+        inspect_model_source(str(diffusers_named), str(flux)).variant,
+    ) == (
+        "flux",
+        "dev",
+    )
+    chroma_file = tmp_path / "chroma.safetensors"
+    save_file(to_bfl_keys(ChromaTransformer2DModel.from_pretrained(chroma, subfolder="transformer").state_dict()), chroma_file)
+    assert inspect_model_source(str(chroma_file), str(chroma)).architecture == "chroma"
+    with pytest.raises(ModelSourceError, match="holds only FLUX.1's transformer.*--config"):
+        inspect_model_source(str(single))
+    with pytest.raises(ModelSourceError, match="is a FLUX.1 model but the --config .* is a Chroma model"):
+        inspect_model_source(str(single), str(chroma))
+
+    with pytest.raises(ModelSourceError, match="pickle"):  # a pickle of any family, as before
+        inspect_model_source(str(tmp_path / "flux1-dev.ckpt"), str(flux))
+    unknown = tmp_path / "mystery.safetensors"
+    save_file({"encoder.layer.0.weight": torch.zeros(2, 2)}, unknown)
+    with pytest.raises(UnsupportedModel, match="not a model of any family sdbot knows"):
+        inspect_model_source(str(unknown), str(flux))
+    wan = tmp_path / "wan2.1.safetensors"
+    save_file({"head.modulation": torch.zeros(1, 2, 8), "blocks.0.self_attn.q.weight": torch.zeros(8, 8)}, wan)
+    with pytest.raises(UnsupportedModel, match="is a Wan file; sdbot runs SD 1.x, SD 2.x, SDXL, FLUX.1 and Chroma"):
+        inspect_model_source(str(wan), str(flux))
+    (tmp_path / "zimage").mkdir()
+    (tmp_path / "zimage" / "model_index.json").write_text(json.dumps({"_class_name": "ZImagePipeline"}))
+    with pytest.raises(UnsupportedModel, match="is a Z-Image model"):
+        inspect_model_source(str(tmp_path / "zimage"))
+
+
+def test_an_unsupported_pipeline_stops_the_start(tmp_path: Path, models_dir: Path) -> None:
+    import run_bot
+    from config import Settings
+
+    (tmp_path / "qwen").mkdir()
+    (tmp_path / "qwen" / "model_index.json").write_text(json.dumps({"_class_name": "QwenImagePipeline"}))
+    settings = Settings(_env_file=None, model=str(tmp_path / "qwen"), data_dir=tmp_path / "data", models_dir=models_dir)
+    with pytest.raises(SystemExit, match="is a Qwen-Image model \\(QwenImagePipeline\\); sdbot runs"):
+        run_bot.model_registry(settings)
+    settings = Settings(_env_file=None, model="tiny-flux", data_dir=tmp_path / "data", models_dir=models_dir)
+    [entry] = list(run_bot.model_registry(settings))
+    assert (entry.family, entry.variant, entry.native_size) == ("flux", "dev", 64)
+
+
+def test_a_family_declares_what_it_lacks_with_a_reason() -> None:
+    flux, chroma, sdxl = families.family("flux"), families.family("chroma"), families.family("sdxl")
+    assert not flux.supports("negative") and chroma.supports("negative")
+    assert flux.supports("cfg", "dev") and not flux.supports("cfg", "schnell")
+    assert all(families.family(f).supports(feature) for f in ("sd1", "sd2") for feature in families.FEATURES)
+    assert not sdxl.supports("camera_moves") and sdxl.supports("controlnet")
+    assert flux.size_multiple == 16 and flux.flow_matching and list(flux.samplers) == ["Euler"]
+    assert families.from_keys(["model.diffusion_model.double_blocks.0.img_attn.qkv.weight"]) == (flux, "schnell")
+
+
+def _png(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def test_nf4_on_a_worker_without_cuda_says_what_to_use_instead(models_dir: Path, tmp_path: Path) -> None:
+    from generation.errors import ModelLoadError
+
+    registry = ModelRegistry([ModelEntry(source="tiny-flux", name="nf4", quantization="nf4")])
+    cache = ModelCache(registry, models_dir, torch.device("cpu"), torch.float32)
+    with pytest.raises(ModelLoadError, match="nf4 \\(bitsandbytes 4-bit\\), which needs a CUDA GPU; this worker draws on cpu. Use"):
+        cache.get("nf4")
