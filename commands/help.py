@@ -9,6 +9,7 @@ from commands.jobs.options import IMAGINE_OPTIONS
 from commands.library.models import family_lines
 from config import Settings
 from config.models import TINY
+from generation.models.families import FAMILIES
 
 
 def available_methods(s: Settings) -> dict[str, list[str]]:
@@ -108,8 +109,8 @@ def help_text(ctx: Context) -> str:
         "Drawing jobs go first: a run pauses for them and goes on where it was.",
         "",
         "**Admins**: `/model add NAME SOURCE` — SOURCE a diffusers folder, a Hub id, or a .safetensors checkpoint "
-        "with `--config FOLDER` (its component configs), or a FLUX.1/Chroma transformer (.safetensors or .gguf) with "
-        "`--config FOLDER` (the rest of the pipeline); also --arch sd1|sd2|sdxl|flux|chroma, --size, --clip-skip, --vae, "
+        "with `--config FOLDER` (its component configs), or a transformer file of a DiT family (.safetensors or .gguf) with "
+        f"`--config FOLDER` (the rest of the pipeline); also --arch {'|'.join(f.id for f in FAMILIES)}, --size, --clip-skip, --vae, "
         "--description · `/model remove NAME [--force]`. No restart: every bot and worker sees it at once. "
         "`/admin status` — the workers (GPU, models, what each draws, last seen), the queue by model, its oldest job. "
         "`/admin role WHO [admin|trusted|default|banned|clear]` — WHO `telegram:123`, `discord:456` or a mention · "

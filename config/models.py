@@ -16,12 +16,22 @@ from generation.models.families import FAMILIES, family
 
 TINY = "tiny"
 # The built-in random-weight models, one per family (generation.models.tiny, tiny_dit): source -> family.
-TINY_MODELS = {TINY: "sd1", "tiny-flux": "flux", "tiny-chroma": "chroma"}
+TINY_MODELS = {
+    TINY: "sd1",
+    "tiny-flux": "flux",
+    "tiny-chroma": "chroma",
+    "tiny-sd3": "sd3",
+    "tiny-qwen": "qwen",
+    "tiny-zimage": "zimage",
+    "tiny-flux2": "flux2",
+}
 TINY_STEPS = 8  # the tiny models' default --steps
 SourceKind = Literal["tiny", "file", "folder", "hub"]
 # .gguf: a quantized transformer (FLUX.1, Chroma, ...), the rest of the pipeline from `config`.
 SINGLE_FILE_SUFFIXES = (".safetensors", ".gguf", ".ckpt", ".pt", ".bin")
-FamilyId = Literal["sd1", "sd2", "sdxl", "flux", "chroma"]  # generation.models.families (a test keeps them equal)
+FamilyId = Literal[
+    "sd1", "sd2", "sdxl", "sd3", "flux", "chroma", "qwen", "zimage", "flux2"
+]  # generation.models.families (a test keeps them equal)
 NATIVE_SIZES = {f.id: f.native_size for f in FAMILIES}  # each family's training resolution
 ARCHITECTURE_NAMES = {f.id: f.label for f in FAMILIES}  # how people name them
 Quantization = Literal["none", "fp8", "nf4"]
@@ -44,7 +54,7 @@ class ModelEntry(BaseModel):
     vae: str | None = Field(None, description="This model's VAE: a name from `vaes`, or a folder, Hub id or .safetensors file.")
     architecture: FamilyId | None = Field(
         None,
-        description="Its family: sd1, sd2, sdxl, flux or chroma; LoRAs and embeddings must match it (default: read from "
+        description="Its family: sd1, sd2, sdxl, sd3, flux, chroma, flux2, qwen or zimage; LoRAs and embeddings must match it (default: read from "
         "the files at start-up, else guessed from the source's name).",
     )
     variant: str | None = Field(
@@ -69,7 +79,7 @@ class ModelEntry(BaseModel):
 
     @property
     def family(self) -> str:
-        """The family id (sd1, sd2, sdxl, flux, chroma): what uploaded LoRAs and embeddings must be made for."""
+        """The family id (sd1, sd2, sdxl, sd3, flux, chroma, flux2, qwen, zimage): what uploaded LoRAs and embeddings must be made for."""
         return self.architecture or self._guessed_family()
 
     @property
@@ -84,6 +94,14 @@ class ModelEntry(BaseModel):
         lowered = self.source.lower()
         if "chroma" in lowered:
             return "chroma"
+        if re.search(r"flux\.?2", lowered):
+            return "flux2"
+        if re.search(r"(sd3|stable-diffusion-3)", lowered):
+            return "sd3"
+        if "qwen" in lowered:
+            return "qwen"
+        if re.search(r"z-?image", lowered):
+            return "zimage"
         if "flux" in lowered:
             return "flux"
         if "xl" in lowered:
@@ -94,10 +112,8 @@ class ModelEntry(BaseModel):
 
     @property
     def guessed_variant(self) -> str | None:
-        """`variant`, else what the name says (FLUX.1-schnell's files say schnell)."""
-        if self.variant:
-            return self.variant
-        return "schnell" if "schnell" in self.source.lower() else None
+        """`variant`, else what the source's name says ("FLUX.1-schnell", "sd3.5_large_turbo")."""
+        return self.variant or family(self.family).variant_from(None, self.source)
 
     @property
     def default_steps(self) -> int | None:

@@ -143,7 +143,7 @@ class Engine:
         # The job's LoRAs (and no other) and embeddings, set BEFORE its prompt is encoded: our
         # prompt encoder runs the text encoders, whose adapters must already be the job's.
         with self.adapters.applied(pipe, spec, loaded.name, denoiser=loaded.family.denoiser):
-            return self._diffuse(loaded, pipe, spec, tracker, seeds, arguments)
+            return self._diffuse(loaded, pipe, spec, tracker, seeds, arguments, kind=pipeline_kind)
 
     def diffuse_clip(self, spec: GenerationSpec, pipeline_kind: str, tracker: Tracker, **arguments: Any) -> list[Image.Image]:
         """One AnimateDiff pass that draws a clip's frames: `animate` from noise (`num_frames`), or
@@ -174,7 +174,7 @@ class Engine:
         pipe = loaded.pipeline("txt2img")
         size = {"width": lead.width, "height": lead.height}
         if loaded.family.prompt_encoding != "a1111":  # plain prompts: one call, a prompt row per picture
-            together = PlainPrompts.side_by_side(specs, negative=loaded.family.supports("negative"))
+            together = PlainPrompts.side_by_side(specs, negative=_negatives(loaded.family))
             seeds = [seed for spec in specs for seed in spec.seeds()]
             tracker.planned = lead.steps
             with self.adapters.applied(pipe, lead, loaded.name, denoiser=loaded.family.denoiser):
@@ -205,6 +205,7 @@ class Engine:
         arguments: dict[str, Any],
         conditions: PromptConditions | PlainPrompts | None = None,
         clip: bool = False,
+        kind: str = "txt2img",
     ) -> list[Image.Image]:
         seeds = seeds or spec.seeds()
         pipe.scheduler = build_scheduler(spec.sampler, loaded.scheduler_config, seeds, loaded.family)
@@ -215,7 +216,7 @@ class Engine:
         if conditions is None:
             if key not in tracker.conditions:  # every pipeline of a model shares its text encoders
                 if loaded.family.prompt_encoding != "a1111":  # the pipeline encodes plain text itself
-                    tracker.conditions[key] = PlainPrompts.build(spec, images=len(seeds), negative=loaded.family.supports("negative"))
+                    tracker.conditions[key] = PlainPrompts.build(spec, images=len(seeds), negative=_negatives(loaded.family))
                 else:  # Regional prompting (spec.regions): a conditioning per region, blended in the UNet.
                     build = regions.conditions_for if spec.regions else PromptConditions.build
                     tracker.conditions[key] = build(pipe, spec, steps_run, images=len(seeds))
@@ -234,7 +235,7 @@ class Engine:
             **conditions.first().pipeline_arguments(),  # A1111's prompt syntax, weights and chunks
             "callback_on_step_end_tensor_inputs": conditions.tensor_inputs(),
             "num_inference_steps": spec.steps,
-            "guidance_scale": spec.cfg,
+            loaded.family.cfg_argument: spec.cfg,  # guidance_scale; Qwen-Image's true_cfg_scale
             "num_images_per_prompt": conditions.images,  # a batch's conditionings hold one row per image
             "generator": [torch.Generator("cpu").manual_seed(seed) for seed in seeds],
             "callback_on_step_end": on_step_end,
@@ -245,6 +246,11 @@ class Engine:
             # A picture's pass draws at the picture's size. SD's img2img pipelines do that by
             # themselves; FLUX-style ones would draw at their default size (1024²) unless told.
             call["width"], call["height"] = _pass_size(spec, arguments)
+        # diffusers 0.42.1's SD 3.5 inpaint pipeline decodes without the VAE's shift (#13611): take
+        # its latents and decode them as its txt2img pipeline does.
+        decode_here = kind == "inpaint" and "inpaint_decode_without_shift" in loaded.family.quirks
+        if decode_here:
+            call["output_type"] = "latent"
         if clip:  # AnimateDiff: one video per prompt, its frames (not images) out
             call["num_videos_per_prompt"] = call.pop("num_images_per_prompt")
             call["generator"] = call["generator"][0]  # one video; FreeNoise's shuffle takes one generator
@@ -259,6 +265,8 @@ class Engine:
             ):
                 output = pipe(**call)
                 images = output.frames[0] if clip else output.images
+                if decode_here:
+                    images = _decode(pipe, images)
         except torch.OutOfMemoryError:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
@@ -313,6 +321,22 @@ class Engine:
         """What the job's model needs its sides to be multiples of (8 for UNets, 16 for FLUX-style DiTs)."""
         entry = self.models.registry.get(spec.model)
         return families.family(entry.family).size_multiple if entry is not None else 8
+
+
+def _negatives(family: Family) -> str | None:
+    """What a plain-text family's pipeline gets for an empty negative prompt: "" (or the family's
+    blank one, Qwen-Image's " "), or None for a family without negative prompts."""
+    if not family.supports("negative"):
+        return None
+    return family.blank_negative or ""
+
+
+def _decode(pipe: Any, latents: torch.Tensor) -> list[Image.Image]:
+    """Latents to pictures with the VAE's scaling and shift, as SD 3.5's txt2img pipeline decodes."""
+    config = pipe.vae.config
+    latents = latents / config.scaling_factor + (config.shift_factor or 0.0)
+    decoded = pipe.vae.decode(latents.to(pipe.vae.dtype), return_dict=False)[0]
+    return pipe.image_processor.postprocess(decoded, output_type="pil")
 
 
 def _pass_size(spec: GenerationSpec, arguments: dict[str, Any]) -> tuple[int, int]:

@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 from config import ModelEntry, ModelRegistry
 from generation.engine import Engine
 from generation.jobs import run_job
-from generation.models import families
+from generation.models import families, tiny_flux2, tiny_qwen, tiny_sd3, tiny_zimage
 from generation.models.files import ModelSourceError, UnsupportedModel, inspect_model_source
 from generation.models.loader import ModelCache
 from generation.models.tiny_dit import ensure_tiny_chroma, ensure_tiny_flux
@@ -27,18 +27,30 @@ from generation.spec import GenerationSpec
 from storage.blobs import LocalBlobStore
 from tests.support.gguf_files import tiny_bfl_widths, to_bfl_keys, write_gguf
 
-FOLDERS = {"tiny-flux": ensure_tiny_flux, "tiny-chroma": ensure_tiny_chroma}
-PIPELINES = {
+FOLDERS = {
+    "tiny-flux": ensure_tiny_flux,
+    "tiny-chroma": ensure_tiny_chroma,
+    "tiny-sd3": tiny_sd3.ensure,
+    "tiny-qwen": tiny_qwen.ensure,
+    "tiny-zimage": tiny_zimage.ensure,
+    "tiny-flux2": tiny_flux2.ensure,
+}
+PIPELINES: dict[str, tuple[str, str | None, str]] = {
     "tiny-flux": ("FluxPipeline", "FluxImg2ImgPipeline", "FluxInpaintPipeline"),
     "tiny-chroma": ("ChromaPipeline", "ChromaImg2ImgPipeline", "ChromaInpaintPipeline"),
+    "tiny-sd3": ("StableDiffusion3Pipeline", "StableDiffusion3Img2ImgPipeline", "StableDiffusion3InpaintPipeline"),
+    "tiny-qwen": ("QwenImagePipeline", "QwenImageImg2ImgPipeline", "QwenImageInpaintPipeline"),
+    "tiny-zimage": ("ZImagePipeline", "ZImageImg2ImgPipeline", "ZImageInpaintPipeline"),
+    "tiny-flux2": ("Flux2KleinPipeline", None, "Flux2KleinInpaintPipeline"),
 }
+TINY_DITS = list(FOLDERS)
 
 
 @pytest.fixture(scope="module")
 def engine(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Engine:
-    registry = ModelRegistry([ModelEntry(source="tiny-flux"), ModelEntry(source="tiny-chroma")])
+    registry = ModelRegistry([ModelEntry(source=model) for model in TINY_DITS])
     return Engine(
-        ModelCache(registry, models_dir, torch.device("cpu"), torch.float32, max_loaded=2), LocalBlobStore(tmp_path_factory.mktemp("b"))
+        ModelCache(registry, models_dir, torch.device("cpu"), torch.float32, max_loaded=3), LocalBlobStore(tmp_path_factory.mktemp("b"))
     )
 
 
@@ -64,7 +76,22 @@ def bare(models_dir: Path, model: str, kind: int, seed: int, **call) -> np.ndarr
     pipe.set_progress_bar_config(disable=True)
     if "guidance_embeds" not in pipe.transformer.config:  # ChromaInpaintPipeline reads it (generation.models.loader._mend_config)
         pipe.transformer.register_to_config(guidance_embeds=False)
-    return pixels(pipe(generator=torch.Generator("cpu").manual_seed(seed), **call).images[0])
+    generator = torch.Generator("cpu").manual_seed(seed)
+    if model == "tiny-sd3" and kind == 2:  # its inpaint pipeline decodes without the VAE's shift (diffusers #13611)
+        latents = pipe(generator=generator, output_type="latent", **call).images
+        latents = latents / pipe.vae.config.scaling_factor + pipe.vae.config.shift_factor
+        with torch.no_grad():
+            return pixels(pipe.image_processor.postprocess(pipe.vae.decode(latents).sample, output_type="pil")[0])
+    return pixels(pipe(generator=generator, **call).images[0])
+
+
+def guided(model: str, **call):  # type: ignore[no-untyped-def]
+    """Bare diffusers' guidance arguments for the engine's --cfg 3.5 on this family: its own
+    argument (Qwen-Image's true_cfg_scale), and its blank negative prompt where it needs one."""
+    family = families.family(model.removeprefix("tiny-"))
+    if family.blank_negative is not None:
+        call.setdefault("negative_prompt", family.blank_negative)
+    return {family.cfg_argument: 3.5, **call}
 
 
 def test_the_families_module_and_the_config_name_the_same_families() -> None:
@@ -73,12 +100,12 @@ def test_the_families_module_and_the_config_name_the_same_families() -> None:
     assert set(FamilyId.__args__) == {f.id for f in families.FAMILIES}  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("model", ["tiny-flux", "tiny-chroma"])
+@pytest.mark.parametrize("model", TINY_DITS)
 def test_txt2img_equals_bare_diffusers(engine: Engine, models_dir: Path, model: str) -> None:
-    negative = {"negative_prompt": "blurry"} if model == "tiny-chroma" else {}
+    negative = {"negative_prompt": "blurry"} if families.family(model[5:]).supports("negative") else {}
     [ours] = run_job(engine, spec(model, negative_prompt=negative.get("negative_prompt", "")))
     theirs = bare(
-        models_dir, model, 0, 11, prompt="a red fox in the snow", width=64, height=48, num_inference_steps=4, guidance_scale=3.5, **negative
+        models_dir, model, 0, 11, prompt="a red fox in the snow", width=64, height=48, num_inference_steps=4, **guided(model, **negative)
     )
     assert np.abs(pixels(ours.png) - theirs).max() <= 2
     other = run_job(engine, spec(model, prompt="a blue city at night"))[0]
@@ -89,18 +116,19 @@ def test_txt2img_equals_bare_diffusers(engine: Engine, models_dir: Path, model: 
         assert "CFG scale: 1, Distilled CFG Scale: 3.5" in parameters
 
 
-@pytest.mark.parametrize("model", ["tiny-flux", "tiny-chroma"])
+@pytest.mark.parametrize("model", TINY_DITS)
 def test_img2img_and_inpaint_equal_bare_diffusers(engine: Engine, models_dir: Path, model: str) -> None:
     rng = np.random.default_rng(3)
     picture = Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
     key = engine.blobs.put(_png(picture), "png")
-    [ours] = run_job(engine, spec(model, kind="img2img", init_image=key, strength=0.75, steps=8))
-    theirs = bare(
-        models_dir, model, 1, 11, prompt="a red fox in the snow", image=picture, width=64, height=48, strength=0.75,
-        num_inference_steps=8, guidance_scale=3.5,
-    )  # fmt: skip
-    assert Image.open(io.BytesIO(ours.png)).size == (64, 48)
-    assert np.abs(pixels(ours.png) - theirs).max() <= 2
+    if PIPELINES[model][1] is not None:  # FLUX.2 Klein has no img2img pipeline (refused before queueing)
+        [ours] = run_job(engine, spec(model, kind="img2img", init_image=key, strength=0.75, steps=8))
+        theirs = bare(
+            models_dir, model, 1, 11, prompt="a red fox in the snow", image=picture, width=64, height=48, strength=0.75,
+            num_inference_steps=8, **guided(model),
+        )  # fmt: skip
+        assert Image.open(io.BytesIO(ours.png)).size == (64, 48)
+        assert np.abs(pixels(ours.png) - theirs).max() <= 2
 
     mask = Image.new("L", (64, 48), 0)
     mask.paste(255, (16, 16, 48, 40))
@@ -109,7 +137,7 @@ def test_img2img_and_inpaint_equal_bare_diffusers(engine: Engine, models_dir: Pa
     [ours] = run_job(engine, job)
     painted = bare(
         models_dir, model, 2, 11, prompt="a red fox in the snow", image=picture, mask_image=mask, width=64, height=48,
-        strength=0.9, num_inference_steps=8, guidance_scale=3.5,
+        strength=0.9, num_inference_steps=8, **guided(model),
     )  # fmt: skip
     inside = np.asarray(mask) > 0
     assert np.abs(pixels(ours.png)[inside] - painted[inside]).max() <= 2  # the model's pixels where the mask is
@@ -203,22 +231,22 @@ def test_folders_single_files_and_gguf_files_are_recognised_without_a_hint(model
         inspect_model_source(str(unknown), str(flux))
     wan = tmp_path / "wan2.1.safetensors"
     save_file({"head.modulation": torch.zeros(1, 2, 8), "blocks.0.self_attn.q.weight": torch.zeros(8, 8)}, wan)
-    with pytest.raises(UnsupportedModel, match="is a Wan file; sdbot runs SD 1.x, SD 2.x, SDXL, FLUX.1 and Chroma"):
+    with pytest.raises(UnsupportedModel, match="is a Wan file; sdbot runs SD 1.x, SD 2.x, SDXL, SD 3.5, FLUX.1, Chroma"):
         inspect_model_source(str(wan), str(flux))
-    (tmp_path / "zimage").mkdir()
-    (tmp_path / "zimage" / "model_index.json").write_text(json.dumps({"_class_name": "ZImagePipeline"}))
-    with pytest.raises(UnsupportedModel, match="is a Z-Image model"):
-        inspect_model_source(str(tmp_path / "zimage"))
+    (tmp_path / "ltx").mkdir()
+    (tmp_path / "ltx" / "model_index.json").write_text(json.dumps({"_class_name": "LTXPipeline"}))
+    with pytest.raises(UnsupportedModel, match="is a LTX-Video model"):
+        inspect_model_source(str(tmp_path / "ltx"))
 
 
 def test_an_unsupported_pipeline_stops_the_start(tmp_path: Path, models_dir: Path) -> None:
     import run_bot
     from config import Settings
 
-    (tmp_path / "qwen").mkdir()
-    (tmp_path / "qwen" / "model_index.json").write_text(json.dumps({"_class_name": "QwenImagePipeline"}))
-    settings = Settings(_env_file=None, model=str(tmp_path / "qwen"), data_dir=tmp_path / "data", models_dir=models_dir)
-    with pytest.raises(SystemExit, match="is a Qwen-Image model \\(QwenImagePipeline\\); sdbot runs"):
+    (tmp_path / "wan").mkdir()
+    (tmp_path / "wan" / "model_index.json").write_text(json.dumps({"_class_name": "WanPipeline"}))
+    settings = Settings(_env_file=None, model=str(tmp_path / "wan"), data_dir=tmp_path / "data", models_dir=models_dir)
+    with pytest.raises(SystemExit, match="is a Wan model \\(WanPipeline\\); sdbot runs"):
         run_bot.model_registry(settings)
     settings = Settings(_env_file=None, model="tiny-flux", data_dir=tmp_path / "data", models_dir=models_dir)
     [entry] = list(run_bot.model_registry(settings))
@@ -248,3 +276,63 @@ def test_nf4_on_a_worker_without_cuda_says_what_to_use_instead(models_dir: Path,
     cache = ModelCache(registry, models_dir, torch.device("cpu"), torch.float32)
     with pytest.raises(ModelLoadError, match="nf4 \\(bitsandbytes 4-bit\\), which needs a CUDA GPU; this worker draws on cpu. Use"):
         cache.get("nf4")
+
+
+def test_sd35_is_recognised_from_a_folder_sais_names_and_a_gguf_file(models_dir: Path, tmp_path: Path) -> None:
+    from diffusers import SD3Transformer2DModel
+
+    folder = tiny_sd3.ensure(models_dir)
+    assert inspect_model_source(str(folder)).architecture == "sd3"
+    sai = ["model.diffusion_model.joint_blocks.0.context_block.adaLN_modulation.1.bias", "model.diffusion_model.x_embedder.proj.weight"]
+    assert families.from_keys(sai) == (families.family("sd3"), "medium")
+    assert families.from_keys([*sai, "model.diffusion_model.joint_blocks.37.x_block.mlp.fc1.weight"])[1] == "large"
+    weights = SD3Transformer2DModel.from_pretrained(folder, subfolder="transformer").state_dict()
+    gguf = write_gguf(weights, tmp_path / "sd3.5_medium-Q8_0.gguf", key_layout="diffusers")
+    facts = inspect_model_source(str(gguf), str(folder))
+    assert (facts.architecture, facts.variant) == ("sd3", "medium")
+    registry = ModelRegistry([ModelEntry(source=str(gguf), config=str(folder), name="q8")])
+    quantized = Engine(ModelCache(registry, models_dir, torch.device("cpu"), torch.float32), LocalBlobStore(tmp_path / "b"))
+    [drawn] = run_job(quantized, spec("q8", family="sd3", cfg=4.5))
+    assert type(quantized.models.get("q8").txt2img.transformer.transformer_blocks[0].attn.to_q.weight).__name__ == "GGUFParameter"
+    assert drawn.width == 64
+
+
+def test_qwen_image_is_recognised_from_a_folder_and_a_gguf_file(models_dir: Path, tmp_path: Path) -> None:
+    from diffusers import QwenImageTransformer2DModel
+
+    folder = tiny_qwen.ensure(models_dir)
+    assert inspect_model_source(str(folder)).architecture == "qwen"
+    weights = QwenImageTransformer2DModel.from_pretrained(folder, subfolder="transformer").state_dict()
+    gguf = write_gguf(weights, tmp_path / "qwen-image-Q8_0.gguf", key_layout="diffusers")
+    assert inspect_model_source(str(gguf), str(folder)).architecture == "qwen"
+    assert families.from_keys([f"model.diffusion_model.{key}" for key in weights])[0] is families.family("qwen")
+
+
+def test_z_image_gguf_with_quantized_pad_tokens_draws(models_dir: Path, tmp_path: Path) -> None:
+    """Community Z-Image GGUF files quantize `x_pad_token`/`cap_pad_token` too, which diffusers
+    0.42.1 uses as plain tensors: the loader dequantizes them, and the file draws near the float model."""
+    import gguf as gguf_package
+    from diffusers import ZImageTransformer2DModel
+
+    folder = tiny_zimage.ensure(models_dir)
+    weights = ZImageTransformer2DModel.from_pretrained(folder, subfolder="transformer").state_dict()
+    path = tmp_path / "z_image_turbo-Q8_0.gguf"
+    writer = gguf_package.GGUFWriter(str(path), "lumina2")
+    for name, tensor in weights.items():
+        array = tensor.float().numpy()
+        if array.ndim >= 2 and array.shape[-1] % 32 == 0:  # pad tokens too, as published files have them
+            writer.add_tensor(
+                name, gguf_package.quantize(array, gguf_package.GGMLQuantizationType.Q8_0), raw_dtype=gguf_package.GGMLQuantizationType.Q8_0
+            )
+        else:
+            writer.add_tensor(name, array)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    assert inspect_model_source(str(path), str(folder)).architecture == "zimage"
+    registry = ModelRegistry([ModelEntry(source=str(path), config=str(folder), name="q8"), ModelEntry(source="tiny-zimage")])
+    engine = Engine(ModelCache(registry, models_dir, torch.device("cpu"), torch.float32, max_loaded=2), LocalBlobStore(tmp_path / "b"))
+    [drawn] = run_job(engine, spec("q8", family="zimage", cfg=0.0))
+    [exact] = run_job(engine, spec("tiny-zimage", family="zimage", cfg=0.0))
+    assert np.abs(pixels(drawn.png) - pixels(exact.png)).mean() < 3

@@ -26,6 +26,10 @@ async def bot(tmp_path, models_dir):  # type: ignore[no-untyped-def]
         model="tiny-flux",
         models={
             "tiny-chroma": ModelEntry(source="tiny-chroma"),
+            "tiny-sd3": ModelEntry(source="tiny-sd3"),
+            "tiny-qwen": ModelEntry(source="tiny-qwen"),
+            "tiny-zimage": ModelEntry(source="tiny-zimage"),
+            "tiny-flux2": ModelEntry(source="tiny-flux2"),
             # the tiny FLUX.1 folder again, set up as schnell (a source listed twice would be one model)
             "schnell": ModelEntry(source=str(ensure_tiny_flux(models_dir)), variant="schnell", steps=2, size=64),
             "tiny": ModelEntry(source="tiny"),
@@ -53,6 +57,9 @@ def size(reply, index: int = 0) -> tuple[int, int]:  # type: ignore[no-untyped-d
     [
         ("tiny-flux", "Euler · guidance 3.5", ("Distilled CFG Scale: 3.5", "Model family: FLUX.1")),
         ("tiny-chroma", "Euler · CFG 4", ("CFG scale: 4,", "Model family: Chroma")),
+        ("tiny-sd3", "Euler · CFG 3.5", ("CFG scale: 3.5,", "Model family: SD 3.5")),
+        ("tiny-qwen", "Euler · CFG 4", ("CFG scale: 4,", "Model family: Qwen-Image")),
+        ("tiny-zimage", "Euler · CFG 0", ("CFG scale: 0,", "Model family: Z-Image")),
     ],
 )
 async def test_a_picture_of_each_family_through_every_path(bot: Bot, model: str, settings: str, parameters: tuple[str, ...]) -> None:
@@ -131,6 +138,36 @@ async def test_what_flux_cannot_do_is_refused_before_queueing(bot: Bot, line: st
     assert reply.kind == "error" and words in reply.text, reply.text
     assert "queued" not in reply.text
     assert await bot.finish() == []
+
+
+async def test_a_negative_prompt_without_guidance_is_refused(bot: Bot) -> None:
+    [(_, refused)] = await bot.send("/imagine a fox --no blur --model tiny-zimage")
+    assert refused.kind == "error" and "A negative prompt does nothing on Z-Image at --cfg 0: its guidance is off up to 0." in refused.text
+    [(_, queued)] = await bot.send("/imagine a fox --no blur --model tiny-zimage --cfg 1.5")
+    assert queued.kind == "status"
+    await bot.finish()
+
+
+async def test_flux2_klein_draws_and_inpaints_and_says_what_it_lacks(bot: Bot) -> None:
+    await bot.send("/model tiny-flux2")
+    [(_, queued)] = await bot.send("/imagine a red fox --seed 3 --n 2")
+    assert "Euler · CFG 1" in queued.text
+    [(batch_id, _)] = await bot.finish()
+    [(single_id, _)] = await bot.press(batch_id, "U1")
+    [(_, status)] = await bot.press(single_id, "Zoom Out 2x")
+    assert status.kind == "status", status.text
+    [(_, zoomed)] = await bot.finish()
+    assert size(zoomed.reply) == (128, 128)
+    [(_, refused)] = await bot.press(single_id, "Vary (Subtle)")
+    assert refused.kind == "error" and "FLUX.2 Klein has no img2img pipeline in diffusers" in refused.text
+    [(_, refused)] = await bot.send("/imagine a fox --no blur")
+    assert refused.kind == "error" and "FLUX.2 Klein's pipeline in diffusers takes no negative prompt text yet" in refused.text
+    assert await bot.finish() == []
+
+
+async def test_qwen_image_needs_two_steps(bot: Bot) -> None:
+    [(_, refused)] = await bot.send("/imagine a sign that says hello --model tiny-qwen --steps 1")
+    assert refused.kind == "error" and "Qwen-Image needs at least 2 steps; you asked for 1. Use `--steps 2` or more." in refused.text
 
 
 async def test_control_and_training_name_the_family(bot: Bot) -> None:

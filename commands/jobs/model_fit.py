@@ -190,6 +190,16 @@ def unsupported(entry: ModelEntry, spec: GenerationSpec) -> list[str]:
             f"`{spec.sampler}` can't be used with `{entry.display_name}`: {found.label} draws with flow matching, whose "
             f"samplers are {', '.join(found.samplers)}. Leave out --sampler or use `--sampler {found.default_sampler}`."
         )
+    off_at = found.cfg_off_at
+    if spec.diffusion and spec.negative_prompt.strip() and off_at is not None and found.supports("negative") and spec.cfg <= off_at:
+        lines.append(
+            f"A negative prompt does nothing on {found.label} at --cfg {spec.cfg:g}: its guidance is off up to {off_at:g}. "
+            f"Raise --cfg or drop --no."
+        )
+    if spec.diffusion and spec.steps < found.min_steps:
+        lines.append(
+            f"{found.label} needs at least {found.min_steps} steps; you asked for {spec.steps}. Use `--steps {found.min_steps}` or more."
+        )
     multiple = found.size_multiple
     if spec.kind in DRAWN_AT_SIZE and (spec.width % multiple or spec.height % multiple):
         near = f"{_round(spec.width, multiple)}x{_round(spec.height, multiple)}"
@@ -219,6 +229,10 @@ def _features_used(found: Family, spec: GenerationSpec) -> list[str]:
             used.append("cfg")
     if spec.upscale_method == "latent":
         used.append("latent_upscale")
+    if spec.kind == "img2img" or spec.upscale_method == "hires":
+        used.append("img2img")
+    if spec.kind in ("inpaint", "outpaint"):
+        used.append("inpaint")
     if spec.kind in CLIP_FEATURES:
         used.append(CLIP_FEATURES[spec.kind])
     return list(dict.fromkeys(used))
@@ -261,6 +275,8 @@ def _what(feature: str) -> str:
         "prompt_editing": "Prompt editing such as [cat:dog:10]",
         "break": "BREAK",
         "latent_upscale": "The latent upscale",
+        "img2img": "Drawing from a picture (remix, Vary, --strength, hires upscale)",
+        "inpaint": "Inpainting and outpainting (/inpaint, Zoom Out, Pan)",
         "animate": "AnimateDiff clips",
         "deforum": "Deforum clips",
         "train": "Training",

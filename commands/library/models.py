@@ -4,13 +4,14 @@
                                  on disk and what its family can't serve
     /model NAME                  your default model (the same as `/settings --model NAME`)
     /model                       which one is yours
-    /model add NAME SOURCE [--config C] [--arch sd1|sd2|sdxl|flux|chroma] [--size N] [--clip-skip N]
+    /model add NAME SOURCE [--config C] [--arch FAMILY] [--size N] [--clip-skip N]
                                [--vae V] [--description TEXT]                        (admins)
     /model remove NAME [--force]                                                       (admins)
 
 SOURCE is a diffusers folder, a Hub id, a single-file .safetensors checkpoint (with --config:
 a diffusers folder or Hub id holding its component configs, so nothing is fetched), or a FLUX.1 /
-Chroma transformer file (.safetensors or .gguf, with --config: the folder of the rest). Added models
+Chroma / SD 3.5 / Qwen-Image / Z-Image / FLUX.2 Klein transformer file (.safetensors or .gguf,
+with --config: the folder of the rest). FAMILY: generation.models.families (sd1, sdxl, flux, ...). Added models
 live in the database and reach every bot and worker process at its next request or job
 (`storage.model_library.sync`); models from the settings cannot be removed in chat.
 """
@@ -92,6 +93,8 @@ async def list_models(ctx: Context, request: Request, args: str) -> list[Reply]:
 
 # What a family may lack, as /models says it (generation.models.families.FEATURES).
 SERVED = {
+    "img2img": "remix/Vary",
+    "inpaint": "/inpaint, Zoom Out, Pan",
     "negative": "--no",
     "lora": "LoRAs",
     "embeddings": "embeddings",
@@ -280,7 +283,7 @@ def _entry_values(ctx: Context, flags: Flags, problems: list[str]) -> dict[str, 
             values[key] = str(given[key]).strip() or None
     if "architecture" in given:
         arch = str(given["architecture"]).lower().replace(".x", "").replace(" ", "")
-        arch = {"sd15": "sd1", "sd21": "sd2", "xl": "sdxl", "flux1": "flux"}.get(arch, arch)
+        arch = {"sd15": "sd1", "sd21": "sd2", "xl": "sdxl", "sd35": "sd3", "flux1": "flux"}.get(arch, arch)
         if arch not in {f.id for f in FAMILIES}:
             problems.append(f"`--arch {given['architecture']}`: use {', '.join(f.id for f in FAMILIES)}.")
             arch = None

@@ -243,7 +243,7 @@ def embedding_misfit(widths: dict[str, int], shapes: ModelShapes, model: str, fi
 class Claim:
     """What a file's metadata says it was made for."""
 
-    architecture: str | None  # sd1, sd2, sdxl, flux, chroma, or None for a model sdbot does not run (SD3, ...)
+    architecture: str | None  # a family id (sd1, sd2, sdxl, sd3, flux, chroma), or None for a model sdbot does not run
     label: str  # in words: "SDXL", or the metadata's own value
     source: str  # the metadata key and value, as written
 

@@ -50,7 +50,7 @@ class UnsupportedModel(ModelSourceError):
 
 @dataclass(frozen=True)
 class ModelFacts:
-    architecture: str | None  # the family id (sd1, sd2, sdxl, flux, chroma), or None when the files do not say
+    architecture: str | None  # the family id (sd1, sd2, sdxl, sd3, flux, chroma), or None when the files do not say
     size: int | None  # native side in pixels, when the files say
     notes: tuple[str, ...] = field(default=())  # things the admin should know, e.g. "downloads on first use"
     variant: str | None = None  # within the family, where the files say (flux: dev or schnell)
@@ -101,8 +101,7 @@ def _folder(path: Path, shown: str | None = None) -> ModelFacts:
             )
         raise ModelSourceError(f"{shown} has no {family.denoiser} weights (no .safetensors in {family.denoiser}/).")
     if family.denoiser != "unet":
-        transformer = _json(weights_dir / "config.json") or {}
-        variant = ("dev" if transformer.get("guidance_embeds", True) else "schnell") if family.id == "flux" else None
+        variant = family.variant_from(_json(weights_dir / "config.json"), str(path))
         return ModelFacts(family.id, family.native_size, variant=variant)
     vae = _json(path / "vae" / "config.json") or {}
     sample = denoiser_config.get("sample_size")

@@ -25,7 +25,7 @@ import torch
 
 from config.models import ModelEntry, ModelRegistry
 from generation.errors import PICKLE_SUFFIXES, ModelLoadError
-from generation.models import families
+from generation.models import families, tiny_flux2, tiny_qwen, tiny_sd3, tiny_zimage
 from generation.models.families import Family
 from generation.models.speed import SpeedOptions, apply_speed_options, apply_vae_options
 from generation.models.tiny import ensure_tiny
@@ -35,7 +35,15 @@ log = logging.getLogger(__name__)
 
 OFFLINE_HINT = "If this machine has no network, download the model once elsewhere and point SDBOT_MODEL at the folder or file."
 TINY_HINT = "To try the bot without a real model, set SDBOT_MODEL=tiny (random weights: it draws noise, offline)."
-TINY_BUILDERS = {"tiny": ensure_tiny, "tiny-flux": ensure_tiny_flux, "tiny-chroma": ensure_tiny_chroma}
+TINY_BUILDERS = {
+    "tiny": ensure_tiny,
+    "tiny-flux": ensure_tiny_flux,
+    "tiny-chroma": ensure_tiny_chroma,
+    "tiny-sd3": tiny_sd3.ensure,
+    "tiny-qwen": tiny_qwen.ensure,
+    "tiny-zimage": tiny_zimage.ensure,
+    "tiny-flux2": tiny_flux2.ensure,
+}
 # Free GPU memory asked beyond a pipeline's weights before `memory: auto` keeps it all on the GPU
 # (activations, the VAE decode at 1024², the CUDA context).
 AUTO_MEMORY_MARGIN = 1.25

@@ -234,7 +234,7 @@ def load_gguf_transformer(path: Path, transformer_class: type, config: str | Pat
         raise ValueError(
             f"{path.name} {'has' if facts.guidance else 'lacks'} a guidance embedding but its config {folder} says otherwise: use a {wanted} config folder."
         )
-    return transformer_class.from_single_file(
+    model = transformer_class.from_single_file(
         str(path),
         quantization_config=GGUFQuantizationConfig(compute_dtype=compute_dtype),
         config=str(folder),
@@ -242,6 +242,23 @@ def load_gguf_transformer(path: Path, transformer_class: type, config: str | Pat
         local_files_only=True,
         torch_dtype=compute_dtype,
     )
+    _dequantize_loose_parameters(model, compute_dtype)
+    return model
+
+
+def _dequantize_loose_parameters(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Quantized parameters outside a linear layer (Z-Image's `x_pad_token`, `cap_pad_token`) are
+    used as plain tensors by the model's code, which diffusers 0.42.1's GGUF layers don't
+    dequantize (the draw fails on a size mismatch): dequantize them once, as they load."""
+    import torch
+    from diffusers.quantizers.gguf.utils import GGUFParameter, dequantize_gguf_tensor
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            continue
+        for name, parameter in list(module.named_parameters(recurse=False)):
+            if isinstance(parameter, GGUFParameter):
+                setattr(module, name, torch.nn.Parameter(dequantize_gguf_tensor(parameter).to(dtype), requires_grad=False))
 
 
 def parameter_bytes(model: torch.nn.Module) -> int:

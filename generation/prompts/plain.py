@@ -33,14 +33,19 @@ class PlainPrompts:
     images: int
 
     @classmethod
-    def build(cls, spec: GenerationSpec, *, images: int, negative: bool) -> PlainPrompts:
-        return cls((plain_text(spec.prompt),), (plain_text(spec.negative_prompt),) if negative else None, images)
+    def build(cls, spec: GenerationSpec, *, images: int, negative: str | None) -> PlainPrompts:
+        """`negative`: what stands for an empty negative prompt ("", or a family's blank one); None
+        for a family without negative prompts."""
+        negatives = None if negative is None else (plain_text(spec.negative_prompt) or negative,)
+        return cls((plain_text(spec.prompt),), negatives, images)
 
     @classmethod
-    def side_by_side(cls, specs: list[GenerationSpec], *, negative: bool) -> PlainPrompts:
+    def side_by_side(cls, specs: list[GenerationSpec], *, negative: str | None) -> PlainPrompts:
         """Several jobs as one batch: each job's prompt once per picture of it, in job order."""
         prompts = tuple(plain_text(spec.prompt) for spec in specs for _ in range(spec.n))
-        negatives = tuple(plain_text(spec.negative_prompt) for spec in specs for _ in range(spec.n)) if negative else None
+        negatives = (
+            None if negative is None else tuple(plain_text(spec.negative_prompt) or negative for spec in specs for _ in range(spec.n))
+        )
         return cls(prompts, negatives, 1)
 
     def first(self) -> PlainPrompts:

@@ -21,32 +21,23 @@ from collections.abc import Iterable
 from generation.models.families.base import FEATURES, Family, Variant
 from generation.models.families.chroma import CHROMA
 from generation.models.families.flux import FLUX
+from generation.models.families.flux2 import FLUX2_KLEIN
+from generation.models.families.qwen_image import QWEN_IMAGE
+from generation.models.families.sd3 import SD3
 from generation.models.families.stable_diffusion import SD1, SD2, SDXL
+from generation.models.families.z_image import Z_IMAGE
 
 __all__ = ["FAMILIES", "FEATURES", "Family", "Variant", "family", "from_keys", "from_pipeline_class", "known_elsewhere"]
 
-FAMILIES: tuple[Family, ...] = (SD1, SD2, SDXL, FLUX, CHROMA)
+FAMILIES: tuple[Family, ...] = (SD1, SD2, SDXL, SD3, FLUX, CHROMA, FLUX2_KLEIN, QWEN_IMAGE, Z_IMAGE)
 _BY_ID = {f.id: f for f in FAMILIES}
 
-# Tensor-name prefixes that mark a family in a single file (with or without ComfyUI's
-# `model.diffusion_model.` prefix), checked in this order: Chroma's files also have FLUX's blocks.
-_CHECKPOINT_MARKS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("chroma", ("distilled_guidance_layer.",)),
-    # BFL's names, and diffusers' (GGUF and fp8 files are published in both)
-    ("flux", ("double_blocks.", "single_transformer_blocks.")),
-    ("sdxl", ("conditioner.embedders.1.",)),
-    ("sd2", ("cond_stage_model.model.",)),  # OpenCLIP
-    ("sd1", ("cond_stage_model.transformer.",)),  # CLIP ViT-L
-)
-_FLUX_GUIDANCE = ("guidance_in.", "time_text_embed.guidance_embedder.")  # FLUX.1-dev's guidance embedder; schnell has none
+# The order single files are recognised in (`from_keys`): Chroma's files also have FLUX.1's blocks.
+_RECOGNITION_ORDER: tuple[Family, ...] = (FLUX2_KLEIN, CHROMA, FLUX, QWEN_IMAGE, Z_IMAGE, SD3, SDXL, SD2, SD1)
 
 # Families people run that are not on this layer yet: by pipeline class and by tensor names.
 _ELSEWHERE_PIPELINES = {
-    "StableDiffusion3Pipeline": "Stable Diffusion 3.x",
-    "QwenImagePipeline": "Qwen-Image",
     "QwenImageEditPipeline": "Qwen-Image-Edit",
-    "ZImagePipeline": "Z-Image",
-    "Flux2KleinPipeline": "FLUX.2 Klein",
     "Flux2Pipeline": "FLUX.2",
     "FluxKontextPipeline": "FLUX.1 Kontext",
     "FluxFillPipeline": "FLUX.1 Fill",
@@ -66,10 +57,7 @@ _ELSEWHERE_KEYS = (
     ("double_stream_modulation_img.", "FLUX.2"),
     ("txt_in.individual_token_refiner.", "HunyuanVideo"),
     ("context_embedder.token_refiner.", "HunyuanVideo"),
-    ("joint_blocks.", "Stable Diffusion 3.x"),
-    ("layers.0.adaLN_modulation.", "Z-Image"),
     ("txt_in.text_norm.", "Qwen-Image 2"),
-    ("img_mod.", "Qwen-Image"),
     ("head.modulation", "Wan"),
     ("patchify_proj.", "LTX-Video"),
     ("double_stream_blocks.", "HiDream-I1"),
@@ -80,7 +68,7 @@ _LOOKALIKES = ("FLUX.2", "HunyuanVideo")
 
 
 def family(family_id: str) -> Family:
-    """The family `family_id` (sd1, sd2, sdxl, flux, chroma); KeyError for others."""
+    """The family `family_id` (sd1, sd2, sdxl, sd3, flux, chroma); KeyError for others."""
     return _BY_ID[family_id]
 
 
@@ -102,12 +90,9 @@ def from_keys(keys: Iterable[str]) -> tuple[Family | None, str | None]:
     names = [key.removeprefix("model.diffusion_model.") for key in keys]
     if known_elsewhere(keys=names) in _LOOKALIKES:  # their block names are FLUX.1's too
         return None, None
-    for family_id, marks in _CHECKPOINT_MARKS:
-        if any(name.startswith(marks) for name in names):
-            found = _BY_ID[family_id]
-            if found is FLUX:
-                return found, "dev" if any(name.startswith(_FLUX_GUIDANCE) for name in names) else "schnell"
-            return found, None
+    for found in _RECOGNITION_ORDER:
+        if found.marks(names):
+            return found, found.variant_from_keys(names) if found.variant_from_keys else None
     return None, None
 
 

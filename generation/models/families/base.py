@@ -10,11 +10,13 @@ the reason a user reads when they ask for it, so nothing is silently dropped.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 # What a job may ask for that not every family can do (the keys of `Family.unsupported`).
 FEATURES = (
+    "img2img",  # drawing from a picture (remix, Vary, hires upscale): the family has an img2img pipeline
+    "inpaint",  # inpainting and outpainting (Zoom Out, Pan): an inpaint pipeline
     "negative",  # a negative prompt (--no)
     "cfg",  # --cfg (a distilled model without guidance ignores it)
     "clip_skip",
@@ -38,7 +40,8 @@ FEATURES = (
 
 @dataclass(frozen=True)
 class Variant:
-    """Defaults of one kind of model within a family (None: the bot's setting)."""
+    """Defaults of one kind of model within a family (None: the bot's setting), and how its files
+    or its name say which it is."""
 
     name: str  # "dev", "schnell"; "" for a family's only kind
     label: str  # how people name it: "FLUX.1-dev"
@@ -46,11 +49,15 @@ class Variant:
     cfg: float | None = None
     # Options this variant cannot use beyond the family's own (feature -> reason).
     unsupported: Mapping[str, str] = field(default_factory=dict)
+    # Recognition: values of the denoiser's config.json that mark it, and words in a source's name
+    # (which win: SD 3.5 Large Turbo has Large's layers).
+    config: Mapping[str, object] = field(default_factory=dict)
+    name_marks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Family:
-    id: str  # sd1, sd2, sdxl, flux, chroma: what ModelEntry.architecture holds
+    id: str  # sd1, sd2, sdxl, sd3, flux, chroma: what ModelEntry.architecture holds
     label: str  # "SD 1.x", "FLUX.1": how people name it
     # Recognition: model_index.json `_class_name`s of this family's txt2img pipelines.
     pipeline_classes: tuple[str, ...]
@@ -74,12 +81,44 @@ class Family:
     # Whether its img2img pipelines must be told the picture's size (FLUX-style ones draw at their
     # default 1024² otherwise; SD's take the picture's own).
     img2img_takes_size: bool = False
+    # Single files: tensor-name prefixes (without ComfyUI's `model.diffusion_model.`) that mark the
+    # family (generation.models.families.from_keys checks families in a fixed order).
+    # A mark may be a tuple of prefixes that must all be there.
+    checkpoint_marks: tuple[str | tuple[str, ...], ...] = ()
+    # Prefixes that mean a file is NOT this family although its marks match (FLUX.2 [dev] beside Klein).
+    refuse_marks: tuple[str, ...] = ()
+    # The variant a single file is, from its tensor names (without the ComfyUI prefix); None: it can't say.
+    variant_from_keys: Callable[[Sequence[str]], str | None] | None = None
+    # Known faults of its diffusers pipelines that the engine works around, by name:
+    # "inpaint_decode_without_shift": the inpaint pipeline decodes latents without the VAE's shift.
+    quirks: frozenset[str] = frozenset()
+    # The pipeline argument --cfg goes to, and a negative prompt sent when none is given (Qwen-Image
+    # applies CFG only with one); at least this many steps (fewer break its scheduler).
+    cfg_argument: str = "guidance_scale"
+    blank_negative: str | None = None
+    min_steps: int = 1
+    # Classifier-free guidance is off at --cfg values up to this (diffusers' pipelines: > 1 turns it
+    # on; Z-Image's: > 0), and then a negative prompt has no effect, so one is refused. None: not
+    # checked (SD's A1111-style use: a style's negative prompt at CFG 1, as with LCM, is harmless).
+    cfg_off_at: float | None = None
     guidance: str = "cfg"  # what --cfg is: "cfg" (classifier-free) or "distilled" (FLUX.1-dev's embedded guidance)
     description: str = ""  # one line for /models and the docs
 
     def variant(self, name: str | None) -> Variant:
         """The variant `name` (the first, the family's usual one, when unknown or None)."""
         return next((v for v in self.variants if v.name == name), self.variants[0])
+
+    def variant_from(self, denoiser_config: Mapping[str, object] | None, source: str = "") -> str | None:
+        """Which variant a model is, by its source's name, else its denoiser's config; None when
+        neither says (the family's usual variant applies)."""
+        lowered = source.lower()
+        for variant in self.variants:
+            if any(mark in lowered for mark in variant.name_marks):
+                return variant.name
+        for variant in self.variants:
+            if denoiser_config is not None and variant.config and all(denoiser_config.get(k) == v for k, v in variant.config.items()):
+                return variant.name
+        return None
 
     def supports(self, feature: str, variant: str | None = None) -> bool:
         return self.why_not(feature, variant) is None
@@ -89,9 +128,24 @@ class Family:
         assert feature in FEATURES, feature
         return self.unsupported.get(feature) or self.variant(variant).unsupported.get(feature)
 
+    def marks(self, names: Sequence[str]) -> bool:
+        """Whether tensor names (without ComfyUI's prefix) are this family's, by its checkpoint marks."""
+        if any(name.startswith(self.refuse_marks) for name in names) if self.refuse_marks else False:
+            return False
+        for mark in self.checkpoint_marks:
+            wanted = (mark,) if isinstance(mark, str) else mark
+            if all(any(name.startswith(prefix) for name in names) for prefix in wanted):
+                return True
+        return False
+
     def sampler_names(self) -> list[str]:
         """The sampler names this family takes (None for the A1111 list: see generation.models.samplers)."""
         return list(self.samplers)
 
     def kinds(self) -> tuple[str, ...]:
         return tuple(self.pipelines)
+
+    def __post_init__(self) -> None:
+        # A job kind without a pipeline is a feature the family lacks, with its reason.
+        for kind in ("img2img", "inpaint"):
+            assert kind in self.pipelines or kind in self.unsupported, f"{self.id}: no {kind} pipeline and no reason"

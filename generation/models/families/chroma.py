@@ -22,9 +22,11 @@ CHROMA = Family(
     flow_matching=True,
     default_sampler="Euler",
     samplers=FLOW_SAMPLERS,
+    cfg_off_at=1.0,
     img2img_takes_size=True,
     guidance="cfg",
     variants=(Variant("", "Chroma", steps=30, cfg=4.0),),
     unsupported=dit_unsupported("Chroma", negative=None),
+    checkpoint_marks=("distilled_guidance_layer.",),  # beside FLUX.1's blocks, which Chroma keeps
     description="Chroma1 HD and Base: 1024 px; ~27 GB in bf16, ~14 GB with an fp8 or Q8 transformer.",
 )

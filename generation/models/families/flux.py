@@ -11,6 +11,8 @@ T5 has no notion of them, and a silent strip would draw something else than was 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from generation.models.families.base import Family, Variant
 
 PLAIN_TEXT = "its T5 encoder reads the prompt as plain text"
@@ -41,6 +43,11 @@ def dit_unsupported(label: str, *, negative: str | None) -> dict[str, str]:
     return refused
 
 
+def flux_variant(names: Sequence[str]) -> str | None:
+    """dev (and Krea) have a guidance embedder; schnell has none."""
+    return "dev" if any(name.startswith(("guidance_in.", "time_text_embed.guidance_embedder.")) for name in names) else "schnell"
+
+
 FLUX = Family(
     id="flux",
     label="FLUX.1",
@@ -59,15 +66,20 @@ FLUX = Family(
     img2img_takes_size=True,
     guidance="distilled",
     variants=(
-        Variant("dev", "FLUX.1-dev", steps=28, cfg=3.5),
+        Variant("dev", "FLUX.1-dev", steps=28, cfg=3.5, config={"guidance_embeds": True}, name_marks=("krea",)),
         Variant(
             "schnell",
             "FLUX.1-schnell",
             steps=4,
             cfg=0.0,
             unsupported={"cfg": "FLUX.1-schnell is distilled to draw without guidance, so --cfg has no effect on it"},
+            config={"guidance_embeds": False},
+            name_marks=("schnell",),
         ),
     ),
+    # BFL's names, and diffusers' (GGUF and fp8 files are published in both)
+    checkpoint_marks=("double_blocks.", "single_transformer_blocks."),
+    variant_from_keys=flux_variant,
     unsupported=dit_unsupported(
         "FLUX.1",
         negative="FLUX.1 is guidance-distilled and has no negative prompt: describe what you want instead of using --no",

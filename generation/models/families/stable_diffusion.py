@@ -27,6 +27,7 @@ SD1 = Family(
     prompt_encoding="a1111",
     flow_matching=False,
     default_sampler="DPM++ 2M Karras",
+    checkpoint_marks=("cond_stage_model.transformer.",),  # CLIP ViT-L beside the UNet
     description="Stable Diffusion 1.x (1.4, 1.5 and its fine-tunes): 512 px, ~4 GB of GPU memory in fp16.",
 )
 
@@ -44,6 +45,7 @@ SD2 = Family(
     prompt_encoding="a1111",
     flow_matching=False,
     default_sampler="DPM++ 2M Karras",
+    checkpoint_marks=("cond_stage_model.model.",),  # OpenCLIP
     description="Stable Diffusion 2.x: 768 px (2.0/2.1), ~5 GB in fp16.",
 )
 
@@ -65,6 +67,7 @@ SDXL = Family(
     prompt_encoding="a1111",
     flow_matching=False,
     default_sampler="DPM++ 2M Karras",
+    checkpoint_marks=("conditioner.embedders.1.",),
     unsupported={
         "video2video": "diffusers has no SDXL AnimateDiff video-to-video; use an SD 1.x model with `--model`",
         "camera_moves": "camera moves are motion LoRAs for SD 1.x motion adapters; they don't work on SDXL models",

@@ -1,0 +1,53 @@
+"""FLUX.2 Klein (Black Forest Labs, 2026): the small FLUX.2 models (4 B and 9 B) with a Qwen3 text
+encoder (hidden states of three layers) and FLUX.2's 32-channel VAE; the distilled ones draw in 4
+steps without guidance, the Base ones take CFG. Sizes in multiples of 16.
+
+diffusers 0.42.1 has no img2img pipeline for it (its reference images are an edit drawn from
+noise, not img2img) and its pipelines take a negative prompt only as embeddings: remixes, Vary and
+--no are refused, naming it, until the engine builds them."""
+
+from __future__ import annotations
+
+from generation.models.families.base import Family, Variant
+from generation.models.families.flux import FLOW_SAMPLERS, dit_unsupported
+
+FLUX2_KLEIN = Family(
+    id="flux2",
+    label="FLUX.2 Klein",
+    pipeline_classes=("Flux2KleinPipeline",),
+    pipelines={"txt2img": "Flux2KleinPipeline", "inpaint": "Flux2KleinInpaintPipeline"},
+    denoiser="transformer",
+    denoiser_class="Flux2Transformer2DModel",
+    native_size=1024,
+    size_multiple=16,
+    text_encoders=("Qwen3 4B/8B",),
+    prompt_tokens=499,  # 512 with the chat template's 13
+    prompt_encoding="pipeline",
+    flow_matching=True,
+    default_sampler="Euler",
+    samplers=FLOW_SAMPLERS,
+    cfg_off_at=1.0,
+    variants=(
+        Variant(
+            "distilled",
+            "FLUX.2 Klein",
+            steps=4,
+            cfg=1.0,
+            unsupported={"cfg": "FLUX.2 Klein (distilled) draws without guidance, so --cfg has no effect on it; its Base models take it"},
+        ),
+        Variant("base", "FLUX.2 Klein Base", steps=50, cfg=4.0, name_marks=("base",)),
+    ),
+    unsupported={
+        **dit_unsupported(
+            "FLUX.2 Klein",
+            negative="FLUX.2 Klein's pipeline in diffusers takes no negative prompt text yet, so --no isn't supported on it here",
+        ),
+        "img2img": "FLUX.2 Klein has no img2img pipeline in diffusers (its reference images draw a new picture from noise), "
+        "so remixes, Vary and the hires upscale aren't available on it yet",
+        "lora": "LoRAs on FLUX.2 Klein aren't supported here yet",
+    },
+    # BFL's and diffusers' names; FLUX.2 [dev] (a guidance embedder, another text encoder) is not Klein
+    checkpoint_marks=("single_stream_modulation.", "double_stream_modulation_img."),
+    refuse_marks=("guidance_in.", "time_guidance_embed.guidance_embedder."),
+    description="FLUX.2 Klein 4B and 9B: 1024 px; 4B ~16 GB in bf16 with its Qwen3 4B encoder, 9B ~34 GB.",
+)

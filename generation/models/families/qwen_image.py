@@ -1,0 +1,41 @@
+"""Qwen-Image (Alibaba Qwen, 2025): a 20 B MMDiT with a Qwen2.5-VL 7B text encoder, strong at
+writing text in pictures; 1328 px at 1:1; rectified flow with a resolution-dependent shift and a
+terminal stretch. Its CFG is `true_cfg_scale`, on only with a negative prompt: as its model card
+does, a blank one (" ") is sent when none is given, so --cfg always means CFG. Sizes in 16s.
+
+One step breaks its scheduler in diffusers 0.42.1 (`shift_terminal` turns the sigmas to NaN and
+the picture black), so it takes at least 2."""
+
+from __future__ import annotations
+
+from generation.models.families.base import Family, Variant
+from generation.models.families.flux import FLOW_SAMPLERS, dit_unsupported
+
+QWEN_IMAGE = Family(
+    id="qwen",
+    label="Qwen-Image",
+    pipeline_classes=("QwenImagePipeline",),
+    pipelines={"txt2img": "QwenImagePipeline", "img2img": "QwenImageImg2ImgPipeline", "inpaint": "QwenImageInpaintPipeline"},
+    denoiser="transformer",
+    denoiser_class="QwenImageTransformer2DModel",
+    native_size=1328,
+    size_multiple=16,
+    text_encoders=("Qwen2.5-VL 7B",),
+    prompt_tokens=512,
+    prompt_encoding="pipeline",
+    flow_matching=True,
+    default_sampler="Euler",
+    samplers=FLOW_SAMPLERS,
+    cfg_off_at=1.0,
+    img2img_takes_size=True,
+    guidance="cfg",
+    cfg_argument="true_cfg_scale",
+    blank_negative=" ",
+    min_steps=2,
+    variants=(Variant("", "Qwen-Image", steps=50, cfg=4.0),),
+    unsupported={**dit_unsupported("Qwen-Image", negative=None), "lora": "LoRAs on Qwen-Image aren't supported here yet"},
+    # diffusers' names (diffusers has no Qwen-Image entry among its single-file checkpoints)
+    checkpoint_marks=(("txt_norm.", "img_in.", "transformer_blocks.0.img_mod."),),
+    description="Qwen-Image: 1328 px, text in pictures; ~57 GB in bf16 (transformer 41, Qwen2.5-VL 16), ~36 GB with a Q8_0 "
+    "transformer, ~22 GB with Q8_0 and model offload.",
+)
