@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """GPU speed of the engine against bare diffusers: SD with each speed option on and off, FLUX.1-dev
-in each weight storage (bf16, fp8, GGUF Q8_0).
+in each weight storage (bf16, fp8, GGUF Q8_0), and the DiT families SD 3.5 (Large, Medium), Qwen-Image,
+Z-Image Turbo and FLUX.2 Klein 4B in bf16 (bench/gpu_dits.py).
 
 Models: SD 1.5, SDXL and FLUX.1-dev at their real sizes with RANDOM weights (nothing can be
 downloaded on a lent GPU machine, and speed does not depend on the weights' values), built from
@@ -24,8 +25,15 @@ The SDXL VAE is run in the working dtype (force_upcast off, as with the fp16-fix
     python bench/gpu.py                  # SD (~8 min), then FLUX (~8 min): more than one 10-minute run
     python bench/gpu.py --families sd    # SD 1.5 at 512², SDXL at 1024²; fp16 and bf16; ~8 min on an H100
     python bench/gpu.py --families flux  # FLUX.1-dev at 1024², 28 steps, 3 storages: ~8 min (estimated)
+    python bench/gpu.py --families sd3,zimage,flux2  # SD 3.5 Large + Medium, Z-Image, Klein 4B at 1024², bf16: ~7.5 min (estimated)
+    python bench/gpu.py --families qwen  # Qwen-Image (20 B + 8 B encoder, 57 GB) at 1024², 20 steps: ~5 min (estimated)
     python bench/gpu.py --quick          # SD fp16, 10 steps (~3 min); FLUX 10 steps (~6 min: build and loads)
     python bench/gpu.py --cpu-smoke      # the tiny models on CPU, 64 px: checks this script, measures nothing
+
+A DiT set (sd3, sd3-medium, qwen, zimage, flux2) is one model at 1024², bf16, its family's own
+guidance (SD 3.5 and Qwen-Image with CFG, the distilled Z-Image Turbo and FLUX.2 Klein without), engine
+then bare as for FLUX; a DiT whose estimate would not fit its family's budget (or the disk) is built
+with fewer transformer layers, which the output says.
 
 Without CUDA (and without --cpu-smoke) it says so and exits 0. A time budget per family
 (--budget-s) skips the family's sets left when it is spent (from estimates of each set and of the
@@ -56,7 +64,7 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 import torch  # noqa: E402
 import torch._dynamo  # noqa: E402
 
-from bench import gpu_flux  # noqa: E402
+from bench import gpu_dits, gpu_flux  # noqa: E402
 from bench.gpu_flux import gib, ratio  # noqa: E402
 from config import ModelEntry, ModelRegistry  # noqa: E402
 from generation.engine import Engine  # noqa: E402
@@ -76,17 +84,30 @@ OPTIONS: dict[str, SpeedOptions] = {
 }
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 COMPILE_GUESS_S = {"sd15": 90.0, "sdxl": 200.0, "tiny": 30.0}  # engine + bare compile, for the budget
-FAMILIES = {"sd": ("sd15", "sdxl", "tiny"), "flux": ("flux", "tiny-flux")}  # --families -> architectures (tiny: --cpu-smoke)
+FAMILIES = {
+    "sd": ("sd15", "sdxl", "tiny"),
+    "flux": ("flux", "tiny-flux"),
+    **gpu_dits.FAMILY_ARCHES,
+}  # --families -> architectures (tiny: --cpu-smoke)
 FLUX_ARCHES = FAMILIES["flux"]
 # Per family and mode (full, --quick, --cpu-smoke): denoising steps, timed jobs per path (FLUX: 2 of
 # 28 steps, so that its three sets fit one 10-minute run), and the time budget in seconds.
-STEPS = {"sd": (20, 10, 3), "flux": (28, 10, 2)}
-RUNS = {"sd": (3, 2, 1), "flux": (2, 2, 1)}
-BUDGET_S = {"sd": (450.0, 200.0, 1e9), "flux": (540.0, 420.0, 1e9)}
+# DiTs: SD 3.5 28 (Large's default), Qwen-Image 20 of its 50 (two transformer passes a step, 20 B),
+# Z-Image Turbo 8 and FLUX.2 Klein 4 (the distilled models' own).
+STEPS = {"sd": (20, 10, 3), "flux": (28, 10, 2), "sd3": (28, 10, 2), "qwen": (20, 10, 2), "zimage": (8, 8, 2), "flux2": (4, 4, 2)}
+RUNS = {"sd": (3, 2, 1), "flux": (2, 2, 1), "sd3": (2, 2, 1), "qwen": (2, 1, 1), "zimage": (3, 2, 1), "flux2": (3, 2, 1)}
+BUDGET_S = {
+    "sd": (450.0, 200.0, 1e9),
+    "flux": (540.0, 420.0, 1e9),
+    "sd3": (540.0, 300.0, 1e9),
+    "qwen": (540.0, 400.0, 1e9),
+    "zimage": (300.0, 200.0, 1e9),
+    "flux2": (300.0, 200.0, 1e9),
+}
 
 
 def family_of(arch: str) -> str:
-    return "flux" if arch in FLUX_ARCHES else "sd"
+    return next(family for family, arches in FAMILIES.items() if arch in arches)
 
 
 # --- the real architectures' configs (diffusers' / transformers' names) ----------------------------
@@ -225,6 +246,7 @@ def parameter_counts() -> dict[str, float]:
         "clip-l": count(pipes["sd15"].text_encoder),
         "clip-bigG": count(pipes["sdxl"].text_encoder_2),
         **gpu_flux.flux_parameter_counts(),
+        **gpu_dits.parameter_counts(),
     }
 
 
@@ -292,13 +314,23 @@ class EnginePath:
     """The project's loader and engine: ModelCache(speed=...) -> Engine -> run_job (PNG and all)."""
 
     def __init__(
-        self, entry: ModelEntry, models_dir: Path, blobs: LocalBlobStore, device: torch.device, dtype: torch.dtype, options: SpeedOptions
+        self,
+        entry: ModelEntry,
+        models_dir: Path,
+        blobs: LocalBlobStore,
+        device: torch.device,
+        dtype: torch.dtype,
+        options: SpeedOptions,
+        guidance: float = 0.0,
     ):
         self.engine = Engine(ModelCache(ModelRegistry([entry]), models_dir, device, dtype, speed=options), blobs)
         self.engine.preload(entry.display_name)
         self.model, self.device = entry.display_name, device
-        flux = self.engine.models.get(self.model).family.id == "flux"
+        family = self.engine.models.get(self.model).family.id
+        flux = family == "flux"
         self.style = {"sampler": "Euler", "cfg": gpu_flux.GUIDANCE if flux else 7.0, "family": "flux" if flux else None}
+        if family in gpu_dits.FAMILY_ARCHES:  # the DiTs: the family's own guidance (gpu_dits.DITS)
+            self.style = {"sampler": "Euler", "cfg": guidance, "family": family}
 
     def job(self, size: int, steps: int, seed: int) -> tuple[float, float]:
         spec = GenerationSpec(
@@ -341,8 +373,9 @@ class BarePath:
     """A bare diffusers pipeline (load_bare_sd, gpu_flux.load_bare_flux), called as its docs show,
     with a fresh scheduler of the model's own config per job (as the engine makes one per job)."""
 
-    def __init__(self, pipe: Any, device: torch.device, guidance: float):
+    def __init__(self, pipe: Any, device: torch.device, guidance: float, arguments: dict[str, Any] | None = None):
         self.pipe, self.device, self.guidance = pipe, device, guidance
+        self.arguments = arguments  # the DiTs: prompt= by keyword, their CFG argument and negative (gpu_dits.bare_arguments)
         self.config = dict(pipe.scheduler.config)
         self.scheduler_class = type(pipe.scheduler)
         if not self.scheduler_class.__name__.startswith("FlowMatch"):
@@ -360,10 +393,11 @@ class BarePath:
         _sync(self.device)
         start = time.perf_counter()
         self.pipe.scheduler = self.scheduler_class.from_config(self.config)
+        first = {"guidance_scale": self.guidance} if self.arguments is None else {"prompt": PROMPT, **self.arguments}
         self.pipe(
-            PROMPT,
+            *(() if self.arguments is not None else (PROMPT,)),
             num_inference_steps=steps,
-            guidance_scale=self.guidance,
+            **first,
             width=size,
             height=size,
             generator=torch.Generator("cpu").manual_seed(seed),
@@ -426,6 +460,28 @@ def measure_flux(plan: Plan, folder: Path, gguf: Path | None, work: Path, device
     return row
 
 
+def measure_dit(plan: Plan, folder: Path, work: Path, device: torch.device, args: argparse.Namespace) -> Row:
+    """A DiT set (gpu_dits): the engine path, then the bare one, each loaded, run and freed alone."""
+    row = Row(plan.arch, plan.dtype, plan.option)
+    dtype, spec = DTYPES[plan.dtype], gpu_dits.settings(plan.arch)
+    entry = ModelEntry(source=str(folder), name="bench", memory="gpu")
+    paths = {
+        "engine": lambda: EnginePath(entry, work / "models", LocalBlobStore(work / "blobs"), device, dtype, SpeedOptions(), spec.cfg),
+        "bare": lambda: BarePath(
+            gpu_dits.load_bare(plan.arch, folder, device, dtype), device, spec.cfg, gpu_dits.bare_arguments(plan.arch)
+        ),
+    }
+    try:
+        gpu_flux.measure_apart(row, paths, plan.size, steps_for(plan, args), runs_for(plan, args), device)
+        _medians(row)
+    except Exception as error:  # noqa: BLE001 - one broken set must not lose the others
+        row.error = f"{type(error).__name__}: {error}"[:300]
+        traceback.print_exc(limit=6)
+    finally:
+        _free()
+    return row
+
+
 def _medians(row: Row) -> None:
     for key in ("engine_its", "bare_its", "engine_s", "bare_s"):
         setattr(row, key, statistics.median(r[key] for r in row.runs))
@@ -457,6 +513,12 @@ def plans(args: argparse.Namespace) -> list[Plan]:
     out += [
         Plan(flux, "bf16", storage, 64 if args.cpu_smoke else 1024) for storage in gpu_flux.QUANTIZATIONS if keep(storage, args.storage)
     ]
+    out += [  # the DiTs, one set each: bf16, quantization none
+        Plan(arch, "bf16", "none", 64 if args.cpu_smoke else 1024)
+        for arches in gpu_dits.FAMILY_ARCHES.values()
+        for arch in arches
+        if arch.startswith("tiny") == bool(args.cpu_smoke)
+    ]
     return [p for p in out if keep(family_of(p.arch), args.families) and keep(p.arch, args.arch)]
 
 
@@ -478,14 +540,23 @@ def estimate_s(plan: Plan, todo: list[Plan], built: set[str], set_time: dict[str
     gpu_flux.estimate_s, which adds the build while the model is not built yet."""
     if family_of(plan.arch) == "sd":
         return set_time.get(plan.arch, 0.0) + (COMPILE_GUESS_S[plan.arch] if plan.option == "torch_compile" else 0.0)
+    if family_of(plan.arch) in gpu_dits.FAMILY_ARCHES:
+        if plan.arch.startswith("tiny"):
+            return 0.0
+        fraction = args.fractions.get(plan.arch, 1.0)
+        return gpu_dits.estimate_s(plan.arch, steps_for(plan, args), runs_for(plan, args), None, plan.arch not in built, fraction)
     gguf = any(p.arch == plan.arch and p.option == "gguf-q8_0" for p in todo)
     runs = runs_for(plan, args)
     return gpu_flux.estimate_s(plan.option, steps_for(plan, args), runs, set_time.get(plan.arch), plan.arch not in built, gguf)
 
 
-def prepare(arch: str, todo: list[Plan], work: Path, device: torch.device) -> tuple[Path, Path | None]:
+def prepare(arch: str, todo: list[Plan], work: Path, device: torch.device, fraction: float = 1.0) -> tuple[Path, Path | None]:
     """The model's folder (built and saved, or the tiny one), and its GGUF transformer file for FLUX."""
     gguf = any(p.arch == arch and p.option == "gguf-q8_0" for p in todo)
+    if arch in gpu_dits.TINY:
+        return gpu_dits.ensure_tiny(arch, work / "models"), None
+    if arch in gpu_dits.DITS:
+        return gpu_dits.save(arch, work / "models", device, fraction), None
     if arch == "tiny":
         from generation.models.tiny import ensure_tiny
 
@@ -538,17 +609,35 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="SD: fp16 only, 10 steps, 2 runs, no SDXL compile; FLUX: 10 steps")
     parser.add_argument("--cpu-smoke", action="store_true", help="the tiny models on CPU: checks that the script runs")
     parser.add_argument(
-        "--steps", type=int, default=None, help="denoising steps per job (default SD 20, FLUX 28; --quick 10, 10; --cpu-smoke 3, 2)"
+        "--steps",
+        type=int,
+        default=None,
+        help="denoising steps per job (default SD 20, FLUX 28, SD 3.5 28, Qwen-Image 20, Z-Image 8, "
+        "FLUX.2 Klein 4; --quick 10 each but Z-Image 8, Klein 4; --cpu-smoke 3 SD, 2 the others)",
     )
-    parser.add_argument("--runs", type=int, default=None, help="timed jobs per path and set (default SD 3, FLUX 2; --quick 2)")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=None,
+        help="timed jobs per path and set (default SD 3, FLUX 2, SD 3.5 2, Qwen-Image 2, Z-Image 3, FLUX.2 Klein 3; --quick 2, Qwen-Image 1)",
+    )
     parser.add_argument(
         "--budget-s",
         type=float,
         default=None,
-        help="per family: skip its sets left after this many seconds of its own (default SD 450, FLUX 540; --quick 200, 420)",
+        help="per family: skip its sets left after this many seconds of its own (default SD 450, FLUX 540, SD 3.5 and Qwen-Image "
+        "540, Z-Image and FLUX.2 Klein 300; --quick 200, 420, 300, 400, 200, 200)",
     )
-    parser.add_argument("--families", help="only these (comma-separated): sd, flux (default both)")
-    parser.add_argument("--arch", help="only these: sd15, sdxl, flux")
+    parser.add_argument(
+        "--families", help=f"only these (comma-separated): {', '.join(FAMILIES)} (default all; more than one 10-minute run)"
+    )
+    parser.add_argument("--arch", help="only these: sd15, sdxl, flux, sd3, sd3-medium, qwen, zimage, flux2")
+    parser.add_argument(
+        "--layer-fraction",
+        type=float,
+        default=None,
+        help="DiT sets: build each transformer with this share of its blocks (default: all that fit the family's budget)",
+    )
     parser.add_argument("--dtype", help="SD sets only these: fp16, bf16 (FLUX sets are bf16)")
     parser.add_argument("--option", help=f"SD sets only these: {', '.join(OPTIONS)} (sdpa is the base of the ratios)")
     parser.add_argument(
@@ -556,6 +645,7 @@ def main() -> int:
     )
     parser.add_argument("--json", type=Path, default=None, help="write the rows here")
     args = parser.parse_args()
+    args.fractions = {}  # DiT arch -> the share of its transformer's blocks built (gpu_dits.fit_fraction)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     budget = {family: args.budget_s or BUDGET_S[family][mode(args)] for family in FAMILIES}
     if args.cpu_smoke:
@@ -591,6 +681,14 @@ def main() -> int:
         for index, plan in enumerate(todo):
             family = family_of(plan.arch)
             family_start.setdefault(family, time.perf_counter())
+            if plan.arch in gpu_dits.DITS and plan.arch not in args.fractions:  # fewer layers if the real size would not fit
+                left = budget[family] - (time.perf_counter() - family_start[family])
+                fit = gpu_dits.fit_fraction(plan.arch, left, steps_for(plan, args), runs_for(plan, args))
+                args.fractions[plan.arch] = args.layer_fraction or fit
+                if args.fractions[plan.arch] < 1.0:
+                    why = "--layer-fraction" if args.layer_fraction else f"the real size would not fit the {budget[family]:.0f} s budget"
+                    layers = gpu_dits.layers_text(plan.arch, args.fractions[plan.arch])
+                    print(f"{plan.arch}: {why}: built with {layers} transformer layers (not the real model's speed)", flush=True)
             guess = estimate_s(plan, todo, set(folders), set_time, args)
             if time.perf_counter() - family_start[family] + guess > budget[family]:
                 skipped.append(plan)
@@ -599,7 +697,7 @@ def main() -> int:
                 drop(folders.pop(arch))
             if plan.arch not in folders and plan.arch not in broken:
                 try:
-                    folders[plan.arch] = prepare(plan.arch, todo, work, device)
+                    folders[plan.arch] = prepare(plan.arch, todo, work, device, args.fractions.get(plan.arch, 1.0))
                 except Exception as error:  # noqa: BLE001 - the other family's sets still run
                     broken[plan.arch] = f"building {plan.arch} failed: {type(error).__name__}: {error}"[:300]
                     traceback.print_exc(limit=6)
@@ -607,6 +705,8 @@ def main() -> int:
             t0 = time.perf_counter()
             if plan.arch in broken:
                 row = Row(plan.arch, plan.dtype, plan.option, error=broken[plan.arch])
+            elif family in gpu_dits.FAMILY_ARCHES:
+                row = measure_dit(plan, folders[plan.arch][0], work, device, args)
             elif family == "flux":
                 row = measure_flux(plan, *folders[plan.arch], work, device, args)
             else:
@@ -624,10 +724,13 @@ def main() -> int:
                 drop(folders.pop(plan.arch))
     sd_rows = [r for r in rows if family_of(r.arch) == "sd"]
     flux_rows = [r for r in rows if family_of(r.arch) == "flux"]
+    dit_rows = [r for r in rows if family_of(r.arch) in gpu_dits.FAMILY_ARCHES]
     if sd_rows:
         print_table(sd_rows)
     if flux_rows:
         gpu_flux.print_table(flux_rows)
+    if dit_rows:
+        gpu_dits.print_table(dit_rows, {r.arch: steps_for(Plan(r.arch, r.dtype, r.option, 0), args) for r in dit_rows})
     if skipped:
         print("skipped for the time budget: " + ", ".join(f"{p.arch} {p.dtype} {p.option}" for p in skipped))
     print(f"total {time.perf_counter() - started:.0f} s")

@@ -133,6 +133,9 @@ class Engine:
         with controls is steered by them: `control_region` (an argument) is the part of the canvas
         this pass draws, when it is not all of it (an inpaint crop, an upscale tile)."""
         loaded = self.instruct_model(spec.model) if pipeline_kind == "instruct" else self.models.get(spec.model)
+        if pipeline_kind == "img2img" and loaded.family.img2img_by_inpaint:  # FLUX.2 Klein: no img2img pipeline
+            pipeline_kind = "inpaint"
+            arguments = {**arguments, "mask_image": Image.new("L", arguments["image"].size, 255)}
         region = arguments.pop("control_region", None)
         if tracker.controls is not None:
             pipe = loaded.control_pipeline(pipeline_kind, tracker.controls.nets)
@@ -263,6 +266,8 @@ class Engine:
                 windows if clip else contextlib.nullcontext(),
                 torch.inference_mode(),
             ):
+                if loaded.family.negative_as_embeds:
+                    _negative_as_embeds(pipe, call)
                 output = pipe(**call)
                 images = output.frames[0] if clip else output.images
                 if decode_here:
@@ -321,6 +326,15 @@ class Engine:
         """What the job's model needs its sides to be multiples of (8 for UNets, 16 for FLUX-style DiTs)."""
         entry = self.models.registry.get(spec.model)
         return families.family(entry.family).size_multiple if entry is not None else 8
+
+
+def _negative_as_embeds(pipe: Any, call: dict[str, Any]) -> None:
+    """For a pipeline that takes negative prompts only as embeddings (FLUX.2 Klein): encode them
+    with its own encode_prompt (one row per prompt; it repeats them per image as it does its own).
+    Empty ones are left to the pipeline, which encodes "" itself."""
+    texts = call.pop("negative_prompt", None)
+    if texts and any(texts):
+        call["negative_prompt_embeds"], _ = pipe.encode_prompt(prompt=list(texts), device=pipe._execution_device)
 
 
 def _negatives(family: Family) -> str | None:

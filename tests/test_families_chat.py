@@ -12,6 +12,7 @@ from PIL import Image
 
 from commands.frame.types import Attachment
 from config import ModelEntry, Settings
+from generation.models import tiny_flux2
 from generation.models.tiny_dit import ensure_tiny_flux
 from tests.conftest import bot_env
 from tests.support.console_process import ConsoleProcess
@@ -29,7 +30,8 @@ async def bot(tmp_path, models_dir):  # type: ignore[no-untyped-def]
             "tiny-sd3": ModelEntry(source="tiny-sd3"),
             "tiny-qwen": ModelEntry(source="tiny-qwen"),
             "tiny-zimage": ModelEntry(source="tiny-zimage"),
-            "tiny-flux2": ModelEntry(source="tiny-flux2"),
+            "tiny-flux2": ModelEntry(source="tiny-flux2"),  # a Base model
+            "klein": ModelEntry(source=str(tiny_flux2.ensure(models_dir)), variant="distilled", size=64),
             # the tiny FLUX.1 folder again, set up as schnell (a source listed twice would be one model)
             "schnell": ModelEntry(source=str(ensure_tiny_flux(models_dir)), variant="schnell", steps=2, size=64),
             "tiny": ModelEntry(source="tiny"),
@@ -148,21 +150,20 @@ async def test_a_negative_prompt_without_guidance_is_refused(bot: Bot) -> None:
     await bot.finish()
 
 
-async def test_flux2_klein_draws_and_inpaints_and_says_what_it_lacks(bot: Bot) -> None:
+async def test_flux2_klein_remixes_on_its_inpaint_pipeline_and_takes_a_negative_prompt(bot: Bot) -> None:
     await bot.send("/model tiny-flux2")
-    [(_, queued)] = await bot.send("/imagine a red fox --seed 3 --n 2")
-    assert "Euler · CFG 1" in queued.text
-    [(batch_id, _)] = await bot.finish()
+    [(_, queued)] = await bot.send("/imagine a red fox --seed 3 --n 2 --no blur --cfg 4")
+    assert "Euler · CFG 4" in queued.text and queued.kind == "status", queued.text
+    [(batch_id, batch)] = await bot.finish()
+    assert "Negative prompt: blur" in Image.open(batch.reply.images[0].path).text["parameters"]
     [(single_id, _)] = await bot.press(batch_id, "U1")
-    [(_, status)] = await bot.press(single_id, "Zoom Out 2x")
-    assert status.kind == "status", status.text
-    [(_, zoomed)] = await bot.finish()
-    assert size(zoomed.reply) == (128, 128)
-    [(_, refused)] = await bot.press(single_id, "Vary (Subtle)")
-    assert refused.kind == "error" and "FLUX.2 Klein has no img2img pipeline in diffusers" in refused.text
-    [(_, refused)] = await bot.send("/imagine a fox --no blur")
-    assert refused.kind == "error" and "FLUX.2 Klein's pipeline in diffusers takes no negative prompt text yet" in refused.text
-    assert await bot.finish() == []
+    for label, expected in (("Vary (Subtle)", (64, 64)), ("Zoom Out 2x", (128, 128))):
+        [(_, status)] = await bot.press(single_id, label)
+        assert status.kind == "status", status.text
+        [(_, done)] = await bot.finish()
+        assert size(done.reply) == expected, label
+    [(_, refused)] = await bot.send("/imagine a fox --cfg 3 --model klein")  # a distilled Klein
+    assert refused.kind == "error" and "--cfg can't be used with `klein`: FLUX.2 Klein (distilled) draws without guidance" in refused.text
 
 
 async def test_qwen_image_needs_two_steps(bot: Bot) -> None:

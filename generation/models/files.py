@@ -101,7 +101,7 @@ def _folder(path: Path, shown: str | None = None) -> ModelFacts:
             )
         raise ModelSourceError(f"{shown} has no {family.denoiser} weights (no .safetensors in {family.denoiser}/).")
     if family.denoiser != "unet":
-        variant = family.variant_from(_json(weights_dir / "config.json"), str(path))
+        variant = family.variant_from(_json(weights_dir / "config.json"), str(path), index)
         return ModelFacts(family.id, family.native_size, variant=variant)
     vae = _json(path / "vae" / "config.json") or {}
     sample = denoiser_config.get("sample_size")

@@ -53,6 +53,7 @@ class Variant:
     # (which win: SD 3.5 Large Turbo has Large's layers).
     config: Mapping[str, object] = field(default_factory=dict)
     name_marks: tuple[str, ...] = ()
+    index: Mapping[str, object] = field(default_factory=dict)  # values of model_index.json that mark it
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,10 @@ class Family:
     cfg_argument: str = "guidance_scale"
     blank_negative: str | None = None
     min_steps: int = 1
+    # Its pipelines take the negative prompt only as embeddings (the engine encodes it with the
+    # pipeline's own encode_prompt); img2img runs on its inpaint pipeline with the whole picture masked.
+    negative_as_embeds: bool = False
+    img2img_by_inpaint: bool = False
     # Classifier-free guidance is off at --cfg values up to this (diffusers' pipelines: > 1 turns it
     # on; Z-Image's: > 0), and then a negative prompt has no effect, so one is refused. None: not
     # checked (SD's A1111-style use: a style's negative prompt at CFG 1, as with LCM, is harmless).
@@ -108,16 +113,19 @@ class Family:
         """The variant `name` (the first, the family's usual one, when unknown or None)."""
         return next((v for v in self.variants if v.name == name), self.variants[0])
 
-    def variant_from(self, denoiser_config: Mapping[str, object] | None, source: str = "") -> str | None:
-        """Which variant a model is, by its source's name, else its denoiser's config; None when
-        neither says (the family's usual variant applies)."""
+    def variant_from(
+        self, denoiser_config: Mapping[str, object] | None, source: str = "", index: Mapping[str, object] | None = None
+    ) -> str | None:
+        """Which variant a model is, by its source's name, else its denoiser's config or its
+        model_index.json; None when none says (the family's first variant applies)."""
         lowered = source.lower()
         for variant in self.variants:
             if any(mark in lowered for mark in variant.name_marks):
                 return variant.name
         for variant in self.variants:
-            if denoiser_config is not None and variant.config and all(denoiser_config.get(k) == v for k, v in variant.config.items()):
-                return variant.name
+            for wanted, found in ((variant.config, denoiser_config), (variant.index, index)):
+                if wanted and found is not None and all(found.get(k) == v for k, v in wanted.items()):
+                    return variant.name
         return None
 
     def supports(self, feature: str, variant: str | None = None) -> bool:
@@ -148,4 +156,5 @@ class Family:
     def __post_init__(self) -> None:
         # A job kind without a pipeline is a feature the family lacks, with its reason.
         for kind in ("img2img", "inpaint"):
-            assert kind in self.pipelines or kind in self.unsupported, f"{self.id}: no {kind} pipeline and no reason"
+            by_inpaint = kind == "img2img" and self.img2img_by_inpaint and "inpaint" in self.pipelines
+            assert kind in self.pipelines or kind in self.unsupported or by_inpaint, f"{self.id}: no {kind} pipeline and no reason"

@@ -3,8 +3,9 @@ encoder (hidden states of three layers) and FLUX.2's 32-channel VAE; the distill
 steps without guidance, the Base ones take CFG. Sizes in multiples of 16.
 
 diffusers 0.42.1 has no img2img pipeline for it (its reference images are an edit drawn from
-noise, not img2img) and its pipelines take a negative prompt only as embeddings: remixes, Vary and
---no are refused, naming it, until the engine builds them."""
+noise, not img2img): remixes, Vary and hires upscales run on its inpaint pipeline with the whole
+picture masked, which also gives the model the picture as a reference, as diffusers' Klein inpaint
+does. Its pipelines take a negative prompt only as embeddings: the engine encodes it."""
 
 from __future__ import annotations
 
@@ -27,25 +28,21 @@ FLUX2_KLEIN = Family(
     default_sampler="Euler",
     samplers=FLOW_SAMPLERS,
     cfg_off_at=1.0,
+    negative_as_embeds=True,
+    img2img_by_inpaint=True,
     variants=(
+        # Base first: what a model is when nothing says (the tiny one; a Hub id not downloaded yet)
+        Variant("base", "FLUX.2 Klein Base", steps=50, cfg=4.0, name_marks=("base",)),
         Variant(
             "distilled",
             "FLUX.2 Klein",
             steps=4,
             cfg=1.0,
             unsupported={"cfg": "FLUX.2 Klein (distilled) draws without guidance, so --cfg has no effect on it; its Base models take it"},
+            index={"is_distilled": True},
         ),
-        Variant("base", "FLUX.2 Klein Base", steps=50, cfg=4.0, name_marks=("base",)),
     ),
-    unsupported={
-        **dit_unsupported(
-            "FLUX.2 Klein",
-            negative="FLUX.2 Klein's pipeline in diffusers takes no negative prompt text yet, so --no isn't supported on it here",
-        ),
-        "img2img": "FLUX.2 Klein has no img2img pipeline in diffusers (its reference images draw a new picture from noise), "
-        "so remixes, Vary and the hires upscale aren't available on it yet",
-        "lora": "LoRAs on FLUX.2 Klein aren't supported here yet",
-    },
+    unsupported={**dit_unsupported("FLUX.2 Klein", negative=None), "lora": "LoRAs on FLUX.2 Klein aren't supported here yet"},
     # BFL's and diffusers' names; FLUX.2 [dev] (a guidance embedder, another text encoder) is not Klein
     checkpoint_marks=("single_stream_modulation.", "double_stream_modulation_img."),
     refuse_marks=("guidance_in.", "time_guidance_embed.guidance_embedder."),
