@@ -11,17 +11,13 @@ picture; likewise the Pix2Pix UNet's image channels, so the picture visibly stee
 
 from __future__ import annotations
 
-import logging
-import shutil
 from pathlib import Path
 
 import torch
 
 from generation.models import tiny_config
-from generation.models.tiny import SEED, build_tiny_pipeline
+from generation.models.tiny import SEED, build_atomically, build_tiny_pipeline, pipeline_folder
 from generation.spec import CONTROL_TYPES
-
-log = logging.getLogger(__name__)
 
 CONTROLNETS_VERSION = "tiny-controlnet-v1"  # bump when the recipe changes
 PIX2PIX_VERSION = "tiny-pix2pix-v1"
@@ -33,24 +29,12 @@ def ensure_tiny_controlnet(models_dir: Path, control_type: str) -> Path:
     """The folder of the tiny ControlNet for `control_type`, built once (all types at once)."""
     root = Path(models_dir) / CONTROLNETS_VERSION
     if not (root / control_type / "config.json").exists():
-        _build_atomically(root, _save_controlnets)
+        build_atomically(root, _save_controlnets)
     return root / control_type
 
 
 def ensure_tiny_pix2pix(models_dir: Path) -> Path:
-    target = Path(models_dir) / PIX2PIX_VERSION
-    if not (target / "model_index.json").exists():
-        _build_atomically(target, lambda folder: build_tiny_pix2pix().save_pretrained(folder, safe_serialization=True))
-    return target
-
-
-def _build_atomically(target: Path, build) -> None:  # type: ignore[no-untyped-def]
-    staging = target.with_name(target.name + ".building")
-    shutil.rmtree(staging, ignore_errors=True)
-    log.info("building %s (once)", target)
-    build(staging)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)  # a crash mid-build leaves nothing half built behind
+    return pipeline_folder(models_dir, PIX2PIX_VERSION, build_tiny_pix2pix)
 
 
 def _save_controlnets(folder: Path) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ import torch
 from config.models import MotionAdapterEntry
 from generation.errors import EngineUserError, ModelLoadError
 from generation.models import tiny_config
-from generation.models.tiny import SEED, build_tiny_pipeline
+from generation.models.tiny import SEED, build_atomically, build_tiny_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +56,14 @@ def ensure_tiny_motion(models_dir: Path) -> Path:
     root = Path(models_dir) / MOTION_VERSION
     if (root / "adapter" / "config.json").exists() and (root / "tiny-zoom.safetensors").exists():
         return root
-    staging = root.with_name(root.name + ".building")
-    shutil.rmtree(staging, ignore_errors=True)
-    log.info("building the tiny motion adapter in %s (once)", root)
-    adapter = build_tiny_motion_adapter()
-    adapter.save_pretrained(staging / "adapter", safe_serialization=True)
-    _save_tiny_camera(adapter, staging / "tiny-zoom.safetensors")
-    shutil.rmtree(root, ignore_errors=True)
-    staging.rename(root)  # a crash mid-build leaves nothing half built behind
+    build_atomically(root, _save_tiny_motion)
     return root
+
+
+def _save_tiny_motion(folder: Path) -> None:
+    adapter = build_tiny_motion_adapter()
+    adapter.save_pretrained(folder / "adapter", safe_serialization=True)
+    _save_tiny_camera(adapter, folder / "tiny-zoom.safetensors")
 
 
 def build_tiny_motion_adapter() -> Any:

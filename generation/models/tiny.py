@@ -17,8 +17,10 @@ import gzip
 import importlib.util
 import logging
 import shutil
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -44,16 +46,27 @@ SCHEDULER_CONFIG = {  # Stable Diffusion 1.5's scheduler_config.json
 
 def ensure_tiny(models_dir: Path) -> Path:
     """The tiny model's diffusers folder under `models_dir`, built on first use."""
-    target = Path(models_dir) / TINY_VERSION
-    if (target / "model_index.json").exists():
-        return target
+    return pipeline_folder(models_dir, TINY_VERSION, build_tiny_pipeline)
+
+
+def pipeline_folder(models_dir: Path, version: str, build: Callable[[], Any]) -> Path:
+    """The diffusers folder `models_dir/version` of the pipeline `build()` makes (every built-in
+    tiny model's), built and saved on first use."""
+    target = Path(models_dir) / version
+    if not (target / "model_index.json").exists():
+        build_atomically(target, lambda folder: build().save_pretrained(folder, safe_serialization=True))
+    return target
+
+
+def build_atomically(target: Path, save: Callable[[Path], None]) -> None:
+    """`save(folder)` into a staging folder beside `target`, then renamed to it: a crash mid-build
+    leaves nothing half built behind (the next start builds it again)."""
     staging = target.with_name(target.name + ".building")
     shutil.rmtree(staging, ignore_errors=True)
-    log.info("building the tiny model in %s (once)", target)
-    build_tiny_pipeline().save_pretrained(staging, safe_serialization=True)
+    log.info("building %s (once)", target)
+    save(staging)
     shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)  # atomic: a crash mid-build leaves no half model behind
-    return target
+    staging.rename(target)
 
 
 def build_tiny_pipeline():  # type: ignore[no-untyped-def]

@@ -20,8 +20,6 @@ pipeline, from the shared parts below, and add a row to `FAMILIES`.
 from __future__ import annotations
 
 import json
-import logging
-import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,12 +29,12 @@ from typing import TYPE_CHECKING
 import torch
 
 from generation.models import tiny_config
+from generation.models.tiny import pipeline_folder
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
     from transformers import T5TokenizerFast
 
-log = logging.getLogger(__name__)
 
 SEED = 20261127
 _WORDS = (
@@ -88,16 +86,7 @@ def ensure_tiny_chroma(models_dir: Path) -> Path:
 def ensure_tiny_dit(family: str, models_dir: Path) -> Path:
     """The tiny `family` model's diffusers folder under `models_dir`, built on first use."""
     version, build = FAMILIES[family]
-    target = Path(models_dir) / version
-    if (target / "model_index.json").exists():
-        return target
-    staging = target.with_name(target.name + ".building")
-    shutil.rmtree(staging, ignore_errors=True)
-    log.info("building the tiny %s model in %s (once)", family, target)
-    build().save_pretrained(staging, safe_serialization=True)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)  # atomic: a crash mid-build leaves no half model behind
-    return target
+    return pipeline_folder(models_dir, version, build)
 
 
 @contextmanager

@@ -29,22 +29,20 @@ Why each piece is as it is:
 from __future__ import annotations
 
 import json
-import logging
 import re
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from generation.models import tiny_config
+from generation.models.tiny import pipeline_folder
 from generation.models.tiny_dit import _WORDS, _seeded
 
 if TYPE_CHECKING:
     from diffusers import Flux2KleinPipeline
     from transformers import Qwen2Tokenizer
 
-log = logging.getLogger(__name__)
 
 VERSION = "tiny-flux2-v1"  # the folder name; bump it when the recipe changes
 
@@ -108,16 +106,7 @@ _QWEN2_SPLIT = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| 
 
 def ensure(models_dir: Path) -> Path:
     """The tiny FLUX.2 Klein diffusers folder under `models_dir`, built on first use."""
-    target = Path(models_dir) / VERSION
-    if (target / "model_index.json").exists():
-        return target
-    staging = target.with_name(target.name + ".building")
-    shutil.rmtree(staging, ignore_errors=True)
-    log.info("building the tiny FLUX.2 Klein model in %s (once)", target)
-    build_pipeline().save_pretrained(staging, safe_serialization=True)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)  # atomic: a crash mid-build leaves no half model behind
-    return target
+    return pipeline_folder(models_dir, VERSION, build_pipeline)
 
 
 def build_pipeline() -> Flux2KleinPipeline:

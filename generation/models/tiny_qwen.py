@@ -20,21 +20,19 @@ makes the model text-sensitive (`_make_text_sensitive`). Builds are deterministi
 from __future__ import annotations
 
 import json
-import logging
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from generation.models import tiny_config
+from generation.models.tiny import pipeline_folder
 from generation.models.tiny_dit import _WORDS, _seeded
 
 if TYPE_CHECKING:
     from diffusers import QwenImagePipeline
     from transformers import Qwen2Tokenizer
 
-log = logging.getLogger(__name__)
 
 VERSION = "tiny-qwen-v1"  # the folder name; bump when the recipe changes, so cached copies are rebuilt
 
@@ -141,16 +139,7 @@ QWEN_TEXT_ENCODER: dict[str, Any] = {
 
 def ensure(models_dir: Path) -> Path:
     """The tiny Qwen-Image diffusers folder under `models_dir` (`VERSION`), built on first use."""
-    target = Path(models_dir) / VERSION
-    if (target / "model_index.json").exists():
-        return target
-    staging = target.with_name(target.name + ".building")
-    shutil.rmtree(staging, ignore_errors=True)
-    log.info("building the tiny Qwen-Image model in %s (once)", target)
-    build_pipeline().save_pretrained(staging, safe_serialization=True)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)  # atomic: a crash mid-build leaves no half model behind
-    return target
+    return pipeline_folder(models_dir, VERSION, build_pipeline)
 
 
 def build_pipeline() -> QwenImagePipeline:

@@ -20,20 +20,18 @@ deterministic, byte for byte.
 
 from __future__ import annotations
 
-import logging
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from generation.models import tiny_config
+from generation.models.tiny import pipeline_folder
 from generation.models.tiny_dit import _seeded, t5_tokenizer
 
 if TYPE_CHECKING:
     from diffusers import StableDiffusion3Pipeline
 
-log = logging.getLogger(__name__)
 
 VERSION = "tiny-sd35-v1"  # the folder name; bump when the recipe changes, so cached copies are rebuilt
 
@@ -75,16 +73,7 @@ SD3_SCHEDULER: dict[str, Any] = {"num_train_timesteps": 1000, "shift": 3.0}
 def ensure(models_dir: Path) -> Path:
     """The tiny SD 3.5 diffusers folder under `models_dir` (`<models_dir>/tiny-sd35-v1`), built on
     first use and reused after."""
-    target = Path(models_dir) / VERSION
-    if (target / "model_index.json").exists():
-        return target
-    staging = target.with_name(target.name + ".building")
-    shutil.rmtree(staging, ignore_errors=True)
-    log.info("building the tiny SD 3.5 model in %s (once)", target)
-    build_pipeline().save_pretrained(staging, safe_serialization=True)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)  # atomic: a crash mid-build leaves no half model behind
-    return target
+    return pipeline_folder(models_dir, VERSION, build_pipeline)
 
 
 def build_pipeline() -> StableDiffusion3Pipeline:

@@ -22,21 +22,19 @@ the builder makes the model text-sensitive (`_make_text_sensitive`).
 from __future__ import annotations
 
 import json
-import logging
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from generation.models import tiny_config
+from generation.models.tiny import pipeline_folder
 from generation.models.tiny_dit import _WORDS, _seeded
 
 if TYPE_CHECKING:
     from diffusers import ZImagePipeline
     from transformers import Qwen2Tokenizer
 
-log = logging.getLogger(__name__)
 
 VERSION = "tiny-zimage-v1"  # the folder name; bump it when the recipe changes, so copies are rebuilt
 
@@ -95,16 +93,7 @@ _BPE_VOCAB = 512  # the 256 bytes and 256 merges
 
 def ensure(models_dir: Path) -> Path:
     """The tiny Z-Image diffusers folder under `models_dir`, built on first use."""
-    target = Path(models_dir) / VERSION
-    if (target / "model_index.json").exists():
-        return target
-    staging = target.with_name(target.name + ".building")
-    shutil.rmtree(staging, ignore_errors=True)
-    log.info("building the tiny Z-Image model in %s (once)", target)
-    build_pipeline().save_pretrained(staging, safe_serialization=True)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)  # atomic: a crash mid-build leaves no half model behind
-    return target
+    return pipeline_folder(models_dir, VERSION, build_pipeline)
 
 
 def build_pipeline(text_sensitive: bool = True) -> ZImagePipeline:
