@@ -9,6 +9,7 @@ from commands.jobs.options import IMAGINE_OPTIONS
 from commands.library.models import family_lines
 from config import Settings
 from config.models import TINY
+from generation.control.catalog import has_tiny_controlnets
 from generation.models.families import FAMILIES
 
 
@@ -28,7 +29,8 @@ def help_text(ctx: Context) -> str:
     s = ctx.settings
     models = ", ".join(f"{entry.display_name}{' (default)' if entry is ctx.registry.default else ''}" for entry in ctx.registry)
     methods = available_methods(s)
-    tiny = ctx.registry.default.source == TINY  # its built-in ControlNets and Pix2Pix model serve /control and /edit
+    tiny = ctx.registry.default.source == TINY  # its built-in Pix2Pix model serves /edit
+    builtin_controlnets = any(has_tiny_controlnets(entry) for entry in ctx.registry)  # tiny, tiny-sd3, tiny-qwen, tiny-zimage
     default_method = s.default_upscale_method
     if default_method == "auto":
         default_method = "esrgan" if s.upscalers else "lanczos"
@@ -55,7 +57,7 @@ def help_text(ctx: Context) -> str:
         "/control canny|depth|openpose|lineart|lineart_anime|softedge|scribble|tile <prompt> — steered by the picture's "
         "map (--control-weight 0–2 · --start/--end · --control-mode balanced|prompt|control · --pre none · "
         "--control depth:0.5 for a second); /control qr <text> <prompt> hides a QR code"
-        + ("" if tiny or s.controlnets else " — not available: no ControlNet configured (SDBOT_CONTROLNETS)"),
+        + ("" if builtin_controlnets or s.controlnets else " — not available: no ControlNet configured (SDBOT_CONTROLNETS)"),
         f"/edit <instruction> [--image-cfg {s.instruct_image_cfg:g}] — change the picture by instruction (Instruct Pix2Pix)"
         + ("" if tiny or s.instruct_model else " — not available: no instruct model configured (SDBOT_INSTRUCT_MODEL)"),
         "These take the drawing options too (--strength, --steps, --seed, --no …).",

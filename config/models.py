@@ -154,12 +154,15 @@ ControlType = Literal["canny", "depth", "openpose", "lineart", "lineart_anime", 
 class ControlNetEntry(BaseModel):
     """One ControlNet model: what its maps show, and where it comes from (a diffusers folder with
     `config.json` and `.safetensors` weights, or a Hub id already downloaded; `tiny` for the
-    built-in test ones)."""
+    built-in test ones). Its family is read from config.json (`_class_name`, and for SD's the text
+    width); it steers only models of that family."""
 
     type: ControlType
     source: str
-    architecture: Literal["sd1", "sd2", "sdxl"] | None = Field(
-        None, description="sd1, sd2 or sdxl, where its config.json is not on this machine (default: read from it)."
+    architecture: FamilyId | None = Field(
+        None,
+        description="The family it is for, where its config.json is not on this machine: sd1, sd2, sdxl, sd3, qwen or zimage "
+        "(default: read from it).",
     )
     description: str = ""
 

@@ -137,16 +137,36 @@ class Engine:
             pipeline_kind = "inpaint"
             arguments = {**arguments, "mask_image": Image.new("L", arguments["image"].size, 255)}
         region = arguments.pop("control_region", None)
+        support = loaded.family.controlnet
         if tracker.controls is not None:
             pipe = loaded.control_pipeline(pipeline_kind, tracker.controls.nets)
             size = _pass_size(spec, arguments)
-            arguments = {**tracker.controls.pass_arguments(pipeline_kind, size, region), **arguments}
+            arguments = {**tracker.controls.pass_arguments(pipeline_kind, size, region, support), **arguments}  # type: ignore[arg-type]
         else:
             pipe = loaded.pipeline("txt2img" if pipeline_kind == "instruct" else pipeline_kind)
         # The job's LoRAs (and no other) and embeddings, set BEFORE its prompt is encoded: our
         # prompt encoder runs the text encoders, whose adapters must already be the job's.
         with self.adapters.applied(pipe, spec, loaded.name, denoiser=loaded.family.denoiser):
+            if tracker.controls is not None and support is not None and support.map_latents_unseeded:
+                return self._diffuse_seeded(loaded, pipe, spec, tracker, seeds or spec.seeds(), arguments, pipeline_kind)
             return self._diffuse(loaded, pipe, spec, tracker, seeds, arguments, kind=pipeline_kind)
+
+    def _diffuse_seeded(
+        self, loaded: LoadedModel, pipe: Any, spec: GenerationSpec, tracker: Tracker, seeds: list[int], arguments: dict[str, Any], kind: str
+    ) -> list[Image.Image]:
+        """Each image alone, torch's global RNG seeded with its seed: for a pipeline that samples
+        the map's latents from that RNG (SD 3.5's ControlNet pipeline), so that image i is the
+        single image drawn with seed + i, as bare diffusers draws it after `torch.manual_seed`."""
+        strength = arguments.get("strength")
+        steps = spec.steps if strength is None else min(int(spec.steps * strength), spec.steps)
+        tracker.planned = max(tracker.planned, tracker.done + steps * len(seeds))  # progress runs 0..100% once
+        cuda = [self.models.device.index or 0] if self.models.device.type == "cuda" else []
+        images = []
+        for seed in seeds:
+            with torch.random.fork_rng(devices=cuda):  # the worker's own RNG state is left as it was
+                torch.manual_seed(seed)
+                images += self._diffuse(loaded, pipe, spec, tracker, [seed], arguments, kind=kind)
+        return images
 
     def diffuse_clip(self, spec: GenerationSpec, pipeline_kind: str, tracker: Tracker, **arguments: Any) -> list[Image.Image]:
         """One AnimateDiff pass that draws a clip's frames: `animate` from noise (`num_frames`), or

@@ -664,9 +664,11 @@ def test_the_module_is_torch_free() -> None:
         "generation.assets.safetensors_header",
         "generation.assets.fit",
         "generation.assets.dit_loras",
+        "generation.assets.family_loras",
         "generation.models",  # its tiny_config (from generation.models import tiny_config)
         "generation.models.shapes",
         "generation.models.dit_shapes",
+        "generation.models.dit_layers",
         "generation.models.tiny_config",
     }
     modules = (
@@ -674,8 +676,10 @@ def test_the_module_is_torch_free() -> None:
         "assets/safetensors_header.py",
         "assets/fit.py",
         "assets/dit_loras.py",
+        "assets/family_loras.py",
         "models/shapes.py",
         "models/dit_shapes.py",
+        "models/dit_layers.py",
     )
     for module in modules:
         tree = ast.parse((ROOT / "generation" / module).read_text())
@@ -684,6 +688,6 @@ def test_the_module_is_torch_free() -> None:
         assert imported <= allowed, (module, imported - allowed)
     code = (
         "import sys, generation.assets.files, generation.models.shapes, generation.models.dit_shapes; "
-        "generation.models.dit_shapes.tiny_shapes('tiny-flux'); sys.exit('torch' in sys.modules or 'safetensors' in sys.modules)"
+        "[generation.models.dit_shapes.tiny_shapes(m) for m in ('tiny-flux', 'tiny-sd3', 'tiny-qwen', 'tiny-zimage', 'tiny-flux2')]; sys.exit('torch' in sys.modules or 'safetensors' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=False).returncode == 0

@@ -190,6 +190,13 @@ def unsupported(entry: ModelEntry, spec: GenerationSpec) -> list[str]:
             f"`{spec.sampler}` can't be used with `{entry.display_name}`: {found.label} draws with flow matching, whose "
             f"samplers are {', '.join(found.samplers)}. Leave out --sampler or use `--sampler {found.default_sampler}`."
         )
+    if spec.diffusion and spec.controls and found.controlnet is not None:  # what its ControlNet pipelines lack
+        window = any(ref.start > 0 or ref.end < 1 for ref in spec.controls)
+        kinds = _control_kinds(found, spec)
+        for what, why in found.controlnet.refusals(
+            found.label, kinds=kinds, count=len(spec.controls), mode=spec.control_mode, window=window
+        ):
+            lines.append(f"{what} can't be used with `{entry.display_name}`: {why}.")
     off_at = found.cfg_off_at
     if spec.diffusion and spec.negative_prompt.strip() and off_at is not None and found.supports("negative") and spec.cfg <= off_at:
         lines.append(
@@ -236,6 +243,16 @@ def _features_used(found: Family, spec: GenerationSpec) -> list[str]:
     if spec.kind in CLIP_FEATURES:
         used.append(CLIP_FEATURES[spec.kind])
     return list(dict.fromkeys(used))
+
+
+def _control_kinds(found: Family, spec: GenerationSpec) -> list[str]:
+    """The pipeline kinds a job's ControlNet passes draw with (generation.engine.Engine.diffuse)."""
+    kinds = ["txt2img"] if spec.kind == "txt2img" else []
+    if spec.kind == "img2img" or spec.upscale_method == "hires":
+        kinds.append("inpaint" if found.img2img_by_inpaint else "img2img")
+    if spec.kind in ("inpaint", "outpaint"):
+        kinds.append("inpaint")
+    return kinds
 
 
 def _cfg_asked(found: Family, spec: GenerationSpec) -> bool:

@@ -28,7 +28,7 @@ from commands.jobs.sources import Source, find_source
 from commands.jobs.submit import submit
 from generation.control.catalog import NEEDS, PREPROCESSORS, choose_controlnet, control_type, preprocessor_for
 from generation.control.qr import QRTextError, make_code
-from generation.models.families import family
+from generation.models.families import FAMILIES, family
 from generation.spec import CONTROL_TYPES, ControlRef, GenerationSpec
 
 MAX_CONTROLS = 3  # ControlNet units in one job
@@ -173,7 +173,9 @@ async def _queue_control(
         model = ctx.registry.get(spec.model) or ctx.registry.default
         why = family(model.family).why_not("controlnet")
         if why is not None:
-            raise UserError(f"ControlNet can't be used with `{model.display_name}`: {why}. Pick an SD model with `--model`.")
+            labels = [f.label for f in FAMILIES if f.controlnet is not None]
+            takers = f"{', '.join(labels[:-1])} or {labels[-1]}"
+            raise UserError(f"ControlNet can't be used with `{model.display_name}`: {why}. Pick a model of {takers} with `--model`.")
         refs, refused = [], []
         for index, (unit_type, unit_weight, preprocessor) in enumerate(checked):
             try:  # `--control-model` names the first control's ControlNet; the others take their type's
@@ -201,7 +203,9 @@ async def _queue_control(
         size = {}
         if init is not None and opts.size is None and opts.ar is None:  # the picture's proportions, native area
             native = model.native_size
-            size = dict(zip(("width", "height"), fit_size(init.width, init.height, native * native, ctx.settings), strict=True))
+            multiple = family(model.family).size_multiple  # 16 for the transformer families
+            fitted = fit_size(init.width, init.height, native * native, ctx.settings, multiple)
+            size = dict(zip(("width", "height"), fitted, strict=True))
         return spec.evolve(controls=tuple(refs), control_mode=mode, **size)
 
     extra = ((init, source.upload_size),) if init is not None and source.upload_size is not None else ()

@@ -127,7 +127,8 @@ class ControlSettings(BaseModel):
     """ControlNet and Instruct Pix2Pix
 
     The models behind `/control` and `/edit`, files you download once. On the `tiny` model,
-    built-in tiny ones serve every ControlNet type and `/edit`, so both work without any of these.
+    built-in tiny ones serve every ControlNet type and `/edit` (on `tiny-sd3`, `tiny-qwen` and
+    `tiny-zimage`, every ControlNet type), so both work without any of these.
     """
 
     controlnets: dict[str, ControlNetEntry] = Field(
@@ -136,8 +137,10 @@ class ControlSettings(BaseModel):
         "softedge, scribble, tile, qr), `source` (a diffusers folder with `config.json` and `.safetensors`, or a cached "
         "Hub id such as `lllyasviel/control_v11p_sd15_canny`), optional `architecture` and `description`; TOML "
         "`[controlnets.canny]` or JSON. The first of a type that fits the job's model is used unless `--control-model`; "
-        "a ControlNet fits when it reads text features as wide as the model's (its `config.json`). On the tiny model, "
-        "built-in tiny ControlNets serve every type.",
+        "a ControlNet fits the models of the family it is made for, read from its `config.json` (`ControlNetModel`: SD "
+        "1.x, 2.x or SDXL by its text width, which must be the model's; `SD3ControlNetModel`: SD 3.5; "
+        "`QwenImageControlNetModel`: Qwen-Image; `ZImageControlNetModel`: Z-Image), else from `architecture`. On the "
+        "tiny models of those families, built-in tiny ControlNets serve every type.",
         json_schema_extra={"doc_default": "none (tiny: built-in)"},
     )
     controlnet_cache_bytes: int = Field(

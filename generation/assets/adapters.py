@@ -54,8 +54,9 @@ import torch
 from safetensors.torch import load_file
 
 from config.models import ARCHITECTURE_NAMES
-from generation.assets.dit_adapters import flux_state_dict
+from generation.assets.dit_adapters import family_state_dict, flux_state_dict
 from generation.assets.dit_loras import is_clip_only, is_flux_lora
+from generation.assets.family_loras import transformer_family
 from generation.errors import EngineUserError
 from generation.models import families
 from generation.prompts.encoder import TextualInversion, textual_inversions
@@ -105,6 +106,9 @@ def model_architecture(pipe: Any) -> str:
 def lora_architecture(state_dict: dict[str, torch.Tensor]) -> str | None:
     """What a LoRA file was made for, where its keys or shapes say so (None: they don't)."""
     keys = list(state_dict)
+    family = transformer_family({key: tuple(tensor.shape) for key, tensor in state_dict.items()})
+    if family is not None:
+        return None if family == "open" else family  # "open": joint-block layers several DiT families share
     if is_flux_lora(keys):
         return "flux"  # FLUX.1's block names, which Chroma keeps
     if any(k.startswith(("lora_te2_", "text_encoder_2.", "te2.")) for k in keys):
@@ -376,7 +380,10 @@ def load_adapter(pipe: Any, state_dict: dict[str, torch.Tensor], name: str, ref:
                     raise EngineUserError(
                         f"the LoRA `{ref.name}` is a LyCORIS ({kind}) file; on {LABELS[model_arch]} sdbot loads plain LoRAs."
                     )
-                layers, left_out = flux_state_dict(pipe, state_dict, ref, model)
+                if model_arch in ("flux", "chroma"):
+                    layers, left_out = flux_state_dict(pipe, state_dict, ref, model)
+                else:
+                    layers, left_out = family_state_dict(pipe, state_dict, ref, model, model_arch)
                 if left_out:
                     log.info("LoRA %s on %s: %d layers the model lacks by design left out", ref.name, model, left_out)
                 _load_lora(pipe, layers, name)

@@ -1,5 +1,9 @@
-"""A FLUX.1 LoRA file onto a FLUX.1 or Chroma pipeline (generation.assets.adapters calls this for
-models whose denoiser is a transformer).
+"""A LoRA file onto a DiT pipeline (generation.assets.adapters calls this for models whose
+denoiser is a transformer): FLUX.1's files onto FLUX.1 or Chroma (`flux_state_dict`, most of this
+module), and SD 3.5, Qwen-Image, Z-Image and FLUX.2 files onto their family (`family_state_dict`:
+the family's own diffusers loader converts the file (SD 3.5's kohya/ComfyUI names, which it does
+not convert, `generation.assets.dit_convert` does); text-encoder layers are taken out, alphas left
+by the conversion are folded into the up weights, and every layer is checked as below).
 
 diffusers converts the formats (`FluxLoraLoaderMixin.lora_state_dict`: diffusers/peft, kohya,
 ComfyUI/BFL; ChromaPipeline uses the same mixin), and this module only goes around it:
@@ -30,11 +34,16 @@ from typing import Any
 import torch
 
 from config.models import ARCHITECTURE_NAMES
+from generation.assets.dit_convert import ConversionError, from_original_names
 from generation.assets.dit_loras import is_clip_only, is_flux_lora
+from generation.assets.family_loras import FAMILIES, transformer_family
 from generation.errors import EngineUserError
+from generation.models.dit_layers import family_layers
 from generation.models.dit_shapes import FLUX_WIDTH
 from generation.spec import AssetRef
 
+_ZIMAGE_OUT = re.compile(r"\.attention\.out\.(?=lora_)")
+_TRANSFORMER_PREFIXES = ("transformer.", "diffusion_model.", "lora_unet_")
 _T5_PREFIXES = ("lora_te2_", "lora_te3_", "text_encoders.t5xxl.")
 _COMFY_PREFIXES = ("diffusion_model.", "text_encoders.clip_l.transformer.")
 _FUSED_LINEAR1 = re.compile(r"(?:lora_unet_|diffusion_model\.)single_blocks[._]\d+[._]linear1\.")
@@ -60,7 +69,7 @@ def flux_state_dict(pipe: Any, state_dict: dict[str, torch.Tensor], ref: AssetRe
         if key.startswith(_COMFY_PREFIXES):
             key = key.replace(".lora_A.weight", ".lora_down.weight").replace(".lora_B.weight", ".lora_up.weight")
         prepared[key] = tensor
-    width = pipe.transformer.config.num_attention_heads * pipe.transformer.config.attention_head_dim
+    width = _width(pipe.transformer)
     fused = next((key for key in prepared if _FUSED_LINEAR1.match(key)), None)
     if fused is not None and width != FLUX_WIDTH:
         raise EngineUserError(
@@ -70,7 +79,58 @@ def flux_state_dict(pipe: Any, state_dict: dict[str, torch.Tensor], ref: AssetRe
     converted, alphas = pipe.lora_state_dict(prepared, return_alphas=True)
     converted = _normalise(converted)
     alphas = {(k if k.startswith(("transformer.", "text_encoder.")) else f"transformer.{k}"): v for k, v in (alphas or {}).items()}
+    return _checked(pipe, converted, alphas, ref, model, label)
 
+
+def family_state_dict(
+    pipe: Any, state_dict: dict[str, torch.Tensor], ref: AssetRef, model: str, family: str
+) -> tuple[dict[str, torch.Tensor], int]:
+    """A LoRA for SD 3.5, Qwen-Image, Z-Image or FLUX.2 as the family's diffusers loader takes it
+    (converted by its own `lora_state_dict`), checked against the transformer's modules, and how
+    many text-encoder layers were left out (these loaders load the transformer alone;
+    generation.assets.family_loras)."""
+    label = ARCHITECTURE_NAMES.get(family, family)
+    found = transformer_family({key: tuple(tensor.shape) for key, tensor in state_dict.items()})
+    if found is None or found == "flux" or (found in FAMILIES and found != family):
+        made_for = ARCHITECTURE_NAMES.get(found or "", "a UNet model (SD 1.x, SD 2.x or SDXL)")
+        raise EngineUserError(
+            f"the LoRA `{ref.name}` is made for {made_for}, and the model `{model}` is {label}: they don't fit together. "
+            f"Use a {label} LoRA with this model, or pick a {made_for} model with --model."
+        )
+    transformer_keys = {key: tensor for key, tensor in state_dict.items() if key.startswith(_TRANSFORMER_PREFIXES)}
+    left_out = len({key.rsplit(".lora", 1)[0].rsplit(".alpha", 1)[0] for key in state_dict if key not in transformer_keys})
+    if family == "zimage":  # ComfyUI's `attention.out`, which diffusers renames only in lora_down/lora_up files
+        transformer_keys = {_ZIMAGE_OUT.sub(".attention.to_out.0.", key): tensor for key, tensor in transformer_keys.items()}
+    if family == "sd3" and not all(key.startswith("transformer.") for key in transformer_keys):
+        # kohya/ComfyUI names (SAI's blocks): diffusers converts them for no SD 3.5 loader
+        try:
+            transformer_keys = from_original_names(transformer_keys, family_layers("sd3", dict(pipe.transformer.config)))
+        except ConversionError as error:
+            raise EngineUserError(f"the LoRA `{ref.name}` doesn't fit the model `{model}` ({label}): {error}.") from error
+    converted = pipe.lora_state_dict(transformer_keys)
+    converted = {(k if k.startswith("transformer.") else f"transformer.{k}"): v for k, v in converted.items()}
+    kept, lacking = _checked(pipe, _fold_alphas(converted), {}, ref, model, label)
+    return kept, left_out + lacking
+
+
+def _fold_alphas(converted: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Alphas that the family's conversion left (diffusers-format files with `.alpha`), folded into
+    the up weights (scale alpha / rank): these loaders refuse keys without `lora` in them."""
+    alphas = {k.removesuffix(".alpha"): converted[k] for k in converted if k.endswith(".alpha")}
+    folded = {k: v for k, v in converted.items() if not k.endswith(".alpha")}
+    for module, alpha in alphas.items():
+        down, up = folded.get(f"{module}.lora_A.weight"), folded.get(f"{module}.lora_B.weight")
+        if down is not None and up is not None:
+            folded[f"{module}.lora_B.weight"] = up * (float(alpha) / down.shape[0])
+    return folded
+
+
+def _checked(
+    pipe: Any, converted: dict[str, torch.Tensor], alphas: dict[str, torch.Tensor], ref: AssetRef, model: str, label: str
+) -> tuple[dict[str, torch.Tensor], int]:
+    """The converted layers that fit the model's modules, and how many it lacks by design; an
+    EngineUserError naming the first layer that does not fit (module docstring)."""
+    width = _width(pipe.transformer)
     modules: dict[str, list[str]] = {}
     for key in [*converted, *alphas]:
         modules.setdefault(_SUFFIX.sub("", key), []).append(key)
@@ -101,6 +161,11 @@ def flux_state_dict(pipe: Any, state_dict: dict[str, torch.Tensor], ref: AssetRe
     if not kept:
         raise EngineUserError(f"the LoRA `{ref.name}` changes none of the layers the model `{model}` ({label}) has.")
     return kept, left_out
+
+
+def _width(transformer: Any) -> int:
+    config = transformer.config
+    return int(config.get("dim") or config["num_attention_heads"] * config["attention_head_dim"])
 
 
 def _normalise(converted: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -170,18 +170,7 @@ def flux_lora(shown: str, tensors: dict[str, TensorEntry]) -> dict[str, Any] | N
     ((fmt, by_name),) = formats.items()
     modules = list(by_name.values())
     for module in modules:
-        parts = module.parts
-        if "down" not in parts or "up" not in parts:
-            raise AssetError(f"{shown} is damaged or incomplete: layer {quote(module.name)} needs both its down (A) and up (B) weights.")
-        down, up = parts["down"].shape, parts["up"].shape
-        if len(down) != 2 or len(up) != 2 or down[0] != up[1] or down[0] == 0:
-            raise AssetError(
-                f"{shown} is damaged or incomplete: layer {quote(module.name)}: its down {list(down)} and up {list(up)} weights "
-                "do not fit together."
-            )
-        alpha = parts.get("alpha")
-        if alpha is not None and math.prod(alpha.shape) != 1:
-            raise AssetError(f"{shown} is damaged or incomplete: layer {quote(module.name)}: its alpha is not a single number.")
+        check_pair(shown, module.name, module.parts)
     kept = sorted((m for m in modules if m.component != "t5"), key=lambda m: m.component != "transformer")  # the transformer's first
     if not kept:
         raise AssetError(f"{shown} changes only FLUX.1's T5 text encoder, which diffusers does not load LoRAs for.")
@@ -196,6 +185,21 @@ def flux_lora(shown: str, tensors: dict[str, TensorEntry]) -> dict[str, Any] | N
         "transformer_width": _width(kept),
         "left_out": len(modules) - len(kept),
     }
+
+
+def check_pair(shown: str, name: str, parts: dict[str, TensorEntry]) -> None:
+    """AssetError unless a layer has a down [r, in] and an up [out, r] weight of one rank r > 0, and
+    at most a single-number alpha."""
+    if "down" not in parts or "up" not in parts:
+        raise AssetError(f"{shown} is damaged or incomplete: layer {quote(name)} needs both its down (A) and up (B) weights.")
+    down, up = parts["down"].shape, parts["up"].shape
+    if len(down) != 2 or len(up) != 2 or down[0] != up[1] or down[0] == 0:
+        raise AssetError(
+            f"{shown} is damaged or incomplete: layer {quote(name)}: its down {list(down)} and up {list(up)} weights do not fit together."
+        )
+    alpha = parts.get("alpha")
+    if alpha is not None and math.prod(alpha.shape) != 1:
+        raise AssetError(f"{shown} is damaged or incomplete: layer {quote(name)}: its alpha is not a single number.")
 
 
 def _known_module(fmt: str, component: str, module: str, flat: str) -> bool:

@@ -44,6 +44,7 @@ from typing import Any, Literal
 from config.models import ARCHITECTURE_NAMES
 from generation.assets.dit_loras import FORMAT_NAMES as DIT_FORMAT_NAMES
 from generation.assets.dit_loras import flux_lora
+from generation.assets.family_loras import family_lora
 from generation.assets.fit import Claim, FileLayer, context_widths, layer_of, made_for, metadata_claim, text_encoder_widths
 from generation.assets.safetensors_header import (
     CONVERT_ADVICE,
@@ -100,7 +101,9 @@ FORMAT_NAMES = {
 class AssetInfo:
     kind: AssetKind
     format: str  # one of LORA_FORMATS or EMBEDDING_FORMATS
-    architecture: str | None  # "sd1", "sd2", "sdxl", "flux" (FLUX.1's layout: FLUX.1 or Chroma), or None when the file does not tell
+    # "sd1", "sd2", "sdxl", "flux" (FLUX.1's layout: FLUX.1 or Chroma), "sd3", "qwen", "zimage", "flux2";
+    # None when the file does not tell (its layers fit several; the model's fit check decides)
+    architecture: str | None
     rank: int | None  # LoRAs: the largest rank (LoHa/LoKr: inner dim; None for full-rank LoKr)
     tensors: int
     size: int  # bytes
@@ -118,8 +121,8 @@ class AssetInfo:
     text_width: int | None = None  # LoRAs: its (first) text encoder's width
     vector_widths: dict[str, int] = field(default_factory=dict)  # embeddings: {"clip_l": 768, "clip_g": 1280}
     claim: Claim | None = None  # what its metadata says it was made for
-    transformer_width: int | None = None  # FLUX.1-layout LoRAs: the transformer's inner width (3072 for FLUX.1)
-    left_out: int = 0  # FLUX.1 LoRAs: T5 layers, which are not loaded (generation.assets.dit_loras)
+    transformer_width: int | None = None  # DiT LoRAs: the transformer's inner width (3072 for FLUX.1)
+    left_out: int = 0  # DiT LoRAs: text-encoder layers, which are not loaded (dit_loras, family_loras)
 
     @property
     def made_for(self) -> str | None:
@@ -307,10 +310,14 @@ def _classify(
         "claim": metadata_claim(metadata),
     }
 
-    dit = flux_lora(shown, tensors)  # FLUX.1's block names (FLUX.1 and Chroma models)
+    # The DiT families' block names: SD 3.5, Qwen-Image, Z-Image, FLUX.2 (or joint blocks several of
+    # them share), then FLUX.1's (FLUX.1 and Chroma models).
+    dit = family_lora(shown, tensors) or flux_lora(shown, tensors)
     if dit is not None:
         if kind != "lora":
-            raise AssetError(f"{shown} is a FLUX.1 LoRA, not an embedding. Upload it as a LoRA instead.")
+            family = ARCHITECTURE_NAMES.get(dit["architecture"] or "")
+            what = _article(f"{family} LoRA") if family else "a LoRA for a transformer model"
+            raise AssetError(f"{shown} is {what}, not an embedding. Upload it as a LoRA instead.")
         return AssetInfo(kind="lora", **dit, **common)
     lora = _lora_modules(shown, tensors)
     embedding = None if lora is not None else _embedding_layout(shown, tensors)

@@ -243,7 +243,7 @@ def embedding_misfit(widths: dict[str, int], shapes: ModelShapes, model: str, fi
 class Claim:
     """What a file's metadata says it was made for."""
 
-    architecture: str | None  # a family id (sd1, sd2, sdxl, sd3, flux, chroma), or None for a model sdbot does not run
+    architecture: str | None  # a family id (sd1, sd2, sdxl, sd3, flux, chroma, qwen, zimage, flux2), or None for a model sdbot does not run
     label: str  # in words: "SDXL", or the metadata's own value
     source: str  # the metadata key and value, as written
 
@@ -260,8 +260,25 @@ _SPEC_ARCHITECTURES = (
     ("stable-diffusion-v1", "sd1"),
     ("flux-1", "flux"),
     ("chroma", "chroma"),
+    ("stable-diffusion-v3", "sd3"),
+    ("qwen-image", "qwen"),
+    ("z-image", "zimage"),
+    ("flux-2", "flux2"),
 )
-_KOHYA_VERSIONS = (("sdxl", "sdxl"), ("sd_v2", "sd2"), ("sd_v1", "sd1"), ("flux", "flux"), ("chroma", "chroma"))
+_KOHYA_VERSIONS = (
+    ("sdxl", "sdxl"),
+    ("sd_v2", "sd2"),
+    ("sd_v1", "sd1"),
+    ("sd3", "sd3"),
+    ("flux2", "flux2"),
+    ("flux_2", "flux2"),
+    ("flux", "flux"),
+    ("chroma", "chroma"),
+    ("qwen_image", "qwen"),
+    ("qwen-image", "qwen"),
+    ("z_image", "zimage"),
+    ("z-image", "zimage"),
+)
 _MODEL_NAME_HINTS = (
     (re.compile(r"xl", re.I), "sdxl"),
     (re.compile(r"(?:^|[^0-9])(?:v2|sd2|2[-._]?[01])(?:[^0-9]|$)", re.I), "sd2"),

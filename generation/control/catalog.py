@@ -6,9 +6,13 @@ that map (`generation.control.preprocess`); `none` uses the picture itself as th
 edited by hand, or one the bot showed earlier). Names follow A1111's sd-webui-controlnet, so
 the PNG `parameters` read the same there ("Module: canny").
 
-ControlNet models come from the `controlnets` config (name -> type, source, architecture). On the
-tiny model, the built-in random-weight `tiny-<type>` ControlNets (generation.control.tiny) serve
-every type, so every control works offline; real models never use them.
+ControlNet models come from the `controlnets` config (name -> type, source, architecture). A
+ControlNet is made for one family (its config.json's `_class_name`: SD's `ControlNetModel`, told
+apart by its text width, `SD3ControlNetModel`, `QwenImageControlNetModel`, `ZImageControlNetModel`)
+and steers only models of it (`fit_problem`). On the built-in tiny models of the families that take
+ControlNets, the built-in random-weight `tiny-<type>` ControlNets (generation.control.tiny, built
+for the family of the model in use) serve every type, so every control works offline; real models
+never use them.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from config.models import ARCHITECTURE_NAMES, TINY, ControlNetEntry, ModelEntry
+from config.models import ARCHITECTURE_NAMES, ControlNetEntry, ModelEntry, source_kind
+from generation.models import families
 from generation.models.files import model_shapes
 from generation.spec import CONTROL_TYPES, ControlRef
 
@@ -106,11 +111,17 @@ class ControlChoice:
     entry: ControlNetEntry
 
 
+def has_tiny_controlnets(model: ModelEntry) -> bool:
+    """Whether `model` is a built-in tiny model of a family that takes ControlNets (tiny, tiny-sd3,
+    tiny-qwen, tiny-zimage): the built-in tiny ControlNets of its family serve it."""
+    return model.kind == "tiny" and families.family(model.family).controlnet is not None
+
+
 def available_controlnets(configured: dict[str, ControlNetEntry], model: ModelEntry) -> dict[str, ControlNetEntry]:
-    """The ControlNets a job on `model` may use: the configured ones, and on the tiny model the
-    built-in tiny ones."""
+    """The ControlNets a job on `model` may use: the configured ones, and on a tiny model the
+    built-in tiny ones of its family."""
     found = dict(configured)
-    if model.source == TINY:
+    if has_tiny_controlnets(model):
         found.update({f"{TINY_PREFIX}{t}": ControlNetEntry(source="tiny", type=t) for t in CONTROL_TYPES})  # type: ignore[arg-type]
     return found
 
@@ -147,42 +158,111 @@ def choose_controlnet(configured: dict[str, ControlNetEntry], model: ModelEntry,
     )
 
 
+# ControlNet classes of families sdbot doesn't run ControlNets for, as people name them (the refusal).
+_ELSEWHERE = {
+    "FluxControlNetModel": "FLUX.1",
+    "FluxMultiControlNetModel": "FLUX.1",
+    "ControlNetUnionModel": "SDXL's ControlNet Union (not loaded here)",
+    "ControlNetXSAdapter": "ControlNet-XS (not loaded here)",
+    "SparseControlNetModel": "AnimateDiff's SparseCtrl",
+    "HunyuanDiT2DControlNetModel": "HunyuanDiT",
+    "SanaControlNetModel": "Sana",
+    "CosmosControlNetModel": "Cosmos",
+}
+_UNET_WIDTHS = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
+SD_LABEL = "SD 1.x, 2.x or SDXL"  # an SD ControlNet of no standard text width
+
+
+@dataclass(frozen=True)
+class MadeFor:
+    """The family a ControlNet is made for: `family` (an id on the layer; None for one elsewhere,
+    or an SD ControlNet of no standard width) and how people name it; an SD one's text width."""
+
+    family: str | None
+    label: str
+    width: int | None = None
+
+
+def made_for(entry: ControlNetEntry) -> MadeFor | None:
+    """What `entry` is made for, from its config.json (a folder, or a Hub id in the local cache),
+    else its `architecture`; None when neither says."""
+    config = _config(entry.source)
+    class_name = config.get("_class_name") if config else None
+    if class_name == "ControlNetModel" or (config and class_name is None and "cross_attention_dim" in config):
+        width = config.get("cross_attention_dim") if config else None
+        width = width if isinstance(width, int) else None
+        found = _UNET_WIDTHS.get(width or 0)
+        if found is None and entry.architecture in _UNET_WIDTHS.values():
+            found = entry.architecture
+        return MadeFor(found, ARCHITECTURE_NAMES[found] if found else SD_LABEL, width)
+    by_class = {f.controlnet.model_class: f for f in families.FAMILIES if f.controlnet and f.denoiser == "transformer"}
+    if isinstance(class_name, str) and class_name in by_class:
+        return MadeFor(by_class[class_name].id, by_class[class_name].label)
+    if isinstance(class_name, str):
+        return MadeFor(None, _ELSEWHERE.get(class_name, f"something else (a {class_name})"))
+    if entry.architecture is not None:
+        return MadeFor(entry.architecture, ARCHITECTURE_NAMES[entry.architecture])
+    return None
+
+
 def fit_problem(entry: ControlNetEntry, model: ModelEntry) -> str | None:
     """Why the ControlNet cannot steer `model` (None when it can): the tiny ones steer only the
-    tiny model; others must read text features as wide as the model's, from their config.json
-    (or their `architecture`, where the config is not on this machine)."""
+    tiny models of the families that take ControlNets; others must be made for the model's family
+    (config.json's class, or their `architecture`) and, for SD's, read text features as wide as
+    the model's."""
     if entry.source == "tiny":
-        return None if model.source == TINY else "it is a built-in test ControlNet for the tiny model"
-    if model.source == TINY:
-        return "the tiny model takes only its built-in ControlNets"
+        return None if has_tiny_controlnets(model) else "it is a built-in test ControlNet for the tiny models"
+    made = made_for(entry)
+    own = families.family(model.family)
+    if made is not None:  # SD's ControlNets fit SD's UNets of their width (below); any other, its own family
+        made_unet = made.width is not None or made.label == SD_LABEL
+        made_unet = made_unet or (made.family is not None and families.family(made.family).denoiser == "unet")
+        if made_unet != (own.denoiser == "unet") or (not made_unet and made.family != model.family):
+            return f"it is for {made.label}; `{model.display_name}` is {own.label}"
+    if model.kind == "tiny":
+        return "the tiny models take only their built-in ControlNets"
+    if own.denoiser != "unet":
+        return None
     shapes = model_shapes(model)
-    width = _cross_attention_dim(entry.source)
+    width = made.width if made is not None else None
     if width is not None and shapes is not None and shapes.context_width is not None:
         if width != shapes.context_width:
             return f"it reads {width}-wide text features; `{model.display_name}` gives {shapes.context_width}"
         return None
-    architecture = entry.architecture or _architecture_of_width(width)
+    architecture = made.family if made is not None else None
     if architecture and architecture != model.family:
         return f"it is for {ARCHITECTURE_NAMES[architecture]}; `{model.display_name}` is {ARCHITECTURE_NAMES[model.family]}"
     return None
 
 
-def _cross_attention_dim(source: str) -> int | None:
+def controlnet_class(source: str) -> str | None:
+    """The diffusers class a ControlNet's config.json names (None: no config here, or none named)."""
+    found = (_config(source) or {}).get("_class_name")
+    return found if isinstance(found, str) else None
+
+
+def _config(source: str) -> dict[str, object] | None:
+    """A ControlNet's config.json: in its folder, or a Hub id's in the local Hugging Face cache."""
     path = Path(source).expanduser() / "config.json"
     try:
-        value = json.loads(path.read_text(encoding="utf-8")).get("cross_attention_dim") if path.is_file() else None
-    except (OSError, ValueError, AttributeError):
+        if not path.is_file() and source_kind(source) == "hub":
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(source, "config.json")
+            path = Path(cached) if isinstance(cached, str) else path
+        found = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, ValueError):
         return None
-    return value if isinstance(value, int) else None
-
-
-def _architecture_of_width(width: int | None) -> str | None:
-    return {768: "sd1", 1024: "sd2", 2048: "sdxl"}.get(width or 0)
+    return found if isinstance(found, dict) else None
 
 
 def refit(controls: tuple[ControlRef, ...], configured: dict[str, ControlNetEntry], model: ModelEntry) -> tuple[ControlRef, ...]:
     """A job's controls for `model`: each keeps its ControlNet where it fits, else takes the first
-    of its type that does (a remix with another `--model`). ValueError when none fits."""
+    of its type that does (a remix with another `--model`). ValueError when none fits. A model of a
+    family without ControlNets keeps them as they are: the job is refused naming its family
+    (commands.jobs.model_fit)."""
+    if families.family(model.family).controlnet is None:
+        return controls
     refit_refs = []
     options = available_controlnets(configured, model)
     for ref in controls:

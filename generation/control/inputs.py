@@ -19,6 +19,7 @@ from typing import Any
 
 from PIL import Image
 
+from generation.models.families import ControlNetSupport
 from generation.spec import ControlRef
 
 PROMPT_MODE_DECAY = 0.825  # A1111's soft injection ("My prompt is more important")
@@ -34,19 +35,23 @@ class ControlInputs:
     maps: list[Image.Image]
     mode: str
 
-    def pass_arguments(self, pipeline_kind: str, size: tuple[int, int], region: tuple[int, int, int, int] | None) -> dict[str, Any]:
-        """The pipeline arguments of one pass drawing `region` of the canvas (all of it: None) at `size`."""
+    def pass_arguments(
+        self, pipeline_kind: str, size: tuple[int, int], region: tuple[int, int, int, int] | None, support: ControlNetSupport
+    ) -> dict[str, Any]:
+        """The pipeline arguments of one pass drawing `region` of the canvas (all of it: None) at
+        `size`, as the family's ControlNet pipelines (`support`) take them."""
         maps = []
         for picture in self.maps:
             part = picture.crop(region) if region else picture
             maps.append(part if part.size == size else part.resize(size, Image.Resampling.LANCZOS))
         single = len(maps) == 1
         arguments: dict[str, Any] = {
-            ("image" if pipeline_kind == "txt2img" else "control_image"): maps[0] if single else maps,
+            (support.txt2img_map_argument if pipeline_kind == "txt2img" else "control_image"): maps[0] if single else maps,
             "controlnet_conditioning_scale": self.refs[0].weight if single else [r.weight for r in self.refs],
-            "control_guidance_start": self.refs[0].start if single else [r.start for r in self.refs],
-            "control_guidance_end": self.refs[0].end if single else [r.end for r in self.refs],
         }
+        if support.guidance_window:  # Z-Image's pipeline has none: such jobs are refused before queueing
+            arguments["control_guidance_start"] = self.refs[0].start if single else [r.start for r in self.refs]
+            arguments["control_guidance_end"] = self.refs[0].end if single else [r.end for r in self.refs]
         if self.mode == "control":
             arguments["guess_mode"] = True
         return arguments

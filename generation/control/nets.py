@@ -3,8 +3,13 @@
 ControlNets are small beside their base model (an SD 1.5 ControlNet is 361M parameters, 0.7 GB
 in fp16), and people switch between them often, so they are kept loaded in an LRU by parameter
 bytes (`SDBOT_CONTROLNET_CACHE_BYTES`); a job never reloads the base model to use one (its
-pipeline is built with `from_pipe`, sharing the base model's weights). Weights load from
+pipeline is built from the base model's modules, sharing its weights). Weights load from
 `.safetensors` only. Engine thread only.
+
+Each is loaded as the class its config.json names, which must be the ControlNet class of the
+job's model family (`Family.controlnet`; the command layer checks the fit before queueing, this is
+the worker's backstop). The built-in `tiny-<type>` ControlNets are built for the family of the
+model in use, and kept per family.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from typing import Any
 import torch
 
 from config.models import ControlNetEntry
-from generation.control.catalog import TINY_PREFIX
+from generation.control.catalog import TINY_PREFIX, controlnet_class, made_for
 from generation.control.tiny import ensure_tiny_controlnet, ensure_tiny_pix2pix
 from generation.errors import ModelLoadError
+from generation.models import families
 from generation.spec import CONTROL_TYPES
 
 log = logging.getLogger(__name__)
@@ -46,6 +52,9 @@ class ControlNets:
         self.dtype = dtype
         self.budget_bytes = budget_bytes
         self._loaded: OrderedDict[str, Any] = OrderedDict()
+        # Bytes of each as loaded: Z-Image's pipeline later links the transformer's embedders and
+        # refiners into its ControlNet (`from_transformer`), which are the model's, not the ControlNet's.
+        self._bytes: dict[str, int] = {}
         self.loads = 0
 
     def entry(self, name: str) -> ControlNetEntry:
@@ -56,29 +65,47 @@ class ControlNets:
             raise ModelLoadError(f"the ControlNet `{name}` is not configured any more (SDBOT_CONTROLNETS).")
         return entry
 
-    def get(self, name: str) -> Any:
-        if name in self._loaded:
-            self._loaded.move_to_end(name)
-            return self._loaded[name]
-        model = self._load(name, self.entry(name))
+    def get(self, name: str, family: str = "sd1") -> Any:
+        """The ControlNet `name` for a model of `family` (a family id), loaded once and kept."""
+        entry = self.entry(name)
+        key = f"{name} ({family})" if entry.source == "tiny" else name  # the tiny ones are built per family
+        if key in self._loaded:
+            self._loaded.move_to_end(key)
+            return self._loaded[key]
+        model = self._load(name, entry, families.family(family))
         self.loads += 1
-        self._loaded[name] = model
-        while len(self._loaded) > 1 and sum(parameter_bytes(m) for m in self._loaded.values()) > self.budget_bytes:
+        self._loaded[key] = model
+        self._bytes[key] = parameter_bytes(model)
+        while len(self._loaded) > 1 and sum(self._bytes[k] for k in self._loaded) > self.budget_bytes:
             dropped, _ = self._loaded.popitem(last=False)  # the least recently used; never the one just loaded
+            self._bytes.pop(dropped)
             log.info("unloading ControlNet %s", dropped)
         return model
 
-    def _load(self, name: str, entry: ControlNetEntry) -> Any:
-        from diffusers import ControlNetModel
+    def _load(self, name: str, entry: ControlNetEntry, family: families.Family) -> Any:
+        import diffusers
 
-        source = str(ensure_tiny_controlnet(self.models_dir, entry.type)) if entry.source == "tiny" else entry.source
-        log.info("loading ControlNet %s from %s", name, source)
+        if family.controlnet is None:
+            raise ModelLoadError(f"ControlNet on {family.label} isn't supported here; pick a model of another family.")
+        if entry.source == "tiny":
+            source = str(ensure_tiny_controlnet(self.models_dir, entry.type, family.id))
+        else:
+            source = entry.source
+            made = made_for(entry)
+            class_name = controlnet_class(source)
+            if made is not None and class_name not in (None, family.controlnet.model_class):
+                raise ModelLoadError(
+                    f"the ControlNet `{name}` is for {made.label} ({class_name}); this model is {family.label}, whose "
+                    f"ControlNets are {family.controlnet.model_class}s. Pick one made for it (SDBOT_CONTROLNETS)."
+                )
+        log.info("loading ControlNet %s from %s (%s)", name, source, family.controlnet.model_class)
         try:
-            model = ControlNetModel.from_pretrained(source, dtype=self.dtype, use_safetensors=True)
+            model = getattr(diffusers, family.controlnet.model_class).from_pretrained(source, dtype=self.dtype, use_safetensors=True)
         except Exception as error:  # turn library errors into advice
             raise ModelLoadError(
-                f"I could not load the ControlNet `{name}` ({source}): {type(error).__name__}: {error}. It must be a "
-                "diffusers folder (config.json and .safetensors weights), or a Hub id already downloaded; check SDBOT_CONTROLNETS."
+                f"I could not load the ControlNet `{name}` ({source}) as a {family.label} ControlNet: {type(error).__name__}: {error}. "
+                "It must be a diffusers folder (config.json and .safetensors weights), or a Hub id already downloaded; check "
+                "SDBOT_CONTROLNETS."
             ) from error
         return model.to(self.device).eval()
 

@@ -34,6 +34,7 @@ class Engine(Protocol):
     engine may import this package."""
 
     controlnets: Any
+    models: Any
     tools: Any
 
     def blob_image(self, key: str, mode: str) -> Image.Image: ...
@@ -52,7 +53,9 @@ def prepare(engine: Engine, spec: GenerationSpec) -> ControlInputs:
             maps.append(canvas)
         else:
             maps.append(make_map(engine, ref, size))
-    nets = tuple(engine.controlnets.get(ref.model) for ref in spec.controls)
+    # Loaded as the model's family's ControlNets (the files say which family a model is).
+    family = engine.models.get(spec.model).family.id if engine.models.registry.get(spec.model) is not None else "sd1"
+    nets = tuple(engine.controlnets.get(ref.model, family) for ref in spec.controls)
     return ControlInputs(spec.controls, nets, maps, spec.control_mode)
 
 

@@ -1,7 +1,8 @@
-"""The built-in tiny ControlNets (one per control type) and the tiny Instruct Pix2Pix model: random
-weights in the real architectures, built from the tiny model (`ControlNetModel.from_unet`; a UNet
-with 8 input channels), saved with `save_pretrained` under the models folder and loaded through
-the same code as real ones. They steer noise, so every control and /edit can be tried and tested
+"""The built-in tiny ControlNets of the tiny model (one per control type; the other tiny families'
+are in `tiny_families`) and the tiny Instruct Pix2Pix model: random weights in the real
+architectures, built from the tiny model (`ControlNetModel.from_unet`; a UNet with 8 input
+channels), saved with `save_pretrained` under the models folder and loaded through the same code
+as real ones. They steer noise, so every control and /edit can be tried and tested
 offline; the bot says the tiny model draws noise.
 
 Fresh from `from_unet` a ControlNet changes nothing (its output convolutions start at zero, as in
@@ -25,8 +26,13 @@ CONDITIONING_CHANNELS = (8, 16, 32, 32)  # three stride-2 convolutions: the map 
 OUTPUT_SCALE = 0.3  # the zero convolutions' random weights
 
 
-def ensure_tiny_controlnet(models_dir: Path, control_type: str) -> Path:
-    """The folder of the tiny ControlNet for `control_type`, built once (all types at once)."""
+def ensure_tiny_controlnet(models_dir: Path, control_type: str, family: str = "sd1") -> Path:
+    """The folder of the tiny ControlNet for `control_type` of `family` (the tiny model's, SD 1.x;
+    tiny-sd3's, tiny-qwen's and tiny-zimage's are `tiny_families`'), built once (all types at once)."""
+    if family != "sd1":
+        from generation.control import tiny_families
+
+        return tiny_families.ensure(models_dir, control_type, family)
     root = Path(models_dir) / CONTROLNETS_VERSION
     if not (root / control_type / "config.json").exists():
         build_atomically(root, _save_controlnets)

@@ -1,4 +1,7 @@
-"""What a FLUX.1 or Chroma transformer's layers look like, computed from its config alone. Torch-free.
+"""What a DiT family's transformer layers look like, computed from its config alone. Torch-free.
+
+FLUX.1 and Chroma are done here; SD 3.5, Qwen-Image, Z-Image and FLUX.2 in
+`generation.models.dit_layers`, whose tables `dit_shapes` wraps the same way.
 
 The DiT counterpart of `generation.models.shapes` (which does the UNet families): from
 `transformer/config.json` (num_layers, num_single_layers, attention_head_dim × num_attention_heads
@@ -33,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from config.models import ARCHITECTURE_NAMES
+from generation.models import dit_layers
 from generation.models.shapes import Layer, ModelShapes, UnsupportedConfig, read_config, text_encoder_layers
 
 MLP_RATIO = 4  # FluxSingleTransformerBlock's mlp_ratio and FeedForward's mult (both fixed in diffusers)
@@ -92,6 +96,8 @@ class DiTShapes(ModelShapes):
 
     @property
     def standard(self) -> bool:
+        if self.family in dit_layers.STANDARD_WIDTHS:
+            return self.width in dit_layers.STANDARD_WIDTHS[self.family]
         return self.width == FLUX_WIDTH and self.context_width == FLUX_TEXT_WIDTH
 
     @property
@@ -110,10 +116,10 @@ class DiTShapes(ModelShapes):
         return component in self.optional_components or (component == "transformer" and _flat(name) in self.optional)
 
     def dimensions(self) -> str:
-        return (
-            f"a {self.width}-wide transformer with {self.double_blocks} double and {self.single_blocks} single blocks, "
-            f"{self.context_width}-wide text features"
+        blocks = (
+            f"{self.double_blocks} double and {self.single_blocks} single blocks" if self.single_blocks else f"{self.double_blocks} blocks"
         )
+        return f"a {self.width}-wide transformer with {blocks}, {self.context_width}-wide text features"
 
     def describe(self, layout: str | None = None) -> str:
         label = ARCHITECTURE_NAMES.get(self.family, self.family)
@@ -139,6 +145,9 @@ def _config(family: str, config: dict[str, Any]) -> dict[str, Any]:
 def transformer_layers(family: str, config: dict[str, Any]) -> tuple[dict[str, Layer], dict[str, tuple[str, Layer]]]:
     """The Linear layers of the family's transformer (diffusers path -> layer, with its BFL name
     where it has one of its own), and the fused BFL layers (flat BFL name -> (path, layer))."""
+    if family in dit_layers.DEFAULTS:
+        table = dit_layers.family_layers(family, config)
+        return table.layers, table.fused
     if family not in TRANSFORMER_CLASSES:
         raise UnsupportedConfig(f"no transformer layout for the family {family!r}")
     c = _config(family, config)
@@ -214,7 +223,22 @@ def _names(layers: dict[str, Layer], fused: Mapping[str, tuple[str, Layer]]) -> 
 def dit_shapes(family: str, transformer: dict[str, Any], text_encoder: dict[str, Any] | None = None) -> DiTShapes:
     """The shapes of a FLUX.1 or Chroma model with this transformer config (and, for FLUX.1, its
     CLIP text encoder's config; without it the CLIP layers are unknown). UnsupportedConfig for a
-    config this does not model."""
+    config this does not model. The other DiT families: their transformer alone (their LoRAs
+    change only the transformer, as diffusers loads them)."""
+    if family in dit_layers.DEFAULTS:
+        c = dit_layers.merged_config(family, transformer)
+        table = dit_layers.family_layers(family, transformer)
+        context = int(c.get("joint_attention_dim") or c.get("cap_feat_dim"))
+        return DiTShapes(
+            layers={"transformer": table.layers},
+            context_width=context,
+            text_widths=(context,),
+            family=family,
+            width=dit_layers.width(family, c),
+            double_blocks=int(c.get("num_layers") or c.get("n_layers")),
+            single_blocks=int(c.get("num_single_layers", 0)),
+            fused=table.fused,
+        )
     c = _config(family, transformer)
     layers, fused = transformer_layers(family, transformer)
     components: dict[str, dict[str, Layer]] = {"transformer": layers}
@@ -274,10 +298,18 @@ def _cached(family: str, stamps: tuple[tuple[str, int | None, int | None], ...])
 
 @lru_cache(maxsize=4)
 def tiny_shapes(source: str) -> DiTShapes:
-    """The shapes of the built-in `tiny-flux` / `tiny-chroma`, from the configs they are built
-    with (generation.models.tiny_config, torch-free)."""
+    """The shapes of a built-in tiny DiT model (`tiny-flux`, `tiny-chroma`, `tiny-sd3`, ...), from
+    the configs it is built with (generation.models.tiny_config, torch-free)."""
     from generation.models import tiny_config
 
+    others = {
+        "tiny-sd3": ("sd3", tiny_config.SD3_TRANSFORMER),
+        "tiny-qwen": ("qwen", tiny_config.QWEN_TRANSFORMER),
+        "tiny-zimage": ("zimage", tiny_config.ZIMAGE_TRANSFORMER),
+        "tiny-flux2": ("flux2", tiny_config.FLUX2_TRANSFORMER),
+    }
+    if source in others:
+        return dit_shapes(*others[source])
     if source == "tiny-chroma":
         return dit_shapes("chroma", tiny_config.CHROMA_TRANSFORMER)
     return dit_shapes("flux", tiny_config.FLUX_TRANSFORMER, tiny_config.TEXT_ENCODER)

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from config.models import ModelEntry, ModelRegistry
-from generation.errors import PICKLE_SUFFIXES, ModelLoadError
+from generation.errors import PICKLE_SUFFIXES, EngineUserError, ModelLoadError
 from generation.models import families, tiny_flux2, tiny_qwen, tiny_sd3, tiny_zimage
 from generation.models.families import Family
 from generation.models.speed import SpeedOptions, apply_speed_options, apply_vae_options
@@ -95,14 +95,25 @@ class LoadedModel:
         return getattr(self.txt2img, self.family.denoiser)
 
     def control_pipeline(self, kind: str, controlnets: tuple[Any, ...]) -> Any:
-        """The ControlNet pipeline for `kind` with these ControlNets (several: multi-ControlNet),
-        sharing the loaded weights. Built per pass: `from_pipe` only wires existing modules."""
-        from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image
+        """The family's ControlNet pipeline for `kind` with these ControlNets (several: its
+        multi-ControlNet), sharing the loaded weights. Built per pass: it only wires existing
+        modules. UNet families go through AutoPipeline's `from_pipe` (which keeps dtypes); others
+        are built from the components as they are (`share_weights`)."""
+        import diffusers
 
-        auto = {"txt2img": AutoPipelineForText2Image, "img2img": AutoPipelineForImage2Image, "inpaint": AutoPipelineForInpainting}.get(kind)
-        if auto is None:
-            raise ValueError(f"no ControlNet pipeline for job kind {kind!r}")
-        pipe = auto.from_pipe(self.txt2img, controlnet=controlnets[0] if len(controlnets) == 1 else list(controlnets))
+        support = self.family.controlnet
+        if support is None or kind not in support.pipelines:
+            why = self.family.why_not("controlnet") or (support.missing.get(kind) if support else None) or "it has no such pipeline"
+            raise EngineUserError(f"ControlNet can't steer this {kind} pass on {self.family.label}: {why}.")
+        several = len(controlnets) > 1
+        if several and support.multi_class is None:
+            raise EngineUserError(f"several controls can't be used on {self.family.label}: {support.single_only}.")
+        if self.family.denoiser == "unet":
+            auto = {"txt2img": "AutoPipelineForText2Image", "img2img": "AutoPipelineForImage2Image", "inpaint": "AutoPipelineForInpainting"}
+            pipe = getattr(diffusers, auto[kind]).from_pipe(self.txt2img, controlnet=list(controlnets) if several else controlnets[0])
+        else:
+            net = getattr(diffusers, support.multi_class)(list(controlnets)) if several else controlnets[0]  # type: ignore[arg-type]
+            pipe = _from_components(getattr(diffusers, support.pipelines[kind]), self.txt2img, controlnet=net)
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
@@ -212,8 +223,6 @@ def share_weights(family: Family, kind: str, txt2img: Any) -> Any:
     (which keeps dtypes); others are built from the components directly, because a pipeline
     class's own `from_pipe` casts every module to one dtype (float32 unless told), which would
     undo an fp8 or GGUF transformer's storage."""
-    import inspect
-
     import diffusers
 
     if kind not in family.pipelines:
@@ -222,11 +231,17 @@ def share_weights(family: Family, kind: str, txt2img: Any) -> Any:
         auto = diffusers.AutoPipelineForImage2Image if kind == "img2img" else diffusers.AutoPipelineForInpainting
         pipe = auto.from_pipe(txt2img)
     else:
-        pipeline_class = getattr(diffusers, family.pipelines[kind])
-        accepted = inspect.signature(pipeline_class.__init__).parameters
-        pipe = pipeline_class(**{name: module for name, module in txt2img.components.items() if name in accepted})
+        pipe = _from_components(getattr(diffusers, family.pipelines[kind]), txt2img)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def _from_components(pipeline_class: Any, txt2img: Any, **extra: Any) -> Any:
+    """`pipeline_class` made of `txt2img`'s modules as they are (and `extra` ones: a ControlNet)."""
+    import inspect
+
+    accepted = inspect.signature(pipeline_class.__init__).parameters
+    return pipeline_class(**{name: module for name, module in txt2img.components.items() if name in accepted}, **extra)
 
 
 def load_pipeline(

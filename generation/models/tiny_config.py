@@ -91,3 +91,66 @@ DIT_TRANSFORMER: dict[str, Any] = {  # shared by FluxTransformer2DModel and Chro
 }
 FLUX_TRANSFORMER = {**DIT_TRANSFORMER, "pooled_projection_dim": TEXT_ENCODER["hidden_size"], "guidance_embeds": True}
 CHROMA_TRANSFORMER = {**DIT_TRANSFORMER, "approximator_num_channels": 16, "approximator_hidden_dim": 32, "approximator_layers": 2}
+
+
+# The transformers of the tiny SD 3.5, Qwen-Image, Z-Image and FLUX.2 Klein models (built by
+# tiny_sd3.py, tiny_qwen.py, tiny_zimage.py and tiny_flux2.py with their text encoders): here, so
+# that the chat side knows their layers (`dit_shapes`) without torch. The text widths are those
+# of the tiny text encoders the builders make.
+SD3_TRANSFORMER: dict[str, Any] = {
+    "sample_size": 8,  # latents; the pipelines' default size is sample_size * 8 = 64 px
+    "patch_size": 2,
+    "in_channels": LATENT_CHANNELS,
+    "out_channels": LATENT_CHANNELS,
+    "num_layers": 2,
+    "attention_head_dim": HEAD_DIM,
+    "num_attention_heads": HEADS,
+    "joint_attention_dim": 128,  # the tiny T5's d_model
+    "caption_projection_dim": HEAD_DIM * HEADS,  # must be the inner width
+    "pooled_projection_dim": 96,  # the two tiny CLIPs' projections, concatenated
+    "pos_embed_max_size": 32,  # patches a side: up to 32 * 2 * 8 = 512 px
+    "dual_attention_layers": (0,),  # SD 3.5 medium: (0, ..., 12); large and SD3.0: ()
+    "qk_norm": "rms_norm",  # SD 3.5 (medium and large); SD3.0: None
+}
+QWEN_TRANSFORMER: dict[str, Any] = {
+    "patch_size": 2,
+    "in_channels": LATENT_CHANNELS * 4,  # 2x2 packed latents
+    "out_channels": LATENT_CHANNELS,
+    "num_layers": 2,
+    "attention_head_dim": HEAD_DIM,
+    "num_attention_heads": HEADS,
+    "joint_attention_dim": 32,  # the tiny Qwen2.5-VL's hidden size
+    "guidance_embeds": False,  # as Qwen-Image (True raises a TypeError in diffusers 0.42.1)
+    "axes_dims_rope": (4, 6, 6),  # frame, height, width; sums to attention_head_dim (real: 16, 56, 56)
+}
+ZIMAGE_TRANSFORMER: dict[str, Any] = {  # Z-Image-Turbo's transformer/config.json at toy sizes
+    "all_patch_size": (2,),
+    "all_f_patch_size": (1,),
+    "in_channels": LATENT_CHANNELS,
+    "dim": 32,  # 2 heads of 16 = sum(axes_dims)
+    "n_layers": 2,
+    "n_refiner_layers": 1,
+    "n_heads": 2,
+    "n_kv_heads": 2,
+    "norm_eps": 1e-5,
+    "qk_norm": True,
+    "cap_feat_dim": 32,  # the tiny Qwen3's hidden size
+    "rope_theta": 256.0,
+    "t_scale": 1000.0,
+    "axes_dims": (4, 6, 6),  # caption/frame index, height, width; even, summing to the head size
+    "axes_lens": (1536, 512, 512),  # Turbo's: positions up to 1536 (caption <= 512 tokens, then the image)
+}
+FLUX2_TRANSFORMER: dict[str, Any] = {  # FLUX.2-klein-4B's config, at toy size
+    "patch_size": 1,
+    "in_channels": 32 * 4,  # FLUX.2's VAE has 32 latent channels; the transformer sees 2x2 patches
+    "num_layers": 1,
+    "num_single_layers": 1,
+    "attention_head_dim": 16,
+    "num_attention_heads": 2,
+    "joint_attention_dim": 48,  # the tiny Qwen3's hidden size (16) x its three output layers
+    "timestep_guidance_channels": 256,
+    "mlp_ratio": 3.0,
+    "axes_dims_rope": (4, 4, 4, 4),  # (t, h, w, l); sums to attention_head_dim
+    "rope_theta": 2000,
+    "guidance_embeds": False,  # Klein has no guidance embedding (FLUX.2-dev has)
+}

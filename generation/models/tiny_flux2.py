@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 VERSION = "tiny-flux2-v1"  # the folder name; bump it when the recipe changes
 
-# --- configs (torch-free; to move into tiny_config.py) -------------------------------------------
+# --- configs (the transformer's is in tiny_config.py, torch-free, for the chat side) ------------------------
 FLUX2_LATENT_CHANNELS = 32  # FLUX.2's VAE; the transformer sees 2x2 patches: 4 x 32 = 128 channels
 QWEN3_HIDDEN = 16
 QWEN3_OUT_LAYERS = (9, 18, 27)  # the pipeline's default `text_encoder_out_layers`
@@ -71,20 +71,7 @@ QWEN3_TEXT_ENCODER: dict[str, Any] = {
 }
 # FLUX.2's VAE (AutoencoderKLFlux2) at the tiny VAE's size: four blocks, 32 latent channels.
 FLUX2_VAE: dict[str, Any] = {**tiny_config.VAE, "latent_channels": FLUX2_LATENT_CHANNELS}
-FLUX2_TRANSFORMER: dict[str, Any] = {  # FLUX.2-klein-4B's config, at toy size
-    "patch_size": 1,
-    "in_channels": FLUX2_LATENT_CHANNELS * 4,
-    "num_layers": 1,
-    "num_single_layers": 1,
-    "attention_head_dim": 16,
-    "num_attention_heads": 2,
-    "joint_attention_dim": QWEN3_HIDDEN * len(QWEN3_OUT_LAYERS),
-    "timestep_guidance_channels": 256,
-    "mlp_ratio": 3.0,
-    "axes_dims_rope": (4, 4, 4, 4),  # (t, h, w, l); sums to attention_head_dim
-    "rope_theta": 2000,
-    "guidance_embeds": False,  # Klein has no guidance embedding (FLUX.2-dev has)
-}
+FLUX2_TRANSFORMER = tiny_config.FLUX2_TRANSFORMER
 # FLUX.2's scheduler_config.json has FLUX.1's values (tiny_config.FLOW_SCHEDULER); the Klein
 # pipelines ignore base/max shift and pass their own `mu` (compute_empirical_mu), so only
 # `use_dynamic_shifting=True` matters.

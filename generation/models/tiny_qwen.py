@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 VERSION = "tiny-qwen-v1"  # the folder name; bump when the recipe changes, so cached copies are rebuilt
 
-# --- configs (torch-free; to move to tiny_config.py) ------------------------------------------------
+# --- configs (the transformer's is in tiny_config.py, torch-free, for the chat side) ------------------------
 QWEN_TEXT_DIM = 32  # the tiny Qwen2.5-VL's hidden size = the transformer's joint_attention_dim
 # The pipeline's chat template (QwenImagePipeline.prompt_template_encode) and the number of its
 # leading tokens that the pipeline drops by position (prompt_template_encode_start_idx).
@@ -92,17 +92,7 @@ QWEN_VAE: dict[str, Any] = {
     "attn_scales": [],
     "temperal_downsample": [False, True, True],
 }
-QWEN_TRANSFORMER: dict[str, Any] = {
-    "patch_size": 2,
-    "in_channels": tiny_config.LATENT_CHANNELS * 4,  # 2x2 packed latents
-    "out_channels": tiny_config.LATENT_CHANNELS,
-    "num_layers": 2,
-    "attention_head_dim": tiny_config.HEAD_DIM,
-    "num_attention_heads": tiny_config.HEADS,
-    "joint_attention_dim": QWEN_TEXT_DIM,
-    "guidance_embeds": False,  # as Qwen-Image (True raises a TypeError in diffusers 0.42.1)
-    "axes_dims_rope": (4, 6, 6),  # frame, height, width; sums to attention_head_dim (real: 16, 56, 56)
-}
+QWEN_TRANSFORMER = tiny_config.QWEN_TRANSFORMER
 # Qwen2.5-VL-7B-Instruct's config at toy sizes: GQA (2 query heads, 1 key/value head), M-RoPE with
 # its sections in the real proportions (16, 24, 24 of 64 -> 2, 3, 3 of 8), a tiny vision tower
 # (unused for text-to-image, but the model has one), Qwen's vision token ids mapped to this

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 VERSION = "tiny-sd35-v1"  # the folder name; bump when the recipe changes, so cached copies are rebuilt
 
-# --- configs (torch-free; to move to tiny_config.py) ------------------------------------------------
+# --- configs (the transformer's is in tiny_config.py, torch-free, for the chat side) ------------------------
 # CLIP-L is tiny_config.TEXT_ENCODER (32 wide, projection 32, quick_gelu). CLIP-G: wider, plain gelu
 # as OpenCLIP bigG; SD3's text_encoder_2 is a CLIPTextModelWithProjection too.
 SD3_CLIP_G: dict[str, Any] = {
@@ -49,21 +49,7 @@ SD3_CLIP_G: dict[str, Any] = {
 # T5 v1.1 (as SD3's t5-v1_1-xxl), wider than tiny_config's so that the CLIP-L + CLIP-G hidden
 # states (32 + 64) fit in its width with zero padding, as 768 + 1280 do in T5-XXL's 4096.
 SD3_T5: dict[str, Any] = {**tiny_config.T5_ENCODER, "d_model": 128, "d_ff": 128}
-SD3_TRANSFORMER: dict[str, Any] = {
-    "sample_size": 8,  # latents; the pipelines' default size is sample_size * 8 = 64 px
-    "patch_size": 2,
-    "in_channels": tiny_config.LATENT_CHANNELS,
-    "out_channels": tiny_config.LATENT_CHANNELS,
-    "num_layers": 2,
-    "attention_head_dim": tiny_config.HEAD_DIM,
-    "num_attention_heads": tiny_config.HEADS,
-    "joint_attention_dim": SD3_T5["d_model"],
-    "caption_projection_dim": tiny_config.HEAD_DIM * tiny_config.HEADS,  # must be the inner width
-    "pooled_projection_dim": tiny_config.TEXT_ENCODER["projection_dim"] + SD3_CLIP_G["projection_dim"],
-    "pos_embed_max_size": 32,  # patches a side: up to 32 * 2 * 8 = 512 px
-    "dual_attention_layers": (0,),  # SD 3.5 medium: (0, ..., 12); large and SD3.0: ()
-    "qk_norm": "rms_norm",  # SD 3.5 (medium and large); SD3.0: None
-}
+SD3_TRANSFORMER = tiny_config.SD3_TRANSFORMER
 # SD3's VAE: FLUX's layout (16 channels, no quant convs, four blocks) with SD3's scale and shift.
 SD3_VAE: dict[str, Any] = {**tiny_config.DIT_VAE, "scaling_factor": 1.5305, "shift_factor": 0.0609}
 # SD 3.5 medium's and large's scheduler_config.json: a static shift, no dynamic shifting.

@@ -38,26 +38,10 @@ if TYPE_CHECKING:
 
 VERSION = "tiny-zimage-v1"  # the folder name; bump it when the recipe changes, so copies are rebuilt
 
-# --- configs (torch-free; to move to tiny_config.py) ------------------------------------------------
+# --- configs (the transformer's is in tiny_config.py, torch-free, for the chat side) ------------------------
 ZIMAGE_DIM = 32  # the transformer's width: 2 heads of 16 = sum(axes_dims)
 QWEN3_DIM = 32  # the tiny Qwen3's hidden size = the transformer's cap_feat_dim
-ZIMAGE_TRANSFORMER: dict[str, Any] = {  # Z-Image-Turbo's transformer/config.json at toy sizes
-    "all_patch_size": (2,),
-    "all_f_patch_size": (1,),
-    "in_channels": tiny_config.LATENT_CHANNELS,
-    "dim": ZIMAGE_DIM,
-    "n_layers": 2,
-    "n_refiner_layers": 1,
-    "n_heads": 2,
-    "n_kv_heads": 2,
-    "norm_eps": 1e-5,
-    "qk_norm": True,
-    "cap_feat_dim": QWEN3_DIM,
-    "rope_theta": 256.0,
-    "t_scale": 1000.0,
-    "axes_dims": (4, 6, 6),  # caption/frame index, height, width; even, summing to the head size
-    "axes_lens": (1536, 512, 512),  # Turbo's: positions up to 1536 (caption <= 512 tokens, then the image)
-}
+ZIMAGE_TRANSFORMER = tiny_config.ZIMAGE_TRANSFORMER
 QWEN3_ENCODER: dict[str, Any] = {  # Qwen3-4B's shape at toy sizes (vocab_size: the tokenizer's)
     "hidden_size": QWEN3_DIM,
     "intermediate_size": 64,

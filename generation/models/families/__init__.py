@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from generation.models.families.base import FEATURES, Family, Variant
+from generation.models.families.base import FEATURES, ControlNetSupport, Family, Variant
 from generation.models.families.chroma import CHROMA
 from generation.models.families.flux import FLUX
 from generation.models.families.flux2 import FLUX2_KLEIN
@@ -27,7 +27,17 @@ from generation.models.families.sd3 import SD3
 from generation.models.families.stable_diffusion import SD1, SD2, SDXL
 from generation.models.families.z_image import Z_IMAGE
 
-__all__ = ["FAMILIES", "FEATURES", "Family", "Variant", "family", "from_keys", "from_pipeline_class", "known_elsewhere"]
+__all__ = [
+    "FAMILIES",
+    "FEATURES",
+    "ControlNetSupport",
+    "Family",
+    "Variant",
+    "family",
+    "from_keys",
+    "from_pipeline_class",
+    "known_elsewhere",
+]
 
 FAMILIES: tuple[Family, ...] = (SD1, SD2, SDXL, SD3, FLUX, CHROMA, FLUX2_KLEIN, QWEN_IMAGE, Z_IMAGE)
 _BY_ID = {f.id: f for f in FAMILIES}

@@ -56,6 +56,62 @@ class Variant:
     index: Mapping[str, object] = field(default_factory=dict)  # values of model_index.json that mark it
 
 
+# The control modes of A1111's ControlNet extension that a family's ControlNet may not do
+# (generation.control.inputs), and the job kinds a ControlNet pipeline may be missing for.
+CONTROL_MODES = ("balanced", "prompt", "control")
+CONTROL_KINDS = {
+    "txt2img": "Drawing from the prompt",
+    "img2img": "A remix, Vary or hires upscale",
+    "inpaint": "Inpainting or outpainting (/inpaint, Zoom Out, Pan)",
+}
+
+
+@dataclass(frozen=True)
+class ControlNetSupport:
+    """A family's ControlNet, as diffusers has it: the class its ControlNet folders are, the
+    ControlNet pipeline per job kind, and what those pipelines can't do, with the reasons people
+    read. The engine builds its ControlNet pipelines from this (generation.models.loader); the
+    command layer refuses what is missing before a job is queued (`refusals`)."""
+
+    model_class: str  # config.json's `_class_name` of the family's ControlNets ("SD3ControlNetModel")
+    pipelines: Mapping[str, str]  # job kind (txt2img, img2img, inpaint) -> its ControlNet pipeline class
+    missing: Mapping[str, str] = field(default_factory=dict)  # job kind -> why it has no ControlNet pipeline
+    # How several ControlNets run at once ("SD3MultiControlNetModel"); None: one at a time, and why.
+    multi_class: str | None = None
+    single_only: str = ""
+    guidance_window: bool = True  # the pipelines take control_guidance_start/end (--start, --end)
+    window_why: str = ""
+    modes: tuple[str, ...] = ("balanced",)  # which of CONTROL_MODES it does
+    # The txt2img pipeline's argument for the map (SD's takes `image`; every other `control_image`).
+    txt2img_map_argument: str = "control_image"
+    # Its pipeline samples the map's VAE latents from torch's global RNG, not the job's generators
+    # (SD 3.5's in diffusers 0.42.1): the engine seeds it per image, so a picture is reproducible.
+    map_latents_unseeded: bool = False
+
+    def refusals(self, label: str, *, kinds: Sequence[str], count: int, mode: str, window: bool) -> list[tuple[str, str]]:
+        """What a job can't have of this ControlNet, as (what, why) pairs: `kinds` the pipeline
+        kinds it draws with, `count` its controls, `mode` its control mode, `window` whether a
+        control starts late or ends early."""
+        found = []
+        for kind in kinds:
+            if kind not in self.pipelines:
+                why = self.missing.get(kind) or f"diffusers has no {label} ControlNet pipeline for it"
+                found.append((f"{CONTROL_KINDS.get(kind, kind)} steered by ControlNet", why))
+        if count > 1 and self.multi_class is None:
+            found.append(("Several controls", self.single_only or f"{label}'s ControlNet pipeline takes one ControlNet"))
+        if mode not in self.modes:
+            found.append(
+                (
+                    f"`--control-mode {mode}`",
+                    "A1111's control modes weigh a UNet ControlNet's residuals (and diffusers' guess mode); "
+                    f"{label}'s ControlNet draws balanced only",
+                )
+            )
+        if window and not self.guidance_window:
+            found.append(("`--start` and `--end`", self.window_why or f"{label}'s ControlNet pipeline steers every step"))
+        return found
+
+
 @dataclass(frozen=True)
 class Family:
     id: str  # sd1, sd2, sdxl, sd3, flux, chroma: what ModelEntry.architecture holds
@@ -107,6 +163,8 @@ class Family:
     # checked (SD's A1111-style use: a style's negative prompt at CFG 1, as with LCM, is harmless).
     cfg_off_at: float | None = None
     guidance: str = "cfg"  # what --cfg is: "cfg" (classifier-free) or "distilled" (FLUX.1-dev's embedded guidance)
+    # Its ControlNet (None: none here; `why_not("controlnet")` then names the family).
+    controlnet: ControlNetSupport | None = None
     description: str = ""  # one line for /models and the docs
 
     def variant(self, name: str | None) -> Variant:
@@ -134,6 +192,8 @@ class Family:
     def why_not(self, feature: str, variant: str | None = None) -> str | None:
         """Why this family (variant) can't do `feature`; None when it can."""
         assert feature in FEATURES, feature
+        if feature == "controlnet" and self.controlnet is None:
+            return self.unsupported.get(feature) or f"ControlNet on {self.label} isn't supported here yet"
         return self.unsupported.get(feature) or self.variant(variant).unsupported.get(feature)
 
     def marks(self, names: Sequence[str]) -> bool:
@@ -158,3 +218,5 @@ class Family:
         for kind in ("img2img", "inpaint"):
             by_inpaint = kind == "img2img" and self.img2img_by_inpaint and "inpaint" in self.pipelines
             assert kind in self.pipelines or kind in self.unsupported or by_inpaint, f"{self.id}: no {kind} pipeline and no reason"
+        # A ControlNet is declared or refused, not both.
+        assert self.controlnet is None or "controlnet" not in self.unsupported, f"{self.id}: a ControlNet and a reason against it"

@@ -20,13 +20,13 @@ FLOW_SAMPLERS = {"Euler": ("FlowMatchEulerDiscreteScheduler", {})}
 
 
 def dit_unsupported(label: str, *, negative: str | None) -> dict[str, str]:
-    """What the DiT families of this issue don't do (yet), with the reasons users read."""
+    """What the DiT families of this issue don't do (yet), with the reasons users read. ControlNet
+    is the family's own declaration (`Family.controlnet`): without one it is refused, naming it."""
     refused = {
         "clip_skip": f"{label} doesn't use CLIP's hidden layers, so clip skip has no meaning there",
         "tile": f"seamless tiling works on UNet models (SD 1.x/2.x, SDXL); {label} isn't one",
         "vae": f"{label} has its own 16-channel VAE; the configured VAEs are SD ones",
         "regions": f"regional prompting works through SD's UNet cross-attention; {label} has none",
-        "controlnet": f"ControlNet on {label} isn't supported here yet",
         "embeddings": f"textual-inversion embeddings are for CLIP-only models (SD 1.x/2.x, SDXL), not {label}",
         "prompt_weights": f"{label} can't weight words: {PLAIN_TEXT}. Write the emphasis in words instead of (word:1.3)",
         "prompt_editing": f"{label} can't switch prompts while drawing: {PLAIN_TEXT}",

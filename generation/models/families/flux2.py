@@ -42,7 +42,7 @@ FLUX2_KLEIN = Family(
             index={"is_distilled": True},
         ),
     ),
-    unsupported={**dit_unsupported("FLUX.2 Klein", negative=None), "lora": "LoRAs on FLUX.2 Klein aren't supported here yet"},
+    unsupported=dit_unsupported("FLUX.2 Klein", negative=None),
     # BFL's and diffusers' names; FLUX.2 [dev] (a guidance embedder, another text encoder) is not Klein
     checkpoint_marks=("single_stream_modulation.", "double_stream_modulation_img."),
     refuse_marks=("guidance_in.", "time_guidance_embed.guidance_embedder."),

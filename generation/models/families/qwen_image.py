@@ -8,8 +8,23 @@ the picture black), so it takes at least 2."""
 
 from __future__ import annotations
 
-from generation.models.families.base import Family, Variant
+from generation.models.families.base import ControlNetSupport, Family, Variant
 from generation.models.families.flux import FLOW_SAMPLERS, dit_unsupported
+
+# ControlNets: InstantX's (Qwen-Image-ControlNet-Union and the like). diffusers 0.42.1 has a txt2img
+# ControlNet pipeline; its inpainting one is for InstantX's inpainting ControlNet (the picture and its
+# mask are its input, not a map). Its multi-ControlNet runs several maps through one union ControlNet
+# only, and a control here is one ControlNet per map: one control at a time.
+CONTROLNET = ControlNetSupport(
+    model_class="QwenImageControlNetModel",
+    pipelines={"txt2img": "QwenImageControlNetPipeline"},
+    missing={
+        "img2img": "diffusers has no Qwen-Image ControlNet pipeline that starts from a picture",
+        "inpaint": "Qwen-Image's ControlNet inpainting pipeline is for inpainting ControlNets (their input is the picture "
+        "and its mask, not a map)",
+    },
+    single_only="Qwen-Image's ControlNet pipeline runs several maps only through one union ControlNet, and each control here has its own",
+)
 
 QWEN_IMAGE = Family(
     id="qwen",
@@ -32,8 +47,9 @@ QWEN_IMAGE = Family(
     cfg_argument="true_cfg_scale",
     blank_negative=" ",
     min_steps=2,
+    controlnet=CONTROLNET,
     variants=(Variant("", "Qwen-Image", steps=50, cfg=4.0),),
-    unsupported={**dit_unsupported("Qwen-Image", negative=None), "lora": "LoRAs on Qwen-Image aren't supported here yet"},
+    unsupported=dit_unsupported("Qwen-Image", negative=None),
     # diffusers' names (diffusers has no Qwen-Image entry among its single-file checkpoints)
     checkpoint_marks=(("txt_norm.", "img_in.", "transformer_blocks.0.img_mod."),),
     description="Qwen-Image: 1328 px, text in pictures; ~57 GB in bf16 (transformer 41, Qwen2.5-VL 16), ~36 GB with a Q8_0 "

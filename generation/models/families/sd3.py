@@ -9,8 +9,25 @@ diffusers 0.42.1's inpaint pipeline decodes its latents without the VAE's shift 
 
 from __future__ import annotations
 
-from generation.models.families.base import Family, Variant
+from generation.models.families.base import ControlNetSupport, Family, Variant
 from generation.models.families.flux import FLOW_SAMPLERS, dit_unsupported
+
+# ControlNets: InstantX's (zero pooled projections, the map's latents without the VAE's shift) and
+# SAI's SD 3.5 Large ones (the transformer's patch embedding, no text stream). diffusers 0.42.1 has
+# a txt2img ControlNet pipeline only; its inpainting one is for inpainting ControlNets (alimama's),
+# whose input is the picture and its mask rather than a map. It samples the map's latents from the
+# global RNG (`map_latents_unseeded`).
+CONTROLNET = ControlNetSupport(
+    model_class="SD3ControlNetModel",
+    pipelines={"txt2img": "StableDiffusion3ControlNetPipeline"},
+    missing={
+        "img2img": "diffusers has no SD 3.5 ControlNet pipeline that starts from a picture",
+        "inpaint": "SD 3.5's ControlNet inpainting pipeline is for inpainting ControlNets (their input is the picture and "
+        "its mask, not a map)",
+    },
+    multi_class="SD3MultiControlNetModel",
+    map_latents_unseeded=True,
+)
 
 SD3 = Family(
     id="sd3",
@@ -46,12 +63,13 @@ SD3 = Family(
             name_marks=("turbo",),
         ),
     ),
-    unsupported={**dit_unsupported("SD 3.5", negative=None), "lora": "LoRAs on SD 3.5 aren't supported here yet"},
+    unsupported=dit_unsupported("SD 3.5", negative=None),
     # SAI's names; diffusers' (GGUF files): its patch embedding beside a text context embedder
     checkpoint_marks=("joint_blocks.", ("pos_embed.proj.", "context_embedder.", "transformer_blocks.")),
     variant_from_keys=lambda names: (
         "large" if any(n.startswith(("joint_blocks.37.", "transformer_blocks.37.")) for n in names) else "medium"
     ),
     quirks=frozenset({"inpaint_decode_without_shift"}),
+    controlnet=CONTROLNET,
     description="SD 3.5 Medium and Large: 1024 px; Large ~28 GB in bf16 with T5 (~18 GB without), Medium ~15 GB.",
 )

@@ -5,13 +5,27 @@ has (it was built on them). Prompts are encoded the A1111 way (generation.prompt
 
 from __future__ import annotations
 
-from generation.models.families.base import Family
+from generation.models.families.base import CONTROL_MODES, ControlNetSupport, Family
 
 _SD_PIPELINES = {
     "txt2img": "StableDiffusionPipeline",
     "img2img": "StableDiffusionImg2ImgPipeline",
     "inpaint": "StableDiffusionInpaintPipeline",
 }
+
+# ControlNets (lllyasviel's and their kind): every job kind, several at once, A1111's control modes.
+# The engine builds these pipelines with AutoPipeline's `from_pipe`, which picks these classes.
+_SD_CONTROLNET = ControlNetSupport(
+    model_class="ControlNetModel",
+    pipelines={
+        "txt2img": "StableDiffusionControlNetPipeline",
+        "img2img": "StableDiffusionControlNetImg2ImgPipeline",
+        "inpaint": "StableDiffusionControlNetInpaintPipeline",
+    },
+    multi_class="MultiControlNetModel",
+    modes=CONTROL_MODES,
+    txt2img_map_argument="image",
+)
 
 SD1 = Family(
     id="sd1",
@@ -27,6 +41,7 @@ SD1 = Family(
     prompt_encoding="a1111",
     flow_matching=False,
     default_sampler="DPM++ 2M Karras",
+    controlnet=_SD_CONTROLNET,
     checkpoint_marks=("cond_stage_model.transformer.",),  # CLIP ViT-L beside the UNet
     description="Stable Diffusion 1.x (1.4, 1.5 and its fine-tunes): 512 px, ~4 GB of GPU memory in fp16.",
 )
@@ -45,6 +60,7 @@ SD2 = Family(
     prompt_encoding="a1111",
     flow_matching=False,
     default_sampler="DPM++ 2M Karras",
+    controlnet=_SD_CONTROLNET,
     checkpoint_marks=("cond_stage_model.model.",),  # OpenCLIP
     description="Stable Diffusion 2.x: 768 px (2.0/2.1), ~5 GB in fp16.",
 )
@@ -67,6 +83,17 @@ SDXL = Family(
     prompt_encoding="a1111",
     flow_matching=False,
     default_sampler="DPM++ 2M Karras",
+    controlnet=ControlNetSupport(
+        model_class="ControlNetModel",
+        pipelines={
+            "txt2img": "StableDiffusionXLControlNetPipeline",
+            "img2img": "StableDiffusionXLControlNetImg2ImgPipeline",
+            "inpaint": "StableDiffusionXLControlNetInpaintPipeline",
+        },
+        multi_class="MultiControlNetModel",
+        modes=CONTROL_MODES,
+        txt2img_map_argument="image",
+    ),
     checkpoint_marks=("conditioner.embedders.1.",),
     unsupported={
         "video2video": "diffusers has no SDXL AnimateDiff video-to-video; use an SD 1.x model with `--model`",

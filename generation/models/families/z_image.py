@@ -5,8 +5,26 @@ refused). Rectified flow with a fixed shift of 3; sizes in multiples of 16."""
 
 from __future__ import annotations
 
-from generation.models.families.base import Family, Variant
+from generation.models.families.base import ControlNetSupport, Family, Variant
 from generation.models.families.flux import FLOW_SAMPLERS, dit_unsupported
+
+# ControlNets: alibaba-pai's Z-Image-Turbo-Fun-Controlnet-Union, 1.x (16 channels: the map's latents)
+# and 2.x (33: the map's latents, a mask and the masked picture's latents, which diffusers' txt2img
+# pipeline fills with zeros). diffusers 0.42.1's txt2img ControlNet pipeline takes one ControlNet and
+# steers every step; its inpainting one feeds a 2.x union the picture and mask, drawing from noise
+# without keeping the picture: not the inpaint sdbot does, so not used.
+CONTROLNET = ControlNetSupport(
+    model_class="ZImageControlNetModel",
+    pipelines={"txt2img": "ZImageControlNetPipeline"},
+    missing={
+        "img2img": "diffusers has no Z-Image ControlNet pipeline that starts from a picture",
+        "inpaint": "Z-Image's ControlNet inpainting pipeline redraws the whole picture through a 2.x union ControlNet "
+        "rather than repainting the masked part",
+    },
+    single_only="diffusers' Z-Image ControlNet pipeline takes one ControlNet",
+    guidance_window=False,
+    window_why="diffusers' Z-Image ControlNet pipeline steers every step (it has no control start or end)",
+)
 
 Z_IMAGE = Family(
     id="zimage",
@@ -25,11 +43,12 @@ Z_IMAGE = Family(
     samplers=FLOW_SAMPLERS,
     guidance="cfg",
     cfg_off_at=0.0,
+    controlnet=CONTROLNET,
     variants=(
         Variant("turbo", "Z-Image Turbo", steps=8, cfg=0.0, name_marks=("turbo",)),
         Variant("base", "Z-Image", steps=30, cfg=4.0),
     ),
-    unsupported={**dit_unsupported("Z-Image", negative=None), "lora": "LoRAs on Z-Image aren't supported here yet"},
+    unsupported=dit_unsupported("Z-Image", negative=None),
     # ComfyUI's and diffusers' names share the layers' modulation (diffusers' own detection key)
     checkpoint_marks=("layers.0.adaLN_modulation.",),
     description="Z-Image Turbo: 1024 px in 8 steps; ~20 GB in bf16 (transformer 12, Qwen3 8), ~14 GB with a Q8_0 transformer.",
