@@ -127,6 +127,7 @@ def build_worker(core: Core, role: WorkerRole = WorkerRole()):  # type: ignore[n
         controlnets=controlnets,
         instruct_source=s.instruct_model,
         motion=motion,
+        ip_adapters=s.ip_adapters,
     )
     limits = WorkerLimits.from_settings(s, models=role.models)
     worker = Worker(

@@ -9,6 +9,7 @@ and the new job belongs to whoever pressed.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 from PIL import Image
@@ -68,7 +69,7 @@ async def press(ctx: Context, request: Request) -> list[Reply]:
         init = InitImage(output.blob_key, output.width, output.height)
         source = Source(init=init, base=job_view.image_base(job, index), parent=(job.id, index))
         return await edits.queue_edit(ctx, request, source, edits.button_edit(ctx, verb))
-    if verb == "again" and index is not None and spec.kind == "instruct" and spec.image_cfg is not None:
+    if verb == "again" and index is not None and spec.kind == "instruct":
         output = job.outputs[index]
         source = Source(init=InitImage(output.blob_key, output.width, output.height), parent=(job.id, index))
         opts = ImagineOptions(
@@ -79,7 +80,9 @@ async def press(ctx: Context, request: Request) -> list[Reply]:
             sampler=spec.sampler,
             size=(output.width, output.height),
         )
-        return await queue_instruct(ctx, request, source, opts, spec.image_cfg)
+        # the same model (an edit model, or Instruct Pix2Pix by its image CFG) and references
+        opts = dataclasses.replace(opts, model=spec.model if spec.image_cfg is None else None)
+        return await queue_instruct(ctx, request, source, opts, spec.image_cfg, spec.edit_images)
     if verb == "reroll" and spec.operation:
         # The same edit of the same picture, with a new seed.
         assert spec.init_image is not None

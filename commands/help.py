@@ -7,6 +7,7 @@ from commands.frame.context import Context
 from commands.jobs import render
 from commands.jobs.options import IMAGINE_OPTIONS
 from commands.library.models import family_lines
+from commands.pictures.edit import edits
 from config import Settings
 from config.models import TINY
 from generation.control.catalog import has_tiny_controlnets
@@ -30,6 +31,7 @@ def help_text(ctx: Context) -> str:
     models = ", ".join(f"{entry.display_name}{' (default)' if entry is ctx.registry.default else ''}" for entry in ctx.registry)
     methods = available_methods(s)
     tiny = ctx.registry.default.source == TINY  # its built-in Pix2Pix model serves /edit
+    editors = [entry.display_name for entry in ctx.registry if edits(entry)]  # models that edit by instruction
     builtin_controlnets = any(has_tiny_controlnets(entry) for entry in ctx.registry)  # tiny, tiny-sd3, tiny-qwen, tiny-zimage
     default_method = s.default_upscale_method
     if default_method == "auto":
@@ -58,8 +60,15 @@ def help_text(ctx: Context) -> str:
         "map (--control-weight 0–2 · --start/--end · --control-mode balanced|prompt|control · --pre none · "
         "--control depth:0.5 for a second); /control qr <text> <prompt> hides a QR code"
         + ("" if builtin_controlnets or s.controlnets else " — not available: no ControlNet configured (SDBOT_CONTROLNETS)"),
-        f"/edit <instruction> [--image-cfg {s.instruct_image_cfg:g}] — change the picture by instruction (Instruct Pix2Pix)"
-        + ("" if tiny or s.instruct_model else " — not available: no instruct model configured (SDBOT_INSTRUCT_MODEL)"),
+        "/edit <instruction> — change the picture by instruction"
+        + (
+            f" with {', '.join(f'`{name}`' for name in editors)} (attach more pictures as references where the model "
+            "takes them: picture 1 is edited), else Instruct Pix2Pix"
+            if editors
+            else " (Instruct Pix2Pix)"
+        )
+        + f" [--image-cfg {s.instruct_image_cfg:g}]"
+        + ("" if tiny or s.instruct_model or editors else " — not available: no edit model configured (SDBOT_INSTRUCT_MODEL)"),
         "These take the drawing options too (--strength, --steps, --seed, --no …).",
         "",
         "**Clips** (MP4s that play in the chat)",

@@ -197,8 +197,8 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "edit",
         edit_command,
-        "Reply to a picture: /edit make it winter (Instruct Pix2Pix)",
-        ("/edit <instruction> [--image-cfg X]",),
+        "Reply to a picture: /edit make it winter (attach more pictures as references)",
+        ("/edit <instruction> [--model M] [--image-cfg X]",),
         "guide.md#commands",
         options=EDIT_OPTIONS,
     ),

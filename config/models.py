@@ -24,6 +24,8 @@ TINY_MODELS = {
     "tiny-qwen": "qwen",
     "tiny-zimage": "zimage",
     "tiny-flux2": "flux2",
+    "tiny-kontext": "flux",  # FLUX.1 Kontext: /edit by instruction
+    "tiny-qwen-edit-plus": "qwen",  # Qwen-Image-Edit-Plus: /edit with up to 3 pictures
 }
 TINY_STEPS = 8  # the tiny models' default --steps
 SourceKind = Literal["tiny", "file", "folder", "hub"]
@@ -164,6 +166,19 @@ class ControlNetEntry(BaseModel):
         description="The family it is for, where its config.json is not on this machine: sd1, sd2, sdxl, sd3, qwen or zimage "
         "(default: read from it).",
     )
+    description: str = ""
+
+
+class IPAdapterEntry(BaseModel):
+    """One IP-Adapter for image references (`--sref`, `--oref`): its weights (a folder and the
+    `.safetensors` file in it, in the layout diffusers' `load_ip_adapter` reads: `image_proj.*`,
+    `ip_adapter.*`), the CLIP image encoder it was trained with (a `CLIPVisionModelWithProjection`
+    folder), and the family of the base models it fits."""
+
+    source: str
+    weight_name: str = "ip-adapter_sd15.safetensors"
+    image_encoder: str
+    architecture: Literal["sd1", "sd2", "sdxl"] = "sd1"
     description: str = ""
 
 

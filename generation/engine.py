@@ -9,8 +9,9 @@ Reproducibility rules (docs/rules.md, "Reproducibility"):
   scheduler instance is ever shared between runs.
 
 `Engine.diffuse` owns that state: the scheduler, the generators, the prompt conditionings, the
-job's LoRAs, progress and cancel (`Tracker`), the seamless (tiling) padding and a VAE override,
-and it restores the shared pipeline afterwards. What each kind of job does with it (txt2img,
+job's LoRAs, its image references (an IP-Adapter, `generation.control.ip_adapters`), progress and
+cancel (`Tracker`), the seamless (tiling) padding and a VAE override, and it restores the shared
+pipeline afterwards. What each kind of job does with it (txt2img,
 inpaint, upscale, ...) lives in `generation.jobs`, which imports this module; this module imports
 no job kind.
 """
@@ -25,10 +26,11 @@ import diffusers
 import torch
 from PIL import Image
 
-from config.models import ModelEntry
+from config.models import IPAdapterEntry, ModelEntry
 from generation.assets.adapters import DEFAULT_BUDGET_BYTES, Adapters
 from generation.control.catalog import TINY_PIX2PIX
 from generation.control.inputs import ControlInputs
+from generation.control.ip_adapters import References, adapter_entry, check_spec, load_ip_adapter
 from generation.control.nets import ControlNets, load_instruct_pipeline
 from generation.errors import EngineUserError, JobCancelled
 from generation.imaging.seamless import circular_padding
@@ -80,6 +82,8 @@ class Tracker:
         self.conditions: dict[tuple[Any, ...], Any] = {}
         # The job's ControlNets and maps (generation.control.preprocess.prepare), for every pass.
         self.controls: ControlInputs | None = None
+        # The job's image references (IP-Adapter and embeddings, encoded once), for every pass.
+        self.references: References | None = None
 
     def step(self, step: int, pass_total: int) -> None:
         self.on_progress(self.done + step, max(self.planned, self.done + pass_total))
@@ -104,6 +108,7 @@ class Engine:
         controlnets: ControlNets | None = None,
         instruct_source: str | None = None,
         motion: MotionModels | None = None,
+        ip_adapters: dict[str, IPAdapterEntry] | None = None,
     ):
         self.models = models
         self.blobs = blobs
@@ -115,6 +120,7 @@ class Engine:
         self._instruct: LoadedModel | None = None
         # AnimateDiff's motion adapters and camera moves (only the tiny ones without a config)
         self.motion = motion or MotionModels({}, {}, models.models_dir, models.device, models.dtype)
+        self.ip_adapters = ip_adapters or {}  # SDBOT_IP_ADAPTERS (only the tiny one without a config)
 
     @property
     def loaded_model(self) -> str | None:
@@ -146,7 +152,11 @@ class Engine:
             pipe = loaded.pipeline("txt2img" if pipeline_kind == "instruct" else pipeline_kind)
         # The job's LoRAs (and no other) and embeddings, set BEFORE its prompt is encoded: our
         # prompt encoder runs the text encoders, whose adapters must already be the job's.
-        with self.adapters.applied(pipe, spec, loaded.name, denoiser=loaded.family.denoiser):
+        references = self.references(loaded, spec, tracker)
+        with (
+            self.adapters.applied(pipe, spec, loaded.name, denoiser=loaded.family.denoiser),
+            references.applied(pipe) if references is not None else contextlib.nullcontext(),
+        ):
             if tracker.controls is not None and support is not None and support.map_latents_unseeded:
                 return self._diffuse_seeded(loaded, pipe, spec, tracker, seeds or spec.seeds(), arguments, pipeline_kind)
             return self._diffuse(loaded, pipe, spec, tracker, seeds, arguments, kind=pipeline_kind)
@@ -174,8 +184,8 @@ class Engine:
         adapter, camera moves, LoRAs and prompt. One generator (the job's seed) makes the whole
         clip's noise; a clip longer than its context is drawn in windows (`context_windows`)."""
         assert spec.clip is not None and spec.clip.motion is not None
-        if tracker.controls is not None or spec.regions:
-            what = "ControlNet" if tracker.controls is not None else "regional prompts"
+        if tracker.controls is not None or spec.regions or spec.references:
+            what = "ControlNet" if tracker.controls is not None else "regional prompts" if spec.regions else "image references"
             raise EngineUserError(f"{what} don't steer clips yet; drop them from this /animate or /video2video.")
         loaded = self.models.get(spec.model)
         pipe = self.motion.pipeline(loaded, pipeline_kind, spec.clip.motion)
@@ -265,6 +275,9 @@ class Engine:
             "output_type": "pil",
         }
         call.update(arguments)
+        if tracker.references is not None and not clip:  # the pictures' embeddings, a row per image of a prompt row
+            guided = spec.cfg > 1 and pipe.unet.config.time_cond_proj_dim is None  # the pipeline's own test
+            call.update(tracker.references.arguments(pipe, guided, len(seeds) // conditions.images))
         if "image" in call and "width" not in call and loaded.family.img2img_takes_size:
             # A picture's pass draws at the picture's size. SD's img2img pipelines do that by
             # themselves; FLUX-style ones would draw at their default size (1024²) unless told.
@@ -303,6 +316,24 @@ class Engine:
             ) from None
         tracker.end_pass(pipe.num_timesteps)
         return list(images)
+
+    def references(self, loaded: LoadedModel, spec: GenerationSpec, tracker: Tracker) -> References | None:
+        """The job's image references (`--sref`, `--oref`): its IP-Adapter, loaded once and kept in
+        the ControlNets' LRU, and its pictures, read once per job (the tracker keeps them)."""
+        if not spec.references:
+            return None
+        if tracker.references is None:
+            check_spec(spec)
+            if loaded.family.denoiser != "unet":
+                label = loaded.family.label
+                raise EngineUserError(f"image references work on SD 1.x/2.x and SDXL, not {label}; draw it without --sref/--oref.")
+            name = spec.references[0].adapter
+            entry = adapter_entry(name, self.ip_adapters, self.models.models_dir)
+            device, dtype = self.models.device, self.models.dtype
+            adapter = self.controlnets.keep(f"IP-Adapter {name}", lambda: load_ip_adapter(name, entry, device, dtype), lambda a: a.nbytes())
+            pictures = [self.blob_image(ref.image, "RGB") for ref in spec.references]
+            tracker.references = References(adapter, spec.references, pictures)
+        return tracker.references
 
     @contextlib.contextmanager
     def job_components(self, loaded: LoadedModel, pipe: Any, spec: GenerationSpec) -> Iterator[None]:

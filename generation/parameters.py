@@ -105,6 +105,7 @@ def infotext(
     fields += _prompt_feature_fields(spec, template)
     if spec.diffusion:
         fields += control_fields(spec)
+        fields += reference_fields(spec)
     if spec.clip is not None:
         fields += clip_fields(spec, frame)
     if spec.tile:
@@ -140,6 +141,24 @@ def control_fields(spec: GenerationSpec) -> list[tuple[str, object]]:
         if ref.text is not None:
             unit.append(("QR text", ref.text))
         fields.append((f"ControlNet {index}", settings_text(unit)))
+    return fields
+
+
+def reference_fields(spec: GenerationSpec) -> list[tuple[str, object]]:
+    """Each image reference in the way of A1111's ControlNet units (sd-webui-controlnet writes
+    its IP-Adapter units so): `IP-Adapter 0: "Type: style, Model: tiny, Weight: 100, Scale: 1,
+    Image hash: 1a2b3c4d5e"`: the Midjourney-style weight, the IP-Adapter scale it became, and
+    the first 10 hex digits of the picture's SHA-256 (its blob key)."""
+    fields: list[tuple[str, object]] = []
+    for index, ref in enumerate(spec.references):
+        unit = [
+            ("Type", ref.kind),
+            ("Model", ref.adapter),
+            ("Weight", ref.weight),
+            ("Scale", _number(ref.scale)),
+            ("Image hash", ref.image.partition(".")[0][:10]),
+        ]
+        fields.append((f"IP-Adapter {index}", settings_text(unit)))
     return fields
 
 

@@ -17,7 +17,8 @@ from config.models import ControlType
 # upscale (lanczos, esrgan, hires, latent), facefix (restore faces). Two kinds answer with text,
 # candidate prompts kept in the job's `result`: enhance (a text model writes detailed prompts from
 # a short one) and describe (a captioning model and CLIP describe an image).
-# instruct: Instruct Pix2Pix (`/edit make it winter`) on a configured instruct model.
+# instruct: `/edit make it winter`: Instruct Pix2Pix on a configured instruct model, or an edit
+# model of the registry (FLUX.1 Kontext, FLUX.2 Klein) with up to its limit of pictures.
 # Clips (`spec.clip`): animate (AnimateDiff from a prompt), video2video (AnimateDiff restyling a
 # clip's frames), deforum (an img2img loop along keyframe schedules, with 2D warps).
 JobKind = Literal[
@@ -114,6 +115,33 @@ class ControlRef(Spec):
         if self.start >= self.end:
             raise ValueError("a control's start must come before its end")
         return self
+
+
+ReferenceKind = Literal["style", "subject"]
+# Midjourney's --sw / --ow run 0..1000, default 100; IP-Adapter's scale is what the pipeline gets.
+# Style: scale sw/100 on the style layers only (InstantStyle); subject: ow/100 * 0.6 on every
+# cross-attention layer (0.6 is IP-Adapter's usual scale beside a prompt; 1.0 drowns the prompt).
+STYLE_SCALE_AT_100 = 1.0
+SUBJECT_SCALE_AT_100 = 0.6
+MAX_REFERENCE_WEIGHT = 1000
+
+
+class ReferenceRef(Spec):
+    """An image reference of a job (`--sref` style, `--oref` subject) through an IP-Adapter: the
+    picture, how it is used, and its Midjourney-style weight (0-1000, 100 the default)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: ReferenceKind
+    image: str  # blob key of the picture
+    weight: int = Field(100, ge=0, le=MAX_REFERENCE_WEIGHT)
+    adapter: str = ""  # the `ip_adapters` config name (`tiny` on the tiny model); "" before resolution
+
+    @property
+    def scale(self) -> float:
+        """The IP-Adapter scale this weight maps to (see STYLE_SCALE_AT_100)."""
+        per_100 = STYLE_SCALE_AT_100 if self.kind == "style" else SUBJECT_SCALE_AT_100
+        return self.weight / 100 * per_100
 
 
 class CameraRef(Spec):
@@ -229,8 +257,13 @@ class GenerationSpec(Spec):
     # --- ControlNet units (several: multi-ControlNet) and how they weigh against the prompt ---
     controls: tuple[ControlRef, ...] = ()
     control_mode: ControlMode = "balanced"
-    # --- instruct: Instruct Pix2Pix's image guidance scale (how closely to keep the picture) ---
+    # --- instruct: Instruct Pix2Pix's image guidance scale (how closely to keep the picture); on an
+    # edit model (FLUX.1 Kontext, FLUX.2 Klein: `model` is a registry model) None, and the pictures
+    # beside `init_image` it takes as references (blob keys; "picture 2", "picture 3", ...) ---
     image_cfg: float | None = Field(None, ge=0, le=10)
+    edit_images: tuple[str, ...] = Field((), max_length=8)
+    # --- image references through an IP-Adapter (`--sref` style, `--oref` subject), one of each ---
+    references: tuple[ReferenceRef, ...] = ()
     # --- clips: /animate, /video2video, /deforum, and upscales or face fixes of a clip's frames ---
     clip: ClipSpec | None = None
 
@@ -254,8 +287,10 @@ class GenerationSpec(Spec):
             raise ValueError("upscale needs scale and upscale_method")
         if self.kind == "upscale" and self.upscale_method in ("hires", "latent") and self.strength is None:
             raise ValueError("hires and latent upscales need strength")
-        if self.kind == "instruct" and self.image_cfg is None:
-            raise ValueError("instruct needs image_cfg")
+        if self.edit_images and self.kind != "instruct":
+            raise ValueError(f"{self.kind} takes no edit_images")
+        if len({ref.kind for ref in self.references}) != len(self.references):
+            raise ValueError("one reference of each kind (style, subject)")
         return self
 
     def _consistent_clip(self) -> GenerationSpec:
@@ -310,12 +345,12 @@ class GenerationSpec(Spec):
         the same model, size, steps, sampler, CFG, clip skip, VAE, tiling, LoRAs with their
         weights and embeddings; prompts, negative prompts, seeds and `--n` may differ, as each
         image keeps its own generator and its own prompt's conditioning. Empty: this job runs
-        alone (not txt2img; ControlNet, regional prompts, a per-step prompt schedule or wildcards,
+        alone (not txt2img; ControlNet, image references, regional prompts, a per-step prompt schedule or wildcards,
         which change the pipeline call itself or pick a prompt per image)."""
         from generation.prompts.schedule import has_schedule
         from generation.prompts.wildcards import has_wildcards
 
-        if self.kind != "txt2img" or self.controls or self.regions or self.wildcards:
+        if self.kind != "txt2img" or self.controls or self.regions or self.wildcards or self.references:
             return ""
         if any(has_schedule(text) or has_wildcards(text) for text in (self.prompt, self.negative_prompt)):
             return ""

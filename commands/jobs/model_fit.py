@@ -228,6 +228,8 @@ def _features_used(found: Family, spec: GenerationSpec) -> list[str]:
             used.append("negative")
         used += [name for name, on in (("clip_skip", spec.clip_skip not in (None, 1)), ("tile", spec.tile), ("vae", spec.vae)) if on]
         used += [name for name, on in (("regions", spec.regions), ("controlnet", spec.controls), ("lora", spec.loras)) if on]
+        if spec.references:
+            used.append("reference")
         if spec.embeddings:
             used.append("embeddings")
         if found.prompt_encoding != "a1111":
@@ -286,6 +288,7 @@ def _what(feature: str) -> str:
         "vae": "--vae",
         "regions": "Regional prompts (--regions)",
         "controlnet": "ControlNet",
+        "reference": "Image references (--sref, --oref)",
         "lora": "LoRAs",
         "embeddings": "Embeddings",
         "prompt_weights": "Prompt weights such as (word:1.3)",

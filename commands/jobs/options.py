@@ -23,7 +23,7 @@ from commands.frame.parser import flag_name
 from config import ModelRegistry, Settings
 from generation.models.families import Family, family
 from generation.models.samplers import find_sampler, sampler_names, unavailable_reason
-from generation.spec import GenerationSpec
+from generation.spec import MAX_REFERENCE_WEIGHT, GenerationSpec
 
 MAX_STYLES_PER_JOB = 5
 MAX_LORA_WEIGHT = 5.0  # A1111 takes any weight; past ±5 a LoRA only burns the picture
@@ -135,6 +135,41 @@ LORAS = Option(
     example="fox:0.8",
     repeatable=True,
 )
+# Image references (Midjourney's --sref / --oref with --sw / --ow) through an IP-Adapter
+# (generation.control.ip_adapters); the pictures are found by commands.jobs.sources.find_references.
+REFERENCE_APPLIES = "SD 1.x/2.x and SDXL with an IP-Adapter (on `tiny`: built in)"
+SREF = Option(
+    "sref",
+    "text",
+    "Style reference: draw in the style of a picture. Alone, the picture replied to or attached; or the id of a message with my picture",
+    example="b3",
+    applies=REFERENCE_APPLIES,
+)
+OREF = Option(
+    "oref",
+    "text",
+    "Subject reference: draw what a picture shows. Alone, the picture replied to or attached; or the id of a message with my picture",
+    example="b3",
+    applies=REFERENCE_APPLIES,
+)
+SW = Option(
+    "sw",
+    "int",
+    "Style reference weight (100: IP-Adapter scale 1 on the style layers)",
+    bounds=(0, MAX_REFERENCE_WEIGHT),
+    default=100,
+    example="250",
+    applies="with --sref",
+)
+OW = Option(
+    "ow",
+    "int",
+    "Subject reference weight (100: IP-Adapter scale 0.6)",
+    bounds=(0, MAX_REFERENCE_WEIGHT),
+    default=100,
+    example="50",
+    applies="with --oref",
+)
 IMAGINE_OPTIONS: tuple[Option, ...] = (
     NEGATIVE,
     ASPECT,
@@ -153,6 +188,10 @@ IMAGINE_OPTIONS: tuple[Option, ...] = (
     REGIONS,
     BASE_RATIO,
     LORAS,
+    SREF,
+    OREF,
+    SW,
+    OW,
 )
 IMAGINE_FLAGS = aliases(IMAGINE_OPTIONS)  # accepted spelling -> canonical name
 
@@ -193,6 +232,11 @@ class ImagineOptions:
     regions: str | None = None  # a region layout (generation.prompts.region_layout), checked for syntax here
     base_ratio: float | None = None
     loras: tuple[tuple[str, float], ...] | None = None  # --lora NAME:WEIGHT; resolved against the library on submit
+    # --sref / --oref: "" for the request's own picture, else a message id; found on submit (commands.jobs.references)
+    sref: str | None = None
+    oref: str | None = None
+    sw: int | None = None
+    ow: int | None = None
 
 
 @dataclass(frozen=True)
@@ -297,6 +341,23 @@ class _Checker:
             parse_layout(text)
         except ValueError as error:
             self.problems.append(f"`{self.flag('regions')} {quoted(text)}`: {error}")
+            return _INVALID
+        return text
+
+    def _sref(self, value: Any) -> Any:
+        return self._picture("sref", value)
+
+    def _oref(self, value: Any) -> Any:
+        return self._picture("oref", value)
+
+    def _picture(self, key: str, value: Any) -> Any:
+        """A reference's picture: "" (the request's own) or one message id, checked for form here."""
+        text = str(value).strip().strip("\"'")
+        if text and (len(text) > 64 or any(ch.isspace() for ch in text)):
+            self.problems.append(
+                f"`{self.flag(key)}` takes the id of a message with my picture (e.g. `{self.flag(key)} b3`), or nothing to use "
+                f"the picture you reply to or attach; you wrote `{quoted(text)}`."
+            )
             return _INVALID
         return text
 
@@ -541,6 +602,8 @@ def build_spec(
         base_ratio=pick("base_ratio", None),
         # A remix, vary or reroll of a ControlNet picture is steered as it was.
         controls=base.controls if base is not None else (),
+        # ...and drawn with its references (commands.jobs.references adds or reweighs them).
+        references=base.references if base is not None else (),
         control_mode=base.control_mode if base is not None else "balanced",
     )
     if not spec.prompt and require_prompt:

@@ -8,12 +8,21 @@ Called by `commands.jobs.submit` inside the job's transaction, after the options
    job reads the same lines whenever it runs; the picks are made per image by the engine from each
    image's seed. A trial expansion here catches unknown lists and broken braces before queueing;
 3. regions (`--regions`): the prompt must have as many parts as the layout has cells.
+
+Image references (`--sref` style, `--oref` subject, weights `--sw` / `--ow`) are fitted here too
+(`fit_references`), their pictures found by `commands.jobs.sources.find_references`: a remix,
+Vary or Reroll keeps the picture's references (`build_spec` carries them); `--sw` / `--ow` alone
+reweigh them, a new `--sref` / `--oref` replaces the one of its kind. Which IP-Adapter draws them
+is chosen for the job's model: the built-in tiny one on `tiny`, else the first of
+SDBOT_IP_ADAPTERS made for the model's family. Families without a reference method are refused by
+`commands.jobs.model_fit` (feature "reference"), before anything is queued.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -22,14 +31,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from commands.frame.context import Context
 from commands.frame.errors import UserError
 from commands.jobs.model_fit import resolve_assets
-from commands.jobs.options import ImagineOptions
+from commands.jobs.options import ImagineOptions, InitImage
 from config.styles import Style, StyleError, apply_styles, load_builtin_styles, load_styles_file
 from generation.control.catalog import refit
+from generation.models.families import family
 from generation.prompts import wildcards
-from generation.spec import GenerationSpec
+from generation.spec import GenerationSpec, ReferenceKind, ReferenceRef
 from storage import prompt_library
 from storage.tables import User
 
+TINY_ADAPTER = "tiny"  # generation.control.ip_adapters.TINY (commands/ imports no torch)
+REFERENCE_FLAGS: dict[ReferenceKind, tuple[str, str]] = {"style": ("sref", "sw"), "subject": ("oref", "ow")}
 log = logging.getLogger(__name__)
 
 
@@ -59,9 +71,9 @@ async def apply_prompt_features(
         prompt, negative = apply_styles([library[name] for name in styles], spec.prompt, spec.negative_prompt)
         spec = spec.evolve(prompt=prompt, negative_prompt=negative, styles=styles)
     spec = await _snapshot_wildcards(ctx, session, user.id, spec, base)
-    if spec.kind == "instruct":  # its own model: the LoRAs and embeddings of yours fit another
+    if spec.kind == "instruct" and ctx.registry.get(spec.model) is None:  # Instruct Pix2Pix: your LoRAs fit another model
         if opts.loras or "<lora:" in spec.prompt.lower() or "<lyco:" in spec.prompt.lower():
-            notes.append("LoRAs don't apply to /edit: it runs on the instruct model.")
+            notes.append("LoRAs don't apply to /edit on Instruct Pix2Pix: it runs on its own model.")
         spec = spec.evolve(loras=(), embeddings=(), skipped=())
     elif spec.diffusion:
         spec = await resolve_assets(ctx, session, user.id, spec, opts.loras, base, notes)
@@ -183,3 +195,65 @@ def _check_regions(spec: GenerationSpec, *, inherited: bool) -> None:
         )
     if problems:
         raise UserError(*problems)
+
+
+@dataclass(frozen=True)
+class Picked:
+    """A reference's picture as found for a request, before it is fitted to the job's model."""
+
+    kind: ReferenceKind
+    picture: InitImage
+    upload_size: int | None = None  # set when the picture is a new upload (recorded with the job)
+
+
+def fit_references(ctx: Context, spec: GenerationSpec, opts: ImagineOptions, picked: Sequence[Picked], notes: list[str]) -> GenerationSpec:
+    """The job's references: the remixed picture's, replaced by new ones of their kind and
+    reweighed by `--sw` / `--ow`, each with the IP-Adapter that draws it on the job's model."""
+    assert all(getattr(opts, flag) is None or any(p.kind == kind for p in picked) for kind, (flag, _) in REFERENCE_FLAGS.items()), (
+        "--sref/--oref given, but the caller found no picture for them (commands.jobs.sources.find_references)"
+    )
+    refs = {ref.kind: ref for ref in spec.references}
+    for pick in picked:
+        refs[pick.kind] = ReferenceRef(kind=pick.kind, image=pick.picture.blob_key)
+    for kind, (flag, weight_flag) in REFERENCE_FLAGS.items():
+        weight = getattr(opts, weight_flag)
+        if weight is None:
+            continue
+        if kind not in refs:
+            raise UserError(f"`--{weight_flag}` weighs a {kind} reference: add `--{flag}` with a picture, or leave it out.")
+        refs[kind] = refs[kind].evolve(weight=weight)
+    if not refs:
+        return spec
+    if not spec.diffusion:  # an upscale or face fix of such a picture draws nothing to steer
+        return spec.evolve(references=())
+    if spec.kind == "instruct":
+        notes.append("--sref/--oref don't apply to /edit; attach the pictures to it instead, where its model takes references.")
+        return spec.evolve(references=())
+    if spec.regions:
+        raise UserError("Image references (--sref, --oref) and regional prompts (--regions) can't be used together yet; drop one.")
+    entry = ctx.registry.get(spec.model) or ctx.registry.default
+    asked = bool(picked) or opts.sw is not None or opts.ow is not None
+    if not asked and not family(entry.family).supports("reference"):  # inherited by a remix on another family
+        notes.append(f"{family(entry.family).label} can't draw image references, so the picture's --sref/--oref aren't used.")
+        return spec.evolve(references=())
+    adapter = _adapter_for(ctx, spec)
+    ordered = tuple(refs[kind].evolve(adapter=adapter) for kind in REFERENCE_FLAGS if kind in refs)  # style first, as drawn
+    return spec.evolve(references=ordered)
+
+
+def _adapter_for(ctx: Context, spec: GenerationSpec) -> str:
+    """The IP-Adapter for the job's model: "" where its family has no reference method (the
+    family check refuses the job with its reason)."""
+    entry = ctx.registry.get(spec.model) or ctx.registry.default
+    kind = family(entry.family)
+    if not kind.supports("reference"):
+        return ""
+    if entry.kind == "tiny":
+        return TINY_ADAPTER
+    for name, adapter in ctx.settings.ip_adapters.items():
+        if adapter.architecture == entry.family:
+            return name
+    raise UserError(
+        f"Image references on `{entry.display_name}` need an IP-Adapter made for {kind.label}, and none is configured here. "
+        f"Ask an admin to add one to SDBOT_IP_ADAPTERS (architecture {entry.family}), or leave out --sref/--oref."
+    )

@@ -122,6 +122,8 @@ def settings_line(spec: GenerationSpec) -> str:
         parts.append(f"ControlNet {units}{mode}")
     if spec.image_cfg is not None:
         parts.append(f"image CFG {spec.image_cfg:g}")
+    for ref in spec.references:  # Midjourney's words: --sw / --ow
+        parts.append(f"{'sref' if ref.kind == 'style' else 'oref'} {ref.weight}")
     parts.append(spec.model)
     if spec.clip is not None:
         parts.insert(0, clip_line(spec))

@@ -14,6 +14,10 @@ The clip (/video2video, a reply to a clip), as frames stored as PNG blobs, first
    base of a remix);
 3. a video or GIF in the replied-to message that the adapter handed over.
 
+An image reference's picture (`find_references`): `--sref` alone takes the request's picture as
+`find_source` finds it (it is then the reference only, not also a picture to remix); `--sref b3`
+the bot's picture in the message with that id in this chat, found as a reply to it would be.
+
 An uploaded video is read here, in the chat process, within the limits: SDBOT_MAX_VIDEO_BYTES,
 SDBOT_MAX_VIDEO_SECONDS, at most SDBOT_MAX_FRAMES frames taken at the clip's fps, each frame fitted
 to SDBOT_MAX_CLIP_PIXELS. What was cut or scaled is said in the notes. Reading runs off the event
@@ -23,6 +27,7 @@ frames stalls no one else's chat and never sits in memory at full size.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 from dataclasses import dataclass, field
@@ -33,7 +38,8 @@ from commands.frame.images import first_image
 from commands.frame.offload import offload
 from commands.frame.types import Attachment, Request
 from commands.jobs.job_view import clip_of, image_base, is_clip_job, maps_of, spec_of
-from commands.jobs.options import InitImage
+from commands.jobs.options import ImagineOptions, InitImage
+from commands.jobs.prompt_features import REFERENCE_FLAGS, Picked
 from commands.jobs.submit import store_upload
 from generation.spec import GenerationSpec
 from storage import outbox, queue
@@ -220,3 +226,32 @@ async def _from_bot_message(ctx: Context, request: Request) -> Source | None:
     # A remix of one picture draws one unless `--n` says otherwise, whatever its job drew.
     base = image_base(job, index).evolve(n=1)
     return Source(init=init, base=base, parent=(job.id, index))
+
+
+def takes_request_picture(opts: ImagineOptions) -> bool:
+    """Whether a reference is the request's own picture (`--sref` / `--oref` alone), which then
+    is not also the picture to remix."""
+    return opts.sref == "" or opts.oref == ""
+
+
+async def find_references(ctx: Context, request: Request, opts: ImagineOptions) -> list[Picked]:
+    """The pictures `--sref` and `--oref` name; UserError when one is missing or not a picture."""
+    picked = []
+    for kind, (flag, _) in REFERENCE_FLAGS.items():
+        value = getattr(opts, flag)
+        if value is None:
+            continue
+        if value:
+            # A message id: found as a reply to that message would be, without the request's own pictures.
+            source = await find_source(ctx, dataclasses.replace(request, reply_to=value, attachments=(), reply_to_images=(), lookups={}))
+            if source.init is None:
+                raise UserError(f"`--{flag} {value}`: I find no picture of mine in a message `{value}` in this chat. Give the id of one.")
+        else:
+            source = await find_source(ctx, request)
+            if source.init is None:
+                raise UserError(
+                    f"`--{flag}` needs a picture: reply to one with your prompt, attach one, or give the id of a message "
+                    f"with my picture (e.g. `--{flag} b3`)."
+                )
+        picked.append(Picked(kind, source.init, source.upload_size))
+    return picked

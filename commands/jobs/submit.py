@@ -20,7 +20,7 @@ from commands.jobs import render
 from commands.jobs.admission import asker, check_job, check_room
 from commands.jobs.model_fit import check_family, require_usable
 from commands.jobs.options import ImagineOptions, InitImage, build_spec
-from commands.jobs.prompt_features import apply_prompt_features
+from commands.jobs.prompt_features import Picked, apply_prompt_features, fit_references
 from generation.spec import GenerationSpec
 from storage import queue
 from storage.tables import User
@@ -50,12 +50,13 @@ async def submit(
     extra_blobs: Sequence[tuple[InitImage, int]] = (),
     notes: Sequence[str] = (),
     inherited: ImagineOptions | None = None,
+    references: Sequence[Picked] = (),
 ) -> list[Reply]:
     """Queue a job. `shape` turns the resolved spec into another kind of job (an upscale, an
     inpaint: `commands.pictures.edits`), checking its own limits and adding notes; `extra_blobs` are
     further uploads the job reads (an inpaint mask); `notes` are shown with "queued"; `inherited`
     are settings read from a picture (they give way, with a note, where the model's family can't
-    use them)."""
+    use them); `references` are the pictures of `--sref` / `--oref` (commands.jobs.sources.find_references)."""
     async with ctx.db.transaction() as session:
         user = await asker(session, request)
         spec, built_notes = build_spec(
@@ -71,11 +72,16 @@ async def submit(
         notes = [*built_notes, *notes]
         if shape is not None:
             spec = shape(spec, notes)
+        spec = fit_references(ctx, spec, opts, references, notes)
         spec = spec.evolve(age_restricted=request.age_restricted)  # where it is asked, not inherited
         spec = await apply_prompt_features(ctx, session, user, spec, opts, base, notes)
         spec = await check_job(ctx, session, request, spec, notes)
         if init is not None and upload_size is not None:
             await queue.record_blob(session, init.blob_key, upload_size, "image/png", init.width, init.height)
+        for pick in references:
+            if pick.upload_size is not None:
+                picture = pick.picture
+                await queue.record_blob(session, picture.blob_key, pick.upload_size, "image/png", picture.width, picture.height)
         for blob, size in extra_blobs:
             await queue.record_blob(session, blob.blob_key, size, "image/png", blob.width, blob.height)
         reply = await _enqueue(ctx, session, request, user, spec, parent, notes)

@@ -24,7 +24,7 @@ from commands.frame.errors import UserError
 from commands.frame.numbers import check_number
 from commands.frame.types import Reply, Request
 from commands.jobs.options import IMAGINE_OPTIONS, ImagineOptions, fit_size, read_options
-from commands.jobs.sources import Source, find_source
+from commands.jobs.sources import Source, find_references, find_source
 from commands.jobs.submit import submit
 from generation.control.catalog import NEEDS, PREPROCESSORS, choose_controlnet, control_type, preprocessor_for
 from generation.control.qr import QRTextError, make_code
@@ -209,7 +209,8 @@ async def _queue_control(
         return spec.evolve(controls=tuple(refs), control_mode=mode, **size)
 
     extra = ((init, source.upload_size),) if init is not None and source.upload_size is not None else ()
-    return await submit(ctx, request, opts, parent=source.parent, shape=shape, extra_blobs=extra)
+    references = await find_references(ctx, request, opts)  # --sref / --oref
+    return await submit(ctx, request, opts, parent=source.parent, shape=shape, extra_blobs=extra, references=references)
 
 
 def _configured(ctx: Context, setting: str) -> bool:

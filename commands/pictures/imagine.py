@@ -11,7 +11,7 @@ from commands.frame.context import Context
 from commands.frame.declare import Option, read_flags
 from commands.frame.types import Reply, Request
 from commands.jobs.options import IMAGINE_OPTIONS, ImagineOptions, read_options
-from commands.jobs.sources import find_source, replied_clip
+from commands.jobs.sources import Source, find_references, find_source, replied_clip, takes_request_picture
 from commands.jobs.submit import submit
 
 PROMPT = Option("prompt", "text", "What to draw (--options work here too)", positional=True, rest=True, required=True)
@@ -28,8 +28,12 @@ async def imagine(ctx: Context, request: Request, args: str) -> list[Reply]:
 
 
 async def _submit_with_source(ctx: Context, request: Request, opts: ImagineOptions) -> list[Reply]:
-    source = await find_source(ctx, request)
-    return await submit(ctx, request, opts, init=source.init, upload_size=source.upload_size, base=source.base, parent=source.parent)
+    references = await find_references(ctx, request, opts)
+    # `--sref` / `--oref` alone take the request's picture as the reference: then it is not also remixed.
+    source = Source() if takes_request_picture(opts) else await find_source(ctx, request)
+    return await submit(
+        ctx, request, opts, init=source.init, upload_size=source.upload_size, base=source.base, parent=source.parent, references=references
+    )
 
 
 async def imagine_or_restyle(ctx: Context, request: Request, args: str) -> list[Reply]:

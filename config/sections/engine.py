@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from config.models import ControlNetEntry, ModelEntry, ModelRegistry
+from config.models import ControlNetEntry, IPAdapterEntry, ModelEntry, ModelRegistry
 from config.sections.parse import NamedFiles
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -144,7 +144,18 @@ class ControlSettings(BaseModel):
         json_schema_extra={"doc_default": "none (tiny: built-in)"},
     )
     controlnet_cache_bytes: int = Field(
-        4 * 1024**3, ge=0, description="ControlNet weights kept loaded beside the base model (least recently used dropped first)."
+        4 * 1024**3,
+        ge=0,
+        description="ControlNet and IP-Adapter weights kept loaded beside the base model (least recently used dropped first).",
+    )
+    ip_adapters: dict[str, IPAdapterEntry] = Field(
+        default_factory=dict,
+        description="IP-Adapters for image references (`--sref`, `--oref`), by name: `source` (a folder), `weight_name` "
+        "(the `.safetensors` file in it, default `ip-adapter_sd15.safetensors`), `image_encoder` (a "
+        "`CLIPVisionModelWithProjection` folder, e.g. h94/IP-Adapter's `models/image_encoder`), `architecture` (sd1, "
+        "sd2 or sdxl, default sd1); TOML `[ip_adapters.sd15]` or JSON. The first whose architecture is the model's "
+        "family is used. On the tiny model a built-in tiny one serves.",
+        json_schema_extra={"doc_default": "none (tiny: built-in)"},
     )
     depth_model: str | None = Field(
         None,
@@ -160,8 +171,10 @@ class ControlSettings(BaseModel):
     )
     instruct_model: str | None = Field(
         None,
-        description="An Instruct Pix2Pix model (diffusers folder or cached Hub id, e.g. `timbrooks/instruct-pix2pix`) "
-        "for `/edit`. On the tiny model a built-in tiny one is used.",
+        description="What `/edit` runs on when the person's own model doesn't edit: the name of a model that edits "
+        "(FLUX.1 Kontext, Qwen-Image-Edit, FLUX.2 Klein, set up in SDBOT_MODELS), or an Instruct Pix2Pix model (diffusers folder or cached "
+        "Hub id, e.g. `timbrooks/instruct-pix2pix`). Unset: the first model that edits, else on the tiny model a "
+        "built-in tiny Pix2Pix.",
         json_schema_extra={"doc_default": "none (tiny: built-in)"},
     )
     instruct_image_cfg: float = Field(1.5, ge=0, le=10, description="The default `--image-cfg` of `/edit`.")

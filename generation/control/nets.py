@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,17 +70,22 @@ class ControlNets:
         """The ControlNet `name` for a model of `family` (a family id), loaded once and kept."""
         entry = self.entry(name)
         key = f"{name} ({family})" if entry.source == "tiny" else name  # the tiny ones are built per family
+        return self.keep(key, lambda: self._load(name, entry, families.family(family)))
+
+    def keep(self, key: str, load: Callable[[], Any], size: Callable[[Any], int] = parameter_bytes) -> Any:
+        """`load()` once under `key`, kept in this LRU by bytes: the ControlNets, and the
+        IP-Adapters of image references (generation.control.ip_adapters), share one budget."""
         if key in self._loaded:
             self._loaded.move_to_end(key)
             return self._loaded[key]
-        model = self._load(name, entry, families.family(family))
+        model = load()
         self.loads += 1
         self._loaded[key] = model
-        self._bytes[key] = parameter_bytes(model)
+        self._bytes[key] = size(model)
         while len(self._loaded) > 1 and sum(self._bytes[k] for k in self._loaded) > self.budget_bytes:
             dropped, _ = self._loaded.popitem(last=False)  # the least recently used; never the one just loaded
             self._bytes.pop(dropped)
-            log.info("unloading ControlNet %s", dropped)
+            log.info("unloading %s", dropped)
         return model
 
     def _load(self, name: str, entry: ControlNetEntry, family: families.Family) -> Any:

@@ -305,6 +305,7 @@ def tiny_shapes(source: str) -> DiTShapes:
     others = {
         "tiny-sd3": ("sd3", tiny_config.SD3_TRANSFORMER),
         "tiny-qwen": ("qwen", tiny_config.QWEN_TRANSFORMER),
+        "tiny-qwen-edit-plus": ("qwen", tiny_config.QWEN_TRANSFORMER),
         "tiny-zimage": ("zimage", tiny_config.ZIMAGE_TRANSFORMER),
         "tiny-flux2": ("flux2", tiny_config.FLUX2_TRANSFORMER),
     }

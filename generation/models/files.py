@@ -65,7 +65,9 @@ def inspect_model_source(source: str, config: str | None = None) -> ModelFacts:
     kind = source_kind(source)
     if kind == "tiny":
         tiny_family = TINY_MODELS[source]
-        return ModelFacts(tiny_family, 64, variant="dev" if tiny_family == "flux" else None)
+        # by its name (tiny-kontext), else FLUX.1's tiny one is dev-like (it has a guidance embedder)
+        variant = families.family(tiny_family).variant_from(None, source) or ("dev" if tiny_family == "flux" else None)
+        return ModelFacts(tiny_family, 64, variant=variant)
     if kind == "folder":
         return _folder(Path(source).expanduser())
     if kind == "hub":

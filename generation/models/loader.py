@@ -29,7 +29,7 @@ from generation.models import families, tiny_flux2, tiny_qwen, tiny_sd3, tiny_zi
 from generation.models.families import Family
 from generation.models.speed import SpeedOptions, apply_speed_options, apply_vae_options
 from generation.models.tiny import ensure_tiny
-from generation.models.tiny_dit import ensure_tiny_chroma, ensure_tiny_flux
+from generation.models.tiny_dit import ensure_tiny_chroma, ensure_tiny_flux, ensure_tiny_kontext
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ TINY_BUILDERS = {
     "tiny-qwen": tiny_qwen.ensure,
     "tiny-zimage": tiny_zimage.ensure,
     "tiny-flux2": tiny_flux2.ensure,
+    "tiny-kontext": ensure_tiny_kontext,
+    "tiny-qwen-edit-plus": tiny_qwen.ensure_edit_plus,
 }
 # Free GPU memory asked beyond a pipeline's weights before `memory: auto` keeps it all on the GPU
 # (activations, the VAE decode at 1024², the CUDA context).
@@ -78,16 +80,38 @@ class LoadedModel:
     _vaes: dict[str, Any] = field(default_factory=dict, repr=False)  # VAE overrides, by source
     # AnimateDiff pipelines by "kind:motion adapter" (generation.models.motion builds them)
     clip_pipes: dict[str, Any] = field(default_factory=dict, repr=False)
+    # Where its components' folders are (a diffusers folder or Hub id; a single file's `config`): an
+    # edit pipeline's components that the txt2img pipeline has not (Qwen-Image-Edit's processor) load from it.
+    components_source: str | None = None
 
     def pipeline(self, kind: str) -> Any:
-        """The pipeline for `kind` ("txt2img", "img2img", "inpaint"), sharing the loaded weights."""
+        """The pipeline for `kind` ("txt2img", "img2img", "inpaint", "edit"), sharing the loaded weights."""
         if kind == "txt2img":
             return self.txt2img
+        if kind == "edit":
+            return self._edit_pipeline()
         if kind not in ("img2img", "inpaint"):
             raise ValueError(f"no pipeline for job kind {kind!r}")
         if kind not in self._pipes:
             self._pipes[kind] = share_weights(self.family, kind, self.txt2img)
         return self._pipes[kind]
+
+    def _edit_pipeline(self) -> Any:
+        """The family's instruction-edit pipeline for this model's variant (FLUX.1 Kontext's,
+        FLUX.2 Klein's with references), made of the loaded modules."""
+        variant = self.entry.guessed_variant
+        class_name = self.family.edit_pipeline(variant)
+        if class_name is None:
+            label = self.family.variant(variant).label or self.family.label
+            raise EngineUserError(f"the model `{self.name}` ({label}) doesn't edit pictures by instruction.")
+        if "edit" not in self._pipes:
+            import diffusers
+
+            pipeline_class = getattr(diffusers, class_name)
+            extra = {name: _load_component(self.components_source, name) for name in _missing_components(pipeline_class, self.txt2img)}
+            self._pipes["edit"] = _from_components(pipeline_class, self.txt2img, **extra)
+            self._pipes["edit"].set_progress_bar_config(disable=True)
+        return self._pipes["edit"]
 
     @property
     def denoiser(self) -> Any:
@@ -165,6 +189,7 @@ class ModelCache:
             self._unload(next(iter(self._loaded)))
         pipe, family = load_pipeline(entry, self.models_dir, self.device, self.dtype, self.speed)
         loaded = LoadedModel(key, entry, pipe, dict(pipe.scheduler.config), family, self.speed)
+        loaded.components_source = components_source(entry, self.models_dir)
         self._loaded[key] = loaded
         self.current = key
         return loaded
@@ -242,6 +267,44 @@ def _from_components(pipeline_class: Any, txt2img: Any, **extra: Any) -> Any:
 
     accepted = inspect.signature(pipeline_class.__init__).parameters
     return pipeline_class(**{name: module for name, module in txt2img.components.items() if name in accepted}, **extra)
+
+
+def _missing_components(pipeline_class: Any, txt2img: Any) -> list[str]:
+    """The components `pipeline_class` requires that `txt2img` has not (Qwen-Image-Edit's processor)."""
+    import inspect
+
+    accepted = inspect.signature(pipeline_class.__init__).parameters
+    return [
+        name
+        for name, parameter in accepted.items()
+        if name not in ("self", "args", "kwargs") and parameter.default is inspect.Parameter.empty and name not in txt2img.components
+    ]
+
+
+def _load_component(source: str | None, name: str) -> Any:
+    """The component `name` of the model at `source`, by the class its model_index.json names."""
+    import importlib
+
+    import diffusers
+
+    if source is None:
+        raise EngineUserError(
+            f"this model's files have no `{name}`, which its edit pipeline needs; point the model at its diffusers folder."
+        )
+    index = diffusers.DiffusionPipeline.load_config(source)
+    if name not in index:
+        raise EngineUserError(f"the model at `{source}` has no `{name}` (model_index.json), which its edit pipeline needs.")
+    library, class_name = index[name]
+    return getattr(importlib.import_module(library), class_name).from_pretrained(source, subfolder=name)
+
+
+def components_source(entry: ModelEntry, models_dir: Path) -> str | None:
+    """Where a model's components' folders are: its diffusers folder or Hub id, a single file's `config`."""
+    if entry.kind == "tiny":
+        return str(TINY_BUILDERS[entry.source](models_dir))
+    if entry.kind == "file":
+        return entry.config
+    return str(Path(entry.source).expanduser()) if entry.kind == "folder" else entry.source
 
 
 def load_pipeline(

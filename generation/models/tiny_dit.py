@@ -83,6 +83,11 @@ def ensure_tiny_chroma(models_dir: Path) -> Path:
     return ensure_tiny_dit("chroma", models_dir)
 
 
+def ensure_tiny_kontext(models_dir: Path) -> Path:
+    """The tiny FLUX.1 Kontext diffusers folder under `models_dir` (/edit on a FLUX.1 model)."""
+    return ensure_tiny_dit("kontext", models_dir)
+
+
 def ensure_tiny_dit(family: str, models_dir: Path) -> Path:
     """The tiny `family` model's diffusers folder under `models_dir`, built on first use."""
     version, build = FAMILIES[family]
@@ -141,11 +146,20 @@ def _build_chroma() -> DiffusionPipeline:
         )
 
 
+def _build_kontext() -> DiffusionPipeline:
+    """The tiny FLUX.1 Kontext: tiny FLUX.1's very weights saved as a `FluxKontextPipeline`, as
+    Kontext [dev] is FLUX.1-dev's architecture (its folder says what it is in model_index.json)."""
+    from diffusers import FluxKontextPipeline
+
+    return FluxKontextPipeline(**_build_flux().components)
+
+
 FAMILIES: dict[
     str, tuple[str, Callable[[], DiffusionPipeline]]
 ] = {  # family: (folder name, builder); bump the version when a recipe changes
     "flux": ("tiny-flux-v1", _build_flux),
     "chroma": ("tiny-chroma-v1", _build_chroma),
+    "kontext": ("tiny-kontext-v1", _build_kontext),
 }
 
 

@@ -30,11 +30,12 @@ from generation.models.tiny import pipeline_folder
 from generation.models.tiny_dit import _WORDS, _seeded
 
 if TYPE_CHECKING:
-    from diffusers import QwenImagePipeline
+    from diffusers import QwenImageEditPlusPipeline, QwenImagePipeline
     from transformers import Qwen2Tokenizer
 
 
 VERSION = "tiny-qwen-v1"  # the folder name; bump when the recipe changes, so cached copies are rebuilt
+EDIT_PLUS_VERSION = "tiny-qwen-edit-plus-v1"
 
 # --- configs (the transformer's is in tiny_config.py, torch-free, for the chat side) ------------------------
 QWEN_TEXT_DIM = 32  # the tiny Qwen2.5-VL's hidden size = the transformer's joint_attention_dim
@@ -163,6 +164,33 @@ def build_pipeline() -> QwenImagePipeline:
             tokenizer=tokenizer,
             transformer=transformer.eval(),
         )
+
+
+def ensure_edit_plus(models_dir: Path) -> Path:
+    """The tiny Qwen-Image-Edit-Plus folder under `models_dir` (`EDIT_PLUS_VERSION`), built on first use."""
+    return pipeline_folder(models_dir, EDIT_PLUS_VERSION, build_edit_plus_pipeline)
+
+
+def build_edit_plus_pipeline() -> QwenImageEditPlusPipeline:
+    """The tiny Qwen-Image as a Qwen-Image-Edit-Plus: the same weights (the edit models are
+    Qwen-Image's architecture, trained to edit) with the processor its pipeline reads pictures
+    through, for the tiny vision tower (14 px patches, merged 2x2, 2 frames a patch, as Qwen2.5-VL's)."""
+    from diffusers import QwenImageEditPlusPipeline
+    from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
+
+    base = build_pipeline()
+    vision = QWEN_TEXT_ENCODER["vision_config"]
+    patches = {
+        "patch_size": vision["patch_size"],
+        "merge_size": vision["spatial_merge_size"],
+        "temporal_patch_size": vision["temporal_patch_size"],
+    }
+    processor = Qwen2VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**patches, min_pixels=56 * 56, max_pixels=28 * 28 * 1280),  # Qwen2.5-VL's bounds
+        video_processor=Qwen2VLVideoProcessor(**patches),
+        tokenizer=base.tokenizer,
+    )
+    return QwenImageEditPlusPipeline(**base.components, processor=processor)
 
 
 def qwen_tokenizer() -> Qwen2Tokenizer:

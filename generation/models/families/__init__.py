@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from generation.models.families.base import FEATURES, ControlNetSupport, Family, Variant
+from generation.models.families.base import FEATURES, ControlNetSupport, EditSupport, Family, Variant
 from generation.models.families.chroma import CHROMA
 from generation.models.families.flux import FLUX
 from generation.models.families.flux2 import FLUX2_KLEIN
@@ -31,6 +31,7 @@ __all__ = [
     "FAMILIES",
     "FEATURES",
     "ControlNetSupport",
+    "EditSupport",
     "Family",
     "Variant",
     "family",
@@ -47,9 +48,7 @@ _RECOGNITION_ORDER: tuple[Family, ...] = (FLUX2_KLEIN, CHROMA, FLUX, QWEN_IMAGE,
 
 # Families people run that are not on this layer yet: by pipeline class and by tensor names.
 _ELSEWHERE_PIPELINES = {
-    "QwenImageEditPipeline": "Qwen-Image-Edit",
     "Flux2Pipeline": "FLUX.2",
-    "FluxKontextPipeline": "FLUX.1 Kontext",
     "FluxFillPipeline": "FLUX.1 Fill",
     "WanPipeline": "Wan",
     "WanImageToVideoPipeline": "Wan image-to-video",

@@ -24,6 +24,7 @@ FEATURES = (
     "vae",  # a VAE other than the model's own
     "regions",  # regional prompting (BREAK regions through the UNet's cross-attention)
     "controlnet",
+    "reference",  # image references (--sref, --oref) through an IP-Adapter (generation.control.ip_adapters)
     "lora",  # users' LoRAs
     "embeddings",  # textual-inversion embeddings
     "prompt_weights",  # A1111's (word:1.2) emphasis
@@ -113,6 +114,39 @@ class ControlNetSupport:
 
 
 @dataclass(frozen=True)
+class EditSupport:
+    """How a family edits pictures by instruction (`/edit make it winter`), as diffusers has it: the
+    edit pipeline per variant (FLUX.1 Kontext's; FLUX.2 Klein's own pipeline with the pictures as
+    references), and how many pictures one edit may take. The engine builds the pipeline from the
+    loaded model's weights (generation.models.loader); the command layer picks the model and checks
+    the pictures before a job is queued (commands.pictures.edit)."""
+
+    pipelines: Mapping[str, str]  # variant -> pipeline class; "*": every variant of the family
+    # How many pictures one edit takes: the picture to edit and the references beside it (1: passed
+    # alone, not as a list); per variant where they differ (Qwen-Image-Edit 1, -Plus 3).
+    max_pictures: int = 1
+    max_pictures_of: Mapping[str, int] = field(default_factory=dict)
+    # The argument that sets the output's pixel count, where the pipeline would otherwise rescale the
+    # asked size to its own (Kontext's `max_area`, 1024² by default), and arguments always passed.
+    area_argument: str | None = None
+    fixed_arguments: Mapping[str, object] = field(default_factory=dict)
+    # What its pipeline refuses in a picture (FLUX.2's: sides under 64 px, more than 8:1): the
+    # engine scales a small picture up to `min_side`; the command layer refuses a longer one.
+    min_side: int = 0
+    max_aspect: float | None = None
+    # What it does with more than one picture, in words for /help and the docs.
+    pictures_note: str = ""
+
+    def pipeline(self, variant: str | None) -> str | None:
+        """The edit pipeline for `variant`, or None when that variant doesn't edit."""
+        return self.pipelines.get(variant or "") or self.pipelines.get("*")
+
+    def limit(self, variant: str | None) -> int:
+        """How many pictures an edit on `variant` takes."""
+        return self.max_pictures_of.get(variant or "", self.max_pictures)
+
+
+@dataclass(frozen=True)
 class Family:
     id: str  # sd1, sd2, sdxl, sd3, flux, chroma: what ModelEntry.architecture holds
     label: str  # "SD 1.x", "FLUX.1": how people name it
@@ -165,6 +199,8 @@ class Family:
     guidance: str = "cfg"  # what --cfg is: "cfg" (classifier-free) or "distilled" (FLUX.1-dev's embedded guidance)
     # Its ControlNet (None: none here; `why_not("controlnet")` then names the family).
     controlnet: ControlNetSupport | None = None
+    # Its instruction editing (/edit), for the variants that do it (None: none of them).
+    edit: EditSupport | None = None
     description: str = ""  # one line for /models and the docs
 
     def variant(self, name: str | None) -> Variant:
@@ -180,11 +216,18 @@ class Family:
         for variant in self.variants:
             if any(mark in lowered for mark in variant.name_marks):
                 return variant.name
-        for variant in self.variants:
-            for wanted, found in ((variant.config, denoiser_config), (variant.index, index)):
+        # model_index.json first: its pipeline class says more than the denoiser's config (FLUX.1
+        # Kontext's transformer is configured as FLUX.1-dev's)
+        for wanted_of, found in ((lambda v: v.index, index), (lambda v: v.config, denoiser_config)):
+            for variant in self.variants:
+                wanted = wanted_of(variant)
                 if wanted and found is not None and all(found.get(k) == v for k, v in wanted.items()):
                     return variant.name
         return None
+
+    def edit_pipeline(self, variant: str | None) -> str | None:
+        """The pipeline that edits pictures by instruction on this variant; None: it doesn't."""
+        return self.edit.pipeline(variant) if self.edit is not None else None
 
     def supports(self, feature: str, variant: str | None = None) -> bool:
         return self.why_not(feature, variant) is None

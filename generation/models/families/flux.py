@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from generation.models.families.base import Family, Variant
+from generation.models.families.base import EditSupport, Family, Variant
 
 PLAIN_TEXT = "its T5 encoder reads the prompt as plain text"
 FLOW_SAMPLERS = {"Euler": ("FlowMatchEulerDiscreteScheduler", {})}
@@ -27,6 +27,8 @@ def dit_unsupported(label: str, *, negative: str | None) -> dict[str, str]:
         "tile": f"seamless tiling works on UNet models (SD 1.x/2.x, SDXL); {label} isn't one",
         "vae": f"{label} has its own 16-channel VAE; the configured VAEs are SD ones",
         "regions": f"regional prompting works through SD's UNet cross-attention; {label} has none",
+        "reference": f"they are drawn by IP-Adapters (SDBOT_IP_ADAPTERS), which are for SD 1.x/2.x and SDXL; {label} has "
+        "no reference method here yet. Pick an SD 1.x or SDXL model with `--model`",
         "embeddings": f"textual-inversion embeddings are for CLIP-only models (SD 1.x/2.x, SDXL), not {label}",
         "prompt_weights": f"{label} can't weight words: {PLAIN_TEXT}. Write the emphasis in words instead of (word:1.3)",
         "prompt_editing": f"{label} can't switch prompts while drawing: {PLAIN_TEXT}",
@@ -51,7 +53,7 @@ def flux_variant(names: Sequence[str]) -> str | None:
 FLUX = Family(
     id="flux",
     label="FLUX.1",
-    pipeline_classes=("FluxPipeline",),
+    pipeline_classes=("FluxPipeline", "FluxKontextPipeline"),
     pipelines={"txt2img": "FluxPipeline", "img2img": "FluxImg2ImgPipeline", "inpaint": "FluxInpaintPipeline"},
     denoiser="transformer",
     denoiser_class="FluxTransformer2DModel",
@@ -76,6 +78,18 @@ FLUX = Family(
             config={"guidance_embeds": False},
             name_marks=("schnell",),
         ),
+        # Kontext [dev]: FLUX.1-dev's architecture trained to edit (the picture's tokens beside the
+        # drawing's); it also draws from a prompt, as dev does.
+        Variant("kontext", "FLUX.1 Kontext", steps=28, cfg=2.5, index={"_class_name": "FluxKontextPipeline"}, name_marks=("kontext",)),
+    ),
+    edit=EditSupport(
+        pipelines={"kontext": "FluxKontextPipeline"},
+        max_pictures=1,
+        # The engine scales the picture to the edit's pixel count itself (generation.jobs.instruct),
+        # so Kontext's own resize to its trained sizes (~1 MP) is off: the same scale at 1 MP.
+        area_argument="max_area",
+        fixed_arguments={"_auto_resize": False},
+        pictures_note="one picture: Kontext [dev] edits the picture it is given",
     ),
     # BFL's names, and diffusers' (GGUF and fp8 files are published in both)
     checkpoint_marks=("double_blocks.", "single_transformer_blocks."),

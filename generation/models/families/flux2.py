@@ -9,7 +9,7 @@ does. Its pipelines take a negative prompt only as embeddings: the engine encode
 
 from __future__ import annotations
 
-from generation.models.families.base import Family, Variant
+from generation.models.families.base import EditSupport, Family, Variant
 from generation.models.families.flux import FLOW_SAMPLERS, dit_unsupported
 
 FLUX2_KLEIN = Family(
@@ -41,6 +41,15 @@ FLUX2_KLEIN = Family(
             unsupported={"cfg": "FLUX.2 Klein (distilled) draws without guidance, so --cfg has no effect on it; its Base models take it"},
             index={"is_distilled": True},
         ),
+    ),
+    # Klein edits with the same pipeline: the pictures are references the drawing attends to. The
+    # pipeline sets no limit; each picture adds its tokens (4096 at 1024²), so sdbot takes four.
+    edit=EditSupport(
+        pipelines={"*": "Flux2KleinPipeline"},
+        max_pictures=4,
+        min_side=64,  # Flux2ImageProcessor.check_image_input
+        max_aspect=8,
+        pictures_note='up to 4 pictures, each a reference the edit can take from ("the cat from picture 2")',
     ),
     unsupported=dit_unsupported("FLUX.2 Klein", negative=None),
     # BFL's and diffusers' names; FLUX.2 [dev] (a guidance embedder, another text encoder) is not Klein

@@ -8,7 +8,7 @@ the picture black), so it takes at least 2."""
 
 from __future__ import annotations
 
-from generation.models.families.base import ControlNetSupport, Family, Variant
+from generation.models.families.base import ControlNetSupport, EditSupport, Family, Variant
 from generation.models.families.flux import FLOW_SAMPLERS, dit_unsupported
 
 # ControlNets: InstantX's (Qwen-Image-ControlNet-Union and the like). diffusers 0.42.1 has a txt2img
@@ -29,7 +29,7 @@ CONTROLNET = ControlNetSupport(
 QWEN_IMAGE = Family(
     id="qwen",
     label="Qwen-Image",
-    pipeline_classes=("QwenImagePipeline",),
+    pipeline_classes=("QwenImagePipeline", "QwenImageEditPipeline", "QwenImageEditPlusPipeline"),
     pipelines={"txt2img": "QwenImagePipeline", "img2img": "QwenImageImg2ImgPipeline", "inpaint": "QwenImageInpaintPipeline"},
     denoiser="transformer",
     denoiser_class="QwenImageTransformer2DModel",
@@ -48,7 +48,28 @@ QWEN_IMAGE = Family(
     blank_negative=" ",
     min_steps=2,
     controlnet=CONTROLNET,
-    variants=(Variant("", "Qwen-Image", steps=50, cfg=4.0),),
+    variants=(
+        Variant("", "Qwen-Image", steps=50, cfg=4.0),
+        # The edit models (Qwen-Image-Edit, and -Plus: Edit-2509/2511, several pictures), by their
+        # pipeline class in model_index.json or their name; "edit-plus" first: its names hold "edit".
+        Variant(
+            "edit-plus",
+            "Qwen-Image-Edit-Plus",
+            steps=40,
+            cfg=4.0,
+            index={"_class_name": "QwenImageEditPlusPipeline"},
+            name_marks=("edit-plus", "edit-2509", "edit-2511"),
+        ),
+        Variant("edit", "Qwen-Image-Edit", steps=50, cfg=4.0, index={"_class_name": "QwenImageEditPipeline"}, name_marks=("edit",)),
+    ),
+    # Its edit pipelines read the pictures twice: through Qwen2.5-VL (at 384², with the instruction)
+    # and through the VAE (at 1024², as references beside the drawing's tokens).
+    edit=EditSupport(
+        pipelines={"edit": "QwenImageEditPipeline", "edit-plus": "QwenImageEditPlusPipeline"},
+        max_pictures=1,
+        max_pictures_of={"edit-plus": 3},
+        pictures_note='Qwen-Image-Edit one picture; -Plus up to 3 ("picture 1", "picture 2", ... in the instruction)',
+    ),
     unsupported=dit_unsupported("Qwen-Image", negative=None),
     # diffusers' names (diffusers has no Qwen-Image entry among its single-file checkpoints)
     checkpoint_marks=(("txt_norm.", "img_in.", "transformer_blocks.0.img_mod."),),

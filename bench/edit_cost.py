@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""What /edit costs on the models that edit, in one run, against baselines in the same process.
+
+1. Per edit model (FLUX.1 Kontext, FLUX.2 Klein, Qwen-Image-Edit-Plus): an edit of one picture, and
+   of two and four where the model takes them, against a job drawn from the prompt alone on the same
+   model, size and steps: the pictures' VAE encoding and their tokens beside the drawing's on every step.
+2. The edit pipeline kept with its model (built once from the loaded weights) against building it
+   for every job (what a loader without the cache would do): the price of `from_components`, and for
+   Qwen-Image-Edit-Plus of reading its processor from disk.
+
+On the built-in tiny edit models (random weights, CPU-sized); real sizes belong to a GPU run with
+real files. Qwen-Image-Edit-Plus reads each picture at 1024² through its VAE whatever the edit's
+size, so on the tiny model its ratios are far above the others'.
+
+    python bench/edit_cost.py
+    python bench/edit_cost.py --size 128 --steps 8 --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+from config import ModelEntry, ModelRegistry  # noqa: E402
+from generation.engine import Engine  # noqa: E402
+from generation.jobs import run_job  # noqa: E402
+from generation.models.loader import ModelCache, resolve_device, resolve_dtype  # noqa: E402
+from generation.spec import GenerationSpec  # noqa: E402
+from storage.blobs import LocalBlobStore  # noqa: E402
+
+MODELS = {"tiny-kontext": (1,), "tiny-flux2": (1, 2, 4), "tiny-qwen-edit-plus": (1, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    device = resolve_device("auto")
+    dtype = resolve_dtype("auto", device)
+    work = Path(tempfile.mkdtemp(prefix="sdbot-bench-"))
+    registry = ModelRegistry([ModelEntry(source=model) for model in MODELS])
+    blobs = LocalBlobStore(work / "blobs")
+    engine = Engine(ModelCache(registry, work / "models", device, dtype, max_loaded=len(MODELS)), blobs)
+
+    keys = []
+    for i in range(4):
+        picture = Image.new("RGB", (args.size, args.size), (60 * i, 200 - 40 * i, 120))
+        ImageDraw.Draw(picture).ellipse(
+            (args.size // 8, args.size // 8, args.size * 5 // 8, args.size * 7 // 8), outline=(20, 20, 20), width=3
+        )
+        buffer = io.BytesIO()
+        picture.save(buffer, format="PNG")
+        keys.append(blobs.put(buffer.getvalue(), "png"))
+
+    def spec(model: str, pictures: int) -> GenerationSpec:
+        entry = registry.get(model)
+        assert entry is not None
+        edit = {"kind": "instruct", "init_image": keys[0], "edit_images": tuple(keys[1:pictures]), "operation": "Edit"} if pictures else {}
+        return GenerationSpec(
+            **{"kind": "txt2img", **edit},
+            prompt="make it winter",
+            model=model,
+            family=entry.family,
+            width=args.size,
+            height=args.size,
+            steps=args.steps,
+            cfg=4.0,
+            sampler="Euler",
+            seed=1,
+        )
+
+    def timed(function) -> float:  # type: ignore[no-untyped-def]
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        function()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    median = statistics.median
+    print(f"tiny edit models, {args.size}x{args.size}, {args.steps} steps, {device} {dtype}, {args.rounds} rounds (median)")
+    for model, counts in MODELS.items():
+        for pictures in (0, *counts):  # load the model, build the edit pipeline, warm up
+            run_job(engine, spec(model, pictures))
+        plain = median(timed(lambda: run_job(engine, spec(model, 0))) for _ in range(args.rounds))  # noqa: B023
+        print(f"{model}: drawn from the prompt {plain:8.3f} s")
+        for pictures in counts:
+            seconds = median(timed(lambda: run_job(engine, spec(model, pictures))) for _ in range(args.rounds))  # noqa: B023
+            print(f"  edit with {pictures} picture{'s' if pictures > 1 else ' '}    {seconds:8.3f} s   x{seconds / plain:.2f} of drawn")
+        loaded = engine.models.get(model)
+        kept = median(timed(lambda: loaded.pipeline("edit")) for _ in range(args.rounds))  # noqa: B023
+
+        def rebuilt() -> None:
+            loaded._pipes.pop("edit", None)  # noqa: B023 - called at once
+            loaded.pipeline("edit")  # noqa: B023
+
+        fresh = median(timed(rebuilt) for _ in range(args.rounds))
+        print(f"  edit pipeline: kept {kept * 1000:8.3f} ms, built per job {fresh * 1000:8.1f} ms ({fresh / plain:.1%} of a drawn job)")
+
+
+if __name__ == "__main__":
+    main()
