@@ -1,19 +1,22 @@
 #!/usr/bin/env python3
-"""What /edit costs on the models that edit, in one run, against baselines in the same process.
+"""What image references and /edit cost, in one run, against baselines in the same process.
 
-1. Per edit model (FLUX.1 Kontext, FLUX.2 Klein, Qwen-Image-Edit-Plus): an edit of one picture, and
+1. References (IP-Adapter, on the tiny SD model): a job with `--sref`, and with `--sref` and
+   `--oref`, against the same job without; and the IP-Adapter kept loaded (the ControlNets' LRU)
+   against loading it for every job (an engine that forgets it after each job).
+2. Per edit model (FLUX.1 Kontext, FLUX.2 Klein, Qwen-Image-Edit-Plus): an edit of one picture, and
    of two and four where the model takes them, against a job drawn from the prompt alone on the same
    model, size and steps: the pictures' VAE encoding and their tokens beside the drawing's on every step.
-2. The edit pipeline kept with its model (built once from the loaded weights) against building it
-   for every job (what a loader without the cache would do): the price of `from_components`, and for
-   Qwen-Image-Edit-Plus of reading its processor from disk.
+3. The edit pipeline kept with its model (built once from the loaded weights) against building it
+   for every job: the price of `from_components`, and for Qwen-Image-Edit-Plus of reading its
+   processor from disk.
 
-On the built-in tiny edit models (random weights, CPU-sized); real sizes belong to a GPU run with
-real files. Qwen-Image-Edit-Plus reads each picture at 1024² through its VAE whatever the edit's
-size, so on the tiny model its ratios are far above the others'.
+On the built-in tiny models (random weights, CPU-sized); real sizes belong to a GPU run with real
+files. Qwen-Image-Edit-Plus reads each picture at 1024² through its VAE whatever the edit's size,
+so on the tiny model its ratios are far above the others'.
 
-    python bench/edit_cost.py
-    python bench/edit_cost.py --size 128 --steps 8 --rounds 5
+    python bench/reference_cost.py
+    python bench/reference_cost.py --size 128 --steps 8 --rounds 5
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from config import ModelEntry, ModelRegistry  # noqa: E402
 from generation.engine import Engine  # noqa: E402
 from generation.jobs import run_job  # noqa: E402
 from generation.models.loader import ModelCache, resolve_device, resolve_dtype  # noqa: E402
-from generation.spec import GenerationSpec  # noqa: E402
+from generation.spec import GenerationSpec, ReferenceRef  # noqa: E402
 from storage.blobs import LocalBlobStore  # noqa: E402
 
 MODELS = {"tiny-kontext": (1,), "tiny-flux2": (1, 2, 4), "tiny-qwen-edit-plus": (1, 2)}
@@ -92,7 +95,9 @@ def main() -> None:
         return time.perf_counter() - start
 
     median = statistics.median
-    print(f"tiny edit models, {args.size}x{args.size}, {args.steps} steps, {device} {dtype}, {args.rounds} rounds (median)")
+    print(f"{args.size}x{args.size}, {args.steps} steps, {device} {dtype}, {args.rounds} rounds (median)")
+    references(args, device, dtype, work, blobs, keys, timed)
+    print("tiny edit models:")
     for model, counts in MODELS.items():
         for pictures in (0, *counts):  # load the model, build the edit pipeline, warm up
             run_job(engine, spec(model, pictures))
@@ -110,6 +115,39 @@ def main() -> None:
 
         fresh = median(timed(rebuilt) for _ in range(args.rounds))
         print(f"  edit pipeline: kept {kept * 1000:8.3f} ms, built per job {fresh * 1000:8.1f} ms ({fresh / plain:.1%} of a drawn job)")
+
+
+def references(args, device, dtype, work, blobs, keys, timed) -> None:  # type: ignore[no-untyped-def]
+    """Section 1 (module docstring), on the tiny SD model and its built-in IP-Adapter."""
+    registry = ModelRegistry([ModelEntry(source="tiny")])
+    engine = Engine(ModelCache(registry, work / "models", device, dtype), blobs)
+
+    def spec(*refs: ReferenceRef) -> GenerationSpec:
+        return GenerationSpec(
+            kind="txt2img", prompt="a red fox in the snow", model="tiny", width=args.size, height=args.size,
+            steps=args.steps, cfg=7.0, sampler="Euler", seed=1, references=refs,
+        )  # fmt: skip
+
+    style = ReferenceRef(kind="style", image=keys[1], adapter="tiny")
+    subject = ReferenceRef(kind="subject", image=keys[2], adapter="tiny")
+    for job in (spec(), spec(style), spec(style, subject)):  # load the model and the adapter, warm up
+        run_job(engine, job)
+
+    def forgetting() -> None:
+        engine.controlnets._loaded.clear()  # noqa: SLF001 - the baseline: no adapter kept between jobs
+        engine.controlnets._bytes.clear()
+        run_job(engine, spec(style))
+
+    median = statistics.median
+    plain = median(timed(lambda: run_job(engine, spec())) for _ in range(args.rounds))
+    one = median(timed(lambda: run_job(engine, spec(style))) for _ in range(args.rounds))
+    two = median(timed(lambda: run_job(engine, spec(style, subject))) for _ in range(args.rounds))
+    reloading = median(timed(forgetting) for _ in range(args.rounds))
+    print("tiny SD model, IP-Adapter references:")
+    print(f"  job without a reference        {plain:8.3f} s")
+    print(f"  job with --sref                {one:8.3f} s   x{one / plain:.2f} of without")
+    print(f"  job with --sref and --oref     {two:8.3f} s   x{two / plain:.2f} of without")
+    print(f"  --sref, adapter loaded per job {reloading:8.3f} s   x{reloading / one:.2f} of kept")
 
 
 if __name__ == "__main__":
