@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from commands.frame.types import Attachment
-from config import ModelEntry, ModelRegistry, Settings
+from config import ModelEntry, ModelRegistry
 from generation.engine import Engine
 from generation.jobs import run_job
 from generation.jobs.instruct import at_area
@@ -24,7 +24,7 @@ from generation.models.loader import ModelCache
 from generation.models.tiny_dit import ensure_tiny_kontext
 from generation.spec import GenerationSpec
 from storage.blobs import LocalBlobStore
-from tests.test_service import Bot, make_bot, png
+from tests.test_service import Bot, png, running_bot, tiny_settings
 
 INSTRUCTION = "make it winter"
 PIPELINES = {
@@ -168,20 +168,8 @@ def test_a_qwen_image_edit_plus_edit_with_two_pictures_equals_bare_diffusers(eng
 
 @pytest.fixture
 async def bot(tmp_path, models_dir):  # type: ignore[no-untyped-def]
-    settings = Settings(
-        _env_file=None,
-        model="tiny-kontext",
-        models={"tiny-flux2": ModelEntry(source="tiny-flux2"), "tiny-flux": ModelEntry(source="tiny-flux")},
-        data_dir=tmp_path / "data",
-        models_dir=models_dir,
-        default_steps=2,
-        poll_seconds=0.2,
-        progress_seconds=0.2,
-    )
-    made = await make_bot(settings)
-    yield made
-    made.worker.executor.shutdown()
-    await made.core.db.close()
+    async with running_bot(tiny_settings(tmp_path, models_dir, "tiny-kontext", ("tiny-flux2", "tiny-flux"))) as made:
+        yield made
 
 
 def attached(*colors: tuple[int, int, int]) -> tuple[Attachment, ...]:

@@ -18,7 +18,7 @@ import torch
 from PIL import Image, ImageDraw, ImageOps
 
 from commands.frame.types import Attachment
-from config import ModelEntry, ModelRegistry, Settings
+from config import ModelEntry, ModelRegistry
 from config.models import ControlNetEntry
 from generation.control.tiny import ensure_tiny_controlnet
 from generation.engine import Engine
@@ -27,7 +27,7 @@ from generation.models import tiny_qwen, tiny_sd3, tiny_zimage
 from generation.models.loader import ModelCache
 from generation.spec import ControlRef, GenerationSpec
 from storage.blobs import LocalBlobStore
-from tests.test_service import Bot, make_bot
+from tests.test_service import Bot, running_bot, tiny_settings
 
 # model -> its folder, its ControlNet pipeline and ControlNet class (written out here, not read from
 # the family layer: the test checks what the layer says), and how its --cfg 3.5 reaches diffusers.
@@ -185,21 +185,10 @@ async def bot(tmp_path: Path, models_dir: Path):  # type: ignore[no-untyped-def]
     sd15 = tmp_path / "controlnet-sd15-canny"  # an SD 1.5 ControlNet's config (its weights are never read here)
     sd15.mkdir()
     (sd15 / "config.json").write_text('{"_class_name": "ControlNetModel", "cross_attention_dim": 768}')
-    settings = Settings(
-        _env_file=None,
-        model="tiny-sd3",
-        models={model: ModelEntry(source=model) for model in ("tiny-qwen", "tiny-zimage", "tiny-flux")},
-        controlnets={"sd15-canny": ControlNetEntry(type="canny", source=str(sd15))},
-        data_dir=tmp_path / "data",
-        models_dir=models_dir,
-        default_steps=2,
-        poll_seconds=0.2,
-        progress_seconds=0.2,
-    )
-    made = await make_bot(settings)
-    yield made
-    made.worker.executor.shutdown()
-    await made.core.db.close()
+    controlnets = {"sd15-canny": ControlNetEntry(type="canny", source=str(sd15))}
+    settings = tiny_settings(tmp_path, models_dir, "tiny-sd3", ("tiny-qwen", "tiny-zimage", "tiny-flux"), controlnets=controlnets)
+    async with running_bot(settings) as made:
+        yield made
 
 
 def drawing() -> Attachment:

@@ -126,23 +126,10 @@ def test_parameters_record_the_references(engine: Engine, reference: str) -> Non
 
 @pytest.fixture
 async def bot(tmp_path, models_dir):  # type: ignore[no-untyped-def]
-    from config import Settings
-    from tests.test_service import make_bot
+    from tests.test_service import running_bot, tiny_settings
 
-    settings = Settings(
-        _env_file=None,
-        model="tiny",
-        models={"tiny": ModelEntry(source="tiny"), "tiny-flux": ModelEntry(source="tiny-flux")},
-        data_dir=tmp_path / "data",
-        models_dir=models_dir,
-        default_steps=2,
-        poll_seconds=0.2,
-        progress_seconds=0.2,
-    )
-    made = await make_bot(settings)
-    yield made
-    made.worker.executor.shutdown()
-    await made.core.db.close()
+    async with running_bot(tiny_settings(tmp_path, models_dir, "tiny", ("tiny", "tiny-flux"))) as made:
+        yield made
 
 
 def attachment(data: bytes, name: str = "ref.png", content_type: str = "image/png"):  # type: ignore[no-untyped-def]

@@ -3,8 +3,12 @@ a real worker on the tiny model, a real SQLite file. Buttons, remix, uploads and
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections.abc import AsyncIterator, Iterable
 from itertools import count
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,7 +16,7 @@ from PIL import Image
 
 import run_bot
 from commands.frame.types import Attachment, Outgoing, Press, Reply, Request
-from config import Settings
+from config import ModelEntry, Settings
 from tests.support.labels import EDIT_LABELS
 
 
@@ -62,6 +66,33 @@ class Bot:
 async def make_bot(settings: Settings) -> Bot:
     core = await run_bot.build_core(settings)
     return Bot(core, run_bot.build_worker(core))
+
+
+@contextlib.asynccontextmanager
+async def running_bot(settings: Settings) -> AsyncIterator[Bot]:
+    """A bot for one test, its worker's threads and its database closed afterwards."""
+    made = await make_bot(settings)
+    try:
+        yield made
+    finally:
+        made.worker.executor.shutdown()
+        await made.core.db.close()
+
+
+def tiny_settings(tmp_path: Path, models_dir: Path, model: str, others: Iterable[str] = (), **changes: Any) -> Settings:
+    """A chat test's settings: the built-in tiny `model` by default and `others` beside it, fast
+    polling, 2 steps; `changes` on top."""
+    fields: dict[str, Any] = dict(
+        _env_file=None,
+        model=model,
+        models={name: ModelEntry(source=name) for name in others},
+        data_dir=tmp_path / "data",
+        models_dir=models_dir,
+        default_steps=2,
+        poll_seconds=0.2,
+        progress_seconds=0.2,
+    )
+    return Settings(**{**fields, **changes})
 
 
 def png(color: tuple[int, int, int], size: tuple[int, int] = (80, 64)) -> bytes:
