@@ -101,6 +101,8 @@ def infotext(
         fields.append(("Denoising strength", _number(spec.strength)))
     if spec.image_cfg is not None:
         fields.append(("Image CFG scale", _number(spec.image_cfg)))
+    elif spec.kind == "instruct" and spec.init_image is not None:  # an edit model's pictures, as IP-Adapter hashes are written
+        fields.append(("Edit pictures", ", ".join(key.partition(".")[0][:10] for key in (spec.init_image, *spec.edit_images))))
     fields += _postprocess_fields(spec)
     fields += _prompt_feature_fields(spec, template)
     if spec.diffusion:

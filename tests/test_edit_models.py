@@ -128,6 +128,7 @@ def test_a_kontext_edit_equals_bare_diffusers(engine: Engine, models_dir: Path) 
     # picture's tokens. Ignored, it would change nothing at all: the same seed draws the same noise.)
     assert np.abs(pixels(other.png) - pixels(ours.png)).mean() > 0.2
     assert "Model family: FLUX.1" in ours.parameters and "Distilled CFG Scale: 2.5" in ours.parameters
+    assert f"Edit pictures: {edit_spec(engine, 'tiny-kontext', [fox]).init_image[:10]}," in ours.parameters
 
 
 def test_a_klein_edit_with_two_pictures_equals_bare_diffusers(engine: Engine, models_dir: Path) -> None:
@@ -135,6 +136,8 @@ def test_a_klein_edit_with_two_pictures_equals_bare_diffusers(engine: Engine, mo
     ours = run_job(engine, edit_spec(engine, "tiny-flux2", [sofa, cat], cfg=4.0, n=2))
     theirs = bare(models_dir, "tiny-flux2", [sofa, cat], cfg=4.0, n=2)
     assert [np.abs(pixels(image.png) - expected).max() for image, expected in zip(ours, theirs, strict=True)] <= [2, 2]
+    keys = edit_spec(engine, "tiny-flux2", [sofa, cat]).model_dump()
+    assert f'Edit pictures: "{keys["init_image"][:10]}, {keys["edit_images"][0][:10]}"' in ours[0].parameters, ours[0].parameters
     [alone] = run_job(engine, edit_spec(engine, "tiny-flux2", [sofa], cfg=4.0))
     assert np.abs(pixels(alone.png) - pixels(ours[0].png)).mean() > 1  # the second picture steers it too
 
