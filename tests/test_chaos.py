@@ -223,9 +223,14 @@ async def busy_worker(workers: Workers, rng: random.Random) -> tuple[int, int, i
 
 
 def read_lines(events: Path) -> list[tuple[str, int, int, str]]:
-    """The events file's lines: (claimed | completed | ready, job, attempt, owner)."""
+    """The events file's complete lines: (claimed | completed | ready, job, attempt, owner).
+
+    The workers append to the file while this reads it (every 10 ms, `stop_until_taken_over`):
+    a line being written may be read in part, without its newline. That fragment is left for the
+    next read, which sees it whole; every complete line ends with a newline."""
     lines = []
-    for line in events.read_text().splitlines() if events.exists() else []:
+    text = events.read_text() if events.exists() else ""
+    for line in text.split("\n")[:-1]:  # the last piece is "" or a line still being written
         what, job_id, attempt, owner = line.split()
         lines.append((what, int(job_id), int(attempt), owner))
     return lines
