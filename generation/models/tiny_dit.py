@@ -235,10 +235,19 @@ def _make_text_sensitive(transformer: torch.nn.Module, text_encoders: list[torch
     text_embedder = getattr(transformer.time_text_embed, "text_embedder", None)
     if text_embedder is not None:  # FLUX's pooled CLIP vector, which modulates every block
         text_embedder.linear_1.weight.mul_(4)
-    for module in [*transformer.modules(), *(m for encoder in text_encoders for m in encoder.modules())]:
-        weight = getattr(module, "weight", None)
-        if type(module).__name__.endswith(("LayerNorm", "GroupNorm", "RMSNorm")) and isinstance(weight, torch.nn.Parameter):
-            weight.copy_(1 + 0.5 * torch.randn_like(weight))
-            bias = getattr(module, "bias", None)
-            if isinstance(bias, torch.nn.Parameter):
-                bias.copy_(0.2 * torch.randn_like(bias))
+    random_norm_affines([transformer, *text_encoders])
+
+
+@torch.no_grad()
+def random_norm_affines(models: list[torch.nn.Module]) -> None:
+    """Random affine parameters on every LayerNorm, GroupNorm and RMSNorm of `models`, in module
+    order (weights 1 + N(0, 0.5²), biases N(0, 0.2²)): a tiny model's norms, fresh at 1 and 0, would
+    otherwise let no token stand out. Shared by the tiny DiT builders."""
+    for model in models:
+        for module in model.modules():
+            weight = getattr(module, "weight", None)
+            if type(module).__name__.endswith(("LayerNorm", "GroupNorm", "RMSNorm")) and isinstance(weight, torch.nn.Parameter):
+                weight.copy_(1 + 0.5 * torch.randn_like(weight))
+                bias = getattr(module, "bias", None)
+                if isinstance(bias, torch.nn.Parameter):
+                    bias.copy_(0.2 * torch.randn_like(bias))

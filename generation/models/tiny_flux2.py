@@ -37,7 +37,7 @@ import torch
 
 from generation.models import tiny_config
 from generation.models.tiny import pipeline_folder
-from generation.models.tiny_dit import _WORDS, _seeded
+from generation.models.tiny_dit import _WORDS, _seeded, random_norm_affines
 
 if TYPE_CHECKING:
     from diffusers import Flux2KleinPipeline
@@ -175,13 +175,7 @@ def _make_text_sensitive(transformer: torch.nn.Module, text_encoder: torch.nn.Mo
     strong text values in the double blocks carry that into the image tokens (their text keys are
     RMS-normed, so scaling the keys would do nothing), a weaker latent input gives the text the
     larger share of the image stream, and a stronger velocity output lets it move the latents."""
-    for module in [*transformer.modules(), *text_encoder.modules()]:
-        weight = getattr(module, "weight", None)
-        if type(module).__name__.endswith(("LayerNorm", "GroupNorm", "RMSNorm")) and isinstance(weight, torch.nn.Parameter):
-            weight.copy_(1 + 0.5 * torch.randn_like(weight))
-            bias = getattr(module, "bias", None)
-            if isinstance(bias, torch.nn.Parameter):
-                bias.copy_(0.2 * torch.randn_like(bias))
+    random_norm_affines([transformer, text_encoder])
     for layer in text_encoder.model.layers:
         layer.self_attn.q_norm.weight.mul_(3)
         layer.self_attn.k_norm.weight.mul_(3)

@@ -27,7 +27,7 @@ import torch
 
 from generation.models import tiny_config
 from generation.models.tiny import pipeline_folder
-from generation.models.tiny_dit import _seeded, t5_tokenizer
+from generation.models.tiny_dit import _seeded, random_norm_affines, t5_tokenizer
 
 if TYPE_CHECKING:
     from diffusers import StableDiffusion3Pipeline
@@ -115,10 +115,4 @@ def _make_text_sensitive(transformer: torch.nn.Module, text_encoders: list[torch
     transformer.pos_embed.proj.weight.mul_(0.3)  # the latents' own share of the image stream, against the text's
     transformer.proj_out.weight.mul_(3)  # a velocity of the noise's size, so the prompt moves the latents
     transformer.time_text_embed.text_embedder.linear_1.weight.mul_(4)  # the pooled CLIP-L + CLIP-G vector
-    for module in [*transformer.modules(), *(m for encoder in text_encoders for m in encoder.modules())]:
-        weight = getattr(module, "weight", None)
-        if type(module).__name__.endswith(("LayerNorm", "GroupNorm", "RMSNorm")) and isinstance(weight, torch.nn.Parameter):
-            weight.copy_(1 + 0.5 * torch.randn_like(weight))
-            bias = getattr(module, "bias", None)
-            if isinstance(bias, torch.nn.Parameter):
-                bias.copy_(0.2 * torch.randn_like(bias))
+    random_norm_affines([transformer, *text_encoders])

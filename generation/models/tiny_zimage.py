@@ -29,7 +29,7 @@ import torch
 
 from generation.models import tiny_config
 from generation.models.tiny import pipeline_folder
-from generation.models.tiny_dit import _WORDS, _seeded
+from generation.models.tiny_dit import _WORDS, _seeded, random_norm_affines
 
 if TYPE_CHECKING:
     from diffusers import ZImagePipeline
@@ -161,13 +161,7 @@ def _make_text_sensitive(transformer: torch.nn.Module, text_encoder: torch.nn.Mo
     (tests/test_tiny_zimage.py). Sharper attention also amplifies weight noise: with q/k norms x3 in
     every block, a Q8_0 GGUF copy of the transformer drew ~23/255 away from the float one; with
     x1.5 in the joint blocks only, ~1.3 away."""
-    for module in [*transformer.modules(), *text_encoder.modules()]:  # random affine norms, as tiny_dit's
-        weight = getattr(module, "weight", None)
-        if type(module).__name__.endswith(("LayerNorm", "GroupNorm", "RMSNorm")) and isinstance(weight, torch.nn.Parameter):
-            weight.copy_(1 + 0.5 * torch.randn_like(weight))
-            bias = getattr(module, "bias", None)
-            if isinstance(bias, torch.nn.Parameter):
-                bias.copy_(0.2 * torch.randn_like(bias))
+    random_norm_affines([transformer, text_encoder])  # random affine norms, as tiny_dit's
     for block in transformer.layers:  # the joint blocks, where the image reads the caption
         block.attention.norm_q.weight.mul_(1.5)  # sharper attention: an image token reads some caption
         block.attention.norm_k.weight.mul_(1.5)  # tokens more than others, not the average of all
