@@ -2,8 +2,10 @@
 """What image references and /edit cost, in one run, against baselines in the same process.
 
 1. References (IP-Adapter, on the tiny SD model): a job with `--sref`, and with `--sref` and
-   `--oref`, against the same job without; and the IP-Adapter kept loaded (the ControlNets' LRU)
-   against loading it for every job (an engine that forgets it after each job).
+   `--oref`, against the same job without; `--sref` of a 4-picture moodboard (their mean
+   embedding) against one picture's; and the IP-Adapter kept loaded (the ControlNets' LRU)
+   against loading it for every job (an engine that forgets it after each job). On tiny-flux: a job
+   with `--oref` drawn by FLUX.1's IP-Adapter and by Redux, against the same job without.
 2. Per edit model (FLUX.1 Kontext, FLUX.2 Klein, Qwen-Image-Edit-Plus): an edit of one picture, and
    of two and four where the model takes them, against a job drawn from the prompt alone on the same
    model, size and steps: the pictures' VAE encoding and their tokens beside the drawing's on every step.
@@ -97,6 +99,7 @@ def main() -> None:
     median = statistics.median
     print(f"{args.size}x{args.size}, {args.steps} steps, {device} {dtype}, {args.rounds} rounds (median)")
     references(args, device, dtype, work, blobs, keys, timed)
+    flux_references(args, device, dtype, work, blobs, keys, timed)
     print("tiny edit models:")
     for model, counts in MODELS.items():
         for pictures in (0, *counts):  # load the model, build the edit pipeline, warm up
@@ -128,9 +131,10 @@ def references(args, device, dtype, work, blobs, keys, timed) -> None:  # type: 
             steps=args.steps, cfg=7.0, sampler="Euler", seed=1, references=refs,
         )  # fmt: skip
 
-    style = ReferenceRef(kind="style", image=keys[1], adapter="tiny")
-    subject = ReferenceRef(kind="subject", image=keys[2], adapter="tiny")
-    for job in (spec(), spec(style), spec(style, subject)):  # load the model and the adapter, warm up
+    style = ReferenceRef(kind="style", images=(keys[1],), adapter="tiny")
+    subject = ReferenceRef(kind="subject", images=(keys[2],), adapter="tiny")
+    board = ReferenceRef(kind="style", images=tuple(keys), adapter="tiny")  # a moodboard of 4: their mean embedding
+    for job in (spec(), spec(style), spec(style, subject), spec(board)):  # load the model and the adapter, warm up
         run_job(engine, job)
 
     def forgetting() -> None:
@@ -142,12 +146,36 @@ def references(args, device, dtype, work, blobs, keys, timed) -> None:  # type: 
     plain = median(timed(lambda: run_job(engine, spec())) for _ in range(args.rounds))
     one = median(timed(lambda: run_job(engine, spec(style))) for _ in range(args.rounds))
     two = median(timed(lambda: run_job(engine, spec(style, subject))) for _ in range(args.rounds))
+    boarded = median(timed(lambda: run_job(engine, spec(board))) for _ in range(args.rounds))
     reloading = median(timed(forgetting) for _ in range(args.rounds))
     print("tiny SD model, IP-Adapter references:")
     print(f"  job without a reference        {plain:8.3f} s")
     print(f"  job with --sref                {one:8.3f} s   x{one / plain:.2f} of without")
     print(f"  job with --sref and --oref     {two:8.3f} s   x{two / plain:.2f} of without")
+    print(f"  --sref of a 4-picture board    {boarded:8.3f} s   x{boarded / one:.2f} of one picture's")
     print(f"  --sref, adapter loaded per job {reloading:8.3f} s   x{reloading / one:.2f} of kept")
+
+
+def flux_references(args, device, dtype, work, blobs, keys, timed) -> None:  # type: ignore[no-untyped-def]
+    """Section 1 on tiny-flux: --oref through the built-in tiny IP-Adapter and Redux."""
+    engine = Engine(ModelCache(ModelRegistry([ModelEntry(source="tiny-flux")]), work / "models", device, dtype), blobs)
+
+    def spec(*refs: ReferenceRef) -> GenerationSpec:
+        return GenerationSpec(
+            kind="txt2img", prompt="a red fox in the snow", model="tiny-flux", family="flux", width=args.size, height=args.size,
+            steps=args.steps, cfg=3.5, sampler="Euler", seed=1, references=refs,
+        )  # fmt: skip
+
+    methods = {"IP-Adapter": ("tiny-flux-ip-adapter", "flux-ip-adapter"), "Redux": ("tiny-flux-redux", "redux")}
+    oref = {label: ReferenceRef(kind="subject", images=(keys[2],), adapter=a, method=m) for label, (a, m) in methods.items()}
+    for job in (spec(), *(spec(ref) for ref in oref.values())):  # load the model and the adapters, warm up
+        run_job(engine, job)
+    plain = statistics.median(timed(lambda: run_job(engine, spec())) for _ in range(args.rounds))
+    print("tiny-flux, FLUX.1 references:")
+    print(f"  job without a reference        {plain:8.3f} s")
+    for label, ref in oref.items():
+        seconds = statistics.median(timed(lambda: run_job(engine, spec(ref))) for _ in range(args.rounds))  # noqa: B023
+        print(f"  --oref by {label:<21}{seconds:8.3f} s   x{seconds / plain:.2f} of without")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from commands.jobs.sources import Source
 from commands.jobs.submit import submit
 from commands.pictures import edits
 from commands.pictures.candidates import imagine_candidate
-from commands.pictures.edit import queue_instruct
+from commands.pictures.edit import Region, queue_instruct
 from commands.training.train import train_previewed
 from storage import outbox, queue
 from storage.tables import Job
@@ -72,19 +72,23 @@ async def press(ctx: Context, request: Request) -> list[Reply]:
     if verb == "again" and index is not None and spec.kind == "instruct":
         output = job.outputs[index]
         source = Source(init=InitImage(output.blob_key, output.width, output.height), parent=(job.id, index))
+        # A masked edit's result is the picture's size (pasted back through the mask): its working
+        # size comes from it again, as the first time; the mask (the picture's size) still fits.
+        masked = spec.mask is not None or spec.select is not None
         opts = ImagineOptions(
             prompt=spec.prompt,
             negative=spec.negative_prompt or None,
             steps=spec.steps,
             cfg=spec.cfg,
             sampler=spec.sampler,
-            size=(output.width, output.height),
+            size=None if masked else (output.width, output.height),
         )
-        # the same model (an edit model, or Instruct Pix2Pix by its image CFG) and references
+        # the same model (an edit model, or Instruct Pix2Pix by its image CFG), references and region
         opts = dataclasses.replace(opts, model=spec.model if spec.image_cfg is None else None)
-        return await queue_instruct(ctx, request, source, opts, spec.image_cfg, spec.edit_images)
-    if verb == "reroll" and spec.operation:
-        # The same edit of the same picture, with a new seed.
+        region = Region(spec.mask, spec.select, spec.mask_blur) if masked else None
+        return await queue_instruct(ctx, request, source, opts, spec.image_cfg, spec.edit_images, region=region)
+    if verb == "reroll" and spec.operation and spec.init_image is not None:
+        # The same edit of the same picture, with a new seed (a /blend draws from no picture: below).
         assert spec.init_image is not None
         source = Source(init=InitImage(spec.init_image, spec.width, spec.height), base=spec, parent=(job.id, None))
         edit = edits.Edit(
@@ -94,7 +98,9 @@ async def press(ctx: Context, request: Request) -> list[Reply]:
     if verb == "reroll":
         init = InitImage(spec.init_image, spec.width, spec.height) if spec.init_image else None
         opts = ImagineOptions(strength=spec.strength, size=None if init else (spec.width, spec.height))
-        return await submit(ctx, request, opts, init=init, base=spec, parent=(job.id, None))
+        # A /blend is drawn from its pictures, with or without a prompt: it stays one, by name.
+        keep = (lambda new, notes: new.evolve(operation=spec.operation)) if spec.operation else None
+        return await submit(ctx, request, opts, init=init, base=spec, parent=(job.id, None), shape=keep)
     raise UserError(f"The `{action.label}` button isn't available here.")
 
 

@@ -7,7 +7,7 @@ from commands.frame.context import Context
 from commands.jobs import render
 from commands.jobs.options import IMAGINE_OPTIONS
 from commands.library.models import family_lines
-from commands.pictures.edit import edits
+from commands.pictures.edit import edits, edits_masked
 from config import Settings
 from config.models import TINY
 from generation.control.catalog import has_tiny_controlnets
@@ -32,6 +32,7 @@ def help_text(ctx: Context) -> str:
     methods = available_methods(s)
     tiny = ctx.registry.default.source == TINY  # its built-in Pix2Pix model serves /edit
     editors = [entry.display_name for entry in ctx.registry if edits(entry)]  # models that edit by instruction
+    masked_editors = [entry.display_name for entry in ctx.registry if edits_masked(entry)]  # ... inside a mask too
     builtin_controlnets = any(has_tiny_controlnets(entry) for entry in ctx.registry)  # tiny, tiny-sd3, tiny-qwen, tiny-zimage
     default_method = s.default_upscale_method
     if default_method == "auto":
@@ -68,7 +69,13 @@ def help_text(ctx: Context) -> str:
             else " (Instruct Pix2Pix)"
         )
         + f" [--image-cfg {s.instruct_image_cfg:g}]"
-        + ("" if tiny or s.instruct_model or editors else " — not available: no edit model configured (SDBOT_INSTRUCT_MODEL)"),
+        + ("" if tiny or s.instruct_model or editors else " — not available: no edit model configured (SDBOT_INSTRUCT_MODEL)")
+        + (
+            f"; inside a region only (--box x,y,w,h | a mask attached last | --select <words> · --blur N) with "
+            f"{', '.join(f'`{name}`' for name in masked_editors)}"
+            if masked_editors
+            else ""
+        ),
         "These take the drawing options too (--strength, --steps, --seed, --no …).",
         "",
         "**Clips** (MP4s that play in the chat)",

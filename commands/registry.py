@@ -38,6 +38,8 @@ from commands.help import help_text
 from commands.library.assets import embedding_command, list_embeddings, list_loras, lora_command
 from commands.library.models import OPTIONS as MODEL_OPTIONS
 from commands.library.models import list_models, model_command
+from commands.library.moodboards import OPTIONS as MOODBOARD_OPTIONS
+from commands.library.moodboards import list_moodboards, moodboard_command
 from commands.library.styles import OPTIONS as STYLE_OPTIONS
 from commands.library.styles import list_styles, style_command
 from commands.library.wildcard import wildcard_command
@@ -46,6 +48,9 @@ from commands.people.linking import link_command, unlink_command
 from commands.people.me import me_command
 from commands.people.place import OPTIONS as PLACE_OPTIONS
 from commands.people.place import place_command
+from commands.pictures.blend import MAX_PICTURES as BLEND_MAX
+from commands.pictures.blend import OPTIONS as BLEND_OPTIONS
+from commands.pictures.blend import blend_command
 from commands.pictures.control import CONTROL_OPTIONS, control_command
 from commands.pictures.describe import describe
 from commands.pictures.edit import OPTIONS as EDIT_OPTIONS
@@ -198,9 +203,22 @@ COMMANDS: tuple[Command, ...] = (
         "edit",
         edit_command,
         "Reply to a picture: /edit make it winter (attach more pictures as references)",
-        ("/edit <instruction> [--model M] [--image-cfg X]",),
+        (
+            "/edit <instruction> [--model M] [--image-cfg X]",
+            "/edit <instruction> --box x,y,w,h",
+            "/edit <instruction> with a mask attached",
+            "/edit <instruction> --select <words>",
+        ),
         "guide.md#commands",
         options=EDIT_OPTIONS,
+    ),
+    Command(
+        "blend",
+        blend_command,
+        f"Blend 2–{BLEND_MAX} pictures into one: /blend with them attached",
+        ("/blend [prompt] [--images ID,ID] [--ow N] [options]",),
+        "guide.md#commands",
+        options=BLEND_OPTIONS,
     ),
     Command(
         "animate",
@@ -279,6 +297,19 @@ COMMANDS: tuple[Command, ...] = (
         aliases=("wildcards",),
         options=WILDCARD_OPTIONS,
     ),
+    Command(
+        "moodboard",
+        moodboard_command,
+        "Pictures for --sref NAME: /moodboard save NAME (attached)",
+        (
+            "/moodboard save|add NAME [--images ID,ID]",
+            "/moodboard show|delete|share|unshare NAME",
+            "/moodboard remove NAME N",
+        ),
+        "guide.md#commands",
+        options=MOODBOARD_OPTIONS,
+    ),
+    Command("moodboards", list_moodboards, "Your moodboards and the shared ones", ("/moodboards",), "guide.md#commands"),
     Command(
         "lora",
         lora_command,

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from generation.models.families import FAMILIES, family
 
@@ -169,17 +169,47 @@ class ControlNetEntry(BaseModel):
     description: str = ""
 
 
+# How a job's image references are drawn (generation.spec.ReferenceRef.method): an IP-Adapter on a
+# UNet (SD 1.x/2.x, SDXL: generation.control.ip_adapters), FLUX.1's IP-Adapter (XLabs' layout) or
+# FLUX.1 Redux (generation.control.flux_references).
+ReferenceMethod = Literal["ip-adapter", "flux-ip-adapter", "redux"]
+
+
 class IPAdapterEntry(BaseModel):
-    """One IP-Adapter for image references (`--sref`, `--oref`): its weights (a folder and the
-    `.safetensors` file in it, in the layout diffusers' `load_ip_adapter` reads: `image_proj.*`,
-    `ip_adapter.*`), the CLIP image encoder it was trained with (a `CLIPVisionModelWithProjection`
-    folder), and the family of the base models it fits."""
+    """One image-reference model for `--sref` / `--oref`, and the family of the base models it fits.
+    kind ip-adapter: its weights (a folder and the `.safetensors` file in it, in a layout diffusers'
+    `load_ip_adapter` reads: `image_proj.*` and `ip_adapter.*`, or on FLUX.1 XLabs'
+    `ip_adapter_proj_model.*` and `double_blocks.*`) and the CLIP image encoder it was trained with
+    (a `CLIPVisionModelWithProjection` folder). kind redux (FLUX.1 only): `source` is a
+    `FluxPriorReduxPipeline` folder (FLUX.1-Redux-dev: `image_encoder/` SigLIP, `feature_extractor/`,
+    `image_embedder/`); `weight_name` and `image_encoder` are not used."""
 
     source: str
     weight_name: str = "ip-adapter_sd15.safetensors"
-    image_encoder: str
-    architecture: Literal["sd1", "sd2", "sdxl"] = "sd1"
+    image_encoder: str = ""
+    architecture: Literal["sd1", "sd2", "sdxl", "flux"] = "sd1"
+    kind: Literal["ip-adapter", "redux"] = "ip-adapter"
     description: str = ""
+
+    @model_validator(mode="after")
+    def _complete(self) -> IPAdapterEntry:
+        if self.kind == "redux" and self.architecture != "flux":
+            raise ValueError("a Redux (kind redux) is FLUX.1's: set architecture = flux")
+        if self.kind == "ip-adapter" and not self.image_encoder:
+            raise ValueError("an IP-Adapter needs its image_encoder (a CLIPVisionModelWithProjection folder)")
+        return self
+
+    @property
+    def method(self) -> ReferenceMethod:
+        if self.kind == "redux":
+            return "redux"
+        return "flux-ip-adapter" if self.architecture == "flux" else "ip-adapter"
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The reference kinds it draws: Redux is an image variation (what a picture shows), so
+        subject only; an IP-Adapter both (generation.spec.REFERENCE_SCALES)."""
+        return ("subject",) if self.kind == "redux" else ("style", "subject")
 
 
 class MotionAdapterEntry(BaseModel):

@@ -9,7 +9,8 @@ Reproducibility rules (docs/rules.md, "Reproducibility"):
   scheduler instance is ever shared between runs.
 
 `Engine.diffuse` owns that state: the scheduler, the generators, the prompt conditionings, the
-job's LoRAs, its image references (an IP-Adapter, `generation.control.ip_adapters`), progress and
+job's LoRAs, its image references (an IP-Adapter, `generation.control.ip_adapters`; on FLUX.1 its
+IP-Adapter or Redux, `generation.control.flux_references`), progress and
 cancel (`Tracker`), the seamless (tiling) padding and a VAE override, and it restores the shared
 pipeline afterwards. What each kind of job does with it (txt2img,
 inpaint, upscale, ...) lives in `generation.jobs`, which imports this module; this module imports
@@ -28,6 +29,7 @@ from PIL import Image
 
 from config.models import IPAdapterEntry, ModelEntry
 from generation.assets.adapters import DEFAULT_BUDGET_BYTES, Adapters
+from generation.control import flux_references
 from generation.control.catalog import TINY_PIX2PIX
 from generation.control.inputs import ControlInputs
 from generation.control.ip_adapters import References, adapter_entry, check_spec, load_ip_adapter
@@ -83,7 +85,7 @@ class Tracker:
         # The job's ControlNets and maps (generation.control.preprocess.prepare), for every pass.
         self.controls: ControlInputs | None = None
         # The job's image references (IP-Adapter and embeddings, encoded once), for every pass.
-        self.references: References | None = None
+        self.references: References | flux_references.FluxReferences | None = None
 
     def step(self, step: int, pass_total: int) -> None:
         self.on_progress(self.done + step, max(self.planned, self.done + pass_total))
@@ -275,9 +277,11 @@ class Engine:
             "output_type": "pil",
         }
         call.update(arguments)
-        if tracker.references is not None and not clip:  # the pictures' embeddings, a row per image of a prompt row
+        if isinstance(tracker.references, References) and not clip:  # the pictures' embeddings, a row per image of a prompt row
             guided = spec.cfg > 1 and pipe.unet.config.time_cond_proj_dim is None  # the pipeline's own test
             call.update(tracker.references.arguments(pipe, guided, len(seeds) // conditions.images))
+        elif tracker.references is not None and not clip:  # FLUX.1: its IP-Adapter's embeddings, or Redux's prompt embeddings
+            tracker.references.update_call(pipe, call)
         if "image" in call and "width" not in call and loaded.family.img2img_takes_size:
             # A picture's pass draws at the picture's size. SD's img2img pipelines do that by
             # themselves; FLUX-style ones would draw at their default size (1024²) unless told.
@@ -317,23 +321,38 @@ class Engine:
         tracker.end_pass(pipe.num_timesteps)
         return list(images)
 
-    def references(self, loaded: LoadedModel, spec: GenerationSpec, tracker: Tracker) -> References | None:
-        """The job's image references (`--sref`, `--oref`): its IP-Adapter, loaded once and kept in
-        the ControlNets' LRU, and its pictures, read once per job (the tracker keeps them)."""
+    def references(self, loaded: LoadedModel, spec: GenerationSpec, tracker: Tracker) -> References | flux_references.FluxReferences | None:
+        """The job's image references (`--sref`, `--oref`): its IP-Adapter (on FLUX.1 also Redux),
+        loaded once and kept in the ControlNets' LRU, and its pictures, read once per job (the
+        tracker keeps them)."""
         if not spec.references:
             return None
         if tracker.references is None:
             check_spec(spec)
-            if loaded.family.denoiser != "unet":
+            if loaded.family.denoiser != "unet" and loaded.family.id != "flux":
                 label = loaded.family.label
-                raise EngineUserError(f"image references work on SD 1.x/2.x and SDXL, not {label}; draw it without --sref/--oref.")
+                raise EngineUserError(f"image references work on SD 1.x/2.x, SDXL and FLUX.1, not {label}; draw it without --sref/--oref.")
             name = spec.references[0].adapter
+            if loaded.family.id == "flux":
+                tracker.references = self._flux_references(name, spec)
+                return tracker.references
             entry = adapter_entry(name, self.ip_adapters, self.models.models_dir)
             device, dtype = self.models.device, self.models.dtype
             adapter = self.controlnets.keep(f"IP-Adapter {name}", lambda: load_ip_adapter(name, entry, device, dtype), lambda a: a.nbytes())
-            pictures = [self.blob_image(ref.image, "RGB") for ref in spec.references]
+            pictures = [[self.blob_image(key, "RGB") for key in ref.images] for ref in spec.references]
             tracker.references = References(adapter, spec.references, pictures)
         return tracker.references
+
+    def _flux_references(self, name: str, spec: GenerationSpec) -> flux_references.FluxReferences:
+        """A FLUX.1 job's references: its IP-Adapter or Redux (`name`), kept as the UNet's are."""
+        entry = flux_references.adapter_entry(name, self.ip_adapters, self.models.models_dir)
+        flux_references.check_entry(name, entry, spec.references)
+        device, dtype = self.models.device, self.models.dtype
+        model = self.controlnets.keep(
+            f"FLUX.1 {entry.kind} {name}", lambda: flux_references.load(name, entry, device, dtype), lambda m: m.nbytes()
+        )
+        pictures = [[self.blob_image(key, "RGB") for key in ref.images] for ref in spec.references]
+        return flux_references.references(model, spec.references, pictures)
 
     @contextlib.contextmanager
     def job_components(self, loaded: LoadedModel, pipe: Any, spec: GenerationSpec) -> Iterator[None]:

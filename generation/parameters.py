@@ -149,8 +149,10 @@ def control_fields(spec: GenerationSpec) -> list[tuple[str, object]]:
 def reference_fields(spec: GenerationSpec) -> list[tuple[str, object]]:
     """Each image reference in the way of A1111's ControlNet units (sd-webui-controlnet writes
     its IP-Adapter units so): `IP-Adapter 0: "Type: style, Model: tiny, Weight: 100, Scale: 1,
-    Image hash: 1a2b3c4d5e"`: the Midjourney-style weight, the IP-Adapter scale it became, and
-    the first 10 hex digits of the picture's SHA-256 (its blob key)."""
+    Image hash: 1a2b3c4d5e"`: the model that drew it (an SDBOT_IP_ADAPTERS name, or a built-in
+    tiny one: `tiny`, `tiny-flux-ip-adapter`, `tiny-flux-redux`), the Midjourney-style weight, the
+    scale it became (an IP-Adapter's scale; FLUX.1 Redux's picture-token multiplier), and the
+    first 10 hex digits of the picture's SHA-256 (its blob key)."""
     fields: list[tuple[str, object]] = []
     for index, ref in enumerate(spec.references):
         unit = [
@@ -158,8 +160,10 @@ def reference_fields(spec: GenerationSpec) -> list[tuple[str, object]]:
             ("Model", ref.adapter),
             ("Weight", ref.weight),
             ("Scale", _number(ref.scale)),
-            ("Image hash", ref.image.partition(".")[0][:10]),
+            ("Image hash", " ".join(key.partition(".")[0][:10] for key in ref.images)),
         ]
+        if ref.board:
+            unit.append(("Moodboard", ref.board))
         fields.append((f"IP-Adapter {index}", settings_text(unit)))
     return fields
 
@@ -234,11 +238,14 @@ def _prompt_feature_fields(spec: GenerationSpec, template: GenerationSpec | None
 
 
 def _postprocess_fields(spec: GenerationSpec) -> list[tuple[str, object]]:
-    if spec.kind in ("inpaint", "outpaint"):
+    masked_edit = spec.kind == "instruct" and (spec.mask is not None or spec.select is not None)
+    if spec.kind in ("inpaint", "outpaint") or masked_edit:
         # A1111's "Mask blur" is the Gaussian's sigma; ours (`--blur`) is its reach in pixels.
         fields: list[tuple[str, object]] = [("Mask blur", _number(mask_blur_sigma(spec.mask_blur)))]
         if spec.select:
             fields.append(("Inpaint select", spec.select))
+        if masked_edit and spec.mask:  # a box or an attached mask, as the edit's pictures are written
+            fields.append(("Edit mask", spec.mask.partition(".")[0][:10]))
         if spec.only_masked:
             fields += [("Inpaint area", "Only masked"), ("Masked area padding", spec.only_masked_padding)]
         if spec.placement:

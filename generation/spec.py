@@ -10,7 +10,7 @@ from typing import Any, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from config.models import ControlType
+from config.models import ControlType, ReferenceMethod
 
 # txt2img / img2img: diffusion from a prompt (and an init image). The rest work on one image:
 # inpaint (repaint a masked region), outpaint (zoom out / pan: grow the canvas and fill it),
@@ -123,25 +123,52 @@ ReferenceKind = Literal["style", "subject"]
 # cross-attention layer (0.6 is IP-Adapter's usual scale beside a prompt; 1.0 drowns the prompt).
 STYLE_SCALE_AT_100 = 1.0
 SUBJECT_SCALE_AT_100 = 0.6
+# The scale at weight 100 per method and kind (scale = weight / 100 * this). FLUX.1's IP-Adapter
+# has no style-only layers (it acts on every double block): a style reference is the same image
+# prompt at half a subject's scale, so the prompt keeps more of the content. FLUX.1 Redux draws a
+# subject only (an image variation): its scale multiplies the picture's tokens beside the prompt's
+# (1 at --ow 100: Redux as BFL ships it). generation.control.flux_references applies them.
+REFERENCE_SCALES: dict[tuple[str, str], float] = {
+    ("ip-adapter", "style"): STYLE_SCALE_AT_100,
+    ("ip-adapter", "subject"): SUBJECT_SCALE_AT_100,
+    ("flux-ip-adapter", "style"): 0.35,
+    ("flux-ip-adapter", "subject"): 0.7,
+    ("redux", "subject"): 1.0,
+}
 MAX_REFERENCE_WEIGHT = 1000
+# A reference of several pictures (a moodboard, /blend) is drawn from their mean embedding.
+MAX_REFERENCE_PICTURES = 12
 
 
 class ReferenceRef(Spec):
-    """An image reference of a job (`--sref` style, `--oref` subject) through an IP-Adapter: the
-    picture, how it is used, and its Midjourney-style weight (0-1000, 100 the default)."""
+    """An image reference of a job (`--sref` style, `--oref` subject) through an IP-Adapter (or FLUX.1 Redux): the
+    pictures (one, or a moodboard's or /blend's several, drawn from the mean of their embeddings),
+    how they are used, and the Midjourney-style weight (0-1000, 100 the default)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: ReferenceKind
-    image: str  # blob key of the picture
+    images: tuple[str, ...] = Field(min_length=1, max_length=MAX_REFERENCE_PICTURES)  # blob keys
     weight: int = Field(100, ge=0, le=MAX_REFERENCE_WEIGHT)
     adapter: str = ""  # the `ip_adapters` config name (`tiny` on the tiny model); "" before resolution
+    board: str = ""  # the moodboard the pictures came from (`--sref NAME`), for /info and the PNG
+    method: ReferenceMethod = "ip-adapter"  # how `adapter` draws it (config.models.IPAdapterEntry.method)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_image(cls, data: Any) -> Any:
+        """Jobs queued before references took several pictures stored one `image`."""
+        if isinstance(data, dict) and "image" in data and "images" not in data:
+            data = {**data, "images": (data["image"],)}
+            del data["image"]
+        return data
 
     @property
     def scale(self) -> float:
-        """The IP-Adapter scale this weight maps to (see STYLE_SCALE_AT_100)."""
-        per_100 = STYLE_SCALE_AT_100 if self.kind == "style" else SUBJECT_SCALE_AT_100
-        return self.weight / 100 * per_100
+        """The scale this weight maps to with its method (REFERENCE_SCALES): an IP-Adapter's scale,
+        or the multiplier of Redux's image tokens. A kind its method can't draw is refused before
+        queueing (commands.jobs.prompt_features); 0 here."""
+        return self.weight / 100 * REFERENCE_SCALES.get((self.method, self.kind), 0.0)
 
 
 class CameraRef(Spec):
@@ -222,7 +249,7 @@ class GenerationSpec(Spec):
     tile: bool = False
     # --- a VAE other than the model's own: a name from the `vaes` config ---
     vae: str | None = None
-    # --- inpaint: the region to repaint, as a mask blob (white = repaint) or words to segment ---
+    # --- inpaint (and a masked instruct): the region to repaint, as a mask blob (white = repaint) or words to segment ---
     mask: str | None = Field(None, description="Blob key of an 'L' PNG the size of the init image.")
     select: str | None = None
     # The feather's reach in pixels on each side of the mask's edge (`segment.blur_mask`).
@@ -281,6 +308,11 @@ class GenerationSpec(Spec):
             raise ValueError(f"{self.kind} needs strength")
         if self.kind == "inpaint" and (self.mask is None) == (self.select is None):
             raise ValueError("inpaint needs exactly one of mask and select")
+        # A masked /edit: an edit model's inpaint pipeline (generation.jobs.instruct), never Instruct Pix2Pix's.
+        if self.kind == "instruct" and self.mask is not None and self.select is not None:
+            raise ValueError("a masked edit takes one of mask and select")
+        if self.kind == "instruct" and (self.mask is not None or self.select is not None) and self.image_cfg is not None:
+            raise ValueError("a masked edit runs on an edit model, which takes no image_cfg")
         if self.kind == "outpaint" and self.placement is None:
             raise ValueError("outpaint needs placement")
         if self.kind == "upscale" and (self.scale is None or self.upscale_method is None):

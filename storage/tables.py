@@ -255,8 +255,9 @@ class Wildcard(Base):
 
 
 class Asset(Base):
-    """A LoRA or embedding a user uploaded: a checked .safetensors blob, owned, private unless
-    shared. Names are unique per owner and kind (stored lower case)."""
+    """A LoRA or embedding a user uploaded (a checked .safetensors blob), or a moodboard (its
+    pictures' blob keys in `info`, the first as `blob_key`): owned, private unless shared. Names are
+    unique per owner and kind (stored lower case)."""
 
     __tablename__ = "assets"
     __table_args__ = (
@@ -266,7 +267,7 @@ class Asset(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(16))  # lora | embedding
+    kind: Mapped[str] = mapped_column(String(16))  # lora | embedding | moodboard (its pictures in `info`)
     name: Mapped[str] = mapped_column(String(64))
     blob_key: Mapped[str] = mapped_column(ForeignKey("blobs.key"))
     sha256: Mapped[str] = mapped_column(String(64))

@@ -259,6 +259,7 @@ COMMAND_FAMILIES = {
     "commands.pictures.edits": {"upscale", "vary", "zoom", "pan", "facefix"},  # the edits under a picture
     "commands.library.assets": {"lora", "loras", "embedding", "embeddings"},
     "commands.library.styles": {"styles", "style"},
+    "commands.library.moodboards": {"moodboards", "moodboard"},
     "commands.library.models": {"models", "model"},
     "commands.account.queue": {"queue", "cancel", "history"},
     "commands.people.linking": {"link", "unlink"},

@@ -54,7 +54,7 @@ def spec(**changes) -> GenerationSpec:  # type: ignore[no-untyped-def]
 
 
 def ref(key: str, kind: str = "style", weight: int = 100) -> ReferenceRef:
-    return ReferenceRef(kind=kind, image=key, weight=weight, adapter="tiny")  # type: ignore[arg-type]
+    return ReferenceRef(kind=kind, images=(key,), weight=weight, adapter="tiny")  # type: ignore[arg-type]
 
 
 def pixels(png: bytes) -> np.ndarray:
@@ -128,7 +128,7 @@ def test_parameters_record_the_references(engine: Engine, reference: str) -> Non
 async def bot(tmp_path, models_dir):  # type: ignore[no-untyped-def]
     from tests.test_service import running_bot, tiny_settings
 
-    async with running_bot(tiny_settings(tmp_path, models_dir, "tiny", ("tiny", "tiny-flux"))) as made:
+    async with running_bot(tiny_settings(tmp_path, models_dir, "tiny", ("tiny", "tiny-chroma"))) as made:
         yield made
 
 
@@ -169,8 +169,8 @@ async def test_sref_as_a_reply_is_drawn_and_kept_by_reroll(bot) -> None:  # type
     [(_, queued)] = await bot.send("/imagine a cat --sref", attachments=(attachment(png_bytes()),))
     assert queued.kind == "status", queued.text
     # a remix on a family without references drops the inherited ones, and says so
-    [(_, remix)] = await bot.send("/imagine as a watercolor --model tiny-flux", reply_to=result_id)
-    assert remix.kind == "status" and "FLUX.1 can't draw image references" in remix.text, remix.text
+    [(_, remix)] = await bot.send("/imagine as a watercolor --model tiny-chroma", reply_to=result_id)
+    assert remix.kind == "status" and "Chroma can't draw image references" in remix.text, remix.text
     await bot.finish()
 
 
@@ -179,7 +179,7 @@ async def test_bad_references_are_refused_before_queueing(bot) -> None:  # type:
         await bot.send("/imagine a fox --sref"),  # no picture
         await bot.send("/imagine a fox --sref", attachments=(attachment(b"hello", "notes.txt", "text/plain"),)),
         await bot.send("/imagine a fox --sref --sw 5000", attachments=(attachment(png_bytes()),)),
-        await bot.send("/imagine a fox --sref --model tiny-flux", attachments=(attachment(png_bytes()),)),
+        await bot.send("/imagine a fox --sref --model tiny-chroma", attachments=(attachment(png_bytes()),)),
         await bot.send("/imagine a fox --sw 200"),  # a weight without its reference
         await bot.send("/imagine a fox --oref m999"),  # no such message
     ]
@@ -188,7 +188,7 @@ async def test_bad_references_are_refused_before_queueing(bot) -> None:  # type:
     assert "needs a picture" in texts[0]
     assert "notes.txt" in texts[1]
     assert "--sw" in texts[2] and "1000" in texts[2]
-    assert "FLUX.1" in texts[3] and "SDBOT_IP_ADAPTERS" in texts[3]
+    assert "Chroma" in texts[3] and "FLUX.1" in texts[3]  # FLUX.1 draws them (tests/test_flux_references.py); Chroma doesn't
     assert "--sref" in texts[4]
     assert "m999" in texts[5]
     assert await bot.finish() == []

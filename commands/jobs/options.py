@@ -90,6 +90,26 @@ STRENGTH = Option(
     example="0.6",
     applies="with a picture to start from",
 )
+# Midjourney's image weight for an image prompt: how much the picture counts against the prompt.
+# It is the strength said the other way round: iw 1 is the default strength d, each further 1 keeps
+# (1 - d) more of the picture: strength = 1 - (1 - d) * iw, at least MIN_IW_STRENGTH.
+IW = Option(
+    "iw",
+    "float",
+    "Image weight (Midjourney's): how much the picture you start from counts. 1: the default strength; 2: twice as close",
+    bounds=(0, 3),
+    default=1,
+    example="2",
+    applies="with a picture to start from; instead of --strength",
+)
+MIN_IW_STRENGTH = 0.05
+
+
+def iw_strength(iw: float, default_strength: float) -> float:
+    """The strength an image weight means (see IW)."""
+    return max(MIN_IW_STRENGTH, min(1.0, 1 - (1 - default_strength) * iw))
+
+
 TILE = Option(
     "tile", "switch", "A seamless texture (repeats without seams)", aliases=("tiling", "seamless"), default=False, applies=SD_ONLY
 )
@@ -136,26 +156,33 @@ LORAS = Option(
     repeatable=True,
 )
 # Image references (Midjourney's --sref / --oref with --sw / --ow) through an IP-Adapter
-# (generation.control.ip_adapters); the pictures are found by commands.jobs.sources.find_references.
-REFERENCE_APPLIES = "SD 1.x/2.x and SDXL with an IP-Adapter (on `tiny`: built in)"
+# (generation.control.ip_adapters; FLUX.1's IP-Adapter or Redux: generation.control.flux_references);
+# the pictures are found by commands.jobs.sources.find_references.
+REFERENCE_APPLIES = (
+    "SD 1.x/2.x and SDXL with an IP-Adapter; FLUX.1 with its IP-Adapter, or Redux for --oref (on `tiny` and `tiny-flux`: built in); "
+    "FLUX.2 Klein and Qwen-Image-Edit-Plus read the pictures themselves, without a weight"
+)
+NO_REFERENCE = "none"  # `--sref none`: no style reference (not the default moodboard, nor a remixed picture's)
 SREF = Option(
     "sref",
     "text",
-    "Style reference: draw in the style of a picture. Alone, the picture replied to or attached; or the id of a message with my picture",
+    "Style reference: draw in the style of a picture. Alone, the picture replied to or attached; a moodboard's name; the id of a "
+    "message with my picture; none: no style reference (not your default moodboard)",
     example="b3",
     applies=REFERENCE_APPLIES,
 )
 OREF = Option(
     "oref",
     "text",
-    "Subject reference: draw what a picture shows. Alone, the picture replied to or attached; or the id of a message with my picture",
+    "Subject reference: draw what a picture shows. Alone, the picture replied to or attached; a moodboard's name; or the id "
+    "of a message with my picture",
     example="b3",
     applies=REFERENCE_APPLIES,
 )
 SW = Option(
     "sw",
     "int",
-    "Style reference weight (100: IP-Adapter scale 1 on the style layers)",
+    "Style reference weight (100: IP-Adapter scale 1 on the style layers; FLUX.1: scale 0.35 on every block)",
     bounds=(0, MAX_REFERENCE_WEIGHT),
     default=100,
     example="250",
@@ -164,12 +191,32 @@ SW = Option(
 OW = Option(
     "ow",
     "int",
-    "Subject reference weight (100: IP-Adapter scale 0.6)",
+    "Subject reference weight (100: IP-Adapter scale 0.6; FLUX.1: 0.7, or Redux's picture tokens x1)",
     bounds=(0, MAX_REFERENCE_WEIGHT),
     default=100,
     example="50",
     applies="with --oref",
 )
+# Several pictures for one request (/blend, /moodboard save): messages by id, and files (Discord's
+# slash commands take one file per option; chats attach them all to the message).
+IMAGES = Option(
+    "images",
+    "text",
+    "Ids of messages with my pictures, separated by commas (besides pictures attached or replied to)",
+    example="b3,b5",
+)
+
+
+def picture_files(count: int, what: str) -> tuple[Option, ...]:
+    """`image`, `image2`, ... `image<count>`: the files of a command that takes several pictures."""
+    return tuple(Option("image" if n == 1 else f"image{n}", "file", f"{what} {n}") for n in range(1, count + 1))
+
+
+def message_ids(text: str | None) -> list[str]:
+    """The message ids of `--images` (commas or spaces between them)."""
+    return [part for part in re.split(r"[,\s]+", text or "") if part]
+
+
 IMAGINE_OPTIONS: tuple[Option, ...] = (
     NEGATIVE,
     ASPECT,
@@ -181,6 +228,7 @@ IMAGINE_OPTIONS: tuple[Option, ...] = (
     COUNT,
     MODEL,
     STRENGTH,
+    IW,
     TILE,
     CLIP_SKIP,
     VAE,
@@ -225,6 +273,7 @@ class ImagineOptions:
     n: int | None = None
     model: str | None = None  # registry display name
     strength: float | None = None
+    iw: float | None = None  # --iw: the strength said as Midjourney's image weight (iw_strength)
     tile: bool | None = None  # seamless texture
     clip_skip: int | None = None  # A1111's count: 1 = the last layer
     vae: str | None = None  # a `vaes` name, or "default" for the model's own
@@ -272,6 +321,8 @@ def read_options(
             values[_FIELD.get(key, key)] = result
     if values.get("size") and values.get("ar"):
         checker.problems.append("Use either `--ar` or `--size`, not both.")
+    if values.get("strength") is not None and values.get("iw") is not None:
+        checker.problems.append("Use either `--iw` or `--strength`, not both: they say the same thing two ways.")
     for field, label in (("prompt", "prompt"), ("negative", "negative prompt")):
         text = prompt.strip() if field == "prompt" else values.get(field) or ""
         if len(text) > settings.max_prompt_chars:
@@ -351,15 +402,17 @@ class _Checker:
         return self._picture("oref", value)
 
     def _picture(self, key: str, value: Any) -> Any:
-        """A reference's picture: "" (the request's own) or one message id, checked for form here."""
+        """A reference's picture: "" (the request's own), a moodboard's name or a message id (told
+        apart when the job is submitted: commands.jobs.sources.find_references), or `none`; checked
+        for form here."""
         text = str(value).strip().strip("\"'")
         if text and (len(text) > 64 or any(ch.isspace() for ch in text)):
             self.problems.append(
-                f"`{self.flag(key)}` takes the id of a message with my picture (e.g. `{self.flag(key)} b3`), or nothing to use "
-                f"the picture you reply to or attach; you wrote `{quoted(text)}`."
+                f"`{self.flag(key)}` takes the name of a moodboard or the id of a message with my picture (e.g. `{self.flag(key)} b3`), "
+                f"`none`, or nothing to use the picture you reply to or attach; you wrote `{quoted(text)}`."
             )
             return _INVALID
-        return text
+        return NO_REFERENCE if text.lower() == NO_REFERENCE else text
 
     def _lora(self, value: Any) -> Any:
         picked: list[tuple[str, float]] = []
@@ -571,14 +624,17 @@ def build_spec(
     strength = None
     if init is not None:
         strength = opts.strength if opts.strength is not None else settings.default_strength
+        if opts.iw is not None:
+            strength = iw_strength(opts.iw, settings.default_strength)
         if int(steps * strength) < 1 and require_prompt:  # edits settle their own steps (commands.pictures.edits)
             need = math.ceil(1 / strength)
             raise UserError(
                 f"With strength {strength:g} and {steps} steps no denoising step would run: "
                 f"use at least {need} steps or a higher `--strength`."
             )
-    elif opts.strength is not None:
-        raise UserError("`--strength` needs an image: attach one, or reply to an image with your prompt.")
+    elif opts.strength is not None or opts.iw is not None:
+        flag = "--strength" if opts.strength is not None else "--iw"
+        raise UserError(f"`{flag}` needs an image: attach one, or reply to an image with your prompt.")
 
     spec = GenerationSpec(
         kind="img2img" if init is not None else "txt2img",

@@ -13,15 +13,16 @@ Image references (`--sref` style, `--oref` subject, weights `--sw` / `--ow`) are
 (`fit_references`), their pictures found by `commands.jobs.sources.find_references`: a remix,
 Vary or Reroll keeps the picture's references (`build_spec` carries them); `--sw` / `--ow` alone
 reweigh them, a new `--sref` / `--oref` replaces the one of its kind. Which IP-Adapter draws them
-is chosen for the job's model: the built-in tiny one on `tiny`, else the first of
-SDBOT_IP_ADAPTERS made for the model's family. Families without a reference method are refused by
+is chosen for the job's model: a built-in tiny one on `tiny` and `tiny-flux`, else the first of
+SDBOT_IP_ADAPTERS made for the model's family that draws the job's kinds (FLUX.1 Redux draws a
+subject only). Families without a reference method are refused by
 `commands.jobs.model_fit` (feature "reference"), before anything is queued.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -31,7 +32,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from commands.frame.context import Context
 from commands.frame.errors import UserError
 from commands.jobs.model_fit import resolve_assets
-from commands.jobs.options import ImagineOptions, InitImage
+from commands.jobs.options import NO_REFERENCE, ImagineOptions, InitImage
+from config.models import ModelEntry, ReferenceMethod
 from config.styles import Style, StyleError, apply_styles, load_builtin_styles, load_styles_file
 from generation.control.catalog import refit
 from generation.models.families import family
@@ -41,6 +43,7 @@ from storage import prompt_library
 from storage.tables import User
 
 TINY_ADAPTER = "tiny"  # generation.control.ip_adapters.TINY (commands/ imports no torch)
+TINY_FLUX_ADAPTER = "tiny-flux-ip-adapter"  # generation.control.flux_references.TINY_IP_ADAPTER
 REFERENCE_FLAGS: dict[ReferenceKind, tuple[str, str]] = {"style": ("sref", "sw"), "subject": ("oref", "ow")}
 log = logging.getLogger(__name__)
 
@@ -199,22 +202,32 @@ def _check_regions(spec: GenerationSpec, *, inherited: bool) -> None:
 
 @dataclass(frozen=True)
 class Picked:
-    """A reference's picture as found for a request, before it is fitted to the job's model."""
+    """A reference's pictures as found for a request (one, or a moodboard's), before it is fitted
+    to the job's model. Each picture comes with its size in bytes when it is a new upload (recorded
+    with the job), else None."""
 
     kind: ReferenceKind
-    picture: InitImage
-    upload_size: int | None = None  # set when the picture is a new upload (recorded with the job)
+    pictures: tuple[tuple[InitImage, int | None], ...]
+    board: str = ""  # the moodboard they are, if they are one
+    default: bool = False  # the person's default moodboard (/settings), not asked for in this request
+
+    @property
+    def images(self) -> tuple[str, ...]:
+        return tuple(picture.blob_key for picture, _ in self.pictures)
 
 
 def fit_references(ctx: Context, spec: GenerationSpec, opts: ImagineOptions, picked: Sequence[Picked], notes: list[str]) -> GenerationSpec:
     """The job's references: the remixed picture's, replaced by new ones of their kind and
     reweighed by `--sw` / `--ow`, each with the IP-Adapter that draws it on the job's model."""
-    assert all(getattr(opts, flag) is None or any(p.kind == kind for p in picked) for kind, (flag, _) in REFERENCE_FLAGS.items()), (
-        "--sref/--oref given, but the caller found no picture for them (commands.jobs.sources.find_references)"
-    )
-    refs = {ref.kind: ref for ref in spec.references}
+    assert all(
+        getattr(opts, flag) in (None, NO_REFERENCE) or any(p.kind == kind for p in picked) for kind, (flag, _) in REFERENCE_FLAGS.items()
+    ), "--sref/--oref given, but the caller found no picture for them (commands.jobs.sources.find_references)"
+    refs = {ref.kind: ref for ref in spec.references if getattr(opts, REFERENCE_FLAGS[ref.kind][0]) != NO_REFERENCE}
+    inherited = set(refs)
+    default = next((pick for pick in picked if pick.default), None)
     for pick in picked:
-        refs[pick.kind] = ReferenceRef(kind=pick.kind, image=pick.picture.blob_key)
+        if not (pick.default and pick.kind in refs):  # a remix keeps its picture's own style over the default
+            refs[pick.kind] = ReferenceRef(kind=pick.kind, images=pick.images, board=pick.board)
     for kind, (flag, weight_flag) in REFERENCE_FLAGS.items():
         weight = getattr(opts, weight_flag)
         if weight is None:
@@ -232,27 +245,90 @@ def fit_references(ctx: Context, spec: GenerationSpec, opts: ImagineOptions, pic
     if spec.regions:
         raise UserError("Image references (--sref, --oref) and regional prompts (--regions) can't be used together yet; drop one.")
     entry = ctx.registry.get(spec.model) or ctx.registry.default
-    asked = bool(picked) or opts.sw is not None or opts.ow is not None
-    if not asked and not family(entry.family).supports("reference"):  # inherited by a remix on another family
-        notes.append(f"{family(entry.family).label} can't draw image references, so the picture's --sref/--oref aren't used.")
+    asked = any(not pick.default for pick in picked) or opts.sw is not None or opts.ow is not None
+    if asked and reference_pictures_limit(entry):
+        return _as_reference_pictures(spec, refs, entry, notes)
+    if not asked and not family(entry.family).supports("reference"):  # inherited by a remix, or a default, on another family
+        if inherited:
+            notes.append(f"{family(entry.family).label} can't draw image references, so the picture's --sref/--oref aren't used.")
         return spec.evolve(references=())
-    adapter = _adapter_for(ctx, spec)
-    ordered = tuple(refs[kind].evolve(adapter=adapter) for kind in REFERENCE_FLAGS if kind in refs)  # style first, as drawn
+    if not asked and default is not None and not inherited:
+        try:
+            _adapter_for(ctx, spec, set(refs))
+        except UserError:  # a default must not stop every drawing on a model without an IP-Adapter
+            notes.append(f"Your default moodboard `{default.board}` isn't used: `{entry.display_name}` has no IP-Adapter configured here.")
+            return spec.evolve(references=())
+    adapter, method = _adapter_for(ctx, spec, set(refs))
+    ordered = tuple(refs[kind].evolve(adapter=adapter, method=method) for kind in REFERENCE_FLAGS if kind in refs)  # style first, as drawn
     return spec.evolve(references=ordered)
 
 
-def _adapter_for(ctx: Context, spec: GenerationSpec) -> str:
-    """The IP-Adapter for the job's model: "" where its family has no reference method (the
-    family check refuses the job with its reason)."""
+def reference_pictures_limit(entry: ModelEntry) -> int:
+    """How many reference pictures a model's own pipeline reads beside a prompt, where that is its
+    reference method (FLUX.2 Klein: 4, Qwen-Image-Edit-Plus: 3: the models that edit with several
+    pictures, whose edit pipeline draws a prompt from reference pictures); 0 elsewhere."""
+    edit = family(entry.family).edit
+    if family(entry.family).supports("reference") or edit is None or edit.pipeline(entry.guessed_variant) is None:
+        return 0
+    limit = edit.limit(entry.guessed_variant)
+    return limit if limit > 1 else 0
+
+
+def _as_reference_pictures(spec: GenerationSpec, refs: Mapping[str, ReferenceRef], entry: ModelEntry, notes: list[str]) -> GenerationSpec:
+    """A drawing with references on a model that reads reference pictures itself: its edit job,
+    the pictures (style first) beside the prompt, at the asked size. Such a model has no weights
+    and no style/subject split: the prompt says what to take from them."""
+    label = family(entry.family).variant(entry.guessed_variant).label or family(entry.family).label
+    if spec.init_image is not None:
+        raise UserError(
+            f"On `{entry.display_name}` ({label}) references are pictures beside the prompt, and a remix can't have them too: "
+            "use `/edit <instruction>` with the pictures, or draw from the prompt with --sref/--oref and no picture to remix."
+        )
+    weighed = [f"--{REFERENCE_FLAGS[ref.kind][1]} {ref.weight}" for ref in refs.values() if ref.weight != 100]
+    if weighed:
+        raise UserError(
+            f"`{entry.display_name}` ({label}) reads reference pictures as they are, without a weight: leave out {', '.join(weighed)}."
+        )
+    keys = [key for kind in REFERENCE_FLAGS if kind in refs for key in refs[kind].images]
+    limit = reference_pictures_limit(entry)
+    if len(keys) > limit:
+        raise UserError(
+            f"`{entry.display_name}` ({label}) reads up to {limit} reference pictures; these references have {len(keys)}. "
+            "Use a smaller moodboard, or one reference."
+        )
+    notes.append(f"{label} reads the reference pictures beside your prompt (no style/subject split): say in the prompt what to take.")
+    return spec.evolve(
+        kind="instruct",
+        init_image=keys[0],
+        edit_images=tuple(keys[1:]),
+        references=(),
+        strength=None,
+        image_cfg=None,
+        operation="References",
+    )
+
+
+def _adapter_for(ctx: Context, spec: GenerationSpec, kinds: Collection[str] = ()) -> tuple[str, ReferenceMethod]:
+    """The IP-Adapter (on FLUX.1: its IP-Adapter or Redux) for the job's model that draws every
+    reference kind in `kinds`, and its method: ("", "ip-adapter") where the family has no reference
+    method (the family check refuses the job with its reason). The first of SDBOT_IP_ADAPTERS made
+    for the family that fits; a built-in tiny one on the tiny models (no real one fits them)."""
     entry = ctx.registry.get(spec.model) or ctx.registry.default
     kind = family(entry.family)
     if not kind.supports("reference"):
-        return ""
+        return "", "ip-adapter"
     if entry.kind == "tiny":
-        return TINY_ADAPTER
-    for name, adapter in ctx.settings.ip_adapters.items():
-        if adapter.architecture == entry.family:
-            return name
+        return (TINY_FLUX_ADAPTER, "flux-ip-adapter") if entry.family == "flux" else (TINY_ADAPTER, "ip-adapter")
+    made_for = {name: adapter for name, adapter in ctx.settings.ip_adapters.items() if adapter.architecture == entry.family}
+    for name, adapter in made_for.items():
+        if set(kinds) <= set(adapter.kinds):
+            return name, adapter.method
+    if made_for:  # only Redux, which draws a subject: the job has a style reference
+        raise UserError(
+            f"On `{entry.display_name}` image references are drawn by Redux ({', '.join(f'`{n}`' for n in made_for)}), which draws "
+            f"what a picture shows (--oref), not its style. A style reference (--sref) on {kind.label} needs an IP-Adapter in "
+            "SDBOT_IP_ADAPTERS (architecture flux); ask an admin, or use --oref."
+        )
     raise UserError(
         f"Image references on `{entry.display_name}` need an IP-Adapter made for {kind.label}, and none is configured here. "
         f"Ask an admin to add one to SDBOT_IP_ADAPTERS (architecture {entry.family}), or leave out --sref/--oref."

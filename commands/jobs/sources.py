@@ -15,8 +15,12 @@ The clip (/video2video, a reply to a clip), as frames stored as PNG blobs, first
 3. a video or GIF in the replied-to message that the adapter handed over.
 
 An image reference's picture (`find_references`): `--sref` alone takes the request's picture as
-`find_source` finds it (it is then the reference only, not also a picture to remix); `--sref b3`
-the bot's picture in the message with that id in this chat, found as a reply to it would be.
+`find_source` finds it (it is then the reference only, not also a picture to remix); `--sref NAME`
+the pictures of a moodboard the asker may use (their own first, else a shared one); `--sref b3`
+the bot's picture in the message with that id in this chat, found as a reply to it would be;
+`--sref none` no style reference (not the person's default moodboard, nor a remixed picture's).
+A person's default moodboard (/settings --moodboard) is the style reference of every drawing
+that names none, where the model can draw references.
 
 An uploaded video is read here, in the chat process, within the limits: SDBOT_MAX_VIDEO_BYTES,
 SDBOT_MAX_VIDEO_SECONDS, at most SDBOT_MAX_FRAMES frames taken at the clip's fps, each frame fitted
@@ -30,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from commands.frame.context import Context
@@ -37,13 +42,17 @@ from commands.frame.errors import UserError
 from commands.frame.images import first_image
 from commands.frame.offload import offload
 from commands.frame.types import Attachment, Request
+from commands.jobs.admission import asker
 from commands.jobs.job_view import clip_of, image_base, is_clip_job, maps_of, spec_of
-from commands.jobs.options import ImagineOptions, InitImage
+from commands.jobs.options import NO_REFERENCE, ImagineOptions, InitImage
 from commands.jobs.prompt_features import REFERENCE_FLAGS, Picked
 from commands.jobs.submit import store_upload
+from generation.assets.files import valid_asset_name
 from generation.spec import GenerationSpec
-from storage import outbox, queue
-from storage.tables import Job, JobStatus, MessageRef
+from storage import assets, outbox, queue
+from storage.tables import Asset, Job, JobStatus, MessageRef
+
+MOODBOARD = "moodboard"  # the assets' kind of a moodboard (commands.library.moodboards)
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".m4v", ".mkv", ".gif")
 
@@ -235,23 +244,96 @@ def takes_request_picture(opts: ImagineOptions) -> bool:
 
 
 async def find_references(ctx: Context, request: Request, opts: ImagineOptions) -> list[Picked]:
-    """The pictures `--sref` and `--oref` name; UserError when one is missing or not a picture."""
+    """The pictures `--sref` and `--oref` name (the request's own picture, a moodboard, or a message
+    id: module docstring), and the person's default moodboard as the style reference where they set
+    one and gave no `--sref`; UserError when one is missing or not a picture."""
     picked = []
     for kind, (flag, _) in REFERENCE_FLAGS.items():
         value = getattr(opts, flag)
-        if value is None:
+        if value is None or value == NO_REFERENCE:
             continue
         if value:
-            # A message id: found as a reply to that message would be, without the request's own pictures.
-            source = await find_source(ctx, dataclasses.replace(request, reply_to=value, attachments=(), reply_to_images=(), lookups={}))
-            if source.init is None:
-                raise UserError(f"`--{flag} {value}`: I find no picture of mine in a message `{value}` in this chat. Give the id of one.")
+            board = await moodboard_pictures(ctx, request, value)
+            if board is not None:
+                picked.append(Picked(kind, board, board=value.lower()))
+                continue
+            try:
+                source = await picture_in_message(ctx, request, value, f"--{flag}")
+            except UserError:
+                if not valid_asset_name(value.lower()):
+                    raise
+                raise UserError(
+                    f"`--{flag} {value}`: I know no moodboard `{value.lower()}` of yours or shared (`/moodboards` lists them), "
+                    f"and no message `{value}` with my picture in this chat."
+                ) from None
         else:
             source = await find_source(ctx, request)
             if source.init is None:
                 raise UserError(
-                    f"`--{flag}` needs a picture: reply to one with your prompt, attach one, or give the id of a message "
-                    f"with my picture (e.g. `--{flag} b3`)."
+                    f"`--{flag}` needs a picture: reply to one with your prompt, attach one, give the id of a message "
+                    f"with my picture (e.g. `--{flag} b3`), or the name of one of your moodboards."
                 )
-        picked.append(Picked(kind, source.init, source.upload_size))
+        assert source.init is not None
+        picked.append(Picked(kind, ((source.init, source.upload_size),)))
+    if opts.sref is None:
+        default = await default_moodboard(ctx, request)
+        if default is not None:
+            picked.append(Picked("style", default[1], board=default[0], default=True))
     return picked
+
+
+async def picture_in_message(ctx: Context, request: Request, message_id: str, what: str) -> Source:
+    """The bot's picture in the message `message_id` of this chat, found as a reply to it would be
+    (without the request's own pictures); UserError when there is none."""
+    bare = dataclasses.replace(request, reply_to=message_id, attachments=(), reply_to_images=(), lookups={})
+    source = await find_source(ctx, bare)
+    if source.init is None:
+        said = f"{what} {message_id}".strip()
+        raise UserError(f"`{said}`: I find no picture of mine in a message `{message_id}` in this chat. Give the id of one.")
+    return source
+
+
+async def find_pictures(
+    ctx: Context, request: Request, ids: Sequence[str], *, most: int, what: str, ids_flag: str = "--images"
+) -> list[tuple[InitImage, int | None]]:
+    """Several pictures for one request (/blend, /moodboard save): the picture replied to, each
+    attached one, then the bot's pictures in the messages `ids` names, each with its PNG size when
+    it is a new upload (stored here; recorded by the caller's transaction). More than `most` is
+    refused before any upload is read."""
+    replied = await find_source(ctx, dataclasses.replace(request, attachments=())) if request.reply_to else Source()
+    count = len(request.attachments) + len(ids) + (replied.init is not None)
+    if count > most:
+        raise UserError(f"{what} takes at most {most} pictures; you gave {count}.")
+    found: list[tuple[InitImage, int | None]] = [(replied.init, replied.upload_size)] if replied.init is not None else []
+    for attachment in request.attachments:
+        found.append(await store_upload(ctx, attachment))
+    for message_id in ids:
+        source = await picture_in_message(ctx, request, message_id, ids_flag)
+        assert source.init is not None
+        found.append((source.init, None))
+    return found
+
+
+async def moodboard_pictures(ctx: Context, request: Request, name: str) -> tuple[tuple[InitImage, None], ...] | None:
+    """The pictures of the moodboard `name` as the asker sees it (their own, else a shared one), or None."""
+    if not valid_asset_name(name.lower()):
+        return None
+    async with ctx.db.transaction() as session:
+        user = await asker(session, request)
+        board = await assets.find_usable(session, user.id, MOODBOARD, name)
+    return board_pictures(board) if board is not None else None
+
+
+async def default_moodboard(ctx: Context, request: Request) -> tuple[str, tuple[tuple[InitImage, None], ...]] | None:
+    """The person's default moodboard (/settings --moodboard) and its pictures, or None: none set,
+    or it was deleted or unshared since (then it is left out, as a default that no longer exists)."""
+    async with ctx.db.transaction() as session:
+        user = await asker(session, request)
+        name = user.settings.get("moodboard")
+        board = await assets.find_usable(session, user.id, MOODBOARD, name) if name else None
+    return (board.name, board_pictures(board)) if board is not None else None
+
+
+def board_pictures(board: Asset) -> tuple[tuple[InitImage, None], ...]:
+    """A moodboard's pictures (stored in its row's `info`: commands.library.moodboards)."""
+    return tuple((InitImage(p["key"], p["width"], p["height"]), None) for p in board.info["pictures"])

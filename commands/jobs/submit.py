@@ -78,10 +78,9 @@ async def submit(
         spec = await check_job(ctx, session, request, spec, notes)
         if init is not None and upload_size is not None:
             await queue.record_blob(session, init.blob_key, upload_size, "image/png", init.width, init.height)
-        for pick in references:
-            if pick.upload_size is not None:
-                picture = pick.picture
-                await queue.record_blob(session, picture.blob_key, pick.upload_size, "image/png", picture.width, picture.height)
+        for picture, size in (pair for pick in references for pair in pick.pictures):
+            if size is not None:
+                await queue.record_blob(session, picture.blob_key, size, "image/png", picture.width, picture.height)
         for blob, size in extra_blobs:
             await queue.record_blob(session, blob.blob_key, size, "image/png", blob.width, blob.height)
         reply = await _enqueue(ctx, session, request, user, spec, parent, notes)

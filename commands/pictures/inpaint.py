@@ -43,12 +43,16 @@ ONLY_MASKED = Option(
     "only_masked", "switch", "Redraw only the region, at full resolution, and paste it back", aliases=("masked-only",), default=False
 )
 PADDING = Option("padding", "int", "With --only-masked: pixels of context around the region", bounds=(0, MAX_PADDING), default=32)
+# The region, in one of three ways (also /edit's: commands.pictures.edit)
+BOX = Option("box", "text", "The region: x,y,w,h in pixels or percents, e.g. 10%,0%,50%,40%", example="10%,0%,50%,40%")
+SELECT = Option("select", "text", "Words naming the region (needs SDBOT_SEGMENTER)", example="the sky")
+MASK = Option("mask", "file", "A mask picture: white is repainted")
 OPTIONS: tuple[Option, ...] = (
     Option("prompt", "text", "What to paint in the region (and --options)", positional=True, rest=True, required=True),
     Option("image", "file", "The picture to paint on (or reply to one)"),
-    Option("box", "text", "The region: x,y,w,h in pixels or percents, e.g. 10%,0%,50%,40%", example="10%,0%,50%,40%"),
-    Option("select", "text", "Words naming the region (needs SDBOT_SEGMENTER)", example="the sky"),
-    Option("mask", "file", "A mask picture: white is repainted"),
+    BOX,
+    SELECT,
+    MASK,
     BLUR,
     ONLY_MASKED,
     PADDING,
@@ -68,13 +72,7 @@ async def inpaint_command(ctx: Context, request: Request, args: str) -> list[Rep
         values.pop(name, None)
     if not flags.text:
         problems.append("Say what to paint there, e.g. `/inpaint a red hat --box 10%,0%,50%,40%`.")
-    if select is not None and not select.strip():
-        problems.append("`--select` needs words, e.g. `--select hat`.")
-    if select and not ctx.settings.segmenter:
-        problems.append(
-            "`--select` needs a segmentation model, and none is configured here (an admin sets SDBOT_SEGMENTER). "
-            "Give the region with `--box x,y,w,h` or attach a mask instead."
-        )
+    check_select(ctx, select, problems)
     opts = draw_options(ctx, values, flags.written, flags.text, problems)
     source, mask_file = await _picture_and_mask(ctx, request)
     if source.init is None:
@@ -108,6 +106,17 @@ async def inpaint_command(ctx: Context, request: Request, args: str) -> list[Rep
         }
 
     return await queue_edit(ctx, request, source, Edit("inpaint", "Inpaint", opts, shape, extra))
+
+
+def check_select(ctx: Context, select: str | None, problems: list[str]) -> None:
+    """`--select`'s problems: no words, or no segmentation model here."""
+    if select is not None and not select.strip():
+        problems.append("`--select` needs words, e.g. `--select hat`.")
+    if select and not ctx.settings.segmenter:
+        problems.append(
+            "`--select` needs a segmentation model, and none is configured here (an admin sets SDBOT_SEGMENTER). "
+            "Give the region with `--box x,y,w,h` or attach a mask instead."
+        )
 
 
 async def _picture_and_mask(ctx: Context, request: Request) -> tuple[Source, Attachment | None]:
@@ -147,7 +156,12 @@ def uploaded_mask(ctx: Context, attachment: Attachment, width: int, height: int)
     (decoding): handlers run it through `offload`."""
     decoded = decode_upload(attachment, max_bytes=ctx.settings.max_upload_bytes, max_pixels=ctx.settings.max_upload_pixels)
     with Image.open(io.BytesIO(decoded.png)) as image:
-        mask = image.convert("L").point(lambda value: 255 if value >= 128 else 0)
+        return mask_png(image, width, height)
+
+
+def mask_png(image: Image.Image, width: int, height: int) -> bytes:
+    """`image` as a black-and-white mask PNG at width x height (white, 128 and up, = repaint)."""
+    mask = image.convert("L").point(lambda value: 255 if value >= 128 else 0)
     if mask.size != (width, height):
         mask = mask.resize((width, height), Image.Resampling.NEAREST)
     if mask.getbbox() is None:

@@ -153,8 +153,10 @@ class ControlSettings(BaseModel):
         description="IP-Adapters for image references (`--sref`, `--oref`), by name: `source` (a folder), `weight_name` "
         "(the `.safetensors` file in it, default `ip-adapter_sd15.safetensors`), `image_encoder` (a "
         "`CLIPVisionModelWithProjection` folder, e.g. h94/IP-Adapter's `models/image_encoder`), `architecture` (sd1, "
-        "sd2 or sdxl, default sd1); TOML `[ip_adapters.sd15]` or JSON. The first whose architecture is the model's "
-        "family is used. On the tiny model a built-in tiny one serves.",
+        "sd2, sdxl or flux, default sd1), `kind` (ip-adapter, default; or redux: FLUX.1 Redux, `source` a "
+        "`FluxPriorReduxPipeline` folder, for `--oref` only); TOML `[ip_adapters.sd15]` or JSON. The first whose "
+        "architecture is the model's family and that draws the job's references is used. On the tiny models "
+        "(`tiny`, `tiny-flux`) built-in tiny ones serve.",
         json_schema_extra={"doc_default": "none (tiny: built-in)"},
     )
     depth_model: str | None = Field(

@@ -109,7 +109,7 @@ def style_scale(unet: Any, scale: float) -> dict[str, Any]:
 class References:
     """The references of the job now running: the IP-Adapter on its pipeline, and its embeddings."""
 
-    def __init__(self, adapter: IPAdapter, refs: tuple[ReferenceRef, ...], pictures: list[Image.Image]):
+    def __init__(self, adapter: IPAdapter, refs: tuple[ReferenceRef, ...], pictures: list[list[Image.Image]]):
         self.adapter = adapter
         self.refs = refs
         self.pictures = pictures
@@ -140,12 +140,14 @@ class References:
         """`ip_adapter_image_embeds` for a pipeline call: the pictures encoded once per job (by the
         pipeline's own `prepare_ip_adapter_image_embeds`, as a bare pipeline encodes them), each
         repeated for `rows` images per prompt row of the call (the pipeline repeats them again by
-        its num_images_per_prompt)."""
+        its num_images_per_prompt). A reference of several pictures (a moodboard, /blend) is the
+        mean of their embeddings: one image prompt, as one picture's is (diffusers would give each
+        picture its own tokens, which weighs a board of ten ten times a picture)."""
         if self._encoded is None:
             with torch.inference_mode():
-                self._encoded = pipe.prepare_ip_adapter_image_embeds(
-                    [[picture] for picture in self.pictures], None, pipe._execution_device, 1, True
-                )
+                encoded = pipe.prepare_ip_adapter_image_embeds(self.pictures, None, pipe._execution_device, 1, True)
+            # (negative + positive, pictures, ...) -> the pictures' mean, kept as one picture's
+            self._encoded = [both.mean(dim=1, keepdim=True) for both in encoded]
         embeds = []
         for both in self._encoded:
             negative, positive = both.chunk(2)

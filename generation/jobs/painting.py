@@ -35,6 +35,14 @@ FILL_NOISE = 12  # standard deviation (of 255) of the noise added to the fill
 
 def inpaint(engine: Engine, spec: GenerationSpec, tracker: Tracker) -> list[Image.Image]:
     original = engine.init_image(spec)
+    soft = blur_mask(job_mask(engine, spec, original), spec.mask_blur)
+    return repaint(engine, spec, tracker, original, soft)
+
+
+def job_mask(engine: Engine, spec: GenerationSpec, original: Image.Image) -> Image.Image:
+    """The job's region of `original` as an 'L' mask of its size (white = repaint), unblurred: the
+    mask blob (a box or an uploaded mask) or the words of `--select`, segmented. /inpaint's and
+    a masked /edit's (generation.jobs.instruct)."""
     if spec.select:
         mask = engine.tools.segment().mask(original, spec.select)
         if mask_box(mask) is None:
@@ -49,8 +57,7 @@ def inpaint(engine: Engine, spec: GenerationSpec, tracker: Tracker) -> list[Imag
             mask = mask.resize(original.size, Image.Resampling.NEAREST)
     if mask_box(mask) is None:
         raise EngineUserError("The mask is empty (all black), so there is nothing to repaint. White marks what to repaint.")
-    soft = blur_mask(mask, spec.mask_blur)
-    return repaint(engine, spec, tracker, original, soft)
+    return mask
 
 
 def repaint(engine: Engine, spec: GenerationSpec, tracker: Tracker, original: Image.Image, soft: Image.Image) -> list[Image.Image]:

@@ -85,33 +85,43 @@ class LoadedModel:
     components_source: str | None = None
 
     def pipeline(self, kind: str) -> Any:
-        """The pipeline for `kind` ("txt2img", "img2img", "inpaint", "edit"), sharing the loaded weights."""
+        """The pipeline for `kind` ("txt2img", "img2img", "inpaint", "edit", "edit-inpaint": a
+        masked edit), sharing the loaded weights."""
         if kind == "txt2img":
             return self.txt2img
-        if kind == "edit":
-            return self._edit_pipeline()
+        if kind in ("edit", "edit-inpaint"):
+            return self._edit_pipeline(kind)
         if kind not in ("img2img", "inpaint"):
             raise ValueError(f"no pipeline for job kind {kind!r}")
         if kind not in self._pipes:
             self._pipes[kind] = share_weights(self.family, kind, self.txt2img)
         return self._pipes[kind]
 
-    def _edit_pipeline(self) -> Any:
+    def _edit_pipeline(self, kind: str = "edit") -> Any:
         """The family's instruction-edit pipeline for this model's variant (FLUX.1 Kontext's,
-        FLUX.2 Klein's with references), made of the loaded modules."""
+        FLUX.2 Klein's with references), or its masked one ("edit-inpaint": Kontext's, Qwen-Image-
+        Edit's, Klein's inpaint pipeline), made of the loaded modules. A component the txt2img
+        pipeline lacks (Qwen-Image-Edit's processor) is loaded once and shared by both."""
         variant = self.entry.guessed_variant
-        class_name = self.family.edit_pipeline(variant)
+        masked = kind == "edit-inpaint"
+        class_name = self.family.edit_inpaint_pipeline(variant) if masked else self.family.edit_pipeline(variant)
         if class_name is None:
             label = self.family.variant(variant).label or self.family.label
-            raise EngineUserError(f"the model `{self.name}` ({label}) doesn't edit pictures by instruction.")
-        if "edit" not in self._pipes:
+            what = "edit inside a mask" if masked and self.family.edit_pipeline(variant) else "edit pictures by instruction"
+            raise EngineUserError(f"the model `{self.name}` ({label}) doesn't {what}.")
+        if kind not in self._pipes:
             import diffusers
 
             pipeline_class = getattr(diffusers, class_name)
-            extra = {name: _load_component(self.components_source, name) for name in _missing_components(pipeline_class, self.txt2img)}
-            self._pipes["edit"] = _from_components(pipeline_class, self.txt2img, **extra)
-            self._pipes["edit"].set_progress_bar_config(disable=True)
-        return self._pipes["edit"]
+            built = [pipe.components for key, pipe in self._pipes.items() if key.startswith("edit")]
+            extra = {
+                name: next((components[name] for components in built if components.get(name) is not None), None)
+                or _load_component(self.components_source, name)
+                for name in _missing_components(pipeline_class, self.txt2img)
+            }
+            self._pipes[kind] = _from_components(pipeline_class, self.txt2img, **extra)
+            self._pipes[kind].set_progress_bar_config(disable=True)
+        return self._pipes[kind]
 
     @property
     def denoiser(self) -> Any:

@@ -79,6 +79,23 @@ def control_note(key: str, value: str) -> str:
     )
 
 
+def reference_note(key: str, value: str) -> str:
+    """An image reference of the settings (`IP-Adapter 0: "Type: style, Model: …, Weight: 250, …,
+    Moodboard: autumn"`, as sdbot writes it), given back as the flags that repeat it: the reference
+    pictures are not in the file, so they are named by the moodboard, or must be given again."""
+    fields = {name.strip(): field.strip() for name, field in _UNIT_FIELD.findall(value.strip().strip('"'))}
+    flag, weight_flag = ("--sref", "--sw") if fields.get("Type", "").lower() == "style" else ("--oref", "--ow")
+    weight = to_float(fields.get("Weight"))
+    weighed = f" {weight_flag} {weight:g}" if weight is not None and weight != 100 else ""
+    board = fields.get("Moodboard")
+    if board:
+        return f"{key}: the moodboard `{short(board)}`; add `{flag} {short(board)}{weighed}` to draw with it again (if you have it)."
+    return (
+        f"{key}: a {'style' if flag == '--sref' else 'subject'} reference with {short(fields.get('Model', '?'))}. Its picture isn't in "
+        f"the file; reply to one (or attach it) with `/imagine <prompt> {flag}{weighed}` to draw with it again."
+    )
+
+
 def from_infotext(text: str, notes: list[str], *, require_settings: bool) -> ImageMetadata | None:
     text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
     if not text:
@@ -143,6 +160,13 @@ def from_infotext(text: str, notes: list[str], *, require_settings: bool) -> Ima
             out.note(template.format(value=short(found[key])))
     for key in sorted(k for k in found if re.fullmatch(r"ControlNet \d+", k)):
         out.note(control_note(key, found[key]))
+    for key in sorted(k for k in found if re.fullmatch(r"IP-Adapter \d+", k)):
+        out.note(reference_note(key, found[key]))
+    if found.get("Edit pictures"):
+        count = len(found["Edit pictures"].split(","))
+        out.note(
+            f"It is an edit of {count} picture{'s' if count > 1 else ''} by instruction; attach them to `/edit <instruction>` to edit again."
+        )
     for match in _LORA.finditer(out.prompt):
         weight = f" (weight {match[3]})" if match[3] else ""
         out.note(f"{'LoRA' if match[1].lower() == 'lora' else 'LyCORIS'} `{match[2]}`{weight} is named in the prompt.")

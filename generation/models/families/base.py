@@ -24,7 +24,7 @@ FEATURES = (
     "vae",  # a VAE other than the model's own
     "regions",  # regional prompting (BREAK regions through the UNet's cross-attention)
     "controlnet",
-    "reference",  # image references (--sref, --oref) through an IP-Adapter (generation.control.ip_adapters)
+    "reference",  # image references (--sref, --oref): an IP-Adapter (control.ip_adapters; FLUX.1's or Redux: control.flux_references)
     "lora",  # users' LoRAs
     "embeddings",  # textual-inversion embeddings
     "prompt_weights",  # A1111's (word:1.2) emphasis
@@ -136,6 +136,15 @@ class EditSupport:
     max_aspect: float | None = None
     # What it does with more than one picture, in words for /help and the docs.
     pictures_note: str = ""
+    # Its masked edit (`/edit ... --box`, `--select`, a mask attached): the inpaint pipeline per
+    # variant (FLUX.1 Kontext's, Qwen-Image-Edit's, FLUX.2 Klein's), which edits inside the mask
+    # and keeps the picture's latents outside it; how many pictures it takes (the picture, then one
+    # reference passed as `inpaint_reference_argument`: Kontext's and Klein's `image_reference`),
+    # and its strength (1: the region is drawn anew, the model still reads the whole picture).
+    inpaint_pipelines: Mapping[str, str] = field(default_factory=dict)
+    inpaint_max_pictures: int = 1
+    inpaint_reference_argument: str | None = None
+    inpaint_strength: float = 1.0
 
     def pipeline(self, variant: str | None) -> str | None:
         """The edit pipeline for `variant`, or None when that variant doesn't edit."""
@@ -144,6 +153,16 @@ class EditSupport:
     def limit(self, variant: str | None) -> int:
         """How many pictures an edit on `variant` takes."""
         return self.max_pictures_of.get(variant or "", self.max_pictures)
+
+    def inpaint_pipeline(self, variant: str | None) -> str | None:
+        """The masked-edit (inpaint) pipeline for `variant`, or None when that variant has none."""
+        if self.pipeline(variant) is None:
+            return None
+        return self.inpaint_pipelines.get(variant or "") or self.inpaint_pipelines.get("*")
+
+    def inpaint_limit(self, variant: str | None) -> int:
+        """How many pictures a masked edit on `variant` takes (0: it has no masked edit)."""
+        return self.inpaint_max_pictures if self.inpaint_pipeline(variant) is not None else 0
 
 
 @dataclass(frozen=True)
@@ -228,6 +247,10 @@ class Family:
     def edit_pipeline(self, variant: str | None) -> str | None:
         """The pipeline that edits pictures by instruction on this variant; None: it doesn't."""
         return self.edit.pipeline(variant) if self.edit is not None else None
+
+    def edit_inpaint_pipeline(self, variant: str | None) -> str | None:
+        """The pipeline that edits pictures by instruction inside a mask on this variant; None: it doesn't."""
+        return self.edit.inpaint_pipeline(variant) if self.edit is not None else None
 
     def supports(self, feature: str, variant: str | None = None) -> bool:
         return self.why_not(feature, variant) is None

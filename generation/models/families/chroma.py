@@ -1,6 +1,7 @@
 """Chroma (lodestones, 2025): FLUX.1-schnell's architecture slimmed to 8.9B parameters, retrained
 without guidance distillation, with T5-XXL alone as its text encoder. So unlike FLUX.1 it has real
-classifier-free guidance and a negative prompt. Everything else as FLUX.1 (`flux.py`)."""
+classifier-free guidance and a negative prompt. Everything else as FLUX.1 (`flux.py`), but image
+references: FLUX.1's IP-Adapter and Redux are not made for it."""
 
 from __future__ import annotations
 
@@ -26,7 +27,12 @@ CHROMA = Family(
     img2img_takes_size=True,
     guidance="cfg",
     variants=(Variant("", "Chroma", steps=30, cfg=4.0),),
-    unsupported=dit_unsupported("Chroma", negative=None),
+    unsupported={
+        **dit_unsupported("Chroma", negative=None),
+        # diffusers would load FLUX.1's IP-Adapter into Chroma's transformer, but nothing says it draws there
+        "reference": "FLUX.1's IP-Adapter and Redux were trained on FLUX.1 [dev]'s weights, which Chroma retrained, and none is "
+        "made for Chroma. Pick an SD 1.x, SDXL or FLUX.1 model with `--model`",
+    },
     checkpoint_marks=("distilled_guidance_layer.",),  # beside FLUX.1's blocks, which Chroma keeps
     description="Chroma1 HD and Base: 1024 px; ~27 GB in bf16, ~14 GB with an fp8 or Q8 transformer.",
 )

@@ -7,7 +7,9 @@ it from the number of latent patches, as BFL's reference does).
 
 Prompts go to the pipeline's own `encode_prompt` as plain text: T5 reads up to 512 tokens, CLIP's
 pooled output the first 77. A1111's weights, BREAK and prompt editing are refused (not ignored):
-T5 has no notion of them, and a silent strip would draw something else than was asked."""
+T5 has no notion of them, and a silent strip would draw something else than was asked.
+
+Image references (`--sref`, `--oref`): its IP-Adapter or Redux (generation.control.flux_references)."""
 
 from __future__ import annotations
 
@@ -27,8 +29,9 @@ def dit_unsupported(label: str, *, negative: str | None) -> dict[str, str]:
         "tile": f"seamless tiling works on UNet models (SD 1.x/2.x, SDXL); {label} isn't one",
         "vae": f"{label} has its own 16-channel VAE; the configured VAEs are SD ones",
         "regions": f"regional prompting works through SD's UNet cross-attention; {label} has none",
-        "reference": f"they are drawn by IP-Adapters (SDBOT_IP_ADAPTERS), which are for SD 1.x/2.x and SDXL; {label} has "
-        "no reference method here yet. Pick an SD 1.x or SDXL model with `--model`",
+        "reference": f"they are drawn by IP-Adapters (SDBOT_IP_ADAPTERS) for SD 1.x/2.x and SDXL, and on FLUX.1 also by Redux, or read "
+        f"as pictures by the models that edit with several (FLUX.2 Klein, Qwen-Image-Edit-Plus); {label} has no IP-Adapter here. "
+        "Pick such a model with `--model`",
         "embeddings": f"textual-inversion embeddings are for CLIP-only models (SD 1.x/2.x, SDXL), not {label}",
         "prompt_weights": f"{label} can't weight words: {PLAIN_TEXT}. Write the emphasis in words instead of (word:1.3)",
         "prompt_editing": f"{label} can't switch prompts while drawing: {PLAIN_TEXT}",
@@ -90,13 +93,23 @@ FLUX = Family(
         area_argument="max_area",
         fixed_arguments={"_auto_resize": False},
         pictures_note="one picture: Kontext [dev] edits the picture it is given",
+        # Masked: its inpaint pipeline; a second picture is its `image_reference`, which the edit
+        # then reads instead of the picture (the picture stays outside the mask).
+        inpaint_pipelines={"kontext": "FluxKontextInpaintPipeline"},
+        inpaint_max_pictures=2,
+        inpaint_reference_argument="image_reference",
     ),
     # BFL's names, and diffusers' (GGUF and fp8 files are published in both)
     checkpoint_marks=("double_blocks.", "single_transformer_blocks."),
     variant_from_keys=flux_variant,
-    unsupported=dit_unsupported(
-        "FLUX.1",
-        negative="FLUX.1 is guidance-distilled and has no negative prompt: describe what you want instead of using --no",
-    ),
+    # Image references: its IP-Adapter or Redux (generation.control.flux_references).
+    unsupported={
+        feature: why
+        for feature, why in dit_unsupported(
+            "FLUX.1",
+            negative="FLUX.1 is guidance-distilled and has no negative prompt: describe what you want instead of using --no",
+        ).items()
+        if feature != "reference"
+    },
     description="FLUX.1 dev, schnell and Krea: 1024 px; ~33 GB in bf16, ~17 GB with an fp8 or Q8 transformer, ~8 GB with Q4 and offload.",
 )

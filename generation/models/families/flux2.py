@@ -50,6 +50,11 @@ FLUX2_KLEIN = Family(
         min_side=64,  # Flux2ImageProcessor.check_image_input
         max_aspect=8,
         pictures_note='up to 4 pictures, each a reference the edit can take from ("the cat from picture 2")',
+        # Masked: its inpaint pipeline, which reads the picture as a reference too, and one more
+        # picture as `image_reference` (several would be stacked as a batch, not as references).
+        inpaint_pipelines={"*": "Flux2KleinInpaintPipeline"},
+        inpaint_max_pictures=2,
+        inpaint_reference_argument="image_reference",
     ),
     unsupported=dit_unsupported("FLUX.2 Klein", negative=None),
     # BFL's and diffusers' names; FLUX.2 [dev] (a guidance embedder, another text encoder) is not Klein

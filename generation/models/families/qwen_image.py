@@ -69,6 +69,9 @@ QWEN_IMAGE = Family(
         max_pictures=1,
         max_pictures_of={"edit-plus": 3},
         pictures_note='Qwen-Image-Edit one picture; -Plus up to 3 ("picture 1", "picture 2", ... in the instruction)',
+        # Masked: Qwen-Image-Edit's inpaint pipeline (one picture, drawn at ~1024² whatever the
+        # size asked); diffusers 0.42.1 has none for -Plus.
+        inpaint_pipelines={"edit": "QwenImageEditInpaintPipeline"},
     ),
     unsupported=dit_unsupported("Qwen-Image", negative=None),
     # diffusers' names (diffusers has no Qwen-Image entry among its single-file checkpoints)
