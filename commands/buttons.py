@@ -1,6 +1,7 @@
 """Button presses: U<i> (image i alone), V<i> (a variation of image i), Reroll (new seed), and
 the edits under a single image (Upscale 2x, Vary (Subtle), Zoom Out 2x, ⬅, Face fix, ...:
-`commands.pictures.edits`).
+`commands.pictures.edits`), and Animate (image-to-video of it on a video model:
+`commands.clips.video`, shown where the registry has one).
 
 A press names a message and an action (id or label). The message resolves to a job through the
 message refs, so buttons keep working after a restart; anyone who can see the message may press,
@@ -15,6 +16,7 @@ import io
 from PIL import Image
 
 from commands.clips import results as clips
+from commands.clips.video import animate_picture, video_actions_shown
 from commands.frame.context import Context
 from commands.frame.errors import UserError
 from commands.frame.types import Action, ImageFile, MessageTarget, Reply, Request
@@ -40,7 +42,7 @@ async def press(ctx: Context, request: Request) -> list[Reply]:
         job = await queue.get(session, ref.job_id)
         if job is None:
             raise UserError("The job behind that button is gone. Start again with /imagine.")
-        actions = render.actions_for(job, ref.role, ref.output_index)
+        actions = render.actions_for(job, ref.role, ref.output_index, animate=video_actions_shown(ctx.registry))
         if ref.role == "result" and len(job.outputs) == 1:
             # A one-image result showed U1 and V1 before it got the edit buttons; keep those working.
             actions += (Action("upscale:1", "U1"), Action("vary:1", "V1"))
@@ -59,6 +61,8 @@ async def press(ctx: Context, request: Request) -> list[Reply]:
             return [
                 await safety.shield(ctx, session, job, single_image_reply(ctx, job, index), request.platform, request.chat_id, record=False)
             ]
+    if verb == "animate" and index is not None:
+        return await animate_picture(ctx, request, job, index)
     if verb == "vary" and index is not None:
         output = job.outputs[index]
         init = InitImage(output.blob_key, output.width, output.height)
@@ -154,7 +158,7 @@ def single_image_reply(ctx: Context, job: Job, index: int) -> Reply:
         render.single_text(job, index),
         kind="single",
         images=image_files(ctx, job, [index]),
-        actions=render.actions_for(job, "single", index),
+        actions=render.actions_for(job, "single", index, animate=video_actions_shown(ctx.registry)),
         job_id=job.id,
         target=MessageTarget(job.id, index, "single"),
         preview=tile_preview(ctx, job, index),
@@ -168,7 +172,7 @@ def result_reply(ctx: Context, job: Job) -> Reply:
         render.result_text(job),
         kind="result",
         images=image_files(ctx, job),
-        actions=render.actions_for(job, "result", None),
+        actions=render.actions_for(job, "result", None, animate=video_actions_shown(ctx.registry)),
         job_id=job.id,
         target=MessageTarget(job.id, None, "result"),
         preview=tile_preview(ctx, job, None),

@@ -28,6 +28,8 @@ from commands.clips.deforum import OPTIONS as DEFORUM_OPTIONS
 from commands.clips.deforum import deforum
 from commands.clips.frames import frames_command
 from commands.clips.results import FRAME_FORMATS
+from commands.clips.video import OPTIONS as VIDEO_OPTIONS
+from commands.clips.video import video_command
 from commands.clips.video2video import OPTIONS as VIDEO2VIDEO_OPTIONS
 from commands.clips.video2video import video2video
 from commands.frame.context import Context
@@ -219,6 +221,18 @@ COMMANDS: tuple[Command, ...] = (
         ("/blend [prompt] [--images ID,ID] [--ow N] [options]",),
         "guide.md#commands",
         options=BLEND_OPTIONS,
+    ),
+    Command(
+        "video",
+        video_command,
+        "A clip on a video model: /video a fox running (reply to a picture: animate it)",
+        (
+            "/video <prompt> [--seconds S|--frames N] [--motion low|high] [--loop] [options]",
+            "/video <what moves> (as a reply to a picture, or with one attached) [--end ID]",
+            "/video <what happens next> --extend (as a reply to a clip)",
+        ),
+        "guide.md#clips",
+        options=VIDEO_OPTIONS,
     ),
     Command(
         "animate",

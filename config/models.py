@@ -26,13 +26,16 @@ TINY_MODELS = {
     "tiny-flux2": "flux2",
     "tiny-kontext": "flux",  # FLUX.1 Kontext: /edit by instruction
     "tiny-qwen-edit-plus": "qwen",  # Qwen-Image-Edit-Plus: /edit with up to 3 pictures
+    "tiny-wan": "wan",  # Wan 2.1 text-to-video (generation.models.tiny_video)
+    "tiny-wan-i2v": "wan",  # Wan 2.2 I2V A14B: image-to-video and first-last-frame
+    "tiny-ltx": "ltx",  # LTX-Video: text-to-video, image-to-video, first-last-frame
 }
 TINY_STEPS = 8  # the tiny models' default --steps
 SourceKind = Literal["tiny", "file", "folder", "hub"]
 # .gguf: a quantized transformer (FLUX.1, Chroma, ...), the rest of the pipeline from `config`.
 SINGLE_FILE_SUFFIXES = (".safetensors", ".gguf", ".ckpt", ".pt", ".bin")
 FamilyId = Literal[
-    "sd1", "sd2", "sdxl", "sd3", "flux", "chroma", "qwen", "zimage", "flux2"
+    "sd1", "sd2", "sdxl", "sd3", "flux", "chroma", "qwen", "zimage", "flux2", "wan", "ltx"
 ]  # generation.models.families (a test keeps them equal)
 NATIVE_SIZES = {f.id: f.native_size for f in FAMILIES}  # each family's training resolution
 ARCHITECTURE_NAMES = {f.id: f.label for f in FAMILIES}  # how people name them
@@ -56,11 +59,14 @@ class ModelEntry(BaseModel):
     vae: str | None = Field(None, description="This model's VAE: a name from `vaes`, or a folder, Hub id or .safetensors file.")
     architecture: FamilyId | None = Field(
         None,
-        description="Its family: sd1, sd2, sdxl, sd3, flux, chroma, flux2, qwen or zimage; LoRAs and embeddings must match it (default: read from "
+        description="Its family: sd1, sd2, sdxl, sd3, flux, chroma, flux2, qwen, zimage, or the video families wan and ltx; LoRAs and "
+        "embeddings must match it (default: read from "
         "the files at start-up, else guessed from the source's name).",
     )
     variant: str | None = Field(
-        None, description="Its kind within the family, where defaults differ: flux dev or schnell (default: read from the files)."
+        None,
+        description="Its kind within the family, where defaults differ: flux dev or schnell; wan t2v, ti2v, i2v, flf2v or i2v-a14b "
+        "(what it draws: text-to-video, image-to-video, first-last-frame); ltx dev or distilled (default: read from the files).",
     )
     cfg: float | None = Field(None, description="Default --cfg for this model (SDBOT_DEFAULT_CFG, when set, wins; default: its family's).")
     quantization: Quantization = Field(
@@ -81,7 +87,7 @@ class ModelEntry(BaseModel):
 
     @property
     def family(self) -> str:
-        """The family id (sd1, sd2, sdxl, sd3, flux, chroma, flux2, qwen, zimage): what uploaded LoRAs and embeddings must be made for."""
+        """The family id (sd1, sd2, sdxl, sd3, flux, chroma, flux2, qwen, zimage; wan, ltx): what uploaded LoRAs and embeddings must be made for."""
         return self.architecture or self._guessed_family()
 
     @property
@@ -94,6 +100,10 @@ class ModelEntry(BaseModel):
         if self.kind == "tiny":
             return TINY_MODELS[self.source]
         lowered = self.source.lower()
+        if re.search(r"(^|[/_.-])wan[-_.]?2|wan-ai/", lowered):
+            return "wan"
+        if re.search(r"ltx-?video|(^|[/_.-])ltxv?[-_.]", lowered):
+            return "ltx"
         if "chroma" in lowered:
             return "chroma"
         if re.search(r"flux\.?2", lowered):

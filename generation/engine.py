@@ -20,7 +20,7 @@ no job kind.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import diffusers
@@ -195,6 +195,66 @@ class Engine:
         with self.adapters.applied(pipe, spec, loaded.name, extra=cameras, denoiser=loaded.family.denoiser):
             return self._diffuse(loaded, pipe, spec, tracker, [spec.seed], arguments, clip=True)
 
+    def diffuse_video(
+        self, spec: GenerationSpec, tracker: Tracker, *, first: Image.Image | None = None, last: Image.Image | None = None
+    ) -> list[Image.Image]:
+        """One pass of a video model (Wan, LTX-Video: `Family.video()`) that draws a clip's
+        `clip.frames` frames: from the prompt (t2v), from a first frame (i2v), or from a first to a
+        last frame (flf2v), at the job's size, with the job's prompt, sampler, steps, CFG and
+        `--motion` (the family's MotionRule: words added to the prompts, or the frame rate the model
+        is told). One generator seeded with the job's seed makes the clip's noise, as bare diffusers
+        draws it; progress and cancel go through the tracker at each step."""
+        assert spec.clip is not None
+        used = (
+            ("ControlNet", tracker.controls is not None),
+            ("regional prompts", spec.regions),
+            ("image references", spec.references),
+            ("LoRAs", spec.loras),
+        )
+        refused = [what for what, given in used if given]
+        if refused:  # the command layer refuses them before queueing (Family.why_not); a job made elsewhere stops here
+            what = refused[0]
+            raise EngineUserError(f"{what} don't steer a video model's clips here; drop them from this clip.")
+        loaded = self.models.get(spec.model)
+        support = loaded.family.video()
+        if support is None:
+            raise EngineUserError(
+                f"the model `{loaded.name}` ({loaded.family.label}) draws pictures, not clips; pick a video model with --model."
+            )
+        variant = loaded.entry.guessed_variant
+        problems = support.check(variant, spec.clip.frames, spec.width, spec.height, first is not None, last is not None)
+        if problems:
+            raise EngineUserError(" ".join(problems))
+        mode = support.mode_for(first is not None, last is not None)
+        pipe = loaded.video_pipeline(mode)
+        rule = support.motion.get(spec.clip.motion_amount or "")
+        drawn = spec
+        if rule is not None and (rule.prompt_suffix or rule.negative_suffix):  # the family's words for the motion asked
+            drawn = spec.evolve(
+                prompt=_joined(spec.prompt, rule.prompt_suffix), negative_prompt=_joined(spec.negative_prompt, rule.negative_suffix)
+            )
+        arguments: dict[str, Any] = {
+            **support.fixed_arguments,
+            "num_frames": spec.clip.frames,
+            "width": spec.width,
+            "height": spec.height,
+        }
+        if support.fps_argument is not None:  # LTX-Video's frame-rate conditioning (and `--motion` through it)
+            arguments[support.fps_argument] = max(1, round(spec.clip.fps * (rule.frame_rate_factor if rule else 1.0)))
+        if mode == "flf2v" and support.end_frame == "conditions":  # LTX-Video: a condition at the first and at the last frame
+            from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
+
+            arguments["conditions"] = [
+                LTXVideoCondition(image=first, frame_index=0),
+                LTXVideoCondition(image=last, frame_index=spec.clip.frames - 1),
+            ]
+        elif first is not None:
+            arguments["image"] = first
+            if last is not None:
+                arguments[support.end_frame] = last
+        options = support.scheduler_options.get(mode)
+        return self._diffuse(loaded, pipe, drawn, tracker, [spec.seed], arguments, clip=True, scheduler_options=options)
+
     def diffuse_batch(self, specs: list[GenerationSpec], tracker: Tracker) -> list[list[Image.Image]]:
         """Several txt2img jobs with one batch key (GenerationSpec.batch_key) drawn together: each
         job's prompts encoded alone (as when it runs alone), the conditionings laid side by side,
@@ -241,9 +301,11 @@ class Engine:
         conditions: PromptConditions | PlainPrompts | None = None,
         clip: bool = False,
         kind: str = "txt2img",
+        scheduler_options: Mapping[str, Any] | None = None,
     ) -> list[Image.Image]:
         seeds = seeds or spec.seeds()
-        pipe.scheduler = build_scheduler(spec.sampler, loaded.scheduler_config, seeds, loaded.family)
+        scheduler_config = {**loaded.scheduler_config, **(scheduler_options or {})}
+        pipe.scheduler = build_scheduler(spec.sampler, scheduler_config, seeds, loaded.family)
         strength = arguments.get("strength")
         steps_run = spec.steps if strength is None else min(int(spec.steps * strength), spec.steps)
         # wildcard images differ in prompt; the text encoders' LoRAs and embeddings change the encoding
@@ -396,6 +458,13 @@ class Engine:
         """What the job's model needs its sides to be multiples of (8 for UNets, 16 for FLUX-style DiTs)."""
         entry = self.models.registry.get(spec.model)
         return families.family(entry.family).size_multiple if entry is not None else 8
+
+
+def _joined(text: str, words: str) -> str:
+    """`text` with `words` after it (a comma between), or `text` as it is when there are none."""
+    if not words:
+        return text
+    return f"{text.rstrip().rstrip(',')}, {words}" if text.strip() else words
 
 
 def _negative_as_embeds(pipe: Any, call: dict[str, Any]) -> None:

@@ -195,6 +195,8 @@ def clip_fields(spec: GenerationSpec, frame: int | None = None) -> list[tuple[st
     motion adapter and camera moves, context windows, Deforum's schedules, and the frame number."""
     clip = spec.clip
     assert clip is not None
+    if spec.kind == "video":
+        return video_fields(spec, frame)
     fields: list[tuple[str, object]] = [("Frames", clip.offset + clip.frames), ("FPS", clip.fps)]
     if clip.motion:
         fields.append(("Motion module", clip.motion))
@@ -212,6 +214,45 @@ def clip_fields(spec: GenerationSpec, frame: int | None = None) -> list[tuple[st
     if frame is not None:
         fields.append(("Frame", frame))
     return fields
+
+
+VIDEO_MODE_NAMES = {"t2v": "text-to-video", "i2v": "image-to-video", "flf2v": "first-last-frame"}
+
+
+def video_fields(spec: GenerationSpec, frame: int | None = None) -> list[tuple[str, object]]:
+    """A video model's clip (Wan, LTX-Video): its frames (with Extend, the clip so far and the new
+    ones: one call's first frame is the clip's last), fps, how it was drawn (text-to-video,
+    image-to-video, first-last-frame), the first and last frames' pictures as the first 10 hex
+    digits of their SHA-256 (their blob keys, as IP-Adapter pictures are written), `--motion` and how
+    the family honoured it, the loop, and the frame number."""
+    clip = spec.clip
+    assert clip is not None
+    total = len(clip.source) + clip.frames - 1 if clip.extend else clip.frames
+    has_start = clip.extend or spec.init_image is not None
+    mode = "flf2v" if clip.end_image is not None else "i2v" if has_start else "t2v"
+    fields: list[tuple[str, object]] = [("Frames", total), ("FPS", clip.fps), ("Video", VIDEO_MODE_NAMES[mode])]
+    if spec.init_image is not None and not clip.extend:
+        fields.append(("Start frame", _hash(spec.init_image)))
+    if clip.end_image is not None:
+        fields.append(("End frame", _hash(clip.end_image)))
+    if clip.extend:
+        fields.append(("Extended from", f"{len(clip.source)} frames"))
+    if clip.motion_amount:
+        found = families.family(spec.family) if families.is_family(spec.family) else None
+        support = found.video() if found is not None else None
+        rule = support.motion.get(clip.motion_amount) if support is not None else None
+        how = "prompt" if rule is not None and rule.prompt_suffix else "frame rate" if rule is not None else None
+        fields.append(("Motion", f"{clip.motion_amount} ({how})" if how else clip.motion_amount))
+    if clip.loop:
+        closed = clip.end_image is not None and clip.end_image == spec.init_image
+        fields.append(("Loop", "first-last frame" if closed else "ping-pong"))
+    if frame is not None:
+        fields.append(("Frame", frame))
+    return fields
+
+
+def _hash(key: str) -> str:
+    return key.partition(".")[0][:10]
 
 
 def _prompt_feature_fields(spec: GenerationSpec, template: GenerationSpec | None) -> list[tuple[str, object]]:

@@ -20,7 +20,9 @@ from config.models import ControlType, ReferenceMethod
 # instruct: `/edit make it winter`: Instruct Pix2Pix on a configured instruct model, or an edit
 # model of the registry (FLUX.1 Kontext, FLUX.2 Klein) with up to its limit of pictures.
 # Clips (`spec.clip`): animate (AnimateDiff from a prompt), video2video (AnimateDiff restyling a
-# clip's frames), deforum (an img2img loop along keyframe schedules, with 2D warps).
+# clip's frames), deforum (an img2img loop along keyframe schedules, with 2D warps), video (a video
+# model of the registry: Wan, LTX-Video; text-to-video, or image-to-video from `init_image`, with
+# `clip.end_image` as the last frame where the model does first-last-frame).
 JobKind = Literal[
     "txt2img",
     "img2img",
@@ -34,8 +36,9 @@ JobKind = Literal[
     "animate",
     "video2video",
     "deforum",
+    "video",
 ]
-CLIP_KINDS = ("animate", "video2video", "deforum")
+CLIP_KINDS = ("animate", "video2video", "deforum", "video")
 TEXT_KINDS = ("enhance", "describe")
 UpscaleMethod = Literal["lanczos", "esrgan", "hires", "latent"]
 UPSCALE_METHODS: tuple[str, ...] = ("lanczos", "esrgan", "hires", "latent")
@@ -190,7 +193,9 @@ class ClipSpec(Spec):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    frames: int = Field(ge=1, le=10_000)  # frames drawn (with `extend`: the new ones)
+    # frames drawn (with `extend`: the new ones; a video model's call counts the shared first frame
+    # too, so Extend grows its clip by frames - 1: generation.jobs.video)
+    frames: int = Field(ge=1, le=10_000)
     fps: int = Field(8, ge=1, le=60)
     # animate, video2video: the motion adapter (`motion_adapters` config; `tiny` on the tiny model)
     motion: str | None = None
@@ -203,6 +208,11 @@ class ClipSpec(Spec):
     stride: int = Field(4, ge=1)
     source: tuple[str, ...] = ()
     extend: bool = False
+    # video: the clip's last frame (a blob key: `--end <picture>`, or the start picture itself with
+    # `--loop` on a model that does first-last-frame), and Midjourney's `--motion low|high`, which
+    # each video family maps to its own means (generation.models.families: VideoSupport).
+    end_image: str | None = None
+    motion_amount: Literal["low", "high"] | None = None
     # deforum: Deforum's keyframe schedules (generation.animation.keyframes), and colour coherence
     # to the first frame (LAB). The prompt may be a prompt schedule, `0: a forest, 24: a city`.
     zoom: str = "0:(1.0)"
@@ -337,6 +347,12 @@ class GenerationSpec(Spec):
             raise ValueError("only upscale and facefix work on a clip's frames (one per source frame)")
         if self.kind == "deforum" and self.strength is None:
             raise ValueError("deforum needs strength")
+        if self.kind == "video" and (clip.motion is not None or clip.cameras or self.strength is not None):
+            raise ValueError("a video model's clip takes no motion adapter, camera moves or strength")
+        if clip.end_image is not None and (self.kind != "video" or self.init_image is None):
+            raise ValueError("an end frame needs a video job with its first frame (init_image)")
+        if clip.motion_amount is not None and self.kind != "video":
+            raise ValueError("motion_amount is a video model's")
         if clip.extend and not clip.source:
             raise ValueError("extend needs the clip so far (source)")
         if self.kind == "upscale" and (self.scale is None or self.upscale_method is None):

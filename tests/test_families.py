@@ -234,24 +234,29 @@ def test_folders_single_files_and_gguf_files_are_recognised_without_a_hint(model
     save_file({"encoder.layer.0.weight": torch.zeros(2, 2)}, unknown)
     with pytest.raises(UnsupportedModel, match="not a model of any family sdbot knows"):
         inspect_model_source(str(unknown), str(flux))
-    wan = tmp_path / "wan2.1.safetensors"
-    save_file({"head.modulation": torch.zeros(1, 2, 8), "blocks.0.self_attn.q.weight": torch.zeros(8, 8)}, wan)
-    with pytest.raises(UnsupportedModel, match="is a Wan file; sdbot runs SD 1.x, SD 2.x, SDXL, SD 3.5, FLUX.1, Chroma"):
-        inspect_model_source(str(wan), str(flux))
-    (tmp_path / "ltx").mkdir()
-    (tmp_path / "ltx" / "model_index.json").write_text(json.dumps({"_class_name": "LTXPipeline"}))
-    with pytest.raises(UnsupportedModel, match="is a LTX-Video model"):
-        inspect_model_source(str(tmp_path / "ltx"))
+    vace = tmp_path / "wan2.1_vace.safetensors"  # Wan is on the layer (tests/test_tiny_video.py); its VACE is not
+    weights = {
+        "head.modulation": torch.zeros(1, 2, 8),
+        "blocks.0.self_attn.q.weight": torch.zeros(8, 8),
+        "vace_blocks.0.after_proj.bias": torch.zeros(8),
+    }
+    save_file(weights, vace)
+    with pytest.raises(UnsupportedModel, match=r"is a Wan VACE .* file; sdbot runs SD 1.x, SD 2.x, SDXL, SD 3.5, FLUX.1, Chroma"):
+        inspect_model_source(str(vace), str(flux))
+    (tmp_path / "ltx2").mkdir()
+    (tmp_path / "ltx2" / "model_index.json").write_text(json.dumps({"_class_name": "LTX2Pipeline"}))
+    with pytest.raises(UnsupportedModel, match="is a LTX-2 .* model"):
+        inspect_model_source(str(tmp_path / "ltx2"))
 
 
 def test_an_unsupported_pipeline_stops_the_start(tmp_path: Path, models_dir: Path) -> None:
     import run_bot
     from config import Settings
 
-    (tmp_path / "wan").mkdir()
-    (tmp_path / "wan" / "model_index.json").write_text(json.dumps({"_class_name": "WanPipeline"}))
-    settings = Settings(_env_file=None, model=str(tmp_path / "wan"), data_dir=tmp_path / "data", models_dir=models_dir)
-    with pytest.raises(SystemExit, match="is a Wan model \\(WanPipeline\\); sdbot runs"):
+    (tmp_path / "vace").mkdir()
+    (tmp_path / "vace" / "model_index.json").write_text(json.dumps({"_class_name": "WanVACEPipeline"}))
+    settings = Settings(_env_file=None, model=str(tmp_path / "vace"), data_dir=tmp_path / "data", models_dir=models_dir)
+    with pytest.raises(SystemExit, match="is a Wan VACE .* model \\(WanVACEPipeline\\); sdbot runs"):
         run_bot.model_registry(settings)
     settings = Settings(_env_file=None, model="tiny-flux", data_dir=tmp_path / "data", models_dir=models_dir)
     [entry] = list(run_bot.model_registry(settings))
@@ -262,7 +267,8 @@ def test_a_family_declares_what_it_lacks_with_a_reason() -> None:
     flux, chroma, sdxl = families.family("flux"), families.family("chroma"), families.family("sdxl")
     assert not flux.supports("negative") and chroma.supports("negative")
     assert flux.supports("cfg", "dev") and not flux.supports("cfg", "schnell")
-    assert all(families.family(f).supports(feature) for f in ("sd1", "sd2") for feature in families.FEATURES)
+    assert all(families.family(f).supports(feature) for f in ("sd1", "sd2") for feature in families.FEATURES if feature != "video")
+    assert not families.family("sd1").supports("video")  # clips of their own: the video families (tests/test_tiny_video.py)
     assert not sdxl.supports("camera_moves") and sdxl.supports("controlnet")
     assert flux.size_multiple == 16 and flux.flow_matching and list(flux.samplers) == ["Euler"]
     assert families.from_keys(["model.diffusion_model.double_blocks.0.img_attn.qkv.weight"]) == (flux, "schnell")

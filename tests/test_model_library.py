@@ -130,9 +130,9 @@ async def test_what_admins_may_not_add_or_remove(bot: Bot, settings, tiny_folder
     flux = tmp_path / "flux"  # a FLUX.1 folder without its transformer's weights
     flux.mkdir()
     (flux / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
-    wan = tmp_path / "wan"  # a family not on the family layer yet
+    wan = tmp_path / "wan"  # a kind of model not on the family layer (Wan's VACE; Wan itself is)
     wan.mkdir()
-    (wan / "model_index.json").write_text(json.dumps({"_class_name": "WanPipeline"}))
+    (wan / "model_index.json").write_text(json.dumps({"_class_name": "WanVACEPipeline"}))
     pickled_weights = tmp_path / "pickled"
     shutil.copytree(tiny_folder, pickled_weights)
     for weights in (pickled_weights / "unet").glob("*.safetensors"):
@@ -145,7 +145,7 @@ async def test_what_admins_may_not_add_or_remove(bot: Bot, settings, tiny_folder
         "/model add second /no/such/folder": "There is no folder",
         f"/model add second {not_pipeline}": "no readable model_index.json",
         f"/model add second {flux}": "no transformer weights",
-        f"/model add second {wan}": "is a Wan model (WanPipeline); sdbot runs SD 1.x, SD 2.x, SDXL, SD 3.5, FLUX.1, Chroma",
+        f"/model add second {wan}": "model (WanVACEPipeline); sdbot runs SD 1.x, SD 2.x, SDXL, SD 3.5, FLUX.1, Chroma",
         f"/model add second {pickled_weights}": "only pickle weights",
         f"/model add second {pickle_file} --config {tiny_folder}": "pickle",
         f"/model add second {renamed} --config {tiny_folder}": "pickle renamed",

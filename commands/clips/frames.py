@@ -64,7 +64,7 @@ async def _clip_job(ctx: Context, request: Request, job_id: int | None) -> Job:
         if await safety.withheld(ctx, session, job, request.platform, request.chat_id):
             raise UserError(f"This chat's safety policy doesn't send job {job.id}'s files here.")
     if job.status != JobStatus.SUCCEEDED or not is_clip_job(job):
-        raise UserError(f"Job {job.id} is no finished clip; `/frames` sends the frames of /animate, /video2video and /deforum.")
+        raise UserError(f"Job {job.id} is no finished clip; `/frames` sends the frames of /video, /animate, /video2video and /deforum.")
     return job
 
 

@@ -10,12 +10,17 @@ Buttons under a clip (ids as in `commands.jobs.render`: stable, resolved through
 - Remix: the clip restyled by video2video with its own prompt and a new seed (a reply to the clip
   with a new prompt restyles it with that prompt).
 
+Under a video model's clip (/video, Animate: `commands.clips.video`): Extend (it goes on from its
+last frame with its prompt; `/video <what happens next> --extend` as a reply steers it), Reroll,
+Loop (drawn again to loop; not on a clip that loops) and Upscale 2x.
+
 `/frames 12 [png|gif|mp4]` (or `/frames` as a reply to a clip) sends the clip's frames as a ZIP of
 PNGs (each with its parameters), or its GIF, or its MP4, as a document.
 """
 
 from __future__ import annotations
 
+from commands.clips.video import extend_clip, loop_clip
 from commands.clips.video2video import queue_video2video
 from commands.frame.context import Context
 from commands.frame.errors import UserError
@@ -70,6 +75,10 @@ async def press(ctx: Context, request: Request, job: Job, verb: str) -> list[Rep
         return await queue_spec(ctx, request, longer_spec(ctx, job, spec), parent=parent)
     if verb == "clipup":
         return await queue_spec(ctx, request, upscaled_spec(ctx, job, spec), parent=parent)
+    if verb == "extend":
+        return await extend_clip(ctx, request, job)
+    if verb == "loop":
+        return await loop_clip(ctx, request, job)
     raise UserError("That button isn't available any more.")
 
 
@@ -98,7 +107,8 @@ def upscaled_spec(ctx: Context, job: Job, spec: GenerationSpec) -> GenerationSpe
         )
     method = "esrgan" if s.upscalers and s.default_upscale_method in ("auto", "esrgan") else "lanczos"
     frames = tuple(output.blob_key for output in job.outputs)
-    clip = spec.clip.evolve(frames=len(frames), source=frames, extend=False)
+    # a video model's first and last frame and motion are its drawing's, not the upscale's
+    clip = spec.clip.evolve(frames=len(frames), source=frames, extend=False, end_image=None, motion_amount=None)
     return spec.evolve(
         kind="upscale",
         clip=clip,

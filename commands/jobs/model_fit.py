@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -176,10 +177,54 @@ DRAWN_AT_SIZE = ("txt2img", "img2img", "inpaint", "outpaint")  # kinds the model
 CLIP_FEATURES = {"animate": "animate", "video2video": "animate", "deforum": "deforum"}
 
 
-def unsupported(entry: ModelEntry, spec: GenerationSpec) -> list[str]:
+def video_support(entry: ModelEntry) -> Any:
+    """The clips of the model's family (`generation.models.families.base.VideoSupport`: its modes,
+    frame rule, defaults and `check`, bound to the family so its messages name it), or None for a
+    picture model."""
+    return family(entry.family).video()
+
+
+def video_variant(entry: ModelEntry) -> str:
+    """The model's variant as its family names it (the family's first, its usual one, when neither
+    the settings nor the source's name say: `tiny-wan` is Wan's text-to-video)."""
+    return family(entry.family).variant(entry.guessed_variant).name
+
+
+def video_models(registry: ModelRegistry) -> list[ModelEntry]:
+    """The registry's video models (Wan, LTX-Video), in its order."""
+    return [entry for entry in registry if video_support(entry) is not None]
+
+
+def _video_refusals(entry: ModelEntry, spec: GenerationSpec, registry: ModelRegistry | None) -> list[str] | None:
+    """A picture job on a video model, a video job on a picture model, or a video job its family's
+    check refuses (frames, size, first and last frames): the refusals, in the family's words; None
+    when the model and the job's kind agree and the rest of `unsupported` decides."""
+    found = family(entry.family)
+    support = found.video()
+    name = entry.display_name
+    if spec.kind == "video":
+        if support is None:
+            others = ", ".join(f"`{e.display_name}`" for e in video_models(registry)) if registry is not None else ""
+            choice = f"Video models here: {others}." if others else "None is configured here (an admin adds a Wan or LTX-Video model)."
+            return [f"`/video` can't draw with `{name}`: {found.why_not('video', entry.guessed_variant)}. {choice}"]
+        clip = spec.clip
+        assert clip is not None
+        has_start, has_end = spec.init_image is not None, clip.end_image is not None
+        return list(support.check(video_variant(entry), clip.frames, spec.width, spec.height, has_start, has_end))
+    if support is None or (spec.clip is not None and not spec.diffusion):  # an upscale of a clip's frames draws nothing
+        return None
+    feature = CLIP_FEATURES.get(spec.kind, "pictures")  # AnimateDiff's and Deforum's clips, or a picture
+    why = found.why_not(feature, entry.guessed_variant) or f"{found.label} draws its own clips"
+    return [f"{_what(feature)} can't be drawn with `{name}`: {why}. For a clip: `/video <prompt> --model {name}`."]
+
+
+def unsupported(entry: ModelEntry, spec: GenerationSpec, registry: ModelRegistry | None = None) -> list[str]:
     """The parts of `spec` the family of `entry` can't draw, one sentence each."""
     found = family(entry.family)
     variant = entry.guessed_variant
+    video = _video_refusals(entry, spec, registry)
+    if video is not None and (video or spec.kind != "video"):
+        return video
     lines = []
     for feature in _features_used(found, spec):
         why = found.why_not(feature, variant)
@@ -218,7 +263,7 @@ def check_family(registry: ModelRegistry, spec: GenerationSpec) -> list[str]:
     """`unsupported` for the job's model (nothing for jobs on a model outside the registry: the
     instruct model of /edit, a model removed since)."""
     entry = registry.get(spec.model)
-    return unsupported(entry, spec) if entry is not None else []
+    return unsupported(entry, spec, registry) if entry is not None else []
 
 
 def _features_used(found: Family, spec: GenerationSpec) -> list[str]:
@@ -297,6 +342,7 @@ def _what(feature: str) -> str:
         "latent_upscale": "The latent upscale",
         "img2img": "Drawing from a picture (remix, Vary, --strength, hires upscale)",
         "inpaint": "Inpainting and outpainting (/inpaint, Zoom Out, Pan)",
+        "pictures": "Pictures",
         "animate": "AnimateDiff clips",
         "deforum": "Deforum clips",
         "train": "Training",

@@ -19,6 +19,9 @@ from storage.tables import Job, JobStatus
 
 # A clip's buttons (pressed in commands.clips.results): never per frame
 CLIP_ACTIONS = (Action("reroll", "Reroll"), Action("longer", "Longer"), Action("clipup", "Upscale 2x"), Action("remix", "Remix"))
+# A video model's clip (/video, Animate): Extend goes on from its last frame; Loop draws it again to loop.
+EXTEND, LOOP = Action("extend", "Extend"), Action("loop", "Loop")
+VIDEO_ACTIONS = (EXTEND, Action("reroll", "Reroll"), LOOP, Action("clipup", "Upscale 2x"))
 
 # The layout of the eleven buttons: rows of verbs (adapters keep rows where they can).
 BUTTON_ROWS = (("up2x", "up4x", "facefix"), ("subtle", "strong"), ("zoom1.5", "zoom2"), ("pan-left", "pan-right", "pan-up", "pan-down"))
@@ -65,7 +68,7 @@ def clip_line(spec: GenerationSpec) -> str:
     """A clip's own settings: frames, fps, motion, camera moves, loop, Deforum's schedules."""
     clip = spec.clip
     assert clip is not None
-    frames = clip.offset + clip.frames
+    frames = clip_frames(spec)
     parts = [f"{frames} frames", f"{clip.fps} fps ({frames / clip.fps:.1f} s)"]
     if clip.motion:
         parts.append(f"motion {clip.motion}")
@@ -78,9 +81,28 @@ def clip_line(spec: GenerationSpec) -> str:
             parts.append(f"strength {clip.strength_schedule}")
         if not clip.color_coherence:
             parts.append("colour coherence off")
+    if clip.motion_amount:
+        parts.append(f"motion {clip.motion_amount}")
+    if clip.end_image is not None:
+        parts.append("loop (ends on its first frame)" if clip.end_image == spec.init_image else "to a last frame")
     if clip.loop:
         parts.append("loop")
     return " · ".join(parts)
+
+
+def clip_frames(spec: GenerationSpec) -> int:
+    """The frames of the clip a job makes: with Longer or Extend the clip so far and the new ones (a
+    video model's Extend starts its call from the clip's last frame, so it adds all but one)."""
+    clip = spec.clip
+    assert clip is not None
+    shared = 1 if spec.kind == "video" and clip.extend else 0
+    return clip.offset + clip.frames - shared
+
+
+def loops(spec: GenerationSpec) -> bool:
+    """Whether a clip loops: played forward then back, or ending on its first frame."""
+    clip = spec.clip
+    return clip is not None and (clip.loop or (clip.end_image is not None and clip.end_image == spec.init_image))
 
 
 def guidance_text(spec: GenerationSpec) -> str:
@@ -181,7 +203,7 @@ def _clip_progress(spec: GenerationSpec, step: int, total: int) -> str:
     the step of an AnimateDiff clip, whose frames are drawn together."""
     assert spec.clip is not None
     frames = spec.clip.frames
-    if spec.kind == "animate" or spec.kind == "video2video":
+    if spec.kind in ("animate", "video2video", "video"):
         return f"drawing {frames} frames, step {step}/{total}"
     frame = min(frames, step * frames // max(total, 1) + 1)
     return f"frame {frame}/{frames}"
@@ -205,6 +227,8 @@ def result_text(job: Job) -> str:
         lines.append("🔞 Drawn for an age-restricted channel.")
     if spec.clip is not None and spec.kind in ("animate", "video2video", "deforum"):
         lines.append("Reply with a new prompt to restyle it; `/frames` sends its frames.")
+    if spec.kind == "video":
+        lines.append("Reply `/video <what happens next> --extend` to continue it; `/frames` sends its frames.")
     if spec.model in ("tiny", "tiny-pix2pix") and spec.diffusion:
         lines.append("(tiny model: random weights, it draws noise; see /help to use a real model)")
     return "\n".join(lines)
@@ -240,10 +264,12 @@ def failure_text(job: Job) -> str:
     return f"❌ Job {job.id} failed: {job.error or 'unknown error'}"
 
 
-def actions_for(job: Job, role: str, output_index: int | None) -> tuple[Action, ...]:
+def actions_for(job: Job, role: str, output_index: int | None, *, animate: bool = False) -> tuple[Action, ...]:
     """Buttons under a message showing `job` (role "result": the job's images; "single": one of
     them). A batch gets U1..Un, V1..Vn and Reroll; one image gets the eleven edits
-    (`commands.pictures.edits.BUTTON_ROWS`), and Reroll where drawing it again can differ."""
+    (`commands.pictures.edits.BUTTON_ROWS`), Animate where `animate` (the registry has a video
+    model that starts from a picture: `commands.clips.video`), and Reroll where drawing it again
+    can differ. A video model's clip gets Extend, Reroll, Loop (unless it loops) and Upscale 2x."""
     if job.kind == "train":
         return training_text.actions(job) if role == "result" else ()
     if job.status != JobStatus.SUCCEEDED:
@@ -257,18 +283,25 @@ def actions_for(job: Job, role: str, output_index: int | None) -> tuple[Action, 
     spec = spec_of(job)
     if spec.clip is not None:  # a clip: its own buttons (commands.clips.results), never per frame
         # Reroll, Longer, Upscale 2x, Remix (commands.clips.results); an upscale of a clip: its frames are final
-        return CLIP_ACTIONS if role == "result" and spec.kind in CLIP_KINDS else ()
+        if role != "result" or spec.kind not in CLIP_KINDS:
+            return ()
+        if spec.kind == "video":
+            return tuple(action for action in VIDEO_ACTIONS if action is not LOOP or not loops(spec))
+        return CLIP_ACTIONS
     reroll = (Action("reroll", "Reroll", row=len(BUTTON_ROWS)),) if spec.diffusion else ()
 
     def again(index: int) -> tuple[Action, ...]:  # /edit's result: the same instruction on it once more
         return (Action(f"again:{index + 1}", "Edit again", row=len(BUTTON_ROWS)),) if spec.kind == "instruct" else ()
 
+    def moving(index: int) -> tuple[Action, ...]:  # Animate: image-to-video of the picture (commands.clips.video)
+        return (Action(f"animate:{index + 1}", "Animate", row=len(BUTTON_ROWS)),) if animate else ()
+
     if role == "single" and output_index is not None:
-        return (*edit_actions(output_index), *again(output_index))
+        return (*edit_actions(output_index), *again(output_index), *moving(output_index))
     if role != "result":
         return ()
     if count == 1:
-        return (*edit_actions(0), *again(0), *reroll)
+        return (*edit_actions(0), *again(0), *moving(0), *reroll)
     upscales = tuple(Action(f"upscale:{i}", f"U{i}", row=0) for i in range(1, count + 1))
     variations = tuple(Action(f"vary:{i}", f"V{i}", row=1) for i in range(1, count + 1))
     return (*upscales, *variations, Action("reroll", "Reroll", row=2))

@@ -6,6 +6,7 @@ or an answer function (text), and one line in `PICTURE_KINDS` or `ANSWER_KINDS` 
 - upscale: the four upscale methods  - facefix: face restoration
 - instruct: Instruct Pix2Pix (`/edit`)  - answers: enhance and describe (candidate prompts)
 - animate: AnimateDiff's animate and video2video  - deforum: an img2img loop along keyframes
+- video: a video model's clip (Wan, LTX-Video): text-to-video, image-to-video, first-last-frame, Extend
 A job with `spec.controls` is steered by its ControlNets in every pass, whatever its kind draws
 (generation.control); its maps are part of what `render_job` returns, each a PNG whose
 `parameters` say what made it (`parameters.control_map_infotext`).
@@ -31,11 +32,11 @@ from typing import Any
 
 from PIL import Image
 
-from generation.animation import video
+from generation.animation import video as clip_files  # `video` is the job kind's module
 from generation.control import preprocess
 from generation.engine import Engine, ProgressFn, Tracker
 from generation.errors import EngineUserError, JobCancelled
-from generation.jobs import animate, answers, deforum, draw, facefix, instruct, painting, upscale
+from generation.jobs import animate, answers, deforum, draw, facefix, instruct, painting, upscale, video
 from generation.parameters import control_map_infotext, infotext, png
 from generation.prompts.wildcards import has_wildcards
 from generation.spec import CLIP_KINDS, GenerationSpec
@@ -54,6 +55,7 @@ PICTURE_KINDS: dict[str, PictureJob] = {
     "animate": animate.animate,
     "video2video": animate.video2video,
     "deforum": deforum.deforum,
+    "video": video.video,
 }
 ANSWER_KINDS: dict[str, TextJob] = {"enhance": answers.enhance, "describe": answers.describe}
 
@@ -163,10 +165,12 @@ def _render_clip(
         seed = spec.seed + index if spec.kind == "deforum" else spec.seed
         parameters = infotext(spec, seed, job_id=job_id, size=frame.size, template=template, frame=index)
         images.append(RenderedImage(index, seed, png(frame, parameters), frame.width, frame.height, parameters))
-    played = video.playback_frames(frames, clip.loop)
+    played = clip_files.playback_frames(frames, clip.loop and not closed_loop(spec))
+    if closed_loop(spec):  # its last frame is its first: played once, so the loop doesn't stutter
+        played = played[:-1]
     encoded = EncodedClip(
-        mp4=video.encode_mp4(played, clip.fps, comment=images[0].parameters),
-        gif=video.encode_gif(played, clip.fps),
+        mp4=clip_files.encode_mp4(played, clip.fps, comment=images[0].parameters),
+        gif=clip_files.encode_gif(played, clip.fps),
         fps=clip.fps,
         width=frames[0].width,
         height=frames[0].height,
@@ -174,6 +178,13 @@ def _render_clip(
         loop=clip.loop,
     )
     return Rendered(images, maps, encoded)
+
+
+def closed_loop(spec: GenerationSpec) -> bool:
+    """A video model's `--loop` drawn as first-last-frame back to its first frame: it loops by
+    itself, so it plays forward only (other loops play forward then back)."""
+    clip = spec.clip
+    return clip is not None and spec.kind == "video" and clip.loop and clip.end_image is not None and clip.end_image == spec.init_image
 
 
 def scored(engine: Engine, rendered: Rendered) -> Rendered:

@@ -4,6 +4,6 @@ one place that knows a family), where a model comes from and whether it can load
 configs (`shapes`, torch-free), loading models into pipelines by family and keeping them
 (`loader`), GGUF files and fp8 storage (`quantized`), the A1111 sampler names (`samplers`,
 torch-free) and the built-in random-weight models (`tiny`, `tiny_config`, `tiny_dit` for FLUX.1 and
-Chroma, `tiny_sd3`, `tiny_qwen`, `tiny_zimage`, `tiny_flux2`).
+Chroma, `tiny_sd3`, `tiny_qwen`, `tiny_zimage`, `tiny_flux2`, `tiny_video` for Wan and LTX-Video).
 ControlNet models go to control/. May import `generation.errors` and `config`; nothing else of
 the engine."""

@@ -260,6 +260,8 @@ def model_shapes(entry: ModelEntry) -> ModelShapes | None:
     transformer families (FLUX.1, Chroma) get `dit_shapes.DiTShapes`: their transformer's layers
     (and FLUX.1's CLIP), from transformer/config.json (and text_encoder/config.json)."""
     family = families.family(entry.family)
+    if family.video_support is not None:  # LoRAs for the video families aren't checked by layers (nor loaded) yet
+        return None
     if family.denoiser != "unet":
         from generation.models import dit_shapes
 

@@ -25,7 +25,7 @@ import torch
 
 from config.models import ModelEntry, ModelRegistry
 from generation.errors import PICKLE_SUFFIXES, EngineUserError, ModelLoadError
-from generation.models import families, tiny_flux2, tiny_qwen, tiny_sd3, tiny_zimage
+from generation.models import families, tiny_flux2, tiny_qwen, tiny_sd3, tiny_video, tiny_zimage
 from generation.models.families import Family
 from generation.models.speed import SpeedOptions, apply_speed_options, apply_vae_options
 from generation.models.tiny import ensure_tiny
@@ -45,6 +45,9 @@ TINY_BUILDERS = {
     "tiny-flux2": tiny_flux2.ensure,
     "tiny-kontext": ensure_tiny_kontext,
     "tiny-qwen-edit-plus": tiny_qwen.ensure_edit_plus,
+    "tiny-wan": tiny_video.ensure_wan,
+    "tiny-wan-i2v": tiny_video.ensure_wan_i2v,
+    "tiny-ltx": tiny_video.ensure_ltx,
 }
 # Free GPU memory asked beyond a pipeline's weights before `memory: auto` keeps it all on the GPU
 # (activations, the VAE decode at 1024², the CUDA context).
@@ -80,6 +83,8 @@ class LoadedModel:
     _vaes: dict[str, Any] = field(default_factory=dict, repr=False)  # VAE overrides, by source
     # AnimateDiff pipelines by "kind:motion adapter" (generation.models.motion builds them)
     clip_pipes: dict[str, Any] = field(default_factory=dict, repr=False)
+    # A video family's pipelines by mode (t2v, i2v, flf2v), made of the loaded modules (`video_pipeline`)
+    video_pipes: dict[str, Any] = field(default_factory=dict, repr=False)
     # Where its components' folders are (a diffusers folder or Hub id; a single file's `config`): an
     # edit pipeline's components that the txt2img pipeline has not (Qwen-Image-Edit's processor) load from it.
     components_source: str | None = None
@@ -122,6 +127,33 @@ class LoadedModel:
             self._pipes[kind] = _from_components(pipeline_class, self.txt2img, **extra)
             self._pipes[kind].set_progress_bar_config(disable=True)
         return self._pipes[kind]
+
+    def video_pipeline(self, mode: str) -> Any:
+        """A video model's pipeline for `mode` (t2v, i2v, flf2v: `Family.video()`'s), sharing the
+        loaded weights: the loaded pipeline itself where it is that class, else one made of its
+        modules and its settings (Wan 2.2's `boundary_ratio` between its two experts, TI2V's
+        `expand_timesteps`), which are pipeline config, not components."""
+        support = self.family.video()
+        if support is None or mode not in support.pipelines:
+            raise EngineUserError(f"the model `{self.name}` ({self.family.label}) draws no clips of that kind.")
+        class_name = support.pipelines[mode]
+        if type(self.txt2img).__name__ == class_name:
+            return self.txt2img
+        if mode not in self.video_pipes:
+            import inspect
+
+            import diffusers
+
+            pipeline_class = getattr(diffusers, class_name)
+            accepted = inspect.signature(pipeline_class.__init__).parameters
+            settings = {
+                key: value
+                for key, value in self.txt2img.config.items()
+                if key in accepted and not key.startswith("_") and key not in self.txt2img.components
+            }
+            self.video_pipes[mode] = _from_components(pipeline_class, self.txt2img, **settings)
+            self.video_pipes[mode].set_progress_bar_config(disable=True)
+        return self.video_pipes[mode]
 
     @property
     def denoiser(self) -> Any:
@@ -371,11 +403,15 @@ def _mend_config(pipe: Any, family: Family) -> None:
 
 
 def _store_weights(entry: ModelEntry, pipe: Any, family: Family, device: torch.device, dtype: torch.dtype) -> None:
-    """The entry's fp8 storage of the denoiser (nf4 and GGUF are quantized as they load)."""
+    """The entry's fp8 storage of the denoiser (nf4 and GGUF are quantized as they load); Wan 2.2
+    A14B's second expert (`transformer_2`, the low-noise steps') too."""
     if entry.quantization == "fp8":
         from generation.models.quantized import store_in_fp8
 
         store_in_fp8(getattr(pipe, family.denoiser), compute_dtype=dtype)
+        second = getattr(pipe, f"{family.denoiser}_2", None) if family.video_support is not None else None
+        if second is not None and not any(hasattr(p, "quant_type") for p in second.parameters()):
+            store_in_fp8(second, compute_dtype=dtype)
 
 
 def _nf4_wanted(entry: ModelEntry, device: torch.device) -> bool:
@@ -497,8 +533,21 @@ def _load_pretrained(source: str, dtype: torch.dtype, nf4: bool = False) -> tupl
     if family.denoiser == "unet":
         pipe = diffusers.AutoPipelineForText2Image.from_pretrained(source, dtype=dtype, use_safetensors=True, **extra)
     else:
-        pipe = getattr(diffusers, family.pipelines["txt2img"]).from_pretrained(source, dtype=dtype, use_safetensors=True, **extra)
+        pipeline_class = _pipeline_class(family, index)
+        pipe = pipeline_class.from_pretrained(source, dtype=dtype, use_safetensors=True, **extra)
     return pipe, family
+
+
+def _pipeline_class(family: Family, index: dict[str, Any]) -> Any:
+    """The class a transformer family's folder is loaded with: its txt2img pipeline; for a video
+    family the folder's own (Wan's I2V, LTX-Video's condition pipeline: what its components are
+    for), the other modes' pipelines being built from it (`LoadedModel.video_pipeline`)."""
+    import diffusers
+
+    own = str(index.get("_class_name", ""))
+    if family.video_support is not None and own in family.pipeline_classes:
+        return getattr(diffusers, own)
+    return getattr(diffusers, family.pipelines["txt2img"])
 
 
 def _load_single_file(entry: ModelEntry, dtype: torch.dtype, nf4: bool = False) -> tuple[Any, Family]:
@@ -552,7 +601,7 @@ def _load_single_file(entry: ModelEntry, dtype: torch.dtype, nf4: bool = False) 
         transformer = transformer_class.from_single_file(
             str(path), config=entry.config, subfolder="transformer", dtype=dtype, **quantization
         )
-    pipeline_class = getattr(diffusers, family.pipelines["txt2img"])
+    pipeline_class = _pipeline_class(family, diffusers.DiffusionPipeline.load_config(entry.config))
     return pipeline_class.from_pretrained(entry.config, transformer=transformer, dtype=dtype, use_safetensors=True), family
 
 

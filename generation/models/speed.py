@@ -97,7 +97,7 @@ def apply_speed_options(pipe: Any, options: SpeedOptions, denoiser: str = "unet"
 def apply_vae_options(vae: Any, options: SpeedOptions) -> None:
     """The options on a VAE: the model's own, or a VAE override loaded beside it."""
     set_attention(vae, options.attention)
-    if options.channels_last:
+    if options.channels_last and not any(p.dim() == 5 for p in vae.parameters()):  # a video VAE's 3D convolutions have no NHWC
         vae.to(memory_format=torch.channels_last)
     if options.torch_compile:
         compile_forward(vae.decoder, eager_when=_needs_eager)

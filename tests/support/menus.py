@@ -13,6 +13,7 @@ COMMAND_MENU = [
     "control",
     "edit",
     "blend",
+    "video",
     "animate",
     "video2video",
     "deforum",

@@ -18,41 +18,58 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from generation.models.families.base import FEATURES, ControlNetSupport, EditSupport, Family, Variant
+from generation.models.families.base import (
+    FEATURES,
+    VIDEO_MODES,
+    ControlNetSupport,
+    EditSupport,
+    Family,
+    MotionRule,
+    Variant,
+    VideoDefaults,
+    VideoSupport,
+)
 from generation.models.families.chroma import CHROMA
 from generation.models.families.flux import FLUX
 from generation.models.families.flux2 import FLUX2_KLEIN
+from generation.models.families.ltx import LTX
 from generation.models.families.qwen_image import QWEN_IMAGE
 from generation.models.families.sd3 import SD3
 from generation.models.families.stable_diffusion import SD1, SD2, SDXL
+from generation.models.families.wan import WAN
 from generation.models.families.z_image import Z_IMAGE
 
 __all__ = [
     "FAMILIES",
     "FEATURES",
+    "VIDEO_MODES",
     "ControlNetSupport",
     "EditSupport",
     "Family",
+    "MotionRule",
     "Variant",
+    "VideoDefaults",
+    "VideoSupport",
     "family",
     "from_keys",
     "from_pipeline_class",
     "known_elsewhere",
 ]
 
-FAMILIES: tuple[Family, ...] = (SD1, SD2, SDXL, SD3, FLUX, CHROMA, FLUX2_KLEIN, QWEN_IMAGE, Z_IMAGE)
+FAMILIES: tuple[Family, ...] = (SD1, SD2, SDXL, SD3, FLUX, CHROMA, FLUX2_KLEIN, QWEN_IMAGE, Z_IMAGE, WAN, LTX)
 _BY_ID = {f.id: f for f in FAMILIES}
 
 # The order single files are recognised in (`from_keys`): Chroma's files also have FLUX.1's blocks.
-_RECOGNITION_ORDER: tuple[Family, ...] = (FLUX2_KLEIN, CHROMA, FLUX, QWEN_IMAGE, Z_IMAGE, SD3, SDXL, SD2, SD1)
+_RECOGNITION_ORDER: tuple[Family, ...] = (WAN, LTX, FLUX2_KLEIN, CHROMA, FLUX, QWEN_IMAGE, Z_IMAGE, SD3, SDXL, SD2, SD1)
 
 # Families people run that are not on this layer yet: by pipeline class and by tensor names.
 _ELSEWHERE_PIPELINES = {
     "Flux2Pipeline": "FLUX.2",
     "FluxFillPipeline": "FLUX.1 Fill",
-    "WanPipeline": "Wan",
-    "WanImageToVideoPipeline": "Wan image-to-video",
-    "LTXPipeline": "LTX-Video",
+    "WanVACEPipeline": "Wan VACE (all-in-one video editing: not supported here; Wan T2V, I2V and FLF2V models are)",
+    "WanAnimatePipeline": "Wan Animate (character animation: not supported here; Wan T2V, I2V and FLF2V models are)",
+    "LTX2Pipeline": "LTX-2 (video with audio: not supported here yet; LTX-Video 0.9.x models are)",
+    "LTX2ImageToVideoPipeline": "LTX-2 (video with audio: not supported here yet; LTX-Video 0.9.x models are)",
     "HunyuanVideoPipeline": "HunyuanVideo",
     "StableDiffusionInstructPix2PixPipeline": "Instruct Pix2Pix (set it as SDBOT_INSTRUCT_MODEL for /edit)",
     "KandinskyV22Pipeline": "Kandinsky 2.2",
@@ -67,8 +84,9 @@ _ELSEWHERE_KEYS = (
     ("txt_in.individual_token_refiner.", "HunyuanVideo"),
     ("context_embedder.token_refiner.", "HunyuanVideo"),
     ("txt_in.text_norm.", "Qwen-Image 2"),
-    ("head.modulation", "Wan"),
-    ("patchify_proj.", "LTX-Video"),
+    ("vace_blocks.", "Wan VACE (all-in-one video editing: not supported here)"),
+    ("motion_encoder.", "Wan Animate (not supported here)"),
+    ("av_ca_", "LTX-2 (video with audio: not supported here yet)"),
     ("double_stream_blocks.", "HiDream-I1"),
 )
 
@@ -79,6 +97,11 @@ _LOOKALIKES = ("FLUX.2", "HunyuanVideo")
 def family(family_id: str) -> Family:
     """The family `family_id` (sd1, sd2, sdxl, sd3, flux, chroma); KeyError for others."""
     return _BY_ID[family_id]
+
+
+def video_families() -> tuple[Family, ...]:
+    """The families that draw clips (`Family.video()` is not None): Wan, LTX-Video."""
+    return tuple(f for f in FAMILIES if f.video_support is not None)
 
 
 def is_family(family_id: str | None) -> bool:

@@ -11,7 +11,8 @@ the reason a user reads when they ask for it, so nothing is silently dropped.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 # What a job may ask for that not every family can do (the keys of `Family.unsupported`).
 FEATURES = (
@@ -36,6 +37,8 @@ FEATURES = (
     "video2video",  # AnimateDiff restyling a clip
     "camera_moves",  # AnimateDiff motion LoRAs (zoom, pan, ...)
     "train",  # training LoRAs and embeddings in chat
+    "pictures",  # still pictures (/imagine and every picture job): a video family draws clips only
+    "video",  # clips from a video model (/video, Animate, Extend): the families with `Family.video()`
 )
 
 
@@ -165,6 +168,189 @@ class EditSupport:
         return self.inpaint_max_pictures if self.inpaint_pipeline(variant) is not None else 0
 
 
+# What a video model may be asked to draw (`VideoSupport.modes`), in the words people read.
+VIDEO_MODES = {
+    "t2v": "text-to-video (from the prompt alone)",
+    "i2v": "image-to-video (from a first frame)",
+    "flf2v": "first-last-frame (from a first frame to a given last frame)",
+    "condition": "frames conditioned at any position (LTX-Video's condition pipeline)",
+}
+
+
+class VideoDefaults(NamedTuple):
+    """A video variant's defaults: what the command layer fills in when a request doesn't say."""
+
+    frames: int
+    fps: int
+    steps: int
+    cfg: float
+
+
+@dataclass(frozen=True)
+class MotionRule:
+    """How one `--motion` amount (low, high) is honoured by a family's pipelines: by what the model is
+    told about time (LTX-Video's frame-rate conditioning: it is told `fps * frame_rate_factor`), or
+    by words added to the prompt and the negative prompt where the model has no such input (Wan).
+    `how` says which, for the docs and the PNG parameters."""
+
+    how: str
+    frame_rate_factor: float = 1.0
+    prompt_suffix: str = ""
+    negative_suffix: str = ""
+
+
+@dataclass(frozen=True)
+class VideoSupport:
+    """A video family's clips, as diffusers has them: the pipeline per mode (t2v, i2v, flf2v,
+    condition), which variant does which, the frame and size rules, defaults, and how `--motion` is
+    honoured. Torch-free: the command layer asks `check` before queueing; the engine builds the
+    mode's pipeline from the loaded model's modules (generation.models.loader.LoadedModel.video_pipeline)
+    and draws it (generation.jobs.video). Declared per family module; `Family.video()` hands it out
+    bound to its family, so its messages name the family and variant."""
+
+    pipelines: Mapping[str, str]  # mode -> diffusers pipeline class (all share the loaded weights)
+    modes_of: Mapping[str, frozenset[str]]  # variant -> the modes it draws; "*": every other variant
+    frame_step: int  # frames are frame_step * k + 1: the VAE's temporal compression (Wan 4, LTX-Video 8)
+    size_multiple: int  # width and height in multiples of it (the VAE's spatial compression x the patch)
+    default_frames: int
+    max_frames: int
+    default_fps: int
+    default_size: tuple[int, int]  # width, height
+    motion: Mapping[str, MotionRule]  # "low", "high"
+    min_frames: int = 0  # 0: frame_step + 1 (the shortest clip past one frame)
+    # Per-variant values where a variant differs from the family's (Wan 2.2 TI2V 5B: multiples of 32, 24 fps).
+    size_multiple_of: Mapping[str, int] = field(default_factory=dict)
+    default_fps_of: Mapping[str, int] = field(default_factory=dict)
+    default_frames_of: Mapping[str, int] = field(default_factory=dict)
+    max_frames_of: Mapping[str, int] = field(default_factory=dict)
+    default_size_of: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    # The pipeline argument that tells the model the clip's frame rate (LTX-Video's `frame_rate`); None: none.
+    fps_argument: str | None = None
+    # How the end frame reaches the flf2v pipeline: "last_image" (Wan's argument) or "conditions"
+    # (LTX-Video's condition pipeline: a condition at frame 0 and one at the last frame).
+    end_frame: str = "last_image"
+    fixed_arguments: Mapping[str, object] = field(default_factory=dict)  # passed to every call
+    # Scheduler options per mode, over the model's own config (LTX-Video's condition pipeline passes
+    # its own timesteps, which a dynamically shifted scheduler refuses: it gets no dynamic shifting).
+    scheduler_options: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    # Why a mode is missing, per mode, where diffusers lacks it for the whole family.
+    missing: Mapping[str, str] = field(default_factory=dict)
+    # The family it belongs to (set by `Family.video()`): its label and variants name the messages.
+    family: Family | None = field(default=None, compare=False, repr=False)
+
+    # --- what the command layer asks -----------------------------------------------------------
+
+    @property
+    def frame_rule(self) -> str:
+        """The frame rule in words: "4k+1 frames (5, 9, 13, ... 81)"."""
+        low = self.shortest
+        return f"{self.frame_step}k+1 frames ({low}, {low + self.frame_step}, {low + 2 * self.frame_step}, ...)"
+
+    @property
+    def shortest(self) -> int:
+        return self.min_frames or self.frame_step + 1
+
+    def _name(self, variant: str | None) -> str:
+        """`variant`'s name, the family's first (its usual one) when unknown or None."""
+        return self.family.variant(variant).name if self.family is not None else variant or ""
+
+    def modes(self, variant: str | None) -> set[str]:
+        """The modes `variant` draws: a subset of {"t2v", "i2v", "flf2v", "condition"}."""
+        return set(self.modes_of.get(self._name(variant), self.modes_of.get("*", frozenset())))
+
+    def defaults(self, variant: str | None, *, tiny: bool = False) -> VideoDefaults:
+        """Frames, fps, steps and CFG for `variant` (its family's Variant steps and cfg). `tiny`: a
+        built-in tiny model's (9 frames, so a try on a CPU takes seconds)."""
+        found = self.family.variant(variant) if self.family is not None else None
+        name = self._name(variant)
+        frames = self.nearest_frames(9) if tiny else self.default_frames_of.get(name, self.default_frames)
+        steps = (found.steps if found is not None else None) or 30
+        cfg = found.cfg if found is not None and found.cfg is not None else 5.0
+        return VideoDefaults(frames, self.default_fps_of.get(name, self.default_fps), steps, cfg)
+
+    def default_dimensions(self, variant: str | None) -> tuple[int, int]:
+        """The width and height `variant` was trained at (its 480p or 720p landscape size)."""
+        return self.default_size_of.get(self._name(variant), self.default_size)
+
+    def multiple(self, variant: str | None) -> int:
+        """What `variant`'s width and height must be multiples of."""
+        return self.size_multiple_of.get(self._name(variant), self.size_multiple)
+
+    def longest(self, variant: str | None) -> int:
+        """The most frames `variant` draws in one call."""
+        return self.max_frames_of.get(self._name(variant), self.max_frames)
+
+    def fits(self, frames: int) -> bool:
+        """Whether `frames` keeps the frame rule (k*step + 1, at least the shortest clip)."""
+        return frames >= self.shortest and (frames - 1) % self.frame_step == 0
+
+    def nearest_frames(self, frames: int, variant: str | None = None) -> int:
+        """The frame count nearest `frames` that keeps the rule and the variant's bounds."""
+        near = round((frames - 1) / self.frame_step) * self.frame_step + 1
+        return min(max(near, self.shortest), (self.longest(variant) - 1) // self.frame_step * self.frame_step + 1)
+
+    @staticmethod
+    def mode_for(has_start: bool, has_end: bool) -> str:
+        """The mode a request needs: its first frame (a picture), its last frame, or neither."""
+        return "flf2v" if has_end else "i2v" if has_start else "t2v"
+
+    def label(self, variant: str | None) -> str:
+        """How people name the variant ("Wan 2.2 I2V A14B"), else the family ("Wan")."""
+        if self.family is None:
+            return "this video model"
+        return self.family.variant(variant).label or self.family.label
+
+    def check(self, variant: str | None, frames: int, width: int, height: int, has_start: bool, has_end: bool) -> list[str]:
+        """What a video request can't have on this family's `variant`, one sentence each, naming the
+        family (empty: it can be queued). `frames` is what one pipeline call draws (with Extend: the
+        new frames and the shared one); `has_start` a first frame (a picture, or Extend's last frame),
+        `has_end` a last frame (`--end`, or a closed `--loop`)."""
+        label = self.label(variant)
+        problems = []
+        longest = self.longest(variant)
+        if not self.fits(frames):
+            problems.append(
+                f"{label} draws {self.frame_rule}: one more than a multiple of {self.frame_step}; {frames} is not one. "
+                f"Try `--frames {self.nearest_frames(frames, variant)}`."
+            )
+        elif frames > longest:
+            problems.append(
+                f"{label} draws at most {longest} frames; you asked for {frames}. Try `--frames {self.nearest_frames(longest, variant)}`."
+            )
+        multiple = self.multiple(variant)
+        if width % multiple or height % multiple:
+            near = f"{_round(width, multiple)}x{_round(height, multiple)}"
+            problems.append(f"{label} draws sizes in multiples of {multiple}; {width}x{height} is not. Try `--size {near}`.")
+        if has_end and not has_start:
+            problems.append(f"A last frame needs a first frame: {label} draws first-last-frame from a picture to another.")
+            return problems
+        mode = self.mode_for(has_start, has_end)
+        modes = self.modes(variant)
+        if mode not in modes:
+            problems.append(self._refusal(mode, modes, label))
+        return problems
+
+    def _refusal(self, mode: str, modes: set[str], label: str) -> str:
+        does = " and ".join(VIDEO_MODES[m].split(" (")[0] for m in ("t2v", "i2v", "flf2v") if m in modes) or "no clips here"
+        if mode in self.missing:
+            return f"{label} can't draw {VIDEO_MODES[mode].split(' (')[0]}: {self.missing[mode]}."
+        if mode == "t2v":
+            return f"{label} starts from a picture ({does}): attach one or reply to one."
+        if mode == "i2v" and "flf2v" in modes:
+            return f"{label} draws first-last-frame only: give both a first and a last frame (`--end`)."
+        if mode == "i2v":
+            return f"{label} draws {does}; it can't start from a picture. Pick an image-to-video model with `--model`."
+        return f"{label} draws {does}; it can't end on a given last frame (first-last-frame). Leave out `--end` (and a closed `--loop`), or pick a model that does."
+
+
+def _matches(found: Mapping[str, object] | None, wanted: Mapping[str, object]) -> bool:
+    return found is not None and all(found.get(k) == v for k, v in wanted.items())
+
+
+def _round(value: int, multiple: int) -> int:
+    return max(multiple, round(value / multiple) * multiple)
+
+
 @dataclass(frozen=True)
 class Family:
     id: str  # sd1, sd2, sdxl, sd3, flux, chroma: what ModelEntry.architecture holds
@@ -220,6 +406,8 @@ class Family:
     controlnet: ControlNetSupport | None = None
     # Its instruction editing (/edit), for the variants that do it (None: none of them).
     edit: EditSupport | None = None
+    # Its clips, for a video family (Wan, LTX-Video); None: a picture family (`video()`).
+    video_support: VideoSupport | None = None
     description: str = ""  # one line for /models and the docs
 
     def variant(self, name: str | None) -> Variant:
@@ -235,14 +423,27 @@ class Family:
         for variant in self.variants:
             if any(mark in lowered for mark in variant.name_marks):
                 return variant.name
+        # A variant that names both needs both (Wan 2.1 FLF2V: an I2V pipeline whose transformer
+        # has the two frames' position embedding).
+        for variant in self.variants:
+            both = variant.index and variant.config and index is not None and denoiser_config is not None
+            if both and _matches(index, variant.index) and _matches(denoiser_config, variant.config):
+                return variant.name
         # model_index.json first: its pipeline class says more than the denoiser's config (FLUX.1
         # Kontext's transformer is configured as FLUX.1-dev's)
         for wanted_of, found in ((lambda v: v.index, index), (lambda v: v.config, denoiser_config)):
             for variant in self.variants:
+                if variant.index and variant.config:
+                    continue
                 wanted = wanted_of(variant)
                 if wanted and found is not None and all(found.get(k) == v for k, v in wanted.items()):
                     return variant.name
         return None
+
+    def video(self) -> VideoSupport | None:
+        """The family's clips (modes, frame and size rules, defaults, `check`), bound to the family so
+        its messages name it; None for a family that draws pictures."""
+        return replace(self.video_support, family=self) if self.video_support is not None else None
 
     def edit_pipeline(self, variant: str | None) -> str | None:
         """The pipeline that edits pictures by instruction on this variant; None: it doesn't."""
@@ -260,6 +461,8 @@ class Family:
         assert feature in FEATURES, feature
         if feature == "controlnet" and self.controlnet is None:
             return self.unsupported.get(feature) or f"ControlNet on {self.label} isn't supported here yet"
+        if feature == "video" and self.video_support is None:
+            return f"{self.label} draws pictures; clips from a prompt or a picture need a video model (Wan, LTX-Video)"
         return self.unsupported.get(feature) or self.variant(variant).unsupported.get(feature)
 
     def marks(self, names: Sequence[str]) -> bool:
@@ -286,3 +489,8 @@ class Family:
             assert kind in self.pipelines or kind in self.unsupported or by_inpaint, f"{self.id}: no {kind} pipeline and no reason"
         # A ControlNet is declared or refused, not both.
         assert self.controlnet is None or "controlnet" not in self.unsupported, f"{self.id}: a ControlNet and a reason against it"
+        # A video family says why it draws no pictures; a picture family draws no clips of its own.
+        assert self.video_support is None or "pictures" in self.unsupported, (
+            f"{self.id}: a video family without its reason against pictures"
+        )
+        assert "video" not in self.unsupported, f"{self.id}: `video` is refused by the absence of `video_support`"
