@@ -35,6 +35,7 @@ from storage.blobs import LocalBlobStore
 from tests.conftest import bot_env
 from tests.support.console_process import ConsoleProcess
 from tests.support.tiny_clipseg import build_tiny_clipseg
+from tests.test_edit_models import picture
 from tests.test_service import Bot, png, running_bot, tiny_settings
 
 INSTRUCTION = "make the hat red"
@@ -44,13 +45,6 @@ QWEN_EDIT = "tiny-qwen-image-edit"  # a folder made here: the tiny Qwen-Image-Ed
 @pytest.fixture(scope="module", autouse=True)
 def _threads(one_torch_thread):  # type: ignore[no-untyped-def]
     yield
-
-
-def picture(color: tuple[int, int, int], size: tuple[int, int] = (80, 64)) -> Image.Image:
-    """A picture with some structure (a square of another colour), so that the VAE sees edges."""
-    image = Image.new("RGB", size, color)
-    image.paste((255 - color[0], color[1], 255 - color[2]), (size[0] // 4, size[1] // 4, size[0] // 2, size[1] // 2))
-    return image
 
 
 def box(size: tuple[int, int], rect: tuple[int, int, int, int]) -> Image.Image:
