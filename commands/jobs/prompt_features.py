@@ -284,6 +284,10 @@ def _as_reference_pictures(spec: GenerationSpec, refs: Mapping[str, ReferenceRef
             f"On `{entry.display_name}` ({label}) references are pictures beside the prompt, and a remix can't have them too: "
             "use `/edit <instruction>` with the pictures, or draw from the prompt with --sref/--oref and no picture to remix."
         )
+    if spec.controls:
+        raise UserError(
+            f"On `{entry.display_name}` ({label}) references are pictures beside the prompt, which its ControlNet can't take too: drop one."
+        )
     weighed = [f"--{REFERENCE_FLAGS[ref.kind][1]} {ref.weight}" for ref in refs.values() if ref.weight != 100]
     if weighed:
         raise UserError(
