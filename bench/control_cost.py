@@ -24,14 +24,13 @@ import io
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
+from bench.clock import timer  # noqa: E402
 from config import ModelEntry, ModelRegistry  # noqa: E402
 from generation.control.nets import ControlNets  # noqa: E402
 from generation.control.preprocess import make_map  # noqa: E402
@@ -99,14 +98,7 @@ def main() -> None:
             controls=controls,
         )
 
-    def timed(function) -> float:  # type: ignore[no-untyped-def]
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        function()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
+    timed = timer(device)
 
     canny, scribble = unit("canny", "canny"), unit("scribble", "scribble_xdog", 0.5)
     for job in (spec(), spec(canny), spec(canny, scribble)):  # load the model and both ControlNets, warm up

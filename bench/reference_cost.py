@@ -28,14 +28,13 @@ import io
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
+from bench.clock import timer  # noqa: E402
 from config import ModelEntry, ModelRegistry  # noqa: E402
 from generation.engine import Engine  # noqa: E402
 from generation.jobs import run_job  # noqa: E402
@@ -87,14 +86,7 @@ def main() -> None:
             seed=1,
         )
 
-    def timed(function) -> float:  # type: ignore[no-untyped-def]
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        function()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
+    timed = timer(device)
 
     median = statistics.median
     print(f"{args.size}x{args.size}, {args.steps} steps, {device} {dtype}, {args.rounds} rounds (median)")
