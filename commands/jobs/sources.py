@@ -247,16 +247,16 @@ async def find_references(ctx: Context, request: Request, opts: ImagineOptions) 
     """The pictures `--sref` and `--oref` name (the request's own picture, a moodboard, or a message
     id: module docstring), and the person's default moodboard as the style reference where they set
     one and gave no `--sref`; UserError when one is missing or not a picture."""
+    asked = {kind: getattr(opts, flag) for kind, (flag, _) in REFERENCE_FLAGS.items() if getattr(opts, flag) not in (None, NO_REFERENCE)}
+    boards, default = await _moodboards(ctx, request, [value for value in asked.values() if value], default=opts.sref is None)
     picked = []
-    for kind, (flag, _) in REFERENCE_FLAGS.items():
-        value = getattr(opts, flag)
-        if value is None or value == NO_REFERENCE:
+    for kind, value in asked.items():
+        flag = REFERENCE_FLAGS[kind][0]
+        if value in boards:
+            name, pictures = boards[value]
+            picked.append(Picked(kind, pictures, board=name))
             continue
         if value:
-            board = await moodboard_pictures(ctx, request, value)
-            if board is not None:
-                picked.append(Picked(kind, board, board=value.lower()))
-                continue
             try:
                 source = await picture_in_message(ctx, request, value, f"--{flag}")
             except UserError:
@@ -275,11 +275,28 @@ async def find_references(ctx: Context, request: Request, opts: ImagineOptions) 
                 )
         assert source.init is not None
         picked.append(Picked(kind, ((source.init, source.upload_size),)))
-    if opts.sref is None:
-        default = await default_moodboard(ctx, request)
-        if default is not None:
-            picked.append(Picked("style", default[1], board=default[0], default=True))
+    if default is not None:
+        picked.append(Picked("style", default[1], board=default[0], default=True))
     return picked
+
+
+Board = tuple[str, tuple[tuple[InitImage, None], ...]]  # a moodboard's name and pictures
+
+
+async def _moodboards(ctx: Context, request: Request, names: Sequence[str], *, default: bool) -> tuple[dict[str, Board], Board | None]:
+    """In one transaction: the moodboards among `names` as the asker sees them (their own, else a
+    shared one), and, with `default`, their default moodboard (/settings --moodboard), None when
+    none is set or it was deleted or unshared since (a default that no longer exists is left out)."""
+    async with ctx.db.transaction() as session:
+        user = await asker(session, request)
+        found = {}
+        for name in names:
+            board = await assets.find_usable(session, user.id, MOODBOARD, name) if valid_asset_name(name.lower()) else None
+            if board is not None:
+                found[name] = (board.name, board_pictures(board))
+        chosen = user.settings.get("moodboard") if default else None
+        fallback = await assets.find_usable(session, user.id, MOODBOARD, chosen) if chosen else None
+        return found, (fallback.name, board_pictures(fallback)) if fallback is not None else None
 
 
 async def picture_in_message(ctx: Context, request: Request, message_id: str, what: str) -> Source:
@@ -312,26 +329,6 @@ async def find_pictures(
         assert source.init is not None
         found.append((source.init, None))
     return found
-
-
-async def moodboard_pictures(ctx: Context, request: Request, name: str) -> tuple[tuple[InitImage, None], ...] | None:
-    """The pictures of the moodboard `name` as the asker sees it (their own, else a shared one), or None."""
-    if not valid_asset_name(name.lower()):
-        return None
-    async with ctx.db.transaction() as session:
-        user = await asker(session, request)
-        board = await assets.find_usable(session, user.id, MOODBOARD, name)
-    return board_pictures(board) if board is not None else None
-
-
-async def default_moodboard(ctx: Context, request: Request) -> tuple[str, tuple[tuple[InitImage, None], ...]] | None:
-    """The person's default moodboard (/settings --moodboard) and its pictures, or None: none set,
-    or it was deleted or unshared since (then it is left out, as a default that no longer exists)."""
-    async with ctx.db.transaction() as session:
-        user = await asker(session, request)
-        name = user.settings.get("moodboard")
-        board = await assets.find_usable(session, user.id, MOODBOARD, name) if name else None
-    return (board.name, board_pictures(board)) if board is not None else None
 
 
 def board_pictures(board: Asset) -> tuple[tuple[InitImage, None], ...]:
