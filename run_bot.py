@@ -107,6 +107,7 @@ def build_worker(core: Core, role: WorkerRole = WorkerRole()):  # type: ignore[n
     """The engine and its worker. Imports torch and diffusers, so only processes that draw call it."""
     from generation.control.nets import ControlNets
     from generation.engine import Engine
+    from generation.imaging.previews import Previewer
     from generation.models.loader import ModelCache, resolve_device, resolve_dtype
     from generation.models.motion import MotionModels
     from generation.models.speed import SpeedOptions
@@ -128,6 +129,7 @@ def build_worker(core: Core, role: WorkerRole = WorkerRole()):  # type: ignore[n
         instruct_source=s.instruct_model,
         motion=motion,
         ip_adapters=s.ip_adapters,
+        previews=Previewer(s.preview, s.preview_seconds, s.preview_models, device=device, dtype=dtype),
     )
     limits = WorkerLimits.from_settings(s, models=role.models)
     worker = Worker(

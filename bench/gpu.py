@@ -29,6 +29,8 @@ The SDXL VAE is run in the working dtype (force_upcast off, as with the fp16-fix
     python bench/gpu.py --families qwen  # Qwen-Image (20 B + 8 B encoder, 57 GB) at 1024², 20 steps: ~5 min (estimated)
     python bench/gpu.py --quick          # SD fp16, 10 steps (~3 min); FLUX 10 steps (~6 min: build and loads)
     python bench/gpu.py --cpu-smoke      # the tiny models on CPU, 64 px: checks this script, measures nothing
+    python bench/gpu.py --sweep          # EVERY family, engine and bare, each speed option and cache: one table, <8 min
+    python bench/gpu.py --sweep --smoke  # the same sets on the tiny models on CPU (bench/gpu_sweep.py)
 
 A DiT set (sd3, sd3-medium, qwen, zimage, flux2) is one model at 1024², bf16, its family's own
 guidance (SD 3.5 and Qwen-Image with CFG, the distilled Z-Image Turbo and FLUX.2 Klein without), engine
@@ -644,7 +646,19 @@ def main() -> int:
         "--storage", help=f"FLUX sets only these: {', '.join(gpu_flux.QUANTIZATIONS)} (none, bf16 weights, is the base of the ratios)"
     )
     parser.add_argument("--json", type=Path, default=None, help="write the rows here")
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="every family's real architecture (random weights, built on the GPU in bf16), engine and bare, each speed option "
+        "and cache on and off, one table, under 8 minutes on an H100 (bench/gpu_sweep.py; --arch, --steps, --runs, --budget-s apply)",
+    )
+    parser.add_argument("--smoke", action="store_true", help="with --sweep: the tiny models on CPU (checks the script)")
     args = parser.parse_args()
+    if args.sweep or args.smoke:
+        from bench import gpu_sweep
+
+        args.smoke = args.smoke or args.cpu_smoke
+        return gpu_sweep.run(args, build_pipeline)
     args.fractions = {}  # DiT arch -> the share of its transformer's blocks built (gpu_dits.fit_fraction)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     budget = {family: args.budget_s or BUDGET_S[family][mode(args)] for family in FAMILIES}

@@ -10,7 +10,9 @@ transaction) whose job does no work, one job per claim ("one by one": jobs that 
 call) and in batches (compatible jobs: claimed together, completed in one commit with a
 savepoint each). The baseline, in the same run, is the queue functions
 alone in a loop (`queue.claim` then `queue.complete`, one transaction each): the ratio shows
-what the worker's machinery costs on top of the database.
+what the worker's machinery costs on top of the database. On SQLite a second baseline is plain
+`sqlite3` (no SQLAlchemy, no aiosqlite) running the same two transactions on the same schema
+and pragmas (WAL, synchronous FULL, BEGIN IMMEDIATE): what the database itself allows.
 
     python bench/queue_throughput.py                                   # SQLite, and PostgreSQL if installed
     python bench/queue_throughput.py --postgres-url postgresql+asyncpg://user@host/db   # your server
@@ -131,6 +133,8 @@ async def child(url: str, go: Path, mode: str) -> None:
     if mode in ("worker", "batches"):
         while await worker.run_once():
             pass
+    elif mode == "sqlite3":
+        plain_sqlite3(url.split("///", 1)[1], worker.owner)
     else:  # the baseline: the queue functions alone
         while True:
             async with db.transaction() as session:
@@ -143,6 +147,46 @@ async def child(url: str, go: Path, mode: str) -> None:
     worker.executor.shutdown()
     await db.close()
     print(json.dumps({"first": first, "last": last}))
+
+
+def plain_sqlite3(path: str, owner: str) -> None:
+    """The claim and the completion as plain sqlite3 transactions: the claim's order and lease,
+    the compare-and-set on the attempt with the outbox row, each committed (fsync) on its own."""
+    import sqlite3
+    from datetime import UTC, datetime, timedelta
+
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA foreign_keys=ON")
+    while True:
+        now = datetime.now(UTC).replace(tzinfo=None)
+        db.execute("BEGIN IMMEDIATE")
+        row = db.execute(
+            "SELECT id, attempt, platform, chat_id FROM jobs WHERE status = 'queued' ORDER BY priority DESC, fair_round, id LIMIT 1"
+        ).fetchone()
+        if row is None:
+            db.execute("COMMIT")
+            break
+        job_id, attempt, platform, chat_id = row
+        db.execute(
+            "UPDATE jobs SET status = 'running', attempt = ?, lease_owner = ?, lease_expires_at = ?, started_at = ?, "
+            "progress_step = 0, progress_total = 0 WHERE id = ?",
+            (attempt + 1, owner, now + timedelta(seconds=30), now, job_id),
+        )
+        db.execute("COMMIT")
+        db.execute("BEGIN IMMEDIATE")
+        changed = db.execute(
+            "UPDATE jobs SET status = 'succeeded', finished_at = ?, updated_at = ?, lease_owner = NULL, lease_expires_at = NULL, "
+            "run_seconds = 0, gpu_seconds = 0 WHERE id = ? AND attempt = ? AND lease_owner = ? AND status = 'running'",
+            (now, now, job_id, attempt + 1, owner),
+        ).rowcount
+        assert changed == 1
+        db.execute(
+            "INSERT INTO deliveries (job_id, platform, chat_id, kind, status, attempts, created_at) VALUES (?, ?, ?, 'result', 'pending', 0, ?)",
+            (job_id, platform, chat_id, now),
+        )
+        db.execute("COMMIT")
+    db.close()
 
 
 async def count_succeeded(url: str) -> int:
@@ -222,6 +266,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as temp:
         for backend, fresh in database_urls(args, Path(temp)):
             for processes in (int(n) for n in args.workers.split(",")):
+                if backend == "sqlite" and processes == 1:
+                    plain = run_case(fresh(), args.jobs, 1, "sqlite3")
+                    print(f"sqlite, plain sqlite3 (the same two transactions, one process): {plain:,.0f} jobs/s", flush=True)
+                    rows.append(("sqlite: plain sqlite3", 1, plain, float("nan"), float("nan")))
                 bare = run_case(fresh(), args.jobs, processes, "bare")
                 worker = run_case(fresh(), args.jobs, processes, "worker")
                 batches = run_case(fresh(), args.jobs, processes, "batches")
@@ -240,6 +288,9 @@ def main() -> None:
     print(f"\n{args.jobs} jobs per case, null engine, on {os.cpu_count()} CPUs; ratios against the queue alone")
     print(f"{'backend':36} {'workers':>7} {'queue alone':>12} {'worker, one by one':>24} {f'worker, batches of {BATCH}':>24}")
     for backend, processes, bare, worker, batches in rows:
+        if worker != worker:  # NaN: the plain sqlite3 baseline has no worker cases
+            print(f"{backend:36} {processes:>7} {bare:>10,.0f}/s")
+            continue
         print(
             f"{backend:36} {processes:>7} {bare:>10,.0f}/s {worker:>14,.0f}/s {worker / bare:>6.2f}x "
             f"{batches:>14,.0f}/s {batches / bare:>6.2f}x"

@@ -3,8 +3,9 @@
 - `DeliveryLoop` sends what the command layer owes a platform (results, failure notes), records
   each sent message, and backs off while sending fails. Woken by the worker when a job ends, and
   polling otherwise, so a result finished by a worker on another machine still arrives.
-- `StatusLoop` edits the status message of each waiting or running job when its text changes, no
-  more often than the platform tolerates.
+- `StatusLoop` edits the status message of each waiting or running job when its text or its live
+  preview changes, no more often than the platform tolerates: per message, and for edits that
+  carry a new picture (heavier: an upload) also per chat.
 
 Adapters pass in how to send and how to edit; the loops know nothing of the platform.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -134,6 +136,9 @@ class DeliveryLoop:
 
 
 class StatusLoop:
+    """Edits status messages. `edit` gets a `StatusUpdate` whose `preview` is a new picture to
+    show, or None to change the text only and keep whatever picture the message shows."""
+
     def __init__(
         self,
         service: CommandService,
@@ -141,19 +146,24 @@ class StatusLoop:
         edit: Callable[[StatusUpdate], Awaitable[None]],
         *,
         min_interval: Callable[[str], float],
+        media_interval: Callable[[str], float] | None = None,
         tick_seconds: float = 0.5,
     ):
         self.service = service
         self.platform = platform
         self.edit = edit
         self.min_interval = min_interval  # chat id -> least seconds between edits of one message
+        # chat id -> least seconds between edits that upload a picture, in one chat (Discord limits
+        # edits per channel; Telegram's groups take ~20 a minute): min_interval unless given
+        self.media_interval = media_interval or min_interval
         self.tick_seconds = tick_seconds
-        self.shown: dict[str, tuple[str, float]] = {}  # message id -> (text, when shown)
+        self.shown: dict[str, tuple[str, bytes | None, float]] = {}  # message id -> (text, preview, when shown)
+        self._pictures_at: dict[str, float] = {}  # chat id -> when a picture was last uploaded there
         self._quiet_until = 0.0
 
     def showing(self, message_id: str, text: str) -> None:
         """A status message was just sent with `text`."""
-        self.shown[message_id] = (text, time.monotonic())
+        self.shown[message_id] = (text, None, time.monotonic())
 
     async def run(self) -> None:
         while True:
@@ -171,17 +181,25 @@ class StatusLoop:
         for message_id in [m for m in self.shown if m not in live]:
             del self.shown[message_id]  # its job ended
         for update in updates:
-            text, when = self.shown.get(update.message_id, ("", 0.0))
-            if update.text == text or time.monotonic() - when < self.min_interval(update.chat_id):
+            text, preview, when = self.shown.get(update.message_id, ("", None, 0.0))
+            now = time.monotonic()
+            picture = update.preview is not None and update.preview != preview
+            if (update.text == text and not picture) or now - when < self.min_interval(update.chat_id):
                 continue
+            if picture and now - self._pictures_at.get(update.chat_id, 0.0) < self.media_interval(update.chat_id):
+                if update.text == text:
+                    continue  # the picture waits for the chat's pace
+                update, picture = dataclasses.replace(update, preview=None), False  # the text goes now
             try:
-                await self.edit(update)
+                await self.edit(update if picture else dataclasses.replace(update, preview=None))
             except Postpone as postponed:
                 self._quiet_until = time.monotonic() + postponed.seconds
                 return
             except Exception as error:  # a status line is cosmetic: log, and try again later
                 log.info("could not edit status of job %s: %s", update.job_id, error)
-            self.shown[update.message_id] = (update.text, time.monotonic())
+            self.shown[update.message_id] = (update.text, update.preview if picture else preview, time.monotonic())
+            if picture:
+                self._pictures_at[update.chat_id] = time.monotonic()
 
 
 async def wait_for_event(event: asyncio.Event, timeout: float) -> None:

@@ -1,7 +1,8 @@
 """Button presses: U<i> (image i alone), V<i> (a variation of image i), Reroll (new seed), and
 the edits under a single image (Upscale 2x, Vary (Subtle), Zoom Out 2x, ⬅, Face fix, ...:
-`commands.pictures.edits`), and Animate (image-to-video of it on a video model:
-`commands.clips.video`, shown where the registry has one).
+`commands.pictures.edits`; Detail: `commands.pictures.detail`), and Animate (image-to-video of it on a video model:
+`commands.clips.video`, shown where the registry has one), and Enhance under a draft (the picture in
+full: `commands.explore.draft`).
 
 A press names a message and an action (id or label). The message resolves to a job through the
 message refs, so buttons keep working after a restart; anyone who can see the message may press,
@@ -17,6 +18,7 @@ from PIL import Image
 
 from commands.clips import results as clips
 from commands.clips.video import animate_picture, video_actions_shown
+from commands.explore import draft
 from commands.frame.context import Context
 from commands.frame.errors import UserError
 from commands.frame.types import Action, ImageFile, MessageTarget, Reply, Request
@@ -25,7 +27,7 @@ from commands.jobs.job_view import image_files, is_clip_job
 from commands.jobs.options import ImagineOptions, InitImage
 from commands.jobs.sources import Source
 from commands.jobs.submit import submit
-from commands.pictures import edits
+from commands.pictures import detail, edits
 from commands.pictures.candidates import imagine_candidate
 from commands.pictures.edit import Region, queue_instruct
 from commands.training.train import train_previewed
@@ -61,18 +63,25 @@ async def press(ctx: Context, request: Request) -> list[Reply]:
             return [
                 await safety.shield(ctx, session, job, single_image_reply(ctx, job, index), request.platform, request.chat_id, record=False)
             ]
+    if verb == "enhance" and index is not None:  # a draft drawn in full (commands.explore.draft)
+        return await draft.enhance(ctx, request, job, index)
     if verb == "animate" and index is not None:
         return await animate_picture(ctx, request, job, index)
     if verb == "vary" and index is not None:
         output = job.outputs[index]
         init = InitImage(output.blob_key, output.width, output.height)
-        opts = ImagineOptions(strength=ctx.settings.vary_strength)
+        opts = detail.kept(ImagineOptions(strength=ctx.settings.vary_strength), spec)
         return await submit(ctx, request, opts, init=init, base=job_view.image_base(job, index), parent=(job.id, index))
+    if verb == "detail" and index is not None:  # ADetailer's pass on the picture (commands.pictures.detail)
+        return await detail.press(ctx, request, job, index)
     if verb in render.BUTTON_LABELS and index is not None:
         output = job.outputs[index]
         init = InitImage(output.blob_key, output.width, output.height)
         source = Source(init=init, base=job_view.image_base(job, index), parent=(job.id, index))
-        return await edits.queue_edit(ctx, request, source, edits.button_edit(ctx, verb))
+        edit = edits.button_edit(ctx, verb)
+        if edit.kind == "img2img":  # Vary: drawn again, with the picture's ADetailer pass
+            edit = dataclasses.replace(edit, opts=detail.kept(edit.opts, spec))
+        return await edits.queue_edit(ctx, request, source, edit)
     if verb == "again" and index is not None and spec.kind == "instruct":
         output = job.outputs[index]
         source = Source(init=InitImage(output.blob_key, output.width, output.height), parent=(job.id, index))
@@ -99,9 +108,11 @@ async def press(ctx: Context, request: Request) -> list[Reply]:
             spec.kind, spec.operation or spec.kind, shape=lambda ctx, new, init, notes: {**spec.model_dump(), "seed": new.seed}
         )
         return await edits.queue_edit(ctx, request, source, edit)
+    if verb == "reroll" and spec.draft is not None:  # another draft, with a new seed
+        return await draft.reroll(ctx, request, job)
     if verb == "reroll":
         init = InitImage(spec.init_image, spec.width, spec.height) if spec.init_image else None
-        opts = ImagineOptions(strength=spec.strength, size=None if init else (spec.width, spec.height))
+        opts = detail.kept(ImagineOptions(strength=spec.strength, size=None if init else (spec.width, spec.height)), spec)
         # A /blend is drawn from its pictures, with or without a prompt: it stays one, by name.
         keep = (lambda new, notes: new.evolve(operation=spec.operation)) if spec.operation else None
         return await submit(ctx, request, opts, init=init, base=spec, parent=(job.id, None), shape=keep)
@@ -168,6 +179,17 @@ def single_image_reply(ctx: Context, job: Job, index: int) -> Reply:
 def result_reply(ctx: Context, job: Job) -> Reply:
     if is_clip_job(job):
         return clips.clip_reply(ctx, job)
+    grid = job_view.result_of(job).grid
+    if grid is not None:  # /compare: its labelled grid, U<i> under it for each cell (the outputs)
+        first = job.outputs[0]
+        return Reply(
+            render.result_text(job),
+            kind="result",
+            images=(ImageFile(ctx.blobs.path(grid.blob), grid.width, grid.height, first.seed, first.index),),
+            actions=render.actions_for(job, "result", None),
+            job_id=job.id,
+            target=MessageTarget(job.id, None, "result"),
+        )
     return Reply(
         render.result_text(job),
         kind="result",

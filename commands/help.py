@@ -42,7 +42,7 @@ def help_text(ctx: Context) -> str:
         "/imagine <prompt> [options] — draw. Attach an image (or reply to one) to start from it.",
         "Reply to one of my pictures with text to remix it with that prompt.",
         "Buttons: U1…U4 show image i alone · V1…V4 vary image i · Reroll draws again with a new seed.",
-        "Under one image: Upscale 2x/4x · Vary (Subtle)/(Strong) · Zoom Out 1.5x/2x · ⬅ ➡ ⬆ ⬇ (pan) · Face fix.",
+        "Under one image: Upscale 2x/4x · Vary (Subtle)/(Strong) · Zoom Out 1.5x/2x · ⬅ ➡ ⬆ ⬇ (pan) · Face fix · Detail.",
         "",
         "**Edit any picture** (reply to it with the command, or attach it):",
         f"/upscale 2|4 [--method {'|'.join(methods['upscale'])}] — default {default_method}"
@@ -57,6 +57,8 @@ def help_text(ctx: Context) -> str:
             if methods["face_restorers"]
             else " — not available: no face-restoration model configured (SDBOT_FACE_RESTORERS)"
         ),
+        "/detail [face|hand|person] [prompt] — repaint them at full resolution (ADetailer; --detail-strength 0.4); "
+        "`--detail face` on /imagine does it as it draws" + ("" if s.hand_detector else " (hand: no detector configured)"),
         "/control canny|depth|openpose|lineart|lineart_anime|softedge|scribble|tile <prompt> — steered by the picture's "
         "map (--control-weight 0–2 · --start/--end · --control-mode balanced|prompt|control · --pre none · "
         "--control depth:0.5 for a second); /control qr <text> <prompt> hides a QR code"

@@ -32,12 +32,21 @@ from commands.clips.video import OPTIONS as VIDEO_OPTIONS
 from commands.clips.video import video_command
 from commands.clips.video2video import OPTIONS as VIDEO2VIDEO_OPTIONS
 from commands.clips.video2video import video2video
+from commands.explore.compare import OPTIONS as COMPARE_OPTIONS
+from commands.explore.compare import compare_command
 from commands.frame.context import Context
 from commands.frame.declare import Option
 from commands.frame.errors import UserError
 from commands.frame.types import Reply, Request
 from commands.help import help_text
-from commands.library.assets import embedding_command, list_embeddings, list_loras, lora_command
+from commands.library.assets import (
+    embedding_command,
+    hypernetwork_command,
+    list_embeddings,
+    list_hypernetworks,
+    list_loras,
+    lora_command,
+)
 from commands.library.models import OPTIONS as MODEL_OPTIONS
 from commands.library.models import list_models, model_command
 from commands.library.moodboards import OPTIONS as MOODBOARD_OPTIONS
@@ -55,6 +64,8 @@ from commands.pictures.blend import OPTIONS as BLEND_OPTIONS
 from commands.pictures.blend import blend_command
 from commands.pictures.control import CONTROL_OPTIONS, control_command
 from commands.pictures.describe import describe
+from commands.pictures.detail import OPTIONS as DETAIL_OPTIONS
+from commands.pictures.detail import detail_command
 from commands.pictures.edit import OPTIONS as EDIT_OPTIONS
 from commands.pictures.edit import edit_command
 from commands.pictures.edits import (
@@ -111,7 +122,11 @@ def asset_options(kind: str) -> tuple[Option, ...]:
         Option("action", "choice", "What to do (upload: with the file attached)", choices=actions, positional=True, required=True),
         Option("name", "text", f"The {kind}'s name (upload: default from the file name)", positional=True),
         Option("new_name", "text", "With rename: the new name", positional=True),
-        Option("file", "file", "With upload: the .safetensors file"),
+        Option(
+            "file",
+            "file",
+            "With upload: the .pt (A1111's) or .safetensors file" if kind == "hypernetwork" else "With upload: the .safetensors file",
+        ),
     )
 
 
@@ -189,9 +204,17 @@ COMMANDS: tuple[Command, ...] = (
         "facefix",
         facefix_command,
         "Reply to a picture: restore its faces",
-        ("/facefix [--model NAME]",),
+        ("/facefix [--model NAME] [--fidelity 0–1]",),
         "guide.md#commands",
         options=FACEFIX_OPTIONS,
+    ),
+    Command(
+        "detail",
+        detail_command,
+        "Reply to a picture: repaint its faces, hands or people at full resolution (ADetailer)",
+        ("/detail [face|hand|person,…] [prompt] [--detail-strength 0.4]",),
+        "guide.md#commands",
+        options=DETAIL_OPTIONS,
     ),
     Command(
         "control",
@@ -221,6 +244,14 @@ COMMANDS: tuple[Command, ...] = (
         ("/blend [prompt] [--images ID,ID] [--ow N] [options]",),
         "guide.md#commands",
         options=BLEND_OPTIONS,
+    ),
+    Command(
+        "compare",
+        compare_command,
+        "One prompt over a grid of settings (X/Y/Z plot): /compare a fox --x steps=10,20 --y cfg=4,7",
+        ("/compare <prompt> --x NAME=V1,V2,... [--y NAME=...] [--z NAME=...] [options]",),
+        "guide.md#comparisons-permutations-and-chaos",
+        options=COMPARE_OPTIONS,
     ),
     Command(
         "video",
@@ -343,10 +374,19 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command("embeddings", list_embeddings, "Your embeddings and the shared ones", ("/embeddings",), "guide.md#commands"),
     Command(
+        "hypernetwork",
+        hypernetwork_command,
+        "Upload an A1111 hypernetwork (.pt attached): /hypernetwork upload NAME",
+        ("/hypernetwork upload [NAME]", "/hypernetwork info|delete|share|unshare|download NAME", "/hypernetwork rename OLD NEW"),
+        "guide.md#commands",
+        options=asset_options("hypernetwork"),
+    ),
+    Command("hypernetworks", list_hypernetworks, "Your hypernetworks and the shared ones", ("/hypernetworks",), "guide.md#commands"),
+    Command(
         "train",
         train_command,
         "Train a LoRA on your pictures: /train lora NAME (3+ attached)",
-        ("/train lora|loha|lokr|dreambooth|embedding NAME [options]", "/train preview METHOD NAME [options]", "/train status"),
+        ("/train lora|loha|lokr|dreambooth|embedding|hypernetwork NAME [options]", "/train preview METHOD NAME [options]", "/train status"),
         "guide.md#training",
         options=TRAIN_OPTIONS,
     ),

@@ -28,7 +28,7 @@ from commands.jobs import admission as people
 from commands.jobs import render, safety, training_text
 from commands.pictures.imagine import imagine_or_restyle
 from storage import audit, model_library, outbox, queue, training, users
-from storage.tables import Job, User, utcnow
+from storage.tables import Job, JobStatus, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -198,13 +198,15 @@ class CommandService:
         return gave_up
 
     async def status_updates(self, platform: str) -> list[StatusUpdate]:
-        """The current text of every status message of this platform's waiting or running jobs.
-        Adapters compare with what they last showed and edit at their platform's pace."""
+        """The current text of every status message of this platform's waiting or running jobs,
+        and a running job's newest live preview. Adapters compare with what they last showed and
+        edit at their platform's pace."""
         updates = []
         async with self.ctx.db.transaction() as session:
             for ref, job in await outbox.active_status_messages(session, platform):
                 text = render.status_text(job, await queue.position(session, job))
-                updates.append(StatusUpdate(ref.chat_id, ref.message_id, job.id, text))
+                preview = job.progress_preview if job.status == JobStatus.RUNNING else None
+                updates.append(StatusUpdate(ref.chat_id, ref.message_id, job.id, text, preview))
         return updates
 
     async def busy(self, platform: str) -> bool:

@@ -10,9 +10,9 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
-from generation.models.families import FAMILIES, family
+from generation.models.families import CACHE_CHOICES, FAMILIES, family
 
 TINY = "tiny"
 # The built-in random-weight models, one per family (generation.models.tiny, tiny_dit): source -> family.
@@ -79,11 +79,22 @@ class ModelEntry(BaseModel):
         description="Decode (and encode) in tiles: big pictures (2048² and up) need far less memory, at a slight cost in "
         "speed; seams can show on flat colour.",
     )
+    cache: str | None = Field(
+        None,
+        description="This model's cache accelerator (`off`, `on`, or a cache's name), over SDBOT_CACHE; `--fast` wins.",
+    )
     memory: MemoryMode = Field(
         "auto",
         description="gpu (everything on the GPU), model_offload (each component moves to the GPU when used), sequential_offload "
         "(layer by layer: slowest, least memory), auto (by free GPU memory when it loads).",
     )
+
+    @field_validator("cache")
+    @classmethod
+    def _cache(cls, value: str | None) -> str | None:
+        if value is not None and value.strip().lower() not in CACHE_CHOICES:
+            raise ValueError(f"cache: `{value}` is not one of {', '.join(CACHE_CHOICES)}")
+        return value.strip().lower() if value is not None else None
 
     @property
     def family(self) -> str:

@@ -20,6 +20,7 @@ no job kind.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -35,8 +36,9 @@ from generation.control.inputs import ControlInputs
 from generation.control.ip_adapters import References, adapter_entry, check_spec, load_ip_adapter
 from generation.control.nets import ControlNets, load_instruct_pipeline
 from generation.errors import EngineUserError, JobCancelled
+from generation.imaging.previews import Previewer
 from generation.imaging.seamless import circular_padding
-from generation.models import families
+from generation.models import caches, families
 from generation.models.families import SD1, Family
 from generation.models.loader import LoadedModel, ModelCache
 from generation.models.motion import MotionModels, context_windows
@@ -111,6 +113,7 @@ class Engine:
         instruct_source: str | None = None,
         motion: MotionModels | None = None,
         ip_adapters: dict[str, IPAdapterEntry] | None = None,
+        previews: Previewer | None = None,
     ):
         self.models = models
         self.blobs = blobs
@@ -123,6 +126,8 @@ class Engine:
         # AnimateDiff's motion adapters and camera moves (only the tiny ones without a config)
         self.motion = motion or MotionModels({}, {}, models.models_dir, models.device, models.dtype)
         self.ip_adapters = ip_adapters or {}  # SDBOT_IP_ADAPTERS (only the tiny one without a config)
+        # Live previews (SDBOT_PREVIEW): made between steps while the worker shows a task's previews.
+        self.previews = previews or Previewer()
 
     @property
     def loaded_model(self) -> str | None:
@@ -202,14 +207,13 @@ class Engine:
         `clip.frames` frames: from the prompt (t2v), from a first frame (i2v), or from a first to a
         last frame (flf2v), at the job's size, with the job's prompt, sampler, steps, CFG and
         `--motion` (the family's MotionRule: words added to the prompts, or the frame rate the model
-        is told). One generator seeded with the job's seed makes the clip's noise, as bare diffusers
+        is told), and its LoRAs (on both experts of Wan 2.2 A14B). One generator seeded with the job's seed makes the clip's noise, as bare diffusers
         draws it; progress and cancel go through the tracker at each step."""
         assert spec.clip is not None
         used = (
             ("ControlNet", tracker.controls is not None),
             ("regional prompts", spec.regions),
             ("image references", spec.references),
-            ("LoRAs", spec.loras),
         )
         refused = [what for what, given in used if given]
         if refused:  # the command layer refuses them before queueing (Family.why_not); a job made elsewhere stops here
@@ -253,7 +257,14 @@ class Engine:
             if last is not None:
                 arguments[support.end_frame] = last
         options = support.scheduler_options.get(mode)
-        return self._diffuse(loaded, pipe, drawn, tracker, [spec.seed], arguments, clip=True, scheduler_options=options)
+        report = tracker.on_progress
+        if spec.clip.max_seconds is not None:  # SDBOT_MAX_CLIP_GPU_SECONDS: checked at each step
+            tracker.on_progress = _timed(report, spec.clip.max_seconds)
+        try:
+            with self.adapters.applied(pipe, spec, loaded.name, denoiser=loaded.family.denoiser):  # the family's LoRAs
+                return self._diffuse(loaded, pipe, drawn, tracker, [spec.seed], arguments, clip=True, scheduler_options=options)
+        finally:
+            tracker.on_progress = report
 
     def diffuse_batch(self, specs: list[GenerationSpec], tracker: Tracker) -> list[list[Image.Image]]:
         """Several txt2img jobs with one batch key (GenerationSpec.batch_key) drawn together: each
@@ -320,9 +331,11 @@ class Engine:
             conditions = tracker.conditions[key]
 
         frames = (len(arguments["video"]) if "video" in arguments else int(arguments["num_frames"])) if clip else 0
+        previews, preview_size = self.previews, _pass_size(spec, arguments)
 
         def on_step_end(pipeline: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
             tracker.step(step + 1, pipeline.num_timesteps)
+            previews.step(tensors.get("latents"), loaded.family, preview_size, frames)  # at most every SDBOT_PREVIEW_SECONDS
             changed = conditions.switch(pipeline, step + 1)
             if clip and "prompt_embeds" in changed:  # AnimateDiff holds the prompt once per frame
                 changed["prompt_embeds"] = changed["prompt_embeds"].repeat_interleave(frames, dim=0)
@@ -363,6 +376,14 @@ class Engine:
                 regions.applied(pipe, conditions),
                 tracker.controls.applied() if tracker.controls is not None else contextlib.nullcontext(),
                 windows if clip else contextlib.nullcontext(),
+                # the job's cache accelerator, fresh for this pass (pictures and video models' clips; AnimateDiff's draw uncached)
+                caches.applied(
+                    pipe,
+                    loaded.family,
+                    spec.cache if spec.kind == "video" or not clip else None,
+                    spec.steps,
+                    controlled=tracker.controls is not None,
+                ),
                 torch.inference_mode(),
             ):
                 if loaded.family.negative_as_embeds:
@@ -458,6 +479,22 @@ class Engine:
         """What the job's model needs its sides to be multiples of (8 for UNets, 16 for FLUX-style DiTs)."""
         entry = self.models.registry.get(spec.model)
         return families.family(entry.family).size_multiple if entry is not None else 8
+
+
+def _timed(report: ProgressFn, limit: float) -> ProgressFn:
+    """`report`, refusing to go on once `limit` seconds have passed since it was made: a clip that
+    runs longer than its estimate said stops at a step, with a reply saying why."""
+    started = time.monotonic()
+
+    def timed(*args: Any) -> None:
+        if time.monotonic() - started > limit:
+            raise EngineUserError(
+                f"this clip ran past the limit of {limit:,g} GPU-seconds a clip here and was stopped. "
+                "Ask for fewer frames or steps, or a smaller size."
+            )
+        report(*args)
+
+    return timed
 
 
 def _joined(text: str, words: str) -> str:

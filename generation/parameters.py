@@ -104,6 +104,7 @@ def infotext(
     elif spec.kind == "instruct" and spec.init_image is not None:  # an edit model's pictures, as IP-Adapter hashes are written
         fields.append(("Edit pictures", ", ".join(key.partition(".")[0][:10] for key in (spec.init_image, *spec.edit_images))))
     fields += _postprocess_fields(spec)
+    fields += detail_fields(spec)
     fields += _prompt_feature_fields(spec, template)
     if spec.diffusion:
         fields += control_fields(spec)
@@ -114,6 +115,10 @@ def infotext(
         fields.append(("Tiling", "True"))
     if spec.operation:
         fields.append(("Operation", spec.operation))
+    fields += draft_fields(spec)
+    # the cache the engine drew it with (a video model's clips too; AnimateDiff's draw uncached)
+    if spec.cache is not None and spec.diffusion and (spec.clip is None or spec.kind == "video"):
+        fields.append(("Cache", families.CACHES[spec.cache].text()))
     if job_id is not None:
         fields.append(("Job", job_id))
     fields.append(("Version", VERSION))
@@ -122,6 +127,23 @@ def infotext(
         lines.append(f"Negative prompt: {spec.negative_prompt}")
     lines.append(settings_text(fields))
     return "\n".join(lines)
+
+
+def draft_fields(spec: GenerationSpec) -> list[tuple[str, object]]:
+    """A draft says it is one, and by which fast path (`Draft: "LoRA lcm-lora-sdv1-5 (1a2b3c4d5e6f)"`,
+    `model tiny-schnell`, or `fewer steps`: none was configured); a picture the Enhance button drew
+    names the draft job it enhanced (`Enhanced from: job 12`). The draft's LoRA is not in `Lora
+    hashes`: that key lists the prompt's own LoRAs, which "Imagine this" resolves as the user's."""
+    fields: list[tuple[str, object]] = []
+    draft = spec.draft
+    if draft is not None:
+        how = {"lora": f"LoRA {draft.name}", "model": f"model {draft.name}", "steps": "fewer steps"}[draft.how]
+        if draft.lora is not None:
+            how += f" ({draft.lora.short_hash})"
+        fields.append(("Draft", how))
+    if spec.enhanced_from is not None:
+        fields.append(("Enhanced from", f"job {spec.enhanced_from}"))
+    return fields
 
 
 CONTROL_MODE_NAMES = {"balanced": "Balanced", "prompt": "My prompt is more important", "control": "ControlNet is more important"}
@@ -251,6 +273,36 @@ def video_fields(spec: GenerationSpec, frame: int | None = None) -> list[tuple[s
     return fields
 
 
+ADETAILER_SUFFIXES = ("", " 2nd", " 3rd")  # ADetailer's keys for its first, second, third unit
+
+
+def detail_fields(spec: GenerationSpec) -> list[tuple[str, object]]:
+    """ADetailer's pass (`--detail`, the Detail button) as ADetailer writes its units, one per
+    target: `ADetailer model: face, ADetailer prompt: ..., ADetailer dilate erode: 4, ADetailer
+    mask blur: 4, ADetailer denoising strength: 0.4, ADetailer inpaint only masked: True,
+    ADetailer inpaint padding: 32`, later units with ` 2nd`, ` 3rd` after each key, then
+    `ADetailer version`. The model is the target (ADetailer's model names say theirs too:
+    face_yolov8n.pt); the mask blur is A1111's sigma, as for `Mask blur`."""
+    detail = spec.detail
+    if detail is None:
+        return []
+    fields: list[tuple[str, object]] = []
+    for target, suffix in zip(detail.targets, ADETAILER_SUFFIXES, strict=False):
+        unit: list[tuple[str, object]] = [("ADetailer model", target)]
+        if detail.prompt:
+            unit.append(("ADetailer prompt", detail.prompt))
+        unit += [
+            ("ADetailer dilate erode", detail.dilate),
+            ("ADetailer mask blur", _number(mask_blur_sigma(detail.mask_blur))),
+            ("ADetailer denoising strength", _number(detail.strength)),
+            ("ADetailer inpaint only masked", "True"),
+            ("ADetailer inpaint padding", detail.padding),
+        ]
+        fields += [(key + suffix, value) for key, value in unit]
+    fields.append(("ADetailer version", VERSION))
+    return fields
+
+
 def _hash(key: str) -> str:
     return key.partition(".")[0][:10]
 
@@ -269,12 +321,17 @@ def _prompt_feature_fields(spec: GenerationSpec, template: GenerationSpec | None
         fields.append(("Lora hashes", ", ".join(f"{ref.name}: {ref.short_hash}" for ref in spec.loras)))
         if any(f"<lora:{ref.name}" not in spec.prompt.lower() for ref in spec.loras):  # given with --lora
             fields.append(("Lora weights", ", ".join(f"{ref.name}: {ref.weight:g}" for ref in spec.loras)))
+    if spec.hypernetworks:  # A1111's keys (one hypernetwork: as its settings wrote it; several: listed alike)
+        fields.append(("Hypernet", ", ".join(ref.name for ref in spec.hypernetworks)))
+        fields.append(("Hypernet strength", ", ".join(f"{ref.weight:g}" for ref in spec.hypernetworks)))
     if spec.embeddings:
         fields.append(("TI hashes", ", ".join(f"{ref.name}: {ref.short_hash}" for ref in spec.embeddings)))
     if template is not None and template.prompt != spec.prompt:
         fields.append(("Template", template.prompt))
     if template is not None and template.negative_prompt != spec.negative_prompt:
         fields.append(("Negative Template", template.negative_prompt))
+    if template is not None and template.chaos:  # this picture's prompt and CFG are its chaos variation
+        fields.append(("Chaos", template.chaos))
     return fields
 
 
@@ -299,7 +356,10 @@ def _postprocess_fields(spec: GenerationSpec) -> list[tuple[str, object]]:
             fields.append(("Postprocess upscaler", spec.upscaler))
         return fields
     if spec.kind == "facefix":
-        return [("Face restoration", spec.face_model or "default")]
+        fields = [("Face restoration", spec.face_model or "default")]
+        if spec.face_fidelity is not None:  # as A1111's extras tab writes CodeFormer's w
+            fields.append(("CodeFormer weight", _number(spec.face_fidelity)))
+        return fields
     return []
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -23,6 +24,9 @@ from config.models import ControlType, ReferenceMethod
 # clip's frames), deforum (an img2img loop along keyframe schedules, with 2D warps), video (a video
 # model of the registry: Wan, LTX-Video; text-to-video, or image-to-video from `init_image`, with
 # `clip.end_image` as the last frame where the model does first-last-frame).
+# detail: the Detail button (and /detail): ADetailer's pass alone on a picture (`spec.detail`).
+# compare: /compare (A1111's X/Y/Z plot): its cells, each a txt2img or img2img job drawn as it
+# would be alone, and the labelled grid of them (`spec.compare`; generation.jobs.compare).
 JobKind = Literal[
     "txt2img",
     "img2img",
@@ -37,12 +41,14 @@ JobKind = Literal[
     "video2video",
     "deforum",
     "video",
+    "detail",
+    "compare",
 ]
 CLIP_KINDS = ("animate", "video2video", "deforum", "video")
 TEXT_KINDS = ("enhance", "describe")
 UpscaleMethod = Literal["lanczos", "esrgan", "hires", "latent"]
 UPSCALE_METHODS: tuple[str, ...] = ("lanczos", "esrgan", "hires", "latent")
-DIFFUSION_KINDS = ("txt2img", "img2img", "inpaint", "outpaint", "instruct", *CLIP_KINDS)  # kinds that run a diffusion model
+DIFFUSION_KINDS = ("txt2img", "img2img", "inpaint", "outpaint", "instruct", "detail", *CLIP_KINDS)  # kinds that run a diffusion model
 # ControlNet (generation.control): what a control map shows, and A1111's control modes
 # ("My prompt is more important" = prompt, "ControlNet is more important" = control).
 CONTROL_TYPES: tuple[str, ...] = get_args(ControlType)
@@ -55,7 +61,20 @@ ControlMode = Literal["balanced", "prompt", "control"]
 MASK_BLUR_DEFAULT = 10
 OUTPAINT_MASK_BLUR = 20  # zoom out and pan: a wider seam, laid wholly in the new area
 MAX_MASK_BLUR = 64
+# /facefix on a CodeFormer model (`--fidelity`): its fidelity weight w, 0 (the most restoration,
+# from its codebook) to 1 (the most like the input face); 0.5 is CodeFormer's own default
+# (inference_codeformer.py `--w`). GFPGAN and RestoreFormer take none.
+CODEFORMER_FIDELITY = 0.5
 MASK_BLUR_SIGMAS = 2.5
+
+
+# ADetailer (`--detail face,hand`): what is detected and repainted at the model's native size after
+# a picture is drawn (generation.jobs.detail). Its defaults are ADetailer's: denoising strength
+# 0.4, dilate 4 px, mask blur 4 (A1111's sigma; our reach of 10 px, as for `--blur`), padding 32.
+DetailTarget = Literal["face", "hand", "person"]
+DETAIL_TARGETS: tuple[str, ...] = get_args(DetailTarget)
+DETAILED_KINDS = ("txt2img", "img2img", "detail")  # kinds whose pictures get the detail pass
+DETAIL_STRENGTH = 0.4
 
 
 class Spec(BaseModel):
@@ -213,6 +232,9 @@ class ClipSpec(Spec):
     # each video family maps to its own means (generation.models.families: VideoSupport).
     end_image: str | None = None
     motion_amount: Literal["low", "high"] | None = None
+    # video: the GPU-seconds this run may take (SDBOT_MAX_CLIP_GPU_SECONDS when it was queued); the
+    # engine stops a clip that runs past it.
+    max_seconds: float | None = Field(None, gt=0)
     # deforum: Deforum's keyframe schedules (generation.animation.keyframes), and colour coherence
     # to the first frame (LAB). The prompt may be a prompt schedule, `0: a forest, 24: a city`.
     zoom: str = "0:(1.0)"
@@ -226,6 +248,61 @@ class ClipSpec(Spec):
     def offset(self) -> int:
         """The frame number the drawn frames start at (schedules continue across Longer)."""
         return len(self.source) if self.extend else 0
+
+
+class DetailSpec(Spec):
+    """ADetailer's pass of a job: the regions to find (in this order; each is repainted on the
+    result of the one before), the prompt they are repainted with (None: the job's own), how much
+    each may change, how far the mask grows past the detected box and how far its feather
+    reaches (pixels outside box + dilate + blur stay the picture's own, bit for bit)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    targets: tuple[DetailTarget, ...] = Field(min_length=1, max_length=len(DETAIL_TARGETS))
+    prompt: str | None = None
+    strength: float = Field(DETAIL_STRENGTH, gt=0, le=1)
+    dilate: int = Field(4, ge=0, le=128)
+    mask_blur: int = Field(MASK_BLUR_DEFAULT, ge=0, le=MAX_MASK_BLUR)
+    padding: int = Field(32, ge=0, le=256)  # "only masked" padding around the region, as ADetailer's
+
+    @model_validator(mode="after")
+    def _distinct(self) -> DetailSpec:
+        if len(set(self.targets)) != len(self.targets):
+            raise ValueError("each detail target once")
+        return self
+
+
+# The cache accelerators a job may name (generation.models.families.base.CACHES says what each is;
+# tests/test_caches.py keeps the two equal).
+CacheName = Literal["fbc", "taylorseer", "magcache", "pab", "deepcache"]
+
+DraftHow = Literal["lora", "model", "steps"]
+
+
+class DraftRef(Spec):
+    """What made a job a draft (`--draft`: its model family's fast path at half the size,
+    commands.explore.draft), and the picture its Enhance button draws in full: the model, size,
+    steps, guidance and sampler the job would have had without `--draft`, and a negative prompt the
+    draft left out (its guidance was off, so it could have no effect)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    how: DraftHow  # a few-step LoRA on the model, a distilled model of its family, or only fewer steps
+    name: str = ""  # the LoRA's file or the draft model, for captions and the PNG ("" with `steps`)
+    lora: AssetRef | None = None  # `lora`: the operator's file (SDBOT_DRAFT) in the blob store, applied beside the job's LoRAs
+    model: str
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    steps: int = Field(gt=0)
+    cfg: float
+    sampler: str
+    negative_prompt: str | None = None  # the job's, where the draft left it out (None: the draft used it)
+
+    @model_validator(mode="after")
+    def _lora(self) -> DraftRef:
+        if (self.how == "lora") != (self.lora is not None):
+            raise ValueError("a LoRA draft has its LoRA, and only it")
+        return self
 
 
 class GenerationSpec(Spec):
@@ -274,6 +351,7 @@ class GenerationSpec(Spec):
     upscaler: str | None = None
     # --- facefix: a `face_restorers` config entry, and how much of the restored face is used ---
     face_model: str | None = None
+    face_fidelity: float | None = Field(None, ge=0, le=1)  # CodeFormer's w; None: CODEFORMER_FIDELITY
     # --- prompt features (the prompt itself holds their syntax) ---
     # Styles applied (in order) when the job was made; their text is already in the prompts.
     styles: tuple[str, ...] = ()
@@ -288,6 +366,8 @@ class GenerationSpec(Spec):
     # --- uploaded LoRAs (with their weights) and textual-inversion embeddings ---
     loras: tuple[AssetRef, ...] = ()
     embeddings: tuple[AssetRef, ...] = ()
+    # A1111 hypernetworks (`<hypernet:NAME:w>`), applied in this order (generation.assets.hypernetworks)
+    hypernetworks: tuple[AssetRef, ...] = ()
     # LoRAs and embeddings the prompt named that were left out because they don't fit the model,
     # one line each (commands.jobs.model_fit): said when the job is queued and again with its result.
     skipped: tuple[str, ...] = ()
@@ -301,11 +381,33 @@ class GenerationSpec(Spec):
     edit_images: tuple[str, ...] = Field((), max_length=8)
     # --- image references through an IP-Adapter (`--sref` style, `--oref` subject), one of each ---
     references: tuple[ReferenceRef, ...] = ()
+    # --- a draft (`--draft`): drawn by the family's fast path, with what its Enhance button draws;
+    # and on a picture Enhance drew, the draft job it enhanced ---
+    draft: DraftRef | None = None
+    enhanced_from: int | None = None
     # --- clips: /animate, /video2video, /deforum, and upscales or face fixes of a clip's frames ---
     clip: ClipSpec | None = None
+    # --- ADetailer's pass (`--detail`, the Detail button): faces, hands, people repainted after drawing ---
+    detail: DetailSpec | None = None
+    # --- `--chaos 0-100`: each picture's CFG and the order of its prompt's parts varied from its
+    # own seed (generation.prompts.chaos; applied in `image_spec`); 0 changes nothing ---
+    chaos: int = Field(0, ge=0, le=100)
+    # --- /compare: its cells and the axes of its labelled grid (the spec's own fields are its first cell's) ---
+    compare: CompareSpec | None = None
+    # --- a cache accelerator (`--fast`, SDBOT_CACHE, the model's `cache`; resolved for the model's family
+    # when queued: generation.models.families.base.CACHES), on the denoiser of every picture pass; None: none ---
+    cache: CacheName | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> GenerationSpec:
+        if (self.kind == "compare") != (self.compare is not None):
+            raise ValueError("a compare job, and only it, holds its cells (compare)")
+        if self.kind == "compare":
+            return self
+        if self.detail is not None and (self.kind not in DETAILED_KINDS or self.clip is not None):
+            raise ValueError(f"{self.kind} takes no detail pass")
+        if self.kind == "detail" and self.detail is None:
+            raise ValueError("detail needs what to detail (detail.targets)")
         if self.kind in CLIP_KINDS or self.clip is not None:
             return self._consistent_clip()
         if self.kind in ("txt2img", "enhance"):
@@ -333,6 +435,12 @@ class GenerationSpec(Spec):
             raise ValueError(f"{self.kind} takes no edit_images")
         if len({ref.kind for ref in self.references}) != len(self.references):
             raise ValueError("one reference of each kind (style, subject)")
+        return self
+
+    @model_validator(mode="after")
+    def _drafted(self) -> GenerationSpec:
+        if self.draft is not None and (self.kind != "txt2img" or self.enhanced_from is not None):
+            raise ValueError("a draft is drawn from a prompt (txt2img), and is not an enhanced picture")
         return self
 
     def _consistent_clip(self) -> GenerationSpec:
@@ -366,23 +474,34 @@ class GenerationSpec(Spec):
 
     def image_spec(self, index: int) -> GenerationSpec:
         """Image `index` of this job as a job of its own: its seed, and its wildcard picks made
-        from that seed (generation.prompts.wildcards), so it draws exactly that image."""
+        from that seed (generation.prompts.wildcards) and its `--chaos` variation (generation.prompts.chaos),
+        so it draws exactly that image."""
+        from generation.prompts.chaos import vary
         from generation.prompts.wildcards import expand
 
         seed = self.seed + index
         files = self.wildcards
+        prompt, cfg = vary(expand(self.prompt, seed, files), self.cfg, seed, self.chaos)
         return self.evolve(
             seed=seed,
             n=1,
             wildcards={},
-            prompt=expand(self.prompt, seed, files),
+            prompt=prompt,
             negative_prompt=expand(self.negative_prompt, seed, files, salt="negative"),
+            cfg=cfg,
+            chaos=0,  # its variation is made: drawn alone, this is exactly that picture
         )
 
     def frame_spec(self, index: int) -> GenerationSpec:
         """Frame `index` of an upscale or face fix of a clip, as the one-image job that makes it."""
         assert self.clip is not None and self.kind not in CLIP_KINDS
         return self.evolve(clip=None, init_image=self.clip.source[index], n=1)
+
+    @property
+    def drawn_loras(self) -> tuple[AssetRef, ...]:
+        """Every LoRA the engine applies: the job's own, then a draft's fast-path LoRA (the
+        operator's file: not a user's asset, so not in `loras`, which the asset rights check)."""
+        return (*self.loras, self.draft.lora) if self.draft is not None and self.draft.lora is not None else self.loras
 
     def seeds(self) -> list[int]:
         """Image i of a batch uses seed + i, so any image can be reproduced alone."""
@@ -391,21 +510,72 @@ class GenerationSpec(Spec):
     def batch_key(self) -> str:
         """Jobs with equal non-empty keys can share one pipeline call (generation.jobs.batched):
         the same model, size, steps, sampler, CFG, clip skip, VAE, tiling, LoRAs with their
-        weights and embeddings; prompts, negative prompts, seeds and `--n` may differ, as each
+        weights and embeddings, cache accelerator; prompts, negative prompts, seeds and `--n` may differ, as each
         image keeps its own generator and its own prompt's conditioning. Empty: this job runs
         alone (not txt2img; ControlNet, image references, regional prompts, a per-step prompt schedule or wildcards,
         which change the pipeline call itself or pick a prompt per image)."""
         from generation.prompts.schedule import has_schedule
         from generation.prompts.wildcards import has_wildcards
 
-        if self.kind != "txt2img" or self.controls or self.regions or self.wildcards or self.references:
+        if self.kind != "txt2img" or self.controls or self.regions or self.wildcards or self.references or self.detail or self.chaos:
             return ""
         if any(has_schedule(text) or has_wildcards(text) for text in (self.prompt, self.negative_prompt)):
             return ""
-        shared = self.model_dump(
-            mode="json",
-            include={"kind", "model", "width", "height", "steps", "cfg", "sampler", "clip_skip", "vae", "tile", "loras", "embeddings"},
-        )
-        for asset in (*shared["loras"], *shared["embeddings"]):  # what they are, not what they were called
+        fields = {
+            "kind",
+            "model",
+            "width",
+            "height",
+            "steps",
+            "cfg",
+            "sampler",
+            "clip_skip",
+            "vae",
+            "tile",
+            "loras",
+            "embeddings",
+            "hypernetworks",
+            "cache",  # a cached pass skips work an uncached one does: their pictures differ
+        }
+        shared = self.model_dump(mode="json", include=fields | {"draft"})  # a draft's fast path (its LoRA) is drawn too
+        for asset in (*shared["loras"], *shared["embeddings"], *shared["hypernetworks"]):  # what they are, not their names
             asset.pop("short_hash", None)
+        if shared["cache"] is None:  # an uncached job's key is what it was before caches existed
+            del shared["cache"]
         return hashlib.sha1(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class CompareAxis(Spec):
+    """One axis of a /compare: what it changes (`steps`, `cfg`, `sampler`, `seed`, `model`,
+    `lora`, `strength`, `prompt`) and the values, as the grid labels them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    title: str  # the axis title drawn on the grid ("Steps", "LoRA foxy", "Prompt S/R")
+    values: tuple[str, ...] = Field(min_length=1)
+
+
+class CompareSpec(Spec):
+    """A /compare (A1111's X/Y/Z plot): up to three axes and their cells, x fastest, then y, then
+    z (cell x + nx·(y + ny·z)). Each cell is a whole one-picture job, made and checked when the
+    comparison was queued as that job alone would have been, so a cell's pixels are that job's.
+    `batch`: most cells drawn in one pipeline call where their batch keys agree (the batching
+    settings when it was queued; 1: each alone)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    axes: tuple[CompareAxis, ...] = Field(min_length=1, max_length=3)
+    cells: tuple[GenerationSpec, ...] = Field(min_length=1)
+    batch: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _shape(self) -> CompareSpec:
+        if math.prod(len(axis.values) for axis in self.axes) != len(self.cells):
+            raise ValueError("a comparison has one cell for each combination of its axes' values")
+        if any(cell.kind not in ("txt2img", "img2img") or cell.n != 1 or cell.compare is not None for cell in self.cells):
+            raise ValueError("a comparison's cells are one-picture txt2img or img2img jobs")
+        return self
+
+
+GenerationSpec.model_rebuild()

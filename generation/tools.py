@@ -30,6 +30,8 @@ class Tools:
     upscalers: dict[str, str] = field(default_factory=dict)
     face_restorers: dict[str, str] = field(default_factory=dict)
     face_detector: str | None = None
+    hand_detector: str | None = None  # --detail hand (generation.imaging.detect)
+    person_detector: str | None = None  # --detail person; None: OpenCV's HOG people detector
     segmenter: str | None = None
     enhancer_source: str | None = None
     captioner: str | None = None
@@ -53,6 +55,8 @@ class Tools:
             upscalers=dict(settings.upscalers),
             face_restorers=dict(settings.face_restorers),
             face_detector=settings.face_detector,
+            hand_detector=settings.hand_detector,
+            person_detector=settings.person_detector,
             segmenter=settings.segmenter,
             vaes=dict(settings.vaes),
             upscale_tile=settings.upscale_tile,
@@ -89,6 +93,16 @@ class Tools:
         from generation.imaging.faces import FaceDetector
 
         return self._once("detector", self.face_detector or "", lambda: FaceDetector(self.face_detector))
+
+    def region_detector(self, target: str) -> Any:
+        """The detector of `--detail TARGET` (generation.imaging.detect), loaded once: faces by the
+        face detector above, hands and people by their ONNX files (people by OpenCV's HOG without one)."""
+        from generation.imaging.detect import load_region_detector
+
+        if target == "face":
+            return self.detector()
+        source = self.hand_detector if target == "hand" else self.person_detector
+        return self._once(f"detect-{target}", source or "", lambda: load_region_detector(target, source))
 
     def segment(self) -> Any:
         from generation.imaging.segment import load_segmenter

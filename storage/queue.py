@@ -267,6 +267,7 @@ def _lease(jobs: list[Job], owner: str, lease_seconds: float) -> None:
         job.progress_step = 0
         job.progress_total = 0
         job.progress_note = None
+        job.progress_preview = None
 
 
 async def waiting_besides(session: AsyncSession, kind: str) -> int:
@@ -300,8 +301,11 @@ async def heartbeat(
     step: int,
     total: int,
     note: str | None = None,
+    *,
+    preview: bytes | None = None,
 ) -> Literal["ok", "cancel"]:
-    """Renew the lease and store progress. Raises LeaseLost; says "cancel" when a user asked."""
+    """Renew the lease and store progress (and a new live preview, when given: None leaves the
+    stored one). Raises LeaseLost; says "cancel" when a user asked."""
     await _cas(
         session,
         job_id,
@@ -312,6 +316,7 @@ async def heartbeat(
         progress_total=total,
         progress_note=note,
         updated_at=utcnow(),
+        **({"progress_preview": preview} if preview is not None else {}),
     )
     cancel = (await session.execute(select(Job.cancel_requested).where(Job.id == job_id))).scalar_one()
     return "cancel" if cancel else "ok"
@@ -340,6 +345,7 @@ async def complete(
         updated_at=now,
         lease_owner=None,
         lease_expires_at=None,
+        progress_preview=None,
         run_seconds=run_seconds,
         gpu_seconds=run_seconds if job.kind != "train" else None,  # training has its own step budget
         error=None,
@@ -348,6 +354,8 @@ async def complete(
     if result is not None:
         for picture in result.maps:  # the control maps beside a picture job's outputs
             await record_blob(session, picture.blob, picture.size, "image/png", picture.width, picture.height)
+        if (grid := result.grid) is not None:  # a /compare's labelled grid of its cells (the outputs)
+            await record_blob(session, grid.blob, grid.size, "image/png", grid.width, grid.height)
         if (clip := result.clip) is not None:  # a clip's MP4 and GIF, made from its frames (the outputs)
             await record_blob(session, clip.mp4, clip.mp4_size, "video/mp4", clip.width, clip.height)
             await record_blob(session, clip.gif, clip.gif_size, "image/gif", clip.width, clip.height)
@@ -387,6 +395,7 @@ async def complete_batch(
             updated_at=now,
             lease_owner=None,
             lease_expires_at=None,
+            progress_preview=None,
             run_seconds=run_seconds,
             gpu_seconds=share,
             error=None,
@@ -441,6 +450,7 @@ async def fail(session: AsyncSession, job: Job, attempt: int, owner: str, error:
         updated_at=now,
         lease_owner=None,
         lease_expires_at=None,
+        progress_preview=None,
         run_seconds=run_seconds,
         gpu_seconds=None,
     )
@@ -462,6 +472,7 @@ async def retry_or_fail(session: AsyncSession, job: Job, attempt: int, owner: st
         error=error,
         lease_owner=None,
         lease_expires_at=None,
+        progress_preview=None,
         updated_at=utcnow(),
     )
     await notify.jobs_queued(session)
@@ -480,6 +491,7 @@ async def finish_cancelled(session: AsyncSession, job: Job, attempt: int, owner:
         updated_at=now,
         lease_owner=None,
         lease_expires_at=None,
+        progress_preview=None,
     )
 
 
@@ -494,6 +506,7 @@ async def release(session: AsyncSession, job: Job, attempt: int, owner: str) -> 
         attempt=attempt - 1,
         lease_owner=None,
         lease_expires_at=None,
+        progress_preview=None,
         updated_at=utcnow(),
     )
     await notify.jobs_queued(session)
@@ -531,6 +544,7 @@ async def reap_expired(session: AsyncSession, now: datetime | None = None, *, ow
     for job in jobs:
         job.lease_owner = None
         job.lease_expires_at = None
+        job.progress_preview = None
         job.updated_at = now
         if job.cancel_requested:
             job.status = JobStatus.CANCELLED

@@ -3,14 +3,17 @@ JSON column, declared once for everyone who writes or reads it.
 
 Every key in the column, and who writes it:
 - a picture job (the worker, `generation.worker.outputs.store`): `maps`, the ControlNet maps that
-  steered it, and for a clip `clip`, its MP4 and GIF (its frames are the job's outputs); a job
-  with neither stores no result (NULL), and so does every job of a batch;
+  steered it, for a clip `clip`, its MP4 and GIF (its frames are the job's outputs), and `notes`
+  (a `--detail` that found nothing), and for a /compare `grid`, the labelled grid of its cells
+  (the job's outputs); a job with none of these stores no result (NULL), and so does every job of
+  a batch;
 - a text job (/enhance, /describe; `generation.jobs.answer_job`, stored by the worker): `candidates`;
 - an answer made at once (/describe of a picture that carries its settings, `queue.record_answer`):
   `heading`, `candidates`, `notes` and `source` (which tool wrote the picture's settings);
 - a training run (`generation.training.run.TrainingTask.finish`): `method`, `name`, `captions`,
   `notes`, and `preview` for a `/train preview`; a run that trained also `asset`, `kind` (the
-  asset's), `format`, `steps_done`, `loss`, `losses`, `stopped_early`, `sample`, `bytes`, `held_out`.
+  asset's), `format`, `steps_done`, `loss`, `losses`, `stopped_early`, `sample`, `bytes`, `held_out`,
+  and a hypernetwork's `document` (its A1111 `.pt`, sent with the result).
 
 The JSON is the one older versions wrote, flat and key for key: a row written before this type
 existed reads (tests/test_job_result.py), and code that still reads the column as a dict reads
@@ -58,6 +61,15 @@ class TrainingSample(StoredPicture):
     step: int
 
 
+class StoredFile(_Stored):
+    """A file in the blob store sent as it is, under the name people save it as (a trained
+    hypernetwork's A1111 `.pt`)."""
+
+    blob: str  # the blob store's key
+    filename: str
+    size: int  # bytes of the blob
+
+
 class ClipFiles(_Stored):
     """A clip's playable files, made from its frames (the job's outputs) by generation.animation.video."""
 
@@ -91,11 +103,12 @@ class JobResult(_Stored):
     # a picture job
     maps: tuple[StoredPicture, ...] = ()  # in the order of the spec's controls
     clip: ClipFiles | None = None
+    grid: StoredPicture | None = None  # /compare: the labelled grid of its cells (the job's outputs)
     # a text job, or an answer made at once
     candidates: tuple[Candidate, ...] = ()
     heading: str | None = None  # an answer made at once: the line above its candidates
     source: str | None = None  # an answer made at once: the tool that wrote the picture's settings
-    notes: tuple[str, ...] = ()  # lines for the person (an answer's, a training run's)
+    notes: tuple[str, ...] = ()  # lines for the person (an answer's, a training run's, a picture job's)
     # a training run
     method: str | None = None
     name: str | None = None  # the name asked for (`asset`: the one it got)
@@ -111,6 +124,7 @@ class JobResult(_Stored):
     stopped_early: bool = False
     sample: TrainingSample | None = None
     held_out: tuple[float, ...] = ()  # the held-out loss before the first step and after the last, when measured
+    document: StoredFile | None = None  # a file sent with the result (a hypernetwork's A1111 .pt)
 
     @classmethod
     def of(cls, job: Job) -> JobResult:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -142,6 +143,9 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     # A line a running job adds to its progress (a training run: "loss 0.081 · about 2 min left").
     progress_note: Mapped[str | None] = mapped_column(Text)
+    # The newest live preview of a running job (a JPEG of a few KB, generation.imaging.previews),
+    # stored by the heartbeat; None before the first and once the job is no longer running.
+    progress_preview: Mapped[bytes | None] = mapped_column(LargeBinary)
     # What the job left besides its outputs (a text job's candidates, a picture job's control maps,
     # a clip's files, a training run's outcome): storage.results.JobResult's JSON; read it with
     # `JobResult.of(job)`.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -61,3 +62,16 @@ async def gpu_use(session: AsyncSession, account_id: int, now: datetime | None =
         elif status == JobStatus.FAILED and run_seconds:
             refunded += float(run_seconds)
     return GpuUse(sum(seconds for _, seconds in charges), refunded, charges)
+
+
+async def recent_runs(session: AsyncSession, kind: str, model: str, most: int = 20) -> list[tuple[dict[str, Any], float]]:
+    """The specs and run seconds of the last `most` succeeded jobs of `kind` on `model` (everyone's):
+    what the command layer estimates a new job's GPU time from."""
+    query = (
+        select(Job.params, Job.run_seconds)
+        .where(Job.kind == kind, Job.status == JobStatus.SUCCEEDED, Job.run_seconds.is_not(None))
+        .order_by(Job.finished_at.desc())
+        .limit(most * 4)  # the model is inside the params: read a few more, keep that model's
+    )
+    runs = [(params, float(seconds)) for params, seconds in (await session.execute(query)).all() if params.get("model") == model]
+    return runs[:most]

@@ -72,6 +72,9 @@ def settings(tmp_path: Path, models_dir: Path):  # type: ignore[no-untyped-def]
         default_steps=4,
         poll_seconds=0.2,
         progress_seconds=0.2,
+        # Live previews are tested in tests/test_previews*.py. Elsewhere they would put a picture
+        # on a status message whenever a busy machine draws a job for longer than 1.5 s.
+        preview="off",
     )
 
 
@@ -97,6 +100,7 @@ def bot_env(data_dir: Path, models_dir: Path, **extra: str) -> dict[str, str]:
         SDBOT_MODELS_DIR=str(models_dir),
         SDBOT_POLL_SECONDS="0.2",
         SDBOT_PROGRESS_SECONDS="0.2",
+        SDBOT_PREVIEW="off",  # as in `settings`: live previews are tested in tests/test_previews*.py
         HF_HUB_OFFLINE="1",
         PYTHONUNBUFFERED="1",
     )

@@ -257,6 +257,7 @@ async def test_discord_train_passes_its_pictures_in_order(
             "lokr",
             "dreambooth",
             "embedding",
+            "hypernetwork",
             "preview",
             "status",
         ]

@@ -644,8 +644,8 @@ def test_safe_name_from_filename(filename: str, name: str) -> None:
 
 
 def test_the_module_is_torch_free() -> None:
-    """They import only the standard library, each other, generation.errors and the registry's
-    config.models (for architecture names), and load without torch."""
+    """They import only the standard library (and numpy, for a hypernetwork's tensors), each other,
+    generation.errors and the registry's config.models (for architecture names), and load without torch."""
     allowed = {
         "__future__",
         "hashlib",
@@ -670,6 +670,14 @@ def test_the_module_is_torch_free() -> None:
         "generation.models.dit_shapes",
         "generation.models.dit_layers",
         "generation.models.tiny_config",
+        "generation.assets.hypernetwork_files",
+        # the hypernetwork reader: a restricted pickle reader over the .pt zip, tensors as numpy arrays
+        "io",
+        "pickle",
+        "zipfile",
+        "collections",
+        "numpy",
+        "safetensors.numpy",  # imported when an upload is stored, not at import (checked below)
     }
     modules = (
         "assets/files.py",
@@ -677,6 +685,7 @@ def test_the_module_is_torch_free() -> None:
         "assets/fit.py",
         "assets/dit_loras.py",
         "assets/family_loras.py",
+        "assets/hypernetwork_files.py",
         "models/shapes.py",
         "models/dit_shapes.py",
         "models/dit_layers.py",
@@ -688,6 +697,6 @@ def test_the_module_is_torch_free() -> None:
         assert imported <= allowed, (module, imported - allowed)
     code = (
         "import sys, generation.assets.files, generation.models.shapes, generation.models.dit_shapes; "
-        "[generation.models.dit_shapes.tiny_shapes(m) for m in ('tiny-flux', 'tiny-sd3', 'tiny-qwen', 'tiny-zimage', 'tiny-flux2')]; sys.exit('torch' in sys.modules or 'safetensors' in sys.modules)"
+        "[generation.models.dit_shapes.tiny_shapes(m) for m in ('tiny-flux', 'tiny-sd3', 'tiny-qwen', 'tiny-zimage', 'tiny-flux2', 'tiny-wan', 'tiny-ltx')]; sys.exit('torch' in sys.modules or 'safetensors' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=False).returncode == 0

@@ -31,8 +31,9 @@ What each test proves:
 - test_pickle_is_never_unpickled: a `.pth` whose unpickling would create a marker file is refused
   (message names safetensors) and the marker never appears; a control shows the payload works.
 - test_missing_corrupt_and_non_face_files: missing file, garbage bytes, random tensors, a real
-  upscaler (not a face model), a CodeFormer file and a file that only looks like a face model
-  (one marker key, so spandrel's detection runs and fails) each get a clear ModelLoadError.
+  upscaler (not a face model) and a file that only looks like a face model (one marker key, so
+  spandrel's detection runs and fails) each get a clear ModelLoadError. (CodeFormer files, which
+  need spandrel_extra_arches, are tested in tests/test_codeformer.py.)
 """
 
 from __future__ import annotations
@@ -50,7 +51,6 @@ from generation.errors import JobCancelled, ModelLoadError
 from generation.imaging.faces import FaceBox, FaceDetector, FaceRestorer, expand_box, load_face_restorer, restore_faces
 from tests.support.face_models import (
     face_image,
-    write_codeformer_like,
     write_gfpgan,
     write_not_a_face_model,
     write_restoreformer,
@@ -303,7 +303,6 @@ def test_missing_corrupt_and_non_face_files(tmp_path: Path) -> None:
         tmp_path / "corrupt.safetensors": "not a readable .safetensors",
         write_not_a_face_model(tmp_path / "random.safetensors"): "not a face restoration model",
         write_upscaler(tmp_path / "2x-compact.safetensors"): "not a face restoration model",
-        write_codeformer_like(tmp_path / "codeformer.safetensors"): "CodeFormer needs spandrel_extra_arches",
         tmp_path / "face.onnx": "not a .safetensors file",
         tmp_path / "lookalike.safetensors": "not a face restoration model",
     }

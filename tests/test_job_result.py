@@ -162,7 +162,7 @@ def png(width: int, height: int) -> bytes:
 def rendered(maps: list[bytes], clip: Any = None) -> Any:
     """What `generation.jobs.render_job` returns, by its shape (importing it would load torch)."""
     image = SimpleNamespace(index=0, seed=5, png=png(8, 8), width=8, height=8, parameters="a fox", safety_score=None)
-    return SimpleNamespace(images=[image], maps=maps, clip=clip)
+    return SimpleNamespace(images=[image], maps=maps, clip=clip, notes=(), grid=None)
 
 
 def test_the_worker_stores_maps_and_clips_as_typed_results(tmp_path: Path) -> None:

@@ -73,6 +73,7 @@ TORCH_FREE = [
     "generation.parameters",
     "generation.errors",
     "generation.prompts.wildcards",
+    "generation.prompts.chaos",
     "generation.prompts.region_layout",
     "generation.prompts.lora_tags",
     "generation.prompts.schedule",
@@ -241,7 +242,7 @@ def test_every_job_kind_has_exactly_one_runner() -> None:
 # --- the command layer ----------------------------------------------------------------------------
 
 COMMAND_FOLDER_LIMIT = 10  # modules in one folder of commands/ (its __init__ and subpackages not counted)
-FEATURE_FOLDERS = ("pictures", "clips", "training", "library", "account", "people")
+FEATURE_FOLDERS = ("pictures", "clips", "training", "library", "account", "people", "explore")
 # What each folder of commands/ may import of commands/ (besides itself); its docstring says the same.
 COMMAND_RULES = {
     "frame": set(),
@@ -251,13 +252,15 @@ COMMAND_RULES = {
 # The imports across feature folders, each with its reason (the folders' docstrings say them too).
 COMMAND_EXCEPTIONS = {
     ("commands.pictures.imagine", "commands.clips.video2video"),  # a reply to a clip with a prompt restyles the clip
+    ("commands.pictures.imagine", "commands.explore.draft"),  # `/imagine --draft` draws the prompt as a draft
+    ("commands.pictures.imagine", "commands.explore.permutations"),  # `{red, blue} fox` and --repeat: several jobs
     ("commands.library.models", "commands.account.settings"),  # `/model NAME` is `/settings --model NAME`
 }
 # Modules that hold a small family of commands, named for the family; every other command's handler
 # lives in the module of its own name.
 COMMAND_FAMILIES = {
     "commands.pictures.edits": {"upscale", "vary", "zoom", "pan", "facefix"},  # the edits under a picture
-    "commands.library.assets": {"lora", "loras", "embedding", "embeddings"},
+    "commands.library.assets": {"lora", "loras", "embedding", "embeddings", "hypernetwork", "hypernetworks"},
     "commands.library.styles": {"styles", "style"},
     "commands.library.moodboards": {"moodboards", "moodboard"},
     "commands.library.models": {"models", "model"},

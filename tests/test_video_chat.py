@@ -224,6 +224,26 @@ async def test_every_bad_video_request_is_refused_clearly_and_queues_nothing(vbo
     assert jobs(vbot) == before
 
 
+async def test_a_clip_estimated_past_the_gpu_seconds_limit_is_refused_before_queueing(video_settings: Settings) -> None:
+    """SDBOT_MAX_CLIP_GPU_SECONDS: the first clip of a model runs (nothing to judge by yet); the next
+    ones are estimated from it (seconds per frame x pixel x step), and one far bigger is refused."""
+    bot = await make_bot(video_settings.model_copy(update={"max_clip_gpu_seconds": 60.0}))
+    try:
+        await bot.send("/video a fox --model tiny-wan --frames 5 --steps 1 --size 64x64")
+        [(_, first)] = await bot.finish()
+        assert first.reply.video is not None, first.reply.text
+        before = jobs(bot)
+        text = await refused(bot, "/video a fox --model tiny-wan --frames 81 --steps 50 --size 512x512")
+        assert "This clip would take about" in text and "GPU-seconds (judging by the last clips of `tiny-wan`); a clip may take 60" in text
+        assert jobs(bot) == before
+        _, spec = await queued(bot, "/video a fox --model tiny-wan --frames 5 --steps 1 --size 64x64")
+        assert spec.clip is not None and spec.clip.max_seconds == 60.0  # the engine's limit travels with the clip
+        await bot.finish()
+    finally:
+        bot.worker.executor.shutdown()
+        await bot.core.db.close()
+
+
 @pytest.fixture
 async def still_bot(settings: Settings):  # type: ignore[no-untyped-def]
     """Only `tiny-wan` (text-to-video) beside `tiny`: no model animates a picture."""

@@ -89,12 +89,26 @@ def frames_of(rendered) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
     return [pixels(image.png) for image in rendered.images]
 
 
-def bare(video_models: Path, model: str, pipeline: str, *, scheduler: dict[str, Any] | None = None, **call: Any) -> list[np.ndarray]:
+def bare(
+    video_models: Path,
+    model: str,
+    pipeline: str,
+    *,
+    scheduler: dict[str, Any] | None = None,
+    lora: tuple[Path, float] | None = None,
+    **call: Any,
+) -> list[np.ndarray]:
     """What bare diffusers draws: the mode's pipeline class loaded from the same folder, as its docs
-    show it, with the same seed and arguments."""
+    show it, with the same seed and arguments; `lora` (file, weight) loaded with `load_lora_weights`
+    (on a second expert too, with `load_into_transformer_2`) and weighted with `set_adapters`."""
     import diffusers
 
     pipe = getattr(diffusers, pipeline).from_pretrained(str(FOLDERS[model](video_models)), use_safetensors=True)
+    if lora is not None:
+        pipe.load_lora_weights(str(lora[0]), adapter_name="theirs")
+        if getattr(pipe, "transformer_2", None) is not None:
+            pipe.load_lora_weights(str(lora[0]), adapter_name="theirs", load_into_transformer_2=True)
+        pipe.set_adapters(["theirs"], adapter_weights=[lora[1]])
     if scheduler:
         pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, **scheduler)
     pipe.set_progress_bar_config(disable=True)
@@ -256,6 +270,12 @@ def test_progress_counts_the_steps_and_cancel_stops_the_clip(engine: Engine) -> 
     with pytest.raises(JobCancelled):
         render_job(engine, video_spec(), should_stop=stop)
     assert len(calls) == 3  # stopped at the third step, before decoding
+    # SDBOT_MAX_CLIP_GPU_SECONDS, as the clip carries it: past it, the clip stops at the next step
+    # (a slow first step: the limit is passed when the second step reports)
+    slow = video_spec(clip={"max_seconds": 0.05})
+    with pytest.raises(EngineUserError, match=r"ran past the limit of 0.05 GPU-seconds a clip here and was stopped"):
+        render_job(engine, slow, on_progress=lambda step, total: __import__("time").sleep(0.06))
+    assert render_job(engine, video_spec(clip={"max_seconds": 600})).clip is not None  # within it: drawn
 
 
 def test_the_engine_refuses_what_the_family_cant_draw(engine: Engine) -> None:

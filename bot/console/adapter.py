@@ -75,6 +75,7 @@ class ConsoleChat:
         self.poll_seconds = poll_seconds
         self.ids = MessageIds(Path(state_dir) / "console-state.json")
         self.downloads = Path(state_dir) / "downloads"  # documents under their real names (`saved_as`)
+        self.previews = Path(state_dir) / "previews"  # each status message's newest live preview
         self._uploads: dict[str, tuple[Attachment, ...]] = {}  # input id -> its attachments (this run)
         self._end_wait = asyncio.Event()
         # Results shown but not yet recorded (the delivery loop records right after the send): a
@@ -204,7 +205,11 @@ class ConsoleChat:
         self._end_wait.set()  # the end-of-input wait may be waiting on this
 
     async def _edit(self, update: StatusUpdate) -> None:
-        self._emit(edit_event(update.message_id, update.text))
+        image = None
+        if update.preview is not None:  # a file per status message, replaced whole (never read half written)
+            image = self.previews / f"{update.message_id}.jpg"
+            await asyncio.to_thread(_write_whole, image, update.preview)
+        self._emit(edit_event(update.message_id, update.text, image))
 
     # --- output ----------------------------------------------------------------------------------
 
@@ -254,6 +259,13 @@ class ConsoleChat:
         lines += self.service.startup_notes()
         self.output.write("\n".join(lines) + "\n\n")
         self.output.flush()
+
+
+def _write_whole(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".part")
+    partial.write_bytes(data)
+    os.replace(partial, path)
 
 
 def _read_attachment(path: str) -> Attachment:

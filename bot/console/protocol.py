@@ -9,6 +9,8 @@ Output, one JSON object per line:
     {"event": "message", "id": "b3", "reply_to": "u1", "user": "alice", "kind": "status",
      "text": "...", "images": ["/abs/path.png"], "actions": [{"id": "upscale:1", "label": "U1"}], "job": 7}
     {"event": "edit", "id": "b3", "text": "..."}
+An edit of a running job's status may carry its live preview: "image": "/abs/path.jpg" (a small
+JPEG, replaced by the next preview of that message; not the `preview` of a `--tile` result).
 A `--tile` result's message also has "preview": "/abs/path.jpg", the picture tiled 2x2.
 A clip (/animate, /video2video, /deforum) also has "video": "/abs/path.mp4", the H.264 MP4 to
 play; its "images" are then its first frame, the poster.
@@ -174,14 +176,19 @@ def message_event(
     return event
 
 
-def edit_event(message_id: str, text: str) -> dict[str, Any]:
-    return {"event": "edit", "id": message_id, "text": text}
+def edit_event(message_id: str, text: str, image: Path | None = None) -> dict[str, Any]:
+    """A status message's new text, and its live preview's file when the edit shows a new one."""
+    event: dict[str, Any] = {"event": "edit", "id": message_id, "text": text}
+    if image is not None:
+        event["image"] = str(image)
+    return event
 
 
 def human(event: dict[str, Any]) -> str:
     """How an event looks to a person at a terminal."""
     if event["event"] == "edit":
-        return f"  [{event['id']} now] {event['text']}"
+        line = f"  [{event['id']} now] {event['text']}"
+        return line + (f"\n    👁  {event['image']}  (preview)" if event.get("image") else "")
     arrow = f" → {event['reply_to']}" if event.get("reply_to") else ""
     lines = [f"[{event['id']}{arrow}] {event['text']}"]
     lines += [f"    🖼  {path}" for path in event["images"]]

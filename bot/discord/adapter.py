@@ -13,11 +13,13 @@ is edited at `SDBOT_DISCORD_STATUS_EDIT_SECONDS` and deleted once the result is 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import discord
@@ -401,13 +403,18 @@ class DiscordChat:
             await channel.get_partial_message(int(item.status_message_id)).delete()
 
     async def _edit_status(self, update: StatusUpdate) -> None:
+        """The status's new text, and its live preview as the message's attachment when there is a
+        new one (replacing the last; text alone leaves the attachment as it is)."""
         followups = self._by_message.get(update.message_id)
+        changes: dict[str, Any] = {"content": update.text}
+        if update.preview is not None:
+            changes["attachments"] = [discord.File(io.BytesIO(update.preview), filename=f"preview-{update.job_id}.jpg")]
         try:
             if followups is not None and followups.alive:
-                await followups.interaction.followup.edit_message(int(update.message_id), content=update.text)
+                await followups.interaction.followup.edit_message(int(update.message_id), **changes)
             else:
                 channel = self.client.get_partial_messageable(int(update.chat_id))
-                await channel.get_partial_message(int(update.message_id)).edit(content=update.text)
+                await channel.get_partial_message(int(update.message_id)).edit(**changes)
         except discord.RateLimited as error:
             raise Postpone(error.retry_after) from error
 

@@ -12,7 +12,7 @@ first ones typed and an `options` text field for the rest, as `--flags`.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import discord
@@ -44,6 +44,14 @@ def slash_options(command: Command) -> tuple[tuple[Option, ...], tuple[Option, .
     return tuple(o for o in command.options if id(o) in typed), tuple(flags[room:])
 
 
+def overflow_description(name: str, overflow: Sequence[Option]) -> str:
+    """The `options` field's description: the flags it takes, when their names fit Discord's 100
+    characters, else where they are listed (a command is never cut down to fit the field)."""
+    names = " ".join(option.flag.removeprefix("--") for option in overflow)
+    listed = f"More, as --flags: {names}"
+    return listed if len(listed) <= DESCRIPTION_LIMIT else f"More, as --flags ({len(overflow)} more; `/help {name}` lists them)"
+
+
 def build_slash_command(command: Command, settings: Settings, models: Models, send: Callable[..., Any]) -> app_commands.Command:  # type: ignore[type-arg]
     """The slash command of `command`. `send(interaction, options=..., attachments=...)` hands a
     use of it to the chat; `models(interaction)` names the models for autocomplete."""
@@ -67,8 +75,7 @@ def build_slash_command(command: Command, settings: Settings, models: Models, se
         renames[python] = option.slash_name
     if overflow:
         parameters.append(inspect.Parameter(MORE, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=str | None))
-        names = " ".join(option.flag.removeprefix("--") for option in overflow)  # short: Discord allows 100 characters
-        descriptions[MORE] = short(f"More, as --flags: {names}", DESCRIPTION_LIMIT)
+        descriptions[MORE] = overflow_description(command.name, overflow)
 
     async def callback(interaction: discord.Interaction, **values: Any) -> None:
         options: dict[str, Any] = {"command": command.name}

@@ -23,7 +23,7 @@ import datetime as dt
 import logging
 from urllib.parse import urlparse
 
-from telegram import BotCommand, Message, Update
+from telegram import Bot, BotCommand, InputMediaPhoto, Message, Update
 from telegram.constants import ChatMemberStatus, ChatType, ParseMode
 from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, CallbackQueryHandler, ContextTypes, MessageHandler, filters
@@ -61,6 +61,7 @@ class TelegramChat:
             send_followup=self._send_followup,
         )
         self.statuses = StatusLoop(service, PLATFORM, self._edit_status, min_interval=self._edit_interval)
+        self._pictured: set[str] = set()  # status messages turned into photos by a live preview
         self.us: Audience | None = None
         self.albums = albums.Albums(settings.telegram_album_seconds, self._on_messages)
         self._chat_admins: dict[tuple[int, str], tuple[float, bool]] = {}  # (chat, user) → (good until, admin)
@@ -327,19 +328,28 @@ class TelegramChat:
         if not item.status_message_id:
             return
         chat_id, status_id = int(item.chat_id), int(item.status_message_id)
+        self._pictured.discard(item.status_message_id)
         try:
             await self.application.bot.delete_message(chat_id, status_id)
         except BadRequest:
-            await self.application.bot.edit_message_text(f"✅ Job {item.reply.job_id} is done.", chat_id=chat_id, message_id=status_id)
+            done = f"✅ Job {item.reply.job_id} is done."
+            await _edit_text_or_caption(self.application.bot, done, {"chat_id": chat_id, "message_id": status_id})
 
     async def _edit_status(self, update: StatusUpdate) -> None:
+        """The status's new text, and its live preview when there is a new one: the status (a text
+        message) becomes a photo with the text as its caption (editMessageMedia adds media to a
+        text message), and later previews replace the photo; text alone then edits the caption."""
+        bot, html = self.application.bot, outgoing.to_html(update.text)
+        where = {"chat_id": int(update.chat_id), "message_id": int(update.message_id)}
         try:
-            await self.application.bot.edit_message_text(
-                outgoing.to_html(update.text),
-                chat_id=int(update.chat_id),
-                message_id=int(update.message_id),
-                parse_mode=ParseMode.HTML,
-            )
+            if update.preview is not None:
+                photo = InputMediaPhoto(update.preview, caption=html, parse_mode=ParseMode.HTML, filename="preview.jpg")
+                await bot.edit_message_media(photo, **where)
+                self._pictured.add(update.message_id)
+            elif update.message_id in self._pictured:
+                await bot.edit_message_caption(caption=html, parse_mode=ParseMode.HTML, **where)
+            else:
+                await _edit_text_or_caption(bot, html, where)
         except RetryAfter as error:
             raise Postpone(_seconds(error)) from error
         except BadRequest as error:
@@ -348,6 +358,17 @@ class TelegramChat:
 
     def _edit_interval(self, chat_id: str) -> float:
         return self.settings.telegram_group_edit_seconds if chat_id.startswith("-") else PRIVATE_EDIT_SECONDS
+
+
+async def _edit_text_or_caption(bot: Bot, html: str, where: dict[str, int]) -> None:
+    """Edit a message's text, or its caption where it became a photo (a status with a preview,
+    which this process may not know of: it was shown before a restart)."""
+    try:
+        await bot.edit_message_text(html, parse_mode=ParseMode.HTML, **where)
+    except BadRequest as error:
+        if "no text in the message" not in str(error).lower():
+            raise
+        await bot.edit_message_caption(caption=html, parse_mode=ParseMode.HTML, **where)
 
 
 def _seconds(error: RetryAfter) -> float:

@@ -16,7 +16,8 @@ family's frame rule is moved to the nearest one it takes, with a note; one out o
 refused), the size, a first or last frame the model can't take. A clip is held whole in memory, so
 one may have at most SDBOT_MAX_CLIP_PIXELS × SDBOT_MAX_CLIP_FRAMES pixels over all its frames (a
 clip of the longest length at the largest frame), and SDBOT_MAX_CLIP_FRAMES frames in all, also
-when Extend grows it.
+when Extend grows it. Its GPU time is estimated from the model's last clips and refused over
+SDBOT_MAX_CLIP_GPU_SECONDS (`seconds_per_unit`); the engine stops a clip that runs past it anyway.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from generation.models.families import family
 from generation.prompts.lora_tags import strip_lora_tags
 from generation.prompts.weights import parse_prompt_attention
 from generation.spec import ClipSpec, GenerationSpec
+from storage import usage
 from storage.tables import Job
 
 # What a video model may be asked to do (`VideoSupport.modes`), in words for replies.
@@ -219,6 +221,27 @@ def pixel_limit(settings: Settings) -> int:
     return settings.max_clip_pixels * settings.max_clip_frames
 
 
+def work_units(frames: int, size: tuple[int, int], steps: int) -> int:
+    """What a clip's GPU time grows with, to a first order: frames x pixels x steps (attention grows
+    faster with the tokens, so a much longer or larger clip than the recent ones is underestimated)."""
+    return frames * size[0] * size[1] * steps
+
+
+async def seconds_per_unit(ctx: Context, entry: ModelEntry) -> float | None:
+    """GPU-seconds per `work_units` on this model, from its last clips (None: none ran yet; the
+    engine's stop at SDBOT_MAX_CLIP_GPU_SECONDS is then the only limit)."""
+    async with ctx.db.transaction() as session:
+        runs = await usage.recent_runs(session, "video", entry.display_name)
+    units, seconds = 0, 0.0
+    for params, ran in runs:
+        clip = params.get("clip") or {}
+        units += work_units(
+            int(clip.get("frames", 0)), (int(params.get("width", 0)), int(params.get("height", 0))), int(params.get("steps", 0))
+        )
+        seconds += ran
+    return seconds / units if units else None
+
+
 def plain_prompt(text: str) -> str:
     """A picture's prompt as a video model's text encoder reads it: LoRA tags, weights and BREAK
     out (Animate starts from a picture drawn with A1111's syntax)."""
@@ -351,6 +374,7 @@ async def queue_video(
         notes.append(f"Continued with `{entry.display_name}`, which can start from a frame (`{was}` can't).")
     opts = dataclasses.replace(opts, model=entry.display_name)
     s = ctx.settings
+    rate = await seconds_per_unit(ctx, entry) if s.max_clip_gpu_seconds else None
 
     def shape(spec: GenerationSpec, notes: list[str]) -> GenerationSpec:
         support = video_support(entry)
@@ -404,6 +428,12 @@ async def queue_video(
             )
         if ask.seconds:
             notes.append(f"{ask.seconds:g} s at {fps} fps: {frames} frames.")
+        limit = s.max_clip_gpu_seconds
+        if limit and rate is not None and (estimate := rate * work_units(drawn, size, spec.steps)) > limit:
+            raise UserError(
+                f"This clip would take about {estimate:,.0f} GPU-seconds (judging by the last clips of `{entry.display_name}`); "
+                f"a clip may take {limit:,g} here. Ask for fewer frames or steps, or a smaller size."
+            )
         clip = ClipSpec(
             frames=drawn,  # what one call draws (generation.jobs.video: Extend adds all but its first)
             fps=fps,
@@ -412,6 +442,7 @@ async def queue_video(
             motion_amount=ask.motion,  # type: ignore[arg-type]
             source=so_far,
             extend=bool(so_far),
+            max_seconds=limit,
         )
         init = start.blob_key if start is not None else None
         return clip_job(spec, "video", clip, size, init_image=init, operation=ask.operation)

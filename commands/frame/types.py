@@ -164,9 +164,11 @@ class Outgoing:
 
 @dataclass(frozen=True)
 class StatusUpdate:
-    """New text for a status message of a job still waiting or running."""
+    """New text for a status message of a job still waiting or running, and the newest live
+    preview of a running one (a small JPEG; None: none yet, or previews are off)."""
 
     chat_id: str
     message_id: str
     job_id: int
     text: str
+    preview: bytes | None = None

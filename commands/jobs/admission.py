@@ -79,10 +79,11 @@ async def asker(session: AsyncSession, request: Request) -> User:
     return await users.get_or_create(session, request.platform, request.user_id, request.user_name)
 
 
-async def check_room(ctx: Context, session: AsyncSession, request: Request, account: User) -> None:
-    """Refuse a new job when the account's role allows no more now: jobs waiting or running,
-    jobs queued in the last minute, GPU-seconds charged in the last 24 hours. Each refusal says
-    when the person may try again.
+async def check_room(ctx: Context, session: AsyncSession, request: Request, account: User, count: int = 1) -> None:
+    """Refuse a new job (`count` new jobs: a request's permutations and repeats, all or none)
+    when the account's role allows no more now: jobs waiting or running, jobs queued in the last
+    minute, GPU-seconds charged in the last 24 hours. Each refusal says when the person may try
+    again.
 
     The account's row stays locked from here to the end of the caller's transaction, which
     inserts the job: requests racing for the last place (from two linked identities too, whose
@@ -92,6 +93,13 @@ async def check_room(ctx: Context, session: AsyncSession, request: Request, acco
     role = request.role or "default"
     if limits.queued_jobs is not None:
         active = await queue.active_count(session, account.id)
+        if count > 1 and limits.queued_jobs > 0 and active + count > limits.queued_jobs:
+            raise Refused(
+                "queued_jobs",
+                f"That request queues {count} jobs and you have {active} waiting or running; the limit is "
+                f"{limits.queued_jobs} at once, so none of them was queued. "
+                + ("Ask for fewer." if count > limits.queued_jobs else "Wait for some to finish, or ask for fewer."),
+            )
         if active >= limits.queued_jobs:
             raise Refused(
                 "queued_jobs",
@@ -101,6 +109,17 @@ async def check_room(ctx: Context, session: AsyncSession, request: Request, acco
     now = utcnow()
     if limits.jobs_per_minute is not None:
         recent = await usage.jobs_since(session, account.id, now - MINUTE)
+        if count > 1 and limits.jobs_per_minute > 0 and len(recent) + count > limits.jobs_per_minute:
+            if count > limits.jobs_per_minute:
+                raise Refused(
+                    "jobs_per_minute", f"That request queues {count} jobs; the limit is {limits.jobs_per_minute} a minute. Ask for fewer."
+                )
+            wait = minute_frees_at(recent, limits.jobs_per_minute - count + 1) - now
+            raise Refused(
+                "jobs_per_minute",
+                f"That request queues {count} jobs, more than the {limits.jobs_per_minute} a minute allows after your last ones. "
+                f"Try again in {seconds_text(wait)}.",
+            )
         if len(recent) >= limits.jobs_per_minute:
             if limits.jobs_per_minute == 0:
                 raise Refused("jobs_per_minute", f"People with the {role} role can't queue jobs here. An admin can change your role.")

@@ -18,16 +18,21 @@ def spec_of(job: Job) -> GenerationSpec:
 
 def image_base(job: Job, index: int) -> GenerationSpec:
     """The job as the base of a remix or edit of its image `index`: with that image's wildcard
-    picks as its prompt, so a Vary of "a {red|blue} fox" stays the colour it showed."""
-    return picked(spec_of(job), index)
+    picks as its prompt, so a Vary of "a {red|blue} fox" stays the colour it showed; of a
+    /compare's cell, that cell's own job."""
+    spec = spec_of(job)
+    if spec.compare is not None:
+        return picked(spec.compare.cells[index], 0)
+    return picked(spec, index)
 
 
 def picked(spec: GenerationSpec, index: int) -> GenerationSpec:
-    """`spec` with the prompts its image `index` was drawn with (a wildcard job picks per image)."""
-    if not spec.wildcards and "{" not in spec.prompt + spec.negative_prompt:
+    """`spec` with the prompts its image `index` was drawn with (a wildcard job picks per image),
+    and with `--chaos` the CFG too (its variation made: the picture's own settings)."""
+    if not spec.chaos and not spec.wildcards and "{" not in spec.prompt + spec.negative_prompt:
         return spec
     picked = spec.image_spec(index)
-    return spec.evolve(prompt=picked.prompt, negative_prompt=picked.negative_prompt, wildcards={})
+    return spec.evolve(prompt=picked.prompt, negative_prompt=picked.negative_prompt, cfg=picked.cfg, wildcards={}, chaos=0)
 
 
 def result_of(job: Job) -> JobResult:

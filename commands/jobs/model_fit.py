@@ -38,7 +38,9 @@ from storage import assets
 from storage.tables import Asset
 
 MAX_LORAS_PER_JOB = 8
-KIND_LABELS = {"lora": "LoRA", "embedding": "embedding"}
+KIND_LABELS = {"lora": "LoRA", "embedding": "embedding", "hypernetwork": "hypernetwork"}
+MAX_HYPERNETWORKS_PER_JOB = 4
+HYPERNETWORK_FAMILIES = ("sd1", "sd2")  # A1111's hypernetworks change a UNet's attention inputs
 
 
 def fit_problem(info: AssetInfo, entry: ModelEntry) -> str | None:
@@ -46,12 +48,37 @@ def fit_problem(info: AssetInfo, entry: ModelEntry) -> str | None:
     layer that does not fit with both shapes; None when it fits. Checked against the model's
     layers where this machine has its configs, else against its architecture."""
     model = entry.display_name
+    if info.kind == "hypernetwork":
+        return hypernetwork_misfit(info, entry)
     shapes = model_shapes(entry)
     if shapes is None:
         return check_architecture(info, entry.family, model=model)
     if info.kind == "lora":
         return lora_misfit(info.layers, shapes, model, info.made_for)
     return embedding_misfit(info.vector_widths, shapes, model, info.made_for)
+
+
+def hypernetwork_misfit(info: AssetInfo, entry: ModelEntry) -> str | None:
+    """Why a hypernetwork does not fit the model: not an SD 1.x/2.x model, or none of its widths is
+    one the model's attention takes (then it would change nothing)."""
+    model = entry.display_name
+    made_for = info.architecture_name if info.architecture else f"a model with {'/'.join(map(str, info.widths))}-wide attention"
+    if entry.family not in HYPERNETWORK_FAMILIES:
+        return f"it is made for {made_for}; hypernetworks work on SD 1.x and 2.x models, and `{model}` is {family(entry.family).label}."
+    shapes = model_shapes(entry)
+    if shapes is None or not hasattr(shapes, "channels"):
+        return (
+            None
+            if info.architecture in (None, entry.family)
+            else f"it is made for {made_for}, and `{model}` is {family(entry.family).label}."
+        )
+    takes = {shapes.context_width, *shapes.channels}
+    if not takes & set(info.widths):
+        return (
+            f"it is made for {made_for}: none of its widths ({', '.join(map(str, info.widths))}) is one the attention of "
+            f"`{model}` takes ({', '.join(str(w) for w in sorted(w for w in takes if w))})."
+        )
+    return None
 
 
 @lru_cache(maxsize=256)
@@ -104,6 +131,12 @@ async def resolve_assets(
         wanted[name.lower()] = weight
     for ref in base.loras if base is not None else ():
         wanted.setdefault(ref.name, ref.weight)  # a remix keeps its picture's LoRAs, as it keeps its settings
+    try:
+        hypernets = dict((name.lower(), weight) for name, weight in parse_lora_tags(spec.prompt, "hypernet"))
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    if len(hypernets) > MAX_HYPERNETWORKS_PER_JOB:
+        problems.append(f"A job may use at most {MAX_HYPERNETWORKS_PER_JOB} hypernetworks; this one names {len(hypernets)}.")
     if len(wanted) > MAX_LORAS_PER_JOB:
         problems.append(f"A job may use at most {MAX_LORAS_PER_JOB} LoRAs; this one names {len(wanted)}.")
     entry = ctx.registry.get(spec.model) or ctx.registry.default
@@ -117,6 +150,15 @@ async def resolve_assets(
             skipped.append(reason)
         else:
             loras.append(_ref(asset, weight))
+    hypernetworks: list[AssetRef] = []
+    for name, weight in hypernets.items():
+        asset = await assets.find_usable(session, user_id, "hypernetwork", name)
+        if asset is None:
+            problems.append(f"I don't know a hypernetwork named `{name}`. `/hypernetworks` lists the ones you can use.")
+        elif reason := _skip_reason(ctx, asset, entry):
+            skipped.append(reason)
+        else:
+            hypernetworks.append(_ref(asset, weight))
     embeddings: list[AssetRef] = []
     seen: set[str] = set()
     text = f"{spec.prompt}\n{spec.negative_prompt}"
@@ -132,7 +174,7 @@ async def resolve_assets(
     if problems:
         raise UserError(*problems)
     notes += skipped
-    return spec.evolve(loras=tuple(loras), embeddings=tuple(embeddings), skipped=tuple(skipped))
+    return spec.evolve(loras=tuple(loras), embeddings=tuple(embeddings), hypernetworks=tuple(hypernetworks), skipped=tuple(skipped))
 
 
 async def require_usable(session: AsyncSession, account_id: int, spec: GenerationSpec) -> None:
@@ -143,7 +185,7 @@ async def require_usable(session: AsyncSession, account_id: int, spec: Generatio
     from another job — a button, a reply, "Imagine this", a clip's Reroll or Longer — can carry
     someone else's private file to the presser."""
     missing = []
-    for kind, refs in (("lora", spec.loras), ("embedding", spec.embeddings)):
+    for kind, refs in (("lora", spec.loras), ("embedding", spec.embeddings), ("hypernetwork", spec.hypernetworks)):
         for ref in refs:
             found = await assets.find_usable(session, account_id, kind, ref.name)
             if found is None or found.sha256 != ref.sha256:
@@ -230,6 +272,8 @@ def unsupported(entry: ModelEntry, spec: GenerationSpec, registry: ModelRegistry
         why = found.why_not(feature, variant)
         if why is not None:
             lines.append(f"{_what(feature)} can't be used with `{entry.display_name}`: {why}.")
+    if spec.detail is not None and (why := found.why_not("inpaint", variant)) is not None:  # ADetailer's pass inpaints
+        lines.append(f"`--detail` (and the Detail button) can't be used with `{entry.display_name}`: {why}.")
     if found.flow_matching and spec.diffusion and spec.sampler not in found.samplers:
         lines.append(
             f"`{spec.sampler}` can't be used with `{entry.display_name}`: {found.label} draws with flow matching, whose "

@@ -16,14 +16,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from commands.frame.declare import INVALID, Option, aliases, check
+from commands.frame.declare import INVALID, SWITCH_WORDS, Option, aliases, check
 from commands.frame.errors import UserError
 from commands.frame.numbers import check_number, options_first, quoted, read_float
 from commands.frame.parser import flag_name
-from config import ModelRegistry, Settings
-from generation.models.families import Family, family
+from config import ModelEntry, ModelRegistry, Settings
+from generation.models.families import CACHE_CHOICES, CACHES, Family, family
 from generation.models.samplers import find_sampler, sampler_names, unavailable_reason
-from generation.spec import MAX_REFERENCE_WEIGHT, GenerationSpec
+from generation.spec import DETAIL_STRENGTH as DETAIL_STRENGTH_DEFAULT
+from generation.spec import MAX_REFERENCE_WEIGHT, DetailSpec, GenerationSpec
 
 MAX_STYLES_PER_JOB = 5
 MAX_LORA_WEIGHT = 5.0  # A1111 takes any weight; past ±5 a LoRA only burns the picture
@@ -207,6 +208,78 @@ IMAGES = Option(
 )
 
 
+# ADetailer (`--detail`): faces, hands or people found after drawing and repainted at the model's
+# native size (generation.jobs.detail); the Detail button and /detail do the same to a picture
+# (commands.pictures.detail).
+DETAIL_WORDS = {"face": "face", "faces": "face", "hand": "hand", "hands": "hand", "person": "person", "people": "person"}
+DETAIL = Option(
+    "detail",
+    "text",
+    "Repaint what is found at full resolution after drawing (ADetailer): face, hand or person, several with commas; off: none",
+    example="face",
+    applies="models that can inpaint; hand needs SDBOT_HAND_DETECTOR",
+)
+DETAIL_PROMPT = Option(
+    "detail_prompt",
+    "text",
+    "The prompt the detailed regions are repainted with",
+    aliases=("ad_prompt",),
+    default="the picture's prompt",
+    example="a smiling face, detailed eyes",
+    applies="with --detail",
+)
+DETAIL_STRENGTH = Option(
+    "detail_strength",
+    "float",
+    "How much each detailed region may change (ADetailer's denoising strength)",
+    aliases=("ad_strength",),
+    bounds=(0.01, 1),
+    default=DETAIL_STRENGTH_DEFAULT,
+    example="0.5",
+    applies="with --detail",
+)
+
+
+# Midjourney's draft mode (`--draft`): the model family's fast path at half the size, with an Enhance
+# button that draws the picture in full (commands.explore.draft; the paths: SDBOT_DRAFT).
+DRAFT = Option(
+    "draft",
+    "switch",
+    "A fast draft at half the size, by the model family's fast path (a few-step LoRA or distilled model); "
+    "Enhance under it draws it in full, same seed and prompt (--steps, --cfg and --sampler are Enhance's)",
+    default=False,
+    applies="from a prompt, not with a picture",
+)
+
+
+# Midjourney's --chaos: each picture of a job draws with its own variation of the CFG and of the
+# order of the prompt's parts, from its own seed (generation.prompts.chaos); 0 changes nothing.
+CHAOS = Option(
+    "chaos",
+    "int",
+    "How much the pictures of a grid differ: each lowers its CFG (to half at 100) and may reorder the prompt's "
+    "comma-separated parts after the first, from its own seed",
+    aliases=("c",),
+    bounds=(0, 100),
+    default=0,
+    example="50",
+)
+
+
+# A cache accelerator for this job (generation.models.families.base.CACHES): `--fast` alone is the
+# model family's own; SDBOT_CACHE and a model's `cache` set what a job gets without it.
+FAST = Option(
+    "fast",
+    "choice",
+    "Draw faster by reusing work between steps (a cache accelerator), at a small change in the picture: `on` is the "
+    "model family's own cache, or name one (fbc, taylorseer, magcache, pab on DiTs; deepcache on SD)",
+    aliases=("cache",),
+    choices=CACHE_CHOICES,
+    default=lambda s: s.cache,
+    example="on",
+)
+
+
 def picture_files(count: int, what: str) -> tuple[Option, ...]:
     """`image`, `image2`, ... `image<count>`: the files of a command that takes several pictures."""
     return tuple(Option("image" if n == 1 else f"image{n}", "file", f"{what} {n}") for n in range(1, count + 1))
@@ -240,6 +313,12 @@ IMAGINE_OPTIONS: tuple[Option, ...] = (
     OREF,
     SW,
     OW,
+    DRAFT,
+    DETAIL,
+    DETAIL_PROMPT,
+    DETAIL_STRENGTH,
+    CHAOS,
+    FAST,
 )
 IMAGINE_FLAGS = aliases(IMAGINE_OPTIONS)  # accepted spelling -> canonical name
 
@@ -286,6 +365,12 @@ class ImagineOptions:
     oref: str | None = None
     sw: int | None = None
     ow: int | None = None
+    draft: bool | None = None  # --draft: drawn by commands.explore.draft
+    detail: tuple[str, ...] | None = None  # --detail face,hand: targets in order; () is `off`
+    detail_prompt: str | None = None
+    detail_strength: float | None = None
+    chaos: int | None = None  # --chaos 0-100 (generation.prompts.chaos)
+    fast: str | None = None  # --fast: off, on or a cache's name (CACHE_CHOICES); resolved for the family by build_spec
 
 
 @dataclass(frozen=True)
@@ -395,6 +480,38 @@ class _Checker:
             return _INVALID
         return text
 
+    def _detail(self, value: Any) -> Any:
+        words = [word for word in re.split(r"[,\s]+", str(value).strip().lower()) if word]
+        if not words:
+            return self._missing("detail", "face")
+        if words in (["off"], ["none"]):
+            return ()
+        unknown = [word for word in words if word not in DETAIL_WORDS]
+        if unknown:
+            self.problems.append(
+                f"`{self.flag('detail')}` takes face, hand or person (several with commas: `{self.flag('detail')} face,hand`); "
+                f"you wrote `{quoted(unknown[0])}`."
+            )
+            return _INVALID
+        targets = tuple(dict.fromkeys(DETAIL_WORDS[word] for word in words))
+        if "hand" in targets and not self.s.hand_detector:
+            self.problems.append(
+                f"`{self.flag('detail')} hand` needs a hand detector, and none is configured here (OpenCV has none built in): "
+                "an admin sets SDBOT_HAND_DETECTOR to a YOLO hand model exported to ONNX (e.g. hand_yolov8n.onnx). "
+                "face and person work without one."
+            )
+            return _INVALID
+        return targets
+
+    def _detail_prompt(self, value: Any) -> Any:
+        text = str(value).strip()
+        if not text:
+            return self._missing("detail_prompt", "a smiling face, detailed eyes")
+        if len(text) > self.s.max_prompt_chars:
+            self.problems.append(f"The detail prompt is {len(text)} characters; the limit is {self.s.max_prompt_chars}. Shorten it.")
+            return _INVALID
+        return text
+
     def _sref(self, value: Any) -> Any:
         return self._picture("sref", value)
 
@@ -440,6 +557,17 @@ class _Checker:
                 return name
         choices = ", ".join(["default", *self.s.vaes])
         self.problems.append(f"Unknown VAE `{text}`. VAEs here: {choices}.")
+        return _INVALID
+
+    def _fast(self, value: Any) -> Any:
+        """`--fast` alone (or on/yes) is `on`; off/no is `off`; else a cache's name."""
+        word = str(value).strip().lower()
+        if isinstance(value, bool) or word in SWITCH_WORDS:
+            on = value if isinstance(value, bool) else SWITCH_WORDS[word]
+            return "on" if on else "off"
+        if word in CACHE_CHOICES:
+            return word
+        self.problems.append(f"`{self.flag('fast')}` is on, off or a cache's name ({', '.join(CACHES)}); you wrote `{quoted(value)}`.")
         return _INVALID
 
     def _sampler(self, value: Any) -> Any:
@@ -637,6 +765,8 @@ def build_spec(
         raise UserError(f"`{flag}` needs an image: attach one, or reply to an image with your prompt.")
 
     spec = GenerationSpec(
+        detail=detail_spec(opts),
+        chaos=pick("chaos", 0),
         kind="img2img" if init is not None else "txt2img",
         prompt=opts.prompt or (base.prompt if base else ""),
         negative_prompt=pick("negative", None) or "",
@@ -661,6 +791,7 @@ def build_spec(
         # ...and drawn with its references (commands.jobs.references adds or reweighs them).
         references=base.references if base is not None else (),
         control_mode=base.control_mode if base is not None else "balanced",
+        cache=_cache(opts, pick("fast", None), model, kind, settings, notes),
     )
     if not spec.prompt and require_prompt:
         if init is not None:
@@ -670,6 +801,38 @@ def build_spec(
             )
         raise UserError("Tell me what to draw, e.g. `/imagine a red fox in the snow --ar 3:2` (the prompt first, then the options).")
     return spec, notes
+
+
+def _cache(opts: ImagineOptions, picked: str | None, model: ModelEntry, kind: Family, settings: Settings, notes: list[str]) -> str | None:
+    """The cache accelerator a job draws with: `--fast` (or the picture's being remixed), else the
+    model's `cache`, else SDBOT_CACHE, as the family takes it. Asked for in this request and not
+    taken by the family: refused before queueing, saying why; a remixed picture's that the new
+    model's family doesn't take is left out with a note; the settings' apply where they fit."""
+    asked = picked or model.cache or settings.cache
+    cache = kind.cache_for(asked)
+    if cache is None:
+        return None
+    why = kind.cache_refusal(cache)
+    if why is None:
+        return cache
+    if opts.fast is not None:
+        raise UserError(why)
+    if picked is not None:
+        notes.append(f"{kind.label} doesn't take the picture's cache `{cache}`, so it is drawn without one.")
+    return None
+
+
+def detail_spec(opts: ImagineOptions, default: tuple[str, ...] = ()) -> DetailSpec | None:
+    """ADetailer's pass the options ask for (`default` targets where they name none: the Detail
+    button's); None without targets. `--detail-prompt` or `--detail-strength` without targets
+    is a mistake worth a reply, not a silent no-op."""
+    targets = opts.detail if opts.detail is not None else default
+    if not targets:
+        if opts.detail_prompt is not None or opts.detail_strength is not None:
+            raise UserError("`--detail-prompt` and `--detail-strength` tune `--detail`: add `--detail face` (or hand, person).")
+        return None
+    strength = opts.detail_strength if opts.detail_strength is not None else DETAIL_STRENGTH_DEFAULT
+    return DetailSpec(targets=targets, prompt=opts.detail_prompt, strength=strength)  # type: ignore[arg-type]
 
 
 _LABELS = {"negative": "negative prompt", "clip_skip": "clip skip", "cfg": "--cfg", "vae": "VAE", "tile": "tiling"}
@@ -716,18 +879,22 @@ def _vae_name(chosen: str | None, model_vae: str | None) -> str | None:
 def base_options(base: GenerationSpec | None) -> ImagineOptions | None:
     if base is None:
         return None
+    full = base.draft  # a draft is remixed, varied or rerolled as the picture Enhance would draw
+    negative = full.negative_prompt if full is not None and full.negative_prompt is not None else base.negative_prompt
     return ImagineOptions(
-        negative=base.negative_prompt or None,
-        steps=base.steps,
-        cfg=base.cfg,
-        sampler=base.sampler,
+        negative=negative or None,
+        steps=full.steps if full is not None else base.steps,
+        cfg=full.cfg if full is not None else base.cfg,
+        sampler=full.sampler if full is not None else base.sampler,
         n=base.n,
-        model=base.model,
+        model=full.model if full is not None else base.model,
         tile=base.tile or None,
         vae=base.vae or "default",
         clip_skip=base.clip_skip,
         regions=base.regions,
         base_ratio=base.base_ratio,
+        chaos=base.chaos or None,
+        fast=base.cache,
     )
 
 

@@ -14,7 +14,7 @@ from commands.jobs import training_text
 from commands.jobs.job_view import candidates_of, image_base, picked, result_of, spec_of
 from generation.animation.keyframes import ScheduleError, parse_prompt_schedule
 from generation.models import families
-from generation.spec import CLIP_KINDS, TEXT_KINDS, GenerationSpec
+from generation.spec import CLIP_KINDS, TEXT_KINDS, DraftRef, GenerationSpec
 from storage.tables import Job, JobStatus
 
 # A clip's buttons (pressed in commands.clips.results): never per frame
@@ -23,8 +23,13 @@ CLIP_ACTIONS = (Action("reroll", "Reroll"), Action("longer", "Longer"), Action("
 EXTEND, LOOP = Action("extend", "Extend"), Action("loop", "Loop")
 VIDEO_ACTIONS = (EXTEND, Action("reroll", "Reroll"), LOOP, Action("clipup", "Upscale 2x"))
 
-# The layout of the eleven buttons: rows of verbs (adapters keep rows where they can).
-BUTTON_ROWS = (("up2x", "up4x", "facefix"), ("subtle", "strong"), ("zoom1.5", "zoom2"), ("pan-left", "pan-right", "pan-up", "pan-down"))
+# The layout of the twelve buttons: rows of verbs (adapters keep rows where they can).
+BUTTON_ROWS = (
+    ("up2x", "up4x", "facefix", "detail"),
+    ("subtle", "strong"),
+    ("zoom1.5", "zoom2"),
+    ("pan-left", "pan-right", "pan-up", "pan-down"),
+)
 BUTTON_LABELS = {
     "up2x": "Upscale 2x",
     "up4x": "Upscale 4x",
@@ -37,6 +42,7 @@ BUTTON_LABELS = {
     "pan-up": "⬆",
     "pan-down": "⬇",
     "facefix": "Face fix",
+    "detail": "Detail",  # ADetailer's pass (commands.pictures.detail)
 }
 
 TINY_NOTE = (
@@ -113,7 +119,17 @@ def guidance_text(spec: GenerationSpec) -> str:
     return f"CFG {spec.cfg:g}"
 
 
+def compare_line(spec: GenerationSpec) -> str:
+    """A /compare's axes: `2×3 cells · Steps: 10, 20 · CFG: 3, 5, 7`."""
+    plot = spec.compare
+    assert plot is not None
+    sizes = "×".join(str(len(axis.values)) for axis in plot.axes)
+    return " · ".join([f"{sizes} cells", *(f"{axis.title}: {', '.join(axis.values)}" for axis in plot.axes)])
+
+
 def settings_line(spec: GenerationSpec) -> str:
+    if spec.compare is not None:  # its axes, then what every cell shares (the first cell's settings)
+        return f"{compare_line(spec)}\nFirst cell: {settings_line(spec.compare.cells[0])}"
     if spec.kind in TEXT_KINDS:
         return f"seed {spec.seed}" if spec.kind == "enhance" else f"{spec.width}x{spec.height}"
     if not spec.diffusion:  # lanczos / esrgan upscales, face fixes: no model settings to show
@@ -129,6 +145,8 @@ def settings_line(spec: GenerationSpec) -> str:
         parts.append(f"strength {spec.strength:g}")
     if spec.tile:
         parts.append("seamless tile")
+    if spec.draft is not None:
+        parts.append(draft_words(spec.draft))
     if spec.vae:
         parts.append(f"VAE {spec.vae}")
     if spec.styles:
@@ -152,6 +170,23 @@ def settings_line(spec: GenerationSpec) -> str:
     return " · ".join(parts)
 
 
+def draft_words(draft: DraftRef) -> str:
+    """How a draft was drawn, in a few words for its settings line."""
+    return {
+        "lora": f"draft (LoRA {draft.name})",
+        "model": f"draft (model {draft.name})",
+        "steps": "draft (fewer steps: no fast path here)",
+    }[draft.how]
+
+
+def enhance_hint(draft: DraftRef, count: int) -> str:
+    """What Enhance does under a draft: the picture in full, at the size and steps it names."""
+    full = f"{draft.width}x{draft.height}, {draft.steps} steps with {draft.model}"
+    if count > 1:
+        return f"A draft: pick one with U1–U{count}, then Enhance draws it in full ({full}), same seed and prompt."
+    return f"A draft: Enhance draws it in full ({full}), same seed and prompt."
+
+
 def what_text(spec: GenerationSpec, limit: int = 80, *, images: int = 1) -> str:
     """What a job draws, in a few words: its prompt as drawn (`drawn_text`, for its first
     `images` images), after the edit it makes."""
@@ -159,6 +194,8 @@ def what_text(spec: GenerationSpec, limit: int = 80, *, images: int = 1) -> str:
         return f"writing {spec.n} prompt{'s' if spec.n > 1 else ''} from “{short(spec.prompt, limit)}”"
     if spec.kind == "describe":
         return "a description of a picture"
+    if spec.compare is not None:
+        return f"a comparison: {drawn_text(spec.compare.cells[0], 1, limit)}"
     if spec.operation:
         return f"{spec.operation}: {drawn_text(spec, images, limit)}" if spec.prompt else spec.operation
     return drawn_text(spec, images, limit)
@@ -213,14 +250,19 @@ def result_text(job: Job) -> str:
     spec = spec_of(job)
     if spec.kind in TEXT_KINDS:
         return answer_text(job)
-    head = {"txt2img": "🖼️", "img2img": "🔁", "upscale": "🔍", "facefix": "🙂"}.get(spec.kind, "🖌️")
+    head = {"txt2img": "🖼️", "img2img": "🔁", "upscale": "🔍", "facefix": "🙂", "detail": "🔎", "compare": "📊"}.get(spec.kind, "🖌️")
     if spec.clip is not None:
         head = "🎞️"
     images = len(job.outputs) if spec.clip is None else 1  # a clip's frames share one prompt (schedule)
     lines = [f"{head} Job {job.id}: {what_text(spec, 200, images=images)}", settings_line(spec)]
     if spec.tile:
         lines.append("Seamless: the picture tiles; the second image shows it 2×2.")
+    if spec.draft is not None:
+        lines.append(enhance_hint(spec.draft, len(job.outputs)))
+    if spec.enhanced_from is not None:
+        lines.append(f"Enhanced from draft job {spec.enhanced_from}: the same seed and prompt, in full.")
     lines.extend(spec.skipped)
+    lines.extend(result_of(job).notes)  # e.g. a --detail that found nothing
     if spec.negative_prompt:
         lines.insert(1, f"Negative: {short(spec.negative_prompt, 120)}")
     if spec.age_restricted:
@@ -257,6 +299,8 @@ def answer_text(job: Job) -> str:
 
 def single_text(job: Job, index: int) -> str:
     spec = image_base(job, index)
+    if spec_of(job).compare is not None:  # a cell: its own job, with its own seed and settings
+        return f"Cell {index + 1} of job {job.id}: {short(spec.prompt, 200)}\n{settings_line(spec)}"
     return f"Image {index + 1} of job {job.id}: {short(spec.prompt, 200)}\nseed {spec.seed + index}"
 
 
@@ -266,7 +310,7 @@ def failure_text(job: Job) -> str:
 
 def actions_for(job: Job, role: str, output_index: int | None, *, animate: bool = False) -> tuple[Action, ...]:
     """Buttons under a message showing `job` (role "result": the job's images; "single": one of
-    them). A batch gets U1..Un, V1..Vn and Reroll; one image gets the eleven edits
+    them). A batch gets U1..Un, V1..Vn and Reroll; one image gets the twelve edits
     (`commands.pictures.edits.BUTTON_ROWS`), Animate where `animate` (the registry has a video
     model that starts from a picture: `commands.clips.video`), and Reroll where drawing it again
     can differ. A video model's clip gets Extend, Reroll, Loop (unless it loops) and Upscale 2x."""
@@ -293,15 +337,20 @@ def actions_for(job: Job, role: str, output_index: int | None, *, animate: bool 
     def again(index: int) -> tuple[Action, ...]:  # /edit's result: the same instruction on it once more
         return (Action(f"again:{index + 1}", "Edit again", row=len(BUTTON_ROWS)),) if spec.kind == "instruct" else ()
 
+    def enhanced(index: int) -> tuple[Action, ...]:  # a draft drawn in full (commands.explore.draft)
+        return (Action(f"enhance:{index + 1}", "Enhance", row=len(BUTTON_ROWS)),) if spec.draft is not None else ()
+
     def moving(index: int) -> tuple[Action, ...]:  # Animate: image-to-video of the picture (commands.clips.video)
         return (Action(f"animate:{index + 1}", "Animate", row=len(BUTTON_ROWS)),) if animate else ()
 
     if role == "single" and output_index is not None:
-        return (*edit_actions(output_index), *again(output_index), *moving(output_index))
+        return (*edit_actions(output_index), *enhanced(output_index), *again(output_index), *moving(output_index))
     if role != "result":
         return ()
+    if spec.compare is not None:  # U<i> under the grid, five a row (Discord's rows take five)
+        return tuple(Action(f"upscale:{i}", f"U{i}", row=(i - 1) // 5) for i in range(1, count + 1))
     if count == 1:
-        return (*edit_actions(0), *again(0), *moving(0), *reroll)
+        return (*edit_actions(0), *enhanced(0), *again(0), *moving(0), *reroll)
     upscales = tuple(Action(f"upscale:{i}", f"U{i}", row=0) for i in range(1, count + 1))
     variations = tuple(Action(f"vary:{i}", f"V{i}", row=1) for i in range(1, count + 1))
     return (*upscales, *variations, Action("reroll", "Reroll", row=2))

@@ -57,7 +57,9 @@ async def shield(ctx: Context, session: AsyncSession, job: Job, reply: Reply, pl
     if record and any(out.safety_score is not None for out in job.outputs):
         for out in job.outputs:
             out.safety_action = policy.action if out in over else "allow"
-    shown = {image.index for image in reply.images} if reply.video is None else {out.index for out in job.outputs}
+    # A clip's poster stands for all its frames, a /compare's grid for all its cells.
+    whole = reply.video is not None or (job.kind == "compare" and reply.kind == "result")
+    shown = {out.index for out in job.outputs} if whole else {image.index for image in reply.images}
     hit = [out for out in over if out.index in shown]
     if not hit or policy.action == "allow":
         return reply
@@ -67,7 +69,7 @@ async def shield(ctx: Context, session: AsyncSession, job: Job, reply: Reply, pl
         return dataclasses.replace(reply, spoiler=True, text=f"{reply.text}\n🙈 Behind a spoiler by this chat's safety policy ({why}).")
     indices = {out.index for out in hit}
     make = _blurred if policy.action == "blur" else _placeholder
-    images = tuple(make(ctx, image) if image.index in indices or reply.video is not None else image for image in reply.images)
+    images = tuple(make(ctx, image) if image.index in indices or whole else image for image in reply.images)
     if policy.action == "blur":
         note = f"🌫 Blurred by this chat's safety policy ({why}); the original isn't sent here."
     else:

@@ -57,25 +57,60 @@ async def submit(
     further uploads the job reads (an inpaint mask); `notes` are shown with "queued"; `inherited`
     are settings read from a picture (they give way, with a note, where the model's family can't
     use them); `references` are the pictures of `--sref` / `--oref` (commands.jobs.sources.find_references)."""
+    return await submit_many(
+        ctx,
+        request,
+        [opts],
+        init=init,
+        upload_size=upload_size,
+        base=base,
+        parent=parent,
+        shape=shape,
+        extra_blobs=extra_blobs,
+        notes=notes,
+        inherited=inherited,
+        references=references,
+    )
+
+
+async def submit_many(
+    ctx: Context,
+    request: Request,
+    options: Sequence[ImagineOptions],
+    *,
+    repeat: int = 1,
+    combine: Callable[[list[GenerationSpec], list[str]], GenerationSpec] | None = None,
+    init: InitImage | None = None,
+    upload_size: int | None = None,
+    base: GenerationSpec | None = None,
+    parent: tuple[int, int | None] | None = None,
+    shape: Callable[[GenerationSpec, list[str]], GenerationSpec] | None = None,
+    extra_blobs: Sequence[tuple[InitImage, int]] = (),
+    notes: Sequence[str] = (),
+    inherited: ImagineOptions | None = None,
+    references: Sequence[Picked] = (),
+) -> list[Reply]:
+    """Queue a job for each of `options`, each `repeat` times (a prompt's permutations and
+    `--repeat`: commands.explore.permutations), in ONE transaction: every job is made and checked
+    first, then the account's room for all of them (commands.jobs.admission.check_room), so a
+    request that would pass a limit is refused whole and nothing of it is queued. Repeat k of
+    options with a `--seed` draws from seed + k·n, so no two repeats share a picture's seed.
+    `combine` makes one job of the checked specs instead (/compare: commands.explore.compare),
+    with their notes. The other arguments are `submit`'s, the same for every job."""
     async with ctx.db.transaction() as session:
         user = await asker(session, request)
-        spec, built_notes = build_spec(
-            opts,
-            settings=ctx.settings,
-            registry=ctx.registry,
-            user_defaults=user.settings,
-            init=init,
-            base=base,
-            require_prompt=shape is None,
-            inherited=inherited,
-        )
-        notes = [*built_notes, *notes]
-        if shape is not None:
-            spec = shape(spec, notes)
-        spec = fit_references(ctx, spec, opts, references, notes)
-        spec = spec.evolve(age_restricted=request.age_restricted)  # where it is asked, not inherited
-        spec = await apply_prompt_features(ctx, session, user, spec, opts, base, notes)
-        spec = await check_job(ctx, session, request, spec, notes)
+        made: list[tuple[GenerationSpec, list[str]]] = []
+        for opts in options:
+            for k in range(repeat):
+                spec, spec_notes = await _made(ctx, session, request, user, opts, init, base, shape, notes, inherited, references)
+                if k and opts.seed is not None:
+                    spec = spec.evolve(seed=spec.seed + k * spec.n)
+                await _usable(ctx, session, user, spec)
+                made.append((spec, spec_notes))
+        if combine is not None:
+            shared = list(dict.fromkeys(note for _, these in made for note in these))
+            made = [(combine([spec for spec, _ in made], shared), shared)]
+        await check_room(ctx, session, request, user, count=len(made))
         if init is not None and upload_size is not None:
             await queue.record_blob(session, init.blob_key, upload_size, "image/png", init.width, init.height)
         for picture, size in (pair for pick in references for pair in pick.pictures):
@@ -83,9 +118,44 @@ async def submit(
                 await queue.record_blob(session, picture.blob_key, size, "image/png", picture.width, picture.height)
         for blob, size in extra_blobs:
             await queue.record_blob(session, blob.blob_key, size, "image/png", blob.width, blob.height)
-        reply = await _enqueue(ctx, session, request, user, spec, parent, notes)
+        replies = [await _insert(ctx, session, request, user, spec, parent, these) for spec, these in made]
     ctx.on_enqueue()
-    return [reply]
+    return replies
+
+
+async def _made(
+    ctx: Context,
+    session: AsyncSession,
+    request: Request,
+    user: User,
+    opts: ImagineOptions,
+    init: InitImage | None,
+    base: GenerationSpec | None,
+    shape: Callable[[GenerationSpec, list[str]], GenerationSpec] | None,
+    notes: Sequence[str],
+    inherited: ImagineOptions | None,
+    references: Sequence[Picked],
+) -> tuple[GenerationSpec, list[str]]:
+    """One job's spec from checked options, with its notes: defaults, `shape`, references, the
+    prompt's features and this chat's rules (`submit`'s arguments say what each is)."""
+    spec, built_notes = build_spec(
+        opts,
+        settings=ctx.settings,
+        registry=ctx.registry,
+        user_defaults=user.settings,
+        init=init,
+        base=base,
+        require_prompt=shape is None,
+        inherited=inherited,
+    )
+    spec_notes = [*built_notes, *notes]
+    if shape is not None:
+        spec = shape(spec, spec_notes)
+    spec = fit_references(ctx, spec, opts, references, spec_notes)
+    spec = spec.evolve(age_restricted=request.age_restricted)  # where it is asked, not inherited
+    spec = await apply_prompt_features(ctx, session, user, spec, opts, base, spec_notes)
+    spec = await check_job(ctx, session, request, spec, spec_notes)
+    return spec, spec_notes
 
 
 async def queue_spec(
@@ -119,11 +189,29 @@ async def _enqueue(
 ) -> Reply:
     """The asset rights, the quota checks and the job row, in the caller's transaction; the
     "queued" reply."""
+    await _usable(ctx, session, user, spec)
+    await check_room(ctx, session, request, user)
+    return await _insert(ctx, session, request, user, spec, parent, notes)
+
+
+async def _usable(ctx: Context, session: AsyncSession, user: User, spec: GenerationSpec) -> None:
+    """The asset rights and what the model's family can draw, for one job."""
     await require_usable(session, user.id, spec)
     problems = check_family(ctx.registry, spec)
     if problems:
         raise UserError(*problems)
-    await check_room(ctx, session, request, user)
+
+
+async def _insert(
+    ctx: Context,
+    session: AsyncSession,
+    request: Request,
+    user: User,
+    spec: GenerationSpec,
+    parent: tuple[int, int | None] | None,
+    notes: list[str],
+) -> Reply:
+    """The job row, in the caller's transaction (its checks made); the "queued" reply."""
     job = await queue.enqueue(
         session,
         user_id=user.id,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from commands.frame.types import Action, ImageFile, MessageTarget, Reply
+from commands.frame.types import Action, DocumentFile, ImageFile, MessageTarget, Reply
 from commands.frame.words import short
 from generation.training.spec import METHOD_LABELS, TrainingSpec
 from storage.blobs import BlobStore
@@ -16,7 +16,7 @@ from storage.tables import Job, JobStatus, TrainingRun
 TRAIN_ACTION = Action("train", "Train with these captions")
 
 USAGE = (
-    "Use `/train lora NAME` (or loha, lokr, dreambooth, embedding) with 3 or more pictures attached (or a .zip, "
+    "Use `/train lora NAME` (or loha, lokr, dreambooth, embedding, hypernetwork) with 3 or more pictures attached (or a .zip, "
     "with `.txt` captions beside the pictures if you like); `/train preview lora NAME` with the same pictures shows "
     "the captions first; `/train status` shows your runs. Options: --steps, --rank, --alpha, --lr, --resolution, "
     "--batch, --seed, --model, --trigger, --captions auto|none, --sample-every, --sample-prompt, --text-encoder on|off, "
@@ -37,6 +37,8 @@ def settings_line(spec: TrainingSpec) -> str:
     parts = [f"{spec.steps} steps"]
     if spec.method == "embedding":
         parts += [f"{spec.vectors} vectors", f"init “{spec.init_word}”"]
+    elif spec.method == "hypernetwork":
+        parts.append("layers 1, 2, 1, linear (A1111's defaults)")
     else:
         parts += [f"rank {spec.rank}", f"alpha {spec.alpha:g}", "UNet + text encoder" if spec.text_encoder else "UNet only"]
     parts += [f"lr {spec.lr:g}", f"{spec.resolution}px buckets", f"batch {spec.batch}", f"seed {spec.seed}"]
@@ -132,16 +134,22 @@ def result_reply(blobs: BlobStore, job: Job) -> Reply:
     loss = f" · held-out loss {held_out[0]:.4f} → {held_out[1]:.4f}" if len(held_out) == 2 else ""
     lines = [f"✅ Job {job.id}: trained the {label} `{asset}`{early}{loss}", settings_line(spec)]
     lines += list(result.notes)
-    usage = f"`<lora:{asset}:1>`" if spec.asset_kind == "lora" else f"`{asset}` in a prompt"
-    trigger = f" with the trigger word `{spec.trigger}`" if spec.asset_kind == "lora" else ""
+    usage = {"lora": f"`<lora:{asset}:1>`", "hypernetwork": f"`<hypernet:{asset}:1>` (SD 1.x and 2.x)"}.get(
+        spec.asset_kind, f"`{asset}` in a prompt"
+    )
+    trigger = f" with the trigger word `{spec.trigger}`" if spec.asset_kind in ("lora", "hypernetwork") else ""
     lines.append(f"It is yours and private: use {usage}{trigger}; `/{spec.asset_kind} download {asset}` sends the file.")
+    documents: tuple[DocumentFile, ...] = ()
+    if (document := result.document) is not None:
+        lines.append(f"The attached `{document.filename}` is the file A1111 loads (put it in its `models/hypernetworks`).")
+        documents = (DocumentFile(blobs.path(document.blob), document.filename, document.size),)
     if spec.model in ("tiny",):
         lines.append("(tiny model: random weights; the run is real, the pictures are noise)")
     images = ()
     sample = result.sample
     if sample is not None:
         images = (ImageFile(blobs.path(sample.blob), sample.width, sample.height, spec.seed, 0),)
-    return Reply("\n".join(lines), kind="result", images=images, job_id=job.id, target=target)
+    return Reply("\n".join(lines), kind="result", images=images, job_id=job.id, target=target, documents=documents)
 
 
 def sample_reply(blobs: BlobStore, job: Job, step: int, sample: dict[str, Any]) -> Reply:

@@ -1,13 +1,16 @@
-"""Uploaded LoRAs and embeddings: /lora, /loras, /embedding, /embeddings.
+"""Uploaded LoRAs, embeddings and hypernetworks: /lora, /loras, /embedding, /embeddings,
+/hypernetwork, /hypernetworks.
 
     /lora upload [NAME]          with the .safetensors file attached (Telegram: as the document's caption)
     /loras                       yours and the shared ones
     /lora info|delete NAME       /lora rename OLD NEW       /lora share|unshare NAME
-    (the same for /embedding and /embeddings)
+    (the same for /embedding and /embeddings, /hypernetwork and /hypernetworks)
 
 Every file is untrusted: `generation.assets.files` reads its header with plain Python and refuses
-anything that is not a LoRA / LyCORIS / embedding safetensors file before it is stored; nothing
-is unpickled, and nothing is loaded until a job uses it. Stored content-addressed, owned by the
+anything that is not a LoRA / LyCORIS / embedding / hypernetwork safetensors file before it is
+stored; nothing is unpickled, and nothing is loaded until a job uses it. An A1111 hypernetwork
+`.pt` is read by a pickle reader that resolves only tensors in dicts (`hypernetwork_files`) and
+stored as `.safetensors`. Stored content-addressed, owned by the
 uploader, private until shared. Admins may delete or unshare anyone's.
 """
 
@@ -24,7 +27,7 @@ from commands.jobs.model_fit import fit_problem, stored_misfit
 from config.models import ARCHITECTURE_NAMES
 from generation.assets.files import (
     AssetError,
-    inspect_asset,
+    prepare_upload,
     safe_name_from_filename,
     valid_asset_name,
 )
@@ -41,6 +44,14 @@ async def lora_command(ctx: Context, request: Request, args: str) -> list[Reply]
 
 async def embedding_command(ctx: Context, request: Request, args: str) -> list[Reply]:
     return await _asset_command(ctx, request, args, "embedding")
+
+
+async def hypernetwork_command(ctx: Context, request: Request, args: str) -> list[Reply]:
+    return await _asset_command(ctx, request, args, "hypernetwork")
+
+
+async def list_hypernetworks(ctx: Context, request: Request, args: str) -> list[Reply]:
+    return await _list(ctx, request, "hypernetwork")
 
 
 async def list_loras(ctx: Context, request: Request, args: str) -> list[Reply]:
@@ -65,7 +76,7 @@ async def _asset_command(ctx: Context, request: Request, args: str, kind: str) -
     if verb == "rename" and len(words) == 2:
         return await _rename(ctx, request, kind, words[0], words[1])
     raise UserError(
-        f"Use `/{kind} upload [NAME]` with the .safetensors file attached, `/{kind}s` to list, or "
+        f"Use `/{kind} upload [NAME]` with the {'.pt or ' if kind == 'hypernetwork' else ''}.safetensors file attached, `/{kind}s` to list, or "
         f"`/{kind} info|download|delete|share|unshare NAME`, `/{kind} rename OLD NEW`."
     )
 
@@ -73,16 +84,16 @@ async def _asset_command(ctx: Context, request: Request, args: str, kind: str) -
 async def _upload(ctx: Context, request: Request, kind: str, name: str | None) -> list[Reply]:
     label = KINDS[kind]
     if not request.attachments:
+        suffix = "A1111's .pt, or .safetensors" if kind == "hypernetwork" else ".safetensors"
         raise UserError(
-            f"Attach the {label} file (.safetensors) to `/{kind} upload [NAME]`; on Telegram send it as a file "
-            "with the command as its caption."
+            f"Attach the {label} file ({suffix}) to `/{kind} upload [NAME]`; on Telegram send it as a file with the command as its caption."
         )
     file = request.attachments[0]
     limit = ctx.settings.max_asset_bytes
     if len(file.data) > limit:
         raise UserError(f"`{file.filename}` is {render.size_text(len(file.data))}; {label}s may be up to {render.size_text(limit)}.")
     try:  # off the event loop: a file of hundreds of MiB is hashed whole
-        info = await offload(inspect_asset, file.data, file.filename, kind=kind, max_bytes=limit)  # type: ignore[arg-type]
+        info, data = await offload(prepare_upload, file.data, file.filename, kind=kind, max_bytes=limit)  # type: ignore[arg-type]
     except AssetError as error:
         raise UserError(f"I didn't store `{file.filename}`: {error}") from None
     name = (name or safe_name_from_filename(file.filename)).lower()
@@ -106,16 +117,19 @@ async def _upload(ctx: Context, request: Request, kind: str, name: str | None) -
                 f"That would use {render.size_text(used + info.size)} of your {render.size_text(quota)} for uploads. "
                 f"Delete one with `/{kind} delete NAME` first.",
             )
-        key = await offload(ctx.blobs.put, file.data, "st")  # short blob extensions; the header check made it safetensors
-        short_hash = await offload(addnet_hash, file.data)
+        key = await offload(ctx.blobs.put, data, "st")  # short blob extensions; the header check made it safetensors
+        short_hash = await offload(addnet_hash, data)
         await queue.record_blob(session, key, info.size, "application/octet-stream", None, None)
-        fields = info.stored_fields(triggers=list(info.triggers), title=info.title, addnet_hash=short_hash)
+        more = {"widths": list(info.widths)} if info.widths else {}
+        fields = info.stored_fields(triggers=list(info.triggers), title=info.title, addnet_hash=short_hash, **more)
         asset = await assets.add(session, user.id, kind, name, blob_key=key, **fields)
     shapes = model_shapes(model)
     words = describe_model(model)
     lines = [f"Saved the {label} `{asset.name}`, private to you.", _describe(asset)]
     dropped = left_out(info.layers, shapes) if shapes is not None and info.kind == "lora" else []
-    if dropped:
+    if info.kind == "hypernetwork":
+        lines.append(f"It fits your model `{model.display_name}` ({words}): it changes the inputs of its attention layers.")
+    elif dropped:
         lines.append(
             f"It fits your model `{model.display_name}` ({words}): {len(dropped)} of its {len(info.layers)} layers are FLUX.1 "
             f"layers this model doesn't have (such as `{dropped[0]}`), and are left out; the others are there, with their shapes."
@@ -138,6 +152,8 @@ async def _upload(ctx: Context, request: Request, kind: str, name: str | None) -
 def _usage(asset: Asset) -> str:
     if asset.kind == "lora":
         return f"Use it with `<lora:{asset.name}:0.8>` in a prompt (or `--lora {asset.name}:0.8`)."
+    if asset.kind == "hypernetwork":
+        return f"Use it with `<hypernet:{asset.name}:1>` in a prompt (SD 1.x and 2.x models)."
     return f"Write `{asset.name}` in a prompt or negative prompt to use it."
 
 
@@ -148,6 +164,8 @@ def _describe(asset: Asset) -> str:
         parts.append(f"rank {asset.rank}")
     if asset.info.get("vectors"):
         parts.append(f"{asset.info['vectors']} vectors")
+    if asset.info.get("widths"):
+        parts.append(f"widths {', '.join(map(str, asset.info['widths']))}")
     parts += [render.size_text(asset.size), f"sha256 {asset.sha256[:12]}", "shared" if asset.shared else "private"]
     text = " · ".join(parts)
     if asset.info.get("triggers"):

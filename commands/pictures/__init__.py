@@ -4,5 +4,6 @@ picture (/upscale, /vary, /zoom, /pan, /facefix in `edits`), /inpaint, /control,
 "Imagine this" under suggested prompts (`candidates`).
 
 May import: `commands.frame`, `commands.jobs`; and `commands.clips.video2video`, because a
-reply to a clip with a prompt restyles the clip instead of drawing a picture.
+reply to a clip with a prompt restyles the clip instead of drawing a picture; and
+`commands.explore.draft`, because `/imagine --draft` draws the prompt as a draft.
 """

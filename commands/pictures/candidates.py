@@ -8,6 +8,7 @@ for pixel.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from commands.frame.context import Context
@@ -39,6 +40,8 @@ async def imagine_candidate(ctx: Context, request: Request, job: Job, index: int
     # The picture's model, size and seed as asked; its sampler, guidance and the like as what the
     # picture had, which give way (with a note) where this model's family can't use them.
     opts = ImagineOptions(prompt=read.prompt, model=read.model, size=read.size, ar=read.ar, seed=read.seed, n=read.n)
+    if read.detail:  # ADetailer's pass, as the picture had it (its prompt and strength only with its targets)
+        opts = dataclasses.replace(opts, detail=read.detail, detail_prompt=read.detail_prompt, detail_strength=read.detail_strength)
     return await submit(ctx, request, opts, parent=(job.id, None), notes=notes, inherited=read)
 
 

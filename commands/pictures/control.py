@@ -62,7 +62,7 @@ CONTROL_OPTIONS: tuple[Option, ...] = (
     LOW,
     HIGH,
     Option("control", "text", "More controls from the same picture, TYPE:WEIGHT, e.g. depth:0.5", example="depth:0.5", repeatable=True),
-    *(option for option in IMAGINE_OPTIONS if option.name not in ("strength", "tile")),
+    *(option for option in IMAGINE_OPTIONS if option.name not in ("strength", "tile", "draft")),
 )
 _UNIT = re.compile(r"^\s*([\w-]+)\s*(?::\s*([^\s,]+))?\s*$")
 

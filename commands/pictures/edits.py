@@ -24,7 +24,7 @@ from commands.jobs.options import ImagineOptions, InitImage, drawing_options, re
 from commands.jobs.sources import Source, find_source
 from commands.jobs.submit import submit
 from generation.models.families import family
-from generation.spec import OUTPAINT_MASK_BLUR, UPSCALE_METHODS, GenerationSpec
+from generation.spec import CODEFORMER_FIDELITY, OUTPAINT_MASK_BLUR, UPSCALE_METHODS, GenerationSpec
 
 # Image-relative options accepted by every edit that draws (they tune the diffusion model).
 DRAW_OPTIONS = drawing_options("no", "seed", "steps", "cfg", "sampler", "model", "strength", "vae")
@@ -66,9 +66,21 @@ PAN_OPTIONS: tuple[Option, ...] = (
     IMAGE,
     *DRAW_OPTIONS,
 )
+# CodeFormer's fidelity weight w: 0 restores the most (from its codebook), 1 keeps the most of the face.
+FIDELITY = Option(
+    "fidelity",
+    "float",
+    "How close to the original face CodeFormer stays: 0 restores the most, 1 keeps the most",
+    aliases=("w", "fidelity-weight", "codeformer-weight"),
+    bounds=(0.0, 1.0),
+    default=CODEFORMER_FIDELITY,
+    example="0.7",
+    applies="CodeFormer face models only",
+)
 FACEFIX_OPTIONS: tuple[Option, ...] = (
     IMAGE,
     Option("model", "text", "A configured face-restoration model (SDBOT_FACE_RESTORERS)", default="the first", example="gfpgan"),
+    FIDELITY,
 )
 PANS = {"left": "⬅", "right": "➡", "up": "⬆", "down": "⬇"}
 PAN_ALIASES = {
@@ -234,17 +246,19 @@ def pan_edit(ctx: Context, direction: str, opts: ImagineOptions) -> Edit:
     return Edit("outpaint", f"Pan {direction}", opts, shape)
 
 
-def facefix_edit(ctx: Context, model: str | None) -> Edit:
+def facefix_edit(ctx: Context, model: str | None, fidelity: float | None = None) -> Edit:
     s = ctx.settings
     if not s.face_restorers:
         raise UserError(
             "Face fix needs a face-restoration model, and none is configured here. An admin can set "
-            "SDBOT_FACE_RESTORERS (name=/path/to/GFPGANv1.4.safetensors; GFPGAN and RestoreFormer work)."
+            "SDBOT_FACE_RESTORERS (name=/path/to/GFPGANv1.4.safetensors; GFPGAN and RestoreFormer work, "
+            "CodeFormer where the admin installed spandrel_extra_arches)."
         )
     name = _configured(model, s.face_restorers, "face model", "SDBOT_FACE_RESTORERS") if model else next(iter(s.face_restorers))
 
     def shape(ctx: Context, spec: GenerationSpec, init: InitImage, notes: list[str]) -> dict[str, Any]:
-        return {"face_model": name, "width": init.width, "height": init.height, "strength": None}
+        # The fidelity is CodeFormer's: only the engine knows a model's architecture, and refuses it for others.
+        return {"face_model": name, "face_fidelity": fidelity, "width": init.width, "height": init.height, "strength": None}
 
     return Edit("facefix", "Face fix", ImagineOptions(), shape)
 
@@ -351,11 +365,15 @@ async def pan_command(ctx: Context, request: Request, args: str) -> list[Reply]:
 
 async def facefix_command(ctx: Context, request: Request, args: str) -> list[Reply]:
     flags = read_flags(request.options, args, FACEFIX_OPTIONS)
-    if flags.problems:
-        raise UserError(*flags.problems)
+    problems = list(flags.problems)
+    # Not given is None, not the declared default: the default is CodeFormer's, and other models take none.
+    given = flags.values.get("fidelity") is not None
+    fidelity = read_value(FIDELITY, flags.values, ctx.settings, problems, flags.written) if given else None
+    if problems:
+        raise UserError(*problems)
     if flags.text:
-        raise UserError("/facefix takes no text; pick a model with `--model NAME`.")
-    edit = facefix_edit(ctx, flags.values.get("model") or None)
+        raise UserError("/facefix takes no text; pick a model with `--model NAME` (and CodeFormer's `--fidelity 0–1`).")
+    edit = facefix_edit(ctx, flags.values.get("model") or None, fidelity)
     return await queue_edit(ctx, request, await find_source(ctx, request), edit)
 
 

@@ -1,6 +1,7 @@
-"""`/train`: people's own LoRAs, LyCORIS, DreamBooth LoRAs and embeddings, trained from chat.
+"""`/train`: people's own LoRAs, LyCORIS, DreamBooth LoRAs, embeddings and A1111 hypernetworks,
+trained from chat.
 
-    /train lora|loha|lokr|dreambooth|embedding NAME [--options]   with 3-40 pictures (or a .zip)
+    /train lora|loha|lokr|dreambooth|embedding|hypernetwork NAME [--options]   with 3-40 pictures (or a .zip)
     /train preview METHOD NAME [--options]                        the captions, nothing trained
     /train status                                                 your runs
 
@@ -8,7 +9,9 @@ The pictures are attachments (Discord: up to 10; Telegram: an album; console: `a
 a .zip with kohya-style `.txt` caption sidecars, or the pictures of the message this one replies
 to. They are checked (commands.training.data) before anything is stored; the run is a job on the
 same queue as the pictures (kind "train", behind drawing jobs), and its result is the person's
-private asset, used at once with `<lora:NAME:1>` (or NAME in a prompt, for an embedding).
+private asset, used at once with `<lora:NAME:1>` (NAME in a prompt, for an embedding;
+`<hypernet:NAME:1>` for a hypernetwork, which trains on SD 1.x and 2.x models only, and whose
+A1111 `.pt` comes with the result).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from commands.frame.offload import offload
 from commands.frame.types import Attachment, MessageTarget, Reply, Request
 from commands.jobs import render
 from commands.jobs.admission import asker, check_room, clock_text
+from commands.jobs.model_fit import HYPERNETWORK_FAMILIES
 from commands.jobs.options import MODEL, SEED, new_seed
 from commands.jobs.training_text import USAGE, preview_line, queued_text, run_line, spec_of
 from commands.training.data import Dataset, DatasetLimits, read_dataset
@@ -59,7 +63,7 @@ def _bounded(name: str, kind: Kind, help: str, default: str, **fields: Any) -> O
 # Defaults differ per method (METHOD_DEFAULTS); the declarations say so, `_spec` applies them.
 OPTIONS: tuple[Option, ...] = (
     Option("method", "choice", "What to train", choices=(*TRAIN_METHODS, "preview", "status"), positional=True, required=True),
-    Option("name", "text", "The new LoRA's or embedding's name", positional=True),
+    Option("name", "text", "The new LoRA's, embedding's or hypernetwork's name", positional=True),
     Option("steps", "int", "Training steps", bounds=lambda s: (1, s.train_max_steps), default="per method", example="400"),
     _bounded("rank", "int", "LoRA rank (dim)", "per method", aliases=("dim",), applies="LoRA methods"),
     _bounded("alpha", "float", "LoRA alpha", "per method", applies="LoRA methods"),
@@ -75,7 +79,7 @@ OPTIONS: tuple[Option, ...] = (
     _bounded("batch", "int", "Pictures per step", "1"),
     dataclasses.replace(SEED, bounds=(0, 2**32 - 1), help="Seed of the run"),
     dataclasses.replace(MODEL, help="The model to train on"),
-    Option("trigger", "text", "The word that calls it up in prompts", default="its name", applies="LoRA methods"),
+    Option("trigger", "text", "The word that calls it up in prompts", default="its name", applies="LoRA methods, hypernetwork"),
     Option(
         "captions",
         "choice",
@@ -273,6 +277,11 @@ def _spec(
         entry = ctx.registry.default
     elif (why := family(entry.family).why_not("train", entry.guessed_variant)) is not None:
         problems.append(f"Training can't use `{entry.display_name}`: {why}. Pick an SD model with `--model`.")
+    elif method == "hypernetwork" and entry.family not in HYPERNETWORK_FAMILIES:
+        problems.append(
+            f"A hypernetwork can't be trained on `{entry.display_name}`, which is {family(entry.family).label}: A1111's "
+            "hypernetworks change the inputs of an SD 1.x or 2.x UNet's attention. Pick such a model with `--model`."
+        )
 
     def number(key: str, default: Any) -> Any:
         """The declared option's value (its bounds checked), or `default`, this run's own."""
@@ -296,14 +305,16 @@ def _spec(
         problems.append('DreamBooth needs the class of what it learns: add `--class "a dog"` (or "a woman", "a car", ...).')
     if class_prompt and method != "dreambooth":
         problems.append("`--class` is for `/train dreambooth`.")
-    for key in ("rank", "alpha", "text_encoder") if embedding else ("vectors", "init_word"):
+    hypernetwork = method == "hypernetwork"
+    not_for = ("rank", "alpha", "text_encoder") if embedding else ("vectors", "init_word")
+    for key in ("rank", "alpha", "text_encoder", "vectors", "init_word") if hypernetwork else not_for:
         if key in values:
-            what = "a LoRA's (lora, loha, lokr, dreambooth)" if embedding else "an embedding's"
+            what = "a LoRA's (lora, loha, lokr, dreambooth)" if key in ("rank", "alpha", "text_encoder") else "an embedding's"
             problems.append(f"`{flags.written[key]}` is {what} option; leave it out for `/train {method}`.")
     seed = number("seed", new_seed())
     sample_every = number("sample_every", steps // 4 if steps >= 8 else 0)
-    rank = 0 if embedding else number("rank", defaults.rank)
-    alpha = 0 if embedding else number("alpha", defaults.alpha)
+    rank = 0 if embedding or hypernetwork else number("rank", defaults.rank)
+    alpha = 0 if embedding or hypernetwork else number("alpha", defaults.alpha)
     lr, batch, snr_gamma = number("lr", defaults.lr), number("batch", 1), number("snr_gamma", 0.0)
     class_images = number("class_images", DEFAULT_CLASS_IMAGES) if class_prompt else 0
     prior_weight = number("prior_weight", DEFAULT_PRIOR_WEIGHT) if class_prompt else 0

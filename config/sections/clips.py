@@ -40,6 +40,13 @@ class ClipSettings(BaseModel):
     )
     max_deforum_frames: int = Field(120, ge=2, description="Most frames of one `/deforum` run (each frame is an img2img pass).")
     max_clip_frames: int = Field(128, ge=2, description="Longest clip the Longer button may grow, in frames.")
+    max_clip_gpu_seconds: float | None = Field(
+        900.0,
+        gt=0,
+        description="The most GPU-seconds one `/video` clip (or one Extend of it) may take. Before queueing, a clip's "
+        "time is estimated from the last clips of its model (seconds per frame × pixel × step) and refused when "
+        "over; a clip that runs past it anyway is stopped and fails with a reply saying so. Empty: no limit.",
+    )
     default_fps: int = Field(8, ge=1, le=60, description="Frames per second of a clip without `--fps`.")
     max_fps: int = Field(30, ge=1, le=60, description="The most `--fps` takes.")
     max_clip_pixels: int = Field(

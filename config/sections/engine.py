@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
-from config.models import ControlNetEntry, IPAdapterEntry, ModelEntry, ModelRegistry
+from config.models import SINGLE_FILE_SUFFIXES, ControlNetEntry, IPAdapterEntry, ModelEntry, ModelRegistry
 from config.sections.parse import NamedFiles
+from generation.models.families import CACHE_CHOICES, FAMILIES, family, is_family
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
@@ -54,11 +55,78 @@ class ModelSettings(BaseModel):
         "sizes need none. Jobs with LoRAs run the UNet uncompiled (each LoRA combination would otherwise recompile "
         "the UNet), as do training runs; pixels may differ from uncompiled by rounding (a few of 255).",
     )
+    compile_blocks: bool = Field(
+        False,
+        description="Regional `torch.compile`: each of the denoiser's repeated blocks (a DiT's transformer blocks, a UNet's "
+        "transformer blocks) compiled in place, once per block class (diffusers' `compile_repeated_blocks`): seconds to "
+        "compile where a whole model takes a minute. Off by default (on a CPU it only costs compile time; on a GPU "
+        "`bench/gpu.py` shows the gain); ignored where `torch_compile` compiles the whole UNet.",
+    )
+    cache: str = Field(
+        "off",
+        description="The cache accelerator every picture job draws with unless `--fast` or the model's `cache` says "
+        "otherwise: `off`, `on` (each family's own: DeepCache on SD 1.x/2.x/SDXL, First Block Cache on FLUX.1 and "
+        "Qwen-Image, TaylorSeer on Chroma and FLUX.2, PAB on SD 3.5 and Z-Image), or a cache's name (`fbc`, "
+        "`taylorseer`, `magcache`, `pab`, `deepcache`: used on the families that take it). Faster, with a small change "
+        "in the picture (`bench/cache_cost.py`); recorded in the PNG parameters.",
+    )
     vaes: NamedFiles = Field(
         default_factory=dict,
         description="Named VAEs (`name=/path`, a diffusers folder, Hub id or single `.safetensors`; or a TOML table) "
         "for `--vae`, `/settings --vae` and a model's `vae`.",
     )
+    preview: Literal["off", "linear", "taesd"] = Field(
+        "linear",
+        description="Live previews in the status message while a picture or clip is drawn: `linear` (the model "
+        "family's fixed latent-to-RGB projection, blurry, nearly free), `taesd` (a tiny autoencoder per family from "
+        "`SDBOT_PREVIEW_MODELS`, sharper; `linear` for a family without one), `off`.",
+    )
+    preview_seconds: float = Field(
+        1.5, gt=0, description="Least time between two live previews of a job (the platforms' edit limits may space them more)."
+    )
+    preview_models: NamedFiles = Field(
+        default_factory=dict,
+        description="Tiny autoencoders for `SDBOT_PREVIEW=taesd`, by model family id (`sd1=/m/taesd,sdxl=/m/taesdxl,"
+        "flux=/m/taef1`): diffusers `AutoencoderTiny` folders (madebyollin's TAESD, TAESDXL, TAESD3, TAEF1), "
+        "`.safetensors` weights, nothing downloaded.",
+    )
+    draft: NamedFiles = Field(
+        default_factory=dict,
+        description="The fast path of `--draft` per model family, `family=what` pairs (or a TOML table): for sd1, sd2, "
+        "sdxl and qwen a few-step LoRA `.safetensors` file (LCM-LoRA, DMD2's 4-step LoRA; Qwen-Image-Lightning), read "
+        "as safetensors only and applied like a user's LoRA; for flux, flux2, sd3 and zimage the name of a distilled model "
+        "of the same family in the registry (FLUX.1-schnell, a distilled FLUX.2 Klein, SD 3.5 Large Turbo, Z-Image Turbo). "
+        "Each family declares the steps, CFG and sampler of its fast path. A family without one draws its drafts with a "
+        "third of the model's steps, and the reply says so. Drafts are drawn at half the size.",
+        json_schema_extra={"doc_default": "none: a third of the steps, at half the size"},
+    )
+
+    @field_validator("cache")
+    @classmethod
+    def _cache(cls, value: str) -> str:
+        if value.strip().lower() not in CACHE_CHOICES:
+            raise ValueError(f"SDBOT_CACHE: `{value}` is not one of {', '.join(CACHE_CHOICES)}")
+        return value.strip().lower()
+
+    @field_validator("draft")
+    @classmethod
+    def _draft(cls, value: dict[str, str]) -> dict[str, str]:
+        """Each key a family with a fast path, each value of the kind that family declares: a
+        `.safetensors` file (never a pickle) or a model's name (checked against the registry when
+        used: models added in chat count too)."""
+        for key, what in value.items():
+            found = family(key) if is_family(key) else None
+            if found is None or found.draft is None:
+                with_paths = ", ".join(f.id for f in FAMILIES if f.draft is not None)
+                raise ValueError(f"SDBOT_DRAFT: `{key}` is not a family with a fast path ({with_paths})")
+            is_file = what.lower().endswith(SINGLE_FILE_SUFFIXES)
+            if found.draft.source == "lora" and not what.lower().endswith(".safetensors"):
+                raise ValueError(
+                    f"SDBOT_DRAFT: {found.label}'s draft is a LoRA, a `.safetensors` file (pickles can run code); got `{what}`"
+                )
+            if found.draft.source == "model" and is_file:
+                raise ValueError(f"SDBOT_DRAFT: {found.label}'s draft is a distilled model: the name of one in SDBOT_MODELS, not a file")
+        return value
 
     def registry(self) -> ModelRegistry:
         return ModelRegistry.from_settings(self.model, self.models)
@@ -82,13 +150,26 @@ class HelperModelSettings(BaseModel):
     face_restorers: NamedFiles = Field(
         default_factory=dict,
         description="Face-restoration model files for `/facefix`, in the same form as `SDBOT_UPSCALERS`; the first is "
-        "the default. GFPGAN, RestoreFormer (`.safetensors`; CodeFormer needs spandrel_extra_arches, not installed).",
+        "the default. GFPGAN, RestoreFormer (`.safetensors`); CodeFormer too where the operator installed "
+        "spandrel_extra_arches (non-commercial licence: never installed by default; docs/deploy.md).",
     )
     face_detector: str | None = Field(
         None,
         description="A YuNet `.onnx` face detector file, more accurate than the Haar cascade shipped with OpenCV, "
         "which finds faces without it.",
         json_schema_extra={"doc_default": "OpenCV's Haar cascade"},
+    )
+    hand_detector: str | None = Field(
+        None,
+        description="A YOLOv8-style hand detector exported to ONNX (e.g. ADetailer's `hand_yolov8n` exported with "
+        "ultralytics' `export(format='onnx')`; never the `.pt` pickle), for `--detail hand`. None: `--detail hand` is "
+        "refused; OpenCV ships no hand detector.",
+    )
+    person_detector: str | None = Field(
+        None,
+        description="A YOLOv8-style person detector exported to ONNX (one class, e.g. `person_yolov8n`), for "
+        "`--detail person`; more accurate than OpenCV's built-in HOG people detector, which is used without it.",
+        json_schema_extra={"doc_default": "OpenCV's HOG people detector"},
     )
     segmenter: str | None = Field(
         None,

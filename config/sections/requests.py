@@ -31,6 +31,20 @@ class LimitSettings(BaseModel):
     max_queued_jobs_per_user: int = Field(
         5, ge=1, description="Jobs one person of the `default` role may have waiting or running (`trusted`: twice as many)."
     )
+    max_request_jobs: int = Field(
+        40,
+        ge=1,
+        le=1000,
+        description="Most jobs one request may queue: a prompt's permutations (`{red, blue} fox`) times `--repeat` (40, as "
+        "Midjourney's). Each job counts against the person's queue limits, and a request that would pass them is refused whole.",
+    )
+    max_compare_cells: int = Field(
+        16,
+        ge=1,
+        le=25,
+        description="Most cells of one `/compare` (its axes' values multiplied); at most 25, the U-buttons Discord shows "
+        "under one message. A comparison is one job, drawn and charged as its cells.",
+    )
 
 
 class DefaultSettings(BaseModel):

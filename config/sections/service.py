@@ -67,6 +67,13 @@ class WorkerSettings(BaseModel):
         description="A worker takes jobs for the model it has loaded before others (a model swap costs seconds), but a "
         "job that has waited this long goes first whatever its model, so no job starves. 0: the fair order alone.",
     )
+    overlap_outputs: bool = Field(
+        True,
+        description="A worker starts drawing the next job while the last one's pictures are encoded, scored, stored and "
+        "completed on other threads (at most one job's outputs at a time), so the GPU does not wait on them "
+        "(`bench/utilization.py` measures the GPU's busy share). A job is still completed only once its outputs are "
+        "stored. Off: each job ends before the next is claimed.",
+    )
 
 
 class OperationsSettings(BaseModel):

@@ -1,8 +1,8 @@
 """Users' LoRAs (kohya, diffusers, LoCon, LyCORIS LoHa and LoKr) and textual-inversion embeddings
 on a loaded pipeline, per job.
 
-LoRAs are peft adapters on the model's denoiser (the UNet; FLUX.1's and Chroma's transformer) and
-text encoder(s), named after the file's sha256 (`a_<sha[:16]>`), loaded ONCE per (model, file)
+LoRAs are peft adapters on the model's denoiser (the UNet; a DiT family's transformer, both experts
+of Wan 2.2 A14B) and text encoder(s), named after the file's sha256 (`a_<sha[:16]>`), loaded ONCE per (model, file)
 and kept across jobs; an LRU by memory (`budget_bytes`, the adapters' parameter bytes over all
 loaded models) deletes the least recently used with `delete_adapters`. The base model is never reloaded. Per job (`Adapters.applied`):
 exactly the job's adapters are active, each with its weight on UNet and text encoders as A1111
@@ -57,6 +57,7 @@ from config.models import ARCHITECTURE_NAMES
 from generation.assets.dit_adapters import family_state_dict, flux_state_dict
 from generation.assets.dit_loras import is_clip_only, is_flux_lora
 from generation.assets.family_loras import transformer_family
+from generation.assets.hypernetworks import Hypernetworks
 from generation.errors import EngineUserError
 from generation.models import families
 from generation.prompts.encoder import TextualInversion, textual_inversions
@@ -69,6 +70,7 @@ LABELS = {**ARCHITECTURE_NAMES, "sd1/sd2": "SD 1.x/2.x"}
 COMPONENTS = (
     ("unet", ("lora_unet_",)),
     ("transformer", ()),  # FLUX.1, Chroma: diffusers converts their names (generation.assets.dit_adapters)
+    ("transformer_2", ()),  # Wan 2.2 A14B's low-noise expert: a LoRA goes on both experts (_load_lora)
     ("text_encoder", ("lora_te_", "lora_te1_")),
     ("text_encoder_2", ("lora_te2_",)),
 )
@@ -239,6 +241,7 @@ class Adapters:
     def __init__(self, blobs: Any, budget_bytes: int = DEFAULT_BUDGET_BYTES):
         self.blobs = blobs
         self.budget_bytes = budget_bytes
+        self.hypernetworks = Hypernetworks(blobs)  # A1111 hypernetworks, on the UNet for a job
         self._entries: OrderedDict[tuple[int, str], _Entry] = OrderedDict()  # (id(denoiser), name), oldest first
         self.loads = 0
         self.hits = 0
@@ -265,15 +268,15 @@ class Adapters:
         extra: dict[str, float] | None = None,
         denoiser: str | None = None,
     ) -> Iterator[None]:
-        """The job's LoRAs active with their weights (and no other), and its embeddings known to
-        the prompt encoder, for the block; every adapter disabled after it. `extra`: adapters
+        """The job's LoRAs active with their weights (and no other), its embeddings known to
+        the prompt encoder and its hypernetworks on the UNet, for the block; every adapter disabled after it. `extra`: adapters
         already on the pipeline that the job uses too, by name and weight (a clip's camera moves,
         generation.models.motion); they are not counted against the budget or evicted here.
         `denoiser`: the model family's denoiser component ("unet", "transformer"), where known."""
         model = model or spec.model
         key = id(denoiser_of(pipe, denoiser))
         weights: dict[str, float] = dict(extra or {})
-        for ref in spec.loras:  # the same file twice adds up, as A1111 applies it twice
+        for ref in spec.drawn_loras:  # the same file twice adds up, as A1111 applies it twice (a draft's LoRA last)
             name = self._ensure(pipe, model, ref, keep={(key, n) for n in weights}, denoiser=denoiser)
             weights[name] = weights.get(name, 0.0) + ref.weight
         self._evict(self.budget_bytes, keep={(key, n) for n in weights})
@@ -282,7 +285,7 @@ class Adapters:
             pipe.set_adapters(list(weights), adapter_weights=list(weights.values()))
         self._enable(pipe, bool(weights))
         try:
-            with textual_inversions(embeddings):
+            with textual_inversions(embeddings), self.hypernetworks.applied(pipe, spec.hypernetworks):
                 yield
         finally:
             self._enable(pipe, False)
@@ -418,6 +421,11 @@ def _load_lora(pipe: Any, state_dict: dict[str, torch.Tensor], name: str) -> Non
     transformers_logging.set_verbosity_error()  # its load report lists the other adapters as "missing"
     try:
         pipe.load_lora_weights(dict(state_dict), adapter_name=name)
+        if getattr(pipe, "transformer_2", None) is not None:
+            # Wan 2.2 A14B draws the high-noise steps with `transformer` and the rest with
+            # `transformer_2` (the same architecture): the LoRA goes on both, as people load a Wan
+            # LoRA on both experts in ComfyUI. diffusers loads one at a time.
+            pipe.load_lora_weights(dict(state_dict), adapter_name=name, load_into_transformer_2=True)
     finally:
         transformers_logging.set_verbosity(verbosity)
 

@@ -1,6 +1,6 @@
 """A LoRA file onto a DiT pipeline (generation.assets.adapters calls this for models whose
 denoiser is a transformer): FLUX.1's files onto FLUX.1 or Chroma (`flux_state_dict`, most of this
-module), and SD 3.5, Qwen-Image, Z-Image and FLUX.2 files onto their family (`family_state_dict`:
+module), and SD 3.5, Qwen-Image, Z-Image, FLUX.2, Wan and LTX-Video files onto their family (`family_state_dict`:
 the family's own diffusers loader converts the file (SD 3.5's kohya/ComfyUI names, which it does
 not convert, `generation.assets.dit_convert` does); text-encoder layers are taken out, alphas left
 by the conversion are folded into the up weights, and every layer is checked as below).
@@ -43,6 +43,8 @@ from generation.models.dit_shapes import FLUX_WIDTH
 from generation.spec import AssetRef
 
 _ZIMAGE_OUT = re.compile(r"\.attention\.out\.(?=lora_)")
+_LTX_NAMES = {"patchify_proj": "proj_in", "adaln_single": "time_embed"}
+_LTX_ORIGINAL = re.compile(r"(?<=^diffusion_model\.)(patchify_proj|adaln_single)(?=\.)")
 _TRANSFORMER_PREFIXES = ("transformer.", "diffusion_model.", "lora_unet_")
 _T5_PREFIXES = ("lora_te2_", "lora_te3_", "text_encoders.t5xxl.")
 _COMFY_PREFIXES = ("diffusion_model.", "text_encoders.clip_l.transformer.")
@@ -101,6 +103,8 @@ def family_state_dict(
     left_out = len({key.rsplit(".lora", 1)[0].rsplit(".alpha", 1)[0] for key in state_dict if key not in transformer_keys})
     if family == "zimage":  # ComfyUI's `attention.out`, which diffusers renames only in lora_down/lora_up files
         transformer_keys = {_ZIMAGE_OUT.sub(".attention.to_out.0.", key): tensor for key, tensor in transformer_keys.items()}
+    if family == "ltx":  # LTX-Video's own names of two layers, which diffusers renames for LTX-2 files only
+        transformer_keys = {_LTX_ORIGINAL.sub(lambda m: _LTX_NAMES[m[1]], key): tensor for key, tensor in transformer_keys.items()}
     if family == "sd3" and not all(key.startswith("transformer.") for key in transformer_keys):
         # kohya/ComfyUI names (SAI's blocks): diffusers converts them for no SD 3.5 loader
         try:
@@ -110,7 +114,21 @@ def family_state_dict(
     converted = pipe.lora_state_dict(transformer_keys)
     converted = {(k if k.startswith("transformer.") else f"transformer.{k}"): v for k, v in converted.items()}
     kept, lacking = _checked(pipe, _fold_alphas(converted), {}, ref, model, label)
-    return kept, left_out + lacking
+    return _with_zero_biases(kept), left_out + lacking
+
+
+def _with_zero_biases(layers: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Where some layers carry a bias offset (Wan's `diff_b`, loaded as `lora_B.bias`), a zero one
+    on the others: peft then gives every layer a bias, and diffusers 0.42.1 (loading LoRAs on the
+    meta device) leaves the biases missing from the file on the meta device, where the first step
+    fails."""
+    if not any(key.endswith(".lora_B.bias") for key in layers):
+        return layers
+    filled = dict(layers)
+    for key, up in layers.items():
+        if key.endswith(".lora_B.weight"):
+            filled.setdefault(key.replace(".lora_B.weight", ".lora_B.bias"), up.new_zeros(up.shape[0]))
+    return filled
 
 
 def _fold_alphas(converted: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

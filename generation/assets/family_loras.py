@@ -1,9 +1,11 @@
-"""LoRA files for SD 3.5, Qwen-Image, Z-Image and FLUX.2, recognised from their safetensors header
-alone (torch-free; `generation.assets.files` asks this module before `dit_loras`, which does FLUX.1).
+"""LoRA files for SD 3.5, Qwen-Image, Z-Image, FLUX.2, Wan and LTX-Video, recognised from their
+safetensors header alone (torch-free; `generation.assets.files` asks this module before `dit_loras`,
+which does FLUX.1).
 
 The engine loads them through the family's own diffusers loader (`SD3LoraLoaderMixin`,
-`QwenImageLoraLoaderMixin`, `ZImageLoraLoaderMixin`, `Flux2LoraLoaderMixin`), which converts the
-formats people publish; this module accepts what those converters take:
+`QwenImageLoraLoaderMixin`, `ZImageLoraLoaderMixin`, `Flux2LoraLoaderMixin`,
+`WanLoraLoaderMixin`, `LTXVideoLoraLoaderMixin`), which converts the formats people publish; this
+module accepts what those converters take:
 - diffusers/peft (ai-toolkit, SimpleTuner, musubi-tuner exports, diffusers' `save_lora_weights`):
   `transformer.<diffusers module>.lora_A.weight` / `.lora_B.weight` (optional `.alpha`);
 - ComfyUI/ai-toolkit: `diffusion_model.<module>.lora_A.weight` (or `lora_down`/`lora_up`), with
@@ -12,6 +14,12 @@ formats people publish; this module accepts what those converters take:
 - kohya: `lora_unet_<module, `_` for `.`>.lora_down.weight` / `.lora_up.weight` / `.alpha`.
 - SD 3.5's kohya and ComfyUI files name SAI's blocks (`joint_blocks.0.x_block.attn.qkv`), which
   diffusers 0.42.1 does not convert for a LoRA: `generation.assets.dit_convert` does.
+- Wan's ComfyUI files name Wan's own modules (`diffusion_model.blocks.0.self_attn.q`, `ffn.0`,
+  `cross_attn.k_img`), musubi-tuner's are kohya-style (`lora_unet_blocks_0_self_attn_q`, with an
+  alpha for every layer); both may carry `.diff_b` bias offsets (lightx2v, CausVid), which diffusers
+  loads as LoRA biases, and `.diff` offsets of norm layers, which it drops (so they are left out and
+  counted here). LTX-Video's ComfyUI files are diffusers' names under `diffusion_model.`; diffusers
+  converts no kohya file for LTX-Video, so those are refused with the reason.
 Text-encoder layers are left out (these loaders load the transformer alone; SD 3.5's
 CLIP layers are not checked here, so they are left out too), and the upload reply says how many.
 DoRA and LyCORIS files are refused: the loaders would drop DoRA's part, and LyCORIS is not handled
@@ -39,17 +47,28 @@ from generation.assets.dit_loras import check_pair
 from generation.assets.fit import layer_of
 from generation.assets.safetensors_header import AssetError, TensorEntry, quote
 
-FAMILIES = ("sd3", "qwen", "zimage", "flux2")
+FAMILIES = ("sd3", "qwen", "zimage", "flux2", "wan", "ltx")
 _KEY = re.compile(
     r"(?P<prefix>transformer\.|diffusion_model\.|lora_unet_|text_encoders?(?:_\d)?\.|lora_te\d?_)(?P<module>.+?)"
     r"\.(?P<suffix>lora_A\.weight|lora_B\.weight|lora_down\.weight|lora_up\.weight|alpha|dora_scale|lora_magnitude_vector"
-    r"|(?:hada|lokr)_[a-z0-9_]+|lora_B\.bias)"
+    r"|(?:hada|lokr)_[a-z0-9_]+|lora_B\.bias|diff_b|diff)"
 )
 _FORMATS = {"transformer.": "diffusers", "diffusion_model.": "comfyui", "lora_unet_": "kohya"}
 _ROLES = {"lora_A.weight": "down", "lora_down.weight": "down", "lora_B.weight": "up", "lora_up.weight": "up", "alpha": "alpha"}
+_BIASES = ("diff_b", "lora_B.bias")  # a layer's bias offset (Wan's lightx2v and CausVid LoRAs)
 
 # What names a family (the module, as the file writes it, `.` or `_`).
 _MARKS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    # Wan's blocks are `blocks.N` (diffusers' and its own names); LTX-Video's self-attention is
+    # `attn1` (before SD 3.5, whose second attention is `attn2` as LTX-Video's cross-attention is).
+    (
+        "wan",
+        re.compile(
+            r"^blocks[._]\d+[._](?:attn[12]|ffn|self_attn|cross_attn)[._]|^condition_embedder[._]"
+            r"|^(?:head[._]head|time_projection|text_embedding|time_embedding|img_emb)(?:[._]|$)"
+        ),
+    ),
+    ("ltx", re.compile(r"^transformer_blocks[._]\d+[._]attn1[._]|^(?:patchify_proj|adaln_single|caption_projection)(?:[._]|$)")),
     # first: SAI's names include a `t_embedder`, as Z-Image's do
     ("sd3", re.compile(r"^(?:joint_blocks|y_embedder)[._]|^transformer_blocks[._]\d+[._]attn2[._]")),
     (
@@ -83,7 +102,7 @@ _FLUX2_RATIOS = (
 )
 # Only joint-block attention and MLPs in diffusers' names: several families have those.
 _JOINT = re.compile(r"^transformer_blocks[._]\d+[._](?:attn[._]|ff(?:_context)?[._]net|norm1)")
-_ATTENTION_IN = re.compile(r"[._]attn[._](?:to_[qkv]|add_[qkv]_proj)$|[._]attention[._]to_q$")
+_ATTENTION_IN = re.compile(r"[._]attn1?[._](?:to_[qkv]|add_[qkv]_proj)$|[._]attention[._]to_q$|[._]self_attn[._][qkv]$")
 # SD 3.5's own inner widths: Medium (24 x 64) and Large (38 x 64).
 SD3_WIDTHS = (1536, 2432)
 
@@ -141,7 +160,7 @@ def family_lora(shown: str, tensors: dict[str, TensorEntry]) -> dict[str, Any] |
         return None
     label = ARCHITECTURE_NAMES.get(family, "a transformer model") if family != "open" else "a transformer model"
     modules: dict[str, _Module] = {}
-    left_out = set()
+    left_out: set[tuple[str, str]] = set()  # (what it is, its name)
     formats = set()
     for key, entry in tensors.items():
         match = _KEY.fullmatch(key)
@@ -152,7 +171,7 @@ def family_lora(shown: str, tensors: dict[str, TensorEntry]) -> dict[str, Any] |
             )
         prefix, module, suffix = match["prefix"], match["module"], match["suffix"]
         if prefix not in _FORMATS:
-            left_out.add(f"{prefix}{module}")  # a text encoder's layer
+            left_out.add(("text-encoder", f"{prefix}{module}"))
             continue
         if suffix in ("dora_scale", "lora_magnitude_vector"):
             raise AssetError(
@@ -160,11 +179,16 @@ def family_lora(shown: str, tensors: dict[str, TensorEntry]) -> dict[str, Any] |
             )
         if suffix.startswith(("hada_", "lokr_")):
             raise AssetError(f"{shown} is a LyCORIS (LoHa/LoKr) file for {label}; sdbot takes plain LoRAs for {label}.")
-        if suffix not in _ROLES:
+        if suffix == "diff" and family == "wan" and "norm" in module:
+            left_out.add(("norm", module))  # a norm layer's offset, which diffusers' Wan loader drops
+            continue
+        if suffix in _BIASES and family == "wan":
+            suffix = "bias"  # loaded as the LoRA's bias (lora_B.bias)
+        elif suffix not in _ROLES:
             raise AssetError(f"{shown} holds {quote(key)}, a kind of LoRA weight sdbot does not load for {label}.")
         formats.add(_FORMATS[prefix])
         found = modules.setdefault(module, _Module(prefix, module))
-        role = _ROLES[suffix]
+        role = _ROLES.get(suffix, suffix)
         if role in found.parts:
             raise AssetError(f"{shown} is damaged: layer {quote(module)} has two {role} weights.")
         found.parts[role] = entry
@@ -173,7 +197,17 @@ def family_lora(shown: str, tensors: dict[str, TensorEntry]) -> dict[str, Any] |
     if not modules:
         raise AssetError(f"{shown} changes only text encoders, and {label} LoRAs load onto its transformer alone.")
     (fmt,) = formats
+    if family == "ltx" and fmt == "kohya":
+        raise AssetError(
+            f"{shown} is a kohya-style LoRA for {label}, which diffusers does not convert. Upload it in diffusers' "
+            "(`transformer.…lora_A.weight`) or ComfyUI's (`diffusion_model.…`) format."
+        )
     for module in modules.values():
+        if set(module.parts) == {"bias"}:
+            raise AssetError(
+                f"{shown} holds only a bias offset for layer {quote(module.name)}, without its LoRA weights; sdbot loads "
+                f"{label} LoRA layers with their down and up weights."
+            )
         check_pair(shown, module.name, module.parts)
     layers = tuple(layer for m in modules.values() if (layer := layer_of("transformer", m.name, m.parts)) is not None)
     return {
@@ -185,6 +219,7 @@ def family_lora(shown: str, tensors: dict[str, TensorEntry]) -> dict[str, Any] |
         "layers": layers,
         "transformer_width": _width(modules.values()),
         "left_out": len(left_out),
+        "left_out_what": " and ".join(sorted({kind for kind, _ in left_out})) or "text-encoder",
     }
 
 

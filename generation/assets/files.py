@@ -46,6 +46,7 @@ from generation.assets.dit_loras import FORMAT_NAMES as DIT_FORMAT_NAMES
 from generation.assets.dit_loras import flux_lora
 from generation.assets.family_loras import family_lora
 from generation.assets.fit import Claim, FileLayer, context_widths, layer_of, made_for, metadata_claim, text_encoder_widths
+from generation.assets.hypernetwork_files import check_shapes, read_pt, structure_of, to_safetensors, widths_of
 from generation.assets.safetensors_header import (
     CONVERT_ADVICE,
     FLOAT_DTYPES,
@@ -59,7 +60,9 @@ from generation.assets.safetensors_header import (
 )
 from generation.errors import PICKLE_SUFFIXES
 
-AssetKind = Literal["lora", "embedding"]
+AssetKind = Literal["lora", "embedding", "hypernetwork"]
+# The text widths that name a hypernetwork's model (the cross-attention context it changes).
+HYPERNETWORK_CONTEXTS = {768: "sd1", 1024: "sd2"}
 
 # --- limits ---------------------------------------------------------------------------------------
 MAX_EMBEDDING_VECTORS = 75  # one prompt chunk; an embedding with more could never be used whole
@@ -123,6 +126,8 @@ class AssetInfo:
     claim: Claim | None = None  # what its metadata says it was made for
     transformer_width: int | None = None  # DiT LoRAs: the transformer's inner width (3072 for FLUX.1)
     left_out: int = 0  # DiT LoRAs: text-encoder layers, which are not loaded (dit_loras, family_loras)
+    left_out_what: str = "T5"  # what those layers are, in the upload reply ("text-encoder", "norm")
+    widths: tuple[int, ...] = ()  # hypernetworks: the attention input widths it changes
 
     @property
     def made_for(self) -> str | None:
@@ -164,7 +169,7 @@ class AssetInfo:
             where = {"unet": "UNet", "transformer": "transformer", "te1": "text encoder", "te2": "text encoder 2"}
             parts.append(f"{self.modules} layers ({', '.join(where[c] for c in self.components)})")
             if self.left_out:
-                parts.append(f"{self.left_out} T5 layers left out (diffusers does not load them)")
+                parts.append(f"{self.left_out} {self.left_out_what} layers left out (diffusers does not load them)")
         else:
             parts.append(f"{self.vectors} vector{'s' if self.vectors != 1 else ''}")
         parts.append(_megabytes(self.size))
@@ -261,7 +266,7 @@ class _Module:
 def inspect_asset(data: bytes, filename: str, *, kind: AssetKind, max_bytes: int, max_tensors: int = MAX_TENSORS) -> AssetInfo:
     """What an uploaded file is, checked from its bytes alone; AssetError (with a message for the
     user) when sdbot will not use it as a `kind`."""
-    if kind not in ("lora", "embedding"):
+    if kind not in ("lora", "embedding", "hypernetwork"):
         raise ValueError(f"unknown asset kind {kind!r}")
     shown = quote(filename)
     lowered = filename.lower()
@@ -277,9 +282,11 @@ def inspect_asset(data: bytes, filename: str, *, kind: AssetKind, max_bytes: int
         try:
             header = read_header(data, filename, max_tensors=max_tensors)
         except AssetError:
+            what = {"lora": "LoRAs and LyCORIS files", "embedding": "embeddings"}.get(kind)
             raise AssetError(
-                f"{shown} is not a .safetensors file. Upload "
-                f"{'LoRAs and LyCORIS files' if kind == 'lora' else 'embeddings'} as .safetensors files."
+                f"{shown} is not a .safetensors file. Upload {what} as .safetensors files."
+                if what
+                else f"{shown} is neither an A1111 hypernetwork (.pt) nor a .safetensors file."
             ) from None
     if len(data) > max_bytes:
         raise AssetError(
@@ -301,6 +308,8 @@ def _classify(
     shown: str, kind: AssetKind, tensors: dict[str, TensorEntry], metadata: dict[str, str], *, size: int, sha256: str
 ) -> AssetInfo:
     triggers, title = metadata_hints(metadata)
+    if kind == "hypernetwork" or structure_of(metadata, shown) is not None:
+        return _hypernetwork(shown, kind, tensors, metadata, size=size, sha256=sha256)
     common = {
         "tensors": len(tensors),
         "size": size,
@@ -357,6 +366,47 @@ def _classify(
         f"{shown} is not a LoRA, LyCORIS (LoHa/LoKr) or embedding file sdbot knows "
         f"(its first tensor is {quote(next(iter(tensors)))}). sdbot takes kohya/LoCon, diffusers/peft, "
         "LoHa and LoKr LoRAs, and A1111, kohya SDXL and diffusers embeddings."
+    )
+
+
+def prepare_upload(data: bytes, filename: str, *, kind: AssetKind, max_bytes: int) -> tuple[AssetInfo, bytes]:
+    """What an upload is, and the bytes to store for it: the file itself, or, for an A1111
+    hypernetwork `.pt`, its `.safetensors` form (read without running code: hypernetwork_files)."""
+    if kind == "hypernetwork" and filename.lower().endswith(".pt"):
+        if len(data) > max_bytes:
+            raise AssetError(f"{quote(filename)} is {_megabytes(len(data))}, over the {_megabytes(max_bytes)} limit for uploads.")
+        data = to_safetensors(read_pt(data, quote(filename)))
+        filename = filename[: -len(".pt")] + SAFETENSORS_SUFFIX
+    return inspect_asset(data, filename, kind=kind, max_bytes=max_bytes), data
+
+
+def _hypernetwork(
+    shown: str, kind: AssetKind, tensors: dict[str, TensorEntry], metadata: dict[str, str], *, size: int, sha256: str
+) -> AssetInfo:
+    structure = structure_of(metadata, shown)
+    if structure is None:
+        raise AssetError(
+            f"{shown} is not a hypernetwork: upload A1111's .pt file as it is (sdbot reads it without running it), "
+            "or the .safetensors `/hypernetwork download` gives."
+        )
+    if kind != "hypernetwork":
+        raise AssetError(f"{shown} is a hypernetwork, not a {kind}. Upload it with `/hypernetwork upload`.")
+    check_shapes({key: tuple(entry.shape) for key, entry in tensors.items()}, structure, shown)
+    widths = widths_of(list(tensors))
+    context = next((width for width in widths if width in HYPERNETWORK_CONTEXTS), None)
+    return AssetInfo(
+        kind="hypernetwork",
+        format="a1111-hypernetwork",
+        architecture=HYPERNETWORK_CONTEXTS.get(context or 0),
+        rank=None,
+        tensors=len(tensors),
+        size=size,
+        sha256=sha256,
+        modules=len(widths),
+        components=("unet",),
+        context_width=context,
+        widths=widths,
+        title=metadata.get("name"),
     )
 
 

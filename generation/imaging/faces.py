@@ -4,13 +4,22 @@ Detection (`FaceDetector`) uses OpenCV: by default the Haar cascade that ships i
 opencv wheel (no download, but it misses turned, small or stylised faces), or YuNet
 (`cv2.FaceDetectorYN`) when given its ONNX file, which is far more accurate.
 
-Restoration models (GFPGAN v1.x, RestoreFormer) load through spandrel's architecture detection,
-from `.safetensors` only. They take a 512x512 face and return one; how they must be fed differs:
-spandrel 0.4.2 feeds GFPGAN its [0, 1] input unchanged and clamps the output to [0, 1], but
-GFPGAN (like CodeFormer) was trained on [-1, 1] images (its own inference normalises with mean
-and std 0.5), so through spandrel's call a real GFPGAN gets the wrong range and loses the dark half
-of its output. We call GFPGAN's module directly in [-1, 1]; RestoreFormer's spandrel wrapper does
+Restoration models (GFPGAN v1.x, RestoreFormer; CodeFormer where the operator installed
+spandrel_extra_arches) load through spandrel's architecture detection, from `.safetensors` only.
+They take a 512x512 face and return one; how they must be fed differs: spandrel 0.4.2 feeds
+GFPGAN its [0, 1] input unchanged and clamps the output to [0, 1], but GFPGAN (like CodeFormer)
+was trained on [-1, 1] images (its own inference normalises with mean and std 0.5), so through
+spandrel's call a real GFPGAN gets the wrong range and loses the dark half of its output. We call GFPGAN's module directly in [-1, 1]; RestoreFormer's spandrel wrapper does
 the [-1, 1] round trip itself and is used as is.
+
+CodeFormer's code and weights are under the S-Lab License 1.0 (non-commercial use only), so sdbot
+does not install spandrel_extra_arches, which carries it; without it a CodeFormer file is refused
+with what to install and why it is not included. With it, only its CodeFormer architecture is used
+(from a registry of its own: the global spandrel registry, and so what upscaler files are
+recognised as, stays as it was). Its spandrel wrapper feeds [0, 1] and always passes fidelity 0.5;
+CodeFormer's own inference feeds [-1, 1] (mean and std 0.5) and passes `w`, so we call the module
+directly, as for GFPGAN, with the job's fidelity (`forward(x, weight=w)` in spandrel_extra_arches
+0.2; w = 0 skips the encoder features' fusion altogether, as in CodeFormer's code).
 
 `restore_faces` crops a padded square around each box (reflected where it leaves the image),
 restores it at the model's size, and blends it back through a mask that fades to zero at the
@@ -31,12 +40,15 @@ import torch
 from PIL import Image
 
 from generation.errors import PICKLE_SUFFIXES, JobCancelled, ModelLoadError
+from generation.spec import CODEFORMER_FIDELITY
 
 log = logging.getLogger(__name__)
 
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
-# Keys spandrel_extra_arches uses to recognise CodeFormer (not installed: see load_face_restorer).
+# Keys spandrel_extra_arches uses to recognise CodeFormer (with quantize.embedding.weight and
+# encoder.blocks.0.weight, which other VQ models share); its package is the operator's to install.
 CODEFORMER_KEYS = {"position_emb", "idx_pred_layer.1.weight", "ft_layers.0.self_attn.in_proj_weight"}
+CODEFORMER_PACKAGE = "spandrel_extra_arches"
 # One key each that spandrel's GFPGAN and RestoreFormer detection require.
 FACE_MARKER_KEYS = {"stylegan_decoder.style_mlp.1.weight", "quantize.embedding.weight"}
 
@@ -104,23 +116,31 @@ class FaceDetector:
         return sorted(boxes, key=lambda box: box.width * box.height, reverse=True)
 
 
-def _call_gfpgan(descriptor: Any, x: torch.Tensor) -> torch.Tensor:
+def _call_gfpgan(descriptor: Any, x: torch.Tensor, fidelity: float) -> torch.Tensor:
     # [-1, 1] in and out (see the module docstring). return_rgb=False skips intermediate images
     # nobody reads; the stored noise buffers (instead of fresh noise) make a restore repeatable.
     out = descriptor.model(x * 2 - 1, return_rgb=False, randomize_noise=False)[0]
     return ((out + 1) / 2).clamp_(0, 1)
 
 
-def _call_spandrel(descriptor: Any, x: torch.Tensor) -> torch.Tensor:
+def _call_spandrel(descriptor: Any, x: torch.Tensor, fidelity: float) -> torch.Tensor:
     return descriptor(x)  # [0, 1] in and out; the wrapper normalises for the model
 
 
-# Architecture id -> (input side, how to call it). Only architectures whose calling convention
-# was checked against their source are accepted.
-_FACE_MODELS: dict[str, tuple[int, Callable[[Any, torch.Tensor], torch.Tensor]]] = {
+def _call_codeformer(descriptor: Any, x: torch.Tensor, fidelity: float) -> torch.Tensor:
+    # [-1, 1] in and out, and the fidelity weight w (see the module docstring).
+    out = descriptor.model(x * 2 - 1, weight=fidelity)[0]
+    return ((out + 1) / 2).clamp_(0, 1)
+
+
+# Architecture id -> (input side, how to call it with a fidelity weight, which only CodeFormer
+# reads). Only architectures whose calling convention was checked against their source are accepted.
+_FACE_MODELS: dict[str, tuple[int, Callable[[Any, torch.Tensor, float], torch.Tensor]]] = {
     "GFPGAN": (512, _call_gfpgan),
     "RestoreFormer": (512, _call_spandrel),
+    "CodeFormer": (512, _call_codeformer),
 }
+FIDELITY_MODELS = frozenset({"CodeFormer"})  # the architectures `--fidelity` applies to
 
 
 @dataclass
@@ -130,16 +150,23 @@ class FaceRestorer:
     size: int  # the square side the model expects
     descriptor: Any  # spandrel's ImageModelDescriptor
 
+    @property
+    def takes_fidelity(self) -> bool:
+        return self.architecture in FIDELITY_MODELS
+
     @torch.inference_mode()
-    def restore(self, face: Image.Image) -> Image.Image:
-        """A square face crop in, the restored crop (same size) out."""
+    def restore(self, face: Image.Image, *, fidelity: float | None = None) -> Image.Image:
+        """A square face crop in, the restored crop (same size) out. `fidelity` is CodeFormer's w
+        (None: its default, CODEFORMER_FIDELITY); other models take none."""
+        if fidelity is not None and not self.takes_fidelity:
+            raise ValueError(f"{self.architecture} takes no fidelity weight")
         original_size = face.size
         face = face.convert("RGB")
         if face.size != (self.size, self.size):
             face = face.resize((self.size, self.size), Image.Resampling.LANCZOS)
         x = torch.from_numpy(np.array(face)).permute(2, 0, 1)[None]
         x = x.to(self.descriptor.device, self.descriptor.dtype) / 255.0
-        out = _FACE_MODELS[self.architecture][1](self.descriptor, x)
+        out = _FACE_MODELS[self.architecture][1](self.descriptor, x, CODEFORMER_FIDELITY if fidelity is None else fidelity)
         pixels = (out[0].permute(1, 2, 0).float().cpu().numpy() * 255.0).round().astype(np.uint8)
         restored = Image.fromarray(pixels)
         if restored.size != original_size:
@@ -169,18 +196,14 @@ def load_face_restorer(path: str | Path, device: torch.device, dtype: torch.dtyp
             keys = {key.removeprefix("module.").removeprefix("netG.") for key in handle.keys()}  # noqa: SIM118 - safe_open is not iterable
     except (SafetensorError, OSError) as error:
         raise ModelLoadError(f"`{path}` is not a readable .safetensors file ({error}).") from error
-    if keys >= CODEFORMER_KEYS:
-        raise ModelLoadError(
-            f"`{path.name}` is a CodeFormer model. CodeFormer needs spandrel_extra_arches (its licence is "
-            "non-commercial), which sdbot does not install; use GFPGAN v1.4 or RestoreFormer instead."
-        )
+    registry = _codeformer_registry(path.name) if keys >= CODEFORMER_KEYS else spandrel.MAIN_REGISTRY
     not_face = ModelLoadError(f"`{path.name}` is not a face restoration model spandrel recognises (GFPGAN v1.x or RestoreFormer).")
     if not keys & FACE_MARKER_KEYS:
         raise not_face  # e.g. an SD checkpoint: refuse before reading gigabytes
     try:
         # Read onto the CPU and move once: spandrel builds the module on the CPU anyway, so reading
         # straight onto a GPU would only copy the weights there and back.
-        descriptor = spandrel.ModelLoader(device="cpu").load_from_file(path)
+        descriptor = spandrel.ModelLoader(device="cpu", registry=registry).load_from_file(path)
     except spandrel.UnsupportedModelError:
         raise not_face from None
     except Exception as error:  # e.g. GFPGAN keys with other shapes (an older, incompatible variant)
@@ -191,12 +214,40 @@ def load_face_restorer(path: str | Path, device: torch.device, dtype: torch.dtyp
             f"`{path.name}` is a {architecture} model ({descriptor.purpose}), not a face restoration model. "
             f"Face models: {', '.join(_FACE_MODELS)}."
         )
-    # Neither model runs in float16 (spandrel marks them so); they are small, so use float32 then.
-    if (dtype == torch.float16 and not descriptor.supports_half) or (dtype == torch.bfloat16 and not descriptor.supports_bfloat16):
+    # None of them runs in float16 (spandrel marks them so); they are small, so use float32 then.
+    # CodeFormer is marked as running in bfloat16 but does not: spandrel_extra_arches 0.2 multiplies
+    # float32 one-hot codes by the bfloat16 codebook (get_codebook_feat), which raises.
+    if (
+        (dtype == torch.float16 and not descriptor.supports_half)
+        or (dtype == torch.bfloat16 and not descriptor.supports_bfloat16)
+        or (dtype != torch.float32 and architecture == "CodeFormer")
+    ):
         log.info("%s does not run in %s; using float32", architecture, dtype)
         dtype = torch.float32
     descriptor.to(device=device, dtype=dtype).eval()
     return FaceRestorer(name or path.stem, architecture, _FACE_MODELS[architecture][0], descriptor)
+
+
+def _codeformer_registry(file_name: str) -> Any:
+    """A spandrel registry holding spandrel_extra_arches' CodeFormer alone; a ModelLoadError that
+    says what to install, and why sdbot does not, when the package is missing."""
+    import spandrel
+
+    try:
+        from spandrel_extra_arches import EXTRA_REGISTRY
+    except ImportError:
+        raise ModelLoadError(
+            f"`{file_name}` is a CodeFormer model, which needs the Python package {CODEFORMER_PACKAGE}. sdbot does not "
+            "install it: it carries CodeFormer, whose licence (S-Lab License 1.0, for the code and the weights) allows "
+            f"non-commercial use only. An admin whose use is non-commercial can `pip install {CODEFORMER_PACKAGE}` into "
+            "the bot's environment and restart the worker; otherwise use GFPGAN v1.4 or RestoreFormer."
+        ) from None
+    support = EXTRA_REGISTRY.get("CodeFormer")
+    if support is None:  # a future version that moved or renamed it
+        raise ModelLoadError(f"`{file_name}` is a CodeFormer model, and this {CODEFORMER_PACKAGE} has no CodeFormer architecture.")
+    registry = spandrel.ArchRegistry()
+    registry.add(support)
+    return registry
 
 
 def expand_box(box: FaceBox, padding: float) -> FaceBox:
@@ -227,10 +278,12 @@ def restore_faces(
     *,
     strength: float = 1.0,
     padding: float = 0.3,
+    fidelity: float | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> Image.Image:
     """Restore each face in `boxes` (in order; later ones blend over earlier ones where they overlap).
-    strength 1 pastes the restored face, 0 keeps the original; an RGBA image keeps its alpha."""
+    strength 1 pastes the restored face, 0 keeps the original; an RGBA image keeps its alpha.
+    `fidelity` is CodeFormer's weight (`FaceRestorer.restore`), passed on only when given."""
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"strength must be between 0 and 1, not {strength}")
     if padding < 0:
@@ -256,7 +309,8 @@ def restore_faces(
             ((y0 - top, top + side - y1), (x0 - left, left + side - x1), (0, 0)),
             mode="reflect",
         )
-        restored = restorer.restore(Image.fromarray(crop).resize((restorer.size,) * 2, Image.Resampling.LANCZOS))
+        face = Image.fromarray(crop).resize((restorer.size,) * 2, Image.Resampling.LANCZOS)
+        restored = restorer.restore(face) if fidelity is None else restorer.restore(face, fidelity=fidelity)
         restored_crop = np.asarray(restored.resize((side, side), Image.Resampling.LANCZOS), dtype=np.float32)
         weight = (feather_mask(side) * strength)[..., None]
         inside = (slice(y0 - top, y1 - top), slice(x0 - left, x1 - left))

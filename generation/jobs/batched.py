@@ -23,11 +23,13 @@ def render_batch(
     *,
     on_progress: ProgressFn = lambda step, total: None,
     should_stop: Callable[[], bool] = lambda: False,
+    defer_png: bool = False,
 ) -> list[Rendered]:
-    """Draw the jobs `specs` together: each job's PNGs, in the order given."""
+    """Draw the jobs `specs` together: each job's PNGs, in the order given (`defer_png`: the
+    pictures, left for `generation.jobs.encoded` to encode, as `render_job` does)."""
     tracker = Tracker(on_progress, should_stop)
     drawn = engine.diffuse_batch(specs, tracker)
     return [
-        Rendered([encode(spec, index, image, job_id) for index, image in enumerate(images)], [])
+        Rendered([encode(spec, index, image, job_id, defer=defer_png) for index, image in enumerate(images)], [])
         for spec, images, job_id in zip(specs, drawn, job_ids, strict=True)
     ]

@@ -19,6 +19,11 @@ def fix_faces(engine: Engine, spec: GenerationSpec, tracker: Tracker) -> list[Im
 
     image = engine.init_image(spec)
     restorer = engine.tools.face_restorer(spec.face_model)  # first: a missing model is the clearer message
+    if spec.face_fidelity is not None and not restorer.takes_fidelity:
+        raise EngineUserError(
+            f"`--fidelity` is CodeFormer's, and the face model `{restorer.name}` is {restorer.architecture}, which takes "
+            "none. Leave `--fidelity` out, or pick a CodeFormer model with `--model`."
+        )
     boxes = engine.tools.detector().detect(image)
     if not boxes:
         raise EngineUserError(
@@ -26,4 +31,4 @@ def fix_faces(engine: Engine, spec: GenerationSpec, tracker: Tracker) -> list[Im
             "in profile or strongly stylised are hard to detect; try a closer crop."
         )
     tracker.on_progress(0, len(boxes))
-    return [restore_faces(image, boxes, restorer, should_stop=tracker.should_stop)]
+    return [restore_faces(image, boxes, restorer, fidelity=spec.face_fidelity, should_stop=tracker.should_stop)]

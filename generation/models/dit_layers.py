@@ -1,5 +1,5 @@
-"""The Linear layers of the SD 3.5, Qwen-Image, Z-Image and FLUX.2 transformers, computed from their
-`transformer/config.json` alone. Torch-free (the chat side checks uploaded LoRAs against them).
+"""The Linear layers of the SD 3.5, Qwen-Image, Z-Image, FLUX.2, Wan and LTX-Video transformers,
+computed from their `transformer/config.json` alone. Torch-free (the chat side checks uploaded LoRAs against them).
 
 `generation.models.dit_shapes` does FLUX.1 and Chroma and asks this module for the others. Each
 function lists, under diffusers' module paths, what the family's class builds in diffusers 0.42.1
@@ -68,10 +68,41 @@ DEFAULTS: dict[str, dict[str, Any]] = {  # each class's __init__ defaults (diffu
         "mlp_ratio": 3.0,
         "guidance_embeds": True,
     },
+    "wan": {  # WanTransformer3DModel: Wan 2.1 14B's sizes
+        "patch_size": (1, 2, 2),
+        "num_attention_heads": 40,
+        "attention_head_dim": 128,
+        "out_channels": 16,
+        "text_dim": 4096,
+        "freq_dim": 256,
+        "ffn_dim": 13824,
+        "num_layers": 40,
+        "image_dim": None,  # Wan 2.1 I2V/FLF2V: the CLIP image features' width
+        "added_kv_proj_dim": None,  # and their keys' and values' input in cross-attention
+    },
+    "ltx": {  # LTXVideoTransformer3DModel: LTX-Video 2B's sizes
+        "in_channels": 128,
+        "out_channels": 128,
+        "num_attention_heads": 32,
+        "attention_head_dim": 64,
+        "cross_attention_dim": 2048,
+        "num_layers": 28,
+        "caption_channels": 4096,
+    },
 }
 # The inner widths of the published models (SD 3.5 Medium, Large; Qwen-Image; Z-Image;
-# FLUX.2 Klein 4B, 9B, dev): another width is a model "at a non-standard size".
-STANDARD_WIDTHS = {"sd3": (1536, 2432), "qwen": (3072,), "zimage": (3840,), "flux2": (3072, 4096, 6144)}
+# FLUX.2 Klein 4B, 9B, dev; Wan 1.3B, 5B, 14B; LTX-Video 2B, 13B): another width is a model "at a
+# non-standard size".
+STANDARD_WIDTHS = {
+    "sd3": (1536, 2432),
+    "qwen": (3072,),
+    "zimage": (3840,),
+    "flux2": (3072, 4096, 6144),
+    "wan": (1536, 3072, 5120),
+    "ltx": (2048, 4096),
+}
+# The config key holding the width of the text features a family's transformer reads.
+TEXT_WIDTH_KEYS = {"zimage": "cap_feat_dim", "wan": "text_dim", "ltx": "caption_channels"}
 # Config keys that change what the classes build in ways these tables do not model.
 _UNMODELLED = {"qwen": ("use_additional_t_cond",), "zimage": ("siglip_feat_dim",)}
 ZIMAGE_ADALN = 256  # Z-Image's modulation input: min(dim, 256) (transformer_z_image.ADALN_EMBED_DIM)
@@ -121,7 +152,7 @@ def width(family: str, c: dict[str, Any]) -> int:
 
 def family_layers(family: str, config: dict[str, Any]) -> Layers:
     """The Linear layers of the family's transformer with this config."""
-    builders = {"sd3": _sd3, "qwen": _qwen, "zimage": _zimage, "flux2": _flux2}
+    builders = {"sd3": _sd3, "qwen": _qwen, "zimage": _zimage, "flux2": _flux2, "wan": _wan, "ltx": _ltx}
     if family not in builders:
         raise UnsupportedConfig(f"no transformer layout for the family {family!r}")
     c = merged_config(family, config)
@@ -256,3 +287,56 @@ def _flux2(out: Layers, c: dict[str, Any], inner: int) -> None:
         out.linear(f"{block}.attn.to_out", inner + mlp, inner, f"{original}.linear2")
     out.linear("norm_out.linear", inner, 2 * inner, "final_layer.adaLN_modulation.1")
     out.linear("proj_out", inner, c["patch_size"] ** 2 * (c["out_channels"] or c["in_channels"]), "final_layer.linear")
+
+
+def _wan(out: Layers, c: dict[str, Any], inner: int) -> None:
+    """WanTransformer3DModel: self-attention, cross-attention on the text (and, in Wan 2.1's I2V and
+    FLF2V, on the CLIP image tokens: `add_k_proj`/`add_v_proj`), a GELU feed-forward; one modulation
+    for all blocks (`time_proj`). The original names (`self_attn.q`, `ffn.0`, `head.head`) are the
+    ones ComfyUI and musubi-tuner files use (diffusers' `_convert_non_diffusers_wan_lora_to_diffusers`)."""
+    embedder = "condition_embedder"
+    out.linear(f"{embedder}.time_embedder.linear_1", c["freq_dim"], inner, "time_embedding.0")
+    out.linear(f"{embedder}.time_embedder.linear_2", inner, inner, "time_embedding.2")
+    out.linear(f"{embedder}.time_proj", inner, 6 * inner, "time_projection.1")
+    out.linear(f"{embedder}.text_embedder.linear_1", c["text_dim"], inner, "text_embedding.0")
+    out.linear(f"{embedder}.text_embedder.linear_2", inner, inner, "text_embedding.2")
+    if c["image_dim"]:
+        out.linear(f"{embedder}.image_embedder.ff.net.0.proj", c["image_dim"], c["image_dim"], "img_emb.proj.1")
+        out.linear(f"{embedder}.image_embedder.ff.net.2", c["image_dim"], inner, "img_emb.proj.3")
+    for i in range(c["num_layers"]):
+        block = f"blocks.{i}"
+        for attention, original in (("attn1", "self_attn"), ("attn2", "cross_attn")):
+            for projection, letter in (("to_q", "q"), ("to_k", "k"), ("to_v", "v"), ("to_out.0", "o")):
+                out.linear(f"{block}.{attention}.{projection}", inner, inner, f"{block}.{original}.{letter}")
+        if c["added_kv_proj_dim"]:
+            for projection, name in (("add_k_proj", "k_img"), ("add_v_proj", "v_img")):
+                out.linear(f"{block}.attn2.{projection}", c["added_kv_proj_dim"], inner, f"{block}.cross_attn.{name}")
+        out.linear(f"{block}.ffn.net.0.proj", inner, c["ffn_dim"], f"{block}.ffn.0")
+        out.linear(f"{block}.ffn.net.2", c["ffn_dim"], inner, f"{block}.ffn.2")
+    patch = c["patch_size"]
+    out.linear("proj_out", inner, c["out_channels"] * patch[0] * patch[1] * patch[2], "head.head")
+
+
+def _ltx(out: Layers, c: dict[str, Any], inner: int) -> None:
+    """LTXVideoTransformer3DModel: self-attention (`attn1`), cross-attention on the text (`attn2`)
+    and a GELU feed-forward per block; one modulation for all (`time_embed.linear`). LTX-Video's own
+    code names its blocks as diffusers does; its patchify and adaLN layers are `patchify_proj` and
+    `adaln_single` (diffusers' `_convert_non_diffusers_ltxv_lora_to_diffusers` only drops the
+    `diffusion_model.` prefix)."""
+    out.linear("proj_in", c["in_channels"], inner, "patchify_proj")
+    out.linear("time_embed.emb.timestep_embedder.linear_1", TIMESTEP_CHANNELS, inner, "adaln_single.emb.timestep_embedder.linear_1")
+    out.linear("time_embed.emb.timestep_embedder.linear_2", inner, inner, "adaln_single.emb.timestep_embedder.linear_2")
+    out.linear("time_embed.linear", inner, 6 * inner, "adaln_single.linear")
+    out.linear("caption_projection.linear_1", c["caption_channels"], inner)
+    out.linear("caption_projection.linear_2", inner, inner)
+    for i in range(c["num_layers"]):
+        block = f"transformer_blocks.{i}"
+        for projection in ("to_q", "to_k", "to_v", "to_out.0"):
+            out.linear(f"{block}.attn1.{projection}", inner, inner)
+        out.linear(f"{block}.attn2.to_q", inner, inner)
+        out.linear(f"{block}.attn2.to_k", c["cross_attention_dim"], inner)
+        out.linear(f"{block}.attn2.to_v", c["cross_attention_dim"], inner)
+        out.linear(f"{block}.attn2.to_out.0", inner, inner)
+        out.linear(f"{block}.ff.net.0.proj", inner, 4 * inner)
+        out.linear(f"{block}.ff.net.2", 4 * inner, inner)
+    out.linear("proj_out", inner, c["out_channels"])

@@ -228,7 +228,7 @@ def dit_shapes(family: str, transformer: dict[str, Any], text_encoder: dict[str,
     if family in dit_layers.DEFAULTS:
         c = dit_layers.merged_config(family, transformer)
         table = dit_layers.family_layers(family, transformer)
-        context = int(c.get("joint_attention_dim") or c.get("cap_feat_dim"))
+        context = int(c[dit_layers.TEXT_WIDTH_KEYS.get(family, "joint_attention_dim")])
         return DiTShapes(
             layers={"transformer": table.layers},
             context_width=context,
@@ -308,6 +308,9 @@ def tiny_shapes(source: str) -> DiTShapes:
         "tiny-qwen-edit-plus": ("qwen", tiny_config.QWEN_TRANSFORMER),
         "tiny-zimage": ("zimage", tiny_config.ZIMAGE_TRANSFORMER),
         "tiny-flux2": ("flux2", tiny_config.FLUX2_TRANSFORMER),
+        "tiny-wan": ("wan", tiny_config.WAN_TRANSFORMER),
+        "tiny-wan-i2v": ("wan", tiny_config.WAN_I2V_TRANSFORMER),
+        "tiny-ltx": ("ltx", tiny_config.LTX_TRANSFORMER),
     }
     if source in others:
         return dit_shapes(*others[source])

@@ -257,11 +257,10 @@ def model_shapes(entry: ModelEntry) -> ModelShapes | None:
     """The layer shapes of a model in the registry, from its component configs (no weights
     read): what uploaded LoRAs and embeddings are checked against. None when this machine has
     no configs for it (a Hub model not downloaded yet, a single file without --config). The
-    transformer families (FLUX.1, Chroma) get `dit_shapes.DiTShapes`: their transformer's layers
-    (and FLUX.1's CLIP), from transformer/config.json (and text_encoder/config.json)."""
+    transformer families (FLUX.1, Chroma, ..., Wan, LTX-Video) get `dit_shapes.DiTShapes`: their
+    transformer's layers (and FLUX.1's CLIP), from transformer/config.json (and
+    text_encoder/config.json)."""
     family = families.family(entry.family)
-    if family.video_support is not None:  # LoRAs for the video families aren't checked by layers (nor loaded) yet
-        return None
     if family.denoiser != "unet":
         from generation.models import dit_shapes
 

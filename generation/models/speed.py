@@ -1,4 +1,5 @@
-"""Speed options for a loaded pipeline (SDBOT_ATTENTION, SDBOT_CHANNELS_LAST, SDBOT_TORCH_COMPILE),
+"""Speed options for a loaded pipeline (SDBOT_ATTENTION, SDBOT_CHANNELS_LAST, SDBOT_TORCH_COMPILE,
+SDBOT_COMPILE_BLOCKS: regional compile, `compile_blocks`),
 applied once when a model is loaded (generation.models.loader) and measured by bench/gpu.py.
 
 Everything here changes the UNet and VAE *modules in place*, never swaps them for wrappers: the
@@ -63,10 +64,16 @@ class SpeedOptions:
     attention: Attention = "sdpa"
     channels_last: bool = False
     torch_compile: bool = False
+    compile_blocks: bool = False  # regional compile of the denoiser's repeated blocks (generation.models.caches)
 
     @classmethod
     def from_settings(cls, settings: Any) -> SpeedOptions:
-        return cls(attention=settings.attention, channels_last=settings.channels_last, torch_compile=settings.torch_compile)
+        return cls(
+            attention=settings.attention,
+            channels_last=settings.channels_last,
+            torch_compile=settings.torch_compile,
+            compile_blocks=getattr(settings, "compile_blocks", False),
+        )
 
     def describe(self) -> str:
         parts = [f"attention {self.attention}"]
@@ -74,6 +81,8 @@ class SpeedOptions:
             parts.append("channels_last")
         if self.torch_compile:
             parts.append("torch.compile")
+        elif self.compile_blocks:
+            parts.append("compiled blocks")
         return ", ".join(parts)
 
 
@@ -90,6 +99,12 @@ def apply_speed_options(pipe: Any, options: SpeedOptions, denoiser: str = "unet"
     if options.torch_compile:
         _warn_if_slow_to_compile(model)
         compile_forward(model, eager_when=_needs_eager_unet)
+    elif options.compile_blocks:  # regional: each repeated block class compiled once, in place
+        from generation.models.families import FAMILIES
+
+        family = next((f for f in FAMILIES if f.denoiser_class == type(model).__name__), None)
+        _warn_if_slow_to_compile(model)
+        compile_blocks(model, family.repeated_blocks if family is not None else ())
     apply_vae_options(vae, options)
     log.info("speed options for %s: %s", type(pipe).__name__, options.describe())
 
@@ -161,6 +176,24 @@ def compile_forward(module: torch.nn.Module, eager_when: Callable[[torch.nn.Modu
     forward.__name__ = "forward"
     setattr(forward, _MARK, True)
     module.forward = forward  # type: ignore[method-assign]
+
+
+def compile_blocks(model: torch.nn.Module, declared: tuple[str, ...] = ()) -> int:
+    """torch.compile each of the denoiser's repeated blocks in place (diffusers'
+    `compile_repeated_blocks`: the model's `_repeated_blocks` classes, else `declared`, its family's
+    `repeated_blocks`): one compile serves every block of a class, so it takes seconds where a
+    whole-model compile takes a minute. Returns the blocks compiled."""
+    names = set(getattr(model, "_repeated_blocks", None) or ()) or set(declared)
+    _raise_recompile_limit()
+    options = {key: value for key, value in COMPILE_KWARGS.items() if key != "fullgraph"}
+    count = 0
+    for module in model.modules():
+        if type(module).__name__ in names and not getattr(module, "_compiled_call_impl", None):
+            module.compile(**options)
+            count += 1
+    if not count:
+        log.warning("compile_blocks: %s has no repeated blocks to compile", type(model).__name__)
+    return count
 
 
 def is_compiled(module: torch.nn.Module) -> bool:

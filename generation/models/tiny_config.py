@@ -154,3 +154,36 @@ FLUX2_TRANSFORMER: dict[str, Any] = {  # FLUX.2-klein-4B's config, at toy size
     "rope_theta": 2000,
     "guidance_embeds": False,  # Klein has no guidance embedding (FLUX.2-dev has)
 }
+
+# The video families' transformers (generation.models.tiny_video builds them; here, torch-free, for the
+# chat side's LoRA fit check).
+WAN_TRANSFORMER: dict[str, Any] = {
+    "patch_size": (1, 2, 2),
+    "num_attention_heads": 2,
+    "attention_head_dim": 16,  # rotary split: 8 for time, 4 each for height and width
+    "in_channels": 16,
+    "out_channels": 16,
+    "text_dim": TEXT_DIM,  # the tiny UMT5's d_model
+    "freq_dim": 256,
+    "ffn_dim": 64,
+    "num_layers": 2,
+    "cross_attn_norm": True,
+    "qk_norm": "rms_norm_across_heads",
+    "eps": 1e-6,
+    "rope_max_seq_len": 1024,
+}
+# Wan 2.2 I2V A14B: the latents, the frame mask (4 channels: one per frame of a latent frame) and the
+# given frames' latents; no image embedding (image_dim None).
+WAN_I2V_TRANSFORMER: dict[str, Any] = {**WAN_TRANSFORMER, "in_channels": 16 + 4 + 16}
+LTX_LATENT_CHANNELS = 16  # LTX-Video's: 128
+LTX_TRANSFORMER: dict[str, Any] = {
+    "in_channels": LTX_LATENT_CHANNELS,
+    "out_channels": LTX_LATENT_CHANNELS,
+    "patch_size": 1,
+    "patch_size_t": 1,
+    "num_attention_heads": 2,
+    "attention_head_dim": 16,
+    "cross_attention_dim": 32,
+    "num_layers": 2,
+    "caption_channels": TEXT_DIM,  # the tiny T5's d_model
+}

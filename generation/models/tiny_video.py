@@ -35,6 +35,7 @@ import torch
 
 from generation.models import tiny_config
 from generation.models.tiny import pipeline_folder
+from generation.models.tiny_config import LTX_LATENT_CHANNELS, LTX_TRANSFORMER, WAN_I2V_TRANSFORMER, WAN_TRANSFORMER
 from generation.models.tiny_dit import _seeded, random_norm_affines, t5_tokenizer
 
 if TYPE_CHECKING:
@@ -80,24 +81,7 @@ WAN_VAE: dict[str, Any] = {
     "attn_scales": [],
     "temperal_downsample": [False, True, True],
 }
-WAN_TRANSFORMER: dict[str, Any] = {
-    "patch_size": (1, 2, 2),
-    "num_attention_heads": 2,
-    "attention_head_dim": 16,  # rotary split: 8 for time, 4 each for height and width
-    "in_channels": 16,
-    "out_channels": 16,
-    "text_dim": tiny_config.TEXT_DIM,  # the tiny UMT5's d_model
-    "freq_dim": 256,
-    "ffn_dim": 64,
-    "num_layers": 2,
-    "cross_attn_norm": True,
-    "qk_norm": "rms_norm_across_heads",
-    "eps": 1e-6,
-    "rope_max_seq_len": 1024,
-}
-# Wan 2.2 I2V A14B: the latents, the frame mask (4 channels: one per frame of a latent frame) and the
-# given frames' latents; no image embedding (image_dim None); two experts split at 0.9 of the noise.
-WAN_I2V_TRANSFORMER: dict[str, Any] = {**WAN_TRANSFORMER, "in_channels": 16 + 4 + 16}
+# Wan 2.2 I2V A14B's two experts split at 0.9 of the noise (its transformers' configs: tiny_config).
 WAN_I2V_BOUNDARY = 0.9
 UMT5_ENCODER: dict[str, Any] = {**tiny_config.T5_ENCODER}
 
@@ -116,7 +100,6 @@ LTX_SCHEDULER: dict[str, Any] = {
     "use_exponential_sigmas": False,
     "use_karras_sigmas": False,
 }
-LTX_LATENT_CHANNELS = 16  # LTX-Video's: 128
 # LTX-Video's VAE at its real compression: 4x4 pixel patches, then three down-samplings in space and
 # time (32x32 pixels and 8 frames to one latent), one block each, narrow; its 0.9.1 decoder, which
 # is conditioned on a timestep (it denoises while decoding).
@@ -136,17 +119,6 @@ LTX_VAE: dict[str, Any] = {
     "patch_size_t": 1,
     "encoder_causal": True,
     "decoder_causal": False,
-}
-LTX_TRANSFORMER: dict[str, Any] = {
-    "in_channels": LTX_LATENT_CHANNELS,
-    "out_channels": LTX_LATENT_CHANNELS,
-    "patch_size": 1,
-    "patch_size_t": 1,
-    "num_attention_heads": 2,
-    "attention_head_dim": 16,
-    "cross_attention_dim": 32,
-    "num_layers": 2,
-    "caption_channels": tiny_config.TEXT_DIM,  # the tiny T5's d_model
 }
 
 

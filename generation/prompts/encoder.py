@@ -75,6 +75,16 @@ def textual_inversions(embeddings: list[TextualInversion] | tuple[TextualInversi
         _TEXTUAL_INVERSIONS.reset(token)
 
 
+def token_id(tokenizer: Any, token: str) -> int | None:
+    """The id of `token` in the tokenizer's vocabulary, or None when it has none. One lookup:
+    `get_vocab()` builds the whole vocabulary as a dict (18 ms for CLIP's 49,408 tokens, twice a
+    job: a third of what the bot added to a tiny-model job, bench/overhead.py)."""
+    found = tokenizer.convert_tokens_to_ids(token)
+    if found is None or (found == tokenizer.unk_token_id and token != tokenizer.unk_token):
+        return None
+    return int(found)
+
+
 def chunk_prompt(tokenizer: Any, prompt: str, embeddings: dict[str, torch.Tensor] | None = None) -> list[Chunk]:
     """The prompt as framed chunks of 77 tokens with their weights (A1111's tokenize_line).
     `embeddings`: name -> [n, dim] vectors of the textual inversions this prompt may name."""
@@ -82,7 +92,7 @@ def chunk_prompt(tokenizer: Any, prompt: str, embeddings: dict[str, torch.Tensor
     texts = [text for text, _ in parsed]
     tokenized = tokenizer(texts, truncation=False, add_special_tokens=False, verbose=False)["input_ids"]  # no "too long" warning: we chunk
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
-    comma = tokenizer.get_vocab().get(",</w>")
+    comma = token_id(tokenizer, ",</w>")
     # A1111's ids_lookup: the embeddings by their name's first token, longest name first.
     lookup: dict[int, list[tuple[list[int], torch.Tensor]]] = {}
     for name, vectors in (embeddings or {}).items():

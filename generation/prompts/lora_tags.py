@@ -1,5 +1,5 @@
-"""A1111's LoRA tags in a prompt: `<lora:NAME:WEIGHT>` (and `<lyco:...>`, the LyCORIS extension's
-spelling). Torch-free: the command layer resolves the names to a job's `loras`, and the engine
+"""A1111's extra-network tags in a prompt: `<lora:NAME:WEIGHT>` (and `<lyco:...>`, the LyCORIS
+extension's spelling) and `<hypernet:NAME:WEIGHT>`. Torch-free: the command layer resolves the names to a job's `loras`, and the engine
 removes the tags from the text it encodes (as A1111 does), while the prompt kept in the PNG
 parameters keeps them.
 
@@ -17,28 +17,32 @@ from __future__ import annotations
 
 import re
 
-LORA_TAG = re.compile(r"<(lora|lyco):([^>]+)>", re.IGNORECASE)
+LORA_TAG = re.compile(r"<(lora|lyco|hypernet):([^>]+)>", re.IGNORECASE)
+NETWORKS = {"lora": "LoRA", "lyco": "LoRA", "hypernet": "hypernetwork"}
 
 
 def strip_lora_tags(text: str) -> str:
-    """The text without its `<lora:...>` / `<lyco:...>` tags."""
+    """The text without its `<lora:...>` / `<lyco:...>` / `<hypernet:...>` tags."""
     return LORA_TAG.sub("", text)
 
 
-def parse_lora_tags(text: str) -> list[tuple[str, float]]:
-    """Each tag's (name, weight), in prompt order. Raises ValueError, with a message for the
-    user, on a tag without a name or with a weight that is not a number."""
+def parse_lora_tags(text: str, kind: str = "lora") -> list[tuple[str, float]]:
+    """Each tag's (name, weight) of one kind (`lora`: `<lora:…>` and `<lyco:…>`; `hypernet`), in
+    prompt order. Raises ValueError, with a message for the user, on a tag without a name or with
+    a weight that is not a number."""
     found = []
     for match in LORA_TAG.finditer(text):
+        if NETWORKS[match.group(1).lower()] != NETWORKS[kind]:
+            continue
         parts = [part.strip() for part in match.group(2).split(":")]
         name, positional = parts[0], [p for p in parts[1:] if "=" not in p]
         named = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
         if not name:
-            raise ValueError(f"`{match.group(0)}` names no LoRA: write `<lora:NAME:WEIGHT>`.")
+            raise ValueError(f"`{match.group(0)}` names no {NETWORKS[kind]}: write `<{kind}:NAME:WEIGHT>`.")
         raw = named.get("te", positional[0] if positional else "1")
         try:
             weight = float(raw)
         except ValueError:
-            raise ValueError(f"`{match.group(0)}`: the weight `{raw}` is not a number (e.g. `<lora:{name}:0.8>`).") from None
+            raise ValueError(f"`{match.group(0)}`: the weight `{raw}` is not a number (e.g. `<{kind}:{name}:0.8>`).") from None
         found.append((name, weight))
     return found

@@ -1,5 +1,6 @@
-"""Training from chat: LoRA, LyCORIS LoHa and LoKr, DreamBooth (a LoRA with prior preservation)
-and textual-inversion embeddings, as jobs on the same durable queue as the pictures.
+"""Training from chat: LoRA, LyCORIS LoHa and LoKr, DreamBooth (a LoRA with prior preservation),
+textual-inversion embeddings and A1111 hypernetworks, as jobs on the same durable queue as the
+pictures.
 
 - spec: what a run asks for (torch-free, shared with `commands/`), with the named bounds and
   the defaults of each method;
@@ -9,7 +10,7 @@ and textual-inversion embeddings, as jobs on the same durable queue as the pictu
 - trainer: the training loop (diffusers' recipes: DDPM noise, epsilon / v-prediction MSE, optional
   min-SNR weighting; peft adapters on UNet and text encoder), its checkpoints and its samples;
 - export: the learned weights as files A1111, ComfyUI, diffusers and our own loader read (kohya
-  LoRA / LyCORIS with `ss_*` metadata, A1111 embeddings);
+  LoRA / LyCORIS with `ss_*` metadata, A1111 embeddings, A1111 hypernetworks' `.pt`);
 - run: what the worker runs for a `train` job: captions, class pictures, resume, yield.
 
 May import `generation.spec`, `generation.errors`, `generation.parameters` (the samples' PNG

@@ -1,7 +1,8 @@
 """What a training run learned, as files every tool reads: kohya LoRA and LyCORIS LoHa / LoKr
 safetensors (A1111, ComfyUI, kohya's own scripts, diffusers for LoRA, and our own loader in
 `generation.assets.adapters`), and A1111 / kohya textual-inversion embeddings, each with kohya's
-`ss_*` training metadata and the SAI model spec's `modelspec.*` keys.
+`ss_*` training metadata and the SAI model spec's `modelspec.*` keys; A1111 hypernetworks as the
+`.pt` A1111 saves (`hypernetwork_pt`) and as sdbot stores them (`hypernetwork_stored`).
 
 Names. Each peft layer holding the adapter becomes one module, `<prefix><path with . as _>`:
 `lora_unet_` for the UNet, `lora_te_` for SD 1.x/2.x's text encoder, `lora_te1_` / `lora_te2_`
@@ -40,10 +41,12 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import io
 import json
 import math
 import struct
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -51,6 +54,7 @@ import torch
 from safetensors.torch import save
 
 from generation.assets.adapters import lycoris_scale
+from generation.assets.hypernetwork_files import A1111_CREATED, read_pt, to_safetensors
 from generation.training.spec import METHOD_LABELS, TrainingSpec
 
 Method = Literal["lora", "loha", "lokr"]
@@ -256,6 +260,61 @@ def embedding_file(vectors: dict[str, torch.Tensor], metadata: dict[str, str]) -
     return save(out, dict(metadata) or None)
 
 
+# --- hypernetworks ---------------------------------------------------------------------------------
+
+
+def hypernetwork_pt(tensors: dict[str, torch.Tensor], *, name: str, steps: int, model_name: str, comment: str) -> bytes:
+    """A hypernetwork of A1111's default structure (`A1111_CREATED`) as A1111's `Hypernetwork.save`
+    writes it with `torch.save`: for each width `(keys' state, values' state)`, each the state dict
+    of its `HypernetworkModule` (its Sequential is `linear`: `linear.0.weight`, ...), and its fields.
+    `tensors`: `<width>.<0|1>.<index>.<weight|bias>` (`trainer.Learned.hypernetwork`). float32, as
+    A1111 saves its own."""
+    structure = A1111_CREATED
+    widths = list(dict.fromkeys(int(key.split(".", 1)[0]) for key in tensors))  # in the run's order, as A1111's enable_sizes
+    saved: dict[Any, Any] = {}
+    for width in widths:
+        pair = []
+        for which in (0, 1):
+            prefix = f"{width}.{which}."
+            state = OrderedDict(
+                (f"linear.{key[len(prefix) :]}", value.detach().to("cpu", torch.float32).contiguous().clone())
+                for key, value in tensors.items()
+                if key.startswith(prefix)
+            )
+            if not state:
+                raise ValueError(f"the hypernetwork has no {('keys', 'values')[which]} module for width {width}")
+            for value in state.values():
+                if not torch.isfinite(value).all():
+                    raise ValueError("the hypernetwork holds NaN or infinite values; it was not saved")
+            pair.append(state)
+        saved[width] = (pair[0], pair[1])
+    saved |= {
+        "step": steps,
+        "name": name,
+        "layer_structure": list(structure.layer_structure),
+        "activation_func": structure.activation,
+        "is_layer_norm": structure.layer_norm,
+        "weight_initialization": "Normal",
+        "sd_checkpoint": None,  # A1111's short hash of the model: sdbot's models need not be files it could hash
+        "sd_checkpoint_name": model_name,
+        "activate_output": structure.activate_output,
+        "use_dropout": False,
+        "dropout_structure": list(structure.dropout),
+        "last_layer_dropout": False,
+        "optional_info": comment,
+    }
+    buffer = io.BytesIO()
+    torch.save(saved, buffer)
+    return buffer.getvalue()
+
+
+def hypernetwork_stored(pt: bytes, name: str, metadata: dict[str, str]) -> bytes:
+    """The `.safetensors` form sdbot stores, made from the `.pt` by the reader an upload goes
+    through (so the stored file is what uploading the `.pt` stores), with `metadata` besides."""
+    _check_metadata(metadata)
+    return to_safetensors(read_pt(pt, f"`{name}.pt`"), metadata)
+
+
 # --- metadata ---------------------------------------------------------------------------------------
 
 
@@ -311,18 +370,22 @@ def training_metadata(
         "ss_dataset_dirs": json.dumps({TAG_DATASET: {"n_repeats": 1, "img_count": images}}),
         "ss_training_comment": _comment(spec, steps_done, loss),
     }
-    if method != "embedding":
+    if method in NETWORK_MODULES:
         meta |= {"ss_network_module": NETWORK_MODULES[method], "ss_network_dim": spec.rank, "ss_network_alpha": spec.alpha}
         if method in ("loha", "lokr"):
             meta["ss_network_args"] = json.dumps({"algo": method})
     if method == "dreambooth":
         meta["ss_prior_loss_weight"] = spec.prior_weight
-    adapter = "textual-inversion" if method == "embedding" else "lora"
+    adapter = {"embedding": "textual-inversion", "hypernetwork": "hypernetwork"}.get(method, "lora")
     spec_architecture = SPEC_V2_V if architecture == "sd2" and v_prediction else SPEC_ARCHITECTURES[architecture]
     sgm_named = method == "embedding" or architecture == "sdxl"  # kohya's choice of implementation id
     date = datetime.datetime.fromtimestamp(started, tz=datetime.UTC).isoformat(timespec="seconds")
     usage = (
-        f"write {spec.name} in a prompt" if method == "embedding" else f"<lora:{spec.name}:0.8> in a prompt, with the word {spec.trigger}"
+        f"write {spec.name} in a prompt"
+        if method == "embedding"
+        else f"<hypernet:{spec.name}:1> in a prompt, with the word {spec.trigger}"
+        if method == "hypernetwork"
+        else f"<lora:{spec.name}:0.8> in a prompt, with the word {spec.trigger}"
     )
     meta |= {
         "modelspec.sai_model_spec": "1.0.0",

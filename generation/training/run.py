@@ -8,7 +8,8 @@ and the database (event loop), and the run's end.
   and its delivery, each fenced on the job's attempt (`queue.hold`), so a worker whose lease was
   taken over writes nothing.
 - `finish` (event loop): the file checked as an upload would be, stored as the person's private
-  asset, and the job completed with its outbox row, in one transaction.
+  asset, and the job completed with its outbox row, in one transaction. A hypernetwork's A1111
+  `.pt` is kept beside it and sent with the result as a document (A1111 loads the `.pt`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from generation.training.spec import METHOD_LABELS, TrainingSpec
 from storage import assets, queue, training
 from storage.blobs import BlobStore, key_of
 from storage.db import Database
-from storage.results import JobResult, TrainingSample
+from storage.results import JobResult, StoredFile, TrainingSample
 from storage.tables import Job
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class Produced:
     learned: trainer.Learned | None = None
     sample: TrainingSample | None = None  # the last sample, which comes with the result
     preview: bool = False
+    document: bytes | None = None  # a file sent with the result: a hypernetwork's A1111 .pt
 
 
 @dataclass
@@ -73,6 +75,7 @@ class TrainingTask:
     resume: trainer.Resume | None = field(init=False, default=None)
     captions: list[str] | None = field(init=False, default=None)
     last_sample: TrainingSample | None = field(init=False, default=None)
+    a1111_pt: bytes | None = field(init=False, default=None)  # a hypernetwork's .pt, written by `_export`
 
     def __post_init__(self) -> None:
         self.spec = TrainingSpec.model_validate(self.job.params)  # ValueError: written by an incompatible version
@@ -118,7 +121,7 @@ class TrainingTask:
             save_class_images=lambda key, pngs: self._call(self._save_class_images(key, pngs)),
         )
         data, learned = trainer.train(self.engine, spec, hooks, captions=self.captions, resume=self.resume, export=self._export)
-        return Produced(self.captions, notes, data=data, learned=learned, sample=self.last_sample)
+        return Produced(self.captions, notes, data=data, learned=learned, sample=self.last_sample, document=self.a1111_pt)
 
     def _sample_png(self, step: int, picture: Image.Image) -> bytes:
         """A sample as the PNG the chat gets, with its parameters (encoded here, on the engine
@@ -139,6 +142,12 @@ class TrainingTask:
         )
         if spec.method == "embedding":
             return export.embedding_file(learned.vectors, metadata)
+        if spec.method == "hypernetwork":
+            comment = metadata["ss_training_comment"]
+            self.a1111_pt = export.hypernetwork_pt(
+                learned.hypernetwork, name=spec.name, steps=learned.steps_done, model_name=loaded.entry.display_name, comment=comment
+            )
+            return export.hypernetwork_stored(self.a1111_pt, spec.name, metadata)
         method = "lora" if spec.method == "dreambooth" else spec.method
         return export.adapter_file(learned.components, trainer.ADAPTER, method, metadata, sdxl=architecture == "sdxl")  # type: ignore[arg-type]
 
@@ -214,6 +223,7 @@ class TrainingTask:
         kind = spec.asset_kind
         info = inspect_asset(produced.data, f"{spec.name}.safetensors", kind=kind, max_bytes=len(produced.data) + 1)  # type: ignore[arg-type]
         key = await asyncio.to_thread(self.blobs.put, produced.data, "st")
+        document_key = await asyncio.to_thread(self.blobs.put, produced.document, "pt") if produced.document else None
         learned = produced.learned
         notes = list(produced.notes)
         async with self.db.transaction() as session:
@@ -222,8 +232,13 @@ class TrainingTask:
                 name = free_name(spec.name, job.id)
                 notes.append(f"You have a {kind} named `{spec.name}` already, so this one is `{name}`.")
             await queue.record_blob(session, key, info.size, "application/octet-stream", None, None)
+            document = None
+            if produced.document and document_key:  # named as the asset is: A1111 lists a hypernetwork by its file's name
+                await queue.record_blob(session, document_key, len(produced.document), "application/octet-stream", None, None)
+                document = StoredFile(blob=document_key, filename=f"{name}.pt", size=len(produced.document))
             title = f"{METHOD_LABELS[spec.method]} trained by sdbot (job {job.id})"
-            fields = info.stored_fields(triggers=[spec.trigger], title=title, addnet_hash=addnet_hash(produced.data), trained=True)
+            more = {"widths": list(info.widths)} if info.widths else {}  # as an upload records them
+            fields = info.stored_fields(triggers=[spec.trigger], title=title, addnet_hash=addnet_hash(produced.data), trained=True, **more)
             asset = await assets.add(session, job.user_id, kind, name, blob_key=key, **fields)
             result = JobResult(
                 method=spec.method,
@@ -240,6 +255,7 @@ class TrainingTask:
                 sample=produced.sample,
                 asset_bytes=info.size,
                 held_out=tuple(learned.held_out or ()),
+                **({"document": document} if document else {}),
             )
             done_with = await training.finish(
                 session, job, self.attempt, self.owner, asset_id=asset.id, result=result, run_seconds=run_seconds, losses=learned.losses

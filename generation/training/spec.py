@@ -13,18 +13,35 @@ from pydantic import ConfigDict, Field, model_validator
 
 from generation.spec import Spec
 
-TrainMethod = Literal["lora", "loha", "lokr", "dreambooth", "embedding"]
-TRAIN_METHODS: tuple[str, ...] = ("lora", "loha", "lokr", "dreambooth", "embedding")
-# What each method makes: a LoRA-like file (used as `<lora:NAME:w>`) or an embedding (NAME in a prompt).
-ASSET_KIND = {"lora": "lora", "loha": "lora", "lokr": "lora", "dreambooth": "lora", "embedding": "embedding"}
+TrainMethod = Literal["lora", "loha", "lokr", "dreambooth", "embedding", "hypernetwork"]
+TRAIN_METHODS: tuple[str, ...] = ("lora", "loha", "lokr", "dreambooth", "embedding", "hypernetwork")
+LORA_METHODS = ("lora", "loha", "lokr", "dreambooth")  # those with a rank and an alpha
+# What each method makes: a LoRA-like file (used as `<lora:NAME:w>`), an embedding (NAME in a
+# prompt) or a hypernetwork (`<hypernet:NAME:w>`).
+ASSET_KIND = {
+    "lora": "lora",
+    "loha": "lora",
+    "lokr": "lora",
+    "dreambooth": "lora",
+    "embedding": "embedding",
+    "hypernetwork": "hypernetwork",
+}
 # The file format each method is saved in (generation.assets.files names these formats).
-FILE_FORMAT = {"lora": "kohya", "loha": "loha", "lokr": "lokr", "dreambooth": "kohya", "embedding": "a1111-ti"}
+FILE_FORMAT = {
+    "lora": "kohya",
+    "loha": "loha",
+    "lokr": "lokr",
+    "dreambooth": "kohya",
+    "embedding": "a1111-ti",
+    "hypernetwork": "a1111-hypernetwork",
+}
 METHOD_LABELS = {
     "lora": "LoRA",
     "loha": "LoHa (LyCORIS)",
     "lokr": "LoKr (LyCORIS)",
     "dreambooth": "DreamBooth LoRA",
     "embedding": "embedding",
+    "hypernetwork": "hypernetwork",
 }
 
 
@@ -58,13 +75,16 @@ class MethodDefaults:
 
 
 # kohya_ss / LyCORIS / A1111 defaults per method. LoHa and LoKr learn faster per parameter and
-# are trained at a higher rate (LyCORIS's guidance); an embedding at A1111's 0.005.
+# are trained at a higher rate (LyCORIS's guidance); an embedding at A1111's 0.005, a hypernetwork
+# at A1111's 0.00001 (its UI's `hypernetwork_learn_rate`; A1111's 100000 max steps are cut to what
+# a chat run takes).
 METHOD_DEFAULTS: dict[str, MethodDefaults] = {
     "lora": MethodDefaults(steps=800, rank=16, alpha=8, lr=1e-4, text_encoder=True),
     "loha": MethodDefaults(steps=800, rank=8, alpha=4, lr=2e-4, text_encoder=True),
     "lokr": MethodDefaults(steps=800, rank=8, alpha=4, lr=4e-4, text_encoder=True),
     "dreambooth": MethodDefaults(steps=800, rank=16, alpha=8, lr=1e-4, text_encoder=True),
     "embedding": MethodDefaults(steps=1000, rank=0, alpha=0, lr=5e-3, text_encoder=False),
+    "hypernetwork": MethodDefaults(steps=2000, rank=0, alpha=0, lr=1e-5, text_encoder=False),
 }
 DEFAULT_VECTORS = 4
 DEFAULT_CLASS_IMAGES = 50
@@ -90,7 +110,7 @@ class TrainingSpec(Spec):
 
     kind: Literal["train"] = "train"
     method: TrainMethod
-    name: str  # the asset's name: `<lora:NAME:w>`, or the embedding's word
+    name: str  # the asset's name: `<lora:NAME:w>`, the embedding's word, `<hypernet:NAME:w>`
     model: str
     images: tuple[TrainImage, ...] = Field(min_length=1)
     trigger: str  # written first in every caption; the word that calls up what was learned
@@ -124,8 +144,10 @@ class TrainingSpec(Spec):
         if self.method == "embedding":
             if self.vectors < 1 or not self.init_word:
                 raise ValueError("an embedding needs vectors and an init word")
-        elif self.rank < 1 or self.alpha <= 0:
+        elif self.method in LORA_METHODS and (self.rank < 1 or self.alpha <= 0):
             raise ValueError(f"{self.method} needs a rank and an alpha")
+        if self.method == "hypernetwork" and self.text_encoder:
+            raise ValueError("a hypernetwork trains on a frozen text encoder")
         if self.method == "dreambooth" and (not self.class_prompt or self.class_images < 1):
             raise ValueError("dreambooth needs a class prompt and class images")
         return self

@@ -18,6 +18,12 @@ after step k (bit for bit on CPU, where torch is deterministic).
 The run owns the model while it trains: users' LoRAs loaded on it are unloaded first (they load
 again on their next job), and the run's own adapter ("sdbot_train") is deleted when it ends,
 yields or fails, so no picture job ever sees it.
+
+A hypernetwork is trained as A1111 trains one (`modules/hypernetworks/hypernetwork.py`): a pair of
+modules (keys, values) of A1111's default structure for each width the UNet's attention takes
+its keys and values from, initialised as its "Normal", applied at multiplier 1 through the same
+pre-hooks that apply users' hypernetworks to a job (`generation.assets.hypernetworks.attach`),
+with the UNet and the text encoder frozen and the loss of the other methods.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from generation.assets.hypernetwork_files import A1111_CREATED, A1111_INIT_STD
+from generation.assets.hypernetworks import Loaded, attach, attention_widths, build_module
 from generation.engine import Engine
 from generation.errors import EngineUserError, JobCancelled, TrainingYielded
 from generation.training import buckets
@@ -70,6 +78,9 @@ class Learned:
     stopped_early: bool
     losses: list[list[float]] = field(default_factory=list)
     held_out: tuple[float, float] | None = None  # `Run.evaluate` before the first step and after the last
+    # a hypernetwork's modules: `<width>.<0 keys|1 values>.<Sequential index>.<weight|bias>` (the
+    # stored form's names, generation.assets.hypernetwork_files), float32 on the CPU
+    hypernetwork: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
@@ -104,6 +115,8 @@ class Run:
         self._loss_sum, self._loss_count = 0.0, 0
         self.held_out_before = 0.0
         self.params: dict[str, torch.nn.Parameter] = {}
+        self.hypernetwork: dict[int, tuple[torch.nn.Sequential, torch.nn.Sequential]] = {}
+        self._hypernetwork_hooks: list[Any] = []
 
     # --- set-up and tear-down --------------------------------------------------------------
 
@@ -129,6 +142,9 @@ class Run:
             yield
         finally:
             self.text.remove_hooks()
+            for handle in self._hypernetwork_hooks:
+                handle.remove()
+            self._hypernetwork_hooks.clear()
             if self.device.type == "cuda":
                 self.pipe.unet.disable_gradient_checkpointing()
                 for encoder in self.encoders:
@@ -154,6 +170,9 @@ class Run:
         if spec.method == "embedding":
             self.params = self.text.add_vectors()
             return
+        if spec.method == "hypernetwork":
+            self.params = self._add_hypernetwork()
+            return
         targets = [(self.pipe.unet, "unet", UNET_TARGETS)]
         if spec.text_encoder:
             targets += [
@@ -169,6 +188,40 @@ class Run:
                     self.params[f"{name}.{path}"] = parameter
         if not self.params:
             raise EngineUserError(f"the model `{spec.model}` has no layers a {spec.method} can train.")
+
+    def _add_hypernetwork(self) -> dict[str, torch.nn.Parameter]:
+        """A1111's new hypernetwork for this UNet (its "Normal" init from the seeded global
+        generator), hooked into every attention at multiplier 1, in float32 as A1111 trains it."""
+        widths = attention_widths(self.pipe.unet)
+        if not widths:
+            raise EngineUserError(f"the model `{self.spec.model}` has no attention layers a hypernetwork can change.")
+        for width in widths:
+            pair = []
+            for _ in (0, 1):
+                module = build_module(width, A1111_CREATED)
+                for layer in module:
+                    if isinstance(layer, torch.nn.Linear):
+                        torch.nn.init.normal_(layer.weight, mean=0.0, std=A1111_INIT_STD)
+                        torch.nn.init.zeros_(layer.bias)
+                pair.append(module.to(self.device, torch.float32).train())
+            self.hypernetwork[width] = (pair[0], pair[1])
+        self._hypernetwork_hooks = attach(self.pipe.unet, [(Loaded(self.hypernetwork), 1.0)])
+        params = {}
+        for width, pair in self.hypernetwork.items():
+            for which, module in enumerate(pair):
+                for path, parameter in module.named_parameters():
+                    parameter.requires_grad_(True)
+                    params[f"hypernetwork.{width}.{which}.{path}"] = parameter
+        return params
+
+    def hypernetwork_tensors(self) -> dict[str, torch.Tensor]:
+        """The hypernetwork's weights as `Learned.hypernetwork` names them."""
+        return {
+            f"{width}.{which}.{path}": value.detach().to("cpu", torch.float32).clone()
+            for width, pair in self.hypernetwork.items()
+            for which, module in enumerate(pair)
+            for path, value in module.state_dict().items()
+        }
 
     # --- pictures ---------------------------------------------------------------------------
 
@@ -453,6 +506,7 @@ def train(
                 **({"text_encoder_2": run.pipe.text_encoder_2} if run.xl else {}),
             },
             vectors={key: value.detach().to(torch.float32).cpu().clone() for key, value in run.text.vectors.items()},
+            hypernetwork=run.hypernetwork_tensors(),
             steps_done=step,
             loss=run.losses[-1][1] if run.losses else None,
             captions=captions,

@@ -1,7 +1,8 @@
 """While a task runs: the heartbeat on the event loop, and what it tells the engine thread.
 
 Every beat (`progress_seconds`, at most a third of the lease) renews the lease of each job of the
-task still ours and stores its progress, in one transaction; a job whose lease was taken over is
+task still ours and stores its progress (and its newest live preview, when there is a new one),
+in one transaction; a job whose lease was taken over is
 marked lost, one whose owner asked to /cancel is marked cancelled (`Held`). The task is told to
 stop (`Heartbeat.stopping`, read by the engine thread between steps) when no job is ours any
 more ("lost"), when every one still ours was cancelled ("cancel"), or when the worker is stopping
@@ -19,7 +20,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from generation.worker.limits import WorkerLimits
 from generation.worker.tasks import Held
@@ -29,6 +30,8 @@ from storage.queue import LeaseLost
 
 if TYPE_CHECKING:
     from generation.training.hooks import Stopping
+
+T = TypeVar("T")
 
 log = logging.getLogger(__package__)  # "generation.worker", as before the worker was a package
 
@@ -40,9 +43,16 @@ class Progress:
         self.step = 0
         self.total = 0
         self.note: str | None = None  # a line beside the step (a training run's loss and time left)
+        # The newest live preview (a small JPEG, generation.imaging.previews) and how many there
+        # were: the heartbeat stores one only when it is new, not a few KB at every beat.
+        self.preview: bytes | None = None
+        self.previews = 0
 
     def update(self, step: int, total: int, note: str | None = None) -> None:  # called from the engine thread
         self.step, self.total, self.note = step, total, note or None
+
+    def show(self, preview: bytes) -> None:  # called from the engine thread
+        self.preview, self.previews = preview, self.previews + 1
 
 
 class Heartbeat:
@@ -90,6 +100,7 @@ class Heartbeat:
         interval = min(self.limits.progress_seconds, self.limits.lease_seconds / 3)
         held, progress = self.held, self.progress
         training = held[0].job.kind == "train"
+        stored_previews = 0  # Progress.previews when a preview was last stored
         while True:
             try:
                 await asyncio.wait_for(self._done.wait(), interval)
@@ -97,6 +108,8 @@ class Heartbeat:
             except TimeoutError:
                 pass
             self._on_beat()
+            previews = progress.previews
+            preview = progress.preview if previews != stored_previews else None
             try:
                 async with self.db.transaction() as session:
                     for one in held:
@@ -112,6 +125,7 @@ class Heartbeat:
                                 progress.step,
                                 progress.total,
                                 progress.note,
+                                preview=preview,
                             )
                         except LeaseLost:  # the UPDATE matched nothing: the transaction goes on for the rest
                             log.warning("job %s attempt %s: lease lost; stopping it", one.job.id, one.attempt)
@@ -123,12 +137,23 @@ class Heartbeat:
             except Exception:
                 log.exception("jobs %s: heartbeat failed; retrying", [one.job.id for one in held])
                 continue
+            stored_previews = previews
             ours = [one for one in held if not one.lost]
             if not ours:
                 self.lease_lost.set()
                 return
             if all(one.cancelled for one in ours):
                 self.cancel.set()
+
+
+def with_previews(engine: object, show: Callable[[bytes], None], work: Callable[[], T]) -> T:
+    """Run `work` (on the engine thread) with the engine's live previews going to `show` (the
+    heartbeat's `Progress.show`); an engine without previews (a null one in tests) just runs it."""
+    previews = getattr(engine, "previews", None)
+    if previews is None:
+        return work()
+    with previews.showing(show):
+        return work()
 
 
 async def relay_stop(stop: asyncio.Event, shutdown: threading.Event) -> None:

@@ -24,6 +24,7 @@ class WorkerLimits:
     batch_wait_ms: int = 0  # wait this long for more compatible jobs before drawing a batch that is not full
     affinity_seconds: float = 30.0  # loaded model first, unless another job waited this long (SDBOT_AFFINITY_SECONDS)
     models: tuple[str, ...] = ()  # `worker --models a,b`: only jobs for these models; empty: any
+    overlap_outputs: bool = True  # finish a job's outputs while the next one draws (SDBOT_OVERLAP_OUTPUTS)
 
     @classmethod
     def from_settings(cls, settings: Settings, models: tuple[str, ...] = ()) -> WorkerLimits:
@@ -40,6 +41,7 @@ class WorkerLimits:
             batch_wait_ms=s.batch_wait_ms,
             affinity_seconds=s.affinity_seconds,
             models=models,
+            overlap_outputs=s.overlap_outputs,
         )
 
     def skipped_kinds(self) -> tuple[str, ...]:

@@ -6,6 +6,15 @@ processes on this host. `run_once` claims one job, or a batch of compatible ones
 transaction; `_run` runs the task on the engine thread under its heartbeat
 (generation.worker.heartbeat) and ends each of its jobs as the outcome says: completed (by the
 task's `finish`), failed, queued again, cancelled, or handed back.
+
+Overlap (`SDBOT_OVERLAP_OUTPUTS`, on by default; the loop of `run` only): once the engine thread
+has drawn a job, its `finish` (PNG encoding, safety scores, blob writes with fsync, the
+completion's compare-and-set) goes on in the background while the loop claims and draws the next
+job, so the GPU does not wait on them. At most one job's outputs are in flight: a job that has
+drawn waits for the previous one's `finish` before its own starts. Nothing changes about when a
+job is done: it is completed only once its outputs are stored, so a crash in between leaves it
+running under a lease that runs out, and it is drawn again (tests/test_crash_overlap.py).
+`run_once` called on its own (tests, benches) ends its job before it returns, as before.
 """
 
 from __future__ import annotations
@@ -18,13 +27,14 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from config.logs import job_scope, run_in_context
 from config.models import ModelRegistry
 from generation.errors import EngineUserError, JobCancelled, TrainingYielded
 from generation.spec import GenerationSpec
-from generation.worker.heartbeat import Heartbeat, relay_stop
+from generation.worker.heartbeat import Heartbeat, relay_stop, with_previews
 from generation.worker.limits import WorkerLimits, make_owner_id, owner_is_dead_here
 from generation.worker.tasks import BatchTask, Held, PictureTask, Task
 from storage import model_library, notify, queue, workers
@@ -67,6 +77,9 @@ class Worker:
         self._shutdown = threading.Event()  # set at stop; the engine thread checks it between steps
         self._alive_at = time.monotonic()  # the loop's last turn or the running job's last heartbeat
         self._running: list[int] = []  # ids of the jobs the engine is on now
+        self._overlap = False  # set by `run` from SDBOT_OVERLAP_OUTPUTS: finish a job while the next one draws
+        self._finishing: asyncio.Task[None] | None = None  # the drawn job whose outputs are being finished
+        self._finishing_ids: list[int] = []
 
     def wake(self) -> None:
         self._wake.set()
@@ -80,6 +93,7 @@ class Worker:
         stopper = asyncio.create_task(relay_stop(stop, self._shutdown))
         listener = asyncio.create_task(notify.listen(self.db.url, self.wake, stop))  # PostgreSQL: jobs queued elsewhere
         announcer = asyncio.create_task(self._announce(stop))  # the roll call /admin status reads
+        self._overlap = self.limits.overlap_outputs
         try:
             while not stop.is_set():
                 self._alive_at = time.monotonic()
@@ -92,6 +106,8 @@ class Worker:
                     self._wake.clear()
                     await _wait_any(stop, self._wake, timeout=self.limits.poll_seconds)
         finally:
+            self._overlap = False
+            await self.settle()  # the last drawn job is completed before the worker leaves
             for task in (stopper, listener):  # the listener holds no transaction: cancelling it is safe
                 task.cancel()
             await asyncio.gather(stopper, listener, announcer, return_exceptions=True)  # the announcer ends at stop
@@ -260,30 +276,77 @@ class Worker:
         its outcome says: completed, failed, queued again, cancelled, or handed back. Every log
         line meanwhile (the heartbeat's and the engine thread's too) names the job, and its batch."""
         batch = tuple(one.job.id for one in held) if len(held) > 1 else ()
-        with job_scope(held[0].job.id, held[0].attempt, batch):
+        with job_scope(held[0].job.id, held[0].attempt, batch):  # copied into the background `_close` too
             await self._run_in_scope(task, held)
 
     async def _run_in_scope(self, task: Task[Any], held: list[Held]) -> None:
+        """Draw on the engine thread under the heartbeat, then close the task (`_close`): here, or
+        with the overlap in the background while the next job draws."""
         beat = Heartbeat(self.db, self.owner, self.limits, held, self._shutdown, on_beat=self._seen_alive)
         beat.start()
         started = time.perf_counter()
-        ids = ", ".join(str(one.job.id) for one in held)
-        attempts = ", ".join(str(one.attempt) for one in held)
-        log.info("job %s attempt %s: %s", ids, attempts, task.describe())
-        outcome = "failed"
+        log.info("job %s attempt %s: %s", _ids(held), _attempts(held), task.describe())
         self._running = [one.job.id for one in held]
         try:
             try:
                 await task.prepare()
-                produced = await asyncio.get_running_loop().run_in_executor(
-                    self.executor, run_in_context(lambda: task.work(beat.progress.update, beat.stopping, beat.wants_yield.is_set))
-                )
+                work: Callable[[], Any] = partial(task.work, beat.progress.update, beat.stopping, beat.wants_yield.is_set)
+                if isinstance(task, (PictureTask, BatchTask)):  # pictures show live previews; training runs send samples
+                    work = partial(with_previews, self.engine, beat.progress.show, work)
+                produced = await asyncio.get_running_loop().run_in_executor(self.executor, run_in_context(work))
             finally:
                 # Stop the heartbeat between beats, never by cancelling it inside a transaction
                 # (a transaction cancelled mid-flight and left pending hangs the loop's shutdown),
                 # and before the job's last write, which it would otherwise race.
                 await beat.stop()
-            await task.finish(produced, time.perf_counter() - started)
+                self._running = []
+        except Exception as error:
+            await self._close(task, held, beat, started, error=error)
+            return
+        ran = time.perf_counter() - started
+        if not self._overlap or held[0].job.kind == "train":  # a training run's end is written at once
+            await self._close(task, held, beat, started, produced=produced, ran=ran)
+            return
+        await self.settle()  # at most one job's outputs in flight: the previous job's first
+        self._finishing_ids = [one.job.id for one in held]
+        self._finishing = asyncio.create_task(self._close(task, held, beat, started, produced=produced, ran=ran, background=True))
+
+    async def settle(self) -> None:
+        """Wait until the job whose outputs are being finished in the background (the overlap)
+        has ended; at once when there is none."""
+        finishing, self._finishing = self._finishing, None
+        if finishing is None:
+            return
+        try:
+            await finishing
+        except Exception:  # `_close` ends every outcome itself; what escapes it (the database gone) is logged
+            log.exception("jobs %s: closing failed; their leases run out and they are drawn again", self._finishing_ids)
+        finally:
+            self._finishing_ids = []
+
+    async def _close(
+        self,
+        task: Task[Any],
+        held: list[Held],
+        beat: Heartbeat,
+        started: float,
+        *,
+        produced: Any = None,
+        ran: float = 0.0,
+        error: Exception | None = None,
+        background: bool = False,
+    ) -> None:
+        """End the task's jobs: `finish` what `work` produced (its outputs stored, then the job
+        completed), or end them as `error` (raised by `work`) or an error of `finish` says.
+        `background`: the overlap runs this while the next job draws, so a batch whose `finish`
+        failed is not drawn again here (that would take the engine thread): its jobs are queued
+        again, as after any internal error."""
+        ids, attempts = _ids(held), _attempts(held)
+        outcome = "failed"
+        try:
+            if error is not None:
+                raise error
+            await task.finish(produced, ran)
             outcome = "succeeded"
         except TrainingYielded:
             await self._end(queue.release, held[0].job, held[0].attempt)  # behind the drawing jobs; resumes later
@@ -293,6 +356,16 @@ class Worker:
         except LeaseLost:
             outcome = "lease lost"
         except Exception as error:
+            if isinstance(task, BatchTask) and background:  # its pictures were drawn; storing or completing failed
+                log.exception("jobs %s: finishing the batch failed", ids)
+                message = f"an internal error stopped it ({type(error).__name__}: {error})"[:500]
+                ran = time.perf_counter() - started
+                for one in held:
+                    if not one.lost:
+                        await self._end(queue.retry_or_fail, one.job, one.attempt, message, ran)
+                log.info("job %s attempt %s: %s in %.2f s", ids, attempts, outcome, time.perf_counter() - started)
+                self.on_finished()
+                return
             if isinstance(task, BatchTask):  # e.g. out of memory for the batch: each job alone decides
                 log.warning("jobs %s: the batch failed (%s: %s); drawing them one by one", ids, type(error).__name__, error)
                 self._running = []
@@ -306,8 +379,6 @@ class Worker:
                 log.exception("job %s attempt %s failed", one.job.id, one.attempt)
                 message = f"an internal error stopped it ({type(error).__name__}: {error})"[:500]
                 outcome = await self._end(queue.retry_or_fail, one.job, one.attempt, message, ran) or outcome
-        finally:
-            self._running = []
         log.info("job %s attempt %s: %s in %.2f s", ids, attempts, outcome, time.perf_counter() - started)
         self.on_finished()
 
@@ -357,9 +428,17 @@ class Worker:
             "gpu": self.gpu,
             "models": list(self.limits.models),
             "loaded_model": self.engine.loaded_model,
-            "jobs": list(self._running),
+            "jobs": [*self._running, *self._finishing_ids],
             "last_loop_age_s": round(age, 3),
         }
+
+
+def _ids(held: list[Held]) -> str:
+    return ", ".join(str(one.job.id) for one in held)
+
+
+def _attempts(held: list[Held]) -> str:
+    return ", ".join(str(one.attempt) for one in held)
 
 
 async def _wait_any(*events_and_timeout: asyncio.Event, timeout: float) -> None:

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 def store(blobs: BlobStore, rendered: Rendered) -> tuple[list[OutputRecord], JobResult | None]:
     """The pictures as blobs and output records; the control maps, and a clip's MP4 and GIF
-    (`commands.jobs.sources.clip_info` reads them), as blobs in the result (None: neither)."""
+    (`commands.jobs.sources.clip_info` reads them), as blobs in the result, with the notes for the
+    person (`--detail` that found nothing; None: none of these)."""
     outputs = [
         OutputRecord(
             index=image.index,
@@ -57,9 +58,12 @@ def store(blobs: BlobStore, rendered: Rendered) -> tuple[list[OutputRecord], Job
             mp4_size=len(encoded.mp4),
             gif_size=len(encoded.gif),
         )
+    grid = None
+    if rendered.grid is not None:  # /compare: the labelled grid of its cells (the outputs)
+        with Image.open(io.BytesIO(rendered.grid)) as picture:
+            width, height = picture.size
+        grid = StoredPicture(blob=blobs.put(rendered.grid, "png"), width=width, height=height, size=len(rendered.grid))
     # the keys it has and no others (JobResult.to_json writes the fields given): NULL for a plain picture job
-    if clip is None:
-        result = JobResult(maps=tuple(maps)) if maps else None
-    else:
-        result = JobResult(maps=tuple(maps), clip=clip) if maps else JobResult(clip=clip)
-    return outputs, result
+    given = {"maps": tuple(maps), "clip": clip, "notes": tuple(rendered.notes), "grid": grid}
+    kept = {key: value for key, value in given.items() if value}
+    return outputs, JobResult(**kept) if kept else None

@@ -21,6 +21,13 @@ calls its four methods in this order, on these threads:
 4. `await finish(produced, run_seconds)`, on the event loop, the heartbeat stopped: write what
    `work` returned and complete the job (its outbox row in the same transaction). It may raise
    `LeaseLost` (the job is left alone) and, like `work`, `EngineUserError` or another error.
+   In the worker's loop (`SDBOT_OVERLAP_OUTPUTS`, on by default) `finish` runs while the engine
+   thread already draws the next job, so it must not use the engine thread; the job is still not
+   completed until `finish` has stored its outputs.
+
+The picture tasks draw in `work` and leave the rest to `finish`: the PNGs are encoded, scored by
+the safety classifier and written to the blob store (fsync) on a thread of their own
+(`generation.jobs.encoded`, `scored`, `outputs.store`), then the job is completed.
 
 The tasks here are a picture or text job (`PictureTask`) and a batch of compatible txt2img jobs
 (`BatchTask`); a training run is `generation.training.run.TrainingTask`, which satisfies the same
@@ -41,7 +48,7 @@ from generation.worker.outputs import store
 from storage import queue
 from storage.blobs import BlobStore
 from storage.db import Database
-from storage.queue import LeaseLost
+from storage.queue import LeaseLost, OutputRecord
 from storage.results import JobResult
 from storage.tables import Job
 
@@ -117,24 +124,35 @@ class PictureTask:
     def work(
         self, progress: Callable[[int, int], None], stopping: Callable[[], str], should_yield: Callable[[], bool]
     ) -> Rendered | JobResult:
-        """A picture job's rendering (scored by the safety classifier), or a text job's answer."""
+        """A picture job's rendering (its pictures not yet encoded: `finish` does it), or a text
+        job's answer."""
         # torch: imported on a real engine's first job (see generation/worker/__init__.py)
-        from generation.jobs import answer_job, render_job, scored
+        from generation.jobs import answer_job, render_job
 
         engine, should_stop = self.worker.engine, lambda: bool(stopping())
         if self.spec.kind in TEXT_KINDS:
             return JobResult.from_json(answer_job(engine, self.spec, job_id=self.job.id, on_progress=progress, should_stop=should_stop))
-        return scored(engine, render_job(engine, self.spec, job_id=self.job.id, on_progress=progress, should_stop=should_stop))
+        return render_job(engine, self.spec, job_id=self.job.id, on_progress=progress, should_stop=should_stop, defer_png=True)
 
     async def finish(self, produced: Rendered | JobResult, run_seconds: float) -> None:
         if isinstance(produced, JobResult):  # a text job's answer
             outputs, result = [], produced
         else:
-            outputs, result = await asyncio.to_thread(store, self.worker.blobs, produced)
+            outputs, result = await asyncio.to_thread(settle, self.worker.engine, self.worker.blobs, produced)
         async with self.worker.db.transaction() as session:
             await queue.complete(
                 session, self.job, self.job.attempt, owner=self.worker.owner, outputs=outputs, run_seconds=run_seconds, result=result
             )
+
+
+def settle(engine: Engine, blobs: BlobStore, rendered: Rendered) -> tuple[list[OutputRecord], JobResult | None]:
+    """What `work` drew, made into the job's files, off the engine thread: the PNGs encoded, each
+    scored by the safety classifier (where one is configured), then stored (`outputs.store`)."""
+    if rendered.images:  # torch: imported only where pictures were drawn
+        from generation.jobs import encoded, scored
+
+        rendered = scored(engine, encoded(rendered))
+    return store(blobs, rendered)
 
 
 class BatchTask:
@@ -155,15 +173,11 @@ class BatchTask:
         pass
 
     def work(self, progress: Callable[[int, int], None], stopping: Callable[[], str], should_yield: Callable[[], bool]) -> list[Rendered]:
-        """Each job's rendering, in the order of `held`."""
-        from generation.jobs import scored
+        """Each job's rendering, in the order of `held` (its pictures not yet encoded)."""
         from generation.jobs.batched import render_batch
 
         ids: list[int | None] = [held.job.id for held in self.held]
-        engine = self.worker.engine
-        return [
-            scored(engine, one) for one in render_batch(engine, self.specs, ids, on_progress=progress, should_stop=lambda: bool(stopping()))
-        ]
+        return render_batch(self.worker.engine, self.specs, ids, on_progress=progress, should_stop=lambda: bool(stopping()), defer_png=True)
 
     async def finish(self, produced: list[Rendered], run_seconds: float) -> None:
         ours = []
@@ -172,8 +186,8 @@ class BatchTask:
                 log.warning("job %s: lease lost during its batch; its pictures are dropped", held.job.id)
             else:
                 ours.append((held, rendered))
-        blobs = self.worker.blobs
-        stored = await asyncio.to_thread(lambda: [None if held.cancelled else store(blobs, r) for held, r in ours])
+        blobs, engine = self.worker.blobs, self.worker.engine
+        stored = await asyncio.to_thread(lambda: [None if held.cancelled else settle(engine, blobs, r) for held, r in ours])
         drawn = [(held, records) for (held, _), records in zip(ours, stored, strict=True) if records is not None]
         async with self.worker.db.transaction() as session:  # one commit for the whole batch
             for held, _ in ours:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import mimetypes
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,10 @@ class Sent:
     reference: str | None = None  # the message it replies to
     deleted: bool = False
     edits: list[str] = field(default_factory=list)
+    edit_times: list[float] = field(default_factory=list)  # time.monotonic() of each edit
+    file_edits: list[dict[str, bytes]] = field(default_factory=list)  # the files each edit that sent files put in
+    file_times: list[float] = field(default_factory=list)  # time.monotonic() of each of those
+    sent_at: float = field(default_factory=time.monotonic)
     api: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -602,6 +607,10 @@ class FakeDiscord(ThreadedServer[Sent]):
             if "attachments" in payload or files:
                 message.files = {n: d for n, d in files.values()}
                 message.api["attachments"] = self._stored_attachments(payload, files)
+            if files:
+                message.file_edits.append(dict(message.files))
+                message.file_times.append(time.monotonic())
+            message.edit_times.append(time.monotonic())
             self._cond.notify_all()
         return message.api
 

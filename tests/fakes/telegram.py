@@ -2,7 +2,7 @@
 
 It speaks the Bot API's HTTP protocol closely enough for python-telegram-bot: getMe, getUpdates
 (long polling), sendMessage, sendPhoto, sendDocument and sendAnimation (multipart), editMessageText,
-deleteMessage, answerCallbackQuery, getFile and file downloads, setMyCommands, setWebhook and
+editMessageCaption, editMessageMedia (a photo, also into a text message), deleteMessage, answerCallbackQuery, getFile and file downloads, setMyCommands, setWebhook and
 deleteWebhook. Any other method answers 404, so a gap fails loudly. It keeps Telegram's limits
 that matter to us (text and caption length, callback data, photo size and sides, HTML that must
 parse) and recompresses photos to JPEG as Telegram does.
@@ -74,6 +74,9 @@ class BotMessage:
     deleted: bool = False
     edits: list[str] = field(default_factory=list)
     edit_times: list[float] = field(default_factory=list)  # time.monotonic() of each edit
+    media_edits: list[bytes] = field(default_factory=list)  # the photos editMessageMedia put in, as uploaded
+    media_times: list[float] = field(default_factory=list)  # time.monotonic() of each of those
+    sent_at: float = field(default_factory=time.monotonic)
     api: dict[str, Any] = field(default_factory=dict)  # the Message object as the Bot API returns it
     params: dict[str, Any] = field(default_factory=dict)  # what the bot sent with it (files left out)
 
@@ -467,6 +470,56 @@ class FakeTelegram(ThreadedServer[BotMessage]):
             message.edit_times.append(time.monotonic())
             message.text = text
             message.api["text"] = text
+            self._cond.notify_all()
+        return message.api
+
+    def _m_editMessageCaption(self, params: dict[str, Any], files: dict[str, Any]) -> Any:
+        message = self._find(int(params["chat_id"]), int(params["message_id"]))
+        if message is None:
+            raise ApiError(400, "Bad Request: message to edit not found")
+        if message.kind == "text":
+            raise ApiError(400, "Bad Request: there is no caption in the message to edit")
+        caption = self._caption(params)
+        if caption == message.text:
+            raise ApiError(400, "Bad Request: message is not modified: specified new message content and reply markup are exactly the same")
+        with self._cond:
+            message.edits.append(caption)
+            message.edit_times.append(time.monotonic())
+            message.text = caption
+            message.api["caption"] = caption
+            self._cond.notify_all()
+        return message.api
+
+    def _m_editMessageMedia(self, params: dict[str, Any], files: dict[str, Any]) -> Any:
+        """A new photo (and caption) for a photo message, or media added to a text message, which
+        then becomes a photo whose caption is the media's (Bot API: "edit animation, audio,
+        document, photo, or video messages, or to add media to text messages")."""
+        message = self._find(int(params["chat_id"]), int(params["message_id"]))
+        if message is None:
+            raise ApiError(400, "Bad Request: message to edit not found")
+        media = _json(params.get("media") or "{}")
+        if media.get("type") != "photo":
+            raise ApiError(400, "Bad Request: only photos are edited in by this fake")
+        _, data = _upload(files, str(media.get("media", "")).removeprefix("attach://"))
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                image.verify()
+        except Exception:
+            raise ApiError(400, "Bad Request: IMAGE_PROCESS_FAILED") from None
+        caption = self._caption(media)
+        sizes = self._photo_sizes(data)
+        with self._cond:
+            if message.kind == "text":
+                message.api.pop("text", None)
+            message.kind = "photo"
+            message.text = caption
+            message.api.update(caption=caption, photo=sizes)
+            message.photo = self.files[sizes[-1]["file_id"]]
+            message.uploaded = data
+            message.media_edits.append(data)
+            message.media_times.append(time.monotonic())
+            message.edits.append(caption)
+            message.edit_times.append(time.monotonic())
             self._cond.notify_all()
         return message.api
 

@@ -1,3 +1,16 @@
 """The buttons under a single image, exactly as the issue names them, in the order they appear."""
 
-EDIT_LABELS = ["Upscale 2x", "Upscale 4x", "Face fix", "Vary (Subtle)", "Vary (Strong)", "Zoom Out 1.5x", "Zoom Out 2x", "⬅", "➡", "⬆", "⬇"]
+EDIT_LABELS = [
+    "Upscale 2x",
+    "Upscale 4x",
+    "Face fix",
+    "Detail",
+    "Vary (Subtle)",
+    "Vary (Strong)",
+    "Zoom Out 1.5x",
+    "Zoom Out 2x",
+    "⬅",
+    "➡",
+    "⬆",
+    "⬇",
+]

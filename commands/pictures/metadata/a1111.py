@@ -3,7 +3,8 @@
 
 Our own images say `Version: sdbot ...` and carry `Job: N`. Where a text might be something else
 (an EXIF or JPEG comment), it counts only with a settings line. Hires fix, variation seeds, VAE,
-refiner, face restoration, ADetailer and LoRAs named in the prompt are noted, not carried over;
+refiner, face restoration and LoRAs named in the prompt are noted, not carried over; ADetailer's
+face, hand and person models are carried over as `--detail` (with its prompt and strength);
 ControlNet units are given back as the /control command that applies them. A text over MAX_TEXT characters is cut, keeping its settings line."""
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ _NOT_CARRIED = {
     "VAE": "VAE `{value}` is not carried over; pick one with `--vae` if it is available here.",
     "Refiner": "Refiner `{value}` is not carried over.",
     "Face restoration": "Face restoration ({value}) is not carried over.",
-    "ADetailer model": "ADetailer ({value}) is not carried over.",
     "Operation": "It was made by `{value}` from another image; only the settings are carried over.",
 }
 
@@ -96,6 +96,32 @@ def reference_note(key: str, value: str) -> str:
     )
 
 
+_ADETAILER_UNIT = re.compile(r"ADetailer model( \d+(?:st|nd|rd|th))?")
+_ADETAILER_TARGETS = (("face", "face"), ("hand", "hand"), ("person", "person"))  # a word in the model's name -> --detail
+
+
+def _adetailer(found: dict[str, str], out: Result) -> None:
+    """ADetailer's units (`ADetailer model: face_yolov8n.pt`, `ADetailer model 2nd: hand_yolov8n.pt`,
+    ... as ADetailer and sdbot write them) as `--detail face,hand`, with the first unit's prompt
+    and denoising strength; a model that is none of these is noted."""
+    targets = []
+    for key in (k for k in found if _ADETAILER_UNIT.fullmatch(k)):
+        model = found[key].lower()
+        target = next((name for word, name in _ADETAILER_TARGETS if word in model), None)
+        if target is None:
+            out.note(f"ADetailer ({short(found[key])}) is not carried over: sdbot details faces, hands and people.")
+        elif target not in targets:
+            targets.append(target)
+    if not targets:
+        return
+    out.options["detail"] = ",".join(targets)
+    strength = to_float(found.get("ADetailer denoising strength"))
+    if strength is not None and 0 < strength <= 1:
+        out.options["detail_strength"] = strength
+    if found.get("ADetailer prompt"):
+        out.options["detail_prompt"] = found["ADetailer prompt"]
+
+
 def from_infotext(text: str, notes: list[str], *, require_settings: bool) -> ImageMetadata | None:
     text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
     if not text:
@@ -158,6 +184,7 @@ def from_infotext(text: str, notes: list[str], *, require_settings: bool) -> Ima
     for key, template in _NOT_CARRIED.items():
         if found.get(key):
             out.note(template.format(value=short(found[key])))
+    _adetailer(found, out)
     for key in sorted(k for k in found if re.fullmatch(r"ControlNet \d+", k)):
         out.note(control_note(key, found[key]))
     for key in sorted(k for k in found if re.fullmatch(r"IP-Adapter \d+", k)):

@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from generation.models.families.base import (
+    CACHE_CHOICES,
+    CACHES,
     FEATURES,
     VIDEO_MODES,
     ControlNetSupport,
@@ -40,6 +42,8 @@ from generation.models.families.wan import WAN
 from generation.models.families.z_image import Z_IMAGE
 
 __all__ = [
+    "CACHES",
+    "CACHE_CHOICES",
     "FAMILIES",
     "FEATURES",
     "VIDEO_MODES",

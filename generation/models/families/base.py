@@ -10,9 +10,12 @@ the reason a user reads when they ask for it, so nothing is silently dropped.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
+
+from generation.models.families.latent_rgb import LatentPreview
 
 # What a job may ask for that not every family can do (the keys of `Family.unsupported`).
 FEATURES = (
@@ -351,6 +354,85 @@ def _round(value: int, multiple: int) -> int:
     return max(multiple, round(value / multiple) * multiple)
 
 
+# What an operator names as a family's draft (SDBOT_DRAFT): a LoRA file, or a model of the registry.
+DRAFT_SOURCES = ("lora", "model")
+# With no fast path configured, a draft draws this share of the model's steps (at half size).
+PLAIN_DRAFT_STEP_SHARE = 1 / 3
+
+
+@dataclass(frozen=True)
+class DraftPath:
+    """A family's fast path for `--draft` (Midjourney's draft mode), declared once: what draws it
+    (`source`: a few-step LoRA on the model itself, or a distilled model of the same family) and
+    the steps, guidance and sampler it was distilled for. Which file or model it is, is the
+    operator's (SDBOT_DRAFT, per family); the command layer (commands.explore.draft) draws the draft
+    at half the size, and without one configured, a share of the model's own steps
+    (`plain_steps`), saying so."""
+
+    source: str  # one of DRAFT_SOURCES
+    steps: int
+    cfg: float
+    sampler: str  # an A1111 name; a name in the family's `samplers` for flow-matching families
+    what: str  # what to configure, in words, for the docs and the replies ("an LCM, Hyper-SD or DMD2 LoRA")
+
+    def __post_init__(self) -> None:
+        assert self.source in DRAFT_SOURCES, self.source
+
+
+def plain_steps(steps: int, min_steps: int = 1) -> int:
+    """The steps of a draft without a fast path: a third of `steps` (rounded up), at least
+    `min_steps` (a family's scheduler may need more) and never more than `steps`."""
+    return min(steps, max(min_steps, math.ceil(steps * PLAIN_DRAFT_STEP_SHARE)))
+
+
+# Cache accelerators (`--fast`, SDBOT_CACHE, a model's `cache`; generation.models.caches puts them
+# on the denoiser for a job): reuse the work of earlier steps instead of running the whole denoiser
+# at every step. What each is and its thresholds, declared once: the PNG parameters write them
+# (`CacheKind.text`), bench/cache_cost.py measures them. Why these values:
+# - fbc 0.08: ParaAttention's (First Block Cache's authors') setting for FLUX.1-dev (diffusers'
+#   default 0.05 skips little; 0.12 and more shows in the picture);
+# - taylorseer: a full step every 4, after 4 full ones, first-order (the paper's FLUX.1 setting is
+#   N=5 or 6; 4 keeps the 28-step default at 10 full steps), lite mode (whole blocks skipped);
+# - magcache 0.06, at most 3 skipped in a row, the first 20% never: MagCache's and diffusers'
+#   defaults, with FLUX.1's published magnitude ratios (the only family that has them);
+# - pab: spatial attention reused every 2nd block call between timesteps 100 and 800 (PAB's and
+#   diffusers' example values);
+# - deepcache: the whole UNet every 3rd step, the shallowest branch between (DeepCache's N=3,
+#   which its paper measures at about 2x on SD 1.5 with a CLIP score within 0.01).
+@dataclass(frozen=True)
+class CacheKind:
+    name: str  # what `--fast` and SDBOT_CACHE take
+    label: str
+    what: str  # in a few words, for /help and the docs
+    knobs: Mapping[str, float]  # its thresholds (generation.models.caches reads them)
+
+    def text(self) -> str:
+        """How the PNG parameters write it: `fbc (threshold 0.08)`."""
+        return f"{self.name} ({', '.join(f'{key} {value:g}' for key, value in self.knobs.items())})"
+
+
+CACHES: Mapping[str, CacheKind] = {
+    kind.name: kind
+    for kind in (
+        CacheKind("fbc", "First Block Cache", "skips the other blocks while the first block's output hardly changes", {"threshold": 0.08}),
+        CacheKind("taylorseer", "TaylorSeer", "predicts skipped steps from the last full ones", {"interval": 4, "warmup": 4, "order": 1}),
+        CacheKind(
+            "magcache",
+            "MagCache",
+            "skips steps by the model's known residual magnitudes",
+            {"threshold": 0.06, "max_skip": 3, "retention": 0.2},
+        ),
+        CacheKind("pab", "Pyramid Attention Broadcast", "reuses attention outputs across steps", {"skip": 2, "from": 100, "to": 800}),
+        CacheKind("deepcache", "DeepCache", "reuses the UNet's deep features, computing its shallow blocks", {"interval": 3}),
+    )
+}
+# Which family takes which was tried on every tiny model (bench/cache_cost.py): each family's
+# module says why it leaves out the others (hooks of diffusers 0.42.1 that fail on its blocks; PAB,
+# whose state is per attention layer, not per call, where CFG runs as two calls a step).
+# SDBOT_CACHE / a model's `cache` / `--fast`: off, on (the family's own first cache), or a cache's name.
+CACHE_CHOICES = ("off", "on", *CACHES)
+
+
 @dataclass(frozen=True)
 class Family:
     id: str  # sd1, sd2, sdxl, sd3, flux, chroma: what ModelEntry.architecture holds
@@ -404,11 +486,39 @@ class Family:
     guidance: str = "cfg"  # what --cfg is: "cfg" (classifier-free) or "distilled" (FLUX.1-dev's embedded guidance)
     # Its ControlNet (None: none here; `why_not("controlnet")` then names the family).
     controlnet: ControlNetSupport | None = None
+    # Its fast path for `--draft` (None: none; a draft is then a share of the steps at half size).
+    draft: DraftPath | None = None
     # Its instruction editing (/edit), for the variants that do it (None: none of them).
     edit: EditSupport | None = None
     # Its clips, for a video family (Wan, LTX-Video); None: a picture family (`video()`).
     video_support: VideoSupport | None = None
+    # How its latents look as a live preview (a linear latent-to-RGB map, how tokens are packed).
+    preview: LatentPreview = LatentPreview()
     description: str = ""  # one line for /models and the docs
+    # The cache accelerators it takes (names in CACHES), its own first; none: why (`cache_refusal`).
+    caches: tuple[str, ...] = ()
+    no_cache: str = ""
+    # Its denoiser's repeated blocks for regional torch.compile, where diffusers' class names none.
+    repeated_blocks: tuple[str, ...] = ()
+
+    def cache_for(self, asked: str | None) -> str | None:
+        """The cache `asked` means on this family (`on`: its own first; `off`, None: none); a name it
+        doesn't take is returned as it is, for `cache_refusal` to say why."""
+        if asked in (None, "off"):
+            return None
+        if asked == "on":
+            return self.caches[0] if self.caches else "on"
+        return asked
+
+    def cache_refusal(self, name: str) -> str | None:
+        """Why this family can't draw with cache `name`, in a sentence; None when it can."""
+        if name in self.caches:
+            return None
+        if not self.caches:
+            return f"{self.label} has no cache accelerator here: {self.no_cache or 'none fits its denoiser'}. Draw without --fast."
+        takes = ", ".join(f"`--fast {c}`" for c in self.caches)
+        what = f"`{name}`" if name in CACHES else f"`{name}` (no such cache)"
+        return f"{self.label} can't use the cache {what}; it takes {takes} (or `--fast` alone: {self.caches[0]})."
 
     def variant(self, name: str | None) -> Variant:
         """The variant `name` (the first, the family's usual one, when unknown or None)."""
@@ -494,3 +604,5 @@ class Family:
             f"{self.id}: a video family without its reason against pictures"
         )
         assert "video" not in self.unsupported, f"{self.id}: `video` is refused by the absence of `video_support`"
+        assert all(c in CACHES for c in self.caches), f"{self.id}: unknown caches {self.caches}"
+        assert bool(self.caches) != bool(self.no_cache), f"{self.id}: caches, or why it has none (no_cache), not both"

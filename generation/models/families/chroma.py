@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from generation.models.families.base import Family, Variant
 from generation.models.families.flux import FLOW_SAMPLERS, dit_unsupported
+from generation.models.families.latent_rgb import FLUX_RGB, LatentPreview
 
 CHROMA = Family(
     id="chroma",
@@ -34,5 +35,8 @@ CHROMA = Family(
         "made for Chroma. Pick an SD 1.x, SDXL or FLUX.1 model with `--model`",
     },
     checkpoint_marks=("distilled_guidance_layer.",),  # beside FLUX.1's blocks, which Chroma keeps
+    preview=LatentPreview((FLUX_RGB,), patch=2),
+    # Caches: diffusers 0.42.1's First Block Cache and MagCache can't read Chroma's blocks (their forward differs from FLUX.1's), and PAB would share attention between its separate CFG calls.
+    caches=("taylorseer",),
     description="Chroma1 HD and Base: 1024 px; ~27 GB in bf16, ~14 GB with an fp8 or Q8 transformer.",
 )

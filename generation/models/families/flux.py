@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from generation.models.families.base import EditSupport, Family, Variant
+from generation.models.families.base import DraftPath, EditSupport, Family, Variant
+from generation.models.families.latent_rgb import FLUX_RGB, LatentPreview
 
 PLAIN_TEXT = "its T5 encoder reads the prompt as plain text"
 FLOW_SAMPLERS = {"Euler": ("FlowMatchEulerDiscreteScheduler", {})}
@@ -68,6 +69,7 @@ FLUX = Family(
     flow_matching=True,
     default_sampler="Euler",
     samplers=FLOW_SAMPLERS,
+    draft=DraftPath(source="model", steps=4, cfg=0.0, sampler="Euler", what="FLUX.1-schnell (4 steps, no guidance)"),
     img2img_takes_size=True,
     guidance="distilled",
     variants=(
@@ -111,5 +113,8 @@ FLUX = Family(
         ).items()
         if feature != "reference"
     },
+    preview=LatentPreview((FLUX_RGB,), patch=2),
+    # Caches: its CFG is distilled: one call a step.
+    caches=("fbc", "taylorseer", "magcache", "pab"),
     description="FLUX.1 dev, schnell and Krea: 1024 px; ~33 GB in bf16, ~17 GB with an fp8 or Q8 transformer, ~8 GB with Q4 and offload.",
 )

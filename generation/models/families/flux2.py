@@ -9,8 +9,9 @@ does. Its pipelines take a negative prompt only as embeddings: the engine encode
 
 from __future__ import annotations
 
-from generation.models.families.base import EditSupport, Family, Variant
+from generation.models.families.base import DraftPath, EditSupport, Family, Variant
 from generation.models.families.flux import FLOW_SAMPLERS, dit_unsupported
+from generation.models.families.latent_rgb import FLUX2_RGB, LatentPreview
 
 FLUX2_KLEIN = Family(
     id="flux2",
@@ -27,6 +28,7 @@ FLUX2_KLEIN = Family(
     flow_matching=True,
     default_sampler="Euler",
     samplers=FLOW_SAMPLERS,
+    draft=DraftPath(source="model", steps=4, cfg=1.0, sampler="Euler", what="a distilled FLUX.2 Klein (4 steps, no guidance)"),
     cfg_off_at=1.0,
     negative_as_embeds=True,
     img2img_by_inpaint=True,
@@ -60,5 +62,8 @@ FLUX2_KLEIN = Family(
     # BFL's and diffusers' names; FLUX.2 [dev] (a guidance embedder, another text encoder) is not Klein
     checkpoint_marks=("single_stream_modulation.", "double_stream_modulation_img."),
     refuse_marks=("guidance_in.", "time_guidance_embed.guidance_embedder."),
+    preview=LatentPreview((FLUX2_RGB,), patch=2),
+    # Caches: diffusers 0.42.1's First Block Cache fails on its blocks' list output; PAB would share attention between the base model's separate CFG calls.
+    caches=("taylorseer",),
     description="FLUX.2 Klein 4B and 9B: 1024 px; 4B ~16 GB in bf16 with its Qwen3 4B encoder, 9B ~34 GB.",
 )

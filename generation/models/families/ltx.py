@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from generation.models.families.base import Family, MotionRule, Variant, VideoSupport
 from generation.models.families.flux import FLOW_SAMPLERS
+from generation.models.families.latent_rgb import STAND_IN, LatentPreview
 from generation.models.families.wan import video_unsupported
 
 FRAME_RATE_MOTION = "LTX-Video's frame-rate conditioning"
@@ -81,6 +82,9 @@ LTX = Family(
     checkpoint_marks=("patchify_proj.", ("caption_projection.", "time_embed.emb.", "proj_in.")),
     refuse_marks=("av_ca_", "audio_"),
     video_support=VIDEO,
+    preview=LatentPreview(patch=1, temporal=8, note=STAND_IN),
+    # Caches: MagCache has no LTX-Video ratios.
+    caches=("fbc", "taylorseer", "pab"),
     description="LTX-Video 0.9.x 2B/13B: 704x512 or 768x512, up to 257 frames at 24 fps; 2B ~10 GB in bf16 with T5, 13B ~35 GB "
     "(~20 GB with an fp8 transformer).",
 )

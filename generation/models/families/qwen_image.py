@@ -8,8 +8,9 @@ the picture black), so it takes at least 2."""
 
 from __future__ import annotations
 
-from generation.models.families.base import ControlNetSupport, EditSupport, Family, Variant
+from generation.models.families.base import ControlNetSupport, DraftPath, EditSupport, Family, Variant
 from generation.models.families.flux import FLOW_SAMPLERS, dit_unsupported
+from generation.models.families.latent_rgb import WAN21_RGB, LatentPreview
 
 # ControlNets: InstantX's (Qwen-Image-ControlNet-Union and the like). diffusers 0.42.1 has a txt2img
 # ControlNet pipeline; its inpainting one is for InstantX's inpainting ControlNet (the picture and its
@@ -41,6 +42,9 @@ QWEN_IMAGE = Family(
     flow_matching=True,
     default_sampler="Euler",
     samplers=FLOW_SAMPLERS,
+    draft=DraftPath(
+        source="lora", steps=8, cfg=1.0, sampler="Euler", what="an 8-step Qwen-Image-Lightning LoRA (lightx2v/Qwen-Image-Lightning)"
+    ),
     cfg_off_at=1.0,
     img2img_takes_size=True,
     guidance="cfg",
@@ -76,6 +80,9 @@ QWEN_IMAGE = Family(
     unsupported=dit_unsupported("Qwen-Image", negative=None),
     # diffusers' names (diffusers has no Qwen-Image entry among its single-file checkpoints)
     checkpoint_marks=(("txt_norm.", "img_in.", "transformer_blocks.0.img_mod."),),
+    preview=LatentPreview((WAN21_RGB,), patch=2),
+    # Caches: PAB would share attention outputs between its separate conditional and unconditional calls.
+    caches=("fbc", "taylorseer"),
     description="Qwen-Image: 1328 px, text in pictures; ~57 GB in bf16 (transformer 41, Qwen2.5-VL 16), ~36 GB with a Q8_0 "
     "transformer, ~22 GB with Q8_0 and model offload.",
 )

@@ -9,8 +9,9 @@ diffusers 0.42.1's inpaint pipeline decodes its latents without the VAE's shift 
 
 from __future__ import annotations
 
-from generation.models.families.base import ControlNetSupport, Family, Variant
+from generation.models.families.base import ControlNetSupport, DraftPath, Family, Variant
 from generation.models.families.flux import FLOW_SAMPLERS, dit_unsupported
+from generation.models.families.latent_rgb import SD3_RGB, LatentPreview
 
 # ControlNets: InstantX's (zero pooled projections, the map's latents without the VAE's shift) and
 # SAI's SD 3.5 Large ones (the transformer's patch embedding, no text stream). diffusers 0.42.1 has
@@ -48,6 +49,7 @@ SD3 = Family(
     flow_matching=True,
     default_sampler="Euler",
     samplers=FLOW_SAMPLERS,
+    draft=DraftPath(source="model", steps=4, cfg=0.0, sampler="Euler", what="SD 3.5 Large Turbo (4 steps, no guidance)"),
     cfg_off_at=1.0,
     img2img_takes_size=True,
     guidance="cfg",
@@ -71,5 +73,9 @@ SD3 = Family(
     ),
     quirks=frozenset({"inpaint_decode_without_shift"}),
     controlnet=CONTROLNET,
+    preview=LatentPreview((SD3_RGB,)),
+    # Caches: its last block returns no text stream, which diffusers 0.42.1's First Block Cache and TaylorSeer fail on; MagCache has no SD 3.5 ratios.
+    caches=("pab",),
+    repeated_blocks=("JointTransformerBlock",),  # diffusers 0.42.1 names none for SD3Transformer2DModel
     description="SD 3.5 Medium and Large: 1024 px; Large ~28 GB in bf16 with T5 (~18 GB without), Medium ~15 GB.",
 )

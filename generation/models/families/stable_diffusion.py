@@ -5,13 +5,22 @@ has (it was built on them). Prompts are encoded the A1111 way (generation.prompt
 
 from __future__ import annotations
 
-from generation.models.families.base import CONTROL_MODES, ControlNetSupport, Family
+from generation.models.families.base import CONTROL_MODES, ControlNetSupport, DraftPath, Family
+from generation.models.families.latent_rgb import SD1_RGB, SDXL_RGB, LatentPreview
 
 _SD_PIPELINES = {
     "txt2img": "StableDiffusionPipeline",
     "img2img": "StableDiffusionImg2ImgPipeline",
     "inpaint": "StableDiffusionInpaintPipeline",
 }
+
+
+# Drafts (--draft): a few-step LoRA on the model itself, drawn as LCM-LoRA and DMD2 are distilled to
+# be: 4 steps of the LCM scheduler without guidance (diffusers turns CFG off at 1). (Hyper-SD's and
+# SDXL-Lightning's LoRAs want trailing DDIM or Euler timesteps, which this path does not set.)
+def _sd_draft(files: str) -> DraftPath:
+    return DraftPath(source="lora", steps=4, cfg=1.0, sampler="LCM", what=f"a 4-step LCM-style LoRA: {files}")
+
 
 # ControlNets (lllyasviel's and their kind): every job kind, several at once, A1111's control modes.
 # The engine builds these pipelines with AutoPipeline's `from_pipe`, which picks these classes.
@@ -42,7 +51,10 @@ SD1 = Family(
     flow_matching=False,
     default_sampler="DPM++ 2M Karras",
     controlnet=_SD_CONTROLNET,
+    draft=_sd_draft("latent-consistency/lcm-lora-sdv1-5"),
     checkpoint_marks=("cond_stage_model.transformer.",),  # CLIP ViT-L beside the UNet
+    preview=LatentPreview((SD1_RGB,)),
+    caches=("deepcache",),
     description="Stable Diffusion 1.x (1.4, 1.5 and its fine-tunes): 512 px, ~4 GB of GPU memory in fp16.",
 )
 
@@ -61,7 +73,10 @@ SD2 = Family(
     flow_matching=False,
     default_sampler="DPM++ 2M Karras",
     controlnet=_SD_CONTROLNET,
+    draft=_sd_draft("an LCM-LoRA trained for SD 2.x"),
     checkpoint_marks=("cond_stage_model.model.",),  # OpenCLIP
+    preview=LatentPreview((SD1_RGB,)),
+    caches=("deepcache",),
     description="Stable Diffusion 2.x: 768 px (2.0/2.1), ~5 GB in fp16.",
 )
 
@@ -94,10 +109,13 @@ SDXL = Family(
         modes=CONTROL_MODES,
         txt2img_map_argument="image",
     ),
+    draft=_sd_draft("latent-consistency/lcm-lora-sdxl, or tianweiy/DMD2's 4-step LoRA"),
     checkpoint_marks=("conditioner.embedders.1.",),
     unsupported={
         "video2video": "diffusers has no SDXL AnimateDiff video-to-video; use an SD 1.x model with `--model`",
         "camera_moves": "camera moves are motion LoRAs for SD 1.x motion adapters; they don't work on SDXL models",
     },
+    preview=LatentPreview((SDXL_RGB,)),
+    caches=("deepcache",),
     description="SDXL 1.0 and its fine-tunes (Pony, Illustrious, ...): 1024 px, ~8 GB in fp16.",
 )

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 
 from generation.models.families.base import Family, MotionRule, Variant, VideoSupport
 from generation.models.families.flux import dit_unsupported
+from generation.models.families.latent_rgb import STAND_IN, WAN21_RGB, LatentPreview
 
 # Wan's own scheduler (the model's scheduler_config.json: UniPC with flow sigmas and its flow shift),
 # and DPM++ 2M with the same flow configuration.
@@ -53,7 +54,6 @@ def video_unsupported(label: str, *, clips: str) -> dict[str, str]:
             "pictures": f"{label} is a video model: it draws clips ({clips}) with /video, not pictures. Pick a picture model with `--model`",
             "img2img": f"{label} draws clips, not pictures from a picture; use /video with the picture as the first frame",
             "inpaint": f"{label} draws clips; inpainting and outpainting need a picture model",
-            "lora": f"LoRAs for {label} aren't checked or loaded here yet",
             "animate": f"{label} draws its own clips with /video; AnimateDiff's motion modules are for SD 1.x and SDXL",
             "video2video": f"AnimateDiff's video to video is for SD 1.x; {label} draws new clips with /video (Extend continues one)",
             "deforum": f"Deforum clips are an img2img loop on picture models; {label} draws its clips with /video",
@@ -149,6 +149,9 @@ WAN = Family(
     refuse_marks=("vace_blocks.", "vace_patch_embedding.", "motion_encoder.", "face_adapter."),
     variant_from_keys=wan_variant,
     video_support=VIDEO,
+    preview=LatentPreview((WAN21_RGB,), temporal=4, note="Wan 2.2 TI2V 5B (48 channels): " + STAND_IN),
+    # Caches: PAB would share attention outputs between its separate conditional and unconditional calls.
+    caches=("fbc", "taylorseer"),
     description="Wan 2.1/2.2 video: 480p (832x480) or 720p, 81 frames at 16 fps; 1.3B ~8 GB, 14B ~28 GB in bf16 "
     "(~16 GB with an fp8 or Q8 transformer; 2.2 A14B holds two), TI2V 5B ~16 GB.",
 )

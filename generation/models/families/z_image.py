@@ -5,8 +5,9 @@ refused). Rectified flow with a fixed shift of 3; sizes in multiples of 16."""
 
 from __future__ import annotations
 
-from generation.models.families.base import ControlNetSupport, Family, Variant
+from generation.models.families.base import ControlNetSupport, DraftPath, Family, Variant
 from generation.models.families.flux import FLOW_SAMPLERS, dit_unsupported
+from generation.models.families.latent_rgb import FLUX_RGB, LatentPreview
 
 # ControlNets: alibaba-pai's Z-Image-Turbo-Fun-Controlnet-Union, 1.x (16 channels: the map's latents)
 # and 2.x (33: the map's latents, a mask and the masked picture's latents, which diffusers' txt2img
@@ -41,6 +42,7 @@ Z_IMAGE = Family(
     flow_matching=True,
     default_sampler="Euler",
     samplers=FLOW_SAMPLERS,
+    draft=DraftPath(source="model", steps=8, cfg=0.0, sampler="Euler", what="Z-Image Turbo (8 steps, no guidance)"),
     guidance="cfg",
     cfg_off_at=0.0,
     controlnet=CONTROLNET,
@@ -51,5 +53,8 @@ Z_IMAGE = Family(
     unsupported=dit_unsupported("Z-Image", negative=None),
     # ComfyUI's and diffusers' names share the layers' modulation (diffusers' own detection key)
     checkpoint_marks=("layers.0.adaLN_modulation.",),
+    preview=LatentPreview((FLUX_RGB,)),
+    # Caches: its CFG runs in one batched call, which PAB suits; diffusers 0.42.1's First Block Cache can't read its blocks' arguments and TaylorSeer's lite patterns find none of its layers.
+    caches=("pab",),
     description="Z-Image Turbo: 1024 px in 8 steps; ~20 GB in bf16 (transformer 12, Qwen3 8), ~14 GB with a Q8_0 transformer.",
 )
