@@ -181,7 +181,8 @@ async def test_upload_draw_and_equal_a1111s_forward(bot, tmp_path: Path, models_
     options = "--seed 11 --steps 4 --cfg 7 --size 64x64 --sampler Euler --model tiny"
     results = {}
     for weight in (1, 0.5, 0):
-        await bot.send(f"/imagine {PROMPT} <hypernet:foxnet:{weight}> {options}")
+        [(_, queued)] = await bot.send(f"/imagine {PROMPT} <hypernet:foxnet:{weight}> {options}")
+        assert f"· hypernet foxnet {weight:g} ·" in queued.text, queued.text
         [(_, done)] = await bot.finish()
         results[weight] = pixels(done.reply)
     await bot.send(f"/imagine {PROMPT} {options}")

@@ -147,6 +147,12 @@ def settings_line(spec: GenerationSpec) -> str:
         parts.append("seamless tile")
     if spec.draft is not None:
         parts.append(draft_words(spec.draft))
+    if spec.cache:  # --fast: its cache accelerator (the PNG says its threshold)
+        parts.append(f"fast ({spec.cache})")
+    if spec.detail is not None:
+        parts.append(f"detail {', '.join(spec.detail.targets)}")
+    if spec.hypernetworks:
+        parts.append("hypernet " + ", ".join(f"{ref.name} {ref.weight:g}" for ref in spec.hypernetworks))
     if spec.vae:
         parts.append(f"VAE {spec.vae}")
     if spec.styles:
