@@ -14,22 +14,20 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import save_file
 
 from commands.frame.types import Attachment
 from config import ModelEntry, ModelRegistry
 from generation.assets.family_loras import transformer_family
-from generation.assets.files import inspect_asset
 from generation.assets.fit import lora_misfit
 from generation.engine import Engine
 from generation.errors import EngineUserError
 from generation.jobs import run_job
-from generation.models import dit_layers, tiny_config, tiny_flux2, tiny_qwen, tiny_sd3, tiny_zimage
+from generation.models import tiny_config, tiny_flux2, tiny_qwen, tiny_sd3, tiny_zimage
 from generation.models.dit_shapes import tiny_shapes
 from generation.models.loader import ModelCache
 from generation.spec import AssetRef
 from storage.blobs import LocalBlobStore
-from tests.support.family_loras import pairs, to_comfyui, to_kohya, to_original
+from tests.support.family_loras import info_of, layer_tables_match, pairs, save_loras, to_comfyui, to_kohya, to_original
 from tests.support.flux_loras import make_flux_lora
 from tests.test_families import FOLDERS, PIPELINES, guided, pixels, spec
 
@@ -77,13 +75,7 @@ def differ(a: np.ndarray, b: np.ndarray) -> int:
     ],
 )
 def test_the_layer_tables_are_the_real_classes_layers(family: str, config: dict) -> None:
-    import diffusers
-
-    with torch.device("meta"):
-        model = getattr(diffusers, CLASSES[family])(**config)
-    real = {path: (m.in_features, m.out_features) for path, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
-    table = {path: (layer.inputs, layer.outputs) for path, layer in dit_layers.family_layers(family, config).layers.items()}
-    assert table == real
+    layer_tables_match(CLASSES[family], family, config)
 
 
 def test_the_tiny_transformer_configs_match_their_text_encoders() -> None:
@@ -141,15 +133,7 @@ def files(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
         "lora_unet_joint_blocks_0_x_block_attn_lora.lora_down.weight": torch.zeros(4, 32),
         "lora_unet_joint_blocks_0_x_block_attn_lora.lora_up.weight": torch.zeros(32, 4),
     }
-    paths = {}
-    for name, tensors in made.items():
-        paths[name] = folder / f"{name}.safetensors"
-        save_file({k: v.contiguous() for k, v in tensors.items()}, paths[name])
-    return paths
-
-
-def info_of(path: Path):  # type: ignore[no-untyped-def]
-    return inspect_asset(path.read_bytes(), path.name, kind="lora", max_bytes=2**30)
+    return save_loras(folder, made)
 
 
 def test_each_familys_files_are_recognised_in_every_format(files: dict[str, Path]) -> None:

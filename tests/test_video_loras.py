@@ -14,22 +14,22 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from commands.frame.types import Attachment
 from config import ModelEntry, ModelRegistry
-from generation.assets.files import AssetError, inspect_asset
+from generation.assets.files import AssetError
 from generation.assets.fit import lora_misfit
 from generation.engine import Engine
 from generation.errors import EngineUserError
 from generation.jobs import render_job
-from generation.models import dit_layers, tiny_config
+from generation.models import tiny_config
 from generation.models.dit_shapes import tiny_shapes
 from generation.models.loader import ModelCache
 from generation.spec import AssetRef
 from storage.blobs import LocalBlobStore
-from tests.support.family_loras import to_comfyui, to_kohya, to_original
+from tests.support.family_loras import info_of, layer_tables_match, save_loras, to_comfyui, to_kohya, to_original
 from tests.support.flux_loras import make_flux_lora
+from tests.test_family_loras import asset
 from tests.test_video_models import FOLDERS, PROMPT, assert_same_frames, frames_of, mean_difference, video_spec
 from tests.test_video_models import bare as bare_video
 
@@ -64,13 +64,7 @@ def differ(a: list[np.ndarray], b: list[np.ndarray]) -> int:
     ],
 )
 def test_the_layer_tables_are_the_real_classes_layers(family: str, config: dict) -> None:
-    import diffusers
-
-    with torch.device("meta"):
-        model = getattr(diffusers, CLASSES[family])(**config)
-    real = {path: (m.in_features, m.out_features) for path, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
-    table = {path: (layer.inputs, layer.outputs) for path, layer in dit_layers.family_layers(family, config).layers.items()}
-    assert table == real
+    layer_tables_match(CLASSES[family], family, config)
 
 
 # --- the files ------------------------------------------------------------------------------------
@@ -113,15 +107,7 @@ def files(video_models: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
         "diffusion_model.blocks.0.self_attn.q.diff_b": torch.zeros(32),
         "diffusion_model.blocks.0.norm3.diff": torch.zeros(32),
     }
-    paths = {}
-    for name, tensors in made.items():
-        paths[name] = folder / f"{name}.safetensors"
-        save_file({k: v.contiguous() for k, v in tensors.items()}, paths[name])
-    return paths
-
-
-def info_of(path: Path):  # type: ignore[no-untyped-def]
-    return inspect_asset(path.read_bytes(), path.name, kind="lora", max_bytes=2**30)
+    return save_loras(folder, made)
 
 
 def test_each_format_is_recognised(files: dict[str, Path]) -> None:
@@ -159,11 +145,6 @@ def engine(video_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Engi
     registry = ModelRegistry([ModelEntry(source=model) for model in MODELS])
     cache = ModelCache(registry, video_models, torch.device("cpu"), torch.float32, max_loaded=3)
     return Engine(cache, LocalBlobStore(tmp_path_factory.mktemp("video-lora-blobs")))
-
-
-def asset(engine: Engine, path: Path, weight: float = 1.0) -> AssetRef:
-    key = engine.blobs.put(path.read_bytes(), "st")
-    return AssetRef(name=path.stem, blob=key, sha256=key.split(".")[0], format="x", weight=weight)
 
 
 def draw(engine: Engine, model: str, *loras: AssetRef, **fields: Any) -> list[np.ndarray]:

@@ -140,25 +140,24 @@ async def resolve_assets(
     if len(wanted) > MAX_LORAS_PER_JOB:
         problems.append(f"A job may use at most {MAX_LORAS_PER_JOB} LoRAs; this one names {len(wanted)}.")
     entry = ctx.registry.get(spec.model) or ctx.registry.default
-    loras: list[AssetRef] = []
     skipped: list[str] = []
-    for name, weight in wanted.items():
-        asset = await assets.find_usable(session, user_id, "lora", name)
-        if asset is None:
-            problems.append(f"I don't know a LoRA named `{name}`. `/loras` lists the ones you can use.")
-        elif reason := _skip_reason(ctx, asset, entry):
-            skipped.append(reason)
-        else:
-            loras.append(_ref(asset, weight))
-    hypernetworks: list[AssetRef] = []
-    for name, weight in hypernets.items():
-        asset = await assets.find_usable(session, user_id, "hypernetwork", name)
-        if asset is None:
-            problems.append(f"I don't know a hypernetwork named `{name}`. `/hypernetworks` lists the ones you can use.")
-        elif reason := _skip_reason(ctx, asset, entry):
-            skipped.append(reason)
-        else:
-            hypernetworks.append(_ref(asset, weight))
+
+    async def named(kind: str, weights: dict[str, float]) -> list[AssetRef]:
+        """The files `weights` names, with the asker's rights; unknown names are problems, files
+        that don't fit the model are skipped (with a line)."""
+        found = []
+        for name, weight in weights.items():
+            asset = await assets.find_usable(session, user_id, kind, name)
+            if asset is None:
+                problems.append(f"I don't know a {KIND_LABELS[kind]} named `{name}`. `/{kind}s` lists the ones you can use.")
+            elif reason := _skip_reason(ctx, asset, entry):
+                skipped.append(reason)
+            else:
+                found.append(_ref(asset, weight))
+        return found
+
+    loras = await named("lora", wanted)
+    hypernetworks = await named("hypernetwork", hypernets)
     embeddings: list[AssetRef] = []
     seen: set[str] = set()
     text = f"{spec.prompt}\n{spec.negative_prompt}"

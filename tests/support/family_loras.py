@@ -12,8 +12,13 @@ the same LoRA written as the other formats people publish, so that each must giv
 
 from __future__ import annotations
 
-import torch
+from pathlib import Path
+from typing import Any
 
+import torch
+from safetensors.torch import save_file
+
+from generation.assets.files import AssetInfo, inspect_asset
 from generation.models.dit_layers import family_layers
 
 
@@ -68,3 +73,29 @@ def to_comfyui(modules: dict[str, tuple[torch.Tensor, torch.Tensor]], renames: d
         out[f"diffusion_model.{path}.lora_A.weight"] = down.contiguous()
         out[f"diffusion_model.{path}.lora_B.weight"] = up.contiguous()
     return out
+
+
+def save_loras(folder: Path, made: dict[str, dict[str, torch.Tensor]]) -> dict[str, Path]:
+    """Each LoRA of `made` saved as `<folder>/<name>.safetensors`, by name."""
+    paths = {}
+    for name, tensors in made.items():
+        paths[name] = folder / f"{name}.safetensors"
+        save_file({k: v.contiguous() for k, v in tensors.items()}, paths[name])
+    return paths
+
+
+def info_of(path: Path) -> AssetInfo:
+    """What the upload check makes of a LoRA file."""
+    return inspect_asset(path.read_bytes(), path.name, kind="lora", max_bytes=2**30)
+
+
+def layer_tables_match(class_name: str, family: str, config: dict[str, Any]) -> None:
+    """The family's layer table (generation.models.dit_layers) is the diffusers class's Linear
+    layers, built with `config` on the meta device: every path, with its inputs and outputs."""
+    import diffusers
+
+    with torch.device("meta"):
+        model = getattr(diffusers, class_name)(**config)
+    real = {path: (m.in_features, m.out_features) for path, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    table = {path: (layer.inputs, layer.outputs) for path, layer in family_layers(family, config).layers.items()}
+    assert table == real
