@@ -21,7 +21,6 @@ the tiny model at 64-128 px, through the real inpaint path: properties on pixels
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +40,7 @@ from generation.spec import DetailSpec, GenerationSpec
 from generation.tools import Tools
 from storage.blobs import LocalBlobStore
 from tests.support.face_models import face_image
+from tests.test_edits_engine import pixels, put_png
 
 REACH = 4 + 10  # the default dilate (4 px) and feather (10 px, A1111's mask blur 4)
 
@@ -56,16 +56,6 @@ def spec(**changes) -> GenerationSpec:  # type: ignore[no-untyped-def]
     base = dict(kind="txt2img", prompt="a portrait", model="tiny", width=64, height=64, steps=4, cfg=7.0, sampler="Euler", seed=42, n=1)
     base.update(changes)
     return GenerationSpec(**base)
-
-
-def pixels(png: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
-
-
-def put_png(engine: Engine, image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return engine.blobs.put(buffer.getvalue(), "png")
 
 
 def within(box: FaceBox, reach: int, shape: tuple[int, ...]) -> np.ndarray:
